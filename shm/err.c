@@ -31,7 +31,7 @@ int mc_err_prefix(int code, const char *fmt, ...)
     vsnprintf(pre, sizeof(pre), fmt, ap);
     va_end(ap);
     if (prev[0])
-        snprintf(err_msg, sizeof(err_msg), "%s: %s", pre, prev);
+        snprintf(err_msg, sizeof(err_msg), "%.255s: %.760s", pre, prev);
     else
         snprintf(err_msg, sizeof(err_msg), "%s: %s", pre, mc_strerror(code));
     return code;

@@ -1,0 +1,425 @@
+/*
+ * arena.c - create, adopt and attach the shared-memory arena (see arena.h).
+ *
+ * The creation protocol: build the whole arena under a temporary name
+ * (header, allocators, table), then rename it into place without replacing
+ * anything (RENAME_NOREPLACE). A worker can therefore only ever open a fully
+ * initialised arena, and two loaders racing to create the same cache cannot
+ * both win.
+ */
+#include "shm/arena.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "shm/err.h"
+
+#ifndef HUGETLBFS_MAGIC
+#define HUGETLBFS_MAGIC 0x958458f6
+#endif
+#ifndef TMPFS_MAGIC
+#define TMPFS_MAGIC 0x01021994
+#endif
+
+uint64_t mc_now_ns(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+uint64_t mc_wall_ns(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static uint64_t round_up(uint64_t v, uint64_t g)
+{
+    return (v + g - 1) / g * g;
+}
+
+static int cache_name_check(const char *cache)
+{
+    size_t n = strlen(cache);
+
+    if (n == 0 || n > 63)
+        return mc_err(MC_EINVAL, "cache name \"%s\" must be 1 to 63 characters", cache);
+    for (size_t i = 0; i < n; i++) {
+        char c = cache[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '-' || c == '_' || (c == '.' && i > 0)))
+            return mc_err(MC_EINVAL,
+                          "cache name \"%s\" has '%c' at %zu; use letters, digits, '-', '_' and "
+                          "'.' (not first)",
+                          cache, c, i);
+    }
+    return 0;
+}
+
+int mc_arena_path(const char *dir, const char *cache, char *buf, size_t len)
+{
+    int rc;
+
+    if (!dir)
+        dir = MC_DEFAULT_SHM_DIR;
+    if (!cache)
+        cache = "default";
+    rc = cache_name_check(cache);
+    if (rc)
+        return rc;
+    if ((size_t)snprintf(buf, len, "%s/mcache.%s", dir, cache) >= len)
+        return mc_err(MC_EINVAL, "arena directory \"%s\" is too long", dir);
+    return 0;
+}
+
+const char *mc_backing_name(uint32_t backing)
+{
+    switch (backing) {
+    case MC_BACKING_SHM4K:
+        return "4 KiB pages (tmpfs)";
+    case MC_BACKING_HUGETLB:
+        return "huge pages (hugetlbfs)";
+    case MC_BACKING_THP:
+        return "2 MiB transparent huge pages (tmpfs huge=always)";
+    default:
+        return "4 KiB pages (not tmpfs: not recommended)";
+    }
+}
+
+/* Does the tmpfs mount holding dir have huge=always? (from /proc/self/mountinfo) */
+static bool tmpfs_huge_always(const char *dir)
+{
+    char real[PATH_MAX], line[4096], best[PATH_MAX] = "";
+    bool huge = false;
+    FILE *f;
+
+    if (!realpath(dir, real))
+        return false;
+    f = fopen("/proc/self/mountinfo", "r");
+    if (!f)
+        return false;
+    while (fgets(line, sizeof(line), f)) {
+        char mnt[PATH_MAX];
+        char *sep = strstr(line, " - ");
+        size_t ml;
+
+        if (!sep || sscanf(line, "%*s %*s %*s %*s %4095s", mnt) != 1)
+            continue;
+        ml = strlen(mnt);
+        if (strncmp(real, mnt, ml) != 0 || (real[ml] != '/' && real[ml] != '\0' && ml > 1))
+            continue;
+        if (ml >= strlen(best)) { /* the longest matching mount point wins */
+            snprintf(best, sizeof(best), "%s", mnt);
+            huge = strstr(sep, "huge=always") != NULL;
+        }
+    }
+    fclose(f);
+    return huge;
+}
+
+int mc_backing_detect(const char *dir, uint64_t *page_size, uint32_t *backing)
+{
+    struct statfs sf;
+
+    if (statfs(dir, &sf) != 0)
+        return mc_err(mc_err_from_errno(errno), "arena directory \"%s\": %s", dir,
+                      strerror(errno));
+    if ((unsigned long)sf.f_type == HUGETLBFS_MAGIC) {
+        *page_size = (uint64_t)sf.f_bsize;
+        *backing = MC_BACKING_HUGETLB;
+    } else if ((unsigned long)sf.f_type == TMPFS_MAGIC) {
+        if (tmpfs_huge_always(dir)) {
+            *page_size = MC_HUGE_PAGE;
+            *backing = MC_BACKING_THP;
+        } else {
+            *page_size = 4096;
+            *backing = MC_BACKING_SHM4K;
+        }
+    } else {
+        *page_size = 4096;
+        *backing = MC_BACKING_OTHER;
+    }
+    return 0;
+}
+
+uint64_t mc_arena_default_size(void)
+{
+    char line[256];
+    uint64_t avail_kb = 0, size;
+    FILE *f = fopen("/proc/meminfo", "r");
+
+    if (f) {
+        while (fgets(line, sizeof(line), f))
+            if (sscanf(line, "MemAvailable: %" SCNu64 " kB", &avail_kb) == 1)
+                break;
+        fclose(f);
+    }
+    size = avail_kb * 1024 / 4;
+    if (size < (256ull << 20))
+        size = 256ull << 20;
+    if (size > (4ull << 30))
+        size = 4ull << 30;
+    return size & ~((64ull << 20) - 1);
+}
+
+static int map_error(void *want)
+{
+    if (errno == EEXIST)
+        return mc_err(MC_EADDRINUSE,
+                      "the arena's base address %p is already in use in this process; start "
+                      "mcached with --base ADDR (a free, 2 MiB-aligned address such as "
+                      "0x7ea000000000) and restart the workers",
+                      want);
+    return mc_err(mc_err_from_errno(errno), "mapping the arena at %p: %s", want, strerror(errno));
+}
+
+static int map_at(struct mc_arena *a, uint64_t base, uint64_t size, bool writable)
+{
+    int prot = PROT_READ | (writable ? PROT_WRITE : 0);
+    int flags = MAP_SHARED | MAP_FIXED_NOREPLACE | (writable ? MAP_POPULATE : 0);
+    void *want = (void *)(uintptr_t)base;
+    void *p = mmap(want, size, prot, flags, a->fd, 0);
+
+    if (p == MAP_FAILED)
+        return map_error(want);
+    if (p != want) { /* a kernel without MAP_FIXED_NOREPLACE treats it as a hint */
+        munmap(p, size);
+        errno = EEXIST;
+        return map_error(want);
+    }
+    a->base = p;
+    a->hdr = p;
+    a->size = size;
+    a->writable = writable;
+    return 0;
+}
+
+int mc_arena_create(const struct mc_arena_opts *o, struct mc_arena *a)
+{
+    const char *dir = o->dir ? o->dir : MC_DEFAULT_SHM_DIR;
+    const char *cache = o->cache ? o->cache : "default";
+    uint64_t base = o->base ? o->base : MC_DEFAULT_BASE;
+    uint64_t page_size, size, index_size, index_off, data_off, meta_end;
+    uint32_t backing;
+    char tmp[600];
+    struct stat st;
+    int rc, e;
+
+    memset(a, 0, sizeof(*a));
+    a->fd = -1;
+    rc = mc_arena_path(dir, cache, a->path, sizeof(a->path));
+    if (rc)
+        return rc;
+    if (stat(a->path, &st) == 0)
+        return mc_err(MC_EEXIST, "arena %s already exists", a->path);
+    rc = mc_backing_detect(dir, &page_size, &backing);
+    if (rc)
+        return rc;
+    if (base % MC_HUGE_PAGE)
+        return mc_err(MC_EINVAL, "base address 0x%" PRIx64 " must be a multiple of 2 MiB", base);
+
+    /* Layout: header, the two free arrays, index region, data region. */
+    meta_end = MC_ARENA_HDR_SIZE + (uint64_t)(MC_DATA_EXTENTS + MC_INDEX_EXTENTS) *
+                                       sizeof(struct mc_extent_span);
+    index_off = round_up(meta_end, 64 << 10);
+    size = round_up(o->size, page_size > (64 << 10) ? page_size : (64 << 10));
+    index_size = o->index_size;
+    if (!index_size) {
+        index_size = size / 16;
+        if (index_size < (4u << 20))
+            index_size = 4u << 20;
+        if (index_size > (1ull << 30))
+            index_size = 1ull << 30;
+    }
+    index_size = round_up(index_size, 64 << 10);
+    data_off = round_up(index_off + index_size, page_size);
+    if (data_off + page_size > size)
+        return mc_err(MC_EINVAL,
+                      "arena size %" PRIu64 " bytes leaves no room for model data after the "
+                      "%" PRIu64 "-byte index; give at least %" PRIu64 " bytes",
+                      size, index_size, data_off + (uint64_t)(16 << 20));
+
+    snprintf(tmp, sizeof(tmp), "%s.tmp.%d", a->path, (int)getpid());
+    unlink(tmp);
+    a->fd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (a->fd < 0)
+        return mc_err(mc_err_from_errno(errno), "creating arena %s: %s", tmp, strerror(errno));
+    if (fchmod(a->fd, o->mode ? o->mode : 0644) != 0 || ftruncate(a->fd, (off_t)size) != 0) {
+        rc = mc_err(mc_err_from_errno(errno), "sizing arena %s to %" PRIu64 " bytes: %s", tmp,
+                    size, strerror(errno));
+        goto fail;
+    }
+    /* Commit every page now: no SIGBUS when tmpfs fills, no faults on loads. */
+    if (fallocate(a->fd, 0, 0, (off_t)size) != 0 && errno != EOPNOTSUPP) {
+        e = errno;
+        struct statfs sf;
+        unsigned long long avail = 0;
+
+        if (statfs(dir, &sf) == 0)
+            avail = (unsigned long long)sf.f_bavail * (unsigned long long)sf.f_bsize;
+        rc = mc_err(mc_err_from_errno(e),
+                    "committing %" PRIu64 " bytes for arena %s: %s (%llu bytes free in %s); "
+                    "choose a smaller --size or free memory",
+                    size, a->path, strerror(e), avail, dir);
+        goto fail;
+    }
+    rc = map_at(a, base, size, true);
+    if (rc)
+        goto fail;
+
+    struct mc_arena_hdr *h = a->hdr;
+    memset(h, 0, MC_ARENA_HDR_SIZE);
+    h->format = MC_ARENA_FORMAT;
+    h->hdr_size = MC_ARENA_HDR_SIZE;
+    h->base = base;
+    h->size = size;
+    h->page_size = page_size;
+    h->backing = backing;
+    h->state = MC_ARENA_INIT;
+    h->created_ns = mc_wall_ns();
+    if (getrandom(&h->hash_seed, sizeof(h->hash_seed), 0) != sizeof(h->hash_seed))
+        h->hash_seed = h->created_ns ^ ((uint64_t)getpid() << 32);
+    h->index_off = index_off;
+    h->index_size = index_size;
+    h->data_off = data_off;
+    h->data_size = size - data_off;
+    h->epoch = 1;
+    h->generation = 1;
+    snprintf(h->cache, sizeof(h->cache), "%s", cache);
+    snprintf(h->dir, sizeof(h->dir), "%s", dir);
+    mc_extent_init(a, &h->data_ext, data_off, h->data_size, page_size, MC_ARENA_HDR_SIZE,
+                   MC_DATA_EXTENTS);
+    mc_extent_init(a, &h->index_ext, index_off, index_size, 4096,
+                   MC_ARENA_HDR_SIZE + MC_DATA_EXTENTS * sizeof(struct mc_extent_span),
+                   MC_INDEX_EXTENTS);
+    h->magic = MC_ARENA_MAGIC;
+    if (renameat2(AT_FDCWD, tmp, AT_FDCWD, a->path, RENAME_NOREPLACE) != 0) {
+        e = errno;
+        if (e == EEXIST)
+            rc = mc_err(MC_EEXIST, "arena %s was created by another process meanwhile", a->path);
+        else
+            rc = mc_err(mc_err_from_errno(e), "publishing arena %s: %s", a->path, strerror(e));
+        munmap(a->base, a->size);
+        a->base = NULL;
+        goto fail;
+    }
+    return 0;
+
+fail:
+    if (a->fd >= 0)
+        close(a->fd);
+    unlink(tmp);
+    a->fd = -1;
+    return rc;
+}
+
+static int hdr_check(const struct mc_arena_hdr *h, const char *path, uint64_t file_size)
+{
+    if (h->magic != MC_ARENA_MAGIC)
+        return mc_err(MC_EBADARENA,
+                      "%s is not an mcache arena (bad magic 0x%016" PRIx64 "); remove it or "
+                      "choose another --cache",
+                      path, h->magic);
+    if (h->format != MC_ARENA_FORMAT)
+        return mc_err(MC_EFORMAT,
+                      "arena %s has layout format %u but this build reads format %u; restart "
+                      "mcached from this build (it rebuilds the arena) or use the matching "
+                      "libmcache",
+                      path, h->format, MC_ARENA_FORMAT);
+    if (h->size != file_size)
+        return mc_err(MC_EBADARENA,
+                      "arena %s is %" PRIu64 " bytes but its header says %" PRIu64
+                      "; it is damaged: stop mcached, remove it and restart",
+                      path, file_size, h->size);
+    if (h->hdr_size != MC_ARENA_HDR_SIZE || h->base % MC_HUGE_PAGE || h->data_off >= h->size ||
+        h->index_off + h->index_size > h->data_off)
+        return mc_err(MC_EBADARENA, "arena %s has an inconsistent header; it is damaged", path);
+    return 0;
+}
+
+int mc_arena_open(const char *dir, const char *cache, bool writable, struct mc_arena *a)
+{
+    struct mc_arena_hdr h;
+    struct stat st;
+    ssize_t n;
+    int rc;
+
+    memset(a, 0, sizeof(*a));
+    a->fd = -1;
+    rc = mc_arena_path(dir, cache, a->path, sizeof(a->path));
+    if (rc)
+        return rc;
+    a->fd = open(a->path, (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC);
+    if (a->fd < 0) {
+        int e = errno;
+        if (e == ENOENT)
+            return mc_err(MC_ENOENT,
+                          "no arena for cache \"%s\" at %s; is mcached running with --cache %s?",
+                          cache ? cache : "default", a->path, cache ? cache : "default");
+        return mc_err(mc_err_from_errno(e), "opening arena %s: %s", a->path, strerror(e));
+    }
+    n = pread(a->fd, &h, sizeof(h), 0);
+    if (fstat(a->fd, &st) != 0 || n < 0) {
+        rc = mc_err(MC_EIO, "reading arena %s: %s", a->path, strerror(errno));
+        goto fail;
+    }
+    if ((size_t)n < sizeof(h)) {
+        rc = mc_err(MC_EBADARENA, "%s is %zd bytes, too short to be an mcache arena", a->path, n);
+        goto fail;
+    }
+    rc = hdr_check(&h, a->path, (uint64_t)st.st_size);
+    if (rc)
+        goto fail;
+    rc = map_at(a, h.base, h.size, writable);
+    if (rc)
+        goto fail;
+    rc = hdr_check(a->hdr, a->path, (uint64_t)st.st_size);
+    if (rc) {
+        mc_arena_close(a);
+        return rc;
+    }
+    return 0;
+
+fail:
+    close(a->fd);
+    a->fd = -1;
+    return rc;
+}
+
+void mc_arena_close(struct mc_arena *a)
+{
+    if (a->base)
+        munmap(a->base, a->size);
+    if (a->fd >= 0)
+        close(a->fd);
+    a->base = NULL;
+    a->hdr = NULL;
+    a->fd = -1;
+}
+
+int mc_arena_unlink(const char *dir, const char *cache)
+{
+    char path[512];
+    int rc = mc_arena_path(dir, cache, path, sizeof(path));
+
+    if (rc)
+        return rc;
+    if (unlink(path) != 0 && errno != ENOENT)
+        return mc_err(mc_err_from_errno(errno), "removing arena %s: %s", path, strerror(errno));
+    return 0;
+}

@@ -1,0 +1,153 @@
+/*
+ * arena.h - the shared-memory arena: one file in /dev/shm (or a hugetlbfs or
+ * huge=always tmpfs directory) mapped at the same virtual address by every
+ * process, holding model bytes and the index that finds them.
+ *
+ * Layout (offsets from the base; every region page-aligned):
+ *
+ *   [0, 4 KiB)            struct mc_arena_hdr
+ *   [4 KiB, index_off)    free-extent arrays of the two extent allocators
+ *   [index_off, +index_size)  index region: ck_ht maps, records (slab + extents)
+ *   [data_off, +data_size)    data region: model bytes (extents, O_DIRECT- and,
+ *                             on huge pages, huge-page-aligned)
+ *
+ * Only the loader writes the arena; it maps it PROT_READ|PROT_WRITE. Workers
+ * map it PROT_READ. The header's `format` word changes whenever any struct
+ * that lives in shared memory changes (this header, extent/slab state,
+ * records, the reader table); attach refuses any other format.
+ */
+#ifndef MCACHE_SHM_ARENA_H
+#define MCACHE_SHM_ARENA_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "shm/extent.h"
+#include "shm/slab.h"
+
+#define MC_ARENA_MAGIC  0x314145524143434dULL /* "MCCAREA1" little-endian */
+#define MC_ARENA_FORMAT 1u                    /* bump on ANY shared layout change */
+#define MC_ARENA_HDR_SIZE 4096u
+#define MC_DEFAULT_BASE 0x7e9000000000ULL /* see docs/arena.md: fits ASan and TSan layouts */
+#define MC_DEFAULT_SHM_DIR "/dev/shm"
+#define MC_HUGE_PAGE (2u << 20)
+
+/* Free-extent array capacities (live allocations are capped one below). */
+#define MC_DATA_EXTENTS  4096u
+#define MC_INDEX_EXTENTS 16384u
+
+enum mc_arena_state {
+    MC_ARENA_INIT = 0,       /* being created; never visible under the final name */
+    MC_ARENA_READY = 1,      /* serving */
+    MC_ARENA_SUPERSEDED = 2, /* a newer arena replaced this one: re-attach */
+};
+
+enum mc_backing {
+    MC_BACKING_SHM4K = 0, /* tmpfs with 4 KiB pages */
+    MC_BACKING_HUGETLB = 1,
+    MC_BACKING_THP = 2, /* tmpfs mounted huge=always */
+    MC_BACKING_OTHER = 3,
+};
+
+struct mc_arena_hdr {
+    uint64_t magic;
+    uint32_t format;
+    uint32_t hdr_size;
+    uint64_t base;       /* virtual address every process maps at */
+    uint64_t size;       /* file and mapping size */
+    uint64_t page_size;  /* page size of the backing */
+    uint32_t backing;    /* enum mc_backing */
+    uint32_t state;      /* enum mc_arena_state */
+    uint64_t created_ns; /* CLOCK_REALTIME */
+    uint64_t hash_seed;  /* XXH3 seed for table keys */
+    uint64_t index_off, index_size;
+    uint64_t data_off, data_size;
+    uint64_t table_off; /* struct mc_table (index/table.h); 0 until created */
+    uint32_t loader_pid;
+    uint32_t pad0;
+    uint64_t loader_since_ns; /* when the current loader created or adopted it */
+    uint64_t manifest_gen;    /* registry generation last applied */
+    char cache[64];
+    char dir[256];
+
+    /* Written by the loader only; read by every reader on every get. */
+    _Alignas(64) uint64_t epoch;
+
+    _Alignas(64) uint64_t generation; /* bumped per publish, move, removal */
+
+    _Alignas(64) struct mc_extents data_ext;
+    struct mc_extents index_ext;
+    struct mc_slab slab;
+};
+
+_Static_assert(sizeof(struct mc_arena_hdr) <= MC_ARENA_HDR_SIZE, "header must fit its page");
+
+/* A process's view of an arena (private memory). */
+struct mc_arena {
+    struct mc_arena_hdr *hdr; /* == (void *)base */
+    uint8_t *base;
+    uint64_t size;
+    int fd;
+    bool writable;
+    char path[512];
+};
+
+struct mc_arena_opts {
+    const char *dir;    /* NULL: MC_DEFAULT_SHM_DIR */
+    const char *cache;  /* NULL: "default" */
+    uint64_t size;      /* total bytes (rounded up to the page size) */
+    uint64_t index_size; /* 0: size/16 clamped to [4 MiB, 1 GiB] */
+    uint64_t base;      /* 0: MC_DEFAULT_BASE */
+    unsigned mode;      /* file mode; 0: 0644 */
+};
+
+/* Path of the arena file for (dir, cache) into buf. */
+int mc_arena_path(const char *dir, const char *cache, char *buf, size_t len);
+
+/*
+ * Create a new arena (the loader). Commits its memory (fallocate) and maps
+ * it read-write with MAP_POPULATE, so later loads never fault or SIGBUS.
+ * Built under a temporary name and renamed into place, so no process can
+ * attach to a half-initialised arena. Fails with MC_EEXIST if one exists.
+ */
+int mc_arena_create(const struct mc_arena_opts *o, struct mc_arena *a);
+
+/*
+ * Open an existing arena. writable: the loader adopting it after a restart
+ * (read-write, populated); otherwise a worker (PROT_READ). Verifies magic,
+ * format, size and base; maps at the stored base with MAP_FIXED_NOREPLACE.
+ */
+int mc_arena_open(const char *dir, const char *cache, bool writable, struct mc_arena *a);
+
+/* Unmap and close. */
+void mc_arena_close(struct mc_arena *a);
+
+/* Unlink the arena file for (dir, cache); its memory lives on while mapped. */
+int mc_arena_unlink(const char *dir, const char *cache);
+
+/* Pointer for an arena offset, and back. */
+static inline void *mc_arena_ptr(const struct mc_arena *a, uint64_t off)
+{
+    return a->base + off;
+}
+
+static inline uint64_t mc_arena_off(const struct mc_arena *a, const void *p)
+{
+    return (uint64_t)((const uint8_t *)p - a->base);
+}
+
+/* Describe the backing ("4 KiB pages (tmpfs)", ...). */
+const char *mc_backing_name(uint32_t backing);
+
+/* Detect the page size backing files in dir. */
+int mc_backing_detect(const char *dir, uint64_t *page_size, uint32_t *backing);
+
+/* Default arena size for this machine: a quarter of MemAvailable, 256 MiB..4 GiB. */
+uint64_t mc_arena_default_size(void);
+
+/* Monotonic and wall-clock time in ns. */
+uint64_t mc_now_ns(void);
+uint64_t mc_wall_ns(void);
+
+#endif

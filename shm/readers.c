@@ -1,0 +1,250 @@
+/*
+ * readers.c - the reader table (see readers.h).
+ */
+#include "shm/readers.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "shm/arena.h"
+#include "shm/err.h"
+
+static int readers_path(const char *dir, const char *cache, char *buf, size_t len)
+{
+    char ap[512];
+    int rc = mc_arena_path(dir, cache, ap, sizeof(ap));
+
+    if (rc)
+        return rc;
+    if ((size_t)snprintf(buf, len, "%s.readers", ap) >= len)
+        return mc_err(MC_EINVAL, "reader table path for %s is too long", ap);
+    return 0;
+}
+
+static int readers_map(struct mc_readers *r, const char *path)
+{
+    r->map_size = MC_READERS_HDR + (size_t)r->nslots * sizeof(struct mc_slot);
+    void *p = mmap(NULL, r->map_size, PROT_READ | PROT_WRITE, MAP_SHARED, r->fd, 0);
+
+    if (p == MAP_FAILED)
+        return mc_err(mc_err_from_errno(errno), "mapping reader table %s: %s", path,
+                      strerror(errno));
+    r->hdr = p;
+    r->slots = (struct mc_slot *)((uint8_t *)p + MC_READERS_HDR);
+    r->owned = calloc(r->nslots, 1);
+    if (!r->owned) {
+        munmap(p, r->map_size);
+        return mc_err(MC_ENOMEM, "reader table: out of memory");
+    }
+    pthread_mutex_init(&r->mu, NULL);
+    return 0;
+}
+
+int mc_readers_create(const char *dir, const char *cache, uint32_t nslots, unsigned mode,
+                      uint64_t arena_created_ns, struct mc_readers *r)
+{
+    char path[600], tmp[640];
+    struct mc_readers_hdr *h;
+    int rc;
+
+    memset(r, 0, sizeof(*r));
+    r->fd = -1;
+    if (nslots == 0)
+        nslots = MC_READER_SLOTS;
+    if (nslots > MC_READER_SLOTS_MAX)
+        return mc_err(MC_EINVAL, "reader slots %u exceed the maximum of %u", nslots,
+                      MC_READER_SLOTS_MAX);
+    rc = readers_path(dir, cache, path, sizeof(path));
+    if (rc)
+        return rc;
+    snprintf(tmp, sizeof(tmp), "%s.tmp.%d", path, (int)getpid());
+    r->fd = open(tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (r->fd < 0)
+        return mc_err(mc_err_from_errno(errno), "creating reader table %s: %s", tmp,
+                      strerror(errno));
+    r->nslots = nslots;
+    if (fchmod(r->fd, mode ? mode : 0666) != 0 ||
+        ftruncate(r->fd, (off_t)(MC_READERS_HDR + (size_t)nslots * sizeof(struct mc_slot))) != 0) {
+        rc = mc_err(mc_err_from_errno(errno), "sizing reader table %s: %s", tmp, strerror(errno));
+        goto fail;
+    }
+    rc = readers_map(r, tmp);
+    if (rc)
+        goto fail;
+    h = r->hdr;
+    h->format = MC_ARENA_FORMAT;
+    h->nslots = nslots;
+    h->arena_created_ns = arena_created_ns;
+    h->magic = MC_READERS_MAGIC;
+    if (rename(tmp, path) != 0) {
+        rc = mc_err(mc_err_from_errno(errno), "publishing reader table %s: %s", path,
+                    strerror(errno));
+        mc_readers_close(r);
+        unlink(tmp);
+        return rc;
+    }
+    return 0;
+fail:
+    close(r->fd);
+    r->fd = -1;
+    unlink(tmp);
+    return rc;
+}
+
+int mc_readers_open(const char *dir, const char *cache, uint64_t arena_created_ns,
+                    struct mc_readers *r)
+{
+    struct mc_readers_hdr h;
+    char path[600];
+    struct stat st;
+    int rc;
+
+    memset(r, 0, sizeof(*r));
+    r->fd = -1;
+    rc = readers_path(dir, cache, path, sizeof(path));
+    if (rc)
+        return rc;
+    r->fd = open(path, O_RDWR | O_CLOEXEC);
+    if (r->fd < 0) {
+        int e = errno;
+        if (e == EACCES)
+            return mc_err(MC_EPERM,
+                          "reader table %s is not writable by uid %d; ask the operator to add "
+                          "you to mcached's reader group",
+                          path, (int)getuid());
+        return mc_err(mc_err_from_errno(e), "opening reader table %s: %s", path, strerror(e));
+    }
+    if (pread(r->fd, &h, sizeof(h), 0) != (ssize_t)sizeof(h) || fstat(r->fd, &st) != 0) {
+        rc = mc_err(MC_EBADARENA, "reader table %s is too short", path);
+        goto fail;
+    }
+    if (h.magic != MC_READERS_MAGIC || h.format != MC_ARENA_FORMAT || h.nslots == 0 ||
+        h.nslots > MC_READER_SLOTS_MAX ||
+        (uint64_t)st.st_size < MC_READERS_HDR + (uint64_t)h.nslots * sizeof(struct mc_slot)) {
+        rc = mc_err(MC_EBADARENA, "%s is not a reader table of format %u", path,
+                    MC_ARENA_FORMAT);
+        goto fail;
+    }
+    if (h.arena_created_ns != arena_created_ns) {
+        rc = mc_err(MC_ESTALE, "reader table %s belongs to another arena; mcached is replacing "
+                               "it, try again",
+                    path);
+        goto fail;
+    }
+    r->nslots = h.nslots;
+    rc = readers_map(r, path);
+    if (rc)
+        goto fail;
+    return 0;
+fail:
+    close(r->fd);
+    r->fd = -1;
+    return rc;
+}
+
+void mc_readers_close(struct mc_readers *r)
+{
+    if (r->hdr) {
+        munmap(r->hdr, r->map_size);
+        free(r->owned);
+        pthread_mutex_destroy(&r->mu);
+    }
+    if (r->fd >= 0)
+        close(r->fd); /* drops every OFD lock of this description */
+    memset(r, 0, sizeof(*r));
+    r->fd = -1;
+}
+
+static int slot_lock(int fd, uint32_t idx, short type, int cmd)
+{
+    struct flock fl = {
+        .l_type = type,
+        .l_whence = SEEK_SET,
+        .l_start = idx,
+        .l_len = 1,
+    };
+
+    return fcntl(fd, cmd, &fl);
+}
+
+int mc_slot_claim(struct mc_readers *r, uint32_t *idx)
+{
+    pthread_mutex_lock(&r->mu);
+    for (uint32_t i = 0; i < r->nslots; i++) {
+        if (r->owned[i])
+            continue;
+        if (slot_lock(r->fd, i, F_WRLCK, F_OFD_SETLK) != 0)
+            continue; /* owned by a live process */
+        r->owned[i] = 1;
+        pthread_mutex_unlock(&r->mu);
+
+        struct mc_slot *s = &r->slots[i];
+        /* A dead owner may have left a pin or holds: clear them before use. */
+        __atomic_store_n(&s->pin, 0, __ATOMIC_RELEASE);
+        for (unsigned j = 0; j < MC_SLOT_HOLDS; j++)
+            __atomic_store_n(&s->held[j], 0, __ATOMIC_RELEASE);
+        s->pid = (uint32_t)getpid();
+        s->tid = (uint32_t)gettid();
+        s->since_ns = mc_wall_ns();
+        *idx = i;
+        return 0;
+    }
+    pthread_mutex_unlock(&r->mu);
+    return mc_err(MC_ETOOMANY,
+                  "all %u reader slots of this cache are in use; restart mcached with more "
+                  "--reader-slots or use fewer reading threads",
+                  r->nslots);
+}
+
+void mc_slot_release(struct mc_readers *r, uint32_t idx)
+{
+    struct mc_slot *s = &r->slots[idx];
+
+    __atomic_store_n(&s->pin, 0, __ATOMIC_RELEASE);
+    for (unsigned j = 0; j < MC_SLOT_HOLDS; j++)
+        __atomic_store_n(&s->held[j], 0, __ATOMIC_RELEASE);
+    s->pid = 0;
+    s->tid = 0;
+    pthread_mutex_lock(&r->mu);
+    slot_lock(r->fd, idx, F_UNLCK, F_OFD_SETLK);
+    r->owned[idx] = 0;
+    pthread_mutex_unlock(&r->mu);
+}
+
+int mc_readers_live(struct mc_readers *r, uint8_t *live)
+{
+    int count = 0;
+
+    /*
+     * A slot with pid 0 was never used or was released cleanly (its pin and
+     * holds are zero). A claimer sets pid only after clearing them, so a slot
+     * read as pid 0 here protects nothing, and a reader that claims it after
+     * this read pins only after our unlink was visible (see reclaim.h).
+     */
+    for (uint32_t i = 0; i < r->nslots; i++) {
+        struct flock fl = {
+            .l_type = F_WRLCK,
+            .l_whence = SEEK_SET,
+            .l_start = i,
+            .l_len = 1,
+        };
+
+        live[i] = 0;
+        if (__atomic_load_n(&r->slots[i].pid, __ATOMIC_ACQUIRE) == 0)
+            continue;
+        if (fcntl(r->fd, F_OFD_GETLK, &fl) != 0)
+            return mc_err(mc_err_from_errno(errno), "checking reader slot %u: %s", i,
+                          strerror(errno));
+        if (fl.l_type != F_UNLCK) {
+            live[i] = 1;
+            count++;
+        }
+    }
+    return count;
+}
