@@ -56,6 +56,12 @@
 extern "C" {
 #endif
 
+#if defined(__GNUC__)
+#define MC_API __attribute__((visibility("default")))
+#else
+#define MC_API
+#endif
+
 #define MCACHE_VERSION_MAJOR 0
 #define MCACHE_VERSION_MINOR 1
 #define MCACHE_VERSION_PATCH 0
@@ -94,14 +100,14 @@ typedef struct mc_model mc_model;
  * whose arena lives in `dir` (NULL: $MCACHE_SHM_DIR, else /dev/shm).
  * Maps the arena read-only at its base address and opens the reader table.
  */
-int mc_attach(const char *cache, mc_cache **out);
-int mc_attach_dir(const char *dir, const char *cache, mc_cache **out);
+MC_API int mc_attach(const char *cache, mc_cache **out);
+MC_API int mc_attach_dir(const char *dir, const char *cache, mc_cache **out);
 
 /*
  * Detach. Models still held are released first (their pointers become
  * invalid). Safe on NULL.
  */
-void mc_detach(mc_cache *c);
+MC_API void mc_detach(mc_cache *c);
 
 /*
  * Get model `name` at reference `ref` and hold it until mc_release().
@@ -111,31 +117,23 @@ void mc_detach(mc_cache *c);
  * NULL means "latest".
  *
  * Returns MC_ENOENT if nothing registered matches, MC_ENOTRESIDENT if the
- * matching version is registered but not loaded (see mc_load()).
+ * matching version is registered but not loaded, MC_EFAILED if its last
+ * load failed.
  */
-int mc_get(mc_cache *c, const char *name, const char *ref, mc_model **out);
-
-/*
- * Like mc_get(), but if the version is registered and not resident, ask
- * mcached to load it and wait up to timeout_ms (-1: forever) for it.
- * Concurrent requests for the same version become one load.
- * This path makes system calls (the daemon's control socket).
- */
-int mc_get_load(mc_cache *c, const char *name, const char *ref, int timeout_ms,
-                mc_model **out);
+MC_API int mc_get(mc_cache *c, const char *name, const char *ref, mc_model **out);
 
 /* Release a model from mc_get(). Cheap; no system call. Safe on NULL. */
-void mc_release(mc_model *m);
+MC_API void mc_release(mc_model *m);
 
 /* Accessors. Pointers are valid until mc_release(m). */
-const void *mc_model_data(const mc_model *m);     /* the artifact's bytes */
-size_t mc_model_size(const mc_model *m);          /* in bytes */
-const char *mc_model_name(const mc_model *m);     /* "resnet" or "org/model" */
-const char *mc_model_version(const mc_model *m);  /* "1.2.3" */
-const char *mc_model_format(const mc_model *m);   /* safetensors|gguf|onnx|other */
-const char *mc_model_checksum(const mc_model *m); /* "xxh3-128:<32 hex digits>" */
-const char *mc_model_metadata(const mc_model *m); /* JSON object text */
-uint64_t mc_model_generation(const mc_model *m);  /* arena generation when published */
+MC_API const void *mc_model_data(const mc_model *m);     /* the artifact's bytes */
+MC_API size_t mc_model_size(const mc_model *m);          /* in bytes */
+MC_API const char *mc_model_name(const mc_model *m);     /* "resnet" or "org/model" */
+MC_API const char *mc_model_version(const mc_model *m);  /* "1.2.3" */
+MC_API const char *mc_model_format(const mc_model *m);   /* safetensors|gguf|onnx|other */
+MC_API const char *mc_model_checksum(const mc_model *m); /* "xxh3-128:<32 hex digits>" */
+MC_API const char *mc_model_metadata(const mc_model *m); /* JSON object text */
+MC_API uint64_t mc_model_generation(const mc_model *m);  /* arena generation when published */
 
 /* What the arena looks like now (a snapshot; no locks). */
 struct mc_cache_info {
@@ -155,13 +153,13 @@ struct mc_cache_info {
     uint32_t loader_pid;    /* pid of the mcached that owns it (0: none) */
     uint32_t format;        /* arena layout format */
 };
-int mc_cache_info(mc_cache *c, struct mc_cache_info *out);
+MC_API int mc_cache_info(mc_cache *c, struct mc_cache_info *out);
 
 /* Text for a code; never NULL. */
-const char *mc_strerror(int code);
+MC_API const char *mc_strerror(int code);
 
 /* This thread's last detailed error message ("" if none). */
-const char *mc_last_error(void);
+MC_API const char *mc_last_error(void);
 
 #ifdef __cplusplus
 }

@@ -1,0 +1,516 @@
+/*
+ * mcache.c - libmcache: attach, get, release (include/mcache.h).
+ *
+ * Per thread and cache, a `struct tslot` holds the thread's reader slot(s)
+ * and a free list of model handles, so the warm path touches only memory
+ * this thread owns plus the arena: no lock, no system call, no malloc.
+ *
+ *   get:     pin = epoch (xchg, a full fence) -> resolve -> hold -> pin = 0
+ *   release: hold = 0 (release store) -> handle back to this thread's list
+ *
+ * Cold paths (first get of a thread, more holds than a slot has, thread
+ * exit, detach) take `registry_mu`, which guards every cache's list of
+ * tslots and the handle blocks.
+ */
+#include "mcache.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "index/resolve.h"
+#include "index/table.h"
+#include "shm/arena.h"
+#include "shm/err.h"
+#include "shm/readers.h"
+
+#define TSLOT_MAX_SLOTS 64 /* at most 64 * MC_SLOT_HOLDS models held per thread */
+#define HANDLE_BLOCK    64
+
+struct mc_model {
+    const struct mc_rec_version *rec;
+    uint64_t *hold; /* the held[] word recording this model */
+    mc_cache *cache;
+    mc_model *next_free;
+};
+
+struct tslot {
+    mc_cache *cache; /* NULL once the cache is detached */
+    uint32_t nslots;
+    uint32_t idx[TSLOT_MAX_SLOTS];
+    struct mc_slot *slot[TSLOT_MAX_SLOTS];
+    mc_model *free;
+    struct tslot *next_in_thread;
+    struct tslot *next_in_cache, *prev_in_cache;
+};
+
+struct orphan {
+    uint32_t idx;
+    struct orphan *next;
+};
+
+struct mc_cache {
+    struct mc_arena arena;
+    struct mc_readers readers;
+    struct mc_table *table;
+    uint64_t seed;
+    struct tslot *tslots;    /* every thread's tslot for this cache */
+    struct orphan *orphans;  /* slots of exited threads that still hold models */
+    mc_model *free;          /* handles returned by exited threads */
+    void **blocks;
+    size_t nblocks;
+};
+
+static pthread_mutex_t registry_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_key_t thread_key;
+static pthread_once_t thread_key_once = PTHREAD_ONCE_INIT;
+static __thread struct tslot *tls_head __attribute__((tls_model("initial-exec")));
+
+const char *mc_strerror(int code)
+{
+    switch (code) {
+    case MC_OK:
+        return "success";
+    case MC_EINVAL:
+        return "invalid argument";
+    case MC_ENOENT:
+        return "not found";
+    case MC_ENOTRESIDENT:
+        return "registered but not resident in the arena";
+    case MC_ENOMEM:
+        return "out of memory";
+    case MC_ENOSPC:
+        return "out of space";
+    case MC_EFORMAT:
+        return "incompatible format";
+    case MC_EBADARENA:
+        return "not a valid mcache arena";
+    case MC_EADDRINUSE:
+        return "arena address already in use in this process";
+    case MC_EIO:
+        return "I/O error";
+    case MC_ETOOMANY:
+        return "too many readers or holds";
+    case MC_ESTALE:
+        return "arena superseded; re-attach";
+    case MC_EPERM:
+        return "permission denied";
+    case MC_EBUSY:
+        return "busy; try again";
+    case MC_ETIMEDOUT:
+        return "timed out";
+    case MC_ENODAEMON:
+        return "mcached is not running or not reachable";
+    case MC_EEXIST:
+        return "already exists";
+    case MC_ECORRUPT:
+        return "corrupt data or checksum mismatch";
+    case MC_ENOTSUP:
+        return "not supported";
+    case MC_EFAILED:
+        return "the model failed to load";
+    default:
+        return "unknown error";
+    }
+}
+
+/* ---- thread state ---- */
+
+static void tslot_unlink_cache(struct tslot *ts)
+{
+    mc_cache *c = ts->cache;
+
+    if (ts->prev_in_cache)
+        ts->prev_in_cache->next_in_cache = ts->next_in_cache;
+    else
+        c->tslots = ts->next_in_cache;
+    if (ts->next_in_cache)
+        ts->next_in_cache->prev_in_cache = ts->prev_in_cache;
+}
+
+static bool slot_has_holds(const struct mc_slot *s)
+{
+    for (unsigned j = 0; j < MC_SLOT_HOLDS; j++)
+        if (__atomic_load_n(&s->held[j], __ATOMIC_ACQUIRE))
+            return true;
+    return false;
+}
+
+/* Thread exit: give back slots (or park those still holding models). */
+static void thread_exit(void *arg)
+{
+    struct tslot *ts = arg, *next;
+
+    pthread_mutex_lock(&registry_mu);
+    for (; ts; ts = next) {
+        mc_cache *c = ts->cache;
+
+        next = ts->next_in_thread;
+        if (c) {
+            for (uint32_t i = 0; i < ts->nslots; i++) {
+                struct orphan *o;
+
+                if (!slot_has_holds(ts->slot[i]) || !(o = malloc(sizeof(*o)))) {
+                    mc_slot_release(&c->readers, ts->idx[i]);
+                    continue;
+                }
+                o->idx = ts->idx[i];
+                o->next = c->orphans;
+                c->orphans = o;
+            }
+            while (ts->free) {
+                mc_model *m = ts->free;
+                ts->free = m->next_free;
+                m->next_free = c->free;
+                c->free = m;
+            }
+            tslot_unlink_cache(ts);
+        }
+        free(ts);
+    }
+    pthread_mutex_unlock(&registry_mu);
+    tls_head = NULL;
+}
+
+static void thread_key_init(void)
+{
+    pthread_key_create(&thread_key, thread_exit);
+}
+
+static struct tslot *tslot_get(mc_cache *c)
+{
+    struct tslot *ts, *dead = NULL;
+
+    for (ts = tls_head; ts; ts = ts->next_in_thread) {
+        if (ts->cache == c)
+            return ts;
+        if (!ts->cache)
+            dead = ts;
+    }
+    if (dead) { /* left by a detached cache: reuse it */
+        pthread_mutex_lock(&registry_mu);
+        memset(dead->idx, 0, sizeof(dead->idx));
+        dead->cache = c;
+        dead->prev_in_cache = NULL;
+        dead->next_in_cache = c->tslots;
+        if (c->tslots)
+            c->tslots->prev_in_cache = dead;
+        c->tslots = dead;
+        pthread_mutex_unlock(&registry_mu);
+        return dead;
+    }
+    pthread_once(&thread_key_once, thread_key_init);
+    ts = calloc(1, sizeof(*ts));
+    if (!ts) {
+        mc_err(MC_ENOMEM, "reader thread state: out of memory");
+        return NULL;
+    }
+    ts->cache = c;
+    pthread_mutex_lock(&registry_mu);
+    ts->next_in_cache = c->tslots;
+    if (c->tslots)
+        c->tslots->prev_in_cache = ts;
+    c->tslots = ts;
+    pthread_mutex_unlock(&registry_mu);
+    ts->next_in_thread = tls_head;
+    tls_head = ts;
+    pthread_setspecific(thread_key, tls_head);
+    return ts;
+}
+
+static int tslot_add_slot(mc_cache *c, struct tslot *ts)
+{
+    uint32_t idx;
+    int rc;
+
+    if (ts->nslots == TSLOT_MAX_SLOTS)
+        return mc_err(MC_ETOOMANY, "this thread already holds %u models; release some",
+                      TSLOT_MAX_SLOTS * MC_SLOT_HOLDS);
+    rc = mc_slot_claim(&c->readers, &idx);
+    if (rc)
+        return rc;
+    ts->idx[ts->nslots] = idx;
+    ts->slot[ts->nslots] = &c->readers.slots[idx];
+    ts->nslots++;
+    return 0;
+}
+
+static int handles_refill(mc_cache *c, struct tslot *ts)
+{
+    mc_model *block;
+    void **blocks;
+
+    pthread_mutex_lock(&registry_mu);
+    for (int i = 0; i < HANDLE_BLOCK && c->free; i++) {
+        mc_model *m = c->free;
+        c->free = m->next_free;
+        m->next_free = ts->free;
+        ts->free = m;
+    }
+    if (ts->free) {
+        pthread_mutex_unlock(&registry_mu);
+        return 0;
+    }
+    block = calloc(HANDLE_BLOCK, sizeof(*block));
+    blocks = realloc(c->blocks, (c->nblocks + 1) * sizeof(*blocks));
+    if (!block || !blocks) {
+        free(block);
+        if (blocks)
+            c->blocks = blocks;
+        pthread_mutex_unlock(&registry_mu);
+        return mc_err(MC_ENOMEM, "model handles: out of memory");
+    }
+    c->blocks = blocks;
+    c->blocks[c->nblocks++] = block;
+    for (int i = 0; i < HANDLE_BLOCK; i++) {
+        block[i].next_free = ts->free;
+        ts->free = &block[i];
+    }
+    pthread_mutex_unlock(&registry_mu);
+    return 0;
+}
+
+/* A free held[] word in this thread's slots, claiming a new slot if needed. */
+static uint64_t *hold_word(mc_cache *c, struct tslot *ts)
+{
+    for (uint32_t i = 0; i < ts->nslots; i++)
+        for (unsigned j = 0; j < MC_SLOT_HOLDS; j++)
+            if (!__atomic_load_n(&ts->slot[i]->held[j], __ATOMIC_RELAXED))
+                return &ts->slot[i]->held[j];
+    if (tslot_add_slot(c, ts) != 0)
+        return NULL;
+    return &ts->slot[ts->nslots - 1]->held[0];
+}
+
+/* ---- attach / detach ---- */
+
+int mc_attach(const char *cache, mc_cache **out)
+{
+    return mc_attach_dir(NULL, cache, out);
+}
+
+int mc_attach_dir(const char *dir, const char *cache, mc_cache **out)
+{
+    mc_cache *c;
+    int rc;
+
+    mc_err_clear();
+    if (!out)
+        return mc_err(MC_EINVAL, "mc_attach: out is NULL");
+    if (!cache)
+        cache = getenv("MCACHE_CACHE");
+    if (!cache || !*cache)
+        cache = "default";
+    if (!dir)
+        dir = getenv("MCACHE_SHM_DIR");
+    if (!dir || !*dir)
+        dir = MC_DEFAULT_SHM_DIR;
+    c = calloc(1, sizeof(*c));
+    if (!c)
+        return mc_err(MC_ENOMEM, "mc_attach: out of memory");
+    rc = mc_arena_open(dir, cache, false, &c->arena);
+    if (rc)
+        goto fail;
+    if (c->arena.hdr->state != MC_ARENA_READY || !c->arena.hdr->table_off) {
+        mc_arena_close(&c->arena);
+        rc = mc_err(MC_ESTALE, "arena %s is not serving (state %u); try again", c->arena.path,
+                    c->arena.hdr ? c->arena.hdr->state : 0);
+        goto fail;
+    }
+    rc = mc_readers_open(dir, cache, c->arena.hdr->created_ns, &c->readers);
+    if (rc) {
+        mc_arena_close(&c->arena);
+        goto fail;
+    }
+    c->table = mc_arena_ptr(&c->arena, c->arena.hdr->table_off);
+    c->seed = c->arena.hdr->hash_seed;
+    *out = c;
+    return 0;
+fail:
+    free(c);
+    return rc;
+}
+
+void mc_detach(mc_cache *c)
+{
+    if (!c)
+        return;
+    pthread_mutex_lock(&registry_mu);
+    for (struct tslot *ts = c->tslots; ts; ts = ts->next_in_cache) {
+        for (uint32_t i = 0; i < ts->nslots; i++)
+            mc_slot_release(&c->readers, ts->idx[i]);
+        ts->nslots = 0;
+        ts->free = NULL;
+        ts->cache = NULL; /* the thread frees it when it exits */
+    }
+    while (c->orphans) {
+        struct orphan *o = c->orphans;
+        c->orphans = o->next;
+        mc_slot_release(&c->readers, o->idx);
+        free(o);
+    }
+    for (size_t i = 0; i < c->nblocks; i++)
+        free(c->blocks[i]);
+    free(c->blocks);
+    pthread_mutex_unlock(&registry_mu);
+    mc_readers_close(&c->readers);
+    mc_arena_close(&c->arena);
+    free(c);
+}
+
+/* ---- the warm path ---- */
+
+int mc_get(mc_cache *c, const char *name, const char *ref, mc_model **out)
+{
+    struct tslot *ts = tls_head;
+    struct mc_rec_version *v;
+    struct mc_slot *s;
+    uint64_t *hold;
+    mc_model *m;
+    int rc;
+
+    if (__builtin_expect(!c || !name || !out, 0))
+        return mc_err(MC_EINVAL, "mc_get: cache, name and out must not be NULL");
+    if (__builtin_expect(!ts || ts->cache != c, 0) && !(ts = tslot_get(c)))
+        return MC_ENOMEM;
+    if (__builtin_expect(!ts->nslots, 0) && (rc = tslot_add_slot(c, ts)) != 0)
+        return rc;
+    if (__builtin_expect(!ts->free, 0) && (rc = handles_refill(c, ts)) != 0)
+        return rc;
+    s = ts->slot[0];
+
+    /* Pin: xchg is a full fence, so the pin is visible to the loader before
+     * any load of the table below (pairs with mc_reclaim_advance()). */
+    __atomic_exchange_n(&s->pin, __atomic_load_n(&c->arena.hdr->epoch, __ATOMIC_ACQUIRE),
+                        __ATOMIC_SEQ_CST);
+    if (__builtin_expect(c->arena.hdr->state != MC_ARENA_READY, 0)) {
+        __atomic_store_n(&s->pin, 0, __ATOMIC_RELEASE);
+        return mc_err(MC_ESTALE, "arena %s was superseded by a new one; release your models, "
+                                 "mc_detach() and mc_attach() again",
+                      c->arena.path);
+    }
+    rc = mc_resolve(c->table, c->seed, name, ref, &v);
+    if (__builtin_expect(rc != 0, 0))
+        goto unpin;
+    if (__builtin_expect(v->h.state != MC_STATE_READY, 0)) {
+        rc = v->h.state == MC_STATE_FAILED
+                 ? mc_err(MC_EFAILED, "%s@%s failed to load; see `mcache stat` and the mcached log",
+                          mc_rec_version_name(v), mc_rec_version_str(v))
+                 : mc_err(MC_ENOTRESIDENT,
+                          "%s@%s is registered but not loaded; run `mcache load %s@%s`",
+                          mc_rec_version_name(v), mc_rec_version_str(v), mc_rec_version_name(v),
+                          mc_rec_version_str(v));
+        goto unpin;
+    }
+    hold = hold_word(c, ts);
+    if (__builtin_expect(!hold, 0)) {
+        rc = MC_ETOOMANY;
+        goto unpin;
+    }
+    __atomic_store_n(hold, (uint64_t)((const uint8_t *)v - c->arena.base), __ATOMIC_RELAXED);
+    /* Unpin: the release orders the hold before it (the loader reads the
+     * pin first, then the holds). */
+    __atomic_store_n(&s->pin, 0, __ATOMIC_RELEASE);
+
+    m = ts->free;
+    ts->free = m->next_free;
+    m->rec = v;
+    m->hold = hold;
+    m->cache = c;
+    *out = m;
+    return 0;
+unpin:
+    __atomic_store_n(&s->pin, 0, __ATOMIC_RELEASE);
+    return rc;
+}
+
+void mc_release(mc_model *m)
+{
+    struct tslot *ts = tls_head;
+
+    if (!m)
+        return;
+    /* After this store the loader may free the model: touch it no more. */
+    __atomic_store_n(m->hold, 0, __ATOMIC_RELEASE);
+    m->rec = NULL;
+    if (__builtin_expect(!ts || ts->cache != m->cache, 0)) {
+        ts = tslot_get(m->cache);
+        if (!ts) { /* out of memory: park the handle on the cache */
+            pthread_mutex_lock(&registry_mu);
+            m->next_free = m->cache->free;
+            m->cache->free = m;
+            pthread_mutex_unlock(&registry_mu);
+            return;
+        }
+    }
+    m->next_free = ts->free;
+    ts->free = m;
+}
+
+const void *mc_model_data(const mc_model *m)
+{
+    return (const void *)(uintptr_t)m->rec->data;
+}
+
+size_t mc_model_size(const mc_model *m)
+{
+    return (size_t)m->rec->data_size;
+}
+
+const char *mc_model_name(const mc_model *m)
+{
+    return mc_rec_version_name(m->rec);
+}
+
+const char *mc_model_version(const mc_model *m)
+{
+    return mc_rec_version_str(m->rec);
+}
+
+const char *mc_model_format(const mc_model *m)
+{
+    return mc_format_name(m->rec->format);
+}
+
+const char *mc_model_checksum(const mc_model *m)
+{
+    return m->rec->checksum;
+}
+
+const char *mc_model_metadata(const mc_model *m)
+{
+    return mc_rec_version_meta(m->rec);
+}
+
+uint64_t mc_model_generation(const mc_model *m)
+{
+    return m->rec->h.generation;
+}
+
+int mc_cache_info(mc_cache *c, struct mc_cache_info *out)
+{
+    const struct mc_arena_hdr *h;
+
+    if (!c || !out)
+        return mc_err(MC_EINVAL, "mc_cache_info: cache and out must not be NULL");
+    h = c->arena.hdr;
+    memset(out, 0, sizeof(*out));
+    out->base = h->base;
+    out->size = h->size;
+    out->page_size = h->page_size;
+    out->data_size = h->data_size;
+    out->data_used = __atomic_load_n(&h->data_ext.used, __ATOMIC_RELAXED);
+    out->data_largest_free = __atomic_load_n(&h->data_ext.largest_free, __ATOMIC_RELAXED);
+    out->index_size = h->index_size;
+    out->index_used = __atomic_load_n(&h->index_ext.used, __ATOMIC_RELAXED);
+    out->models = __atomic_load_n(&c->table->resident, __ATOMIC_RELAXED);
+    out->entries = __atomic_load_n(&c->table->versions, __ATOMIC_RELAXED) +
+                   __atomic_load_n(&c->table->aliases, __ATOMIC_RELAXED) +
+                   __atomic_load_n(&c->table->models, __ATOMIC_RELAXED);
+    out->generation = __atomic_load_n(&h->generation, __ATOMIC_ACQUIRE);
+    out->epoch = __atomic_load_n(&h->epoch, __ATOMIC_ACQUIRE);
+    out->created_ns = h->created_ns;
+    out->loader_pid = h->loader_pid;
+    out->format = h->format;
+    return 0;
+}

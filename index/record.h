@@ -1,0 +1,118 @@
+/*
+ * record.h - what the arena's table maps keys to.
+ *
+ * Keys (bytes, no NUL, distinct by construction since names and versions
+ * contain neither '@' nor '#'):
+ *   "name@version"  -> struct mc_rec_version
+ *   "name#alias"    -> struct mc_rec_alias
+ *   "name"          -> struct mc_rec_model (the versions, for latest/ranges)
+ *
+ * Records live in the arena's index region and are immutable once published,
+ * with two exceptions, each a single aligned 8-byte store: an alias's
+ * `target` (moving an alias) and a model's `versions` list (copy-on-write).
+ * A version that is loaded or evicted gets a new record that replaces the old
+ * one in the table; the old one is retired, and lives on while readers hold
+ * it. A version record with an extent owns it: nothing else points into it.
+ *
+ * Pointers stored here are absolute addresses: every process maps the arena
+ * at the same base.
+ */
+#ifndef MCACHE_INDEX_RECORD_H
+#define MCACHE_INDEX_RECORD_H
+
+#include <stdint.h>
+
+#define MC_REC_MAGIC     0x5243434du /* "MCCR" */
+#define MC_VERLIST_MAGIC 0x4c52454du /* "MERL" */
+
+enum mc_rec_kind {
+    MC_REC_VERSION = 1,
+    MC_REC_ALIAS = 2,
+    MC_REC_MODEL = 3,
+};
+
+enum mc_rec_state {
+    MC_STATE_REGISTERED = 1, /* in the registry, bytes not in the arena */
+    MC_STATE_READY = 2,      /* resident, complete and verified */
+    MC_STATE_FAILED = 3,     /* the last load failed (see the loader's status) */
+};
+
+enum mc_format {
+    MC_FORMAT_OTHER = 0,
+    MC_FORMAT_SAFETENSORS = 1,
+    MC_FORMAT_GGUF = 2,
+    MC_FORMAT_ONNX = 3,
+};
+
+struct mc_rec {
+    uint32_t magic;
+    uint16_t kind;
+    uint16_t key_len;    /* key bytes at key_off, NUL-terminated for convenience */
+    uint32_t alloc_size; /* as passed to mc_index_alloc() */
+    uint32_t state;      /* enum mc_rec_state (versions) */
+    uint64_t generation; /* arena generation when published */
+    uint32_t key_off;    /* from the record's start */
+    uint32_t pad;
+};
+
+struct mc_rec_version {
+    struct mc_rec h;
+    uint64_t data;        /* address of the artifact's first byte, 0 if not resident */
+    uint64_t data_size;   /* artifact size in bytes */
+    uint64_t extent_off;  /* owned data extent (arena offset), 0 if none */
+    uint64_t extent_size;
+    uint64_t tensors_off; /* owned index object: tensor table, 0 if none */
+    uint64_t tensors_size;
+    uint64_t loaded_ns;   /* CLOCK_REALTIME when published READY */
+    uint32_t name_off, name_len;
+    uint32_t version_off, version_len;
+    uint32_t meta_off, meta_len; /* JSON object text */
+    uint32_t format;             /* enum mc_format */
+    uint32_t flags;
+    char checksum[48]; /* "xxh3-128:<32 hex>" */
+    char strings[];    /* key, name, version, meta; each NUL-terminated */
+};
+
+struct mc_rec_alias {
+    struct mc_rec h;
+    uint64_t target; /* struct mc_rec_version *; moved by one atomic store */
+    uint64_t moved_ns;
+    char strings[];
+};
+
+struct mc_rec_model {
+    struct mc_rec h;
+    uint64_t versions; /* struct mc_verlist *; replaced by one atomic store */
+    char strings[];
+};
+
+struct mc_verlist {
+    uint32_t magic;
+    uint32_t count;
+    uint64_t alloc_size;
+    uint64_t recs[]; /* struct mc_rec_version *, highest precedence first */
+};
+
+static inline const char *mc_rec_key(const struct mc_rec *r)
+{
+    return (const char *)r + r->key_off;
+}
+
+static inline const char *mc_rec_version_name(const struct mc_rec_version *v)
+{
+    return (const char *)v + v->name_off;
+}
+
+static inline const char *mc_rec_version_str(const struct mc_rec_version *v)
+{
+    return (const char *)v + v->version_off;
+}
+
+static inline const char *mc_rec_version_meta(const struct mc_rec_version *v)
+{
+    return (const char *)v + v->meta_off;
+}
+
+const char *mc_format_name(uint32_t format);
+
+#endif

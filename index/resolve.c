@@ -1,0 +1,89 @@
+/*
+ * resolve.c - turn (name, reference) into a version record in the arena.
+ *
+ * Order: an exact version key ("name@ref"), then an alias ("name#ref"), then
+ * "latest" or a range over the model's version list. The registry refuses
+ * alias names that could be read as versions or ranges, so the order never
+ * changes an answer; it only puts the common cases first. Used by readers
+ * (pinned) and by the loader.
+ */
+#include "index/resolve.h"
+
+#include <string.h>
+
+#include "index/semver.h"
+#include "shm/err.h"
+
+static struct mc_rec_version *as_version(struct mc_rec *r)
+{
+    return r && r->kind == MC_REC_VERSION ? (struct mc_rec_version *)r : NULL;
+}
+
+/* Pick from the model's list (highest precedence first). */
+static int resolve_list(struct mc_table *t, uint64_t seed, const char *name, size_t nlen,
+                        const char *ref, struct mc_rec_version **out)
+{
+    struct mc_rec *mr = mc_table_lookup(t, seed, name, nlen);
+    struct mc_range *range = NULL;
+    bool latest = ref == NULL || strcmp(ref, "latest") == 0;
+    int rc;
+
+    if (!mr || mr->kind != MC_REC_MODEL)
+        return mc_err(MC_ENOENT, "no model \"%.*s\" in this cache; push it with `mcache push`",
+                      (int)nlen, name);
+    if (!latest) {
+        rc = mc_range_parse(ref, &range);
+        if (rc)
+            return mc_err(MC_ENOENT,
+                          "\"%s\" is not a version, alias or range of model \"%.*s\" (a "
+                          "reference is 1.2.3, an alias, latest, or a range like ^1.2)",
+                          ref, (int)nlen, name);
+    }
+    const struct mc_verlist *vl = (const struct mc_verlist *)(uintptr_t)__atomic_load_n(
+        &((struct mc_rec_model *)mr)->versions, __ATOMIC_ACQUIRE);
+    for (uint32_t i = 0; vl && i < vl->count; i++) {
+        struct mc_rec_version *v = (struct mc_rec_version *)(uintptr_t)vl->recs[i];
+        struct mc_semver sv;
+
+        if (mc_semver_parse(mc_rec_version_str(v), v->version_len, &sv) != 0)
+            continue;
+        if (latest ? sv.pre_len == 0 : mc_range_match(range, &sv)) {
+            *out = v;
+            mc_range_free(range);
+            return 0;
+        }
+    }
+    mc_range_free(range);
+    if (latest)
+        return mc_err(MC_ENOENT, "model \"%.*s\" has no release version (only prereleases); "
+                                 "ask for one by version",
+                      (int)nlen, name);
+    return mc_err(MC_ENOENT, "no version of model \"%.*s\" matches \"%s\"", (int)nlen, name, ref);
+}
+
+int mc_resolve(struct mc_table *t, uint64_t seed, const char *name, const char *ref,
+               struct mc_rec_version **out)
+{
+    char key[MC_KEY_MAX];
+    size_t nlen = strlen(name), rlen, klen;
+    struct mc_rec *r;
+
+    if (!ref)
+        return resolve_list(t, seed, name, nlen, NULL, out);
+    rlen = strlen(ref);
+    klen = mc_key_version(key, sizeof(key), name, nlen, ref, rlen);
+    if (!klen)
+        return mc_err(MC_EINVAL, "model name and reference \"%s@%s\" exceed %u bytes", name, ref,
+                      MC_KEY_MAX - 1);
+    r = mc_table_lookup(t, seed, key, klen);
+    if ((*out = as_version(r)))
+        return 0;
+    key[nlen] = '#';
+    r = mc_table_lookup(t, seed, key, klen);
+    if (r && r->kind == MC_REC_ALIAS) {
+        *out = (struct mc_rec_version *)(uintptr_t)__atomic_load_n(
+            &((struct mc_rec_alias *)r)->target, __ATOMIC_ACQUIRE);
+        return 0;
+    }
+    return resolve_list(t, seed, name, nlen, ref, out);
+}

@@ -1,0 +1,702 @@
+/*
+ * table.c - the ck_ht index in the arena: lookups (any process) and the
+ * writer's operations (the loader). See table.h and record.h.
+ */
+#include "index/table.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "index/semver.h"
+#include "shm/arena.h"
+#include "shm/err.h"
+#include "shm/reclaim.h"
+#include "shm/slab.h"
+
+/* ---- Writer ---- */
+
+/*
+ * ck_ht allocates through struct ck_malloc, whose hooks take no context: the
+ * writer in use is this thread's current one. Every writer entry point sets
+ * it before calling into ck.
+ */
+static _Thread_local struct mc_writer *cur_writer;
+
+#define CK_ALLOC_MAGIC 0x4c41434bu /* "KCAL" */
+#define CK_ALLOC_HDR   64u
+
+struct ck_alloc_hdr {
+    uint32_t magic;
+    uint32_t pad;
+    uint64_t size; /* total, header included */
+};
+
+static void *ck_hook_malloc(size_t size)
+{
+    struct mc_writer *w = cur_writer;
+    uint64_t off;
+
+    if (mc_index_alloc(w->arena, size + CK_ALLOC_HDR, &off) != 0)
+        return NULL;
+    struct ck_alloc_hdr *h = mc_arena_ptr(w->arena, off);
+    h->magic = CK_ALLOC_MAGIC;
+    h->size = size + CK_ALLOC_HDR;
+    return (uint8_t *)h + CK_ALLOC_HDR;
+}
+
+static void ck_hook_free(void *p, size_t size, bool defer)
+{
+    struct mc_writer *w = cur_writer;
+    uint64_t off = mc_arena_off(w->arena, p) - CK_ALLOC_HDR;
+
+    (void)size;
+    size = ((struct ck_alloc_hdr *)mc_arena_ptr(w->arena, off))->size;
+    if (defer) /* readers may still probe it: free after a grace period */
+        mc_retire(w->reclaim, MC_RETIRE_INDEX, off, size);
+    else
+        mc_index_free(w->arena, off, size);
+}
+
+static void ck_hook_hash(ck_ht_hash_t *h, const void *key, size_t len, uint64_t seed)
+{
+    h->value = mc_key_hash(key, len, seed);
+}
+
+static void writer_bind(struct mc_writer *w, struct mc_arena *a, struct mc_reclaim *rc)
+{
+    w->arena = a;
+    w->reclaim = rc;
+    w->alloc.malloc = ck_hook_malloc;
+    w->alloc.realloc = NULL;
+    w->alloc.free = ck_hook_free;
+    cur_writer = w;
+}
+
+int mc_table_create(struct mc_writer *w, struct mc_arena *a, struct mc_reclaim *rc)
+{
+    uint64_t off;
+    int err;
+
+    writer_bind(w, a, rc);
+    err = mc_index_alloc(a, sizeof(struct mc_table), &off);
+    if (err)
+        return err;
+    w->t = mc_arena_ptr(a, off);
+    if (!ck_ht_init(&w->t->ht, CK_HT_MODE_BYTESTRING | CK_HT_WORKLOAD_DELETE, ck_hook_hash,
+                    &w->alloc, 64, a->hdr->hash_seed)) {
+        mc_index_free(a, off, sizeof(struct mc_table));
+        return mc_err(MC_ENOSPC, "creating the index table: index region full");
+    }
+    w->t->magic = MC_TABLE_MAGIC;
+    __atomic_store_n(&a->hdr->table_off, off, __ATOMIC_RELEASE);
+    return 0;
+}
+
+int mc_table_adopt(struct mc_writer *w, struct mc_arena *a, struct mc_reclaim *rc)
+{
+    uint64_t off = a->hdr->table_off;
+
+    writer_bind(w, a, rc);
+    if (!off || off < a->hdr->index_off || off >= a->hdr->index_off + a->hdr->index_size)
+        return mc_err(MC_EBADARENA, "arena %s has no valid table (offset %llu)", a->path,
+                      (unsigned long long)off);
+    w->t = mc_arena_ptr(a, off);
+    if (w->t->magic != MC_TABLE_MAGIC)
+        return mc_err(MC_EBADARENA, "arena %s: table magic 0x%x is wrong", a->path,
+                      w->t->magic);
+    /* Re-point the writer-private hooks at this process. */
+    w->t->ht.m = &w->alloc;
+    w->t->ht.h = ck_hook_hash;
+    return 0;
+}
+
+static uint64_t next_generation(struct mc_writer *w)
+{
+    uint64_t g = w->arena->hdr->generation + 1;
+
+    __atomic_store_n(&w->arena->hdr->generation, g, __ATOMIC_RELEASE);
+    return g;
+}
+
+/* Allocate a record with room for `extra` bytes of strings after `fixed`. */
+static int rec_alloc(struct mc_writer *w, size_t fixed, size_t extra, uint16_t kind,
+                     const char *key, size_t key_len, struct mc_rec **out)
+{
+    size_t size = fixed + key_len + 1 + extra;
+    uint64_t off;
+    struct mc_rec *r;
+    int err;
+
+    if (size > UINT32_MAX)
+        return mc_err(MC_EINVAL, "record for \"%.*s\" is too large (%zu bytes)", (int)key_len,
+                      key, size);
+    err = mc_index_alloc(w->arena, size, &off);
+    if (err)
+        return err;
+    r = mc_arena_ptr(w->arena, off);
+    r->magic = MC_REC_MAGIC;
+    r->kind = kind;
+    r->key_len = (uint16_t)key_len;
+    r->alloc_size = (uint32_t)size;
+    r->key_off = (uint32_t)fixed;
+    memcpy((char *)r + fixed, key, key_len);
+    *out = r;
+    return 0;
+}
+
+static void rec_free_now(struct mc_writer *w, struct mc_rec *r)
+{
+    mc_index_free(w->arena, mc_arena_off(w->arena, r), r->alloc_size);
+}
+
+static void rec_retire(struct mc_writer *w, struct mc_rec *r)
+{
+    uint64_t off = mc_arena_off(w->arena, r);
+
+    if (r->kind == MC_REC_VERSION)
+        mc_retire(w->reclaim, MC_RETIRE_RECORD, off, r->alloc_size);
+    else
+        mc_retire(w->reclaim, MC_RETIRE_INDEX, off, r->alloc_size);
+}
+
+/* Insert or replace the entry for r's key; *old gets the replaced record. */
+static int table_set(struct mc_writer *w, struct mc_rec *r, struct mc_rec **old)
+{
+    const char *key = mc_rec_key(r);
+    ck_ht_entry_t e;
+    ck_ht_hash_t h;
+
+    cur_writer = w;
+    h.value = mc_key_hash(key, r->key_len, w->arena->hdr->hash_seed);
+    ck_ht_entry_set(&e, h, key, r->key_len, r);
+    if (!ck_ht_set_spmc(&w->t->ht, h, &e))
+        return mc_err(MC_ENOSPC, "index table is full for \"%s\": the index region cannot "
+                                 "grow the table; recreate the arena with a larger --index-size",
+                      key);
+    *old = ck_ht_entry_empty(&e) ? NULL : ck_ht_entry_value(&e);
+    return 0;
+}
+
+static void table_unset(struct mc_writer *w, struct mc_rec *r)
+{
+    const char *key = mc_rec_key(r);
+    ck_ht_entry_t e;
+    ck_ht_hash_t h;
+
+    cur_writer = w;
+    h.value = mc_key_hash(key, r->key_len, w->arena->hdr->hash_seed);
+    ck_ht_entry_key_set(&e, key, r->key_len);
+    ck_ht_remove_spmc(&w->t->ht, h, &e);
+}
+
+static struct mc_rec *lookup_w(struct mc_writer *w, const char *key, size_t len)
+{
+    return mc_table_lookup(w->t, w->arena->hdr->hash_seed, key, len);
+}
+
+static int version_cmp(const struct mc_rec_version *a, const struct mc_rec_version *b)
+{
+    struct mc_semver sa, sb;
+
+    if (mc_semver_parse(mc_rec_version_str(a), a->version_len, &sa) != 0 ||
+        mc_semver_parse(mc_rec_version_str(b), b->version_len, &sb) != 0)
+        return strcmp(mc_rec_version_str(a), mc_rec_version_str(b));
+    return mc_semver_cmp(&sa, &sb);
+}
+
+/*
+ * Build the version list model m will have once `old` is replaced by `add`
+ * (either may be NULL); install it with verlist_install().
+ */
+static int verlist_build(struct mc_writer *w, struct mc_rec_model *m, struct mc_rec_version *old,
+                         struct mc_rec_version *add, struct mc_verlist **out)
+{
+    struct mc_verlist *cur = (struct mc_verlist *)(uintptr_t)m->versions;
+    uint32_t n = cur ? cur->count : 0, k = 0;
+    size_t size = sizeof(struct mc_verlist) + sizeof(uint64_t) * (n + 1);
+    struct mc_verlist *nl;
+    uint64_t off;
+    int err;
+
+    err = mc_index_alloc(w->arena, size, &off);
+    if (err)
+        return err;
+    nl = mc_arena_ptr(w->arena, off);
+    nl->magic = MC_VERLIST_MAGIC;
+    nl->alloc_size = size;
+    for (uint32_t i = 0; i < n; i++) {
+        struct mc_rec_version *v = (struct mc_rec_version *)(uintptr_t)cur->recs[i];
+
+        if (v == old)
+            continue;
+        if (add && version_cmp(add, v) > 0) {
+            nl->recs[k++] = (uintptr_t)add;
+            add = NULL;
+        }
+        nl->recs[k++] = (uintptr_t)v;
+    }
+    if (add)
+        nl->recs[k++] = (uintptr_t)add;
+    nl->count = k;
+    *out = nl;
+    return 0;
+}
+
+/* Make nl model m's list (one atomic store) and retire the old list. */
+static void verlist_install(struct mc_writer *w, struct mc_rec_model *m, struct mc_verlist *nl)
+{
+    struct mc_verlist *cur = (struct mc_verlist *)(uintptr_t)m->versions;
+
+    /* The list is complete before it becomes reachable (pairs with the
+     * reader's acquire load of m->versions). */
+    __atomic_store_n(&m->versions, (uint64_t)(uintptr_t)nl, __ATOMIC_RELEASE);
+    if (cur)
+        mc_retire(w->reclaim, MC_RETIRE_INDEX, mc_arena_off(w->arena, cur), cur->alloc_size);
+}
+
+static void verlist_free_now(struct mc_writer *w, struct mc_verlist *nl)
+{
+    mc_index_free(w->arena, mc_arena_off(w->arena, nl), nl->alloc_size);
+}
+
+static int model_get(struct mc_writer *w, const char *name, bool create, struct mc_rec_model **out)
+{
+    size_t nlen = strlen(name);
+    struct mc_rec *r = lookup_w(w, name, nlen), *old;
+    int err;
+
+    if (r && r->kind == MC_REC_MODEL) {
+        *out = (struct mc_rec_model *)r;
+        return 0;
+    }
+    if (!create)
+        return mc_err(MC_ENOENT, "model \"%s\" is not in the arena", name);
+    err = rec_alloc(w, sizeof(struct mc_rec_model), 0, MC_REC_MODEL, name, nlen, &r);
+    if (err)
+        return err;
+    r->generation = w->arena->hdr->generation + 1;
+    err = table_set(w, r, &old);
+    if (err) {
+        rec_free_now(w, r);
+        return err;
+    }
+    w->t->models++;
+    *out = (struct mc_rec_model *)r;
+    return 0;
+}
+
+/* Visit alias records of model `name` (writer-side scan of the table). */
+static void aliases_retarget(struct mc_writer *w, const char *name, struct mc_rec_version *from,
+                             struct mc_rec_version *to)
+{
+    ck_ht_iterator_t it = CK_HT_ITERATOR_INITIALIZER;
+    ck_ht_entry_t *e;
+    size_t nlen = strlen(name);
+    struct mc_rec *drop[64];
+    size_t ndrop = 0;
+
+    while (ck_ht_next(&w->t->ht, &it, &e)) {
+        struct mc_rec *r = ck_ht_entry_value(e);
+        struct mc_rec_alias *al = (struct mc_rec_alias *)r;
+
+        if (r->kind != MC_REC_ALIAS || al->target != (uintptr_t)from)
+            continue;
+        if (r->key_len <= nlen || memcmp(mc_rec_key(r), name, nlen) || mc_rec_key(r)[nlen] != '#')
+            continue;
+        if (to) {
+            __atomic_store_n(&al->target, (uint64_t)(uintptr_t)to, __ATOMIC_RELEASE);
+        } else if (ndrop < sizeof(drop) / sizeof(drop[0])) {
+            drop[ndrop++] = r;
+        }
+    }
+    /* Remove after iterating: removal must not race the iterator. */
+    for (size_t i = 0; i < ndrop; i++) {
+        table_unset(w, drop[i]);
+        rec_retire(w, drop[i]);
+        w->t->aliases--;
+    }
+    if (ndrop == sizeof(drop) / sizeof(drop[0]))
+        aliases_retarget(w, name, from, to); /* more than one batch */
+}
+
+int mc_table_put_version(struct mc_writer *w, const struct mc_version_desc *d,
+                         struct mc_rec_version **out)
+{
+    const char *meta = d->meta ? d->meta : "{}";
+    size_t nlen = strlen(d->name), vlen = strlen(d->version), mlen = strlen(meta);
+    char key[MC_KEY_MAX];
+    size_t klen = mc_key_version(key, sizeof(key), d->name, nlen, d->version, vlen);
+    struct mc_rec *r, *old_r;
+    struct mc_rec_version *v, *old;
+    struct mc_rec_model *m;
+    struct mc_verlist *nl;
+    uint64_t gen;
+    int err;
+
+    cur_writer = w;
+    if (!klen)
+        return mc_err(MC_EINVAL, "key \"%s@%s\" is longer than %u bytes", d->name, d->version,
+                      MC_KEY_MAX - 1);
+    err = model_get(w, d->name, true, &m);
+    if (err)
+        return err;
+    err = rec_alloc(w, sizeof(struct mc_rec_version), nlen + 1 + vlen + 1 + mlen + 1,
+                    MC_REC_VERSION, key, klen, &r);
+    if (err)
+        return err;
+    v = (struct mc_rec_version *)r;
+    char *s = v->strings + klen + 1;
+    v->name_off = (uint32_t)(s - (char *)v);
+    v->name_len = (uint32_t)nlen;
+    memcpy(s, d->name, nlen + 1);
+    s += nlen + 1;
+    v->version_off = (uint32_t)(s - (char *)v);
+    v->version_len = (uint32_t)vlen;
+    memcpy(s, d->version, vlen + 1);
+    s += vlen + 1;
+    v->meta_off = (uint32_t)(s - (char *)v);
+    v->meta_len = (uint32_t)mlen;
+    memcpy(s, meta, mlen + 1);
+    snprintf(v->checksum, sizeof(v->checksum), "%s", d->checksum ? d->checksum : "");
+    v->format = d->format;
+    v->data_size = d->data_size;
+    r->state = d->state;
+    if (d->state == MC_STATE_READY) {
+        v->data = (uint64_t)(uintptr_t)mc_arena_ptr(w->arena, d->data_off);
+        v->extent_off = d->extent_off;
+        v->extent_size = d->extent_size;
+        v->loaded_ns = mc_wall_ns();
+    }
+    v->tensors_off = d->tensors_off;
+    v->tensors_size = d->tensors_size;
+    gen = w->arena->hdr->generation + 1;
+    r->generation = gen;
+
+    old = mc_table_find_version(w->t, w->arena->hdr->hash_seed, d->name, d->version);
+    err = verlist_build(w, m, old, v, &nl);
+    if (err) {
+        rec_free_now(w, r);
+        return err;
+    }
+    /* Publish: one ck_ht store makes the complete record visible. */
+    err = table_set(w, r, &old_r);
+    if (err) {
+        /* Never published: the caller still owns extent and tensors. */
+        verlist_free_now(w, nl);
+        rec_free_now(w, r);
+        return err;
+    }
+    verlist_install(w, m, nl);
+    if (old) {
+        aliases_retarget(w, d->name, old, v);
+        if (old->h.state == MC_STATE_READY)
+            w->t->resident--;
+        rec_retire(w, &old->h);
+    } else {
+        w->t->versions++;
+    }
+    if (d->state == MC_STATE_READY)
+        w->t->resident++;
+    next_generation(w);
+    mc_reclaim_advance(w->reclaim);
+    if (out)
+        *out = v;
+    return 0;
+}
+
+int mc_table_remove_version(struct mc_writer *w, const char *name, const char *version)
+{
+    struct mc_rec_version *v = mc_table_find_version(w->t, w->arena->hdr->hash_seed, name, version);
+    struct mc_rec_model *m;
+    struct mc_verlist *vl;
+    int err;
+
+    cur_writer = w;
+    if (!v)
+        return mc_err(MC_ENOENT, "version %s@%s is not in the arena", name, version);
+    err = model_get(w, name, false, &m);
+    if (err)
+        return err;
+    vl = (struct mc_verlist *)(uintptr_t)m->versions;
+    if (vl && vl->count == 1) {
+        /* Last version: the model goes too. */
+        table_unset(w, &m->h);
+        mc_retire(w->reclaim, MC_RETIRE_INDEX, mc_arena_off(w->arena, vl), vl->alloc_size);
+        rec_retire(w, &m->h);
+        w->t->models--;
+    } else {
+        struct mc_verlist *nl;
+
+        err = verlist_build(w, m, v, NULL, &nl);
+        if (err)
+            return err;
+        verlist_install(w, m, nl);
+    }
+    table_unset(w, &v->h);
+    aliases_retarget(w, name, v, NULL);
+    if (v->h.state == MC_STATE_READY)
+        w->t->resident--;
+    w->t->versions--;
+    rec_retire(w, &v->h);
+    next_generation(w);
+    mc_reclaim_advance(w->reclaim);
+    return 0;
+}
+
+int mc_table_set_alias(struct mc_writer *w, const char *name, const char *alias,
+                       const char *version)
+{
+    struct mc_rec_version *v = mc_table_find_version(w->t, w->arena->hdr->hash_seed, name, version);
+    char key[MC_KEY_MAX];
+    size_t klen = mc_key_alias(key, sizeof(key), name, strlen(name), alias, strlen(alias));
+    struct mc_rec *r, *old;
+    int err;
+
+    cur_writer = w;
+    if (!klen)
+        return mc_err(MC_EINVAL, "alias key \"%s#%s\" is too long", name, alias);
+    if (!v)
+        return mc_err(MC_ENOENT, "cannot point alias \"%s\" of \"%s\" at %s: no such version",
+                      alias, name, version);
+    r = lookup_w(w, key, klen);
+    if (r && r->kind == MC_REC_ALIAS) {
+        struct mc_rec_alias *al = (struct mc_rec_alias *)r;
+
+        al->moved_ns = mc_wall_ns();
+        /* The move: one atomic store; readers see the old or the new target. */
+        __atomic_store_n(&al->target, (uint64_t)(uintptr_t)v, __ATOMIC_RELEASE);
+        next_generation(w);
+        return 0;
+    }
+    err = rec_alloc(w, sizeof(struct mc_rec_alias), 0, MC_REC_ALIAS, key, klen, &r);
+    if (err)
+        return err;
+    ((struct mc_rec_alias *)r)->target = (uint64_t)(uintptr_t)v;
+    ((struct mc_rec_alias *)r)->moved_ns = mc_wall_ns();
+    r->generation = w->arena->hdr->generation + 1;
+    err = table_set(w, r, &old);
+    if (err) {
+        rec_free_now(w, r);
+        return err;
+    }
+    w->t->aliases++;
+    next_generation(w);
+    return 0;
+}
+
+int mc_table_remove_alias(struct mc_writer *w, const char *name, const char *alias)
+{
+    char key[MC_KEY_MAX];
+    size_t klen = mc_key_alias(key, sizeof(key), name, strlen(name), alias, strlen(alias));
+    struct mc_rec *r = klen ? lookup_w(w, key, klen) : NULL;
+
+    cur_writer = w;
+    if (!r || r->kind != MC_REC_ALIAS)
+        return mc_err(MC_ENOENT, "model \"%s\" has no alias \"%s\" in the arena", name, alias);
+    table_unset(w, r);
+    rec_retire(w, r);
+    w->t->aliases--;
+    next_generation(w);
+    mc_reclaim_advance(w->reclaim);
+    return 0;
+}
+
+int mc_table_foreach(struct mc_writer *w, mc_table_visit_fn fn, void *ctx)
+{
+    ck_ht_iterator_t it = CK_HT_ITERATOR_INITIALIZER;
+    ck_ht_entry_t *e;
+    int rc;
+
+    while (ck_ht_next(&w->t->ht, &it, &e)) {
+        rc = fn(ctx, ck_ht_entry_value(e));
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+void mc_table_free_record(void *writer, uint64_t rec_off)
+{
+    struct mc_writer *w = writer;
+    struct mc_rec *r = mc_arena_ptr(w->arena, rec_off);
+
+    if (r->kind == MC_REC_VERSION) {
+        struct mc_rec_version *v = (struct mc_rec_version *)r;
+
+        if (v->extent_off)
+            mc_extent_free(w->arena, &w->arena->hdr->data_ext, v->extent_off, v->extent_size);
+        if (v->tensors_off)
+            mc_index_free(w->arena, v->tensors_off, v->tensors_size);
+    }
+    r->magic = 0;
+    mc_index_free(w->arena, rec_off, r->alloc_size);
+}
+
+/* ---- Reachability: rebuild and check ---- */
+
+struct spans {
+    struct mc_extent_span *v;
+    size_t n, cap;
+};
+
+static int spans_add(struct spans *s, uint64_t off, uint64_t len)
+{
+    if (s->n == s->cap) {
+        size_t cap = s->cap ? s->cap * 2 : 256;
+        struct mc_extent_span *p = realloc(s->v, cap * sizeof(*p));
+
+        if (!p)
+            return mc_err(MC_ENOMEM, "scanning the arena: out of memory");
+        s->v = p;
+        s->cap = cap;
+    }
+    s->v[s->n++] = (struct mc_extent_span){off, len};
+    return 0;
+}
+
+struct reach {
+    struct mc_writer *w;
+    struct spans index, data;
+    int err;
+};
+
+static int reach_version(struct reach *st, struct mc_rec_version *v)
+{
+    struct mc_arena *a = st->w->arena;
+    int err = spans_add(&st->index, mc_arena_off(a, v), v->h.alloc_size);
+
+    if (!err && v->extent_off)
+        err = spans_add(&st->data, v->extent_off, v->extent_size);
+    if (!err && v->tensors_off)
+        err = spans_add(&st->index, v->tensors_off, v->tensors_size);
+    return err;
+}
+
+static int reach_visit(void *ctx, struct mc_rec *r)
+{
+    struct reach *st = ctx;
+    struct mc_arena *a = st->w->arena;
+
+    if (r->magic != MC_REC_MAGIC)
+        return mc_err(MC_ECORRUPT, "record at offset %llu has a bad magic",
+                      (unsigned long long)mc_arena_off(a, r));
+    switch (r->kind) {
+    case MC_REC_VERSION:
+        return reach_version(st, (struct mc_rec_version *)r);
+    case MC_REC_MODEL: {
+        struct mc_verlist *vl = (struct mc_verlist *)(uintptr_t)((struct mc_rec_model *)r)->versions;
+        int err = spans_add(&st->index, mc_arena_off(a, r), r->alloc_size);
+        if (!err && vl)
+            err = spans_add(&st->index, mc_arena_off(a, vl), vl->alloc_size);
+        return err;
+    }
+    default:
+        return spans_add(&st->index, mc_arena_off(a, r), r->alloc_size);
+    }
+}
+
+static int reach_collect(struct mc_writer *w, struct reach *st)
+{
+    struct mc_arena *a = w->arena;
+    void *map = w->t->ht.map;
+    uint64_t map_off;
+    int err;
+
+    memset(st, 0, sizeof(*st));
+    st->w = w;
+    err = spans_add(&st->index, mc_arena_off(a, w->t), sizeof(struct mc_table));
+    if (err)
+        return err;
+    map_off = mc_arena_off(a, map) - CK_ALLOC_HDR;
+    struct ck_alloc_hdr *mh = mc_arena_ptr(a, map_off);
+    if (mh->magic != CK_ALLOC_MAGIC)
+        return mc_err(MC_ECORRUPT, "the table's map at offset %llu has no allocation header",
+                      (unsigned long long)map_off);
+    err = spans_add(&st->index, map_off, mh->size);
+    if (err)
+        return err;
+    return mc_table_foreach(w, reach_visit, st);
+}
+
+static void reach_free(struct reach *st)
+{
+    free(st->index.v);
+    free(st->data.v);
+}
+
+static int off_cmp(const void *x, const void *y)
+{
+    const struct mc_extent_span *p = x, *q = y;
+
+    return p->off < q->off ? -1 : p->off > q->off;
+}
+
+int mc_table_rebuild_allocators(struct mc_writer *w, const uint64_t *held, size_t nheld)
+{
+    struct mc_arena *a = w->arena;
+    struct reach st;
+    size_t nreach;
+    int err;
+
+    cur_writer = w;
+    err = reach_collect(w, &st);
+    if (err)
+        goto out;
+    /* Records readers hold that the table no longer reaches (removed or
+     * replaced before the crash) stay allocated, retired. */
+    qsort(st.index.v, st.index.n, sizeof(*st.index.v), off_cmp);
+    nreach = st.index.n;
+    for (size_t i = 0; i < nheld; i++) {
+        uint64_t off = held[i];
+        struct mc_extent_span key = {off, 0};
+        struct mc_rec *r;
+
+        if (off < a->hdr->index_off || off >= a->hdr->index_off + a->hdr->index_size || off % 64)
+            continue;
+        if (bsearch(&key, st.index.v, nreach, sizeof(key), off_cmp))
+            continue; /* reachable: kept anyway */
+        r = mc_arena_ptr(a, off);
+        if (r->magic != MC_REC_MAGIC || r->kind != MC_REC_VERSION)
+            continue;
+        bool dup = false;
+        for (size_t j = nreach; j < st.index.n; j++)
+            dup |= st.index.v[j].off == off;
+        if (dup)
+            continue;
+        err = reach_version(&st, (struct mc_rec_version *)r);
+        if (!err)
+            err = mc_retire(w->reclaim, MC_RETIRE_RECORD, off, r->alloc_size);
+        if (err)
+            goto out;
+    }
+    err = mc_index_rebuild(a, st.index.v, st.index.n);
+    if (!err)
+        err = mc_extent_rebuild(a, &a->hdr->data_ext, st.data.v, st.data.n);
+out:
+    reach_free(&st);
+    return err;
+}
+
+int mc_table_check(struct mc_writer *w)
+{
+    struct mc_arena *a = w->arena;
+    struct reach st;
+    uint64_t data_bytes = 0;
+    int err;
+
+    cur_writer = w;
+    err = reach_collect(w, &st);
+    if (!err)
+        err = mc_extent_check(a, &a->hdr->data_ext);
+    if (!err)
+        err = mc_extent_check(a, &a->hdr->index_ext);
+    for (size_t i = 0; !err && i < st.data.n; i++)
+        data_bytes += mc_extent_round(&a->hdr->data_ext, st.data.v[i].len);
+    /* Retired-but-unfreed extents are allocated but unreachable. */
+    if (!err && data_bytes > a->hdr->data_ext.used)
+        err = mc_err(MC_ECORRUPT, "reachable model data %llu bytes exceeds allocated %llu",
+                     (unsigned long long)data_bytes, (unsigned long long)a->hdr->data_ext.used);
+    reach_free(&st);
+    return err;
+}

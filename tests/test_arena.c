@@ -1,0 +1,193 @@
+/*
+ * test_arena.c - creating and attaching arenas: the header, each distinct
+ * attach failure, read-only mapping (a writing worker faults), backing.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "mcache.h"
+#include "shm/err.h"
+#include "tests/testutil.h"
+
+static void test_create_and_attach(void **state)
+{
+    struct tw t;
+    struct mc_arena r;
+    uint64_t page;
+    uint32_t backing;
+
+    (void)state;
+    assert_int_equal(tw_create(&t, 32ull << 20, 0), 0);
+    struct mc_arena_hdr *h = t.a.hdr;
+    assert_int_equal(h->magic, MC_ARENA_MAGIC);
+    assert_int_equal(h->format, MC_ARENA_FORMAT);
+    assert_int_equal(h->base, MC_DEFAULT_BASE);
+    assert_ptr_equal(t.a.base, (void *)(uintptr_t)MC_DEFAULT_BASE);
+    assert_int_equal(h->size, 32ull << 20);
+    assert_int_equal(mc_backing_detect(t.dir, &page, &backing), 0);
+    assert_int_equal(h->page_size, page);
+    assert_int_equal(h->data_off % h->page_size, 0);
+    assert_true(h->index_off + h->index_size <= h->data_off);
+    assert_true(h->created_ns > 0);
+    assert_int_equal(h->epoch, 1);
+    /* Creating it again is refused; the first one is untouched. */
+    struct mc_arena dup;
+    struct mc_arena_opts o = {.dir = t.dir, .cache = t.cache, .size = 32ull << 20,
+                              .base = 0x7ea000000000ull};
+    assert_int_equal(mc_arena_create(&o, &dup), MC_EEXIST);
+    assert_int_equal(h->magic, MC_ARENA_MAGIC);
+    /* Attaching in the same process collides with our own mapping. */
+    assert_int_equal(mc_arena_open(t.dir, t.cache, false, &r), MC_EADDRINUSE);
+    assert_non_null(strstr(mc_last_error(), "0x7e9000000000"));
+    assert_non_null(strstr(mc_last_error(), "--base"));
+    tw_destroy(&t);
+}
+
+static void test_missing(void **state)
+{
+    char dir[256];
+    mc_cache *c;
+
+    (void)state;
+    tdir_make(dir, sizeof(dir));
+    assert_int_equal(mc_attach_dir(dir, "nosuch", &c), MC_ENOENT);
+    assert_non_null(strstr(mc_last_error(), "mcache.nosuch"));
+    assert_non_null(strstr(mc_last_error(), "mcached"));
+    assert_int_equal(mc_attach_dir(dir, "bad/name", &c), MC_EINVAL);
+    assert_non_null(strstr(mc_last_error(), "bad/name"));
+    tdir_remove(dir);
+}
+
+/* Write a file at dir/mcache.<cache> with given content, padded to size. */
+static void write_file(const char *dir, const char *cache, const void *buf, size_t len,
+                       size_t size)
+{
+    char p[512];
+    int fd;
+
+    snprintf(p, sizeof(p), "%s/mcache.%s", dir, cache);
+    fd = open(p, O_RDWR | O_CREAT | O_TRUNC, 0644);
+    assert_true(fd >= 0);
+    assert_int_equal(ftruncate(fd, (off_t)size), 0);
+    assert_int_equal(pwrite(fd, buf, len, 0), (ssize_t)len);
+    close(fd);
+}
+
+static void test_bad_headers(void **state)
+{
+    struct tw t;
+    struct mc_arena_hdr h;
+    struct mc_arena r;
+    char p[512];
+
+    (void)state;
+    assert_int_equal(tw_create(&t, 16ull << 20, 0), 0);
+    memcpy(&h, t.a.hdr, sizeof(h));
+
+    /* Not an arena at all. */
+    char zeros[8192] = {0};
+    write_file(t.dir, "zero", zeros, sizeof(zeros), sizeof(zeros));
+    assert_int_equal(mc_arena_open(t.dir, "zero", false, &r), MC_EBADARENA);
+    assert_non_null(strstr(mc_last_error(), "not an mcache arena"));
+
+    /* Too short to hold a header. */
+    write_file(t.dir, "short", "MC", 2, 2);
+    assert_int_equal(mc_arena_open(t.dir, "short", false, &r), MC_EBADARENA);
+    assert_non_null(strstr(mc_last_error(), "too short"));
+
+    /* Another layout format: both formats are named. */
+    struct mc_arena_hdr f = h;
+    f.format = MC_ARENA_FORMAT + 98;
+    write_file(t.dir, "fmt", &f, sizeof(f), f.size);
+    assert_int_equal(mc_arena_open(t.dir, "fmt", false, &r), MC_EFORMAT);
+    snprintf(p, sizeof(p), "format %u", MC_ARENA_FORMAT + 98);
+    assert_non_null(strstr(mc_last_error(), p));
+    snprintf(p, sizeof(p), "format %u", MC_ARENA_FORMAT);
+    assert_non_null(strstr(mc_last_error(), p));
+
+    /* Truncated: the file is smaller than the header says. */
+    write_file(t.dir, "trunc", &h, sizeof(h), h.size / 2);
+    assert_int_equal(mc_arena_open(t.dir, "trunc", false, &r), MC_EBADARENA);
+    assert_non_null(strstr(mc_last_error(), "damaged"));
+    tw_destroy(&t);
+}
+
+/* A worker that writes into the arena dies of SIGSEGV. */
+static void test_reader_write_faults(void **state)
+{
+    struct tw t;
+    char prog[512];
+
+    (void)state;
+    assert_int_equal(tw_create(&t, 16ull << 20, 0), 0);
+    assert_int_equal(tw_publish(&t, "m", "1.0.0", 8192, seed_of("m", "1.0.0")), 0);
+    char *argv[] = {"mp_reader", "write", t.dir, (char *)t.cache, "m", "1.0.0", NULL};
+    int st = wait_status(spawn(helper_path("mp_reader", prog, sizeof(prog)), argv));
+    assert_true(WIFSIGNALED(st));
+    assert_int_equal(WTERMSIG(st), SIGSEGV);
+    /* The byte it tried to write is unchanged. */
+    struct mc_rec_version *v = mc_table_find_version(t.w.t, t.a.hdr->hash_seed, "m", "1.0.0");
+    assert_non_null(v);
+    assert_int_equal(((uint8_t *)(uintptr_t)v->data)[0], pattern_byte(seed_of("m", "1.0.0"), 0));
+    tw_destroy(&t);
+}
+
+/* With hugetlbfs pages available, the arena reports them and aligns data to them. */
+static void test_hugetlb_backing(void **state)
+{
+    struct mc_arena_opts o = {.cache = "huge", .size = 8ull << 20};
+    struct mc_arena a;
+    FILE *f = fopen("/proc/sys/vm/nr_hugepages", "r");
+    long pages = 0;
+    uint64_t ps;
+    uint32_t backing;
+
+    (void)state;
+    if (f) {
+        if (fscanf(f, "%ld", &pages) != 1)
+            pages = 0;
+        fclose(f);
+    }
+    if (pages < 4 || mc_backing_detect("/dev/hugepages", &ps, &backing) != 0 ||
+        backing != MC_BACKING_HUGETLB) {
+        printf("# hugetlb part not run: no hugetlbfs at /dev/hugepages with >= 4 reserved "
+               "pages (nr_hugepages=%ld); the arena falls back to 4 KiB pages there\n",
+               pages);
+        assert_int_equal(mc_backing_detect("/dev/shm", &ps, &backing), 0);
+        assert_int_equal(ps, 4096);
+        return;
+    }
+    o.dir = "/dev/hugepages";
+    mc_arena_unlink(o.dir, o.cache);
+    assert_int_equal(mc_arena_create(&o, &a), 0);
+    assert_int_equal(a.hdr->page_size, ps);
+    assert_int_equal(a.hdr->backing, MC_BACKING_HUGETLB);
+    assert_int_equal(a.hdr->data_off % ps, 0);
+    mc_arena_close(&a);
+    mc_arena_unlink(o.dir, o.cache);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_create_and_attach),
+        cmocka_unit_test(test_missing),
+        cmocka_unit_test(test_bad_headers),
+        cmocka_unit_test(test_reader_write_faults),
+        cmocka_unit_test(test_hugetlb_backing),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

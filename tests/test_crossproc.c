@@ -1,0 +1,169 @@
+/*
+ * test_crossproc.c - the reader protocol under fire. Exec'd reader processes
+ * resolve and verify models while this process (the writer) publishes,
+ * evicts, reloads, removes, moves aliases, grows the table and reclaims,
+ * overwriting everything it frees with poison. Any read of freed or partial
+ * memory shows up as a bad byte, name, version or metadata.
+ */
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "shm/err.h"
+#include "shm/slab.h"
+#include "tests/testutil.h"
+
+#define READERS     3
+#define LOOKUPS     350000 /* per reader: > 1,000,000 in all */
+#define NMODELS     48
+#define MAX_FILLERS 12000
+
+static const char *versions[] = {"1.0.0", "1.1.0", "2.0.0"};
+
+static uint64_t rnd_state = 88172645463325252ull;
+static uint64_t rnd(void)
+{
+    rnd_state ^= rnd_state << 13;
+    rnd_state ^= rnd_state >> 7;
+    rnd_state ^= rnd_state << 17;
+    return rnd_state;
+}
+
+static int publish(struct tw *t, const char *name, const char *ver)
+{
+    uint64_t size = 4096 + rnd() % (60 * 1024);
+
+    return tw_publish(t, name, ver, size, seed_of(name, ver));
+}
+
+static void churn_once(struct tw *t, int *fillers)
+{
+    char name[32];
+    const char *ver = versions[rnd() % 3];
+    struct mc_version_desc d = {.checksum = "x", .state = MC_STATE_REGISTERED,
+                                .data_size = 1};
+    int op = (int)(rnd() % 100);
+
+    snprintf(name, sizeof(name), "m%d", (int)(rnd() % NMODELS));
+    if (op < 35) { /* load (replaces any record) */
+        if (publish(t, name, ver) == MC_ENOSPC)
+            mc_reclaim_poll(&t->rc);
+    } else if (op < 50) { /* evict */
+        char meta[64];
+        snprintf(meta, sizeof(meta), "{\"seed\":%u}", seed_of(name, ver));
+        d.name = name;
+        d.version = ver;
+        d.meta = meta;
+        mc_table_put_version(&t->w, &d, NULL);
+    } else if (op < 62) { /* remove */
+        mc_table_remove_version(&t->w, name, ver);
+    } else if (op < 80) { /* move the alias */
+        mc_table_set_alias(&t->w, name, "prod", ver);
+    } else if (op < 85) {
+        mc_table_remove_alias(&t->w, name, "prod");
+    } else if (*fillers < MAX_FILLERS) { /* grow the table */
+        for (int i = 0; i < 16; i++) {
+            snprintf(name, sizeof(name), "filler%d", (*fillers)++);
+            d.name = name;
+            d.version = "1.0.0";
+            d.meta = "{}";
+            assert_int_equal(mc_table_put_version(&t->w, &d, NULL), 0);
+        }
+    }
+}
+
+static void test_readers_never_see_freed_memory(void **state)
+{
+    struct tw t;
+    pid_t pids[READERS];
+    int outs[READERS], running = READERS, fillers = 0;
+    long total = 0, ok_total = 0;
+    uint64_t grows0, ops = 0;
+    char prog[512], n_str[32], m_str[32];
+
+    (void)state;
+    mc_poison_freed = 1;
+    assert_int_equal(tw_create(&t, 256ull << 20, 0), 0);
+    for (int i = 0; i < NMODELS; i++) {
+        char name[32];
+        snprintf(name, sizeof(name), "m%d", i);
+        for (int v = 0; v < 3; v++)
+            assert_int_equal(publish(&t, name, versions[v]), 0);
+        assert_int_equal(mc_table_set_alias(&t.w, name, "prod", "1.1.0"), 0);
+    }
+    grows0 = t.a.hdr->index_ext.nalloc;
+    snprintf(n_str, sizeof(n_str), "%d", LOOKUPS);
+    snprintf(m_str, sizeof(m_str), "%d", NMODELS);
+    helper_path("mp_reader", prog, sizeof(prog));
+    for (int i = 0; i < READERS; i++) {
+        int p[2];
+        assert_int_equal(pipe(p), 0);
+        pids[i] = fork();
+        if (pids[i] == 0) {
+            char *argv[] = {"mp_reader", "stress", t.dir, (char *)t.cache, n_str, m_str, NULL};
+            dup2(p[1], 1);
+            close(p[0]);
+            execv(prog, argv);
+            _exit(127);
+        }
+        close(p[1]);
+        outs[i] = p[0];
+    }
+    /* Churn until every reader is done. */
+    while (running > 0) {
+        /* Reclaim after every operation: freed memory is reused (and
+         * poisoned) as soon as the protocol allows, which is what makes a
+         * protocol bug visible. */
+        for (int k = 0; k < 50; k++, ops++) {
+            churn_once(&t, &fillers);
+            mc_reclaim_poll(&t.rc);
+        }
+        for (int i = 0; i < READERS; i++) {
+            int st;
+            if (pids[i] > 0 && waitpid(pids[i], &st, WNOHANG) == pids[i]) {
+                char buf[256] = {0};
+                long n = 0, ok = 0, missing = 0, bad = -1;
+                ssize_t len = read(outs[i], buf, sizeof(buf) - 1);
+                assert_true(len > 0);
+                assert_int_equal(sscanf(buf, "lookups %ld ok %ld missing %ld bad %ld", &n, &ok,
+                                        &missing, &bad),
+                                 4);
+                printf("# reader %d: %s", i, buf);
+                assert_true(WIFEXITED(st));
+                assert_int_equal(WEXITSTATUS(st), 0);
+                assert_int_equal(bad, 0);
+                total += n;
+                ok_total += ok;
+                pids[i] = 0;
+                running--;
+            }
+        }
+    }
+    printf("# writer: %llu operations, %d fillers, index extents %llu -> %llu, %llu freed\n",
+           (unsigned long long)ops, fillers, (unsigned long long)grows0,
+           (unsigned long long)t.a.hdr->index_ext.nalloc, (unsigned long long)t.rc.freed_total);
+    assert_true(total >= 1000000);
+    assert_true(ok_total > total / 10); /* most lookups found and verified a model */
+    assert_true(t.rc.freed_total > 1000); /* and the writer really freed under them */
+    mc_reclaim_poll(&t.rc);
+    assert_int_equal(t.rc.n, 0);
+    assert_int_equal(mc_table_check(&t.w), 0);
+    tw_destroy(&t);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_readers_never_see_freed_memory),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

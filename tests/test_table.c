@@ -1,0 +1,294 @@
+/*
+ * test_table.c - the index in the arena: publish, lookup, resolve, replace,
+ * remove, aliases, growth, reclamation of what was replaced, and rebuilding
+ * the allocators from what is reachable.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "index/resolve.h"
+#include "shm/err.h"
+#include "shm/slab.h"
+#include "tests/testutil.h"
+
+static struct tw T;
+
+static int setup(void **state)
+{
+    (void)state;
+    mc_poison_freed = 1;
+    return tw_create(&T, 64ull << 20, 0) == 0 ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    tw_destroy(&T);
+    return 0;
+}
+
+static struct mc_rec_version *resolve(const char *name, const char *ref)
+{
+    struct mc_rec_version *v = NULL;
+
+    if (mc_resolve(T.w.t, T.a.hdr->hash_seed, name, ref, &v) != 0)
+        return NULL;
+    return v;
+}
+
+static const char *resolved(const char *name, const char *ref)
+{
+    struct mc_rec_version *v = resolve(name, ref);
+
+    return v ? mc_rec_version_str(v) : "(none)";
+}
+
+static int put(const char *name, const char *version, uint32_t state)
+{
+    struct mc_version_desc d = {.name = name, .version = version, .state = state,
+                                .checksum = "xxh3-128:0", .data_size = 100};
+
+    return mc_table_put_version(&T.w, &d, NULL);
+}
+
+static void test_publish_lookup(void **state)
+{
+    uint64_t gen0 = T.a.hdr->generation;
+    struct mc_rec_version *v;
+
+    (void)state;
+    assert_int_equal(tw_publish(&T, "resnet", "1.0.0", 10000, 7), 0);
+    assert_true(T.a.hdr->generation > gen0);
+    v = resolve("resnet", "1.0.0");
+    assert_non_null(v);
+    assert_int_equal(v->h.state, MC_STATE_READY);
+    assert_string_equal(mc_rec_version_name(v), "resnet");
+    assert_string_equal(mc_rec_version_str(v), "1.0.0");
+    assert_string_equal(mc_rec_version_meta(v), "{\"seed\":7}");
+    assert_int_equal(v->data_size, 10000);
+    assert_int_equal(((uint8_t *)(uintptr_t)v->data)[9999], pattern_byte(7, 9999));
+    assert_int_equal(T.w.t->versions, 1);
+    assert_int_equal(T.w.t->resident, 1);
+    assert_int_equal(T.w.t->models, 1);
+    /* Unknown name, version or reference: MC_ENOENT with a message. */
+    assert_int_equal(mc_resolve(T.w.t, T.a.hdr->hash_seed, "nosuch", "1.0.0", &v), MC_ENOENT);
+    assert_non_null(strstr(mc_last_error(), "nosuch"));
+    assert_int_equal(mc_resolve(T.w.t, T.a.hdr->hash_seed, "resnet", "2.0.0", &v), MC_ENOENT);
+    assert_non_null(strstr(mc_last_error(), "2.0.0"));
+    assert_int_equal(mc_resolve(T.w.t, T.a.hdr->hash_seed, "resnet", "no way!", &v), MC_ENOENT);
+    assert_int_equal(mc_table_check(&T.w), 0);
+}
+
+static void test_latest_and_ranges(void **state)
+{
+    (void)state;
+    const char *vs[] = {"1.0.0", "1.2.0", "1.10.0", "2.0.0-rc.1", "0.9.0", "1.2.5"};
+    for (size_t i = 0; i < sizeof(vs) / sizeof(vs[0]); i++)
+        assert_int_equal(put("bert", vs[i], MC_STATE_REGISTERED), 0);
+    /* The list is in precedence order, highest first. */
+    struct mc_rec_model *m = (struct mc_rec_model *)mc_table_lookup(T.w.t, T.a.hdr->hash_seed,
+                                                                     "bert", 4);
+    assert_non_null(m);
+    struct mc_verlist *vl = (struct mc_verlist *)(uintptr_t)m->versions;
+    assert_int_equal(vl->count, 6);
+    const char *order[] = {"2.0.0-rc.1", "1.10.0", "1.2.5", "1.2.0", "1.0.0", "0.9.0"};
+    for (int i = 0; i < 6; i++)
+        assert_string_equal(mc_rec_version_str((void *)(uintptr_t)vl->recs[i]), order[i]);
+    assert_string_equal(resolved("bert", "latest"), "1.10.0");
+    assert_string_equal(resolved("bert", NULL), "1.10.0");
+    assert_string_equal(resolved("bert", "^1.2"), "1.10.0");
+    assert_string_equal(resolved("bert", "~1.2.0"), "1.2.5");
+    assert_string_equal(resolved("bert", "1.2.x"), "1.2.5");
+    assert_string_equal(resolved("bert", ">=1.0.0 <1.2.0"), "1.0.0");
+    assert_string_equal(resolved("bert", "<1.0.0 || >1.5.0 <1.11"), "1.10.0");
+    assert_string_equal(resolved("bert", "^2"), "(none)"); /* prerelease excluded */
+    assert_string_equal(resolved("bert", ">=2.0.0-rc.0"), "2.0.0-rc.1");
+    assert_string_equal(resolved("bert", "2.0.0-rc.1"), "2.0.0-rc.1");
+}
+
+static void test_replace_and_reclaim(void **state)
+{
+    struct mc_rec_version *v1, *v2;
+    uint64_t used0 = T.a.hdr->data_ext.used;
+
+    (void)state;
+    assert_int_equal(put("gpt", "1.0.0", MC_STATE_REGISTERED), 0);
+    v1 = resolve("gpt", "1.0.0");
+    assert_int_equal(v1->h.state, MC_STATE_REGISTERED);
+    /* Load: a READY record with an extent replaces the REGISTERED one. */
+    assert_int_equal(tw_publish(&T, "gpt", "1.0.0", 100000, 3), 0);
+    v2 = resolve("gpt", "1.0.0");
+    assert_ptr_not_equal(v1, v2);
+    assert_int_equal(v2->h.state, MC_STATE_READY);
+    assert_int_equal(T.w.t->versions, 1);
+    assert_int_equal(T.w.t->resident, 1);
+    /* The old record is retired, not freed, until a poll sees no reader. */
+    assert_int_equal(v1->h.magic, MC_REC_MAGIC);
+    assert_true(T.rc.n > 0);
+    assert_true(mc_reclaim_poll(&T.rc) > 0);
+    assert_int_equal(T.rc.n, 0);
+    assert_int_not_equal(v1->h.magic, MC_REC_MAGIC); /* poisoned */
+    /* Evict: back to REGISTERED; the extent is freed once reclaimed. */
+    assert_int_equal(put("gpt", "1.0.0", MC_STATE_REGISTERED), 0);
+    assert_int_equal(T.w.t->resident, 0);
+    assert_true(T.a.hdr->data_ext.used > used0);
+    mc_reclaim_poll(&T.rc);
+    assert_int_equal(T.a.hdr->data_ext.used, used0);
+    assert_int_equal(mc_table_check(&T.w), 0);
+}
+
+static void test_aliases(void **state)
+{
+    struct mc_rec_version *a, *b;
+
+    (void)state;
+    assert_int_equal(tw_publish(&T, "llm", "1.0.0", 4096, 1), 0);
+    assert_int_equal(tw_publish(&T, "llm", "2.0.0", 4096, 2), 0);
+    assert_int_equal(mc_table_set_alias(&T.w, "llm", "production", "1.0.0"), 0);
+    assert_string_equal(resolved("llm", "production"), "1.0.0");
+    assert_int_equal(T.w.t->aliases, 1);
+    /* Moving is one store on the same alias record. */
+    struct mc_rec *ar = mc_table_lookup(T.w.t, T.a.hdr->hash_seed, "llm#production", 14);
+    assert_non_null(ar);
+    assert_int_equal(mc_table_set_alias(&T.w, "llm", "production", "2.0.0"), 0);
+    assert_ptr_equal(mc_table_lookup(T.w.t, T.a.hdr->hash_seed, "llm#production", 14), ar);
+    assert_string_equal(resolved("llm", "production"), "2.0.0");
+    /* An alias to a missing version is refused and changes nothing. */
+    assert_int_equal(mc_table_set_alias(&T.w, "llm", "production", "9.9.9"), MC_ENOENT);
+    assert_non_null(strstr(mc_last_error(), "9.9.9"));
+    assert_string_equal(resolved("llm", "production"), "2.0.0");
+    /* When the target's record is replaced (evicted), the alias follows. */
+    a = resolve("llm", "2.0.0");
+    assert_int_equal(put("llm", "2.0.0", MC_STATE_REGISTERED), 0);
+    b = resolve("llm", "production");
+    assert_ptr_not_equal(a, b);
+    assert_ptr_equal(b, resolve("llm", "2.0.0"));
+    /* Removing the version removes aliases pointing at it. */
+    assert_int_equal(mc_table_remove_version(&T.w, "llm", "2.0.0"), 0);
+    assert_null(resolve("llm", "production"));
+    assert_int_equal(T.w.t->aliases, 0);
+    assert_int_equal(mc_table_set_alias(&T.w, "llm", "stable", "1.0.0"), 0);
+    assert_int_equal(mc_table_remove_alias(&T.w, "llm", "stable"), 0);
+    assert_int_equal(mc_table_remove_alias(&T.w, "llm", "stable"), MC_ENOENT);
+    /* Removing the last version removes the model. */
+    assert_int_equal(mc_table_remove_version(&T.w, "llm", "1.0.0"), 0);
+    assert_int_equal(T.w.t->models, 0);
+    assert_null(mc_table_lookup(T.w.t, T.a.hdr->hash_seed, "llm", 3));
+    mc_reclaim_poll(&T.rc);
+    assert_int_equal(T.rc.n, 0);
+    assert_int_equal(mc_table_check(&T.w), 0);
+}
+
+static void test_growth(void **state)
+{
+    enum { N = 6000 };
+    char name[32];
+    uint64_t cap0;
+
+    (void)state;
+    cap0 = T.a.hdr->index_ext.used;
+    for (int i = 0; i < N; i++) {
+        snprintf(name, sizeof(name), "model-%d", i);
+        assert_int_equal(put(name, "1.0.0", MC_STATE_REGISTERED), 0);
+    }
+    assert_true(T.a.hdr->index_ext.used > cap0);
+    for (int i = 0; i < N; i++) {
+        snprintf(name, sizeof(name), "model-%d", i);
+        struct mc_rec_version *v = resolve(name, "1.0.0");
+        assert_non_null(v);
+        assert_string_equal(mc_rec_version_name(v), name);
+    }
+    /* Retired maps from each grow are freed once polled. */
+    mc_reclaim_poll(&T.rc);
+    assert_int_equal(T.rc.n, 0);
+    assert_int_equal(mc_table_check(&T.w), 0);
+    for (int i = 0; i < N; i += 2) {
+        snprintf(name, sizeof(name), "model-%d", i);
+        assert_int_equal(mc_table_remove_version(&T.w, name, "1.0.0"), 0);
+    }
+    for (int i = 0; i < N; i++) {
+        snprintf(name, sizeof(name), "model-%d", i);
+        assert_true((resolve(name, "1.0.0") != NULL) == (i % 2 == 1));
+    }
+    mc_reclaim_poll(&T.rc);
+    assert_int_equal(mc_table_check(&T.w), 0);
+}
+
+static void test_rebuild_after_crash(void **state)
+{
+    uint64_t leak_data, leak_index, data_used, index_used;
+
+    (void)state;
+    assert_int_equal(tw_publish(&T, "a", "1.0.0", 50000, 1), 0);
+    assert_int_equal(tw_publish(&T, "b", "1.0.0", 70000, 2), 0);
+    assert_int_equal(mc_table_set_alias(&T.w, "b", "prod", "1.0.0"), 0);
+    mc_reclaim_poll(&T.rc);
+    data_used = T.a.hdr->data_ext.used;
+    index_used = T.a.hdr->index_ext.used;
+    /* A load in flight and a record never published, then "the loader dies". */
+    assert_int_equal(mc_extent_alloc(&T.a, &T.a.hdr->data_ext, 1 << 20, 0, &leak_data), 0);
+    assert_int_equal(mc_index_alloc(&T.a, 5000, &leak_index), 0);
+    assert_true(T.a.hdr->data_ext.used > data_used);
+    assert_int_equal(mc_table_rebuild_allocators(&T.w, NULL, 0), 0);
+    assert_int_equal(T.a.hdr->data_ext.used, data_used);
+    assert_int_equal(T.a.hdr->index_ext.used, index_used);
+    assert_int_equal(mc_table_check(&T.w), 0);
+    assert_string_equal(resolved("b", "prod"), "1.0.0");
+    /* A record a reader holds, removed before the crash: kept, retired. */
+    struct mc_rec_version *v = resolve("a", "1.0.0");
+    uint64_t voff = mc_arena_off(&T.a, v);
+    assert_int_equal(mc_table_remove_version(&T.w, "a", "1.0.0"), 0);
+    T.rc.n = 0; /* the crash loses the loader's retire list */
+    assert_int_equal(mc_table_rebuild_allocators(&T.w, &voff, 1), 0);
+    assert_int_equal(v->h.magic, MC_REC_MAGIC);
+    assert_int_equal(T.rc.n, 1);
+    assert_int_equal(T.a.hdr->data_ext.used, data_used);
+    /* New allocations never land on the held record's extent. */
+    uint64_t o;
+    assert_int_equal(mc_extent_alloc(&T.a, &T.a.hdr->data_ext, 50000, 0, &o), 0);
+    assert_true(o + 50000 <= v->extent_off || v->extent_off + v->extent_size <= o);
+    mc_extent_free(&T.a, &T.a.hdr->data_ext, o, 50000);
+    mc_reclaim_poll(&T.rc); /* no live reader holds it in this test: freed */
+    assert_int_equal(T.rc.n, 0);
+    assert_int_equal(mc_table_check(&T.w), 0);
+}
+
+static void test_exhaustion(void **state)
+{
+    char name[32];
+    int rc = 0, i;
+
+    (void)state;
+    for (i = 0; i < 1000 && rc == 0; i++) {
+        snprintf(name, sizeof(name), "big%d", i);
+        rc = tw_publish(&T, name, "1.0.0", 4u << 20, (uint32_t)i);
+    }
+    assert_int_equal(rc, MC_ENOSPC);
+    assert_non_null(strstr(mc_last_error(), "no free extent"));
+    /* Earlier models are intact. */
+    struct mc_rec_version *v = resolve("big0", "1.0.0");
+    assert_non_null(v);
+    assert_int_equal(((uint8_t *)(uintptr_t)v->data)[12345], pattern_byte(0, 12345));
+    assert_int_equal(mc_table_check(&T.w), 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_publish_lookup, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_latest_and_ranges, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_replace_and_reclaim, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_aliases, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_growth, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rebuild_after_crash, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_exhaustion, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

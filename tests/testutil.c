@@ -1,0 +1,141 @@
+/*
+ * testutil.c - helpers shared by the tests (see testutil.h).
+ */
+#include "tests/testutil.h"
+
+#include <dirent.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "shm/err.h"
+#include "shm/slab.h"
+
+void tdir_make(char *buf, size_t len)
+{
+    snprintf(buf, len, "/dev/shm/mctest.%d.XXXXXX", (int)getpid());
+    if (!mkdtemp(buf)) {
+        perror("mkdtemp");
+        abort();
+    }
+}
+
+void tdir_remove(const char *dir)
+{
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    char p[512];
+
+    if (!d)
+        return;
+    while ((e = readdir(d))) {
+        if (e->d_name[0] == '.')
+            continue;
+        snprintf(p, sizeof(p), "%s/%s", dir, e->d_name);
+        unlink(p);
+    }
+    closedir(d);
+    rmdir(dir);
+}
+
+int tw_create_arena(struct tw *t, uint64_t size, uint64_t base)
+{
+    struct mc_arena_opts o = {0};
+    int rc;
+
+    memset(t, 0, sizeof(*t));
+    tdir_make(t->dir, sizeof(t->dir));
+    t->cache = "test";
+    o.dir = t->dir;
+    o.cache = t->cache;
+    o.size = size;
+    o.base = base;
+    rc = mc_arena_create(&o, &t->a);
+    if (rc)
+        return rc;
+    rc = mc_readers_create(t->dir, t->cache, 64, 0666, t->a.hdr->created_ns, &t->r);
+    if (rc)
+        return rc;
+    return mc_reclaim_init(&t->rc, &t->a, &t->r, mc_table_free_record, &t->w);
+}
+
+int tw_create(struct tw *t, uint64_t size, uint64_t base)
+{
+    int rc = tw_create_arena(t, size, base);
+
+    if (rc)
+        return rc;
+    rc = mc_table_create(&t->w, &t->a, &t->rc);
+    if (rc)
+        return rc;
+    t->a.hdr->state = MC_ARENA_READY;
+    return 0;
+}
+
+void tw_destroy(struct tw *t)
+{
+    mc_reclaim_destroy(&t->rc);
+    mc_readers_close(&t->r);
+    mc_arena_close(&t->a);
+    tdir_remove(t->dir);
+}
+
+int tw_publish(struct tw *t, const char *name, const char *version, uint64_t size,
+               uint32_t seed)
+{
+    struct mc_version_desc d = {0};
+    uint64_t off;
+    char meta[64];
+    int rc;
+
+    rc = mc_extent_alloc(&t->a, &t->a.hdr->data_ext, size, 0, &off);
+    if (rc)
+        return rc;
+    for (uint64_t i = 0; i < size; i++)
+        ((uint8_t *)t->a.base)[off + i] = pattern_byte(seed, i);
+    snprintf(meta, sizeof(meta), "{\"seed\":%u}", seed);
+    d.name = name;
+    d.version = version;
+    d.meta = meta;
+    d.checksum = "xxh3-128:test";
+    d.state = MC_STATE_READY;
+    d.data_size = size;
+    d.data_off = off;
+    d.extent_off = off;
+    d.extent_size = mc_extent_round(&t->a.hdr->data_ext, size);
+    rc = mc_table_put_version(&t->w, &d, NULL);
+    if (rc)
+        mc_extent_free(&t->a, &t->a.hdr->data_ext, off, size);
+    return rc;
+}
+
+const char *helper_path(const char *name, char *buf, size_t len)
+{
+    const char *bin = getenv("MC_TEST_BIN");
+
+    snprintf(buf, len, "%s/%s", bin ? bin : ".", name);
+    return buf;
+}
+
+pid_t spawn(const char *prog, char *const argv[])
+{
+    pid_t pid = fork();
+
+    if (pid == 0) {
+        execv(prog, argv);
+        _exit(127);
+    }
+    return pid;
+}
+
+int wait_status(pid_t pid)
+{
+    int st = 0;
+
+    while (waitpid(pid, &st, 0) < 0)
+        ;
+    return st;
+}
