@@ -1,0 +1,288 @@
+/*
+ * sc_get.c - the `get` scenario: warm lookups, mcache against a raw ck_ht
+ * lookup in private memory (the floor for a hash-table lookup), LMDB (the
+ * zero-copy peer) and Redis over loopback (the networked peer).
+ *
+ * Latency: this process attaches to two arenas (100 and 10,000 models) and
+ * runs each system's loop for --ops lookups per run, systems interleaved
+ * within a run so that drift on a noisy host hits all of them alike.
+ * Throughput: 1 and 2 exec'd worker processes per system run for --tput-ms
+ * after a common "go"; the figure is the sum of their rates.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "bench/barena.h"
+#include "bench/bench.h"
+#include "bench/lookups.h"
+#include "bench/model.h"
+#include "bench/redis.h"
+
+#define NSETS    2
+#define BASELINE "ck_ht (private)"
+
+static const unsigned set_models[NSETS] = {100, 10000};
+
+struct get_set {
+    struct keyset k;
+    struct barena ba;
+    mc_cache *c;
+    char lmdb[600];
+    struct resp rd;
+    struct lk lk[5];
+    bool have[5];
+};
+
+/* Display order: the baseline first. */
+static const enum lk_sys order[] = {LK_CKHT, LK_MCACHE, LK_MCACHE_ALIAS, LK_LMDB, LK_REDIS};
+
+static const char *sys_name(struct bench *b, enum lk_sys s)
+{
+    static char lmdb[64];
+
+    switch (s) {
+    case LK_CKHT:
+        return BASELINE;
+    case LK_MCACHE:
+        return "mcache";
+    case LK_MCACHE_ALIAS:
+        return "mcache (alias)";
+    case LK_LMDB:
+        snprintf(lmdb, sizeof(lmdb), "LMDB (%s)", fs_is_memory(b->o.shm_dir) ? "tmpfs" : "disk");
+        return lmdb;
+    default:
+        return "Redis (loopback)";
+    }
+}
+
+/* An arena holding n models that share one small extent (lookups never read it). */
+static int set_arena(struct bench *b, struct get_set *s, unsigned n)
+{
+    char tag[32];
+    uint64_t off;
+
+    snprintf(tag, sizeof(tag), "get%u", n);
+    if (barena_create(b, &s->ba, b->shm_work, tag, 4096, n > 1000 ? 32 * MiB : 4 * MiB) ||
+        barena_alloc(&s->ba, 4096, &off))
+        return -1;
+    model_fill(mc_arena_ptr(&s->ba.a, off), 0, 4096);
+    for (unsigned i = 0; i < n; i++)
+        if (barena_put_shared(&s->ba, s->k.name[i], GET_VERSION, off, GET_VALUE_SIZE) ||
+            barena_alias(&s->ba, s->k.name[i], GET_ALIAS, GET_VERSION))
+            return -1;
+    barena_seal(&s->ba);
+    if (mc_attach_dir(s->ba.dir, s->ba.cache, &s->c))
+        return bench_error("attaching to %s: %s", s->ba.path, mc_last_error());
+    return 0;
+}
+
+static int redis_fill(struct resp *rd, unsigned db, const struct keyset *k)
+{
+    char dbs[8], value[GET_VALUE_SIZE];
+    const char *sel[] = {"SELECT", dbs};
+
+    memset(value, 0x5a, sizeof(value));
+    snprintf(dbs, sizeof(dbs), "%u", db);
+    if (resp_cmd(rd, 2, sel))
+        return -1;
+    for (unsigned i = 0; i < k->n; i += 500) {
+        unsigned end = i + 500 < k->n ? i + 500 : k->n;
+
+        for (unsigned j = i; j < end; j++) { /* pipelined */
+            const char *argv[] = {"SET", k->vkey[j], value};
+            size_t lens[] = {3, k->vlen[j], sizeof(value)};
+
+            if (resp_send(rd, 3, argv, lens))
+                return -1;
+        }
+        for (unsigned j = i; j < end; j++)
+            if (resp_reply(rd, value, 0) == -1)
+                return -1;
+    }
+    return 0;
+}
+
+static int setup(struct bench *b, struct get_set *sets, struct redis *rs)
+{
+    int redis = b->o.no_redis ? 1 : redis_start(rs, b->tmp_work);
+
+    if (redis < 0)
+        return -1;
+    for (int i = 0; i < NSETS; i++) {
+        struct get_set *s = &sets[i];
+        unsigned n = set_models[i];
+
+        bench_progress("get: preparing %u models in an arena, a private ck_ht, LMDB%s", n,
+                       redis == 0 ? " and Redis" : "");
+        keyset_make(&s->k, n);
+        if (set_arena(b, s, n))
+            return -1;
+        snprintf(s->lmdb, sizeof(s->lmdb), "%s/lmdb-%u", b->shm_work, n);
+        if (lmdb_put_keys(s->lmdb, &s->k) || lk_open_lmdb(&s->lk[LK_LMDB], &s->k, s->lmdb) ||
+            lk_open_ckht(&s->lk[LK_CKHT], &s->k))
+            return -1;
+        lk_open_mcache(&s->lk[LK_MCACHE], &s->k, s->c, false);
+        lk_open_mcache(&s->lk[LK_MCACHE_ALIAS], &s->k, s->c, true);
+        s->have[LK_CKHT] = s->have[LK_MCACHE] = s->have[LK_MCACHE_ALIAS] = true;
+        s->have[LK_LMDB] = true;
+        s->rd.fd = -1;
+        if (redis == 0) {
+            if (resp_connect(&s->rd, rs->port) || redis_fill(&s->rd, (unsigned)i, &s->k))
+                return bench_error("filling Redis on port %d failed", rs->port);
+            lk_open_redis(&s->lk[LK_REDIS], &s->k, &s->rd);
+            s->have[LK_REDIS] = true;
+        }
+    }
+    return 0;
+}
+
+static int latency(struct bench *b, struct get_set *sets)
+{
+    char metric[NSETS][64];
+
+    for (int i = 0; i < NSETS; i++) {
+        snprintf(metric[i], sizeof(metric[i]), "get latency, %u models", set_models[i]);
+        for (int s = 0; s < 5; s++) /* warm: every key, every system */
+            if (sets[i].have[s] && lk_run(&sets[i].lk[s], 0, s == LK_REDIS ? 2000 : ORDER_LEN))
+                return -1;
+    }
+    for (unsigned run = 0; run < b->o.runs; run++) {
+        bench_progress("get: latency run %u/%u", run + 1, b->o.runs);
+        for (int i = 0; i < NSETS; i++)
+            for (size_t j = 0; j < sizeof(order) / sizeof(order[0]); j++) {
+                enum lk_sys s = order[j];
+                uint64_t ops = s == LK_REDIS ? b->o.redis_ops : b->o.ops, t0;
+
+                if (!sets[i].have[s])
+                    continue;
+                t0 = mc_now_ns();
+                if (lk_run(&sets[i].lk[s], (uint64_t)run * 7919, ops))
+                    return -1;
+                bench_add(b, sys_name(b, s), metric[i], "ns/op",
+                          (double)(mc_now_ns() - t0) / (double)ops);
+            }
+    }
+    for (int i = 0; i < NSETS; i++)
+        bench_base_system(b, metric[i], BASELINE);
+    return 0;
+}
+
+/* One throughput run: nproc workers of one system, started together. */
+static int tput_run(struct bench *b, struct get_set *s, const char *sys, unsigned nproc,
+                    double *rate)
+{
+    struct worker w[2];
+    char n[16], ms[16], line[256];
+    const char *args[] = {"lookups", sys, n, ms, s->ba.dir, s->ba.cache, NULL};
+    int rc = 0;
+
+    snprintf(n, sizeof(n), "%u", s->k.n);
+    snprintf(ms, sizeof(ms), "%u", b->o.tput_ms);
+    if (!strcmp(sys, "lmdb"))
+        args[4] = s->lmdb, args[5] = NULL;
+    *rate = 0;
+    if (workers_start(b, w, nproc, args))
+        return -1;
+    for (unsigned p = 0; p < nproc && !rc; p++)
+        if (worker_line(&w[p], line, sizeof(line)) || strcmp(line, "ready"))
+            rc = bench_error("a %s lookups worker failed to start", sys);
+    for (unsigned p = 0; p < nproc && !rc; p++)
+        rc = worker_send(&w[p], "go\n");
+    for (unsigned p = 0; p < nproc && !rc; p++) {
+        uint64_t ops, ns;
+
+        if (worker_line(&w[p], line, sizeof(line)) || !line_u64(line, "ops", &ops) ||
+            !line_u64(line, "ns", &ns) || !ns)
+            rc = bench_error("a %s lookups worker did not report", sys);
+        else
+            *rate += (double)ops * 1e9 / (double)ns;
+    }
+    return workers_end(w, nproc, rc);
+}
+
+static int throughput(struct bench *b, struct get_set *s)
+{
+    static const struct {
+        const char *arg;
+        enum lk_sys sys;
+    } systems[] = {{"ckht", LK_CKHT}, {"mcache", LK_MCACHE}, {"lmdb", LK_LMDB}};
+    char metric[2][64];
+
+    for (unsigned p = 1; p <= 2; p++)
+        snprintf(metric[p - 1], sizeof(metric[p - 1]), "lookups/s, %u models, %u process%s", s->k.n,
+                 p, p > 1 ? "es" : "");
+    for (unsigned run = 0; run < b->o.runs; run++) {
+        bench_progress("get: lookups/s run %u/%u", run + 1, b->o.runs);
+        for (unsigned p = 1; p <= 2; p++)
+            for (size_t i = 0; i < sizeof(systems) / sizeof(systems[0]); i++) {
+                double rate;
+
+                if (tput_run(b, s, systems[i].arg, p, &rate))
+                    return -1;
+                bench_add(b, sys_name(b, systems[i].sys), metric[p - 1], "lookups/s", rate);
+            }
+    }
+    for (unsigned p = 0; p < 2; p++)
+        bench_base_system(b, metric[p], BASELINE);
+    return 0;
+}
+
+static void targets(struct bench *b)
+{
+    for (int i = 0; i < NSETS; i++) {
+        char metric[64];
+        double m, c, l, r;
+
+        snprintf(metric, sizeof(metric), "get latency, %u models", set_models[i]);
+        m = bench_value(b, "mcache", metric);
+        c = bench_value(b, BASELINE, metric);
+        l = bench_value(b, sys_name(b, LK_LMDB), metric);
+        r = bench_value(b, sys_name(b, LK_REDIS), metric);
+        bench_target(b, m / c, true, 2.5, "mcache get+release / raw ck_ht lookup, %u models",
+                     set_models[i]);
+        bench_target(b, l / m, false, 2, "LMDB read / mcache get+release, %u models",
+                     set_models[i]);
+        if (r == r)
+            bench_target(b, r / m, false, 1000, "Redis GET / mcache get+release, %u models",
+                         set_models[i]);
+    }
+}
+
+int sc_get(struct bench *b)
+{
+    struct get_set sets[NSETS];
+    struct redis rs = {0};
+    char title[256];
+    int rc;
+
+    memset(sets, 0, sizeof(sets));
+    for (int i = 0; i < NSETS; i++)
+        sets[i].rd.fd = -1;
+    rc = setup(b, sets, &rs);
+    if (!rc)
+        rc = latency(b, sets);
+    if (!rc)
+        rc = throughput(b, &sets[NSETS - 1]);
+    if (!rc) {
+        snprintf(title, sizeof(title),
+                 "warm lookups, %llu per latency run (Redis %llu), lookups/s over %u ms",
+                 (unsigned long long)b->o.ops, (unsigned long long)b->o.redis_ops, b->o.tput_ms);
+        bench_print_table(b, title);
+        targets(b);
+    }
+    for (int i = 0; i < NSETS; i++) {
+        struct get_set *s = &sets[i];
+
+        for (int k = 0; k < 5; k++)
+            if (s->have[k])
+                lk_close(&s->lk[k]);
+        resp_close(&s->rd);
+        mc_detach(s->c);
+        barena_destroy(&s->ba);
+        if (s->lmdb[0])
+            rm_tree(s->lmdb);
+        keyset_free(&s->k);
+    }
+    redis_stop(&rs);
+    return rc;
+}

@@ -1,0 +1,91 @@
+/*
+ * sc_start.c - the `start` scenario: a new worker process attaches and reads
+ * every byte of a model, as an inference worker does when it starts.
+ *
+ * Per run and system, one fresh exec'd worker reports: attach (mcache:
+ * mc_attach; mmap: open + mmap; LMDB: environment open to mdb_get), the
+ * first full read (from before attach until every byte has been summed: for
+ * read() that includes copying the file into a private buffer) and a second
+ * full read of the same bytes in the same process (no faults left: the
+ * memory-bandwidth bound). The page-cached files are read back in before a
+ * run if the host dropped any of their pages (DESIGN.md fact 10).
+ */
+#include <stdio.h>
+
+#include "bench/bench.h"
+#include "bench/model.h"
+#include "bench/stores.h"
+
+#define FIRST  "first full read, fresh process"
+#define SECOND "second full read, same process"
+#define ATTACH "attach (pointer to the bytes)"
+#define GET    "attach + first get"
+
+static const enum msys order[] = {MS_READ, MS_MCACHE, MS_MCACHE_HUGE, MS_MMAP, MS_LMDB};
+
+static int measure(struct bench *b, struct stores *s)
+{
+    for (unsigned run = 0; run < b->o.runs; run++) {
+        bench_progress("start: run %u/%u", run + 1, b->o.runs);
+        for (size_t i = 0; i < sizeof(order) / sizeof(order[0]); i++) {
+            enum msys m = order[i];
+            const char *name = msys_name(m);
+            struct read_run r;
+
+            if (!s->have[m])
+                continue;
+            if (stores_rewarm(s) || stores_read(b, s, m, &r))
+                return -1;
+            bench_add(b, name, FIRST, "GB/s", (double)s->size / (double)r.first_ns);
+            bench_add(b, name, SECOND, "GB/s", (double)s->size / (double)r.second_ns);
+            if (m != MS_READ)
+                bench_add(b, name, ATTACH, "us", (double)r.attach_ns / 1e3);
+            if (m == MS_MCACHE || m == MS_MCACHE_HUGE)
+                bench_add(b, name, GET, "us", (double)r.ready_ns / 1e3);
+        }
+    }
+    bench_base_system(b, FIRST, msys_name(MS_READ));
+    bench_base_system(b, SECOND, msys_name(MS_READ));
+    bench_base_system(b, ATTACH, msys_name(MS_MMAP));
+    return 0;
+}
+
+static void targets(struct bench *b, const struct stores *s)
+{
+    for (enum msys m = MS_MCACHE; m <= MS_MCACHE_HUGE; m++) {
+        const char *name = msys_name(m);
+        double first = bench_value(b, name, FIRST), second = bench_value(b, name, SECOND);
+
+        if (!s->have[m])
+            continue;
+        bench_target(b, bench_value(b, name, ATTACH), true, 100, "%s attach, us", name);
+        if (m == MS_MCACHE_HUGE)
+            bench_target(b, first / second, false, 0.9,
+                         "%s first full read / second read (no page-fault penalty)", name);
+        else
+            bench_note("%s: the first full read runs at %.2fx the second: the page faults of "
+                       "mapping 4 KiB pages (huge pages remove them)",
+                       name, first / second);
+    }
+}
+
+int sc_start(struct bench *b)
+{
+    struct stores s;
+    char title[128], sz[32];
+    int rc = stores_make(b, &s, "start", b->o.size, ST_ARENA | ST_HUGE | ST_FILE | ST_LMDB);
+
+    if (!rc && !s.have[MS_MCACHE_HUGE])
+        bench_note("huge pages were not available, so mcache ran on 4 KiB pages only: %s",
+                   s.why_no_huge);
+    if (!rc)
+        rc = measure(b, &s);
+    if (!rc) {
+        snprintf(title, sizeof(title), "a fresh worker attaches and reads a %s model",
+                 fmt_bytes(s.size, sz, sizeof(sz)));
+        bench_print_table(b, title);
+        targets(b, &s);
+    }
+    stores_drop(&s);
+    return rc;
+}
