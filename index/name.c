@@ -67,6 +67,9 @@ const char *mc_quote(char *buf, size_t size, const char *s, size_t len)
     return buf;
 }
 
+/* The quoted value, made only when a message needs it. */
+#define Q(buf, s) mc_quote(buf, sizeof(buf), s, strlen(s))
+
 static bool is_letter(char c)
 {
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
@@ -90,41 +93,52 @@ int mc_name_check(const char *name)
     if (name == NULL || name[0] == '\0')
         return mc_err(MC_EINVAL, "the model name is empty (%s)", NAME_RULE);
     len = strlen(name);
-    mc_quote(q, sizeof(q), name, len);
     if (len > MC_NAME_MAX)
-        return mc_err(MC_EINVAL, "model name %s is %zu bytes long (%s)", q, len, NAME_RULE);
+        return mc_err(MC_EINVAL, "model name %s is %zu bytes long (%s)", Q(q, name), len,
+                      NAME_RULE);
     for (i = 0; i < len; i++) {
         char c = name[i];
 
         if (is_ctl(c))
             return mc_err(MC_EINVAL,
-                          "model name %s contains the control byte %s at offset %zu (%s)", q,
-                          mc_quote(b, sizeof(b), name + i, 1), i, NAME_RULE);
+                          "model name %s contains the control byte %s at offset %zu (%s)",
+                          Q(q, name), mc_quote(b, sizeof(b), name + i, 1), i, NAME_RULE);
         if (c == '/') {
             slashes++;
             continue;
         }
         if (!is_alnum(c) && c != '.' && c != '_' && c != '-')
-            return mc_err(MC_EINVAL, "model name %s contains %s at offset %zu (%s)", q,
+            return mc_err(MC_EINVAL, "model name %s contains %s at offset %zu (%s)", Q(q, name),
                           mc_quote(b, sizeof(b), name + i, 1), i, NAME_RULE);
     }
     if (name[0] == '/')
-        return mc_err(MC_EINVAL, "model name %s starts with '/': it is not a path (%s)", q,
+        return mc_err(MC_EINVAL, "model name %s starts with '/': it is not a path (%s)", Q(q, name),
                       NAME_RULE);
     if (name[len - 1] == '/')
-        return mc_err(MC_EINVAL, "model name %s ends with '/' (%s)", q, NAME_RULE);
+        return mc_err(MC_EINVAL, "model name %s ends with '/' (%s)", Q(q, name), NAME_RULE);
     if (slashes > 1)
         return mc_err(MC_EINVAL,
-                      "model name %s has %zu '/'; only one namespace level is allowed (%s)", q,
-                      slashes, NAME_RULE);
+                      "model name %s has %zu '/'; only one namespace level is allowed (%s)",
+                      Q(q, name), slashes, NAME_RULE);
     if (strstr(name, "//"))
-        return mc_err(MC_EINVAL, "model name %s has an empty part (%s)", q, NAME_RULE);
+        return mc_err(MC_EINVAL, "model name %s has an empty part (%s)", Q(q, name), NAME_RULE);
     if (strstr(name, ".."))
-        return mc_err(MC_EINVAL, "model name %s contains \"..\" (%s)", q, NAME_RULE);
+        return mc_err(MC_EINVAL, "model name %s contains \"..\" (%s)", Q(q, name), NAME_RULE);
     for (i = 0; i < len; i++) {
         if ((i == 0 || name[i - 1] == '/') && (name[i] == '.' || name[i] == '-'))
-            return mc_err(MC_EINVAL, "model name %s has a part that starts with '%c' (%s)", q,
-                          name[i], NAME_RULE);
+            return mc_err(MC_EINVAL, "model name %s has a part that starts with '%c' (%s)",
+                          Q(q, name), name[i], NAME_RULE);
+    }
+    if (slashes) {
+        /* STORE/models/org/1.0.0/ would be both a version and a model directory */
+        const char *part = strchr(name, '/') + 1;
+
+        if (mc_semver_valid(part, strlen(part)))
+            return mc_err(MC_EINVAL,
+                          "model name %s: the part after '/' is a version number, "
+                          "which would clash with the store's version directories; "
+                          "choose another name (%s)",
+                          Q(q, name), NAME_RULE);
     }
     return 0;
 }
@@ -137,16 +151,16 @@ int mc_alias_check(const char *alias)
     if (alias == NULL || alias[0] == '\0')
         return mc_err(MC_EINVAL, "the alias name is empty (%s)", ALIAS_RULE);
     len = strlen(alias);
-    mc_quote(q, sizeof(q), alias, len);
     if (len > MC_ALIAS_MAX)
-        return mc_err(MC_EINVAL, "alias %s is %zu bytes long (%s)", q, len, ALIAS_RULE);
+        return mc_err(MC_EINVAL, "alias %s is %zu bytes long (%s)", Q(q, alias), len, ALIAS_RULE);
     if (!is_letter(alias[0]))
-        return mc_err(MC_EINVAL, "alias %s does not start with a letter (%s)", q, ALIAS_RULE);
+        return mc_err(MC_EINVAL, "alias %s does not start with a letter (%s)", Q(q, alias),
+                      ALIAS_RULE);
     for (i = 1; i < len; i++) {
         char c = alias[i];
 
         if (!is_alnum(c) && c != '_' && c != '-' && c != '.')
-            return mc_err(MC_EINVAL, "alias %s contains %s at offset %zu (%s)", q,
+            return mc_err(MC_EINVAL, "alias %s contains %s at offset %zu (%s)", Q(q, alias),
                           mc_quote(b, sizeof(b), alias + i, 1), i, ALIAS_RULE);
     }
     if (strcmp(alias, "latest") == 0)
@@ -158,7 +172,7 @@ int mc_alias_check(const char *alias)
         return mc_err(MC_EINVAL,
                       "alias %s would read as a version range; choose a name that "
                       "does not, e.g. add a word (%s)",
-                      q, ALIAS_RULE);
+                      Q(q, alias), ALIAS_RULE);
     return 0;
 }
 
@@ -170,16 +184,17 @@ int mc_key_check(const char *what, const char *key)
     if (key == NULL || key[0] == '\0')
         return mc_err(MC_EINVAL, "a %s key is empty (%s)", what, KEY_RULE);
     len = strlen(key);
-    mc_quote(q, sizeof(q), key, len);
     if (len > MC_KEY_MAX)
-        return mc_err(MC_EINVAL, "%s key %s is %zu bytes long (%s)", what, q, len, KEY_RULE);
+        return mc_err(MC_EINVAL, "%s key %s is %zu bytes long (%s)", what, Q(q, key), len,
+                      KEY_RULE);
     if (!is_letter(key[0]))
-        return mc_err(MC_EINVAL, "%s key %s does not start with a letter (%s)", what, q, KEY_RULE);
+        return mc_err(MC_EINVAL, "%s key %s does not start with a letter (%s)", what, Q(q, key),
+                      KEY_RULE);
     for (i = 1; i < len; i++) {
         char c = key[i];
 
         if (!is_alnum(c) && c != '_' && c != '-' && c != '.' && c != '/' && c != ':')
-            return mc_err(MC_EINVAL, "%s key %s contains %s at offset %zu (%s)", what, q,
+            return mc_err(MC_EINVAL, "%s key %s contains %s at offset %zu (%s)", what, Q(q, key),
                           mc_quote(b, sizeof(b), key + i, 1), i, KEY_RULE);
     }
     return 0;

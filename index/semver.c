@@ -221,6 +221,14 @@ int mc_semver_parse(const char *s, size_t len, struct mc_semver *out)
     return 0;
 }
 
+bool mc_semver_valid(const char *s, size_t len)
+{
+    struct mc_semver v;
+    char why[256];
+
+    return s != NULL && sv_scan(s, len, &v, why, sizeof(why)) == 0;
+}
+
 static bool ident_numeric(const char *s, size_t n)
 {
     for (size_t i = 0; i < n; i++)

@@ -76,6 +76,9 @@ struct mc_semver {
  */
 int mc_semver_parse(const char *s, size_t len, struct mc_semver *out);
 
+/* True if s[0..len) is a version mc_semver_parse() accepts; sets no message. */
+bool mc_semver_valid(const char *s, size_t len);
+
 /*
  * Precedence (semver.org section 11): <0, 0 or >0. Build metadata is
  * ignored, so 1.0.0+a and 1.0.0+b compare equal.

@@ -1,0 +1,988 @@
+/*
+ * manifest.c - the manifest's files: framing lines with their CRC-32C,
+ * reading and checking them in order, appending records durably, writing
+ * snapshots atomically, and telling a torn tail from damage.
+ *
+ * A line is the compact JSON text of an object whose last member is
+ * "crc": eight lowercase hex digits of the CRC-32C of every byte of the
+ * line before ",\"crc\"". A record is acknowledged only after its whole
+ * line, '\n' included, has been written and fdatasync'd; at most one record
+ * is ever unacknowledged (appends are serialized by the store lock), so
+ * after a crash only the journal's last line can be incomplete:
+ *   - the last line has no '\n', or is the last line and fails its check:
+ *     a torn tail, the state before it is whole; a writer cuts it (saving
+ *     its bytes in STORE/damaged/) and says so;
+ *   - any other line that fails its check is damage: an error naming the
+ *     file and byte offset, and the store stays unchanged until repaired.
+ * A damaged last line that still holds a complete record followed by more
+ * bytes (two lines merged by a lost '\n') is damage too, not a torn tail.
+ */
+#include "index/manifest.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "index/crc32c.h"
+#include "index/reg_int.h"
+#include "shm/err.h"
+
+/* ,"crc":"xxxxxxxx"} */
+#define CRC_TAIL    18
+#define CRC_MEMBER  ",\"crc\":\""
+#define REPAIR_HINT "nothing was changed; `mcache fsck --repair` keeps what is before it"
+
+void mc_manifest_init(struct mc_manifest *m, int dirfd, const char *dir, bool writable,
+                      void (*warn)(void *, const char *), void *warn_arg)
+{
+    memset(m, 0, sizeof(*m));
+    m->dirfd = dirfd;
+    m->dir = dir;
+    m->writable = writable;
+    m->warn = warn;
+    m->warn_arg = warn_arg;
+    m->jfd = -1;
+    m->sfd = -1;
+}
+
+void mc_manifest_fini(struct mc_manifest *m)
+{
+    if (m->jfd >= 0)
+        close(m->jfd);
+    if (m->sfd >= 0)
+        close(m->sfd);
+    m->jfd = m->sfd = -1;
+}
+
+static void mwarn(const struct mc_manifest *m, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void mwarn(const struct mc_manifest *m, const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    if (m->warn)
+        m->warn(m->warn_arg, msg);
+    else
+        fprintf(stderr, "mcache: warning: %s\n", msg);
+}
+
+static int io_err(int e, const char *what, const char *dir, const char *file)
+{
+    if (e == ENOSPC || e == EDQUOT)
+        return mc_err(MC_ENOSPC,
+                      "the disk holding %s is full: %s %s failed; nothing was "
+                      "changed; free some space and retry",
+                      dir, what, file);
+    return mc_err(mc_err_from_errno(e), "%s %s/%s failed: %s", what, dir, file, strerror(e));
+}
+
+int mc_fsync_dir(int dirfd, const char *rel)
+{
+    int fd = rel ? openat(dirfd, rel, O_RDONLY | O_DIRECTORY | O_CLOEXEC) : dirfd;
+    int rc = 0;
+
+    if (fd < 0)
+        return -errno;
+    if (fsync(fd) != 0)
+        rc = -errno;
+    if (rel)
+        close(fd);
+    return rc;
+}
+
+static int file_id(int fd, struct mc_file_id *id)
+{
+    struct stat st;
+
+    if (fstat(fd, &st) != 0)
+        return -errno;
+    id->dev = st.st_dev;
+    id->ino = st.st_ino;
+    id->size = (uint64_t)st.st_size;
+    id->mtime_ns = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
+    id->exists = true;
+    return 0;
+}
+
+/* pread [off, end of file) into a malloc'd buffer (NUL-terminated). */
+static int read_from(int fd, uint64_t off, char **buf, size_t *len)
+{
+    struct stat st;
+    size_t n, got = 0;
+    char *b;
+
+    *buf = NULL;
+    *len = 0;
+    if (fstat(fd, &st) != 0)
+        return -errno;
+    if ((uint64_t)st.st_size <= off)
+        return 0;
+    n = (size_t)((uint64_t)st.st_size - off);
+    b = malloc(n + 1);
+    if (b == NULL)
+        return -ENOMEM;
+    while (got < n) {
+        ssize_t k = pread(fd, b + got, n - got, (off_t)(off + got));
+
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k < 0) {
+            int e = errno;
+
+            free(b);
+            return -e;
+        }
+        if (k == 0)
+            break; /* shrank meanwhile */
+        got += (size_t)k;
+    }
+    b[got] = '\0';
+    *buf = b;
+    *len = got;
+    return 0;
+}
+
+static int write_all(int fd, const char *p, size_t n, off_t off)
+{
+    while (n > 0) {
+        ssize_t k = off >= 0 ? pwrite(fd, p, n, off) : write(fd, p, n);
+
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k < 0)
+            return -errno;
+        if (k == 0)
+            return -EIO;
+        p += k;
+        n -= (size_t)k;
+        if (off >= 0)
+            off += k;
+    }
+    return 0;
+}
+
+char *mc_manifest_encode(json_t *obj, size_t *len)
+{
+    char *s = json_dumps(obj, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    size_t n;
+    char *line;
+
+    if (s == NULL)
+        return NULL;
+    n = strlen(s);
+    /* an object with members: "{...}" and never "{}" */
+    if (n < 3 || s[n - 1] != '}') {
+        free(s);
+        return NULL;
+    }
+    line = realloc(s, n - 1 + CRC_TAIL + 2);
+    if (line == NULL) {
+        free(s);
+        return NULL;
+    }
+    snprintf(line + n - 1, CRC_TAIL + 2, CRC_MEMBER "%08x\"}\n", mc_crc32c(0, line, n - 1));
+    *len = n - 1 + CRC_TAIL + 1;
+    return line;
+}
+
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    return -1;
+}
+
+/* Check and parse one line (without its '\n'); NULL with a reason. */
+static json_t *line_decode(const char *p, size_t n, char *why, size_t wsz)
+{
+    uint32_t want = 0, got;
+    json_error_t e;
+    json_t *j;
+
+    if (n < CRC_TAIL + 2 || memcmp(p + n - CRC_TAIL, CRC_MEMBER, 8) != 0 || p[n - 2] != '"' ||
+        p[n - 1] != '}') {
+        snprintf(why, wsz, "the line does not end with its checksum");
+        return NULL;
+    }
+    for (size_t i = n - 10; i < n - 2; i++) {
+        int h = hexval(p[i]);
+
+        if (h < 0) {
+            snprintf(why, wsz, "its checksum is not 8 lowercase hex digits");
+            return NULL;
+        }
+        want = want << 4 | (uint32_t)h;
+    }
+    got = mc_crc32c(0, p, n - CRC_TAIL);
+    if (got != want) {
+        snprintf(why, wsz, "checksum mismatch (stored %08x, computed %08x)", want, got);
+        return NULL;
+    }
+    j = json_loadb(p, n, JSON_REJECT_DUPLICATES, &e);
+    if (j == NULL || !json_is_object(j)) {
+        snprintf(why, wsz, "not a JSON object (%s)", j ? "another JSON value" : e.text);
+        json_decref(j);
+        return NULL;
+    }
+    return j;
+}
+
+/*
+ * A damaged last line that begins with a whole valid record is two lines
+ * merged (a lost '\n'), not an interrupted append.
+ */
+static bool holds_record(const char *p, size_t n)
+{
+    const char *q = p;
+    char why[64];
+
+    while ((q = memmem(q, (size_t)(p + n - q), CRC_MEMBER, 8)) != NULL) {
+        size_t len = (size_t)(q - p) + CRC_TAIL;
+        json_t *j;
+
+        if (len < n) {
+            j = line_decode(p, len, why, sizeof(why));
+            if (j) {
+                json_decref(j);
+                return true;
+            }
+        }
+        q++;
+    }
+    return false;
+}
+
+/* One file being read. */
+struct scan {
+    struct mc_manifest *m;
+    const char *file; /* MC_SNAPSHOT_FILE or MC_JOURNAL_FILE */
+    bool journal;
+    bool header_done;
+    bool ended;         /* snapshot: end line seen */
+    uint64_t lines;     /* accepted lines, header included */
+    uint64_t entries;   /* snapshot entries / journal records */
+    uint64_t next_gen;  /* journal: generation the next record must carry */
+    uint64_t skip_upto; /* journal: records up to this are in the snapshot */
+    uint64_t base;      /* journal: its base */
+    uint32_t format;
+    uint64_t gen; /* snapshot: its generation; journal: last record's */
+    mc_manifest_fn fn;
+    void *arg;
+    bool delivered;
+    /* where it stopped */
+    uint64_t good_end;
+    char why[320];
+};
+
+static int damage(struct scan *sc, uint64_t off, const char *why)
+{
+    if (why != sc->why) {
+        size_t n = strnlen(why, sizeof(sc->why) - 1);
+
+        memcpy(sc->why, why, n);
+        sc->why[n] = '\0';
+    }
+    return mc_err(MC_ECORRUPT,
+                  "%s/%s is damaged at byte %llu: %s; " REPAIR_HINT
+                  " and moves the damaged file aside",
+                  sc->m->dir, sc->file, (unsigned long long)off, why);
+}
+
+/* A record the callback refused: damage too, reported the same way. */
+static int refused(struct scan *sc, int rc, uint64_t off)
+{
+    char msg[800];
+
+    if (rc == MC_ENOMEM)
+        return rc;
+    snprintf(msg, sizeof(msg), "%s", mc_last_error());
+    return damage(sc, off, msg);
+}
+
+static int get_uint(json_t *j, const char *key, uint64_t *v)
+{
+    json_t *x = json_object_get(j, key);
+
+    if (!json_is_integer(x) || json_integer_value(x) < 0)
+        return -1;
+    *v = (uint64_t)json_integer_value(x);
+    return 0;
+}
+
+static int header(struct scan *sc, json_t *j, uint64_t off)
+{
+    const char *kind = json_string_value(json_object_get(j, "mcache"));
+    const char *want = sc->journal ? "journal" : "snapshot";
+    uint64_t fmt, g;
+
+    if (kind == NULL || strcmp(kind, want) != 0 || get_uint(j, "format", &fmt) != 0)
+        return damage(sc, off,
+                      sc->journal ? "it does not start with a journal header"
+                                  : "it does not start with a snapshot header");
+    if (fmt > MC_MANIFEST_FORMAT)
+        return mc_err(MC_EFORMAT,
+                      "%s/%s was written in manifest format %llu by a newer "
+                      "mcache; this one reads formats 1 to %d: upgrade mcache "
+                      "(nothing was changed)",
+                      sc->m->dir, sc->file, (unsigned long long)fmt, MC_MANIFEST_FORMAT);
+    if (fmt < 1)
+        return damage(sc, off, "its header has format 0");
+    sc->format = (uint32_t)fmt;
+    if (get_uint(j, sc->journal ? "base" : "generation", &g) != 0)
+        return damage(sc, off, "its header has no generation");
+    if (sc->journal) {
+        if (g > sc->skip_upto) {
+            char why[200];
+
+            snprintf(why, sizeof(why),
+                     "the journal starts after generation %llu but the snapshot holds only "
+                     "generation %llu: the records between are missing",
+                     (unsigned long long)g, (unsigned long long)sc->skip_upto);
+            return damage(sc, off, why);
+        }
+        sc->base = sc->gen = g;
+        sc->next_gen = g + 1;
+    } else {
+        sc->gen = g;
+    }
+    sc->header_done = true;
+    return 0;
+}
+
+static int snapshot_line(struct scan *sc, json_t *j, uint64_t off)
+{
+    json_t *end = json_object_get(j, "end");
+    uint64_t n, g;
+    int rc;
+
+    if (sc->ended)
+        return damage(sc, off, "there is a line after the end line");
+    if (end != NULL) {
+        if (get_uint(j, "entries", &n) != 0 || get_uint(j, "generation", &g) != 0 ||
+            n != sc->entries || g != sc->gen)
+            return damage(sc, off, "the end line does not match the entries before it");
+        sc->ended = true;
+        return 0;
+    }
+    sc->entries++;
+    sc->delivered = true;
+    rc = sc->fn(sc->arg, j, true, sc->gen);
+    return rc ? refused(sc, rc, off) : 0;
+}
+
+static int journal_line(struct scan *sc, json_t *j, uint64_t off)
+{
+    uint64_t g;
+    int rc;
+
+    if (get_uint(j, "g", &g) != 0 || g != sc->next_gen) {
+        char why[128];
+
+        snprintf(why, sizeof(why), "record with generation %s where %llu was expected",
+                 json_is_integer(json_object_get(j, "g")) ? "out of order" : "missing",
+                 (unsigned long long)sc->next_gen);
+        return damage(sc, off, why);
+    }
+    sc->next_gen++;
+    sc->gen = g;
+    sc->entries++;
+    if (g <= sc->skip_upto)
+        return 0; /* already in the snapshot (a compaction was interrupted) */
+    sc->delivered = true;
+    rc = sc->fn(sc->arg, j, false, g);
+    return rc ? refused(sc, rc, off) : 0;
+}
+
+/*
+ * Read buf[0..len) (file offset base_off). Returns 0 when every line was
+ * good, 1 when a torn tail starts at sc->good_end, or an error.
+ */
+static int scan_buf(struct scan *sc, const char *buf, size_t len, uint64_t base_off)
+{
+    size_t pos = 0;
+
+    sc->good_end = base_off;
+    while (pos < len) {
+        const char *nl = memchr(buf + pos, '\n', len - pos);
+        uint64_t off = base_off + pos;
+        size_t n;
+        json_t *j;
+        int rc;
+
+        if (nl == NULL) {
+            if (sc->journal)
+                return 1;
+            return damage(sc, off, "the file ends in the middle of a line");
+        }
+        n = (size_t)(nl - (buf + pos));
+        if (n > MC_MANIFEST_LINE_MAX)
+            return damage(sc, off, "the line is longer than 4 MiB");
+        j = line_decode(buf + pos, n, sc->why, sizeof(sc->why));
+        if (j == NULL) {
+            if (sc->journal && pos + n + 1 == len && !holds_record(buf + pos, n))
+                return 1;
+            return damage(sc, off, sc->why);
+        }
+        if (!sc->header_done)
+            rc = header(sc, j, off);
+        else
+            rc = sc->journal ? journal_line(sc, j, off) : snapshot_line(sc, j, off);
+        json_decref(j);
+        if (rc)
+            return rc;
+        sc->lines++;
+        pos += n + 1;
+        sc->good_end = base_off + pos;
+    }
+    if (!sc->journal && !sc->ended)
+        return damage(sc, base_off + len,
+                      sc->header_done ? "the file ends without its end line" : "the file is empty");
+    return 0;
+}
+
+static int open_file(struct mc_manifest *m, const char *file, bool rw, int *fd)
+{
+    *fd = openat(m->dirfd, file, (rw ? O_RDWR : O_RDONLY) | O_CLOEXEC);
+    if (*fd >= 0)
+        return 0;
+    if (errno == ENOENT)
+        return 1;
+    return io_err(errno, "opening", m->dir, file);
+}
+
+static int scan_fd(struct scan *sc, int fd, uint64_t from)
+{
+    char *buf;
+    size_t len;
+    int rc = read_from(fd, from, &buf, &len);
+
+    if (rc)
+        return io_err(-rc, "reading", sc->m->dir, sc->file);
+    rc = scan_buf(sc, buf, len, from);
+    free(buf);
+    return rc;
+}
+
+/* Keep the bytes of a torn tail in STORE/damaged/ before cutting them. */
+static void save_tail(struct mc_manifest *m, int fd, uint64_t off, char *where, size_t wsz)
+{
+    char name[96];
+    char *buf;
+    size_t len;
+    int out;
+
+    snprintf(where, wsz, "(not saved)");
+    if (read_from(fd, off, &buf, &len) != 0)
+        return;
+    mkdirat(m->dirfd, MC_DAMAGED_DIR, 0755);
+    snprintf(name, sizeof(name), MC_DAMAGED_DIR "/journal-tail.%llu",
+             (unsigned long long)mc_now_ns());
+    out = openat(m->dirfd, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (out >= 0) {
+        if (write_all(out, buf, len, -1) == 0 && fsync(out) == 0)
+            snprintf(where, wsz, "%s/%s", m->dir, name);
+        close(out);
+    }
+    free(buf);
+}
+
+static int tail_handle(struct mc_manifest *m, int fd, uint64_t off, bool cut)
+{
+    struct stat st;
+    uint64_t n;
+    char where[512];
+
+    if (fstat(fd, &st) != 0)
+        return io_err(errno, "reading", m->dir, MC_JOURNAL_FILE);
+    n = (uint64_t)st.st_size - off;
+    if (!cut || !m->writable) {
+        if (m->warned_tail != off + 1)
+            mwarn(m,
+                  "%s/%s ends with %llu bytes of an incomplete record at byte %llu (a write "
+                  "was interrupted); ignored, and cut by the next change",
+                  m->dir, MC_JOURNAL_FILE, (unsigned long long)n, (unsigned long long)off);
+        m->warned_tail = off + 1;
+        return 0;
+    }
+    save_tail(m, fd, off, where, sizeof(where));
+    if (ftruncate(fd, (off_t)off) != 0 || fdatasync(fd) != 0)
+        return io_err(errno, "cutting the torn tail of", m->dir, MC_JOURNAL_FILE);
+    mwarn(m,
+          "cut a torn record off %s/%s at byte %llu (%llu bytes: a change interrupted "
+          "before it was acknowledged); its bytes are kept in %s",
+          m->dir, MC_JOURNAL_FILE, (unsigned long long)off, (unsigned long long)n, where);
+    return 0;
+}
+
+static void scan_init(struct scan *sc, struct mc_manifest *m, bool journal, mc_manifest_fn fn,
+                      void *arg)
+{
+    memset(sc, 0, sizeof(*sc));
+    sc->m = m;
+    sc->journal = journal;
+    sc->file = journal ? MC_JOURNAL_FILE : MC_SNAPSHOT_FILE;
+    sc->fn = fn;
+    sc->arg = arg;
+}
+
+/*
+ * The common body of load and salvage: read the snapshot, then the
+ * journal, into n (a copy of m's settings). With salvage, damage is
+ * recorded in s instead of failing.
+ */
+static int read_both(struct mc_manifest *n, mc_manifest_fn fn, void *arg, bool cut,
+                     struct mc_salvage *s)
+{
+    struct scan sc;
+    int rc;
+
+    rc = open_file(n, MC_SNAPSHOT_FILE, false, &n->sfd);
+    if (rc < 0)
+        return rc;
+    if (rc == 0) {
+        file_id(n->sfd, &n->sid);
+        scan_init(&sc, n, false, fn, arg);
+        rc = scan_fd(&sc, n->sfd, 0);
+        if (rc && (s == NULL || rc == MC_EFORMAT || rc == MC_ENOMEM || rc == MC_EIO))
+            return rc;
+        if (rc) {
+            s->snap_damaged = true;
+            s->snap_off = sc.good_end;
+            snprintf(s->snap_why, sizeof(s->snap_why), "%s", sc.why);
+        }
+        if (s)
+            s->snap_entries = sc.entries;
+        n->snap_gen = sc.gen;
+        n->sformat = sc.format;
+    }
+    rc = open_file(n, MC_JOURNAL_FILE, n->writable, &n->jfd);
+    if (rc < 0)
+        return rc;
+    n->jbase = n->jlast = n->gen = n->snap_gen;
+    if (rc == 1)
+        return 0; /* no journal yet: mc_manifest_ensure() makes one */
+    file_id(n->jfd, &n->jid);
+    if (n->jid.size == 0) {
+        mwarn(n, "%s/%s is empty; a new one is started", n->dir, MC_JOURNAL_FILE);
+        close(n->jfd);
+        n->jfd = -1;
+        n->jid.exists = false;
+        return 0;
+    }
+    scan_init(&sc, n, true, fn, arg);
+    sc.skip_upto = n->snap_gen;
+    rc = scan_fd(&sc, n->jfd, 0);
+    if (rc < 0 && (s == NULL || rc == MC_EFORMAT || rc == MC_ENOMEM || rc == MC_EIO))
+        return rc;
+    if (rc < 0) {
+        s->journal_damaged = true;
+        s->journal_off = sc.good_end;
+        snprintf(s->journal_why, sizeof(s->journal_why), "%s", sc.why);
+    } else if (rc == 1 && s) {
+        s->torn_tail = true;
+        s->tail_off = sc.good_end;
+        s->tail_len = n->jid.size - sc.good_end;
+    } else if (rc == 1) {
+        rc = tail_handle(n, n->jfd, sc.good_end, cut);
+        if (rc)
+            return rc;
+    }
+    if (s)
+        s->journal_records = sc.entries;
+    n->jpos = sc.good_end;
+    n->jbase = sc.base;
+    n->jlast = sc.gen;
+    n->jformat = sc.format;
+    n->gen = sc.gen > n->snap_gen ? sc.gen : n->snap_gen;
+    return 0;
+}
+
+static int load_or_salvage(struct mc_manifest *m, mc_manifest_fn fn, void *arg, bool cut,
+                           struct mc_salvage *s)
+{
+    struct mc_manifest n;
+    int rc;
+
+    mc_manifest_init(&n, m->dirfd, m->dir, m->writable, m->warn, m->warn_arg);
+    n.warned_tail = m->warned_tail;
+    rc = read_both(&n, fn, arg, cut, s);
+    if (rc) {
+        mc_manifest_fini(&n);
+        return rc;
+    }
+    mc_manifest_fini(m);
+    *m = n;
+    return 0;
+}
+
+int mc_manifest_load(struct mc_manifest *m, mc_manifest_fn fn, void *arg, bool cut)
+{
+    return load_or_salvage(m, fn, arg, cut, NULL);
+}
+
+int mc_manifest_salvage(struct mc_manifest *m, mc_manifest_fn fn, void *arg, struct mc_salvage *s)
+{
+    memset(s, 0, sizeof(*s));
+    return load_or_salvage(m, fn, arg, false, s);
+}
+
+static bool same_file(int dirfd, const char *file, const struct mc_file_id *id)
+{
+    struct stat st;
+
+    if (fstatat(dirfd, file, &st, 0) != 0)
+        return !id->exists && errno == ENOENT;
+    return id->exists && st.st_dev == id->dev && st.st_ino == id->ino;
+}
+
+int mc_manifest_replaced(const struct mc_manifest *m)
+{
+    return !same_file(m->dirfd, MC_SNAPSHOT_FILE, &m->sid) ||
+           !same_file(m->dirfd, MC_JOURNAL_FILE, &m->jid);
+}
+
+int mc_manifest_follow(struct mc_manifest *m, mc_manifest_fn fn, void *arg, bool cut, bool *changed)
+{
+    struct scan sc;
+    struct stat st;
+    int rc;
+
+    *changed = false;
+    if (m->jfd < 0)
+        return 0;
+    if (fstat(m->jfd, &st) != 0)
+        return io_err(errno, "reading", m->dir, MC_JOURNAL_FILE);
+    if ((uint64_t)st.st_size == m->jpos)
+        return 0;
+    if ((uint64_t)st.st_size < m->jpos)
+        return mc_err(MC_ECORRUPT,
+                      "%s/%s shrank below what was read (%llu < %llu bytes) "
+                      "without being replaced; reopen the store",
+                      m->dir, MC_JOURNAL_FILE, (unsigned long long)st.st_size,
+                      (unsigned long long)m->jpos);
+    scan_init(&sc, m, true, fn, arg);
+    sc.header_done = true;
+    sc.lines = 1;
+    sc.next_gen = m->jlast + 1;
+    sc.gen = m->jlast;
+    sc.skip_upto = m->snap_gen;
+    rc = scan_fd(&sc, m->jfd, m->jpos);
+    /* what was delivered stays delivered, even if a later line fails */
+    m->jpos = sc.good_end;
+    m->jlast = sc.gen;
+    if (sc.gen > m->gen)
+        m->gen = sc.gen;
+    *changed = sc.delivered;
+    if (rc == 1)
+        return tail_handle(m, m->jfd, sc.good_end, cut);
+    return rc;
+}
+
+json_t *mc_manifest_record(const char *op, uint32_t uid)
+{
+    json_t *r = json_object();
+
+    if (r == NULL)
+        return NULL;
+    if (json_object_set_new(r, "g", json_integer(0)) ||
+        json_object_set_new(r, "op", json_string(op)) ||
+        json_object_set_new(r, "t", json_integer((json_int_t)mc_now_ns())) ||
+        json_object_set_new(r, "uid", json_integer(uid))) {
+        json_decref(r);
+        return NULL;
+    }
+    return r;
+}
+
+int mc_manifest_append_nosync(struct mc_manifest *m, json_t *rec)
+{
+    uint64_t gen = m->gen + 1;
+    size_t len;
+    char *line;
+    int rc;
+
+    if (!m->writable || m->jfd < 0)
+        return mc_err(MC_EPERM, "%s is open read-only; nothing was changed", m->dir);
+    if (json_object_set_new(rec, "g", json_integer((json_int_t)gen)) != 0)
+        return mc_err(MC_ENOMEM, "out of memory building a journal record");
+    line = mc_manifest_encode(rec, &len);
+    if (line == NULL)
+        return mc_err(MC_ENOMEM, "out of memory encoding a journal record");
+    if (len > MC_MANIFEST_LINE_MAX) {
+        free(line);
+        return mc_err(MC_EINVAL,
+                      "the change does not fit in one journal record (%zu bytes, "
+                      "at most 4 MiB); give less metadata",
+                      len);
+    }
+#ifdef MC_REGISTRY_CRASHPOINTS
+    if (getenv("MCACHE_CRASH_AT") && !strcmp(getenv("MCACHE_CRASH_AT"), "append-torn")) {
+        write_all(m->jfd, line, len / 2, (off_t)m->jpos);
+        mc_crashpoint("append-torn");
+    }
+#endif
+    rc = write_all(m->jfd, line, len, (off_t)m->jpos);
+    free(line);
+    if (rc) {
+        /* a partial line must not stay behind */
+        if (ftruncate(m->jfd, (off_t)m->jpos) != 0)
+            mwarn(m, "could not cut a failed append off %s/%s: %s", m->dir, MC_JOURNAL_FILE,
+                  strerror(errno));
+        return io_err(-rc, "appending to", m->dir, MC_JOURNAL_FILE);
+    }
+    m->jpos += len;
+    m->jid.size = m->jpos;
+    m->jlast = m->gen = gen;
+    return 0;
+}
+
+int mc_manifest_sync(struct mc_manifest *m)
+{
+    if (fdatasync(m->jfd) != 0)
+        return io_err(errno, "syncing", m->dir, MC_JOURNAL_FILE);
+    return 0;
+}
+
+int mc_manifest_append(struct mc_manifest *m, json_t *rec)
+{
+    uint64_t pos = m->jpos, gen = m->gen;
+    int rc = mc_manifest_append_nosync(m, rec);
+
+    if (rc)
+        return rc;
+    mc_crashpoint("append-written");
+    rc = mc_manifest_sync(m);
+    if (rc) {
+        /* not acknowledged: take it back so no reader ever applies it */
+        if (ftruncate(m->jfd, (off_t)pos) != 0 || fdatasync(m->jfd) != 0)
+            mwarn(m, "could not take back an unsynced record from %s/%s: %s", m->dir,
+                  MC_JOURNAL_FILE, strerror(errno));
+        m->jpos = m->jid.size = pos;
+        m->jlast = m->gen = gen;
+        return rc;
+    }
+    mc_crashpoint("append-synced");
+    return 0;
+}
+
+/* A buffered writer for snapshots. */
+struct wbuf {
+    int fd;
+    char *buf;
+    size_t len, cap;
+    uint64_t entries;
+    int err;
+};
+
+static int wbuf_flush(struct wbuf *w)
+{
+    int rc;
+
+    if (w->err || w->len == 0)
+        return w->err;
+    rc = write_all(w->fd, w->buf, w->len, -1);
+    w->len = 0;
+    if (rc)
+        w->err = rc;
+    return rc;
+}
+
+static int wbuf_line(struct wbuf *w, json_t *obj)
+{
+    size_t len;
+    char *line;
+
+    if (w->err)
+        return w->err;
+    line = mc_manifest_encode(obj, &len);
+    if (line == NULL)
+        return w->err = -ENOMEM;
+    if (w->len + len > w->cap && wbuf_flush(w) == 0 && len > w->cap) {
+        w->err = write_all(w->fd, line, len, -1);
+    } else if (!w->err) {
+        memcpy(w->buf + w->len, line, len);
+        w->len += len;
+    }
+    free(line);
+    return w->err;
+}
+
+static int put_entry(void *ctx, json_t *entry)
+{
+    struct wbuf *w = ctx;
+    int rc;
+
+    if (entry == NULL)
+        return w->err = -ENOMEM;
+    rc = wbuf_line(w, entry);
+    json_decref(entry);
+    w->entries++;
+    return rc ? MC_EIO : 0;
+}
+
+static int wbuf_rc(struct wbuf *w, struct mc_manifest *m, const char *tmp)
+{
+    if (w->err == -ENOMEM)
+        return mc_err(MC_ENOMEM, "out of memory writing %s/%s", m->dir, tmp);
+    return w->err ? io_err(-w->err, "writing", m->dir, tmp) : 0;
+}
+
+/* Write file `tmp` with the header and body, fsync, rename it to `file`, fsync the dir. */
+static int write_replace(struct mc_manifest *m, const char *tmp, const char *file, json_t *head,
+                         mc_manifest_emit_fn emit, void *arg, json_t *end)
+{
+    struct wbuf w = {.cap = 1u << 20};
+    int rc = 0;
+
+    w.buf = malloc(w.cap);
+    w.fd = openat(m->dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (w.fd < 0) {
+        rc = io_err(errno, "creating", m->dir, tmp);
+        goto out;
+    }
+    if (w.buf == NULL) {
+        rc = mc_err(MC_ENOMEM, "out of memory writing %s/%s", m->dir, tmp);
+        goto out;
+    }
+    wbuf_line(&w, head);
+    if (emit && !w.err)
+        rc = emit(arg, put_entry, &w);
+    if (w.err)
+        rc = wbuf_rc(&w, m, tmp);
+    if (!rc && end) {
+        json_object_set_new(end, "entries", json_integer((json_int_t)w.entries));
+        wbuf_line(&w, end);
+    }
+    if (!rc)
+        wbuf_flush(&w);
+    if (!rc && !w.err && fsync(w.fd) != 0)
+        w.err = -errno;
+    if (!rc)
+        rc = wbuf_rc(&w, m, tmp);
+    if (!rc) {
+        mc_crashpoint("compact-written");
+        if (renameat(m->dirfd, tmp, m->dirfd, file) != 0)
+            rc = io_err(errno, "renaming into place", m->dir, file);
+        else if (mc_fsync_dir(m->dirfd, NULL) != 0)
+            rc = io_err(errno, "syncing the directory of", m->dir, file);
+    }
+out:
+    if (w.fd >= 0)
+        close(w.fd);
+    if (rc)
+        unlinkat(m->dirfd, tmp, 0);
+    free(w.buf);
+    return rc;
+}
+
+static json_t *journal_header(uint64_t base)
+{
+    return json_pack("{s:s,s:i,s:I,s:I}", "mcache", "journal", "format", MC_MANIFEST_FORMAT, "base",
+                     (json_int_t)base, "created_ns", (json_int_t)mc_now_ns());
+}
+
+/* Start a fresh journal based at m->gen and switch to it. */
+static int journal_restart(struct mc_manifest *m)
+{
+    json_t *head = journal_header(m->gen);
+    int rc, fd;
+
+    if (head == NULL)
+        return mc_err(MC_ENOMEM, "out of memory starting a journal");
+    rc = write_replace(m, MC_JOURNAL_FILE ".tmp", MC_JOURNAL_FILE, head, NULL, NULL, NULL);
+    json_decref(head);
+    if (rc)
+        return rc;
+    rc = open_file(m, MC_JOURNAL_FILE, true, &fd);
+    if (rc)
+        return rc < 0
+                   ? rc
+                   : mc_err(MC_EIO, "%s/%s vanished after it was written", m->dir, MC_JOURNAL_FILE);
+    if (m->jfd >= 0)
+        close(m->jfd);
+    m->jfd = fd;
+    file_id(fd, &m->jid);
+    m->jpos = m->jid.size;
+    m->jbase = m->jlast = m->gen;
+    m->jformat = MC_MANIFEST_FORMAT;
+    m->warned_tail = 0;
+    return 0;
+}
+
+int mc_manifest_ensure(struct mc_manifest *m)
+{
+    if (m->jfd >= 0)
+        return 0;
+    return journal_restart(m);
+}
+
+bool mc_manifest_needs_rewrite(const struct mc_manifest *m)
+{
+    return m->jfd < 0 || m->jbase < m->snap_gen || m->jformat < MC_MANIFEST_FORMAT ||
+           (m->sid.exists && m->sformat < MC_MANIFEST_FORMAT);
+}
+
+int mc_manifest_compact(struct mc_manifest *m, mc_manifest_emit_fn emit, void *arg)
+{
+    json_t *head, *end;
+    int rc, fd;
+
+    if (!m->writable)
+        return mc_err(MC_EPERM, "%s is open read-only", m->dir);
+    head = json_pack("{s:s,s:i,s:I,s:I}", "mcache", "snapshot", "format", MC_MANIFEST_FORMAT,
+                     "generation", (json_int_t)m->gen, "created_ns", (json_int_t)mc_now_ns());
+    end = json_pack("{s:s,s:I}", "end", "snapshot", "generation", (json_int_t)m->gen);
+    if (head == NULL || end == NULL)
+        rc = mc_err(MC_ENOMEM, "out of memory writing a snapshot");
+    else
+        rc = write_replace(m, MC_SNAPSHOT_FILE ".tmp", MC_SNAPSHOT_FILE, head, emit, arg, end);
+    json_decref(head);
+    json_decref(end);
+    if (rc)
+        return rc;
+    /* the new snapshot is in charge: journal records up to m->gen are in it */
+    rc = open_file(m, MC_SNAPSHOT_FILE, false, &fd);
+    if (rc)
+        return rc < 0 ? rc
+                      : mc_err(MC_EIO, "%s/%s vanished after it was written", m->dir,
+                               MC_SNAPSHOT_FILE);
+    if (m->sfd >= 0)
+        close(m->sfd);
+    m->sfd = fd;
+    file_id(fd, &m->sid);
+    m->snap_gen = m->gen;
+    m->sformat = MC_MANIFEST_FORMAT;
+    mc_crashpoint("compact-snapshot-renamed");
+    return journal_restart(m);
+}
+
+int mc_manifest_move_aside(int dirfd, const char *dir, const char *file, char *where, size_t size)
+{
+    char name[128];
+    time_t t = time(NULL);
+    struct tm tm;
+
+    localtime_r(&t, &tm);
+    mkdirat(dirfd, MC_DAMAGED_DIR, 0755);
+    snprintf(name, sizeof(name), MC_DAMAGED_DIR "/%s.%04d%02d%02dT%02d%02d%02d.%llu", file,
+             tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+             (unsigned long long)(mc_now_ns() % 1000000000u));
+    if (renameat(dirfd, file, dirfd, name) != 0)
+        return io_err(errno, "moving aside", dir, file);
+    mc_fsync_dir(dirfd, MC_DAMAGED_DIR);
+    mc_fsync_dir(dirfd, NULL);
+    snprintf(where, size, "%s/%s", dir, name);
+    return 0;
+}

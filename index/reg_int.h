@@ -1,0 +1,153 @@
+/*
+ * reg_int.h - what the registry's source files share (internal to index/):
+ * the in-memory state, the handle, and helpers.
+ *
+ *   registry.c  open, refresh, locking, reading, resolving
+ *   reg_apply.c records -> state (the meaning of every journal record and
+ *               snapshot entry, with all validation), state -> snapshot
+ *   reg_ops.c   the mutations: push commit, aliases, status, removal,
+ *               retention, compaction, check and repair
+ *   store.c     files: temp files, the commit marker, copying with the
+ *               checksum, format detection, removing artifact trees
+ *   search.c    search
+ *   manifest.c  the manifest's framing on disk
+ */
+#ifndef MCACHE_INDEX_REG_INT_H
+#define MCACHE_INDEX_REG_INT_H
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "index/manifest.h"
+#include "index/registry.h"
+
+/* ---- crash points (tests) -------------------------------------------- */
+
+#ifdef MC_REGISTRY_CRASHPOINTS
+/* SIGKILL this process here if $MCACHE_CRASH_AT names this point. */
+void mc_crashpoint(const char *point);
+#else
+#define mc_crashpoint(point) ((void)0)
+#endif
+
+static inline uint64_t mc_now_ns(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* ---- state ----------------------------------------------------------- */
+
+/* A version: the public view plus the block its strings and arrays live in. */
+struct reg_ver {
+    struct mc_reg_version v;
+    void *blob;
+};
+
+struct reg_alias {
+    char *alias;
+    struct reg_ver *target;   /* NULL: removed */
+    struct mc_reg_move *hist; /* strings owned (from/to) */
+    size_t nhist, caphist;
+};
+
+struct reg_model {
+    struct mc_reg_model pub; /* views refreshed by model_sync_view() */
+    char *name;
+    struct mc_reg_version **vers; /* ascending precedence; each is a reg_ver */
+    size_t nvers, capvers;
+    struct mc_reg_alias *views; /* public alias views */
+    struct reg_alias *aliases;  /* sorted by name */
+    size_t naliases, capaliases;
+};
+
+struct reg_state {
+    struct reg_model **slots; /* open addressing by name hash */
+    size_t nslots, count;
+    struct reg_model **sorted; /* by name, rebuilt when dirty */
+    bool sorted_dirty;
+    uint64_t gen;
+    const char *dir; /* store path, for artifact paths */
+    bool lenient;    /* repair: skip records that do not apply */
+    void (*report)(void *, const char *);
+    void *report_arg;
+    size_t skipped;
+};
+
+struct mc_registry {
+    char *dir;
+    int dirfd;
+    int lockfd;
+    int lock_mode; /* 0, LOCK_SH or LOCK_EX */
+    unsigned flags;
+    uint32_t uid;
+    void (*warn)(void *arg, const char *msg);
+    void *warn_arg;
+    struct mc_manifest man;
+    struct reg_state *st;
+};
+
+static inline struct reg_ver *ver_of(const struct mc_reg_version *v)
+{
+    return (struct reg_ver *)v;
+}
+
+/* reg_apply.c */
+struct reg_state *state_new(const char *dir);
+void state_free(struct reg_state *st);
+struct reg_model *state_model(const struct reg_state *st, const char *name);
+struct reg_ver *model_version(const struct reg_model *m, const struct mc_semver *sv);
+struct reg_alias *model_alias(const struct reg_model *m, const char *alias);
+void state_sort(struct reg_state *st);
+int state_apply(void *st, json_t *rec, bool snapshot, uint64_t gen);
+int state_emit(void *st, mc_manifest_put_fn put, void *ctx);
+/* Validate a record as state_apply() would, without applying it (MC_EINVAL). */
+int record_check_version(const struct reg_state *st, json_t *rec);
+int record_check_change(struct reg_state *st, json_t *rec);
+/* Serialize the metadata of a version into a record (op "push" fields). */
+int version_to_json(const struct mc_reg_version *v, json_t *obj, bool full);
+int meta_to_json(const struct mc_reg_meta *meta, json_t *obj, bool patch);
+const struct mc_reg_version *alias_rollback_target(const struct reg_model *m,
+                                                   const struct reg_alias *a, const char **to);
+
+/* registry.c */
+int reg_open_noload(const char *dir, unsigned flags, void (*warn)(void *, const char *),
+                    void *warn_arg, struct mc_registry **out);
+int reg_cleanup(struct mc_registry *r);
+int reg_lock(struct mc_registry *r, int mode);
+void reg_unlock(struct mc_registry *r);
+int reg_sync(struct mc_registry *r, bool *changed);
+int reg_write_begin(struct mc_registry *r);
+int reg_write_end(struct mc_registry *r, int rc);
+int reg_commit(struct mc_registry *r, json_t *rec, uint64_t *gen);
+void reg_warn(struct mc_registry *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+struct reg_model *reg_need_model(const struct mc_registry *r, const char *name);
+struct reg_ver *reg_need_version(const struct mc_registry *r, const char *name,
+                                 const char *version);
+
+/* store.c */
+#define MC_TMP_DIR     "tmp"
+#define MC_MODELS_DIR  "models"
+#define MC_DAMAGED_DIR "damaged"
+#define MC_COMMIT_FILE "tmp/commit"
+int store_marker_write(struct mc_registry *r, const char *const *paths, size_t n);
+int store_marker_recover(struct mc_registry *r);
+void store_marker_clear(struct mc_registry *r);
+int store_clean_temps(struct mc_registry *r, bool remove, size_t *found);
+int store_rm_tree(int dirfd, const char *rel);
+void store_rm_version(struct mc_registry *r, const char *name, const char *version);
+void store_rm_model(struct mc_registry *r, const char *name);
+int store_mkdirs(int dirfd, const char *rel);
+int store_push_copy(struct mc_registry *r, const char *src, const struct mc_push_opts *o,
+                    int *tmpfd, char *tmpname, size_t tmpsize, uint64_t *size,
+                    enum mc_reg_format *fmt, char *checksum);
+int store_hash_file(const char *path, uint64_t *size, char *checksum);
+enum mc_reg_format store_detect_format(const unsigned char *head, size_t n, uint64_t size);
+int store_orphans(struct mc_registry *r, void (*each)(void *, const char *), void *arg,
+                  size_t *found);
+
+#endif

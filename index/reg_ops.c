@@ -1,0 +1,857 @@
+/*
+ * reg_ops.c - the registry's mutations: push, metadata, status and flags,
+ * aliases, removal, retention, compaction, check and repair.
+ *
+ * Each follows one shape: validate what can be validated without the lock,
+ * reg_write_begin() (exclusive lock, catch up), validate against the
+ * current state, build one record, let reg_apply.c check it as replay
+ * would, reg_commit() it (append + fsync + apply), reg_write_end(). Work on
+ * artifacts that belongs to a change is bracketed by the commit marker (see
+ * store.c), so a crash between the manifest and the directories is undone
+ * by whoever takes the lock next.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "index/name.h"
+#include "index/reg_int.h"
+#include "shm/err.h"
+
+#define NS_PER_DAY (86400ull * 1000000000ull)
+#define GC_BATCH   10000
+
+static int oom(void)
+{
+    return mc_err(MC_ENOMEM, "out of memory building a manifest record");
+}
+
+/* A record naming one version: {"g","op","t","uid","name","version"}. */
+static json_t *version_record(struct mc_registry *r, const char *op, const char *name,
+                              const char *version)
+{
+    json_t *rec = mc_manifest_record(op, r->uid);
+
+    if (rec && (json_object_set_new(rec, "name", json_string(name)) ||
+                (version && json_object_set_new(rec, "version", json_string(version))))) {
+        json_decref(rec);
+        rec = NULL;
+    }
+    return rec;
+}
+
+/* ---- push ------------------------------------------------------------- */
+
+static int push_commit(struct mc_registry *r, json_t *rec, const char *name, const char *version,
+                       const char *tmpname, uint64_t *gen)
+{
+    char rel[PATH_MAX], line[MC_NAME_MAX + 300];
+    const char *marker[1] = {line};
+    int rc;
+
+    /* someone may have pushed it while we copied */
+    rc = record_check_version(r->st, rec);
+    if (rc)
+        return rc;
+    snprintf(line, sizeof(line), "%s %s", name, version);
+    rc = store_marker_write(r, marker, 1);
+    if (rc)
+        return rc;
+    snprintf(rel, sizeof(rel), MC_MODELS_DIR "/%s/%s", name, version);
+    /* a directory the manifest does not hold is an orphan of a crash: replace it */
+    store_rm_tree(r->dirfd, rel);
+    rc = store_mkdirs(r->dirfd, rel);
+    if (rc == 0) {
+        char art[PATH_MAX + 16];
+
+        snprintf(art, sizeof(art), "%s/artifact", rel);
+        if (renameat(r->dirfd, tmpname, r->dirfd, art) != 0)
+            rc = -errno;
+        else if (mc_fsync_dir(r->dirfd, rel) != 0 || mc_fsync_dir(r->dirfd, MC_TMP_DIR) != 0)
+            rc = -errno;
+    }
+    if (rc) {
+        rc = mc_err(rc == -ENOSPC ? MC_ENOSPC : mc_err_from_errno(-rc),
+                    "moving the artifact of %s@%s into %s/%s failed: %s; nothing was registered",
+                    name, version, r->dir, rel, strerror(-rc));
+    } else {
+        mc_crashpoint("renamed");
+        rc = reg_commit(r, rec, gen);
+    }
+    if (rc)
+        store_rm_version(r, name, version);
+    store_marker_clear(r);
+    return rc;
+}
+
+int mc_registry_push(struct mc_registry *r, const char *name, const char *version, const char *src,
+                     const struct mc_push_opts *o, uint64_t *gen)
+{
+    static const struct mc_push_opts none;
+    char tmpname[128], checksum[48];
+    enum mc_reg_format fmt;
+    struct mc_semver sv;
+    uint64_t size;
+    json_t *rec;
+    int rc, tmpfd = -1;
+
+    if (o == NULL)
+        o = &none;
+    if (r->flags & MC_REGISTRY_READONLY)
+        return mc_err(MC_EPERM, "%s was opened read-only; nothing was pushed", r->dir);
+    if (mc_name_check(name) != 0)
+        return MC_EINVAL;
+    if (mc_semver_parse(version, version ? strlen(version) : 0, &sv) != 0)
+        return mc_err_prefix(MC_EINVAL, "model \"%s\"", name);
+    if (src == NULL)
+        return mc_err(MC_EINVAL, "no file given to push as %s@%s", name, version);
+    rec = version_record(r, "push", name, version);
+    if (rec == NULL)
+        return oom();
+    /* placeholders until the copy is done; checked like the real thing */
+    json_object_set_new(rec, "size", json_integer(0));
+    json_object_set_new(rec, "format", json_string("other"));
+    json_object_set_new(rec, "checksum", json_string("xxh3-128:00000000000000000000000000000000"));
+    json_object_set_new(rec, "status", json_string("ready"));
+    json_object_set_new(rec, "preload", json_boolean(o->preload));
+    json_object_set_new(rec, "pinned", json_boolean(o->pinned));
+    rc = o->meta ? meta_to_json(o->meta, rec, false) : 0;
+    /* fail before copying gigabytes if it can never be registered */
+    if (rc == 0)
+        rc = mc_registry_refresh(r, NULL);
+    if (rc == 0)
+        rc = record_check_version(r->st, rec);
+    if (rc == 0)
+        rc = store_push_copy(r, src, o, &tmpfd, tmpname, sizeof(tmpname), &size, &fmt, checksum);
+    if (rc == 0) {
+        json_object_set_new(rec, "size", json_integer((json_int_t)size));
+        json_object_set_new(rec, "format", json_string(mc_reg_format_name(fmt)));
+        json_object_set_new(rec, "checksum", json_string(checksum));
+        rc = reg_write_begin(r);
+        if (rc == 0)
+            rc = reg_write_end(r, push_commit(r, rec, name, version, tmpname, gen));
+        if (rc)
+            unlinkat(r->dirfd, tmpname, 0);
+        close(tmpfd);
+    }
+    json_decref(rec);
+    return rc;
+}
+
+/* ---- changes to one version ------------------------------------------- */
+
+/* Begin, find the version, check rec as replay would, commit, end. */
+static int change(struct mc_registry *r, json_t *rec, const char *name, const char *version,
+                  uint64_t *gen)
+{
+    int rc;
+
+    if (rec == NULL)
+        return oom();
+    rc = reg_write_begin(r);
+    if (rc == 0) {
+        struct reg_ver *rv = reg_need_version(r, name, version);
+
+        rc = rv == NULL ? (mc_name_check(name) ? MC_EINVAL : MC_ENOENT) : 0;
+        /* the record names the version exactly as registered */
+        if (rc == 0)
+            json_object_set_new(rec, "version", json_string(rv->v.version));
+        if (rc == 0)
+            rc = record_check_change(r->st, rec);
+        if (rc == 0)
+            rc = reg_commit(r, rec, gen);
+        rc = reg_write_end(r, rc);
+    }
+    json_decref(rec);
+    return rc;
+}
+
+int mc_registry_set_meta(struct mc_registry *r, const char *name, const char *version,
+                         const struct mc_reg_meta *meta, uint64_t *gen)
+{
+    json_t *rec = version_record(r, "meta", name, version), *set = json_object();
+
+    if (rec == NULL || set == NULL || json_object_set_new(rec, "set", set)) {
+        json_decref(rec);
+        return oom();
+    }
+    if (meta && meta_to_json(meta, set, true) != 0) {
+        json_decref(rec);
+        return MC_EINVAL;
+    }
+    return change(r, rec, name, version, gen);
+}
+
+int mc_registry_set_status(struct mc_registry *r, const char *name, const char *version,
+                           enum mc_reg_status status, const char *reason, uint64_t *gen)
+{
+    json_t *rec = version_record(r, "status", name, version);
+
+    if ((unsigned)status > MC_STATUS_ARCHIVED) {
+        json_decref(rec);
+        return mc_err(MC_EINVAL, "status %d is not one of registering, ready, failed, archived",
+                      (int)status);
+    }
+    if (rec) {
+        json_object_set_new(rec, "status", json_string(mc_reg_status_name(status)));
+        if (reason)
+            json_object_set_new(rec, "reason", json_string(reason));
+    }
+    return change(r, rec, name, version, gen);
+}
+
+int mc_registry_set_flags(struct mc_registry *r, const char *name, const char *version, int preload,
+                          int pinned, uint64_t *gen)
+{
+    json_t *rec = version_record(r, "flags", name, version);
+
+    if (rec && preload >= 0)
+        json_object_set_new(rec, "preload", json_boolean(preload));
+    if (rec && pinned >= 0)
+        json_object_set_new(rec, "pinned", json_boolean(pinned));
+    return change(r, rec, name, version, gen);
+}
+
+/* ---- aliases ---------------------------------------------------------- */
+
+static int alias_move(struct mc_registry *r, struct reg_model *m, const char *alias,
+                      const char *from, const char *to, bool rollback, uint64_t *gen)
+{
+    json_t *rec = version_record(r, "alias", m->name, NULL);
+
+    if (rec == NULL || json_object_set_new(rec, "alias", json_string(alias)) ||
+        json_object_set_new(rec, "from", from ? json_string(from) : json_null()) ||
+        json_object_set_new(rec, "to", to ? json_string(to) : json_null()) ||
+        (rollback && json_object_set_new(rec, "rollback", json_true()))) {
+        json_decref(rec);
+        return oom();
+    }
+    {
+        int rc = reg_commit(r, rec, gen);
+
+        json_decref(rec);
+        return rc;
+    }
+}
+
+static int need_ready(const struct mc_reg_version *v, const char *alias)
+{
+    if (v->status == MC_STATUS_READY)
+        return 0;
+    return mc_err(MC_EINVAL,
+                  "version %s of \"%s\" is %s; alias \"%s\" can only point at a ready "
+                  "version (set its status to ready first)",
+                  v->version, v->name, mc_reg_status_name(v->status), alias);
+}
+
+/*
+ * Begin a write on an alias of a model: check the names, lock, find the
+ * model and the alias (*a NULL if it never existed).
+ */
+static int alias_begin(struct mc_registry *r, const char *name, const char *alias,
+                       struct reg_model **m, struct reg_alias **a)
+{
+    int rc;
+
+    if (mc_name_check(name) != 0 || mc_alias_check(alias) != 0)
+        return MC_EINVAL;
+    rc = reg_write_begin(r);
+    if (rc)
+        return rc;
+    *m = reg_need_model(r, name);
+    if (*m == NULL)
+        return reg_write_end(r, MC_ENOENT);
+    *a = model_alias(*m, alias);
+    return 0;
+}
+
+int mc_registry_alias_set(struct mc_registry *r, const char *name, const char *alias,
+                          const char *ref, uint64_t *gen)
+{
+    const struct mc_reg_version *v;
+    struct reg_model *m;
+    struct reg_alias *a;
+    int rc = alias_begin(r, name, alias, &m, &a);
+
+    if (rc)
+        return rc;
+    rc = mc_registry_resolve(r, name, ref, &v);
+    if (rc == 0)
+        rc = need_ready(v, alias);
+    if (rc == 0) {
+        if (a && a->target == ver_of(v)) {
+            if (gen)
+                *gen = r->man.gen; /* already there: nothing to record */
+        } else {
+            rc = alias_move(r, m, alias, a && a->target ? a->target->v.version : NULL, v->version,
+                            false, gen);
+        }
+    }
+    return reg_write_end(r, rc);
+}
+
+int mc_registry_alias_remove(struct mc_registry *r, const char *name, const char *alias,
+                             uint64_t *gen)
+{
+    struct reg_model *m;
+    struct reg_alias *a;
+    int rc = alias_begin(r, name, alias, &m, &a);
+
+    if (rc)
+        return rc;
+    if (a == NULL || a->target == NULL)
+        rc = mc_err(MC_ENOENT, "model \"%s\" has no alias \"%s\"%s", name, alias,
+                    a ? " (it was already removed)" : "");
+    else
+        rc = alias_move(r, m, alias, a->target->v.version, NULL, false, gen);
+    return reg_write_end(r, rc);
+}
+
+int mc_registry_alias_rollback(struct mc_registry *r, const char *name, const char *alias,
+                               uint64_t *gen)
+{
+    const struct mc_reg_version *v;
+    const char *to;
+    struct reg_model *m;
+    struct reg_alias *a;
+    int rc = alias_begin(r, name, alias, &m, &a);
+
+    if (rc)
+        return rc;
+    if (a == NULL) {
+        rc = mc_err(MC_ENOENT, "model \"%s\" has no alias \"%s\"", name, alias);
+        return reg_write_end(r, rc);
+    }
+    v = alias_rollback_target(m, a, &to);
+    if (to == NULL)
+        rc = mc_err(MC_EINVAL,
+                    "alias \"%s\" of \"%s\" has no earlier target to roll back to; "
+                    "set it explicitly",
+                    alias, name);
+    else if (v == NULL)
+        rc = mc_err(MC_ENOENT,
+                    "alias \"%s\" of \"%s\" pointed at %s before, which has been "
+                    "removed; set it explicitly",
+                    alias, name, to);
+    else
+        rc = need_ready(v, alias);
+    if (rc == 0)
+        rc =
+            alias_move(r, m, alias, a->target ? a->target->v.version : NULL, v->version, true, gen);
+    return reg_write_end(r, rc);
+}
+
+/* ---- removal ---------------------------------------------------------- */
+
+/* Why v cannot go without force, or 0. */
+static int held(const struct reg_model *m, const struct mc_reg_version *v)
+{
+    for (size_t i = 0; i < m->naliases; i++)
+        if (m->aliases[i].target && &m->aliases[i].target->v == v)
+            return mc_err(MC_EBUSY,
+                          "%s@%s is the target of alias \"%s\"; move the alias first, "
+                          "or force the removal (which removes the alias too)",
+                          v->name, v->version, m->aliases[i].alias);
+    if (v->pinned)
+        return mc_err(MC_EBUSY, "%s@%s is pinned; unpin it first, or force the removal", v->name,
+                      v->version);
+    return 0;
+}
+
+/*
+ * The record of a removal (version NULL: the whole model), between the
+ * commit marker's writing and clearing, then the artifacts go.
+ */
+static int rm_commit(struct mc_registry *r, const char *name, const char *version, bool force,
+                     uint64_t *gen)
+{
+    char line[MC_NAME_MAX + 300];
+    const char *marker[1] = {line};
+    json_t *rec = version_record(r, "rm", name, version);
+    int rc = rec ? 0 : oom();
+
+    snprintf(line, sizeof(line), "%s%s%s", name, version ? " " : "", version ? version : "");
+    if (rc == 0 && force)
+        json_object_set_new(rec, "force", json_true());
+    if (rc == 0)
+        rc = store_marker_write(r, marker, 1);
+    if (rc == 0) {
+        rc = reg_commit(r, rec, gen);
+        if (rc == 0) {
+            mc_crashpoint("removed");
+            if (version)
+                store_rm_version(r, name, version);
+            else
+                store_rm_model(r, name);
+        }
+        store_marker_clear(r);
+    }
+    json_decref(rec);
+    return rc;
+}
+
+int mc_registry_remove_version(struct mc_registry *r, const char *name, const char *version,
+                               bool force, uint64_t *gen)
+{
+    char exact[300];
+    struct reg_ver *rv;
+    int rc = reg_write_begin(r);
+
+    if (rc)
+        return rc;
+    rv = reg_need_version(r, name, version);
+    if (rv == NULL)
+        return reg_write_end(r, mc_name_check(name) ? MC_EINVAL : MC_ENOENT);
+    rc = force ? 0 : held(state_model(r->st, name), &rv->v);
+    snprintf(exact, sizeof(exact), "%s", rv->v.version); /* as registered */
+    if (rc == 0)
+        rc = rm_commit(r, name, exact, force, gen);
+    return reg_write_end(r, rc);
+}
+
+int mc_registry_remove_model(struct mc_registry *r, const char *name, bool force, uint64_t *gen)
+{
+    struct reg_model *m;
+    int rc = reg_write_begin(r);
+
+    if (rc)
+        return rc;
+    m = reg_need_model(r, name);
+    if (m == NULL)
+        return reg_write_end(r, mc_name_check(name) ? MC_EINVAL : MC_ENOENT);
+    for (size_t i = 0; !force && rc == 0 && i < m->nvers; i++)
+        rc = held(m, m->vers[i]);
+    if (rc == 0)
+        rc = rm_commit(r, name, NULL, force, gen);
+    return reg_write_end(r, rc);
+}
+
+/* ---- retention -------------------------------------------------------- */
+
+static int newest_first(const void *a, const void *b)
+{
+    const struct mc_reg_version *x = *(const struct mc_reg_version *const *)a;
+    const struct mc_reg_version *y = *(const struct mc_reg_version *const *)b;
+
+    if (x->created_ns != y->created_ns)
+        return x->created_ns > y->created_ns ? -1 : 1;
+    return -mc_semver_cmp(&x->sv, &y->sv);
+}
+
+static bool aliased(const struct reg_model *m, const struct mc_reg_version *v)
+{
+    for (size_t i = 0; i < m->naliases; i++)
+        if (m->aliases[i].target && &m->aliases[i].target->v == v)
+            return true;
+    return false;
+}
+
+/* Append to *out the versions of m that retention lets go. */
+static int gc_model(const struct reg_model *m, const struct mc_gc_opts *o, uint64_t now,
+                    const struct mc_reg_version ***out, size_t *n, size_t *cap)
+{
+    const struct mc_reg_version **by_age = malloc((m->nvers + 1) * sizeof(*by_age));
+
+    if (by_age == NULL)
+        return MC_ENOMEM;
+    memcpy(by_age, m->vers, m->nvers * sizeof(*by_age));
+    qsort(by_age, m->nvers, sizeof(*by_age), newest_first);
+    for (size_t i = 0; i < m->nvers; i++) {
+        const struct mc_reg_version *v = by_age[i];
+        bool keep = (o->keep && i < o->keep) ||
+                    (o->days && v->created_ns + (uint64_t)o->days * NS_PER_DAY > now) ||
+                    aliased(m, v) || v->pinned;
+
+        if (keep)
+            continue;
+        if (*n == *cap) {
+            size_t c = *cap ? *cap * 2 : 64;
+            const struct mc_reg_version **p = realloc(*out, c * sizeof(*p));
+
+            if (p == NULL) {
+                free(by_age);
+                return MC_ENOMEM;
+            }
+            *out = p;
+            *cap = c;
+        }
+        (*out)[(*n)++] = v;
+    }
+    free(by_age);
+    return 0;
+}
+
+static int gc_commit(struct mc_registry *r, const struct mc_reg_version **go, size_t n,
+                     uint64_t *gen)
+{
+    char **lines = calloc(n, sizeof(*lines));
+    json_t *rec = mc_manifest_record("gc", r->uid), *list = json_array();
+    char(*keys)[2][300] = malloc(n * sizeof(*keys));
+    int rc = 0;
+
+    if (lines == NULL || rec == NULL || list == NULL || keys == NULL ||
+        json_object_set(rec, "removed", list)) {
+        rc = oom();
+        goto out;
+    }
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        snprintf(keys[i][0], sizeof(keys[i][0]), "%s", go[i]->name);
+        snprintf(keys[i][1], sizeof(keys[i][1]), "%s", go[i]->version);
+        if (asprintf(&lines[i], "%s %s", go[i]->name, go[i]->version) < 0 ||
+            json_array_append_new(
+                list, json_pack("{s:s,s:s}", "name", go[i]->name, "version", go[i]->version)))
+            rc = oom();
+    }
+    if (rc == 0)
+        rc = store_marker_write(r, (const char *const *)lines, n);
+    if (rc == 0) {
+        rc = reg_commit(r, rec, gen);
+        for (size_t i = 0; rc == 0 && i < n; i++)
+            store_rm_version(r, keys[i][0], keys[i][1]);
+        store_marker_clear(r);
+    }
+out:
+    for (size_t i = 0; lines && i < n; i++)
+        free(lines[i]);
+    free(lines);
+    free(keys);
+    json_decref(list);
+    json_decref(rec);
+    return rc;
+}
+
+int mc_registry_gc(struct mc_registry *r, const struct mc_gc_opts *o, size_t *removed,
+                   uint64_t *gen)
+{
+    const struct mc_reg_version **go = NULL;
+    size_t n = 0, cap = 0;
+    uint64_t now = o->now_ns ? o->now_ns : mc_now_ns();
+    int rc;
+
+    if (removed)
+        *removed = 0;
+    if (o->keep == 0 && o->days == 0)
+        return mc_err(MC_EINVAL, "retention needs a rule: keep the newest N versions, keep "
+                                 "those younger than D days, or both");
+    if (o->name && mc_name_check(o->name) != 0)
+        return MC_EINVAL;
+    rc = o->dry_run ? mc_registry_refresh(r, NULL) : reg_write_begin(r);
+    if (rc)
+        return rc;
+    if (o->name) {
+        struct reg_model *m = reg_need_model(r, o->name);
+
+        rc = m ? gc_model(m, o, now, &go, &n, &cap) : MC_ENOENT;
+    } else {
+        state_sort(r->st);
+        for (size_t i = 0; rc == 0 && i < r->st->count; i++)
+            rc = gc_model(r->st->sorted[i], o, now, &go, &n, &cap);
+    }
+    if (rc == MC_ENOMEM)
+        mc_err(rc, "out of memory planning retention");
+    for (size_t i = 0; rc == 0 && o->each && i < n; i++)
+        o->each(o->arg, go[i]);
+    if (removed && rc == 0)
+        *removed = n;
+    if (o->dry_run) {
+        free(go);
+        return rc;
+    }
+    /* in batches, so that no record outgrows its limit */
+    for (size_t i = 0; rc == 0 && i < n; i += GC_BATCH)
+        rc = gc_commit(r, go + i, n - i < GC_BATCH ? n - i : GC_BATCH, gen);
+    if (rc == 0 && n == 0 && gen)
+        *gen = r->man.gen;
+    free(go);
+    return reg_write_end(r, rc);
+}
+
+/* ---- maintenance ------------------------------------------------------ */
+
+int mc_registry_compact(struct mc_registry *r)
+{
+    int rc = reg_write_begin(r);
+
+    if (rc)
+        return rc;
+    return reg_write_end(r, mc_manifest_compact(&r->man, state_emit, r->st));
+}
+
+struct checker {
+    void (*report)(void *, const char *);
+    void *arg;
+    size_t problems;
+};
+
+static void check_report(void *arg, const char *msg)
+{
+    struct checker *c = arg;
+
+    c->problems++;
+    if (c->report)
+        c->report(c->arg, msg);
+}
+
+static void reportf(struct checker *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void reportf(struct checker *c, const char *fmt, ...)
+{
+    char msg[1400];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    check_report(c, msg);
+}
+
+/* Open dir without replaying and salvage what its manifest holds. */
+static int salvage(const char *dir, unsigned flags, struct checker *c, struct mc_registry **out,
+                   struct mc_salvage *s)
+{
+    struct mc_registry *r;
+    struct reg_state *st;
+    int rc = reg_open_noload(dir, flags, check_report, c, &r);
+
+    if (rc)
+        return rc;
+    rc = reg_lock(r, flags & MC_REGISTRY_READONLY ? LOCK_SH : LOCK_EX);
+    st = rc ? NULL : state_new(r->dir);
+    if (rc == 0 && st == NULL)
+        rc = mc_err(MC_ENOMEM, "out of memory");
+    if (rc == 0) {
+        st->lenient = true;
+        st->report = check_report;
+        st->report_arg = c;
+        rc = mc_manifest_salvage(&r->man, state_apply, st, s);
+    }
+    if (rc) {
+        state_free(st);
+        mc_registry_close(r);
+        return rc;
+    }
+    r->st = st;
+    if (s->snap_damaged)
+        reportf(c, "%s/" MC_SNAPSHOT_FILE " is damaged at byte %llu: %s", r->dir,
+                (unsigned long long)s->snap_off, s->snap_why);
+    if (s->journal_damaged)
+        reportf(c, "%s/" MC_JOURNAL_FILE " is damaged at byte %llu: %s", r->dir,
+                (unsigned long long)s->journal_off, s->journal_why);
+    if (s->torn_tail)
+        reportf(c,
+                "%s/" MC_JOURNAL_FILE " ends with a torn record at byte %llu (%llu bytes of "
+                "an interrupted change; the next writer cuts it)",
+                r->dir, (unsigned long long)s->tail_off, (unsigned long long)s->tail_len);
+    *out = r;
+    return 0;
+}
+
+int mc_registry_check(const char *dir, unsigned flags, void (*report)(void *, const char *),
+                      void *arg, size_t *problems)
+{
+    struct checker c = {.report = report, .arg = arg};
+    struct mc_registry *r;
+    struct mc_salvage s;
+    size_t manifest_problems, strays = 0;
+    int rc = salvage(dir, MC_REGISTRY_READONLY, &c, &r, &s);
+
+    if (problems)
+        *problems = 0;
+    if (rc)
+        return rc;
+    manifest_problems = c.problems;
+    state_sort(r->st);
+    for (size_t i = 0; (flags & (MC_CHECK_ARTIFACTS | MC_CHECK_CHECKSUMS)) && i < r->st->count;
+         i++) {
+        const struct reg_model *m = r->st->sorted[i];
+
+        for (size_t k = 0; k < m->nvers; k++) {
+            const struct mc_reg_version *v = m->vers[k];
+            char sum[48];
+            uint64_t size;
+            struct stat st;
+
+            if (stat(v->path, &st) != 0) {
+                reportf(&c, "%s@%s: its artifact %s is missing (%s)", v->name, v->version, v->path,
+                        strerror(errno));
+            } else if ((uint64_t)st.st_size != v->size) {
+                reportf(&c, "%s@%s: its artifact is %llu bytes, the manifest says %llu", v->name,
+                        v->version, (unsigned long long)st.st_size, (unsigned long long)v->size);
+            } else if (flags & MC_CHECK_CHECKSUMS) {
+                if (store_hash_file(v->path, &size, sum) != 0)
+                    reportf(&c, "%s@%s: %s", v->name, v->version, mc_last_error());
+                else if (strcmp(sum, v->checksum) != 0)
+                    reportf(&c, "%s@%s: its artifact's checksum is %s, the manifest says %s",
+                            v->name, v->version, sum, v->checksum);
+            }
+        }
+    }
+    if (flags & (MC_CHECK_ARTIFACTS | MC_CHECK_CHECKSUMS))
+        store_orphans(r, check_report, &c, &strays); /* each is counted by check_report */
+    mc_registry_close(r);
+    if (problems)
+        *problems = c.problems;
+    if (manifest_problems)
+        return mc_err(MC_ECORRUPT,
+                      "%s: the manifest has %zu problem%s; `mcache fsck --repair` "
+                      "keeps what is sound and moves damaged files aside",
+                      dir, manifest_problems, manifest_problems == 1 ? "" : "s");
+    if (c.problems)
+        return mc_err(MC_EIO, "%s: %zu problem%s with artifacts or stray files", dir, c.problems,
+                      c.problems == 1 ? "" : "s");
+    return 0;
+}
+
+int mc_registry_repair(const char *dir, void (*report)(void *, const char *), void *arg)
+{
+    struct checker c = {.report = report, .arg = arg};
+    struct mc_registry *r;
+    struct mc_salvage s;
+    char where[PATH_MAX];
+    int rc = salvage(dir, 0, &c, &r, &s);
+
+    if (rc)
+        return rc;
+    if (!s.snap_damaged && !s.journal_damaged && r->st->skipped == 0) {
+        /* at most a torn tail: the ordinary open cuts it */
+        reg_unlock(r);
+        mc_registry_close(r);
+        if (s.torn_tail) {
+            struct mc_registry_opts o = {.warn = report, .warn_arg = arg};
+
+            rc = mc_registry_open(dir, &o, &r);
+            mc_registry_close(r);
+            return rc;
+        }
+        if (report)
+            report(arg, "the manifest is sound; nothing to repair");
+        return 0;
+    }
+    if (s.snap_damaged) {
+        rc = mc_manifest_move_aside(r->dirfd, r->dir, MC_SNAPSHOT_FILE, where, sizeof(where));
+        if (rc == 0)
+            reportf(&c,
+                    "kept the %llu sound entries of the snapshot before byte %llu; the "
+                    "damaged file is now %s",
+                    (unsigned long long)s.snap_entries, (unsigned long long)s.snap_off, where);
+    }
+    if (rc == 0 && (s.journal_damaged || s.snap_damaged || r->st->skipped)) {
+        rc = mc_manifest_move_aside(r->dirfd, r->dir, MC_JOURNAL_FILE, where, sizeof(where));
+        if (rc == 0)
+            reportf(&c, "kept the %llu sound journal records%s%s; the old journal is now %s",
+                    (unsigned long long)s.journal_records,
+                    s.journal_damaged ? " before the damage" : "",
+                    r->st->skipped ? " that still applied" : "", where);
+    }
+    if (rc == 0) {
+        r->st->lenient = false;
+        rc = mc_manifest_compact(&r->man, state_emit, r->st);
+    }
+    if (rc == 0)
+        rc = reg_cleanup(r);
+    if (rc == 0)
+        reportf(&c, "wrote a new snapshot of %s at generation %llu", r->dir,
+                (unsigned long long)r->man.gen);
+    reg_unlock(r);
+    mc_registry_close(r);
+    return rc;
+}
+
+/* ---- synthetic stores (bench) ----------------------------------------- */
+
+static json_t *synth_record(struct mc_registry *r, size_t i, size_t k, char *name, size_t size)
+{
+    char version[32], sum[48];
+    json_t *rec;
+
+    /* every tenth model in a namespace */
+    if (i % 10 == 0)
+        snprintf(name, size, "team%02zu/model-%06zu", i % 100, i);
+    else
+        snprintf(name, size, "model-%06zu", i);
+    snprintf(version, sizeof(version), "1.%zu.0", k);
+    snprintf(sum, sizeof(sum), "xxh3-128:%016llx%016llx", (unsigned long long)(i * 31 + k),
+             (unsigned long long)(k * 17 + i));
+    rec = version_record(r, "push", name, version);
+    if (rec == NULL)
+        return NULL;
+    json_object_set_new(rec, "size", json_integer((json_int_t)(1000000 + i * 7 + k)));
+    json_object_set_new(rec, "format", json_string(k % 2 ? "gguf" : "safetensors"));
+    json_object_set_new(rec, "checksum", json_string(sum));
+    json_object_set_new(rec, "status", json_string("ready"));
+    json_object_set_new(rec, "preload", json_boolean(k == 0));
+    json_object_set_new(rec, "pinned", json_false());
+    json_object_set_new(rec, "description",
+                        json_string("synthetic model for the registry benchmark"));
+    json_object_set_new(rec, "framework", json_string("pytorch"));
+    json_object_set_new(rec, "precision", json_string("fp16"));
+    json_object_set_new(rec, "device", json_string("cuda"));
+    json_object_set_new(rec, "source", json_string("s3://models/synthetic"));
+    json_object_set_new(rec, "metrics",
+                        json_pack("{s:f,s:f}", "accuracy", 0.5 + (double)(k % 50) / 100.0,
+                                  "latency_ms", 10.0 + (double)(i % 90)));
+    json_object_set_new(rec, "params", json_pack("{s:s,s:s}", "lr", "0.001", "epochs", "10"));
+    json_object_set_new(rec, "tags",
+                        json_pack("{s:s,s:s}", "env", k % 3 ? "dev" : "prod", "team", "bench"));
+    return rec;
+}
+
+int mc_registry_synthesize(const char *dir, size_t models, size_t versions)
+{
+    struct mc_registry_opts opts = {.flags = MC_REGISTRY_CREATE};
+    struct mc_registry *r;
+    char name[64];
+    int rc = mc_registry_open(dir, &opts, &r);
+
+    if (rc)
+        return rc;
+    if (mc_registry_model_count(r) != 0) {
+        mc_registry_close(r);
+        return mc_err(MC_EEXIST, "%s already holds models; synthesize into a new store", dir);
+    }
+    rc = reg_write_begin(r);
+    for (size_t i = 0; rc == 0 && i < models; i++) {
+        for (size_t k = 0; rc == 0 && k <= versions; k++) {
+            json_t *rec;
+
+            if (k < versions) {
+                rec = synth_record(r, i, k, name, sizeof(name));
+            } else {
+                char to[32];
+
+                /* one alias per model, on its newest version */
+                snprintf(to, sizeof(to), "1.%zu.0", versions ? versions - 1 : 0);
+                if (versions == 0)
+                    continue;
+                rec = version_record(r, "alias", name, NULL);
+                if (rec && (json_object_set_new(rec, "alias", json_string("production")) ||
+                            json_object_set_new(rec, "from", json_null()) ||
+                            json_object_set_new(rec, "to", json_string(to)))) {
+                    json_decref(rec);
+                    rec = NULL;
+                }
+            }
+            if (rec == NULL)
+                rc = oom();
+            if (rc == 0)
+                rc = mc_manifest_append_nosync(&r->man, rec);
+            if (rc == 0)
+                rc = state_apply(r->st, rec, false, r->man.gen);
+            json_decref(rec);
+        }
+    }
+    if (rc == 0)
+        rc = mc_manifest_sync(&r->man);
+    if (r->lock_mode)
+        reg_unlock(r); /* no automatic compaction: the journal is what gets timed */
+    mc_registry_close(r);
+    return rc;
+}

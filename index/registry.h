@@ -1,0 +1,417 @@
+/*
+ * registry.h - the model registry: a store directory with its manifest,
+ * shared by the CLI (mcache) and the daemon (mcached), usable with no daemon
+ * running.
+ *
+ * THE STORE
+ *   STORE/lock                      flock(2) target; writers hold it exclusive
+ *   STORE/manifest                  snapshot: the whole state at one generation
+ *   STORE/journal                   records appended since that snapshot
+ *   STORE/models/<name>/<version>/artifact   the model's bytes, read-only, immutable
+ *   STORE/tmp/                      pushes in progress, and a commit marker
+ *   STORE/damaged/                  what repair or a torn-tail cut moved aside
+ * The manifest format is in docs/manifest.md, the semantics (names,
+ * versions, references, aliases, retention, search) in docs/registry.md.
+ *
+ * CONSISTENCY
+ *   Every change is one journal record, written and fsync'd before the call
+ *   returns: an acknowledged change survives a crash or power loss, and a
+ *   crash at any byte leaves the state before or after the change, never a
+ *   mix. Each record carries a generation that only grows;
+ *   mc_registry_generation() is the one this handle has applied.
+ *
+ * PROCESSES AND LOCKING
+ *   Any number of processes may open the same store. Mutations take an
+ *   exclusive flock on STORE/lock, first bring this handle up to date, then
+ *   validate, append and apply. Reading the manifest (open, refresh) takes
+ *   the lock shared for the duration of the read, so a reader never sees a
+ *   record being written. A push copies its artifact without the lock and
+ *   holds it only to commit. Nothing here blocks for long: the longest
+ *   exclusive hold is a compaction (rewriting the snapshot, ~10 ms per 10,000
+ *   versions).
+ *
+ * WATCHING FOR CHANGES (the daemon)
+ *   Every mutation writes STORE/journal; a compaction or repair renames a new
+ *   one over it. Watch STORE with inotify for IN_MODIFY, IN_CLOSE_WRITE and
+ *   IN_MOVED_TO on "journal", then call mc_registry_refresh(); it reads only
+ *   what was appended (or reloads everything after a rename) and reports
+ *   whether anything changed.
+ *
+ * THREADS AND LIFETIMES
+ *   A handle is not thread-safe: use it from one thread at a time. Every
+ *   pointer returned (models, versions, aliases, strings) stays valid until
+ *   the next call on the same handle that can change its state: any
+ *   mutation, mc_registry_refresh(), or mc_registry_close(). Copy what you
+ *   keep longer.
+ *
+ * ERRORS
+ *   0 or a negative MC_E* code (include/mcache.h), with a message for
+ *   mc_last_error() that names the thing, the value and what to do.
+ *   MC_EINVAL bad input; MC_ENOENT no such model/version/alias; MC_EEXIST
+ *   already registered; MC_EBUSY refused because an alias or pin holds it
+ *   (retry with force); MC_ENOSPC disk full (nothing changed); MC_ECORRUPT
+ *   damaged manifest (the message names file and byte offset; run
+ *   mc_registry_repair()); MC_EFORMAT manifest from a newer mcache; MC_EIO
+ *   and MC_EPERM from the file system.
+ */
+#ifndef MCACHE_INDEX_REGISTRY_H
+#define MCACHE_INDEX_REGISTRY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "index/semver.h"
+#include "mcache.h"
+
+struct mc_registry;
+
+enum mc_reg_format { MC_FORMAT_OTHER, MC_FORMAT_SAFETENSORS, MC_FORMAT_GGUF, MC_FORMAT_ONNX };
+
+/*
+ * READY: pushed and complete (push commits straight to READY: the manifest
+ * never holds a half-registered version). FAILED: set by the daemon when a
+ * load fails verification. ARCHIVED: kept, but no longer offered to
+ * "latest" or ranges. REGISTERING: for tools that register a version
+ * before it is usable. Only READY versions can be aliased or picked by
+ * "latest" and ranges; an exact reference or an alias reaches any status.
+ */
+enum mc_reg_status {
+    MC_STATUS_REGISTERING,
+    MC_STATUS_READY,
+    MC_STATUS_FAILED,
+    MC_STATUS_ARCHIVED,
+};
+
+struct mc_reg_metric {
+    const char *key;
+    double value;
+};
+
+struct mc_reg_kv {
+    const char *key;
+    const char *value;
+};
+
+/* A registered version. Strings are NUL-terminated; optional ones are NULL. */
+struct mc_reg_version {
+    const char *name;    /* the model's name */
+    const char *version; /* as registered, e.g. "1.2.0-rc.1+build.5" */
+    struct mc_semver sv; /* parsed; points into version */
+    const char *path;    /* absolute path of the artifact */
+    uint64_t size;       /* bytes */
+    enum mc_reg_format format;
+    const char *checksum; /* "xxh3-128:<32 lowercase hex digits>" */
+    enum mc_reg_status status;
+    const char *status_reason; /* why FAILED or ARCHIVED, if given */
+    uint64_t created_ns;       /* CLOCK_REALTIME at push */
+    uint32_t created_by;       /* uid of the pusher */
+    const char *description;
+    const char *framework;               /* "pytorch", "llama.cpp" ... */
+    const char *precision;               /* "fp16", "q4_k_m" ... */
+    const char *device;                  /* target device: "cuda", "cpu" ... */
+    const char *parent;                  /* lineage: "name@version" it derives from */
+    const char *source;                  /* lineage: URI it came from */
+    const struct mc_reg_metric *metrics; /* sorted by key */
+    size_t nmetrics;
+    const struct mc_reg_kv *params; /* sorted by key */
+    size_t nparams;
+    const struct mc_reg_kv *tags; /* sorted by key */
+    size_t ntags;
+    bool preload;        /* the daemon loads it at start */
+    bool pinned;         /* the daemon never evicts it; retention never removes it */
+    uint64_t generation; /* generation of the last change to this version */
+};
+
+/* One move of an alias: from NULL = created, to NULL = removed. */
+struct mc_reg_move {
+    const char *from;
+    const char *to;
+    uint64_t at_ns;
+    uint64_t generation;
+    uint32_t uid;
+    bool rollback; /* made by mc_registry_alias_rollback() */
+};
+
+struct mc_reg_alias {
+    const char *alias;
+    /* NULL if the alias was removed; it is listed for its history */
+    const struct mc_reg_version *target;
+    const struct mc_reg_move *history; /* oldest first */
+    size_t nhistory;
+};
+
+struct mc_reg_model {
+    const char *name;
+    struct mc_reg_version *const *versions; /* ascending precedence */
+    size_t nversions;
+    const struct mc_reg_alias *aliases; /* sorted by alias name */
+    size_t naliases;
+};
+
+/* ---- opening ---------------------------------------------------------- */
+
+#define MC_REGISTRY_CREATE   0x1 /* create the store if it does not exist */
+#define MC_REGISTRY_READONLY 0x2 /* never write: no cleanup, mutations fail with MC_EPERM */
+
+struct mc_registry_opts {
+    unsigned flags;
+    /*
+     * Called with each warning (a torn tail cut off, dead temp files
+     * removed). NULL: print "mcache: warning: ..." on stderr.
+     */
+    void (*warn)(void *arg, const char *msg);
+    void *warn_arg;
+};
+
+/*
+ * Open the store at dir (relative paths are made absolute) and replay its
+ * manifest. With exclusive access (not READONLY) it also cuts a torn tail
+ * (with a warning; the cut bytes are kept in STORE/damaged/), removes the
+ * temp files of pushes whose process died, and undoes a commit a dead
+ * process left half done. opts may be NULL. Fails with MC_ENOENT if the
+ * store does not exist and CREATE was not given, MC_ECORRUPT or MC_EFORMAT
+ * if the manifest cannot be read.
+ */
+int mc_registry_open(const char *dir, const struct mc_registry_opts *opts,
+                     struct mc_registry **out);
+
+/* Close and free. Safe on NULL. */
+void mc_registry_close(struct mc_registry *r);
+
+/* The store's absolute path. */
+const char *mc_registry_dir(const struct mc_registry *r);
+
+/* The generation this handle has applied (0 for an empty new store). */
+uint64_t mc_registry_generation(const struct mc_registry *r);
+
+/*
+ * Apply what other processes appended since the last call (cheap: a stat
+ * and a read of the new bytes). *changed (may be NULL) is set to whether
+ * the state changed. On error the previous state is kept.
+ */
+int mc_registry_refresh(struct mc_registry *r, bool *changed);
+
+/* Use this uid as the actor of later changes (default: getuid()). */
+void mc_registry_set_uid(struct mc_registry *r, uint32_t uid);
+
+/* ---- reading ---------------------------------------------------------- */
+
+size_t mc_registry_model_count(const struct mc_registry *r);
+
+/* The i-th model in name order (strcmp), or NULL past the end. */
+const struct mc_reg_model *mc_registry_model_at(struct mc_registry *r, size_t i);
+
+/* A model by name, or NULL (with MC_ENOENT's message set). */
+const struct mc_reg_model *mc_registry_model(const struct mc_registry *r, const char *name);
+
+/*
+ * Resolve name@ref (see mc_ref_classify()): an exact version (build
+ * metadata must match only if ref has some), an alias, "latest" or NULL
+ * (the highest READY version without a prerelease), or an npm range (the
+ * highest READY version satisfying it). MC_ENOENT with a message saying
+ * what exists if nothing matches.
+ */
+int mc_registry_resolve(const struct mc_registry *r, const char *name, const char *ref,
+                        const struct mc_reg_version **out);
+
+/*
+ * All of v's metadata as one compact JSON object (malloc'd; free() it),
+ * as the daemon stores it in the arena for mc_model_metadata().
+ */
+char *mc_reg_version_json(const struct mc_reg_version *v);
+
+const char *mc_reg_format_name(enum mc_reg_format f); /* "safetensors" ... */
+const char *mc_reg_status_name(enum mc_reg_status s); /* "ready" ... */
+int mc_reg_status_parse(const char *s, enum mc_reg_status *out);
+
+/* ---- pushing ---------------------------------------------------------- */
+
+/* Metadata given with a push or changed later; every field optional. */
+struct mc_reg_meta {
+    const char *description;
+    const char *framework;
+    const char *precision;
+    const char *device;
+    const char *parent; /* "name@version" */
+    const char *source; /* URI */
+    const struct mc_reg_metric *metrics;
+    size_t nmetrics;
+    const struct mc_reg_kv *params;
+    size_t nparams;
+    const struct mc_reg_kv *tags;
+    size_t ntags;
+};
+
+struct mc_push_opts {
+    const struct mc_reg_meta *meta; /* may be NULL */
+    bool preload;
+    bool pinned;
+    /*
+     * Called as the copy proceeds (done <= total). Return 0 to go on, or a
+     * negative MC_E* code to stop: the push then removes its temp file and
+     * returns that code.
+     */
+    int (*progress)(void *arg, uint64_t done, uint64_t total);
+    void *progress_arg;
+};
+
+/*
+ * Register file src as name@version. The file is copied into the store
+ * (temp file, fsync, rename, fsync of the directory) while its XXH3-128
+ * checksum is computed; its format is detected from its content. The copy
+ * runs without the store lock; the commit is one journal record. Fails
+ * with MC_EEXIST if a version of equal precedence exists (versions that
+ * differ only in build metadata are the same version to every range).
+ * opts may be NULL. *gen (may be NULL) receives the new generation.
+ */
+int mc_registry_push(struct mc_registry *r, const char *name, const char *version, const char *src,
+                     const struct mc_push_opts *opts, uint64_t *gen);
+
+/*
+ * Merge meta into name@version: given strings replace (an empty string
+ * clears), given params and tags are set (a NULL value removes the key),
+ * given metrics are set (a NaN value removes the key).
+ */
+int mc_registry_set_meta(struct mc_registry *r, const char *name, const char *version,
+                         const struct mc_reg_meta *meta, uint64_t *gen);
+
+/* Set the status (reason may be NULL). */
+int mc_registry_set_status(struct mc_registry *r, const char *name, const char *version,
+                           enum mc_reg_status status, const char *reason, uint64_t *gen);
+
+/* Set the daemon's flags: -1 keeps a flag, 0 clears it, 1 sets it. */
+int mc_registry_set_flags(struct mc_registry *r, const char *name, const char *version, int preload,
+                          int pinned, uint64_t *gen);
+
+/* ---- aliases ---------------------------------------------------------- */
+
+/*
+ * Point alias at the version ref resolves to now (any reference: an exact
+ * version, "latest", a range, another alias), creating or moving it in one
+ * record that joins its history. The version must be READY. Setting an
+ * alias to where it already points changes nothing (*gen is the current
+ * generation).
+ */
+int mc_registry_alias_set(struct mc_registry *r, const char *name, const char *alias,
+                          const char *ref, uint64_t *gen);
+
+/* Remove alias (kept in the list with a NULL target, for its history). */
+int mc_registry_alias_remove(struct mc_registry *r, const char *name, const char *alias,
+                             uint64_t *gen);
+
+/*
+ * Undo the alias's most recent move that has not been undone yet: it goes
+ * back to where it pointed before (repeated rollbacks walk further back).
+ * Refused if there is no earlier target or that version is gone.
+ */
+int mc_registry_alias_rollback(struct mc_registry *r, const char *name, const char *alias,
+                               uint64_t *gen);
+
+/* ---- removal and retention -------------------------------------------- */
+
+/*
+ * Remove name@version (exact) with its artifact. Refused with MC_EBUSY if
+ * an alias points at it or it is pinned, unless force (which also removes
+ * those aliases).
+ */
+int mc_registry_remove_version(struct mc_registry *r, const char *name, const char *version,
+                               bool force, uint64_t *gen);
+
+/* Remove a model, all its versions, aliases and artifacts; same rules. */
+int mc_registry_remove_model(struct mc_registry *r, const char *name, bool force, uint64_t *gen);
+
+struct mc_gc_opts {
+    const char *name; /* one model, or NULL for all */
+    size_t keep;      /* keep the newest N versions per model (0: no count rule) */
+    uint32_t days;    /* keep versions younger than D days (0: no age rule) */
+    bool dry_run;     /* report, change nothing */
+    uint64_t now_ns;  /* "now" for the age rule; 0: the clock */
+    /* called once per version that goes (or would go) */
+    void (*each)(void *arg, const struct mc_reg_version *v);
+    void *arg;
+};
+
+/*
+ * Retention. A version is kept if any rule given keeps it: it is one of
+ * the `keep` most recently pushed versions of its model, or younger than
+ * `days` days. Aliased and pinned versions are always kept. Everything else
+ * goes, in one journal record, artifacts included. *removed (may be NULL)
+ * receives how many went (or would go).
+ */
+int mc_registry_gc(struct mc_registry *r, const struct mc_gc_opts *o, size_t *removed,
+                   uint64_t *gen);
+
+/* ---- search ----------------------------------------------------------- */
+
+enum mc_search_order {
+    MC_ORDER_VERSION,     /* by name, then highest version first */
+    MC_ORDER_TIME,        /* newest push first */
+    MC_ORDER_VERSION_ASC, /* by name, then lowest version first */
+    MC_ORDER_TIME_ASC,    /* oldest push first */
+};
+
+struct mc_search {
+    const char *pattern;     /* fnmatch(3) glob on model names ('*' crosses '/'); NULL: all */
+    const char *ref;         /* only versions a range/"latest"/alias/exact ref picks; NULL: all */
+    const char *const *tags; /* "key=value" (value may be a glob), all must hold */
+    size_t ntags;
+    const char *const *metrics; /* "name<op>number", op one of < <= > >= = !=; all must hold */
+    size_t nmetrics;
+    unsigned status_mask; /* bits (1 << MC_STATUS_*); 0: all */
+    enum mc_search_order order;
+    size_t limit; /* 0: no limit */
+};
+
+/*
+ * Versions matching every condition, in the order asked. *out is a
+ * malloc'd array (free() it; the versions it points to follow the usual
+ * lifetime rule). A malformed condition fails with MC_EINVAL saying how to
+ * write it.
+ */
+int mc_registry_search(struct mc_registry *r, const struct mc_search *q,
+                       const struct mc_reg_version ***out, size_t *count);
+
+/* ---- maintenance ------------------------------------------------------ */
+
+/*
+ * Rewrite the snapshot from the current state and start an empty journal
+ * (also done automatically once the journal outgrows twice the snapshot
+ * and 64 KiB).
+ */
+int mc_registry_compact(struct mc_registry *r);
+
+/* Sizes in bytes of the snapshot and the journal, as this handle last saw them. */
+void mc_registry_sizes(const struct mc_registry *r, uint64_t *snapshot, uint64_t *journal);
+
+#define MC_CHECK_ARTIFACTS 0x1 /* also check every artifact exists with its size */
+#define MC_CHECK_CHECKSUMS 0x2 /* also re-hash every artifact (reads everything) */
+
+/*
+ * Check a store without changing it: the manifest (checksums, format,
+ * generations, meaning of every record), and with flags the artifacts;
+ * stray files (orphan version directories, dead temp files) are reported
+ * too. report (may be NULL) gets one message per problem. Returns 0 if
+ * clean, MC_ECORRUPT if the manifest is damaged, MC_EIO if only artifacts
+ * or strays are wrong; *problems (may be NULL) gets the count.
+ */
+int mc_registry_check(const char *dir, unsigned flags, void (*report)(void *, const char *),
+                      void *arg, size_t *problems);
+
+/*
+ * Repair a damaged manifest: keep every record before the damage, move the
+ * damaged files to STORE/damaged/ (report says where) and write a fresh
+ * snapshot and journal. Takes the lock; other processes then reload.
+ */
+int mc_registry_repair(const char *dir, void (*report)(void *, const char *), void *arg);
+
+/*
+ * For benchmarks and tests: fill a new store at dir with `models` models of
+ * `versions` versions each (tiny artifacts, made-up metadata, one alias per
+ * model), appended as journal records with one fsync at the end, as if
+ * pushed one by one. Replaying it is what mcache-bench's "registry"
+ * scenario times.
+ */
+int mc_registry_synthesize(const char *dir, size_t models, size_t versions);
+
+#endif

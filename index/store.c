@@ -1,0 +1,638 @@
+/*
+ * store.c - the store's files besides the manifest: artifacts, the temp
+ * files of pushes, the commit marker, and the crash points used by tests.
+ *
+ * Temp files. A push copies into STORE/tmp/push-<pid>-<n> without the store
+ * lock, holding an flock on the temp file itself for as long as it lives.
+ * The file is created and locked while the store lock is held shared, so a
+ * process holding the store lock exclusive that finds a temp file whose
+ * flock it can take knows its pusher died (the kernel drops flocks with the
+ * process; pid reuse cannot fool it) and removes it.
+ *
+ * The commit marker. A change that touches both the manifest and artifact
+ * directories (push: rename the artifact into place, then append; removal:
+ * append, then delete) first writes STORE/tmp/commit naming the directories
+ * (temp file, fsync, rename), and removes it when done, all under the store
+ * lock. Whoever next takes the lock and finds a marker knows its writer died
+ * in between, and reconciles each named directory with the manifest: a
+ * version directory the manifest does not hold goes. So the manifest never
+ * names an artifact that is not there, and no orphan stays behind.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#include "index/name.h"
+#include "index/reg_int.h"
+#include "shm/err.h"
+
+#define COPY_CHUNK (4u << 20)
+
+#ifdef MC_REGISTRY_CRASHPOINTS
+void mc_crashpoint(const char *point)
+{
+    const char *at = getenv("MCACHE_CRASH_AT");
+
+    if (at && strcmp(at, point) == 0)
+        kill(getpid(), SIGKILL);
+}
+#endif
+
+static int sys_err(int e, const char *what, const char *dir, const char *rel)
+{
+    if (e == ENOSPC || e == EDQUOT)
+        return mc_err(MC_ENOSPC,
+                      "the disk holding %s is full: %s %s/%s failed; nothing was "
+                      "changed; free some space and retry",
+                      dir, what, dir, rel);
+    return mc_err(mc_err_from_errno(e), "%s %s/%s failed: %s", what, dir, rel, strerror(e));
+}
+
+/* ---- directories ------------------------------------------------------ */
+
+int store_mkdirs(int dirfd, const char *rel)
+{
+    char path[PATH_MAX];
+    bool made = false;
+
+    snprintf(path, sizeof(path), "%s", rel);
+    for (char *p = path;; p++) {
+        if (*p != '/' && *p != '\0')
+            continue;
+        char c = *p;
+
+        *p = '\0';
+        if (mkdirat(dirfd, path, 0755) == 0)
+            made = true;
+        else if (errno != EEXIST)
+            return -errno;
+        *p = c;
+        if (c == '\0')
+            break;
+    }
+    /* make each new entry durable: fsync every directory on the way */
+    if (made) {
+        for (char *p = path + strlen(path); p > path; p--) {
+            if (*p == '/') {
+                *p = '\0';
+                mc_fsync_dir(dirfd, path);
+            }
+        }
+        mc_fsync_dir(dirfd, NULL);
+    }
+    return 0;
+}
+
+/* Remove rel (a file or a directory tree) below dirfd. */
+int store_rm_tree(int dirfd, const char *rel)
+{
+    int fd = openat(dirfd, rel, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    struct dirent *e;
+    DIR *d;
+    int rc = 0;
+
+    if (fd < 0) {
+        if (errno == ENOENT)
+            return 0;
+        if (errno == ENOTDIR || errno == ELOOP)
+            return unlinkat(dirfd, rel, 0) == 0 ? 0 : -errno;
+        return -errno;
+    }
+    d = fdopendir(fd);
+    if (d == NULL) {
+        close(fd);
+        return -errno;
+    }
+    while ((e = readdir(d)) != NULL) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+            continue;
+        if (unlinkat(fd, e->d_name, 0) != 0) {
+            if (errno == EISDIR || errno == EPERM)
+                rc = store_rm_tree(fd, e->d_name);
+            else if (errno != ENOENT)
+                rc = -errno;
+        }
+    }
+    closedir(d);
+    if (unlinkat(dirfd, rel, AT_REMOVEDIR) != 0 && errno != ENOENT && rc == 0)
+        rc = -errno;
+    return rc;
+}
+
+/* rmdir rel and its parents below models/ while they are empty, then fsync. */
+static void rmdir_up(struct mc_registry *r, char *rel)
+{
+    char *slash;
+
+    while (strcmp(rel, MC_MODELS_DIR) != 0 && unlinkat(r->dirfd, rel, AT_REMOVEDIR) == 0 &&
+           (slash = strrchr(rel, '/')) != NULL)
+        *slash = '\0';
+    mc_fsync_dir(r->dirfd, rel);
+}
+
+void store_rm_version(struct mc_registry *r, const char *name, const char *version)
+{
+    char rel[PATH_MAX];
+
+    snprintf(rel, sizeof(rel), MC_MODELS_DIR "/%s/%s", name, version);
+    store_rm_tree(r->dirfd, rel);
+    *strrchr(rel, '/') = '\0';
+    rmdir_up(r, rel);
+}
+
+/* A removed model's version directories; namespaced models below it stay. */
+void store_rm_model(struct mc_registry *r, const char *name)
+{
+    char rel[PATH_MAX];
+    struct dirent *e;
+    int fd;
+    DIR *d;
+
+    snprintf(rel, sizeof(rel), MC_MODELS_DIR "/%s", name);
+    fd = openat(r->dirfd, rel, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    d = fd >= 0 ? fdopendir(fd) : NULL;
+    if (d == NULL) {
+        if (fd >= 0)
+            close(fd);
+        return;
+    }
+    while ((e = readdir(d)) != NULL)
+        if (mc_semver_valid(e->d_name, strlen(e->d_name)))
+            store_rm_tree(fd, e->d_name);
+    closedir(d);
+    rmdir_up(r, rel);
+}
+
+/* ---- the commit marker ------------------------------------------------ */
+
+/*
+ * paths[i] is "name" (a whole model) or "name version". Written whole
+ * (temp, fsync, rename) so a reader never sees half a marker.
+ */
+int store_marker_write(struct mc_registry *r, const char *const *paths, size_t n)
+{
+    int fd, rc = 0;
+
+    mkdirat(r->dirfd, MC_TMP_DIR, 0755);
+    fd = openat(r->dirfd, MC_COMMIT_FILE ".new", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return sys_err(errno, "creating", r->dir, MC_COMMIT_FILE ".new");
+    for (size_t i = 0; i < n && rc == 0; i++)
+        if (dprintf(fd, "%s\n", paths[i]) < 0)
+            rc = -errno;
+    if (rc == 0 && fsync(fd) != 0)
+        rc = -errno;
+    close(fd);
+    if (rc == 0 && renameat(r->dirfd, MC_COMMIT_FILE ".new", r->dirfd, MC_COMMIT_FILE) != 0)
+        rc = -errno;
+    if (rc == 0)
+        mc_fsync_dir(r->dirfd, MC_TMP_DIR);
+    if (rc) {
+        unlinkat(r->dirfd, MC_COMMIT_FILE ".new", 0);
+        return sys_err(-rc, "writing", r->dir, MC_COMMIT_FILE);
+    }
+    mc_crashpoint("marker-written");
+    return 0;
+}
+
+void store_marker_clear(struct mc_registry *r)
+{
+    unlinkat(r->dirfd, MC_COMMIT_FILE, 0);
+}
+
+/* Reconcile one marker line with the state. Returns 1 if it removed something. */
+static int reconcile(struct mc_registry *r, char *line)
+{
+    char *version = strchr(line, ' ');
+    struct reg_model *m;
+    char rel[PATH_MAX];
+    struct mc_semver sv;
+
+    if (version)
+        *version++ = '\0';
+    if (mc_name_check(line) != 0)
+        return 0; /* not ours to touch */
+    m = state_model(r->st, line);
+    if (version == NULL) {
+        if (m)
+            return 0;
+        snprintf(rel, sizeof(rel), MC_MODELS_DIR "/%s", line);
+        if (faccessat(r->dirfd, rel, F_OK, AT_SYMLINK_NOFOLLOW) != 0)
+            return 0;
+        store_rm_model(r, line);
+        return 1;
+    }
+    if (mc_semver_parse(version, strlen(version), &sv) != 0)
+        return 0;
+    if (m) {
+        struct reg_ver *rv = model_version(m, &sv);
+
+        if (rv && strcmp(rv->v.version, version) == 0)
+            return 0;
+    }
+    snprintf(rel, sizeof(rel), MC_MODELS_DIR "/%s/%s", line, version);
+    if (faccessat(r->dirfd, rel, F_OK, AT_SYMLINK_NOFOLLOW) != 0)
+        return 0;
+    store_rm_version(r, line, version);
+    return 1;
+}
+
+int store_marker_recover(struct mc_registry *r)
+{
+    char buf[8192], *line, *save;
+    ssize_t n;
+    int fd = openat(r->dirfd, MC_COMMIT_FILE, O_RDONLY | O_CLOEXEC);
+    int removed = 0;
+
+    /* a marker never renamed into effect: its change had not started */
+    unlinkat(r->dirfd, MC_COMMIT_FILE ".new", 0);
+    if (fd < 0)
+        return errno == ENOENT ? 0 : sys_err(errno, "reading", r->dir, MC_COMMIT_FILE);
+    n = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    if (n < 0)
+        return sys_err(errno, "reading", r->dir, MC_COMMIT_FILE);
+    buf[n] = '\0';
+    for (line = strtok_r(buf, "\n", &save); line; line = strtok_r(NULL, "\n", &save))
+        removed += reconcile(r, line);
+    store_marker_clear(r);
+    mc_fsync_dir(r->dirfd, MC_TMP_DIR);
+    if (removed)
+        reg_warn(r,
+                 "finished a change a dead process left half done in %s: removed %d artifact "
+                 "director%s the manifest does not hold",
+                 r->dir, removed, removed == 1 ? "y" : "ies");
+    return 0;
+}
+
+/* ---- temp files ------------------------------------------------------- */
+
+int store_clean_temps(struct mc_registry *r, bool remove, size_t *found)
+{
+    int fd = openat(r->dirfd, MC_TMP_DIR, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    struct dirent *e;
+    DIR *d;
+
+    *found = 0;
+    if (fd < 0)
+        return errno == ENOENT ? 0 : sys_err(errno, "opening", r->dir, MC_TMP_DIR);
+    d = fdopendir(fd);
+    if (d == NULL) {
+        close(fd);
+        return sys_err(errno, "reading", r->dir, MC_TMP_DIR);
+    }
+    while ((e = readdir(d)) != NULL) {
+        int tfd;
+
+        if (strncmp(e->d_name, "push-", 5) != 0)
+            continue;
+        tfd = openat(fd, e->d_name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+        if (tfd < 0)
+            continue;
+        /* a live pusher holds its flock; a dead one's went with it */
+        if (flock(tfd, LOCK_EX | LOCK_NB) == 0) {
+            (*found)++;
+            if (remove)
+                unlinkat(fd, e->d_name, 0);
+        }
+        close(tfd);
+    }
+    closedir(d);
+    if (*found && remove)
+        mc_fsync_dir(r->dirfd, MC_TMP_DIR);
+    return 0;
+}
+
+/* Create and flock a temp file (the caller holds the store lock, shared at least). */
+static int temp_create(struct mc_registry *r, char *name, size_t size, int *out)
+{
+    static unsigned counter;
+    int fd;
+
+    mkdirat(r->dirfd, MC_TMP_DIR, 0755);
+    for (int tries = 0; tries < 100; tries++) {
+        snprintf(name, size, MC_TMP_DIR "/push-%d-%u-%llu", (int)getpid(),
+                 __atomic_fetch_add(&counter, 1, __ATOMIC_RELAXED),
+                 (unsigned long long)(mc_now_ns() % 1000000));
+        fd = openat(r->dirfd, name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+        if (fd < 0 && errno == EEXIST)
+            continue;
+        if (fd < 0)
+            return sys_err(errno, "creating", r->dir, name);
+        if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+            int e = errno;
+
+            close(fd);
+            unlinkat(r->dirfd, name, 0);
+            return sys_err(e, "locking", r->dir, name);
+        }
+        *out = fd;
+        mc_crashpoint("temp-created");
+        return 0;
+    }
+    return mc_err(MC_EIO, "could not find a free temp file name in %s/" MC_TMP_DIR, r->dir);
+}
+
+/* ---- content ---------------------------------------------------------- */
+
+static uint64_t le64(const unsigned char *p)
+{
+    uint64_t v = 0;
+
+    for (int i = 7; i >= 0; i--)
+        v = v << 8 | p[i];
+    return v;
+}
+
+/*
+ * Detect the format from the first bytes: GGUF has a magic; safetensors
+ * starts with the little-endian length of its JSON header, then '{'; ONNX
+ * is a protobuf ModelProto, which starts with ir_version (field 1, varint)
+ * followed by another ModelProto field.
+ */
+enum mc_reg_format store_detect_format(const unsigned char *h, size_t n, uint64_t size)
+{
+    if (n >= 4 && memcmp(h, "GGUF", 4) == 0)
+        return MC_FORMAT_GGUF;
+    if (n >= 9 && size >= 10) {
+        uint64_t hl = le64(h);
+
+        if (hl >= 2 && hl <= size - 8 && hl <= (100u << 20) && h[8] == '{')
+            return MC_FORMAT_SAFETENSORS;
+    }
+    if (n >= 3 && h[0] == 0x08 && h[1] >= 1 && h[1] <= 100) {
+        static const unsigned char next[] = {0x12, 0x1a, 0x22, 0x28, 0x32, 0x3a, 0x42, 0x72, 0x7a};
+
+        if (memchr(next, h[2], sizeof(next)))
+            return MC_FORMAT_ONNX;
+    }
+    return MC_FORMAT_OTHER;
+}
+
+static void checksum_text(XXH128_hash_t h, char *out)
+{
+    static const char hex[] = "0123456789abcdef";
+    XXH128_canonical_t c;
+
+    XXH128_canonicalFromHash(&c, h);
+    memcpy(out, "xxh3-128:", 9);
+    for (int i = 0; i < 16; i++) {
+        out[9 + 2 * i] = hex[c.digest[i] >> 4];
+        out[10 + 2 * i] = hex[c.digest[i] & 15];
+    }
+    out[41] = '\0';
+}
+
+/*
+ * Copy (or with dst < 0, just read) src to dst, hashing as it goes. head
+ * gets the first bytes. progress may stop it.
+ */
+static int copy_hash(int src, int dst, const char *what, uint64_t total,
+                     const struct mc_push_opts *o, unsigned char *head, size_t *headn,
+                     uint64_t *done, char *checksum)
+{
+    XXH3_state_t *xs = XXH3_createState();
+    char *buf = malloc(COPY_CHUNK);
+    int rc = 0;
+
+    *done = 0;
+    *headn = 0;
+    if (xs == NULL || buf == NULL) {
+        rc = mc_err(MC_ENOMEM, "out of memory copying %s", what);
+        goto out;
+    }
+    XXH3_128bits_reset(xs);
+    posix_fadvise(src, 0, 0, POSIX_FADV_SEQUENTIAL);
+    for (;;) {
+        ssize_t k = read(src, buf, COPY_CHUNK);
+
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k < 0) {
+            rc = mc_err(mc_err_from_errno(errno), "reading %s failed: %s", what, strerror(errno));
+            goto out;
+        }
+        if (k == 0)
+            break;
+        if (*headn < 64) {
+            size_t take = (size_t)k < 64 - *headn ? (size_t)k : 64 - *headn;
+
+            memcpy(head + *headn, buf, take);
+            *headn += take;
+        }
+        XXH3_128bits_update(xs, buf, (size_t)k);
+        for (ssize_t w = 0; dst >= 0 && w < k;) {
+            ssize_t x = write(dst, buf + w, (size_t)(k - w));
+
+            if (x < 0 && errno == EINTR)
+                continue;
+            if (x < 0) {
+                int e = errno;
+
+                rc = e == ENOSPC || e == EDQUOT
+                         ? mc_err(MC_ENOSPC,
+                                  "the disk is full after copying %llu of %llu bytes "
+                                  "of %s; nothing was registered; free some space "
+                                  "and push again",
+                                  (unsigned long long)*done, (unsigned long long)total, what)
+                         : mc_err(mc_err_from_errno(e), "writing the copy of %s failed: %s", what,
+                                  strerror(e));
+                goto out;
+            }
+            w += x;
+        }
+        *done += (uint64_t)k;
+        mc_crashpoint("copy-chunk");
+        if (o && o->progress) {
+            rc = o->progress(o->progress_arg, *done, total > *done ? total : *done);
+            if (rc) {
+                if (rc > 0)
+                    rc = MC_EINVAL;
+                mc_err(rc, "the push of %s was stopped by its progress callback", what);
+                goto out;
+            }
+        }
+    }
+    checksum_text(XXH3_128bits_digest(xs), checksum);
+out:
+    XXH3_freeState(xs);
+    free(buf);
+    return rc;
+}
+
+int store_hash_file(const char *path, uint64_t *size, char *checksum)
+{
+    unsigned char head[64];
+    size_t headn;
+    int fd = open(path, O_RDONLY | O_CLOEXEC), rc;
+
+    if (fd < 0)
+        return mc_err(mc_err_from_errno(errno), "cannot open %s: %s", path, strerror(errno));
+    rc = copy_hash(fd, -1, path, 0, NULL, head, &headn, size, checksum);
+    close(fd);
+    return rc;
+}
+
+/*
+ * The copy phase of a push: create and lock the temp file (briefly under
+ * the shared store lock, which the caller does not hold), copy src into it
+ * with its checksum, fsync it and make it read-only. On success *tmpfd stays
+ * open (and flock'd) and tmpname names it; on failure nothing is left.
+ */
+int store_push_copy(struct mc_registry *r, const char *src, const struct mc_push_opts *o,
+                    int *tmpfd, char *tmpname, size_t tmpsize, uint64_t *size,
+                    enum mc_reg_format *fmt, char *checksum)
+{
+    unsigned char head[64];
+    size_t headn;
+    struct statvfs vfs;
+    struct stat st;
+    int sfd, rc;
+
+    *tmpfd = -1;
+    sfd = open(src, O_RDONLY | O_CLOEXEC);
+    if (sfd < 0)
+        return mc_err(mc_err_from_errno(errno), "cannot open the file to push, %s: %s", src,
+                      strerror(errno));
+    if (fstat(sfd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(sfd);
+        return mc_err(MC_EINVAL, "%s is not a regular file; push a model file", src);
+    }
+    rc = reg_lock(r, LOCK_SH);
+    if (rc == 0) {
+        rc = temp_create(r, tmpname, tmpsize, tmpfd);
+        reg_unlock(r);
+    }
+    if (rc) {
+        close(sfd);
+        return rc;
+    }
+    /* fail fast rather than after copying most of a large file */
+    if (fstatvfs(*tmpfd, &vfs) == 0 &&
+        (uint64_t)vfs.f_bavail * vfs.f_frsize < (uint64_t)st.st_size + (64u << 10)) {
+        rc = mc_err(MC_ENOSPC,
+                    "%s has %llu bytes free but %s is %llu bytes; nothing was "
+                    "registered; free some space and push again",
+                    r->dir, (unsigned long long)vfs.f_bavail * vfs.f_frsize, src,
+                    (unsigned long long)st.st_size);
+    }
+    if (rc == 0)
+        rc = copy_hash(sfd, *tmpfd, src, (uint64_t)st.st_size, o, head, &headn, size, checksum);
+    close(sfd);
+    if (rc == 0 && fsync(*tmpfd) != 0)
+        rc = sys_err(errno, "syncing", r->dir, tmpname);
+    if (rc == 0 && fchmod(*tmpfd, 0444) != 0)
+        rc = sys_err(errno, "protecting", r->dir, tmpname);
+    if (rc) {
+        unlinkat(r->dirfd, tmpname, 0);
+        close(*tmpfd);
+        *tmpfd = -1;
+        return rc;
+    }
+    *fmt = store_detect_format(head, headn, *size);
+    mc_crashpoint("copied");
+    return 0;
+}
+
+/* ---- orphans (check) -------------------------------------------------- */
+
+struct orphans {
+    struct mc_registry *r;
+    void (*each)(void *, const char *);
+    void *arg;
+    size_t found;
+};
+
+static void orphan(struct orphans *o, const char *rel, const char *why)
+{
+    char msg[2 * PATH_MAX + 128];
+
+    snprintf(msg, sizeof(msg), "%s/%s: %s", o->r->dir, rel, why);
+    o->found++;
+    if (o->each)
+        o->each(o->arg, msg);
+}
+
+/* Walk one model directory: version directories, or (depth 0) namespaced models. */
+static void walk_model(struct orphans *o, const char *name, int depth)
+{
+    char rel[PATH_MAX];
+    struct reg_model *m = state_model(o->r->st, name);
+    struct dirent *e;
+    int fd;
+    DIR *d;
+
+    snprintf(rel, sizeof(rel), MC_MODELS_DIR "/%s", name);
+    fd = openat(o->r->dirfd, rel, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    d = fd >= 0 ? fdopendir(fd) : NULL;
+    if (d == NULL) {
+        if (fd >= 0)
+            close(fd);
+        return;
+    }
+    while ((e = readdir(d)) != NULL) {
+        char child[PATH_MAX + 260];
+        struct mc_semver sv;
+
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+            continue;
+        snprintf(child, sizeof(child), "%s/%s", rel, e->d_name);
+        if (mc_semver_parse(e->d_name, strlen(e->d_name), &sv) == 0) {
+            struct reg_ver *rv = m ? model_version(m, &sv) : NULL;
+
+            if (!rv || strcmp(rv->v.version, e->d_name) != 0)
+                orphan(o, child, "a version directory the manifest does not hold");
+        } else if (depth == 0 && e->d_type == DT_DIR) {
+            char ns[PATH_MAX + 260];
+
+            snprintf(ns, sizeof(ns), "%s/%s", name, e->d_name);
+            walk_model(o, ns, 1);
+        } else {
+            orphan(o, child, "not part of the store's layout");
+        }
+    }
+    closedir(d);
+}
+
+int store_orphans(struct mc_registry *r, void (*each)(void *, const char *), void *arg,
+                  size_t *found)
+{
+    struct orphans o = {.r = r, .each = each, .arg = arg};
+    int fd = openat(r->dirfd, MC_MODELS_DIR, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+    struct dirent *e;
+    size_t temps = 0;
+
+    if (d == NULL && fd >= 0)
+        close(fd);
+    while (d && (e = readdir(d)) != NULL) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+            continue;
+        walk_model(&o, e->d_name, 0);
+    }
+    if (d)
+        closedir(d);
+    if (store_clean_temps(r, false, &temps) == 0 && temps) {
+        char msg[PATH_MAX];
+
+        snprintf(msg, sizeof(msg),
+                 "%s/" MC_TMP_DIR ": %zu temp file%s of dead pushes (the next "
+                 "writer removes them)",
+                 r->dir, temps, temps == 1 ? "" : "s");
+        o.found++;
+        if (each)
+            each(arg, msg);
+    }
+    *found = o.found;
+    return 0;
+}
