@@ -1,9 +1,11 @@
 # tests/registry.cmake: tests of the registry (index/semver, name, manifest,
-# registry). Included by tests/CMakeLists.txt.
+# registry). Included by tests/CMakeLists.txt. Scratch stores go under
+# $MC_TEST_TMP (default /tmp; the many-reopen tests prefer /dev/shm).
 
 function(mc_reg_test name)
   add_executable(${name} ${ARGN})
-  target_link_libraries(${name} PRIVATE mcache_registry_crash PkgConfig::CMOCKA Threads::Threads)
+  target_link_libraries(${name} PRIVATE mcache_registry_crash PkgConfig::CMOCKA
+                        Threads::Threads)
 endfunction()
 
 mc_reg_test(test_semver test_semver.c)
@@ -12,4 +14,19 @@ add_test(NAME registry_semver COMMAND test_semver)
 mc_reg_test(test_names test_names.c)
 add_test(NAME registry_names COMMAND test_names)
 
-set_tests_properties(registry_semver registry_names PROPERTIES TIMEOUT 120)
+# The helper the crash and concurrency tests exec (a separate process).
+mc_reg_test(reg_helper reg_helper.c)
+
+mc_reg_test(test_registry test_registry.c reg_util.c)
+add_test(NAME registry_api COMMAND test_registry)
+
+mc_reg_test(test_manifest test_manifest.c reg_util.c)
+add_dependencies(test_manifest reg_helper)
+foreach(group unit crash concurrency fulldisk scale)
+  add_test(NAME registry_manifest_${group} COMMAND test_manifest ${group})
+endforeach()
+
+set_tests_properties(registry_semver registry_names registry_api registry_manifest_unit
+                     registry_manifest_crash registry_manifest_concurrency
+                     registry_manifest_fulldisk registry_manifest_scale
+                     PROPERTIES TIMEOUT 180 SKIP_RETURN_CODE 77)

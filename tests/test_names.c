@@ -43,6 +43,7 @@ static void test_model_names(void **state)
         {"star*", "contains \"*\""},
         {"caf\xc3\xa9", "\"\\xc3\""},
         {"a@1.0.0", "contains \"@\""},
+        {"org/1.0.0", "the part after '/' is a version number"},
     };
     char longname[MC_NAME_MAX + 2];
 

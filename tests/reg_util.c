@@ -1,0 +1,290 @@
+/*
+ * reg_util.c - helpers shared by the registry tests (see reg_util.h).
+ */
+#include "reg_util.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static void die(const char *what, const char *path)
+{
+    fprintf(stderr, "test setup: %s %s: %s\n", what, path, strerror(errno));
+    abort();
+}
+
+char *tu_tempdir(const char *base)
+{
+    const char *b = getenv("MC_TEST_TMP");
+    char *p;
+
+    if (b == NULL)
+        b = base ? base : "/tmp";
+    if (asprintf(&p, "%s/mcache-reg-XXXXXX", b) < 0 || mkdtemp(p) == NULL)
+        die("mkdtemp in", b);
+    return p;
+}
+
+void tu_rm_rf(const char *path)
+{
+    struct stat st;
+    DIR *d;
+    struct dirent *e;
+
+    if (lstat(path, &st) != 0)
+        return;
+    if (S_ISDIR(st.st_mode) && (d = opendir(path)) != NULL) {
+        while ((e = readdir(d)) != NULL) {
+            char *c;
+
+            if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+                continue;
+            if (asprintf(&c, "%s/%s", path, e->d_name) < 0)
+                abort();
+            tu_rm_rf(c);
+            free(c);
+        }
+        closedir(d);
+        rmdir(path);
+        return;
+    }
+    unlink(path);
+}
+
+void tu_write(const char *path, const void *data, size_t len)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    const char *p = data;
+
+    if (fd < 0)
+        die("create", path);
+    while (len > 0) {
+        ssize_t k = write(fd, p, len);
+
+        if (k <= 0)
+            die("write", path);
+        p += k;
+        len -= (size_t)k;
+    }
+    close(fd);
+}
+
+void tu_make_file(const char *path, size_t size, unsigned seed)
+{
+    char *buf = malloc(size ? size : 1);
+    uint64_t x = seed * 0x9e3779b97f4a7c15ull + 1;
+
+    for (size_t i = 0; i < size; i++) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        buf[i] = (char)x;
+    }
+    tu_write(path, buf, size);
+    free(buf);
+}
+
+char *tu_read(const char *path, size_t *len)
+{
+    struct stat st;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    char *buf;
+    size_t got = 0;
+
+    if (fd < 0 || fstat(fd, &st) != 0)
+        die("read", path);
+    buf = malloc((size_t)st.st_size + 1);
+    while (got < (size_t)st.st_size) {
+        ssize_t k = read(fd, buf + got, (size_t)st.st_size - got);
+
+        if (k <= 0)
+            break;
+        got += (size_t)k;
+    }
+    close(fd);
+    buf[got] = '\0';
+    if (len)
+        *len = got;
+    return buf;
+}
+
+void tu_copy(const char *from, const char *to)
+{
+    size_t len;
+    char *buf = tu_read(from, &len);
+
+    tu_write(to, buf, len);
+    free(buf);
+}
+
+void tu_copy_manifest(const char *from, const char *to)
+{
+    static const char *const files[] = {"lock", "manifest", "journal"};
+
+    mkdir(to, 0755);
+    for (int i = 0; i < 3; i++) {
+        char a[PATH_MAX], b[PATH_MAX];
+
+        snprintf(a, sizeof(a), "%s/%s", from, files[i]);
+        snprintf(b, sizeof(b), "%s/%s", to, files[i]);
+        unlink(b);
+        if (access(a, F_OK) == 0)
+            tu_copy(a, b);
+    }
+}
+
+static void cat(char **buf, size_t *len, size_t *cap, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static void cat(char **buf, size_t *len, size_t *cap, const char *fmt, ...)
+{
+    va_list ap;
+    int n;
+
+    for (;;) {
+        va_start(ap, fmt);
+        n = vsnprintf(*buf + *len, *cap - *len, fmt, ap);
+        va_end(ap);
+        if ((size_t)n < *cap - *len)
+            break;
+        *cap = *cap * 2 + (size_t)n;
+        *buf = realloc(*buf, *cap);
+    }
+    *len += (size_t)n;
+}
+
+char *tu_dump(struct mc_registry *r)
+{
+    size_t len = 0, cap = 4096;
+    char *buf = malloc(cap);
+
+    buf[0] = '\0';
+    for (size_t i = 0;; i++) {
+        const struct mc_reg_model *m = mc_registry_model_at(r, i);
+
+        if (m == NULL)
+            break;
+        cat(&buf, &len, &cap, "model %s\n", m->name);
+        for (size_t k = 0; k < m->nversions; k++) {
+            char *js = mc_reg_version_json(m->versions[k]);
+
+            cat(&buf, &len, &cap, "  %s gen=%llu %s\n", m->versions[k]->version,
+                (unsigned long long)m->versions[k]->generation, js);
+            free(js);
+        }
+        for (size_t k = 0; k < m->naliases; k++) {
+            const struct mc_reg_alias *a = &m->aliases[k];
+
+            cat(&buf, &len, &cap, "  alias %s -> %s\n", a->alias,
+                a->target ? a->target->version : "(none)");
+            for (size_t h = 0; h < a->nhistory; h++)
+                cat(&buf, &len, &cap, "    %s -> %s by %u at %llu gen %llu%s\n",
+                    a->history[h].from ? a->history[h].from : "-",
+                    a->history[h].to ? a->history[h].to : "-", a->history[h].uid,
+                    (unsigned long long)a->history[h].at_ns,
+                    (unsigned long long)a->history[h].generation,
+                    a->history[h].rollback ? " rollback" : "");
+        }
+    }
+    return buf;
+}
+
+int tu_count_entries(const char *dir, const char *prefix)
+{
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    int n = 0;
+
+    if (d == NULL)
+        return -1;
+    while ((e = readdir(d)) != NULL)
+        if (strncmp(e->d_name, prefix, strlen(prefix)) == 0 && strcmp(e->d_name, ".") &&
+            strcmp(e->d_name, ".."))
+            n++;
+    closedir(d);
+    return n;
+}
+
+void tu_warn(void *arg, const char *msg)
+{
+    struct tu_warnings *w = arg;
+
+    w->count++;
+    snprintf(w->last, sizeof(w->last), "%s", msg);
+}
+
+int tu_open(const char *dir, unsigned flags, struct tu_warnings *w, struct mc_registry **out)
+{
+    struct mc_registry_opts o = {.flags = flags, .warn = tu_warn, .warn_arg = w};
+
+    return mc_registry_open(dir, &o, out);
+}
+
+const char *tu_helper(void)
+{
+    static char path[PATH_MAX];
+
+    if (path[0] == '\0') {
+        char self[PATH_MAX];
+        ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+
+        if (n <= 0)
+            die("readlink", "/proc/self/exe");
+        self[n] = '\0';
+        snprintf(path, sizeof(path), "%s/reg_helper", dirname(self));
+    }
+    return path;
+}
+
+pid_t tu_spawn(const char *crash_at, const char *out_path, const char *const *args)
+{
+    const char *argv[32];
+    size_t n = 0;
+    pid_t pid;
+
+    argv[n++] = "reg_helper";
+    while (args[n - 1] && n < 31) {
+        argv[n] = args[n - 1];
+        n++;
+    }
+    argv[n] = NULL;
+    pid = fork();
+    if (pid < 0)
+        die("fork", "reg_helper");
+    if (pid == 0) {
+        signal(SIGSEGV, SIG_DFL);
+        if (crash_at)
+            setenv("MCACHE_CRASH_AT", crash_at, 1);
+        else
+            unsetenv("MCACHE_CRASH_AT");
+        if (out_path) {
+            int fd = open(out_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+
+            if (fd < 0 || dup2(fd, 1) < 0)
+                _exit(126);
+        }
+        execv(tu_helper(), (char *const *)argv);
+        _exit(127);
+    }
+    return pid;
+}
+
+int tu_wait(pid_t pid)
+{
+    int status;
+
+    while (waitpid(pid, &status, 0) < 0)
+        if (errno != EINTR)
+            die("waitpid", "reg_helper");
+    return status;
+}

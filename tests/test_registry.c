@@ -1,0 +1,801 @@
+/*
+ * test_registry.c - the registry's semantics through its API: push and
+ * format detection, what is refused and how it is explained, references,
+ * aliases with history and rollback, removal, status, flags and metadata,
+ * retention, search, two handles on one store, check and repair.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#include <cmocka.h>
+
+#include "reg_util.h"
+#include "index/registry.h"
+
+struct fx {
+    char *dir, *store, *files;
+    struct mc_registry *r;
+    struct tu_warnings w;
+};
+
+static int setup(void **state)
+{
+    struct fx *f = calloc(1, sizeof(*f));
+
+    f->dir = tu_tempdir(NULL);
+    if (asprintf(&f->store, "%s/store", f->dir) < 0 || asprintf(&f->files, "%s/files", f->dir) < 0)
+        return -1;
+    mkdir(f->files, 0755);
+    if (tu_open(f->store, MC_REGISTRY_CREATE, &f->w, &f->r) != 0) {
+        fprintf(stderr, "open: %s\n", mc_last_error());
+        return -1;
+    }
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fx *f = *state;
+
+    mc_registry_close(f->r);
+    tu_rm_rf(f->dir);
+    free(f->dir);
+    free(f->store);
+    free(f->files);
+    free(f);
+    return 0;
+}
+
+/* A file of size bytes under files/ (its path is static per call site use). */
+static const char *mkfile(struct fx *f, const char *name, size_t size, unsigned seed)
+{
+    static char path[8][512];
+    static int slot;
+    char *p = path[slot++ % 8];
+
+    snprintf(p, 512, "%s/%s", f->files, name);
+    tu_make_file(p, size, seed);
+    return p;
+}
+
+static void push_ok(struct fx *f, const char *name, const char *version)
+{
+    int rc = mc_registry_push(f->r, name, version, mkfile(f, "a.bin", 1000, 1), NULL, NULL);
+
+    if (rc)
+        fail_msg("push %s@%s: %s", name, version, mc_last_error());
+}
+
+#define assert_msg(s)                                                                              \
+    do {                                                                                           \
+        if (!strstr(mc_last_error(), (s)))                                                         \
+            fail_msg("message \"%s\" lacks \"%s\"", mc_last_error(), (s));                         \
+    } while (0)
+
+static int tmp_files(struct fx *f)
+{
+    char p[512];
+
+    snprintf(p, sizeof(p), "%s/tmp", f->store);
+    return tu_count_entries(p, "push-");
+}
+
+static void test_push_basic(void **state)
+{
+    struct fx *f = *state;
+    struct mc_reg_metric metrics[] = {{"accuracy", 0.93}, {"latency_ms", 12.5}};
+    struct mc_reg_kv tags[] = {{"env", "prod"}, {"team", "vision"}};
+    struct mc_reg_kv params[] = {{"lr", "0.001"}};
+    struct mc_reg_meta meta = {.description = "ResNet-50\nfine-tuned",
+                               .framework = "pytorch",
+                               .precision = "fp16",
+                               .device = "cuda",
+                               .parent = "resnet@0.9.0",
+                               .source = "s3://bucket/resnet.pt",
+                               .metrics = metrics,
+                               .nmetrics = 2,
+                               .params = params,
+                               .nparams = 1,
+                               .tags = tags,
+                               .ntags = 2};
+    struct mc_push_opts o = {.meta = &meta, .pinned = true};
+    const char *src = mkfile(f, "m.bin", 3 << 20, 7);
+    const struct mc_reg_version *v;
+    uint64_t gen = 0;
+    char want[64], *data, *js;
+    size_t len;
+    struct stat st;
+
+    assert_int_equal(mc_registry_push(f->r, "resnet", "1.0.0", src, &o, &gen), 0);
+    assert_int_equal(gen, 1);
+    assert_int_equal(mc_registry_generation(f->r), 1);
+    assert_int_equal(mc_registry_resolve(f->r, "resnet", "1.0.0", &v), 0);
+    assert_string_equal(v->name, "resnet");
+    assert_int_equal(v->size, 3 << 20);
+    assert_int_equal(v->status, MC_STATUS_READY);
+    assert_true(v->pinned && !v->preload);
+    assert_int_equal(v->created_by, getuid());
+    assert_string_equal(v->framework, "pytorch");
+    assert_string_equal(v->parent, "resnet@0.9.0");
+    assert_int_equal(v->nmetrics, 2);
+    assert_string_equal(v->metrics[0].key, "accuracy");
+    assert_true(v->metrics[0].value == 0.93);
+    assert_string_equal(v->tags[1].value, "vision");
+    /* the checksum is XXH3-128 of the bytes, computed independently here */
+    data = tu_read(src, &len);
+    {
+        XXH128_canonical_t c;
+        XXH128_hash_t h = XXH3_128bits(data, len);
+
+        XXH128_canonicalFromHash(&c, h);
+        strcpy(want, "xxh3-128:");
+        for (int i = 0; i < 16; i++)
+            sprintf(want + 9 + 2 * i, "%02x", c.digest[i]);
+    }
+    assert_string_equal(v->checksum, want);
+    free(data);
+    /* the artifact is in place, complete and read-only */
+    assert_int_equal(stat(v->path, &st), 0);
+    assert_int_equal(st.st_size, 3 << 20);
+    assert_int_equal(st.st_mode & 0222, 0);
+    assert_non_null(strstr(v->path, "/store/models/resnet/1.0.0/artifact"));
+    assert_int_equal(tmp_files(f), 0);
+    js = mc_reg_version_json(v);
+    assert_non_null(strstr(js, "\"framework\":\"pytorch\""));
+    assert_non_null(strstr(js, "\"metrics\":{\"accuracy\":0.93"));
+    assert_non_null(strstr(js, "\"checksum\":\"xxh3-128:"));
+    assert_non_null(strstr(js, "\"description\":\"ResNet-50\\nfine-tuned\""));
+    free(js);
+}
+
+static void test_push_formats(void **state)
+{
+    struct fx *f = *state;
+    unsigned char st[64] = {0},
+                  onnx[64] = {0x08, 0x07, 0x12, 0x07, 'p', 'y', 't', 'o', 'r', 'c', 'h'};
+    const struct mc_reg_version *v;
+    char p[512];
+
+    /* safetensors: u64 header length, then the JSON header */
+    st[0] = 14;
+    memcpy(st + 8, "{\"a\":{}}      ", 14);
+    snprintf(p, sizeof(p), "%s/st", f->files);
+    tu_write(p, st, sizeof(st));
+    assert_int_equal(mc_registry_push(f->r, "m", "1.0.0", p, NULL, NULL), 0);
+    snprintf(p, sizeof(p), "%s/gguf", f->files);
+    tu_write(p, "GGUF\x03\0\0\0rest", 12);
+    assert_int_equal(mc_registry_push(f->r, "m", "2.0.0", p, NULL, NULL), 0);
+    snprintf(p, sizeof(p), "%s/onnx", f->files);
+    tu_write(p, onnx, sizeof(onnx));
+    assert_int_equal(mc_registry_push(f->r, "m", "3.0.0", p, NULL, NULL), 0);
+    snprintf(p, sizeof(p), "%s/empty", f->files);
+    tu_write(p, "", 0);
+    assert_int_equal(mc_registry_push(f->r, "m", "4.0.0", p, NULL, NULL), 0);
+    mc_registry_resolve(f->r, "m", "1.0.0", &v);
+    assert_int_equal(v->format, MC_FORMAT_SAFETENSORS);
+    mc_registry_resolve(f->r, "m", "2.0.0", &v);
+    assert_int_equal(v->format, MC_FORMAT_GGUF);
+    mc_registry_resolve(f->r, "m", "3.0.0", &v);
+    assert_int_equal(v->format, MC_FORMAT_ONNX);
+    mc_registry_resolve(f->r, "m", "4.0.0", &v);
+    assert_int_equal(v->format, MC_FORMAT_OTHER);
+    assert_int_equal(v->size, 0);
+    assert_string_equal(mc_reg_format_name(MC_FORMAT_GGUF), "gguf");
+}
+
+/* Refused, with a message holding want, and nothing changed. */
+#define refused(f, call, code, want)                                                               \
+    do {                                                                                           \
+        uint64_t g_ = mc_registry_generation((f)->r);                                              \
+        assert_int_equal((call), (code));                                                          \
+        assert_msg(want);                                                                          \
+        assert_int_equal(mc_registry_generation((f)->r), g_);                                      \
+        assert_int_equal(tmp_files(f), 0);                                                         \
+    } while (0)
+
+static void test_push_refusals(void **state)
+{
+    struct fx *f = *state;
+    const char *src = mkfile(f, "x.bin", 100, 3);
+    char longdesc[5000], p[512];
+    struct mc_reg_meta meta = {0};
+    struct mc_push_opts o = {.meta = &meta};
+    struct mc_reg_metric badm[] = {{"acc uracy", 1.0}};
+    struct mc_reg_metric nanm[] = {{"acc", 0.0 / 0.0}};
+    struct mc_reg_kv badt[] = {{"env", "a\x01"
+                                       "b"}};
+
+    static const struct {
+        const char *name, *version;
+        int code;
+        const char *says;
+    } bad[] = {
+        {"../etc", "1.0.0", MC_EINVAL, "contains \"..\""},
+        {"/abs", "1.0.0", MC_EINVAL, "starts with '/'"},
+        {"a/b/c", "1.0.0", MC_EINVAL, "only one namespace level"},
+        {"bad\nname", "1.0.0", MC_EINVAL, "control byte"},
+        {"resnet", "1.x", MC_EINVAL, "model \"resnet\": version \"1.x\" is not a semantic version"},
+        {"resnet", "v1.0.0", MC_EINVAL, "starts with 'v'"},
+        {"resnet", "1.0", MC_EINVAL, "expected MAJOR.MINOR.PATCH"},
+        {"good", "1.0.0", MC_EEXIST, "good@1.0.0 is already registered"},
+        {"good", "1.0.0+build.2", MC_EEXIST, "differ only in build metadata"},
+    };
+
+    push_ok(f, "good", "1.0.0");
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        refused(f, mc_registry_push(f->r, bad[i].name, bad[i].version, src, NULL, NULL),
+                bad[i].code, bad[i].says);
+    snprintf(p, sizeof(p), "%s/nope", f->files);
+    refused(f, mc_registry_push(f->r, "x", "1.0.0", p, NULL, NULL), MC_ENOENT, p);
+    refused(f, mc_registry_push(f->r, "x", "1.0.0", f->files, NULL, NULL), MC_EINVAL,
+            "is not a regular file");
+    memset(longdesc, 'd', sizeof(longdesc) - 1);
+    longdesc[sizeof(longdesc) - 1] = '\0';
+    meta.description = longdesc;
+    refused(f, mc_registry_push(f->r, "x", "1.0.0", src, &o, NULL), MC_EINVAL, "description \"ddd");
+    assert_msg("at most 4096");
+    meta.description = NULL;
+    meta.framework = "py\ttorch";
+    refused(f, mc_registry_push(f->r, "x", "1.0.0", src, &o, NULL), MC_EINVAL,
+            "framework \"py\\x09torch\" contains control characters");
+    meta.framework = NULL;
+    meta.parent = "resnet";
+    refused(f, mc_registry_push(f->r, "x", "1.0.0", src, &o, NULL), MC_EINVAL,
+            "is not NAME@VERSION");
+    meta.parent = "resnet@1.x";
+    refused(f, mc_registry_push(f->r, "x", "1.0.0", src, &o, NULL), MC_EINVAL,
+            "not a semantic version");
+    meta.parent = NULL;
+    meta.source = "s3://a b";
+    refused(f, mc_registry_push(f->r, "x", "1.0.0", src, &o, NULL), MC_EINVAL, "contains a space");
+    meta.source = NULL;
+    meta.metrics = badm;
+    meta.nmetrics = 1;
+    refused(f, mc_registry_push(f->r, "x", "1.0.0", src, &o, NULL), MC_EINVAL,
+            "metric key \"acc uracy\" contains \" \"");
+    meta.metrics = nanm;
+    refused(f, mc_registry_push(f->r, "x", "1.0.0", src, &o, NULL), MC_EINVAL,
+            "metric \"acc\" is not a finite number");
+    meta.metrics = NULL;
+    meta.nmetrics = 0;
+    meta.tags = badt;
+    meta.ntags = 1;
+    refused(f, mc_registry_push(f->r, "x", "1.0.0", src, &o, NULL), MC_EINVAL,
+            "tag \"env\" = \"a\\x01b\" contains control characters");
+    meta.tags = NULL;
+    meta.ntags = 0;
+    meta.device = "\xff\xfe";
+    refused(f, mc_registry_push(f->r, "x", "1.0.0", src, &o, NULL), MC_EINVAL, "UTF-8");
+    assert_null(mc_registry_model(f->r, "x"));
+}
+
+static int stop_at_half(void *arg, uint64_t done, uint64_t total)
+{
+    (void)arg;
+    return done * 2 >= total ? MC_EBUSY : 0;
+}
+
+static void test_push_cancel(void **state)
+{
+    struct fx *f = *state;
+    struct mc_push_opts o = {.progress = stop_at_half};
+
+    refused(f, mc_registry_push(f->r, "big", "1.0.0", mkfile(f, "big", 12 << 20, 2), &o, NULL),
+            MC_EBUSY, "stopped by its progress callback");
+    assert_null(mc_registry_model(f->r, "big"));
+}
+
+static void resolves(struct fx *f, const char *ref, const char *want)
+{
+    const struct mc_reg_version *v;
+    int rc = mc_registry_resolve(f->r, "m", ref, &v);
+
+    if (want == NULL) {
+        if (rc != MC_ENOENT)
+            fail_msg("%s resolved (%d) to %s", ref, rc, rc ? "?" : v->version);
+        return;
+    }
+    if (rc != 0 || strcmp(v->version, want) != 0)
+        fail_msg("%s: want %s, got %s (%s)", ref, want, rc ? "error" : v->version, mc_last_error());
+}
+
+static void test_resolve(void **state)
+{
+    struct fx *f = *state;
+    static const char *const vs[] = {"0.9.0",      "1.0.0",          "1.2.0",        "1.2.5",
+                                     "1.3.0-rc.1", "1.10.0+build.3", "2.0.0-beta.1", "2.1.0"};
+
+    for (size_t i = 0; i < sizeof(vs) / sizeof(vs[0]); i++)
+        push_ok(f, "m", vs[i]);
+    assert_int_equal(mc_registry_set_status(f->r, "m", "2.1.0", MC_STATUS_ARCHIVED, "old", NULL),
+                     0);
+    resolves(f, "latest", "1.10.0+build.3"); /* 2.1.0 is archived */
+    resolves(f, NULL, "1.10.0+build.3");
+    resolves(f, "1.2.0", "1.2.0");
+    resolves(f, "1.10.0", "1.10.0+build.3"); /* build metadata optional */
+    resolves(f, "1.10.0+build.3", "1.10.0+build.3");
+    resolves(f, "1.10.0+build.4", NULL); /* but must match if given */
+    resolves(f, "2.1.0", "2.1.0");       /* exact reaches archived */
+    resolves(f, "^1.2", "1.10.0+build.3");
+    resolves(f, "~1.2", "1.2.5");
+    resolves(f, "1.2.x", "1.2.5");
+    resolves(f, ">=1.0.0 <1.2.0", "1.0.0");
+    resolves(f, "^0.9 || ^3", "0.9.0");
+    resolves(f, "1.0.0 - 1.2.0", "1.2.0");
+    resolves(f, ">=1.3.0-rc.0 <1.4", "1.3.0-rc.1"); /* prerelease named on the same tuple */
+    resolves(f, "^1.3.0", "1.10.0+build.3");
+    resolves(f, "~1.3", NULL); /* 1.3.0-rc.1 is not in ~1.3 for npm */
+    resolves(f, "^2", NULL);   /* 2.0.0-beta.1 prerelease, 2.1.0 archived */
+    resolves(f, "2.0.0-beta.1", "2.0.0-beta.1");
+    resolves(f, "1.5.0", NULL);
+    assert_msg("model \"m\" has no version 1.5.0 (it has 2.1.0, 2.0.0-beta.1, 1.10.0+build.3");
+    resolves(f, "^3", NULL);
+    assert_msg("no ready version of \"m\" matches the range \"^3\"");
+    {
+        const struct mc_reg_version *v;
+
+        assert_int_equal(mc_registry_resolve(f->r, "nope", "latest", &v), MC_ENOENT);
+        assert_msg("there is no model \"nope\"");
+        assert_int_equal(mc_registry_resolve(f->r, "m", ">=banana", &v), MC_EINVAL);
+        assert_msg("is not a version");
+        assert_int_equal(mc_registry_resolve(f->r, "m", "production", &v), MC_ENOENT);
+        assert_msg("has no alias \"production\"");
+    }
+}
+
+static void test_aliases(void **state)
+{
+    struct fx *f = *state;
+    const struct mc_reg_model *m;
+    const struct mc_reg_alias *a;
+    const struct mc_reg_version *v;
+    uint64_t gen, g0;
+
+    push_ok(f, "m", "1.0.0");
+    push_ok(f, "m", "1.1.0");
+    push_ok(f, "m", "2.0.0");
+    assert_int_equal(mc_registry_alias_set(f->r, "m", "production", "1.0.0", &gen), 0);
+    assert_int_equal(mc_registry_alias_set(f->r, "m", "production", "^1", NULL), 0); /* 1.1.0 */
+    assert_int_equal(mc_registry_alias_set(f->r, "m", "production", "latest", NULL), 0);
+    g0 = mc_registry_generation(f->r);
+    assert_int_equal(mc_registry_alias_set(f->r, "m", "production", "2.0.0", &gen), 0);
+    assert_int_equal(gen, g0); /* already there: no record */
+    assert_int_equal(mc_registry_alias_set(f->r, "m", "canary", "production", NULL), 0);
+    assert_int_equal(mc_registry_resolve(f->r, "m", "canary", &v), 0);
+    assert_string_equal(v->version, "2.0.0");
+    m = mc_registry_model(f->r, "m");
+    assert_int_equal(m->naliases, 2);
+    a = &m->aliases[1];
+    assert_string_equal(a->alias, "production");
+    assert_int_equal(a->nhistory, 3);
+    assert_null(a->history[0].from);
+    assert_string_equal(a->history[0].to, "1.0.0");
+    assert_string_equal(a->history[1].from, "1.0.0");
+    assert_string_equal(a->history[1].to, "1.1.0");
+    assert_string_equal(a->history[2].to, "2.0.0");
+    assert_int_equal(a->history[2].uid, getuid());
+    assert_true(a->history[2].at_ns > a->history[0].at_ns);
+    assert_true(a->history[2].generation > a->history[1].generation);
+    /* rollback walks back one move at a time */
+    assert_int_equal(mc_registry_alias_rollback(f->r, "m", "production", NULL), 0);
+    resolves(f, "production", "1.1.0");
+    assert_int_equal(mc_registry_alias_rollback(f->r, "m", "production", NULL), 0);
+    resolves(f, "production", "1.0.0");
+    assert_int_equal(mc_registry_alias_rollback(f->r, "m", "production", NULL), MC_EINVAL);
+    assert_msg("has no earlier target to roll back to");
+    m = mc_registry_model(f->r, "m");
+    assert_true(m->aliases[1].history[4].rollback);
+    /* a new move after rollbacks is what the next rollback undoes */
+    assert_int_equal(mc_registry_alias_set(f->r, "m", "production", "2.0.0", NULL), 0);
+    assert_int_equal(mc_registry_alias_rollback(f->r, "m", "production", NULL), 0);
+    resolves(f, "production", "1.0.0");
+    /* removal is a move too, and can be rolled back */
+    assert_int_equal(mc_registry_alias_remove(f->r, "m", "production", NULL), 0);
+    resolves(f, "production", NULL);
+    assert_msg("it was removed");
+    assert_int_equal(mc_registry_alias_remove(f->r, "m", "production", NULL), MC_ENOENT);
+    assert_int_equal(mc_registry_alias_rollback(f->r, "m", "production", NULL), 0);
+    resolves(f, "production", "1.0.0");
+    /* rollback to a version that is gone */
+    assert_int_equal(mc_registry_alias_set(f->r, "m", "production", "1.1.0", NULL), 0);
+    assert_int_equal(mc_registry_remove_version(f->r, "m", "1.0.0", false, NULL), 0);
+    assert_int_equal(mc_registry_alias_rollback(f->r, "m", "production", NULL), MC_ENOENT);
+    assert_msg("pointed at 1.0.0 before, which has been removed");
+    /* refusals */
+    refused(f, mc_registry_alias_set(f->r, "m", "latest", "1.1.0", NULL), MC_EINVAL, "reserved");
+    refused(f, mc_registry_alias_set(f->r, "m", "v2", "1.1.0", NULL), MC_EINVAL,
+            "would read as a version range");
+    refused(f, mc_registry_alias_set(f->r, "m", "prod", "9.9.9", NULL), MC_ENOENT,
+            "has no version 9.9.9");
+    refused(f, mc_registry_alias_set(f->r, "nope", "prod", "1.1.0", NULL), MC_ENOENT,
+            "no model \"nope\"");
+    assert_int_equal(mc_registry_set_status(f->r, "m", "2.0.0", MC_STATUS_FAILED, "bad sum", NULL),
+                     0);
+    refused(f, mc_registry_alias_set(f->r, "m", "prod", "2.0.0", NULL), MC_EINVAL,
+            "is failed; alias \"prod\" can only point at a ready version");
+}
+
+static void test_remove(void **state)
+{
+    struct fx *f = *state;
+    const struct mc_reg_model *m;
+    char p[512];
+
+    push_ok(f, "m", "1.0.0");
+    push_ok(f, "m", "2.0.0");
+    push_ok(f, "org/m", "1.0.0");
+    assert_int_equal(mc_registry_alias_set(f->r, "m", "production", "1.0.0", NULL), 0);
+    refused(f, mc_registry_remove_version(f->r, "m", "1.0.0", false, NULL), MC_EBUSY,
+            "is the target of alias \"production\"");
+    assert_int_equal(mc_registry_set_flags(f->r, "m", "2.0.0", -1, 1, NULL), 0);
+    refused(f, mc_registry_remove_version(f->r, "m", "2.0.0", false, NULL), MC_EBUSY, "is pinned");
+    refused(f, mc_registry_remove_model(f->r, "m", false, NULL), MC_EBUSY, "alias");
+    refused(f, mc_registry_remove_version(f->r, "m", "3.0.0", false, NULL), MC_ENOENT,
+            "has no version 3.0.0");
+    assert_int_equal(mc_registry_remove_version(f->r, "m", "1.0.0", true, NULL), 0);
+    snprintf(p, sizeof(p), "%s/models/m/1.0.0", f->store);
+    assert_int_not_equal(access(p, F_OK), 0);
+    m = mc_registry_model(f->r, "m");
+    assert_int_equal(m->nversions, 1);
+    assert_null(m->aliases[0].target); /* forced: the alias went, in its history */
+    assert_null(m->aliases[0].history[1].to);
+    assert_int_equal(mc_registry_remove_model(f->r, "m", true, NULL), 0);
+    assert_null(mc_registry_model(f->r, "m"));
+    snprintf(p, sizeof(p), "%s/models/m", f->store);
+    assert_int_not_equal(access(p, F_OK), 0);
+    /* the namespaced model is untouched */
+    snprintf(p, sizeof(p), "%s/models/org/m/1.0.0/artifact", f->store);
+    assert_int_equal(access(p, F_OK), 0);
+    assert_int_equal(mc_registry_remove_model(f->r, "org/m", false, NULL), 0);
+    snprintf(p, sizeof(p), "%s/models/org", f->store);
+    assert_int_not_equal(access(p, F_OK), 0);
+    assert_int_equal(mc_registry_model_count(f->r), 0);
+}
+
+static void test_status_flags_meta(void **state)
+{
+    struct fx *f = *state;
+    const struct mc_reg_version *v;
+    struct mc_reg_metric mt[] = {{"accuracy", 0.95}, {"f1", 0.0 / 0.0}};
+    struct mc_reg_kv tg[] = {{"env", "staging"}, {"team", NULL}};
+    struct mc_reg_kv t0[] = {{"team", "a"}};
+    struct mc_reg_metric m0[] = {{"f1", 0.5}};
+    struct mc_reg_meta meta0 = {
+        .metrics = m0, .nmetrics = 1, .tags = t0, .ntags = 1, .framework = "jax"};
+    struct mc_push_opts o = {.meta = &meta0};
+    struct mc_reg_meta patch = {.metrics = mt,
+                                .nmetrics = 2,
+                                .tags = tg,
+                                .ntags = 2,
+                                .framework = "",
+                                .description = "now described"};
+    uint64_t gen;
+
+    assert_int_equal(mc_registry_push(f->r, "m", "1.0.0", mkfile(f, "a", 10, 1), &o, NULL), 0);
+    assert_int_equal(mc_registry_set_meta(f->r, "m", "1.0.0", &patch, &gen), 0);
+    mc_registry_resolve(f->r, "m", "1.0.0", &v);
+    assert_int_equal(v->generation, gen);
+    assert_null(v->framework);
+    assert_string_equal(v->description, "now described");
+    assert_int_equal(v->nmetrics, 1);
+    assert_true(v->metrics[0].value == 0.95);
+    assert_int_equal(v->ntags, 1);
+    assert_string_equal(v->tags[0].key, "env");
+    assert_int_equal(mc_registry_set_flags(f->r, "m", "1.0.0", 1, -1, NULL), 0);
+    mc_registry_resolve(f->r, "m", "1.0.0", &v);
+    assert_true(v->preload && !v->pinned);
+    assert_int_equal(mc_registry_set_status(f->r, "m", "1.0.0", MC_STATUS_FAILED, "checksum", NULL),
+                     0);
+    mc_registry_resolve(f->r, "m", "1.0.0", &v);
+    assert_int_equal(v->status, MC_STATUS_FAILED);
+    assert_string_equal(v->status_reason, "checksum");
+    resolves(f, "latest", NULL);
+    refused(f, mc_registry_set_status(f->r, "m", "1.0.0", (enum mc_reg_status)9, NULL, NULL),
+            MC_EINVAL, "is not one of");
+    patch = (struct mc_reg_meta){.precision = "a\nb"};
+    refused(f, mc_registry_set_meta(f->r, "m", "1.0.0", &patch, NULL), MC_EINVAL,
+            "control characters");
+    refused(f, mc_registry_set_flags(f->r, "m", "7.0.0", 1, 1, NULL), MC_ENOENT,
+            "has no version 7.0.0");
+    {
+        enum mc_reg_status s;
+
+        assert_int_equal(mc_reg_status_parse("archived", &s), 0);
+        assert_int_equal(s, MC_STATUS_ARCHIVED);
+        assert_int_equal(mc_reg_status_parse("gone", &s), MC_EINVAL);
+    }
+}
+
+static void gc_each(void *arg, const struct mc_reg_version *v)
+{
+    char *list = arg;
+
+    strcat(list, v->version);
+    strcat(list, " ");
+}
+
+static void test_gc(void **state)
+{
+    struct fx *f = *state;
+    char list[1024] = "";
+    struct mc_gc_opts o = {.keep = 2, .dry_run = true, .each = gc_each, .arg = list};
+    const struct mc_reg_version *v;
+    size_t n;
+
+    for (int i = 1; i <= 6; i++) {
+        char ver[16];
+
+        snprintf(ver, sizeof(ver), "1.%d.0", i);
+        push_ok(f, "m", ver);
+    }
+    push_ok(f, "other", "1.0.0");
+    assert_int_equal(mc_registry_alias_set(f->r, "m", "production", "1.1.0", NULL), 0);
+    assert_int_equal(mc_registry_set_flags(f->r, "m", "1.2.0", -1, 1, NULL), 0);
+    /* dry run: 1.6.0 and 1.5.0 are newest, 1.1.0 aliased, 1.2.0 pinned */
+    assert_int_equal(mc_registry_gc(f->r, &o, &n, NULL), 0);
+    assert_int_equal(n, 2);
+    assert_string_equal(list, "1.4.0 1.3.0 ");
+    assert_non_null(mc_registry_resolve(f->r, "m", "1.3.0", &v) == 0 ? v : NULL);
+    o.dry_run = false;
+    list[0] = '\0';
+    assert_int_equal(mc_registry_gc(f->r, &o, &n, NULL), 0);
+    assert_int_equal(n, 2);
+    assert_int_equal(mc_registry_model(f->r, "m")->nversions, 4);
+    resolves(f, "1.3.0", NULL);
+    assert_int_equal(mc_registry_model(f->r, "other")->nversions, 1);
+    /* the age rule: nothing is a day old yet; "now" a week ahead keeps none by age */
+    o = (struct mc_gc_opts){.days = 1, .name = "m"};
+    assert_int_equal(mc_registry_gc(f->r, &o, &n, NULL), 0);
+    assert_int_equal(n, 0);
+    o.now_ns = mc_registry_model(f->r, "m")->versions[3]->created_ns + 7 * 86400ull * 1000000000;
+    o.keep = 1;
+    assert_int_equal(mc_registry_gc(f->r, &o, &n, NULL), 0);
+    assert_int_equal(n, 1); /* 1.5.0; 1.6.0 is newest, 1.1.0 aliased, 1.2.0 pinned */
+    assert_int_equal(mc_registry_model(f->r, "m")->nversions, 3);
+    o = (struct mc_gc_opts){0};
+    refused(f, mc_registry_gc(f->r, &o, &n, NULL), MC_EINVAL, "retention needs a rule");
+}
+
+static void search(struct fx *f, struct mc_search *q, const char *want)
+{
+    const struct mc_reg_version **res;
+    size_t n;
+    char got[1024] = "";
+
+    if (mc_registry_search(f->r, q, &res, &n) != 0)
+        fail_msg("search: %s", mc_last_error());
+    for (size_t i = 0; i < n; i++) {
+        strcat(got, res[i]->name);
+        strcat(got, "@");
+        strcat(got, res[i]->version);
+        strcat(got, " ");
+    }
+    free(res);
+    if (strcmp(got, want) != 0)
+        fail_msg("search gave \"%s\", want \"%s\"", got, want);
+}
+
+static void push_meta(struct fx *f, const char *name, const char *ver, double acc, const char *env)
+{
+    struct mc_reg_metric m[] = {{"accuracy", acc}};
+    struct mc_reg_kv t[] = {{"env", env}};
+    struct mc_reg_meta meta = {.metrics = m, .nmetrics = 1, .tags = t, .ntags = 1};
+    struct mc_push_opts o = {.meta = &meta};
+
+    if (mc_registry_push(f->r, name, ver, mkfile(f, "s", 10, 1), &o, NULL) != 0)
+        fail_msg("%s", mc_last_error());
+}
+
+static void test_search(void **state)
+{
+    struct fx *f = *state;
+    const char *hi[] = {"accuracy>=0.9"}, *ne[] = {"accuracy!=0.9"}, *lt[] = {"accuracy<0.85"};
+    const char *prod[] = {"env=prod*"}, *two[] = {"accuracy>0.8", "accuracy<=0.9"};
+    const char *bad1[] = {"accuracy>>0.9"}, *bad2[] = {"accuracy"}, *bad3[] = {">=0.9"};
+    const char *bad4[] = {"accuracy>=high"}, *badt[] = {"envprod"};
+    struct mc_search q = {0};
+
+    push_meta(f, "vision/resnet", "1.0.0", 0.80, "dev");
+    push_meta(f, "vision/resnet", "1.1.0", 0.90, "prod-eu");
+    push_meta(f, "vision/vit", "2.0.0", 0.95, "prod");
+    push_meta(f, "llama", "3.0.0", 0.70, "prod");
+    search(f, &q, "llama@3.0.0 vision/resnet@1.1.0 vision/resnet@1.0.0 vision/vit@2.0.0 ");
+    q.order = MC_ORDER_VERSION_ASC;
+    search(f, &q, "llama@3.0.0 vision/resnet@1.0.0 vision/resnet@1.1.0 vision/vit@2.0.0 ");
+    q.order = MC_ORDER_TIME;
+    search(f, &q, "llama@3.0.0 vision/vit@2.0.0 vision/resnet@1.1.0 vision/resnet@1.0.0 ");
+    q.order = MC_ORDER_TIME_ASC;
+    q.limit = 2;
+    search(f, &q, "vision/resnet@1.0.0 vision/resnet@1.1.0 ");
+    q = (struct mc_search){.pattern = "vision/*"};
+    search(f, &q, "vision/resnet@1.1.0 vision/resnet@1.0.0 vision/vit@2.0.0 ");
+    q.metrics = hi;
+    q.nmetrics = 1;
+    search(f, &q, "vision/resnet@1.1.0 vision/vit@2.0.0 ");
+    q.metrics = ne;
+    search(f, &q, "vision/resnet@1.0.0 vision/vit@2.0.0 ");
+    q = (struct mc_search){.metrics = lt, .nmetrics = 1};
+    search(f, &q, "llama@3.0.0 vision/resnet@1.0.0 ");
+    q = (struct mc_search){.metrics = two, .nmetrics = 2};
+    search(f, &q, "vision/resnet@1.1.0 ");
+    q = (struct mc_search){.tags = prod, .ntags = 1, .order = MC_ORDER_TIME};
+    search(f, &q, "llama@3.0.0 vision/vit@2.0.0 vision/resnet@1.1.0 ");
+    q = (struct mc_search){.ref = "latest"};
+    search(f, &q, "llama@3.0.0 vision/resnet@1.1.0 vision/vit@2.0.0 ");
+    q = (struct mc_search){.ref = "^1.0", .pattern = "*resnet"};
+    search(f, &q, "vision/resnet@1.1.0 vision/resnet@1.0.0 ");
+    q = (struct mc_search){.status_mask = 1u << MC_STATUS_ARCHIVED};
+    search(f, &q, "");
+    q = (struct mc_search){.metrics = bad1, .nmetrics = 1};
+    refused(f, mc_registry_search(f->r, &q, &(const struct mc_reg_version **){0}, &(size_t){0}),
+            MC_EINVAL, "does not end in a number; write NAME OP NUMBER");
+    q.metrics = bad2;
+    refused(f, mc_registry_search(f->r, &q, &(const struct mc_reg_version **){0}, &(size_t){0}),
+            MC_EINVAL, "has no name and operator");
+    q.metrics = bad3;
+    refused(f, mc_registry_search(f->r, &q, &(const struct mc_reg_version **){0}, &(size_t){0}),
+            MC_EINVAL, "metric condition \">=0.9\"");
+    q.metrics = bad4;
+    refused(f, mc_registry_search(f->r, &q, &(const struct mc_reg_version **){0}, &(size_t){0}),
+            MC_EINVAL, "e.g. accuracy>=0.9");
+    q = (struct mc_search){.tags = badt, .ntags = 1};
+    refused(f, mc_registry_search(f->r, &q, &(const struct mc_reg_version **){0}, &(size_t){0}),
+            MC_EINVAL, "is not KEY=VALUE");
+}
+
+static void test_two_handles(void **state)
+{
+    struct fx *f = *state;
+    struct mc_registry *b;
+    struct tu_warnings w = {0};
+    bool changed;
+    char *da, *db;
+
+    assert_int_equal(tu_open(f->store, 0, &w, &b), 0);
+    assert_int_equal(mc_registry_refresh(b, &changed), 0);
+    assert_false(changed);
+    push_ok(f, "m", "1.0.0");
+    assert_int_equal(mc_registry_refresh(b, &changed), 0);
+    assert_true(changed);
+    assert_int_equal(mc_registry_generation(b), mc_registry_generation(f->r));
+    assert_non_null(mc_registry_model(b, "m"));
+    /* b writes: it catches up first, so generations stay one sequence */
+    assert_int_equal(mc_registry_alias_set(b, "m", "prod", "1.0.0", NULL), 0);
+    push_ok(f, "m", "2.0.0");
+    assert_int_equal(mc_registry_generation(f->r), 3);
+    /* after a compaction by a, b reloads from the new files */
+    assert_int_equal(mc_registry_compact(f->r), 0);
+    push_ok(f, "m", "3.0.0");
+    assert_int_equal(mc_registry_refresh(b, &changed), 0);
+    assert_true(changed);
+    da = tu_dump(f->r);
+    db = tu_dump(b);
+    assert_string_equal(da, db);
+    free(da);
+    free(db);
+    assert_int_equal(w.count, 0);
+    mc_registry_close(b);
+    /* a read-only handle reads but never writes */
+    assert_int_equal(tu_open(f->store, MC_REGISTRY_READONLY, &w, &b), 0);
+    assert_non_null(mc_registry_model(b, "m"));
+    assert_int_equal(mc_registry_push(b, "m", "9.0.0", mkfile(f, "r", 1, 1), NULL, NULL), MC_EPERM);
+    assert_int_equal(mc_registry_alias_remove(b, "m", "prod", NULL), MC_EPERM);
+    assert_msg("read-only");
+    mc_registry_close(b);
+}
+
+static void test_open_errors(void **state)
+{
+    struct fx *f = *state;
+    struct mc_registry *b;
+    struct tu_warnings w = {0};
+    char p[512];
+
+    snprintf(p, sizeof(p), "%s/none", f->dir);
+    assert_int_equal(tu_open(p, 0, &w, &b), MC_ENOENT);
+    assert_msg("there is no store at");
+    assert_int_equal(tu_open(f->files, 0, &w, &b), MC_ENOENT);
+    assert_msg("is not an mcache store");
+    tu_make_file(mkfile(f, "junk", 1, 1), 1, 1);
+    assert_int_equal(tu_open(f->files, MC_REGISTRY_CREATE, &w, &b), MC_EEXIST);
+    assert_msg("is not empty and is not an mcache store");
+    assert_int_equal(tu_open("", 0, &w, &b), MC_EINVAL);
+}
+
+static void report_collect(void *arg, const char *msg)
+{
+    struct tu_warnings *w = arg;
+
+    tu_warn(w, msg);
+}
+
+static void test_check_repair(void **state)
+{
+    struct fx *f = *state;
+    struct tu_warnings w = {0};
+    size_t problems, len;
+    char p[512], *buf, *before;
+    struct mc_registry *b;
+    long off;
+
+    push_ok(f, "m", "1.0.0");
+    push_ok(f, "m", "2.0.0");
+    assert_int_equal(mc_registry_alias_set(f->r, "m", "prod", "1.0.0", NULL), 0);
+    before = tu_dump(f->r);
+    push_ok(f, "m", "3.0.0");
+    push_ok(f, "m", "4.0.0");
+    assert_int_equal(mc_registry_check(f->store, MC_CHECK_CHECKSUMS, report_collect, &w, &problems),
+                     0);
+    assert_int_equal(problems, 0);
+    /* an orphan directory and a changed artifact are found */
+    snprintf(p, sizeof(p), "%s/models/m/9.9.9", f->store);
+    mkdir(p, 0755);
+    snprintf(p, sizeof(p), "%s/models/m/2.0.0/artifact", f->store);
+    chmod(p, 0644);
+    tu_make_file(p, 1000, 99);
+    assert_int_equal(mc_registry_check(f->store, MC_CHECK_CHECKSUMS, report_collect, &w, &problems),
+                     MC_EIO);
+    assert_int_equal(problems, 2);
+    /* damage the journal inside the record of 3.0.0 */
+    snprintf(p, sizeof(p), "%s/journal", f->store);
+    buf = tu_read(p, &len);
+    off = strstr(buf, "\"version\":\"3.0.0\"") - buf;
+    buf[off + 3] ^= 0x20;
+    tu_write(p, buf, len);
+    free(buf);
+    mc_registry_close(f->r);
+    f->r = NULL;
+    assert_int_equal(tu_open(f->store, 0, &w, &b), MC_ECORRUPT);
+    assert_msg("journal is damaged at byte");
+    assert_msg("checksum mismatch");
+    assert_msg("mcache fsck --repair");
+    assert_int_equal(mc_registry_check(f->store, 0, report_collect, &w, &problems), MC_ECORRUPT);
+    assert_true(problems >= 1);
+    w.count = 0;
+    assert_int_equal(mc_registry_repair(f->store, report_collect, &w), 0);
+    assert_non_null(strstr(w.last, "wrote a new snapshot"));
+    snprintf(p, sizeof(p), "%s/damaged", f->store);
+    assert_int_equal(tu_count_entries(p, "journal."), 1);
+    assert_int_equal(tu_open(f->store, 0, &w, &f->r), 0);
+    buf = tu_dump(f->r);
+    assert_string_equal(buf, before);
+    free(buf);
+    free(before);
+    /* the artifacts of the records lost are now orphans, which check reports */
+    assert_int_equal(mc_registry_check(f->store, MC_CHECK_ARTIFACTS, report_collect, &w, &problems),
+                     MC_EIO);
+    assert_int_equal(mc_registry_repair(f->store, report_collect, &w), 0);
+    assert_non_null(strstr(w.last, "nothing to repair"));
+}
+
+int main(int argc, char **argv)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_push_basic, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_push_formats, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_push_refusals, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_push_cancel, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_resolve, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_aliases, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_remove, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_status_flags_meta, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_gc, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_search, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_two_handles, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_open_errors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_check_repair, setup, teardown),
+    };
+
+    (void)argc;
+    (void)argv;
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
