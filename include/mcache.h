@@ -122,6 +122,16 @@ MC_API void mc_detach(mc_cache *c);
  */
 MC_API int mc_get(mc_cache *c, const char *name, const char *ref, mc_model **out);
 
+/*
+ * Like mc_get(), but if the version is registered and not resident (or its
+ * last load failed), ask mcached to load it and wait up to timeout_ms (-1:
+ * no limit) for it to be published. Concurrent requests for one version
+ * become one load. This path makes system calls (mcached's control socket,
+ * found in the arena header). MC_ENODAEMON if mcached is not running.
+ */
+MC_API int mc_get_load(mc_cache *c, const char *name, const char *ref, int timeout_ms,
+                       mc_model **out);
+
 /* Release a model from mc_get(). Cheap; no system call. Safe on NULL. */
 MC_API void mc_release(mc_model *m);
 

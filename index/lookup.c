@@ -55,11 +55,11 @@ size_t mc_key_alias(char *buf, size_t cap, const char *name, size_t nlen, const 
 const char *mc_format_name(uint32_t format)
 {
     switch (format) {
-    case MC_FORMAT_SAFETENSORS:
+    case MC_RECFMT_SAFETENSORS:
         return "safetensors";
-    case MC_FORMAT_GGUF:
+    case MC_RECFMT_GGUF:
         return "gguf";
-    case MC_FORMAT_ONNX:
+    case MC_RECFMT_ONNX:
         return "onnx";
     default:
         return "other";

@@ -15,9 +15,12 @@
 #include "mcache.h"
 
 #include <pthread.h>
+#include <stdio.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "index/proto.h"
 #include "index/resolve.h"
 #include "index/table.h"
 #include "shm/arena.h"
@@ -422,6 +425,38 @@ int mc_get(mc_cache *c, const char *name, const char *ref, mc_model **out)
 unpin:
     __atomic_store_n(&s->pin, 0, __ATOMIC_RELEASE);
     return rc;
+}
+
+int mc_get_load(mc_cache *c, const char *name, const char *ref, int timeout_ms, mc_model **out)
+{
+    char sock[sizeof(c->arena.hdr->socket)], tmo[24], *body = NULL;
+    const char *args[3] = {name, ref ? ref : "latest", tmo};
+    int rc, fd, status;
+
+    rc = mc_get(c, name, ref, out);
+    if (rc != MC_ENOTRESIDENT && rc != MC_EFAILED)
+        return rc;
+    memcpy(sock, c->arena.hdr->socket, sizeof(sock));
+    sock[sizeof(sock) - 1] = '\0';
+    if (!sock[0] || !c->arena.hdr->loader_pid)
+        return mc_err(MC_ENODAEMON, "%s@%s is not loaded and no mcached serves this cache", name,
+                      ref ? ref : "latest");
+    snprintf(tmo, sizeof(tmo), "%d", timeout_ms);
+    rc = mc_ctl_connect(sock, &fd);
+    if (rc)
+        return rc;
+    /* The daemon enforces the timeout; give the socket a little longer. */
+    rc = mc_ctl_call(fd, "load", 3, args, timeout_ms < 0 ? -1 : timeout_ms + 2000, &status, &body);
+    close(fd);
+    if (rc)
+        return rc;
+    if (status) {
+        rc = mc_err(status, "%s", body);
+        free(body);
+        return rc;
+    }
+    free(body);
+    return mc_get(c, name, ref, out);
 }
 
 void mc_release(mc_model *m)

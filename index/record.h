@@ -37,11 +37,11 @@ enum mc_rec_state {
     MC_STATE_FAILED = 3,     /* the last load failed (see the loader's status) */
 };
 
-enum mc_format {
-    MC_FORMAT_OTHER = 0,
-    MC_FORMAT_SAFETENSORS = 1,
-    MC_FORMAT_GGUF = 2,
-    MC_FORMAT_ONNX = 3,
+enum mc_rec_format { /* numbered as enum mc_reg_format (index/registry.h) */
+    MC_RECFMT_OTHER = 0,
+    MC_RECFMT_SAFETENSORS = 1,
+    MC_RECFMT_GGUF = 2,
+    MC_RECFMT_ONNX = 3,
 };
 
 struct mc_rec {
@@ -67,7 +67,7 @@ struct mc_rec_version {
     uint32_t name_off, name_len;
     uint32_t version_off, version_len;
     uint32_t meta_off, meta_len; /* JSON object text */
-    uint32_t format;             /* enum mc_format */
+    uint32_t format;             /* enum mc_rec_format */
     uint32_t flags;
     char checksum[48]; /* "xxh3-128:<32 hex>" */
     char strings[];    /* key, name, version, meta; each NUL-terminated */

@@ -13,6 +13,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -188,10 +189,10 @@ static int map_error(void *want)
     return mc_err(mc_err_from_errno(errno), "mapping the arena at %p: %s", want, strerror(errno));
 }
 
-static int map_at(struct mc_arena *a, uint64_t base, uint64_t size, bool writable)
+static int map_at(struct mc_arena *a, uint64_t base, uint64_t size, bool writable, bool populate)
 {
     int prot = PROT_READ | (writable ? PROT_WRITE : 0);
-    int flags = MAP_SHARED | MAP_FIXED_NOREPLACE | (writable ? MAP_POPULATE : 0);
+    int flags = MAP_SHARED | MAP_FIXED_NOREPLACE | (populate ? MAP_POPULATE : 0);
     void *want = (void *)(uintptr_t)base;
     void *p = mmap(want, size, prot, flags, a->fd, 0);
 
@@ -278,7 +279,7 @@ int mc_arena_create(const struct mc_arena_opts *o, struct mc_arena *a)
                     size, a->path, strerror(e), avail, dir);
         goto fail;
     }
-    rc = map_at(a, base, size, true);
+    rc = map_at(a, base, size, true, true);
     if (rc)
         goto fail;
 
@@ -385,7 +386,9 @@ int mc_arena_open(const char *dir, const char *cache, bool writable, struct mc_a
     rc = hdr_check(&h, a->path, (uint64_t)st.st_size);
     if (rc)
         goto fail;
-    rc = map_at(a, h.base, h.size, writable);
+    /* No MAP_POPULATE when adopting: page tables for a large arena take
+     * ~70 ms/GiB to fill; the loader fills an extent's just before loading. */
+    rc = map_at(a, h.base, h.size, writable, false);
     if (rc)
         goto fail;
     rc = hdr_check(a->hdr, a->path, (uint64_t)st.st_size);
@@ -410,6 +413,32 @@ void mc_arena_close(struct mc_arena *a)
     a->base = NULL;
     a->hdr = NULL;
     a->fd = -1;
+}
+
+int mc_arena_retire(const char *dir, const char *cache)
+{
+    char path[512];
+    uint64_t magic = 0;
+    uint32_t state = MC_ARENA_SUPERSEDED;
+    int fd, rc = mc_arena_path(dir, cache, path, sizeof(path));
+
+    if (rc)
+        return rc;
+    fd = open(path, O_RDWR | O_CLOEXEC);
+    if (fd >= 0) {
+        if (pread(fd, &magic, sizeof(magic), 0) == (ssize_t)sizeof(magic) &&
+            magic == MC_ARENA_MAGIC)
+            /* A plain store through the file: the pages are the shared ones. */
+            (void)!pwrite(fd, &state, sizeof(state), offsetof(struct mc_arena_hdr, state));
+        close(fd);
+    }
+    rc = mc_arena_unlink(dir, cache);
+    if (!rc) {
+        char rpath[600];
+        snprintf(rpath, sizeof(rpath), "%s.readers", path);
+        unlink(rpath);
+    }
+    return rc;
 }
 
 int mc_arena_unlink(const char *dir, const char *cache)

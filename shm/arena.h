@@ -50,6 +50,11 @@ enum mc_backing {
     MC_BACKING_OTHER = 3,
 };
 
+/*
+ * The fields up to and including `state` keep their offsets in every future
+ * format, so any mcached can recognise an arena of another format and mark
+ * it superseded before replacing it.
+ */
 struct mc_arena_hdr {
     uint64_t magic;
     uint32_t format;
@@ -70,6 +75,7 @@ struct mc_arena_hdr {
     uint64_t manifest_gen;    /* registry generation last applied */
     char cache[64];
     char dir[256];
+    char socket[108]; /* mcached's control socket ("" if none) */
 
     /* Written by the loader only; read by every reader on every get. */
     _Alignas(64) uint64_t epoch;
@@ -115,13 +121,20 @@ int mc_arena_create(const struct mc_arena_opts *o, struct mc_arena *a);
 
 /*
  * Open an existing arena. writable: the loader adopting it after a restart
- * (read-write, populated); otherwise a worker (PROT_READ). Verifies magic,
+ * (read-write); otherwise a worker (PROT_READ). Verifies magic,
  * format, size and base; maps at the stored base with MAP_FIXED_NOREPLACE.
  */
 int mc_arena_open(const char *dir, const char *cache, bool writable, struct mc_arena *a);
 
 /* Unmap and close. */
 void mc_arena_close(struct mc_arena *a);
+
+/*
+ * Mark the arena file for (dir, cache) superseded (whatever its format, if it
+ * has our magic), so attached workers get MC_ESTALE, then unlink it and its
+ * reader table. Its memory lives on while workers map it.
+ */
+int mc_arena_retire(const char *dir, const char *cache);
 
 /* Unlink the arena file for (dir, cache); its memory lives on while mapped. */
 int mc_arena_unlink(const char *dir, const char *cache);

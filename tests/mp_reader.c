@@ -9,6 +9,12 @@
  *                                         "pinned <epoch>", wait for a line on stdin, unpin
  *   mp_reader stress DIR CACHE N NMODELS  N random gets over models m0..m<NMODELS-1>,
  *                                         verifying every byte sampled; exit 0 iff no bad read
+ *   mp_reader verify DIR CACHE NAME REF   get, hash every byte, compare with the record's
+ *                                         checksum; print "ok VERSION SIZE"
+ *   mp_reader watch DIR CACHE NAME REF MS  get/verify/release in a loop for MS milliseconds;
+ *                                         print "seen V=N ... bad B"; exit 0 iff B == 0
+ *   mp_reader holdwatch DIR CACHE NAME REF  get once, print "held", re-verify the held bytes
+ *                                         until stdin closes; print "verified N bad B"
  *
  * Exit codes: 0 ok, 1 a check failed, 2 usage or setup error.
  */
@@ -23,6 +29,112 @@
 #include "shm/arena.h"
 #include "shm/readers.h"
 #include "tests/testutil.h"
+
+#include <xxhash.h>
+
+/* Do the bytes hash to the checksum the record carries? */
+static bool bytes_match(const mc_model *m)
+{
+    XXH128_hash_t h = XXH3_128bits(mc_model_data(m), mc_model_size(m));
+    XXH128_canonical_t c;
+    char hex[48];
+    int n = snprintf(hex, sizeof(hex), "xxh3-128:");
+
+    XXH128_canonicalFromHash(&c, h);
+    for (int i = 0; i < 16; i++)
+        n += snprintf(hex + n, sizeof(hex) - (size_t)n, "%02x", c.digest[i]);
+    return strcmp(hex, mc_model_checksum(m)) == 0;
+}
+
+static int cmd_verify(char **av)
+{
+    mc_cache *c;
+    mc_model *m;
+    int rc;
+
+    if (mc_attach_dir(av[2], av[3], &c)) {
+        fprintf(stderr, "mp_reader: %s\n", mc_last_error());
+        return 2;
+    }
+    rc = mc_get(c, av[4], av[5], &m);
+    if (rc) {
+        printf("error %d %s\n", rc, mc_last_error());
+        return 3;
+    }
+    if (!bytes_match(m)) {
+        printf("BAD %s %zu\n", mc_model_version(m), mc_model_size(m));
+        return 1;
+    }
+    printf("ok %s %zu\n", mc_model_version(m), mc_model_size(m));
+    mc_release(m);
+    mc_detach(c);
+    return 0;
+}
+
+static int cmd_watch(char **av)
+{
+    char seen_v[8][64] = {{0}};
+    long seen_n[8] = {0}, bad = 0, errors = 0;
+    uint64_t end;
+    mc_cache *c;
+
+    if (mc_attach_dir(av[2], av[3], &c)) {
+        fprintf(stderr, "mp_reader: %s\n", mc_last_error());
+        return 2;
+    }
+    end = mc_now_ns() + (uint64_t)atol(av[6]) * 1000000ull;
+    while (mc_now_ns() < end) {
+        mc_model *m;
+        int i;
+
+        if (mc_get(c, av[4], av[5], &m) != 0) {
+            errors++;
+            continue;
+        }
+        if (!bytes_match(m)) {
+            fprintf(stderr, "BAD: %s@%s bytes do not match its checksum\n", mc_model_name(m),
+                    mc_model_version(m));
+            bad++;
+        }
+        for (i = 0; i < 8 && seen_v[i][0] && strcmp(seen_v[i], mc_model_version(m)); i++)
+            ;
+        if (i < 8) {
+            snprintf(seen_v[i], sizeof(seen_v[i]), "%s", mc_model_version(m));
+            seen_n[i]++;
+        }
+        mc_release(m);
+    }
+    printf("seen");
+    for (int i = 0; i < 8 && seen_v[i][0]; i++)
+        printf(" %s=%ld", seen_v[i], seen_n[i]);
+    printf(" errors %ld bad %ld\n", errors, bad);
+    mc_detach(c);
+    return bad ? 1 : 0;
+}
+
+static int cmd_holdwatch(char **av)
+{
+    long n = 0, bad = 0;
+    mc_cache *c;
+    mc_model *m;
+    char line[16];
+
+    if (mc_attach_dir(av[2], av[3], &c) || mc_get(c, av[4], av[5], &m)) {
+        fprintf(stderr, "mp_reader: %s\n", mc_last_error());
+        return 2;
+    }
+    printf("held %s %zu\n", mc_model_version(m), mc_model_size(m));
+    fflush(stdout);
+    /* stdin: one line per verification request, EOF to stop. */
+    while (fgets(line, sizeof(line), stdin)) {
+        n++;
+        bad += !bytes_match(m);
+        printf("verified %ld bad %ld\n", n, bad);
+        fflush(stdout);
+    }
+    mc_release(m);
+    return bad ? 1 : 0;
+}
 
 static int cmd_write(char **av)
 {
@@ -180,6 +292,12 @@ int main(int ac, char **av)
         return cmd_pin(av);
     if (ac >= 6 && strcmp(av[1], "stress") == 0)
         return cmd_stress(av);
-    fprintf(stderr, "usage: mp_reader write|hold|pin|stress DIR CACHE ...\n");
+    if (ac >= 6 && strcmp(av[1], "verify") == 0)
+        return cmd_verify(av);
+    if (ac >= 7 && strcmp(av[1], "watch") == 0)
+        return cmd_watch(av);
+    if (ac >= 6 && strcmp(av[1], "holdwatch") == 0)
+        return cmd_holdwatch(av);
+    fprintf(stderr, "usage: mp_reader write|hold|pin|stress|verify|watch|holdwatch DIR CACHE ...\n");
     return 2;
 }

@@ -1,0 +1,219 @@
+/*
+ * adopt.c - create or adopt the loader's arena (see adopt.h).
+ */
+#include "loader/adopt.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "loader/config.h"
+#include "loader/log.h"
+#include "shm/err.h"
+
+static int take_lock(struct mc_own *o, const struct mc_config *cfg)
+{
+    char path[600], pid[32] = "";
+    int fd;
+
+    snprintf(path, sizeof(path), "%s/mcache.%s.lock", cfg->shm_dir, cfg->cache);
+    fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return mc_err(mc_err_from_errno(errno), "lock file %s: %s", path, strerror(errno));
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        ssize_t n = pread(fd, pid, sizeof(pid) - 1, 0);
+        pid[n > 0 ? n : 0] = '\0';
+        pid[strcspn(pid, "\n")] = '\0';
+        close(fd);
+        return mc_err(MC_EBUSY, "another mcached (pid %s) already serves cache \"%s\" (%s)",
+                      *pid ? pid : "?", cfg->cache, path);
+    }
+    snprintf(pid, sizeof(pid), "%d\n", (int)getpid());
+    if (ftruncate(fd, 0) != 0 || pwrite(fd, pid, strlen(pid), 0) < 0)
+        log_warn("cannot write pid to %s: %s", path, strerror(errno));
+    o->lock_fd = fd;
+    return 0;
+}
+
+static int create(struct mc_own *o, const struct mc_config *cfg)
+{
+    struct mc_arena_opts ao = {
+        .dir = cfg->shm_dir,
+        .cache = cfg->cache,
+        .size = cfg->size ? cfg->size : mc_arena_default_size(),
+        .index_size = cfg->index_size,
+        .base = cfg->base,
+        .mode = 0644,
+    };
+    unsigned rmode = 0666;
+    int rc;
+
+    rc = mc_arena_create(&ao, &o->a);
+    if (rc)
+        return rc;
+    rc = mc_readers_create(cfg->shm_dir, cfg->cache, cfg->reader_slots, rmode,
+                           o->a.hdr->created_ns, &o->r);
+    if (!rc)
+        rc = mc_reclaim_init(&o->rc, &o->a, &o->r, mc_table_free_record, &o->w);
+    if (!rc)
+        rc = mc_table_create(&o->w, &o->a, &o->rc);
+    if (rc) {
+        mc_arena_retire(cfg->shm_dir, cfg->cache);
+        return rc;
+    }
+    return 0;
+}
+
+/* Wait until no live reader is pinned at or before epoch e. */
+static int grace(struct mc_own *o, uint64_t e)
+{
+    uint8_t *live = calloc(o->r.nslots, 1);
+    uint64_t start = mc_now_ns(), warned = start;
+
+    if (!live)
+        return mc_err(MC_ENOMEM, "adopt: out of memory");
+    for (;;) {
+        int blocking = -1, n = mc_readers_live(&o->r, live);
+
+        if (n < 0) {
+            free(live);
+            return n;
+        }
+        for (uint32_t i = 0; i < o->r.nslots && blocking < 0; i++) {
+            uint64_t pin = live[i] ? __atomic_load_n(&o->r.slots[i].pin, __ATOMIC_ACQUIRE) : 0;
+            if (pin && pin <= e)
+                blocking = (int)i;
+        }
+        if (blocking < 0)
+            break;
+        if (mc_now_ns() - warned > 5000000000ull) {
+            warned = mc_now_ns();
+            log_warn("adopting the arena waits for reader pid %u (slot %d), pinned since before "
+                     "the restart; a stopped worker holds the loader back until it continues "
+                     "or dies",
+                     o->r.slots[blocking].pid, blocking);
+        }
+        nanosleep(&(struct timespec){.tv_nsec = 200000}, NULL);
+    }
+    free(live);
+    return 0;
+}
+
+static int adopt(struct mc_own *o, const struct mc_config *cfg)
+{
+    uint8_t *live;
+    uint64_t *held, e;
+    size_t nheld = 0;
+    int rc;
+
+    rc = mc_readers_open(cfg->shm_dir, cfg->cache, o->a.hdr->created_ns, &o->r);
+    if (rc) {
+        log_warn("reader table unusable (%s): recreating it", mc_last_error());
+        rc = mc_readers_create(cfg->shm_dir, cfg->cache, cfg->reader_slots, 0666,
+                               o->a.hdr->created_ns, &o->r);
+        if (rc)
+            return rc;
+    }
+    rc = mc_reclaim_init(&o->rc, &o->a, &o->r, mc_table_free_record, &o->w);
+    if (!rc)
+        rc = mc_table_adopt(&o->w, &o->a, &o->rc);
+    if (rc)
+        return rc;
+    /* One grace period, then rebuild the allocators from what is reachable. */
+    e = o->a.hdr->epoch;
+    mc_reclaim_advance(&o->rc);
+    rc = grace(o, e);
+    if (rc)
+        return rc;
+    live = calloc(o->r.nslots, 1);
+    held = calloc((size_t)o->r.nslots * MC_SLOT_HOLDS, sizeof(uint64_t));
+    if (!live || !held) {
+        free(live);
+        free(held);
+        return mc_err(MC_ENOMEM, "adopt: out of memory");
+    }
+    rc = mc_readers_live(&o->r, live);
+    for (uint32_t i = 0; rc >= 0 && i < o->r.nslots; i++)
+        for (unsigned j = 0; live[i] && j < MC_SLOT_HOLDS; j++) {
+            uint64_t h = __atomic_load_n(&o->r.slots[i].held[j], __ATOMIC_ACQUIRE);
+            if (h)
+                held[nheld++] = h;
+        }
+    if (rc >= 0)
+        rc = mc_table_rebuild_allocators(&o->w, held, nheld);
+    free(live);
+    free(held);
+    return rc;
+}
+
+int mc_own_arena(struct mc_own *o, const struct mc_config *cfg)
+{
+    uint64_t t0 = mc_now_ns();
+    int rc;
+
+    memset(o, 0, sizeof(*o));
+    o->lock_fd = -1;
+    o->a.fd = -1;
+    rc = take_lock(o, cfg);
+    if (rc)
+        return rc;
+    if (cfg->recreate)
+        mc_arena_retire(cfg->shm_dir, cfg->cache);
+    rc = mc_arena_open(cfg->shm_dir, cfg->cache, true, &o->a);
+    if (rc == MC_EFORMAT || rc == MC_EBADARENA) {
+        log_warn("%s; replacing it with a new arena (workers attached to the old one keep what "
+                 "they hold and must re-attach)",
+                 mc_last_error());
+        mc_arena_retire(cfg->shm_dir, cfg->cache);
+        rc = MC_ENOENT;
+    }
+    if (rc == MC_ENOENT) {
+        rc = create(o, cfg);
+    } else if (rc == 0) {
+        o->adopted = true;
+        if (cfg->size && cfg->size != o->a.hdr->size)
+            log_warn("the existing arena is %llu bytes; --size %llu takes effect only with "
+                     "--recreate",
+                     (unsigned long long)o->a.hdr->size, (unsigned long long)cfg->size);
+        rc = adopt(o, cfg);
+        if (rc) {
+            log_error("cannot adopt the existing arena (%s); replacing it", mc_last_error());
+            mc_reclaim_destroy(&o->rc);
+            mc_readers_close(&o->r);
+            mc_arena_close(&o->a);
+            mc_arena_retire(cfg->shm_dir, cfg->cache);
+            o->adopted = false;
+            rc = create(o, cfg);
+        }
+    }
+    if (rc) {
+        close(o->lock_fd);
+        o->lock_fd = -1;
+        return rc;
+    }
+    o->a.hdr->loader_pid = (uint32_t)getpid();
+    o->a.hdr->loader_since_ns = mc_wall_ns();
+    o->adopt_ns = mc_now_ns() - t0;
+    __atomic_store_n(&o->a.hdr->state, MC_ARENA_READY, __ATOMIC_RELEASE);
+    return 0;
+}
+
+void mc_own_release(struct mc_own *o)
+{
+    if (o->a.hdr) {
+        /* Free what no reader holds any more; the rest the next loader finds. */
+        mc_reclaim_poll(&o->rc);
+        o->a.hdr->loader_pid = 0;
+    }
+    mc_reclaim_destroy(&o->rc);
+    mc_readers_close(&o->r);
+    mc_arena_close(&o->a);
+    if (o->lock_fd >= 0)
+        close(o->lock_fd);
+    o->lock_fd = -1;
+}

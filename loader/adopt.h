@@ -1,0 +1,46 @@
+/*
+ * adopt.h - the loader's arena: create it, or adopt the one a previous
+ * mcached left (warm restart), whether it stopped cleanly or was killed at
+ * any instruction.
+ *
+ * Adopting never trusts the allocators' state, which a killed loader may
+ * have left half-updated. It bumps the epoch, waits until no reader is still
+ * pinned from before (one grace period: nobody can then be looking at
+ * memory the dead loader was about to free or had just unlinked), and then
+ * rebuilds both allocators from what the table reaches plus the records
+ * readers hold. Everything else, including a load that was in flight, is
+ * free again. Models already resident stay resident.
+ */
+#ifndef MCACHE_LOADER_ADOPT_H
+#define MCACHE_LOADER_ADOPT_H
+
+#include <stdbool.h>
+
+#include "index/table.h"
+#include "shm/arena.h"
+#include "shm/readers.h"
+#include "shm/reclaim.h"
+
+struct mc_config;
+
+struct mc_own {
+    struct mc_arena a;
+    struct mc_readers r;
+    struct mc_reclaim rc;
+    struct mc_writer w;
+    int lock_fd;
+    bool adopted;         /* true: an existing arena was adopted */
+    uint64_t adopt_ns;    /* how long create/adopt took */
+};
+
+/*
+ * Take the per-cache lock, then adopt or create the arena for cfg. A format
+ * mismatch or damaged arena is replaced (workers on the old one keep what
+ * they hold and get MC_ESTALE). Returns 0 or a code with a message.
+ */
+int mc_own_arena(struct mc_own *o, const struct mc_config *cfg);
+
+/* Leave the arena consistent for the next loader and release everything. */
+void mc_own_release(struct mc_own *o);
+
+#endif

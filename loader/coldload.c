@@ -1,0 +1,496 @@
+/*
+ * coldload.c - io_uring O_DIRECT reads into arena extents, verified as they
+ * arrive (see coldload.h).
+ */
+#include "loader/coldload.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "loader/log.h"
+#include "shm/arena.h"
+#include "shm/err.h"
+
+#define DIO_ALIGN   4096u
+#define FIXED_PIECE (1ull << 30) /* a registered buffer is at most 1 GiB */
+
+/* One read in flight. */
+struct req {
+    struct mc_coldload *l;
+    uint64_t off; /* file offset */
+    uint32_t len; /* bytes of the file it covers */
+    struct req *next_free;
+};
+
+static struct req *req_pool, *req_free;
+
+static uint64_t round_up(uint64_t v, uint64_t a)
+{
+    return (v + a - 1) / a * a;
+}
+
+int mc_checksum_parse(const char *s, uint8_t out[16])
+{
+    static const char pre[] = "xxh3-128:";
+
+    if (strncmp(s, pre, sizeof(pre) - 1) != 0 || strlen(s) != sizeof(pre) - 1 + 32)
+        return mc_err(MC_EINVAL, "checksum \"%s\" is not xxh3-128:<32 hex digits>", s);
+    s += sizeof(pre) - 1;
+    for (int i = 0; i < 16; i++) {
+        unsigned v;
+        if (sscanf(s + 2 * i, "%2x", &v) != 1)
+            return mc_err(MC_EINVAL, "checksum has a non-hex digit near \"%.2s\"", s + 2 * i);
+        out[i] = (uint8_t)v;
+    }
+    return 0;
+}
+
+void mc_checksum_format(const uint8_t in[16], char out[48])
+{
+    int n = snprintf(out, 48, "xxh3-128:");
+
+    for (int i = 0; i < 16; i++)
+        n += snprintf(out + n, (size_t)(48 - n), "%02x", in[i]);
+}
+
+int mc_io_init(struct mc_io *io, struct mc_arena *a, const struct mc_io_opts *o,
+               mc_load_done_fn done)
+{
+    int rc;
+
+    memset(io, 0, sizeof(*io));
+    io->efd = -1;
+    io->done = done;
+    io->qd = o->queue_depth ? o->queue_depth : 8;
+    io->chunk = o->chunk_size ? o->chunk_size
+                              : (a->hdr->page_size > 4096 ? 4ull << 20 : 1ull << 20);
+    req_pool = calloc(io->qd, sizeof(*req_pool));
+    if (!req_pool)
+        return mc_err(MC_ENOMEM, "io requests: out of memory");
+    req_free = NULL;
+    for (unsigned i = 0; i < io->qd; i++) {
+        req_pool[i].next_free = req_free;
+        req_free = &req_pool[i];
+    }
+    if (!o->try_uring) {
+        log_info("io_uring disabled by configuration: loading with pread");
+        return 0;
+    }
+    rc = io_uring_queue_init(io->qd * 2, &io->ring, IORING_SETUP_SINGLE_ISSUER);
+    if (rc == -EINVAL)
+        rc = io_uring_queue_init(io->qd * 2, &io->ring, 0);
+    if (rc < 0) {
+        log_warn("io_uring is not available (%s): loading with pread, which is slower; "
+                 "check /proc/sys/kernel/io_uring_disabled and seccomp",
+                 strerror(-rc));
+        return 0;
+    }
+    io->have_ring = true;
+    io->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (io->efd < 0 || io_uring_register_eventfd(&io->ring, io->efd) < 0) {
+        io_uring_queue_exit(&io->ring);
+        io->have_ring = false;
+        log_warn("io_uring eventfd registration failed: loading with pread");
+        return 0;
+    }
+    if (o->try_fixed) {
+        uint64_t len = a->hdr->data_size, n = (len + FIXED_PIECE - 1) / FIXED_PIECE;
+        struct iovec *iov = calloc(n, sizeof(*iov));
+        uint8_t *base = a->base + a->hdr->data_off;
+
+        for (uint64_t i = 0; iov && i < n; i++) {
+            iov[i].iov_base = base + i * FIXED_PIECE;
+            iov[i].iov_len = i + 1 < n ? FIXED_PIECE : len - i * FIXED_PIECE;
+        }
+        rc = iov ? io_uring_register_buffers(&io->ring, iov, (unsigned)n) : -ENOMEM;
+        free(iov);
+        if (rc == 0) {
+            io->fixed = true;
+            io->fixed_base = base;
+            io->fixed_len = len;
+        } else if (rc == -ENOMEM || rc == -EPERM) {
+            struct rlimit rl = {0};
+            getrlimit(RLIMIT_MEMLOCK, &rl);
+            log_info("registered buffers refused (%s; RLIMIT_MEMLOCK %llu bytes, need %llu): "
+                     "using plain buffers (same throughput, a little more CPU); give mcached "
+                     "CAP_IPC_LOCK or a higher memlock limit to use them",
+                     strerror(-rc), (unsigned long long)rl.rlim_cur, (unsigned long long)len);
+        } else {
+            log_info("registered buffers refused (%s): the arena's file system (%s) does not "
+                     "allow them; using plain buffers",
+                     strerror(-rc), mc_backing_name(a->hdr->backing));
+        }
+    }
+    log_info("cold path: io_uring, queue depth %u, %llu KiB reads%s", io->qd,
+             (unsigned long long)(io->chunk >> 10), io->fixed ? ", registered buffers" : "");
+    return 0;
+}
+
+void mc_io_destroy(struct mc_io *io)
+{
+    while (io->active)
+        mc_io_cancel(io, io->active);
+    if (io->have_ring)
+        io_uring_queue_exit(&io->ring);
+    if (io->efd >= 0)
+        close(io->efd);
+    free(req_pool);
+    req_pool = req_free = NULL;
+    memset(io, 0, sizeof(*io));
+    io->efd = -1;
+}
+
+static void load_fail(struct mc_coldload *l, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void load_fail(struct mc_coldload *l, int code, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (l->failed)
+        return;
+    l->failed = true;
+    l->status = code;
+    va_start(ap, fmt);
+    vsnprintf(l->error, sizeof(l->error), fmt, ap);
+    va_end(ap);
+}
+
+/* Called when a load has nothing in flight and is complete or failed. */
+static void load_finish(struct mc_io *io, struct mc_coldload *l)
+{
+    struct mc_coldload **pp;
+
+    for (pp = &io->active; *pp && *pp != l; pp = &(*pp)->next_active)
+        ;
+    if (*pp)
+        *pp = l->next_active;
+    l->t_end = mc_now_ns();
+    if (!l->failed) {
+        XXH128_hash_t h = XXH3_128bits_digest(l->xs);
+        XXH128_canonical_t c;
+
+        XXH128_canonicalFromHash(&c, h);
+        if (memcmp(c.digest, l->want, 16) != 0) {
+            char got[48], want[48];
+
+            mc_checksum_format(c.digest, got);
+            mc_checksum_format(l->want, want);
+            load_fail(l, MC_ECORRUPT,
+                      "checksum mismatch for %s: the registry says %s but the file hashes to "
+                      "%s; the artifact is damaged on disk, push it again",
+                      l->path, want, got);
+        }
+    }
+    if (l->fd >= 0)
+        close(l->fd);
+    l->fd = -1;
+    free(l->chunk_left);
+    l->chunk_left = NULL;
+    if (l->xs)
+        XXH3_freeState(l->xs);
+    l->xs = NULL;
+    if (l->failed) {
+        io->loads_failed++;
+    } else {
+        l->status = 0;
+        io->loads_ok++;
+        io->bytes_total += l->size;
+        io->busy_ns += l->t_end - l->t_start;
+    }
+    io->done(l->ctx, l);
+}
+
+/* Feed completed chunks, in order, to the hash. */
+static void hash_advance(struct mc_io *io, struct mc_coldload *l)
+{
+    while (l->hash_chunk < l->nchunks && l->chunk_left[l->hash_chunk] == 0) {
+        uint64_t off = l->hash_chunk * io->chunk;
+        uint64_t len = l->size - off < io->chunk ? l->size - off : io->chunk;
+
+        XXH3_128bits_update(l->xs, l->dst + off, len);
+        l->hashed = off + len;
+        l->hash_chunk++;
+    }
+}
+
+static void maybe_finish(struct mc_io *io, struct mc_coldload *l)
+{
+    if (l->inflight == 0 && (l->failed || l->hashed == l->size))
+        load_finish(io, l);
+}
+
+void mc_io_start(struct mc_io *io, struct mc_coldload *l)
+{
+    struct stat st;
+
+    l->t_start = mc_now_ns();
+    l->fd = -1;
+    l->next = l->hashed = l->hash_chunk = 0;
+    l->inflight = 0;
+    l->failed = false;
+    l->status = 0;
+    l->error[0] = '\0';
+    l->next_active = io->active;
+    io->active = l;
+    if ((uintptr_t)l->dst % DIO_ALIGN || l->dst_cap < round_up(l->size, DIO_ALIGN)) {
+        load_fail(l, MC_EINVAL, "internal: destination for %s is misaligned or too small",
+                  l->path);
+        goto out;
+    }
+    l->direct = true;
+    l->fd = open(l->path, O_RDONLY | O_DIRECT | O_CLOEXEC);
+    if (l->fd < 0 && errno == EINVAL) {
+        l->direct = false;
+        l->fd = open(l->path, O_RDONLY | O_CLOEXEC);
+        if (!io->noted_buffered) {
+            log_info("the store's file system does not support O_DIRECT: reading %s and "
+                     "others through the page cache",
+                     l->path);
+            io->noted_buffered = true;
+        }
+    }
+    if (l->fd < 0) {
+        load_fail(l, mc_err_from_errno(errno), "opening %s: %s", l->path, strerror(errno));
+        goto out;
+    }
+    if (fstat(l->fd, &st) != 0 || (uint64_t)st.st_size != l->size) {
+        load_fail(l, MC_ECORRUPT,
+                  "%s is %lld bytes but the registry says %llu; the store was changed behind "
+                  "mcache's back",
+                  l->path, (long long)st.st_size, (unsigned long long)l->size);
+        goto out;
+    }
+    l->nchunks = (l->size + io->chunk - 1) / io->chunk;
+    l->chunk_left = calloc(l->nchunks ? l->nchunks : 1, sizeof(uint32_t));
+    l->xs = XXH3_createState();
+    if (!l->chunk_left || !l->xs) {
+        load_fail(l, MC_ENOMEM, "loading %s: out of memory", l->path);
+        goto out;
+    }
+    XXH3_128bits_reset(l->xs);
+    for (uint64_t i = 0; i < l->nchunks; i++)
+        l->chunk_left[i] = (uint32_t)(i + 1 < l->nchunks ? io->chunk
+                                                          : l->size - i * io->chunk);
+out:
+    maybe_finish(io, l);
+}
+
+/* The bytes [off, off+len) of l arrived (got bytes of them). */
+static void account(struct mc_io *io, struct mc_coldload *l, uint64_t off, uint64_t got)
+{
+    l->chunk_left[off / io->chunk] -= (uint32_t)got;
+    hash_advance(io, l);
+}
+
+/* Synchronous pread of [off, off+len) into l, through any fd. */
+static int read_sync(struct mc_coldload *l, int fd, uint64_t off, uint64_t len, uint64_t rlen)
+{
+    uint64_t done = 0;
+
+    while (done < len) {
+        ssize_t n = pread(fd, l->dst + off + done, rlen - done, (off_t)(off + done));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            load_fail(l, MC_EIO, "reading %s at offset %llu: %s", l->path,
+                      (unsigned long long)(off + done), strerror(errno));
+            return -1;
+        }
+        if (n == 0) {
+            load_fail(l, MC_ECORRUPT, "%s ended at %llu bytes, expected %llu", l->path,
+                      (unsigned long long)(off + done), (unsigned long long)l->size);
+            return -1;
+        }
+        done += (uint64_t)n;
+    }
+    return 0;
+}
+
+/* Finish a short read's remainder without O_DIRECT alignment rules. */
+static void read_rest_buffered(struct mc_coldload *l, uint64_t off, uint64_t len)
+{
+    int fd = open(l->path, O_RDONLY | O_CLOEXEC);
+
+    if (fd < 0) {
+        load_fail(l, MC_EIO, "reopening %s: %s", l->path, strerror(errno));
+        return;
+    }
+    read_sync(l, fd, off, len, len);
+    close(fd);
+}
+
+/* Next request for l: [off, off+len) of the file, read length rlen. */
+static bool next_request(struct mc_io *io, struct mc_coldload *l, uint64_t *off, uint64_t *len,
+                         uint64_t *rlen)
+{
+    if (l->failed || l->fd < 0 || l->next >= l->size)
+        return false;
+    *off = l->next;
+    *len = io->chunk - *off % io->chunk;
+    if (*len > l->size - *off)
+        *len = l->size - *off;
+    *rlen = l->direct ? round_up(*len, DIO_ALIGN) : *len;
+    if (io->fixed) { /* a fixed read must not cross two registered buffers */
+        uint64_t rel = (uint64_t)(l->dst + *off - io->fixed_base);
+        uint64_t to_edge = FIXED_PIECE - rel % FIXED_PIECE;
+        if (*rlen > to_edge) {
+            *rlen = to_edge;
+            *len = to_edge;
+        }
+    }
+    l->next = *off + *len;
+    return true;
+}
+
+static void submit_more(struct mc_io *io)
+{
+    bool progress = true;
+    unsigned queued = 0;
+
+    while (io->inflight < io->qd && progress) {
+        progress = false;
+        /* Round robin: one request per load per pass, so files load together. */
+        for (struct mc_coldload *l = io->active; l && io->inflight < io->qd; l = l->next_active) {
+            uint64_t off, len, rlen;
+            struct io_uring_sqe *sqe;
+            struct req *r;
+
+            if (!next_request(io, l, &off, &len, &rlen))
+                continue;
+            sqe = io_uring_get_sqe(&io->ring);
+            if (!sqe) {
+                l->next = off; /* take it back */
+                progress = false;
+                break;
+            }
+            r = req_free;
+            req_free = r->next_free;
+            r->l = l;
+            r->off = off;
+            r->len = (uint32_t)len;
+            if (io->fixed)
+                io_uring_prep_read_fixed(sqe, l->fd, l->dst + off, (unsigned)rlen, off,
+                                         (int)((uint64_t)(l->dst + off - io->fixed_base) /
+                                               FIXED_PIECE));
+            else
+                io_uring_prep_read(sqe, l->fd, l->dst + off, (unsigned)rlen, off);
+            io_uring_sqe_set_data(sqe, r);
+            l->inflight++;
+            io->inflight++;
+            queued++;
+            progress = true;
+        }
+    }
+    if (queued)
+        io_uring_submit(&io->ring);
+}
+
+static void complete(struct mc_io *io, struct req *r, int res)
+{
+    struct mc_coldload *l = r->l;
+    uint64_t off = r->off, len = r->len;
+
+    r->next_free = req_free;
+    req_free = r;
+    l->inflight--;
+    io->inflight--;
+    if (res < 0) {
+        load_fail(l, mc_err_from_errno(-res), "reading %s at offset %llu: %s", l->path,
+                  (unsigned long long)off, strerror(-res));
+    } else if (!l->failed) {
+        uint64_t got = (uint64_t)res < len ? (uint64_t)res : len;
+
+        if (got == 0)
+            load_fail(l, MC_ECORRUPT, "%s ended at %llu bytes, expected %llu", l->path,
+                      (unsigned long long)off, (unsigned long long)l->size);
+        else if (got < len) /* short read: finish this piece synchronously */
+            read_rest_buffered(l, off + got, len - got);
+        if (!l->failed)
+            account(io, l, off, len);
+    }
+    maybe_finish(io, l);
+}
+
+static void poll_ring(struct mc_io *io, bool wait)
+{
+    struct io_uring_cqe *cqe;
+    uint64_t junk;
+
+    if (wait && io->inflight) {
+        if (io_uring_wait_cqe(&io->ring, &cqe) == 0) {
+            struct req *r = io_uring_cqe_get_data(cqe);
+            int res = cqe->res;
+            io_uring_cqe_seen(&io->ring, cqe);
+            complete(io, r, res);
+        }
+    }
+    while (io_uring_peek_cqe(&io->ring, &cqe) == 0) {
+        struct req *r = io_uring_cqe_get_data(cqe);
+        int res = cqe->res;
+        io_uring_cqe_seen(&io->ring, cqe);
+        complete(io, r, res);
+    }
+    if (io->efd >= 0)
+        while (read(io->efd, &junk, sizeof(junk)) > 0)
+            ;
+    submit_more(io);
+}
+
+/* Without a ring: a few chunks per call, so the event loop stays responsive. */
+static void poll_pread(struct mc_io *io)
+{
+    unsigned budget = io->qd;
+
+    while (budget && io->active) {
+        bool any = false;
+
+        for (struct mc_coldload *l = io->active, *next; l && budget; l = next) {
+            uint64_t off, len, rlen;
+
+            next = l->next_active;
+            if (next_request(io, l, &off, &len, &rlen)) {
+                any = true;
+                budget--;
+                if (read_sync(l, l->fd, off, len, rlen) == 0)
+                    account(io, l, off, len);
+            }
+            maybe_finish(io, l);
+        }
+        if (!any)
+            break;
+    }
+}
+
+void mc_io_poll(struct mc_io *io, bool wait)
+{
+    if (io->have_ring) {
+        submit_more(io);
+        poll_ring(io, wait);
+    } else {
+        poll_pread(io);
+    }
+}
+
+void mc_io_cancel(struct mc_io *io, struct mc_coldload *l)
+{
+    bool active = false;
+
+    for (struct mc_coldload *p = io->active; p; p = p->next_active)
+        active |= p == l;
+    if (!active)
+        return;
+    load_fail(l, MC_ENOENT, "load of %s cancelled", l->path);
+    /* The kernel may still be writing into the extent: wait for it. */
+    while (l->inflight)
+        poll_ring(io, true);
+    maybe_finish(io, l);
+}

@@ -1,0 +1,115 @@
+/*
+ * coldload.h - the cold path: read model files straight into their arena
+ * extents with io_uring and O_DIRECT, verifying the checksum as the bytes
+ * arrive.
+ *
+ * Each file is read in aligned chunks (chunk_size, 1-4 MiB) with up to
+ * queue_depth requests in flight across all files being loaded, so several
+ * files load at once. There is no staging copy: the kernel DMAs into the
+ * extent. As chunks complete (in any order), the contiguous prefix is fed
+ * to XXH3-128 on this thread while later chunks are still in flight, so
+ * hashing overlaps I/O. A load finishes with status 0 only if every byte
+ * arrived and the digest matches; the caller publishes only then.
+ *
+ * Fallbacks, each said once in the log: no io_uring (seccomp,
+ * io_uring_disabled, or config) -> pread; a file system without O_DIRECT ->
+ * buffered reads; registered buffers refused (RLIMIT_MEMLOCK) -> plain ones.
+ *
+ * Single-threaded: only the loader's event loop calls these.
+ */
+#ifndef MCACHE_LOADER_COLDLOAD_H
+#define MCACHE_LOADER_COLDLOAD_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#define XXH_STATIC_LINKING_ONLY
+#include <liburing.h>
+#include <xxhash.h>
+
+struct mc_arena;
+
+struct mc_coldload {
+    /* Set by the caller before mc_io_start(). */
+    char path[1024];
+    uint64_t size;    /* expected file size */
+    uint8_t *dst;     /* where byte 0 goes (4 KiB-aligned) */
+    uint64_t dst_cap; /* bytes available at dst (>= size rounded up to 4 KiB) */
+    uint8_t want[16]; /* expected XXH3-128, canonical (big-endian) bytes */
+    void *ctx;
+
+    /* Progress (read-only for the caller). */
+    uint64_t hashed;  /* bytes verified so far, a prefix */
+    uint64_t t_start; /* monotonic ns */
+    uint64_t t_end;
+    bool direct;      /* O_DIRECT was used */
+    int status;       /* 0 ok, MC_E* when failed */
+    char error[512];
+
+    /* Private. */
+    int fd;
+    uint64_t next;      /* next file offset to submit */
+    uint32_t inflight;  /* requests in flight */
+    uint64_t nchunks;
+    uint32_t *chunk_left; /* bytes still to arrive per chunk */
+    uint64_t hash_chunk;  /* next chunk to hash */
+    XXH3_state_t *xs;
+    bool failed;
+    struct mc_coldload *next_active;
+};
+
+typedef void (*mc_load_done_fn)(void *ctx, struct mc_coldload *l);
+
+struct mc_io {
+    struct io_uring ring;
+    bool have_ring;
+    bool fixed; /* data region registered as fixed buffers */
+    int efd;    /* eventfd signalled on completions (-1 without a ring) */
+    unsigned qd, inflight;
+    uint64_t chunk;
+    uint8_t *fixed_base;
+    uint64_t fixed_len;
+    struct mc_coldload *active;
+    mc_load_done_fn done;
+    uint64_t bytes_total, loads_ok, loads_failed, busy_ns;
+    bool noted_buffered;
+};
+
+struct mc_io_opts {
+    unsigned queue_depth;
+    uint64_t chunk_size; /* 0: 1 MiB on 4 KiB pages, 4 MiB on huge pages */
+    bool try_uring;
+    bool try_fixed;
+};
+
+/* Set up the ring (or the pread fallback) for arena a. Logs what it chose. */
+int mc_io_init(struct mc_io *io, struct mc_arena *a, const struct mc_io_opts *o,
+               mc_load_done_fn done);
+void mc_io_destroy(struct mc_io *io);
+
+/* Begin loading l. Errors opening the file are reported through done(). */
+void mc_io_start(struct mc_io *io, struct mc_coldload *l);
+
+/* Abandon a load in flight (e.g. the version was removed); waits for its I/O. */
+void mc_io_cancel(struct mc_io *io, struct mc_coldload *l);
+
+/*
+ * Make progress: reap completions, hash, submit more; with no ring, do some
+ * preads. Calls done() for each load that finished. wait: block until at
+ * least one completion when loads are in flight.
+ */
+void mc_io_poll(struct mc_io *io, bool wait);
+
+/* Is anything loading? */
+static inline bool mc_io_busy(const struct mc_io *io)
+{
+    return io->active != 0;
+}
+
+/* Parse "xxh3-128:<32 hex>" into canonical bytes; 0 or MC_EINVAL. */
+int mc_checksum_parse(const char *s, uint8_t out[16]);
+
+/* Format canonical bytes as "xxh3-128:<32 hex>". */
+void mc_checksum_format(const uint8_t in[16], char out[48]);
+
+#endif

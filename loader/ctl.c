@@ -1,0 +1,372 @@
+/*
+ * ctl.c - the control socket (see ctl.h).
+ */
+#include "loader/ctl.h"
+
+#include <errno.h>
+#include <grp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "loader/log.h"
+#include "shm/arena.h"
+#include "shm/err.h"
+
+static int group_lookup(const char *name, gid_t *gid)
+{
+    struct group *g = getgrnam(name);
+
+    if (!g)
+        return mc_err(MC_EINVAL, "group \"%s\" does not exist; create it or fix the option",
+                      name);
+    *gid = g->gr_gid;
+    return 0;
+}
+
+int mc_ctl_set_groups(struct mc_ctl *ctl, const char *admin_group, const char *reader_group)
+{
+    gid_t ag = 0, rg = 0;
+    mode_t mode = 0600;
+    int rc;
+
+    if (*admin_group && (rc = group_lookup(admin_group, &ag)))
+        return mc_err_prefix(rc, "admin-group");
+    if (*reader_group && strcmp(reader_group, "*") && (rc = group_lookup(reader_group, &rg)))
+        return mc_err_prefix(rc, "reader-group");
+    ctl->admin_group = *admin_group != '\0';
+    ctl->admin_gid = ag;
+    ctl->reader_any = strcmp(reader_group, "*") == 0;
+    ctl->reader_group = *reader_group && !ctl->reader_any;
+    ctl->reader_gid = rg;
+    if (ctl->reader_any) {
+        mode = 0666;
+    } else if (ctl->reader_group) {
+        mode = 0660;
+        if (chown(ctl->path, (uid_t)-1, rg) != 0)
+            log_warn("cannot give %s to group %s: %s", ctl->path, reader_group, strerror(errno));
+    } else if (ctl->admin_group) {
+        mode = 0660;
+        if (chown(ctl->path, (uid_t)-1, ag) != 0)
+            log_warn("cannot give %s to group %s: %s", ctl->path, admin_group, strerror(errno));
+    }
+    if (chmod(ctl->path, mode) != 0)
+        return mc_err(MC_EIO, "chmod %s: %s", ctl->path, strerror(errno));
+    return 0;
+}
+
+int mc_ctl_listen(struct mc_ctl *ctl, int epfd, const char *path, const char *admin_group,
+                  const char *reader_group, mc_ctl_handler h, mc_ctl_closed closed, void *ctx)
+{
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    struct epoll_event ev = {.events = EPOLLIN};
+    int fd, probe, rc;
+
+    memset(ctl, 0, sizeof(*ctl));
+    ctl->lfd = -1;
+    ctl->epfd = epfd;
+    ctl->handle = h;
+    ctl->closed = closed;
+    ctl->ctx = ctx;
+    if (strlen(path) >= sizeof(sa.sun_path) || strlen(path) >= sizeof(ctl->path))
+        return mc_err(MC_EINVAL, "socket path \"%s\" is longer than %zu bytes; set --socket", path,
+                      sizeof(sa.sun_path) - 1);
+    snprintf(ctl->path, sizeof(ctl->path), "%s", path);
+    memcpy(sa.sun_path, path, strlen(path) + 1);
+    /* A socket file nobody listens on is stale: a crashed daemon left it. */
+    if (mc_ctl_connect(path, &probe) == 0) {
+        close(probe);
+        return mc_err(MC_EEXIST, "another mcached is listening on %s", path);
+    }
+    unlink(path);
+    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return mc_err(MC_EIO, "socket: %s", strerror(errno));
+    if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0 || listen(fd, 64) != 0) {
+        rc = mc_err(mc_err_from_errno(errno), "listening on %s: %s", path, strerror(errno));
+        close(fd);
+        return rc;
+    }
+    ctl->lfd = fd;
+    rc = mc_ctl_set_groups(ctl, admin_group, reader_group);
+    if (rc) {
+        mc_ctl_close(ctl);
+        return rc;
+    }
+    ev.data.ptr = NULL;
+    if (epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev) != 0) {
+        rc = mc_err(MC_EIO, "epoll: %s", strerror(errno));
+        mc_ctl_close(ctl);
+        return rc;
+    }
+    return 0;
+}
+
+static void conn_free(struct mc_ctl *ctl, struct mc_conn *c)
+{
+    struct mc_conn **pp;
+
+    for (pp = &ctl->conns; *pp && *pp != c; pp = &(*pp)->next)
+        ;
+    if (*pp)
+        *pp = c->next;
+    if (ctl->closed)
+        ctl->closed(ctl->ctx, c);
+    epoll_ctl(ctl->epfd, EPOLL_CTL_DEL, c->fd, NULL);
+    close(c->fd);
+    free(c->payload);
+    free(c->out);
+    free(c);
+    ctl->nconns--;
+}
+
+void mc_ctl_close(struct mc_ctl *ctl)
+{
+    while (ctl->conns)
+        conn_free(ctl, ctl->conns);
+    if (ctl->lfd >= 0) {
+        close(ctl->lfd);
+        unlink(ctl->path);
+    }
+    ctl->lfd = -1;
+}
+
+static bool in_group(int fd, gid_t primary, gid_t want)
+{
+    gid_t groups[256];
+    socklen_t len = sizeof(groups);
+
+    if (primary == want)
+        return true;
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups, &len) != 0)
+        return false;
+    for (size_t i = 0; i < len / sizeof(gid_t); i++)
+        if (groups[i] == want)
+            return true;
+    return false;
+}
+
+static void accept_one(struct mc_ctl *ctl)
+{
+    struct ucred cred;
+    socklen_t len = sizeof(cred);
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP};
+    struct mc_conn *c;
+    int fd = accept4(ctl->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+
+    if (fd < 0)
+        return;
+    if (ctl->nconns >= MC_CTL_MAX_CONNS || getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len)) {
+        ctl->rejected++;
+        close(fd);
+        return;
+    }
+    c = calloc(1, sizeof(*c));
+    if (!c) {
+        close(fd);
+        return;
+    }
+    c->fd = fd;
+    c->pid = cred.pid;
+    c->uid = cred.uid;
+    c->admin = cred.uid == 0 || cred.uid == geteuid() ||
+               (ctl->admin_group && in_group(fd, cred.gid, ctl->admin_gid));
+    c->reader = c->admin || ctl->reader_any ||
+                (ctl->reader_group && in_group(fd, cred.gid, ctl->reader_gid));
+    ev.data.ptr = c;
+    if (epoll_ctl(ctl->epfd, EPOLL_CTL_ADD, fd, &ev) != 0) {
+        close(fd);
+        free(c);
+        return;
+    }
+    c->next = ctl->conns;
+    ctl->conns = c;
+    ctl->nconns++;
+}
+
+static void want_write(struct mc_ctl *ctl, struct mc_conn *c, bool on)
+{
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP | (on ? EPOLLOUT : 0u)};
+
+    ev.data.ptr = c;
+    epoll_ctl(ctl->epfd, EPOLL_CTL_MOD, c->fd, &ev);
+}
+
+static void flush_out(struct mc_ctl *ctl, struct mc_conn *c)
+{
+    while (c->out && c->out_sent < c->out_len) {
+        ssize_t n = send(c->fd, c->out + c->out_sent, c->out_len - c->out_sent,
+                         MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            want_write(ctl, c, true);
+            return;
+        }
+        if (n <= 0) { /* the peer is gone: drop what is unsent */
+            c->closing = true;
+            break;
+        }
+        c->out_sent += (size_t)n;
+    }
+    free(c->out);
+    c->out = NULL;
+    c->out_len = c->out_sent = 0;
+    want_write(ctl, c, false);
+}
+
+void mc_ctl_reply(struct mc_ctl *ctl, struct mc_conn *c, int status, const char *body,
+                  size_t len)
+{
+    struct mc_frame f = {.magic = MC_PROTO_MAGIC, .version = MC_PROTO_VERSION,
+                         .type = MC_FRAME_RESPONSE, .status = status};
+    char *buf;
+
+    c->parked = false;
+    if (len > MC_PROTO_MAX_RESPONSE) {
+        body = "response too large";
+        len = strlen(body);
+        f.status = MC_ENOSPC;
+    }
+    f.length = (uint32_t)len;
+    buf = malloc(sizeof(f) + len + (c->out ? c->out_len - c->out_sent : 0));
+    if (!buf) {
+        c->closing = true;
+        return;
+    }
+    size_t pre = 0;
+    if (c->out) { /* keep what is still unsent */
+        pre = c->out_len - c->out_sent;
+        memcpy(buf, c->out + c->out_sent, pre);
+        free(c->out);
+    }
+    memcpy(buf + pre, &f, sizeof(f));
+    memcpy(buf + pre + sizeof(f), body, len);
+    c->out = buf;
+    c->out_len = pre + sizeof(f) + len;
+    c->out_sent = 0;
+    flush_out(ctl, c);
+}
+
+static void reply_err(struct mc_ctl *ctl, struct mc_conn *c, int code, const char *msg)
+{
+    mc_ctl_reply(ctl, c, code, msg, strlen(msg));
+}
+
+/*
+ * Read up to want bytes into buf; *got grows. Returns 1 when they are all
+ * there, 0 to wait for more, -1 when the connection is done for.
+ */
+static int recv_into(struct mc_conn *c, void *buf, size_t want, size_t *got)
+{
+    ssize_t n = recv(c->fd, (char *)buf + *got, want - *got, MSG_DONTWAIT);
+
+    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
+        c->closing = true;
+        return -1;
+    }
+    if (n < 0)
+        return 0;
+    if (!c->frame_start_ns)
+        c->frame_start_ns = mc_now_ns();
+    *got += (size_t)n;
+    return *got == want;
+}
+
+/* Read what is available; dispatch each complete frame. */
+static void read_frames(struct mc_ctl *ctl, struct mc_conn *c)
+{
+    for (;;) {
+        int r;
+
+        if (c->parked || c->closing)
+            return; /* one request at a time per connection */
+        if (c->hdr_got < sizeof(c->hdr)) {
+            r = recv_into(c, &c->hdr, sizeof(c->hdr), &c->hdr_got);
+            if (r <= 0)
+                return;
+            if (mc_frame_check(&c->hdr, MC_FRAME_REQUEST, MC_PROTO_MAX_REQUEST) != 0) {
+                ctl->rejected++;
+                reply_err(ctl, c, MC_EINVAL, mc_last_error());
+                c->closing = true;
+                return;
+            }
+            c->payload = malloc(c->hdr.length ? c->hdr.length : 1);
+            c->payload_got = 0;
+            if (!c->payload) {
+                c->closing = true;
+                return;
+            }
+        }
+        if (c->payload_got < c->hdr.length) {
+            r = recv_into(c, c->payload, c->hdr.length, &c->payload_got);
+            if (r <= 0)
+                return;
+        }
+        /* A whole frame. */
+        struct mc_request rq;
+        char *payload = c->payload;
+        size_t plen = c->hdr.length;
+
+        c->payload = NULL;
+        c->hdr_got = 0;
+        c->frame_start_ns = 0;
+        ctl->requests++;
+        if (mc_request_decode(payload, plen, &rq) != 0) {
+            ctl->rejected++;
+            reply_err(ctl, c, MC_EINVAL, mc_last_error());
+            c->closing = true;
+        } else if (!c->reader) {
+            char msg[512];
+            ctl->rejected++;
+            snprintf(msg, sizeof(msg),
+                     "uid %u may not use mcached at %s; ask the operator to add it to the "
+                     "reader or admin group",
+                     (unsigned)c->uid, ctl->path);
+            reply_err(ctl, c, MC_EPERM, msg);
+        } else {
+            ctl->handle(ctl->ctx, c, &rq);
+        }
+        free(payload);
+    }
+}
+
+void mc_ctl_event(struct mc_ctl *ctl, struct mc_conn *c, uint32_t events)
+{
+    if (!c) {
+        for (int i = 0; i < 16; i++)
+            accept_one(ctl);
+        return;
+    }
+    if (events & EPOLLOUT)
+        flush_out(ctl, c);
+    if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+        read_frames(ctl, c);
+    if (events & (EPOLLHUP | EPOLLERR))
+        c->closing = true;
+    /* A client that hangs up while waiting for a load stops waiting. */
+    if (c->parked && (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)))
+        c->closing = true;
+    /* Close once a closing connection's reply is out (or it cannot be sent). */
+    if (c->closing && (!c->out || (events & (EPOLLHUP | EPOLLERR))))
+        conn_free(ctl, c);
+}
+
+void mc_ctl_expire(struct mc_ctl *ctl)
+{
+    uint64_t now = mc_now_ns();
+
+    for (struct mc_conn *c = ctl->conns, *next; c; c = next) {
+        next = c->next;
+        if ((c->frame_start_ns && now - c->frame_start_ns > MC_CTL_FRAME_NS) ||
+            (c->closing && !c->out)) {
+            ctl->rejected += c->frame_start_ns != 0;
+            conn_free(ctl, c);
+        }
+    }
+}

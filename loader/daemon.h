@@ -1,0 +1,128 @@
+/*
+ * daemon.h - mcached's state: the registry it mirrors, the arena it owns,
+ * the loads in flight, and the clients waiting for them.
+ *
+ * Single-threaded: one event loop (main.c) drives everything, so nothing
+ * here takes a lock. The registry on disk is the truth; the daemon mirrors
+ * every READY version into the arena as a record (REGISTERED until loaded),
+ * loads what is aliased, pinned or marked for preloading as capacity
+ * allows, loads anything else on request, and evicts the least recently
+ * used model that is neither aliased, pinned nor held when it needs room.
+ */
+#ifndef MCACHE_LOADER_DAEMON_H
+#define MCACHE_LOADER_DAEMON_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "index/registry.h"
+#include "loader/adopt.h"
+#include "loader/coldload.h"
+#include "loader/config.h"
+#include "loader/ctl.h"
+
+enum dstate {
+    D_REGISTERED, /* known, not resident */
+    D_LOADING,
+    D_READY,
+    D_FAILED, /* last load failed; retried on request */
+};
+
+struct waiter {
+    struct mc_conn *conn;
+    uint64_t deadline_ns; /* 0: none */
+    struct waiter *next;
+};
+
+/* One registry version, as the daemon tracks it. */
+struct dver {
+    char *name, *version, *path, *meta;
+    char key[MC_KEY_MAX];
+    uint64_t size;
+    char checksum[48];
+    uint32_t format;
+    bool preload, pinned; /* registry flags */
+    unsigned aliased;     /* registry aliases pointing here */
+    enum dstate st;
+    uint64_t extent_off, extent_size;
+    struct mc_coldload *cl;
+    uint64_t last_used_ns; /* CLOCK_MONOTONIC; see the LRU note in daemon.c */
+    uint64_t loaded_at;    /* CLOCK_REALTIME */
+    uint64_t load_ns;      /* how long the last load took */
+    uint64_t rec_off;      /* its record in the arena */
+    char error[512];
+    struct waiter *waiters;
+    bool seen, queued, dropping;
+    struct dver *next;  /* hash chain */
+    struct dver *qnext; /* load queue */
+};
+
+#define MC_FAILURES_KEPT 32
+
+struct failure {
+    uint64_t at;
+    char what[300];
+    char why[512];
+};
+
+struct daemon {
+    struct mc_config cfg;
+    struct mc_own own;
+    struct mc_io io;
+    struct mc_ctl ctl;
+    struct mc_registry *reg;
+    int epfd, sfd, ifd;
+    struct dver **ht;
+    size_t htcap, nver;
+    struct dver *qhead, *qtail;
+    unsigned loading;
+    uint64_t started_ns, started_wall;
+    uint64_t syncs, evictions, requests_load;
+    struct failure failures[MC_FAILURES_KEPT];
+    unsigned nfailures;
+    bool stop, want_sync, want_config;
+    uint64_t last_tick_ns, last_stall_log_ns, last_holds_ns;
+    char socket_path[256];
+};
+
+/* Bring the daemon up: registry, arena (adopt or create), cold path, socket. */
+int daemon_start(struct daemon *d);
+
+/* Stop cleanly: finish or cancel loads, reply to waiters, leave the arena for adoption. */
+void daemon_stop(struct daemon *d);
+
+/* Mirror the registry into the arena (after inotify or "reload"). */
+int daemon_sync(struct daemon *d, bool force);
+
+/* Start queued loads while there is room and capacity. */
+void daemon_schedule(struct daemon *d);
+
+/* Periodic work: reclamation, stalls, waiter timeouts, recency sampling. */
+void daemon_tick(struct daemon *d);
+
+/* Find a version by "name@version". */
+struct dver *daemon_find(struct daemon *d, const char *name, const char *version);
+
+/* Free a version's private memory (not its arena record). */
+void dver_free(struct dver *v);
+
+/* Queue a load (no-op if resident or loading). */
+void daemon_want_load(struct daemon *d, struct dver *v);
+
+/* Evict a resident version (refused if pinned or loading). */
+int daemon_evict(struct daemon *d, struct dver *v);
+
+/* Record a failure for status. */
+void daemon_failure(struct daemon *d, const char *what, const char *why);
+
+/* The control-socket handler (ops.c). */
+void daemon_request(void *ctx, struct mc_conn *c, const struct mc_request *rq);
+void daemon_conn_closed(void *ctx, struct mc_conn *c);
+
+/* The cold path's completion callback: publish or record the failure. */
+void daemon_load_done(void *ctx, struct mc_coldload *cl);
+
+/* Reply to and drop every waiter of v. */
+void daemon_wake(struct daemon *d, struct dver *v, int status, const char *msg);
+
+#endif

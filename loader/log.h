@@ -1,0 +1,23 @@
+/*
+ * log.h - mcached's log: one line per event on stderr, with a timestamp and
+ * a level, e.g.
+ *   2026-11-22T18:49:37.123Z info  loaded resnet@1.2.0 (512 MiB in 0.21 s, 2.5 GB/s)
+ */
+#ifndef MCACHE_LOADER_LOG_H
+#define MCACHE_LOADER_LOG_H
+
+enum mc_log_level { MC_LOG_DEBUG, MC_LOG_INFO, MC_LOG_WARN, MC_LOG_ERROR };
+
+extern enum mc_log_level mc_log_min;
+
+void mc_log(enum mc_log_level lvl, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Parse "debug", "info", "warn", "error"; -1 if none. */
+int mc_log_level_parse(const char *s);
+
+#define log_debug(...) mc_log(MC_LOG_DEBUG, __VA_ARGS__)
+#define log_info(...)  mc_log(MC_LOG_INFO, __VA_ARGS__)
+#define log_warn(...)  mc_log(MC_LOG_WARN, __VA_ARGS__)
+#define log_error(...) mc_log(MC_LOG_ERROR, __VA_ARGS__)
+
+#endif

@@ -1,0 +1,358 @@
+/*
+ * main.c - mcached: options, start-up, the event loop, shutdown.
+ *
+ * One thread, one epoll loop over: the control socket and its clients, an
+ * inotify watch on the store (registry changes made by the CLI), a
+ * signalfd (SIGTERM/SIGINT stop, SIGHUP reloads the config), and the
+ * io_uring completion eventfd. A 100 ms tick does reclamation, timeouts and
+ * housekeeping.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/inotify.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include "index/proto.h"
+#include "loader/daemon.h"
+#include "loader/log.h"
+#include "shm/err.h"
+
+#define EXIT_USAGE  2
+#define EXIT_LOCKED 75 /* another mcached serves this cache */
+
+static char SIG_TAG, INOTIFY_TAG, IO_TAG;
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: mcached [OPTIONS]\n"
+            "\n"
+            "The mcache loader daemon: the one writer of a cache's shared-memory arena. It\n"
+            "mirrors the registry in STORE into the arena, loads models with io_uring and\n"
+            "verifies them, and serves the control socket used by `mcache` and workers.\n"
+            "Runs in the foreground and logs to stderr.\n"
+            "\n"
+            "Options (each can also be set in the config file, without the dashes):\n"
+            "  --store DIR          registry store (default $MCACHE_STORE or ./mcache-data;\n"
+            "                       created if missing)\n"
+            "  --cache NAME         cache name (default $MCACHE_CACHE or \"default\")\n"
+            "  --size SIZE          arena size, e.g. 2G (default: a quarter of available memory,\n"
+            "                       256M..4G); committed up front\n"
+            "  --index-size SIZE    part of the arena for the index (default size/16)\n"
+            "  --shm-dir DIR        where the arena lives (default $MCACHE_SHM_DIR or /dev/shm;\n"
+            "                       a hugetlbfs mount or huge=always tmpfs for huge pages)\n"
+            "  --base ADDR          virtual address of the arena in every process (default\n"
+            "                       0x7e9000000000; change it if workers report it in use)\n"
+            "  --socket PATH        control socket (default <shm-dir>/mcache.<cache>.sock)\n"
+            "  --admin-group GROUP  group that may change state (besides this uid and root)\n"
+            "  --reader-group GROUP group that may read status and request loads; \"*\": anyone\n"
+            "  --reader-slots N     reader table slots, one per reading thread (default 1024)\n"
+            "  --queue-depth N      reads in flight (default 8)\n"
+            "  --chunk-size SIZE    bytes per read (default 1M, 4M on huge pages)\n"
+            "  --max-loads N        files loading at once (default 4)\n"
+            "  --io-uring on|off    use io_uring (default on; off reads with pread)\n"
+            "  --fixed-buffers on|off  register the arena with io_uring (default on)\n"
+            "  --preload on|off     load aliased, pinned and marked versions at start (on)\n"
+            "  --log-level LEVEL    debug, info, warn or error (default info)\n"
+            "  --config FILE        read options from FILE (see docs/mcached.conf)\n"
+            "  --recreate           discard an existing arena instead of adopting it\n"
+            "  -h, --help           this text\n"
+            "  --version            print the version\n"
+            "\n"
+            "Signals: SIGTERM or SIGINT stop cleanly (the arena stays for a warm restart);\n"
+            "SIGHUP re-reads the config file.\n"
+            "Exit status: 0 stopped cleanly, 1 failed, 2 bad usage or config,\n"
+            "75 another mcached already serves this cache.\n"
+            "\n"
+            "Example:\n"
+            "  mcached --store /srv/models --size 8G --reader-group inference\n");
+}
+
+static const struct option longopts[] = {
+    {"store", required_argument, 0, 0},         {"cache", required_argument, 0, 0},
+    {"size", required_argument, 0, 0},          {"index-size", required_argument, 0, 0},
+    {"shm-dir", required_argument, 0, 0},       {"base", required_argument, 0, 0},
+    {"socket", required_argument, 0, 0},        {"admin-group", required_argument, 0, 0},
+    {"reader-group", required_argument, 0, 0},  {"reader-slots", required_argument, 0, 0},
+    {"queue-depth", required_argument, 0, 0},   {"chunk-size", required_argument, 0, 0},
+    {"max-loads", required_argument, 0, 0},     {"io-uring", required_argument, 0, 0},
+    {"fixed-buffers", required_argument, 0, 0}, {"preload", required_argument, 0, 0},
+    {"log-level", required_argument, 0, 0},     {"config", required_argument, 0, 'c'},
+    {"recreate", no_argument, 0, 'R'},          {"help", no_argument, 0, 'h'},
+    {"version", no_argument, 0, 'V'},           {0, 0, 0, 0},
+};
+
+/* Defaults, then the config file, then the command line. */
+static int parse_args(int argc, char **argv, struct mc_config *cfg, const char **cfg_path)
+{
+    int c, idx, pass;
+
+    for (pass = 0; pass < 2; pass++) {
+        optind = 1;
+        opterr = pass == 0;
+        while ((c = getopt_long(argc, argv, "h", longopts, &idx)) != -1) {
+            if (c == '?')
+                return EXIT_USAGE;
+            if (pass == 0) {
+                if (c == 'h') {
+                    usage(stdout);
+                    exit(0);
+                }
+                if (c == 'V') {
+                    printf("mcached %d.%d.%d (arena format %u)\n", MCACHE_VERSION_MAJOR,
+                           MCACHE_VERSION_MINOR, MCACHE_VERSION_PATCH, MC_ARENA_FORMAT);
+                    exit(0);
+                }
+                if (c == 'c')
+                    *cfg_path = optarg;
+                continue;
+            }
+            if (c == 'R') {
+                cfg->recreate = true;
+            } else if (c == 0 && mc_config_set(cfg, longopts[idx].name, optarg) != 0) {
+                fprintf(stderr, "mcached: --%s: %s\n", longopts[idx].name, mc_last_error());
+                return EXIT_USAGE;
+            }
+        }
+        if (pass == 0) {
+            if (optind < argc) {
+                fprintf(stderr, "mcached: unexpected argument \"%s\" (see mcached --help)\n",
+                        argv[optind]);
+                return EXIT_USAGE;
+            }
+            if (*cfg_path && mc_config_load(cfg, *cfg_path) != 0) {
+                fprintf(stderr, "mcached: %s\n", mc_last_error());
+                return EXIT_USAGE;
+            }
+        }
+    }
+    return 0;
+}
+
+static void reg_warn(void *arg, const char *msg)
+{
+    (void)arg;
+    log_warn("registry: %s", msg);
+}
+
+static int epoll_add(int epfd, int fd, void *tag)
+{
+    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = tag};
+
+    return epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev);
+}
+
+int daemon_start(struct daemon *d)
+{
+    struct mc_registry_opts ro = {.flags = MC_REGISTRY_CREATE, .warn = reg_warn};
+    struct mc_io_opts io = {
+        .queue_depth = d->cfg.queue_depth,
+        .chunk_size = d->cfg.chunk_size,
+        .try_uring = d->cfg.io_uring,
+        .try_fixed = d->cfg.fixed_buffers,
+    };
+    sigset_t sigs;
+    int rc;
+
+    d->started_ns = mc_now_ns();
+    d->started_wall = mc_wall_ns();
+    d->epfd = d->sfd = d->ifd = -1;
+    rc = mc_registry_open(d->cfg.store, &ro, &d->reg);
+    if (rc)
+        return mc_err_prefix(rc, "opening the store %s", d->cfg.store);
+    rc = mc_own_arena(&d->own, &d->cfg);
+    if (rc)
+        return rc;
+    if (*d->cfg.socket)
+        snprintf(d->socket_path, sizeof(d->socket_path), "%s", d->cfg.socket);
+    else if ((rc = mc_ctl_default_path(d->cfg.shm_dir, d->cfg.cache, d->socket_path,
+                                       sizeof(d->socket_path))))
+        return rc;
+    rc = mc_io_init(&d->io, &d->own.a, &io, daemon_load_done);
+    if (rc)
+        return rc;
+    d->epfd = epoll_create1(EPOLL_CLOEXEC);
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGHUP);
+    sigprocmask(SIG_BLOCK, &sigs, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    d->sfd = signalfd(-1, &sigs, SFD_NONBLOCK | SFD_CLOEXEC);
+    d->ifd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+    if (d->epfd < 0 || d->sfd < 0 || d->ifd < 0)
+        return mc_err(MC_EIO, "setting up the event loop: %s", strerror(errno));
+    if (inotify_add_watch(d->ifd, mc_registry_dir(d->reg),
+                          IN_MODIFY | IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE) < 0)
+        log_warn("cannot watch %s (%s): registry changes reach mcached only via `mcache "
+                 "reload`",
+                 mc_registry_dir(d->reg), strerror(errno));
+    epoll_add(d->epfd, d->sfd, &SIG_TAG);
+    epoll_add(d->epfd, d->ifd, &INOTIFY_TAG);
+    if (d->io.efd >= 0)
+        epoll_add(d->epfd, d->io.efd, &IO_TAG);
+    rc = mc_ctl_listen(&d->ctl, d->epfd, d->socket_path, d->cfg.admin_group,
+                       d->cfg.reader_group, daemon_request, daemon_conn_closed, d);
+    if (rc)
+        return rc;
+    /* mc_ctl_listen() checked that it fits a sockaddr_un (108 bytes). */
+    snprintf(d->own.a.hdr->socket, sizeof(d->own.a.hdr->socket), "%.107s", d->socket_path);
+    return 0;
+}
+
+void daemon_stop(struct daemon *d)
+{
+    /* Loads in flight are abandoned (their extents are freed on adoption). */
+    for (size_t i = 0; i < d->htcap; i++)
+        for (struct dver *v = d->ht[i]; v; v = v->next)
+            daemon_wake(d, v, MC_ENODAEMON, "mcached is shutting down");
+    if (d->ctl.lfd >= 0)
+        mc_ctl_close(&d->ctl);
+    mc_io_destroy(&d->io);
+    if (d->own.a.hdr)
+        mc_own_release(&d->own);
+    mc_registry_close(d->reg);
+    d->reg = NULL;
+    for (size_t i = 0; i < d->htcap; i++)
+        for (struct dver *v = d->ht[i], *next; v; v = next) {
+            next = v->next;
+            dver_free(v);
+        }
+    free(d->ht);
+    d->ht = NULL;
+    d->htcap = 0;
+    if (d->epfd >= 0)
+        close(d->epfd);
+    if (d->sfd >= 0)
+        close(d->sfd);
+    if (d->ifd >= 0)
+        close(d->ifd);
+}
+
+/* SIGHUP: re-read the config file; apply what can change while running. */
+static void reload_config(struct daemon *d)
+{
+    struct mc_config n;
+
+    if (!*d->cfg.config) {
+        log_info("SIGHUP: no config file to re-read (start with --config FILE)");
+        return;
+    }
+    n = d->cfg;
+    if (mc_config_load(&n, d->cfg.config) != 0) {
+        log_error("SIGHUP: keeping the current settings: %s", mc_last_error());
+        return;
+    }
+    if (strcmp(n.store, d->cfg.store) || strcmp(n.cache, d->cfg.cache) ||
+        strcmp(n.shm_dir, d->cfg.shm_dir) || n.size != d->cfg.size || n.base != d->cfg.base ||
+        strcmp(n.socket, d->cfg.socket) || n.queue_depth != d->cfg.queue_depth ||
+        n.chunk_size != d->cfg.chunk_size)
+        log_warn("SIGHUP: store, cache, shm-dir, size, base, socket, queue-depth and chunk-size "
+                 "take effect only after a restart");
+    if (mc_ctl_set_groups(&d->ctl, n.admin_group, n.reader_group) != 0) {
+        log_error("SIGHUP: keeping the current groups: %s", mc_last_error());
+    } else {
+        snprintf(d->cfg.admin_group, sizeof(d->cfg.admin_group), "%s", n.admin_group);
+        snprintf(d->cfg.reader_group, sizeof(d->cfg.reader_group), "%s", n.reader_group);
+    }
+    d->cfg.log_level = n.log_level;
+    mc_log_min = (enum mc_log_level)n.log_level;
+    d->cfg.max_loads = n.max_loads;
+    d->cfg.preload = n.preload;
+    log_info("SIGHUP: re-read %s", d->cfg.config);
+}
+
+static void run(struct daemon *d)
+{
+    struct epoll_event evs[64];
+
+    while (!d->stop) {
+        int timeout = (mc_io_busy(&d->io) && !d->io.have_ring) ? 0 : 100;
+        int n = epoll_wait(d->epfd, evs, 64, timeout);
+
+        for (int i = 0; i < n; i++) {
+            void *tag = evs[i].data.ptr;
+
+            if (tag == &SIG_TAG) {
+                struct signalfd_siginfo si;
+                while (read(d->sfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+                    if (si.ssi_signo == SIGHUP) {
+                        d->want_config = true;
+                    } else {
+                        log_info("%s: stopping", strsignal((int)si.ssi_signo));
+                        d->stop = true;
+                    }
+                }
+            } else if (tag == &INOTIFY_TAG) {
+                char buf[4096];
+                while (read(d->ifd, buf, sizeof(buf)) > 0)
+                    ;
+                d->want_sync = true;
+            } else if (tag == &IO_TAG) {
+                mc_io_poll(&d->io, false);
+            } else {
+                mc_ctl_event(&d->ctl, tag, evs[i].events);
+            }
+        }
+        if (mc_io_busy(&d->io))
+            mc_io_poll(&d->io, false);
+        if (d->want_config) {
+            d->want_config = false;
+            reload_config(d);
+        }
+        if (d->want_sync) {
+            d->want_sync = false;
+            daemon_sync(d, false);
+        }
+        if (mc_now_ns() - d->last_tick_ns > 100000000ull) {
+            d->last_tick_ns = mc_now_ns();
+            daemon_tick(d);
+        }
+    }
+}
+
+int main(int argc, char **argv)
+{
+    static struct daemon d;
+    const char *cfg_path = NULL;
+    int rc;
+
+    mc_config_defaults(&d.cfg);
+    rc = parse_args(argc, argv, &d.cfg, &cfg_path);
+    if (rc)
+        return rc;
+    mc_log_min = (enum mc_log_level)d.cfg.log_level;
+    rc = daemon_start(&d);
+    if (rc) {
+        log_error("%s", mc_last_error());
+        daemon_stop(&d);
+        return rc == MC_EBUSY ? EXIT_LOCKED : (rc == MC_EINVAL ? EXIT_USAGE : 1);
+    }
+    {
+        struct mc_arena_hdr *h = d.own.a.hdr;
+        log_info("mcached %d.%d.%d serving cache \"%s\" from %s: arena %s, %.0f MiB on %s "
+                 "(%s in %.1f ms, %llu resident), socket %s",
+                 MCACHE_VERSION_MAJOR, MCACHE_VERSION_MINOR, MCACHE_VERSION_PATCH, d.cfg.cache,
+                 mc_registry_dir(d.reg), d.own.a.path, (double)h->size / (1 << 20),
+                 mc_backing_name(h->backing), d.own.adopted ? "adopted" : "created",
+                 (double)d.own.adopt_ns / 1e6, (unsigned long long)d.own.w.t->resident,
+                 d.socket_path);
+        if (h->backing == MC_BACKING_SHM4K)
+            log_info("the arena is on 4 KiB pages: a worker's first read of a model costs a "
+                     "page fault per 4 KiB; for huge pages use --shm-dir on a hugetlbfs mount "
+                     "(see docs/arena.md)");
+    }
+    rc = daemon_sync(&d, true);
+    if (rc)
+        log_error("initial sync failed: %s; serving what the arena holds", mc_last_error());
+    run(&d);
+    daemon_stop(&d);
+    log_info("stopped");
+    return 0;
+}

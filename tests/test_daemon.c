@@ -1,0 +1,612 @@
+/*
+ * test_daemon.c - mcached as a real process: push, load and verify from an
+ * exec'd worker; an alias flipped under 4 reading workers; kill -9 in the
+ * middle of a load and a warm restart; a flipped bit on disk; LRU eviction
+ * that respects aliases, pins and holds; another uid refused; malformed
+ * frames survived.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "index/proto.h"
+#include "index/registry.h"
+#include "shm/err.h"
+#include "tests/testutil.h"
+
+struct dt {
+    char root[256];  /* on disk: store and files */
+    char store[300];
+    char shm[256];   /* arena directory */
+    char sock[320];
+    char log[320];
+    pid_t pid;
+    struct mc_registry *reg;
+};
+
+static struct dt D;
+
+static void sleep_ms(long ms)
+{
+    nanosleep(&(struct timespec){.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L}, NULL);
+}
+
+/* A file of `size` bytes of pattern `seed`. */
+static void make_file(const char *path, uint64_t size, uint32_t seed)
+{
+    FILE *f = fopen(path, "w");
+    uint8_t buf[65536];
+
+    assert_non_null(f);
+    for (uint64_t off = 0; off < size; off += sizeof(buf)) {
+        size_t n = size - off < sizeof(buf) ? (size_t)(size - off) : sizeof(buf);
+        for (size_t i = 0; i < n; i++)
+            buf[i] = pattern_byte(seed, off + i);
+        assert_int_equal(fwrite(buf, 1, n, f), n);
+    }
+    fclose(f);
+}
+
+static void push(const char *name, const char *version, uint64_t size, uint32_t seed)
+{
+    char path[400];
+
+    snprintf(path, sizeof(path), "%s/%s-%s.bin", D.root, name, version);
+    make_file(path, size, seed);
+    int rc = mc_registry_push(D.reg, name, version, path, NULL, NULL);
+    if (rc)
+        fprintf(stderr, "push %s@%s: %s\n", name, version, mc_last_error());
+    assert_int_equal(rc, 0);
+    unlink(path);
+}
+
+/* Send one request; returns the status; *body (may be NULL) gets the answer. */
+static int ctl(char **body, const char *op, unsigned n, ...)
+{
+    const char *args[8];
+    va_list ap;
+    int fd, status = -100;
+    char *b = NULL;
+
+    va_start(ap, n);
+    for (unsigned i = 0; i < n; i++)
+        args[i] = va_arg(ap, const char *);
+    va_end(ap);
+    if (mc_ctl_connect(D.sock, &fd) != 0)
+        return -100;
+    if (mc_ctl_call(fd, op, n, args, 60000, &status, &b) != 0)
+        status = -101;
+    close(fd);
+    if (body)
+        *body = b;
+    else
+        free(b);
+    return status;
+}
+
+static void daemon_start_args(const char *const *extra)
+{
+    char mcached[512];
+    const char *argv[40] = {"mcached", "--store", D.store, "--shm-dir", D.shm, "--cache", "t",
+                            "--socket", D.sock, "--log-level", "debug", "--size", "512M"};
+    int n = 13;
+
+    snprintf(mcached, sizeof(mcached), "%s", getenv("MC_MCACHED") ? getenv("MC_MCACHED")
+                                                                    : "../loader/mcached");
+    for (; extra && *extra; extra++)
+        argv[n++] = *extra;
+    argv[n] = NULL;
+    D.pid = fork();
+    if (D.pid == 0) {
+        int fd = open(D.log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+        dup2(fd, 2);
+        execv(mcached, (char *const *)argv);
+        _exit(127);
+    }
+    for (int i = 0; i < 1000; i++) {
+        if (ctl(NULL, "ping", 0) == 0)
+            return;
+        int st;
+        if (waitpid(D.pid, &st, WNOHANG) == D.pid) {
+            fprintf(stderr, "mcached exited early (status %d); its log:\n", st);
+            D.pid = 0;
+            break;
+        }
+        sleep_ms(10);
+    }
+    char cmd[400];
+    snprintf(cmd, sizeof(cmd), "cat %s >&2", D.log);
+    if (system(cmd) != 0)
+        fprintf(stderr, "(no log)\n");
+    fail_msg("mcached did not start");
+}
+
+static void daemon_stop_clean(void)
+{
+    kill(D.pid, SIGTERM);
+    int st = wait_status(D.pid);
+    assert_true(WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 0);
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    memset(&D, 0, sizeof(D));
+    snprintf(D.root, sizeof(D.root), "/tmp/mcd.%d.XXXXXX", (int)getpid());
+    if (!mkdtemp(D.root))
+        return -1;
+    snprintf(D.store, sizeof(D.store), "%s/store", D.root);
+    snprintf(D.log, sizeof(D.log), "%s/mcached.log", D.root);
+    tdir_make(D.shm, sizeof(D.shm));
+    chmod(D.shm, 0755);
+    snprintf(D.sock, sizeof(D.sock), "%s/ctl.sock", D.shm);
+    struct mc_registry_opts o = {.flags = MC_REGISTRY_CREATE};
+    return mc_registry_open(D.store, &o, &D.reg) == 0 ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+    char cmd[600];
+
+    (void)state;
+    if (D.pid > 0 && kill(D.pid, 0) == 0) {
+        kill(D.pid, SIGKILL);
+        wait_status(D.pid);
+    }
+    mc_registry_close(D.reg);
+    mc_arena_retire(D.shm, "t");
+    tdir_remove(D.shm);
+    snprintf(cmd, sizeof(cmd), "chmod -R u+w %s; rm -rf %s", D.root, D.root);
+    if (system(cmd) != 0)
+        fprintf(stderr, "cleanup of %s failed\n", D.root);
+    return 0;
+}
+
+/* Run mp_reader with args; its first output line into out. Returns exit status. */
+static int reader(char *out, size_t len, const char *mode, const char *name, const char *ref,
+                  const char *extra)
+{
+    char prog[512], cmd[1200];
+    FILE *p;
+    int st;
+
+    snprintf(cmd, sizeof(cmd), "%s %s %s t %s %s %s", helper_path("mp_reader", prog, sizeof(prog)),
+             mode, D.shm, name, ref, extra ? extra : "");
+    p = popen(cmd, "r");
+    assert_non_null(p);
+    out[0] = '\0';
+    if (!fgets(out, (int)len, p))
+        out[0] = '\0';
+    st = pclose(p);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+}
+
+/* A worker holding name@ref (mp_reader holdwatch); *in asks it to verify. */
+static pid_t holder_start(const char *name, const char *ref, FILE **in, FILE **out)
+{
+    char prog[512], line[256];
+    int wr[2], rd[2];
+    pid_t pid;
+
+    /* CLOEXEC: the daemon and other children must not keep our ends open. */
+    assert_int_equal(pipe2(wr, O_CLOEXEC), 0);
+    assert_int_equal(pipe2(rd, O_CLOEXEC), 0);
+    pid = fork();
+    if (pid == 0) {
+        dup2(wr[0], 0);
+        dup2(rd[1], 1);
+        execl(helper_path("mp_reader", prog, sizeof(prog)), "mp_reader", "holdwatch", D.shm, "t",
+              name, ref, NULL);
+        _exit(127);
+    }
+    close(wr[0]);
+    close(rd[1]);
+    *in = fdopen(wr[1], "w");
+    *out = fdopen(rd[0], "r");
+    assert_non_null(fgets(line, sizeof(line), *out));
+    assert_int_equal(strncmp(line, "held ", 5), 0);
+    return pid;
+}
+
+/* The state of name@version in `status`. */
+static const char *model_state(const char *name, const char *version)
+{
+    static char state[32];
+    char *body = NULL;
+    json_t *j, *models, *m;
+    size_t i;
+
+    state[0] = '\0';
+    assert_int_equal(ctl(&body, "status", 0), 0);
+    j = json_loads(body, 0, NULL);
+    free(body);
+    assert_non_null(j);
+    models = json_object_get(j, "models");
+    json_array_foreach(models, i, m)
+    {
+        if (!strcmp(json_string_value(json_object_get(m, "name")), name) &&
+            !strcmp(json_string_value(json_object_get(m, "version")), version))
+            snprintf(state, sizeof(state), "%s", json_string_value(json_object_get(m, "state")));
+    }
+    json_decref(j);
+    return state;
+}
+
+static void test_push_load_read(void **state)
+{
+    char out[256], *body = NULL;
+
+    (void)state;
+    push("m", "1.0.0", (2u << 20) + 123, 11);
+    daemon_start_args(NULL);
+    /* Registered, not resident: a worker is told so, clearly. */
+    assert_int_equal(reader(out, sizeof(out), "verify", "m", "1.0.0", NULL), 3);
+    assert_non_null(strstr(out, "not loaded"));
+    assert_int_equal(ctl(&body, "load", 3, "m", "1.0.0", "10000"), 0);
+    assert_non_null(strstr(body, "\"state\":\"resident\""));
+    free(body);
+    assert_int_equal(reader(out, sizeof(out), "verify", "m", "1.0.0", NULL), 0);
+    assert_string_equal(out, "ok 1.0.0 2097275\n");
+    assert_int_equal(reader(out, sizeof(out), "verify", "m", "latest", NULL), 0);
+    assert_int_equal(ctl(&body, "load", 2, "m", "9.9.9"), MC_ENOENT);
+    assert_non_null(strstr(body, "9.9.9"));
+    free(body);
+    assert_string_equal(model_state("m", "1.0.0"), "resident");
+    /* A version pushed while the daemon runs reaches it (inotify). */
+    push("m", "1.1.0", 4096, 12);
+    for (int i = 0; i < 200 && strcmp(model_state("m", "1.1.0"), "registered"); i++)
+        sleep_ms(10);
+    assert_string_equal(model_state("m", "1.1.0"), "registered");
+    daemon_stop_clean();
+}
+
+static void test_alias_flip_under_readers(void **state)
+{
+    enum { WORKERS = 4 };
+    FILE *w[WORKERS];
+    char prog[512], cmd[1024], line[512];
+    int saw_both = 0;
+
+    (void)state;
+    push("a", "1.0.0", 1u << 20, 1);
+    push("a", "2.0.0", (1u << 20) + 4096, 2);
+    assert_int_equal(mc_registry_alias_set(D.reg, "a", "prod", "1.0.0", NULL), 0);
+    daemon_start_args(NULL);
+    assert_int_equal(ctl(NULL, "load", 3, "a", "1.0.0", "10000"), 0);
+    assert_int_equal(ctl(NULL, "load", 3, "a", "2.0.0", "10000"), 0);
+    for (int i = 0; i < WORKERS; i++) {
+        snprintf(cmd, sizeof(cmd), "%s watch %s t a prod 3000",
+                 helper_path("mp_reader", prog, sizeof(prog)), D.shm);
+        w[i] = popen(cmd, "r");
+        assert_non_null(w[i]);
+    }
+    for (int k = 0; k < 40; k++) {
+        assert_int_equal(mc_registry_alias_set(D.reg, "a", "prod", k % 2 ? "1.0.0" : "2.0.0",
+                                               NULL),
+                         0);
+        sleep_ms(50);
+    }
+    for (int i = 0; i < WORKERS; i++) {
+        long bad = -1;
+        assert_non_null(fgets(line, sizeof(line), w[i]));
+        printf("# worker %d: %s", i, line);
+        assert_int_equal(pclose(w[i]), 0);
+        char *b = strstr(line, " bad ");
+        assert_non_null(b);
+        bad = atol(b + 5);
+        assert_int_equal(bad, 0);
+        saw_both += strstr(line, "1.0.0=") && strstr(line, "2.0.0=");
+    }
+    assert_true(saw_both > 0); /* the alias really moved under them */
+    daemon_stop_clean();
+}
+
+static void test_kill9_mid_load_then_adopt(void **state)
+{
+    const char *slow[] = {"--queue-depth", "1", "--chunk-size", "64K", NULL};
+    char out[256], prog[512], cmd[1024], line[256];
+    char *body = NULL;
+    pid_t holder;
+
+    (void)state;
+    push("small", "1.0.0", 1u << 20, 5);
+    push("big", "1.0.0", 300u << 20, 6);
+    assert_int_equal(mc_registry_alias_set(D.reg, "small", "prod", "1.0.0", NULL), 0);
+    daemon_start_args(slow);
+    for (int i = 0; i < 500 && strcmp(model_state("small", "1.0.0"), "resident"); i++)
+        sleep_ms(10);
+    /* A worker holds small@prod throughout. */
+    FILE *hin, *hout;
+    holder = holder_start("small", "prod", &hin, &hout);
+    /* Ask for big without waiting, and kill -9 mcached once bytes are arriving. */
+    snprintf(cmd, sizeof(cmd), "%s %s load big 1.0.0 >/dev/null 2>&1 &",
+             helper_path("ctl_client", prog, sizeof(prog)), D.sock);
+    assert_int_equal(system(cmd), 0);
+    int loading = 0;
+    for (int i = 0; i < 2000 && !loading; i++) {
+        assert_int_equal(ctl(&body, "status", 0), 0);
+        loading = strstr(body, "\"loaded_bytes\":") && !strstr(body, "\"loaded_bytes\":0,");
+        free(body);
+        if (!loading)
+            sleep_ms(2);
+    }
+    assert_true(loading);
+    assert_string_equal(model_state("big", "1.0.0"), "loading");
+    kill(D.pid, SIGKILL);
+    wait_status(D.pid);
+    /* The daemon is dead: the partial model is invisible, the held one still reads. */
+    assert_int_equal(reader(out, sizeof(out), "verify", "big", "1.0.0", NULL), 3);
+    assert_non_null(strstr(out, "not loaded"));
+    fputs("go\n", hin);
+    fflush(hin);
+    assert_non_null(fgets(line, sizeof(line), hout));
+    assert_string_equal(line, "verified 1 bad 0\n");
+    assert_int_equal(reader(out, sizeof(out), "verify", "small", "prod", NULL), 0);
+    /* Restart: the arena is adopted; small stays resident without a reload. */
+    daemon_start_args(NULL);
+    assert_int_equal(ctl(&body, "status", 0), 0);
+    assert_non_null(strstr(body, "\"adopted\":true"));
+    free(body);
+    assert_string_equal(model_state("small", "1.0.0"), "resident");
+    assert_string_equal(model_state("big", "1.0.0"), "registered");
+    fputs("go\n", hin);
+    fflush(hin);
+    assert_non_null(fgets(line, sizeof(line), hout));
+    assert_string_equal(line, "verified 2 bad 0\n");
+    assert_int_equal(ctl(NULL, "load", 3, "big", "1.0.0", "30000"), 0);
+    assert_int_equal(reader(out, sizeof(out), "verify", "big", "1.0.0", NULL), 0);
+    fputs("go\n", hin);
+    fflush(hin);
+    assert_non_null(fgets(line, sizeof(line), hout));
+    assert_string_equal(line, "verified 3 bad 0\n");
+    fclose(hin);
+    fclose(hout);
+    assert_int_equal(WEXITSTATUS(wait_status(holder)), 0);
+    /* The log says what happened. */
+    snprintf(cmd, sizeof(cmd), "grep -q 'adopted' %s", D.log);
+    assert_int_equal(system(cmd), 0);
+    daemon_stop_clean();
+}
+
+static void test_bit_flip_refused(void **state)
+{
+    const struct mc_reg_version *rv;
+    char out[256], *body = NULL;
+    int fd;
+
+    (void)state;
+    push("f", "1.0.0", 1u << 20, 9);
+    assert_int_equal(mc_registry_resolve(D.reg, "f", "1.0.0", &rv), 0);
+    chmod(rv->path, 0644);
+    fd = open(rv->path, O_RDWR);
+    assert_true(fd >= 0);
+    uint8_t b;
+    assert_int_equal(pread(fd, &b, 1, 500000), 1);
+    b ^= 0x10;
+    assert_int_equal(pwrite(fd, &b, 1, 500000), 1);
+    close(fd);
+    daemon_start_args(NULL);
+    assert_int_equal(ctl(&body, "load", 3, "f", "1.0.0", "10000"), MC_ECORRUPT);
+    assert_non_null(strstr(body, "checksum mismatch"));
+    free(body);
+    /* Never served: workers get MC_EFAILED with the cause. */
+    assert_int_equal(reader(out, sizeof(out), "verify", "f", "1.0.0", NULL), 3);
+    char code[16];
+    snprintf(code, sizeof(code), "error %d", MC_EFAILED);
+    assert_int_equal(strncmp(out, code, strlen(code)), 0);
+    assert_string_equal(model_state("f", "1.0.0"), "failed");
+    assert_int_equal(ctl(&body, "status", 0), 0);
+    assert_non_null(strstr(body, "\"what\":\"load f@1.0.0\""));
+    free(body);
+    daemon_stop_clean();
+}
+
+static void test_lru_respects_alias_pin_hold(void **state)
+{
+    const char *small[] = {"--size", "64M", "--index-size", "4M", NULL};
+    const uint64_t MB = 1u << 20;
+    char *body = NULL;
+
+    (void)state;
+    const char *names[] = {"A", "B", "C", "D", "E", "F", "G"};
+    for (int i = 0; i < 7; i++)
+        push(names[i], "1.0.0", 10 * MB, (uint32_t)(100 + i));
+    push("H", "1.0.0", 40 * MB, 107);
+    assert_int_equal(mc_registry_alias_set(D.reg, "A", "prod", "1.0.0", NULL), 0);
+    daemon_start_args(small);
+    for (int i = 0; i < 500 && strcmp(model_state("A", "1.0.0"), "resident"); i++)
+        sleep_ms(10);
+    assert_string_equal(model_state("A", "1.0.0"), "resident"); /* aliased: preloaded */
+    assert_int_equal(ctl(NULL, "pin", 2, "B", "1.0.0"), 0);
+    for (int i = 0; i < 500 && strcmp(model_state("B", "1.0.0"), "resident"); i++)
+        sleep_ms(10);
+    assert_int_equal(ctl(NULL, "load", 2, "C", "1.0.0"), 0);
+    FILE *hin, *hout;
+    pid_t holder = holder_start("C", "1.0.0", &hin, &hout);
+    sleep_ms(1200); /* C is now the most recently used (held) */
+    assert_int_equal(ctl(NULL, "load", 2, "D", "1.0.0"), 0);
+    sleep_ms(20);
+    assert_int_equal(ctl(NULL, "load", 2, "E", "1.0.0"), 0);
+    /* Full: F evicts the least recently used unprotected model, D. */
+    assert_int_equal(ctl(NULL, "load", 2, "F", "1.0.0"), 0);
+    assert_string_equal(model_state("D", "1.0.0"), "registered");
+    assert_string_equal(model_state("E", "1.0.0"), "resident");
+    assert_int_equal(ctl(NULL, "load", 2, "G", "1.0.0"), 0);
+    assert_string_equal(model_state("E", "1.0.0"), "registered");
+    const char *kept[] = {"A", "B", "C", "F", "G"};
+    for (int i = 0; i < 5; i++)
+        assert_string_equal(model_state(kept[i], "1.0.0"), "resident");
+    /* 40 MiB cannot fit beside 30 MiB of protected models: a clear error. */
+    assert_int_equal(ctl(&body, "load", 2, "H", "1.0.0"), MC_ENOSPC);
+    assert_non_null(strstr(body, "no room for H@1.0.0"));
+    free(body);
+    for (int i = 0; i < 3; i++)
+        assert_string_equal(model_state(kept[i], "1.0.0"), "resident");
+    fclose(hin);
+    fclose(hout);
+    wait_status(holder);
+    daemon_stop_clean();
+}
+
+static void test_other_uid_cannot_change(void **state)
+{
+    const char *anyone[] = {"--reader-group", "*", NULL};
+    char prog[512], cmd[1024], out[512];
+    FILE *p;
+
+    (void)state;
+    if (system("command -v setpriv >/dev/null && id nobody >/dev/null 2>&1") != 0 ||
+        getuid() != 0) {
+        printf("# not run: needs root and setpriv to act as uid nobody\n");
+        skip();
+    }
+    push("u", "1.0.0", 65536, 3);
+    daemon_start_args(anyone);
+    chmod(D.root, 0755);
+    const char *ops[][2] = {{"evict", "u 1.0.0"}, {"pin", "u 1.0.0"}, {"shutdown", ""},
+                            {"reload", ""},     {"status", ""},      {"load", "u 1.0.0"}};
+    for (int i = 0; i < 6; i++) {
+        snprintf(cmd, sizeof(cmd),
+                 "setpriv --reuid=nobody --regid=nogroup --clear-groups %s %s %s %s",
+                 helper_path("ctl_client", prog, sizeof(prog)), D.sock, ops[i][0], ops[i][1]);
+        p = popen(cmd, "r");
+        assert_non_null(fgets(out, sizeof(out), p));
+        int st = pclose(p);
+        bool change = i < 4;
+        printf("# nobody %s: %.60s\n", ops[i][0], out);
+        if (change) {
+            assert_int_equal(WEXITSTATUS(st), 1);
+            assert_int_equal(atoi(out), MC_EPERM);
+            assert_non_null(strstr(out, "may not"));
+        } else {
+            assert_int_equal(WEXITSTATUS(st), 0);
+        }
+    }
+    /* Still running, nothing pinned. */
+    assert_int_equal(ctl(NULL, "ping", 0), 0);
+    const struct mc_reg_version *rv;
+    mc_registry_refresh(D.reg, NULL);
+    assert_int_equal(mc_registry_resolve(D.reg, "u", "1.0.0", &rv), 0);
+    assert_false(rv->pinned);
+    daemon_stop_clean();
+}
+
+/* Send raw bytes on a fresh connection; read whatever comes back. */
+static void send_raw(const void *buf, size_t len, bool wait_reply)
+{
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    char junk[256];
+
+    snprintf(sa.sun_path, sizeof(sa.sun_path), "%.107s", D.sock);
+    assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    if (len)
+        (void)!send(fd, buf, len, MSG_NOSIGNAL);
+    if (wait_reply) {
+        struct timeval tv = {.tv_sec = 2};
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+        (void)!recv(fd, junk, sizeof(junk), 0);
+    }
+    close(fd);
+}
+
+static void test_malformed_frames(void **state)
+{
+    struct mc_frame f = {.magic = MC_PROTO_MAGIC, .version = 1, .type = MC_FRAME_REQUEST};
+    char buf[70000];
+    int slow_fd;
+
+    (void)state;
+    daemon_start_args(NULL);
+    /* A slow client that never finishes its frame must not block others. */
+    {
+        struct sockaddr_un sa = {.sun_family = AF_UNIX};
+        slow_fd = socket(AF_UNIX, SOCK_STREAM, 0);
+        snprintf(sa.sun_path, sizeof(sa.sun_path), "%.107s", D.sock);
+        assert_int_equal(connect(slow_fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+        assert_int_equal(send(slow_fd, &f, 7, 0), 7);
+    }
+    /* bad magic */
+    struct mc_frame g = f;
+    g.magic = 0xdeadbeef;
+    send_raw(&g, sizeof(g), true);
+    /* huge length */
+    g = f;
+    g.length = 1u << 30;
+    send_raw(&g, sizeof(g), true);
+    /* wrong version, wrong type */
+    g = f;
+    g.version = 9;
+    send_raw(&g, sizeof(g), true);
+    g = f;
+    g.type = MC_FRAME_RESPONSE;
+    send_raw(&g, sizeof(g), true);
+    /* truncated header, truncated payload */
+    send_raw(&f, 5, false);
+    g = f;
+    g.length = 100;
+    memcpy(buf, &g, sizeof(g));
+    memcpy(buf + sizeof(g), "status", 6);
+    send_raw(buf, sizeof(g) + 6, false);
+    /* payload without NUL, with control bytes, with too many args, empty */
+    const char *payloads[] = {"status", "st\x01tus", "load\0a\0b\0c\0d\0e\0f\0g\0h\0i\0j\0",
+                              "", "\0\0\0", "load\0\xff\xfe\0x\0"};
+    size_t plen[] = {6, 7, 22, 0, 3, 9};
+    for (size_t i = 0; i < sizeof(payloads) / sizeof(payloads[0]); i++) {
+        g = f;
+        g.length = (uint32_t)plen[i];
+        memcpy(buf, &g, sizeof(g));
+        memcpy(buf + sizeof(g), payloads[i], plen[i]);
+        send_raw(buf, sizeof(g) + plen[i], true);
+    }
+    /* valid frames with nonsense requests */
+    assert_int_equal(ctl(NULL, "frobnicate", 0), MC_EINVAL);
+    assert_int_equal(ctl(NULL, "load", 1, "x"), MC_EINVAL);
+    assert_int_equal(ctl(NULL, "load", 2, "../../etc", "passwd"), MC_ENOENT);
+    /* random garbage, many times */
+    srand(7);
+    for (int k = 0; k < 200; k++) {
+        size_t n = (size_t)(rand() % 200);
+        for (size_t i = 0; i < n; i++)
+            buf[i] = (char)rand();
+        if (k % 2) /* often with a valid header in front */
+            memcpy(buf, &f, n < sizeof(f) ? n : sizeof(f));
+        send_raw(buf, n, false);
+    }
+    /* Alive and serving. */
+    assert_int_equal(ctl(NULL, "ping", 0), 0);
+    assert_int_equal(ctl(NULL, "status", 0), 0);
+    close(slow_fd);
+    daemon_stop_clean();
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_push_load_read, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_alias_flip_under_readers, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_kill9_mid_load_then_adopt, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bit_flip_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_lru_respects_alias_pin_hold, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_other_uid_cannot_change, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_malformed_frames, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
