@@ -38,6 +38,9 @@
  *   whether anything changed.
  *
  * THREADS AND LIFETIMES
+ *   Reading calls (models, resolve, search) answer from the state as of the
+ *   handle's last open, refresh or change; call mc_registry_refresh() to
+ *   see what other processes did since. Changes always catch up first.
  *   A handle is not thread-safe: use it from one thread at a time. Every
  *   pointer returned (models, versions, aliases, strings) stays valid until
  *   the next call on the same handle that can change its state: any
