@@ -159,36 +159,39 @@ static void test_push_basic(void **state)
 
 static void test_push_formats(void **state)
 {
+    /* safetensors: a little-endian u64 header length, then its JSON */
+    static const unsigned char st[24] = {14,  0,   0,   0,   0,   0,   0,   0,
+                                         '{', '"', 'a', '"', ':', '{', '}', '}'};
+    static const unsigned char st_long[24] = {200, 0, 0, 0, 0, 0, 0, 0, '{'}; /* past the end */
+    static const unsigned char onnx[16] = {0x08, 0x07, 0x12, 0x07, 'p', 'y',
+                                           't',  'o',  'r',  'c',  'h'};
+    static const struct {
+        const void *bytes;
+        size_t len;
+        enum mc_reg_format want;
+    } cases[] = {
+        {st, sizeof(st), MC_FORMAT_SAFETENSORS},
+        {st_long, sizeof(st_long), MC_FORMAT_OTHER},
+        {"GGUF\x03\0\0\0rest", 12, MC_FORMAT_GGUF},
+        {"GGU", 3, MC_FORMAT_OTHER},
+        {onnx, sizeof(onnx), MC_FORMAT_ONNX},
+        {"\x08\x07\x99", 3, MC_FORMAT_OTHER},
+        {"", 0, MC_FORMAT_OTHER},
+    };
     struct fx *f = *state;
-    unsigned char st[64] = {0},
-                  onnx[64] = {0x08, 0x07, 0x12, 0x07, 'p', 'y', 't', 'o', 'r', 'c', 'h'};
     const struct mc_reg_version *v;
-    char p[512];
+    char p[512], ver[16];
 
-    /* safetensors: u64 header length, then the JSON header */
-    st[0] = 14;
-    memcpy(st + 8, "{\"a\":{}}      ", 14);
-    snprintf(p, sizeof(p), "%s/st", f->files);
-    tu_write(p, st, sizeof(st));
-    assert_int_equal(mc_registry_push(f->r, "m", "1.0.0", p, NULL, NULL), 0);
-    snprintf(p, sizeof(p), "%s/gguf", f->files);
-    tu_write(p, "GGUF\x03\0\0\0rest", 12);
-    assert_int_equal(mc_registry_push(f->r, "m", "2.0.0", p, NULL, NULL), 0);
-    snprintf(p, sizeof(p), "%s/onnx", f->files);
-    tu_write(p, onnx, sizeof(onnx));
-    assert_int_equal(mc_registry_push(f->r, "m", "3.0.0", p, NULL, NULL), 0);
-    snprintf(p, sizeof(p), "%s/empty", f->files);
-    tu_write(p, "", 0);
-    assert_int_equal(mc_registry_push(f->r, "m", "4.0.0", p, NULL, NULL), 0);
-    mc_registry_resolve(f->r, "m", "1.0.0", &v);
-    assert_int_equal(v->format, MC_FORMAT_SAFETENSORS);
-    mc_registry_resolve(f->r, "m", "2.0.0", &v);
-    assert_int_equal(v->format, MC_FORMAT_GGUF);
-    mc_registry_resolve(f->r, "m", "3.0.0", &v);
-    assert_int_equal(v->format, MC_FORMAT_ONNX);
-    mc_registry_resolve(f->r, "m", "4.0.0", &v);
-    assert_int_equal(v->format, MC_FORMAT_OTHER);
-    assert_int_equal(v->size, 0);
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        snprintf(p, sizeof(p), "%s/c%zu", f->files, i);
+        snprintf(ver, sizeof(ver), "%zu.0.0", i + 1);
+        tu_write(p, cases[i].bytes, cases[i].len);
+        assert_int_equal(mc_registry_push(f->r, "m", ver, p, NULL, NULL), 0);
+        assert_int_equal(mc_registry_resolve(f->r, "m", ver, &v), 0);
+        if (v->format != cases[i].want || v->size != cases[i].len)
+            fail_msg("case %zu: format %s, size %llu", i, mc_reg_format_name(v->format),
+                     (unsigned long long)v->size);
+    }
     assert_string_equal(mc_reg_format_name(MC_FORMAT_GGUF), "gguf");
 }
 
