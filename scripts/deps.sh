@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# deps.sh - install the Debian 12 packages mcache needs to build, test,
+# benchmark and run its demo. Does nothing when they are all present.
+#
+#   scripts/deps.sh          # as root, or with sudo available
+set -euo pipefail
+
+PKGS=(
+  build-essential cmake pkg-config          # toolchain
+  liburing-dev                              # the loader's cold path (io_uring)
+  libjemalloc-dev                           # the loader's heap
+  libck-dev                                 # Concurrency Kit: the lock-free table in the arena
+  libcmocka-dev                             # unit tests
+  libjansson-dev                            # the manifest's JSON lines and the control protocol's answers
+  libxxhash-dev                             # XXH3: table hashing and artifact checksums
+  liblmdb-dev                               # the benchmark's zero-copy peer
+  util-linux                                # setpriv (tests run a client as another uid)
+  python3 python3-numpy python3-torch       # the Python module, its tests, the PyTorch demo
+  gnuplot-nox                               # benchmark plots
+  redis-server                              # the benchmark's network peer (started on loopback by the bench)
+  clang                                     # libFuzzer builds of the fuzz targets
+)
+
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+  command -v sudo >/dev/null || { echo "deps.sh: need root (or sudo) to install: ${missing[*]}" >&2; exit 1; }
+  SUDO=sudo
+fi
+echo "deps.sh: installing ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+# The Debian package starts redis-server as a service; the benchmark runs its own.
+if command -v systemctl >/dev/null && systemctl is-active --quiet redis-server 2>/dev/null; then
+  $SUDO systemctl stop redis-server || true
+fi
