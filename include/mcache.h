@@ -145,6 +145,34 @@ MC_API const char *mc_model_checksum(const mc_model *m); /* "xxh3-128:<32 hex di
 MC_API const char *mc_model_metadata(const mc_model *m); /* JSON object text */
 MC_API uint64_t mc_model_generation(const mc_model *m);  /* arena generation when published */
 
+/*
+ * Tensors of a safetensors model, validated by mcached when it loaded the
+ * model. Every pointer points into the arena (zero-copy, read-only) and is
+ * valid until mc_release(m). Other formats have no tensors.
+ */
+struct mc_tensor {
+    const char *name;      /* as in the file */
+    const char *dtype;     /* "F32", "F16", "BF16", "I64", "U8", "BOOL", ... */
+    unsigned elem_size;    /* bytes per element */
+    unsigned ndim;
+    const uint64_t *shape; /* ndim dimensions */
+    const void *data;      /* the tensor's bytes */
+    uint64_t size;         /* bytes (product of shape times elem_size) */
+    int aligned;           /* data is aligned to elem_size */
+};
+
+/* Number of tensors (0 if the model is not safetensors). */
+MC_API size_t mc_model_tensor_count(const mc_model *m);
+
+/* The i-th tensor, in name order. MC_ENOENT past the end. */
+MC_API int mc_model_tensor_at(const mc_model *m, size_t i, struct mc_tensor *out);
+
+/* The tensor called name. MC_ENOENT (with a message) if there is none. */
+MC_API int mc_model_tensor_find(const mc_model *m, const char *name, struct mc_tensor *out);
+
+/* The safetensors __metadata__ object as JSON text, or NULL if none. */
+MC_API const char *mc_model_tensor_metadata(const mc_model *m);
+
 /* What the arena looks like now (a snapshot; no locks). */
 struct mc_cache_info {
     uint64_t base;          /* virtual address of the mapping */

@@ -22,6 +22,7 @@
 
 #include "index/proto.h"
 #include "index/resolve.h"
+#include "index/safetensors.h"
 #include "index/table.h"
 #include "shm/arena.h"
 #include "shm/err.h"
@@ -520,6 +521,65 @@ const char *mc_model_metadata(const mc_model *m)
 uint64_t mc_model_generation(const mc_model *m)
 {
     return m->rec->h.generation;
+}
+
+static const struct mc_tensor_table *tensor_table(const mc_model *m)
+{
+    if (!m->rec->tensors_off)
+        return NULL;
+    return (const struct mc_tensor_table *)(m->cache->arena.base + m->rec->tensors_off);
+}
+
+static void tensor_fill(const mc_model *m, const struct mc_tensor_table *t,
+                        const struct mc_tensor_entry *e, struct mc_tensor *out)
+{
+    const uint8_t *base = (const uint8_t *)(uintptr_t)m->rec->data + t->data_start;
+
+    out->name = (const char *)t + e->name_off;
+    out->dtype = mc_dtype_name(e->dtype);
+    out->elem_size = mc_dtype_size(e->dtype);
+    out->ndim = e->ndim;
+    out->shape = (const uint64_t *)((const char *)t + e->shape_off);
+    out->data = base + e->begin;
+    out->size = e->end - e->begin;
+    out->aligned = ((uintptr_t)out->data % out->elem_size) == 0;
+}
+
+size_t mc_model_tensor_count(const mc_model *m)
+{
+    const struct mc_tensor_table *t = tensor_table(m);
+
+    return t ? t->count : 0;
+}
+
+int mc_model_tensor_at(const mc_model *m, size_t i, struct mc_tensor *out)
+{
+    const struct mc_tensor_table *t = tensor_table(m);
+
+    if (!t || i >= t->count)
+        return mc_err(MC_ENOENT, "%s@%s has %zu tensors; there is no tensor %zu",
+                      mc_model_name(m), mc_model_version(m), t ? (size_t)t->count : 0, i);
+    tensor_fill(m, t, &t->e[i], out);
+    return 0;
+}
+
+int mc_model_tensor_find(const mc_model *m, const char *name, struct mc_tensor *out)
+{
+    const struct mc_tensor_table *t = tensor_table(m);
+    const struct mc_tensor_entry *e = t ? mc_tensor_table_find(t, name) : NULL;
+
+    if (!e)
+        return mc_err(MC_ENOENT, "%s@%s has no tensor \"%s\"%s", mc_model_name(m),
+                      mc_model_version(m), name, t ? "" : " (it is not a safetensors model)");
+    tensor_fill(m, t, e, out);
+    return 0;
+}
+
+const char *mc_model_tensor_metadata(const mc_model *m)
+{
+    const struct mc_tensor_table *t = tensor_table(m);
+
+    return t && t->meta_off ? (const char *)t + t->meta_off : NULL;
 }
 
 int mc_cache_info(mc_cache *c, struct mc_cache_info *out)

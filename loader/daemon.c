@@ -23,6 +23,7 @@
 #include <sys/mman.h>
 
 #include "index/resolve.h"
+#include "index/safetensors.h"
 #include "loader/log.h"
 #include "shm/err.h"
 #include "shm/slab.h"
@@ -152,6 +153,8 @@ static int put_record(struct daemon *d, struct dver *v, uint32_t state)
         desc.data_off = v->extent_off;
         desc.extent_off = v->extent_off;
         desc.extent_size = v->extent_size;
+        desc.tensors_off = v->tensors_off;
+        desc.tensors_size = v->tensors_size;
     }
     rc = mc_table_put_version(&d->own.w, &desc, &rec);
     if (rc == 0)
@@ -173,6 +176,7 @@ int daemon_evict(struct daemon *d, struct dver *v)
         return rc;
     v->st = D_REGISTERED;
     v->extent_off = v->extent_size = 0;
+    v->tensors_off = v->tensors_size = 0;
     d->evictions++;
     log_info("evicted %s@%s (%llu bytes)", v->name, v->version, (unsigned long long)v->size);
     return 0;
@@ -214,15 +218,16 @@ static void load_failed(struct daemon *d, struct dver *v, int code, const char *
     char what[300];
 
     v->st = D_FAILED;
+    /* Copy first: `why` is often mc_last_error(), which the calls below reuse. */
     snprintf(v->error, sizeof(v->error), "%s", why);
     snprintf(what, sizeof(what), "load %s@%s", v->name, v->version);
-    daemon_failure(d, what, why);
-    log_error("loading %s@%s failed: %s", v->name, v->version, why);
+    daemon_failure(d, what, v->error);
+    log_error("loading %s@%s failed: %s", v->name, v->version, v->error);
     /* Workers asking for it get MC_EFAILED with the cause, not a stale miss. */
     if (put_record(d, v, MC_STATE_FAILED) != 0)
         log_warn("cannot mark %s@%s failed in the arena: %s", v->name, v->version,
                  mc_last_error());
-    daemon_wake(d, v, code, why);
+    daemon_wake(d, v, code, v->error);
 }
 
 /* Least recently used evictable version, or NULL. */
@@ -354,6 +359,26 @@ static struct dver *dver_of_load(struct daemon *d, struct mc_coldload *cl)
     return NULL;
 }
 
+/* Validate the safetensors header in the loaded bytes; store the tensor table. */
+static int tensors_build(struct daemon *d, struct dver *v)
+{
+    struct mc_tensor_table *t;
+    uint64_t off;
+    int rc;
+
+    rc = mc_safetensors_parse(mc_arena_ptr(&d->own.a, v->extent_off), v->size, &t);
+    if (rc)
+        return rc;
+    rc = mc_index_alloc(&d->own.a, t->size, &off);
+    if (rc == 0) {
+        memcpy(mc_arena_ptr(&d->own.a, off), t, t->size);
+        v->tensors_off = off;
+        v->tensors_size = t->size;
+    }
+    free(t);
+    return rc;
+}
+
 void daemon_load_done(void *ctx, struct mc_coldload *cl)
 {
     struct daemon *d = ctx;
@@ -371,11 +396,17 @@ void daemon_load_done(void *ctx, struct mc_coldload *cl)
         load_failed(d, v, cl->status, cl->error);
         return;
     }
+    /* A safetensors model gets its tensor table, or is refused. */
+    rc = v->format == MC_RECFMT_SAFETENSORS ? tensors_build(d, v) : 0;
     /* Publish = seal: the bytes are complete and verified. */
-    rc = put_record(d, v, MC_STATE_READY);
+    if (!rc)
+        rc = put_record(d, v, MC_STATE_READY);
     if (rc) {
         mc_extent_free(&d->own.a, &d->own.a.hdr->data_ext, v->extent_off, v->extent_size);
         v->extent_off = v->extent_size = 0;
+        if (v->tensors_off)
+            mc_index_free(&d->own.a, v->tensors_off, v->tensors_size);
+        v->tensors_off = v->tensors_size = 0;
         load_failed(d, v, rc, mc_last_error());
         return;
     }
@@ -452,6 +483,8 @@ static void dver_attach_record(struct daemon *d, struct dver *v)
         v->rec_off = mc_arena_off(&d->own.a, r);
         v->extent_off = r->extent_off;
         v->extent_size = r->extent_size;
+        v->tensors_off = r->tensors_off;
+        v->tensors_size = r->tensors_size;
         v->loaded_at = r->loaded_ns;
         v->last_used_ns = mc_now_ns();
         return;

@@ -45,6 +45,7 @@ struct dver {
     unsigned aliased;     /* registry aliases pointing here */
     enum dstate st;
     uint64_t extent_off, extent_size;
+    uint64_t tensors_off, tensors_size; /* safetensors: the table in the index region */
     struct mc_coldload *cl;
     uint64_t last_used_ns; /* CLOCK_MONOTONIC; see the LRU note in daemon.c */
     uint64_t loaded_at;    /* CLOCK_REALTIME */

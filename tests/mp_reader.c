@@ -15,6 +15,8 @@
  *                                         print "seen V=N ... bad B"; exit 0 iff B == 0
  *   mp_reader holdwatch DIR CACHE NAME REF  get once, print "held", re-verify the held bytes
  *                                         until stdin closes; print "verified N bad B"
+ *   mp_reader tensor DIR CACHE NAME REF TENSOR  print "TENSORS n DTYPE d0xd1.. aligned A sum S"
+ *                                         (S: sum of the tensor's F32 values)
  *
  * Exit codes: 0 ok, 1 a check failed, 2 usage or setup error.
  */
@@ -110,6 +112,33 @@ static int cmd_watch(char **av)
     printf(" errors %ld bad %ld\n", errors, bad);
     mc_detach(c);
     return bad ? 1 : 0;
+}
+
+static int cmd_tensor(char **av)
+{
+    struct mc_tensor t;
+    mc_cache *c;
+    mc_model *m;
+    double sum = 0;
+
+    if (mc_attach_dir(av[2], av[3], &c) || mc_get(c, av[4], av[5], &m)) {
+        fprintf(stderr, "mp_reader: %s\n", mc_last_error());
+        return 2;
+    }
+    if (mc_model_tensor_find(m, av[6], &t) != 0) {
+        printf("error %s\n", mc_last_error());
+        return 3;
+    }
+    if (strcmp(t.dtype, "F32") == 0)
+        for (uint64_t i = 0; i < t.size / 4; i++)
+            sum += ((const float *)t.data)[i];
+    printf("%zu %s ", mc_model_tensor_count(m), t.dtype);
+    for (unsigned d = 0; d < t.ndim; d++)
+        printf("%s%llu", d ? "x" : "", (unsigned long long)t.shape[d]);
+    printf(" aligned %d sum %g\n", t.aligned, sum);
+    mc_release(m);
+    mc_detach(c);
+    return 0;
 }
 
 static int cmd_holdwatch(char **av)
@@ -298,6 +327,8 @@ int main(int ac, char **av)
         return cmd_watch(av);
     if (ac >= 6 && strcmp(av[1], "holdwatch") == 0)
         return cmd_holdwatch(av);
+    if (ac >= 7 && strcmp(av[1], "tensor") == 0)
+        return cmd_tensor(av);
     fprintf(stderr, "usage: mp_reader write|hold|pin|stress|verify|watch|holdwatch DIR CACHE ...\n");
     return 2;
 }

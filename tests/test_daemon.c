@@ -527,6 +527,59 @@ static void send_raw(const void *buf, size_t len, bool wait_reply)
     close(fd);
 }
 
+/* Write a safetensors file: tensors "w" F32 [2,3] = 0..5 and "b" F32 [3] = 1,1,1. */
+static void push_safetensors(const char *name, const char *version, const char *header_override)
+{
+    const char *hdr = header_override
+                          ? header_override
+                          : "{\"w\":{\"dtype\":\"F32\",\"shape\":[2,3],\"data_offsets\":[0,24]},"
+                            "\"b\":{\"dtype\":\"F32\",\"shape\":[3],\"data_offsets\":[24,36]},"
+                            "\"__metadata__\":{\"format\":\"pt\"}}";
+    float vals[9] = {0, 1, 2, 3, 4, 5, 1, 1, 1};
+    char path[400], padded[1024];
+    uint64_t n;
+    FILE *f;
+
+    /* Pad with spaces to 8 bytes, as safetensors writers do, so data is aligned. */
+    snprintf(padded, sizeof(padded), "%-*s", (int)((strlen(hdr) + 7) / 8 * 8), hdr);
+    hdr = padded;
+    n = strlen(hdr);
+
+    snprintf(path, sizeof(path), "%s/%s.safetensors", D.root, name);
+    f = fopen(path, "w");
+    assert_non_null(f);
+    assert_int_equal(fwrite(&n, 8, 1, f), 1); /* little-endian host */
+    assert_int_equal(fwrite(hdr, 1, n, f), n);
+    assert_int_equal(fwrite(vals, 4, 9, f), 9);
+    fclose(f);
+    assert_int_equal(mc_registry_push(D.reg, name, version, path, NULL, NULL), 0);
+}
+
+static void test_safetensors_tensors(void **state)
+{
+    char out[256], *body = NULL;
+
+    (void)state;
+    push_safetensors("st", "1.0.0", NULL);
+    push_safetensors("bad", "1.0.0",
+                     "{\"w\":{\"dtype\":\"F32\",\"shape\":[2,3],\"data_offsets\":[0,24]},"
+                     "\"b\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[24,36]}}");
+    daemon_start_args(NULL);
+    assert_int_equal(ctl(NULL, "load", 2, "st", "1.0.0"), 0);
+    assert_int_equal(reader(out, sizeof(out), "tensor", "st", "1.0.0", "w"), 0);
+    assert_string_equal(out, "2 F32 2x3 aligned 1 sum 15\n");
+    assert_int_equal(reader(out, sizeof(out), "tensor", "st", "1.0.0", "b"), 0);
+    assert_string_equal(out, "2 F32 3 aligned 1 sum 3\n");
+    assert_int_equal(reader(out, sizeof(out), "tensor", "st", "1.0.0", "nope"), 3);
+    assert_non_null(strstr(out, "no tensor \"nope\""));
+    /* A header that does not add up is refused at load, naming the tensor. */
+    assert_int_equal(ctl(&body, "load", 2, "bad", "1.0.0"), MC_EINVAL);
+    assert_non_null(strstr(body, "tensor \"b\" has 4 elements of F32 (16 bytes) but spans 12"));
+    free(body);
+    assert_string_equal(model_state("bad", "1.0.0"), "failed");
+    daemon_stop_clean();
+}
+
 static void test_malformed_frames(void **state)
 {
     struct mc_frame f = {.magic = MC_PROTO_MAGIC, .version = 1, .type = MC_FRAME_REQUEST};
@@ -606,6 +659,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_bit_flip_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_lru_respects_alias_pin_hold, setup, teardown),
         cmocka_unit_test_setup_teardown(test_other_uid_cannot_change, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_safetensors_tensors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_malformed_frames, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
