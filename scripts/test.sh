@@ -1,22 +1,24 @@
 #!/usr/bin/env bash
 # test.sh - the one command from a fresh Debian 12 clone to passing tests:
 # installs what is needed, builds with -Wall -Wextra -Werror, runs every test
-# (ctest), then builds and runs them all again under AddressSanitizer and
-# UndefinedBehaviorSanitizer. Exits non-zero if anything fails.
+# (ctest), then builds and runs them all again under AddressSanitizer with
+# UndefinedBehaviorSanitizer, and under ThreadSanitizer. Exits non-zero if
+# anything fails.
 #
 #   scripts/test.sh             # everything
-#   scripts/test.sh --no-asan   # skip the sanitizer pass (quicker, for development)
-#   scripts/test.sh --tsan      # also a ThreadSanitizer pass of the unit tests
+#   scripts/test.sh --quick     # the release pass only (for development)
+#   scripts/test.sh --no-tsan   # skip the ThreadSanitizer pass
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 asan=1
-tsan=0
+tsan=1
 for a in "$@"; do
   case "$a" in
+    --quick) asan=0; tsan=0 ;;
     --no-asan) asan=0 ;;
-    --tsan) tsan=1 ;;
-    -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
+    --no-tsan) tsan=0 ;;
+    -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
     *) echo "test.sh: unknown option $a (see --help)" >&2; exit 2 ;;
   esac
 done

@@ -12,6 +12,21 @@
 #include "shm/readers.h"
 #include "shm/slab.h"
 
+/*
+ * A full (store-load) fence. GCC's ThreadSanitizer does not support
+ * atomic_thread_fence, so TSan builds use a sequentially consistent
+ * read-modify-write instead (a locked instruction: a full barrier on x86).
+ */
+static void full_fence(void)
+{
+#if defined(__SANITIZE_THREAD__)
+    static uint64_t word;
+    __atomic_fetch_add(&word, 0, __ATOMIC_SEQ_CST);
+#else
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+#endif
+}
+
 int mc_reclaim_init(struct mc_reclaim *rc, struct mc_arena *a, struct mc_readers *r,
                     void (*free_record)(void *, uint64_t), void *ctx)
 {
@@ -73,7 +88,7 @@ void mc_reclaim_advance(struct mc_reclaim *rc)
     __atomic_store_n(ep, *ep + 1, __ATOMIC_RELEASE);
     /* Store-load fence: the epoch and unlinks are visible before we read any
      * reader's pin in mc_reclaim_poll() (pairs with the reader's xchg). */
-    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    full_fence();
 }
 
 static int u64_cmp(const void *x, const void *y)
@@ -90,7 +105,7 @@ static int scan(struct mc_reclaim *rc, uint64_t *min_pin)
     uint64_t now = mc_now_ns();
     int nlive;
 
-    __atomic_thread_fence(__ATOMIC_SEQ_CST); /* see mc_reclaim_advance() */
+    full_fence(); /* see mc_reclaim_advance() */
     nlive = mc_readers_live(r, rc->live);
     if (nlive < 0)
         return nlive;

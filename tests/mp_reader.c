@@ -15,11 +15,15 @@
  *                                         print "seen V=N ... bad B"; exit 0 iff B == 0
  *   mp_reader holdwatch DIR CACHE NAME REF  get once, print "held", re-verify the held bytes
  *                                         until stdin closes; print "verified N bad B"
+ *   mp_reader threads DIR CACHE T N NMODELS  T threads, N gets each, models released by other
+ *                                         threads and kept across thread exits; threads come
+ *                                         and go; exit 0 iff no bad read
  *   mp_reader tensor DIR CACHE NAME REF TENSOR  print "TENSORS n DTYPE d0xd1.. aligned A sum S"
  *                                         (S: sum of the tensor's F32 values)
  *
  * Exit codes: 0 ok, 1 a check failed, 2 usage or setup error.
  */
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -111,6 +115,101 @@ static int cmd_watch(char **av)
         printf(" %s=%ld", seen_v[i], seen_n[i]);
     printf(" errors %ld bad %ld\n", errors, bad);
     mc_detach(c);
+    return bad ? 1 : 0;
+}
+
+static int verify(const mc_model *m, const char *name, const char *ref, uint64_t *rnd,
+                  bool full);
+
+/* Models handed from the thread that got them to another that releases them. */
+static struct {
+    pthread_mutex_t mu;
+    mc_model *q[256];
+    const char *names[256];
+    int n;
+} handoff = {.mu = PTHREAD_MUTEX_INITIALIZER};
+
+struct tctx {
+    mc_cache *c;
+    long n, nmodels, bad, ok;
+    uint64_t rnd;
+};
+
+static void *thread_main(void *arg)
+{
+    static const char *refs[] = {"1.0.0", "1.1.0", "2.0.0", "prod", "latest", "^1"};
+    struct tctx *t = arg;
+
+    for (long i = 0; i < t->n; i++) {
+        char name[32];
+        const char *ref;
+        mc_model *m;
+
+        t->rnd = t->rnd * 6364136223846793005ull + 1442695040888963407ull;
+        snprintf(name, sizeof(name), "m%ld", (long)((t->rnd >> 33) % (uint64_t)t->nmodels));
+        ref = refs[(t->rnd >> 20) % 6];
+        if (mc_get(t->c, name, ref, &m) != 0)
+            continue;
+        t->bad += verify(m, name, ref, &t->rnd, false);
+        t->ok++;
+        if (i % 7 == 0) { /* someone else releases it, maybe after we exit */
+            pthread_mutex_lock(&handoff.mu);
+            if (handoff.n < 256) {
+                handoff.q[handoff.n++] = m;
+                m = NULL;
+            }
+            pthread_mutex_unlock(&handoff.mu);
+        }
+        if (i % 5 == 0) { /* release one handed over by another thread */
+            mc_model *o = NULL;
+            pthread_mutex_lock(&handoff.mu);
+            if (handoff.n)
+                o = handoff.q[--handoff.n];
+            pthread_mutex_unlock(&handoff.mu);
+            if (o) {
+                t->bad += verify(o, mc_model_name(o), "x", &t->rnd, false);
+                mc_release(o);
+            }
+        }
+        mc_release(m);
+    }
+    return NULL;
+}
+
+static int cmd_threads(char **av)
+{
+    int nt = atoi(av[4]);
+    long n = atol(av[5]), nmodels = atol(av[6]), bad = 0, ok = 0;
+    struct tctx *ctx = calloc((size_t)nt, sizeof(*ctx));
+    pthread_t *th = calloc((size_t)nt, sizeof(*th));
+    mc_cache *c;
+
+    if (mc_attach_dir(av[2], av[3], &c)) {
+        fprintf(stderr, "mp_reader: %s\n", mc_last_error());
+        return 2;
+    }
+    /* Rounds of threads that start, work and exit, some still holding models. */
+    for (int round = 0; round < 4; round++) {
+        for (int i = 0; i < nt; i++) {
+            ctx[i] = (struct tctx){.c = c, .n = n / 4, .nmodels = nmodels,
+                                   .rnd = (uint64_t)(i + 1) * 0x9e3779b97f4a7c15ull + (uint64_t)round};
+            pthread_create(&th[i], NULL, thread_main, &ctx[i]);
+        }
+        for (int i = 0; i < nt; i++) {
+            pthread_join(th[i], NULL);
+            bad += ctx[i].bad;
+            ok += ctx[i].ok;
+        }
+    }
+    while (handoff.n) { /* what exited threads still held */
+        mc_model *m = handoff.q[--handoff.n];
+        bad += verify(m, mc_model_name(m), "x", &ctx[0].rnd, true);
+        mc_release(m);
+    }
+    printf("threads %d ok %ld bad %ld\n", nt, ok, bad);
+    mc_detach(c);
+    free(ctx);
+    free(th);
     return bad ? 1 : 0;
 }
 
@@ -329,6 +428,8 @@ int main(int ac, char **av)
         return cmd_holdwatch(av);
     if (ac >= 7 && strcmp(av[1], "tensor") == 0)
         return cmd_tensor(av);
+    if (ac >= 7 && strcmp(av[1], "threads") == 0)
+        return cmd_threads(av);
     fprintf(stderr, "usage: mp_reader write|hold|pin|stress|verify|watch|holdwatch DIR CACHE ...\n");
     return 2;
 }

@@ -81,38 +81,24 @@ static void churn_once(struct tw *t, int *fillers)
     }
 }
 
-static void test_readers_never_see_freed_memory(void **state)
+/* Run exec'd readers (argv after "mp_reader") while this process churns. */
+static void churn_under_readers(struct tw *t, int nreaders, char *const *args, long *total,
+                                long *ok_total, const char *fmt)
 {
-    struct tw t;
-    pid_t pids[READERS];
-    int outs[READERS], running = READERS, fillers = 0;
-    long total = 0, ok_total = 0;
-    uint64_t grows0, ops = 0;
-    char prog[512], n_str[32], m_str[32];
+    pid_t pids[8];
+    int outs[8], running = nreaders, fillers = 0;
+    uint64_t ops = 0;
+    char prog[512];
 
-    (void)state;
-    mc_poison_freed = 1;
-    assert_int_equal(tw_create(&t, 256ull << 20, 0), 0);
-    for (int i = 0; i < NMODELS; i++) {
-        char name[32];
-        snprintf(name, sizeof(name), "m%d", i);
-        for (int v = 0; v < 3; v++)
-            assert_int_equal(publish(&t, name, versions[v]), 0);
-        assert_int_equal(mc_table_set_alias(&t.w, name, "prod", "1.1.0"), 0);
-    }
-    grows0 = t.a.hdr->index_ext.nalloc;
-    snprintf(n_str, sizeof(n_str), "%d", LOOKUPS);
-    snprintf(m_str, sizeof(m_str), "%d", NMODELS);
     helper_path("mp_reader", prog, sizeof(prog));
-    for (int i = 0; i < READERS; i++) {
+    for (int i = 0; i < nreaders; i++) {
         int p[2];
         assert_int_equal(pipe(p), 0);
         pids[i] = fork();
         if (pids[i] == 0) {
-            char *argv[] = {"mp_reader", "stress", t.dir, (char *)t.cache, n_str, m_str, NULL};
             dup2(p[1], 1);
             close(p[0]);
-            execv(prog, argv);
+            execv(prog, args);
             _exit(127);
         }
         close(p[1]);
@@ -124,33 +110,85 @@ static void test_readers_never_see_freed_memory(void **state)
          * poisoned) as soon as the protocol allows, which is what makes a
          * protocol bug visible. */
         for (int k = 0; k < 50; k++, ops++) {
-            churn_once(&t, &fillers);
-            mc_reclaim_poll(&t.rc);
+            churn_once(t, &fillers);
+            mc_reclaim_poll(&t->rc);
         }
-        for (int i = 0; i < READERS; i++) {
+        for (int i = 0; i < nreaders; i++) {
             int st;
             if (pids[i] > 0 && waitpid(pids[i], &st, WNOHANG) == pids[i]) {
                 char buf[256] = {0};
-                long n = 0, ok = 0, missing = 0, bad = -1;
+                long n = 0, ok = 0, bad = -1;
                 ssize_t len = read(outs[i], buf, sizeof(buf) - 1);
                 assert_true(len > 0);
-                assert_int_equal(sscanf(buf, "lookups %ld ok %ld missing %ld bad %ld", &n, &ok,
-                                        &missing, &bad),
-                                 4);
                 printf("# reader %d: %s", i, buf);
+                assert_int_equal(sscanf(buf, fmt, &n, &ok, &bad), 3);
                 assert_true(WIFEXITED(st));
                 assert_int_equal(WEXITSTATUS(st), 0);
                 assert_int_equal(bad, 0);
-                total += n;
-                ok_total += ok;
+                *total += n;
+                *ok_total += ok;
                 pids[i] = 0;
+                close(outs[i]);
                 running--;
             }
         }
     }
-    printf("# writer: %llu operations, %d fillers, index extents %llu -> %llu, %llu freed\n",
-           (unsigned long long)ops, fillers, (unsigned long long)grows0,
-           (unsigned long long)t.a.hdr->index_ext.nalloc, (unsigned long long)t.rc.freed_total);
+    printf("# writer: %llu operations, %d fillers, %llu freed\n", (unsigned long long)ops,
+           fillers, (unsigned long long)t->rc.freed_total);
+}
+
+static void populate(struct tw *t)
+{
+    for (int i = 0; i < NMODELS; i++) {
+        char name[32];
+        snprintf(name, sizeof(name), "m%d", i);
+        for (int v = 0; v < 3; v++)
+            assert_int_equal(publish(t, name, versions[v]), 0);
+        assert_int_equal(mc_table_set_alias(&t->w, name, "prod", "1.1.0"), 0);
+    }
+}
+
+/* One process, many threads: slots per thread, releases from other threads,
+ * threads exiting while their models are still held. */
+static void test_threads_share_a_cache(void **state)
+{
+    struct tw t;
+    char m_str[32];
+    long total = 0, ok = 0;
+
+    (void)state;
+    mc_poison_freed = 1;
+    assert_int_equal(tw_create(&t, 256ull << 20, 0), 0);
+    populate(&t);
+    snprintf(m_str, sizeof(m_str), "%d", NMODELS);
+    char *args[] = {"mp_reader", "threads", t.dir, (char *)t.cache, "4", "100000", m_str, NULL};
+    churn_under_readers(&t, 1, args, &total, &ok, "threads %ld ok %ld bad %ld");
+    assert_true(ok > 10000);
+    /* Every slot the process claimed was given back. */
+    uint8_t live[MC_READER_SLOTS_MAX];
+    assert_int_equal(mc_readers_live(&t.r, live), 0);
+    mc_reclaim_poll(&t.rc);
+    assert_int_equal(t.rc.n, 0);
+    assert_int_equal(mc_table_check(&t.w), 0);
+    tw_destroy(&t);
+}
+
+static void test_readers_never_see_freed_memory(void **state)
+{
+    struct tw t;
+    char n_str[32], m_str[32];
+    long total = 0, ok_total = 0, missing = 0;
+
+    (void)state;
+    (void)missing;
+    mc_poison_freed = 1;
+    assert_int_equal(tw_create(&t, 256ull << 20, 0), 0);
+    populate(&t);
+    snprintf(n_str, sizeof(n_str), "%d", LOOKUPS);
+    snprintf(m_str, sizeof(m_str), "%d", NMODELS);
+    char *args[] = {"mp_reader", "stress", t.dir, (char *)t.cache, n_str, m_str, NULL};
+    churn_under_readers(&t, READERS, args, &total, &ok_total,
+                        "lookups %ld ok %ld missing %*d bad %ld");
     assert_true(total >= 1000000);
     assert_true(ok_total > total / 10); /* most lookups found and verified a model */
     assert_true(t.rc.freed_total > 1000); /* and the writer really freed under them */
@@ -164,6 +202,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_readers_never_see_freed_memory),
+        cmocka_unit_test(test_threads_share_a_cache),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
