@@ -190,6 +190,15 @@ void worker_kill(struct worker *w);
 /* Value of "key=" in a worker's line, as an unsigned number (base 0); false if absent. */
 bool line_u64(const char *line, const char *key, uint64_t *v);
 
+/*
+ * CPU pinning, so that timed loops are not moved between CPUs mid-run (a
+ * migration costs a loop its warm caches and TLB). cpu_nth(i): the i-th CPU
+ * this process may use, wrapping. cpu_pin(cpu): pin the calling process;
+ * -1 restores the CPUs it was allowed before.
+ */
+int cpu_nth(unsigned i);
+int cpu_pin(int cpu);
+
 /* The hidden worker entry point: argv[1] == "__worker". */
 int worker_main(int argc, char **argv);
 

@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -161,6 +162,27 @@ void cleanup_install(void)
     signal(SIGPIPE, SIG_IGN); /* a dead worker is an error we report, not a crash */
 }
 
+/* Is pid a live mcache-bench (not a zombie, not a reused pid)? */
+static bool bench_alive(int pid)
+{
+    char path[64], stat[256];
+    FILE *f;
+    bool alive = false;
+
+    snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+    f = fopen(path, "r");
+    if (!f)
+        return kill(pid, 0) == 0 || errno != ESRCH; /* no /proc: trust kill */
+    if (fgets(stat, sizeof(stat), f)) {
+        char *close = strrchr(stat, ')');
+
+        /* "pid (comm) S ...": comm is at most 15 characters. */
+        alive = strstr(stat, "(mcache-bench)") && close && close[1] == ' ' && close[2] != 'Z';
+    }
+    fclose(f);
+    return alive;
+}
+
 void cleanup_stale(const char *dir)
 {
     DIR *d = opendir(dir);
@@ -174,7 +196,7 @@ void cleanup_stale(const char *dir)
 
         if (sscanf(e->d_name, "mcache-bench.%d.", &pid) != 1 || pid <= 0 || pid == getpid())
             continue;
-        if (kill(pid, 0) == 0 || errno != ESRCH)
+        if (bench_alive(pid))
             continue;
         snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
         rm_tree(path);

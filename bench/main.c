@@ -28,33 +28,52 @@ struct scenario {
 
 static const struct scenario scenarios[] = {
     {"load", NULL, "the daemon mcached",
-     "cold load of 64 MiB..2 GiB files evicted from the page cache: mcache end to end vs a raw\n"
-     "O_DIRECT io_uring read vs buffered read() vs cp to /dev/shm (GB/s)"},
+     "cold load of 64 MiB..2 GiB files evicted from the page cache: mcache end to end vs a "
+     "raw O_DIRECT io_uring read vs buffered read() vs cp to /dev/shm (GB/s)"},
     {"get", sc_get, NULL,
-     "warm get+release latency (ns/op) with 100 and 10,000 models, exact version (the\n"
-     "headline) and alias, and lookups/s with 1 and 2 reader processes; beside it, on the\n"
-     "same keys in the same order: a raw ck_ht lookup in private memory, LMDB\n"
-     "(mdb_txn_renew + mdb_get + mdb_txn_reset; environment in --shm-dir) and a Redis GET\n"
-     "over loopback (own redis-server on 127.0.0.1, random port, no persistence)"},
+     "warm get+release latency (ns/op) with 100 and 10,000 models, by exact version (the "
+     "headline) and by alias, and lookups/s with 1 and 2 reader processes; beside it, on the "
+     "same keys in the same order: a raw ck_ht lookup in private memory, LMDB "
+     "(mdb_txn_renew + mdb_get + mdb_txn_reset, environment in --shm-dir) and a Redis GET "
+     "over loopback (its own redis-server on 127.0.0.1, random port, no persistence)"},
     {"start", sc_start, NULL,
-     "a fresh worker process attaches and reads every byte of a --size model: mcache (attach\n"
-     "time, first and second full read) vs read() into a private buffer vs mmap of the\n"
-     "page-cached file vs LMDB (the model as one value, read zero-copy); on 4 KiB pages and,\n"
-     "when hugetlbfs pages are free, on huge pages"},
+     "a fresh worker process attaches and reads every byte of a --size model: mcache "
+     "(attach time, first and second full read) vs read() into a private buffer vs mmap of "
+     "the page-cached file vs LMDB (the model as one value, read zero-copy); on 4 KiB pages "
+     "and, when hugetlbfs pages are free, on huge pages"},
     {"memory", sc_memory, NULL,
-     "1, 4 and 16 workers each reading the same --size model: total PSS\n"
+     "1, 4 and 16 workers each reading the same --size model: total PSS "
      "(/proc/PID/smaps_rollup) with mcache vs private copies (read()) vs file mmap"},
     {"pressure", sc_pressure, NULL,
-     "does warm stay warm? (a) everything sits idle --idle seconds, then a fresh worker\n"
-     "reads every byte: mcache vs file mmap vs LMDB, with the files' page-cache residency\n"
-     "(mincore) just before; --rounds rounds. (b) a memory hog fills memory while workers\n"
-     "make full passes: p50/p99 per pass, mcache vs file mmap"},
-    {"restart", NULL, "the daemon mcached", "daemon warm restart: workers keep serving"},
+     "does warm stay warm? (a) everything sits idle --idle seconds, then a fresh worker "
+     "reads every byte: mcache vs file mmap vs LMDB, with the page-cache residency (mincore) "
+     "just before; --rounds rounds. (b) a memory hog fills memory while workers make full "
+     "passes: p50/p99 per pass, mcache vs file mmap"},
+    {"restart", NULL, "the daemon mcached", "daemon warm restart while workers keep serving"},
     {"registry", NULL, "the registry library",
-     "10,000 models x 3 versions: manifest replay, daemon warm restart, get latency at\n"
-     "100 vs 10,000 entries"},
+     "10,000 models x 3 versions: manifest replay, daemon warm restart, get latency at 100 "
+     "vs 10,000 entries"},
 };
 #define NSCENARIOS (sizeof(scenarios) / sizeof(scenarios[0]))
+
+/* Print text word-wrapped to width columns, continuation lines indented. */
+static void wrap(FILE *f, const char *text, int indent, int width)
+{
+    int col = indent;
+
+    while (*text) {
+        int n = (int)strcspn(text, " ");
+
+        if (col > indent && col + 1 + n > width) {
+            fprintf(f, "\n%*s", indent, "");
+            col = indent;
+        }
+        col += fprintf(f, "%s%.*s", col > indent ? " " : "", n, text);
+        text += n;
+        text += *text == ' ';
+    }
+    fputc('\n', f);
+}
 
 static void usage(FILE *f)
 {
@@ -68,14 +87,10 @@ static void usage(FILE *f)
                "\n"
                "Scenarios (`all` runs every one that is built, in this order):\n");
     for (size_t i = 0; i < NSCENARIOS; i++) {
-        const char *h = scenarios[i].help;
-
         fprintf(f, "  %-9s ", scenarios[i].name);
-        for (const char *nl; (nl = strchr(h, '\n')); h = nl + 1)
-            fprintf(f, "%.*s\n            ", (int)(nl - h), h);
-        fprintf(f, "%s\n", h);
+        wrap(f, scenarios[i].help, 12, 80);
         if (!scenarios[i].run)
-            fprintf(f, "            (not built yet: needs %s)\n", scenarios[i].needs);
+            fprintf(f, "%12s(not built yet: needs %s)\n", "", scenarios[i].needs);
     }
     fprintf(f,
             "\n"

@@ -10,6 +10,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <inttypes.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -166,4 +167,44 @@ bool line_u64(const char *line, const char *key, uint64_t *v)
             return true;
         }
     return false;
+}
+
+/* The CPUs this process was allowed at its first call (restored by cpu_pin(-1)). */
+static cpu_set_t *allowed_cpus(void)
+{
+    static cpu_set_t set;
+    static bool got;
+
+    if (!got) {
+        CPU_ZERO(&set);
+        if (sched_getaffinity(0, sizeof(set), &set) != 0)
+            CPU_SET(0, &set);
+        got = true;
+    }
+    return &set;
+}
+
+int cpu_nth(unsigned i)
+{
+    cpu_set_t *set = allowed_cpus();
+    int n = CPU_COUNT(set);
+
+    if (n <= 0)
+        return -1;
+    i %= (unsigned)n;
+    for (int c = 0; c < CPU_SETSIZE; c++)
+        if (CPU_ISSET(c, set) && i-- == 0)
+            return c;
+    return -1;
+}
+
+int cpu_pin(int cpu)
+{
+    cpu_set_t one, *set = allowed_cpus();
+
+    if (cpu < 0)
+        return sched_setaffinity(0, sizeof(*set), set);
+    CPU_ZERO(&one);
+    CPU_SET(cpu, &one);
+    return sched_setaffinity(0, sizeof(one), &one);
 }

@@ -5,9 +5,11 @@
  *
  * Latency: this process attaches to two arenas (100 and 10,000 models) and
  * runs each system's loop for --ops lookups per run, systems interleaved
- * within a run so that drift on a noisy host hits all of them alike.
- * Throughput: 1 and 2 exec'd worker processes per system run for --tput-ms
- * after a common "go"; the figure is the sum of their rates.
+ * within a run so that drift on a noisy host hits all of them alike, pinned
+ * to one CPU (a migration mid-loop costs the loop its warm caches and TLB).
+ * Throughput: 1 and 2 exec'd worker processes per system, each pinned to its
+ * own CPU, run for --tput-ms after a common "go"; the figure is the sum of
+ * their rates.
  */
 #include <stdio.h>
 #include <string.h>
@@ -146,6 +148,7 @@ static int latency(struct bench *b, struct get_set *sets)
             if (sets[i].have[s] && lk_run(&sets[i].lk[s], 0, s == LK_REDIS ? 2000 : ORDER_LEN))
                 return -1;
     }
+    cpu_pin(cpu_nth(0)); /* no migration mid-loop; undone below */
     for (unsigned run = 0; run < b->o.runs; run++) {
         bench_progress("get: latency run %u/%u", run + 1, b->o.runs);
         for (int i = 0; i < NSETS; i++)
@@ -156,12 +159,15 @@ static int latency(struct bench *b, struct get_set *sets)
                 if (!sets[i].have[s])
                     continue;
                 t0 = mc_now_ns();
-                if (lk_run(&sets[i].lk[s], (uint64_t)run * 7919, ops))
+                if (lk_run(&sets[i].lk[s], (uint64_t)run * 7919, ops)) {
+                    cpu_pin(-1);
                     return -1;
+                }
                 bench_add(b, sys_name(b, s), metric[i], "ns/op",
                           (double)(mc_now_ns() - t0) / (double)ops);
             }
     }
+    cpu_pin(-1);
     for (int i = 0; i < NSETS; i++)
         bench_base_system(b, metric[i], BASELINE);
     return 0;
@@ -172,17 +178,21 @@ static int tput_run(struct bench *b, struct get_set *s, const char *sys, unsigne
                     double *rate)
 {
     struct worker w[2];
-    char n[16], ms[16], line[256];
-    const char *args[] = {"lookups", sys, n, ms, s->ba.dir, s->ba.cache, NULL};
+    char n[16], ms[16], cpu[2][16], line[256];
+    const char *args[] = {"lookups", sys, n, ms, cpu[0], s->ba.dir, s->ba.cache, NULL};
     int rc = 0;
 
     snprintf(n, sizeof(n), "%u", s->k.n);
     snprintf(ms, sizeof(ms), "%u", b->o.tput_ms);
     if (!strcmp(sys, "lmdb"))
-        args[4] = s->lmdb, args[5] = NULL;
+        args[5] = s->lmdb, args[6] = NULL;
     *rate = 0;
-    if (workers_start(b, w, nproc, args))
-        return -1;
+    for (unsigned p = 0; p < nproc; p++) { /* each worker on its own CPU */
+        snprintf(cpu[p], sizeof(cpu[p]), "%d", cpu_nth(p));
+        args[4] = cpu[p];
+        if (bench_worker(b, &w[p], args))
+            return workers_end(w, p, -1);
+    }
     for (unsigned p = 0; p < nproc && !rc; p++)
         if (worker_line(&w[p], line, sizeof(line)) || strcmp(line, "ready"))
             rc = bench_error("a %s lookups worker failed to start", sys);

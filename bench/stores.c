@@ -14,6 +14,7 @@
 
 #include "bench/lookups.h"
 #include "bench/model.h"
+#include "shm/arena.h"
 
 const char *msys_name(enum msys m)
 {
@@ -37,20 +38,28 @@ bool huge_available(struct bench *b, uint64_t data_size, char *why, size_t len)
 {
     uint64_t need = barena_footprint(data_size, 0), hps = meminfo("Hugepagesize");
     uint64_t free_pages = meminfo("HugePages_Free"), want = hps ? (need + hps - 1) / hps : 0;
+    uint64_t page = 0;
+    uint32_t backing = MC_BACKING_OTHER;
 
-    if (!fs_is_hugetlbfs(b->o.huge_dir)) {
+    mc_backing_detect(b->o.huge_dir, &page, &backing);
+    if (backing != MC_BACKING_HUGETLB && backing != MC_BACKING_THP) {
         snprintf(why, len,
-                 "no hugetlbfs is mounted at %s (as root: mount -t hugetlbfs none %s, or give "
-                 "--huge-dir)",
+                 "neither a hugetlbfs nor a tmpfs mounted huge=always is at %s (as root: mount "
+                 "-t hugetlbfs none %s, or give --huge-dir)",
                  b->o.huge_dir, b->o.huge_dir);
         return false;
     }
-    if (free_pages < want) {
+    if (backing == MC_BACKING_HUGETLB && free_pages < want) {
         snprintf(why, len,
                  "%" PRIu64 " huge pages of %" PRIu64 " KiB are free, %" PRIu64
                  " are needed; reserve them as root with `echo %" PRIu64
                  " > /proc/sys/vm/nr_hugepages` (this tool never changes system settings)",
                  free_pages, hps / 1024, want, meminfo("HugePages_Total") + want - free_pages);
+        return false;
+    }
+    if (backing == MC_BACKING_THP && fs_avail(b->o.huge_dir) < need) {
+        snprintf(why, len, "the huge=always tmpfs at %s has less than %" PRIu64 " MiB free",
+                 b->o.huge_dir, (uint64_t)(need / MiB));
         return false;
     }
     if (!bench_huge_dir(b)) {
@@ -134,13 +143,14 @@ int stores_make(struct bench *b, struct stores *s, const char *tag, uint64_t siz
             return -1;
         s->have[MS_MCACHE] = true;
     }
-    if (what & ST_HUGE) {
-        if (huge_available(b, size, s->why_no_huge, sizeof(s->why_no_huge))) {
-            snprintf(name, sizeof(name), "%s-huge", tag);
-            if (arena_with_model(b, s, &s->huge, b->huge_work, name))
-                return -1;
+    if ((what & ST_HUGE) && huge_available(b, size, s->why_no_huge, sizeof(s->why_no_huge))) {
+        /* Optional: a failure here is reported and the 4 KiB figures still stand. */
+        snprintf(name, sizeof(name), "%s-huge", tag);
+        if (arena_with_model(b, s, &s->huge, b->huge_work, name) == 0)
             s->have[MS_MCACHE_HUGE] = true;
-        }
+        else
+            snprintf(s->why_no_huge, sizeof(s->why_no_huge),
+                     "creating the arena in %.400s failed (the error is above)", b->huge_work);
     }
     if (what & ST_FILE) {
         snprintf(s->file, sizeof(s->file), "%s/%s.model", b->tmp_work, tag);

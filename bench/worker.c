@@ -10,8 +10,9 @@
  *   passes  SYS ARGS...       acquire, read once, print "ready sum="; then for
  *                             each "pass K" on stdin make K full reads, printing
  *                             pass_ns= per read and "done"; exit at EOF
- *   lookups SYS N MS ARGS...  warm lookups (lookups.c) over N models; print
- *                             "ready", wait for "go", run MS ms, print ops= ns=
+ *   lookups SYS N MS CPU ARGS...  warm lookups (lookups.c) over N models,
+ *                             pinned to CPU (-1: not pinned); print "ready",
+ *                             wait for "go", run MS ms, print ops= ns=
  *   hog     FLOOR MAX         fill anonymous memory (64 MiB steps) until
  *                             MemAvailable <= FLOOR or MAX bytes; print "held
  *                             bytes= ns="; hold until stdin closes
@@ -250,18 +251,20 @@ static int cmd_lookups(int argc, char **argv)
     char cmd[64];
     int rc;
 
-    if (argc < 3)
-        return fail("lookups: SYS N MS ARGS...");
+    if (argc < 4)
+        return fail("lookups: SYS N MS CPU ARGS...");
     keyset_make(&k, (unsigned)strtoul(argv[1], NULL, 10));
     ms = strtoull(argv[2], NULL, 10);
-    if (!strcmp(argv[0], "mcache") && argc >= 5) {
-        if (mc_attach_dir(argv[3], argv[4], &c))
+    if (atoi(argv[3]) >= 0 && cpu_pin(atoi(argv[3])) != 0)
+        return fail("lookups: cannot pin to CPU %s: %s", argv[3], strerror(errno));
+    if (!strcmp(argv[0], "mcache") && argc >= 6) {
+        if (mc_attach_dir(argv[4], argv[5], &c))
             return fail("mcache: %s", mc_last_error());
         rc = lk_open_mcache(&l, &k, c, false);
     } else if (!strcmp(argv[0], "ckht")) {
         rc = lk_open_ckht(&l, &k);
-    } else if (!strcmp(argv[0], "lmdb") && argc >= 4) {
-        rc = lk_open_lmdb(&l, &k, argv[3]);
+    } else if (!strcmp(argv[0], "lmdb") && argc >= 5) {
+        rc = lk_open_lmdb(&l, &k, argv[4]);
     } else {
         return fail("lookups: unknown system \"%s\"", argv[0]);
     }
