@@ -235,13 +235,15 @@ static struct dver *lru_victim(struct daemon *d, const struct dver *exclude)
 {
     struct dver *best = NULL;
 
+    if (mc_reclaim_scan(&d->own.rc) != 0)
+        return NULL; /* cannot tell who holds what: evict nothing */
     for (size_t i = 0; i < d->htcap; i++)
         for (struct dver *v = d->ht[i]; v; v = v->next) {
             if (v == exclude || v->st != D_READY || v->pinned || v->aliased)
                 continue;
             if (best && v->last_used_ns >= best->last_used_ns)
                 continue;
-            if (mc_reclaim_is_held(&d->own.rc, v->rec_off, 1))
+            if (mc_reclaim_is_held(&d->own.rc, v->rec_off))
                 continue;
             best = v;
         }
@@ -694,26 +696,29 @@ int daemon_sync(struct daemon *d, bool force)
 
 /* ---- periodic work ---- */
 
+struct mc_rec_version *daemon_record_at(struct daemon *d, uint64_t off)
+{
+    struct mc_arena_hdr *h = d->own.a.hdr;
+    struct mc_rec_version *rv;
+
+    if (!off || off % 64 || off < h->index_off || off >= h->index_off + h->index_size)
+        return NULL;
+    rv = mc_arena_ptr(&d->own.a, off);
+    return rv->h.magic == MC_REC_MAGIC && rv->h.kind == MC_REC_VERSION ? rv : NULL;
+}
+
+/* Versions readers hold count as used now (from the last reader scan). */
 static void sample_holds(struct daemon *d)
 {
-    struct mc_readers *r = &d->own.r;
     uint64_t now = mc_now_ns();
 
-    for (uint32_t i = 0; i < r->nslots; i++) {
-        if (!d->own.rc.live || !d->own.rc.live[i])
-            continue;
-        for (unsigned j = 0; j < MC_SLOT_HOLDS; j++) {
-            uint64_t h = __atomic_load_n(&r->slots[i].held[j], __ATOMIC_ACQUIRE);
-            if (!h || h < d->own.a.hdr->index_off ||
-                h >= d->own.a.hdr->index_off + d->own.a.hdr->index_size)
-                continue;
-            struct mc_rec_version *rv = mc_arena_ptr(&d->own.a, h);
-            if (rv->h.magic != MC_REC_MAGIC || rv->h.kind != MC_REC_VERSION)
-                continue;
-            struct dver *v = daemon_find(d, mc_rec_version_name(rv), mc_rec_version_str(rv));
-            if (v)
-                v->last_used_ns = now;
-        }
+    for (size_t i = 0; i < d->own.rc.nheld; i++) {
+        struct mc_rec_version *rv = daemon_record_at(d, d->own.rc.held[i]);
+        struct dver *v = rv ? daemon_find(d, mc_rec_version_name(rv), mc_rec_version_str(rv))
+                            : NULL;
+
+        if (v)
+            v->last_used_ns = now;
     }
 }
 
@@ -742,8 +747,8 @@ void daemon_tick(struct daemon *d)
             }
     if (now - d->last_holds_ns > 1000000000ull) {
         d->last_holds_ns = now;
-        mc_reclaim_is_held(&d->own.rc, 0, 1); /* refresh the live map */
-        sample_holds(d);
+        if (mc_reclaim_scan(&d->own.rc) == 0)
+            sample_holds(d);
     }
     if (d->own.rc.n && now - d->last_stall_log_ns > 10000000000ull) {
         struct mc_stall st[4];

@@ -104,6 +104,9 @@ void daemon_tick(struct daemon *d);
 /* Find a version by "name@version". */
 struct dver *daemon_find(struct daemon *d, const char *name, const char *version);
 
+/* The version record at arena offset off (a reader's hold), or NULL if it is not one. */
+struct mc_rec_version *daemon_record_at(struct daemon *d, uint64_t off);
+
 /* Free a version's private memory (not its arena record). */
 void dver_free(struct dver *v);
 

@@ -288,18 +288,11 @@ static json_t *readers_json(struct daemon *d)
             continue;
         holds = json_array();
         for (unsigned j = 0; j < MC_SLOT_HOLDS; j++) {
-            uint64_t h = __atomic_load_n(&s->held[j], __ATOMIC_ACQUIRE);
-            struct mc_rec_version *rv;
-            char key[MC_KEY_MAX];
+            struct mc_rec_version *rv =
+                daemon_record_at(d, __atomic_load_n(&s->held[j], __ATOMIC_ACQUIRE));
 
-            if (!h || h < d->own.a.hdr->index_off ||
-                h >= d->own.a.hdr->index_off + d->own.a.hdr->index_size)
-                continue;
-            rv = mc_arena_ptr(&d->own.a, h);
-            if (rv->h.magic != MC_REC_MAGIC || rv->h.kind != MC_REC_VERSION)
-                continue;
-            snprintf(key, sizeof(key), "%s", mc_rec_key(&rv->h));
-            json_array_append_new(holds, json_string(key));
+            if (rv)
+                json_array_append_new(holds, json_string(mc_rec_key(&rv->h)));
         }
         json_array_append_new(
             a, json_pack("{s:i, s:i, s:i, s:I, s:b, s:o}", "slot", (int)i, "pid", (int)s->pid,

@@ -142,12 +142,15 @@ static int held(const struct mc_reclaim *rc, uint64_t off)
     return bsearch(&off, rc->held, rc->nheld, sizeof(uint64_t), u64_cmp) != NULL;
 }
 
-int mc_reclaim_is_held(struct mc_reclaim *rc, uint64_t rec_off, int fresh)
+int mc_reclaim_scan(struct mc_reclaim *rc)
 {
     uint64_t min_pin;
 
-    if (fresh && scan(rc, &min_pin) != 0)
-        return 1; /* cannot tell: say held, the safe answer */
+    return scan(rc, &min_pin);
+}
+
+int mc_reclaim_is_held(const struct mc_reclaim *rc, uint64_t rec_off)
+{
     return held(rc, rec_off);
 }
 

@@ -95,10 +95,14 @@ int mc_reclaim_poll(struct mc_reclaim *rc);
 int mc_reclaim_drain(struct mc_reclaim *rc, int timeout_ms);
 
 /*
- * Is a version record held by any live reader (as of the last poll, or a
- * fresh scan when fresh != 0)?
+ * Read the reader table now: which slots are live, their pins and holds.
+ * Done by every poll; call it directly before a series of
+ * mc_reclaim_is_held() questions.
  */
-int mc_reclaim_is_held(struct mc_reclaim *rc, uint64_t rec_off, int fresh);
+int mc_reclaim_scan(struct mc_reclaim *rc);
+
+/* Is a version record held by a live reader, as of the last scan or poll? */
+int mc_reclaim_is_held(const struct mc_reclaim *rc, uint64_t rec_off);
 
 /* Slots pinned at or before the oldest pending epoch for >= min_ns. */
 size_t mc_reclaim_stalls(struct mc_reclaim *rc, uint64_t min_ns, struct mc_stall *out,
