@@ -69,6 +69,9 @@ int mc_io_init(struct mc_io *io, struct mc_arena *a, const struct mc_io_opts *o,
     memset(io, 0, sizeof(*io));
     io->efd = -1;
     io->done = done;
+    io->direct_io = o->try_direct;
+    if (!o->try_direct)
+        log_info("O_DIRECT disabled by configuration: reading through the page cache");
     io->qd = o->queue_depth ? o->queue_depth : 8;
     io->chunk = o->chunk_size ? o->chunk_size
                               : (a->hdr->page_size > 4096 ? 4ull << 20 : 1ull << 20);
@@ -246,9 +249,9 @@ void mc_io_start(struct mc_io *io, struct mc_coldload *l)
                   l->path);
         goto out;
     }
-    l->direct = true;
-    l->fd = open(l->path, O_RDONLY | O_DIRECT | O_CLOEXEC);
-    if (l->fd < 0 && errno == EINVAL) {
+    l->direct = io->direct_io;
+    l->fd = open(l->path, O_RDONLY | (l->direct ? O_DIRECT : 0) | O_CLOEXEC);
+    if (l->fd < 0 && l->direct && errno == EINVAL) {
         l->direct = false;
         l->fd = open(l->path, O_RDONLY | O_CLOEXEC);
         if (!io->noted_buffered) {

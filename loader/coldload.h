@@ -72,6 +72,7 @@ struct mc_io {
     struct mc_coldload *active;
     mc_load_done_fn done;
     uint64_t bytes_total, loads_ok, loads_failed, busy_ns;
+    bool direct_io; /* try O_DIRECT */
     bool noted_buffered;
 };
 
@@ -80,6 +81,7 @@ struct mc_io_opts {
     uint64_t chunk_size; /* 0: 1 MiB on 4 KiB pages, 4 MiB on huge pages */
     bool try_uring;
     bool try_fixed;
+    bool try_direct;
 };
 
 /* Set up the ring (or the pread fallback) for arena a. Logs what it chose. */

@@ -29,6 +29,7 @@ void mc_config_defaults(struct mc_config *c)
     c->queue_depth = 8;
     c->io_uring = 1;
     c->fixed_buffers = 1;
+    c->direct_io = 1;
     c->preload = 1;
     c->log_level = MC_LOG_INFO;
     c->max_loads = 4;
@@ -159,6 +160,8 @@ int mc_config_set(struct mc_config *c, const char *key, const char *v)
         return set_bool(&c->io_uring, key, v);
     if (!strcmp(key, "fixed-buffers"))
         return set_bool(&c->fixed_buffers, key, v);
+    if (!strcmp(key, "direct-io"))
+        return set_bool(&c->direct_io, key, v);
     if (!strcmp(key, "preload"))
         return set_bool(&c->preload, key, v);
     if (!strcmp(key, "log-level")) {

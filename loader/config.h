@@ -25,6 +25,7 @@ struct mc_config {
     uint64_t chunk_size;   /* bytes per read (0 = by page size) */
     int io_uring;          /* 1 try io_uring, 0 pread only */
     int fixed_buffers;     /* 1 try registered buffers, 0 never */
+    int direct_io;         /* 1 O_DIRECT where the file system allows, 0 never */
     int preload;           /* 1 preload aliased and marked versions at start */
     int log_level;
     unsigned max_loads;    /* files loading at once */

@@ -58,6 +58,7 @@ static void usage(FILE *f)
             "  --max-loads N        files loading at once (default 4)\n"
             "  --io-uring on|off    use io_uring (default on; off reads with pread)\n"
             "  --fixed-buffers on|off  register the arena with io_uring (default on)\n"
+            "  --direct-io on|off   read with O_DIRECT where the file system allows (on)\n"
             "  --preload on|off     load aliased, pinned and marked versions at start (on)\n"
             "  --log-level LEVEL    debug, info, warn or error (default info)\n"
             "  --config FILE        read options from FILE (see docs/mcached.conf)\n"
@@ -83,6 +84,7 @@ static const struct option longopts[] = {
     {"queue-depth", required_argument, 0, 0},   {"chunk-size", required_argument, 0, 0},
     {"max-loads", required_argument, 0, 0},     {"io-uring", required_argument, 0, 0},
     {"fixed-buffers", required_argument, 0, 0}, {"preload", required_argument, 0, 0},
+    {"direct-io", required_argument, 0, 0},
     {"log-level", required_argument, 0, 0},     {"config", required_argument, 0, 'c'},
     {"recreate", no_argument, 0, 'R'},          {"help", no_argument, 0, 'h'},
     {"version", no_argument, 0, 'V'},           {0, 0, 0, 0},
@@ -156,6 +158,7 @@ int daemon_start(struct daemon *d)
         .chunk_size = d->cfg.chunk_size,
         .try_uring = d->cfg.io_uring,
         .try_fixed = d->cfg.fixed_buffers,
+        .try_direct = d->cfg.direct_io,
     };
     sigset_t sigs;
     int rc;

@@ -18,6 +18,8 @@
  *   mp_reader threads DIR CACHE T N NMODELS  T threads, N gets each, models released by other
  *                                         threads and kept across thread exits; threads come
  *                                         and go; exit 0 iff no bad read
+ *   mp_reader getload DIR CACHE NAME REF MS  mc_get_load (asks mcached to load it), then
+ *                                         verify as `verify` does; "error CODE MSG" on failure
  *   mp_reader tensor DIR CACHE NAME REF TENSOR  print "TENSORS n DTYPE d0xd1.. aligned A sum S"
  *                                         (S: sum of the tensor's F32 values)
  *
@@ -52,7 +54,7 @@ static bool bytes_match(const mc_model *m)
     return strcmp(hex, mc_model_checksum(m)) == 0;
 }
 
-static int cmd_verify(char **av)
+static int cmd_verify(char **av, bool load)
 {
     mc_cache *c;
     mc_model *m;
@@ -62,7 +64,7 @@ static int cmd_verify(char **av)
         fprintf(stderr, "mp_reader: %s\n", mc_last_error());
         return 2;
     }
-    rc = mc_get(c, av[4], av[5], &m);
+    rc = load ? mc_get_load(c, av[4], av[5], atoi(av[6]), &m) : mc_get(c, av[4], av[5], &m);
     if (rc) {
         printf("error %d %s\n", rc, mc_last_error());
         return 3;
@@ -421,7 +423,9 @@ int main(int ac, char **av)
     if (ac >= 6 && strcmp(av[1], "stress") == 0)
         return cmd_stress(av);
     if (ac >= 6 && strcmp(av[1], "verify") == 0)
-        return cmd_verify(av);
+        return cmd_verify(av, false);
+    if (ac >= 7 && strcmp(av[1], "getload") == 0)
+        return cmd_verify(av, true);
     if (ac >= 7 && strcmp(av[1], "watch") == 0)
         return cmd_watch(av);
     if (ac >= 6 && strcmp(av[1], "holdwatch") == 0)

@@ -580,6 +580,90 @@ static void test_safetensors_tensors(void **state)
     daemon_stop_clean();
 }
 
+/* JSON number at "loads":{..."ok":N} in status. */
+static long loads_ok(void)
+{
+    char *body = NULL;
+    long n;
+    json_t *j;
+
+    assert_int_equal(ctl(&body, "status", 0), 0);
+    j = json_loads(body, 0, NULL);
+    free(body);
+    n = (long)json_integer_value(json_object_get(json_object_get(j, "loads"), "ok"));
+    json_decref(j);
+    return n;
+}
+
+/* Workers that ask for a non-resident model wait for one shared load; a
+ * deadline that is too short is a clean MC_ETIMEDOUT. */
+static void test_get_load_shared_and_timeout(void **state)
+{
+    const char *slow[] = {"--queue-depth", "1", "--chunk-size", "64K", NULL};
+    char prog[512], cmd[1024], out[256];
+    FILE *w[3];
+    long before;
+
+    (void)state;
+    push("g", "1.0.0", 48u << 20, 21);
+    push("h", "1.0.0", 300u << 20, 22);
+    daemon_start_args(slow);
+    before = loads_ok();
+    for (int i = 0; i < 3; i++) {
+        snprintf(cmd, sizeof(cmd), "%s getload %s t g ^1 30000",
+                 helper_path("mp_reader", prog, sizeof(prog)), D.shm);
+        w[i] = popen(cmd, "r");
+        assert_non_null(w[i]);
+    }
+    for (int i = 0; i < 3; i++) {
+        assert_non_null(fgets(out, sizeof(out), w[i]));
+        assert_int_equal(pclose(w[i]), 0);
+        assert_string_equal(out, "ok 1.0.0 50331648\n");
+    }
+    assert_int_equal(loads_ok(), before + 1); /* three waiters, one load */
+    /* 300 MiB at 64 KiB per read cannot load in 50 ms. */
+    assert_int_equal(reader(out, sizeof(out), "getload", "h", "1.0.0", "50"), 3);
+    char want[32];
+    snprintf(want, sizeof(want), "error %d", MC_ETIMEDOUT);
+    assert_int_equal(strncmp(out, want, strlen(want)), 0);
+    assert_non_null(strstr(out, "timed out"));
+    daemon_stop_clean();
+}
+
+/* Without io_uring (pread), without O_DIRECT (buffered), and a store on tmpfs. */
+static void test_cold_path_fallbacks(void **state)
+{
+    const char *no_uring[] = {"--io-uring", "off", NULL};
+    const char *no_direct[] = {"--direct-io", "off", NULL};
+    char out[256], cmd[700];
+
+    (void)state;
+    push("p", "1.0.0", (3u << 20) + 5, 31);
+    daemon_start_args(no_uring);
+    assert_int_equal(ctl(NULL, "load", 2, "p", "1.0.0"), 0);
+    assert_int_equal(reader(out, sizeof(out), "verify", "p", "1.0.0", NULL), 0);
+    daemon_stop_clean();
+    snprintf(cmd, sizeof(cmd), "grep -q 'loading with pread' %s", D.log);
+    assert_int_equal(system(cmd), 0);
+    daemon_start_args(no_direct);
+    assert_int_equal(ctl(NULL, "evict", 2, "p", "1.0.0"), 0);
+    assert_int_equal(ctl(NULL, "load", 2, "p", "1.0.0"), 0);
+    assert_int_equal(reader(out, sizeof(out), "verify", "p", "1.0.0", NULL), 0);
+    daemon_stop_clean();
+    snprintf(cmd, sizeof(cmd), "grep -q 'reading through the page cache' %s", D.log);
+    assert_int_equal(system(cmd), 0);
+    /* tmpfs: O_DIRECT since Linux 6.6, buffered (and said so) before. */
+    mc_registry_close(D.reg);
+    snprintf(D.store, sizeof(D.store), "%s/store", D.shm);
+    struct mc_registry_opts o = {.flags = MC_REGISTRY_CREATE};
+    assert_int_equal(mc_registry_open(D.store, &o, &D.reg), 0);
+    push("q", "1.0.0", (2u << 20) + 77, 32);
+    daemon_start_args(NULL);
+    assert_int_equal(ctl(NULL, "load", 2, "q", "1.0.0"), 0);
+    assert_int_equal(reader(out, sizeof(out), "verify", "q", "1.0.0", NULL), 0);
+    daemon_stop_clean();
+}
+
 static void test_malformed_frames(void **state)
 {
     struct mc_frame f = {.magic = MC_PROTO_MAGIC, .version = 1, .type = MC_FRAME_REQUEST};
@@ -660,6 +744,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_lru_respects_alias_pin_hold, setup, teardown),
         cmocka_unit_test_setup_teardown(test_other_uid_cannot_change, setup, teardown),
         cmocka_unit_test_setup_teardown(test_safetensors_tensors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_get_load_shared_and_timeout, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cold_path_fallbacks, setup, teardown),
         cmocka_unit_test_setup_teardown(test_malformed_frames, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
