@@ -1,0 +1,158 @@
+"""
+_lib.py - finds libmcache and declares its C API (include/mcache.h) for ctypes.
+
+Where the library is looked for, first match wins:
+  1. $MCACHE_LIB: a path to the shared library (libmcache.so[.0]).
+  2. Next to this package: mcache/libmcache.so* (an installed or bundled copy).
+  3. The source tree's build: <repo>/build/index/libmcache.so (this package lives in
+     <repo>/python/mcache).
+  4. ctypes.util.find_library("mcache"): the system's library path (after `make install`).
+The library is loaded on first use (mcache.attach()), so `import mcache` works
+without it; a missing library is an mcache.LibraryNotFoundError naming every
+place that was tried.
+
+The structures below must match include/mcache.h field for field; the C header
+is the contract.
+"""
+
+import ctypes
+import ctypes.util
+import os
+import threading
+
+_HERE = os.path.dirname(os.path.abspath(__file__))
+_REPO = os.path.dirname(os.path.dirname(_HERE))
+
+
+class Tensor(ctypes.Structure):
+    """struct mc_tensor"""
+
+    _fields_ = [
+        ("name", ctypes.c_char_p),
+        ("dtype", ctypes.c_char_p),
+        ("elem_size", ctypes.c_uint),
+        ("ndim", ctypes.c_uint),
+        ("shape", ctypes.POINTER(ctypes.c_uint64)),
+        ("data", ctypes.c_void_p),
+        ("size", ctypes.c_uint64),
+        ("aligned", ctypes.c_int),
+    ]
+
+
+class CacheInfo(ctypes.Structure):
+    """struct mc_cache_info"""
+
+    _fields_ = [
+        ("base", ctypes.c_uint64),
+        ("size", ctypes.c_uint64),
+        ("page_size", ctypes.c_uint64),
+        ("data_size", ctypes.c_uint64),
+        ("data_used", ctypes.c_uint64),
+        ("data_largest_free", ctypes.c_uint64),
+        ("index_size", ctypes.c_uint64),
+        ("index_used", ctypes.c_uint64),
+        ("models", ctypes.c_uint64),
+        ("entries", ctypes.c_uint64),
+        ("generation", ctypes.c_uint64),
+        ("epoch", ctypes.c_uint64),
+        ("created_ns", ctypes.c_uint64),
+        ("loader_pid", ctypes.c_uint32),
+        ("format", ctypes.c_uint32),
+    ]
+
+
+_P = ctypes.c_void_p
+_S = ctypes.c_char_p
+_PP = ctypes.POINTER(ctypes.c_void_p)
+
+# name: (restype, argtypes)
+_PROTOS = {
+    "mc_attach": (ctypes.c_int, [_S, _PP]),
+    "mc_attach_dir": (ctypes.c_int, [_S, _S, _PP]),
+    "mc_detach": (None, [_P]),
+    "mc_get": (ctypes.c_int, [_P, _S, _S, _PP]),
+    "mc_get_load": (ctypes.c_int, [_P, _S, _S, ctypes.c_int, _PP]),
+    "mc_release": (None, [_P]),
+    "mc_model_data": (_P, [_P]),
+    "mc_model_size": (ctypes.c_size_t, [_P]),
+    "mc_model_name": (_S, [_P]),
+    "mc_model_version": (_S, [_P]),
+    "mc_model_format": (_S, [_P]),
+    "mc_model_checksum": (_S, [_P]),
+    "mc_model_metadata": (_S, [_P]),
+    "mc_model_generation": (ctypes.c_uint64, [_P]),
+    "mc_model_tensor_count": (ctypes.c_size_t, [_P]),
+    "mc_model_tensor_at": (ctypes.c_int, [_P, ctypes.c_size_t, ctypes.POINTER(Tensor)]),
+    "mc_model_tensor_find": (ctypes.c_int, [_P, _S, ctypes.POINTER(Tensor)]),
+    "mc_model_tensor_metadata": (_S, [_P]),
+    "mc_cache_info": (ctypes.c_int, [_P, ctypes.POINTER(CacheInfo)]),
+    "mc_strerror": (_S, [ctypes.c_int]),
+    "mc_last_error": (_S, []),
+}
+
+_lock = threading.Lock()
+_lib = None
+_lib_path = None
+
+
+def candidates():
+    """Every path tried, in order (an entry may not exist)."""
+    out = []
+    env = os.environ.get("MCACHE_LIB")
+    if env:
+        out.append(env)
+    for name in ("libmcache.so", "libmcache.so.0"):
+        out.append(os.path.join(_HERE, name))
+    out.append(os.path.join(_REPO, "build", "index", "libmcache.so"))
+    found = ctypes.util.find_library("mcache")
+    if found:
+        out.append(found)
+    return out
+
+
+def _declare(lib):
+    for name, (restype, argtypes) in _PROTOS.items():
+        fn = getattr(lib, name)
+        fn.restype = restype
+        fn.argtypes = argtypes
+
+
+def load():
+    """The loaded library (loads it on first call)."""
+    global _lib, _lib_path
+    if _lib is not None:
+        return _lib
+    with _lock:
+        if _lib is not None:
+            return _lib
+        tried = []
+        env = os.environ.get("MCACHE_LIB")
+        for path in candidates():
+            # $MCACHE_LIB is taken as given; the others only if they exist
+            # (find_library returns a soname that dlopen resolves).
+            if path != env and os.path.isabs(path) and not os.path.exists(path):
+                tried.append(path + " (absent)")
+                continue
+            try:
+                lib = ctypes.CDLL(path)
+                _declare(lib)
+            except (OSError, AttributeError) as e:
+                tried.append("%s (%s)" % (path, e))
+                if path == env:
+                    break  # an explicit choice that fails is an error, not a hint
+                continue
+            _lib, _lib_path = lib, path
+            return lib
+        from .errors import LibraryNotFoundError
+
+        if not os.environ.get("MCACHE_LIB") and not ctypes.util.find_library("mcache"):
+            tried.append('ctypes.util.find_library("mcache") (not found)')
+        raise LibraryNotFoundError(
+            "mcache: cannot load libmcache; tried: %s. Build it (cmake -S . -B build && "
+            "cmake --build build) or set MCACHE_LIB to its path" % "; ".join(tried)
+        )
+
+
+def path():
+    """The path libmcache was loaded from, or None before the first load."""
+    return _lib_path
