@@ -128,18 +128,18 @@ class TestExamples(unittest.TestCase):
                 c.get("demo", v, load=True, timeout=20).release()
         self.set_production("1.0.0")
         watch = "3"
-        procs = [
-            subprocess.Popen([self.worker, "--watch", watch], env=self.d.env(),
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True),
-            subprocess.Popen([PY, os.path.join(EXAMPLES, "torch_worker.py"), "--watch", watch],
-                             env=self.d.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             text=True),
+        argvs = [  # the PyTorch worker first: it takes a while to import torch
+            [PY, os.path.join(EXAMPLES, "torch_worker.py"), "--watch", watch],
+            [self.worker, "--watch", watch],
         ]
+        procs, first = [], []
         try:
-            # Move the alias once both serve 1.0.0 (the torch one imports first).
-            first = [p.stdout.readline() for p in procs]
-            for line in first:
-                self.assertIn("serves 1.0.0", line)
+            # Move the alias once both serve 1.0.0, well inside their 3 s.
+            for argv in argvs:
+                procs.append(subprocess.Popen(argv, env=self.d.env(), stdout=subprocess.PIPE,
+                                              stderr=subprocess.PIPE, text=True))
+                first.append(procs[-1].stdout.readline())
+                self.assertIn("serves 1.0.0", first[-1])
             self.d.alias("demo", "production", "2.0.0")
             results = []
             for i, p in enumerate(procs):
