@@ -110,7 +110,7 @@ static void usage(FILE *f)
             "  --rounds N       pressure: idle rounds (default 3)\n"
             "  --passes N       pressure: full passes per phase under the hog (default 10)\n"
             "  --hog-max BYTES  pressure: most the hog may take (default: until MemAvailable\n"
-            "                   falls to half the model + 512 MiB; --quick 512M)\n"
+            "                   falls to half the model + 256 MiB; --quick 512M)\n"
             "  --shm-dir DIR    where arenas live (default /dev/shm)\n"
             "  --huge-dir DIR   hugetlbfs mount for huge-page arenas (default /dev/hugepages)\n"
             "  --tmp-dir DIR    disk directory for model files and LMDB (default $TMPDIR, else\n"
