@@ -1,0 +1,203 @@
+/*
+ * jsonout.c - JSON objects for --json output (see jsonout.h, docs/cli.md).
+ */
+#include "tools/jsonout.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+json_t *jv_str(const char *s)
+{
+    return s ? json_string(s) : json_null();
+}
+
+json_t *jv_time(uint64_t ns)
+{
+    time_t t = (time_t)(ns / 1000000000ull);
+    struct tm tm;
+    char buf[64];
+
+    if (!gmtime_r(&t, &tm))
+        return json_null();
+    strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(buf + strlen(buf), sizeof(buf) - strlen(buf), ".%03uZ",
+             (unsigned)(ns % 1000000000ull / 1000000));
+    return json_string(buf);
+}
+
+void jv_print(json_t *j)
+{
+    json_dumpf(j, stdout, JSON_INDENT(2) | JSON_REAL_PRECISION(15));
+    fputc('\n', stdout);
+    json_decref(j);
+}
+
+const char *aliases_of(const struct mc_reg_model *m, const struct mc_reg_version *v, char *buf,
+                       size_t len)
+{
+    size_t n = 0;
+
+    buf[0] = '\0';
+    for (size_t i = 0; m && i < m->naliases; i++)
+        if (m->aliases[i].target == v && n < len)
+            n += (size_t)snprintf(buf + n, len - n, "%s%s", n ? "," : "", m->aliases[i].alias);
+    return buf;
+}
+
+const char *jv_join(const json_t *arr, const char *sep, char *buf, size_t len)
+{
+    size_t i, n = 0;
+    json_t *e;
+
+    buf[0] = '\0';
+    json_array_foreach(arr, i, e)
+    {
+        if (json_is_string(e) && n < len)
+            n += (size_t)snprintf(buf + n, len - n, "%s%s", n ? sep : "", json_string_value(e));
+    }
+    return buf;
+}
+
+const char *move_action(const struct mc_reg_move *mv)
+{
+    if (mv->rollback)
+        return "rollback";
+    if (!mv->from)
+        return "create";
+    if (!mv->to)
+        return "remove";
+    return "move";
+}
+
+json_t *jv_version(const struct mc_reg_model *m, const struct mc_reg_version *v,
+                   const char *residency)
+{
+    json_t *metrics = json_object(), *params = json_object(), *tags = json_object();
+    json_t *aliases = json_array();
+    json_t *o;
+
+    for (size_t i = 0; i < v->nmetrics; i++)
+        json_object_set_new(metrics, v->metrics[i].key, json_real(v->metrics[i].value));
+    for (size_t i = 0; i < v->nparams; i++)
+        json_object_set_new(params, v->params[i].key, json_string(v->params[i].value));
+    for (size_t i = 0; i < v->ntags; i++)
+        json_object_set_new(tags, v->tags[i].key, json_string(v->tags[i].value));
+    for (size_t i = 0; m && i < m->naliases; i++)
+        if (m->aliases[i].target == v)
+            json_array_append_new(aliases, json_string(m->aliases[i].alias));
+    o = json_object();
+    json_object_set_new(o, "name", json_string(v->name));
+    json_object_set_new(o, "version", json_string(v->version));
+    json_object_set_new(o, "status", json_string(mc_reg_status_name(v->status)));
+    json_object_set_new(o, "status_reason", jv_str(v->status_reason));
+    json_object_set_new(o, "size", json_integer((json_int_t)v->size));
+    json_object_set_new(o, "format", json_string(mc_reg_format_name(v->format)));
+    json_object_set_new(o, "checksum", json_string(v->checksum));
+    json_object_set_new(o, "path", json_string(v->path));
+    json_object_set_new(o, "created_ns", json_integer((json_int_t)v->created_ns));
+    json_object_set_new(o, "created_at", jv_time(v->created_ns));
+    json_object_set_new(o, "created_by", json_integer(v->created_by));
+    json_object_set_new(o, "description", jv_str(v->description));
+    json_object_set_new(o, "framework", jv_str(v->framework));
+    json_object_set_new(o, "precision", jv_str(v->precision));
+    json_object_set_new(o, "device", jv_str(v->device));
+    json_object_set_new(o, "parent", jv_str(v->parent));
+    json_object_set_new(o, "source", jv_str(v->source));
+    json_object_set_new(o, "metrics", metrics);
+    json_object_set_new(o, "params", params);
+    json_object_set_new(o, "tags", tags);
+    json_object_set_new(o, "preload", json_boolean(v->preload));
+    json_object_set_new(o, "pinned", json_boolean(v->pinned));
+    json_object_set_new(o, "aliases", aliases);
+    json_object_set_new(o, "generation", json_integer((json_int_t)v->generation));
+    json_object_set_new(o, "residency", jv_str(residency));
+    return o;
+}
+
+struct move_ref {
+    const char *alias;
+    const struct mc_reg_move *mv;
+};
+
+static int by_generation(const void *a, const void *b)
+{
+    const struct move_ref *x = a, *y = b;
+
+    return x->mv->generation < y->mv->generation ? -1 : x->mv->generation > y->mv->generation;
+}
+
+json_t *jv_moves(const struct mc_reg_model *m, const char *alias, const char *version)
+{
+    struct move_ref *refs;
+    size_t n = 0, cap = 0;
+    json_t *a = json_array();
+
+    for (size_t i = 0; i < m->naliases; i++)
+        cap += m->aliases[i].nhistory;
+    refs = calloc(cap ? cap : 1, sizeof(*refs));
+    if (!refs)
+        return a;
+    for (size_t i = 0; i < m->naliases; i++) {
+        const struct mc_reg_alias *al = &m->aliases[i];
+        if (alias && strcmp(al->alias, alias) != 0)
+            continue;
+        for (size_t k = 0; k < al->nhistory; k++) {
+            const struct mc_reg_move *mv = &al->history[k];
+            if (version && !(mv->from && !strcmp(mv->from, version)) &&
+                !(mv->to && !strcmp(mv->to, version)))
+                continue;
+            refs[n].alias = al->alias;
+            refs[n++].mv = mv;
+        }
+    }
+    qsort(refs, n, sizeof(*refs), by_generation);
+    for (size_t i = 0; i < n; i++) {
+        const struct mc_reg_move *mv = refs[i].mv;
+        json_array_append_new(a, json_pack("{s:s, s:s, s:o, s:o, s:I, s:o, s:i, s:I}", "alias",
+                                           refs[i].alias, "action", move_action(mv), "from",
+                                           jv_str(mv->from), "to", jv_str(mv->to), "at_ns",
+                                           (json_int_t)mv->at_ns, "at", jv_time(mv->at_ns), "uid",
+                                           (int)mv->uid, "generation", (json_int_t)mv->generation));
+    }
+    free(refs);
+    return a;
+}
+
+/* ---- reading members -------------------------------------------------- */
+
+long long jint(const json_t *o, const char *key)
+{
+    json_t *v = json_object_get(o, key);
+
+    if (json_is_integer(v))
+        return json_integer_value(v);
+    return json_is_real(v) ? (long long)json_real_value(v) : 0;
+}
+
+const char *jstr(const json_t *o, const char *key)
+{
+    return jstr_or(o, key, NULL);
+}
+
+const char *jstr_or(const json_t *o, const char *key, const char *def)
+{
+    json_t *v = json_object_get(o, key);
+
+    return json_is_string(v) ? json_string_value(v) : def;
+}
+
+double jnum(const json_t *o, const char *key)
+{
+    json_t *v = json_object_get(o, key);
+
+    return json_is_number(v) ? json_number_value(v) : 0;
+}
+
+json_t *jget(const json_t *o, const char *key)
+{
+    json_t *v = json_object_get(o, key);
+
+    return v ? v : json_null();
+}

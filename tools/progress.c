@@ -1,0 +1,110 @@
+/*
+ * progress.c - the progress bar (see progress.h).
+ */
+#include "tools/progress.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "tools/cli.h"
+#include "tools/output.h"
+
+#define REDRAW_NS 100000000ull /* 10 frames a second at most */
+#define TAIL_MAX  56 /* "  [", "]  " and the widest numbers: "100%  1023 MiB/1023 MiB..." */
+
+static uint64_t mono_ns(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static int term_columns(void)
+{
+    struct winsize ws;
+
+    if (ioctl(STDERR_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col >= 20)
+        return ws.ws_col;
+    return 80;
+}
+
+void progress_start(struct progress *p, const struct cli *c, const char *label, uint64_t total)
+{
+    const char *d = getenv("MCACHE_PROGRESS_DELAY");
+
+    memset(p, 0, sizeof(*p));
+    p->on = !c->quiet && isatty(STDERR_FILENO);
+    snprintf(p->label, sizeof(p->label), "%s", label);
+    p->total = total;
+    p->t0_ns = mono_ns();
+    p->delay_ns = (d && *d ? strtoull(d, NULL, 10) : 250) * 1000000ull;
+    if (p->on && !p->delay_ns)
+        progress_update(p, 0);
+}
+
+void progress_update(struct progress *p, uint64_t done)
+{
+    char line[512], bar[64], sd[FMT_LEN], st[FMT_LEN], sr[FMT_LEN], se[FMT_LEN], tail[192];
+    uint64_t now = mono_ns();
+    double secs = (double)(now - p->t0_ns) / 1e9, frac, rate;
+    int cols, lw, bw, fill;
+
+    if (!p->on || now - p->t0_ns < p->delay_ns)
+        return;
+    if (p->drawn && now - p->last_ns < REDRAW_NS && done < p->total)
+        return;
+    p->last_ns = now;
+    frac = p->total ? (double)(done > p->total ? p->total : done) / (double)p->total : 0;
+    rate = secs > 0 ? (double)done / secs : 0;
+    snprintf(tail, sizeof(tail), "%3.0f%%  %s/%s", frac * 100, fmt_size(done, sd),
+             fmt_size(p->total, st));
+    if (rate > 0)
+        snprintf(tail + strlen(tail), sizeof(tail) - strlen(tail), "  %s", fmt_rate(rate, sr));
+    if (rate > 0 && done < p->total)
+        snprintf(tail + strlen(tail), sizeof(tail) - strlen(tail), "  ETA %s",
+                 fmt_duration((double)(p->total - done) / rate, se));
+    /*
+     * The line must fit the terminal ("\r" only returns within one row), and
+     * the bar keeps one width while the numbers after it change theirs: the
+     * label gives way first, then the bar.
+     */
+    cols = term_columns();
+    lw = (int)strlen(p->label);
+    if (lw > cols - TAIL_MAX - 10)
+        lw = cols - TAIL_MAX - 10;
+    bw = cols - TAIL_MAX - lw;
+    if (bw > 30)
+        bw = 30;
+    if (lw < 8 || bw < 10) { /* a narrow terminal: just the numbers */
+        snprintf(line, sizeof(line), "\r%s\033[K", tail);
+    } else {
+        fill = (int)(frac * bw + 0.5);
+        memset(bar, '#', (size_t)fill);
+        memset(bar + fill, '-', (size_t)(bw - fill));
+        bar[bw] = '\0';
+        snprintf(line, sizeof(line), "\r%.*s  [%s]  %s\033[K", lw, p->label, bar, tail);
+    }
+    fputs(line, stderr);
+    fflush(stderr);
+    p->drawn = true;
+}
+
+void progress_clear(struct progress *p)
+{
+    if (p->drawn) {
+        fputs("\r\033[K", stderr);
+        fflush(stderr);
+    }
+    p->drawn = false;
+}
+
+void progress_end(struct progress *p)
+{
+    progress_clear(p);
+    p->on = false;
+}
