@@ -7,9 +7,12 @@
  * zero-copy pointers to the bytes.
  *
  * THE WARM PATH
- *   mc_get() and mc_release() make no system call and take no lock once the
- *   calling thread has done its first mc_get() on a cache. A lookup is a
- *   hash of "name@ref" and a probe of a lock-free table in shared memory.
+ *   mc_get() and mc_release() make no system call, take no lock and do not
+ *   allocate once the calling thread has done its first mc_get() on a cache
+ *   (a thread holding more than 5 models at once claims another reader slot,
+ *   one system call). A lookup is a hash of "name@ref" and a probe of a
+ *   lock-free table in shared memory; "latest" and ranges also scan the
+ *   model's version list.
  *
  * CAVEATS AND RESTRICTIONS (read these)
  *   - Address. The arena is mapped at the same virtual address in every
@@ -35,8 +38,10 @@
  *     lock and a few system calls, once), and gives it back when it exits. A
  *     model may be released by a thread other than the one that got it.
  *     mc_detach() must not race with other calls on the same mc_cache.
- *   - fork(). A child inherits the mapping but not the reader slots. Do not
- *     use a parent's mc_cache or models in a child; attach again in it.
+ *   - fork(). A cache attached before fork() is unusable in the child:
+ *     mc_get() fails with MC_EINVAL, mc_release() of a model the parent got
+ *     does nothing (the hold stays the parent's), mc_detach() only frees
+ *     memory. Attach again in the child. The parent is unaffected.
  *   - Staleness. If mcached rebuilds the arena (after an incompatible
  *     upgrade), models you hold stay valid, and mc_get() returns MC_ESTALE:
  *     release what you hold, mc_detach() and mc_attach() again.

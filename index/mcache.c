@@ -56,6 +56,8 @@ struct orphan {
 struct mc_cache {
     struct mc_arena arena;
     struct mc_readers readers;
+    bool forked;          /* this is a fork()ed child's inherited copy: unusable */
+    mc_cache *next_cache; /* every attached cache (for fork handling) */
     struct mc_table *table;
     uint64_t seed;
     struct tslot *tslots;    /* every thread's tslot for this cache */
@@ -66,6 +68,8 @@ struct mc_cache {
 };
 
 static pthread_mutex_t registry_mu = PTHREAD_MUTEX_INITIALIZER;
+static mc_cache *caches; /* attached caches, under registry_mu */
+static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
 static pthread_key_t thread_key;
 static pthread_once_t thread_key_once = PTHREAD_ONCE_INIT;
 static __thread struct tslot *tls_head __attribute__((tls_model("initial-exec")));
@@ -154,13 +158,18 @@ static void thread_exit(void *arg)
             for (uint32_t i = 0; i < ts->nslots; i++) {
                 struct orphan *o;
 
-                if (!slot_has_holds(ts->slot[i]) || !(o = malloc(sizeof(*o)))) {
+                if (!slot_has_holds(ts->slot[i])) {
                     mc_slot_release(&c->readers, ts->idx[i]);
                     continue;
                 }
-                o->idx = ts->idx[i];
-                o->next = c->orphans;
-                c->orphans = o;
+                /* Still holding models other threads may release: park the slot
+                 * (reused once empty). Without memory to park it, keep it
+                 * claimed until mc_detach(): never drop a slot that holds. */
+                if ((o = malloc(sizeof(*o)))) {
+                    o->idx = ts->idx[i];
+                    o->next = c->orphans;
+                    c->orphans = o;
+                }
             }
             while (ts->free) {
                 mc_model *m = ts->free;
@@ -185,15 +194,23 @@ static struct tslot *tslot_get(mc_cache *c)
 {
     struct tslot *ts, *dead = NULL;
 
+    if (c->forked) {
+        mc_err(MC_EINVAL, "this cache was attached by the parent of a fork(); attach again in "
+                          "the child (mc_attach)");
+        return NULL;
+    }
     for (ts = tls_head; ts; ts = ts->next_in_thread) {
         if (ts->cache == c)
             return ts;
         if (!ts->cache)
             dead = ts;
     }
-    if (dead) { /* left by a detached cache: reuse it */
+    if (dead) { /* left by a detached (or fork-inherited) cache: reuse it */
         pthread_mutex_lock(&registry_mu);
         memset(dead->idx, 0, sizeof(dead->idx));
+        memset(dead->slot, 0, sizeof(dead->slot));
+        dead->nslots = 0;
+        dead->free = NULL;
         dead->cache = c;
         dead->prev_in_cache = NULL;
         dead->next_in_cache = c->tslots;
@@ -230,9 +247,26 @@ static int tslot_add_slot(mc_cache *c, struct tslot *ts)
     if (ts->nslots == TSLOT_MAX_SLOTS)
         return mc_err(MC_ETOOMANY, "this thread already holds %u models; release some",
                       TSLOT_MAX_SLOTS * MC_SLOT_HOLDS);
+    /* A slot parked by an exited thread whose models have all been released
+     * since is ours already: take it instead of claiming another. */
+    pthread_mutex_lock(&registry_mu);
+    for (struct orphan **pp = &c->orphans; *pp; pp = &(*pp)->next) {
+        struct orphan *o = *pp;
+
+        if (slot_has_holds(&c->readers.slots[o->idx]))
+            continue;
+        *pp = o->next;
+        idx = o->idx;
+        free(o);
+        pthread_mutex_unlock(&registry_mu);
+        c->readers.slots[idx].tid = (uint32_t)gettid();
+        goto got;
+    }
+    pthread_mutex_unlock(&registry_mu);
     rc = mc_slot_claim(&c->readers, &idx);
     if (rc)
         return rc;
+got:
     ts->idx[ts->nslots] = idx;
     ts->slot[ts->nslots] = &c->readers.slots[idx];
     ts->nslots++;
@@ -274,16 +308,61 @@ static int handles_refill(mc_cache *c, struct tslot *ts)
     return 0;
 }
 
-/* A free held[] word in this thread's slots, claiming a new slot if needed. */
-static uint64_t *hold_word(mc_cache *c, struct tslot *ts)
+/*
+ * A free held[] word in this thread's slots (claiming a new slot if all are
+ * full), and its slot in *slot. mc_get() pins that same slot: the loader
+ * relies on a slot's hold being stored before that slot's pin is cleared.
+ */
+static uint64_t *hold_word(mc_cache *c, struct tslot *ts, struct mc_slot **slot)
 {
     for (uint32_t i = 0; i < ts->nslots; i++)
         for (unsigned j = 0; j < MC_SLOT_HOLDS; j++)
-            if (!__atomic_load_n(&ts->slot[i]->held[j], __ATOMIC_RELAXED))
+            if (!__atomic_load_n(&ts->slot[i]->held[j], __ATOMIC_RELAXED)) {
+                *slot = ts->slot[i];
                 return &ts->slot[i]->held[j];
+            }
     if (tslot_add_slot(c, ts) != 0)
         return NULL;
-    return &ts->slot[ts->nslots - 1]->held[0];
+    *slot = ts->slot[ts->nslots - 1];
+    return &(*slot)->held[0];
+}
+
+/* ---- fork ---- */
+
+/*
+ * A fork()ed child shares the parent's reader-table file description, so it
+ * would share the parent's OFD locks, and its memory holds the parent's
+ * slot pointers. In the child, every inherited cache becomes unusable: its
+ * copy of the description is closed (so a parent that dies releases its
+ * slots), gets fail with a message, releases and detaches leave the
+ * parent's slots alone.
+ */
+static void atfork_prepare(void)
+{
+    pthread_mutex_lock(&registry_mu);
+}
+
+static void atfork_parent(void)
+{
+    pthread_mutex_unlock(&registry_mu);
+}
+
+static void atfork_child(void)
+{
+    for (mc_cache *c = caches; c; c = c->next_cache) {
+        c->forked = true;
+        if (c->readers.fd >= 0)
+            close(c->readers.fd);
+        c->readers.fd = -1;
+    }
+    for (struct tslot *ts = tls_head; ts; ts = ts->next_in_thread)
+        ts->cache = NULL; /* off the fast path */
+    pthread_mutex_unlock(&registry_mu);
+}
+
+static void atfork_init(void)
+{
+    pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
 }
 
 /* ---- attach / detach ---- */
@@ -328,6 +407,11 @@ int mc_attach_dir(const char *dir, const char *cache, mc_cache **out)
     }
     c->table = mc_arena_ptr(&c->arena, c->arena.hdr->table_off);
     c->seed = c->arena.hdr->hash_seed;
+    pthread_once(&atfork_once, atfork_init);
+    pthread_mutex_lock(&registry_mu);
+    c->next_cache = caches;
+    caches = c;
+    pthread_mutex_unlock(&registry_mu);
     *out = c;
     return 0;
 fail:
@@ -340,8 +424,14 @@ void mc_detach(mc_cache *c)
     if (!c)
         return;
     pthread_mutex_lock(&registry_mu);
+    for (mc_cache **pp = &caches; *pp; pp = &(*pp)->next_cache)
+        if (*pp == c) {
+            *pp = c->next_cache;
+            break;
+        }
+    /* In a fork()ed child the slots are the parent's: leave them be. */
     for (struct tslot *ts = c->tslots; ts; ts = ts->next_in_cache) {
-        for (uint32_t i = 0; i < ts->nslots; i++)
+        for (uint32_t i = 0; i < ts->nslots && !c->forked; i++)
             mc_slot_release(&c->readers, ts->idx[i]);
         ts->nslots = 0;
         ts->free = NULL;
@@ -350,7 +440,8 @@ void mc_detach(mc_cache *c)
     while (c->orphans) {
         struct orphan *o = c->orphans;
         c->orphans = o->next;
-        mc_slot_release(&c->readers, o->idx);
+        if (!c->forked)
+            mc_slot_release(&c->readers, o->idx);
         free(o);
     }
     for (size_t i = 0; i < c->nblocks; i++)
@@ -376,12 +467,13 @@ int mc_get(mc_cache *c, const char *name, const char *ref, mc_model **out)
     if (__builtin_expect(!c || !name || !out, 0))
         return mc_err(MC_EINVAL, "mc_get: cache, name and out must not be NULL");
     if (__builtin_expect(!ts || ts->cache != c, 0) && !(ts = tslot_get(c)))
-        return MC_ENOMEM;
-    if (__builtin_expect(!ts->nslots, 0) && (rc = tslot_add_slot(c, ts)) != 0)
-        return rc;
+        return c->forked ? MC_EINVAL : MC_ENOMEM;
     if (__builtin_expect(!ts->free, 0) && (rc = handles_refill(c, ts)) != 0)
         return rc;
-    s = ts->slot[0];
+    /* Where the hold will go, before pinning: claiming a slot is a syscall. */
+    hold = hold_word(c, ts, &s);
+    if (__builtin_expect(!hold, 0))
+        return MC_ETOOMANY;
 
     /* Pin: xchg is a full fence, so the pin is visible to the loader before
      * any load of the table below (pairs with mc_reclaim_advance()). */
@@ -404,11 +496,6 @@ int mc_get(mc_cache *c, const char *name, const char *ref, mc_model **out)
                           "%s@%s is registered but not loaded; run `mcache load %s@%s`",
                           mc_rec_version_name(v), mc_rec_version_str(v), mc_rec_version_name(v),
                           mc_rec_version_str(v));
-        goto unpin;
-    }
-    hold = hold_word(c, ts);
-    if (__builtin_expect(!hold, 0)) {
-        rc = MC_ETOOMANY;
         goto unpin;
     }
     __atomic_store_n(hold, (uint64_t)((const uint8_t *)v - c->arena.base), __ATOMIC_RELAXED);
@@ -466,6 +553,8 @@ void mc_release(mc_model *m)
 
     if (!m)
         return;
+    if (__builtin_expect(m->cache->forked, 0))
+        return; /* a fork()ed child: the hold is the parent's to drop */
     /* After this store the loader may free the model: touch it no more. */
     __atomic_store_n(m->hold, 0, __ATOMIC_RELEASE);
     m->rec = NULL;

@@ -9,6 +9,7 @@
  */
 #include "index/resolve.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #include "index/semver.h"
@@ -26,18 +27,25 @@ static int resolve_list(struct mc_table *t, uint64_t seed, const char *name, siz
     struct mc_rec *mr = mc_table_lookup(t, seed, name, nlen);
     struct mc_range *range = NULL;
     bool latest = ref == NULL || strcmp(ref, "latest") == 0;
+    uint64_t buf[256]; /* compiled ranges of usual length need no malloc */
+    void *heap = NULL;
     int rc;
 
     if (!mr || mr->kind != MC_REC_MODEL)
         return mc_err(MC_ENOENT, "no model \"%.*s\" in this cache; push it with `mcache push`",
                       (int)nlen, name);
     if (!latest) {
-        rc = mc_range_parse(ref, &range);
-        if (rc)
+        size_t need = mc_range_buf_size(strlen(ref));
+        void *mem = need <= sizeof(buf) ? (void *)buf : (heap = malloc(need));
+
+        rc = mem ? mc_range_parse_buf(ref, mem, need, &range) : MC_ENOMEM;
+        if (rc) {
+            free(heap);
             return mc_err(MC_ENOENT,
                           "\"%s\" is not a version, alias or range of model \"%.*s\" (a "
                           "reference is 1.2.3, an alias, latest, or a range like ^1.2)",
                           ref, (int)nlen, name);
+        }
     }
     const struct mc_verlist *vl = (const struct mc_verlist *)(uintptr_t)__atomic_load_n(
         &((struct mc_rec_model *)mr)->versions, __ATOMIC_ACQUIRE);
@@ -49,11 +57,11 @@ static int resolve_list(struct mc_table *t, uint64_t seed, const char *name, siz
             continue;
         if (latest ? sv.pre_len == 0 : mc_range_match(range, &sv)) {
             *out = v;
-            mc_range_free(range);
+            free(heap);
             return 0;
         }
     }
-    mc_range_free(range);
+    free(heap);
     if (latest)
         return mc_err(MC_ENOENT, "model \"%.*s\" has no release version (only prereleases); "
                                  "ask for one by version",

@@ -20,6 +20,8 @@
  *                                         and go; exit 0 iff no bad read
  *   mp_reader getload DIR CACHE NAME REF MS  mc_get_load (asks mcached to load it), then
  *                                         verify as `verify` does; "error CODE MSG" on failure
+ *   mp_reader fork DIR CACHE NAME REF     get, fork; the child must find the inherited cache
+ *                                         unusable (and harmless) and attach anew; print "ok"
  *   mp_reader tensor DIR CACHE NAME REF TENSOR  print "TENSORS n DTYPE d0xd1.. aligned A sum S"
  *                                         (S: sum of the tensor's F32 values)
  *
@@ -27,6 +29,7 @@
  */
 #include <pthread.h>
 #include <signal.h>
+#include <sys/wait.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -142,10 +145,19 @@ static void *thread_main(void *arg)
     static const char *refs[] = {"1.0.0", "1.1.0", "2.0.0", "prod", "latest", "^1"};
     struct tctx *t = arg;
 
+    mc_model *hoard[12] = {0}; /* up to 12 held at once: holds spill into 3 slots */
+    unsigned nh = 0;
+
     for (long i = 0; i < t->n; i++) {
         char name[32];
         const char *ref;
         mc_model *m;
+
+        if (nh == 12 || (nh && i % 3 == 0)) { /* release the oldest after re-checking it */
+            t->bad += verify(hoard[0], mc_model_name(hoard[0]), "x", &t->rnd, false);
+            mc_release(hoard[0]);
+            memmove(hoard, hoard + 1, sizeof(hoard[0]) * --nh);
+        }
 
         t->rnd = t->rnd * 6364136223846793005ull + 1442695040888963407ull;
         snprintf(name, sizeof(name), "m%ld", (long)((t->rnd >> 33) % (uint64_t)t->nmodels));
@@ -162,6 +174,10 @@ static void *thread_main(void *arg)
             }
             pthread_mutex_unlock(&handoff.mu);
         }
+        if (m && i % 11 == 0 && nh < 12) { /* keep this one a while */
+            hoard[nh++] = m;
+            m = NULL;
+        }
         if (i % 5 == 0) { /* release one handed over by another thread */
             mc_model *o = NULL;
             pthread_mutex_lock(&handoff.mu);
@@ -175,6 +191,13 @@ static void *thread_main(void *arg)
         }
         mc_release(m);
     }
+    /* Exit while still holding some: they go to the handoff queue. */
+    pthread_mutex_lock(&handoff.mu);
+    while (nh && handoff.n < 256)
+        handoff.q[handoff.n++] = hoard[--nh];
+    pthread_mutex_unlock(&handoff.mu);
+    while (nh)
+        mc_release(hoard[--nh]);
     return NULL;
 }
 
@@ -185,15 +208,25 @@ static int cmd_threads(char **av)
     struct tctx *ctx = calloc((size_t)nt, sizeof(*ctx));
     pthread_t *th = calloc((size_t)nt, sizeof(*th));
     mc_cache *c;
+    struct mc_readers rt;
+    int max_owned = 0;
 
     if (mc_attach_dir(av[2], av[3], &c)) {
         fprintf(stderr, "mp_reader: %s\n", mc_last_error());
         return 2;
     }
+    /* A second view of the reader table, to count our slots (the arena is
+     * mapped once per process, so read its creation time from our cache). */
+    struct mc_cache_info ci;
+    mc_cache_info(c, &ci);
+    if (mc_readers_open(av[2], av[3], ci.created_ns, &rt)) {
+        fprintf(stderr, "mp_reader: %s\n", mc_last_error());
+        return 2;
+    }
     /* Rounds of threads that start, work and exit, some still holding models. */
-    for (int round = 0; round < 4; round++) {
+    for (int round = 0; round < 8; round++) {
         for (int i = 0; i < nt; i++) {
-            ctx[i] = (struct tctx){.c = c, .n = n / 4, .nmodels = nmodels,
+            ctx[i] = (struct tctx){.c = c, .n = n / 8, .nmodels = nmodels,
                                    .rnd = (uint64_t)(i + 1) * 0x9e3779b97f4a7c15ull + (uint64_t)round};
             pthread_create(&th[i], NULL, thread_main, &ctx[i]);
         }
@@ -202,17 +235,88 @@ static int cmd_threads(char **av)
             bad += ctx[i].bad;
             ok += ctx[i].ok;
         }
+        /* Slots parked by exited threads are reused once released, so the
+         * process's share of the reader table does not grow round by round. */
+        int owned = 0;
+        for (uint32_t i = 0; i < rt.nslots; i++)
+            owned += rt.slots[i].pid == (uint32_t)getpid();
+        if (owned > max_owned)
+            max_owned = owned;
     }
     while (handoff.n) { /* what exited threads still held */
         mc_model *m = handoff.q[--handoff.n];
         bad += verify(m, mc_model_name(m), "x", &ctx[0].rnd, true);
         mc_release(m);
     }
-    printf("threads %d ok %ld bad %ld\n", nt, ok, bad);
+    printf("threads %d ok %ld bad %ld slots %d\n", nt, ok, bad, max_owned);
+    mc_readers_close(&rt);
     mc_detach(c);
     free(ctx);
     free(th);
     return bad ? 1 : 0;
+}
+
+static int cmd_fork(char **av)
+{
+    mc_cache *c;
+    mc_model *m, *m2;
+    pid_t pid;
+    int st;
+
+    if (mc_attach_dir(av[2], av[3], &c) || mc_get(c, av[4], av[5], &m)) {
+        fprintf(stderr, "mp_reader: %s\n", mc_last_error());
+        return 2;
+    }
+    pid = fork();
+    if (pid == 0) {
+        mc_cache *c2;
+        /* The inherited cache refuses politely ... */
+        if (mc_get(c, av[4], av[5], &m2) != MC_EINVAL || !strstr(mc_last_error(), "fork"))
+            _exit(10);
+        /* ... releasing the parent's model leaves the parent's hold alone ... */
+        mc_release(m);
+        mc_detach(c);
+        /* ... and a fresh attach works. */
+        uint64_t rnd = 1;
+        if (mc_attach_dir(av[2], av[3], &c2) || mc_get(c2, av[4], av[5], &m2) ||
+            verify(m2, av[4], av[5], &rnd, true)) {
+            fprintf(stderr, "child: %s\n", mc_last_error());
+            _exit(11);
+        }
+        mc_release(m2);
+        mc_detach(c2);
+        _exit(0);
+    }
+    waitpid(pid, &st, 0);
+    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+        printf("child failed: status %d\n", st);
+        return 1;
+    }
+    /* The parent still holds its model: a hold in one of its slots ... */
+    struct mc_cache_info ci;
+    struct mc_readers rt;
+    int holds = 0;
+    mc_cache_info(c, &ci);
+    if (mc_readers_open(av[2], av[3], ci.created_ns, &rt) == 0) {
+        for (uint32_t i = 0; i < rt.nslots; i++)
+            for (unsigned j = 0; j < MC_SLOT_HOLDS; j++)
+                holds += rt.slots[i].pid == (uint32_t)getpid() && rt.slots[i].held[j];
+        mc_readers_close(&rt);
+    }
+    if (holds != 1) {
+        printf("the parent's hold is gone (%d holds)\n", holds);
+        return 1;
+    }
+    /* ... and the bytes are intact. */
+    uint64_t rnd = 1;
+    if (verify(m, av[4], av[5], &rnd, true)) {
+        printf("BAD after fork\n");
+        return 1;
+    }
+    printf("ok\n");
+    mc_release(m);
+    mc_detach(c);
+    return 0;
 }
 
 static int cmd_tensor(char **av)
@@ -434,6 +538,8 @@ int main(int ac, char **av)
         return cmd_tensor(av);
     if (ac >= 7 && strcmp(av[1], "threads") == 0)
         return cmd_threads(av);
+    if (ac >= 6 && strcmp(av[1], "fork") == 0)
+        return cmd_fork(av);
     fprintf(stderr, "usage: mp_reader write|hold|pin|stress|verify|watch|holdwatch DIR CACHE ...\n");
     return 2;
 }

@@ -83,7 +83,7 @@ static void churn_once(struct tw *t, int *fillers)
 
 /* Run exec'd readers (argv after "mp_reader") while this process churns. */
 static void churn_under_readers(struct tw *t, int nreaders, char *const *args, long *total,
-                                long *ok_total, const char *fmt)
+                                long *ok_total, const char *fmt, char *last, size_t lastlen)
 {
     pid_t pids[8];
     int outs[8], running = nreaders, fillers = 0;
@@ -121,6 +121,8 @@ static void churn_under_readers(struct tw *t, int nreaders, char *const *args, l
                 ssize_t len = read(outs[i], buf, sizeof(buf) - 1);
                 assert_true(len > 0);
                 printf("# reader %d: %s", i, buf);
+                if (last)
+                    snprintf(last, lastlen, "%s", buf);
                 assert_int_equal(sscanf(buf, fmt, &n, &ok, &bad), 3);
                 assert_true(WIFEXITED(st));
                 assert_int_equal(WEXITSTATUS(st), 0);
@@ -162,14 +164,35 @@ static void test_threads_share_a_cache(void **state)
     populate(&t);
     snprintf(m_str, sizeof(m_str), "%d", NMODELS);
     char *args[] = {"mp_reader", "threads", t.dir, (char *)t.cache, "4", "100000", m_str, NULL};
-    churn_under_readers(&t, 1, args, &total, &ok, "threads %ld ok %ld bad %ld");
+    char line[256];
+    churn_under_readers(&t, 1, args, &total, &ok, "threads %ld ok %ld bad %ld", line,
+                        sizeof(line));
     assert_true(ok > 10000);
+    /* Slots of exited threads are reused once their models are released. */
+    int slots = atoi(strstr(line, "slots ") + 6);
+    assert_true(slots <= 32);
     /* Every slot the process claimed was given back. */
     uint8_t live[MC_READER_SLOTS_MAX];
     assert_int_equal(mc_readers_live(&t.r, live), 0);
     mc_reclaim_poll(&t.rc);
     assert_int_equal(t.rc.n, 0);
     assert_int_equal(mc_table_check(&t.w), 0);
+    tw_destroy(&t);
+}
+
+/* A cache attached before fork() is harmless and unusable in the child. */
+static void test_fork(void **state)
+{
+    struct tw t;
+    char prog[512];
+
+    (void)state;
+    assert_int_equal(tw_create(&t, 64ull << 20, 0), 0);
+    assert_int_equal(tw_publish(&t, "m0", "1.0.0", 100000, seed_of("m0", "1.0.0")), 0);
+    char *argv[] = {"mp_reader", "fork", t.dir, (char *)t.cache, "m0", "1.0.0", NULL};
+    int st = wait_status(spawn(helper_path("mp_reader", prog, sizeof(prog)), argv));
+    assert_true(WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 0);
     tw_destroy(&t);
 }
 
@@ -188,7 +211,7 @@ static void test_readers_never_see_freed_memory(void **state)
     snprintf(m_str, sizeof(m_str), "%d", NMODELS);
     char *args[] = {"mp_reader", "stress", t.dir, (char *)t.cache, n_str, m_str, NULL};
     churn_under_readers(&t, READERS, args, &total, &ok_total,
-                        "lookups %ld ok %ld missing %*d bad %ld");
+                        "lookups %ld ok %ld missing %*d bad %ld", NULL, 0);
     assert_true(total >= 1000000);
     assert_true(ok_total > total / 10); /* most lookups found and verified a model */
     assert_true(t.rc.freed_total > 1000); /* and the writer really freed under them */
@@ -203,6 +226,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_readers_never_see_freed_memory),
         cmocka_unit_test(test_threads_share_a_cache),
+        cmocka_unit_test(test_fork),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
