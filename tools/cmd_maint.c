@@ -3,6 +3,7 @@
  * `mcache gc` (retention) and `mcache fsck` (check and repair the
  * manifest).
  */
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -266,22 +267,22 @@ static int run_fsck(struct cli *c, struct args *a)
 {
     unsigned flags = MC_CHECK_ARTIFACTS | (args_flag(a, "checksums") ? MC_CHECK_CHECKSUMS : 0);
     json_t *problems = json_array(), *repair = json_array();
+    char dir[PATH_MAX];
     bool repaired = false;
     size_t n = 0;
-    struct stat st;
     json_t *e;
     size_t i;
     int rc;
 
-    if (stat(c->store, &st) != 0) {
+    if (!realpath(c->store, dir)) {
         struct mc_registry *none;
         json_decref(problems);
         json_decref(repair);
         return cli_error(cli_open_store(c, false, false, &none));
     }
-    rc = mc_registry_check(c->store, flags, collect, problems, &n);
+    rc = mc_registry_check(dir, flags, collect, problems, &n);
     if (rc == MC_ECORRUPT && args_flag(a, "repair")) {
-        int rrc = mc_registry_repair(c->store, collect, repair);
+        int rrc = mc_registry_repair(dir, collect, repair);
         if (rrc) {
             json_decref(problems);
             json_decref(repair);
@@ -289,7 +290,7 @@ static int run_fsck(struct cli *c, struct args *a)
         }
         repaired = true;
         json_array_clear(problems);
-        rc = mc_registry_check(c->store, flags, collect, problems, &n);
+        rc = mc_registry_check(dir, flags, collect, problems, &n);
     }
     if (rc && rc != MC_ECORRUPT && rc != MC_EIO) {
         json_decref(problems);
@@ -297,8 +298,8 @@ static int run_fsck(struct cli *c, struct args *a)
         return cli_error(rc);
     }
     if (c->json) {
-        jv_print(json_pack("{s:s, s:b, s:o, s:b, s:o}", "store", c->store, "clean", rc == 0,
-                           "problems", problems, "repaired", repaired, "repair", repair));
+        jv_print(json_pack("{s:s, s:b, s:o, s:b, s:o}", "store", dir, "clean", rc == 0, "problems",
+                           problems, "repaired", repaired, "repair", repair));
     } else {
         json_array_foreach(repair, i, e)
         {
@@ -309,9 +310,9 @@ static int run_fsck(struct cli *c, struct args *a)
             printf("problem: %s\n", json_string_value(e));
         }
         if (rc == 0 && !c->quiet)
-            printf("store %s is clean%s\n", c->store, repaired ? " after repair" : "");
+            printf("store %s is clean%s\n", dir, repaired ? " after repair" : "");
         else if (rc)
-            printf("store %s: %zu problem(s)%s\n", c->store, n,
+            printf("store %s: %zu problem(s)%s\n", dir, n,
                    rc == MC_ECORRUPT ? "; the manifest is damaged: run `mcache fsck --repair`"
                                      : "");
         json_decref(problems);

@@ -6,8 +6,13 @@ import os
 import re
 import uuid
 
-from clitest import (CACHE, COMMANDS, EXIT_NODAEMON, EXIT_NOTFOUND, EXIT_OK, EXIT_USAGE,
+import subprocess
+
+from clitest import (CACHE, COMMANDS, EXIT_NODAEMON, EXIT_NOTFOUND, EXIT_OK, EXIT_USAGE, MCACHE,
                      CliTest, main)
+
+COMPLETION = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "scripts",
+                          "mcache-completion.bash")
 
 
 class Help(CliTest):
@@ -156,6 +161,53 @@ class Resolution(CliTest):
         r = self.fails(EXIT_NOTFOUND, "show", "nope", "--json", match='no model "nope"')
         self.assertEqual(r.out, "")
         json.loads(self.ok("ls", "--json").out)
+
+
+class Completion(CliTest):
+    """scripts/mcache-completion.bash, driven as bash drives it."""
+
+    def complete(self, line):
+        words = line.split(" ")
+        script = ('source "$1"; COMP_WORDS=("${@:2}"); COMP_CWORD=$((${#COMP_WORDS[@]} - 1)); '
+                  '_mcache; printf "%s\\n" "${COMPREPLY[@]}"')
+        env = dict(self.env, PATH=os.path.dirname(MCACHE) + ":" + os.environ.get("PATH", ""))
+        p = subprocess.run(["bash", "-c", script, "bash", COMPLETION] + words, env=env,
+                           cwd=self.root, capture_output=True, text=True, timeout=30)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        return sorted(x for x in p.stdout.split("\n") if x)
+
+    def test_commands_and_options(self):
+        self.assertEqual(self.complete("mcache sh"), ["show"])
+        self.assertEqual(self.complete("mcache --store x r"), ["rm", "rollback"])
+        self.assertEqual(set(self.complete("mcache ")), set(COMMANDS + ["help"]))
+        self.assertTrue({"--keep", "--max-age", "--dry-run", "--json"}
+                        <= set(self.complete("mcache gc --")))
+        self.assertEqual(self.complete("mcache ls --sort "), ["time", "version"])
+        self.assertEqual(self.complete("mcache ls --status f"), ["failed"])
+        self.assertEqual(self.complete("mcache help pu"), ["push"])
+
+    def test_models_and_versions(self):
+        f = self.file("m.bin")
+        self.ok("push", "resnet", "1.0.0", f)
+        self.ok("push", "resnet", "1.1.0", f)
+        self.ok("push", "vision/bert", "2.0.0", f)
+        self.assertEqual(self.complete("mcache show "), ["resnet", "vision/bert"])
+        self.assertEqual(self.complete("mcache load res"), ["resnet"])
+        self.assertEqual(self.complete("mcache load resnet@"),
+                         ["resnet@1.0.0", "resnet@1.1.0", "resnet@latest"])
+        self.assertEqual(self.complete("mcache alias r"), ["resnet", "rm"])
+        self.assertEqual(self.complete("mcache alias rm v"), ["vision/bert"])
+        other = os.path.join(self.root, "other")
+        self.ok("--store", other, "push", "only-here", "1.0.0", f)
+        self.assertEqual(self.complete("mcache --store %s show " % other), ["only-here"])
+        self.assertIn("m.bin", self.complete("mcache push resnet 2.0.0 m"))
+
+    def test_cache_names_from_the_shm_dir(self):
+        for f in ("mcache.gpu0", "mcache.gpu0.readers", "mcache.gpu0.sock", "mcache.cpu"):
+            open(os.path.join(self.shm, f), "w").close()
+        self.assertEqual(self.complete("mcache --cache "), ["cpu", "gpu0"])
+        self.assertEqual(self.complete("mcache --shm-dir %s stat --cache g" % self.shm),
+                         ["gpu0"])
 
 
 if __name__ == "__main__":
