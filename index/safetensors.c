@@ -253,6 +253,8 @@ int mc_safetensors_parse(const uint8_t *file, uint64_t size, struct mc_tensor_ta
                             mk);
                 break;
             }
+            if (rc)
+                break; /* the inner break only left the metadata loop */
             meta = v;
             continue;
         }

@@ -131,6 +131,10 @@ static void test_refusals(void **state)
     refused("{\"a\":{\"dtype\":\"U8\",\"shape\":[4294967296,4294967296,16],\"data_offsets\":[0,4]}}",
             4, "overflows");
     refused("{\"__metadata__\":{\"k\":1}}", 0, "__metadata__ value of \"k\" is not a string");
+    /* Bad metadata first, a good tensor after: still refused (a review find). */
+    refused("{\"__metadata__\":{\"k\":1},\"a\":{\"dtype\":\"U8\",\"shape\":[4],"
+            "\"data_offsets\":[0,4]}}",
+            4, "__metadata__ value of \"k\" is not a string");
 }
 
 static void test_bad_lengths(void **state)
