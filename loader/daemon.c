@@ -115,7 +115,8 @@ static void waiter_reply(struct daemon *d, struct dver *v, struct waiter *w, int
 
     if (status == 0)
         snprintf(body, sizeof(body),
-                 "{\"name\":\"%s\",\"version\":\"%s\",\"size\":%llu,\"state\":\"resident\"}",
+                 "{\"name\":\"%s\",\"version\":\"%s\",\"size\":%llu,\"state\":\"resident\","
+                 "\"already\":false}",
                  v->name, v->version, (unsigned long long)v->size);
     else
         snprintf(body, sizeof(body), "%s", msg);

@@ -88,7 +88,9 @@ static void op_load(struct daemon *d, struct mc_conn *c, const struct mc_request
     d->requests_load++;
     v->last_used_ns = mc_now_ns();
     if (v->st == D_READY) {
-        reply_json(d, c, version_json(v));
+        json_t *j = version_json(v);
+        json_object_set_new(j, "already", json_true());
+        reply_json(d, c, j);
         return;
     }
     if (v->st == D_FAILED) /* asked explicitly: try again */
@@ -296,7 +298,7 @@ static json_t *readers_json(struct daemon *d)
         }
         json_array_append_new(
             a, json_pack("{s:i, s:i, s:i, s:I, s:b, s:o}", "slot", (int)i, "pid", (int)s->pid,
-                         "tid", (int)s->tid, "since_ns", (json_int_t)s->since_ns, "pinned",
+                         "tid", (int)s->tid, "since_ns", (json_int_t)s->since_ns, "in_lookup",
                          __atomic_load_n(&s->pin, __ATOMIC_ACQUIRE) != 0, "holds", holds));
     }
     free(live);
@@ -305,8 +307,12 @@ static json_t *readers_json(struct daemon *d)
 
 static json_t *daemon_json(struct daemon *d)
 {
+    char version[32];
+
+    snprintf(version, sizeof(version), "%d.%d.%d", MCACHE_VERSION_MAJOR, MCACHE_VERSION_MINOR,
+             MCACHE_VERSION_PATCH);
     return json_pack("{s:i, s:s, s:f, s:I, s:s, s:s, s:s, s:s, s:b, s:f, s:I}", "pid",
-                     (int)getpid(), "version", "0.1.0", "uptime_s",
+                     (int)getpid(), "version", version, "uptime_s",
                      (double)(mc_now_ns() - d->started_ns) / 1e9, "started_ns",
                      (json_int_t)d->started_wall, "store", mc_registry_dir(d->reg), "cache",
                      d->cfg.cache, "socket", d->socket_path, "config", d->cfg.config,

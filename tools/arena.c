@@ -144,7 +144,7 @@ json_t *cli_arena_readers(const struct cli *c, struct cli_arena *a)
         }
         json_array_append_new(
             out, json_pack("{s:i, s:i, s:i, s:I, s:b, s:o}", "slot", (int)i, "pid", (int)s->pid,
-                           "tid", (int)s->tid, "since_ns", (json_int_t)s->since_ns, "pinned",
+                           "tid", (int)s->tid, "since_ns", (json_int_t)s->since_ns, "in_lookup",
                            __atomic_load_n(&s->pin, __ATOMIC_ACQUIRE) != 0, "holds", holds));
     }
     free(live);

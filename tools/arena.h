@@ -40,7 +40,7 @@ const char *cli_arena_residency(struct cli_arena *a, const char *name, const cha
 
 /*
  * The live reader slots, as mcached's `readers` operation reports them:
- * [{"slot", "pid", "tid", "since_ns", "pinned", "holds": ["name@version"...]}],
+ * [{"slot", "pid", "tid", "since_ns", "in_lookup", "holds": ["name@version"...]}],
  * leaving out this process. NULL with an error if the table cannot be read.
  */
 json_t *cli_arena_readers(const struct cli *c, struct cli_arena *a);

@@ -106,10 +106,14 @@ static int run_load(struct cli *c, struct args *a)
     progress_end(&w.bar);
     if (rc)
         return cli_error(rc);
+    bool already = json_is_true(json_object_get(res, "already"));
     if (c->json)
-        jv_print(json_pack("{s:O, s:O, s:O, s:O, s:f}", "name", jget(res, "name"), "version",
+        jv_print(json_pack("{s:O, s:O, s:O, s:O, s:f, s:b}", "name", jget(res, "name"), "version",
                            jget(res, "version"), "state", jget(res, "state"), "size",
-                           jget(res, "size"), "seconds", cli_mono_s() - t0));
+                           jget(res, "size"), "seconds", cli_mono_s() - t0, "already", already));
+    else if (!c->quiet && already)
+        printf("%s@%s is already resident (%s)\n", jstr_or(res, "name", name),
+               jstr_or(res, "version", ref), fmt_size((uint64_t)jint(res, "size"), sz));
     else if (!c->quiet)
         printf("loaded %s@%s: %s in %s\n", jstr_or(res, "name", name), jstr_or(res, "version", ref),
                fmt_size((uint64_t)jint(res, "size"), sz), fmt_duration(cli_mono_s() - t0, du));

@@ -35,8 +35,8 @@ static const char *const heap_keys[] = {"allocator", "allocated", "active",   "r
 static const char *const model_keys[] = {"name",         "version", "state",     "size",   "pinned",
                                          "preload",      "aliases", "loaded_ns", "load_s", "idle_s",
                                          "loaded_bytes", "error",   NULL};
-static const char *const reader_keys[] = {"slot",   "pid",   "tid", "since_ns",
-                                          "pinned", "holds", NULL};
+static const char *const reader_keys[] = {"slot",      "pid",   "tid", "since_ns",
+                                          "in_lookup", "holds", NULL};
 static const char *const failure_keys[] = {"at_ns", "what", "why", NULL};
 
 /* A new object with exactly `keys` from src (null where src lacks one). */

@@ -20,7 +20,7 @@ LOADS_KEYS = ["ok", "failed", "bytes", "seconds", "gbps", "in_flight", "queued",
 HEAP_KEYS = ["allocator", "allocated", "active", "resident", "mapped", "metadata", "retained"]
 MODEL_KEYS = ["name", "version", "state", "size", "pinned", "preload", "aliases", "loaded_ns",
               "load_s", "idle_s", "loaded_bytes", "error"]
-READER_KEYS = ["slot", "pid", "tid", "since_ns", "pinned", "holds"]
+READER_KEYS = ["slot", "pid", "tid", "since_ns", "in_lookup", "holds"]
 RECLAIM_KEYS = ["pending_items", "pending_bytes", "retired_total", "freed_total", "stalls"]
 
 
@@ -82,10 +82,11 @@ class Running(Base):
     def test_load_evict(self):
         self.assertEqual(self.residency("m@1.0.0"), "not-resident")
         j = self.json("load", "m@1.0.0")
-        self.assertEqual(list(j), ["name", "version", "state", "size", "seconds"])
-        self.assertEqual((j["name"], j["version"], j["state"], j["size"]),
-                         ("m", "1.0.0", "resident", 100000))
+        self.assertEqual(list(j), ["name", "version", "state", "size", "seconds", "already"])
+        self.assertEqual((j["name"], j["version"], j["state"], j["size"], j["already"]),
+                         ("m", "1.0.0", "resident", 100000, False))
         self.assertGreaterEqual(j["seconds"], 0)
+        self.assertTrue(self.json("load", "m@1.0.0")["already"])
         self.assertEqual(self.residency("m@1.0.0"), "resident")
         self.assertEqual([v["residency"] for v in self.json("ls")["versions"]],
                          ["resident", "resident"])
@@ -95,14 +96,15 @@ class Running(Base):
         self.assertIsInstance(show["load"]["loaded_ns"], int)
         self.assertIsNone(show["load"]["error"])
         self.assertEqual(show["readers"], [])
-        self.assertRegex(self.ok("load", "m@1.0.0").out,
-                         r"^loaded m@1\.0\.0: 97\.7 KiB in \d+(\.\d+)? m?s\n$")
+        self.assertEqual(self.ok("load", "m@1.0.0").out,
+                         "m@1.0.0 is already resident (97.7 KiB)\n")
         self.assertEqual(self.ok("load", "m@1.0.0", "-q").out, "")
         j = self.json("evict", "m@1.0.0")
         self.assertEqual(j, {"name": "m", "version": "1.0.0", "state": "registered",
                              "size": 100000, "daemon": True})
         self.assertEqual(self.residency("m@1.0.0"), "not-resident")
-        self.assertEqual(self.ok("load", "m@1.0.0", "--timeout", "30").code, 0)
+        self.assertRegex(self.ok("load", "m@1.0.0", "--timeout", "30").out,
+                         r"^loaded m@1\.0\.0: 97\.7 KiB in \d+(\.\d+)? m?s\n$")
         self.assertEqual(self.ok("evict", "m@1.0.0").out, "evicted m@1.0.0\n")
 
     def test_errors(self):
