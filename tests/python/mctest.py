@@ -11,6 +11,7 @@ Environment (set by ctest, see tests/python/CMakeLists.txt):
   MCACHE_LIB     libmcache, read by the mcache package itself
 """
 
+import ctypes
 import json
 import os
 import shutil
@@ -37,14 +38,43 @@ def tool(env, default):
     return path
 
 
+def _die_with_parent():
+    """In the child before exec: SIGKILL when the test process dies, however it
+    dies (a ctest timeout, an abort), so no mcached outlives its test."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+def _sweep_stale():
+    """Remove the directories of earlier test processes that died before
+    cleaning up (named mcpy.<pid>.*): an arena left in /dev/shm holds memory."""
+    for top in ("/dev/shm", tempfile.gettempdir()):
+        try:
+            names = os.listdir(top)
+        except OSError:
+            continue
+        for name in names:
+            parts = name.split(".")
+            if len(parts) < 3 or parts[0] != "mcpy" or not parts[1].isdigit():
+                continue
+            try:
+                os.kill(int(parts[1]), 0)
+            except ProcessLookupError:
+                shutil.rmtree(os.path.join(top, name), ignore_errors=True)
+            except OSError:
+                pass
+
+
 class Daemon:
     """A private mcached. Use as a context manager, or call close()."""
 
     def __init__(self, size="256M", cache="t"):
         self.mcached = tool("MC_MCACHED", "loader/mcached")
         self.reg_helper = tool("MC_REG_HELPER", "tests/reg_helper")
-        self.root = tempfile.mkdtemp(prefix="mcpy.")
-        self.shm = tempfile.mkdtemp(prefix="mcpy.", dir="/dev/shm")
+        _sweep_stale()
+        prefix = "mcpy.%d." % os.getpid()
+        self.root = tempfile.mkdtemp(prefix=prefix)
+        self.shm = tempfile.mkdtemp(prefix=prefix, dir="/dev/shm")
         os.chmod(self.shm, 0o755)
         self.store = os.path.join(self.root, "store")
         self.sock = os.path.join(self.shm, "ctl.sock")
@@ -76,7 +106,8 @@ class Daemon:
         argv = [self.mcached, "--store", self.store, "--shm-dir", self.shm, "--cache", self.cache,
                 "--socket", self.sock, "--size", self.size, "--log-level", "debug"] + list(extra)
         with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+            self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                         preexec_fn=_die_with_parent)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
