@@ -31,9 +31,13 @@ READ-ONLY
 THREADS AND PROCESSES
   Everything is safe from any thread (libmcache is, and ctypes releases the
   GIL during calls, so a get(load=True) wait does not block other threads).
-  After os.fork() a child must attach again: a Cache or Model from the parent
-  raises in the child, and the child's finalizers never touch the parent's
-  reader slots.
+  After os.fork() a child must attach() again: a Cache or Model from the
+  parent raises in the child, and the child's finalizers never touch the
+  parent's reader slots. The child's attach() first detaches the inherited
+  mapping (it occupies the arena's fixed address), then maps the arena anew at
+  the same address; arrays inherited from the parent then still read the same
+  bytes, but only the parent's hold protects them: get models again in the
+  child.
 """
 
 import collections
@@ -101,7 +105,15 @@ def _attachment(lib, shm_dir, cache):
     key = (os.path.realpath(shm_dir), cache)
     with _attach_lock:
         att = _attachments.get(key)
-        if att is not None and att.pid == os.getpid():
+        if att is not None and att.pid != os.getpid():
+            # Inherited across fork(): its mapping occupies the arena's address
+            # here. In a child, mc_detach() unmaps it and leaves the parent's
+            # reader slots alone; then this process attaches for itself.
+            if att.handle is not None:
+                lib.mc_detach(att.handle)
+                att.handle = None
+            att = None
+        if att is not None:
             if not att.stale:
                 return att
             # Its mapping still occupies the arena's address: the new arena
