@@ -44,6 +44,7 @@ import collections
 import ctypes
 import json
 import os
+import sys
 import threading
 import warnings
 import weakref
@@ -98,6 +99,14 @@ class _Attachment:
 # (realpath of the directory, cache name) -> the live _Attachment, weakly.
 _attachments = weakref.WeakValueDictionary()
 _attach_lock = threading.Lock()
+
+
+def _new_lock_after_fork():
+    global _attach_lock
+    _attach_lock = threading.Lock()  # another thread may have held it at fork()
+
+
+os.register_at_fork(after_in_child=_new_lock_after_fork)
 
 
 def _attachment(lib, shm_dir, cache):
@@ -375,8 +384,8 @@ class Model(_With):
         )
 
     def tensor(self, name):
-        """The TensorInfo called `name` (mc_model_tensor_find); NotFoundError
-        if there is none."""
+        """The TensorInfo called `name`; NotFoundError (naming the tensors
+        there are) if there is none."""
         self._live()
         info = self.tensors.get(name)
         if info is None:
@@ -427,7 +436,7 @@ class Model(_With):
         if name is None:
             return collections.OrderedDict((n, self.torch(n, raw)) for n in self.tensors)
         info = self.tensor(name)
-        if _sys_byteorder() != "little":
+        if sys.byteorder != "little":
             raise UnsupportedDtypeError("mcache: torch() needs a little-endian host")
         t_type = _dtypes.torch_type(torch, info.dtype, raw)
         if t_type is None:
@@ -444,12 +453,6 @@ class Model(_With):
             warnings.filterwarnings("ignore", message="The given buffer is not writable")
             t = torch.frombuffer(self._view, dtype=t_type, count=count, offset=info.offset)
         return t.reshape(info.shape)
-
-
-def _sys_byteorder():
-    import sys
-
-    return sys.byteorder
 
 
 def _import(module, what, package):

@@ -341,6 +341,8 @@ class TestNumpy(Base):
             self.assertEqual(m.numpy("scalar").shape, ())
             self.assertEqual(float(m.numpy("scalar")), 42.0)
             self.assertEqual(m.numpy("unaligned_f32").tolist()[:2], [1.5, -2.25])
+            self.assertFalse(m.numpy("unaligned_f32").flags.aligned)
+            self.assertTrue(m.numpy("f64").flags.aligned)
             self.assertEqual(m.numpy("bool").dtype, np.bool_)
             self.assertEqual(m.numpy("f16").dtype, np.float16)
             bf = m.numpy("bf16", raw=True).astype(np.uint32) << 16
