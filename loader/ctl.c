@@ -157,11 +157,20 @@ static void accept_one(struct mc_ctl *ctl)
     socklen_t len = sizeof(cred);
     struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP};
     struct mc_conn *c;
+    bool admin;
     int fd = accept4(ctl->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 
     if (fd < 0)
         return;
-    if (ctl->nconns >= MC_CTL_MAX_CONNS || getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len)) {
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) {
+        close(fd);
+        return;
+    }
+    admin = cred.uid == 0 || cred.uid == geteuid() ||
+            (ctl->admin_group && in_group(fd, cred.gid, ctl->admin_gid));
+    /* The last MC_CTL_ADMIN_RESERVE places are kept for admins, so a crowd of
+     * readers cannot lock the operator out. */
+    if (ctl->nconns >= MC_CTL_MAX_CONNS + (admin ? MC_CTL_ADMIN_RESERVE : 0)) {
         ctl->rejected++;
         close(fd);
         return;
@@ -174,10 +183,11 @@ static void accept_one(struct mc_ctl *ctl)
     c->fd = fd;
     c->pid = cred.pid;
     c->uid = cred.uid;
-    c->admin = cred.uid == 0 || cred.uid == geteuid() ||
-               (ctl->admin_group && in_group(fd, cred.gid, ctl->admin_gid));
+    c->admin = admin;
     c->reader = c->admin || ctl->reader_any ||
                 (ctl->reader_group && in_group(fd, cred.gid, ctl->reader_gid));
+    c->events = ev.events;
+    c->active_ns = mc_now_ns();
     ev.data.ptr = c;
     if (epoll_ctl(ctl->epfd, EPOLL_CTL_ADD, fd, &ev) != 0) {
         close(fd);
@@ -189,10 +199,25 @@ static void accept_one(struct mc_ctl *ctl)
     ctl->nconns++;
 }
 
-static void want_write(struct mc_ctl *ctl, struct mc_conn *c, bool on)
+/*
+ * What to wait for on c: to write while a reply is pending; to read only
+ * when nothing is pending and no load is awaited (one request at a time, so
+ * a client that never reads its answers cannot make the daemon buffer more
+ * than one); hang-ups always.
+ */
+static void conn_events(struct mc_ctl *ctl, struct mc_conn *c)
 {
-    struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP | (on ? EPOLLOUT : 0u)};
+    uint32_t want = EPOLLRDHUP;
+    struct epoll_event ev;
 
+    if (c->out)
+        want |= EPOLLOUT;
+    else if (!c->parked && !c->closing)
+        want |= EPOLLIN;
+    if (want == c->events)
+        return;
+    c->events = want;
+    ev.events = want;
     ev.data.ptr = c;
     epoll_ctl(ctl->epfd, EPOLL_CTL_MOD, c->fd, &ev);
 }
@@ -205,7 +230,7 @@ static void flush_out(struct mc_ctl *ctl, struct mc_conn *c)
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            want_write(ctl, c, true);
+            conn_events(ctl, c);
             return;
         }
         if (n <= 0) { /* the peer is gone: drop what is unsent */
@@ -217,7 +242,8 @@ static void flush_out(struct mc_ctl *ctl, struct mc_conn *c)
     free(c->out);
     c->out = NULL;
     c->out_len = c->out_sent = 0;
-    want_write(ctl, c, false);
+    c->active_ns = mc_now_ns();
+    conn_events(ctl, c);
 }
 
 void mc_ctl_reply(struct mc_ctl *ctl, struct mc_conn *c, int status, const char *body,
@@ -225,30 +251,27 @@ void mc_ctl_reply(struct mc_ctl *ctl, struct mc_conn *c, int status, const char 
 {
     struct mc_frame f = {.magic = MC_PROTO_MAGIC, .version = MC_PROTO_VERSION,
                          .type = MC_FRAME_RESPONSE, .status = status};
-    char *buf;
 
     c->parked = false;
+    if (c->out) { /* cannot happen: we read no request while a reply is pending */
+        c->closing = true;
+        return;
+    }
     if (len > MC_PROTO_MAX_RESPONSE) {
         body = "response too large";
         len = strlen(body);
         f.status = MC_ENOSPC;
     }
     f.length = (uint32_t)len;
-    buf = malloc(sizeof(f) + len + (c->out ? c->out_len - c->out_sent : 0));
-    if (!buf) {
+    c->out = malloc(sizeof(f) + len);
+    if (!c->out) {
         c->closing = true;
+        conn_events(ctl, c);
         return;
     }
-    size_t pre = 0;
-    if (c->out) { /* keep what is still unsent */
-        pre = c->out_len - c->out_sent;
-        memcpy(buf, c->out + c->out_sent, pre);
-        free(c->out);
-    }
-    memcpy(buf + pre, &f, sizeof(f));
-    memcpy(buf + pre + sizeof(f), body, len);
-    c->out = buf;
-    c->out_len = pre + sizeof(f) + len;
+    memcpy(c->out, &f, sizeof(f));
+    memcpy(c->out + sizeof(f), body, len);
+    c->out_len = sizeof(f) + len;
     c->out_sent = 0;
     flush_out(ctl, c);
 }
@@ -284,7 +307,7 @@ static void read_frames(struct mc_ctl *ctl, struct mc_conn *c)
     for (;;) {
         int r;
 
-        if (c->parked || c->closing)
+        if (c->parked || c->closing || c->out)
             return; /* one request at a time per connection */
         if (c->hdr_got < sizeof(c->hdr)) {
             r = recv_into(c, &c->hdr, sizeof(c->hdr), &c->hdr_got);
@@ -329,6 +352,7 @@ static void read_frames(struct mc_ctl *ctl, struct mc_conn *c)
                      "reader or admin group",
                      (unsigned)c->uid, ctl->path);
             reply_err(ctl, c, MC_EPERM, msg);
+            c->closing = true; /* nothing more for it here: free the place */
         } else {
             ctl->handle(ctl->ctx, c, &rq);
         }
@@ -347,6 +371,7 @@ void mc_ctl_event(struct mc_ctl *ctl, struct mc_conn *c, uint32_t events)
         flush_out(ctl, c);
     if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
         read_frames(ctl, c);
+    conn_events(ctl, c);
     if (events & (EPOLLHUP | EPOLLERR))
         c->closing = true;
     /* A client that hangs up while waiting for a load stops waiting. */
@@ -363,7 +388,9 @@ void mc_ctl_expire(struct mc_ctl *ctl)
 
     for (struct mc_conn *c = ctl->conns, *next; c; c = next) {
         next = c->next;
-        if ((c->frame_start_ns && now - c->frame_start_ns > MC_CTL_FRAME_NS) ||
+        bool idle = !c->parked && !c->out && !c->frame_start_ns &&
+                    now - c->active_ns > MC_CTL_IDLE_NS;
+        if ((c->frame_start_ns && now - c->frame_start_ns > MC_CTL_FRAME_NS) || idle ||
             (c->closing && !c->out)) {
             ctl->rejected += c->frame_start_ns != 0;
             conn_free(ctl, c);

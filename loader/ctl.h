@@ -9,9 +9,13 @@
  * its group set to the reader group, 0666 for "*".
  *
  * Defences: a frame must arrive whole within 5 s of its first byte; frames
- * are size-capped; at most 256 connections; a malformed frame gets an error
- * reply and the connection is closed. Nothing a client sends can make the
- * daemon block or crash (tests/fuzz_proto.c feeds the decoder garbage).
+ * are size-capped; one request at a time per connection (no reading while
+ * a reply is unsent, so a client that does not read cannot grow our
+ * memory); idle connections close after 2 minutes; at most 256
+ * connections, plus 16 kept for admins; a peer that may do nothing gets
+ * one refusal and is closed; a malformed frame gets an error reply and the
+ * connection is closed. Nothing a client sends can make the daemon block or
+ * crash (tests/fuzz_proto.c feeds the decoder garbage).
  */
 #ifndef MCACHE_LOADER_CTL_H
 #define MCACHE_LOADER_CTL_H
@@ -23,8 +27,10 @@
 
 #include "index/proto.h"
 
-#define MC_CTL_MAX_CONNS   256
-#define MC_CTL_FRAME_NS    (5ull * 1000000000ull)
+#define MC_CTL_MAX_CONNS     256
+#define MC_CTL_ADMIN_RESERVE 16                        /* more places for admins only */
+#define MC_CTL_FRAME_NS      (5ull * 1000000000ull)    /* a frame must arrive within */
+#define MC_CTL_IDLE_NS       (120ull * 1000000000ull)  /* idle connections are closed */
 
 struct mc_conn {
     int fd;
@@ -36,6 +42,8 @@ struct mc_conn {
     char *payload;
     size_t payload_got;
     uint64_t frame_start_ns; /* 0: no frame in progress */
+    uint64_t active_ns;      /* last reply or connection */
+    uint32_t events;         /* what epoll waits for */
     char *out;
     size_t out_len, out_sent;
     bool parked; /* waiting for a load; replied to later */

@@ -664,6 +664,97 @@ static void test_cold_path_fallbacks(void **state)
     daemon_stop_clean();
 }
 
+/* CPU seconds the daemon has used (utime + stime). */
+static double daemon_cpu(void)
+{
+    char path[64], buf[1024];
+    unsigned long ut = 0, st = 0;
+    FILE *f;
+
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)D.pid);
+    f = fopen(path, "r");
+    assert_non_null(f);
+    assert_non_null(fgets(buf, sizeof(buf), f));
+    fclose(f);
+    /* fields 14 and 15, after the parenthesised command */
+    assert_int_equal(sscanf(strrchr(buf, ')') + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu",
+                            &ut, &st),
+                     2);
+    return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+}
+
+static long daemon_rss_kb(void)
+{
+    char path[64], line[256];
+    long kb = -1;
+    FILE *f;
+
+    snprintf(path, sizeof(path), "/proc/%d/status", (int)D.pid);
+    f = fopen(path, "r");
+    assert_non_null(f);
+    while (fgets(line, sizeof(line), f))
+        if (sscanf(line, "VmRSS: %ld kB", &kb) == 1)
+            break;
+    fclose(f);
+    return kb;
+}
+
+/* A client that pipelines requests and never reads the answers, and one that
+ * sends more while waiting for a load, must not make the daemon spin or grow
+ * (review finds: quadratic reply buffering; a level-triggered busy loop). */
+static void test_clients_cannot_hog_the_daemon(void **state)
+{
+    const char *slow[] = {"--queue-depth", "1", "--chunk-size", "64K", NULL};
+    struct mc_frame f = {.magic = MC_PROTO_MAGIC, .version = 1, .type = MC_FRAME_REQUEST,
+                         .length = 7};
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    char frame[sizeof(f) + 7];
+    long rss0;
+    double cpu0;
+    int flood, parked;
+
+    (void)state;
+    push("big", "1.0.0", 300u << 20, 6);
+    daemon_start_args(slow);
+    snprintf(sa.sun_path, sizeof(sa.sun_path), "%.107s", D.sock);
+    memcpy(frame, &f, sizeof(f));
+    memcpy(frame + sizeof(f), "status", 7);
+    rss0 = daemon_rss_kb();
+    cpu0 = daemon_cpu();
+    /* 20,000 pipelined status requests, never read. */
+    flood = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0);
+    assert_int_equal(connect(flood, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    uint64_t until = mc_now_ns() + 1500000000ull;
+    for (int i = 0; i < 20000 && mc_now_ns() < until;)
+        if (send(flood, frame, sizeof(frame), MSG_NOSIGNAL) == (ssize_t)sizeof(frame))
+            i++;
+        else /* the daemon is not reading (it should not): keep offering */
+            sleep_ms(1);
+    /* A load request and then more bytes while it waits. */
+    parked = socket(AF_UNIX, SOCK_STREAM, 0);
+    assert_int_equal(connect(parked, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    struct mc_frame g = f;
+    char lf[64];
+    g.length = 16;
+    memcpy(lf, &g, sizeof(g));
+    memcpy(lf + sizeof(g), "load\0big\01.0.0\0\0", 16);
+    assert_int_equal(send(parked, lf, sizeof(g) + 16, 0), (ssize_t)(sizeof(g) + 16));
+    assert_int_equal(send(parked, frame, sizeof(frame), 0), (ssize_t)sizeof(frame));
+    sleep_ms(1000);
+    /* Others are still served at once. */
+    uint64_t t0 = mc_now_ns();
+    assert_int_equal(ctl(NULL, "ping", 0), 0);
+    assert_true(mc_now_ns() - t0 < 500000000ull);
+    double cpu = daemon_cpu() - cpu0;
+    long rss = daemon_rss_kb() - rss0;
+    printf("# daemon used %.2f s CPU and %ld KiB more memory meanwhile\n", cpu, rss);
+    assert_true(cpu < 0.9); /* not spinning (the load itself uses some) */
+    assert_true(rss < 16384);
+    close(flood);
+    close(parked);
+    daemon_stop_clean();
+}
+
 static void test_malformed_frames(void **state)
 {
     struct mc_frame f = {.magic = MC_PROTO_MAGIC, .version = 1, .type = MC_FRAME_REQUEST};
@@ -746,6 +837,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_safetensors_tensors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_get_load_shared_and_timeout, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cold_path_fallbacks, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_clients_cannot_hog_the_daemon, setup, teardown),
         cmocka_unit_test_setup_teardown(test_malformed_frames, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
