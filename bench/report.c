@@ -51,9 +51,8 @@ static json_t *row_json(struct bench *b, const struct bench_row *r)
     return o;
 }
 
-static json_t *machine_obj(struct bench *b, struct machine *m)
+static json_t *machine_obj(struct bench *b, const struct machine *m)
 {
-    machine_get(b, m);
     return json_pack("{s:s, s:i, s:I, s:s, s:s, s:I, s:s, s:s, s:I, s:I, s:s}", "cpu", m->cpu,
                      "cores", (int)m->cores, "memory_bytes", (json_int_t)m->memory, "kernel",
                      m->kernel, "os", m->os, "arena_page_size", (json_int_t)m->page_size,
@@ -86,7 +85,7 @@ static json_t *kept(struct bench *b, json_t *old)
     return arr;
 }
 
-static json_t *merged(struct bench *b, json_t *old, struct machine *m)
+static json_t *merged(struct bench *b, json_t *old, const struct machine *m)
 {
     json_t *results = kept(b, json_object_get(old, "results"));
     json_t *targets = kept(b, json_object_get(old, "targets"));
@@ -393,6 +392,7 @@ int report_write(struct bench *b)
     }
     if (!old)
         old = json_object();
+    machine_get(b, &m);
     root = merged(b, old, &m);
     json_decref(old);
     snprintf(tmp, sizeof(tmp), "%s.tmp", path);
