@@ -628,16 +628,17 @@ static void apply_aliases(struct daemon *d)
 
 int daemon_sync(struct daemon *d, bool force)
 {
-    bool changed = false;
     size_t nm;
     int rc;
 
-    rc = mc_registry_refresh(d->reg, &changed);
+    rc = mc_registry_refresh(d->reg, NULL);
     if (rc) {
         log_error("reading the registry: %s", mc_last_error());
         return rc;
     }
-    if (!changed && !force)
+    /* Compare generations, not `changed`: someone else (a request that
+     * needed fresh registry data) may have refreshed since our last sync. */
+    if (!force && mc_registry_generation(d->reg) == d->synced_gen && d->synced)
         return 0;
     d->syncs++;
     for (size_t i = 0; i < d->htcap; i++)
@@ -689,7 +690,9 @@ int daemon_sync(struct daemon *d, bool force)
         for (struct dver *v = d->ht[i]; v; v = v->next)
             if ((v->preload || v->pinned || v->aliased) && v->st == D_REGISTERED)
                 daemon_want_load(d, v);
-    d->own.a.hdr->manifest_gen = mc_registry_generation(d->reg);
+    d->synced_gen = mc_registry_generation(d->reg);
+    d->synced = true;
+    d->own.a.hdr->manifest_gen = d->synced_gen;
     mc_reclaim_poll(&d->own.rc);
     daemon_schedule(d);
     return 0;

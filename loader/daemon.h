@@ -82,6 +82,8 @@ struct daemon {
     struct failure failures[MC_FAILURES_KEPT];
     unsigned nfailures;
     bool stop, want_sync, want_config;
+    bool synced;         /* the arena mirrors the registry at synced_gen */
+    uint64_t synced_gen;
     uint64_t last_tick_ns, last_stall_log_ns, last_holds_ns;
     char socket_path[256];
 };

@@ -56,15 +56,15 @@ static struct dver *resolve(struct daemon *d, struct mc_conn *c, const char *nam
     struct dver *v;
     char msg[700];
 
-    mc_registry_refresh(d->reg, NULL);
+    /* Answer from the registry as it is now, mirrored into the arena. */
+    daemon_sync(d, false);
     if (mc_registry_resolve(d->reg, name, ref, &rv) != 0) {
         reply_err(d, c, MC_ENOENT, mc_last_error());
         return NULL;
     }
     v = daemon_find(d, rv->name, rv->version);
     if (!v) {
-        snprintf(msg, sizeof(msg), "%s@%s is %s in the registry, not ready; only ready versions "
-                                   "are served",
+        snprintf(msg, sizeof(msg), "%s@%s is %s in the registry; only ready versions are served",
                  rv->name, rv->version, mc_reg_status_name(rv->status));
         reply_err(d, c, MC_ENOENT, msg);
     }

@@ -664,6 +664,42 @@ static void test_cold_path_fallbacks(void **state)
     daemon_stop_clean();
 }
 
+/* A request that arrives together with the registry change it depends on is
+ * answered from the new registry, and the change is still mirrored (review
+ * find: the request's refresh used to swallow the change). */
+static void test_request_races_registry_change(void **state)
+{
+    const char *args[] = {"r", "2.0.0"};
+    char *body = NULL;
+    int fd, status = 0;
+
+    (void)state;
+    push("r", "1.0.0", 65536, 1);
+    daemon_start_args(NULL);
+    /* Connected before; the request and the push land while it is stopped,
+     * so it sees the request before the inotify event. */
+    assert_int_equal(mc_ctl_connect(D.sock, &fd), 0);
+    sleep_ms(100);
+    kill(D.pid, SIGSTOP);
+    pid_t sender = fork();
+    if (sender == 0) { /* blocks until the daemon answers */
+        char *b = NULL;
+        int st = 0;
+        _exit(mc_ctl_call(fd, "load", 2, args, 30000, &st, &b) == 0 && st == 0 ? 0 : 1);
+    }
+    sleep_ms(200); /* the request is in the socket */
+    push("r", "2.0.0", 65536, 2);
+    kill(D.pid, SIGCONT);
+    int st = wait_status(sender);
+    close(fd);
+    (void)body;
+    (void)status;
+    assert_true(WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 0);
+    assert_string_equal(model_state("r", "2.0.0"), "resident");
+    daemon_stop_clean();
+}
+
 /* CPU seconds the daemon has used (utime + stime). */
 static double daemon_cpu(void)
 {
@@ -838,6 +874,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_get_load_shared_and_timeout, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cold_path_fallbacks, setup, teardown),
         cmocka_unit_test_setup_teardown(test_clients_cannot_hog_the_daemon, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_request_races_registry_change, setup, teardown),
         cmocka_unit_test_setup_teardown(test_malformed_frames, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
