@@ -40,8 +40,11 @@
  *     mc_detach() must not race with other calls on the same mc_cache.
  *   - fork(). A cache attached before fork() is unusable in the child:
  *     mc_get() fails with MC_EINVAL, mc_release() of a model the parent got
- *     does nothing (the hold stays the parent's), mc_detach() only frees
- *     memory. Attach again in the child. The parent is unaffected.
+ *     does nothing (the hold stays the parent's), and mc_detach() unmaps it
+ *     without touching the parent's reader slots. The inherited mapping
+ *     occupies the arena's address, so in the child mc_detach() the
+ *     inherited cache first, then mc_attach() again. The parent is
+ *     unaffected.
  *   - Staleness. If mcached rebuilds the arena (after an incompatible
  *     upgrade), models you hold stay valid, and mc_get() returns MC_ESTALE:
  *     release what you hold, mc_detach() and mc_attach() again.

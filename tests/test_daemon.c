@@ -149,6 +149,10 @@ static int setup(void **state)
 {
     (void)state;
     memset(&D, 0, sizeof(D));
+    /* Sweep what killed runs of this test left in /tmp. */
+    if (system("for d in /tmp/mcd.*.*; do [ -d \"$d\" ] || continue; p=${d#/tmp/mcd.}; "
+               "p=${p%%.*}; kill -0 \"$p\" 2>/dev/null || rm -rf \"$d\"; done") != 0)
+        fprintf(stderr, "sweeping /tmp/mcd.* failed\n");
     snprintf(D.root, sizeof(D.root), "/tmp/mcd.%d.XXXXXX", (int)getpid());
     if (!mkdtemp(D.root))
         return -1;

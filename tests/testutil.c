@@ -4,18 +4,61 @@
 #include "tests/testutil.h"
 
 #include <dirent.h>
+#include <errno.h>
+#include <ftw.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "shm/err.h"
 #include "shm/slab.h"
 
+static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    remove(path);
+    return 0;
+}
+
+static void rm_tree(const char *dir)
+{
+    nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/*
+ * Test directories are /dev/shm/mctest.<pid>.<random>. A test that died
+ * (crash, timeout, failed assertion outside setup/teardown) leaves its
+ * directory, arenas and all; the next test sweeps those of dead pids.
+ */
+static void sweep_dead(void)
+{
+    DIR *d = opendir("/dev/shm");
+    struct dirent *e;
+    char p[512];
+
+    while (d && (e = readdir(d))) {
+        int pid;
+
+        if (sscanf(e->d_name, "mctest.%d.", &pid) != 1 || pid <= 0)
+            continue;
+        if (kill(pid, 0) == 0 || errno != ESRCH)
+            continue;
+        snprintf(p, sizeof(p), "/dev/shm/%s", e->d_name);
+        rm_tree(p);
+    }
+    if (d)
+        closedir(d);
+}
+
 void tdir_make(char *buf, size_t len)
 {
+    sweep_dead();
     snprintf(buf, len, "/dev/shm/mctest.%d.XXXXXX", (int)getpid());
     if (!mkdtemp(buf)) {
         perror("mkdtemp");
@@ -25,20 +68,7 @@ void tdir_make(char *buf, size_t len)
 
 void tdir_remove(const char *dir)
 {
-    DIR *d = opendir(dir);
-    struct dirent *e;
-    char p[512];
-
-    if (!d)
-        return;
-    while ((e = readdir(d))) {
-        if (e->d_name[0] == '.')
-            continue;
-        snprintf(p, sizeof(p), "%s/%s", dir, e->d_name);
-        unlink(p);
-    }
-    closedir(d);
-    rmdir(dir);
+    rm_tree(dir);
 }
 
 int tw_create_arena(struct tw *t, uint64_t size, uint64_t base)
