@@ -204,61 +204,52 @@ static int hexval(char c)
     return -1;
 }
 
-/* Check and parse one line (without its '\n'); NULL with a reason. */
-static json_t *line_decode(const char *p, size_t n, char *why, size_t wsz)
+/*
+ * Check and read one line (without its '\n') into jr's tree: 0 with *out,
+ * MC_ECORRUPT with a reason in why, or MC_ENOMEM.
+ */
+static int line_decode(struct mc_jreader *jr, const char *p, size_t n, const struct mc_jval **out,
+                       char *why, size_t wsz)
 {
     uint32_t want = 0, got;
-    json_error_t e;
-    json_t *j;
 
     if (n < CRC_TAIL + 2 || memcmp(p + n - CRC_TAIL, CRC_MEMBER, 8) != 0 || p[n - 2] != '"' ||
         p[n - 1] != '}') {
         snprintf(why, wsz, "the line does not end with its checksum");
-        return NULL;
+        return MC_ECORRUPT;
     }
     for (size_t i = n - 10; i < n - 2; i++) {
         int h = hexval(p[i]);
 
         if (h < 0) {
             snprintf(why, wsz, "its checksum is not 8 lowercase hex digits");
-            return NULL;
+            return MC_ECORRUPT;
         }
         want = want << 4 | (uint32_t)h;
     }
     got = mc_crc32c(0, p, n - CRC_TAIL);
     if (got != want) {
         snprintf(why, wsz, "checksum mismatch (stored %08x, computed %08x)", want, got);
-        return NULL;
+        return MC_ECORRUPT;
     }
-    j = json_loadb(p, n, JSON_REJECT_DUPLICATES, &e);
-    if (j == NULL || !json_is_object(j)) {
-        snprintf(why, wsz, "not a JSON object (%s)", j ? "another JSON value" : e.text);
-        json_decref(j);
-        return NULL;
-    }
-    return j;
+    return mc_jline_read(jr, p, n, out, why, wsz);
 }
 
 /*
  * A damaged last line that begins with a whole valid record is two lines
  * merged (a lost '\n'), not an interrupted append.
  */
-static bool holds_record(const char *p, size_t n)
+static bool holds_record(struct mc_jreader *jr, const char *p, size_t n)
 {
     const char *q = p;
     char why[64];
 
     while ((q = memmem(q, (size_t)(p + n - q), CRC_MEMBER, 8)) != NULL) {
         size_t len = (size_t)(q - p) + CRC_TAIL;
-        json_t *j;
+        const struct mc_jval *j;
 
-        if (len < n) {
-            j = line_decode(p, len, why, sizeof(why));
-            if (j) {
-                json_decref(j);
-                return true;
-            }
-        }
+        if (len < n && line_decode(jr, p, len, &j, why, sizeof(why)) == 0)
+            return true;
         q++;
     }
     return false;
@@ -281,6 +272,7 @@ struct scan {
     mc_manifest_fn fn;
     void *arg;
     bool delivered;
+    struct mc_jreader jr;
     /* where it stopped */
     uint64_t good_end;
     char why[320];
@@ -311,19 +303,20 @@ static int refused(struct scan *sc, int rc, uint64_t off)
     return damage(sc, off, msg);
 }
 
-static int get_uint(json_t *j, const char *key, uint64_t *v)
+static int get_uint(const struct mc_jval *j, const char *key, uint64_t *v)
 {
-    json_t *x = json_object_get(j, key);
+    const struct mc_jval *x = mc_jval_get(j, key);
 
-    if (!json_is_integer(x) || json_integer_value(x) < 0)
+    if (x == NULL || x->type != MC_JINT || x->u.i < 0)
         return -1;
-    *v = (uint64_t)json_integer_value(x);
+    *v = (uint64_t)x->u.i;
     return 0;
 }
 
-static int header(struct scan *sc, json_t *j, uint64_t off)
+static int header(struct scan *sc, const struct mc_jval *j, uint64_t off)
 {
-    const char *kind = json_string_value(json_object_get(j, "mcache"));
+    const struct mc_jval *k = mc_jval_get(j, "mcache");
+    const char *kind = k && k->type == MC_JSTR ? k->u.s : NULL;
     const char *want = sc->journal ? "journal" : "snapshot";
     uint64_t fmt, g;
 
@@ -361,9 +354,9 @@ static int header(struct scan *sc, json_t *j, uint64_t off)
     return 0;
 }
 
-static int snapshot_line(struct scan *sc, json_t *j, uint64_t off)
+static int snapshot_line(struct scan *sc, const struct mc_jval *j, uint64_t off)
 {
-    json_t *end = json_object_get(j, "end");
+    const struct mc_jval *end = mc_jval_get(j, "end");
     uint64_t n, g;
     int rc;
 
@@ -382,16 +375,18 @@ static int snapshot_line(struct scan *sc, json_t *j, uint64_t off)
     return rc ? refused(sc, rc, off) : 0;
 }
 
-static int journal_line(struct scan *sc, json_t *j, uint64_t off)
+static int journal_line(struct scan *sc, const struct mc_jval *j, uint64_t off)
 {
+    const struct mc_jval *x;
     uint64_t g;
     int rc;
 
     if (get_uint(j, "g", &g) != 0 || g != sc->next_gen) {
         char why[128];
 
+        x = mc_jval_get(j, "g");
         snprintf(why, sizeof(why), "record with generation %s where %llu was expected",
-                 json_is_integer(json_object_get(j, "g")) ? "out of order" : "missing",
+                 x && x->type == MC_JINT ? "out of order" : "missing",
                  (unsigned long long)sc->next_gen);
         return damage(sc, off, why);
     }
@@ -405,11 +400,15 @@ static int journal_line(struct scan *sc, json_t *j, uint64_t off)
     return rc ? refused(sc, rc, off) : 0;
 }
 
+/* scan_buf(): the buffer ends before the file does; read on from sc->good_end. */
+#define SCAN_MORE 2
+
 /*
- * Read buf[0..len) (file offset base_off). Returns 0 when every line was
- * good, 1 when a torn tail starts at sc->good_end, or an error.
+ * Read buf[0..len) (file offset base_off; eof: the file ends there).
+ * Returns 0 when every line was good, 1 when a torn tail starts at
+ * sc->good_end, SCAN_MORE, or an error.
  */
-static int scan_buf(struct scan *sc, const char *buf, size_t len, uint64_t base_off)
+static int scan_buf(struct scan *sc, const char *buf, size_t len, uint64_t base_off, bool eof)
 {
     size_t pos = 0;
 
@@ -417,11 +416,13 @@ static int scan_buf(struct scan *sc, const char *buf, size_t len, uint64_t base_
     while (pos < len) {
         const char *nl = memchr(buf + pos, '\n', len - pos);
         uint64_t off = base_off + pos;
+        const struct mc_jval *j;
         size_t n;
-        json_t *j;
         int rc;
 
         if (nl == NULL) {
+            if (!eof)
+                return SCAN_MORE;
             if (sc->journal)
                 return 1;
             return damage(sc, off, "the file ends in the middle of a line");
@@ -429,9 +430,11 @@ static int scan_buf(struct scan *sc, const char *buf, size_t len, uint64_t base_
         n = (size_t)(nl - (buf + pos));
         if (n > MC_MANIFEST_LINE_MAX)
             return damage(sc, off, "the line is longer than 4 MiB");
-        j = line_decode(buf + pos, n, sc->why, sizeof(sc->why));
-        if (j == NULL) {
-            if (sc->journal && pos + n + 1 == len && !holds_record(buf + pos, n))
+        rc = line_decode(&sc->jr, buf + pos, n, &j, sc->why, sizeof(sc->why));
+        if (rc == MC_ENOMEM)
+            return mc_err(rc, "out of memory reading %s/%s", sc->m->dir, sc->file);
+        if (rc) {
+            if (sc->journal && eof && pos + n + 1 == len && !holds_record(&sc->jr, buf + pos, n))
                 return 1;
             return damage(sc, off, sc->why);
         }
@@ -439,13 +442,14 @@ static int scan_buf(struct scan *sc, const char *buf, size_t len, uint64_t base_
             rc = header(sc, j, off);
         else
             rc = sc->journal ? journal_line(sc, j, off) : snapshot_line(sc, j, off);
-        json_decref(j);
         if (rc)
             return rc;
         sc->lines++;
         pos += n + 1;
         sc->good_end = base_off + pos;
     }
+    if (!eof)
+        return SCAN_MORE;
     if (!sc->journal && !sc->ended)
         return damage(sc, base_off + len,
                       sc->header_done ? "the file ends without its end line" : "the file is empty");
@@ -462,15 +466,70 @@ static int open_file(struct mc_manifest *m, const char *file, bool rw, int *fd)
     return io_err(errno, "opening", m->dir, file);
 }
 
+/*
+ * Read the file from offset from to its end (as fstat() saw it when we
+ * started) through a buffer of READ_CHUNK bytes, grown only for a longer
+ * line: a buffer the size of the file cost more in page faults than
+ * reading it, and lines are checked while they are still in the cache.
+ */
+#define READ_CHUNK (1u << 20)
+
 static int scan_fd(struct scan *sc, int fd, uint64_t from)
 {
+    size_t cap = READ_CHUNK, len = 0;
+    uint64_t off = from, end;
+    struct stat st;
     char *buf;
-    size_t len;
-    int rc = read_from(fd, from, &buf, &len);
+    int rc;
 
-    if (rc)
-        return io_err(-rc, "reading", sc->m->dir, sc->file);
-    rc = scan_buf(sc, buf, len, from);
+    if (fstat(fd, &st) != 0)
+        return io_err(errno, "reading", sc->m->dir, sc->file);
+    end = (uint64_t)st.st_size;
+    buf = malloc(cap);
+    if (buf == NULL)
+        return mc_err(MC_ENOMEM, "out of memory reading %s/%s", sc->m->dir, sc->file);
+    mc_jreader_init(&sc->jr);
+    for (;;) {
+        bool eof = off + len >= end;
+        size_t used;
+
+        if (!eof) {
+            size_t want;
+            ssize_t k;
+
+            if (len == cap) {
+                char *b = realloc(buf, cap * 2);
+
+                if (b == NULL) {
+                    rc = mc_err(MC_ENOMEM, "out of memory reading %s/%s", sc->m->dir, sc->file);
+                    break;
+                }
+                buf = b;
+                cap *= 2;
+            }
+            want = cap - len;
+            if (want > end - (off + len))
+                want = (size_t)(end - (off + len));
+            k = pread(fd, buf + len, want, (off_t)(off + len));
+            if (k < 0 && errno == EINTR)
+                continue;
+            if (k < 0) {
+                rc = io_err(errno, "reading", sc->m->dir, sc->file);
+                break;
+            }
+            len += (size_t)k;
+            eof = k == 0 || off + len >= end; /* k == 0: it shrank meanwhile */
+        }
+        rc = scan_buf(sc, buf, len, off, eof);
+        if (rc != SCAN_MORE)
+            break;
+        /* keep the incomplete last line for the next read */
+        used = (size_t)(sc->good_end - off);
+        memmove(buf, buf + used, len - used);
+        len -= used;
+        off += used;
+    }
+    mc_jreader_fini(&sc->jr);
     free(buf);
     return rc;
 }

@@ -12,10 +12,10 @@
  *                   fsync'd under the store lock; replaced only by rename.
  * docs/manifest.md has the full format with an example.
  *
- * This layer frames, checks and delivers lines, appends records, writes
- * snapshots and cuts torn tails; what a record means is reg_apply.c's
- * business. Callers hold STORE/lock: shared to read, exclusive to write or
- * to cut.
+ * This layer frames, checks and delivers lines (read as reg_json.h says),
+ * appends records, writes snapshots and cuts torn tails; what a record
+ * means is reg_apply.c's business. Callers hold STORE/lock: shared to
+ * read, exclusive to write or to cut.
  */
 #ifndef MCACHE_INDEX_MANIFEST_H
 #define MCACHE_INDEX_MANIFEST_H
@@ -25,6 +25,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "index/reg_json.h"
 #include "mcache.h"
 
 /* The format this code writes, and the newest it reads. */
@@ -67,11 +68,12 @@ struct mc_manifest {
 
 /*
  * Called with each snapshot entry (gen = the snapshot's generation) and each
- * journal record past the snapshot (gen = its "g"). The callback may keep
- * rec with json_incref(). Return 0, or a negative MC_E* code (message set)
- * to stop; the offset of the line is then added to the message.
+ * journal record past the snapshot (gen = its "g"), read as in reg_json.h.
+ * rec and everything in it lives only until the callback returns. Return
+ * 0, or a negative MC_E* code (message set) to stop; the offset of the line
+ * is then added to the message.
  */
-typedef int (*mc_manifest_fn)(void *arg, json_t *rec, bool snapshot, uint64_t gen);
+typedef int (*mc_manifest_fn)(void *arg, const struct mc_jval *rec, bool snapshot, uint64_t gen);
 
 void mc_manifest_init(struct mc_manifest *m, int dirfd, const char *dir, bool writable,
                       void (*warn)(void *, const char *), void *warn_arg);

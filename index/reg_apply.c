@@ -355,7 +355,7 @@ static int grow(void **p, size_t *cap, size_t n, size_t size)
 
 /* One record being applied: its fields and where to say what went wrong. */
 struct rec {
-    json_t *j;
+    const struct mc_jval *j;
     const char *op;
     int err;
 };
@@ -386,62 +386,112 @@ static bool has_ctl(const char *s, bool allow_newline)
     return false;
 }
 
-/* A string member: required or optional (NULL if absent or null). */
-static int str_field(struct rec *r, const char *key, bool required, const char **out)
+/*
+ * A string member x (looked up under key): required or optional (NULL if
+ * absent or null).
+ */
+static int str_of(struct rec *r, const char *key, const struct mc_jval *x, bool required,
+                  const char **out)
 {
-    json_t *x = json_object_get(r->j, key);
-
     *out = NULL;
-    if (x == NULL || json_is_null(x)) {
+    if (x == NULL || x->type == MC_JNULL) {
         if (required)
             return rfail(r, MC_ECORRUPT, "a \"%s\" record lacks \"%s\"", r->op, key);
         return 0;
     }
-    if (!json_is_string(x))
+    if (x->type != MC_JSTR)
         return rfail(r, MC_ECORRUPT, "\"%s\" of a \"%s\" record is not a string", key, r->op);
-    *out = json_string_value(x);
+    *out = x->u.s;
     return 0;
+}
+
+static int uint_of(struct rec *r, const char *key, const struct mc_jval *x, bool required,
+                   uint64_t max, uint64_t *out)
+{
+    *out = 0;
+    if (x == NULL && !required)
+        return 0;
+    if (x == NULL || x->type != MC_JINT || x->u.i < 0 || (uint64_t)x->u.i > max)
+        return rfail(r, MC_ECORRUPT, "\"%s\" of a \"%s\" record is not a number from 0 to %llu",
+                     key, r->op, (unsigned long long)max);
+    *out = (uint64_t)x->u.i;
+    return 0;
+}
+
+static int bool_of(struct rec *r, const char *key, const struct mc_jval *x, int *out)
+{
+    if (x == NULL)
+        return 0; /* keep *out */
+    if (x->type != MC_JTRUE && x->type != MC_JFALSE)
+        return rfail(r, MC_ECORRUPT, "\"%s\" of a \"%s\" record is not true or false", key, r->op);
+    *out = x->type == MC_JTRUE;
+    return 0;
+}
+
+static int str_field(struct rec *r, const char *key, bool required, const char **out)
+{
+    return str_of(r, key, mc_jval_get(r->j, key), required, out);
 }
 
 static int uint_field(struct rec *r, const char *key, bool required, uint64_t max, uint64_t *out)
 {
-    json_t *x = json_object_get(r->j, key);
-
-    *out = 0;
-    if (x == NULL && !required)
-        return 0;
-    if (!json_is_integer(x) || json_integer_value(x) < 0 || (uint64_t)json_integer_value(x) > max)
-        return rfail(r, MC_ECORRUPT, "\"%s\" of a \"%s\" record is not a number from 0 to %llu",
-                     key, r->op, (unsigned long long)max);
-    *out = (uint64_t)json_integer_value(x);
-    return 0;
+    return uint_of(r, key, mc_jval_get(r->j, key), required, max, out);
 }
 
 static int bool_field(struct rec *r, const char *key, int *out)
 {
-    json_t *x = json_object_get(r->j, key);
-
-    if (x == NULL)
-        return 0; /* keep *out */
-    if (!json_is_boolean(x))
-        return rfail(r, MC_ECORRUPT, "\"%s\" of a \"%s\" record is not true or false", key, r->op);
-    *out = json_is_true(x);
-    return 0;
+    return bool_of(r, key, mc_jval_get(r->j, key), out);
 }
 
 /* ---- versions from records -------------------------------------------- */
 
-/* The fields of a version, pointing into the JSON they came from. */
+/* The fields of a version, pointing into the record they came from. */
 struct vfields {
     const char *name, *version, *checksum, *status, *reason, *format;
     const char *str[6]; /* description, framework, precision, device, parent, source */
+    size_t name_len, version_len, checksum_len, reason_len, str_len[6];
     uint64_t size, t, uid, changed;
     int preload, pinned;
-    json_t *metrics, *params, *tags;
+    const struct mc_jval *metrics, *params, *tags;
 };
 
 static const char *const str_keys[6] = {"description", "framework", "precision",
                                         "device",      "parent",    "source"};
+
+/* A version's members, in the order version_to_json() writes them. */
+enum {
+    VF_NAME,
+    VF_VERSION,
+    VF_T,
+    VF_UID,
+    VF_SIZE,
+    VF_FORMAT,
+    VF_CHECKSUM,
+    VF_STATUS,
+    VF_REASON,
+    VF_PRELOAD,
+    VF_PINNED,
+    VF_STR, /* the six of str_keys */
+    VF_METRICS = VF_STR + 6,
+    VF_PARAMS,
+    VF_TAGS,
+    VF_CHANGED,
+    VF_COUNT
+};
+
+/* a key and its length */
+#define VF_KEY(s) s, sizeof(s) - 1
+static const struct {
+    const char *key;
+    size_t len;
+} vf_keys[VF_COUNT] = {
+    {VF_KEY("name")},      {VF_KEY("version")},   {VF_KEY("t")},        {VF_KEY("uid")},
+    {VF_KEY("size")},      {VF_KEY("format")},    {VF_KEY("checksum")}, {VF_KEY("status")},
+    {VF_KEY("reason")},    {VF_KEY("preload")},   {VF_KEY("pinned")},   {VF_KEY("description")},
+    {VF_KEY("framework")}, {VF_KEY("precision")}, {VF_KEY("device")},   {VF_KEY("parent")},
+    {VF_KEY("source")},    {VF_KEY("metrics")},   {VF_KEY("params")},   {VF_KEY("tags")},
+    {VF_KEY("changed")},
+};
 
 static bool checksum_valid(const char *s)
 {
@@ -491,40 +541,38 @@ static int meta_str_check(struct rec *r, int code, int k, const char *s)
     return 0;
 }
 
-static int map_check(struct rec *r, int code, const char *what, json_t *obj, bool numbers,
-                     bool patch)
+static int map_check(struct rec *r, int code, const char *what, const struct mc_jval *obj,
+                     bool numbers, bool patch)
 {
-    const char *key;
-    json_t *val;
-
-    if (obj == NULL || json_is_null(obj))
+    if (obj == NULL || obj->type == MC_JNULL)
         return 0;
-    if (!json_is_object(obj))
+    if (obj->type != MC_JOBJ)
         return rfail(r, code, "the %ss are not an object", what);
-    if (json_object_size(obj) > MAP_MAX)
-        return rfail(r, code, "there are %zu %ss; at most %d are allowed", json_object_size(obj),
-                     what, MAP_MAX);
-    json_object_foreach(obj, key, val)
-    {
+    if (obj->n > MAP_MAX)
+        return rfail(r, code, "there are %zu %ss; at most %d are allowed", (size_t)obj->n, what,
+                     MAP_MAX);
+    for (uint32_t i = 0; i < obj->n; i++) {
+        const char *key = obj->u.m[i].key;
+        const struct mc_jval *val = &obj->u.m[i].v;
         char q[MC_QUOTE_MAX];
 
         if (mc_key_check(what, key) != 0)
             return r->err = code; /* with the message the check set */
-        if (patch && json_is_null(val))
+        if (patch && val->type == MC_JNULL)
             continue;
         if (numbers) {
-            if (!json_is_number(val) || !isfinite(json_number_value(val)))
+            if (!mc_jval_is_num(val) || !isfinite(mc_jval_num(val)))
                 return rfail(r, code, "metric \"%s\" is not a finite number", key);
             continue;
         }
-        if (!json_is_string(val))
+        if (val->type != MC_JSTR)
             return rfail(r, code, "%s \"%s\" is not a string", what, key);
-        if (json_string_length(val) > VALUE_MAX)
+        if (val->n > VALUE_MAX)
             return rfail(r, code, "%s \"%s\" is %zu bytes long; at most %d are allowed", what, key,
-                         json_string_length(val), VALUE_MAX);
-        if (has_ctl(json_string_value(val), false))
+                         (size_t)val->n, VALUE_MAX);
+        if (has_ctl(val->u.s, false))
             return rfail(r, code, "%s \"%s\" = %s contains control characters", what, key,
-                         mc_quote(q, sizeof(q), json_string_value(val), json_string_length(val)));
+                         mc_quote(q, sizeof(q), val->u.s, val->n));
     }
     return 0;
 }
@@ -548,34 +596,43 @@ static int vfields_read(struct rec *r, int code, struct vfields *f)
     struct mc_semver sv;
     enum mc_reg_format fmt;
     enum mc_reg_status st;
+    const struct mc_jval *x[VF_COUNT];
     int rc;
 
     memset(f, 0, sizeof(*f));
-    if ((rc = str_field(r, "name", true, &f->name)) ||
-        (rc = str_field(r, "version", true, &f->version)) ||
-        (rc = str_field(r, "checksum", true, &f->checksum)) ||
-        (rc = str_field(r, "format", true, &f->format)) ||
-        (rc = str_field(r, "status", false, &f->status)) ||
-        (rc = str_field(r, "reason", false, &f->reason)) ||
-        (rc = uint_field(r, "size", true, INT64_MAX, &f->size)) ||
-        (rc = uint_field(r, "t", true, INT64_MAX, &f->t)) ||
-        (rc = uint_field(r, "uid", true, UINT32_MAX, &f->uid)) ||
-        (rc = uint_field(r, "changed", false, INT64_MAX, &f->changed)) ||
-        (rc = bool_field(r, "preload", &f->preload)) || (rc = bool_field(r, "pinned", &f->pinned)))
+    /* look the members up in the order they are written: one comparison each */
+    for (int k = 0; k < VF_COUNT; k++)
+        x[k] = mc_jval_getn(r->j, vf_keys[k].key, vf_keys[k].len);
+    if ((rc = str_of(r, "name", x[VF_NAME], true, &f->name)) ||
+        (rc = str_of(r, "version", x[VF_VERSION], true, &f->version)) ||
+        (rc = str_of(r, "checksum", x[VF_CHECKSUM], true, &f->checksum)) ||
+        (rc = str_of(r, "format", x[VF_FORMAT], true, &f->format)) ||
+        (rc = str_of(r, "status", x[VF_STATUS], false, &f->status)) ||
+        (rc = str_of(r, "reason", x[VF_REASON], false, &f->reason)) ||
+        (rc = uint_of(r, "size", x[VF_SIZE], true, INT64_MAX, &f->size)) ||
+        (rc = uint_of(r, "t", x[VF_T], true, INT64_MAX, &f->t)) ||
+        (rc = uint_of(r, "uid", x[VF_UID], true, UINT32_MAX, &f->uid)) ||
+        (rc = uint_of(r, "changed", x[VF_CHANGED], false, INT64_MAX, &f->changed)) ||
+        (rc = bool_of(r, "preload", x[VF_PRELOAD], &f->preload)) ||
+        (rc = bool_of(r, "pinned", x[VF_PINNED], &f->pinned)))
         return rc;
+    f->name_len = x[VF_NAME]->n;
+    f->version_len = x[VF_VERSION]->n;
+    f->checksum_len = x[VF_CHECKSUM]->n;
+    f->reason_len = f->reason ? x[VF_REASON]->n : 0;
     if (mc_name_check(f->name) != 0)
         return r->err = code; /* with the message the check set */
-    if (mc_semver_parse(f->version, strlen(f->version), &sv) != 0)
+    if (mc_semver_parse(f->version, f->version_len, &sv) != 0)
         return r->err = mc_err_prefix(code, "model \"%s\"", f->name);
-    if (strlen(f->version) > VERSION_DIR_MAX)
+    if (f->version_len > VERSION_DIR_MAX)
         return rfail(r, code,
                      "version %s of \"%s\" is %zu bytes long; at most %d are allowed "
                      "(it names a directory)",
-                     mc_quote(q, sizeof(q), f->version, strlen(f->version)), f->name,
-                     strlen(f->version), VERSION_DIR_MAX);
+                     mc_quote(q, sizeof(q), f->version, f->version_len), f->name, f->version_len,
+                     VERSION_DIR_MAX);
     if (!checksum_valid(f->checksum))
         return rfail(r, code, "checksum %s of %s@%s is not xxh3-128:<32 lowercase hex digits>",
-                     mc_quote(q, sizeof(q), f->checksum, strlen(f->checksum)), f->name, f->version);
+                     mc_quote(q, sizeof(q), f->checksum, f->checksum_len), f->name, f->version);
     if (format_parse(f->format, &fmt) != 0)
         return rfail(r, code,
                      "format \"%s\" of %s@%s is not one of other, safetensors, gguf, "
@@ -583,20 +640,21 @@ static int vfields_read(struct rec *r, int code, struct vfields *f)
                      f->format, f->name, f->version);
     if (f->status && mc_reg_status_parse(f->status, &st) != 0)
         return r->err = code; /* with the message the check set */
-    if (f->reason && (strlen(f->reason) > VALUE_MAX || has_ctl(f->reason, false)))
+    if (f->reason && (f->reason_len > VALUE_MAX || has_ctl(f->reason, false)))
         return rfail(r, code,
                      "the status reason of %s@%s is longer than %d bytes or has "
                      "control characters",
                      f->name, f->version, VALUE_MAX);
     for (int k = 0; k < 6; k++) {
-        if ((rc = str_field(r, str_keys[k], false, &f->str[k])))
+        if ((rc = str_of(r, str_keys[k], x[VF_STR + k], false, &f->str[k])))
             return rc;
+        f->str_len[k] = f->str[k] ? x[VF_STR + k]->n : 0;
         if (f->str[k] && (rc = meta_str_check(r, code, k, f->str[k])))
             return rc;
     }
-    f->metrics = json_object_get(r->j, "metrics");
-    f->params = json_object_get(r->j, "params");
-    f->tags = json_object_get(r->j, "tags");
+    f->metrics = x[VF_METRICS];
+    f->params = x[VF_PARAMS];
+    f->tags = x[VF_TAGS];
     if ((rc = map_check(r, code, "metric", f->metrics, true, false)) ||
         (rc = map_check(r, code, "param", f->params, false, false)) ||
         (rc = map_check(r, code, "tag", f->tags, false, false)))
@@ -618,17 +676,18 @@ static void *blob_take(struct blob *b, size_t n, size_t align)
     return b->base ? b->base + at : NULL;
 }
 
-static const char *blob_str(struct blob *b, const char *s)
+/* s (n bytes) and a NUL; NULL stays NULL. */
+static const char *blob_str(struct blob *b, const char *s, size_t n)
 {
-    size_t n;
     char *p;
 
     if (s == NULL)
         return NULL;
-    n = strlen(s) + 1;
-    p = blob_take(b, n, 1);
-    if (p)
+    p = blob_take(b, n + 1, 1);
+    if (p) {
         memcpy(p, s, n);
+        p[n] = '\0';
+    }
     return p;
 }
 
@@ -642,63 +701,86 @@ static int kv_cmp(const void *a, const void *b)
     return strcmp(((const struct mc_reg_kv *)a)->key, ((const struct mc_reg_kv *)b)->key);
 }
 
-static void *blob_map(struct blob *b, json_t *obj, bool numbers, size_t *count)
+/* qsort(), but a few items (the usual map) by insertion, without its overhead. */
+static void sort_small(void *arr, size_t n, size_t each, int (*cmp)(const void *, const void *))
 {
-    size_t n = json_is_object(obj) ? json_object_size(obj) : 0, i = 0;
+    unsigned char *a = arr, tmp[sizeof(struct mc_reg_kv) > sizeof(struct mc_reg_metric)
+                                    ? sizeof(struct mc_reg_kv)
+                                    : sizeof(struct mc_reg_metric)];
+
+    if (n > 16 || each > sizeof(tmp)) {
+        qsort(arr, n, each, cmp);
+        return;
+    }
+    for (size_t i = 1; i < n; i++) {
+        size_t k = i;
+
+        memcpy(tmp, a + i * each, each);
+        for (; k > 0 && cmp(a + (k - 1) * each, tmp) > 0; k--)
+            memcpy(a + k * each, a + (k - 1) * each, each);
+        memcpy(a + k * each, tmp, each);
+    }
+}
+
+static void *blob_map(struct blob *b, const struct mc_jval *obj, bool numbers, size_t *count)
+{
+    size_t n = obj && obj->type == MC_JOBJ ? obj->n : 0;
     size_t each = numbers ? sizeof(struct mc_reg_metric) : sizeof(struct mc_reg_kv);
     void *arr = blob_take(b, n * each, 8);
-    const char *key;
-    json_t *val;
 
     *count = n;
     if (n == 0)
         return NULL;
-    json_object_foreach(obj, key, val)
-    {
-        const char *k = blob_str(b, key);
+    for (size_t i = 0; i < n; i++) {
+        const struct mc_jval *val = &obj->u.m[i].v;
+        const char *k = blob_str(b, obj->u.m[i].key, obj->u.m[i].klen);
 
         if (numbers) {
             if (arr)
-                ((struct mc_reg_metric *)arr)[i] =
-                    (struct mc_reg_metric){k, json_number_value(val)};
+                ((struct mc_reg_metric *)arr)[i] = (struct mc_reg_metric){k, mc_jval_num(val)};
         } else {
-            const char *v = blob_str(b, json_string_value(val));
+            const char *v = blob_str(b, val->u.s, val->n);
 
             if (arr)
                 ((struct mc_reg_kv *)arr)[i] = (struct mc_reg_kv){k, v};
         }
-        i++;
     }
     if (arr)
-        qsort(arr, n, each, numbers ? metric_cmp : kv_cmp);
+        sort_small(arr, n, each, numbers ? metric_cmp : kv_cmp);
     return arr;
 }
 
 static void blob_fill(struct blob *b, struct mc_reg_version *v, const struct vfields *f,
-                      const char *dir)
+                      const char *dir, size_t dir_len)
 {
     const char **dst[6] = {&v->description, &v->framework, &v->precision,
                            &v->device,      &v->parent,    &v->source};
-    size_t plen = strlen(dir) + strlen(f->name) + strlen(f->version) + 32;
+    size_t plen = dir_len + f->name_len + f->version_len + 32;
     char *path;
 
-    v->name = blob_str(b, f->name);
-    v->version = blob_str(b, f->version);
-    v->checksum = blob_str(b, f->checksum);
-    v->status_reason = blob_str(b, f->reason);
+    v->name = blob_str(b, f->name, f->name_len);
+    v->version = blob_str(b, f->version, f->version_len);
+    v->checksum = blob_str(b, f->checksum, f->checksum_len);
+    v->status_reason = blob_str(b, f->reason, f->reason_len);
     for (int k = 0; k < 6; k++)
-        *dst[k] = blob_str(b, f->str[k]);
+        *dst[k] = blob_str(b, f->str[k], f->str_len[k]);
     path = blob_take(b, plen, 1);
     if (path) {
         /* dir/models/name/version/artifact */
-        const char *parts[] = {dir, "/" MC_MODELS_DIR "/", f->name, "/", f->version, "/artifact"};
+        const struct {
+            const char *s;
+            size_t n;
+        } parts[] = {{dir, dir_len},
+                     {"/" MC_MODELS_DIR "/", sizeof(MC_MODELS_DIR) + 1},
+                     {f->name, f->name_len},
+                     {"/", 1},
+                     {f->version, f->version_len},
+                     {"/artifact", 9}};
         char *p = path;
 
         for (size_t i = 0; i < sizeof(parts) / sizeof(parts[0]); i++) {
-            size_t n = strlen(parts[i]);
-
-            memcpy(p, parts[i], n);
-            p += n;
+            memcpy(p, parts[i].s, parts[i].n);
+            p += parts[i].n;
         }
         *p = '\0';
     }
@@ -708,27 +790,27 @@ static void blob_fill(struct blob *b, struct mc_reg_version *v, const struct vfi
     v->tags = blob_map(b, f->tags, false, &v->ntags);
 }
 
-/* Build a version from checked fields. */
+/* Build a version from checked fields: one block, the struct then its strings and arrays. */
 static struct reg_ver *ver_build(const struct vfields *f, const char *dir, uint64_t gen)
 {
-    struct reg_ver *rv = calloc(1, sizeof(*rv));
+    size_t head = (sizeof(struct reg_ver) + 15) & ~(size_t)15, dir_len = strlen(dir);
+    struct mc_reg_version sizing;
     struct blob b = {0};
     struct mc_reg_version *v;
+    struct reg_ver *rv;
 
+    blob_fill(&b, &sizing, f, dir, dir_len); /* sizing pass */
+    rv = malloc(head + b.used);
     if (rv == NULL)
         return NULL;
+    memset(rv, 0, sizeof(*rv));
     v = &rv->v;
-    blob_fill(&b, v, f, dir); /* sizing pass */
+    b.base = (char *)rv + head;
     b.size = b.used;
     b.used = 0;
-    b.base = malloc(b.size ? b.size : 1);
-    if (b.base == NULL) {
-        free(rv);
-        return NULL;
-    }
-    blob_fill(&b, v, f, dir);
-    rv->blob = b.base;
-    mc_semver_parse(v->version, strlen(v->version), &v->sv);
+    blob_fill(&b, v, f, dir, dir_len);
+    rv->blob = NULL; /* the strings are in rv's own block */
+    mc_semver_parse(v->version, f->version_len, &v->sv);
     v->size = f->size;
     format_parse(f->format, &v->format);
     v->status = MC_STATUS_READY;
@@ -801,20 +883,22 @@ static int apply_version(struct reg_state *st, struct rec *r, uint64_t gen)
 
 int record_check_version(const struct reg_state *st, json_t *j)
 {
-    struct rec r = {.j = j, .op = "push"};
+    struct mc_jarena a = {0};
+    struct rec r = {.j = mc_jval_from_json(&a, j), .op = "push"};
     struct vfields f;
     struct reg_model *m;
     struct mc_semver sv;
     struct reg_ver *o;
-    int rc = vfields_read(&r, MC_EINVAL, &f);
+    int rc = r.j ? vfields_read(&r, MC_EINVAL, &f) : mc_err(MC_ENOMEM, "out of memory");
 
-    if (rc)
-        return rc;
-    m = state_model(st, f.name);
-    mc_semver_parse(f.version, strlen(f.version), &sv);
-    if (m && (o = model_version(m, &sv)) != NULL)
-        return clash(&r, MC_EEXIST, &o->v, f.version);
-    return 0;
+    if (rc == 0) {
+        m = state_model(st, f.name);
+        mc_semver_parse(f.version, strlen(f.version), &sv);
+        if (m && (o = model_version(m, &sv)) != NULL)
+            rc = clash(&r, MC_EEXIST, &o->v, f.version);
+    }
+    mc_jarena_free(&a);
+    return rc;
 }
 
 /* ---- versions to records ---------------------------------------------- */
@@ -973,48 +1057,45 @@ static struct reg_ver *rec_version(struct reg_state *st, struct rec *r, struct r
     return rv;
 }
 
-/* Rebuild rv from obj (its fields changed), keeping its address. */
-static int ver_rebuild(struct reg_state *st, struct rec *r, struct reg_ver *rv, json_t *obj,
+/* Rebuild rv from r2 (its fields, changed), keeping its address. */
+static int ver_rebuild(struct reg_state *st, struct rec *r, struct reg_ver *rv, struct rec *r2,
                        uint64_t gen)
 {
-    struct rec r2 = {.j = obj, .op = r->op};
     struct vfields f;
     struct reg_ver *n;
     int rc;
 
-    json_object_del(obj, "changed");
-    rc = vfields_read(&r2, MC_ECORRUPT, &f);
+    rc = vfields_read(r2, MC_ECORRUPT, &f);
     if (rc)
         return r->err = rc;
     n = ver_build(&f, st->dir, gen);
     if (n == NULL)
         return rfail(r, MC_ENOMEM, "out of memory");
+    /* rv stays where aliases point; its strings now live in n's block */
     free(rv->blob);
     rv->v = n->v;
-    rv->blob = n->blob;
-    free(n);
+    rv->blob = n;
     return 0;
 }
 
 /* Merge a patch object into dst: null deletes. */
-static void merge_map(json_t *dst, const char *key, json_t *patch)
+static void merge_map(json_t *dst, const char *key, const struct mc_jval *patch)
 {
     json_t *m = json_object_get(dst, key);
-    const char *k;
-    json_t *v;
 
-    if (!json_is_object(patch))
+    if (patch->type != MC_JOBJ)
         return;
     if (m == NULL) {
         m = json_object();
         json_object_set_new(dst, key, m);
     }
-    json_object_foreach(patch, k, v)
-    {
-        if (json_is_null(v))
-            json_object_del(m, k);
+    for (uint32_t i = 0; i < patch->n; i++) {
+        const struct mc_jmember *e = &patch->u.m[i];
+
+        if (e->v.type == MC_JNULL)
+            json_object_del(m, e->key);
         else
-            json_object_set(m, k, v);
+            json_object_set_new(m, e->key, mc_jval_to_json(&e->v));
     }
     if (json_object_size(m) == 0)
         json_object_del(dst, key);
@@ -1027,7 +1108,10 @@ static void merge_map(json_t *dst, const char *key, json_t *patch)
 static int apply_change(struct reg_state *st, struct rec *r, uint64_t gen, bool dry)
 {
     struct reg_ver *rv = rec_version(st, r, NULL);
-    json_t *obj, *x;
+    struct rec r2 = {.op = r->op};
+    struct mc_jarena a = {0};
+    const struct mc_jval *x;
+    json_t *obj;
     int rc;
 
     if (rv == NULL)
@@ -1052,32 +1136,31 @@ static int apply_change(struct reg_state *st, struct rec *r, uint64_t gen, bool 
         const char *keys[2] = {"preload", "pinned"};
 
         for (int k = 0; k < 2; k++) {
-            x = json_object_get(r->j, keys[k]);
-            if (x && !json_is_boolean(x)) {
+            x = mc_jval_get(r->j, keys[k]);
+            if (x && x->type != MC_JTRUE && x->type != MC_JFALSE) {
                 json_decref(obj);
                 return rfail(r, MC_ECORRUPT, "\"%s\" of a \"flags\" record is not true or false",
                              keys[k]);
             }
             if (x)
-                json_object_set(obj, keys[k], x);
+                json_object_set_new(obj, keys[k], json_boolean(x->type == MC_JTRUE));
         }
     } else {
-        json_t *set = json_object_get(r->j, "set");
+        const struct mc_jval *set = mc_jval_get(r->j, "set");
         struct rec rs = {.j = set, .op = "meta"};
-        const char *k;
 
         int code = dry ? MC_EINVAL : MC_ECORRUPT;
 
-        if (!json_is_object(set) ||
-            map_check(&rs, code, "metric", json_object_get(set, "metrics"), true, true) ||
-            map_check(&rs, code, "param", json_object_get(set, "params"), false, true) ||
-            map_check(&rs, code, "tag", json_object_get(set, "tags"), false, true)) {
+        if (set == NULL || set->type != MC_JOBJ ||
+            map_check(&rs, code, "metric", mc_jval_get(set, "metrics"), true, true) ||
+            map_check(&rs, code, "param", mc_jval_get(set, "params"), false, true) ||
+            map_check(&rs, code, "tag", mc_jval_get(set, "tags"), false, true)) {
             json_decref(obj);
             return rs.err ? (r->err = rs.err)
                           : rfail(r, MC_ECORRUPT, "a \"meta\" record has no \"set\" object");
         }
-        json_object_foreach(set, k, x)
-        {
+        for (uint32_t e = 0; e < set->n; e++) {
+            const char *k = set->u.m[e].key;
             bool map = !strcmp(k, "metrics") || !strcmp(k, "params") || !strcmp(k, "tags");
             bool known = map;
 
@@ -1090,34 +1173,46 @@ static int apply_change(struct reg_state *st, struct rec *r, uint64_t gen, bool 
                              "metadata",
                              k);
             }
+            x = &set->u.m[e].v;
             if (map)
                 merge_map(obj, k, x);
-            else if (json_is_null(x))
+            else if (x->type == MC_JNULL)
                 json_object_del(obj, k);
             else
-                json_object_set(obj, k, x);
+                json_object_set_new(obj, k, mc_jval_to_json(x));
         }
     }
-    if (dry) {
-        struct rec r2 = {.j = obj, .op = r->op};
+    /* the merged version, read back as any record is */
+    json_object_del(obj, "changed");
+    r2.j = mc_jval_from_json(&a, obj);
+    if (r2.j == NULL) {
+        rc = rfail(r, MC_ENOMEM, "out of memory");
+    } else if (dry) {
         struct vfields f;
 
-        json_object_del(obj, "changed");
         rc = vfields_read(&r2, MC_EINVAL, &f);
     } else {
-        rc = ver_rebuild(st, r, rv, obj, gen);
+        rc = ver_rebuild(st, r, rv, &r2, gen);
     }
     json_decref(obj);
+    mc_jarena_free(&a);
     return rc;
 }
 
 int record_check_change(struct reg_state *st, json_t *j)
 {
-    struct rec r = {.j = j};
+    struct mc_jarena a = {0};
+    struct rec r = {.j = mc_jval_from_json(&a, j)};
+    int rc;
 
-    if (rec_op(&r))
-        return r.err;
-    return apply_change(st, &r, 0, true);
+    if (r.j == NULL)
+        rc = mc_err(MC_ENOMEM, "out of memory");
+    else if (rec_op(&r))
+        rc = r.err;
+    else
+        rc = apply_change(st, &r, 0, true);
+    mc_jarena_free(&a);
+    return rc;
 }
 
 static int hist_add(struct reg_alias *a, const char *from, const char *to, uint64_t t, uint64_t uid,
@@ -1166,6 +1261,25 @@ static struct reg_alias *alias_get(struct reg_model *m, const char *alias, bool 
     return a;
 }
 
+/*
+ * mc_alias_check(), remembering the last name that passed: the check
+ * compiles the name as a version range (to refuse one that reads as a
+ * range), and replay meets the same few alias names over and over.
+ */
+static int alias_name_check(struct reg_state *st, const char *alias)
+{
+    size_t n;
+
+    if (st->alias_ok[0] != '\0' && strcmp(st->alias_ok, alias) == 0)
+        return 0;
+    if (mc_alias_check(alias) != 0)
+        return MC_EINVAL;
+    n = strlen(alias);
+    if (n < sizeof(st->alias_ok))
+        memcpy(st->alias_ok, alias, n + 1);
+    return 0;
+}
+
 /* The version named by an exact version string, or NULL. */
 static struct reg_ver *ver_exact(const struct reg_model *m, const char *version)
 {
@@ -1193,7 +1307,7 @@ static int apply_alias(struct reg_state *st, struct rec *r, uint64_t gen)
         str_field(r, "from", false, &from) || uint_field(r, "t", true, INT64_MAX, &t) ||
         uint_field(r, "uid", true, UINT32_MAX, &uid) || bool_field(r, "rollback", &rb))
         return r->err;
-    if (mc_alias_check(alias) != 0)
+    if (alias_name_check(st, alias) != 0)
         return r->err = MC_ECORRUPT; /* with the message the check set */
     if (to && (target = ver_exact(m, to)) == NULL)
         return rfail(r, MC_ECORRUPT,
@@ -1220,15 +1334,14 @@ static int apply_alias_entry(struct reg_state *st, struct rec *r)
 {
     const char *name, *alias, *target;
     struct reg_model *m = rec_model(st, r, &name);
-    json_t *hist, *h;
+    const struct mc_jval *hist;
     struct reg_alias *a;
-    size_t i;
 
     if (m == NULL)
         return r->err;
     if (str_field(r, "alias", true, &alias) || str_field(r, "target", false, &target))
         return r->err;
-    if (mc_alias_check(alias) != 0)
+    if (alias_name_check(st, alias) != 0)
         return r->err = MC_ECORRUPT; /* with the message the check set */
     if (model_alias(m, alias))
         return rfail(r, MC_ECORRUPT, "alias \"%s\" of \"%s\" appears twice", alias, name);
@@ -1240,17 +1353,17 @@ static int apply_alias_entry(struct reg_state *st, struct rec *r)
                      "alias \"%s\" of \"%s\" points at version \"%s\", which "
                      "does not exist",
                      alias, name, target);
-    hist = json_object_get(r->j, "history");
-    if (!json_is_array(hist))
+    hist = mc_jval_get(r->j, "history");
+    if (hist == NULL || hist->type != MC_JARR)
         return rfail(r, MC_ECORRUPT, "alias \"%s\" of \"%s\" has no history", alias, name);
-    json_array_foreach(hist, i, h)
-    {
+    for (uint32_t i = 0; i < hist->n; i++) {
+        const struct mc_jval *h = &hist->u.a[i];
         struct rec rh = {.j = h, .op = "alias history"};
         const char *from, *to;
         uint64_t t, uid, g;
         int rb = 0;
 
-        if (!json_is_object(h) || str_field(&rh, "from", false, &from) ||
+        if (h->type != MC_JOBJ || str_field(&rh, "from", false, &from) ||
             str_field(&rh, "to", false, &to) || uint_field(&rh, "t", true, INT64_MAX, &t) ||
             uint_field(&rh, "uid", true, UINT32_MAX, &uid) ||
             uint_field(&rh, "g", true, INT64_MAX, &g) || bool_field(&rh, "rollback", &rb))
@@ -1290,26 +1403,24 @@ static int remove_version(struct reg_state *st, struct reg_model *m, struct reg_
 static int apply_rm(struct reg_state *st, struct rec *r, uint64_t gen)
 {
     const char *name;
+    const struct mc_jval *list;
     uint64_t t, uid;
-    json_t *list;
-    size_t i;
-    json_t *e;
 
     if (uint_field(r, "t", true, INT64_MAX, &t) || uint_field(r, "uid", true, UINT32_MAX, &uid))
         return r->err;
     if (!strcmp(r->op, "gc")) {
-        list = json_object_get(r->j, "removed");
-        if (!json_is_array(list))
+        list = mc_jval_get(r->j, "removed");
+        if (list == NULL || list->type != MC_JARR)
             return rfail(r, MC_ECORRUPT, "a \"gc\" record has no \"removed\" list");
         /* check every entry before removing any: a record applies whole or not at all */
         for (int pass = 0; pass < 2; pass++) {
-            json_array_foreach(list, i, e)
-            {
+            for (uint32_t i = 0; i < list->n; i++) {
+                const struct mc_jval *e = &list->u.a[i];
                 struct rec re = {.j = e, .op = "gc"};
                 struct reg_model *m;
                 struct reg_ver *rv;
 
-                if (!json_is_object(e) || (rv = rec_version(st, &re, &m)) == NULL)
+                if (e->type != MC_JOBJ || (rv = rec_version(st, &re, &m)) == NULL)
                     return r->err = re.err ? re.err : rfail(r, MC_ECORRUPT, "bad \"gc\" entry");
                 if (pass == 1 && remove_version(st, m, rv, t, uid, gen))
                     return rfail(r, MC_ENOMEM, "out of memory");
@@ -1317,7 +1428,7 @@ static int apply_rm(struct reg_state *st, struct rec *r, uint64_t gen)
         }
         return 0;
     }
-    if (json_object_get(r->j, "version")) {
+    if (mc_jval_get(r->j, "version")) {
         struct reg_model *m;
         struct reg_ver *rv = rec_version(st, r, &m);
 
@@ -1335,7 +1446,7 @@ static int apply_rm(struct reg_state *st, struct rec *r, uint64_t gen)
     return 0;
 }
 
-int state_apply(void *arg, json_t *j, bool snapshot, uint64_t gen)
+int state_apply(void *arg, const struct mc_jval *j, bool snapshot, uint64_t gen)
 {
     struct reg_state *st = arg;
     struct rec r = {.j = j};
@@ -1373,6 +1484,16 @@ int state_apply(void *arg, json_t *j, bool snapshot, uint64_t gen)
         st->skipped++;
         return 0;
     }
+    return rc;
+}
+
+int state_apply_json(struct reg_state *st, json_t *rec, bool snapshot, uint64_t gen)
+{
+    struct mc_jarena a = {0};
+    const struct mc_jval *j = mc_jval_from_json(&a, rec);
+    int rc = j ? state_apply(st, j, snapshot, gen) : mc_err(MC_ENOMEM, "out of memory");
+
+    mc_jarena_free(&a);
     return rc;
 }
 

@@ -11,6 +11,7 @@
  *               checksum, format detection, removing artifact trees
  *   search.c    search
  *   manifest.c  the manifest's framing on disk
+ *   reg_json.c  its lines read into trees (a fast reader, jansson for the rest)
  */
 #ifndef MCACHE_INDEX_REG_INT_H
 #define MCACHE_INDEX_REG_INT_H
@@ -42,10 +43,14 @@ static inline uint64_t mc_now_ns(void)
 
 /* ---- state ----------------------------------------------------------- */
 
-/* A version: the public view plus the block its strings and arrays live in. */
+/*
+ * A version: the public view, then (in the same allocation) its strings and
+ * arrays. A change rebuilds them in a new block and keeps this struct where
+ * aliases point: blob is then that block (freed with the version).
+ */
 struct reg_ver {
     struct mc_reg_version v;
-    void *blob;
+    void *blob; /* NULL: the strings follow this struct */
 };
 
 struct reg_alias {
@@ -76,6 +81,7 @@ struct reg_state {
     void (*report)(void *, const char *);
     void *report_arg;
     size_t skipped;
+    char alias_ok[72]; /* the last alias name that passed mc_alias_check() */
 };
 
 struct mc_registry {
@@ -103,7 +109,9 @@ struct reg_model *state_model(const struct reg_state *st, const char *name);
 struct reg_ver *model_version(const struct reg_model *m, const struct mc_semver *sv);
 struct reg_alias *model_alias(const struct reg_model *m, const char *alias);
 void state_sort(struct reg_state *st);
-int state_apply(void *st, json_t *rec, bool snapshot, uint64_t gen);
+/* Apply one record or snapshot entry (an mc_manifest_fn); _json: one built with jansson. */
+int state_apply(void *st, const struct mc_jval *rec, bool snapshot, uint64_t gen);
+int state_apply_json(struct reg_state *st, json_t *rec, bool snapshot, uint64_t gen);
 int state_emit(void *st, mc_manifest_put_fn put, void *ctx);
 /* Validate a record as state_apply() would, without applying it (MC_EINVAL). */
 int record_check_version(const struct reg_state *st, json_t *rec);

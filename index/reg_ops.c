@@ -844,7 +844,7 @@ int mc_registry_synthesize(const char *dir, size_t models, size_t versions)
             if (rc == 0)
                 rc = mc_manifest_append_nosync(&r->man, rec);
             if (rc == 0)
-                rc = state_apply(r->st, rec, false, r->man.gen);
+                rc = state_apply_json(r->st, rec, false, r->man.gen);
             json_decref(rec);
         }
     }

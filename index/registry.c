@@ -156,7 +156,7 @@ int reg_commit(struct mc_registry *r, json_t *rec, uint64_t *gen)
 
     if (rc)
         return rc;
-    rc = state_apply(r->st, rec, false, r->man.gen);
+    rc = state_apply_json(r->st, rec, false, r->man.gen);
     if (rc) {
         /* validated before it was written, so this is a bug; stay truthful */
         char msg[1024];

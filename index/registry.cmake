@@ -6,7 +6,7 @@
 set(MCACHE_SEMVER_SOURCES ${CMAKE_CURRENT_LIST_DIR}/semver.c ${CMAKE_CURRENT_LIST_DIR}/name.c)
 
 set(MCACHE_REGISTRY_SOURCES)
-foreach(src crc32c.c manifest.c registry.c reg_apply.c reg_ops.c store.c search.c)
+foreach(src crc32c.c manifest.c reg_json.c registry.c reg_apply.c reg_ops.c store.c search.c)
   if(EXISTS ${CMAKE_CURRENT_LIST_DIR}/${src})
     list(APPEND MCACHE_REGISTRY_SOURCES ${CMAKE_CURRENT_LIST_DIR}/${src})
   endif()
