@@ -26,7 +26,12 @@ foreach(group unit crash concurrency fulldisk scale)
   add_test(NAME registry_manifest_${group} COMMAND test_manifest ${group})
 endforeach()
 
+# The fast reader of manifest lines against jansson, and replays through both.
+mc_reg_test(test_manifest_json test_manifest_json.c reg_util.c)
+add_test(NAME registry_manifest_json COMMAND test_manifest_json)
+
 set_tests_properties(registry_semver registry_names registry_api registry_manifest_unit
+                     registry_manifest_json
                      registry_manifest_crash registry_manifest_concurrency
                      registry_manifest_fulldisk registry_manifest_scale
                      PROPERTIES TIMEOUT 180 SKIP_RETURN_CODE 77)
