@@ -231,27 +231,83 @@ static void load_failed(struct daemon *d, struct dver *v, int code, const char *
     daemon_wake(d, v, code, v->error);
 }
 
-/* Least recently used evictable version, or NULL. */
+struct targets {
+    uint64_t *v;
+    size_t n, cap;
+};
+
+static int target_visit(void *arg, struct mc_rec *r)
+{
+    struct targets *t = arg;
+
+    if (r->kind != MC_REC_ALIAS)
+        return 0;
+    if (t->n == t->cap) {
+        size_t cap = t->cap ? t->cap * 2 : 64;
+        uint64_t *q = realloc(t->v, cap * sizeof(*q));
+        if (!q)
+            return MC_ENOMEM;
+        t->v = q;
+        t->cap = cap;
+    }
+    t->v[t->n++] = ((struct mc_rec_alias *)r)->target;
+    return 0;
+}
+
+/*
+ * Least recently used evictable version, or NULL: not pinned, not aliased in
+ * the registry, not the current target of an alias in the arena (during a
+ * blue-green switch that is the old version, still serving), not held.
+ */
 static struct dver *lru_victim(struct daemon *d, const struct dver *exclude)
 {
+    struct targets t = {0};
     struct dver *best = NULL;
 
-    if (mc_reclaim_scan(&d->own.rc) != 0)
-        return NULL; /* cannot tell who holds what: evict nothing */
+    if (mc_reclaim_scan(&d->own.rc) != 0 || mc_table_foreach(&d->own.w, target_visit, &t) != 0) {
+        free(t.v);
+        return NULL; /* cannot tell who needs what: evict nothing */
+    }
     for (size_t i = 0; i < d->htcap; i++)
         for (struct dver *v = d->ht[i]; v; v = v->next) {
+            uint64_t addr = (uint64_t)(uintptr_t)mc_arena_ptr(&d->own.a, v->rec_off);
+            bool target = false;
+
             if (v == exclude || v->st != D_READY || v->pinned || v->aliased)
                 continue;
             if (best && v->last_used_ns >= best->last_used_ns)
                 continue;
-            if (mc_reclaim_is_held(&d->own.rc, v->rec_off))
+            for (size_t k = 0; k < t.n && !target; k++)
+                target = t.v[k] == addr;
+            if (target || mc_reclaim_is_held(&d->own.rc, v->rec_off))
                 continue;
             best = v;
         }
+    free(t.v);
     return best;
 }
 
-/* Allocate room for v, evicting LRU models if needed. MC_EBUSY: try later. */
+/* Model bytes that retired records and extents will give back once readers let go. */
+static uint64_t pending_data(struct daemon *d)
+{
+    uint64_t sum = 0;
+
+    for (size_t i = 0; i < d->own.rc.n; i++) {
+        const struct mc_retired *it = &d->own.rc.items[i];
+        const struct mc_rec_version *rv;
+
+        if (it->kind == MC_RETIRE_DATA)
+            sum += it->size;
+        else if (it->kind == MC_RETIRE_RECORD && (rv = daemon_record_at(d, it->off)))
+            sum += rv->extent_size;
+    }
+    return sum;
+}
+
+/*
+ * Allocate room for v, evicting LRU models if needed. MC_EBUSY: evicted
+ * bytes that would make room are still held by readers; try again later.
+ */
 static int make_room(struct daemon *d, struct dver *v, uint64_t *off)
 {
     struct mc_extents *e = &d->own.a.hdr->data_ext;
@@ -267,17 +323,19 @@ static int make_room(struct daemon *d, struct dver *v, uint64_t *off)
             continue;
         struct dver *victim = lru_victim(d, v);
         if (!victim) {
-            if (d->own.rc.n > 0)
-                return MC_EBUSY; /* evicted bytes still held by readers: retry soon */
+            uint64_t free_bytes = e->region_size - e->used, pending = pending_data(d);
+
+            if (free_bytes + pending >= mc_extent_round(e, v->size))
+                return MC_EBUSY;
             return mc_err(MC_ENOSPC,
                           "no room for %s@%s (%llu bytes): the arena has %llu of %llu bytes "
-                          "free, largest free extent %llu, and every resident model is "
-                          "aliased, pinned, held by a worker or loading; evict or unpin "
-                          "something, or restart mcached with a larger --size",
+                          "free (largest free extent %llu, %llu more waiting for readers to "
+                          "let go), and every resident model is aliased, pinned, held by a "
+                          "worker or loading; evict or unpin something, or restart mcached "
+                          "with a larger --size",
                           v->name, v->version, (unsigned long long)v->size,
-                          (unsigned long long)(e->region_size - e->used),
-                          (unsigned long long)e->region_size,
-                          (unsigned long long)e->largest_free);
+                          (unsigned long long)free_bytes, (unsigned long long)e->region_size,
+                          (unsigned long long)e->largest_free, (unsigned long long)pending);
         }
         rc = daemon_evict(d, victim);
         if (rc)
@@ -286,34 +344,29 @@ static int make_room(struct daemon *d, struct dver *v, uint64_t *off)
     }
 }
 
-static void start_load(struct daemon *d, struct dver *v)
+/* Start loading v. Returns false if it must wait for room (stays queued). */
+static bool start_load(struct daemon *d, struct dver *v)
 {
     uint64_t off;
     int rc;
 
     if (v->size == 0) {
         load_failed(d, v, MC_EINVAL, "the artifact is empty");
-        return;
+        return true;
     }
     rc = make_room(d, v, &off);
-    if (rc == MC_EBUSY) { /* back to the front of the queue */
-        v->queued = true;
-        v->qnext = d->qhead;
-        d->qhead = v;
-        if (!d->qtail)
-            d->qtail = v;
-        return;
-    }
+    if (rc == MC_EBUSY)
+        return false;
     if (rc) {
         load_failed(d, v, rc, mc_last_error());
-        return;
+        return true;
     }
     v->extent_off = off;
     v->extent_size = mc_extent_round(&d->own.a.hdr->data_ext, v->size);
     if (!v->cl && !(v->cl = calloc(1, sizeof(*v->cl)))) {
         mc_extent_free(&d->own.a, &d->own.a.hdr->data_ext, off, v->size);
         load_failed(d, v, MC_ENOMEM, "out of memory");
-        return;
+        return true;
     }
     /* Page tables for the extent now, not one fault per page under the DMA
      * (a no-op where they exist already). */
@@ -324,29 +377,47 @@ static void start_load(struct daemon *d, struct dver *v)
     v->cl->dst = mc_arena_ptr(&d->own.a, off);
     v->cl->dst_cap = v->extent_size;
     v->cl->ctx = d;
-    mc_checksum_parse(v->checksum, v->cl->want);
+    if (mc_checksum_parse(v->checksum, v->cl->want) != 0) {
+        mc_extent_free(&d->own.a, &d->own.a.hdr->data_ext, off, v->size);
+        load_failed(d, v, MC_ECORRUPT, mc_last_error());
+        return true;
+    }
     v->st = D_LOADING;
     v->error[0] = '\0';
     d->loading++;
     log_debug("loading %s@%s (%llu bytes) from %s", v->name, v->version,
               (unsigned long long)v->size, v->path);
     mc_io_start(&d->io, v->cl);
+    return true;
 }
 
 void daemon_schedule(struct daemon *d)
 {
+    struct dver *wfirst = NULL, *wlast = NULL;
+
+    /* In order; a load that must wait for room does not hold up the rest. */
     while (d->qhead && d->loading < d->cfg.max_loads) {
         struct dver *v = d->qhead;
 
         d->qhead = v->qnext;
         if (!d->qhead)
             d->qtail = NULL;
-        v->queued = false;
-        if (v->st == D_READY || v->st == D_LOADING)
+        v->qnext = NULL;
+        if (v->st != D_READY && v->st != D_LOADING && !start_load(d, v)) {
+            if (wlast) /* still queued: keep it, in order */
+                wlast->qnext = v;
+            else
+                wfirst = v;
+            wlast = v;
             continue;
-        start_load(d, v);
-        if (v->queued) /* no room yet */
-            break;
+        }
+        v->queued = false;
+    }
+    if (wfirst) { /* the waiting ones go back in front */
+        wlast->qnext = d->qhead;
+        if (!d->qhead)
+            d->qtail = wlast;
+        d->qhead = wfirst;
     }
 }
 

@@ -531,6 +531,37 @@ static void send_raw(const void *buf, size_t len, bool wait_reply)
     close(fd);
 }
 
+/* Moving an alias to a version that needs room must not evict the version
+ * the alias still points at (review find: only registry aliases were
+ * protected, so the old target could go mid-switch). */
+static void test_blue_green_keeps_old_target(void **state)
+{
+    const char *small[] = {"--size", "64M", "--index-size", "4M", NULL};
+    const uint64_t MB = 1u << 20;
+    char out[256];
+
+    (void)state;
+    push("A", "1.0.0", 20 * MB, 1);
+    push("A", "2.0.0", 20 * MB, 2);
+    push("C", "1.0.0", 20 * MB, 3);
+    assert_int_equal(mc_registry_alias_set(D.reg, "A", "prod", "1.0.0", NULL), 0);
+    daemon_start_args(small);
+    assert_int_equal(ctl(NULL, "load", 2, "A", "prod"), 0);
+    sleep_ms(20);
+    assert_int_equal(ctl(NULL, "load", 2, "C", "1.0.0"), 0); /* C is newer than A@1 */
+    /* A@2 needs 20 MiB: one of A@1 and C must go. A@1 is the least recently
+     * used, but prod points at it until A@2 is ready: C goes. */
+    assert_int_equal(mc_registry_alias_set(D.reg, "A", "prod", "2.0.0", NULL), 0);
+    for (int i = 0; i < 500 && strcmp(model_state("A", "2.0.0"), "resident"); i++)
+        sleep_ms(10);
+    assert_string_equal(model_state("A", "2.0.0"), "resident");
+    assert_string_equal(model_state("C", "1.0.0"), "registered");
+    assert_string_equal(model_state("A", "1.0.0"), "resident");
+    assert_int_equal(reader(out, sizeof(out), "verify", "A", "prod", NULL), 0);
+    assert_string_equal(out, "ok 2.0.0 20971520\n");
+    daemon_stop_clean();
+}
+
 /* Write a safetensors file: tensors "w" F32 [2,3] = 0..5 and "b" F32 [3] = 1,1,1. */
 static void push_safetensors(const char *name, const char *version, const char *header_override)
 {
@@ -874,6 +905,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_bit_flip_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_lru_respects_alias_pin_hold, setup, teardown),
         cmocka_unit_test_setup_teardown(test_other_uid_cannot_change, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_blue_green_keeps_old_target, setup, teardown),
         cmocka_unit_test_setup_teardown(test_safetensors_tensors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_get_load_shared_and_timeout, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cold_path_fallbacks, setup, teardown),
