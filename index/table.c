@@ -320,6 +320,17 @@ static void aliases_retarget(struct mc_writer *w, const char *name, struct mc_re
         aliases_retarget(w, name, from, to); /* more than one batch */
 }
 
+/* A model record left with no version list (its first put failed) goes again. */
+static void model_drop_if_empty(struct mc_writer *w, struct mc_rec_model *m)
+{
+    if (m->versions)
+        return;
+    table_unset(w, &m->h);
+    rec_retire(w, &m->h);
+    w->t->models--;
+    mc_reclaim_advance(w->reclaim);
+}
+
 int mc_table_put_version(struct mc_writer *w, const struct mc_version_desc *d,
                          struct mc_rec_version **out)
 {
@@ -343,8 +354,10 @@ int mc_table_put_version(struct mc_writer *w, const struct mc_version_desc *d,
         return err;
     err = rec_alloc(w, sizeof(struct mc_rec_version), nlen + 1 + vlen + 1 + mlen + 1,
                     MC_REC_VERSION, key, klen, &r);
-    if (err)
+    if (err) {
+        model_drop_if_empty(w, m);
         return err;
+    }
     v = (struct mc_rec_version *)r;
     char *s = v->strings + klen + 1;
     v->name_off = (uint32_t)(s - (char *)v);
@@ -377,6 +390,7 @@ int mc_table_put_version(struct mc_writer *w, const struct mc_version_desc *d,
     err = verlist_build(w, m, old, v, &nl);
     if (err) {
         rec_free_now(w, r);
+        model_drop_if_empty(w, m);
         return err;
     }
     /* Publish: one ck_ht store makes the complete record visible. */
@@ -385,6 +399,7 @@ int mc_table_put_version(struct mc_writer *w, const struct mc_version_desc *d,
         /* Never published: the caller still owns extent and tensors. */
         verlist_free_now(w, nl);
         rec_free_now(w, r);
+        model_drop_if_empty(w, m);
         return err;
     }
     verlist_install(w, m, nl);

@@ -5,10 +5,12 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -40,6 +42,32 @@ static int take_lock(struct mc_own *o, const struct mc_config *cfg)
     return 0;
 }
 
+/*
+ * Who may read the arena and write the reader table. With a reader group,
+ * only its members (and our uid): the arena 0640 and the table 0660, both
+ * owned by the group. Without one (or "*"), any local user: 0644 and 0666.
+ * A member can stall reclamation (pin and never unpin) but cannot change a
+ * model's bytes: the arena is never writable by readers.
+ */
+static void set_access(const struct mc_own *o, const struct mc_config *cfg)
+{
+    bool group = cfg->reader_group[0] && strcmp(cfg->reader_group, "*") != 0;
+    struct group *g = group ? getgrnam(cfg->reader_group) : NULL;
+
+    if (group && !g) {
+        log_warn("reader group \"%s\" does not exist: the arena stays private to uid %d",
+                 cfg->reader_group, (int)geteuid());
+        fchmod(o->a.fd, 0600);
+        fchmod(o->r.fd, 0600);
+        return;
+    }
+    if (g && (fchown(o->a.fd, (uid_t)-1, g->gr_gid) != 0 ||
+              fchown(o->r.fd, (uid_t)-1, g->gr_gid) != 0))
+        log_warn("cannot give the arena to group %s: %s", cfg->reader_group, strerror(errno));
+    if (fchmod(o->a.fd, g ? 0640 : 0644) != 0 || fchmod(o->r.fd, g ? 0660 : 0666) != 0)
+        log_warn("cannot set the arena's permissions: %s", strerror(errno));
+}
+
 static int create(struct mc_own *o, const struct mc_config *cfg)
 {
     struct mc_arena_opts ao = {
@@ -48,21 +76,23 @@ static int create(struct mc_own *o, const struct mc_config *cfg)
         .size = cfg->size ? cfg->size : mc_arena_default_size(),
         .index_size = cfg->index_size,
         .base = cfg->base,
-        .mode = 0644,
+        .mode = 0600, /* set_access() opens it up as configured */
     };
-    unsigned rmode = 0666;
     int rc;
 
     rc = mc_arena_create(&ao, &o->a);
     if (rc)
         return rc;
-    rc = mc_readers_create(cfg->shm_dir, cfg->cache, cfg->reader_slots, rmode,
+    rc = mc_readers_create(cfg->shm_dir, cfg->cache, cfg->reader_slots, 0600,
                            o->a.hdr->created_ns, &o->r);
     if (!rc)
         rc = mc_reclaim_init(&o->rc, &o->a, &o->r, mc_table_free_record, &o->w);
     if (!rc)
         rc = mc_table_create(&o->w, &o->a, &o->rc);
     if (rc) {
+        mc_reclaim_destroy(&o->rc);
+        mc_readers_close(&o->r);
+        mc_arena_close(&o->a);
         mc_arena_retire(cfg->shm_dir, cfg->cache);
         return rc;
     }
@@ -91,7 +121,16 @@ static int grace(struct mc_own *o, uint64_t e)
         }
         if (blocking < 0)
             break;
-        if (mc_now_ns() - warned > 5000000000ull) {
+        if (mc_now_ns() - start > MC_ADOPT_GRACE_NS) {
+            uint32_t pid = o->r.slots[blocking].pid;
+            free(live);
+            return mc_err(MC_EBUSY,
+                          "reader pid %u (slot %d) has been inside a lookup since before the "
+                          "restart for %llu s (stopped?); not adopting an arena it may still "
+                          "be reading",
+                          pid, blocking, (unsigned long long)(MC_ADOPT_GRACE_NS / 1000000000ull));
+        }
+        if (mc_now_ns() - warned > 2000000000ull) {
             warned = mc_now_ns();
             log_warn("adopting the arena waits for reader pid %u (slot %d), pinned since before "
                      "the restart; a stopped worker holds the loader back until it continues "
@@ -112,6 +151,8 @@ static int adopt(struct mc_own *o, const struct mc_config *cfg)
     int rc;
 
     rc = mc_readers_open(cfg->shm_dir, cfg->cache, o->a.hdr->created_ns, &o->r);
+    if (rc && rc != MC_ENOENT && rc != MC_EBADARENA && rc != MC_ESTALE)
+        return rc; /* live workers may be using it: never replace it on a passing error */
     if (rc) {
         log_warn("reader table unusable (%s): recreating it", mc_last_error());
         rc = mc_readers_create(cfg->shm_dir, cfg->cache, cfg->reader_slots, 0666,
@@ -196,6 +237,7 @@ int mc_own_arena(struct mc_own *o, const struct mc_config *cfg)
         o->lock_fd = -1;
         return rc;
     }
+    set_access(o, cfg);
     o->a.hdr->loader_pid = (uint32_t)getpid();
     o->a.hdr->loader_since_ns = mc_wall_ns();
     o->adopt_ns = mc_now_ns() - t0;

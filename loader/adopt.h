@@ -8,8 +8,12 @@
  * pinned from before (one grace period: nobody can then be looking at
  * memory the dead loader was about to free or had just unlinked), and then
  * rebuilds both allocators from what the table reaches plus the records
- * readers hold. Everything else, including a load that was in flight, is
- * free again. Models already resident stay resident.
+ * readers hold, and mends version lists and aliases a crash left pointing
+ * at replaced records. Everything else, including a load that was in
+ * flight, is free again. Models already resident stay resident. A reader
+ * stopped inside a lookup from before the restart holds adoption back for
+ * at most MC_ADOPT_GRACE_NS; then the arena is replaced instead (its
+ * readers keep what they map).
  */
 #ifndef MCACHE_LOADER_ADOPT_H
 #define MCACHE_LOADER_ADOPT_H
@@ -22,6 +26,9 @@
 #include "shm/reclaim.h"
 
 struct mc_config;
+
+/* Longest wait for readers pinned before a restart; then the arena is replaced. */
+#define MC_ADOPT_GRACE_NS (10ull * 1000000000ull)
 
 struct mc_own {
     struct mc_arena a;

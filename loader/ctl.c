@@ -78,7 +78,11 @@ int mc_ctl_listen(struct mc_ctl *ctl, int epfd, const char *path, const char *ad
                       sizeof(sa.sun_path) - 1);
     snprintf(ctl->path, sizeof(ctl->path), "%s", path);
     memcpy(sa.sun_path, path, strlen(path) + 1);
-    /* A socket file nobody listens on is stale: a crashed daemon left it. */
+    /* A socket file nobody listens on is stale: a crashed daemon left it.
+     * Anything else at that path is not ours to remove. */
+    struct stat st;
+    if (lstat(path, &st) == 0 && !S_ISSOCK(st.st_mode))
+        return mc_err(MC_EEXIST, "%s exists and is not a socket; choose another --socket", path);
     if (mc_ctl_connect(path, &probe) == 0) {
         close(probe);
         return mc_err(MC_EEXIST, "another mcached is listening on %s", path);

@@ -165,7 +165,6 @@ int daemon_start(struct daemon *d)
 
     d->started_ns = mc_now_ns();
     d->started_wall = mc_wall_ns();
-    d->epfd = d->sfd = d->ifd = -1;
     rc = mc_registry_open(d->cfg.store, &ro, &d->reg);
     if (rc)
         return mc_err_prefix(rc, "opening the store %s", d->cfg.store);
@@ -327,6 +326,7 @@ int main(int argc, char **argv)
     int rc;
 
     mc_config_defaults(&d.cfg);
+    d.io.efd = d.ctl.lfd = d.epfd = d.sfd = d.ifd = -1; /* daemon_stop() may run early */
     rc = parse_args(argc, argv, &d.cfg, &cfg_path);
     if (rc)
         return rc;

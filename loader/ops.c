@@ -79,10 +79,20 @@ static json_t *version_json(const struct dver *v)
 
 static void op_load(struct daemon *d, struct mc_conn *c, const struct mc_request *rq)
 {
-    struct dver *v = resolve(d, c, rq->args[0], rq->args[1]);
-    long timeout_ms = rq->nargs > 2 ? atol(rq->args[2]) : -1;
+    long long timeout_ms = -1;
+    struct dver *v;
     struct waiter *w;
+    char *end;
 
+    if (rq->nargs > 2) {
+        timeout_ms = strtoll(rq->args[2], &end, 10);
+        if (end == rq->args[2] || *end || timeout_ms > 86400000LL * 365) {
+            reply_err(d, c, MC_EINVAL,
+                      "load: TIMEOUT_MS must be a number of milliseconds (negative: no limit)");
+            return;
+        }
+    }
+    v = resolve(d, c, rq->args[0], rq->args[1]);
     if (!v)
         return;
     d->requests_load++;

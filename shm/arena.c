@@ -348,7 +348,9 @@ static int hdr_check(const struct mc_arena_hdr *h, const char *path, uint64_t fi
                       "; it is damaged: stop mcached, remove it and restart",
                       path, file_size, h->size);
     if (h->hdr_size != MC_ARENA_HDR_SIZE || h->base % MC_HUGE_PAGE || h->data_off >= h->size ||
-        h->index_off + h->index_size > h->data_off)
+        h->index_size > h->size || h->index_off > h->size - h->index_size ||
+        h->index_off + h->index_size > h->data_off || h->data_size > h->size - h->data_off ||
+        h->base > 0x800000000000ull || h->size > 0x800000000000ull - h->base)
         return mc_err(MC_EBADARENA, "arena %s has an inconsistent header; it is damaged", path);
     return 0;
 }

@@ -7,6 +7,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <jansson.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -512,6 +513,42 @@ static void test_other_uid_cannot_change(void **state)
     daemon_stop_clean();
 }
 
+/* The arena is readable, and the reader table writable, by whom the reader
+ * group says (review find: they were open to every local user). */
+static void test_arena_permissions_follow_reader_group(void **state)
+{
+    const char *grp[] = {"--reader-group", "nogroup", NULL};
+    char path[400];
+    struct stat st;
+    struct group *g = getgrnam("nogroup");
+
+    (void)state;
+    daemon_start_args(NULL);
+    snprintf(path, sizeof(path), "%s/mcache.t", D.shm);
+    assert_int_equal(stat(path, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0644);
+    snprintf(path, sizeof(path), "%s/mcache.t.readers", D.shm);
+    assert_int_equal(stat(path, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0666);
+    daemon_stop_clean();
+    if (!g) {
+        printf("# group part not run: no group \"nogroup\" on this machine\n");
+        return;
+    }
+    daemon_start_args(grp); /* adopts the arena and tightens it */
+    snprintf(path, sizeof(path), "%s/mcache.t", D.shm);
+    assert_int_equal(stat(path, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0640);
+    assert_int_equal(st.st_gid, g->gr_gid);
+    snprintf(path, sizeof(path), "%s/mcache.t.readers", D.shm);
+    assert_int_equal(stat(path, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0660);
+    assert_int_equal(st.st_gid, g->gr_gid);
+    assert_int_equal(stat(D.sock, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0660);
+    daemon_stop_clean();
+}
+
 /* Send raw bytes on a fresh connection; read whatever comes back. */
 static void send_raw(const void *buf, size_t len, bool wait_reply)
 {
@@ -905,6 +942,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_bit_flip_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_lru_respects_alias_pin_hold, setup, teardown),
         cmocka_unit_test_setup_teardown(test_other_uid_cannot_change, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_arena_permissions_follow_reader_group, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_blue_green_keeps_old_target, setup, teardown),
         cmocka_unit_test_setup_teardown(test_safetensors_tensors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_get_load_shared_and_timeout, setup, teardown),
