@@ -155,7 +155,7 @@ int store_push_copy(struct mc_registry *r, const char *src, const struct mc_push
                     enum mc_reg_format *fmt, char *checksum);
 int store_hash_file(const char *path, uint64_t *size, char *checksum);
 enum mc_reg_format store_detect_format(const unsigned char *head, size_t n, uint64_t size);
-int store_orphans(struct mc_registry *r, void (*each)(void *, const char *), void *arg,
-                  size_t *found);
+int store_orphans(struct mc_registry *r, bool move, void (*each)(void *, const char *),
+                  void *arg, size_t *found);
 
 #endif

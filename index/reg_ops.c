@@ -246,7 +246,7 @@ static int need_ready(const struct mc_reg_version *v, const char *alias)
 {
     if (v->status == MC_STATUS_READY)
         return 0;
-    return mc_err(MC_EINVAL,
+    return mc_err(MC_EBUSY,
                   "version %s of \"%s\" is %s; alias \"%s\" can only point at a ready "
                   "version (set its status to ready first)",
                   v->version, v->name, mc_reg_status_name(v->status), alias);
@@ -332,7 +332,7 @@ int mc_registry_alias_rollback(struct mc_registry *r, const char *name, const ch
     }
     v = alias_rollback_target(m, a, &to);
     if (to == NULL)
-        rc = mc_err(MC_EINVAL,
+        rc = mc_err(MC_EBUSY,
                     "alias \"%s\" of \"%s\" has no earlier target to roll back to; "
                     "set it explicitly",
                     alias, name);
@@ -695,7 +695,7 @@ int mc_registry_check(const char *dir, unsigned flags, void (*report)(void *, co
         }
     }
     if (flags & (MC_CHECK_ARTIFACTS | MC_CHECK_CHECKSUMS))
-        store_orphans(r, check_report, &c, &strays); /* each is counted by check_report */
+        store_orphans(r, false, check_report, &c, &strays); /* each is counted by check_report */
     mc_registry_close(r);
     if (problems)
         *problems = c.problems;
@@ -757,9 +757,13 @@ int mc_registry_repair(const char *dir, void (*report)(void *, const char *), vo
     }
     if (rc == 0)
         rc = reg_cleanup(r);
-    if (rc == 0)
+    if (rc == 0) {
+        size_t moved = 0;
+        /* Artifacts of the records that were lost go aside with them. */
+        store_orphans(r, true, report, arg, &moved);
         reportf(&c, "wrote a new snapshot of %s at generation %llu", r->dir,
                 (unsigned long long)r->man.gen);
+    }
     reg_unlock(r);
     mc_registry_close(r);
     return rc;

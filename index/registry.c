@@ -176,12 +176,15 @@ static char *abs_dir(const char *dir)
     char cwd[PATH_MAX], *p;
     size_t n;
 
+    while (dir[0] == '.' && dir[1] == '/') /* "./mcache-data" is cwd/mcache-data */
+        for (dir += 2; *dir == '/'; dir++)
+            ;
     if (dir[0] == '/') {
         p = strdup(dir);
     } else {
         if (getcwd(cwd, sizeof(cwd)) == NULL)
             return NULL;
-        if (asprintf(&p, "%s/%s", cwd, dir) < 0)
+        if (asprintf(&p, "%s/%s", cwd, *dir ? dir : ".") < 0)
             p = NULL;
     }
     for (n = p ? strlen(p) : 0; n > 1 && p[n - 1] == '/'; n--)

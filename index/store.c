@@ -551,14 +551,31 @@ struct orphans {
     void (*each)(void *, const char *);
     void *arg;
     size_t found;
+    bool move; /* move orphan version directories to STORE/damaged/ */
 };
 
-static void orphan(struct orphans *o, const char *rel, const char *why)
+static void orphan(struct orphans *o, const char *rel, const char *why, bool version_dir)
 {
-    char msg[2 * PATH_MAX + 128];
+    char msg[3 * PATH_MAX + 160], to[PATH_MAX + 64];
 
-    snprintf(msg, sizeof(msg), "%s/%s: %s", o->r->dir, rel, why);
     o->found++;
+    if (o->move && version_dir) {
+        /* damaged/<name with / as %>@<version>.<time>: the bytes stay for inspection */
+        snprintf(to, sizeof(to), MC_DAMAGED_DIR "/%s.%lld", rel + sizeof(MC_MODELS_DIR),
+                 (long long)time(NULL));
+        for (char *p = to + sizeof(MC_DAMAGED_DIR); *p; p++)
+            if (*p == '/')
+                *p = '@';
+        mkdirat(o->r->dirfd, MC_DAMAGED_DIR, 0755);
+        if (renameat(o->r->dirfd, rel, o->r->dirfd, to) == 0) {
+            snprintf(msg, sizeof(msg), "%s/%s: %s; moved to %s/%s", o->r->dir, rel, why,
+                     o->r->dir, to);
+            if (o->each)
+                o->each(o->arg, msg);
+            return;
+        }
+    }
+    snprintf(msg, sizeof(msg), "%s/%s: %s", o->r->dir, rel, why);
     if (o->each)
         o->each(o->arg, msg);
 }
@@ -591,23 +608,23 @@ static void walk_model(struct orphans *o, const char *name, int depth)
             struct reg_ver *rv = m ? model_version(m, &sv) : NULL;
 
             if (!rv || strcmp(rv->v.version, e->d_name) != 0)
-                orphan(o, child, "a version directory the manifest does not hold");
+                orphan(o, child, "a version directory the manifest does not hold", true);
         } else if (depth == 0 && e->d_type == DT_DIR) {
             char ns[PATH_MAX + 260];
 
             snprintf(ns, sizeof(ns), "%s/%s", name, e->d_name);
             walk_model(o, ns, 1);
         } else {
-            orphan(o, child, "not part of the store's layout");
+            orphan(o, child, "not part of the store's layout", false);
         }
     }
     closedir(d);
 }
 
-int store_orphans(struct mc_registry *r, void (*each)(void *, const char *), void *arg,
-                  size_t *found)
+int store_orphans(struct mc_registry *r, bool move, void (*each)(void *, const char *),
+                  void *arg, size_t *found)
 {
-    struct orphans o = {.r = r, .each = each, .arg = arg};
+    struct orphans o = {.r = r, .each = each, .arg = arg, .move = move};
     int fd = openat(r->dirfd, MC_MODELS_DIR, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
     struct dirent *e;

@@ -393,7 +393,7 @@ static void test_aliases(void **state)
     resolves(f, "production", "1.1.0");
     assert_int_equal(mc_registry_alias_rollback(f->r, "m", "production", NULL), 0);
     resolves(f, "production", "1.0.0");
-    assert_int_equal(mc_registry_alias_rollback(f->r, "m", "production", NULL), MC_EINVAL);
+    assert_int_equal(mc_registry_alias_rollback(f->r, "m", "production", NULL), MC_EBUSY);
     assert_msg("has no earlier target to roll back to");
     m = mc_registry_model(f->r, "m");
     assert_true(m->aliases[1].history[4].rollback);
@@ -423,7 +423,7 @@ static void test_aliases(void **state)
             "no model \"nope\"");
     assert_int_equal(mc_registry_set_status(f->r, "m", "2.0.0", MC_STATUS_FAILED, "bad sum", NULL),
                      0);
-    refused(f, mc_registry_alias_set(f->r, "m", "prod", "2.0.0", NULL), MC_EINVAL,
+    refused(f, mc_registry_alias_set(f->r, "m", "prod", "2.0.0", NULL), MC_EBUSY,
             "is failed; alias \"prod\" can only point at a ready version");
 }
 
@@ -773,9 +773,16 @@ static void test_check_repair(void **state)
     assert_string_equal(buf, before);
     free(buf);
     free(before);
-    /* the artifacts of the records lost are now orphans, which check reports */
+    /* the artifacts of the records lost (3.0.0, 4.0.0) and the stray 9.9.9
+     * went to damaged/ with the journal; only the changed artifact remains */
+    assert_int_equal(tu_count_entries(p, "m@"), 3);
     assert_int_equal(mc_registry_check(f->store, MC_CHECK_ARTIFACTS, report_collect, &w, &problems),
+                     0);
+    assert_int_equal(problems, 0);
+    assert_int_equal(mc_registry_check(f->store, MC_CHECK_CHECKSUMS, report_collect, &w, &problems),
                      MC_EIO);
+    assert_int_equal(problems, 1);
+    assert_non_null(strstr(w.last, "2.0.0"));
     assert_int_equal(mc_registry_repair(f->store, report_collect, &w), 0);
     assert_non_null(strstr(w.last, "nothing to repair"));
 }

@@ -73,9 +73,7 @@ static int change(const struct cli *c, const char *name, const char *alias, cons
     else
         rc = mc_registry_alias_remove(r, name, alias, &gen);
     if (rc) {
-        int st = cli_error(rc);
-        /* "nothing to roll back to" comes as MC_EINVAL, but it is a refusal, not bad usage */
-        rc = rc == MC_EINVAL && !strcmp(action, "rollback") ? EXIT_FAIL : st;
+        rc = cli_error(rc);
     } else {
         rc = report(c, r, name, alias, *from ? from : NULL,
                     !strcmp(action, "rollback") ? "rollback"
