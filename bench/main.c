@@ -133,10 +133,10 @@ static int parse_u64(const char *opt, const char *v, bool size, uint64_t min, ui
     char *end;
 
     if (size ? parse_size(v, out) != 0 : (errno = 0, *out = strtoull(v, &end, 0), errno || *end))
-        return bench_error("%s \"%s\" is not a %s", opt, v,
+        return bench_error("--%s \"%s\" is not a %s", opt, v,
                            size ? "size (like 64M or 1G)" : "number");
     if (*out < min)
-        return bench_error("%s %s is too small (at least %llu)", opt, v, (unsigned long long)min);
+        return bench_error("--%s %s is too small (at least %llu)", opt, v, (unsigned long long)min);
     return 0;
 }
 
@@ -181,13 +181,13 @@ static int parse_opts(struct bench *b, int argc, char **argv, int *first)
                                           {"help", 0, 0, 'h'},
                                           {0, 0, 0, 0}};
     uint64_t v, set[O_NOPLOTS + 1] = {0}, val[O_NOPLOTS + 1] = {0};
-    int c;
+    int c, li = 0;
 
     b->o.out_dir = "./bench-out";
     b->o.shm_dir = MC_DEFAULT_SHM_DIR;
     b->o.huge_dir = "/dev/hugepages";
     b->o.tmp_dir = getenv("TMPDIR") && *getenv("TMPDIR") ? getenv("TMPDIR") : "/var/tmp";
-    while ((c = getopt_long(argc, argv, "h", longs, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "h", longs, &li)) != -1) {
         switch (c) {
         case 'h':
             usage(stdout);
@@ -221,17 +221,13 @@ static int parse_opts(struct bench *b, int argc, char **argv, int *first)
         case O_ROUNDS:
         case O_PASSES:
         case O_BASE:
-            if (parse_u64(argv[optind - 1], optarg, false,
-                          c == O_RUNS   ? 5
-                          : c == O_IDLE ? 0
-                                        : 1,
-                          &v))
+            if (parse_u64(longs[li].name, optarg, false, c == O_RUNS ? 5 : c == O_IDLE ? 0 : 1, &v))
                 return -1;
             set[c] = 1, val[c] = v;
             break;
         case O_SIZE:
         case O_HOG:
-            if (parse_u64(argv[optind - 1], optarg, true, c == O_SIZE ? 1 * MiB : 0, &v))
+            if (parse_u64(longs[li].name, optarg, true, c == O_SIZE ? 1 * MiB : 0, &v))
                 return -1;
             set[c] = 1, val[c] = v;
             break;

@@ -168,6 +168,18 @@ uint64_t fs_avail(const char *path)
     return (uint64_t)sf.f_bavail * (uint64_t)sf.f_bsize;
 }
 
+int fs_require(const char *dir, uint64_t need, const char *what)
+{
+    uint64_t avail = fs_avail(dir);
+    char a[32], n[32];
+
+    if (avail >= need)
+        return 0;
+    return bench_error("%s has %s free; %s needs %s there. Free space, point the bench "
+                       "elsewhere (--shm-dir / --tmp-dir), or use a smaller --size",
+                       dir, fmt_bytes(avail, a, sizeof(a)), what, fmt_bytes(need, n, sizeof(n)));
+}
+
 bool fs_is_hugetlbfs(const char *dir)
 {
     struct statfs sf;

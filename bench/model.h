@@ -36,6 +36,9 @@ uint64_t meminfo(const char *field);
 /* Free bytes in the file system holding path, or 0 on error. */
 uint64_t fs_avail(const char *path);
 
+/* 0 if the file system holding dir has need bytes free, else an error naming what needs them. */
+int fs_require(const char *dir, uint64_t need, const char *what);
+
 /* Is dir on hugetlbfs? */
 bool fs_is_hugetlbfs(const char *dir);
 /* Is dir on tmpfs or ramfs (not a disk)? */

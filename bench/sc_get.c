@@ -64,7 +64,7 @@ static int set_arena(struct bench *b, struct get_set *s, unsigned n)
     uint64_t off;
 
     snprintf(tag, sizeof(tag), "get%u", n);
-    if (barena_create(b, &s->ba, b->shm_work, tag, 4096, n > 1000 ? 32 * MiB : 4 * MiB) ||
+    if (barena_create(b, &s->ba, b->shm_work, tag, 4096, n > 100 ? 32 * MiB : 4 * MiB) ||
         barena_alloc(&s->ba, 4096, &off))
         return -1;
     model_fill(mc_arena_ptr(&s->ba.a, off), 0, 4096);
@@ -106,8 +106,12 @@ static int redis_fill(struct resp *rd, unsigned db, const struct keyset *k)
 
 static int setup(struct bench *b, struct get_set *sets, struct redis *rs)
 {
-    int redis = b->o.no_redis ? 1 : redis_start(rs, b->tmp_work);
+    uint64_t need = barena_footprint(4096, 4 * MiB) + barena_footprint(4096, 32 * MiB) + 16 * MiB;
+    int redis;
 
+    if (fs_require(b->o.shm_dir, need, "the get scenario (two arenas, two LMDB environments)"))
+        return -1;
+    redis = b->o.no_redis ? 1 : redis_start(rs, b->tmp_work);
     if (redis < 0)
         return -1;
     for (int i = 0; i < NSETS; i++) {

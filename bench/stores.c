@@ -94,18 +94,6 @@ static int lmdb_put_blob(const char *dir, uint64_t size, uint64_t *sum)
     return rc ? bench_error("LMDB: writing the model into %s: %s", dir, mdb_strerror(rc)) : 0;
 }
 
-static int space_check(const char *dir, uint64_t need, const char *what)
-{
-    uint64_t avail = fs_avail(dir);
-    char a[32], n[32];
-
-    if (avail >= need)
-        return 0;
-    return bench_error("%s has %s free; %s needs %s there. Free space, point the bench "
-                       "elsewhere (--shm-dir / --tmp-dir), or use a smaller --size",
-                       dir, fmt_bytes(avail, a, sizeof(a)), what, fmt_bytes(need, n, sizeof(n)));
-}
-
 static int arena_with_model(struct bench *b, struct stores *s, struct barena *ba, const char *dir,
                             const char *tag)
 {
@@ -129,12 +117,12 @@ int stores_make(struct bench *b, struct stores *s, const char *tag, uint64_t siz
     memset(s, 0, sizeof(*s));
     s->size = size;
     if ((what & ST_ARENA) &&
-        space_check(b->shm_work, barena_footprint(size, 0) + 16 * MiB, "the mcache arena"))
+        fs_require(b->o.shm_dir, barena_footprint(size, 0) + 16 * MiB, "the mcache arena"))
         return -1;
     if ((what & (ST_FILE | ST_LMDB)) &&
-        space_check(b->tmp_work,
-                    (what & ST_FILE ? size : 0) + (what & ST_LMDB ? size + 64 * MiB : 0),
-                    "the model file and LMDB environment"))
+        fs_require(b->o.tmp_dir,
+                   (what & ST_FILE ? size : 0) + (what & ST_LMDB ? size + 64 * MiB : 0),
+                   "the model file and LMDB environment"))
         return -1;
     bench_progress("%s: preparing a %s model for each system", b->scenario,
                    fmt_bytes(size, name, sizeof(name)));
