@@ -594,12 +594,12 @@ const char *mc_model_version(const mc_model *m)
 
 const char *mc_model_format(const mc_model *m)
 {
-    return mc_format_name(m->rec->format);
+    return mc_format_name(mc_rec_cold(m->rec)->format);
 }
 
 const char *mc_model_checksum(const mc_model *m)
 {
-    return m->rec->checksum;
+    return mc_rec_cold(m->rec)->checksum;
 }
 
 const char *mc_model_metadata(const mc_model *m)
@@ -609,14 +609,14 @@ const char *mc_model_metadata(const mc_model *m)
 
 uint64_t mc_model_generation(const mc_model *m)
 {
-    return m->rec->h.generation;
+    return mc_rec_cold(m->rec)->generation;
 }
 
 static const struct mc_tensor_table *tensor_table(const mc_model *m)
 {
-    if (!m->rec->tensors_off)
-        return NULL;
-    return (const struct mc_tensor_table *)(m->cache->arena.base + m->rec->tensors_off);
+    uint64_t off = mc_rec_cold(m->rec)->tensors_off;
+
+    return off ? (const struct mc_tensor_table *)(m->cache->arena.base + off) : NULL;
 }
 
 static void tensor_fill(const mc_model *m, const struct mc_tensor_table *t,

@@ -44,21 +44,35 @@ enum mc_rec_format { /* numbered as enum mc_reg_format (index/registry.h) */
     MC_RECFMT_ONNX = 3,
 };
 
+/*
+ * Layout for the warm path: what a get touches (the key that ck_ht
+ * compares, the state, the data pointer and size) lies in the record's
+ * first cache line, the key starting at byte 40 (alias, version) or 32
+ * (model); what only accessors and the loader read sits in a "cold" part
+ * after the strings.
+ */
 struct mc_rec {
     uint32_t magic;
     uint16_t kind;
     uint16_t key_len;    /* key bytes at key_off, NUL-terminated for convenience */
-    uint32_t alloc_size; /* as passed to mc_index_alloc() */
     uint32_t state;      /* enum mc_rec_state (versions) */
-    uint64_t generation; /* arena generation when published */
+    uint32_t alloc_size; /* as passed to mc_index_alloc() */
     uint32_t key_off;    /* from the record's start */
-    uint32_t pad;
+    uint32_t cold_off;   /* versions: struct mc_rec_vcold, from the record's start */
 };
+
+_Static_assert(sizeof(struct mc_rec) == 24, "record header is 24 bytes");
 
 struct mc_rec_version {
     struct mc_rec h;
-    uint64_t data;        /* address of the artifact's first byte, 0 if not resident */
-    uint64_t data_size;   /* artifact size in bytes */
+    uint64_t data;      /* address of the artifact's first byte, 0 if not resident */
+    uint64_t data_size; /* artifact size in bytes */
+    char strings[];     /* key, name, version, meta (each NUL-terminated), then the cold part */
+};
+
+/* What a version record says beyond the warm path (8-byte aligned). */
+struct mc_rec_vcold {
+    uint64_t generation;  /* arena generation when published */
     uint64_t extent_off;  /* owned data extent (arena offset), 0 if none */
     uint64_t extent_size;
     uint64_t tensors_off; /* owned index object: tensor table, 0 if none */
@@ -70,7 +84,6 @@ struct mc_rec_version {
     uint32_t format;             /* enum mc_rec_format */
     uint32_t flags;
     char checksum[48]; /* "xxh3-128:<32 hex>" */
-    char strings[];    /* key, name, version, meta; each NUL-terminated */
 };
 
 struct mc_rec_alias {
@@ -93,6 +106,11 @@ struct mc_verlist {
     uint64_t recs[]; /* struct mc_rec_version *, highest precedence first */
 };
 
+static inline struct mc_rec_vcold *mc_rec_cold(const struct mc_rec_version *v)
+{
+    return (struct mc_rec_vcold *)((char *)v + v->h.cold_off);
+}
+
 static inline const char *mc_rec_key(const struct mc_rec *r)
 {
     return (const char *)r + r->key_off;
@@ -100,17 +118,17 @@ static inline const char *mc_rec_key(const struct mc_rec *r)
 
 static inline const char *mc_rec_version_name(const struct mc_rec_version *v)
 {
-    return (const char *)v + v->name_off;
+    return (const char *)v + mc_rec_cold(v)->name_off;
 }
 
 static inline const char *mc_rec_version_str(const struct mc_rec_version *v)
 {
-    return (const char *)v + v->version_off;
+    return (const char *)v + mc_rec_cold(v)->version_off;
 }
 
 static inline const char *mc_rec_version_meta(const struct mc_rec_version *v)
 {
-    return (const char *)v + v->meta_off;
+    return (const char *)v + mc_rec_cold(v)->meta_off;
 }
 
 const char *mc_format_name(uint32_t format);

@@ -1,11 +1,13 @@
 /*
  * resolve.c - turn (name, reference) into a version record in the arena.
  *
- * Order: an exact version key ("name@ref"), then an alias ("name#ref"), then
- * "latest" or a range over the model's version list. The registry refuses
- * alias names that could be read as versions or ranges, so the order never
- * changes an answer; it only puts the common cases first. Used by readers
- * (pinned) and by the loader.
+ * A reference that starts with a digit may be an exact version: the key
+ * "name@ref" is probed. One that starts with a letter may be an alias:
+ * "name#ref" is probed. Anything not found that way is "latest" or a range
+ * over the model's version list. Versions start with a digit, and the
+ * registry refuses alias names that do not start with a letter or that
+ * could be read as versions or ranges, so this never changes an answer; it
+ * only saves a probe. Used by readers (pinned) and by the loader.
  */
 #include "index/resolve.h"
 
@@ -53,7 +55,7 @@ static int resolve_list(struct mc_table *t, uint64_t seed, const char *name, siz
         struct mc_rec_version *v = (struct mc_rec_version *)(uintptr_t)vl->recs[i];
         struct mc_semver sv;
 
-        if (mc_semver_parse(mc_rec_version_str(v), v->version_len, &sv) != 0)
+        if (mc_semver_parse(mc_rec_version_str(v), mc_rec_cold(v)->version_len, &sv) != 0)
             continue;
         if (latest ? sv.pre_len == 0 : mc_range_match(range, &sv)) {
             *out = v;
@@ -83,15 +85,20 @@ int mc_resolve(struct mc_table *t, uint64_t seed, const char *name, const char *
     if (!klen)
         return mc_err(MC_EINVAL, "model name and reference \"%s@%s\" exceed %u bytes", name, ref,
                       MC_KEY_MAX - 1);
-    r = mc_table_lookup(t, seed, key, klen);
-    if ((*out = as_version(r)))
-        return 0;
-    key[nlen] = '#';
-    r = mc_table_lookup(t, seed, key, klen);
-    if (r && r->kind == MC_REC_ALIAS) {
-        *out = (struct mc_rec_version *)(uintptr_t)__atomic_load_n(
-            &((struct mc_rec_alias *)r)->target, __ATOMIC_ACQUIRE);
-        return 0;
+    /* A version starts with a digit and an alias with a letter: probe only
+     * the key that can exist. */
+    if (ref[0] >= '0' && ref[0] <= '9') {
+        r = mc_table_lookup(t, seed, key, klen);
+        if ((*out = as_version(r)))
+            return 0;
+    } else if ((ref[0] | 0x20) >= 'a' && (ref[0] | 0x20) <= 'z') {
+        key[nlen] = '#';
+        r = mc_table_lookup(t, seed, key, klen);
+        if (r && r->kind == MC_REC_ALIAS) {
+            *out = (struct mc_rec_version *)(uintptr_t)__atomic_load_n(
+                &((struct mc_rec_alias *)r)->target, __ATOMIC_ACQUIRE);
+            return 0;
+        }
     }
     return resolve_list(t, seed, name, nlen, ref, out);
 }

@@ -199,8 +199,8 @@ static int version_cmp(const struct mc_rec_version *a, const struct mc_rec_versi
 {
     struct mc_semver sa, sb;
 
-    if (mc_semver_parse(mc_rec_version_str(a), a->version_len, &sa) != 0 ||
-        mc_semver_parse(mc_rec_version_str(b), b->version_len, &sb) != 0)
+    if (mc_semver_parse(mc_rec_version_str(a), mc_rec_cold(a)->version_len, &sa) != 0 ||
+        mc_semver_parse(mc_rec_version_str(b), mc_rec_cold(b)->version_len, &sb) != 0)
         return strcmp(mc_rec_version_str(a), mc_rec_version_str(b));
     return mc_semver_cmp(&sa, &sb);
 }
@@ -275,7 +275,6 @@ static int model_get(struct mc_writer *w, const char *name, bool create, struct 
     err = rec_alloc(w, sizeof(struct mc_rec_model), 0, MC_REC_MODEL, name, nlen, &r);
     if (err)
         return err;
-    r->generation = w->arena->hdr->generation + 1;
     err = table_set(w, r, &old);
     if (err) {
         rec_free_now(w, r);
@@ -352,39 +351,46 @@ int mc_table_put_version(struct mc_writer *w, const struct mc_version_desc *d,
     err = model_get(w, d->name, true, &m);
     if (err)
         return err;
-    err = rec_alloc(w, sizeof(struct mc_rec_version), nlen + 1 + vlen + 1 + mlen + 1,
+    /* strings, then the cold part 8-byte aligned */
+    size_t strings = klen + 1 + nlen + 1 + vlen + 1 + mlen + 1;
+    size_t cold_at = (sizeof(struct mc_rec_version) + strings + 7) & ~(size_t)7;
+    err = rec_alloc(w, sizeof(struct mc_rec_version),
+                    cold_at - sizeof(struct mc_rec_version) - klen - 1 +
+                        sizeof(struct mc_rec_vcold),
                     MC_REC_VERSION, key, klen, &r);
     if (err) {
         model_drop_if_empty(w, m);
         return err;
     }
     v = (struct mc_rec_version *)r;
+    r->cold_off = (uint32_t)cold_at;
+    struct mc_rec_vcold *cold = mc_rec_cold(v);
     char *s = v->strings + klen + 1;
-    v->name_off = (uint32_t)(s - (char *)v);
-    v->name_len = (uint32_t)nlen;
+    cold->name_off = (uint32_t)(s - (char *)v);
+    cold->name_len = (uint32_t)nlen;
     memcpy(s, d->name, nlen + 1);
     s += nlen + 1;
-    v->version_off = (uint32_t)(s - (char *)v);
-    v->version_len = (uint32_t)vlen;
+    cold->version_off = (uint32_t)(s - (char *)v);
+    cold->version_len = (uint32_t)vlen;
     memcpy(s, d->version, vlen + 1);
     s += vlen + 1;
-    v->meta_off = (uint32_t)(s - (char *)v);
-    v->meta_len = (uint32_t)mlen;
+    cold->meta_off = (uint32_t)(s - (char *)v);
+    cold->meta_len = (uint32_t)mlen;
     memcpy(s, meta, mlen + 1);
-    snprintf(v->checksum, sizeof(v->checksum), "%s", d->checksum ? d->checksum : "");
-    v->format = d->format;
+    snprintf(cold->checksum, sizeof(cold->checksum), "%s", d->checksum ? d->checksum : "");
+    cold->format = d->format;
     v->data_size = d->data_size;
     r->state = d->state;
     if (d->state == MC_STATE_READY) {
         v->data = (uint64_t)(uintptr_t)mc_arena_ptr(w->arena, d->data_off);
-        v->extent_off = d->extent_off;
-        v->extent_size = d->extent_size;
-        v->loaded_ns = mc_wall_ns();
+        cold->extent_off = d->extent_off;
+        cold->extent_size = d->extent_size;
+        cold->loaded_ns = mc_wall_ns();
     }
-    v->tensors_off = d->tensors_off;
-    v->tensors_size = d->tensors_size;
+    cold->tensors_off = d->tensors_off;
+    cold->tensors_size = d->tensors_size;
     gen = w->arena->hdr->generation + 1;
-    r->generation = gen;
+    cold->generation = gen;
 
     old = mc_table_find_version(w->t, w->arena->hdr->hash_seed, d->name, d->version);
     err = verlist_build(w, m, old, v, &nl);
@@ -489,7 +495,6 @@ int mc_table_set_alias(struct mc_writer *w, const char *name, const char *alias,
         return err;
     ((struct mc_rec_alias *)r)->target = (uint64_t)(uintptr_t)v;
     ((struct mc_rec_alias *)r)->moved_ns = mc_wall_ns();
-    r->generation = w->arena->hdr->generation + 1;
     err = table_set(w, r, &old);
     if (err) {
         rec_free_now(w, r);
@@ -537,12 +542,12 @@ void mc_table_free_record(void *writer, uint64_t rec_off)
     struct mc_rec *r = mc_arena_ptr(w->arena, rec_off);
 
     if (r->kind == MC_REC_VERSION) {
-        struct mc_rec_version *v = (struct mc_rec_version *)r;
+        struct mc_rec_vcold *c = mc_rec_cold((struct mc_rec_version *)r);
 
-        if (v->extent_off)
-            mc_extent_free(w->arena, &w->arena->hdr->data_ext, v->extent_off, v->extent_size);
-        if (v->tensors_off)
-            mc_index_free(w->arena, v->tensors_off, v->tensors_size);
+        if (c->extent_off)
+            mc_extent_free(w->arena, &w->arena->hdr->data_ext, c->extent_off, c->extent_size);
+        if (c->tensors_off)
+            mc_index_free(w->arena, c->tensors_off, c->tensors_size);
     }
     r->magic = 0;
     mc_index_free(w->arena, rec_off, r->alloc_size);
@@ -584,12 +589,13 @@ struct reach {
 static int reach_version(struct reach *st, struct mc_rec_version *v)
 {
     struct mc_arena *a = st->w->arena;
+    const struct mc_rec_vcold *c = mc_rec_cold(v);
     int err = spans_add(&st->index, mc_arena_off(a, v), v->h.alloc_size);
 
-    if (!err && v->extent_off)
-        err = spans_add(&st->data, v->extent_off, v->extent_size);
-    if (!err && v->tensors_off)
-        err = spans_add(&st->index, v->tensors_off, v->tensors_size);
+    if (!err && c->extent_off)
+        err = spans_add(&st->data, c->extent_off, c->extent_size);
+    if (!err && c->tensors_off)
+        err = spans_add(&st->index, c->tensors_off, c->tensors_size);
     return err;
 }
 
@@ -603,7 +609,10 @@ static struct mc_rec_version *version_at(struct mc_arena *a, uint64_t p)
         off >= a->hdr->index_off + a->hdr->index_size)
         return NULL;
     v = (struct mc_rec_version *)(uintptr_t)p;
-    return v->h.magic == MC_REC_MAGIC && v->h.kind == MC_REC_VERSION ? v : NULL;
+    return v->h.magic == MC_REC_MAGIC && v->h.kind == MC_REC_VERSION &&
+                   (uint64_t)v->h.cold_off + sizeof(struct mc_rec_vcold) <= v->h.alloc_size
+               ? v
+               : NULL;
 }
 
 /* Is v the record the table has for its key? */
@@ -706,7 +715,8 @@ static void spans_unique(struct spans *s)
 {
     size_t k = 0;
 
-    qsort(s->v, s->n, sizeof(*s->v), off_cmp);
+    if (s->n > 1) /* qsort(NULL, 0) is undefined */
+        qsort(s->v, s->n, sizeof(*s->v), off_cmp);
     for (size_t i = 0; i < s->n; i++)
         if (k == 0 || s->v[k - 1].off != s->v[i].off || s->v[k - 1].len != s->v[i].len)
             s->v[k++] = s->v[i];
@@ -806,7 +816,8 @@ static int table_repair(struct mc_writer *w)
         err = mc_table_foreach(w, collect_versions, &bn);
     if (err)
         goto out;
-    qsort(bn.v, bn.n, sizeof(*bn.v), by_name_cmp);
+    if (bn.n > 1)
+        qsort(bn.v, bn.n, sizeof(*bn.v), by_name_cmp);
     for (size_t i = 0; i < bn.n;) {
         const char *name = mc_rec_version_name(bn.v[i]);
         size_t j = i;
@@ -849,8 +860,8 @@ static int table_repair(struct mc_writer *w)
         while (nempty < 64 && ck_ht_next(&w->t->ht, &it, &e)) {
             struct mc_rec *r = ck_ht_entry_value(e);
 
-            if (r->kind == MC_REC_MODEL && !bsearch(mc_rec_key(r), bn.v, bn.n, sizeof(*bn.v),
-                                                    name_key_cmp))
+            if (r->kind == MC_REC_MODEL &&
+                (!bn.n || !bsearch(mc_rec_key(r), bn.v, bn.n, sizeof(*bn.v), name_key_cmp)))
                 empty[nempty++] = r;
         }
         for (size_t k = 0; k < nempty; k++) {

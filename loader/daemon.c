@@ -299,7 +299,7 @@ static uint64_t pending_data(struct daemon *d)
         if (it->kind == MC_RETIRE_DATA)
             sum += it->size;
         else if (it->kind == MC_RETIRE_RECORD && (rv = daemon_record_at(d, it->off)))
-            sum += rv->extent_size;
+            sum += mc_rec_cold(rv)->extent_size;
     }
     return sum;
 }
@@ -551,15 +551,17 @@ static void dver_attach_record(struct daemon *d, struct dver *v)
     struct mc_rec_version *r = mc_table_find_version(d->own.w.t, d->own.a.hdr->hash_seed,
                                                      v->name, v->version);
 
+    const struct mc_rec_vcold *c = r ? mc_rec_cold(r) : NULL;
+
     if (r && r->h.state == MC_STATE_READY && r->data_size == v->size &&
-        strcmp(r->checksum, v->checksum) == 0) {
+        strcmp(c->checksum, v->checksum) == 0) {
         v->st = D_READY;
         v->rec_off = mc_arena_off(&d->own.a, r);
-        v->extent_off = r->extent_off;
-        v->extent_size = r->extent_size;
-        v->tensors_off = r->tensors_off;
-        v->tensors_size = r->tensors_size;
-        v->loaded_at = r->loaded_ns;
+        v->extent_off = c->extent_off;
+        v->extent_size = c->extent_size;
+        v->tensors_off = c->tensors_off;
+        v->tensors_size = c->tensors_size;
+        v->loaded_at = c->loaded_ns;
         v->last_used_ns = mc_now_ns();
         return;
     }
@@ -779,7 +781,10 @@ struct mc_rec_version *daemon_record_at(struct daemon *d, uint64_t off)
     if (!off || off % 64 || off < h->index_off || off >= h->index_off + h->index_size)
         return NULL;
     rv = mc_arena_ptr(&d->own.a, off);
-    return rv->h.magic == MC_REC_MAGIC && rv->h.kind == MC_REC_VERSION ? rv : NULL;
+    return rv->h.magic == MC_REC_MAGIC && rv->h.kind == MC_REC_VERSION &&
+                   (uint64_t)rv->h.cold_off + sizeof(struct mc_rec_vcold) <= rv->h.alloc_size
+               ? rv
+               : NULL;
 }
 
 /* Versions readers hold count as used now (from the last reader scan). */

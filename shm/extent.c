@@ -176,7 +176,8 @@ int mc_extent_rebuild(struct mc_arena *a, struct mc_extents *e, struct mc_extent
     if (n + 1 >= e->cap)
         return mc_err(MC_ECORRUPT, "%zu live extents exceed the allocator's capacity of %u", n,
                       e->cap - 1);
-    qsort(live, n, sizeof(*live), span_cmp);
+    if (n > 1) /* qsort(NULL, 0) is undefined */
+        qsort(live, n, sizeof(*live), span_cmp);
     for (size_t i = 0; i < n; i++) {
         uint64_t len = mc_extent_round(e, live[i].len);
 

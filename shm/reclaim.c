@@ -133,7 +133,8 @@ static int scan(struct mc_reclaim *rc, uint64_t *min_pin)
             rc->seen_since[i] = now;
         }
     }
-    qsort(rc->held, rc->nheld, sizeof(uint64_t), u64_cmp);
+    if (rc->nheld > 1)
+        qsort(rc->held, rc->nheld, sizeof(uint64_t), u64_cmp);
     return 0;
 }
 

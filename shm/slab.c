@@ -185,7 +185,8 @@ int mc_index_rebuild(struct mc_arena *a, struct mc_extent_span *live, size_t n)
     ext = malloc(sizeof(*ext) * (n + 1));
     if (!ext)
         return mc_err(MC_ENOMEM, "rebuilding the index allocator: out of memory");
-    qsort(live, n, sizeof(*live), span_cmp);
+    if (n > 1)
+        qsort(live, n, sizeof(*live), span_cmp);
     memset(sl, 0, sizeof(*sl));
     while (i < n) {
         if (live[i].len > MC_SLAB_MAX) {

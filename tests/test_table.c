@@ -253,7 +253,8 @@ static void test_rebuild_after_crash(void **state)
     /* New allocations never land on the held record's extent. */
     uint64_t o;
     assert_int_equal(mc_extent_alloc(&T.a, &T.a.hdr->data_ext, 50000, 0, &o), 0);
-    assert_true(o + 50000 <= v->extent_off || v->extent_off + v->extent_size <= o);
+    assert_true(o + 50000 <= mc_rec_cold(v)->extent_off ||
+                mc_rec_cold(v)->extent_off + mc_rec_cold(v)->extent_size <= o);
     mc_extent_free(&T.a, &T.a.hdr->data_ext, o, 50000);
     mc_reclaim_poll(&T.rc); /* no live reader holds it in this test: freed */
     assert_int_equal(T.rc.n, 0);
