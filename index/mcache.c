@@ -26,6 +26,7 @@
 #include "index/table.h"
 #include "shm/arena.h"
 #include "shm/err.h"
+#include "shm/fence.h"
 #include "shm/readers.h"
 
 #define TSLOT_MAX_SLOTS 64 /* at most 64 * MC_SLOT_HOLDS models held per thread */
@@ -57,6 +58,7 @@ struct mc_cache {
     struct mc_arena arena;
     struct mc_readers readers;
     bool forked;          /* this is a fork()ed child's inherited copy: unusable */
+    bool plain_pin;       /* registered for the loader's membarrier (shm/fence.h) */
     mc_cache *next_cache; /* every attached cache (for fork handling) */
     struct mc_table *table;
     uint64_t seed;
@@ -407,6 +409,7 @@ int mc_attach_dir(const char *dir, const char *cache, mc_cache **out)
     }
     c->table = mc_arena_ptr(&c->arena, c->arena.hdr->table_off);
     c->seed = c->arena.hdr->hash_seed;
+    c->plain_pin = mc_fence_reader_register();
     pthread_once(&atfork_once, atfork_init);
     pthread_mutex_lock(&registry_mu);
     c->next_cache = caches;
@@ -475,10 +478,17 @@ int mc_get(mc_cache *c, const char *name, const char *ref, mc_model **out)
     if (__builtin_expect(!hold, 0))
         return MC_ETOOMANY;
 
-    /* Pin: xchg is a full fence, so the pin is visible to the loader before
-     * any load of the table below (pairs with mc_reclaim_advance()). */
-    __atomic_exchange_n(&s->pin, __atomic_load_n(&c->arena.hdr->epoch, __ATOMIC_ACQUIRE),
-                        __ATOMIC_SEQ_CST);
+    /* Pin, visible to the loader before any load of the table below. Either
+     * the loader's membarrier orders a plain store (shm/fence.h), or xchg (a
+     * full fence) does; both pair with the barrier in mc_reclaim_poll(). */
+    const struct mc_arena_hdr *h = c->arena.hdr;
+    uint64_t epoch = __atomic_load_n(&h->epoch, __ATOMIC_ACQUIRE);
+    if (__builtin_expect(c->plain_pin && h->fence == MC_FENCE_MEMBARRIER, 1)) {
+        __atomic_store_n(&s->pin, epoch, __ATOMIC_RELAXED);
+        __atomic_signal_fence(__ATOMIC_SEQ_CST); /* compiler barrier only */
+    } else {
+        __atomic_exchange_n(&s->pin, epoch, __ATOMIC_SEQ_CST);
+    }
     if (__builtin_expect(c->arena.hdr->state != MC_ARENA_READY, 0)) {
         __atomic_store_n(&s->pin, 0, __ATOMIC_RELEASE);
         return mc_err(MC_ESTALE, "arena %s was superseded by a new one; release your models, "

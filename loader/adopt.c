@@ -17,6 +17,7 @@
 #include "loader/config.h"
 #include "loader/log.h"
 #include "shm/err.h"
+#include "shm/fence.h"
 
 static int take_lock(struct mc_own *o, const struct mc_config *cfg)
 {
@@ -108,8 +109,10 @@ static int grace(struct mc_own *o, uint64_t e)
     if (!live)
         return mc_err(MC_ENOMEM, "adopt: out of memory");
     for (;;) {
-        int blocking = -1, n = mc_readers_live(&o->r, live);
+        int blocking = -1, n = mc_fence_before_pins(o->a.hdr);
 
+        if (n == 0)
+            n = mc_readers_live(&o->r, live);
         if (n < 0) {
             free(live);
             return n;
@@ -165,6 +168,9 @@ static int adopt(struct mc_own *o, const struct mc_config *cfg)
         rc = mc_table_adopt(&o->w, &o->a, &o->rc);
     if (rc)
         return rc;
+    if (o->a.hdr->fence == MC_FENCE_MEMBARRIER && !mc_fence_loader_supported())
+        return mc_err(MC_ENOTSUP, "the arena's readers rely on membarrier(2), which this "
+                                  "process cannot issue (seccomp?)");
     /* One grace period, then rebuild the allocators from what is reachable. */
     e = o->a.hdr->epoch;
     mc_reclaim_advance(&o->rc);

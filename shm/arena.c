@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "shm/err.h"
+#include "shm/fence.h"
 
 #ifndef HUGETLBFS_MAGIC
 #define HUGETLBFS_MAGIC 0x958458f6
@@ -300,6 +301,7 @@ int mc_arena_create(const struct mc_arena_opts *o, struct mc_arena *a)
     h->data_off = data_off;
     h->data_size = size - data_off;
     h->epoch = 1;
+    h->fence = mc_fence_loader_supported() ? MC_FENCE_MEMBARRIER : MC_FENCE_XCHG;
     h->generation = 1;
     snprintf(h->cache, sizeof(h->cache), "%s", cache);
     snprintf(h->dir, sizeof(h->dir), "%s", dir);

@@ -9,23 +9,9 @@
 
 #include "shm/arena.h"
 #include "shm/err.h"
+#include "shm/fence.h"
 #include "shm/readers.h"
 #include "shm/slab.h"
-
-/*
- * A full (store-load) fence. GCC's ThreadSanitizer does not support
- * atomic_thread_fence, so TSan builds use a sequentially consistent
- * read-modify-write instead (a locked instruction: a full barrier on x86).
- */
-static void full_fence(void)
-{
-#if defined(__SANITIZE_THREAD__)
-    static uint64_t word;
-    __atomic_fetch_add(&word, 0, __ATOMIC_SEQ_CST);
-#else
-    __atomic_thread_fence(__ATOMIC_SEQ_CST);
-#endif
-}
 
 int mc_reclaim_init(struct mc_reclaim *rc, struct mc_arena *a, struct mc_readers *r,
                     void (*free_record)(void *, uint64_t), void *ctx)
@@ -86,9 +72,6 @@ void mc_reclaim_advance(struct mc_reclaim *rc)
     /* Pairs with the reader's xchg on its pin: the unlinks before this store
      * are visible to any reader that reads the new epoch. */
     __atomic_store_n(ep, *ep + 1, __ATOMIC_RELEASE);
-    /* Store-load fence: the epoch and unlinks are visible before we read any
-     * reader's pin in mc_reclaim_poll() (pairs with the reader's xchg). */
-    full_fence();
 }
 
 static int u64_cmp(const void *x, const void *y)
@@ -105,7 +88,12 @@ static int scan(struct mc_reclaim *rc, uint64_t *min_pin)
     uint64_t now = mc_now_ns();
     int nlive;
 
-    full_fence(); /* see mc_reclaim_advance() */
+    /* The unlinks and the epoch store are visible to every reader before we
+     * read any pin (pairs with the reader's pin: xchg, or a plain store that
+     * the membarrier orders). */
+    nlive = mc_fence_before_pins(rc->arena->hdr);
+    if (nlive)
+        return nlive;
     nlive = mc_readers_live(r, rc->live);
     if (nlive < 0)
         return nlive;

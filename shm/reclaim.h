@@ -6,8 +6,10 @@
  * that holds a model. The loader therefore never frees at once; it retires:
  *
  *   loader: unlink (stores); mc_retire(item) tags it with the current epoch E;
- *           mc_reclaim_advance() stores epoch = E + 1 and issues a full fence.
- *   reader: pin = epoch (xchg: a full fence); lookup; hold; pin = 0 (release).
+ *           mc_reclaim_advance() stores epoch = E + 1; before reading pins, a
+ *           full fence on this CPU and on every reader's (shm/fence.h).
+ *   reader: pin = epoch (xchg, or a plain store the loader's membarrier
+ *           orders); lookup; hold; pin = 0 (release).
  *
  * An item tagged E is freed once every live reader slot has pin == 0 or
  * pin > E, and (for version records) no live slot holds it. Why that is
