@@ -37,7 +37,8 @@ static int take_lock(struct mc_own *o, const struct mc_config *cfg)
                       *pid ? pid : "?", cfg->cache, path);
     }
     snprintf(pid, sizeof(pid), "%d\n", (int)getpid());
-    if (ftruncate(fd, 0) != 0 || pwrite(fd, pid, strlen(pid), 0) < 0)
+    /* hugetlbfs files cannot be written: the pid is only a courtesy there. */
+    if ((ftruncate(fd, 0) != 0 || pwrite(fd, pid, strlen(pid), 0) < 0) && errno != EINVAL)
         log_warn("cannot write pid to %s: %s", path, strerror(errno));
     o->lock_fd = fd;
     return 0;

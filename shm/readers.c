@@ -27,9 +27,22 @@ static int readers_path(const char *dir, const char *cache, char *buf, size_t le
     return 0;
 }
 
-static int readers_map(struct mc_readers *r, const char *path)
+/* Bytes the table needs, rounded up to the page size backing dir: a
+ * hugetlbfs file can only be sized in whole huge pages. */
+static size_t readers_size(const char *dir, uint32_t nslots)
 {
-    r->map_size = MC_READERS_HDR + (size_t)r->nslots * sizeof(struct mc_slot);
+    size_t need = MC_READERS_HDR + (size_t)nslots * sizeof(struct mc_slot);
+    uint64_t page = 4096;
+    uint32_t backing;
+
+    if (mc_backing_detect(dir ? dir : MC_DEFAULT_SHM_DIR, &page, &backing) != 0)
+        page = 4096;
+    return (need + page - 1) / page * page;
+}
+
+static int readers_map(struct mc_readers *r, const char *path, size_t size)
+{
+    r->map_size = size;
     void *p = mmap(NULL, r->map_size, PROT_READ | PROT_WRITE, MAP_SHARED, r->fd, 0);
 
     if (p == MAP_FAILED)
@@ -69,12 +82,13 @@ int mc_readers_create(const char *dir, const char *cache, uint32_t nslots, unsig
         return mc_err(mc_err_from_errno(errno), "creating reader table %s: %s", tmp,
                       strerror(errno));
     r->nslots = nslots;
-    if (fchmod(r->fd, mode ? mode : 0666) != 0 ||
-        ftruncate(r->fd, (off_t)(MC_READERS_HDR + (size_t)nslots * sizeof(struct mc_slot))) != 0) {
-        rc = mc_err(mc_err_from_errno(errno), "sizing reader table %s: %s", tmp, strerror(errno));
+    size_t size = readers_size(dir, nslots);
+    if (fchmod(r->fd, mode ? mode : 0666) != 0 || ftruncate(r->fd, (off_t)size) != 0) {
+        rc = mc_err(mc_err_from_errno(errno), "sizing reader table %s to %zu bytes: %s", tmp,
+                    size, strerror(errno));
         goto fail;
     }
-    rc = readers_map(r, tmp);
+    rc = readers_map(r, tmp, size);
     if (rc)
         goto fail;
     h = r->hdr;
@@ -138,7 +152,7 @@ int mc_readers_open(const char *dir, const char *cache, uint64_t arena_created_n
         goto fail;
     }
     r->nslots = h.nslots;
-    rc = readers_map(r, path);
+    rc = readers_map(r, path, (size_t)st.st_size);
     if (rc)
         goto fail;
     return 0;

@@ -176,8 +176,16 @@ static void test_hugetlb_backing(void **state)
     assert_int_equal(a.hdr->page_size, ps);
     assert_int_equal(a.hdr->backing, MC_BACKING_HUGETLB);
     assert_int_equal(a.hdr->data_off % ps, 0);
+    /* The reader table beside it is sized in whole huge pages (hugetlbfs
+     * refuses anything else), and opens again. */
+    struct mc_readers r, r2;
+    assert_int_equal(mc_readers_create(o.dir, o.cache, 64, 0666, a.hdr->created_ns, &r), 0);
+    assert_int_equal(r.map_size % ps, 0);
+    assert_int_equal(mc_readers_open(o.dir, o.cache, a.hdr->created_ns, &r2), 0);
+    mc_readers_close(&r2);
+    mc_readers_close(&r);
     mc_arena_close(&a);
-    mc_arena_unlink(o.dir, o.cache);
+    mc_arena_retire(o.dir, o.cache);
 }
 
 int main(void)
