@@ -507,6 +507,12 @@ static int dver_update(struct daemon *d, const struct mc_reg_version *rv, struct
     if (v && strcmp(v->checksum, rv->checksum) == 0 && v->size == rv->size) {
         v->preload = rv->preload;
         v->pinned = rv->pinned;
+        if (v->reg_gen != rv->generation && (meta = mc_reg_version_json(rv))) {
+            /* Metadata edited: the next record published for it carries it. */
+            free(v->meta);
+            v->meta = meta;
+            v->reg_gen = rv->generation;
+        }
         *out = v;
         return 0;
     }
@@ -532,6 +538,7 @@ static int dver_update(struct daemon *d, const struct mc_reg_version *rv, struct
     v->format = (uint32_t)rv->format;
     v->preload = rv->preload;
     v->pinned = rv->pinned;
+    v->reg_gen = rv->generation;
     v->st = D_REGISTERED;
     if (!v->name || !v->version || !v->path) {
         dver_free(v);

@@ -42,6 +42,7 @@ struct dver {
     char checksum[48];
     uint32_t format;
     bool preload, pinned; /* registry flags */
+    uint64_t reg_gen;     /* registry generation of the metadata in `meta` */
     unsigned aliased;     /* registry aliases pointing here */
     enum dstate st;
     uint64_t extent_off, extent_size;
