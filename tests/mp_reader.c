@@ -22,6 +22,7 @@
  *                                         verify as `verify` does; "error CODE MSG" on failure
  *   mp_reader fork DIR CACHE NAME REF     get, fork; the child must find the inherited cache
  *                                         unusable (and harmless) and attach anew; print "ok"
+ *   mp_reader meta DIR CACHE NAME REF     print the model's metadata JSON
  *   mp_reader tensor DIR CACHE NAME REF TENSOR  print "TENSORS n DTYPE d0xd1.. aligned A sum S"
  *                                         (S: sum of the tensor's F32 values)
  *
@@ -319,6 +320,21 @@ static int cmd_fork(char **av)
     return 0;
 }
 
+static int cmd_meta(char **av)
+{
+    mc_cache *c;
+    mc_model *m;
+
+    if (mc_attach_dir(av[2], av[3], &c) || mc_get(c, av[4], av[5], &m)) {
+        printf("error %s\n", mc_last_error());
+        return 3;
+    }
+    printf("%s\n", mc_model_metadata(m));
+    mc_release(m);
+    mc_detach(c);
+    return 0;
+}
+
 static int cmd_tensor(char **av)
 {
     struct mc_tensor t;
@@ -540,6 +556,8 @@ int main(int ac, char **av)
         return cmd_threads(av);
     if (ac >= 6 && strcmp(av[1], "fork") == 0)
         return cmd_fork(av);
+    if (ac >= 6 && strcmp(av[1], "meta") == 0)
+        return cmd_meta(av);
     fprintf(stderr, "usage: mp_reader write|hold|pin|stress|verify|watch|holdwatch DIR CACHE ...\n");
     return 2;
 }

@@ -274,6 +274,17 @@ static void test_push_load_read(void **state)
     assert_non_null(strstr(body, "9.9.9"));
     free(body);
     assert_string_equal(model_state("m", "1.0.0"), "resident");
+    /* Workers see the registry's metadata; an edit reaches the next load. */
+    char big[4096];
+    assert_int_equal(reader(big, sizeof(big), "meta", "m", "1.0.0", NULL), 0);
+    assert_null(strstr(big, "edited"));
+    struct mc_reg_kv tag = {"stage", "edited"};
+    struct mc_reg_meta meta = {.tags = &tag, .ntags = 1};
+    assert_int_equal(mc_registry_set_meta(D.reg, "m", "1.0.0", &meta, NULL), 0);
+    assert_int_equal(ctl(NULL, "evict", 2, "m", "1.0.0"), 0);
+    assert_int_equal(ctl(NULL, "load", 2, "m", "1.0.0"), 0);
+    assert_int_equal(reader(big, sizeof(big), "meta", "m", "1.0.0", NULL), 0);
+    assert_non_null(strstr(big, "\"stage\":\"edited\""));
     /* A version pushed while the daemon runs reaches it (inotify). */
     push("m", "1.1.0", 4096, 12);
     for (int i = 0; i < 200 && strcmp(model_state("m", "1.1.0"), "registered"); i++)
