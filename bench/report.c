@@ -307,9 +307,13 @@ static int plot_group(struct bench *b, const char *gnuplot, const char *dir, jso
     fputc('\n', f);
     fclose(f);
 
+    /* gnuplot runs in plot-data/ (the script names its .dat there), so it is
+     * given the script's name relative to it: --out may be a relative path. */
+    char gp_here[160];
+    snprintf(gp_here, sizeof(gp_here), "%s.gp", name);
     for (int svg = 0; svg < 2; svg++) {
         char cmd[2048];
-        const char *argv[] = {gnuplot, "-e", cmd, gp, NULL};
+        const char *argv[] = {gnuplot, "-e", cmd, gp_here, NULL};
         struct worker w;
 
         snprintf(cmd, sizeof(cmd),
