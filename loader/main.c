@@ -302,6 +302,10 @@ static void run(struct daemon *d)
                 mc_ctl_event(&d->ctl, tag, evs[i].events);
             }
         }
+        /* A load that just finished frees a slot: start the next queued one now, not at the
+         * next tick (else N queued loads take N / max-loads ticks of 100 ms). */
+        if (d->qhead && d->loading < d->cfg.max_loads)
+            daemon_schedule(d);
         if (mc_io_busy(&d->io))
             mc_io_poll(&d->io, false);
         if (d->want_config) {
