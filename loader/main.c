@@ -302,12 +302,16 @@ static void run(struct daemon *d)
                 mc_ctl_event(&d->ctl, tag, evs[i].events);
             }
         }
-        /* A load that just finished frees a slot: start the next queued one now, not at the
-         * next tick (else N queued loads take N / max-loads ticks of 100 ms). */
-        if (d->qhead && d->loading < d->cfg.max_loads)
-            daemon_schedule(d);
         if (mc_io_busy(&d->io))
             mc_io_poll(&d->io, false);
+        /* Loads that just finished free their slots: start the queued ones now (and submit
+         * their reads), not at the next tick (else N queued loads take N / max-loads ticks
+         * of 100 ms). */
+        if (d->qhead && d->loading < d->cfg.max_loads) {
+            daemon_schedule(d);
+            if (mc_io_busy(&d->io))
+                mc_io_poll(&d->io, false);
+        }
         if (d->want_config) {
             d->want_config = false;
             reload_config(d);
