@@ -275,8 +275,14 @@ static void run(struct daemon *d)
     struct epoll_event evs[64];
 
     while (!d->stop) {
-        int timeout = (mc_io_busy(&d->io) && !d->io.have_ring) ? 0 : 100;
-        int n = epoll_wait(d->epfd, evs, 64, timeout);
+        int timeout, n;
+
+        /* Submit the reads of loads started since the last pass (the start-up sync, a
+         * registry change, a tick): else they wait for epoll_wait's 100 ms timeout. */
+        if (mc_io_busy(&d->io))
+            mc_io_poll(&d->io, false);
+        timeout = (mc_io_busy(&d->io) && !d->io.have_ring) ? 0 : 100;
+        n = epoll_wait(d->epfd, evs, 64, timeout);
 
         for (int i = 0; i < n; i++) {
             void *tag = evs[i].data.ptr;
@@ -304,14 +310,11 @@ static void run(struct daemon *d)
         }
         if (mc_io_busy(&d->io))
             mc_io_poll(&d->io, false);
-        /* Loads that just finished free their slots: start the queued ones now (and submit
-         * their reads), not at the next tick (else N queued loads take N / max-loads ticks
-         * of 100 ms). */
-        if (d->qhead && d->loading < d->cfg.max_loads) {
+        /* Loads that just finished free their slots: start the queued ones now (their reads
+         * are submitted at the top of the loop), not at the next tick (else N queued loads
+         * take N / max-loads ticks of 100 ms). */
+        if (d->qhead && d->loading < d->cfg.max_loads)
             daemon_schedule(d);
-            if (mc_io_busy(&d->io))
-                mc_io_poll(&d->io, false);
-        }
         if (d->want_config) {
             d->want_config = false;
             reload_config(d);
