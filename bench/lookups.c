@@ -15,7 +15,9 @@
 #define XXH_INLINE_ALL
 #include <xxhash.h>
 
+#include "bench/barena.h"
 #include "bench/bench.h"
+#include "bench/model.h"
 #include "bench/redis.h"
 
 #define ORDER_MASK (ORDER_LEN - 1)
@@ -68,6 +70,25 @@ void keyset_free(struct keyset *k)
     free(k->alen);
     free(k->order);
     memset(k, 0, sizeof(*k));
+}
+
+int keyset_arena(struct bench *b, struct barena *ba, const struct keyset *k, const char *tag,
+                 mc_cache **c)
+{
+    uint64_t off;
+
+    if (barena_create(b, ba, b->shm_work, tag, 4096, k->n > 100 ? 32 * MiB : 4 * MiB) ||
+        barena_alloc(ba, 4096, &off))
+        return -1;
+    model_fill(mc_arena_ptr(&ba->a, off), 0, 4096);
+    for (unsigned i = 0; i < k->n; i++)
+        if (barena_put_shared(ba, k->name[i], GET_VERSION, off, GET_VALUE_SIZE) ||
+            barena_alias(ba, k->name[i], GET_ALIAS, GET_VERSION))
+            return -1;
+    barena_seal(ba);
+    if (mc_attach_dir(ba->dir, ba->cache, c))
+        return bench_error("attaching to %s: %s", ba->path, mc_last_error());
+    return 0;
 }
 
 /* ---- opening ---- */

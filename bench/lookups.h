@@ -35,6 +35,18 @@ struct keyset {
 int keyset_make(struct keyset *k, unsigned n);
 void keyset_free(struct keyset *k);
 
+struct bench;
+struct barena;
+
+/*
+ * An arena holding the key set's models (each version published READY, all
+ * sharing one small extent that lookups never read) with their aliases,
+ * sealed and attached by this process as a reader (*c). tag names it
+ * ("get100"). Detach *c, then barena_destroy() it.
+ */
+int keyset_arena(struct bench *b, struct barena *ba, const struct keyset *k, const char *tag,
+                 mc_cache **c);
+
 enum lk_sys { LK_MCACHE, LK_MCACHE_ALIAS, LK_CKHT, LK_LMDB, LK_REDIS };
 
 struct resp;

@@ -57,27 +57,6 @@ static const char *sys_name(struct bench *b, enum lk_sys s)
     }
 }
 
-/* An arena holding n models that share one small extent (lookups never read it). */
-static int set_arena(struct bench *b, struct get_set *s, unsigned n)
-{
-    char tag[32];
-    uint64_t off;
-
-    snprintf(tag, sizeof(tag), "get%u", n);
-    if (barena_create(b, &s->ba, b->shm_work, tag, 4096, n > 100 ? 32 * MiB : 4 * MiB) ||
-        barena_alloc(&s->ba, 4096, &off))
-        return -1;
-    model_fill(mc_arena_ptr(&s->ba.a, off), 0, 4096);
-    for (unsigned i = 0; i < n; i++)
-        if (barena_put_shared(&s->ba, s->k.name[i], GET_VERSION, off, GET_VALUE_SIZE) ||
-            barena_alias(&s->ba, s->k.name[i], GET_ALIAS, GET_VERSION))
-            return -1;
-    barena_seal(&s->ba);
-    if (mc_attach_dir(s->ba.dir, s->ba.cache, &s->c))
-        return bench_error("attaching to %s: %s", s->ba.path, mc_last_error());
-    return 0;
-}
-
 static int redis_fill(struct resp *rd, unsigned db, const struct keyset *k)
 {
     char dbs[8], value[GET_VALUE_SIZE];
@@ -117,11 +96,13 @@ static int setup(struct bench *b, struct get_set *sets, struct redis *rs)
     for (int i = 0; i < NSETS; i++) {
         struct get_set *s = &sets[i];
         unsigned n = set_models[i];
+        char tag[32];
 
         bench_progress("get: preparing %u models in an arena, a private ck_ht, LMDB%s", n,
                        redis == 0 ? " and Redis" : "");
         keyset_make(&s->k, n);
-        if (set_arena(b, s, n))
+        snprintf(tag, sizeof(tag), "get%u", n);
+        if (keyset_arena(b, &s->ba, &s->k, tag, &s->c))
             return -1;
         snprintf(s->lmdb, sizeof(s->lmdb), "%s/lmdb-%u", b->shm_work, n);
         if (lmdb_put_keys(s->lmdb, &s->k) || lk_open_lmdb(&s->lk[LK_LMDB], &s->k, s->lmdb) ||
