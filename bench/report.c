@@ -255,7 +255,7 @@ static int plot_group(struct bench *b, const char *gnuplot, const char *dir, jso
     const char *metrics[32], *systems[16];
     size_t nm = distinct(results, sc, unit, "metric", metrics, 32);
     size_t ns = distinct(results, sc, unit, "system", systems, 16);
-    double lo = INFINITY, hi = 0;
+    double lo = INFINITY, hi = 0, top = 0;
     char name[128], base[256], dat[1024], gp[1024];
     FILE *f;
 
@@ -277,6 +277,8 @@ static int plot_group(struct bench *b, const char *gnuplot, const char *dir, jso
                         json_number_value(json_object_get(r, "max")));
                 lo = v > 0 && v < lo ? v : lo;
                 hi = v > hi ? v : hi;
+                if (json_number_value(json_object_get(r, "max")) > top)
+                    top = json_number_value(json_object_get(r, "max"));
             } else {
                 fprintf(f, "\tNaN\tNaN\tNaN");
             }
@@ -284,6 +286,8 @@ static int plot_group(struct bench *b, const char *gnuplot, const char *dir, jso
         fputc('\n', f);
     }
     fclose(f);
+    if (top <= 0) /* every value is 0 (e.g. no page cached): a plot of nothing says nothing */
+        return 0;
     if (!(f = fopen(gp, "w")))
         return bench_error("writing %s: %s", gp, strerror(errno));
     fprintf(f, "# mcache-bench: %s, %s (edit and run `gnuplot %s.gp` here to redraw)\n", sc, unit,
