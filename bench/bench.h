@@ -38,6 +38,7 @@ struct bench_opts {
     bool no_redis;
     bool no_plots;
     unsigned runs;      /* runs per measurement, >= 5 */
+    bool runs_given;    /* --runs was given (else a scenario may trim it to its budget) */
     uint64_t size;      /* model size for start, memory, pressure */
     uint64_t ops;       /* get: lookups per latency run */
     uint64_t redis_ops; /* get: Redis GETs per run */
@@ -222,9 +223,12 @@ const char *bench_huge_dir(struct bench *b);
 
 /* ---- scenarios ---- */
 
+int sc_load(struct bench *b);
 int sc_get(struct bench *b);
 int sc_start(struct bench *b);
 int sc_memory(struct bench *b);
 int sc_pressure(struct bench *b);
+int sc_restart(struct bench *b);
+int sc_registry(struct bench *b);
 
 #endif

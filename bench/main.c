@@ -27,9 +27,11 @@ struct scenario {
 };
 
 static const struct scenario scenarios[] = {
-    {"load", NULL, "the daemon mcached",
-     "cold load of 64 MiB..2 GiB files evicted from the page cache: mcache end to end vs a "
-     "raw O_DIRECT io_uring read vs buffered read() vs cp to /dev/shm (GB/s)"},
+    {"load", sc_load, NULL,
+     "cold load of 64 MiB, 512 MiB and 2 GiB files (--quick: 64 MiB), evicted from the page "
+     "cache before every run: a real mcached (load request to published, checksum verified) vs "
+     "a raw O_DIRECT io_uring read into a prefaulted shm mapping (this machine's limit) vs "
+     "buffered read() into malloc'd memory vs cp to /dev/shm (GB/s)"},
     {"get", sc_get, NULL,
      "warm get+release latency (ns/op) with 100 and 10,000 models, by exact version (the "
      "headline) and by alias, and lookups/s with 1 and 2 reader processes; beside it, on the "
@@ -49,10 +51,14 @@ static const struct scenario scenarios[] = {
      "reads every byte: mcache vs file mmap vs LMDB, with the page-cache residency (mincore) "
      "just before; --rounds rounds. (b) a memory hog fills memory while workers make full "
      "passes: p50/p99 per pass, mcache vs file mmap"},
-    {"restart", NULL, "the daemon mcached", "daemon warm restart while workers keep serving"},
-    {"registry", NULL, "the registry library",
-     "10,000 models x 3 versions: manifest replay, daemon warm restart, get latency at 100 "
-     "vs 10,000 entries"},
+    {"restart", sc_restart, NULL,
+     "mcached with 1,000 resident models (--quick: 100), exec until it serves again: warm "
+     "restart after SIGTERM (adopts the arena), after kill -9, vs a cold start that recreates "
+     "the arena and loads every model (ms)"},
+    {"registry", sc_registry, NULL,
+     "10,000 models x 3 versions (--quick: 1,000): manifest replay of the journal and of the "
+     "compacted snapshot (vs jansson alone), mcached start on that store (adopt vs recreate), "
+     "get latency at 100 vs 10,000 models"},
 };
 #define NSCENARIOS (sizeof(scenarios) / sizeof(scenarios[0]))
 
@@ -99,7 +105,8 @@ static void usage(FILE *f)
             "  --quick          every scenario small: 64 MiB models, 200,000 lookups per run,\n"
             "                   5 s idle, a capped hog; `--quick all` takes under a minute\n"
             "  --runs N         runs per measurement, at least 5 (default 5); pressure's\n"
-            "                   idle part uses --rounds instead\n"
+            "                   idle part uses --rounds instead; without it, load's 2 GiB\n"
+            "                   size runs 3 times (time budget of `all`)\n"
             "  --size BYTES     model size for start, memory and pressure (default 1G;\n"
             "                   --quick 64M); suffixes K, M, G. memory halves it by itself\n"
             "                   when 16 private copies would not fit in MemAvailable\n"
@@ -251,6 +258,7 @@ static int parse_opts(struct bench *b, int argc, char **argv, int *first)
     if (set[opt])                                                                                  \
     b->o.field = (type)val[opt]
     GIVEN(O_RUNS, runs, unsigned);
+    b->o.runs_given = set[O_RUNS] != 0;
     GIVEN(O_SIZE, size, uint64_t);
     GIVEN(O_OPS, ops, uint64_t);
     GIVEN(O_ROPS, redis_ops, uint64_t);
