@@ -30,13 +30,15 @@ struct rawring {
     uint64_t chunk;
 };
 
+/* 0, or -errno from io_uring_queue_init (io_uring refused: seccomp, io_uring_disabled). */
 int rawring_init(struct rawring *r, unsigned qd, uint64_t chunk);
 void rawring_exit(struct rawring *r);
 
 /*
  * Read all size bytes of path into dst with O_DIRECT (open included in *ns,
  * through the last completion). dst must be 4 KiB-aligned with room for
- * size rounded up to 4 KiB.
+ * size rounded up to 4 KiB. 0, 1 if the file system refuses O_DIRECT (no
+ * message), or -1 with an error printed.
  */
 int raw_uring_read(struct rawring *r, const char *path, uint8_t *dst, uint64_t size, uint64_t *ns);
 
