@@ -285,9 +285,20 @@ static int model_get(struct mc_writer *w, const char *name, bool create, struct 
     return 0;
 }
 
-/* Visit alias records of model `name` (writer-side scan of the table). */
+static void aliases_retarget_scan(struct mc_writer *w, const char *name,
+                                  struct mc_rec_version *from, struct mc_rec_version *to);
+
+/* Point the aliases of model `name` that target `from` at `to` (or drop them). */
 static void aliases_retarget(struct mc_writer *w, const char *name, struct mc_rec_version *from,
                              struct mc_rec_version *to)
+{
+    if (w->t->aliases == 0)
+        return; /* nothing to scan for */
+    aliases_retarget_scan(w, name, from, to);
+}
+
+static void aliases_retarget_scan(struct mc_writer *w, const char *name,
+                                  struct mc_rec_version *from, struct mc_rec_version *to)
 {
     ck_ht_iterator_t it = CK_HT_ITERATOR_INITIALIZER;
     ck_ht_entry_t *e;
@@ -316,7 +327,7 @@ static void aliases_retarget(struct mc_writer *w, const char *name, struct mc_re
         w->t->aliases--;
     }
     if (ndrop == sizeof(drop) / sizeof(drop[0]))
-        aliases_retarget(w, name, from, to); /* more than one batch */
+        aliases_retarget_scan(w, name, from, to); /* more than one batch */
 }
 
 /* A model record left with no version list (its first put failed) goes again. */
@@ -337,7 +348,7 @@ int mc_table_put_version(struct mc_writer *w, const struct mc_version_desc *d,
     size_t nlen = strlen(d->name), vlen = strlen(d->version), mlen = strlen(meta);
     char key[MC_KEY_MAX];
     size_t klen = mc_key_version(key, sizeof(key), d->name, nlen, d->version, vlen);
-    struct mc_rec *r, *old_r;
+    struct mc_rec *r = NULL, *old_r;
     struct mc_rec_version *v, *old;
     struct mc_rec_model *m;
     struct mc_verlist *nl;

@@ -287,11 +287,21 @@ out:
     maybe_finish(io, l);
 }
 
-/* The bytes [off, off+len) of l arrived (got bytes of them). */
+/* The bytes [off, off+len) of l arrived (got bytes of them); hashed later. */
 static void account(struct mc_io *io, struct mc_coldload *l, uint64_t off, uint64_t got)
 {
     l->chunk_left[off / io->chunk] -= (uint32_t)got;
-    hash_advance(io, l);
+}
+
+/* Hash what arrived, and finish loads that are done or failed. */
+static void hash_and_finish(struct mc_io *io)
+{
+    for (struct mc_coldload *l = io->active, *next; l; l = next) {
+        next = l->next_active;
+        if (!l->failed && l->chunk_left)
+            hash_advance(io, l);
+        maybe_finish(io, l);
+    }
 }
 
 /* Synchronous pread of [off, off+len) into l, through any fd. */
@@ -420,7 +430,6 @@ static void complete(struct mc_io *io, struct req *r, int res)
         if (!l->failed)
             account(io, l, off, len);
     }
-    maybe_finish(io, l);
 }
 
 static void poll_ring(struct mc_io *io, bool wait)
@@ -445,7 +454,9 @@ static void poll_ring(struct mc_io *io, bool wait)
     if (io->efd >= 0)
         while (read(io->efd, &junk, sizeof(junk)) > 0)
             ;
+    /* Reads go out first, so the device works while this thread hashes. */
     submit_more(io);
+    hash_and_finish(io);
 }
 
 /* Without a ring: a few chunks per call, so the event loop stays responsive. */
@@ -466,8 +477,8 @@ static void poll_pread(struct mc_io *io)
                 if (read_sync(l, l->fd, off, len, rlen) == 0)
                     account(io, l, off, len);
             }
-            maybe_finish(io, l);
         }
+        hash_and_finish(io);
         if (!any)
             break;
     }
@@ -483,17 +494,23 @@ void mc_io_poll(struct mc_io *io, bool wait)
     }
 }
 
+static bool is_active(const struct mc_io *io, const struct mc_coldload *l)
+{
+    for (const struct mc_coldload *p = io->active; p; p = p->next_active)
+        if (p == l)
+            return true;
+    return false;
+}
+
 void mc_io_cancel(struct mc_io *io, struct mc_coldload *l)
 {
-    bool active = false;
-
-    for (struct mc_coldload *p = io->active; p; p = p->next_active)
-        active |= p == l;
-    if (!active)
+    if (!is_active(io, l))
         return;
     load_fail(l, MC_ENOENT, "load of %s cancelled", l->path);
-    /* The kernel may still be writing into the extent: wait for it. */
+    /* The kernel may still be writing into the extent: wait for it. The
+     * poll finishes the load (once) when its last read is back. */
     while (l->inflight)
         poll_ring(io, true);
-    maybe_finish(io, l);
+    if (is_active(io, l))
+        maybe_finish(io, l);
 }

@@ -572,6 +572,11 @@ static void dver_attach_record(struct daemon *d, struct dver *v)
         v->last_used_ns = mc_now_ns();
         return;
     }
+    if (r && r->h.state == MC_STATE_REGISTERED && r->data_size == v->size &&
+        strcmp(c->checksum, v->checksum) == 0) {
+        v->rec_off = mc_arena_off(&d->own.a, r); /* as it should be: keep it */
+        return;
+    }
     if (put_record(d, v, MC_STATE_REGISTERED) != 0)
         log_error("cannot register %s@%s in the arena: %s", v->name, v->version,
                   mc_last_error());

@@ -713,6 +713,51 @@ static void test_get_load_shared_and_timeout(void **state)
     daemon_stop_clean();
 }
 
+/* A version removed while it loads: the load is cancelled (its extent freed
+ * once the kernel is done with it) and the daemon goes on loading others
+ * (the cancel used to finish the load twice, wrecking the count of loads in
+ * flight, so nothing loaded again). */
+static void test_remove_while_loading(void **state)
+{
+    const char *slow[] = {"--queue-depth", "1", "--chunk-size", "64K", NULL};
+    char prog[512], cmd[1024], *body = NULL;
+    uint64_t used0;
+
+    (void)state;
+    push("big", "1.0.0", 300u << 20, 6);
+    push("small", "1.0.0", 1u << 20, 7);
+    daemon_start_args(slow);
+    assert_int_equal(ctl(&body, "status", 0), 0);
+    json_t *j = json_loads(body, 0, NULL);
+    used0 = (uint64_t)json_integer_value(json_object_get(json_object_get(j, "arena"), "data_used"));
+    json_decref(j);
+    free(body);
+    snprintf(cmd, sizeof(cmd), "%s %s load big 1.0.0 >/dev/null 2>&1 &",
+             helper_path("ctl_client", prog, sizeof(prog)), D.sock);
+    assert_int_equal(system(cmd), 0);
+    for (int i = 0; i < 500 && strcmp(model_state("big", "1.0.0"), "loading"); i++)
+        sleep_ms(5);
+    assert_string_equal(model_state("big", "1.0.0"), "loading");
+    assert_int_equal(mc_registry_remove_version(D.reg, "big", "1.0.0", true, NULL), 0);
+    for (int i = 0; i < 500 && model_state("big", "1.0.0")[0]; i++)
+        sleep_ms(10);
+    assert_string_equal(model_state("big", "1.0.0"), ""); /* gone */
+    /* Loading goes on. */
+    assert_int_equal(ctl(NULL, "load", 3, "small", "1.0.0", "10000"), 0);
+    assert_string_equal(model_state("small", "1.0.0"), "resident");
+    assert_int_equal(ctl(&body, "status", 0), 0);
+    j = json_loads(body, 0, NULL);
+    free(body);
+    json_t *loads = json_object_get(j, "loads");
+    assert_int_equal(json_integer_value(json_object_get(loads, "in_flight")), 0);
+    /* Only small's bytes are allocated: big's extent went back. */
+    uint64_t used = (uint64_t)json_integer_value(json_object_get(json_object_get(j, "arena"),
+                                                                 "data_used"));
+    json_decref(j);
+    assert_int_equal(used - used0, 1u << 20);
+    daemon_stop_clean();
+}
+
 /* Without io_uring (pread), without O_DIRECT (buffered), and a store on tmpfs. */
 static void test_cold_path_fallbacks(void **state)
 {
@@ -959,6 +1004,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_safetensors_tensors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_get_load_shared_and_timeout, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cold_path_fallbacks, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_remove_while_loading, setup, teardown),
         cmocka_unit_test_setup_teardown(test_clients_cannot_hog_the_daemon, setup, teardown),
         cmocka_unit_test_setup_teardown(test_request_races_registry_change, setup, teardown),
         cmocka_unit_test_setup_teardown(test_malformed_frames, setup, teardown),
