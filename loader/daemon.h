@@ -87,6 +87,7 @@ struct daemon {
     uint64_t synced_gen;
     uint64_t last_tick_ns, last_stall_log_ns, last_holds_ns;
     char socket_path[256];
+    uint8_t *populated; /* adopted arena: 2 MiB data units with page tables (daemon.c) */
 };
 
 /* Bring the daemon up: registry, arena (adopt or create), cold path, socket. */

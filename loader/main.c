@@ -165,12 +165,22 @@ int daemon_start(struct daemon *d)
 
     d->started_ns = mc_now_ns();
     d->started_wall = mc_wall_ns();
+    /* Signals wait in the signalfd from the start: SIGTERM during a long
+     * arena creation stops the daemon cleanly once it is up, not midway. */
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGHUP);
+    sigprocmask(SIG_BLOCK, &sigs, NULL);
+    signal(SIGPIPE, SIG_IGN);
     rc = mc_registry_open(d->cfg.store, &ro, &d->reg);
     if (rc)
         return mc_err_prefix(rc, "opening the store %s", d->cfg.store);
     rc = mc_own_arena(&d->own, &d->cfg);
     if (rc)
         return rc;
+    if (d->own.adopted) /* mapped without MAP_POPULATE: remember what gets populated */
+        d->populated = calloc(d->own.a.hdr->data_size / (2u << 20) / 8 + 1, 1);
     if (*d->cfg.socket)
         snprintf(d->socket_path, sizeof(d->socket_path), "%s", d->cfg.socket);
     else if ((rc = mc_ctl_default_path(d->cfg.shm_dir, d->cfg.cache, d->socket_path,
@@ -180,12 +190,6 @@ int daemon_start(struct daemon *d)
     if (rc)
         return rc;
     d->epfd = epoll_create1(EPOLL_CLOEXEC);
-    sigemptyset(&sigs);
-    sigaddset(&sigs, SIGTERM);
-    sigaddset(&sigs, SIGINT);
-    sigaddset(&sigs, SIGHUP);
-    sigprocmask(SIG_BLOCK, &sigs, NULL);
-    signal(SIGPIPE, SIG_IGN);
     d->sfd = signalfd(-1, &sigs, SFD_NONBLOCK | SFD_CLOEXEC);
     d->ifd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
     if (d->epfd < 0 || d->sfd < 0 || d->ifd < 0)
@@ -229,6 +233,8 @@ void daemon_stop(struct daemon *d)
     free(d->ht);
     d->ht = NULL;
     d->htcap = 0;
+    free(d->populated);
+    d->populated = NULL;
     if (d->epfd >= 0)
         close(d->epfd);
     if (d->sfd >= 0)

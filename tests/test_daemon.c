@@ -142,6 +142,13 @@ static void daemon_stop_clean(void)
 {
     kill(D.pid, SIGTERM);
     int st = wait_status(D.pid);
+    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+        char cmd[400];
+        fprintf(stderr, "mcached did not stop cleanly (status %d); its log:\n", st);
+        snprintf(cmd, sizeof(cmd), "cat %s >&2", D.log);
+        if (system(cmd) != 0)
+            fprintf(stderr, "(no log)\n");
+    }
     assert_true(WIFEXITED(st));
     assert_int_equal(WEXITSTATUS(st), 0);
 }
