@@ -140,25 +140,32 @@ int mc_io_init(struct mc_io *io, struct mc_arena *a, const struct mc_io_opts *o,
         log_warn("io_uring eventfd registration failed: loading with pread");
         return 0;
     }
-    if (o->try_fixed) {
-        /* Registering pins every page of the data region (~190 ms/GiB here):
-         * done on a thread, so mcached serves at once and loads use plain
-         * buffers until it is done. */
+    if (o->try_fixed) { /* mc_io_register() does it, when the daemon is idle */
+        io->reg_wanted = true;
         io->reg_backing = a->hdr->backing;
         io->fixed_base = a->base + a->hdr->data_off;
         io->fixed_len = a->hdr->data_size;
-        /* The thread takes no signals: they are the main loop's (signalfd). */
-        sigset_t all, old;
-        sigfillset(&all);
-        pthread_sigmask(SIG_BLOCK, &all, &old);
-        if (pthread_create(&io->reg_thread, NULL, register_buffers, io) == 0)
-            io->reg_started = true;
-        pthread_sigmask(SIG_SETMASK, &old, NULL);
     }
     log_info("cold path: io_uring, queue depth %u, %llu KiB reads%s", io->qd,
              (unsigned long long)(io->chunk >> 10),
-             io->reg_started ? ", registering buffers in the background" : "");
+             io->reg_wanted ? "; registered buffers once idle" : "");
     return 0;
+}
+
+void mc_io_register(struct mc_io *io)
+{
+    sigset_t all, old;
+
+    if (!io->reg_wanted || io->reg_started || !io->have_ring)
+        return;
+    /* The thread takes no signals: they are the main loop's (signalfd). */
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
+    if (pthread_create(&io->reg_thread, NULL, register_buffers, io) == 0)
+        io->reg_started = true;
+    else
+        io->reg_wanted = false;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
 }
 
 void mc_io_destroy(struct mc_io *io)

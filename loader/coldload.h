@@ -11,9 +11,10 @@
  * hashing overlaps I/O. A load finishes with status 0 only if every byte
  * arrived and the digest matches; the caller publishes only then.
  *
- * Registered buffers: pinning the data region takes ~190 ms/GiB, so a
- * thread does it after start-up while loads use plain buffers; reads
- * prepared after it finishes use the fixed buffers.
+ * Registered buffers: pinning the data region takes ~190 ms/GiB and holds
+ * the ring's lock (submissions wait), so mc_io_register() has a thread do
+ * it when the daemon is idle; until then loads use plain buffers, and reads
+ * prepared after it finishes use the fixed ones.
  *
  * Fallbacks, each said once in the log: no io_uring (seccomp,
  * io_uring_disabled, or config) -> pread; a file system without O_DIRECT ->
@@ -69,7 +70,7 @@ struct mc_io {
     struct io_uring ring;
     bool have_ring;
     bool fixed; /* data region registered as fixed buffers (set by reg_thread) */
-    bool reg_started;
+    bool reg_wanted, reg_started;
     pthread_t reg_thread;
     uint32_t reg_backing;
     int efd;    /* eventfd signalled on completions (-1 without a ring) */
@@ -96,6 +97,9 @@ struct mc_io_opts {
 int mc_io_init(struct mc_io *io, struct mc_arena *a, const struct mc_io_opts *o,
                mc_load_done_fn done);
 void mc_io_destroy(struct mc_io *io);
+
+/* Start registering the data region as fixed buffers (once; on a thread). */
+void mc_io_register(struct mc_io *io);
 
 /* Begin loading l. Errors opening the file are reported through done(). */
 void mc_io_start(struct mc_io *io, struct mc_coldload *l);

@@ -879,4 +879,7 @@ void daemon_tick(struct daemon *d)
             d->last_stall_log_ns = now;
     }
     daemon_schedule(d);
+    /* Idle a second after start: now register the arena with io_uring. */
+    if (!d->loading && !d->qhead && now - d->started_ns > 1000000000ull)
+        mc_io_register(&d->io);
 }

@@ -238,7 +238,7 @@ static json_t *loads_json(struct daemon *d)
                      secs > 0 ? (double)d->io.bytes_total / secs / 1e9 : 0.0, "in_flight",
                      (int)d->loading, "queued", (int)queued, "evictions",
                      (json_int_t)d->evictions, "engine", d->io.have_ring ? "io_uring" : "pread",
-                     "fixed_buffers", d->io.fixed, "queue_depth", (int)d->io.qd, "chunk_size",
+                     "fixed_buffers", __atomic_load_n(&d->io.fixed, __ATOMIC_ACQUIRE), "queue_depth", (int)d->io.qd, "chunk_size",
                      (json_int_t)d->io.chunk);
 }
 
