@@ -29,16 +29,26 @@ static int group_lookup(const char *name, gid_t *gid)
     return 0;
 }
 
-int mc_ctl_set_groups(struct mc_ctl *ctl, const char *admin_group, const char *reader_group)
+int mc_ctl_resolve_groups(const char *admin_group, const char *reader_group, gid_t *ag, gid_t *rg)
 {
-    gid_t ag = 0, rg = 0;
-    mode_t mode = 0600;
     int rc;
 
-    if (*admin_group && (rc = group_lookup(admin_group, &ag)))
+    *ag = *rg = 0;
+    if (*admin_group && (rc = group_lookup(admin_group, ag)))
         return mc_err_prefix(rc, "admin-group");
-    if (*reader_group && strcmp(reader_group, "*") && (rc = group_lookup(reader_group, &rg)))
+    if (*reader_group && strcmp(reader_group, "*") && (rc = group_lookup(reader_group, rg)))
         return mc_err_prefix(rc, "reader-group");
+    return 0;
+}
+
+int mc_ctl_set_groups(struct mc_ctl *ctl, const char *admin_group, const char *reader_group)
+{
+    gid_t ag, rg;
+    mode_t mode = 0600;
+    int rc = mc_ctl_resolve_groups(admin_group, reader_group, &ag, &rg);
+
+    if (rc)
+        return rc;
     ctl->admin_group = *admin_group != '\0';
     ctl->admin_gid = ag;
     ctl->reader_any = strcmp(reader_group, "*") == 0;

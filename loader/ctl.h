@@ -78,6 +78,9 @@ struct mc_ctl {
 int mc_ctl_listen(struct mc_ctl *ctl, int epfd, const char *path, const char *admin_group,
                   const char *reader_group, mc_ctl_handler h, mc_ctl_closed closed, void *ctx);
 
+/* The gids of the groups named ("" or "*": 0); an error naming the option if one does not exist. */
+int mc_ctl_resolve_groups(const char *admin_group, const char *reader_group, gid_t *ag, gid_t *rg);
+
 /* Re-read the groups (SIGHUP); the socket's mode and group follow. */
 int mc_ctl_set_groups(struct mc_ctl *ctl, const char *admin_group, const char *reader_group);
 

@@ -161,8 +161,14 @@ int daemon_start(struct daemon *d)
         .try_direct = d->cfg.direct_io,
     };
     sigset_t sigs;
+    gid_t ag, rg;
     int rc;
 
+    /* Bad options change nothing: the groups are checked before the store
+     * or the arena is touched (a misspelt group used to leave a new arena). */
+    rc = mc_ctl_resolve_groups(d->cfg.admin_group, d->cfg.reader_group, &ag, &rg);
+    if (rc)
+        return rc;
     d->started_ns = mc_now_ns();
     d->started_wall = mc_wall_ns();
     /* Signals wait in the signalfd from the start: SIGTERM during a long

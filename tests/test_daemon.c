@@ -567,6 +567,49 @@ static void test_arena_permissions_follow_reader_group(void **state)
     daemon_stop_clean();
 }
 
+/* A group that does not exist is refused before anything is created. */
+static void test_unknown_group_changes_nothing(void **state)
+{
+    static const char *const opts[] = {"--reader-group", "--admin-group"};
+    char store[400], arena[400], mcached[512];
+    struct stat st;
+
+    (void)state;
+    snprintf(mcached, sizeof(mcached), "%s", getenv("MC_MCACHED") ? getenv("MC_MCACHED")
+                                                                    : "../loader/mcached");
+    snprintf(store, sizeof(store), "%s/new-store", D.root);
+    snprintf(arena, sizeof(arena), "%s/mcache.t", D.shm);
+    for (size_t i = 0; i < sizeof(opts) / sizeof(opts[0]); i++) {
+        const char *argv[] = {"mcached", "--store", store, "--shm-dir", D.shm, "--cache", "t",
+                              "--socket", D.sock, "--size", "64M", opts[i],
+                              "mc-no-such-group", NULL};
+        char log[64 * 1024] = "";
+        FILE *f;
+        pid_t pid;
+
+        pid = fork();
+        if (pid == 0) {
+            int fd = open(D.log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+            dup2(fd, 2);
+            execv(mcached, (char *const *)argv);
+            _exit(127);
+        }
+        int status = wait_status(pid);
+        assert_true(WIFEXITED(status));
+        assert_int_equal(WEXITSTATUS(status), 2); /* a usage error */
+        f = fopen(D.log, "r");
+        assert_non_null(f);
+        log[fread(log, 1, sizeof(log) - 1, f)] = '\0';
+        fclose(f);
+        assert_non_null(strstr(log, opts[i] + 2));          /* names the option, */
+        assert_non_null(strstr(log, "\"mc-no-such-group\"")); /* the value */
+        assert_non_null(strstr(log, "does not exist"));     /* and what is wrong */
+        assert_int_equal(stat(store, &st), -1);             /* no store made */
+        assert_int_equal(stat(arena, &st), -1);             /* no arena made */
+        assert_int_equal(stat(D.sock, &st), -1);            /* no socket left */
+    }
+}
+
 /* Send raw bytes on a fresh connection; read whatever comes back. */
 static void send_raw(const void *buf, size_t len, bool wait_reply)
 {
@@ -1007,6 +1050,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_other_uid_cannot_change, setup, teardown),
         cmocka_unit_test_setup_teardown(test_arena_permissions_follow_reader_group, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_unknown_group_changes_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_blue_green_keeps_old_target, setup, teardown),
         cmocka_unit_test_setup_teardown(test_safetensors_tensors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_get_load_shared_and_timeout, setup, teardown),
