@@ -156,10 +156,18 @@ struct machine {
     uint64_t page_size; /* page size backing arenas in --shm-dir */
     char backing[96];   /* "4 KiB pages (tmpfs)" */
     uint64_t huge_page_size, huge_pages_free;
-    char date[32]; /* UTC, ISO 8601 */
+    bool free_page_reporting; /* see vm_free_page_reporting() */
+    char date[32];            /* UTC, ISO 8601 */
 };
 
 void machine_get(struct bench *b, struct machine *m);
+/*
+ * Does this machine hand its free memory back to a hypervisor (a
+ * virtio-balloon with free page reporting)? Then the first touch of memory
+ * that stayed free a while faults on the host: copies into fresh memory
+ * (cp, read() into malloc) swing with what the guest freed just before.
+ */
+bool vm_free_page_reporting(void);
 /* "AMD EPYC, 2 cores, 23.5 GiB, Linux 6.18.44" (for plot titles). */
 void machine_line(const struct machine *m, char *buf, size_t len);
 

@@ -53,12 +53,13 @@ static json_t *row_json(struct bench *b, const struct bench_row *r)
 
 static json_t *machine_obj(struct bench *b, const struct machine *m)
 {
-    return json_pack("{s:s, s:i, s:I, s:s, s:s, s:I, s:s, s:s, s:I, s:I, s:s}", "cpu", m->cpu,
+    return json_pack("{s:s, s:i, s:I, s:s, s:s, s:I, s:s, s:s, s:I, s:I, s:b, s:s}", "cpu", m->cpu,
                      "cores", (int)m->cores, "memory_bytes", (json_int_t)m->memory, "kernel",
                      m->kernel, "os", m->os, "arena_page_size", (json_int_t)m->page_size,
                      "arena_backing", m->backing, "shm_dir", b->o.shm_dir, "huge_page_size",
                      (json_int_t)m->huge_page_size, "huge_pages_free",
-                     (json_int_t)m->huge_pages_free, "date", m->date);
+                     (json_int_t)m->huge_pages_free, "free_page_reporting",
+                     m->free_page_reporting, "date", m->date);
 }
 
 static bool ran_now(struct bench *b, const char *scenario)

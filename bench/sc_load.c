@@ -447,6 +447,12 @@ int sc_load(struct bench *b)
         bench_note("load: page-cache residency of the file before the recorded runs (mincore): "
                    "at most %.2f%%",
                    100 * l.worst_cached);
+        if (vm_free_page_reporting())
+            bench_note("load: this VM hands free memory back to its host (virtio-balloon free "
+                       "page reporting): cp and read() copy into fresh memory and run fast when "
+                       "it was freed a moment before, slow when the host took it back (the "
+                       "spread of their min and max); mcached's arena was committed once, up "
+                       "front");
         targets(b, &l, sizes, n);
     }
     mcd_drop(&l.d);
