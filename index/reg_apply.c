@@ -1400,11 +1400,57 @@ static int remove_version(struct reg_state *st, struct reg_model *m, struct reg_
     return model_sync_view(m);
 }
 
+/* The version a "gc" entry names, or NULL with r->err set. */
+static struct reg_ver *gc_entry(struct reg_state *st, struct rec *r, const struct mc_jval *e,
+                                struct reg_model **m)
+{
+    struct rec re = {.j = e, .op = "gc"};
+    struct reg_ver *rv = e->type == MC_JOBJ ? rec_version(st, &re, m) : NULL;
+
+    if (rv == NULL)
+        r->err = re.err ? re.err : rfail(r, MC_ECORRUPT, "bad \"gc\" entry");
+    return rv;
+}
+
+/*
+ * Check every entry of a "gc" record before any is removed, so that it
+ * applies whole or not at all: each must name a version that exists, and
+ * none twice (the second would fail after the first was removed).
+ */
+static int gc_check(struct reg_state *st, struct rec *r, const struct mc_jval *list)
+{
+    uint32_t marked = 0;
+    int rc = 0;
+
+    for (; marked < list->n; marked++) {
+        struct reg_model *m;
+        struct reg_ver *rv = gc_entry(st, r, &list->u.a[marked], &m);
+
+        if (rv == NULL) {
+            rc = r->err;
+            break;
+        }
+        if (rv->listed) {
+            rc = rfail(r, MC_ECORRUPT, "the \"gc\" record names %s@%s twice", m->name,
+                       rv->v.version);
+            break;
+        }
+        rv->listed = true;
+    }
+    for (uint32_t i = 0; i < marked; i++) {
+        struct reg_model *m;
+
+        gc_entry(st, r, &list->u.a[i], &m)->listed = false;
+    }
+    return rc;
+}
+
 static int apply_rm(struct reg_state *st, struct rec *r, uint64_t gen)
 {
     const char *name;
     const struct mc_jval *list;
     uint64_t t, uid;
+    int rc;
 
     if (uint_field(r, "t", true, INT64_MAX, &t) || uint_field(r, "uid", true, UINT32_MAX, &uid))
         return r->err;
@@ -1412,21 +1458,17 @@ static int apply_rm(struct reg_state *st, struct rec *r, uint64_t gen)
         list = mc_jval_get(r->j, "removed");
         if (list == NULL || list->type != MC_JARR)
             return rfail(r, MC_ECORRUPT, "a \"gc\" record has no \"removed\" list");
-        /* check every entry before removing any: a record applies whole or not at all */
-        for (int pass = 0; pass < 2; pass++) {
-            for (uint32_t i = 0; i < list->n; i++) {
-                const struct mc_jval *e = &list->u.a[i];
-                struct rec re = {.j = e, .op = "gc"};
-                struct reg_model *m;
-                struct reg_ver *rv;
+        rc = gc_check(st, r, list);
+        for (uint32_t i = 0; i < list->n && rc == 0; i++) {
+            struct reg_model *m;
+            struct reg_ver *rv = gc_entry(st, r, &list->u.a[i], &m);
 
-                if (e->type != MC_JOBJ || (rv = rec_version(st, &re, &m)) == NULL)
-                    return r->err = re.err ? re.err : rfail(r, MC_ECORRUPT, "bad \"gc\" entry");
-                if (pass == 1 && remove_version(st, m, rv, t, uid, gen))
-                    return rfail(r, MC_ENOMEM, "out of memory");
-            }
+            if (rv == NULL)
+                rc = r->err;
+            else if (remove_version(st, m, rv, t, uid, gen))
+                rc = rfail(r, MC_ENOMEM, "out of memory");
         }
-        return 0;
+        return rc;
     }
     if (mc_jval_get(r->j, "version")) {
         struct reg_model *m;

@@ -50,7 +50,8 @@ static inline uint64_t mc_now_ns(void)
  */
 struct reg_ver {
     struct mc_reg_version v;
-    void *blob; /* NULL: the strings follow this struct */
+    void *blob;  /* NULL: the strings follow this struct */
+    bool listed; /* transient: already named by the "gc" record being checked */
 };
 
 struct reg_alias {

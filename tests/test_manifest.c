@@ -589,6 +589,52 @@ static void test_formats_and_gaps(void **state)
     store_free(&s);
 }
 
+/*
+ * A "gc" record that names a version twice is damage: refused on open, and
+ * skipped whole by a repair (it used to remove the first and then fail on
+ * the second, so a repair kept half of it).
+ */
+static void test_gc_record_whole_or_nothing(void **state)
+{
+    struct store s;
+    struct tu_warnings w = {0};
+    struct mc_registry *r;
+    const struct mc_reg_model *m;
+    char p[512], *line;
+    size_t len;
+    json_t *rec;
+    FILE *f;
+
+    (void)state;
+    store_new(&s, scratch_base());
+    push(&s, "a", "1.0.0", 10);
+    push(&s, "a", "1.1.0", 11);
+    push(&s, "a", "1.2.0", 12);
+    assert_int_equal(mc_registry_generation(s.r), 3);
+    mc_registry_close(s.r);
+    s.r = NULL;
+    rec = json_pack("{s:i,s:s,s:i,s:i,s:[{s:s,s:s},{s:s,s:s}]}", "g", 4, "op", "gc", "t", 1,
+                    "uid", 0, "removed", "name", "a", "version", "1.1.0", "name", "a",
+                    "version", "1.1.0");
+    line = mc_manifest_encode(rec, &len);
+    assert_non_null(line);
+    snprintf(p, sizeof(p), "%s/journal", s.path);
+    f = fopen(p, "a");
+    assert_non_null(f);
+    assert_int_equal(fwrite(line, 1, len, f), len);
+    fclose(f);
+    free(line);
+    json_decref(rec);
+    assert_int_equal(tu_open(s.path, 0, &w, &r), MC_ECORRUPT);
+    assert_msg("the \"gc\" record names a@1.1.0 twice");
+    assert_int_equal(mc_registry_repair(s.path, tu_warn, &w), 0);
+    assert_int_equal(tu_open(s.path, 0, &w, &s.r), 0);
+    m = mc_registry_model(s.r, "a");
+    assert_non_null(m);
+    assert_int_equal(m->nversions, 3); /* nothing of the record applied */
+    store_free(&s);
+}
+
 static void test_torn_tail_readers(void **state)
 {
     static const char half[] = "{\"g\":2,\"op\":\"alias\",\"t\":1,\"ui";
@@ -1071,6 +1117,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_truncate_every_byte),
         cmocka_unit_test(test_flip_bytes),
         cmocka_unit_test(test_formats_and_gaps),
+        cmocka_unit_test(test_gc_record_whole_or_nothing),
         cmocka_unit_test(test_torn_tail_readers),
         cmocka_unit_test(test_compaction),
         cmocka_unit_test(test_read_boundary),
