@@ -439,7 +439,10 @@ static int cmd_pin(char **av)
     printf("unpinned\n");
     fflush(stdout);
     if (!fgets(line, sizeof(line), stdin))
-        return 0;
+        line[0] = '\0';
+    mc_slot_release(&r, idx);
+    mc_readers_close(&r);
+    mc_arena_close(&a);
     return 0;
 }
 

@@ -28,6 +28,7 @@
 
 #include "index/proto.h"
 #include "index/registry.h"
+#include "shm/arena.h"
 #include "shm/err.h"
 #include "tests/testutil.h"
 
@@ -120,7 +121,8 @@ static void daemon_start_args(const char *const *extra)
         execv(mcached, (char *const *)argv);
         _exit(127);
     }
-    for (int i = 0; i < 1000; i++) {
+    /* Up to 30 s: a restart may wait MC_ADOPT_GRACE_NS (10 s) for a reader, then commit. */
+    for (int i = 0; i < 3000; i++) {
         if (ctl(NULL, "ping", 0) == 0)
             return;
         int st;
@@ -211,9 +213,14 @@ static int reader(char *out, size_t len, const char *mode, const char *name, con
 }
 
 /* A worker holding name@ref (mp_reader holdwatch); *in asks it to verify. */
-static pid_t holder_start(const char *name, const char *ref, FILE **in, FILE **out)
+/*
+ * Start `mp_reader MODE D.shm t [NAME REF]` with pipes for its stdin and
+ * stdout (NAME NULL: no more arguments); its first line into first.
+ */
+static pid_t helper_start(const char *mode, const char *name, const char *ref, FILE **in,
+                          FILE **out, char *first, size_t len)
 {
-    char prog[512], line[256];
+    char prog[512];
     int wr[2], rd[2];
     pid_t pid;
 
@@ -224,15 +231,24 @@ static pid_t holder_start(const char *name, const char *ref, FILE **in, FILE **o
     if (pid == 0) {
         dup2(wr[0], 0);
         dup2(rd[1], 1);
-        execl(helper_path("mp_reader", prog, sizeof(prog)), "mp_reader", "holdwatch", D.shm, "t",
-              name, ref, NULL);
+        execl(helper_path("mp_reader", prog, sizeof(prog)), "mp_reader", mode, D.shm, "t", name,
+              ref, NULL);
         _exit(127);
     }
     close(wr[0]);
     close(rd[1]);
     *in = fdopen(wr[1], "w");
     *out = fdopen(rd[0], "r");
-    assert_non_null(fgets(line, sizeof(line), *out));
+    assert_non_null(fgets(first, (int)len, *out));
+    return pid;
+}
+
+/* A worker that holds name@ref and re-verifies it until its stdin closes. */
+static pid_t holder_start(const char *name, const char *ref, FILE **in, FILE **out)
+{
+    char line[256];
+    pid_t pid = helper_start("holdwatch", name, ref, in, out, line, sizeof(line));
+
     assert_int_equal(strncmp(line, "held ", 5), 0);
     return pid;
 }
@@ -567,6 +583,93 @@ static void test_arena_permissions_follow_reader_group(void **state)
     daemon_stop_clean();
 }
 
+/* Does mcached's log hold s? */
+static bool log_has(const char *s)
+{
+    static char text[256 * 1024];
+    FILE *f = fopen(D.log, "r");
+    size_t n;
+
+    if (!f)
+        return false;
+    n = fread(text, 1, sizeof(text) - 1, f);
+    fclose(f);
+    text[n] = '\0';
+    return strstr(text, s) != NULL;
+}
+
+/*
+ * A worker inside a lookup when mcached restarts. Adoption waits for it to
+ * leave; one that never leaves (a stopped process) holds it back at most
+ * MC_ADOPT_GRACE_NS, then the arena is replaced, and that worker keeps the
+ * mapping it had. A worker attaching afterwards gets the new arena.
+ */
+static void test_restart_waits_for_pinned_reader(void **state)
+{
+    char line[256], path[400], out[256];
+    struct stat st0, st1;
+    FILE *in, *rout;
+    uint64_t t0, waited;
+    pid_t pid, poker;
+
+    (void)state;
+    snprintf(path, sizeof(path), "%s/mcache.t", D.shm);
+    push("g", "1.0.0", 1u << 20, 21);
+    daemon_start_args(NULL);
+    assert_int_equal(ctl(NULL, "load", 2, "g", "1.0.0"), 0);
+    assert_int_equal(stat(path, &st0), 0);
+
+    /* 1. The worker leaves its lookup 1 s into the restart: adopted. */
+    pid = helper_start("pin", NULL, NULL, &in, &rout, line, sizeof(line));
+    assert_int_equal(strncmp(line, "pinned ", 7), 0);
+    daemon_stop_clean();
+    poker = fork();
+    if (poker == 0) {
+        sleep_ms(1000);
+        _exit(write(fileno(in), "go\n", 3) == 3 ? 0 : 1);
+    }
+    t0 = mc_now_ns();
+    daemon_start_args(NULL);
+    waited = mc_now_ns() - t0;
+    assert_int_equal(WEXITSTATUS(wait_status(poker)), 0);
+    assert_non_null(fgets(line, sizeof(line), rout));
+    assert_string_equal(line, "unpinned\n");
+    fclose(in);
+    assert_int_equal(WEXITSTATUS(wait_status(pid)), 0);
+    fclose(rout);
+    assert_true(waited >= 1000000000ull); /* it did wait for the worker */
+    assert_int_equal(stat(path, &st1), 0);
+    assert_int_equal(st1.st_ino, st0.st_ino); /* the same arena, adopted */
+    assert_string_equal(model_state("g", "1.0.0"), "resident");
+
+    /* 2. The worker is stopped inside its lookup: replaced after the grace. */
+    pid = helper_start("pin", NULL, NULL, &in, &rout, line, sizeof(line));
+    assert_int_equal(strncmp(line, "pinned ", 7), 0);
+    kill(pid, SIGSTOP);
+    daemon_stop_clean();
+    t0 = mc_now_ns();
+    daemon_start_args(NULL);
+    waited = mc_now_ns() - t0;
+    assert_true(waited >= 10000000000ull); /* MC_ADOPT_GRACE_NS */
+    assert_true(log_has("has been inside a lookup since before the restart"));
+    assert_true(log_has("replacing it"));
+    assert_int_equal(stat(path, &st1), 0);
+    assert_true(st1.st_ino != st0.st_ino); /* a new arena */
+    /* The stopped worker, continued, finds its old mapping intact. */
+    kill(pid, SIGCONT);
+    fputs("go\n", in);
+    fflush(in);
+    assert_non_null(fgets(line, sizeof(line), rout));
+    assert_string_equal(line, "unpinned\n");
+    fclose(in);
+    assert_int_equal(WEXITSTATUS(wait_status(pid)), 0);
+    fclose(rout);
+    /* A new worker gets the model from the new arena. */
+    assert_int_equal(reader(out, sizeof(out), "getload", "g", "1.0.0", "10000"), 0);
+    assert_string_equal(out, "ok 1.0.0 1048576\n");
+    daemon_stop_clean();
+}
+
 /* A group that does not exist is refused before anything is created. */
 static void test_unknown_group_changes_nothing(void **state)
 {
@@ -583,8 +686,6 @@ static void test_unknown_group_changes_nothing(void **state)
         const char *argv[] = {"mcached", "--store", store, "--shm-dir", D.shm, "--cache", "t",
                               "--socket", D.sock, "--size", "64M", opts[i],
                               "mc-no-such-group", NULL};
-        char log[64 * 1024] = "";
-        FILE *f;
         pid_t pid;
 
         pid = fork();
@@ -597,13 +698,9 @@ static void test_unknown_group_changes_nothing(void **state)
         int status = wait_status(pid);
         assert_true(WIFEXITED(status));
         assert_int_equal(WEXITSTATUS(status), 2); /* a usage error */
-        f = fopen(D.log, "r");
-        assert_non_null(f);
-        log[fread(log, 1, sizeof(log) - 1, f)] = '\0';
-        fclose(f);
-        assert_non_null(strstr(log, opts[i] + 2));          /* names the option, */
-        assert_non_null(strstr(log, "\"mc-no-such-group\"")); /* the value */
-        assert_non_null(strstr(log, "does not exist"));     /* and what is wrong */
+        assert_true(log_has(opts[i] + 2));             /* names the option, */
+        assert_true(log_has("\"mc-no-such-group\"")); /* the value */
+        assert_true(log_has("does not exist"));        /* and what is wrong */
         assert_int_equal(stat(store, &st), -1);             /* no store made */
         assert_int_equal(stat(arena, &st), -1);             /* no arena made */
         assert_int_equal(stat(D.sock, &st), -1);            /* no socket left */
@@ -1051,6 +1148,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_arena_permissions_follow_reader_group, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_unknown_group_changes_nothing, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_restart_waits_for_pinned_reader, setup, teardown),
         cmocka_unit_test_setup_teardown(test_blue_green_keeps_old_target, setup, teardown),
         cmocka_unit_test_setup_teardown(test_safetensors_tensors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_get_load_shared_and_timeout, setup, teardown),
