@@ -16,6 +16,8 @@
 #include <sys/epoll.h>
 #include <sys/inotify.h>
 #include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "index/proto.h"
@@ -150,6 +152,59 @@ static int epoll_add(int epfd, int fd, void *tag)
     return epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev);
 }
 
+/*
+ * Bad options change nothing: everything that can be checked without
+ * touching the store or the arena is checked first (a misspelt group or
+ * cache name, a missing --shm-dir, a socket path too long, an arena too
+ * small or too large used to leave a new store and arena behind, after
+ * committing the arena's memory). Sets d->socket_path.
+ */
+static int preflight(struct daemon *d)
+{
+    const struct mc_config *c = &d->cfg;
+    struct mc_arena_opts ao = {.dir = c->shm_dir, .cache = c->cache, .index_size = c->index_size,
+                               .base = c->base};
+    char arena[600];
+    struct stat st;
+    gid_t ag, rg;
+    int rc;
+
+    rc = mc_ctl_resolve_groups(c->admin_group, c->reader_group, &ag, &rg);
+    if (rc)
+        return rc;
+    if (stat(c->shm_dir, &st) != 0)
+        return mc_err(MC_EINVAL,
+                      "shm-dir \"%s\": %s; create it (on a tmpfs or hugetlbfs mount) or choose "
+                      "another",
+                      c->shm_dir, strerror(errno));
+    if (!S_ISDIR(st.st_mode))
+        return mc_err(MC_EINVAL,
+                      "shm-dir \"%s\" is not a directory; choose one on a tmpfs or hugetlbfs "
+                      "mount",
+                      c->shm_dir);
+    rc = mc_arena_path(c->shm_dir, c->cache, arena, sizeof(arena)); /* checks the cache name */
+    if (rc)
+        return rc;
+    if (*c->socket)
+        snprintf(d->socket_path, sizeof(d->socket_path), "%s", c->socket);
+    else if ((rc = mc_ctl_default_path(c->shm_dir, c->cache, d->socket_path,
+                                       sizeof(d->socket_path))))
+        return rc;
+    if (strlen(d->socket_path) >= sizeof(((struct sockaddr_un *)0)->sun_path))
+        return mc_err(MC_EINVAL, "socket path \"%s\" is longer than %zu bytes; set --socket",
+                      d->socket_path, sizeof(((struct sockaddr_un *)0)->sun_path) - 1);
+    /* A new arena is made unless one is there to adopt. */
+    if (c->recreate || stat(arena, &st) != 0) {
+        ao.size = c->size ? c->size : mc_arena_default_size();
+        rc = mc_arena_check(&ao, c->recreate && stat(arena, &st) == 0
+                                     ? (uint64_t)st.st_blocks * 512
+                                     : 0);
+        if (rc)
+            return mc_err_prefix(rc, "size");
+    }
+    return 0;
+}
+
 int daemon_start(struct daemon *d)
 {
     struct mc_registry_opts ro = {.flags = MC_REGISTRY_CREATE, .warn = reg_warn};
@@ -161,12 +216,9 @@ int daemon_start(struct daemon *d)
         .try_direct = d->cfg.direct_io,
     };
     sigset_t sigs;
-    gid_t ag, rg;
     int rc;
 
-    /* Bad options change nothing: the groups are checked before the store
-     * or the arena is touched (a misspelt group used to leave a new arena). */
-    rc = mc_ctl_resolve_groups(d->cfg.admin_group, d->cfg.reader_group, &ag, &rg);
+    rc = preflight(d);
     if (rc)
         return rc;
     d->started_ns = mc_now_ns();
@@ -187,11 +239,6 @@ int daemon_start(struct daemon *d)
         return rc;
     if (d->own.adopted) /* mapped without MAP_POPULATE: remember what gets populated */
         d->populated = calloc(d->own.a.hdr->data_size / (2u << 20) / 8 + 1, 1);
-    if (*d->cfg.socket)
-        snprintf(d->socket_path, sizeof(d->socket_path), "%s", d->cfg.socket);
-    else if ((rc = mc_ctl_default_path(d->cfg.shm_dir, d->cfg.cache, d->socket_path,
-                                       sizeof(d->socket_path))))
-        return rc;
     rc = mc_io_init(&d->io, &d->own.a, &io, daemon_load_done);
     if (rc)
         return rc;

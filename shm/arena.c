@@ -211,76 +211,126 @@ static int map_at(struct mc_arena *a, uint64_t base, uint64_t size, bool writabl
     return 0;
 }
 
+/* Where everything of a new arena goes (mc_arena_create). */
+struct layout {
+    const char *dir, *cache;
+    uint64_t base, page_size, size, index_off, index_size, data_off;
+    uint32_t backing;
+};
+
+/* Plan a new arena from o: the checks mc_arena_create makes before it writes anything. */
+static int plan(const struct mc_arena_opts *o, struct layout *l)
+{
+    uint64_t meta_end;
+    char path[600];
+    int rc;
+
+    l->dir = o->dir ? o->dir : MC_DEFAULT_SHM_DIR;
+    l->cache = o->cache ? o->cache : "default";
+    l->base = o->base ? o->base : MC_DEFAULT_BASE;
+    rc = mc_arena_path(l->dir, l->cache, path, sizeof(path));
+    if (rc)
+        return rc;
+    rc = mc_backing_detect(l->dir, &l->page_size, &l->backing);
+    if (rc)
+        return rc;
+    if (l->base % MC_HUGE_PAGE)
+        return mc_err(MC_EINVAL, "base address 0x%" PRIx64 " must be a multiple of 2 MiB",
+                      l->base);
+
+    /* Layout: header, the two free arrays, index region, data region. */
+    meta_end = MC_ARENA_HDR_SIZE + (uint64_t)(MC_DATA_EXTENTS + MC_INDEX_EXTENTS) *
+                                       sizeof(struct mc_extent_span);
+    l->index_off = round_up(meta_end, 64 << 10);
+    l->size = round_up(o->size, l->page_size > (64 << 10) ? l->page_size : (64 << 10));
+    l->index_size = o->index_size;
+    if (!l->index_size) {
+        l->index_size = l->size / 16;
+        if (l->index_size < (4u << 20))
+            l->index_size = 4u << 20;
+        if (l->index_size > (1ull << 30))
+            l->index_size = 1ull << 30;
+    }
+    l->index_size = round_up(l->index_size, 64 << 10);
+    l->data_off = round_up(l->index_off + l->index_size, l->page_size);
+    if (l->data_off + l->page_size > l->size)
+        return mc_err(MC_EINVAL,
+                      "arena size %" PRIu64 " bytes leaves no room for model data after the "
+                      "%" PRIu64 "-byte index; give at least %" PRIu64 " bytes",
+                      l->size, l->index_size, l->data_off + (uint64_t)(16 << 20));
+    return 0;
+}
+
+/*
+ * Bytes free in the file system holding dir into *avail; false if it sets no
+ * limit it reports (hugetlbfs without size=: the free huge pages decide).
+ */
+static bool dir_free(const char *dir, uint64_t *avail)
+{
+    struct statfs sf;
+
+    if (statfs(dir, &sf) != 0 || sf.f_blocks == 0)
+        return false;
+    *avail = (uint64_t)sf.f_bavail * (uint64_t)sf.f_bsize;
+    return true;
+}
+
+int mc_arena_check(const struct mc_arena_opts *o, uint64_t reclaimable)
+{
+    struct layout l;
+    uint64_t avail;
+    int rc = plan(o, &l);
+
+    if (rc)
+        return rc;
+    if (dir_free(l.dir, &avail) && l.size > avail + reclaimable)
+        return mc_err(MC_ENOSPC,
+                      "an arena of %" PRIu64 " bytes does not fit in %s (%" PRIu64
+                      " bytes free); choose a smaller --size or free memory",
+                      l.size, l.dir, avail + reclaimable);
+    return 0;
+}
+
 int mc_arena_create(const struct mc_arena_opts *o, struct mc_arena *a)
 {
-    const char *dir = o->dir ? o->dir : MC_DEFAULT_SHM_DIR;
-    const char *cache = o->cache ? o->cache : "default";
-    uint64_t base = o->base ? o->base : MC_DEFAULT_BASE;
-    uint64_t page_size, size, index_size, index_off, data_off, meta_end;
-    uint32_t backing;
+    struct layout l;
     char tmp[600];
     struct stat st;
     int rc, e;
 
     memset(a, 0, sizeof(*a));
     a->fd = -1;
-    rc = mc_arena_path(dir, cache, a->path, sizeof(a->path));
+    rc = plan(o, &l);
+    if (rc)
+        return rc;
+    rc = mc_arena_path(l.dir, l.cache, a->path, sizeof(a->path));
     if (rc)
         return rc;
     if (stat(a->path, &st) == 0)
         return mc_err(MC_EEXIST, "arena %s already exists", a->path);
-    rc = mc_backing_detect(dir, &page_size, &backing);
-    if (rc)
-        return rc;
-    if (base % MC_HUGE_PAGE)
-        return mc_err(MC_EINVAL, "base address 0x%" PRIx64 " must be a multiple of 2 MiB", base);
-
-    /* Layout: header, the two free arrays, index region, data region. */
-    meta_end = MC_ARENA_HDR_SIZE + (uint64_t)(MC_DATA_EXTENTS + MC_INDEX_EXTENTS) *
-                                       sizeof(struct mc_extent_span);
-    index_off = round_up(meta_end, 64 << 10);
-    size = round_up(o->size, page_size > (64 << 10) ? page_size : (64 << 10));
-    index_size = o->index_size;
-    if (!index_size) {
-        index_size = size / 16;
-        if (index_size < (4u << 20))
-            index_size = 4u << 20;
-        if (index_size > (1ull << 30))
-            index_size = 1ull << 30;
-    }
-    index_size = round_up(index_size, 64 << 10);
-    data_off = round_up(index_off + index_size, page_size);
-    if (data_off + page_size > size)
-        return mc_err(MC_EINVAL,
-                      "arena size %" PRIu64 " bytes leaves no room for model data after the "
-                      "%" PRIu64 "-byte index; give at least %" PRIu64 " bytes",
-                      size, index_size, data_off + (uint64_t)(16 << 20));
-
     snprintf(tmp, sizeof(tmp), "%s.tmp.%d", a->path, (int)getpid());
     unlink(tmp);
     a->fd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     if (a->fd < 0)
         return mc_err(mc_err_from_errno(errno), "creating arena %s: %s", tmp, strerror(errno));
-    if (fchmod(a->fd, o->mode ? o->mode : 0644) != 0 || ftruncate(a->fd, (off_t)size) != 0) {
+    if (fchmod(a->fd, o->mode ? o->mode : 0644) != 0 || ftruncate(a->fd, (off_t)l.size) != 0) {
         rc = mc_err(mc_err_from_errno(errno), "sizing arena %s to %" PRIu64 " bytes: %s", tmp,
-                    size, strerror(errno));
+                    l.size, strerror(errno));
         goto fail;
     }
     /* Commit every page now: no SIGBUS when tmpfs fills, no faults on loads. */
-    if (fallocate(a->fd, 0, 0, (off_t)size) != 0 && errno != EOPNOTSUPP) {
-        e = errno;
-        struct statfs sf;
-        unsigned long long avail = 0;
+    if (fallocate(a->fd, 0, 0, (off_t)l.size) != 0 && errno != EOPNOTSUPP) {
+        uint64_t avail = 0;
 
-        if (statfs(dir, &sf) == 0)
-            avail = (unsigned long long)sf.f_bavail * (unsigned long long)sf.f_bsize;
+        e = errno;
+        dir_free(l.dir, &avail);
         rc = mc_err(mc_err_from_errno(e),
-                    "committing %" PRIu64 " bytes for arena %s: %s (%llu bytes free in %s); "
-                    "choose a smaller --size or free memory",
-                    size, a->path, strerror(e), avail, dir);
+                    "committing %" PRIu64 " bytes for arena %s: %s (%" PRIu64
+                    " bytes free in %s); choose a smaller --size or free memory",
+                    l.size, a->path, strerror(e), avail, l.dir);
         goto fail;
     }
-    rc = map_at(a, base, size, true, true);
+    rc = map_at(a, l.base, l.size, true, true);
     if (rc)
         goto fail;
 
@@ -288,26 +338,26 @@ int mc_arena_create(const struct mc_arena_opts *o, struct mc_arena *a)
     memset(h, 0, MC_ARENA_HDR_SIZE);
     h->format = MC_ARENA_FORMAT;
     h->hdr_size = MC_ARENA_HDR_SIZE;
-    h->base = base;
-    h->size = size;
-    h->page_size = page_size;
-    h->backing = backing;
+    h->base = l.base;
+    h->size = l.size;
+    h->page_size = l.page_size;
+    h->backing = l.backing;
     h->state = MC_ARENA_INIT;
     h->created_ns = mc_wall_ns();
     if (getrandom(&h->hash_seed, sizeof(h->hash_seed), 0) != sizeof(h->hash_seed))
         h->hash_seed = h->created_ns ^ ((uint64_t)getpid() << 32);
-    h->index_off = index_off;
-    h->index_size = index_size;
-    h->data_off = data_off;
-    h->data_size = size - data_off;
+    h->index_off = l.index_off;
+    h->index_size = l.index_size;
+    h->data_off = l.data_off;
+    h->data_size = l.size - l.data_off;
     h->epoch = 1;
     h->fence = mc_fence_loader_supported() ? MC_FENCE_MEMBARRIER : MC_FENCE_XCHG;
     h->generation = 1;
-    snprintf(h->cache, sizeof(h->cache), "%s", cache);
-    snprintf(h->dir, sizeof(h->dir), "%s", dir);
-    mc_extent_init(a, &h->data_ext, data_off, h->data_size, page_size, MC_ARENA_HDR_SIZE,
+    snprintf(h->cache, sizeof(h->cache), "%s", l.cache);
+    snprintf(h->dir, sizeof(h->dir), "%s", l.dir);
+    mc_extent_init(a, &h->data_ext, l.data_off, h->data_size, l.page_size, MC_ARENA_HDR_SIZE,
                    MC_DATA_EXTENTS);
-    mc_extent_init(a, &h->index_ext, index_off, index_size, 4096,
+    mc_extent_init(a, &h->index_ext, l.index_off, l.index_size, 4096,
                    MC_ARENA_HDR_SIZE + MC_DATA_EXTENTS * sizeof(struct mc_extent_span),
                    MC_INDEX_EXTENTS);
     h->magic = MC_ARENA_MAGIC;

@@ -121,6 +121,14 @@ int mc_arena_path(const char *dir, const char *cache, char *buf, size_t len);
 int mc_arena_create(const struct mc_arena_opts *o, struct mc_arena *a);
 
 /*
+ * Would mc_arena_create(o) find its options sound and its directory with
+ * room for the arena (counting `reclaimable` bytes an old arena will free)?
+ * Creates nothing. 0, or the error mc_arena_create would meet (MC_EINVAL,
+ * MC_ENOSPC, ...), message set.
+ */
+int mc_arena_check(const struct mc_arena_opts *o, uint64_t reclaimable);
+
+/*
  * Open an existing arena. writable: the loader adopting it after a restart
  * (read-write); otherwise a worker (PROT_READ). Verifies magic,
  * format, size and base; maps at the stored base with MAP_FIXED_NOREPLACE.

@@ -670,25 +670,44 @@ static void test_restart_waits_for_pinned_reader(void **state)
     daemon_stop_clean();
 }
 
-/* A group that does not exist is refused before anything is created. */
-static void test_unknown_group_changes_nothing(void **state)
+/*
+ * Bad options are refused before anything is created: no store, no arena
+ * (whose memory would be committed first), no socket. Each error names the
+ * option or the value and says what is wrong.
+ */
+static void test_bad_options_change_nothing(void **state)
 {
-    static const char *const opts[] = {"--reader-group", "--admin-group"};
+    static const char *const no_group[2] = {"group", "\"mc-no-such-group\" does not exist"};
+    char longsock[420];
+    const struct {
+        const char *opt, *value;
+        int status;
+        const char *const *says;
+    } cases[] = {
+        {"--reader-group", "mc-no-such-group", 2, no_group},
+        {"--admin-group", "mc-no-such-group", 2, no_group},
+        {"--shm-dir", "/nonexistent-mc", 2,
+         (const char *const[]){"shm-dir \"/nonexistent-mc\"", "No such file"}},
+        {"--cache", "bad/name", 2, (const char *const[]){"cache name \"bad/name\"", "use letters"}},
+        {"--size", "1K", 2, (const char *const[]){"size", "give at least"}},
+        {"--size", "1000T", 1, (const char *const[]){"size", "does not fit"}},
+        {"--socket", longsock, 2, (const char *const[]){"socket path", "longer than 107 bytes"}},
+    };
     char store[400], arena[400], mcached[512];
     struct stat st;
 
     (void)state;
+    snprintf(longsock, sizeof(longsock), "%s/%0150d", D.root, 0);
     snprintf(mcached, sizeof(mcached), "%s", getenv("MC_MCACHED") ? getenv("MC_MCACHED")
                                                                     : "../loader/mcached");
     snprintf(store, sizeof(store), "%s/new-store", D.root);
     snprintf(arena, sizeof(arena), "%s/mcache.t", D.shm);
-    for (size_t i = 0; i < sizeof(opts) / sizeof(opts[0]); i++) {
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         const char *argv[] = {"mcached", "--store", store, "--shm-dir", D.shm, "--cache", "t",
-                              "--socket", D.sock, "--size", "64M", opts[i],
-                              "mc-no-such-group", NULL};
-        pid_t pid;
+                              "--socket", D.sock, "--size", "64M", cases[i].opt, cases[i].value,
+                              NULL};
+        pid_t pid = fork();
 
-        pid = fork();
         if (pid == 0) {
             int fd = open(D.log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
             dup2(fd, 2);
@@ -696,14 +715,19 @@ static void test_unknown_group_changes_nothing(void **state)
             _exit(127);
         }
         int status = wait_status(pid);
-        assert_true(WIFEXITED(status));
-        assert_int_equal(WEXITSTATUS(status), 2); /* a usage error */
-        assert_true(log_has(opts[i] + 2));             /* names the option, */
-        assert_true(log_has("\"mc-no-such-group\"")); /* the value */
-        assert_true(log_has("does not exist"));        /* and what is wrong */
-        assert_int_equal(stat(store, &st), -1);             /* no store made */
-        assert_int_equal(stat(arena, &st), -1);             /* no arena made */
-        assert_int_equal(stat(D.sock, &st), -1);            /* no socket left */
+        if (!WIFEXITED(status) || WEXITSTATUS(status) != cases[i].status ||
+            !log_has(cases[i].says[0]) || !log_has(cases[i].says[1])) {
+            char cmd[400];
+            snprintf(cmd, sizeof(cmd), "cat %s >&2", D.log);
+            if (system(cmd) != 0)
+                fprintf(stderr, "(no log)\n");
+            fail_msg("%s %s: status %d, want exit %d saying \"%s\" and \"%s\"", cases[i].opt,
+                     cases[i].value, status, cases[i].status, cases[i].says[0], cases[i].says[1]);
+        }
+        assert_int_equal(stat(store, &st), -1);    /* no store made */
+        assert_int_equal(stat(arena, &st), -1);    /* no arena made */
+        assert_int_equal(stat(D.sock, &st), -1);   /* no socket left */
+        assert_int_equal(stat(longsock, &st), -1);
     }
 }
 
@@ -1147,7 +1171,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_other_uid_cannot_change, setup, teardown),
         cmocka_unit_test_setup_teardown(test_arena_permissions_follow_reader_group, setup,
                                         teardown),
-        cmocka_unit_test_setup_teardown(test_unknown_group_changes_nothing, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bad_options_change_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_restart_waits_for_pinned_reader, setup, teardown),
         cmocka_unit_test_setup_teardown(test_blue_green_keeps_old_target, setup, teardown),
         cmocka_unit_test_setup_teardown(test_safetensors_tensors, setup, teardown),
