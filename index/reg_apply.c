@@ -891,7 +891,7 @@ int record_check_version(const struct reg_state *st, json_t *j)
     struct reg_ver *o;
     int rc = r.j ? vfields_read(&r, MC_EINVAL, &f) : mc_err(MC_ENOMEM, "out of memory");
 
-    if (rc == 0) {
+    if (rc == 0 && st) {
         m = state_model(st, f.name);
         mc_semver_parse(f.version, strlen(f.version), &sv);
         if (m && (o = model_version(m, &sv)) != NULL)

@@ -114,7 +114,8 @@ void state_sort(struct reg_state *st);
 int state_apply(void *st, const struct mc_jval *rec, bool snapshot, uint64_t gen);
 int state_apply_json(struct reg_state *st, json_t *rec, bool snapshot, uint64_t gen);
 int state_emit(void *st, mc_manifest_put_fn put, void *ctx);
-/* Validate a record as state_apply() would, without applying it (MC_EINVAL). */
+/* Validate a record as state_apply() would, without applying it (MC_EINVAL); st NULL:
+ * only what needs no state. */
 int record_check_version(const struct reg_state *st, json_t *rec);
 int record_check_change(struct reg_state *st, json_t *rec);
 /* Serialize the metadata of a version into a record (op "push" fields). */

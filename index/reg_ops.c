@@ -92,13 +92,62 @@ static int push_commit(struct mc_registry *r, json_t *rec, const char *name, con
     return rc;
 }
 
+/*
+ * The "push" record of name@version into *out, with o's flags and metadata
+ * and placeholders for what the copy finds (checked like the real thing).
+ * 0, or MC_EINVAL / MC_ENOMEM with *out NULL.
+ */
+static int push_record(uint32_t uid, const char *name, const char *version,
+                       const struct mc_push_opts *o, json_t **out)
+{
+    struct mc_semver sv;
+    json_t *rec;
+    int rc;
+
+    *out = NULL;
+    if (mc_name_check(name) != 0)
+        return MC_EINVAL;
+    if (mc_semver_parse(version, version ? strlen(version) : 0, &sv) != 0)
+        return mc_err_prefix(MC_EINVAL, "model \"%s\"", name);
+    rec = mc_manifest_record("push", uid);
+    if (rec == NULL || json_object_set_new(rec, "name", json_string(name)) ||
+        json_object_set_new(rec, "version", json_string(version))) {
+        json_decref(rec);
+        return oom();
+    }
+    json_object_set_new(rec, "size", json_integer(0));
+    json_object_set_new(rec, "format", json_string("other"));
+    json_object_set_new(rec, "checksum", json_string("xxh3-128:00000000000000000000000000000000"));
+    json_object_set_new(rec, "status", json_string("ready"));
+    json_object_set_new(rec, "preload", json_boolean(o->preload));
+    json_object_set_new(rec, "pinned", json_boolean(o->pinned));
+    rc = o->meta ? meta_to_json(o->meta, rec, false) : 0;
+    if (rc) {
+        json_decref(rec);
+        return rc;
+    }
+    *out = rec;
+    return 0;
+}
+
+int mc_registry_push_check(const char *name, const char *version, const struct mc_push_opts *o)
+{
+    static const struct mc_push_opts none;
+    json_t *rec;
+    int rc = push_record((uint32_t)geteuid(), name, version, o ? o : &none, &rec);
+
+    if (rc == 0)
+        rc = record_check_version(NULL, rec);
+    json_decref(rec);
+    return rc;
+}
+
 int mc_registry_push(struct mc_registry *r, const char *name, const char *version, const char *src,
                      const struct mc_push_opts *o, uint64_t *gen)
 {
     static const struct mc_push_opts none;
     char tmpname[128], checksum[48];
     enum mc_reg_format fmt;
-    struct mc_semver sv;
     uint64_t size;
     json_t *rec;
     int rc, tmpfd = -1;
@@ -107,23 +156,9 @@ int mc_registry_push(struct mc_registry *r, const char *name, const char *versio
         o = &none;
     if (r->flags & MC_REGISTRY_READONLY)
         return mc_err(MC_EPERM, "%s was opened read-only; nothing was pushed", r->dir);
-    if (mc_name_check(name) != 0)
-        return MC_EINVAL;
-    if (mc_semver_parse(version, version ? strlen(version) : 0, &sv) != 0)
-        return mc_err_prefix(MC_EINVAL, "model \"%s\"", name);
     if (src == NULL)
         return mc_err(MC_EINVAL, "no file given to push as %s@%s", name, version);
-    rec = version_record(r, "push", name, version);
-    if (rec == NULL)
-        return oom();
-    /* placeholders until the copy is done; checked like the real thing */
-    json_object_set_new(rec, "size", json_integer(0));
-    json_object_set_new(rec, "format", json_string("other"));
-    json_object_set_new(rec, "checksum", json_string("xxh3-128:00000000000000000000000000000000"));
-    json_object_set_new(rec, "status", json_string("ready"));
-    json_object_set_new(rec, "preload", json_boolean(o->preload));
-    json_object_set_new(rec, "pinned", json_boolean(o->pinned));
-    rc = o->meta ? meta_to_json(o->meta, rec, false) : 0;
+    rc = push_record(r->uid, name, version, o, &rec);
     /* fail before copying gigabytes if it can never be registered */
     if (rc == 0)
         rc = mc_registry_refresh(r, NULL);

@@ -272,6 +272,13 @@ int mc_registry_push(struct mc_registry *r, const char *name, const char *versio
                      const struct mc_push_opts *opts, uint64_t *gen);
 
 /*
+ * Check name, version and opts->meta as mc_registry_push() would, without a
+ * store (so that bad input can be refused before a store is created): 0 or
+ * MC_EINVAL with the same message. Whether the version exists is not checked.
+ */
+int mc_registry_push_check(const char *name, const char *version, const struct mc_push_opts *opts);
+
+/*
  * Merge meta into name@version: given strings replace (an empty string
  * clears), given params and tags are set (a NULL value removes the key),
  * given metrics are set (a NaN value removes the key).

@@ -179,6 +179,12 @@ static int run_push(struct cli *c, struct args *a)
     };
     po.preload = args_flag(a, "preload");
     po.pinned = args_flag(a, "pin");
+    /* Bad input changes nothing: refused before a missing store is created. */
+    rc = mc_registry_push_check(name, version, &po);
+    if (rc) {
+        rc = cli_error(rc);
+        goto out;
+    }
     if (stat(file, &st) != 0 || !S_ISREG(st.st_mode)) {
         rc = cli_error(mc_err(MC_ENOENT, "cannot push %s@%s: \"%s\" is not a readable file", name,
                               version, file));

@@ -97,6 +97,12 @@ class Push(Base):
         self.fails(EXIT_NOTFOUND, "push", "m", "1.0.0", os.path.join(self.root, "none"),
                    match=r'cannot push m@1\.0\.0: ".*/none" is not a readable file')
         self.fails(EXIT_NOTFOUND, "push", "m", "1.0.0", self.root, match="not a readable file")
+        self.fails(EXIT_USAGE, "push", "m", "1.0.0", f, "--parent", "notaref",
+                   match='the parent "notaref" is not NAME@VERSION')
+        self.fails(EXIT_USAGE, "push", "m", "1.0.0", f, "--desc", "x" * 5000,
+                   match="is 5000 bytes long; at most 4096")
+        # Bad input changes nothing: none of the above created the store.
+        self.assertFalse(os.path.exists(self.store), "a refused push created the store")
         self.ok("push", "m", "1.0.0", f)
         self.fails(EXIT_FAIL, "push", "m", "1.0.0+other", f, match="1.0.0")
         r = self.fails(EXIT_USAGE, "push", "m", "1.1.0", f, "--alias", "latest",
