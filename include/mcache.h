@@ -112,8 +112,10 @@ MC_API int mc_attach(const char *cache, mc_cache **out);
 MC_API int mc_attach_dir(const char *dir, const char *cache, mc_cache **out);
 
 /*
- * Detach. Models still held are released first (their pointers become
- * invalid). Safe on NULL.
+ * Detach. Models still held are released first: their pointers and handles
+ * become invalid (do not use or release them afterwards), except in a
+ * fork()ed child, where releasing an inherited model after detaching its
+ * cache stays the no-op it was. Safe on NULL.
  */
 MC_API void mc_detach(mc_cache *c);
 
@@ -140,7 +142,10 @@ MC_API int mc_get(mc_cache *c, const char *name, const char *ref, mc_model **out
 MC_API int mc_get_load(mc_cache *c, const char *name, const char *ref, int timeout_ms,
                        mc_model **out);
 
-/* Release a model from mc_get(). Cheap; no system call. Safe on NULL. */
+/*
+ * Release a model from mc_get(). Cheap; no system call. Safe on NULL; a
+ * second release of the same handle (before another mc_get()) is ignored.
+ */
 MC_API void mc_release(mc_model *m);
 
 /* Accessors. Pointers are valid until mc_release(m). */

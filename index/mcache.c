@@ -14,6 +14,7 @@
  */
 #include "mcache.h"
 
+#include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <unistd.h>
@@ -71,6 +72,7 @@ struct mc_cache {
 
 static pthread_mutex_t registry_mu = PTHREAD_MUTEX_INITIALIZER;
 static mc_cache *caches; /* attached caches, under registry_mu */
+static mc_cache *forked_detached; /* detached in a fork()ed child: kept for late releases */
 static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
 static pthread_key_t thread_key;
 static pthread_once_t thread_key_once = PTHREAD_ONCE_INIT;
@@ -447,13 +449,22 @@ void mc_detach(mc_cache *c)
             mc_slot_release(&c->readers, o->idx);
         free(o);
     }
-    for (size_t i = 0; i < c->nblocks; i++)
-        free(c->blocks[i]);
-    free(c->blocks);
+    if (c->forked) {
+        /* A fork()ed child may still release models the parent got after
+         * detaching (as the header advises): keep the cache and its handles,
+         * reachable, so that release stays the no-op it is in a child. */
+        c->next_cache = forked_detached;
+        forked_detached = c;
+    } else {
+        for (size_t i = 0; i < c->nblocks; i++)
+            free(c->blocks[i]);
+        free(c->blocks);
+    }
     pthread_mutex_unlock(&registry_mu);
     mc_readers_close(&c->readers);
     mc_arena_close(&c->arena);
-    free(c);
+    if (!c->forked)
+        free(c);
 }
 
 /* ---- the warm path ---- */
@@ -544,7 +555,9 @@ int mc_get_load(mc_cache *c, const char *name, const char *ref, int timeout_ms, 
     if (rc)
         return rc;
     /* The daemon enforces the timeout; give the socket a little longer. */
-    rc = mc_ctl_call(fd, "load", 3, args, timeout_ms < 0 ? -1 : timeout_ms + 2000, &status, &body);
+    rc = mc_ctl_call(fd, "load", 3, args,
+                     timeout_ms < 0 || timeout_ms > INT_MAX - 2000 ? -1 : timeout_ms + 2000,
+                     &status, &body);
     close(fd);
     if (rc)
         return rc;
@@ -561,7 +574,10 @@ void mc_release(mc_model *m)
 {
     struct tslot *ts = tls_head;
 
-    if (!m)
+    /* rec is NULL once released: a second release of the same handle is
+     * ignored (it used to put the handle on the free list twice, so later
+     * gets on this thread shared one handle). */
+    if (!m || !m->rec)
         return;
     if (__builtin_expect(m->cache->forked, 0))
         return; /* a fork()ed child: the hold is the parent's to drop */
@@ -653,8 +669,11 @@ size_t mc_model_tensor_count(const mc_model *m)
 
 int mc_model_tensor_at(const mc_model *m, size_t i, struct mc_tensor *out)
 {
-    const struct mc_tensor_table *t = tensor_table(m);
+    const struct mc_tensor_table *t;
 
+    if (!m || !m->rec || !out)
+        return mc_err(MC_EINVAL, "mc_model_tensor_at: %s", !out ? "out is NULL" : "no model held");
+    t = tensor_table(m);
     if (!t || i >= t->count)
         return mc_err(MC_ENOENT, "%s@%s has %zu tensors; there is no tensor %zu",
                       mc_model_name(m), mc_model_version(m), t ? (size_t)t->count : 0, i);
@@ -664,9 +683,14 @@ int mc_model_tensor_at(const mc_model *m, size_t i, struct mc_tensor *out)
 
 int mc_model_tensor_find(const mc_model *m, const char *name, struct mc_tensor *out)
 {
-    const struct mc_tensor_table *t = tensor_table(m);
-    const struct mc_tensor_entry *e = t ? mc_tensor_table_find(t, name) : NULL;
+    const struct mc_tensor_table *t;
+    const struct mc_tensor_entry *e;
 
+    if (!m || !m->rec || !name || !out)
+        return mc_err(MC_EINVAL, "mc_model_tensor_find: %s",
+                      !name ? "name is NULL" : !out ? "out is NULL" : "no model held");
+    t = tensor_table(m);
+    e = t ? mc_tensor_table_find(t, name) : NULL;
     if (!e)
         return mc_err(MC_ENOENT, "%s@%s has no tensor \"%s\"%s", mc_model_name(m),
                       mc_model_version(m), name, t ? "" : " (it is not a safetensors model)");

@@ -277,6 +277,9 @@ static int cmd_fork(char **av)
         /* ... releasing the parent's model leaves the parent's hold alone ... */
         mc_release(m);
         mc_detach(c);
+        /* ... also after detaching (the header's advice: detach, then attach
+         * again; the inherited handle must not touch freed memory) ... */
+        mc_release(m);
         /* ... and a fresh attach works. */
         uint64_t rnd = 1;
         if (mc_attach_dir(av[2], av[3], &c2) || mc_get(c2, av[4], av[5], &m2) ||
@@ -314,8 +317,18 @@ static int cmd_fork(char **av)
         printf("BAD after fork\n");
         return 1;
     }
-    printf("ok\n");
+    /* A second release of the same handle is ignored: later gets on this
+     * thread still get handles of their own, each holding its model. */
+    mc_model *a, *b;
     mc_release(m);
+    mc_release(m);
+    if (mc_get(c, av[4], av[5], &a) || mc_get(c, av[4], av[5], &b) || a == b) {
+        printf("after a double release two gets share handle %p\n", (void *)a);
+        return 1;
+    }
+    mc_release(a);
+    mc_release(b);
+    printf("ok\n");
     mc_detach(c);
     return 0;
 }
