@@ -43,6 +43,7 @@ THREADS AND PROCESSES
 import collections
 import ctypes
 import json
+import math
 import os
 import sys
 import threading
@@ -70,11 +71,14 @@ loader_pid, format."""
 def _b(s, what):
     if s is None:
         return None
-    if isinstance(s, bytes):
-        return s
-    if not isinstance(s, str):
+    if not isinstance(s, (bytes, str)):
         raise TypeError("mcache: %s must be a str, not %s" % (what, type(s).__name__))
-    return s.encode("utf-8")
+    b = s if isinstance(s, bytes) else s.encode("utf-8")
+    if b"\0" in b:
+        # C would stop at the NUL and answer for a shorter name
+        raise ValueError("mcache: %s %r contains a NUL character at %d; remove it"
+                         % (what, s, b.index(b"\0")))
+    return b
 
 
 def _s(b):
@@ -210,10 +214,12 @@ class Cache(_With):
         h = ctypes.c_void_p()
         bname, bref = _b(name, "name"), _b(ref, "ref")
         if load:
-            if timeout is None:
+            if timeout is None or timeout == math.inf:
                 ms = -1
-            elif timeout < 0:
-                raise ValueError("mcache: timeout must be >= 0 seconds or None, not %r" % timeout)
+            elif (not isinstance(timeout, (int, float)) or isinstance(timeout, bool)
+                  or math.isnan(timeout) or timeout < 0):
+                raise ValueError("mcache: timeout must be a number of seconds >= 0 or None, "
+                                 "not %r" % (timeout,))
             else:
                 ms = min(int(timeout * 1000 + 0.5), 2**31 - 1)
             rc = self._lib.mc_get_load(att.handle, bname, bref, ms, ctypes.byref(h))
@@ -291,6 +297,10 @@ class Model(_With):
         self._h = None
         self._tensors = None
         self._view = None  # may be the exporter's last reference: mc_release now
+        # A released handle must not keep the attachment alive: after a rebuild
+        # of the arena, attach() would stay stale until this object died.
+        # (Buffers still alive keep it through their hold's finalizer.)
+        self._att = None
 
     _end = release
 

@@ -424,10 +424,40 @@ class TestErrors(Base):
         self.assertIn("m@2.0.0", str(cm.exception))
         with self.cache.get("m", "2.0.0", load=True, timeout=20) as m:
             self.assertEqual(m.version, "2.0.0")
-        with self.assertRaises(ValueError):
-            self.cache.get("m", "2.0.0", load=True, timeout=-1)
+        for bad in (-1, float("nan"), "5", True):
+            with self.assertRaises(ValueError) as cm:
+                self.cache.get("m", "2.0.0", load=True, timeout=bad)
+            self.assertIn("timeout must be a number of seconds", str(cm.exception))
         with self.assertRaises(TypeError):
             self.cache.get(3, "2.0.0")
+
+    def test_a_nul_character_is_refused_not_cut_short(self):
+        # C stops at a NUL: "m\0x" would have been answered as "m"
+        for name, ref in (("m\0evil", "1.0.0"), ("m", "1.0.0\0 || ^2"), (b"m\0", None)):
+            with self.assertRaises(ValueError) as cm:
+                self.cache.get(name, ref)
+            self.assertIn("NUL character", str(cm.exception))
+        with self.assertRaises(ValueError):
+            mcache.attach("t\0x", self.d.shm)
+
+    def test_a_released_model_does_not_keep_the_attachment(self):
+        # After an arena rebuild the advice is: release, close, attach again;
+        # a released Model object still around must not keep the old one.
+        code = textwrap.dedent("""
+            import gc, weakref, mcache
+            c = mcache.attach()
+            m = c.get("m", "1.0.0")
+            att = weakref.ref(c._att)
+            m.release()
+            c.close()
+            del c
+            gc.collect()
+            print("attachment", "kept" if att() is not None else "gone", m.released)
+        """)
+        r = subprocess.run([PY, "-c", code], env=self.d.env(), stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, text=True, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stdout)
+        self.assertIn("attachment gone True", r.stdout)
 
     def test_a_bad_file_fails_to_load_with_the_reason(self):
         with self.assertRaises(mcache.Error) as cm:
