@@ -228,7 +228,15 @@ static void load_failed(struct daemon *d, struct dver *v, int code, const char *
     if (put_record(d, v, MC_STATE_FAILED) != 0)
         log_warn("cannot mark %s@%s failed in the arena: %s", v->name, v->version,
                  mc_last_error());
-    daemon_wake(d, v, code, v->error);
+    /* Waiters get the model named, and MC_EFAILED where the artifact is at
+     * fault (MC_EINVAL would blame their request); no room, no memory and
+     * a checksum mismatch keep their own codes. */
+    {
+        char msg[sizeof(v->error) + 300];
+
+        snprintf(msg, sizeof(msg), "%s@%s failed to load: %s", v->name, v->version, v->error);
+        daemon_wake(d, v, code == MC_EINVAL ? MC_EFAILED : code, msg);
+    }
 }
 
 struct targets {

@@ -827,7 +827,8 @@ static void test_safetensors_tensors(void **state)
     assert_int_equal(reader(out, sizeof(out), "tensor", "st", "1.0.0", "nope"), 3);
     assert_non_null(strstr(out, "no tensor \"nope\""));
     /* A header that does not add up is refused at load, naming the tensor. */
-    assert_int_equal(ctl(&body, "load", 2, "bad", "1.0.0"), MC_EINVAL);
+    assert_int_equal(ctl(&body, "load", 2, "bad", "1.0.0"), MC_EFAILED); /* the file's fault */
+    assert_non_null(strstr(body, "bad@1.0.0 failed to load: "));
     assert_non_null(strstr(body, "tensor \"b\" has 4 elements of F32 (16 bytes) but spans 12"));
     free(body);
     assert_string_equal(model_state("bad", "1.0.0"), "failed");

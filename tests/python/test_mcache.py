@@ -460,8 +460,9 @@ class TestErrors(Base):
         self.assertIn("attachment gone True", r.stdout)
 
     def test_a_bad_file_fails_to_load_with_the_reason(self):
-        with self.assertRaises(mcache.Error) as cm:
+        with self.assertRaises(mcache.LoadFailedError) as cm:
             self.cache.get("bad", "1.0.0", load=True, timeout=20)
+        self.assertIn('bad@1.0.0 failed to load: ', str(cm.exception))
         self.assertIn('tensor "w"', str(cm.exception))
         with self.assertRaises(mcache.LoadFailedError) as cm:
             self.cache.get("bad", "1.0.0")
