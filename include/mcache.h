@@ -126,9 +126,11 @@ MC_API void mc_detach(mc_cache *c);
  * or a range ("^1.2", "~1.2.3", ">=1.0.0 <2.0.0", "1.x", "^1 || ^2").
  * NULL means "latest".
  *
- * Returns MC_ENOENT if nothing registered matches, MC_ENOTRESIDENT if the
- * matching version is registered but not loaded, MC_EFAILED if its last
- * load failed.
+ * Returns MC_ENOENT if nothing registered matches (an alias the model does
+ * not have included), MC_EINVAL if `ref` is none of these forms (empty, or
+ * a malformed range: the message gives the parser's reason),
+ * MC_ENOTRESIDENT if the matching version is registered but not loaded,
+ * MC_EFAILED if its last load failed.
  */
 MC_API int mc_get(mc_cache *c, const char *name, const char *ref, mc_model **out);
 

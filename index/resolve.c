@@ -40,13 +40,20 @@ static int resolve_list(struct mc_table *t, uint64_t seed, const char *name, siz
         size_t need = mc_range_buf_size(strlen(ref));
         void *mem = need <= sizeof(buf) ? (void *)buf : (heap = malloc(need));
 
-        rc = mem ? mc_range_parse_buf(ref, mem, need, &range) : MC_ENOMEM;
+        /* "" would parse as the range "*": refused, as mcached and the CLI do */
+        rc = !*ref ? MC_EINVAL : mem ? mc_range_parse_buf(ref, mem, need, &range) : MC_ENOMEM;
         if (rc) {
             free(heap);
-            return mc_err(MC_ENOENT,
-                          "\"%s\" is not a version, alias or range of model \"%.*s\" (a "
-                          "reference is 1.2.3, an alias, latest, or a range like ^1.2)",
-                          ref, (int)nlen, name);
+            if (rc == MC_ENOMEM)
+                return mc_err(MC_ENOMEM, "out of memory");
+            /* Not a range: an alias that does not exist (ENOENT), or no
+             * reference at all (EINVAL, with the parser's reason). */
+            rc = mc_ref_classify(ref);
+            if (rc == MC_REF_ALIAS)
+                return mc_err(MC_ENOENT, "model \"%.*s\" has no alias \"%s\"", (int)nlen, name,
+                              ref); /* an alias is at most 64 bytes */
+            return rc < 0 ? rc : mc_err(MC_EINVAL, "reference \"%.80s%s\" is not valid", ref,
+                                        strlen(ref) > 80 ? "..." : "");
         }
     }
     const struct mc_verlist *vl = (const struct mc_verlist *)(uintptr_t)__atomic_load_n(
@@ -68,7 +75,8 @@ static int resolve_list(struct mc_table *t, uint64_t seed, const char *name, siz
         return mc_err(MC_ENOENT, "model \"%.*s\" has no release version (only prereleases); "
                                  "ask for one by version",
                       (int)nlen, name);
-    return mc_err(MC_ENOENT, "no version of model \"%.*s\" matches \"%s\"", (int)nlen, name, ref);
+    return mc_err(MC_ENOENT, "no version of model \"%.*s\" matches \"%.80s%s\"", (int)nlen, name,
+                  ref, strlen(ref) > 80 ? "..." : "");
 }
 
 int mc_resolve(struct mc_table *t, uint64_t seed, const char *name, const char *ref,

@@ -82,7 +82,16 @@ static void test_publish_lookup(void **state)
     assert_non_null(strstr(mc_last_error(), "nosuch"));
     assert_int_equal(mc_resolve(T.w.t, T.a.hdr->hash_seed, "resnet", "2.0.0", &v), MC_ENOENT);
     assert_non_null(strstr(mc_last_error(), "2.0.0"));
-    assert_int_equal(mc_resolve(T.w.t, T.a.hdr->hash_seed, "resnet", "no way!", &v), MC_ENOENT);
+    /* A reference that is none (malformed, or empty) is bad input, with the
+     * reason; an alias that could exist but does not is not found. */
+    assert_int_equal(mc_resolve(T.w.t, T.a.hdr->hash_seed, "resnet", "no way!", &v), MC_EINVAL);
+    assert_non_null(strstr(mc_last_error(), "as a range"));
+    assert_int_equal(mc_resolve(T.w.t, T.a.hdr->hash_seed, "resnet", ">=", &v), MC_EINVAL);
+    assert_int_equal(mc_resolve(T.w.t, T.a.hdr->hash_seed, "resnet", "", &v), MC_EINVAL);
+    assert_non_null(strstr(mc_last_error(), "the reference is empty"));
+    assert_int_equal(mc_resolve(T.w.t, T.a.hdr->hash_seed, "resnet", "Production", &v),
+                     MC_ENOENT);
+    assert_non_null(strstr(mc_last_error(), "model \"resnet\" has no alias \"Production\""));
     assert_int_equal(mc_table_check(&T.w), 0);
 }
 
