@@ -419,7 +419,8 @@ int mc_arena_open(const char *dir, const char *cache, bool writable, struct mc_a
     rc = mc_arena_path(dir, cache, a->path, sizeof(a->path));
     if (rc)
         return rc;
-    a->fd = open(a->path, (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC);
+    /* O_NONBLOCK: a FIFO put at the path must not hang the open. */
+    a->fd = open(a->path, (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC | O_NONBLOCK);
     if (a->fd < 0) {
         int e = errno;
         if (e == ENOENT)
@@ -427,6 +428,10 @@ int mc_arena_open(const char *dir, const char *cache, bool writable, struct mc_a
                           "no arena for cache \"%s\" at %s; is mcached running with --cache %s?",
                           cache ? cache : "default", a->path, cache ? cache : "default");
         return mc_err(mc_err_from_errno(e), "opening arena %s: %s", a->path, strerror(e));
+    }
+    if (fstat(a->fd, &st) == 0 && !S_ISREG(st.st_mode)) {
+        rc = mc_err(MC_EBADARENA, "%s is not a regular file, so not an mcache arena", a->path);
+        goto fail;
     }
     n = pread(a->fd, &h, sizeof(h), 0);
     if (fstat(a->fd, &st) != 0 || n < 0) {
@@ -478,7 +483,7 @@ int mc_arena_retire(const char *dir, const char *cache)
 
     if (rc)
         return rc;
-    fd = open(path, O_RDWR | O_CLOEXEC);
+    fd = open(path, O_RDWR | O_CLOEXEC | O_NONBLOCK);
     if (fd >= 0) {
         if (pread(fd, &magic, sizeof(magic), 0) == (ssize_t)sizeof(magic) &&
             magic == MC_ARENA_MAGIC)

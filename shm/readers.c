@@ -124,7 +124,7 @@ int mc_readers_open(const char *dir, const char *cache, uint64_t arena_created_n
     rc = readers_path(dir, cache, path, sizeof(path));
     if (rc)
         return rc;
-    r->fd = open(path, O_RDWR | O_CLOEXEC);
+    r->fd = open(path, O_RDWR | O_CLOEXEC | O_NONBLOCK); /* a FIFO must not hang it */
     if (r->fd < 0) {
         int e = errno;
         if (e == EACCES)
@@ -134,8 +134,9 @@ int mc_readers_open(const char *dir, const char *cache, uint64_t arena_created_n
                           path, (int)getuid());
         return mc_err(mc_err_from_errno(e), "opening reader table %s: %s", path, strerror(e));
     }
-    if (pread(r->fd, &h, sizeof(h), 0) != (ssize_t)sizeof(h) || fstat(r->fd, &st) != 0) {
-        rc = mc_err(MC_EBADARENA, "reader table %s is too short", path);
+    if (fstat(r->fd, &st) != 0 || !S_ISREG(st.st_mode) ||
+        pread(r->fd, &h, sizeof(h), 0) != (ssize_t)sizeof(h)) {
+        rc = mc_err(MC_EBADARENA, "reader table %s is too short or not a regular file", path);
         goto fail;
     }
     if (h.magic != MC_READERS_MAGIC || h.format != MC_ARENA_FORMAT || h.nslots == 0 ||

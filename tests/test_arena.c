@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -68,6 +69,18 @@ static void test_missing(void **state)
     assert_non_null(strstr(mc_last_error(), "mcached"));
     assert_int_equal(mc_attach_dir(dir, "bad/name", &c), MC_EINVAL);
     assert_non_null(strstr(mc_last_error(), "bad/name"));
+    /* Something else at the arena's path is refused at once: a FIFO used to
+     * hang the open forever, a directory is no arena either. */
+    char p[512];
+    snprintf(p, sizeof(p), "%s/mcache.fifo", dir);
+    assert_int_equal(mkfifo(p, 0644), 0);
+    assert_int_equal(mc_attach_dir(dir, "fifo", &c), MC_EBADARENA);
+    assert_non_null(strstr(mc_last_error(), "not a regular file"));
+    unlink(p);
+    snprintf(p, sizeof(p), "%s/mcache.dir", dir);
+    assert_int_equal(mkdir(p, 0755), 0);
+    assert_true(mc_attach_dir(dir, "dir", &c) < 0);
+    rmdir(p);
     tdir_remove(dir);
 }
 
