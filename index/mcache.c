@@ -392,6 +392,25 @@ int mc_attach_dir(const char *dir, const char *cache, mc_cache **out)
         dir = getenv("MCACHE_SHM_DIR");
     if (!dir || !*dir)
         dir = MC_DEFAULT_SHM_DIR;
+    {
+        /* The same arena twice in one process cannot be: both would need
+         * its fixed address (the mapping error would blame --base). */
+        char path[sizeof(c->arena.path)];
+        bool attached = false;
+
+        rc = mc_arena_path(dir, cache, path, sizeof(path));
+        if (rc)
+            return rc;
+        pthread_mutex_lock(&registry_mu);
+        for (mc_cache *o = caches; o && !attached; o = o->next_cache)
+            attached = !o->forked && strcmp(o->arena.path, path) == 0;
+        pthread_mutex_unlock(&registry_mu);
+        if (attached)
+            return mc_err(MC_EBUSY,
+                          "cache \"%s\" (%s) is already attached in this process; use that "
+                          "mc_cache from every thread (it is thread-safe), or mc_detach() it first",
+                          cache, path);
+    }
     c = calloc(1, sizeof(*c));
     if (!c)
         return mc_err(MC_ENOMEM, "mc_attach: out of memory");

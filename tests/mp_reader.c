@@ -268,6 +268,13 @@ static int cmd_fork(char **av)
         fprintf(stderr, "mp_reader: %s\n", mc_last_error());
         return 2;
     }
+    /* The same cache twice in one process: refused, saying why (not --base). */
+    mc_cache *again;
+    if (mc_attach_dir(av[2], av[3], &again) != MC_EBUSY ||
+        !strstr(mc_last_error(), "already attached in this process")) {
+        printf("a second attach: %s\n", mc_last_error());
+        return 1;
+    }
     pid = fork();
     if (pid == 0) {
         mc_cache *c2;
