@@ -283,10 +283,12 @@ void mc_io_start(struct mc_io *io, struct mc_coldload *l)
         goto out;
     }
     l->direct = io->direct_io;
-    l->fd = open(l->path, O_RDONLY | (l->direct ? O_DIRECT : 0) | O_CLOEXEC);
+    /* O_NONBLOCK: a FIFO put in the store must not block the event loop in
+     * open() (it froze the daemon); it has no effect on regular files. */
+    l->fd = open(l->path, O_RDONLY | (l->direct ? O_DIRECT : 0) | O_CLOEXEC | O_NONBLOCK);
     if (l->fd < 0 && l->direct && errno == EINVAL) {
         l->direct = false;
-        l->fd = open(l->path, O_RDONLY | O_CLOEXEC);
+        l->fd = open(l->path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
         if (!io->noted_buffered) {
             log_info("the store's file system does not support O_DIRECT: reading %s and "
                      "others through the page cache",
@@ -298,6 +300,16 @@ void mc_io_start(struct mc_io *io, struct mc_coldload *l)
         load_fail(l, mc_err_from_errno(errno), "opening %s: %s", l->path, strerror(errno));
         goto out;
     }
+    if (fstat(l->fd, &st) == 0 && !S_ISREG(st.st_mode)) {
+        load_fail(l, MC_ECORRUPT,
+                  "%s is not a regular file; the store was changed behind mcache's back "
+                  "(`mcache fsck` finds such damage)",
+                  l->path);
+        goto out;
+    }
+    /* A regular file: back to blocking, or io_uring answers EAGAIN instead
+     * of waiting for the device. */
+    fcntl(l->fd, F_SETFL, fcntl(l->fd, F_GETFL) & ~O_NONBLOCK);
     if (fstat(l->fd, &st) != 0 || (uint64_t)st.st_size != l->size) {
         load_fail(l, MC_ECORRUPT,
                   "%s is %lld bytes but the registry says %llu; the store was changed behind "
@@ -364,7 +376,7 @@ static int read_sync(struct mc_coldload *l, int fd, uint64_t off, uint64_t len, 
 /* Finish a short read's remainder without O_DIRECT alignment rules. */
 static void read_rest_buffered(struct mc_coldload *l, uint64_t off, uint64_t len)
 {
-    int fd = open(l->path, O_RDONLY | O_CLOEXEC);
+    int fd = open(l->path, O_RDONLY | O_CLOEXEC); /* checked a regular file at start */
 
     if (fd < 0) {
         load_fail(l, MC_EIO, "reopening %s: %s", l->path, strerror(errno));

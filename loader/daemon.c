@@ -267,29 +267,57 @@ static int target_visit(void *arg, struct mc_rec *r)
  * the registry, not the current target of an alias in the arena (during a
  * blue-green switch that is the old version, still serving), not held.
  */
-static struct dver *lru_victim(struct daemon *d, const struct dver *exclude)
+/* Is v's record the target of an alias in the arena (t from target_visit)? */
+static bool in_targets(struct daemon *d, const struct targets *t, const struct dver *v)
 {
+    uint64_t addr = (uint64_t)(uintptr_t)mc_arena_ptr(&d->own.a, v->rec_off);
+
+    for (size_t k = 0; k < t->n; k++)
+        if (t->v[k] == addr)
+            return true;
+    return false;
+}
+
+bool daemon_arena_target(struct daemon *d, const struct dver *v)
+{
+    struct targets t = {0};
+    bool target = v->st == D_READY &&
+                  (mc_table_foreach(&d->own.w, target_visit, &t) != 0 || in_targets(d, &t, v));
+
+    free(t.v);
+    return target;
+}
+
+/*
+ * The least recently used model that may go: resident, neither pinned nor
+ * aliased in the registry, not the target of an alias in the arena (during
+ * a blue-green switch the arena alias still serves the old version), and
+ * held by no reader. *evictable (may be NULL) gets the bytes of all such.
+ */
+static struct dver *lru_victim(struct daemon *d, const struct dver *exclude, uint64_t *evictable)
+{
+    struct mc_extents *e = &d->own.a.hdr->data_ext;
     struct targets t = {0};
     struct dver *best = NULL;
 
+    if (evictable)
+        *evictable = 0;
     if (mc_reclaim_scan(&d->own.rc) != 0 || mc_table_foreach(&d->own.w, target_visit, &t) != 0) {
         free(t.v);
         return NULL; /* cannot tell who needs what: evict nothing */
     }
     for (size_t i = 0; i < d->htcap; i++)
         for (struct dver *v = d->ht[i]; v; v = v->next) {
-            uint64_t addr = (uint64_t)(uintptr_t)mc_arena_ptr(&d->own.a, v->rec_off);
-            bool target = false;
-
             if (v == exclude || v->st != D_READY || v->pinned || v->aliased)
                 continue;
-            if (best && v->last_used_ns >= best->last_used_ns)
+            if (!evictable && best && v->last_used_ns >= best->last_used_ns)
                 continue;
-            for (size_t k = 0; k < t.n && !target; k++)
-                target = t.v[k] == addr;
-            if (target || mc_reclaim_is_held(&d->own.rc, v->rec_off))
+            if (in_targets(d, &t, v) || mc_reclaim_is_held(&d->own.rc, v->rec_off))
                 continue;
-            best = v;
+            if (evictable)
+                *evictable += mc_extent_round(e, v->size);
+            if (!best || v->last_used_ns < best->last_used_ns)
+                best = v;
         }
     free(t.v);
     return best;
@@ -319,9 +347,16 @@ static uint64_t pending_data(struct daemon *d)
 static int make_room(struct daemon *d, struct dver *v, uint64_t *off)
 {
     struct mc_extents *e = &d->own.a.hdr->data_ext;
-    uint64_t align = d->own.a.hdr->page_size;
+    uint64_t align = d->own.a.hdr->page_size, need = mc_extent_round(e, v->size), evictable = 0;
+    bool checked = false;
     int rc;
 
+    if (need > e->region_size)
+        return mc_err(MC_ENOSPC,
+                      "%s@%s (%llu bytes) is larger than the arena's whole data region (%llu "
+                      "bytes); restart mcached with a larger --size (--recreate)",
+                      v->name, v->version, (unsigned long long)v->size,
+                      (unsigned long long)e->region_size);
     for (;;) {
         rc = mc_extent_alloc(&d->own.a, e, v->size, align, off);
         if (rc != MC_ENOSPC)
@@ -329,21 +364,28 @@ static int make_room(struct daemon *d, struct dver *v, uint64_t *off)
         /* Something retired may be free now. */
         if (mc_reclaim_poll(&d->own.rc) > 0)
             continue;
-        struct dver *victim = lru_victim(d, v);
+        uint64_t free_bytes = e->region_size - e->used, pending = pending_data(d);
+        struct dver *victim = lru_victim(d, v, checked ? NULL : &evictable);
+        /* Evict nothing when evicting everything allowed could not make room. */
+        if (victim && !checked && free_bytes + pending + evictable < need)
+            victim = NULL;
+        checked = true;
         if (!victim) {
-            uint64_t free_bytes = e->region_size - e->used, pending = pending_data(d);
-
-            if (free_bytes + pending >= mc_extent_round(e, v->size))
+            /* Wait only for bytes readers will give back; else nothing changes
+             * until an operator acts (a fragmented arena included). */
+            if (pending && free_bytes + pending >= need)
                 return MC_EBUSY;
+            lru_victim(d, v, &evictable); /* for the message: what may go now */
             return mc_err(MC_ENOSPC,
                           "no room for %s@%s (%llu bytes): the arena has %llu of %llu bytes "
                           "free (largest free extent %llu, %llu more waiting for readers to "
-                          "let go), and every resident model is aliased, pinned, held by a "
-                          "worker or loading; evict or unpin something, or restart mcached "
-                          "with a larger --size",
+                          "let go), and the models that may be evicted hold %llu (the rest are "
+                          "aliased, pinned, held by a worker or loading); evict or unpin "
+                          "something, or restart mcached with a larger --size",
                           v->name, v->version, (unsigned long long)v->size,
                           (unsigned long long)free_bytes, (unsigned long long)e->region_size,
-                          (unsigned long long)e->largest_free, (unsigned long long)pending);
+                          (unsigned long long)e->largest_free, (unsigned long long)pending,
+                          (unsigned long long)evictable);
         }
         rc = daemon_evict(d, victim);
         if (rc)

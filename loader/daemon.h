@@ -119,6 +119,8 @@ void daemon_want_load(struct daemon *d, struct dver *v);
 
 /* Evict a resident version (refused if pinned or loading). */
 int daemon_evict(struct daemon *d, struct dver *v);
+/* Does an alias in the arena still point at v (a blue-green switch in progress)? */
+bool daemon_arena_target(struct daemon *d, const struct dver *v);
 
 /* Record a failure for status. */
 void daemon_failure(struct daemon *d, const char *what, const char *why);

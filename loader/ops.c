@@ -136,6 +136,15 @@ static void op_evict(struct daemon *d, struct mc_conn *c, const struct mc_reques
         reply_err(d, c, MC_EBUSY, msg);
         return;
     }
+    if (daemon_arena_target(d, v)) {
+        char msg[600];
+        snprintf(msg, sizeof(msg),
+                 "%s@%s still serves an alias while the version it moved to loads; evict it "
+                 "once the switch is done",
+                 v->name, v->version);
+        reply_err(d, c, MC_EBUSY, msg);
+        return;
+    }
     if (daemon_evict(d, v) != 0) {
         reply_err(d, c, v->st == D_READY ? MC_EBUSY : MC_ENOTRESIDENT, mc_last_error());
         return;

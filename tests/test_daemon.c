@@ -781,6 +781,82 @@ static void test_blue_green_keeps_old_target(void **state)
     daemon_stop_clean();
 }
 
+/* Replace name@version's artifact in the store (made writable first). */
+static void artifact_path(const char *name, const char *version, char *path, size_t len)
+{
+    snprintf(path, len, "%s/models/%s/%s/artifact", D.store, name, version);
+}
+
+/*
+ * While the version an alias moved to cannot load, the arena alias keeps
+ * serving the old one: an operator's evict of the old one is refused (it
+ * used to succeed, leaving workers of the alias with nothing to serve).
+ */
+static void test_evict_refused_while_alias_serves_old(void **state)
+{
+    const uint64_t MB = 1u << 20;
+    char path[600], out[256], *body = NULL;
+    FILE *f;
+
+    (void)state;
+    push("A", "1.0.0", MB, 1);
+    push("A", "2.0.0", MB, 2);
+    assert_int_equal(mc_registry_alias_set(D.reg, "A", "prod", "1.0.0", NULL), 0);
+    daemon_start_args(NULL);
+    assert_int_equal(ctl(NULL, "load", 2, "A", "prod"), 0);
+    artifact_path("A", "2.0.0", path, sizeof(path));
+    chmod(path, 0644);
+    f = fopen(path, "r+");
+    assert_non_null(f);
+    fseek(f, 4096, SEEK_SET);
+    fputc(0x5a ^ fgetc(f), f); /* a bit flip: A@2 can never verify */
+    fclose(f);
+    assert_int_equal(mc_registry_alias_set(D.reg, "A", "prod", "2.0.0", NULL), 0);
+    for (int i = 0; i < 500 && strcmp(model_state("A", "2.0.0"), "failed"); i++)
+        sleep_ms(10);
+    assert_string_equal(model_state("A", "2.0.0"), "failed");
+    assert_int_equal(reader(out, sizeof(out), "verify", "A", "prod", NULL), 0);
+    assert_string_equal(out, "ok 1.0.0 1048576\n"); /* the old one still serves */
+    assert_int_equal(ctl(&body, "evict", 2, "A", "1.0.0"), MC_EBUSY);
+    assert_non_null(strstr(body, "still serves an alias"));
+    free(body);
+    assert_string_equal(model_state("A", "1.0.0"), "resident");
+    assert_int_equal(reader(out, sizeof(out), "verify", "A", "prod", NULL), 0);
+    daemon_stop_clean();
+}
+
+/*
+ * Refused without side effects: an artifact replaced by a FIFO (opening it
+ * froze the daemon), and a model larger than the whole arena (it evicted
+ * every model it could, then failed).
+ */
+static void test_unloadable_refused_at_once(void **state)
+{
+    const char *small[] = {"--size", "64M", "--index-size", "4M", NULL};
+    const uint64_t MB = 1u << 20;
+    char path[600], *body = NULL;
+
+    (void)state;
+    push("F", "1.0.0", MB, 5);
+    push("S", "1.0.0", 8 * MB, 6);
+    push("huge", "1.0.0", 80 * MB, 7);
+    daemon_start_args(small);
+    assert_int_equal(ctl(NULL, "load", 2, "S", "1.0.0"), 0);
+    artifact_path("F", "1.0.0", path, sizeof(path));
+    chmod(path, 0644);
+    assert_int_equal(unlink(path), 0);
+    assert_int_equal(mkfifo(path, 0644), 0);
+    assert_int_equal(ctl(&body, "load", 3, "F", "1.0.0", "10000"), MC_ECORRUPT);
+    assert_non_null(strstr(body, "not a regular file"));
+    free(body);
+    assert_int_equal(ctl(NULL, "ping", 0), 0); /* still serving */
+    assert_int_equal(ctl(&body, "load", 3, "huge", "1.0.0", "10000"), MC_ENOSPC);
+    assert_non_null(strstr(body, "larger than the arena's whole data region"));
+    free(body);
+    assert_string_equal(model_state("S", "1.0.0"), "resident"); /* nothing evicted */
+    daemon_stop_clean();
+}
+
 /* Write a safetensors file: tensors "w" F32 [2,3] = 0..5 and "b" F32 [3] = 1,1,1. */
 static void push_safetensors(const char *name, const char *version, const char *header_override)
 {
@@ -1175,6 +1251,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_bad_options_change_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_restart_waits_for_pinned_reader, setup, teardown),
         cmocka_unit_test_setup_teardown(test_blue_green_keeps_old_target, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_evict_refused_while_alias_serves_old, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_unloadable_refused_at_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_safetensors_tensors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_get_load_shared_and_timeout, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cold_path_fallbacks, setup, teardown),
