@@ -200,6 +200,12 @@ int mc_config_load(struct mc_config *c, const char *path)
         char *s, *eq, *key, *val;
 
         lineno++;
+        if (!strchr(line, '\n') && !feof(f)) {
+            /* the rest would be read as a line of its own */
+            rc = mc_err(MC_EINVAL, "%s:%u: the line is longer than %zu bytes; shorten it", path,
+                        lineno, sizeof(line) - 2);
+            break;
+        }
         if ((s = strchr(line, '#')))
             *s = '\0';
         s = trim(line);

@@ -218,6 +218,10 @@ static void load_failed(struct daemon *d, struct dver *v, int code, const char *
 {
     char what[300];
 
+    if (d->stopping) { /* cancelled by the shutdown: nothing failed */
+        daemon_wake(d, v, MC_ENODAEMON, "mcached is shutting down");
+        return;
+    }
     v->st = D_FAILED;
     /* Copy first: `why` is often mc_last_error(), which the calls below reuse. */
     snprintf(v->error, sizeof(v->error), "%s", why);

@@ -78,6 +78,7 @@ struct daemon {
     size_t htcap, nver;
     struct dver *qhead, *qtail;
     unsigned loading;
+    bool stopping; /* daemon_stop(): loads cancelled now are abandoned, not failed */
     uint64_t started_ns, started_wall;
     uint64_t syncs, evictions, requests_load;
     struct failure failures[MC_FAILURES_KEPT];

@@ -267,7 +267,9 @@ int daemon_start(struct daemon *d)
 
 void daemon_stop(struct daemon *d)
 {
-    /* Loads in flight are abandoned (their extents are freed on adoption). */
+    /* Loads in flight are abandoned (their extents are freed on adoption);
+     * their records stay "registered", not "failed", for the next mcached. */
+    d->stopping = true;
     for (size_t i = 0; i < d->htcap; i++)
         for (struct dver *v = d->ht[i]; v; v = v->next)
             daemon_wake(d, v, MC_ENODAEMON, "mcached is shutting down");

@@ -678,7 +678,7 @@ static void test_restart_waits_for_pinned_reader(void **state)
 static void test_bad_options_change_nothing(void **state)
 {
     static const char *const no_group[2] = {"group", "\"mc-no-such-group\" does not exist"};
-    char longsock[420];
+    char longsock[420], conf_long[400], conf_unknown[400];
     const struct {
         const char *opt, *value;
         int status;
@@ -692,12 +692,25 @@ static void test_bad_options_change_nothing(void **state)
         {"--size", "1K", 2, (const char *const[]){"size", "give at least"}},
         {"--size", "1000T", 1, (const char *const[]){"size", "does not fit"}},
         {"--socket", longsock, 2, (const char *const[]){"socket path", "longer than 107 bytes"}},
+        /* a line longer than the reader's buffer: its tail was read as a line of its own */
+        {"--config", conf_long, 2, (const char *const[]){"long.conf:2: the line is longer", "shorten"}},
+        {"--config", conf_unknown, 2, (const char *const[]){"unknown.conf:1:", "colour"}},
     };
     char store[400], arena[400], mcached[512];
     struct stat st;
 
     (void)state;
     snprintf(longsock, sizeof(longsock), "%s/%0150d", D.root, 0);
+    snprintf(conf_long, sizeof(conf_long), "%s/long.conf", D.root);
+    snprintf(conf_unknown, sizeof(conf_unknown), "%s/unknown.conf", D.root);
+    FILE *f = fopen(conf_long, "w");
+    assert_non_null(f);
+    fprintf(f, "# fine\nsize = 64M%1100s log-level = error\n", "");
+    fclose(f);
+    f = fopen(conf_unknown, "w");
+    assert_non_null(f);
+    fprintf(f, "colour = blue\n");
+    fclose(f);
     snprintf(mcached, sizeof(mcached), "%s", getenv("MC_MCACHED") ? getenv("MC_MCACHED")
                                                                     : "../loader/mcached");
     snprintf(store, sizeof(store), "%s/new-store", D.root);
@@ -855,6 +868,38 @@ static void test_unloadable_refused_at_once(void **state)
     free(body);
     assert_string_equal(model_state("S", "1.0.0"), "resident"); /* nothing evicted */
     daemon_stop_clean();
+}
+
+/* SIGTERM during a load abandons it: the version is not marked failed for workers. */
+static void test_stop_during_load_is_not_a_failure(void **state)
+{
+    const char *slow[] = {"--queue-depth", "1", "--chunk-size", "4K", NULL};
+    char out[256];
+    pid_t asker;
+    int st;
+
+    (void)state;
+    push("big", "1.0.0", 256u << 20, 9);
+    daemon_start_args(slow);
+    asker = fork();
+    if (asker == 0)
+        _exit(ctl(NULL, "load", 2, "big", "1.0.0") == MC_ENODAEMON ? 0 : 1);
+    for (int i = 0; i < 500 && strcmp(model_state("big", "1.0.0"), "loading"); i++)
+        sleep_ms(2);
+    if (strcmp(model_state("big", "1.0.0"), "loading") != 0) {
+        /* This machine loaded 256 MiB in 4 KiB reads before we looked. */
+        printf("# the load finished before SIGTERM; nothing to check\n");
+        waitpid(asker, &st, 0);
+        daemon_stop_clean();
+        return;
+    }
+    daemon_stop_clean();
+    st = wait_status(asker);
+    assert_true(WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 0); /* the waiter heard "shutting down" */
+    assert_int_equal(reader(out, sizeof(out), "verify", "big", "1.0.0", NULL), 3);
+    assert_non_null(strstr(out, "not loaded"));
+    assert_null(strstr(out, "failed"));
 }
 
 /* Write a safetensors file: tensors "w" F32 [2,3] = 0..5 and "b" F32 [3] = 1,1,1. */
@@ -1254,6 +1299,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_evict_refused_while_alias_serves_old, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_unloadable_refused_at_once, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stop_during_load_is_not_a_failure, setup, teardown),
         cmocka_unit_test_setup_teardown(test_safetensors_tensors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_get_load_shared_and_timeout, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cold_path_fallbacks, setup, teardown),

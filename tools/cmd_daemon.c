@@ -15,6 +15,9 @@
 #include "tools/output.h"
 #include "tools/progress.h"
 
+/* Longest --timeout: its milliseconds and 2 s of slack must fit an int. */
+#define MAX_TIMEOUT_S 2000000
+
 /* NAME@REF -> name, ref ("latest" if none). */
 static int target(const char *arg, char *buf, size_t len, const char **name, const char **ref)
 {
@@ -59,7 +62,8 @@ static void *watch_load(void *arg)
 }
 
 static const struct opt_spec load_opts[] = {
-    {"timeout", 0, OPT_VALUE, "SECONDS", "give up after SECONDS (default: wait until done)"},
+    {"timeout", 0, OPT_VALUE, "SECONDS",
+     "give up after SECONDS, at most 2000000 (default: wait until done)"},
     {0},
 };
 
@@ -79,7 +83,7 @@ static int run_load(struct cli *c, struct args *a)
 
     rc = target(a->pos[0], buf, sizeof(buf), &name, &ref);
     if (!rc && tmo)
-        rc = cli_parse_uint("timeout", tmo, 86400 * 365, &secs);
+        rc = cli_parse_uint("timeout", tmo, MAX_TIMEOUT_S, &secs);
     if (rc)
         return cli_error(rc);
     snprintf(ms, sizeof(ms), "%llu", tmo ? (unsigned long long)secs * 1000 : 0ull);

@@ -74,6 +74,9 @@ class UsageErrors(CliTest):
         self.fails(EXIT_USAGE, "ls", "--limit", "-3", match='--limit "-3" is not a whole number')
         self.fails(EXIT_USAGE, "gc", "--keep", "x", match='--keep "x" is not a whole number')
         self.fails(EXIT_USAGE, "load", "a@1.0.0", "--timeout", "1.5", match="--timeout")
+        # milliseconds past an int wrapped to "no limit" or a few seconds
+        self.fails(EXIT_USAGE, "load", "a@1.0.0", "--timeout", "4294968",
+                   match="--timeout.*2000000")
 
     def test_argument_counts(self):
         for args in (["show"], ["show", "a", "b"], ["push", "a"], ["push", "a", "1.0.0", "f",
