@@ -19,23 +19,52 @@
 #include "shm/err.h"
 #include "shm/fence.h"
 
-static int take_lock(struct mc_own *o, const struct mc_config *cfg)
+/*
+ * Open (create: make if missing) and lock the cache's lock file into *fd;
+ * MC_EBUSY naming the pid if another mcached holds it, MC_ENOENT if it does
+ * not exist and create is false.
+ */
+static int lock_open(const struct mc_config *cfg, bool create, int *fd, char *path, size_t len)
 {
-    char path[600], pid[32] = "";
-    int fd;
+    char pid[32] = "";
 
-    snprintf(path, sizeof(path), "%s/mcache.%s.lock", cfg->shm_dir, cfg->cache);
-    fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-    if (fd < 0)
+    snprintf(path, len, "%s/mcache.%s.lock", cfg->shm_dir, cfg->cache);
+    *fd = open(path, O_RDWR | (create ? O_CREAT : 0) | O_CLOEXEC, 0644);
+    if (*fd < 0)
         return mc_err(mc_err_from_errno(errno), "lock file %s: %s", path, strerror(errno));
-    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
-        ssize_t n = pread(fd, pid, sizeof(pid) - 1, 0);
+    if (flock(*fd, LOCK_EX | LOCK_NB) != 0) {
+        ssize_t n = pread(*fd, pid, sizeof(pid) - 1, 0);
         pid[n > 0 ? n : 0] = '\0';
         pid[strcspn(pid, "\n")] = '\0';
-        close(fd);
-        return mc_err(MC_EBUSY, "another mcached (pid %s) already serves cache \"%s\" (%s)",
+        close(*fd);
+        *fd = -1;
+        return mc_err(MC_EBUSY,
+                      "another mcached (pid %s) already serves cache \"%s\" (%s); stop it, or "
+                      "choose another --cache",
                       *pid ? pid : "?", cfg->cache, path);
     }
+    return 0;
+}
+
+int mc_own_check_free(const struct mc_config *cfg)
+{
+    char path[600];
+    int fd, rc = lock_open(cfg, false, &fd, path, sizeof(path));
+
+    if (rc == MC_ENOENT)
+        return 0; /* never served: nobody holds it */
+    if (rc == 0)
+        close(fd); /* drops the lock: the real one is taken later */
+    return rc;
+}
+
+static int take_lock(struct mc_own *o, const struct mc_config *cfg)
+{
+    char path[600], pid[32];
+    int fd, rc = lock_open(cfg, true, &fd, path, sizeof(path));
+
+    if (rc)
+        return rc;
     snprintf(pid, sizeof(pid), "%d\n", (int)getpid());
     /* hugetlbfs files cannot be written: the pid is only a courtesy there. */
     if ((ftruncate(fd, 0) != 0 || pwrite(fd, pid, strlen(pid), 0) < 0) && errno != EINVAL)

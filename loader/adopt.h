@@ -47,6 +47,9 @@ struct mc_own {
  */
 int mc_own_arena(struct mc_own *o, const struct mc_config *cfg);
 
+/* 0 if no other mcached serves cfg's cache now, else MC_EBUSY naming its pid. Takes nothing. */
+int mc_own_check_free(const struct mc_config *cfg);
+
 /* Leave the arena consistent for the next loader and release everything. */
 void mc_own_release(struct mc_own *o);
 

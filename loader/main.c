@@ -167,7 +167,7 @@ static int preflight(struct daemon *d)
     char arena[600];
     struct stat st;
     gid_t ag, rg;
-    int rc;
+    int rc, probe;
 
     rc = mc_ctl_resolve_groups(c->admin_group, c->reader_group, &ag, &rg);
     if (rc)
@@ -193,6 +193,16 @@ static int preflight(struct daemon *d)
     if (strlen(d->socket_path) >= sizeof(((struct sockaddr_un *)0)->sun_path))
         return mc_err(MC_EINVAL, "socket path \"%s\" is longer than %zu bytes; set --socket",
                       d->socket_path, sizeof(((struct sockaddr_un *)0)->sun_path) - 1);
+    /* Another mcached on this cache, or on this socket: nothing to create. */
+    rc = mc_own_check_free(c);
+    if (rc)
+        return rc;
+    if (mc_ctl_connect(d->socket_path, &probe) == 0) {
+        close(probe);
+        return mc_err(MC_EEXIST,
+                      "another mcached is listening on %s; stop it, or choose another --socket",
+                      d->socket_path);
+    }
     /* A new arena is made unless one is there to adopt. */
     if (c->recreate || stat(arena, &st) != 0) {
         ao.size = c->size ? c->size : mc_arena_default_size();
@@ -200,7 +210,7 @@ static int preflight(struct daemon *d)
                                      ? (uint64_t)st.st_blocks * 512
                                      : 0);
         if (rc)
-            return mc_err_prefix(rc, "size");
+            return rc; /* the message names --size or --index-size */
     }
     return 0;
 }

@@ -211,6 +211,9 @@ static int map_at(struct mc_arena *a, uint64_t base, uint64_t size, bool writabl
     return 0;
 }
 
+/* The smallest index region: the table and a few hundred records. */
+#define MC_INDEX_MIN (1u << 20)
+
 /* Where everything of a new arena goes (mc_arena_create). */
 struct layout {
     const char *dir, *cache;
@@ -252,11 +255,18 @@ static int plan(const struct mc_arena_opts *o, struct layout *l)
             l->index_size = 1ull << 30;
     }
     l->index_size = round_up(l->index_size, 64 << 10);
+    if (l->index_size < MC_INDEX_MIN)
+        return mc_err(MC_EINVAL,
+                      "index size %" PRIu64 " bytes is below the minimum of %u (it holds the "
+                      "table and every record); give --index-size 1M or more, or leave it out "
+                      "(size/16)",
+                      l->index_size, MC_INDEX_MIN);
     l->data_off = round_up(l->index_off + l->index_size, l->page_size);
     if (l->data_off + l->page_size > l->size)
         return mc_err(MC_EINVAL,
                       "arena size %" PRIu64 " bytes leaves no room for model data after the "
-                      "%" PRIu64 "-byte index; give at least %" PRIu64 " bytes",
+                      "%" PRIu64 "-byte index; give --size %" PRIu64
+                      " bytes or more (room for 16 MiB of models), or a smaller --index-size",
                       l->size, l->index_size, l->data_off + (uint64_t)(16 << 20));
     return 0;
 }

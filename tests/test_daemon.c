@@ -689,8 +689,9 @@ static void test_bad_options_change_nothing(void **state)
         {"--shm-dir", "/nonexistent-mc", 2,
          (const char *const[]){"shm-dir \"/nonexistent-mc\"", "No such file"}},
         {"--cache", "bad/name", 2, (const char *const[]){"cache name \"bad/name\"", "use letters"}},
-        {"--size", "1K", 2, (const char *const[]){"size", "give at least"}},
+        {"--size", "1K", 2, (const char *const[]){"arena size 65536", "give --size"}},
         {"--size", "1000T", 1, (const char *const[]){"size", "does not fit"}},
+        {"--index-size", "64K", 2, (const char *const[]){"index size 65536", "--index-size 1M"}},
         {"--socket", longsock, 2, (const char *const[]){"socket path", "longer than 107 bytes"}},
         /* a line longer than the reader's buffer: its tail was read as a line of its own */
         {"--config", conf_long, 2, (const char *const[]){"long.conf:2: the line is longer", "shorten"}},
@@ -742,6 +743,57 @@ static void test_bad_options_change_nothing(void **state)
         assert_int_equal(stat(D.sock, &st), -1);   /* no socket left */
         assert_int_equal(stat(longsock, &st), -1);
     }
+}
+
+/* Run mcached with args (after the test's own); its exit status. */
+static int mcached_run(const char *const *args)
+{
+    const char *argv[32] = {"mcached", "--shm-dir", D.shm, "--size", "64M"};
+    char mcached[512];
+    int n = 5;
+    pid_t pid;
+
+    snprintf(mcached, sizeof(mcached), "%s", getenv("MC_MCACHED") ? getenv("MC_MCACHED")
+                                                                    : "../loader/mcached");
+    for (; *args; args++)
+        argv[n++] = *args;
+    argv[n] = NULL;
+    pid = fork();
+    if (pid == 0) {
+        int fd = open(D.log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        dup2(fd, 2);
+        execv(mcached, (char *const *)argv);
+        _exit(127);
+    }
+    return wait_status(pid);
+}
+
+/* A second mcached, on the same cache or the same socket, creates nothing. */
+static void test_second_daemon_creates_nothing(void **state)
+{
+    char store[400], path[400];
+    struct stat st;
+    int status;
+
+    (void)state;
+    daemon_start_args(NULL);
+    snprintf(store, sizeof(store), "%s/other-store", D.root);
+    status = mcached_run((const char *const[]){"--store", store, "--cache", "t", "--socket",
+                                              D.sock, NULL});
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 75);
+    assert_true(log_has("already serves cache \"t\""));
+    assert_int_equal(stat(store, &st), -1); /* no store made */
+    status = mcached_run((const char *const[]){"--store", store, "--cache", "t2", "--socket",
+                                              D.sock, NULL});
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 1);
+    assert_true(log_has("another mcached is listening on"));
+    assert_int_equal(stat(store, &st), -1);
+    snprintf(path, sizeof(path), "%s/mcache.t2", D.shm);
+    assert_int_equal(stat(path, &st), -1); /* no arena committed */
+    assert_int_equal(ctl(NULL, "ping", 0), 0); /* the first one is untouched */
+    daemon_stop_clean();
 }
 
 /* Send raw bytes on a fresh connection; read whatever comes back. */
@@ -1294,6 +1346,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_arena_permissions_follow_reader_group, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_bad_options_change_nothing, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_second_daemon_creates_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_restart_waits_for_pinned_reader, setup, teardown),
         cmocka_unit_test_setup_teardown(test_blue_green_keeps_old_target, setup, teardown),
         cmocka_unit_test_setup_teardown(test_evict_refused_while_alias_serves_old, setup,
