@@ -73,8 +73,12 @@ static struct dver *resolve(struct daemon *d, struct mc_conn *c, const char *nam
 
 static json_t *version_json(const struct dver *v)
 {
-    return json_pack("{s:s, s:s, s:s, s:I}", "name", v->name, "version", v->version, "state",
-                     state_name(v->st), "size", (json_int_t)v->size);
+    json_t *j = json_pack("{s:s, s:s, s:s, s:I}", "name", v->name, "version", v->version,
+                          "state", state_name(v->st), "size", (json_int_t)v->size);
+
+    if (j && v->st == D_FAILED)
+        json_object_set_new(j, "error", json_string(v->error));
+    return j;
 }
 
 static void op_load(struct daemon *d, struct mc_conn *c, const struct mc_request *rq)

@@ -148,14 +148,25 @@ const struct cli_cmd cmd_load = {
 static int print_result(const struct cli *c, json_t *res, const char *verb, const char *name,
                         const char *ref, bool daemon, int pinned)
 {
+    /* A pin whose load failed at once (no room, a bad artifact) is not done. */
+    const char *state = jstr_or(res, "state", "");
+    int status = daemon && pinned == 1 && !strcmp(state, "failed") ? EXIT_FAIL : EXIT_OK;
+
+    if (status != EXIT_OK && !c->json)
+        fprintf(stderr,
+                "mcache: pinned %s@%s in the registry, but mcached cannot load it: %s\n",
+                jstr_or(res, "name", name), jstr_or(res, "version", ref),
+                jstr_or(res, "error", "see `mcache stat`"));
     if (c->json) {
         json_t *o = json_pack("{s:O, s:O, s:O, s:O, s:b}", "name", jget(res, "name"), "version",
                               jget(res, "version"), "state", jget(res, "state"), "size",
                               jget(res, "size"), "daemon", daemon);
         if (pinned >= 0)
             json_object_set_new(o, "pinned", json_boolean(pinned));
+        if (json_object_get(res, "error"))
+            json_object_set(o, "error", json_object_get(res, "error"));
         jv_print(o);
-    } else if (!c->quiet) {
+    } else if (!c->quiet && status == EXIT_OK) {
         printf("%s %s@%s%s\n", verb, jstr_or(res, "name", name), jstr_or(res, "version", ref),
                daemon   ? ""
                : pinned ? " in the registry (mcached is not running; it loads the version and "
@@ -163,7 +174,7 @@ static int print_result(const struct cli *c, json_t *res, const char *verb, cons
                         : " in the registry (mcached is not running)");
     }
     json_decref(res);
-    return EXIT_OK;
+    return status;
 }
 
 static int run_evict(struct cli *c, struct args *a)

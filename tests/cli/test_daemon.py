@@ -121,6 +121,18 @@ class Running(Base):
         self.assertEqual(self.ok("unpin", "m@1.0.0").out, "unpinned m@1.0.0\n")
         self.assertFalse(self.json("show", "m@1.0.0")["version"]["pinned"])
 
+    def test_pin_that_cannot_load_fails(self):
+        # larger than the whole arena: the pin is kept, but it is not done
+        self.push("huge", "1.0.0", 80 << 20, 6)
+        r = self.fails(EXIT_FAIL, "pin", "huge@1.0.0",
+                       match="pinned huge@1.0.0 in the registry, but mcached cannot load it: "
+                             ".*larger than the arena")
+        self.assertEqual(r.out, "")
+        j = self.run_cli("--json", "pin", "huge@1.0.0")
+        self.assertEqual(j.code, EXIT_FAIL)
+        self.assertEqual(json.loads(j.out)["state"], "failed")
+        self.assertIn("larger than", json.loads(j.out)["error"])
+
     def test_failed_load_is_reported(self):
         self.push("bad", "1.0.0", 50000, 5)
         path = self.json("show", "bad@1.0.0")["version"]["path"]
