@@ -193,8 +193,16 @@ int mc_ctl_call(int fd, const char *op, unsigned nargs, const char *const *args,
     rc = xfer(fd, &f, sizeof(f), 1, timeout_ms, &deadline);
     if (!rc)
         rc = xfer(fd, req, n, 1, timeout_ms, &deadline);
-    if (!rc)
+    if (rc) {
+        /* mcached may have answered before reading (too many connections)
+         * and closed: its answer says more than the broken pipe. */
+        int wrc = rc;
+
+        if (xfer(fd, &f, sizeof(f), 0, timeout_ms, &deadline) != 0)
+            return wrc;
+    } else {
         rc = xfer(fd, &f, sizeof(f), 0, timeout_ms, &deadline);
+    }
     if (rc)
         return rc;
     rc = mc_frame_check(&f, MC_FRAME_RESPONSE, MC_PROTO_MAX_RESPONSE);

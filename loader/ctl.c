@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -165,6 +166,36 @@ static bool in_group(int fd, gid_t primary, gid_t want)
     return false;
 }
 
+/*
+ * Too many connections: say so in one response frame before closing (a
+ * client that finds its request refused reads it), and log it at most every
+ * 10 s with the count, so that a crowd is visible to the operator.
+ */
+static void refuse(struct mc_ctl *ctl, int fd, pid_t pid)
+{
+    char msg[200];
+    struct mc_frame f = {.magic = MC_PROTO_MAGIC, .version = MC_PROTO_VERSION,
+                         .type = MC_FRAME_RESPONSE, .status = MC_EBUSY};
+    struct iovec iov[2];
+    struct msghdr mh = {.msg_iov = iov, .msg_iovlen = 2};
+    uint64_t now = mc_now_ns();
+
+    ctl->rejected++;
+    snprintf(msg, sizeof(msg),
+             "mcached has %u connections open, its limit; close idle ones or try again",
+             ctl->nconns);
+    f.length = (uint32_t)strlen(msg);
+    iov[0] = (struct iovec){&f, sizeof(f)};
+    iov[1] = (struct iovec){msg, f.length};
+    (void)!sendmsg(fd, &mh, MSG_DONTWAIT | MSG_NOSIGNAL);
+    close(fd);
+    if (now - ctl->rejected_logged_ns > 10000000000ull) {
+        log_warn("refused a connection from pid %d: %u connections open (%llu refused so far)",
+                 (int)pid, ctl->nconns, (unsigned long long)ctl->rejected);
+        ctl->rejected_logged_ns = now;
+    }
+}
+
 static void accept_one(struct mc_ctl *ctl)
 {
     struct ucred cred;
@@ -185,8 +216,7 @@ static void accept_one(struct mc_ctl *ctl)
     /* The last MC_CTL_ADMIN_RESERVE places are kept for admins, so a crowd of
      * readers cannot lock the operator out. */
     if (ctl->nconns >= MC_CTL_MAX_CONNS + (admin ? MC_CTL_ADMIN_RESERVE : 0)) {
-        ctl->rejected++;
-        close(fd);
+        refuse(ctl, fd, cred.pid);
         return;
     }
     c = calloc(1, sizeof(*c));

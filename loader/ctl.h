@@ -68,6 +68,7 @@ struct mc_ctl {
     mc_ctl_closed closed;
     void *ctx;
     uint64_t requests, rejected;
+    uint64_t rejected_logged_ns; /* last "refused a connection" log line */
 };
 
 /*

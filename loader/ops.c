@@ -334,13 +334,17 @@ static json_t *daemon_json(struct daemon *d)
 
     snprintf(version, sizeof(version), "%d.%d.%d", MCACHE_VERSION_MAJOR, MCACHE_VERSION_MINOR,
              MCACHE_VERSION_PATCH);
-    return json_pack("{s:i, s:s, s:f, s:I, s:s, s:s, s:s, s:s, s:b, s:f, s:I}", "pid",
+    return json_pack("{s:i, s:s, s:f, s:I, s:s, s:s, s:s, s:s, s:b, s:f, s:I, s:{s:I, s:I, "
+                     "s:I}}",
+                     "pid",
                      (int)getpid(), "version", version, "uptime_s",
                      (double)(mc_now_ns() - d->started_ns) / 1e9, "started_ns",
                      (json_int_t)d->started_wall, "store", mc_registry_dir(d->reg), "cache",
                      d->cfg.cache, "socket", d->socket_path, "config", d->cfg.config,
                      "adopted", d->own.adopted, "adopt_ms", (double)d->own.adopt_ns / 1e6,
-                     "registry_generation", (json_int_t)mc_registry_generation(d->reg));
+                     "registry_generation", (json_int_t)mc_registry_generation(d->reg),
+                     "connections", "open", (json_int_t)d->ctl.nconns, "requests",
+                     (json_int_t)d->ctl.requests, "refused", (json_int_t)d->ctl.rejected);
 }
 
 static void op_status(struct daemon *d, struct mc_conn *c)

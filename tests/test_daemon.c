@@ -1211,6 +1211,51 @@ static long daemon_rss_kb(void)
 /* A client that pipelines requests and never reads the answers, and one that
  * sends more while waiting for a load, must not make the daemon spin or grow
  * (review finds: quadratic reply buffering; a level-triggered busy loop). */
+/*
+ * Past the connection limit a client is told so in an answer (it read a
+ * broken pipe and took mcached for dead); the refusals are logged and
+ * counted in status.
+ */
+static void test_too_many_connections_answered(void **state)
+{
+    enum { N = 256 + 16 + 8 }; /* past MC_CTL_MAX_CONNS + MC_CTL_ADMIN_RESERVE */
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    int fds[N], status = 0;
+    char *body = NULL;
+
+    (void)state;
+    daemon_start_args(NULL);
+    snprintf(sa.sun_path, sizeof(sa.sun_path), "%.107s", D.sock);
+    for (int i = 0; i < N; i++) {
+        fds[i] = socket(AF_UNIX, SOCK_STREAM, 0);
+        assert_int_equal(connect(fds[i], (struct sockaddr *)&sa, sizeof(sa)), 0);
+    }
+    for (int i = 0; i < 100 && status != MC_EBUSY; i++) { /* until it accepted them all */
+        sleep_ms(10);
+        free(body);
+        body = NULL;
+        status = ctl(&body, "ping", 0);
+    }
+    assert_int_equal(status, MC_EBUSY);
+    assert_non_null(strstr(body, "connections open, its limit"));
+    free(body);
+    for (int i = 0; i < N; i++)
+        close(fds[i]);
+    status = -1;
+    for (int i = 0; i < 100 && status != 0; i++) {
+        sleep_ms(10);
+        status = ctl(&body, "status", 0);
+        if (status)
+            free(body);
+    }
+    assert_int_equal(status, 0);
+    assert_non_null(strstr(body, "\"refused\":"));
+    assert_null(strstr(body, "\"refused\":0"));
+    free(body);
+    assert_true(log_has("refused a connection from pid"));
+    daemon_stop_clean();
+}
+
 static void test_clients_cannot_hog_the_daemon(void **state)
 {
     const char *slow[] = {"--queue-depth", "1", "--chunk-size", "64K", NULL};
@@ -1358,6 +1403,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_cold_path_fallbacks, setup, teardown),
         cmocka_unit_test_setup_teardown(test_remove_while_loading, setup, teardown),
         cmocka_unit_test_setup_teardown(test_clients_cannot_hog_the_daemon, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_too_many_connections_answered, setup, teardown),
         cmocka_unit_test_setup_teardown(test_request_races_registry_change, setup, teardown),
         cmocka_unit_test_setup_teardown(test_malformed_frames, setup, teardown),
     };
