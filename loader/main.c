@@ -93,48 +93,65 @@ static const struct option longopts[] = {
 };
 
 /* Defaults, then the config file, then the command line. */
+/* The command line, kept: SIGHUP re-applies it over the re-read file. */
+static int saved_argc;
+static char **saved_argv;
+
+/* Apply the command line's options to cfg (they win over the file). 0 or EXIT_USAGE. */
+static int apply_cmdline(int argc, char **argv, struct mc_config *cfg)
+{
+    int c, idx;
+
+    optind = 1;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, "h", longopts, &idx)) != -1) {
+        if (c == '?')
+            return EXIT_USAGE;
+        if (c == 'R') {
+            cfg->recreate = true;
+        } else if (c == 0 && mc_config_set(cfg, longopts[idx].name, optarg) != 0) {
+            mc_err_prefix(MC_EINVAL, "--%s", longopts[idx].name);
+            return EXIT_USAGE;
+        }
+    }
+    return 0;
+}
+
 static int parse_args(int argc, char **argv, struct mc_config *cfg, const char **cfg_path)
 {
-    int c, idx, pass;
+    int c, idx;
 
-    for (pass = 0; pass < 2; pass++) {
-        optind = 1;
-        opterr = pass == 0;
-        while ((c = getopt_long(argc, argv, "h", longopts, &idx)) != -1) {
-            if (c == '?')
-                return EXIT_USAGE;
-            if (pass == 0) {
-                if (c == 'h') {
-                    usage(stdout);
-                    exit(0);
-                }
-                if (c == 'V') {
-                    printf("mcached %d.%d.%d (arena format %u)\n", MCACHE_VERSION_MAJOR,
-                           MCACHE_VERSION_MINOR, MCACHE_VERSION_PATCH, MC_ARENA_FORMAT);
-                    exit(0);
-                }
-                if (c == 'c')
-                    *cfg_path = optarg;
-                continue;
-            }
-            if (c == 'R') {
-                cfg->recreate = true;
-            } else if (c == 0 && mc_config_set(cfg, longopts[idx].name, optarg) != 0) {
-                fprintf(stderr, "mcached: --%s: %s\n", longopts[idx].name, mc_last_error());
-                return EXIT_USAGE;
-            }
+    optind = 1;
+    opterr = 1;
+    while ((c = getopt_long(argc, argv, "h", longopts, &idx)) != -1) {
+        if (c == '?')
+            return EXIT_USAGE;
+        if (c == 'h') {
+            usage(stdout);
+            exit(0);
         }
-        if (pass == 0) {
-            if (optind < argc) {
-                fprintf(stderr, "mcached: unexpected argument \"%s\" (see mcached --help)\n",
-                        argv[optind]);
-                return EXIT_USAGE;
-            }
-            if (*cfg_path && mc_config_load(cfg, *cfg_path) != 0) {
-                fprintf(stderr, "mcached: %s\n", mc_last_error());
-                return EXIT_USAGE;
-            }
+        if (c == 'V') {
+            printf("mcached %d.%d.%d (arena format %u)\n", MCACHE_VERSION_MAJOR,
+                   MCACHE_VERSION_MINOR, MCACHE_VERSION_PATCH, MC_ARENA_FORMAT);
+            exit(0);
         }
+        if (c == 'c')
+            *cfg_path = optarg;
+    }
+    if (optind < argc) {
+        fprintf(stderr, "mcached: unexpected argument \"%s\" (see mcached --help)\n",
+                argv[optind]);
+        return EXIT_USAGE;
+    }
+    if (*cfg_path && mc_config_load(cfg, *cfg_path) != 0) {
+        fprintf(stderr, "mcached: %s\n", mc_last_error());
+        return EXIT_USAGE;
+    }
+    saved_argc = argc;
+    saved_argv = argv;
+    if (apply_cmdline(argc, argv, cfg) != 0) {
+        fprintf(stderr, "mcached: %s\n", mc_last_error());
+        return EXIT_USAGE;
     }
     return 0;
 }
@@ -317,17 +334,42 @@ static void reload_config(struct daemon *d)
         log_info("SIGHUP: no config file to re-read (start with --config FILE)");
         return;
     }
-    n = d->cfg;
-    if (mc_config_load(&n, d->cfg.config) != 0) {
+    /* As at start: defaults, then the file, then the command line (it wins). */
+    mc_config_defaults(&n);
+    if (mc_config_load(&n, d->cfg.config) != 0 ||
+        apply_cmdline(saved_argc, saved_argv, &n) != 0) {
         log_error("SIGHUP: keeping the current settings: %s", mc_last_error());
         return;
     }
-    if (strcmp(n.store, d->cfg.store) || strcmp(n.cache, d->cfg.cache) ||
-        strcmp(n.shm_dir, d->cfg.shm_dir) || n.size != d->cfg.size || n.base != d->cfg.base ||
-        strcmp(n.socket, d->cfg.socket) || n.queue_depth != d->cfg.queue_depth ||
-        n.chunk_size != d->cfg.chunk_size)
-        log_warn("SIGHUP: store, cache, shm-dir, size, base, socket, queue-depth and chunk-size "
-                 "take effect only after a restart");
+    {
+        const struct mc_config *o = &d->cfg;
+        const struct {
+            bool changed;
+            const char *key;
+        } later[] = {
+            {strcmp(n.store, o->store) != 0, "store"},
+            {strcmp(n.cache, o->cache) != 0, "cache"},
+            {strcmp(n.shm_dir, o->shm_dir) != 0, "shm-dir"},
+            {strcmp(n.socket, o->socket) != 0, "socket"},
+            {n.size != o->size, "size"},
+            {n.index_size != o->index_size, "index-size"},
+            {n.base != o->base, "base"},
+            {n.reader_slots != o->reader_slots, "reader-slots"},
+            {n.queue_depth != o->queue_depth, "queue-depth"},
+            {n.chunk_size != o->chunk_size, "chunk-size"},
+            {n.io_uring != o->io_uring, "io-uring"},
+            {n.fixed_buffers != o->fixed_buffers, "fixed-buffers"},
+            {n.direct_io != o->direct_io, "direct-io"},
+        };
+        char keys[256] = "";
+
+        for (size_t i = 0; i < sizeof(later) / sizeof(later[0]); i++)
+            if (later[i].changed)
+                snprintf(keys + strlen(keys), sizeof(keys) - strlen(keys), "%s%s",
+                         *keys ? ", " : "", later[i].key);
+        if (*keys)
+            log_warn("SIGHUP: %s changed; that takes effect only after a restart", keys);
+    }
     if (mc_ctl_set_groups(&d->ctl, n.admin_group, n.reader_group) != 0) {
         log_error("SIGHUP: keeping the current groups: %s", mc_last_error());
     } else {

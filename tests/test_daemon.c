@@ -796,6 +796,38 @@ static void test_second_daemon_creates_nothing(void **state)
     daemon_stop_clean();
 }
 
+/*
+ * SIGHUP re-reads the config file under the command line, as at start (the
+ * file's log-level used to override --log-level), and names every changed
+ * key that needs a restart.
+ */
+static void test_sighup_keeps_command_line_precedence(void **state)
+{
+    char conf[400], arg[420];
+    FILE *f;
+
+    (void)state;
+    snprintf(conf, sizeof(conf), "%s/mcached.conf", D.root);
+    f = fopen(conf, "w");
+    assert_non_null(f);
+    fputs("log-level = error\n", f);
+    fclose(f);
+    snprintf(arg, sizeof(arg), "%s", conf);
+    daemon_start_args((const char *const[]){"--config", arg, NULL}); /* --log-level debug wins */
+    f = fopen(conf, "w");
+    assert_non_null(f);
+    fputs("log-level = error\nio-uring = off\nreader-slots = 64\n", f);
+    fclose(f);
+    kill(D.pid, SIGHUP);
+    for (int i = 0; i < 200 && !log_has("SIGHUP: re-read"); i++)
+        sleep_ms(10);
+    assert_true(log_has("SIGHUP: re-read")); /* an info line: still at debug */
+    assert_true(log_has("SIGHUP: reader-slots, io-uring changed; that takes effect only after a "
+                        "restart"));
+    assert_int_equal(ctl(NULL, "ping", 0), 0);
+    daemon_stop_clean();
+}
+
 /* Send raw bytes on a fresh connection; read whatever comes back. */
 static void send_raw(const void *buf, size_t len, bool wait_reply)
 {
@@ -1392,6 +1424,8 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_bad_options_change_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_second_daemon_creates_nothing, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sighup_keeps_command_line_precedence, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_restart_waits_for_pinned_reader, setup, teardown),
         cmocka_unit_test_setup_teardown(test_blue_green_keeps_old_target, setup, teardown),
         cmocka_unit_test_setup_teardown(test_evict_refused_while_alias_serves_old, setup,
