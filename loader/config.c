@@ -92,18 +92,38 @@ static int set_bool(int *dst, const char *key, const char *v)
     return 0;
 }
 
-static int set_uint(uint64_t *dst, const char *key, const char *v, uint64_t lo, uint64_t hi)
+/* A number in decimal (base 0 for addresses: 0x... is hex, and "010" would be octal). */
+static int set_uint_base(uint64_t *dst, const char *key, const char *v, uint64_t lo, uint64_t hi,
+                         int base)
 {
     char *end;
     unsigned long long x;
 
     errno = 0;
-    x = strtoull(v, &end, 0);
+    x = strtoull(v, &end, base);
     if (end == v || *end || errno || *v == '-' || x < lo || x > hi)
         return mc_err(MC_EINVAL, "%s must be a number from %llu to %llu, not \"%s\"", key,
                       (unsigned long long)lo, (unsigned long long)hi, v);
     *dst = x;
     return 0;
+}
+
+static int set_uint(uint64_t *dst, const char *key, const char *v, uint64_t lo, uint64_t hi)
+{
+    return set_uint_base(dst, key, v, lo, hi, 10);
+}
+
+/* A size where 0 would silently mean "the default". */
+static int set_size(uint64_t *dst, const char *key, const char *v)
+{
+    uint64_t x;
+    int rc = mc_parse_size(v, &x);
+
+    if (!rc && x == 0)
+        rc = mc_err(MC_EINVAL, "%s must not be 0; leave it out for the default", key);
+    if (!rc)
+        *dst = x;
+    return rc;
 }
 
 int mc_config_set(struct mc_config *c, const char *key, const char *v)
@@ -124,9 +144,9 @@ int mc_config_set(struct mc_config *c, const char *key, const char *v)
     if (!strcmp(key, "reader-group"))
         return set_str(c->reader_group, sizeof(c->reader_group), key, v);
     if (!strcmp(key, "size"))
-        return mc_parse_size(v, &c->size);
+        return set_size(&c->size, key, v);
     if (!strcmp(key, "index-size"))
-        return mc_parse_size(v, &c->index_size);
+        return set_size(&c->index_size, key, v);
     if (!strcmp(key, "chunk-size")) {
         rc = mc_parse_size(v, &x);
         if (!rc && (x < 4096 || x > (64u << 20) || x % 4096))
@@ -136,24 +156,24 @@ int mc_config_set(struct mc_config *c, const char *key, const char *v)
         return rc;
     }
     if (!strcmp(key, "base")) {
-        rc = set_uint(&c->base, key, v, 1, 0x7fffffffffffull);
+        rc = set_uint_base(&c->base, key, v, 1, 0x7fffffffffffull, 0);
         if (!rc && c->base % MC_HUGE_PAGE)
             rc = mc_err(MC_EINVAL, "base %s must be a multiple of 2 MiB (0x200000)", v);
         return rc;
     }
     if (!strcmp(key, "reader-slots")) {
-        rc = set_uint(&x, key, v, 1, MC_READER_SLOTS_MAX);
-        c->reader_slots = (uint32_t)x;
+        if ((rc = set_uint(&x, key, v, 1, MC_READER_SLOTS_MAX)) == 0)
+            c->reader_slots = (uint32_t)x;
         return rc;
     }
     if (!strcmp(key, "queue-depth")) {
-        rc = set_uint(&x, key, v, 1, 256);
-        c->queue_depth = (unsigned)x;
+        if ((rc = set_uint(&x, key, v, 1, 256)) == 0)
+            c->queue_depth = (unsigned)x;
         return rc;
     }
     if (!strcmp(key, "max-loads")) {
-        rc = set_uint(&x, key, v, 1, 64);
-        c->max_loads = (unsigned)x;
+        if ((rc = set_uint(&x, key, v, 1, 64)) == 0)
+            c->max_loads = (unsigned)x;
         return rc;
     }
     if (!strcmp(key, "io-uring"))
@@ -189,8 +209,8 @@ static char *trim(char *s)
 
 int mc_config_load(struct mc_config *c, const char *path)
 {
-    char line[1024];
-    unsigned lineno = 0;
+    char line[1024], seen[32][24]; /* keys given so far (every key fits) */
+    unsigned lineno = 0, seen_at[32], nseen = 0;
     FILE *f = fopen(path, "r");
     int rc = 0;
 
@@ -224,6 +244,17 @@ int mc_config_load(struct mc_config *c, const char *path)
         if (rc) {
             mc_err_prefix(rc, "%s:%u", path, lineno);
             break;
+        }
+        /* A key given twice is a mistake that the last one would hide. */
+        for (unsigned i = 0; i < nseen && !rc; i++)
+            if (!strcmp(seen[i], key))
+                rc = mc_err(MC_EINVAL, "%s:%u: %s is given twice (first at line %u); keep one",
+                            path, lineno, key, seen_at[i]);
+        if (rc)
+            break;
+        if (nseen < 32 && strlen(key) < sizeof(seen[0])) {
+            snprintf(seen[nseen], sizeof(seen[0]), "%s", key);
+            seen_at[nseen++] = lineno;
         }
     }
     fclose(f);

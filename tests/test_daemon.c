@@ -678,7 +678,7 @@ static void test_restart_waits_for_pinned_reader(void **state)
 static void test_bad_options_change_nothing(void **state)
 {
     static const char *const no_group[2] = {"group", "\"mc-no-such-group\" does not exist"};
-    char longsock[420], conf_long[400], conf_unknown[400];
+    char longsock[420], conf_long[400], conf_unknown[400], conf_dup[400];
     const struct {
         const char *opt, *value;
         int status;
@@ -696,6 +696,9 @@ static void test_bad_options_change_nothing(void **state)
         /* a line longer than the reader's buffer: its tail was read as a line of its own */
         {"--config", conf_long, 2, (const char *const[]){"long.conf:2: the line is longer", "shorten"}},
         {"--config", conf_unknown, 2, (const char *const[]){"unknown.conf:1:", "colour"}},
+        {"--config", conf_dup, 2,
+         (const char *const[]){"dup.conf:2: max-loads is given twice", "first at line 1"}},
+        {"--size", "0", 2, (const char *const[]){"size must not be 0", "leave it out"}},
     };
     char store[400], arena[400], mcached[512];
     struct stat st;
@@ -711,6 +714,11 @@ static void test_bad_options_change_nothing(void **state)
     f = fopen(conf_unknown, "w");
     assert_non_null(f);
     fprintf(f, "colour = blue\n");
+    fclose(f);
+    snprintf(conf_dup, sizeof(conf_dup), "%s/dup.conf", D.root);
+    f = fopen(conf_dup, "w");
+    assert_non_null(f);
+    fprintf(f, "max-loads = 2\nmax-loads = 3\n");
     fclose(f);
     snprintf(mcached, sizeof(mcached), "%s", getenv("MC_MCACHED") ? getenv("MC_MCACHED")
                                                                     : "../loader/mcached");
