@@ -788,6 +788,13 @@ static void apply_aliases(struct daemon *d)
                 daemon_want_load(d, t);
         }
     }
+    /* Versions removed from the registry that no alias serves any more go now. */
+    for (size_t i = 0; i < d->htcap; i++)
+        for (struct dver *v = d->ht[i], *next; v; v = next) {
+            next = v->next;
+            if (v->draining && !daemon_arena_target(d, v))
+                dver_drop(d, v);
+        }
 }
 
 int daemon_sync(struct daemon *d, bool force)
@@ -832,6 +839,7 @@ int daemon_sync(struct daemon *d, bool force)
             if (rc == 1)
                 dver_attach_record(d, v);
             v->seen = true;
+            v->draining = false; /* pushed again meanwhile */
         }
         for (size_t j = 0; j < m->naliases; j++) {
             struct dver *t = m->aliases[j].target
@@ -844,8 +852,20 @@ int daemon_sync(struct daemon *d, bool force)
     for (size_t i = 0; i < d->htcap; i++)
         for (struct dver *v = d->ht[i], *next; v; v = next) {
             next = v->next;
-            if (!v->seen)
-                dver_drop(d, v);
+            if (v->seen)
+                continue;
+            /* Blue-green holds for removals too: a version an alias still
+             * serves while its new target loads stays until the alias moves
+             * (apply_aliases drops it then). */
+            if (v->st == D_READY && daemon_arena_target(d, v)) {
+                if (!v->draining)
+                    log_info("%s@%s was removed from the registry; it keeps serving its "
+                             "alias until the alias's new target is loaded",
+                             v->name, v->version);
+                v->draining = true;
+                continue;
+            }
+            dver_drop(d, v);
         }
     remove_stale_records(d);
     apply_aliases(d);

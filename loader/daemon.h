@@ -55,6 +55,7 @@ struct dver {
     char error[512];
     struct waiter *waiters;
     bool seen, queued, dropping;
+    bool draining; /* gone from the registry, kept while an arena alias still serves it */
     struct dver *next;  /* hash chain */
     struct dver *qnext; /* load queue */
 };

@@ -927,6 +927,17 @@ static void test_evict_refused_while_alias_serves_old(void **state)
     free(body);
     assert_string_equal(model_state("A", "1.0.0"), "resident");
     assert_int_equal(reader(out, sizeof(out), "verify", "A", "prod", NULL), 0);
+    /* Removing it from the registry (as gc would) waits for the switch too:
+     * the alias keeps serving it (it used to be dropped, and prod with it). */
+    assert_int_equal(mc_registry_remove_version(D.reg, "A", "1.0.0", false, NULL), 0);
+    assert_int_equal(ctl(NULL, "reload", 0), 0);
+    assert_int_equal(reader(out, sizeof(out), "verify", "A", "prod", NULL), 0);
+    assert_string_equal(out, "ok 1.0.0 1048576\n");
+    /* Once no alias serves it, it goes. */
+    assert_int_equal(mc_registry_alias_remove(D.reg, "A", "prod", NULL), 0);
+    assert_int_equal(ctl(NULL, "reload", 0), 0);
+    assert_string_equal(model_state("A", "1.0.0"), "");
+    assert_int_equal(reader(out, sizeof(out), "verify", "A", "1.0.0", NULL), 3);
     daemon_stop_clean();
 }
 
