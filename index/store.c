@@ -500,13 +500,17 @@ int store_push_copy(struct mc_registry *r, const char *src, const struct mc_push
     int sfd, rc;
 
     *tmpfd = -1;
-    sfd = open(src, O_RDONLY | O_CLOEXEC);
+    sfd = open(src, O_RDONLY | O_CLOEXEC | O_NONBLOCK); /* a FIFO must not block it */
     if (sfd < 0)
         return mc_err(mc_err_from_errno(errno), "cannot open the file to push, %s: %s", src,
                       strerror(errno));
     if (fstat(sfd, &st) != 0 || !S_ISREG(st.st_mode)) {
         close(sfd);
         return mc_err(MC_EINVAL, "%s is not a regular file; push a model file", src);
+    }
+    if (st.st_size == 0) { /* it could never be loaded */
+        close(sfd);
+        return mc_err(MC_EINVAL, "%s is empty; push a model file", src);
     }
     rc = reg_lock(r, LOCK_SH);
     if (rc == 0) {

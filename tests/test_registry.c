@@ -176,7 +176,6 @@ static void test_push_formats(void **state)
         {"GGU", 3, MC_FORMAT_OTHER},
         {onnx, sizeof(onnx), MC_FORMAT_ONNX},
         {"\x08\x07\x99", 3, MC_FORMAT_OTHER},
-        {"", 0, MC_FORMAT_OTHER},
     };
     struct fx *f = *state;
     const struct mc_reg_version *v;
@@ -193,6 +192,12 @@ static void test_push_formats(void **state)
                      (unsigned long long)v->size);
     }
     assert_string_equal(mc_reg_format_name(MC_FORMAT_GGUF), "gguf");
+    /* An empty file could never be loaded: refused, nothing registered. */
+    snprintf(p, sizeof(p), "%s/empty", f->files);
+    tu_write(p, "", 0);
+    assert_int_equal(mc_registry_push(f->r, "m", "99.0.0", p, NULL, NULL), MC_EINVAL);
+    assert_non_null(strstr(mc_last_error(), "is empty"));
+    assert_int_equal(mc_registry_resolve(f->r, "m", "99.0.0", &v), MC_ENOENT);
 }
 
 /* Refused, with a message holding want, and nothing changed. */
