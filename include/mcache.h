@@ -104,8 +104,8 @@ typedef struct mc_cache mc_cache;
 typedef struct mc_model mc_model;
 
 /*
- * Attach to the cache named `cache` (NULL: $MCACHE_CACHE, else "default"),
- * whose arena lives in `dir` (NULL: $MCACHE_SHM_DIR, else /dev/shm).
+ * Attach to the cache named `cache` (NULL or "": $MCACHE_CACHE, else "default"),
+ * whose arena lives in `dir` (NULL or "": $MCACHE_SHM_DIR, else /dev/shm).
  * Maps the arena read-only at its base address and opens the reader table.
  */
 MC_API int mc_attach(const char *cache, mc_cache **out);

@@ -384,11 +384,12 @@ int mc_attach_dir(const char *dir, const char *cache, mc_cache **out)
     mc_err_clear();
     if (!out)
         return mc_err(MC_EINVAL, "mc_attach: out is NULL");
-    if (!cache)
+    /* NULL or "": the environment, then the default (as the Python module does) */
+    if (!cache || !*cache)
         cache = getenv("MCACHE_CACHE");
     if (!cache || !*cache)
         cache = "default";
-    if (!dir)
+    if (!dir || !*dir)
         dir = getenv("MCACHE_SHM_DIR");
     if (!dir || !*dir)
         dir = MC_DEFAULT_SHM_DIR;
@@ -498,7 +499,7 @@ int mc_get(mc_cache *c, const char *name, const char *ref, mc_model **out)
     int rc;
 
     if (__builtin_expect(!c || !name || !out, 0))
-        return mc_err(MC_EINVAL, "mc_get: cache, name and out must not be NULL");
+        return mc_err(MC_EINVAL, "mc_get: %s is NULL", !c ? "the cache" : !name ? "name" : "out");
     if (__builtin_expect(!ts || ts->cache != c, 0) && !(ts = tslot_get(c)))
         return c->forked ? MC_EINVAL : MC_ENOMEM;
     if (__builtin_expect(!ts->free, 0) && (rc = handles_refill(c, ts)) != 0)

@@ -69,6 +69,11 @@ static void test_missing(void **state)
     assert_non_null(strstr(mc_last_error(), "mcached"));
     assert_int_equal(mc_attach_dir(dir, "bad/name", &c), MC_EINVAL);
     assert_non_null(strstr(mc_last_error(), "bad/name"));
+    /* "" means the environment's cache, as NULL does (and as in Python). */
+    setenv("MCACHE_CACHE", "fromenv", 1);
+    assert_int_equal(mc_attach_dir(dir, "", &c), MC_ENOENT);
+    assert_non_null(strstr(mc_last_error(), "mcache.fromenv"));
+    unsetenv("MCACHE_CACHE");
     /* Something else at the arena's path is refused at once: a FIFO used to
      * hang the open forever, a directory is no arena either. */
     char p[512];
