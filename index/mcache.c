@@ -712,8 +712,9 @@ int mc_model_tensor_find(const mc_model *m, const char *name, struct mc_tensor *
     t = tensor_table(m);
     e = t ? mc_tensor_table_find(t, name) : NULL;
     if (!e)
-        return mc_err(MC_ENOENT, "%s@%s has no tensor \"%s\"%s", mc_model_name(m),
-                      mc_model_version(m), name, t ? "" : " (it is not a safetensors model)");
+        return mc_err(MC_ENOENT, "%s@%s has no tensor \"%.200s%s\"%s", mc_model_name(m),
+                      mc_model_version(m), name, strlen(name) > 200 ? "..." : "",
+                      t ? "" : " (it is not a safetensors model)");
     tensor_fill(m, t, e, out);
     return 0;
 }

@@ -34,8 +34,8 @@ static int resolve_list(struct mc_table *t, uint64_t seed, const char *name, siz
     int rc;
 
     if (!mr || mr->kind != MC_REC_MODEL)
-        return mc_err(MC_ENOENT, "no model \"%.*s\" in this cache; push it with `mcache push`",
-                      (int)nlen, name);
+        return mc_err(MC_ENOENT, "no model \"%.*s%s\" in this cache; push it with `mcache push`",
+                      (int)(nlen > 128 ? 128 : nlen), name, nlen > 128 ? "..." : "");
     if (!latest) {
         size_t need = mc_range_buf_size(strlen(ref));
         void *mem = need <= sizeof(buf) ? (void *)buf : (heap = malloc(need));
@@ -91,7 +91,9 @@ int mc_resolve(struct mc_table *t, uint64_t seed, const char *name, const char *
     rlen = strlen(ref);
     klen = mc_key_version(key, sizeof(key), name, nlen, ref, rlen);
     if (!klen)
-        return mc_err(MC_EINVAL, "model name and reference \"%s@%s\" exceed %u bytes", name, ref,
+        return mc_err(MC_EINVAL,
+                      "model name and reference \"%.60s%s@%.60s%s\" (%zu bytes) exceed %u bytes",
+                      name, nlen > 60 ? "..." : "", ref, rlen > 60 ? "..." : "", nlen + 1 + rlen,
                       MC_KEY_MAX - 1);
     /* A version starts with a digit and an alias with a letter: probe only
      * the key that can exist. */

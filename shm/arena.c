@@ -59,8 +59,9 @@ static int cache_name_check(const char *cache)
 {
     size_t n = strlen(cache);
 
-    if (n == 0 || n > 63)
-        return mc_err(MC_EINVAL, "cache name \"%s\" must be 1 to 63 characters", cache);
+    if (n == 0 || n > 63) /* cut: a long name would crowd out the reason */
+        return mc_err(MC_EINVAL, "cache name \"%.63s%s\" (%zu bytes) must be 1 to 63 characters",
+                      cache, n > 63 ? "..." : "", n);
     for (size_t i = 0; i < n; i++) {
         char c = cache[i];
         if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
@@ -68,7 +69,7 @@ static int cache_name_check(const char *cache)
             return mc_err(MC_EINVAL,
                           "cache name \"%s\" has '%c' at %zu; use letters, digits, '-', '_' and "
                           "'.' (not first)",
-                          cache, c, i);
+                          cache, (c >= 0x20 && c < 0x7f) ? c : '?', i);
     }
     return 0;
 }
@@ -85,7 +86,8 @@ int mc_arena_path(const char *dir, const char *cache, char *buf, size_t len)
     if (rc)
         return rc;
     if ((size_t)snprintf(buf, len, "%s/mcache.%s", dir, cache) >= len)
-        return mc_err(MC_EINVAL, "arena directory \"%s\" is too long", dir);
+        return mc_err(MC_EINVAL, "arena directory \"%.80s...\" (%zu bytes) is too long", dir,
+                      strlen(dir));
     return 0;
 }
 

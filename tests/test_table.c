@@ -92,6 +92,15 @@ static void test_publish_lookup(void **state)
     assert_int_equal(mc_resolve(T.w.t, T.a.hdr->hash_seed, "resnet", "Production", &v),
                      MC_ENOENT);
     assert_non_null(strstr(mc_last_error(), "model \"resnet\" has no alias \"Production\""));
+    /* Overlong input is cut in the message, which keeps its reason. */
+    char *big = malloc(5001);
+    assert_non_null(big);
+    memset(big, 'a', 5000);
+    big[5000] = '\0';
+    assert_int_equal(mc_resolve(T.w.t, T.a.hdr->hash_seed, big, "1.0.0", &v), MC_EINVAL);
+    assert_non_null(strstr(mc_last_error(), "(5006 bytes) exceed"));
+    assert_true(strlen(mc_last_error()) < 300);
+    free(big);
     assert_int_equal(mc_table_check(&T.w), 0);
 }
 
