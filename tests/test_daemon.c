@@ -699,6 +699,8 @@ static void test_bad_options_change_nothing(void **state)
         {"--config", conf_dup, 2,
          (const char *const[]){"dup.conf:2: max-loads is given twice", "first at line 1"}},
         {"--size", "0", 2, (const char *const[]){"size must not be 0", "leave it out"}},
+        /* decimal only: 0x10 was 16 and 010 was 8 */
+        {"--max-loads", "0x10", 2, (const char *const[]){"max-loads must be a number", "\"0x10\""}},
     };
     char store[400], arena[400], mcached[512];
     struct stat st;
