@@ -300,7 +300,7 @@ void mc_io_start(struct mc_io *io, struct mc_coldload *l)
         load_fail(l, mc_err_from_errno(errno), "opening %s: %s", l->path, strerror(errno));
         goto out;
     }
-    if (fstat(l->fd, &st) == 0 && !S_ISREG(st.st_mode)) {
+    if (fstat(l->fd, &st) != 0 || !S_ISREG(st.st_mode)) {
         load_fail(l, MC_ECORRUPT,
                   "%s is not a regular file; the store was changed behind mcache's back "
                   "(`mcache fsck` finds such damage)",
@@ -310,7 +310,7 @@ void mc_io_start(struct mc_io *io, struct mc_coldload *l)
     /* A regular file: back to blocking, or io_uring answers EAGAIN instead
      * of waiting for the device. */
     fcntl(l->fd, F_SETFL, fcntl(l->fd, F_GETFL) & ~O_NONBLOCK);
-    if (fstat(l->fd, &st) != 0 || (uint64_t)st.st_size != l->size) {
+    if ((uint64_t)st.st_size != l->size) {
         load_fail(l, MC_ECORRUPT,
                   "%s is %lld bytes but the registry says %llu; the store was changed behind "
                   "mcache's back",

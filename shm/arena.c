@@ -223,17 +223,19 @@ struct layout {
     uint32_t backing;
 };
 
-/* Plan a new arena from o: the checks mc_arena_create makes before it writes anything. */
-static int plan(const struct mc_arena_opts *o, struct layout *l)
+/*
+ * Plan a new arena from o, its file's path into path: the checks
+ * mc_arena_create makes before it writes anything.
+ */
+static int plan(const struct mc_arena_opts *o, struct layout *l, char *path, size_t len)
 {
     uint64_t meta_end;
-    char path[600];
     int rc;
 
     l->dir = o->dir ? o->dir : MC_DEFAULT_SHM_DIR;
     l->cache = o->cache ? o->cache : "default";
     l->base = o->base ? o->base : MC_DEFAULT_BASE;
-    rc = mc_arena_path(l->dir, l->cache, path, sizeof(path));
+    rc = mc_arena_path(l->dir, l->cache, path, len);
     if (rc)
         return rc;
     rc = mc_backing_detect(l->dir, &l->page_size, &l->backing);
@@ -291,7 +293,8 @@ int mc_arena_check(const struct mc_arena_opts *o, uint64_t reclaimable)
 {
     struct layout l;
     uint64_t avail;
-    int rc = plan(o, &l);
+    char path[600];
+    int rc = plan(o, &l, path, sizeof(path));
 
     if (rc)
         return rc;
@@ -312,10 +315,7 @@ int mc_arena_create(const struct mc_arena_opts *o, struct mc_arena *a)
 
     memset(a, 0, sizeof(*a));
     a->fd = -1;
-    rc = plan(o, &l);
-    if (rc)
-        return rc;
-    rc = mc_arena_path(l.dir, l.cache, a->path, sizeof(a->path));
+    rc = plan(o, &l, a->path, sizeof(a->path));
     if (rc)
         return rc;
     if (stat(a->path, &st) == 0)
@@ -441,12 +441,12 @@ int mc_arena_open(const char *dir, const char *cache, bool writable, struct mc_a
                           cache ? cache : "default", a->path, cache ? cache : "default");
         return mc_err(mc_err_from_errno(e), "opening arena %s: %s", a->path, strerror(e));
     }
-    if (fstat(a->fd, &st) == 0 && !S_ISREG(st.st_mode)) {
+    if (fstat(a->fd, &st) != 0 || !S_ISREG(st.st_mode)) {
         rc = mc_err(MC_EBADARENA, "%s is not a regular file, so not an mcache arena", a->path);
         goto fail;
     }
     n = pread(a->fd, &h, sizeof(h), 0);
-    if (fstat(a->fd, &st) != 0 || n < 0) {
+    if (n < 0) {
         rc = mc_err(MC_EIO, "reading arena %s: %s", a->path, strerror(errno));
         goto fail;
     }
