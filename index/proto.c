@@ -95,14 +95,23 @@ int mc_ctl_default_path(const char *dir, const char *cache, char *buf, size_t le
     return 0;
 }
 
+int mc_ctl_path_check(const char *path)
+{
+    size_t max = sizeof(((struct sockaddr_un *)0)->sun_path) - 1;
+
+    if (strlen(path) > max)
+        return mc_err(MC_EINVAL, "socket path \"%s\" is longer than %zu bytes; choose a shorter "
+                      "--socket", path, max);
+    return 0;
+}
+
 int mc_ctl_connect(const char *path, int *fd)
 {
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
-    int s, e;
+    int s, e = mc_ctl_path_check(path);
 
-    if (strlen(path) >= sizeof(sa.sun_path))
-        return mc_err(MC_EINVAL, "socket path \"%s\" is longer than %zu bytes", path,
-                      sizeof(sa.sun_path) - 1);
+    if (e)
+        return e;
     memcpy(sa.sun_path, path, strlen(path) + 1);
     s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (s < 0)

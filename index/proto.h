@@ -70,6 +70,9 @@ int mc_ctl_default_path(const char *dir, const char *cache, char *buf, size_t le
 /* Connect to mcached's socket. MC_ENODAEMON (with a message) if nobody listens. */
 int mc_ctl_connect(const char *path, int *fd);
 
+/* 0 if path fits a Unix socket address, else MC_EINVAL naming it and the limit. */
+int mc_ctl_path_check(const char *path);
+
 /*
  * Send one request and wait up to timeout_ms (-1: forever) for the response.
  * *status gets the response status; *body a malloc'd, NUL-terminated copy of

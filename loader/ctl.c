@@ -84,9 +84,9 @@ int mc_ctl_listen(struct mc_ctl *ctl, int epfd, const char *path, const char *ad
     ctl->handle = h;
     ctl->closed = closed;
     ctl->ctx = ctx;
-    if (strlen(path) >= sizeof(sa.sun_path) || strlen(path) >= sizeof(ctl->path))
-        return mc_err(MC_EINVAL, "socket path \"%s\" is longer than %zu bytes; set --socket", path,
-                      sizeof(sa.sun_path) - 1);
+    _Static_assert(sizeof(ctl->path) >= sizeof(sa.sun_path), "ctl->path holds any socket path");
+    if ((rc = mc_ctl_path_check(path)) != 0)
+        return rc;
     snprintf(ctl->path, sizeof(ctl->path), "%s", path);
     memcpy(sa.sun_path, path, strlen(path) + 1);
     /* A socket file nobody listens on is stale: a crashed daemon left it.

@@ -17,7 +17,6 @@
 #include <sys/inotify.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include "index/proto.h"
@@ -184,6 +183,7 @@ static int preflight(struct daemon *d)
     char arena[600];
     struct stat st;
     gid_t ag, rg;
+    bool exists;
     int rc, probe;
 
     rc = mc_ctl_resolve_groups(c->admin_group, c->reader_group, &ag, &rg);
@@ -207,9 +207,9 @@ static int preflight(struct daemon *d)
     else if ((rc = mc_ctl_default_path(c->shm_dir, c->cache, d->socket_path,
                                        sizeof(d->socket_path))))
         return rc;
-    if (strlen(d->socket_path) >= sizeof(((struct sockaddr_un *)0)->sun_path))
-        return mc_err(MC_EINVAL, "socket path \"%s\" is longer than %zu bytes; set --socket",
-                      d->socket_path, sizeof(((struct sockaddr_un *)0)->sun_path) - 1);
+    rc = mc_ctl_path_check(d->socket_path);
+    if (rc)
+        return rc;
     /* Another mcached on this cache, or on this socket: nothing to create. */
     rc = mc_own_check_free(c);
     if (rc)
@@ -220,12 +220,11 @@ static int preflight(struct daemon *d)
                       "another mcached is listening on %s; stop it, or choose another --socket",
                       d->socket_path);
     }
-    /* A new arena is made unless one is there to adopt. */
-    if (c->recreate || stat(arena, &st) != 0) {
+    /* A new arena is made unless one is there to adopt (--recreate frees the old one's room). */
+    exists = stat(arena, &st) == 0;
+    if (c->recreate || !exists) {
         ao.size = c->size ? c->size : mc_arena_default_size();
-        rc = mc_arena_check(&ao, c->recreate && stat(arena, &st) == 0
-                                     ? (uint64_t)st.st_blocks * 512
-                                     : 0);
+        rc = mc_arena_check(&ao, exists ? (uint64_t)st.st_blocks * 512 : 0);
         if (rc)
             return rc; /* the message names --size or --index-size */
     }
