@@ -35,10 +35,10 @@ static int oom(void)
 }
 
 /* A record naming one version: {"g","op","t","uid","name","version"}. */
-static json_t *version_record(struct mc_registry *r, const char *op, const char *name,
+static json_t *version_record(uint32_t uid, const char *op, const char *name,
                               const char *version)
 {
-    json_t *rec = mc_manifest_record(op, r->uid);
+    json_t *rec = mc_manifest_record(op, uid);
 
     if (rec && (json_object_set_new(rec, "name", json_string(name)) ||
                 (version && json_object_set_new(rec, "version", json_string(version))))) {
@@ -109,12 +109,9 @@ static int push_record(uint32_t uid, const char *name, const char *version,
         return MC_EINVAL;
     if (mc_semver_parse(version, version ? strlen(version) : 0, &sv) != 0)
         return mc_err_prefix(MC_EINVAL, "model \"%s\"", name);
-    rec = mc_manifest_record("push", uid);
-    if (rec == NULL || json_object_set_new(rec, "name", json_string(name)) ||
-        json_object_set_new(rec, "version", json_string(version))) {
-        json_decref(rec);
+    rec = version_record(uid, "push", name, version);
+    if (rec == NULL)
         return oom();
-    }
     json_object_set_new(rec, "size", json_integer(0));
     json_object_set_new(rec, "format", json_string("other"));
     json_object_set_new(rec, "checksum", json_string("xxh3-128:00000000000000000000000000000000"));
@@ -212,7 +209,7 @@ static int change(struct mc_registry *r, json_t *rec, const char *name, const ch
 int mc_registry_set_meta(struct mc_registry *r, const char *name, const char *version,
                          const struct mc_reg_meta *meta, uint64_t *gen)
 {
-    json_t *rec = version_record(r, "meta", name, version), *set = json_object();
+    json_t *rec = version_record(r->uid, "meta", name, version), *set = json_object();
 
     if (rec == NULL || set == NULL || json_object_set_new(rec, "set", set)) {
         json_decref(rec);
@@ -228,7 +225,7 @@ int mc_registry_set_meta(struct mc_registry *r, const char *name, const char *ve
 int mc_registry_set_status(struct mc_registry *r, const char *name, const char *version,
                            enum mc_reg_status status, const char *reason, uint64_t *gen)
 {
-    json_t *rec = version_record(r, "status", name, version);
+    json_t *rec = version_record(r->uid, "status", name, version);
 
     if ((unsigned)status > MC_STATUS_ARCHIVED) {
         json_decref(rec);
@@ -246,7 +243,7 @@ int mc_registry_set_status(struct mc_registry *r, const char *name, const char *
 int mc_registry_set_flags(struct mc_registry *r, const char *name, const char *version, int preload,
                           int pinned, uint64_t *gen)
 {
-    json_t *rec = version_record(r, "flags", name, version);
+    json_t *rec = version_record(r->uid, "flags", name, version);
 
     if (rec && preload >= 0)
         json_object_set_new(rec, "preload", json_boolean(preload));
@@ -260,7 +257,7 @@ int mc_registry_set_flags(struct mc_registry *r, const char *name, const char *v
 static int alias_move(struct mc_registry *r, struct reg_model *m, const char *alias,
                       const char *from, const char *to, bool rollback, uint64_t *gen)
 {
-    json_t *rec = version_record(r, "alias", m->name, NULL);
+    json_t *rec = version_record(r->uid, "alias", m->name, NULL);
 
     if (rec == NULL || json_object_set_new(rec, "alias", json_string(alias)) ||
         json_object_set_new(rec, "from", from ? json_string(from) : json_null()) ||
@@ -410,7 +407,7 @@ static int rm_commit(struct mc_registry *r, const char *name, const char *versio
 {
     char line[MC_NAME_MAX + 300];
     const char *marker[1] = {line};
-    json_t *rec = version_record(r, "rm", name, version);
+    json_t *rec = version_record(r->uid, "rm", name, version);
     int rc = rec ? 0 : oom();
 
     snprintf(line, sizeof(line), "%s%s%s", name, version ? " " : "", version ? version : "");
@@ -819,7 +816,7 @@ static json_t *synth_record(struct mc_registry *r, size_t i, size_t k, char *nam
     snprintf(version, sizeof(version), "1.%zu.0", k);
     snprintf(sum, sizeof(sum), "xxh3-128:%016llx%016llx", (unsigned long long)(i * 31 + k),
              (unsigned long long)(k * 17 + i));
-    rec = version_record(r, "push", name, version);
+    rec = version_record(r->uid, "push", name, version);
     if (rec == NULL)
         return NULL;
     json_object_set_new(rec, "size", json_integer((json_int_t)(1000000 + i * 7 + k)));
@@ -870,7 +867,7 @@ int mc_registry_synthesize(const char *dir, size_t models, size_t versions)
                 snprintf(to, sizeof(to), "1.%zu.0", versions ? versions - 1 : 0);
                 if (versions == 0)
                     continue;
-                rec = version_record(r, "alias", name, NULL);
+                rec = version_record(r->uid, "alias", name, NULL);
                 if (rec && (json_object_set_new(rec, "alias", json_string("production")) ||
                             json_object_set_new(rec, "from", json_null()) ||
                             json_object_set_new(rec, "to", json_string(to)))) {
