@@ -173,6 +173,9 @@ void machine_line(const struct machine *m, char *buf, size_t len);
 
 /* ---- processes (proc.c) ---- */
 
+/* In a child just forked from pid parent: die with the bench (PR_SET_PDEATHSIG), SIGPIPE default. */
+void child_init(pid_t parent);
+
 /* A worker: this program re-executed with a hidden subcommand, or a server. */
 struct worker {
     pid_t pid;

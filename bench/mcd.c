@@ -10,7 +10,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -125,10 +124,7 @@ int mcd_start(struct mcd *d, bool recreate, const char *const *more)
     if (d->pid == 0) {
         int null = open("/dev/null", O_RDWR | O_CLOEXEC);
 
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (getppid() != parent)
-            _exit(127);
-        signal(SIGPIPE, SIG_DFL);
+        child_init(parent);
         dup2(null, 0);
         dup2(null, 1);
         dup2(log, 2);

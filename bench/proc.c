@@ -22,6 +22,14 @@
 
 #include "bench/bench.h"
 
+void child_init(pid_t parent)
+{
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent) /* the bench died before the prctl */
+        _exit(127);
+    signal(SIGPIPE, SIG_DFL);
+}
+
 int bench_spawn(struct worker *w, const char *prog, const char *const *argv, bool capture)
 {
     int in[2], out[2] = {-1, -1};
@@ -37,10 +45,7 @@ int bench_spawn(struct worker *w, const char *prog, const char *const *argv, boo
     if (w->pid == 0) {
         int null = open("/dev/null", O_WRONLY | O_CLOEXEC);
 
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (getppid() != parent)
-            _exit(127);
-        signal(SIGPIPE, SIG_DFL);
+        child_init(parent);
         dup2(in[0], 0);
         dup2(capture ? out[1] : null, 1);
         execv(prog, (char *const *)argv);
