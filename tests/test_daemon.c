@@ -170,6 +170,7 @@ static void daemon_stop_clean(void)
 {
     kill(D.pid, SIGTERM);
     int st = wait_status(D.pid);
+    D.pid = 0; /* reaped: teardown must not signal whatever process gets the pid next */
     if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
         fprintf(stderr, "mcached did not stop cleanly (status %d); its log:\n", st);
         dump_log();
@@ -413,6 +414,7 @@ static void test_kill9_mid_load_then_adopt(void **state)
     assert_string_equal(model_state("big", "1.0.0"), "loading");
     kill(D.pid, SIGKILL);
     wait_status(D.pid);
+    D.pid = 0;
     /* The daemon is dead: the partial model is invisible, the held one still reads. */
     assert_int_equal(reader(out, sizeof(out), "verify", "big", "1.0.0", NULL), 3);
     assert_non_null(strstr(out, "not loaded"));
