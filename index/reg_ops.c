@@ -293,6 +293,8 @@ static int alias_begin(struct mc_registry *r, const char *name, const char *alia
 {
     int rc;
 
+    *m = NULL; /* defined on every path, also when the checks refuse */
+    *a = NULL;
     if (mc_name_check(name) != 0 || mc_alias_check(alias) != 0)
         return MC_EINVAL;
     rc = reg_write_begin(r);

@@ -128,7 +128,7 @@ static int set_size(uint64_t *dst, const char *key, const char *v)
 
 int mc_config_set(struct mc_config *c, const char *key, const char *v)
 {
-    uint64_t x;
+    uint64_t x = 0; /* set_uint() writes it only on success */
     int rc;
 
     if (!strcmp(key, "store"))
