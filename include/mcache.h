@@ -137,9 +137,12 @@ MC_API int mc_get(mc_cache *c, const char *name, const char *ref, mc_model **out
 /*
  * Like mc_get(), but if the version is registered and not resident (or its
  * last load failed), ask mcached to load it and wait up to timeout_ms (-1:
- * no limit) for it to be published. Concurrent requests for one version
- * become one load. This path makes system calls (mcached's control socket,
- * found in the arena header). MC_ENODAEMON if mcached is not running.
+ * no limit) for it to be published. A name, alias or version the arena does
+ * not know (yet) is asked of mcached too, which answers from a fresh read of
+ * the registry: a version pushed a moment ago by another process is found.
+ * Concurrent requests for one version become one load. This path makes
+ * system calls (mcached's control socket, found in the arena header).
+ * MC_ENODAEMON if mcached is not running.
  */
 MC_API int mc_get_load(mc_cache *c, const char *name, const char *ref, int timeout_ms,
                        mc_model **out);

@@ -563,13 +563,19 @@ int mc_get_load(mc_cache *c, const char *name, const char *ref, int timeout_ms, 
     int rc, fd, status;
 
     rc = mc_get(c, name, ref, out);
-    if (rc != MC_ENOTRESIDENT && rc != MC_EFAILED)
+    /* The registry is the authority, not the arena: a name or version the
+     * arena does not know (MC_ENOENT) may have been pushed a moment ago, so
+     * mcached is asked; it answers from a fresh read of the registry. */
+    if (rc != MC_ENOTRESIDENT && rc != MC_EFAILED && rc != MC_ENOENT)
         return rc;
     memcpy(sock, c->arena.hdr->socket, sizeof(sock));
     sock[sizeof(sock) - 1] = '\0';
-    if (!sock[0] || !c->arena.hdr->loader_pid)
+    if (!sock[0] || !c->arena.hdr->loader_pid) {
+        if (rc == MC_ENOENT)
+            return rc; /* mc_get's message stands: there is no one to ask */
         return mc_err(MC_ENODAEMON, "%s@%s is not loaded and no mcached serves this cache", name,
                       ref ? ref : "latest");
+    }
     snprintf(tmo, sizeof(tmo), "%d", timeout_ms);
     rc = mc_ctl_connect(sock, &fd);
     if (rc)

@@ -282,6 +282,14 @@ int daemon_start(struct daemon *d)
     epoll_add(d->epfd, d->ifd, &INOTIFY_TAG);
     if (d->io.efd >= 0)
         epoll_add(d->epfd, d->io.efd, &IO_TAG);
+    /*
+     * Ready means: a client that can connect sees the registry mirrored in
+     * the arena. So mirror first, then listen (a version pushed before the
+     * start used to be unknown to a worker that connected in between).
+     */
+    rc = daemon_sync(d, true);
+    if (rc)
+        log_error("initial sync failed: %s; serving what the arena holds", mc_last_error());
     rc = mc_ctl_listen(&d->ctl, d->epfd, d->socket_path, d->cfg.admin_group,
                        d->cfg.reader_group, daemon_request, daemon_conn_closed, d);
     if (rc)
@@ -474,9 +482,6 @@ int main(int argc, char **argv)
                      "page fault per 4 KiB; for huge pages use --shm-dir on a hugetlbfs mount "
                      "(see docs/arena.md)");
     }
-    rc = daemon_sync(&d, true);
-    if (rc)
-        log_error("initial sync failed: %s; serving what the arena holds", mc_last_error());
     run(&d);
     daemon_stop(&d);
     log_info("stopped");

@@ -23,6 +23,10 @@
  *   mp_reader fork DIR CACHE NAME REF     get, fork; the child must find the inherited cache
  *                                         unusable (and harmless) and attach anew; print "ok"
  *   mp_reader meta DIR CACHE NAME REF     print the model's metadata JSON
+ *   mp_reader getloads DIR CACHE MS      attach, print "ready"; then for each line "NAME REF"
+ *                                         on stdin mc_get_load it (MS timeout), check its bytes
+ *                                         against its checksum, print "ok NAME VERSION" or
+ *                                         "error CODE MSG"; exit 0 at the end of stdin
  *   mp_reader tensor DIR CACHE NAME REF TENSOR  print "TENSORS n DTYPE d0xd1.. aligned A sum S"
  *                                         (S: sum of the tensor's F32 values)
  *
@@ -555,6 +559,38 @@ static int cmd_stress(char **av)
     return bad ? 1 : 0;
 }
 
+static int cmd_getloads(char **av)
+{
+    char line[512], name[256], ref[256];
+    int ms = atoi(av[4]);
+    mc_cache *c;
+
+    if (mc_attach_dir(av[2], av[3], &c)) {
+        fprintf(stderr, "mp_reader: %s\n", mc_last_error());
+        return 2;
+    }
+    printf("ready\n");
+    fflush(stdout);
+    while (fgets(line, sizeof(line), stdin)) {
+        mc_model *m;
+        int rc;
+
+        if (sscanf(line, "%255s %255s", name, ref) != 2)
+            return 2;
+        rc = mc_get_load(c, name, ref, ms, &m);
+        if (rc)
+            printf("error %d %s\n", rc, mc_last_error());
+        else
+            printf("%s %s %s\n", bytes_match(m) ? "ok" : "BAD", mc_model_name(m),
+                   mc_model_version(m));
+        if (!rc)
+            mc_release(m);
+        fflush(stdout);
+    }
+    mc_detach(c);
+    return 0;
+}
+
 int main(int ac, char **av)
 {
     if (ac >= 6 && strcmp(av[1], "write") == 0)
@@ -581,6 +617,8 @@ int main(int ac, char **av)
         return cmd_fork(av);
     if (ac >= 6 && strcmp(av[1], "meta") == 0)
         return cmd_meta(av);
+    if (ac >= 5 && strcmp(av[1], "getloads") == 0)
+        return cmd_getloads(av);
     fprintf(stderr, "usage: mp_reader write|hold|pin|stress|verify|watch|holdwatch DIR CACHE ...\n");
     return 2;
 }

@@ -1095,6 +1095,89 @@ static void test_get_load_shared_and_timeout(void **state)
     daemon_stop_clean();
 }
 
+/*
+ * The registry is the authority: a version pushed a moment ago by another
+ * process is found by mc_get_load() at once, new names and new versions of a
+ * known name alike, a thousand times in a row (mc_get_load answered MC_ENOENT
+ * without asking mcached when the arena did not know the name yet).
+ */
+static void test_push_then_get_load_always_finds_it(void **state)
+{
+    char first[64], out[512], want[128], name[32], version[32];
+    FILE *in, *rd;
+    pid_t pid;
+
+    (void)state;
+    daemon_start_args(NULL);
+    pid = helper_start("getloads", "30000", NULL, &in, &rd, first, sizeof(first));
+    assert_string_equal(first, "ready\n");
+    for (int i = 0; i < 1000; i++) {
+        if (i % 2)
+            snprintf(name, sizeof(name), "p");
+        else
+            snprintf(name, sizeof(name), "q%d", i);
+        snprintf(version, sizeof(version), "1.0.%d", i);
+        uint32_t seed = (uint32_t)i;
+        while (pattern_byte(seed, 8) == '{') /* would be taken for a safetensors header */
+            seed++;
+        push(name, version, 4096 + (uint64_t)i, seed);
+        fprintf(in, "%s %s\n", name, version);
+        fflush(in);
+        assert_non_null(fgets(out, sizeof(out), rd));
+        snprintf(want, sizeof(want), "ok %s %s\n", name, version);
+        if (strcmp(out, want) != 0) {
+            fprintf(stderr, "push %d of %s@%s, then get_load: %s", i, name, version, out);
+            dump_log();
+            fail();
+        }
+    }
+    fclose(in);
+    fclose(rd);
+    assert_int_equal(wait_status(pid), 0);
+    daemon_stop_clean();
+}
+
+/*
+ * Ready means mirrored: the moment mcached accepts a connection, the arena
+ * knows every version the registry had at its start. It used to listen first
+ * and mirror after, so a worker that connected at once was told "no model".
+ * Ten restarts, each with a version pushed while mcached was down, behind 500
+ * others so that the mirror takes a while.
+ */
+static void test_ready_means_mirrored(void **state)
+{
+    char version[32];
+
+    (void)state;
+    for (int i = 0; i < 500; i++) {
+        snprintf(version, sizeof(version), "1.0.%d", i);
+        push("bulk", version, 4096, (uint32_t)i);
+    }
+    for (int k = 0; k < 10; k++) {
+        const char *argv[] = {"mcached", "--store", D.store, "--shm-dir", D.shm, "--cache", "t",
+                              "--socket", D.sock, "--size", "256M", NULL};
+        mc_cache *c;
+        mc_model *m;
+        int fd, rc;
+
+        snprintf(version, sizeof(version), "2.0.%d", k);
+        push("r", version, 4096, 1000u + (uint32_t)k);
+        D.pid = mcached_spawn(argv, true);
+        while (mc_ctl_connect(D.sock, &fd) != 0) { /* as soon as it accepts */
+            assert_int_equal(waitpid(D.pid, NULL, WNOHANG), 0);
+            sleep_ms(1);
+        }
+        close(fd);
+        assert_int_equal(mc_attach_dir(D.shm, "t", &c), 0);
+        rc = mc_get(c, "r", version, &m);
+        if (rc != MC_ENOTRESIDENT)
+            fprintf(stderr, "restart %d: get r@%s: %d %s\n", k, version, rc, mc_last_error());
+        assert_int_equal(rc, MC_ENOTRESIDENT); /* registered, not loaded: not "no model" */
+        mc_detach(c);
+        daemon_stop_clean();
+    }
+}
+
 /* A version removed while it loads: the load is cancelled (its extent freed
  * once the kernel is done with it) and the daemon goes on loading others
  * (the cancel used to finish the load twice, wrecking the count of loads in
@@ -1439,6 +1522,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_stop_during_load_is_not_a_failure, setup, teardown),
         cmocka_unit_test_setup_teardown(test_safetensors_tensors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_get_load_shared_and_timeout, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_push_then_get_load_always_finds_it, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_ready_means_mirrored, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cold_path_fallbacks, setup, teardown),
         cmocka_unit_test_setup_teardown(test_remove_while_loading, setup, teardown),
         cmocka_unit_test_setup_teardown(test_clients_cannot_hog_the_daemon, setup, teardown),
