@@ -86,28 +86,47 @@ def _s(b):
 
 
 class _Attachment:
-    """One mc_cache*. Detached by a finalizer when nothing references it: each
-    Cache drops its reference at close(), each hold keeps one until released."""
+    """One mc_cache*, counted by its users: each open Cache, each hold, each
+    call in progress. The last one to go detaches it at once (mc_detach). The
+    count, not Python's references, decides: a traceback that keeps a failed
+    call's frames alive must not keep the arena mapped (its fixed address
+    would refuse every later attach in this process)."""
 
-    __slots__ = ("lib", "handle", "pid", "stale", "__weakref__")
+    __slots__ = ("lib", "handle", "pid", "stale", "users", "_fin", "__weakref__")
 
     def __init__(self, lib, handle):
         self.lib = lib
         self.handle = handle
         self.pid = os.getpid()
         self.stale = False
-        fin = weakref.finalize(self, _detach, lib, handle, self.pid)
-        fin.atexit = False  # at exit the kernel ends our mapping and slots anyway
+        self.users = 0
+        self._fin = weakref.finalize(self, _detach, lib, handle, self.pid)
+        self._fin.atexit = False  # at exit the kernel ends our mapping and slots anyway
+
+    def use(self):
+        with _attach_lock:
+            self.users += 1
+
+    def unuse(self):
+        if os.getpid() != self.pid:
+            return  # inherited across fork(): the child's attach() detaches it
+        with _attach_lock:
+            self.users -= 1
+            if self.users == 0:
+                self._fin()  # mc_detach, once
+                self.handle = None
 
 
 # (realpath of the directory, cache name) -> the live _Attachment, weakly.
 _attachments = weakref.WeakValueDictionary()
-_attach_lock = threading.Lock()
+# Reentrant: a hold's finalizer (unuse) may run from the garbage collector
+# while this thread is inside a locked section.
+_attach_lock = threading.RLock()
 
 
 def _new_lock_after_fork():
     global _attach_lock
-    _attach_lock = threading.Lock()  # another thread may have held it at fork()
+    _attach_lock = threading.RLock()  # another thread may have held it at fork()
 
 
 os.register_at_fork(after_in_child=_new_lock_after_fork)
@@ -126,8 +145,11 @@ def _attachment(lib, shm_dir, cache):
                 lib.mc_detach(att.handle)
                 att.handle = None
             att = None
+        if att is not None and att.handle is None:
+            att = None  # detached: its last user is gone, a stray reference is not one
         if att is not None:
             if not att.stale:
+                att.use()
                 return att
             # Its mapping still occupies the arena's address: the new arena
             # cannot be mapped until everything from the old one is gone.
@@ -142,6 +164,7 @@ def _attachment(lib, shm_dir, cache):
             raise from_code(lib, rc)
         att = _Attachment(lib, h.value)
         _attachments[key] = att
+        att.use()
         return att
 
 
@@ -151,10 +174,9 @@ def _detach(lib, handle, pid):
 
 
 def _release(lib, handle, pid, attachment):
-    # `attachment` is an argument only to keep the arena attached until here.
-    del attachment
     if os.getpid() == pid:
         lib.mc_release(handle)
+        attachment.unuse()  # the hold was one of its users
 
 
 def _check_pid(att, what):
@@ -190,6 +212,9 @@ class Cache(_With):
         _b(self.shm_dir, "shm_dir")
         self._att = _attachment(lib, self.shm_dir, self.name)
         self._lib = lib
+        # An open Cache is a user of the attachment until close() or its end.
+        self._closer = weakref.finalize(self, self._att.unuse)
+        self._closer.atexit = False
 
     def _live(self):
         att = self._att
@@ -206,7 +231,8 @@ class Cache(_With):
         load=False: mc_get(), no system call; NotResidentError if the version
         is registered but not in the arena.
         load=True: mc_get_load(); asks mcached to load it and waits up to
-        `timeout` seconds (None: no limit). TimedOutError, NoDaemonError,
+        `timeout` seconds (None: no limit). A name or version the arena does
+        not know yet (pushed a moment ago) is asked of mcached too. TimedOutError, NoDaemonError,
         LoadFailedError tell what went wrong.
         Use it as a context manager: `with cache.get("demo", "production") as m:`.
         """
@@ -229,6 +255,7 @@ class Cache(_With):
             if rc == errors.ESTALE:
                 att.stale = True  # the next attach() maps the new arena
             raise from_code(self._lib, rc)
+        att.use()  # the hold's: given back by _release()
         return Model(att, h.value, ref)
 
     def info(self):
@@ -243,6 +270,7 @@ class Cache(_With):
     def close(self):
         """No more get(). The arena is detached once no model from it is held."""
         self._att = None
+        self._closer()  # once: the Cache stops being a user of the attachment
 
     _end = close
 

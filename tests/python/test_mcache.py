@@ -73,9 +73,12 @@ def every_dtype_file(path):
 
 
 class Base(unittest.TestCase):
+    WARM = ("m", "dt", "blob")  # loaded by the fixture
+
     @classmethod
     def setUpClass(cls):
         cls.d = mctest.Daemon(size="64M")
+        cls.cache = None
         try:
             d = cls.d
             cls.model_path = os.path.join(d.root, "m.safetensors")
@@ -98,16 +101,41 @@ class Base(unittest.TestCase):
             d.alias("m", "production", "1.0.0")
             d.start()
             cls.cache = d.attach()
-            for name in ("m", "dt", "blob"):
+            for name in cls.WARM:
                 cls.cache.get(name, "1.0.0", load=True, timeout=20).release()
         except BaseException:
-            cls.d.close()
+            cls.tearDownClass()
             raise
 
     @classmethod
     def tearDownClass(cls):
+        # close(), not just dropping the reference: after a failed setUpClass
+        # the exception's traceback still references the Cache, and its
+        # mapping would keep the arena's address from every later class.
+        if cls.cache is not None:
+            cls.cache.close()
         cls.cache = None
         cls.d.close()
+
+
+class TestFixture(unittest.TestCase):
+    def test_a_failed_fixture_leaves_nothing_mapped(self):
+        class Broken(Base):
+            WARM = ("m", "nosuch")
+
+        try:
+            Broken.setUpClass()
+        except mcache.NotFoundError as e:
+            kept = e  # with its traceback and frames, as unittest keeps a failed setUpClass's
+        else:
+            self.fail("setUpClass did not fail")
+        self.assertIn("nosuch", str(kept))
+        self.assertIsNotNone(kept.__traceback__)
+        # The next daemon's arena (same cache name, same address) must attach.
+        with mctest.Daemon(size="64M") as d:
+            d.start()
+            with d.attach() as c:
+                self.assertEqual(c.name, d.cache)
 
 
 class TestBytes(Base):
