@@ -65,32 +65,34 @@ static void make_file(const char *path, uint64_t size, uint32_t seed)
     fclose(f);
 }
 
-static void push(const char *name, const char *version, uint64_t size, uint32_t seed)
+/* Push `size` bytes of pattern `seed` as name@version into the store of reg. */
+static void push_to(struct mc_registry *reg, const char *name, const char *version, uint64_t size,
+                    uint32_t seed)
 {
     char path[400];
 
     snprintf(path, sizeof(path), "%s/%s-%s.bin", D.root, name, version);
     make_file(path, size, seed);
-    int rc = mc_registry_push(D.reg, name, version, path, NULL, NULL);
+    int rc = mc_registry_push(reg, name, version, path, NULL, NULL);
     if (rc)
         fprintf(stderr, "push %s@%s: %s\n", name, version, mc_last_error());
     assert_int_equal(rc, 0);
     unlink(path);
 }
 
-/* Send one request; returns the status; *body (may be NULL) gets the answer. */
-static int ctl(char **body, const char *op, unsigned n, ...)
+static void push(const char *name, const char *version, uint64_t size, uint32_t seed)
 {
-    const char *args[8];
-    va_list ap;
+    push_to(D.reg, name, version, size, seed);
+}
+
+/* Send one request to the mcached at sock; its status; *body (may be NULL) the answer. */
+static int ctl_at(const char *sock, char **body, const char *op, unsigned n,
+                  const char *const *args)
+{
     int fd, status = -100;
     char *b = NULL;
 
-    va_start(ap, n);
-    for (unsigned i = 0; i < n; i++)
-        args[i] = va_arg(ap, const char *);
-    va_end(ap);
-    if (mc_ctl_connect(D.sock, &fd) != 0)
+    if (mc_ctl_connect(sock, &fd) != 0)
         return -100;
     if (mc_ctl_call(fd, op, n, args, 60000, &status, &b) != 0)
         status = -101;
@@ -100,6 +102,19 @@ static int ctl(char **body, const char *op, unsigned n, ...)
     else
         free(b);
     return status;
+}
+
+/* ctl_at() the test's own mcached (D.sock) with n string arguments. */
+static int ctl(char **body, const char *op, unsigned n, ...)
+{
+    const char *args[8];
+    va_list ap;
+
+    va_start(ap, n);
+    for (unsigned i = 0; i < n; i++)
+        args[i] = va_arg(ap, const char *);
+    va_end(ap);
+    return ctl_at(D.sock, body, op, n, args);
 }
 
 /* Print mcached's log on stderr (after a message saying why). */
@@ -140,6 +155,28 @@ static int mcached_run(const char *const *args)
     return wait_status(mcached_spawn(argv, false));
 }
 
+/*
+ * Wait until the mcached *pid answers a ping on sock (0 in *pid if it exits
+ * first: the test fails, showing the log).
+ */
+static void await_up(const char *sock, pid_t *pid)
+{
+    /* Up to 30 s: a restart may wait MC_ADOPT_GRACE_NS (10 s) for a reader, then commit. */
+    for (int i = 0; i < 3000; i++) {
+        if (ctl_at(sock, NULL, "ping", 0, NULL) == 0)
+            return;
+        int st;
+        if (waitpid(*pid, &st, WNOHANG) == *pid) {
+            fprintf(stderr, "mcached exited early (status %d); its log:\n", st);
+            *pid = 0;
+            break;
+        }
+        sleep_ms(10);
+    }
+    dump_log();
+    fail_msg("mcached did not start");
+}
+
 static void daemon_start_args(const char *const *extra)
 {
     const char *argv[40] = {"mcached", "--store", D.store, "--shm-dir", D.shm, "--cache", "t",
@@ -150,33 +187,26 @@ static void daemon_start_args(const char *const *extra)
         argv[n++] = *extra;
     argv[n] = NULL;
     D.pid = mcached_spawn(argv, true);
-    /* Up to 30 s: a restart may wait MC_ADOPT_GRACE_NS (10 s) for a reader, then commit. */
-    for (int i = 0; i < 3000; i++) {
-        if (ctl(NULL, "ping", 0) == 0)
-            return;
-        int st;
-        if (waitpid(D.pid, &st, WNOHANG) == D.pid) {
-            fprintf(stderr, "mcached exited early (status %d); its log:\n", st);
-            D.pid = 0;
-            break;
-        }
-        sleep_ms(10);
-    }
-    dump_log();
-    fail_msg("mcached did not start");
+    await_up(D.sock, &D.pid);
 }
 
-static void daemon_stop_clean(void)
+/* SIGTERM the mcached *pid; it must exit 0. */
+static void mcached_stop_clean(pid_t *pid)
 {
-    kill(D.pid, SIGTERM);
-    int st = wait_status(D.pid);
-    D.pid = 0; /* reaped: teardown must not signal whatever process gets the pid next */
+    kill(*pid, SIGTERM);
+    int st = wait_status(*pid);
+    *pid = 0; /* reaped: teardown must not signal whatever process gets the pid next */
     if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
         fprintf(stderr, "mcached did not stop cleanly (status %d); its log:\n", st);
         dump_log();
     }
     assert_true(WIFEXITED(st));
     assert_int_equal(WEXITSTATUS(st), 0);
+}
+
+static void daemon_stop_clean(void)
+{
+    mcached_stop_clean(&D.pid);
 }
 
 static int setup(void **state)
@@ -217,16 +247,14 @@ static int teardown(void **state)
     return 0;
 }
 
-/* Run mp_reader with args; its first output line into out. Returns exit status. */
-static int reader(char *out, size_t len, const char *mode, const char *name, const char *ref,
-                  const char *extra)
+/* Run `mp_reader ARGS`; its first output line into out. Returns exit status. */
+static int helper_run(char *out, size_t len, const char *args)
 {
     char prog[512], cmd[1200];
     FILE *p;
     int st;
 
-    snprintf(cmd, sizeof(cmd), "%s %s %s t %s %s %s", helper_path("mp_reader", prog, sizeof(prog)),
-             mode, D.shm, name, ref, extra ? extra : "");
+    snprintf(cmd, sizeof(cmd), "%s %s", helper_path("mp_reader", prog, sizeof(prog)), args);
     p = popen(cmd, "r");
     assert_non_null(p);
     out[0] = '\0';
@@ -234,6 +262,16 @@ static int reader(char *out, size_t len, const char *mode, const char *name, con
         out[0] = '\0';
     st = pclose(p);
     return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+}
+
+/* Run mp_reader MODE on cache "t" with args; its first output line into out. Exit status. */
+static int reader(char *out, size_t len, const char *mode, const char *name, const char *ref,
+                  const char *extra)
+{
+    char args[800];
+
+    snprintf(args, sizeof(args), "%s %s t %s %s %s", mode, D.shm, name, ref, extra ? extra : "");
+    return helper_run(out, len, args);
 }
 
 /* A worker holding name@ref (mp_reader holdwatch); *in asks it to verify. */
@@ -1446,5 +1484,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_request_races_registry_change, setup, teardown),
         cmocka_unit_test_setup_teardown(test_malformed_frames, setup, teardown),
     };
+
+    /* MC_TEST_FILTER=PATTERN runs only the tests it matches (cmocka's * and ?). */
+    if (getenv("MC_TEST_FILTER"))
+        cmocka_set_test_filter(getenv("MC_TEST_FILTER"));
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
