@@ -3,7 +3,8 @@
  * exec'd worker; an alias flipped under 4 reading workers; kill -9 in the
  * middle of a load and a warm restart; a flipped bit on disk; LRU eviction
  * that respects aliases, pins and holds; another uid refused; malformed
- * frames survived.
+ * frames survived; one worker reading from three caches, each served by its
+ * own mcached at its name's default address.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -40,6 +41,7 @@ struct dt {
     char log[320];
     pid_t pid;
     struct mc_registry *reg;
+    pid_t more[4]; /* further mcached processes, one per cache (teardown kills them) */
 };
 
 static struct dt D;
@@ -238,6 +240,11 @@ static int teardown(void **state)
         kill(D.pid, SIGKILL);
         wait_status(D.pid);
     }
+    for (size_t i = 0; i < sizeof(D.more) / sizeof(D.more[0]); i++)
+        if (D.more[i] > 0) {
+            kill(D.more[i], SIGKILL);
+            wait_status(D.more[i]);
+        }
     mc_registry_close(D.reg);
     mc_arena_retire(D.shm, "t");
     tdir_remove(D.shm);
@@ -753,7 +760,8 @@ static void test_bad_options_change_nothing(void **state)
          (const char *const[]){"shm-dir \"/nonexistent-mc\"", "No such file"}},
         {"--cache", "bad/name", 2, (const char *const[]){"cache name \"bad/name\"", "use letters"}},
         {"--size", "1K", 2, (const char *const[]){"arena size 65536", "give --size"}},
-        {"--size", "1000T", 1, (const char *const[]){"size", "does not fit"}},
+        /* larger than the cache name's default address slot: say --base */
+        {"--size", "1000T", 2, (const char *const[]){"16 GiB address slot", "--base ADDR"}},
         {"--index-size", "64K", 2, (const char *const[]){"index size 65536", "--index-size 1M"}},
         {"--socket", longsock, 2, (const char *const[]){"socket path", "longer than 107 bytes"}},
         /* a line longer than the reader's buffer: its tail was read as a line of its own */
@@ -802,6 +810,30 @@ static void test_bad_options_change_nothing(void **state)
         assert_int_equal(stat(arena, &st), -1);    /* no arena made */
         assert_int_equal(stat(D.sock, &st), -1);   /* no socket left */
         assert_int_equal(stat(longsock, &st), -1);
+    }
+    /* With --base the slot does not bind, but the top of user space and the
+     * directory's free space do. */
+    static const struct {
+        const char *base, *size;
+        int status;
+        const char *says;
+    } given[] = {
+        {"0x700000000000", "2000T", 2, "past the top of user space"},
+        {"0x100000000000", "100T", 1, "does not fit in"},
+    };
+    for (size_t i = 0; i < sizeof(given) / sizeof(given[0]); i++) {
+        int status = mcached_run((const char *const[]){"--store", store, "--cache", "t",
+                                                       "--socket", D.sock, "--base", given[i].base,
+                                                       "--size", given[i].size, NULL});
+
+        if (!WIFEXITED(status) || WEXITSTATUS(status) != given[i].status ||
+            !log_has(given[i].says)) {
+            dump_log();
+            fail_msg("--base %s --size %s: status %d, want exit %d saying \"%s\"", given[i].base,
+                     given[i].size, status, given[i].status, given[i].says);
+        }
+        assert_int_equal(stat(store, &st), -1);
+        assert_int_equal(stat(arena, &st), -1);
     }
 }
 
@@ -1454,6 +1486,130 @@ static void test_malformed_frames(void **state)
     daemon_stop_clean();
 }
 
+/* Push CACHE@1.0.0 (pattern seed_of) into a store of its own, D.root/store-CACHE. */
+static void cache_push(const char *cache)
+{
+    struct mc_registry_opts o = {.flags = MC_REGISTRY_CREATE};
+    struct mc_registry *reg;
+    char store[400];
+
+    snprintf(store, sizeof(store), "%s/store-%s", D.root, cache);
+    assert_int_equal(mc_registry_open(store, &o, &reg), 0);
+    push_to(reg, cache, "1.0.0", (1u << 20) + 4099, seed_of(cache, "1.0.0"));
+    mc_registry_close(reg);
+}
+
+/*
+ * Start mcached on cache with default options but its own store (see
+ * cache_push), the arena in D.shm and --size 64M, then extra (NULL-ended,
+ * may be NULL); wait until it answers on its default socket.
+ */
+static void cache_start(const char *cache, const char *const *extra, pid_t *pid)
+{
+    char store[400], sock[400];
+    const char *argv[16] = {"mcached", "--store", store,    "--shm-dir", D.shm,
+                            "--cache", cache,     "--size", "64M"};
+    int n = 9;
+
+    snprintf(store, sizeof(store), "%s/store-%s", D.root, cache);
+    for (; extra && *extra; extra++)
+        argv[n++] = *extra;
+    argv[n] = NULL;
+    *pid = mcached_spawn(argv, true);
+    assert_int_equal(mc_ctl_default_path(D.shm, cache, sock, sizeof(sock)), 0);
+    await_up(sock, pid);
+}
+
+/* `mp_reader several` over caches (space-separated); its first line into out. */
+static int several(char *out, size_t len, const char *caches)
+{
+    char args[600];
+
+    snprintf(args, sizeof(args), "several %s 30000 %s", D.shm, caches);
+    return helper_run(out, len, args);
+}
+
+/*
+ * One worker, three caches (a 4 KiB-page cache and a huge-page one, say),
+ * each served by its own mcached started without --base. Every arena used
+ * to default to one address, so the worker's second attach failed with
+ * MC_EADDRINUSE; now each cache name has its own default address slot.
+ */
+static void test_one_worker_reads_three_caches(void **state)
+{
+    static const char *const caches[] = {"default", "huge", "a"};
+    char out[512], want[64];
+
+    (void)state;
+    for (int i = 0; i < 3; i++) {
+        cache_push(caches[i]);
+        cache_start(caches[i], NULL, &D.more[i]);
+    }
+    /* One exec'd process attaches all three, then gets and checks every byte of each. */
+    if (several(out, sizeof(out), "default huge a") != 0) {
+        dump_log();
+        fail_msg("a worker attaching three caches: %s", out);
+    }
+    for (int i = 0; i < 3; i++) { /* each at its name's default address */
+        snprintf(want, sizeof(want), " %s@0x%llx", caches[i],
+                 (unsigned long long)mc_arena_default_base(caches[i]));
+        assert_non_null(strstr(out, want));
+    }
+    for (int i = 0; i < 3; i++)
+        mcached_stop_clean(&D.more[i]);
+}
+
+/*
+ * Two cache names can share a default address slot. A worker attaching
+ * both is told where, which arena sits there, and to give one --base; for
+ * an existing arena that takes --recreate (mcached says so when it adopts
+ * one elsewhere). Then the worker reads both.
+ */
+static void test_caches_sharing_a_slot(void **state)
+{
+    uint64_t at = mc_arena_default_base("a"), alt = mc_arena_slot_base(0);
+    char twin[32] = "", out[1200], want[400], base[32], names[64];
+
+    (void)state;
+    for (int i = 0; i < 1000 && !*twin; i++) {
+        snprintf(twin, sizeof(twin), "twin%d", i);
+        if (mc_arena_default_base(twin) != at)
+            twin[0] = '\0';
+    }
+    assert_true(*twin);
+    if (alt == at)
+        alt = mc_arena_slot_base(1);
+    snprintf(base, sizeof(base), "0x%llx", (unsigned long long)alt);
+    snprintf(names, sizeof(names), "a %s", twin);
+    cache_push("a");
+    cache_push(twin);
+    cache_start("a", NULL, &D.more[0]);
+    cache_start(twin, NULL, &D.more[1]);
+    assert_int_equal(several(out, sizeof(out), names), 3);
+    snprintf(want, sizeof(want),
+             "error %s %d arena %s/mcache.a, attached in this process, sits at 0x%llx-", twin,
+             MC_EADDRINUSE, D.shm, (unsigned long long)at);
+    if (strncmp(out, want, strlen(want)) != 0)
+        fail_msg("want \"%s...\", got: %s", want, out);
+    assert_non_null(strstr(out, "another cache attached here may sit there"));
+    assert_non_null(strstr(out, "--base ADDR"));
+    assert_non_null(strstr(out, "--recreate"));
+    /* --base alone: the existing arena is adopted where it is, and the log says so. */
+    mcached_stop_clean(&D.more[1]);
+    cache_start(twin, (const char *const[]){"--base", base, NULL}, &D.more[1]);
+    assert_true(log_has("takes effect only with --recreate"));
+    mcached_stop_clean(&D.more[1]);
+    cache_start(twin, (const char *const[]){"--base", base, "--recreate", NULL}, &D.more[1]);
+    if (several(out, sizeof(out), names) != 0) {
+        dump_log();
+        fail_msg("after --base %s --recreate: %s", base, out);
+    }
+    snprintf(want, sizeof(want), " %s@%s", twin, base);
+    assert_non_null(strstr(out, want));
+    mcached_stop_clean(&D.more[0]);
+    mcached_stop_clean(&D.more[1]);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1483,6 +1639,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_too_many_connections_answered, setup, teardown),
         cmocka_unit_test_setup_teardown(test_request_races_registry_change, setup, teardown),
         cmocka_unit_test_setup_teardown(test_malformed_frames, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_one_worker_reads_three_caches, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_caches_sharing_a_slot, setup, teardown),
     };
 
     /* MC_TEST_FILTER=PATTERN runs only the tests it matches (cmocka's * and ?). */
