@@ -12,7 +12,7 @@
 
 /* Header, free arrays and alignment slack around the two regions. */
 #define ARENA_OVERHEAD (4 * MiB)
-#define BASE_STRIDE    (1ull << 36) /* 64 GiB between the arenas' base addresses */
+#define BASE_STRIDE    (1ull << 36) /* with --base: 64 GiB between the arenas' bases */
 
 static uint64_t round_up(uint64_t v, uint64_t g)
 {
@@ -33,6 +33,20 @@ uint64_t barena_footprint(uint64_t data_size, uint64_t index_size)
     return ARENA_OVERHEAD + round_up(index_size, MC_HUGE_PAGE) + round_up(data_size, MC_HUGE_PAGE);
 }
 
+int bench_next_base(struct bench *b, uint64_t size, uint64_t *base)
+{
+    if (b->o.base) {
+        *base = b->o.base + b->placed++ * BASE_STRIDE;
+        return 0;
+    }
+    if (size > MC_BASE_SLOT)
+        return bench_error("an arena of %llu bytes does not fit a %llu GiB slot of the default "
+                           "address range; give --base ADDR (arenas then go 64 GiB apart)",
+                           (unsigned long long)size, MC_BASE_SLOT >> 30);
+    *base = mc_arena_slot_base(b->placed++);
+    return 0;
+}
+
 static int mc_fail(const char *what, const struct barena *ba, int rc)
 {
     return bench_error("%s (arena %s): %s", what, ba->path[0] ? ba->path : ba->cache,
@@ -50,11 +64,11 @@ int barena_create(struct bench *b, struct barena *ba, const char *dir, const cha
         index_size = index_default(data_size);
     snprintf(ba->dir, sizeof(ba->dir), "%s", dir);
     snprintf(ba->cache, sizeof(ba->cache), "bench-%d-%s", (int)getpid(), tag);
-    ba->base = b->next_base;
-    b->next_base += BASE_STRIDE;
     o.dir = ba->dir;
     o.cache = ba->cache;
     o.size = barena_footprint(data_size, index_size);
+    if (bench_next_base(b, o.size, &ba->base))
+        return -1;
     o.index_size = index_size;
     o.base = ba->base;
     o.mode = 0600;

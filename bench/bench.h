@@ -47,7 +47,7 @@ struct bench_opts {
     unsigned rounds;    /* pressure: idle rounds */
     unsigned passes;    /* pressure: full passes per phase */
     uint64_t hog_max;   /* pressure: cap on the hog (0: until the floor) */
-    uint64_t base;      /* first arena base address */
+    uint64_t base;      /* --base: first arena base address (0: slots of the default range) */
 };
 
 /* ---- one run ---- */
@@ -68,7 +68,7 @@ struct bench {
     size_t ntargets, targets_cap;
     char **ran; /* scenarios run, for merging */
     size_t nran;
-    uint64_t next_base;  /* base address for the next arena */
+    unsigned placed;     /* arenas given a base address so far (bench_next_base) */
     unsigned next_arena; /* sequence for unique cache names */
 };
 
@@ -132,6 +132,16 @@ void bench_note(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void bench_progress(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* A real error on stderr; returns -1. */
 int bench_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/*
+ * The base address for the next arena the bench makes or has mcached make,
+ * of size bytes (barena.c). Without --base: slot after slot of the default
+ * range (mc_arena_slot_base), so the arenas of a run, which this process
+ * may map together, never overlap (their cache names carry the pid, so
+ * their own default slots could); an arena must then fit a slot. With
+ * --base ADDR: ADDR, then 64 GiB higher for each next arena.
+ */
+int bench_next_base(struct bench *b, uint64_t size, uint64_t *base);
 
 /* Allocation that cannot fail (exits with cleanup on out of memory). */
 void *xrealloc(void *p, size_t n);

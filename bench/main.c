@@ -122,8 +122,8 @@ static void usage(FILE *f)
             "  --huge-dir DIR   hugetlbfs mount for huge-page arenas (default /dev/hugepages)\n"
             "  --tmp-dir DIR    disk directory for model files and LMDB (default $TMPDIR, else\n"
             "                   /var/tmp); must not be tmpfs for page-cache figures to mean it\n"
-            "  --base ADDR      base address of the first arena (default 0x%llx; each\n"
-            "                   further arena 64 GiB higher)\n"
+            "  --base ADDR      base address of the first arena, each further one 64 GiB\n"
+            "                   higher (default: one %llu GiB slot each, from 0x%llx up)\n"
             "  --no-redis       leave Redis out of `get`\n"
             "  --no-plots       do not draw plots\n"
             "  -h, --help       this text\n"
@@ -132,7 +132,7 @@ static void usage(FILE *f)
             "--shm-dir, --tmp-dir and --huge-dir, its redis-server, workers and hog) is removed\n"
             "when it ends, also on SIGINT/SIGTERM. It never changes system settings.\n"
             "See docs/benchmark.md for what each figure means.\n",
-            (unsigned long long)MC_DEFAULT_BASE);
+            MC_BASE_SLOT >> 30, MC_BASE_RANGE);
 }
 
 static int parse_u64(const char *opt, const char *v, bool size, uint64_t min, uint64_t *out)
@@ -253,7 +253,7 @@ static int parse_opts(struct bench *b, int argc, char **argv, int *first)
     b->o.rounds = 3;
     b->o.passes = b->o.quick ? 5 : 10;
     b->o.hog_max = b->o.quick ? 512 * MiB : 0;
-    b->o.base = MC_DEFAULT_BASE;
+    b->o.base = 0; /* bench_next_base: slots of the default range */
 #define GIVEN(opt, field, type)                                                                    \
     if (set[opt])                                                                                  \
     b->o.field = (type)val[opt]
@@ -381,7 +381,6 @@ int main(int argc, char **argv)
     }
     self_path[n] = '\0';
     b.self = self_path;
-    b.next_base = b.o.base;
 
     cleanup_install();
     atexit(cleanup_run);

@@ -20,8 +20,6 @@
 #include "mcache.h"
 #include "shm/arena.h"
 
-#define BASE_STRIDE (1ull << 36) /* as barena.c: 64 GiB between arenas */
-
 int mcd_find(struct bench *b, char *bin, size_t len)
 {
     const char *env = getenv("MCACHED");
@@ -55,6 +53,7 @@ int mcd_find(struct bench *b, char *bin, size_t len)
 int mcd_init(struct bench *b, struct mcd *d, const char *tag, const char *store, uint64_t size,
              uint64_t index_size, const char *const *extra)
 {
+    uint64_t base;
     int n = 0;
 
     memset(d, 0, sizeof(*d));
@@ -68,8 +67,9 @@ int mcd_init(struct bench *b, struct mcd *d, const char *tag, const char *store,
     if (mc_arena_path(b->shm_work, d->cache, d->arena, sizeof(d->arena)) != 0)
         return bench_error("arena path for cache %s in %s is too long", d->cache, b->shm_work);
     snprintf(d->opt[0], sizeof(d->opt[0]), "%llu", (unsigned long long)size);
-    snprintf(d->opt[1], sizeof(d->opt[1]), "0x%llx", (unsigned long long)b->next_base);
-    b->next_base += BASE_STRIDE;
+    if (bench_next_base(b, size, &base))
+        return -1;
+    snprintf(d->opt[1], sizeof(d->opt[1]), "0x%llx", (unsigned long long)base);
     snprintf(d->opt[2], sizeof(d->opt[2]), "%llu", (unsigned long long)index_size);
     d->argv[n++] = d->bin;
     d->argv[n++] = "--store";

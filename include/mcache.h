@@ -16,9 +16,13 @@
  *
  * CAVEATS AND RESTRICTIONS (read these)
  *   - Address. The arena is mapped at the same virtual address in every
- *     process (the table in it holds absolute pointers). mc_attach() fails
- *     with MC_EADDRINUSE if that range is already taken in the calling
- *     process; start mcached with another --base to move it.
+ *     process (the table in it holds absolute pointers). Each cache name
+ *     has its own default address (one of 16 slots, by a hash of the name),
+ *     so a process can attach several caches; but two names can share a
+ *     slot. mc_attach() fails with MC_EADDRINUSE if the range is already
+ *     taken in the calling process, naming the range and the attached
+ *     cache that sits there, if one does; start mcached for one of them
+ *     with another --base (and --recreate) to move it.
  *   - Read-only. The arena is mapped PROT_READ. Writing through a pointer
  *     from mc_model_data() faults (SIGSEGV). Copy if you need to modify.
  *   - Lifetimes. A pointer returned by any mc_model_*() accessor is valid

@@ -14,6 +14,7 @@
  */
 #include "mcache.h"
 
+#include <inttypes.h>
 #include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -376,6 +377,52 @@ int mc_attach(const char *cache, mc_cache **out)
     return mc_attach_dir(NULL, cache, out);
 }
 
+/*
+ * The same arena twice in one process cannot be: both would need its fixed
+ * address (the mapping error would blame --base).
+ */
+static int attached_check(const char *dir, const char *cache)
+{
+    char path[sizeof(((mc_cache *)0)->arena.path)];
+    bool attached = false;
+    int rc = mc_arena_path(dir, cache, path, sizeof(path));
+
+    if (rc)
+        return rc;
+    pthread_mutex_lock(&registry_mu);
+    for (mc_cache *o = caches; o && !attached; o = o->next_cache)
+        attached = !o->forked && strcmp(o->arena.path, path) == 0;
+    pthread_mutex_unlock(&registry_mu);
+    if (attached)
+        return mc_err(MC_EBUSY,
+                      "cache \"%s\" (%s) is already attached in this process; use that "
+                      "mc_cache from every thread (it is thread-safe), or mc_detach() it first",
+                      cache, path);
+    return 0;
+}
+
+/*
+ * The arena `a` could not be mapped (MC_EADDRINUSE): if a cache this process
+ * attached sits in the range it needed, say which before the mapping's
+ * message (two cache names can share a default address slot).
+ */
+static int address_owner(const struct mc_arena *a)
+{
+    uint64_t lo = a->want, hi = a->want + a->size;
+
+    pthread_mutex_lock(&registry_mu);
+    for (mc_cache *o = caches; o; o = o->next_cache)
+        if (o->arena.want < hi && lo < o->arena.want + o->arena.size) {
+            mc_err_prefix(MC_EADDRINUSE,
+                          "arena %.200s, attached in this process, sits at 0x%" PRIx64
+                          "-0x%" PRIx64,
+                          o->arena.path, o->arena.want, o->arena.want + o->arena.size);
+            break;
+        }
+    pthread_mutex_unlock(&registry_mu);
+    return MC_EADDRINUSE;
+}
+
 int mc_attach_dir(const char *dir, const char *cache, mc_cache **out)
 {
     mc_cache *c;
@@ -393,29 +440,15 @@ int mc_attach_dir(const char *dir, const char *cache, mc_cache **out)
         dir = getenv("MCACHE_SHM_DIR");
     if (!dir || !*dir)
         dir = MC_DEFAULT_SHM_DIR;
-    {
-        /* The same arena twice in one process cannot be: both would need
-         * its fixed address (the mapping error would blame --base). */
-        char path[sizeof(c->arena.path)];
-        bool attached = false;
-
-        rc = mc_arena_path(dir, cache, path, sizeof(path));
-        if (rc)
-            return rc;
-        pthread_mutex_lock(&registry_mu);
-        for (mc_cache *o = caches; o && !attached; o = o->next_cache)
-            attached = !o->forked && strcmp(o->arena.path, path) == 0;
-        pthread_mutex_unlock(&registry_mu);
-        if (attached)
-            return mc_err(MC_EBUSY,
-                          "cache \"%s\" (%s) is already attached in this process; use that "
-                          "mc_cache from every thread (it is thread-safe), or mc_detach() it first",
-                          cache, path);
-    }
+    rc = attached_check(dir, cache);
+    if (rc)
+        return rc;
     c = calloc(1, sizeof(*c));
     if (!c)
         return mc_err(MC_ENOMEM, "mc_attach: out of memory");
     rc = mc_arena_open(dir, cache, false, &c->arena);
+    if (rc == MC_EADDRINUSE)
+        rc = address_owner(&c->arena);
     if (rc)
         goto fail;
     if (c->arena.hdr->state != MC_ARENA_READY || !c->arena.hdr->table_off) {

@@ -228,6 +228,19 @@ static int adopt(struct mc_own *o, const struct mc_config *cfg)
     return rc;
 }
 
+/* An adopted arena keeps its size and address: say so if cfg asked for others. */
+static void warn_kept(const struct mc_arena_hdr *h, const struct mc_config *cfg)
+{
+    if (cfg->size && cfg->size != h->size)
+        log_warn("the existing arena is %llu bytes; --size %llu takes effect only with "
+                 "--recreate",
+                 (unsigned long long)h->size, (unsigned long long)cfg->size);
+    if (cfg->base && cfg->base != h->base)
+        log_warn("the existing arena is at 0x%llx; --base 0x%llx takes effect only with "
+                 "--recreate",
+                 (unsigned long long)h->base, (unsigned long long)cfg->base);
+}
+
 int mc_own_arena(struct mc_own *o, const struct mc_config *cfg)
 {
     uint64_t t0 = mc_now_ns();
@@ -253,10 +266,7 @@ int mc_own_arena(struct mc_own *o, const struct mc_config *cfg)
         rc = create(o, cfg);
     } else if (rc == 0) {
         o->adopted = true;
-        if (cfg->size && cfg->size != o->a.hdr->size)
-            log_warn("the existing arena is %llu bytes; --size %llu takes effect only with "
-                     "--recreate",
-                     (unsigned long long)o->a.hdr->size, (unsigned long long)cfg->size);
+        warn_kept(o->a.hdr, cfg);
         rc = adopt(o, cfg);
         if (rc) {
             log_error("cannot adopt the existing arena (%s); replacing it", mc_last_error());

@@ -17,7 +17,7 @@ struct mc_config {
     char config[512];    /* config file read, if any */
     uint64_t size;       /* arena bytes (0 = machine default) */
     uint64_t index_size; /* index region bytes (0 = size/16) */
-    uint64_t base;       /* mapping address (0 = default) */
+    uint64_t base;       /* mapping address (0: the cache name's, mc_arena_default_base) */
     uint32_t reader_slots;
     char admin_group[64];  /* may change state (besides our uid and root) */
     char reader_group[64]; /* may read status and request loads; "*" = anyone */

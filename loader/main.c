@@ -48,8 +48,12 @@ static void usage(FILE *f)
             "  --index-size SIZE    part of the arena for the index (default size/16)\n"
             "  --shm-dir DIR        where the arena lives (default $MCACHE_SHM_DIR or /dev/shm;\n"
             "                       a hugetlbfs mount or huge=always tmpfs for huge pages)\n"
-            "  --base ADDR          virtual address of the arena in every process (default\n"
-            "                       0x7e9000000000; change it if workers report it in use)\n"
+            "  --base ADDR          virtual address of the arena in every process (default:\n"
+            "                       the cache name's own 16 GiB slot in 0x7e8000000000..\n"
+            "                       0x7ec000000000, so a worker can attach several caches).\n"
+            "                       Give one, with --recreate for an existing arena, if two\n"
+            "                       caches' names share a slot (workers report the address\n"
+            "                       in use) or for an arena over 16G; see docs/arena.md\n"
             "  --socket PATH        control socket (default <shm-dir>/mcache.<cache>.sock)\n"
             "  --admin-group GROUP  group that may change state (besides this uid and root)\n"
             "  --reader-group GROUP group that may read status and request loads; \"*\": anyone\n"
@@ -470,10 +474,11 @@ int main(int argc, char **argv)
     }
     {
         struct mc_arena_hdr *h = d.own.a.hdr;
-        log_info("mcached %d.%d.%d serving cache \"%s\" from %s: arena %s, %.0f MiB on %s "
-                 "(%s in %.1f ms, %llu resident), socket %s",
+        log_info("mcached %d.%d.%d serving cache \"%s\" from %s: arena %s at 0x%llx, %.0f MiB "
+                 "on %s (%s in %.1f ms, %llu resident), socket %s",
                  MCACHE_VERSION_MAJOR, MCACHE_VERSION_MINOR, MCACHE_VERSION_PATCH, d.cfg.cache,
-                 mc_registry_dir(d.reg), d.own.a.path, (double)h->size / (1 << 20),
+                 mc_registry_dir(d.reg), d.own.a.path, (unsigned long long)h->base,
+                 (double)h->size / (1 << 20),
                  mc_backing_name(h->backing), d.own.adopted ? "adopted" : "created",
                  (double)d.own.adopt_ns / 1e6, (unsigned long long)d.own.w.t->resident,
                  d.socket_path);

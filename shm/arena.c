@@ -6,6 +6,11 @@
  * anything (RENAME_NOREPLACE). A worker can therefore only ever open a fully
  * initialised arena, and two loaders racing to create the same cache cannot
  * both win.
+ *
+ * Where an arena goes: at its header's base in every process. Unless given
+ * one, a new arena takes its cache name's slot of the default range
+ * (mc_arena_default_base, the one place that computes it) and must fit
+ * there, so one worker can attach several caches.
  */
 #include "shm/arena.h"
 
@@ -26,6 +31,10 @@
 
 #include "shm/err.h"
 #include "shm/fence.h"
+
+/* Inlined: libmcache must not need libxxhash at run time for one hash. */
+#define XXH_INLINE_ALL
+#include <xxhash.h>
 
 #ifndef HUGETLBFS_MAGIC
 #define HUGETLBFS_MAGIC 0x958458f6
@@ -72,6 +81,23 @@ static int cache_name_check(const char *cache)
                           cache, (c >= 0x20 && c < 0x7f) ? c : '?', i);
     }
     return 0;
+}
+
+uint64_t mc_arena_slot_base(unsigned i)
+{
+    return MC_BASE_RANGE + (uint64_t)(i % MC_BASE_SLOTS) * MC_BASE_SLOT;
+}
+
+uint64_t mc_arena_default_base(const char *cache)
+{
+    uint64_t h;
+
+    if (!cache)
+        cache = "default";
+    /* The top bits pick the slot (XXH3's low five bits happen to agree for
+     * "a" and "b"). */
+    h = XXH3_64bits(cache, strlen(cache));
+    return mc_arena_slot_base((unsigned)(h >> (64 - MC_BASE_SLOT_BITS)));
 }
 
 int mc_arena_path(const char *dir, const char *cache, char *buf, size_t len)
@@ -181,15 +207,48 @@ uint64_t mc_arena_default_size(void)
     return size & ~((64ull << 20) - 1);
 }
 
-static int map_error(void *want)
+/*
+ * A slot of the default range that is free in this process for size bytes
+ * (probed with a PROT_NONE mapping, removed at once), other than want; 0 if
+ * none is.
+ */
+static uint64_t free_slot(uint64_t want, uint64_t size)
 {
-    if (errno == EEXIST)
-        return mc_err(MC_EADDRINUSE,
-                      "the arena's base address %p is already in use in this process; start "
-                      "mcached with --base ADDR (a free, 2 MiB-aligned address such as "
-                      "0x7ea000000000) and restart the workers",
-                      want);
-    return mc_err(mc_err_from_errno(errno), "mapping the arena at %p: %s", want, strerror(errno));
+    for (unsigned i = 0; i < MC_BASE_SLOTS && size <= MC_BASE_SLOT; i++) {
+        uint64_t b = mc_arena_slot_base(i);
+        void *p;
+
+        if (b == want)
+            continue;
+        p = mmap((void *)(uintptr_t)b, size, PROT_NONE,
+                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED_NOREPLACE, -1, 0);
+        if (p == MAP_FAILED)
+            continue;
+        munmap(p, size);
+        if (p == (void *)(uintptr_t)b)
+            return b;
+    }
+    return 0;
+}
+
+static int map_error(const struct mc_arena *a)
+{
+    char alt[80] = "a free, 2 MiB-aligned address";
+    uint64_t free_b;
+
+    if (errno != EEXIST)
+        return mc_err(mc_err_from_errno(errno), "mapping arena %s at 0x%" PRIx64 ": %s", a->path,
+                      a->want, strerror(errno));
+    free_b = free_slot(a->want, a->size);
+    if (free_b)
+        snprintf(alt, sizeof(alt), "e.g. 0x%" PRIx64 ", free in this process", free_b);
+    return mc_err(MC_EADDRINUSE,
+                  "arena %s needs the addresses 0x%" PRIx64 "-0x%" PRIx64 ", already in use in "
+                  "this process: another cache attached here may sit there (a cache's default "
+                  "address is one of %u slots picked by a hash of its name, and two names can "
+                  "share one); restart mcached for one of them with --base ADDR (%s) and "
+                  "--recreate, then restart the workers",
+                  a->path, a->want, a->want + a->size, MC_BASE_SLOTS, alt);
 }
 
 static int map_at(struct mc_arena *a, uint64_t base, uint64_t size, bool writable, bool populate)
@@ -197,18 +256,20 @@ static int map_at(struct mc_arena *a, uint64_t base, uint64_t size, bool writabl
     int prot = PROT_READ | (writable ? PROT_WRITE : 0);
     int flags = MAP_SHARED | MAP_FIXED_NOREPLACE | (populate ? MAP_POPULATE : 0);
     void *want = (void *)(uintptr_t)base;
-    void *p = mmap(want, size, prot, flags, a->fd, 0);
+    void *p;
 
+    a->want = base;
+    a->size = size;
+    p = mmap(want, size, prot, flags, a->fd, 0);
     if (p == MAP_FAILED)
-        return map_error(want);
+        return map_error(a);
     if (p != want) { /* a kernel without MAP_FIXED_NOREPLACE treats it as a hint */
         munmap(p, size);
         errno = EEXIST;
-        return map_error(want);
+        return map_error(a);
     }
     a->base = p;
     a->hdr = p;
-    a->size = size;
     a->writable = writable;
     return 0;
 }
@@ -223,6 +284,30 @@ struct layout {
     uint32_t backing;
 };
 
+#define MC_USER_TOP 0x800000000000ull /* end of x86-64 user space (47 bits) */
+
+/*
+ * Does the arena fit where it goes: below the top of user space at a given
+ * base, and in its slot (not the next cache's) at its cache's default one?
+ */
+static int place_check(const struct layout *l, bool given)
+{
+    if (given && (l->base >= MC_USER_TOP || l->size > MC_USER_TOP - l->base))
+        return mc_err(MC_EINVAL,
+                      "an arena of %" PRIu64 " bytes at base 0x%" PRIx64 " would end past the "
+                      "top of user space (0x%llx); choose a lower --base or a smaller --size",
+                      l->size, l->base, MC_USER_TOP);
+    if (given || l->size <= MC_BASE_SLOT)
+        return 0;
+    return mc_err(MC_EINVAL,
+                  "an arena of %" PRIu64 " bytes does not fit the %llu GiB address slot "
+                  "0x%" PRIx64 "-0x%" PRIx64 " that cache \"%s\" has by default; give it "
+                  "--base ADDR, a 2 MiB-aligned address with the whole arena free above it, "
+                  "outside 0x%llx-0x%llx (see docs/arena.md), or a --size of at most %lluG",
+                  l->size, MC_BASE_SLOT >> 30, l->base, (uint64_t)(l->base + MC_BASE_SLOT),
+                  l->cache, MC_BASE_RANGE, MC_BASE_RANGE_END, MC_BASE_SLOT >> 30);
+}
+
 /*
  * Plan a new arena from o, its file's path into path: the checks
  * mc_arena_create makes before it writes anything.
@@ -234,7 +319,7 @@ static int plan(const struct mc_arena_opts *o, struct layout *l, char *path, siz
 
     l->dir = o->dir ? o->dir : MC_DEFAULT_SHM_DIR;
     l->cache = o->cache ? o->cache : "default";
-    l->base = o->base ? o->base : MC_DEFAULT_BASE;
+    l->base = o->base ? o->base : mc_arena_default_base(l->cache);
     rc = mc_arena_path(l->dir, l->cache, path, len);
     if (rc)
         return rc;
@@ -272,7 +357,7 @@ static int plan(const struct mc_arena_opts *o, struct layout *l, char *path, siz
                       "%" PRIu64 "-byte index; give --size %" PRIu64
                       " bytes or more (room for 16 MiB of models), or a smaller --index-size",
                       l->size, l->index_size, l->data_off + (uint64_t)(16 << 20));
-    return 0;
+    return place_check(l, o->base != 0);
 }
 
 /*
@@ -414,7 +499,7 @@ static int hdr_check(const struct mc_arena_hdr *h, const char *path, uint64_t fi
     if (h->hdr_size != MC_ARENA_HDR_SIZE || h->base % MC_HUGE_PAGE || h->data_off >= h->size ||
         h->index_size > h->size || h->index_off > h->size - h->index_size ||
         h->index_off + h->index_size > h->data_off || h->data_size > h->size - h->data_off ||
-        h->base > 0x800000000000ull || h->size > 0x800000000000ull - h->base)
+        h->base > MC_USER_TOP || h->size > MC_USER_TOP - h->base)
         return mc_err(MC_EBADARENA, "arena %s has an inconsistent header; it is damaged", path);
     return 0;
 }

@@ -29,9 +29,27 @@
 #define MC_ARENA_MAGIC  0x314145524143434dULL /* "MCCAREA1" little-endian */
 #define MC_ARENA_FORMAT 2u                    /* bump on ANY shared layout change */
 #define MC_ARENA_HDR_SIZE 4096u
-#define MC_DEFAULT_BASE 0x7e9000000000ULL /* see docs/arena.md: fits ASan and TSan layouts */
 #define MC_DEFAULT_SHM_DIR "/dev/shm"
 #define MC_HUGE_PAGE (2u << 20)
+
+/*
+ * Default base addresses. The index holds absolute pointers, so an arena is
+ * mapped at one address (its header's `base`) in every process, and two
+ * arenas one process attaches must not overlap. Each cache's default base is
+ * therefore its own: one of MC_BASE_SLOTS slots of MC_BASE_SLOT bytes from
+ * MC_BASE_RANGE, the top MC_BASE_SLOT_BITS bits of XXH3-64 of its name
+ * (seed 0, a fixed function: a name's slot never changes). The whole range,
+ * [0x7e8000000000, 0x7ec000000000), is application memory for both
+ * AddressSanitizer and ThreadSanitizer on x86-64 and lies below where Linux
+ * places ordinary mappings (docs/arena.md). Two names can share a slot; an
+ * explicit base (--base) moves one of them. An arena larger than a slot
+ * needs an explicit base.
+ */
+#define MC_BASE_RANGE     0x7e8000000000ULL
+#define MC_BASE_SLOT_BITS 4
+#define MC_BASE_SLOTS     (1u << MC_BASE_SLOT_BITS)
+#define MC_BASE_SLOT      (16ULL << 30) /* 16 GiB: four times the largest default size */
+#define MC_BASE_RANGE_END (MC_BASE_RANGE + MC_BASE_SLOTS * MC_BASE_SLOT)
 
 /* Free-extent array capacities (live allocations are capped one below). */
 #define MC_DATA_EXTENTS  4096u
@@ -95,6 +113,8 @@ struct mc_arena {
     struct mc_arena_hdr *hdr; /* == (void *)base */
     uint8_t *base;
     uint64_t size;
+    uint64_t want; /* the address it is mapped at or was to be: after MC_EADDRINUSE,
+                    * [want, want + size) is the range that was taken */
     int fd;
     bool writable;
     char path[512];
@@ -105,9 +125,15 @@ struct mc_arena_opts {
     const char *cache;  /* NULL: "default" */
     uint64_t size;      /* total bytes (rounded up to the page size) */
     uint64_t index_size; /* 0: size/16 clamped to [4 MiB, 1 GiB] */
-    uint64_t base;      /* 0: MC_DEFAULT_BASE */
+    uint64_t base;      /* 0: mc_arena_default_base(cache), and size must fit a slot */
     unsigned mode;      /* file mode; 0: 0644 */
 };
+
+/* The default base address of cache's arena (NULL: "default"); see MC_BASE_RANGE. */
+uint64_t mc_arena_default_base(const char *cache);
+
+/* The base address of slot i (taken modulo MC_BASE_SLOTS) of the default range. */
+uint64_t mc_arena_slot_base(unsigned i);
 
 /* Path of the arena file for (dir, cache) into buf. */
 int mc_arena_path(const char *dir, const char *cache, char *buf, size_t len);

@@ -29,6 +29,10 @@
  *                                         "error CODE MSG"; exit 0 at the end of stdin
  *   mp_reader tensor DIR CACHE NAME REF TENSOR  print "TENSORS n DTYPE d0xd1.. aligned A sum S"
  *                                         (S: sum of the tensor's F32 values)
+ *   mp_reader several DIR MS CACHE...     attach every CACHE first (all mapped at once), then
+ *                                         from each mc_get_load its model CACHE@1.0.0 and
+ *                                         check every byte; print "ok CACHE@BASE ..." while
+ *                                         holding all, or "error CACHE CODE MSG" (exit 3)
  *
  * Exit codes: 0 ok, 1 a check failed, 2 usage or setup error.
  */
@@ -85,6 +89,64 @@ static int cmd_verify(char **av, bool load)
     mc_release(m);
     mc_detach(c);
     return 0;
+}
+
+/* Is every byte of m the pattern of seed_of(name, version), and its checksum right? */
+static bool pattern_match(const mc_model *m)
+{
+    const uint8_t *p = mc_model_data(m);
+    uint32_t seed = seed_of(mc_model_name(m), mc_model_version(m));
+
+    for (size_t i = 0; i < mc_model_size(m); i++)
+        if (p[i] != pattern_byte(seed, i))
+            return false;
+    return bytes_match(m);
+}
+
+/* Check what `several` got (n caches c, models m); print "ok CACHE@BASE ...". 0 or 1. */
+static int several_report(int n, char **caches, mc_cache **c, mc_model **m)
+{
+    struct mc_cache_info in;
+
+    for (int i = 0; i < n; i++)
+        if (!pattern_match(m[i])) {
+            printf("BAD %s@%s from cache %s\n", mc_model_name(m[i]), mc_model_version(m[i]),
+                   caches[i]);
+            return 1;
+        }
+    printf("ok");
+    for (int i = 0; i < n && mc_cache_info(c[i], &in) == 0; i++)
+        printf(" %s@0x%llx", caches[i], (unsigned long long)in.base);
+    printf("\n");
+    return 0;
+}
+
+/* Several caches in one process: attach all, then get and check from each. */
+static int cmd_several(int ac, char **av)
+{
+    enum { MAX = 8 };
+    mc_cache *c[MAX] = {0};
+    mc_model *m[MAX] = {0};
+    char **caches = av + 4;
+    int n = ac - 4, i = 0, rc = 0;
+
+    if (n > MAX)
+        return 2;
+    /* Every cache is mapped before the first get: their ranges must not overlap. */
+    for (; i < n && !rc; i += !rc)
+        rc = mc_attach_dir(av[2], caches[i], &c[i]);
+    if (!rc)
+        for (i = 0; i < n && !rc; i += !rc)
+            rc = mc_get_load(c[i], caches[i], "1.0.0", atoi(av[3]), &m[i]);
+    if (rc)
+        printf("error %s %d %s\n", caches[i], rc, mc_last_error());
+    else
+        rc = several_report(n, caches, c, m);
+    for (i = 0; i < n; i++) {
+        mc_release(m[i]);
+        mc_detach(c[i]);
+    }
+    return rc == 0 ? 0 : rc == 1 ? 1 : 3;
 }
 
 static int cmd_watch(char **av)
@@ -619,6 +681,8 @@ int main(int ac, char **av)
         return cmd_meta(av);
     if (ac >= 5 && strcmp(av[1], "getloads") == 0)
         return cmd_getloads(av);
+    if (ac >= 5 && strcmp(av[1], "several") == 0)
+        return cmd_several(ac, av);
     fprintf(stderr, "usage: mp_reader write|hold|pin|stress|verify|watch|holdwatch DIR CACHE ...\n");
     return 2;
 }

@@ -1,6 +1,7 @@
 /*
  * test_arena.c - creating and attaching arenas: the header, each distinct
- * attach failure, read-only mapping (a writing worker faults), backing.
+ * attach failure, read-only mapping (a writing worker faults), backing, and
+ * each cache name's default address.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -33,10 +34,12 @@ static void test_create_and_attach(void **state)
     (void)state;
     assert_int_equal(tw_create(&t, 32ull << 20, 0), 0);
     struct mc_arena_hdr *h = t.a.hdr;
+    uint64_t base = mc_arena_default_base(t.cache);
+    char at[32];
     assert_int_equal(h->magic, MC_ARENA_MAGIC);
     assert_int_equal(h->format, MC_ARENA_FORMAT);
-    assert_int_equal(h->base, MC_DEFAULT_BASE);
-    assert_ptr_equal(t.a.base, (void *)(uintptr_t)MC_DEFAULT_BASE);
+    assert_int_equal(h->base, base);
+    assert_ptr_equal(t.a.base, (void *)(uintptr_t)base);
     assert_int_equal(h->size, 32ull << 20);
     assert_int_equal(mc_backing_detect(t.dir, &page, &backing), 0);
     assert_int_equal(h->page_size, page);
@@ -50,11 +53,74 @@ static void test_create_and_attach(void **state)
                               .base = 0x7ea000000000ull};
     assert_int_equal(mc_arena_create(&o, &dup), MC_EEXIST);
     assert_int_equal(h->magic, MC_ARENA_MAGIC);
-    /* Attaching in the same process collides with our own mapping. */
+    /* Attaching in the same process collides with our own mapping: the
+     * message names the range, that another cache may sit there, and a
+     * free address for --base. */
     assert_int_equal(mc_arena_open(t.dir, t.cache, false, &r), MC_EADDRINUSE);
-    assert_non_null(strstr(mc_last_error(), "0x7e9000000000"));
-    assert_non_null(strstr(mc_last_error(), "--base"));
+    snprintf(at, sizeof(at), "0x%llx-0x%llx", (unsigned long long)base,
+             (unsigned long long)(base + h->size));
+    assert_non_null(strstr(mc_last_error(), at));
+    assert_non_null(strstr(mc_last_error(), "another cache attached here may sit there"));
+    assert_non_null(strstr(mc_last_error(), "--base ADDR (e.g. 0x7e"));
     tw_destroy(&t);
+}
+
+/*
+ * Each cache name has its own default base: one of MC_BASE_SLOTS slots, the
+ * same in every process and every version, inside a range that is
+ * application memory for ASan and TSan and free in a fresh process.
+ */
+static void test_default_base_per_cache_name(void **state)
+{
+    static const char *const names[] = {"default", "huge", "a", "b", "c", "d"};
+    uint64_t seen[6];
+
+    (void)state;
+    for (size_t i = 0; i < 6; i++) {
+        uint64_t b = mc_arena_default_base(names[i]);
+
+        assert_int_equal(b, mc_arena_default_base(names[i])); /* deterministic */
+        assert_true(b >= MC_BASE_RANGE && b + MC_BASE_SLOT <= MC_BASE_RANGE_END);
+        assert_int_equal((b - MC_BASE_RANGE) % MC_BASE_SLOT, 0);
+        assert_int_equal(b % MC_HUGE_PAGE, 0);
+        for (size_t j = 0; j < i; j++)
+            assert_true(b != seen[j]);
+        seen[i] = b;
+    }
+    assert_int_equal(mc_arena_default_base(NULL), mc_arena_default_base("default"));
+    /* A name's slot never changes (the docs quote this address). */
+    assert_int_equal(mc_arena_default_base("default"), 0x7e9800000000ull);
+    assert_int_equal(mc_arena_slot_base(MC_BASE_SLOTS), MC_BASE_RANGE);
+    /* TSan's application memory starts at 0x7e8000000000 (below it a TSan
+     * build dies on mmap); Linux maps ordinary things from ~0x7eff.. up. */
+    assert_true(MC_BASE_RANGE >= 0x7e8000000000ull && MC_BASE_RANGE_END <= 0x7ec000000000ull);
+    void *p = mmap((void *)(uintptr_t)MC_BASE_RANGE, MC_BASE_RANGE_END - MC_BASE_RANGE, PROT_NONE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED_NOREPLACE, -1, 0);
+    assert_ptr_equal(p, (void *)(uintptr_t)MC_BASE_RANGE);
+    munmap(p, MC_BASE_RANGE_END - MC_BASE_RANGE);
+}
+
+/* An arena larger than its default slot is refused up front, naming --base. */
+static void test_arena_larger_than_its_slot(void **state)
+{
+    char dir[256];
+    struct mc_arena_opts o = {.cache = "big", .size = MC_BASE_SLOT + (64ull << 20)};
+
+    (void)state;
+    tdir_make(dir, sizeof(dir));
+    o.dir = dir;
+    assert_int_equal(mc_arena_check(&o, 0), MC_EINVAL);
+    assert_non_null(strstr(mc_last_error(), "does not fit the 16 GiB address slot"));
+    assert_non_null(strstr(mc_last_error(), "cache \"big\""));
+    assert_non_null(strstr(mc_last_error(), "--base ADDR"));
+    assert_non_null(strstr(mc_last_error(), "--size of at most 16G"));
+    /* The slot's full size is fine, and an explicit base is not held to a slot. */
+    o.size = MC_BASE_SLOT;
+    assert_int_not_equal(mc_arena_check(&o, 0), MC_EINVAL);
+    o.size = MC_BASE_SLOT + (64ull << 20);
+    o.base = 0x7ec000000000ull;
+    assert_int_not_equal(mc_arena_check(&o, 0), MC_EINVAL);
+    tdir_remove(dir);
 }
 
 static void test_missing(void **state)
@@ -210,6 +276,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_create_and_attach),
+        cmocka_unit_test(test_default_base_per_cache_name),
+        cmocka_unit_test(test_arena_larger_than_its_slot),
         cmocka_unit_test(test_missing),
         cmocka_unit_test(test_bad_headers),
         cmocka_unit_test(test_reader_write_faults),

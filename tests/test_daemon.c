@@ -3,7 +3,8 @@
  * exec'd worker; an alias flipped under 4 reading workers; kill -9 in the
  * middle of a load and a warm restart; a flipped bit on disk; LRU eviction
  * that respects aliases, pins and holds; another uid refused; malformed
- * frames survived.
+ * frames survived; one worker reading from three caches, each served by its
+ * own mcached at its name's default address.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -40,6 +41,7 @@ struct dt {
     char log[320];
     pid_t pid;
     struct mc_registry *reg;
+    pid_t more[4]; /* further mcached processes, one per cache (teardown kills them) */
 };
 
 static struct dt D;
@@ -65,32 +67,34 @@ static void make_file(const char *path, uint64_t size, uint32_t seed)
     fclose(f);
 }
 
-static void push(const char *name, const char *version, uint64_t size, uint32_t seed)
+/* Push `size` bytes of pattern `seed` as name@version into the store of reg. */
+static void push_to(struct mc_registry *reg, const char *name, const char *version, uint64_t size,
+                    uint32_t seed)
 {
     char path[400];
 
     snprintf(path, sizeof(path), "%s/%s-%s.bin", D.root, name, version);
     make_file(path, size, seed);
-    int rc = mc_registry_push(D.reg, name, version, path, NULL, NULL);
+    int rc = mc_registry_push(reg, name, version, path, NULL, NULL);
     if (rc)
         fprintf(stderr, "push %s@%s: %s\n", name, version, mc_last_error());
     assert_int_equal(rc, 0);
     unlink(path);
 }
 
-/* Send one request; returns the status; *body (may be NULL) gets the answer. */
-static int ctl(char **body, const char *op, unsigned n, ...)
+static void push(const char *name, const char *version, uint64_t size, uint32_t seed)
 {
-    const char *args[8];
-    va_list ap;
+    push_to(D.reg, name, version, size, seed);
+}
+
+/* Send one request to the mcached at sock; its status; *body (may be NULL) the answer. */
+static int ctl_at(const char *sock, char **body, const char *op, unsigned n,
+                  const char *const *args)
+{
     int fd, status = -100;
     char *b = NULL;
 
-    va_start(ap, n);
-    for (unsigned i = 0; i < n; i++)
-        args[i] = va_arg(ap, const char *);
-    va_end(ap);
-    if (mc_ctl_connect(D.sock, &fd) != 0)
+    if (mc_ctl_connect(sock, &fd) != 0)
         return -100;
     if (mc_ctl_call(fd, op, n, args, 60000, &status, &b) != 0)
         status = -101;
@@ -100,6 +104,19 @@ static int ctl(char **body, const char *op, unsigned n, ...)
     else
         free(b);
     return status;
+}
+
+/* ctl_at() the test's own mcached (D.sock) with n string arguments. */
+static int ctl(char **body, const char *op, unsigned n, ...)
+{
+    const char *args[8];
+    va_list ap;
+
+    va_start(ap, n);
+    for (unsigned i = 0; i < n; i++)
+        args[i] = va_arg(ap, const char *);
+    va_end(ap);
+    return ctl_at(D.sock, body, op, n, args);
 }
 
 /* Print mcached's log on stderr (after a message saying why). */
@@ -140,6 +157,28 @@ static int mcached_run(const char *const *args)
     return wait_status(mcached_spawn(argv, false));
 }
 
+/*
+ * Wait until the mcached *pid answers a ping on sock (0 in *pid if it exits
+ * first: the test fails, showing the log).
+ */
+static void await_up(const char *sock, pid_t *pid)
+{
+    /* Up to 30 s: a restart may wait MC_ADOPT_GRACE_NS (10 s) for a reader, then commit. */
+    for (int i = 0; i < 3000; i++) {
+        if (ctl_at(sock, NULL, "ping", 0, NULL) == 0)
+            return;
+        int st;
+        if (waitpid(*pid, &st, WNOHANG) == *pid) {
+            fprintf(stderr, "mcached exited early (status %d); its log:\n", st);
+            *pid = 0;
+            break;
+        }
+        sleep_ms(10);
+    }
+    dump_log();
+    fail_msg("mcached did not start");
+}
+
 static void daemon_start_args(const char *const *extra)
 {
     const char *argv[40] = {"mcached", "--store", D.store, "--shm-dir", D.shm, "--cache", "t",
@@ -150,33 +189,26 @@ static void daemon_start_args(const char *const *extra)
         argv[n++] = *extra;
     argv[n] = NULL;
     D.pid = mcached_spawn(argv, true);
-    /* Up to 30 s: a restart may wait MC_ADOPT_GRACE_NS (10 s) for a reader, then commit. */
-    for (int i = 0; i < 3000; i++) {
-        if (ctl(NULL, "ping", 0) == 0)
-            return;
-        int st;
-        if (waitpid(D.pid, &st, WNOHANG) == D.pid) {
-            fprintf(stderr, "mcached exited early (status %d); its log:\n", st);
-            D.pid = 0;
-            break;
-        }
-        sleep_ms(10);
-    }
-    dump_log();
-    fail_msg("mcached did not start");
+    await_up(D.sock, &D.pid);
 }
 
-static void daemon_stop_clean(void)
+/* SIGTERM the mcached *pid; it must exit 0. */
+static void mcached_stop_clean(pid_t *pid)
 {
-    kill(D.pid, SIGTERM);
-    int st = wait_status(D.pid);
-    D.pid = 0; /* reaped: teardown must not signal whatever process gets the pid next */
+    kill(*pid, SIGTERM);
+    int st = wait_status(*pid);
+    *pid = 0; /* reaped: teardown must not signal whatever process gets the pid next */
     if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
         fprintf(stderr, "mcached did not stop cleanly (status %d); its log:\n", st);
         dump_log();
     }
     assert_true(WIFEXITED(st));
     assert_int_equal(WEXITSTATUS(st), 0);
+}
+
+static void daemon_stop_clean(void)
+{
+    mcached_stop_clean(&D.pid);
 }
 
 static int setup(void **state)
@@ -208,6 +240,11 @@ static int teardown(void **state)
         kill(D.pid, SIGKILL);
         wait_status(D.pid);
     }
+    for (size_t i = 0; i < sizeof(D.more) / sizeof(D.more[0]); i++)
+        if (D.more[i] > 0) {
+            kill(D.more[i], SIGKILL);
+            wait_status(D.more[i]);
+        }
     mc_registry_close(D.reg);
     mc_arena_retire(D.shm, "t");
     tdir_remove(D.shm);
@@ -217,16 +254,14 @@ static int teardown(void **state)
     return 0;
 }
 
-/* Run mp_reader with args; its first output line into out. Returns exit status. */
-static int reader(char *out, size_t len, const char *mode, const char *name, const char *ref,
-                  const char *extra)
+/* Run `mp_reader ARGS`; its first output line into out. Returns exit status. */
+static int helper_run(char *out, size_t len, const char *args)
 {
     char prog[512], cmd[1200];
     FILE *p;
     int st;
 
-    snprintf(cmd, sizeof(cmd), "%s %s %s t %s %s %s", helper_path("mp_reader", prog, sizeof(prog)),
-             mode, D.shm, name, ref, extra ? extra : "");
+    snprintf(cmd, sizeof(cmd), "%s %s", helper_path("mp_reader", prog, sizeof(prog)), args);
     p = popen(cmd, "r");
     assert_non_null(p);
     out[0] = '\0';
@@ -234,6 +269,16 @@ static int reader(char *out, size_t len, const char *mode, const char *name, con
         out[0] = '\0';
     st = pclose(p);
     return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+}
+
+/* Run mp_reader MODE on cache "t" with args; its first output line into out. Exit status. */
+static int reader(char *out, size_t len, const char *mode, const char *name, const char *ref,
+                  const char *extra)
+{
+    char args[800];
+
+    snprintf(args, sizeof(args), "%s %s t %s %s %s", mode, D.shm, name, ref, extra ? extra : "");
+    return helper_run(out, len, args);
 }
 
 /* A worker holding name@ref (mp_reader holdwatch); *in asks it to verify. */
@@ -715,7 +760,8 @@ static void test_bad_options_change_nothing(void **state)
          (const char *const[]){"shm-dir \"/nonexistent-mc\"", "No such file"}},
         {"--cache", "bad/name", 2, (const char *const[]){"cache name \"bad/name\"", "use letters"}},
         {"--size", "1K", 2, (const char *const[]){"arena size 65536", "give --size"}},
-        {"--size", "1000T", 1, (const char *const[]){"size", "does not fit"}},
+        /* larger than the cache name's default address slot: say --base */
+        {"--size", "1000T", 2, (const char *const[]){"16 GiB address slot", "--base ADDR"}},
         {"--index-size", "64K", 2, (const char *const[]){"index size 65536", "--index-size 1M"}},
         {"--socket", longsock, 2, (const char *const[]){"socket path", "longer than 107 bytes"}},
         /* a line longer than the reader's buffer: its tail was read as a line of its own */
@@ -764,6 +810,30 @@ static void test_bad_options_change_nothing(void **state)
         assert_int_equal(stat(arena, &st), -1);    /* no arena made */
         assert_int_equal(stat(D.sock, &st), -1);   /* no socket left */
         assert_int_equal(stat(longsock, &st), -1);
+    }
+    /* With --base the slot does not bind, but the top of user space and the
+     * directory's free space do. */
+    static const struct {
+        const char *base, *size;
+        int status;
+        const char *says;
+    } given[] = {
+        {"0x700000000000", "2000T", 2, "past the top of user space"},
+        {"0x100000000000", "100T", 1, "does not fit in"},
+    };
+    for (size_t i = 0; i < sizeof(given) / sizeof(given[0]); i++) {
+        int status = mcached_run((const char *const[]){"--store", store, "--cache", "t",
+                                                       "--socket", D.sock, "--base", given[i].base,
+                                                       "--size", given[i].size, NULL});
+
+        if (!WIFEXITED(status) || WEXITSTATUS(status) != given[i].status ||
+            !log_has(given[i].says)) {
+            dump_log();
+            fail_msg("--base %s --size %s: status %d, want exit %d saying \"%s\"", given[i].base,
+                     given[i].size, status, given[i].status, given[i].says);
+        }
+        assert_int_equal(stat(store, &st), -1);
+        assert_int_equal(stat(arena, &st), -1);
     }
 }
 
@@ -1499,6 +1569,130 @@ static void test_malformed_frames(void **state)
     daemon_stop_clean();
 }
 
+/* Push CACHE@1.0.0 (pattern seed_of) into a store of its own, D.root/store-CACHE. */
+static void cache_push(const char *cache)
+{
+    struct mc_registry_opts o = {.flags = MC_REGISTRY_CREATE};
+    struct mc_registry *reg;
+    char store[400];
+
+    snprintf(store, sizeof(store), "%s/store-%s", D.root, cache);
+    assert_int_equal(mc_registry_open(store, &o, &reg), 0);
+    push_to(reg, cache, "1.0.0", (1u << 20) + 4099, seed_of(cache, "1.0.0"));
+    mc_registry_close(reg);
+}
+
+/*
+ * Start mcached on cache with default options but its own store (see
+ * cache_push), the arena in D.shm and --size 64M, then extra (NULL-ended,
+ * may be NULL); wait until it answers on its default socket.
+ */
+static void cache_start(const char *cache, const char *const *extra, pid_t *pid)
+{
+    char store[400], sock[400];
+    const char *argv[16] = {"mcached", "--store", store,    "--shm-dir", D.shm,
+                            "--cache", cache,     "--size", "64M"};
+    int n = 9;
+
+    snprintf(store, sizeof(store), "%s/store-%s", D.root, cache);
+    for (; extra && *extra; extra++)
+        argv[n++] = *extra;
+    argv[n] = NULL;
+    *pid = mcached_spawn(argv, true);
+    assert_int_equal(mc_ctl_default_path(D.shm, cache, sock, sizeof(sock)), 0);
+    await_up(sock, pid);
+}
+
+/* `mp_reader several` over caches (space-separated); its first line into out. */
+static int several(char *out, size_t len, const char *caches)
+{
+    char args[600];
+
+    snprintf(args, sizeof(args), "several %s 30000 %s", D.shm, caches);
+    return helper_run(out, len, args);
+}
+
+/*
+ * One worker, three caches (a 4 KiB-page cache and a huge-page one, say),
+ * each served by its own mcached started without --base. Every arena used
+ * to default to one address, so the worker's second attach failed with
+ * MC_EADDRINUSE; now each cache name has its own default address slot.
+ */
+static void test_one_worker_reads_three_caches(void **state)
+{
+    static const char *const caches[] = {"default", "huge", "a"};
+    char out[512], want[64];
+
+    (void)state;
+    for (int i = 0; i < 3; i++) {
+        cache_push(caches[i]);
+        cache_start(caches[i], NULL, &D.more[i]);
+    }
+    /* One exec'd process attaches all three, then gets and checks every byte of each. */
+    if (several(out, sizeof(out), "default huge a") != 0) {
+        dump_log();
+        fail_msg("a worker attaching three caches: %s", out);
+    }
+    for (int i = 0; i < 3; i++) { /* each at its name's default address */
+        snprintf(want, sizeof(want), " %s@0x%llx", caches[i],
+                 (unsigned long long)mc_arena_default_base(caches[i]));
+        assert_non_null(strstr(out, want));
+    }
+    for (int i = 0; i < 3; i++)
+        mcached_stop_clean(&D.more[i]);
+}
+
+/*
+ * Two cache names can share a default address slot. A worker attaching
+ * both is told where, which arena sits there, and to give one --base; for
+ * an existing arena that takes --recreate (mcached says so when it adopts
+ * one elsewhere). Then the worker reads both.
+ */
+static void test_caches_sharing_a_slot(void **state)
+{
+    uint64_t at = mc_arena_default_base("a"), alt = mc_arena_slot_base(0);
+    char twin[32] = "", out[1200], want[400], base[32], names[64];
+
+    (void)state;
+    for (int i = 0; i < 1000 && !*twin; i++) {
+        snprintf(twin, sizeof(twin), "twin%d", i);
+        if (mc_arena_default_base(twin) != at)
+            twin[0] = '\0';
+    }
+    assert_true(*twin);
+    if (alt == at)
+        alt = mc_arena_slot_base(1);
+    snprintf(base, sizeof(base), "0x%llx", (unsigned long long)alt);
+    snprintf(names, sizeof(names), "a %s", twin);
+    cache_push("a");
+    cache_push(twin);
+    cache_start("a", NULL, &D.more[0]);
+    cache_start(twin, NULL, &D.more[1]);
+    assert_int_equal(several(out, sizeof(out), names), 3);
+    snprintf(want, sizeof(want),
+             "error %s %d arena %s/mcache.a, attached in this process, sits at 0x%llx-", twin,
+             MC_EADDRINUSE, D.shm, (unsigned long long)at);
+    if (strncmp(out, want, strlen(want)) != 0)
+        fail_msg("want \"%s...\", got: %s", want, out);
+    assert_non_null(strstr(out, "another cache attached here may sit there"));
+    assert_non_null(strstr(out, "--base ADDR"));
+    assert_non_null(strstr(out, "--recreate"));
+    /* --base alone: the existing arena is adopted where it is, and the log says so. */
+    mcached_stop_clean(&D.more[1]);
+    cache_start(twin, (const char *const[]){"--base", base, NULL}, &D.more[1]);
+    assert_true(log_has("takes effect only with --recreate"));
+    mcached_stop_clean(&D.more[1]);
+    cache_start(twin, (const char *const[]){"--base", base, "--recreate", NULL}, &D.more[1]);
+    if (several(out, sizeof(out), names) != 0) {
+        dump_log();
+        fail_msg("after --base %s --recreate: %s", base, out);
+    }
+    snprintf(want, sizeof(want), " %s@%s", twin, base);
+    assert_non_null(strstr(out, want));
+    mcached_stop_clean(&D.more[0]);
+    mcached_stop_clean(&D.more[1]);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1531,6 +1725,12 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_too_many_connections_answered, setup, teardown),
         cmocka_unit_test_setup_teardown(test_request_races_registry_change, setup, teardown),
         cmocka_unit_test_setup_teardown(test_malformed_frames, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_one_worker_reads_three_caches, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_caches_sharing_a_slot, setup, teardown),
     };
+
+    /* MC_TEST_FILTER=PATTERN runs only the tests it matches (cmocka's * and ?). */
+    if (getenv("MC_TEST_FILTER"))
+        cmocka_set_test_filter(getenv("MC_TEST_FILTER"));
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
