@@ -5,7 +5,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <grp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -74,29 +73,22 @@ static int take_lock(struct mc_own *o, const struct mc_config *cfg)
 }
 
 /*
- * Who may read the arena and write the reader table. With a reader group,
- * only its members (and our uid): the arena 0640 and the table 0660, both
- * owned by the group. Without one (or "*"), any local user: 0644 and 0666.
- * A member can stall reclamation (pin and never unpin) but cannot change a
- * model's bytes: the arena is never writable by readers.
+ * Who may read the arena and claim reader slots: the modes and group of
+ * loader/access.h, applied to a new arena as much as to an adopted one (a
+ * warm restart takes the current options, not the last run's). A reader
+ * can stall reclamation (pin and never unpin) but cannot change a model's
+ * bytes: the arena is never writable by readers.
  */
-static void set_access(const struct mc_own *o, const struct mc_config *cfg)
+int mc_own_set_access(struct mc_own *o, const struct mc_access *a)
 {
-    bool group = cfg->reader_group[0] && strcmp(cfg->reader_group, "*") != 0;
-    struct group *g = group ? getgrnam(cfg->reader_group) : NULL;
+    char table[sizeof(o->a.path) + 16];
+    int rc;
 
-    if (group && !g) {
-        log_warn("reader group \"%s\" does not exist: the arena stays private to uid %d",
-                 cfg->reader_group, (int)geteuid());
-        fchmod(o->a.fd, 0600);
-        fchmod(o->r.fd, 0600);
-        return;
-    }
-    if (g && (fchown(o->a.fd, (uid_t)-1, g->gr_gid) != 0 ||
-              fchown(o->r.fd, (uid_t)-1, g->gr_gid) != 0))
-        log_warn("cannot give the arena to group %s: %s", cfg->reader_group, strerror(errno));
-    if (fchmod(o->a.fd, g ? 0640 : 0644) != 0 || fchmod(o->r.fd, g ? 0660 : 0666) != 0)
-        log_warn("cannot set the arena's permissions: %s", strerror(errno));
+    snprintf(table, sizeof(table), "%s.readers", o->a.path);
+    rc = mc_access_apply_fd(o->a.fd, o->a.path, a->file_gid, a->arena_mode);
+    if (!rc)
+        rc = mc_access_apply_fd(o->r.fd, table, a->file_gid, a->table_mode);
+    return rc;
 }
 
 static int create(struct mc_own *o, const struct mc_config *cfg)
@@ -107,7 +99,7 @@ static int create(struct mc_own *o, const struct mc_config *cfg)
         .size = cfg->size ? cfg->size : mc_arena_default_size(),
         .index_size = cfg->index_size,
         .base = cfg->base,
-        .mode = 0600, /* set_access() opens it up as configured */
+        .mode = 0600, /* mc_own_set_access() opens it up as configured */
     };
     int rc;
 
@@ -188,7 +180,7 @@ static int adopt(struct mc_own *o, const struct mc_config *cfg)
         return rc; /* live workers may be using it: never replace it on a passing error */
     if (rc) {
         log_warn("reader table unusable (%s): recreating it", mc_last_error());
-        rc = mc_readers_create(cfg->shm_dir, cfg->cache, cfg->reader_slots, 0666,
+        rc = mc_readers_create(cfg->shm_dir, cfg->cache, cfg->reader_slots, 0600,
                                o->a.hdr->created_ns, &o->r);
         if (rc)
             return rc;
@@ -228,7 +220,7 @@ static int adopt(struct mc_own *o, const struct mc_config *cfg)
     return rc;
 }
 
-int mc_own_arena(struct mc_own *o, const struct mc_config *cfg)
+int mc_own_arena(struct mc_own *o, const struct mc_config *cfg, const struct mc_access *acc)
 {
     uint64_t t0 = mc_now_ns();
     int rc;
@@ -273,7 +265,12 @@ int mc_own_arena(struct mc_own *o, const struct mc_config *cfg)
         o->lock_fd = -1;
         return rc;
     }
-    set_access(o, cfg);
+    /* Serving with other modes than asked for could open it to more users than meant. */
+    rc = mc_own_set_access(o, acc);
+    if (rc) {
+        mc_own_release(o);
+        return rc;
+    }
     o->a.hdr->loader_pid = (uint32_t)getpid();
     o->a.hdr->loader_since_ns = mc_wall_ns();
     o->adopt_ns = mc_now_ns() - t0;
