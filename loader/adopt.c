@@ -21,14 +21,16 @@
 /*
  * Open (create: make if missing) and lock the cache's lock file into *fd;
  * MC_EBUSY naming the pid if another mcached holds it, MC_ENOENT if it does
- * not exist and create is false.
+ * not exist and create is false. The file is mcached's alone (0600): flock
+ * needs no more than read access, so any user who could open it could keep
+ * every mcached from serving the cache.
  */
 static int lock_open(const struct mc_config *cfg, bool create, int *fd, char *path, size_t len)
 {
     char pid[32] = "";
 
     snprintf(path, len, "%s/mcache.%s.lock", cfg->shm_dir, cfg->cache);
-    *fd = open(path, O_RDWR | (create ? O_CREAT : 0) | O_CLOEXEC, 0644);
+    *fd = open(path, O_RDWR | (create ? O_CREAT : 0) | O_CLOEXEC, 0600);
     if (*fd < 0)
         return mc_err(mc_err_from_errno(errno), "lock file %s: %s", path, strerror(errno));
     if (flock(*fd, LOCK_EX | LOCK_NB) != 0) {
@@ -64,6 +66,8 @@ static int take_lock(struct mc_own *o, const struct mc_config *cfg)
 
     if (rc)
         return rc;
+    if (fchmod(fd, 0600) != 0) /* one an older mcached left 0644 */
+        log_warn("cannot make %s private (mode 0600): %s", path, strerror(errno));
     snprintf(pid, sizeof(pid), "%d\n", (int)getpid());
     /* hugetlbfs files cannot be written: the pid is only a courtesy there. */
     if ((ftruncate(fd, 0) != 0 || pwrite(fd, pid, strlen(pid), 0) < 0) && errno != EINVAL)

@@ -788,6 +788,38 @@ static void test_sighup_applies_access_to_files(void **state)
 }
 
 /*
+ * The lock file is mcached's alone, whatever the groups (review find: it was
+ * 0644, and flock needs only read access, so any local user could hold it
+ * and keep every later mcached from serving the cache, with exit 75 blaming
+ * "another mcached"). One an older mcached left 0644 is made private too.
+ */
+static void test_lock_file_is_mcacheds_alone(void **state)
+{
+    const char *anyone[] = {"--reader-group", "*", NULL};
+    char lock[400], cmd[600];
+    int fd;
+
+    (void)state;
+    snprintf(lock, sizeof(lock), "%s/mcache.t.lock", D.shm);
+    fd = open(lock, O_RDWR | O_CREAT, 0644);
+    assert_true(fd >= 0);
+    assert_int_equal(fchmod(fd, 0644), 0);
+    close(fd);
+    daemon_start_args(anyone);
+    assert_file(".lock", 0600, geteuid(), (gid_t)-1);
+    daemon_stop_clean();
+    if (!can_be_nobody()) {
+        printf("# other-uid part not run: needs root and setpriv to act as uid nobody\n");
+        return;
+    }
+    /* Stopped: nobody could take the lock now if it could open the file. */
+    snprintf(cmd, sizeof(cmd),
+             "setpriv --reuid=nobody --regid=nogroup --clear-groups flock -n %s true 2>/dev/null",
+             lock);
+    assert_true(system(cmd) != 0);
+}
+
+/*
  * A worker inside a lookup when mcached restarts. Adoption waits for it to
  * leave; one that never leaves (a stopped process) holds it back at most
  * MC_ADOPT_GRACE_NS, then the arena is replaced, and that worker keeps the
@@ -1596,6 +1628,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_arena_permissions_follow_reader_group, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_sighup_applies_access_to_files, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_lock_file_is_mcacheds_alone, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_options_change_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_second_daemon_creates_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sighup_keeps_command_line_precedence, setup,
