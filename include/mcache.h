@@ -111,6 +111,10 @@ typedef struct mc_model mc_model;
  * Attach to the cache named `cache` (NULL or "": $MCACHE_CACHE, else "default"),
  * whose arena lives in `dir` (NULL or "": $MCACHE_SHM_DIR, else /dev/shm).
  * Maps the arena read-only at its base address and opens the reader table.
+ * MC_EPERM if their modes do not admit this process: by default only
+ * mcached's uid and its primary group may attach (mcached --reader-group
+ * names another group; docs/security.md). The message names the file and
+ * the group to ask for.
  */
 MC_API int mc_attach(const char *cache, mc_cache **out);
 MC_API int mc_attach_dir(const char *dir, const char *cache, mc_cache **out);

@@ -120,10 +120,7 @@ int mc_ctl_connect(const char *path, int *fd)
         e = errno;
         close(s);
         if (e == EACCES || e == EPERM)
-            return mc_err(MC_EPERM,
-                          "not allowed to connect to mcached at %s (uid %d); ask the operator "
-                          "to add you to its reader or admin group",
-                          path, (int)getuid());
+            return mc_access_denied("mcached's control socket", path);
         return mc_err(MC_ENODAEMON,
                       "mcached is not running (nothing listens on %s: %s); start it with "
                       "`mcached` for this cache",

@@ -5,7 +5,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <grp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,14 +21,16 @@
 /*
  * Open (create: make if missing) and lock the cache's lock file into *fd;
  * MC_EBUSY naming the pid if another mcached holds it, MC_ENOENT if it does
- * not exist and create is false.
+ * not exist and create is false. The file is mcached's alone (0600): flock
+ * needs no more than read access, so any user who could open it could keep
+ * every mcached from serving the cache.
  */
 static int lock_open(const struct mc_config *cfg, bool create, int *fd, char *path, size_t len)
 {
     char pid[32] = "";
 
     snprintf(path, len, "%s/mcache.%s.lock", cfg->shm_dir, cfg->cache);
-    *fd = open(path, O_RDWR | (create ? O_CREAT : 0) | O_CLOEXEC, 0644);
+    *fd = open(path, O_RDWR | (create ? O_CREAT : 0) | O_CLOEXEC, 0600);
     if (*fd < 0)
         return mc_err(mc_err_from_errno(errno), "lock file %s: %s", path, strerror(errno));
     if (flock(*fd, LOCK_EX | LOCK_NB) != 0) {
@@ -65,6 +66,8 @@ static int take_lock(struct mc_own *o, const struct mc_config *cfg)
 
     if (rc)
         return rc;
+    if (fchmod(fd, 0600) != 0) /* one an older mcached left 0644 */
+        log_warn("cannot make %s private (mode 0600): %s", path, strerror(errno));
     snprintf(pid, sizeof(pid), "%d\n", (int)getpid());
     /* hugetlbfs files cannot be written: the pid is only a courtesy there. */
     if ((ftruncate(fd, 0) != 0 || pwrite(fd, pid, strlen(pid), 0) < 0) && errno != EINVAL)
@@ -74,29 +77,22 @@ static int take_lock(struct mc_own *o, const struct mc_config *cfg)
 }
 
 /*
- * Who may read the arena and write the reader table. With a reader group,
- * only its members (and our uid): the arena 0640 and the table 0660, both
- * owned by the group. Without one (or "*"), any local user: 0644 and 0666.
- * A member can stall reclamation (pin and never unpin) but cannot change a
- * model's bytes: the arena is never writable by readers.
+ * Who may read the arena and claim reader slots: the modes and group of
+ * loader/access.h, applied to a new arena as much as to an adopted one (a
+ * warm restart takes the current options, not the last run's). A reader
+ * can stall reclamation (pin and never unpin) but cannot change a model's
+ * bytes: the arena is never writable by readers.
  */
-static void set_access(const struct mc_own *o, const struct mc_config *cfg)
+int mc_own_set_access(struct mc_own *o, const struct mc_access *a)
 {
-    bool group = cfg->reader_group[0] && strcmp(cfg->reader_group, "*") != 0;
-    struct group *g = group ? getgrnam(cfg->reader_group) : NULL;
+    char table[sizeof(o->a.path) + 16];
+    int rc;
 
-    if (group && !g) {
-        log_warn("reader group \"%s\" does not exist: the arena stays private to uid %d",
-                 cfg->reader_group, (int)geteuid());
-        fchmod(o->a.fd, 0600);
-        fchmod(o->r.fd, 0600);
-        return;
-    }
-    if (g && (fchown(o->a.fd, (uid_t)-1, g->gr_gid) != 0 ||
-              fchown(o->r.fd, (uid_t)-1, g->gr_gid) != 0))
-        log_warn("cannot give the arena to group %s: %s", cfg->reader_group, strerror(errno));
-    if (fchmod(o->a.fd, g ? 0640 : 0644) != 0 || fchmod(o->r.fd, g ? 0660 : 0666) != 0)
-        log_warn("cannot set the arena's permissions: %s", strerror(errno));
+    snprintf(table, sizeof(table), "%s.readers", o->a.path);
+    rc = mc_access_apply_fd(o->a.fd, o->a.path, a->file_gid, a->arena_mode);
+    if (!rc)
+        rc = mc_access_apply_fd(o->r.fd, table, a->file_gid, a->table_mode);
+    return rc;
 }
 
 static int create(struct mc_own *o, const struct mc_config *cfg)
@@ -107,7 +103,7 @@ static int create(struct mc_own *o, const struct mc_config *cfg)
         .size = cfg->size ? cfg->size : mc_arena_default_size(),
         .index_size = cfg->index_size,
         .base = cfg->base,
-        .mode = 0600, /* set_access() opens it up as configured */
+        .mode = 0600, /* mc_own_set_access() opens it up as configured */
     };
     int rc;
 
@@ -188,7 +184,7 @@ static int adopt(struct mc_own *o, const struct mc_config *cfg)
         return rc; /* live workers may be using it: never replace it on a passing error */
     if (rc) {
         log_warn("reader table unusable (%s): recreating it", mc_last_error());
-        rc = mc_readers_create(cfg->shm_dir, cfg->cache, cfg->reader_slots, 0666,
+        rc = mc_readers_create(cfg->shm_dir, cfg->cache, cfg->reader_slots, 0600,
                                o->a.hdr->created_ns, &o->r);
         if (rc)
             return rc;
@@ -241,7 +237,7 @@ static void warn_kept(const struct mc_arena_hdr *h, const struct mc_config *cfg)
                  (unsigned long long)h->base, (unsigned long long)cfg->base);
 }
 
-int mc_own_arena(struct mc_own *o, const struct mc_config *cfg)
+int mc_own_arena(struct mc_own *o, const struct mc_config *cfg, const struct mc_access *acc)
 {
     uint64_t t0 = mc_now_ns();
     int rc;
@@ -283,7 +279,12 @@ int mc_own_arena(struct mc_own *o, const struct mc_config *cfg)
         o->lock_fd = -1;
         return rc;
     }
-    set_access(o, cfg);
+    /* Serving with other modes than asked for could open it to more users than meant. */
+    rc = mc_own_set_access(o, acc);
+    if (rc) {
+        mc_own_release(o);
+        return rc;
+    }
     o->a.hdr->loader_pid = (uint32_t)getpid();
     o->a.hdr->loader_since_ns = mc_wall_ns();
     o->adopt_ns = mc_now_ns() - t0;

@@ -21,6 +21,7 @@
 #include <stdbool.h>
 
 #include "index/table.h"
+#include "loader/access.h"
 #include "shm/arena.h"
 #include "shm/readers.h"
 #include "shm/reclaim.h"
@@ -41,11 +42,20 @@ struct mc_own {
 };
 
 /*
- * Take the per-cache lock, then adopt or create the arena for cfg. A format
- * mismatch or damaged arena is replaced (workers on the old one keep what
- * they hold and get MC_ESTALE). Returns 0 or a code with a message.
+ * Take the per-cache lock, then adopt or create the arena for cfg, and give
+ * it and its reader table the modes and group of acc (an adopted arena's
+ * old ones are replaced). A format mismatch or damaged arena is replaced
+ * (workers on the old one keep what they hold and get MC_ESTALE). Returns 0
+ * or a code with a message.
  */
-int mc_own_arena(struct mc_own *o, const struct mc_config *cfg);
+int mc_own_arena(struct mc_own *o, const struct mc_config *cfg, const struct mc_access *acc);
+
+/*
+ * Give the arena and its reader table acc's modes and group (at start and
+ * on SIGHUP). Workers attached already keep the files they have open. 0, or
+ * the first error (logged; the rest is not tried).
+ */
+int mc_own_set_access(struct mc_own *o, const struct mc_access *acc);
 
 /* 0 if no other mcached serves cfg's cache now, else MC_EBUSY naming its pid. Takes nothing. */
 int mc_own_check_free(const struct mc_config *cfg);

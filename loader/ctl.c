@@ -4,7 +4,6 @@
 #include "loader/ctl.h"
 
 #include <errno.h>
-#include <grp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,60 +18,14 @@
 #include "shm/arena.h"
 #include "shm/err.h"
 
-static int group_lookup(const char *name, gid_t *gid)
+int mc_ctl_set_access(struct mc_ctl *ctl, const struct mc_access *a)
 {
-    struct group *g = getgrnam(name);
-
-    if (!g)
-        return mc_err(MC_EINVAL, "group \"%s\" does not exist; create it or fix the option",
-                      name);
-    *gid = g->gr_gid;
-    return 0;
+    ctl->access = *a;
+    return mc_access_apply_path(ctl->path, a->socket_gid, a->socket_mode);
 }
 
-int mc_ctl_resolve_groups(const char *admin_group, const char *reader_group, gid_t *ag, gid_t *rg)
-{
-    int rc;
-
-    *ag = *rg = 0;
-    if (*admin_group && (rc = group_lookup(admin_group, ag)))
-        return mc_err_prefix(rc, "admin-group");
-    if (*reader_group && strcmp(reader_group, "*") && (rc = group_lookup(reader_group, rg)))
-        return mc_err_prefix(rc, "reader-group");
-    return 0;
-}
-
-int mc_ctl_set_groups(struct mc_ctl *ctl, const char *admin_group, const char *reader_group)
-{
-    gid_t ag, rg;
-    mode_t mode = 0600;
-    int rc = mc_ctl_resolve_groups(admin_group, reader_group, &ag, &rg);
-
-    if (rc)
-        return rc;
-    ctl->admin_group = *admin_group != '\0';
-    ctl->admin_gid = ag;
-    ctl->reader_any = strcmp(reader_group, "*") == 0;
-    ctl->reader_group = *reader_group && !ctl->reader_any;
-    ctl->reader_gid = rg;
-    if (ctl->reader_any) {
-        mode = 0666;
-    } else if (ctl->reader_group) {
-        mode = 0660;
-        if (chown(ctl->path, (uid_t)-1, rg) != 0)
-            log_warn("cannot give %s to group %s: %s", ctl->path, reader_group, strerror(errno));
-    } else if (ctl->admin_group) {
-        mode = 0660;
-        if (chown(ctl->path, (uid_t)-1, ag) != 0)
-            log_warn("cannot give %s to group %s: %s", ctl->path, admin_group, strerror(errno));
-    }
-    if (chmod(ctl->path, mode) != 0)
-        return mc_err(MC_EIO, "chmod %s: %s", ctl->path, strerror(errno));
-    return 0;
-}
-
-int mc_ctl_listen(struct mc_ctl *ctl, int epfd, const char *path, const char *admin_group,
-                  const char *reader_group, mc_ctl_handler h, mc_ctl_closed closed, void *ctx)
+int mc_ctl_listen(struct mc_ctl *ctl, int epfd, const char *path, const struct mc_access *a,
+                  mc_ctl_handler h, mc_ctl_closed closed, void *ctx)
 {
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
     struct epoll_event ev = {.events = EPOLLIN};
@@ -108,7 +61,7 @@ int mc_ctl_listen(struct mc_ctl *ctl, int epfd, const char *path, const char *ad
         return rc;
     }
     ctl->lfd = fd;
-    rc = mc_ctl_set_groups(ctl, admin_group, reader_group);
+    rc = mc_ctl_set_access(ctl, a);
     if (rc) {
         mc_ctl_close(ctl);
         return rc;
@@ -212,7 +165,7 @@ static void accept_one(struct mc_ctl *ctl)
         return;
     }
     admin = cred.uid == 0 || cred.uid == geteuid() ||
-            (ctl->admin_group && in_group(fd, cred.gid, ctl->admin_gid));
+            (ctl->access.admin_group && in_group(fd, cred.gid, ctl->access.admin_gid));
     /* The last MC_CTL_ADMIN_RESERVE places are kept for admins, so a crowd of
      * readers cannot lock the operator out. */
     if (ctl->nconns >= MC_CTL_MAX_CONNS + (admin ? MC_CTL_ADMIN_RESERVE : 0)) {
@@ -228,8 +181,8 @@ static void accept_one(struct mc_ctl *ctl)
     c->pid = cred.pid;
     c->uid = cred.uid;
     c->admin = admin;
-    c->reader = c->admin || ctl->reader_any ||
-                (ctl->reader_group && in_group(fd, cred.gid, ctl->reader_gid));
+    c->reader = c->admin || ctl->access.kind == MC_ACCESS_ANY ||
+                in_group(fd, cred.gid, ctl->access.reader_gid);
     c->events = ev.events;
     c->active_ns = mc_now_ns();
     ev.data.ptr = c;
@@ -389,12 +342,12 @@ static void read_frames(struct mc_ctl *ctl, struct mc_conn *c)
             reply_err(ctl, c, MC_EINVAL, mc_last_error());
             c->closing = true;
         } else if (!c->reader) {
-            char msg[512];
+            char msg[800];
             ctl->rejected++;
             snprintf(msg, sizeof(msg),
-                     "uid %u may not use mcached at %s; ask the operator to add it to the "
-                     "reader or admin group",
-                     (unsigned)c->uid, ctl->path);
+                     "uid %u may not use mcached at %s (readers: %s); ask the operator to "
+                     "add it to group %s, or to set --reader-group to a group of its own",
+                     (unsigned)c->uid, ctl->path, ctl->access.label, ctl->access.reader_name);
             reply_err(ctl, c, MC_EPERM, msg);
             c->closing = true; /* nothing more for it here: free the place */
         } else {

@@ -3,10 +3,12 @@
  * protocol of index/proto.h, authorised by SO_PEERCRED.
  *
  * Every peer is classified when it connects: admin (our uid, root, or the
- * admin group) may change state; reader (the reader group, or anyone when
- * the reader group is "*") may read status and ask for loads; anyone else
- * may do nothing. The socket's mode follows: 0600 without groups, 0660 with
- * its group set to the reader group, 0666 for "*".
+ * admin group) may change state; reader (an admin, a member of the readers'
+ * group: mcached's primary group by default, reader-group when set, or
+ * anyone when it is "*") may read status and ask for loads; anyone else may
+ * do nothing. The socket's mode and group follow (loader/access.h): 0660
+ * with the readers' group (the admin group's when only that is set), 0666
+ * for "*".
  *
  * Defences: a frame must arrive whole within 5 s of its first byte; frames
  * are size-capped; one request at a time per connection (no reading while
@@ -26,6 +28,7 @@
 #include <sys/types.h>
 
 #include "index/proto.h"
+#include "loader/access.h"
 
 #define MC_CTL_MAX_CONNS     256
 #define MC_CTL_ADMIN_RESERVE 16                        /* more places for admins only */
@@ -62,8 +65,7 @@ struct mc_ctl {
     char path[256];
     struct mc_conn *conns;
     unsigned nconns;
-    gid_t admin_gid, reader_gid;
-    bool admin_group, reader_group, reader_any;
+    struct mc_access access; /* who is admin, who is reader; the socket's mode */
     mc_ctl_handler handle;
     mc_ctl_closed closed;
     void *ctx;
@@ -72,18 +74,18 @@ struct mc_ctl {
 };
 
 /*
- * Listen on path (replacing a stale socket, refusing a live one). Groups
- * by name ("" none, "*" for reader: anyone). Registers with epfd; the
- * daemon dispatches epoll events with data.ptr == ctl (listener) or conn.
+ * Listen on path (replacing a stale socket, refusing a live one), with
+ * access a (mc_access_resolve). Registers with epfd; the daemon dispatches
+ * epoll events with data.ptr == ctl (listener) or conn.
  */
-int mc_ctl_listen(struct mc_ctl *ctl, int epfd, const char *path, const char *admin_group,
-                  const char *reader_group, mc_ctl_handler h, mc_ctl_closed closed, void *ctx);
+int mc_ctl_listen(struct mc_ctl *ctl, int epfd, const char *path, const struct mc_access *a,
+                  mc_ctl_handler h, mc_ctl_closed closed, void *ctx);
 
-/* The gids of the groups named ("" or "*": 0); an error naming the option if one does not exist. */
-int mc_ctl_resolve_groups(const char *admin_group, const char *reader_group, gid_t *ag, gid_t *rg);
-
-/* Re-read the groups (SIGHUP); the socket's mode and group follow. */
-int mc_ctl_set_groups(struct mc_ctl *ctl, const char *admin_group, const char *reader_group);
+/*
+ * Classify peers connecting from now on by a (SIGHUP); the socket's mode and
+ * group follow. Connections already open keep their class.
+ */
+int mc_ctl_set_access(struct mc_ctl *ctl, const struct mc_access *a);
 
 void mc_ctl_close(struct mc_ctl *ctl);
 

@@ -70,6 +70,7 @@ struct failure {
 
 struct daemon {
     struct mc_config cfg;
+    struct mc_access access; /* who may read, attach, connect (from cfg's groups) */
     struct mc_own own;
     struct mc_io io;
     struct mc_ctl ctl;

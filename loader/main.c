@@ -56,7 +56,10 @@ static void usage(FILE *f)
             "                       in use) or for an arena over 16G; see docs/arena.md\n"
             "  --socket PATH        control socket (default <shm-dir>/mcache.<cache>.sock)\n"
             "  --admin-group GROUP  group that may change state (besides this uid and root)\n"
-            "  --reader-group GROUP group that may read status and request loads; \"*\": anyone\n"
+            "  --reader-group GROUP group that may read models (attach), read status and\n"
+            "                       request loads (default: this uid's primary group; the\n"
+            "                       arena is 0640, reader table and socket 0660). \"*\": ANY\n"
+            "                       local user (0644/0666/0666; logged as a warning)\n"
             "  --reader-slots N     reader table slots, one per reading thread (default 1024)\n"
             "  --queue-depth N      reads in flight (default 8)\n"
             "  --chunk-size SIZE    bytes per read (default 1M, 4M on huge pages)\n"
@@ -72,7 +75,7 @@ static void usage(FILE *f)
             "  --version            print the version\n"
             "\n"
             "Signals: SIGTERM or SIGINT stop cleanly (the arena stays for a warm restart);\n"
-            "SIGHUP re-reads the config file.\n"
+            "SIGHUP re-reads the config file (new groups apply to the files at once).\n"
             "Exit status: 0 stopped cleanly, 1 failed, 2 bad usage or config,\n"
             "75 another mcached already serves this cache.\n"
             "\n"
@@ -177,7 +180,7 @@ static int epoll_add(int epfd, int fd, void *tag)
  * touching the store or the arena is checked first (a misspelt group or
  * cache name, a missing --shm-dir, a socket path too long, an arena too
  * small or too large used to leave a new store and arena behind, after
- * committing the arena's memory). Sets d->socket_path.
+ * committing the arena's memory). Sets d->socket_path and d->access.
  */
 static int preflight(struct daemon *d)
 {
@@ -186,11 +189,10 @@ static int preflight(struct daemon *d)
                                .base = c->base};
     char arena[600];
     struct stat st;
-    gid_t ag, rg;
     bool exists;
     int rc, probe;
 
-    rc = mc_ctl_resolve_groups(c->admin_group, c->reader_group, &ag, &rg);
+    rc = mc_access_resolve(c->admin_group, c->reader_group, &d->access);
     if (rc)
         return rc;
     if (stat(c->shm_dir, &st) != 0)
@@ -264,7 +266,7 @@ int daemon_start(struct daemon *d)
     rc = mc_registry_open(d->cfg.store, &ro, &d->reg);
     if (rc)
         return mc_err_prefix(rc, "opening the store %s", d->cfg.store);
-    rc = mc_own_arena(&d->own, &d->cfg);
+    rc = mc_own_arena(&d->own, &d->cfg, &d->access);
     if (rc)
         return rc;
     if (d->own.adopted) /* mapped without MAP_POPULATE: remember what gets populated */
@@ -294,8 +296,8 @@ int daemon_start(struct daemon *d)
     rc = daemon_sync(d, true);
     if (rc)
         log_error("initial sync failed: %s; serving what the arena holds", mc_last_error());
-    rc = mc_ctl_listen(&d->ctl, d->epfd, d->socket_path, d->cfg.admin_group,
-                       d->cfg.reader_group, daemon_request, daemon_conn_closed, d);
+    rc = mc_ctl_listen(&d->ctl, d->epfd, d->socket_path, &d->access, daemon_request,
+                       daemon_conn_closed, d);
     if (rc)
         return rc;
     /* mc_ctl_listen() checked that it fits a sockaddr_un (108 bytes). */
@@ -334,6 +336,53 @@ void daemon_stop(struct daemon *d)
         close(d->sfd);
     if (d->ifd >= 0)
         close(d->ifd);
+}
+
+/* Say who may use the cache: a warning when any local user may (at start and on SIGHUP). */
+static void log_access(struct daemon *d, const char *prefix)
+{
+    char table[sizeof(d->own.a.path) + 16];
+
+    snprintf(table, sizeof(table), "%s.readers", d->own.a.path);
+    mc_access_log(&d->access, prefix, d->own.a.path, table, d->socket_path);
+}
+
+/*
+ * SIGHUP with other groups: the arena, the reader table and the socket take
+ * the new modes and groups at once, and new connections are classified by
+ * them. Workers attached already keep the files they have open (the kernel
+ * checks permissions at open), and open connections keep their class.
+ */
+static void reload_access(struct daemon *d, const struct mc_config *n)
+{
+    struct mc_access a;
+    char was[sizeof(a.label)];
+    int rc;
+
+    if (mc_access_resolve(n->admin_group, n->reader_group, &a) != 0) {
+        log_error("SIGHUP: keeping the current groups (%s): %s", d->access.label,
+                  mc_last_error());
+        return;
+    }
+    snprintf(d->cfg.admin_group, sizeof(d->cfg.admin_group), "%s", n->admin_group);
+    snprintf(d->cfg.reader_group, sizeof(d->cfg.reader_group), "%s", n->reader_group);
+    if (mc_access_same(&a, &d->access))
+        return;
+    snprintf(was, sizeof(was), "%s", d->access.label);
+    d->access = a;
+    rc = mc_own_set_access(&d->own, &a);
+    if (mc_ctl_set_access(&d->ctl, &a) != 0 || rc != 0)
+        log_error("SIGHUP: the files are not all as configured (see above): %s",
+                  mc_last_error());
+    if (strcmp(was, a.label) != 0)
+        log_info("SIGHUP: access changed from %s to %s; workers attached already keep the "
+                 "files they have open until they detach",
+                 was, a.label);
+    else
+        log_info("SIGHUP: the groups changed (access is still %s); connections already open "
+                 "keep what they were allowed",
+                 a.label);
+    log_access(d, "SIGHUP: ");
 }
 
 /* SIGHUP: re-read the config file; apply what can change while running. */
@@ -381,12 +430,7 @@ static void reload_config(struct daemon *d)
         if (*keys)
             log_warn("SIGHUP: %s changed; that takes effect only after a restart", keys);
     }
-    if (mc_ctl_set_groups(&d->ctl, n.admin_group, n.reader_group) != 0) {
-        log_error("SIGHUP: keeping the current groups: %s", mc_last_error());
-    } else {
-        snprintf(d->cfg.admin_group, sizeof(d->cfg.admin_group), "%s", n.admin_group);
-        snprintf(d->cfg.reader_group, sizeof(d->cfg.reader_group), "%s", n.reader_group);
-    }
+    reload_access(d, &n);
     d->cfg.log_level = n.log_level;
     mc_log_min = (enum mc_log_level)n.log_level;
     d->cfg.max_loads = n.max_loads;
@@ -482,6 +526,7 @@ int main(int argc, char **argv)
                  mc_backing_name(h->backing), d.own.adopted ? "adopted" : "created",
                  (double)d.own.adopt_ns / 1e6, (unsigned long long)d.own.w.t->resident,
                  d.socket_path);
+        log_access(&d, "");
         if (h->backing == MC_BACKING_SHM4K)
             log_info("the arena is on 4 KiB pages: a worker's first read of a model costs a "
                      "page fault per 4 KiB; for huge pages use --shm-dir on a hugetlbfs mount "

@@ -208,15 +208,15 @@ static json_t *arena_json(struct daemon *d)
 
     snprintf(base, sizeof(base), "0x%llx", (unsigned long long)h->base);
     return json_pack(
-        "{s:s, s:s, s:I, s:I, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, "
-        "s:I}",
-        "path", d->own.a.path, "base", base, "size", (json_int_t)h->size, "page_size",
-        (json_int_t)h->page_size, "backing", mc_backing_name(h->backing), "data_size",
+        "{s:s, s:s, s:s, s:I, s:I, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, "
+        "s:I, s:I}",
+        "path", d->own.a.path, "access", d->access.label, "base", base, "size", (json_int_t)h->size,
+        "page_size", (json_int_t)h->page_size, "backing", mc_backing_name(h->backing), "data_size",
         (json_int_t)h->data_size, "data_used", (json_int_t)h->data_ext.used, "data_free",
         (json_int_t)(h->data_size - h->data_ext.used), "largest_free",
-        (json_int_t)h->data_ext.largest_free, "index_size", (json_int_t)h->index_size,
-        "index_used", (json_int_t)h->index_ext.used, "models_resident", (json_int_t)t->resident,
-        "versions", (json_int_t)t->versions, "aliases", (json_int_t)t->aliases, "generation",
+        (json_int_t)h->data_ext.largest_free, "index_size", (json_int_t)h->index_size, "index_used",
+        (json_int_t)h->index_ext.used, "models_resident", (json_int_t)t->resident, "versions",
+        (json_int_t)t->versions, "aliases", (json_int_t)t->aliases, "generation",
         (json_int_t)h->generation, "epoch", (json_int_t)h->epoch, "manifest_generation",
         (json_int_t)h->manifest_gen, "created_ns", (json_int_t)h->created_ns);
 }

@@ -16,6 +16,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <stddef.h>
@@ -410,7 +411,7 @@ int mc_arena_create(const struct mc_arena_opts *o, struct mc_arena *a)
     a->fd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     if (a->fd < 0)
         return mc_err(mc_err_from_errno(errno), "creating arena %s: %s", tmp, strerror(errno));
-    if (fchmod(a->fd, o->mode ? o->mode : 0644) != 0 || ftruncate(a->fd, (off_t)l.size) != 0) {
+    if (fchmod(a->fd, o->mode ? o->mode : 0640) != 0 || ftruncate(a->fd, (off_t)l.size) != 0) {
         rc = mc_err(mc_err_from_errno(errno), "sizing arena %s to %" PRIu64 " bytes: %s", tmp,
                     l.size, strerror(errno));
         goto fail;
@@ -504,6 +505,35 @@ static int hdr_check(const struct mc_arena_hdr *h, const char *path, uint64_t fi
     return 0;
 }
 
+int mc_access_denied(const char *what, const char *path)
+{
+    char name[64], buf[4096];
+    struct group g, *gp = NULL;
+    struct stat st;
+    int uid = (int)geteuid();
+
+    if (stat(path, &st) != 0) /* a directory on the way refuses us */
+        return mc_err(MC_EPERM,
+                      "%s %s cannot be reached by uid %d (%s); ask the operator for access to "
+                      "its directory, or to start mcached with --reader-group naming a group "
+                      "of yours",
+                      what, path, uid, strerror(errno));
+    if (getgrgid_r(st.st_gid, &g, buf, sizeof(buf), &gp) == 0 && gp)
+        snprintf(name, sizeof(name), "%s", gp->gr_name);
+    else
+        snprintf(name, sizeof(name), "%u", (unsigned)st.st_gid);
+    if (st.st_gid == 0) /* nobody should be told to join root's group */
+        return mc_err(MC_EPERM,
+                      "%s %s (mode %04o, group %s) does not admit uid %d; ask the operator to "
+                      "start mcached with --reader-group naming a group of yours",
+                      what, path, (unsigned)(st.st_mode & 07777), name, uid);
+    return mc_err(MC_EPERM,
+                  "%s %s (mode %04o, group %s) does not admit uid %d; ask the operator to add "
+                  "uid %d to group %s, or to start mcached with --reader-group naming a group "
+                  "of yours",
+                  what, path, (unsigned)(st.st_mode & 07777), name, uid, uid, name);
+}
+
 int mc_arena_open(const char *dir, const char *cache, bool writable, struct mc_arena *a)
 {
     struct mc_arena_hdr h;
@@ -524,6 +554,8 @@ int mc_arena_open(const char *dir, const char *cache, bool writable, struct mc_a
             return mc_err(MC_ENOENT,
                           "no arena for cache \"%s\" at %s; is mcached running with --cache %s?",
                           cache ? cache : "default", a->path, cache ? cache : "default");
+        if (e == EACCES)
+            return mc_access_denied("arena", a->path);
         return mc_err(mc_err_from_errno(e), "opening arena %s: %s", a->path, strerror(e));
     }
     if (fstat(a->fd, &st) != 0 || !S_ISREG(st.st_mode)) {

@@ -126,7 +126,7 @@ struct mc_arena_opts {
     uint64_t size;      /* total bytes (rounded up to the page size) */
     uint64_t index_size; /* 0: size/16 clamped to [4 MiB, 1 GiB] */
     uint64_t base;      /* 0: mc_arena_default_base(cache), and size must fit a slot */
-    unsigned mode;      /* file mode; 0: 0644 */
+    unsigned mode;      /* file mode; 0: 0640 (mcached sets it: loader/access.h) */
 };
 
 /* The default base address of cache's arena (NULL: "default"); see MC_BASE_RANGE. */
@@ -163,6 +163,13 @@ int mc_arena_open(const char *dir, const char *cache, bool writable, struct mc_a
 
 /* Unmap and close. */
 void mc_arena_close(struct mc_arena *a);
+
+/*
+ * MC_EPERM for a cache's file (what: "arena", "reader table", "control
+ * socket") that this process may not open, with a message naming the file,
+ * its mode and group, and what to ask the operator for.
+ */
+int mc_access_denied(const char *what, const char *path);
 
 /*
  * Mark the arena file for (dir, cache) superseded (whatever its format, if it

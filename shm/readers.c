@@ -83,7 +83,7 @@ int mc_readers_create(const char *dir, const char *cache, uint32_t nslots, unsig
                       strerror(errno));
     r->nslots = nslots;
     size_t size = readers_size(dir, nslots);
-    if (fchmod(r->fd, mode ? mode : 0666) != 0 || ftruncate(r->fd, (off_t)size) != 0) {
+    if (fchmod(r->fd, mode ? mode : 0660) != 0 || ftruncate(r->fd, (off_t)size) != 0) {
         rc = mc_err(mc_err_from_errno(errno), "sizing reader table %s to %zu bytes: %s", tmp,
                     size, strerror(errno));
         goto fail;
@@ -128,10 +128,7 @@ int mc_readers_open(const char *dir, const char *cache, uint64_t arena_created_n
     if (r->fd < 0) {
         int e = errno;
         if (e == EACCES)
-            return mc_err(MC_EPERM,
-                          "reader table %s is not writable by uid %d; ask the operator to add "
-                          "you to mcached's reader group",
-                          path, (int)getuid());
+            return mc_access_denied("reader table", path);
         return mc_err(mc_err_from_errno(e), "opening reader table %s: %s", path, strerror(e));
     }
     if (fstat(r->fd, &st) != 0 || !S_ISREG(st.st_mode) ||

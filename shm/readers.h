@@ -60,7 +60,10 @@ struct mc_readers {
     pthread_mutex_t mu;
 };
 
-/* Loader: create (or replace) the table for an arena created at created_ns. */
+/*
+ * Loader: create (or replace) the table for an arena created at created_ns,
+ * with file mode `mode` (0: 0660; whoever may write it may attach).
+ */
 int mc_readers_create(const char *dir, const char *cache, uint32_t nslots, unsigned mode,
                       uint64_t arena_created_ns, struct mc_readers *r);
 

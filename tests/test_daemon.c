@@ -2,7 +2,9 @@
  * test_daemon.c - mcached as a real process: push, load and verify from an
  * exec'd worker; an alias flipped under 4 reading workers; kill -9 in the
  * middle of a load and a warm restart; a flipped bit on disk; LRU eviction
- * that respects aliases, pins and holds; another uid refused; malformed
+ * that respects aliases, pins and holds; another uid refused changes, and
+ * refused everything unless --reader-group '*' says otherwise; file modes
+ * that follow the groups at start, on warm restart and on SIGHUP; malformed
  * frames survived; one worker reading from three caches, each served by its
  * own mcached at its name's default address.
  */
@@ -574,15 +576,43 @@ static void test_lru_respects_alias_pin_hold(void **state)
     daemon_stop_clean();
 }
 
+/* Can this test act as uid nobody (root, setpriv, user nobody, group nogroup)? */
+static bool can_be_nobody(void)
+{
+    return getuid() == 0 && getgrnam("nogroup") &&
+           system("command -v setpriv >/dev/null && id nobody >/dev/null 2>&1") == 0;
+}
+
+/*
+ * Run helper PROG with args as uid nobody, group nogroup and no other
+ * groups; the first line of its stdout and stderr into out. Its exit status.
+ */
+static int as_nobody(char *out, size_t len, const char *prog, const char *args)
+{
+    char path[512], cmd[1400];
+    FILE *p;
+    size_t n;
+    int st;
+
+    snprintf(cmd, sizeof(cmd), "setpriv --reuid=nobody --regid=nogroup --clear-groups %s %s 2>&1",
+             helper_path(prog, path, sizeof(path)), args);
+    p = popen(cmd, "r");
+    assert_non_null(p);
+    if (!fgets(out, (int)len, p))
+        out[0] = '\0';
+    st = pclose(p);
+    n = strcspn(out, "\n");
+    printf("# nobody: %s %.60s: %.*s\n", prog, args, n > 160 ? 160 : (int)n, out);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+}
+
 static void test_other_uid_cannot_change(void **state)
 {
     const char *anyone[] = {"--reader-group", "*", NULL};
-    char prog[512], cmd[1024], out[512];
-    FILE *p;
+    char args[600], out[512];
 
     (void)state;
-    if (system("command -v setpriv >/dev/null && id nobody >/dev/null 2>&1") != 0 ||
-        getuid() != 0) {
+    if (!can_be_nobody()) {
         printf("# not run: needs root and setpriv to act as uid nobody\n");
         skip();
     }
@@ -592,20 +622,17 @@ static void test_other_uid_cannot_change(void **state)
     const char *ops[][2] = {{"evict", "u 1.0.0"}, {"pin", "u 1.0.0"}, {"shutdown", ""},
                             {"reload", ""},     {"status", ""},      {"load", "u 1.0.0"}};
     for (int i = 0; i < 6; i++) {
-        snprintf(cmd, sizeof(cmd),
-                 "setpriv --reuid=nobody --regid=nogroup --clear-groups %s %s %s %s",
-                 helper_path("ctl_client", prog, sizeof(prog)), D.sock, ops[i][0], ops[i][1]);
-        p = popen(cmd, "r");
-        assert_non_null(fgets(out, sizeof(out), p));
-        int st = pclose(p);
         bool change = i < 4;
-        printf("# nobody %s: %.60s\n", ops[i][0], out);
+        int st;
+
+        snprintf(args, sizeof(args), "%s %s %s", D.sock, ops[i][0], ops[i][1]);
+        st = as_nobody(out, sizeof(out), "ctl_client", args);
         if (change) {
-            assert_int_equal(WEXITSTATUS(st), 1);
+            assert_int_equal(st, 1);
             assert_int_equal(atoi(out), MC_EPERM);
             assert_non_null(strstr(out, "may not"));
         } else {
-            assert_int_equal(WEXITSTATUS(st), 0);
+            assert_int_equal(st, 0);
         }
     }
     /* Still running, nothing pinned. */
@@ -614,42 +641,6 @@ static void test_other_uid_cannot_change(void **state)
     mc_registry_refresh(D.reg, NULL);
     assert_int_equal(mc_registry_resolve(D.reg, "u", "1.0.0", &rv), 0);
     assert_false(rv->pinned);
-    daemon_stop_clean();
-}
-
-/* The arena is readable, and the reader table writable, by whom the reader
- * group says (review find: they were open to every local user). */
-static void test_arena_permissions_follow_reader_group(void **state)
-{
-    const char *grp[] = {"--reader-group", "nogroup", NULL};
-    char path[400];
-    struct stat st;
-    struct group *g = getgrnam("nogroup");
-
-    (void)state;
-    daemon_start_args(NULL);
-    snprintf(path, sizeof(path), "%s/mcache.t", D.shm);
-    assert_int_equal(stat(path, &st), 0);
-    assert_int_equal(st.st_mode & 0777, 0644);
-    snprintf(path, sizeof(path), "%s/mcache.t.readers", D.shm);
-    assert_int_equal(stat(path, &st), 0);
-    assert_int_equal(st.st_mode & 0777, 0666);
-    daemon_stop_clean();
-    if (!g) {
-        printf("# group part not run: no group \"nogroup\" on this machine\n");
-        return;
-    }
-    daemon_start_args(grp); /* adopts the arena and tightens it */
-    snprintf(path, sizeof(path), "%s/mcache.t", D.shm);
-    assert_int_equal(stat(path, &st), 0);
-    assert_int_equal(st.st_mode & 0777, 0640);
-    assert_int_equal(st.st_gid, g->gr_gid);
-    snprintf(path, sizeof(path), "%s/mcache.t.readers", D.shm);
-    assert_int_equal(stat(path, &st), 0);
-    assert_int_equal(st.st_mode & 0777, 0660);
-    assert_int_equal(st.st_gid, g->gr_gid);
-    assert_int_equal(stat(D.sock, &st), 0);
-    assert_int_equal(st.st_mode & 0777, 0660);
     daemon_stop_clean();
 }
 
@@ -666,6 +657,211 @@ static bool log_has(const char *s)
     fclose(f);
     text[n] = '\0';
     return strstr(text, s) != NULL;
+}
+
+/* The mode (and, unless -1, the owner and group) of the cache's file with suffix. */
+static void assert_file(const char *suffix, unsigned mode, uid_t uid, gid_t gid)
+{
+    char path[400];
+    struct stat st;
+
+    if (!strcmp(suffix, ".sock"))
+        snprintf(path, sizeof(path), "%s", D.sock);
+    else
+        snprintf(path, sizeof(path), "%s/mcache.t%s", D.shm, suffix);
+    assert_int_equal(stat(path, &st), 0);
+    if ((st.st_mode & 0777) != mode)
+        fail_msg("%s has mode %04o, expected %04o", path, st.st_mode & 0777, mode);
+    if (uid != (uid_t)-1)
+        assert_int_equal(st.st_uid, uid);
+    if (gid != (gid_t)-1)
+        assert_int_equal(st.st_gid, gid);
+}
+
+/* The arena, its reader table and the socket: modes, and with uid/gid their owner. */
+static void assert_files(unsigned arena, unsigned other, uid_t uid, gid_t gid)
+{
+    assert_file("", arena, uid, gid);
+    assert_file(".readers", other, uid, gid);
+    assert_file(".sock", other, uid, gid);
+}
+
+/* Wait (at most 2 s) until mcached's log holds s. */
+static void log_wait(const char *s)
+{
+    for (int i = 0; i < 200 && !log_has(s); i++)
+        sleep_ms(10);
+    if (!log_has(s)) {
+        dump_log();
+        fail_msg("mcached never logged \"%s\"", s);
+    }
+}
+
+/* Can uid nobody attach and verify m@1.0.0? Checked against what mcached allows. */
+static void assert_nobody_reads(bool allowed)
+{
+    char args[400], out[1024], arena[400];
+    int st;
+
+    snprintf(args, sizeof(args), "verify %s t m 1.0.0", D.shm);
+    snprintf(arena, sizeof(arena), "%s/mcache.t", D.shm);
+    st = as_nobody(out, sizeof(out), "mp_reader", args);
+    if (allowed) {
+        assert_int_equal(st, 0);
+        assert_string_equal(out, "ok 1.0.0 65536\n");
+        return;
+    }
+    /* Refused at the arena, with the file named and what to ask for. */
+    assert_int_equal(st, 2);
+    assert_non_null(strstr(out, arena));
+    assert_non_null(strstr(out, "does not admit uid 65534"));
+    assert_non_null(strstr(out, "--reader-group"));
+}
+
+/*
+ * Safe by default: without --reader-group the arena is 0640, the reader
+ * table and the socket 0660, all mcached's uid and primary group; another
+ * uid can neither attach nor talk to mcached (review find: the arena was
+ * 0644 and the table 0666, so every local user could read every model and
+ * pin memory forever).
+ */
+static void test_default_admits_only_owner_and_group(void **state)
+{
+    char args[400], out[1024];
+
+    (void)state;
+    push("m", "1.0.0", 65536, 4);
+    daemon_start_args(NULL);
+    assert_int_equal(ctl(NULL, "load", 2, "m", "1.0.0"), 0);
+    assert_files(0640, 0660, geteuid(), getegid());
+    assert_true(log_has("access: owner+group "));
+    assert_false(log_has("ANY LOCAL USER"));
+    if (!can_be_nobody()) {
+        printf("# other-uid part not run: needs root and setpriv to act as uid nobody\n");
+        daemon_stop_clean();
+        return;
+    }
+    assert_nobody_reads(false);
+    snprintf(args, sizeof(args), "%s status", D.sock);
+    assert_int_equal(as_nobody(out, sizeof(out), "ctl_client", args), 2);
+    assert_non_null(strstr(out, D.sock));
+    assert_non_null(strstr(out, "does not admit uid 65534"));
+    daemon_stop_clean();
+}
+
+/* --reader-group '*' opens the cache to every local user, and says so. */
+static void test_reader_group_any_is_explicit_and_loud(void **state)
+{
+    const char *anyone[] = {"--reader-group", "*", NULL};
+
+    (void)state;
+    push("m", "1.0.0", 65536, 4);
+    daemon_start_args(anyone);
+    assert_int_equal(ctl(NULL, "load", 2, "m", "1.0.0"), 0);
+    assert_files(0644, 0666, geteuid(), (gid_t)-1);
+    assert_true(log_has("reader-group \"*\": ANY LOCAL USER can read every model"));
+    if (can_be_nobody())
+        assert_nobody_reads(true);
+    daemon_stop_clean();
+}
+
+/*
+ * A warm restart gives the adopted arena the modes of the options it starts
+ * with, whatever the last run gave it: "*", then a group, then the default.
+ */
+static void test_arena_permissions_follow_reader_group(void **state)
+{
+    const char *anyone[] = {"--reader-group", "*", NULL};
+    const char *grp[] = {"--reader-group", "nogroup", NULL};
+    struct group *g = getgrnam("nogroup");
+
+    (void)state;
+    daemon_start_args(anyone);
+    assert_files(0644, 0666, (uid_t)-1, (gid_t)-1);
+    daemon_stop_clean();
+    if (g) {
+        daemon_start_args(grp); /* adopts the arena and tightens it */
+        assert_true(log_has("(adopted in"));
+        assert_files(0640, 0660, geteuid(), g->gr_gid);
+        daemon_stop_clean();
+    } else {
+        printf("# group part not run: no group \"nogroup\" on this machine\n");
+    }
+    daemon_start_args(NULL);
+    assert_files(0640, 0660, geteuid(), getegid());
+    daemon_stop_clean();
+}
+
+/*
+ * SIGHUP re-applies the groups to the files at once: from "*" to the
+ * default the arena closes to other users (new attaches are refused), and
+ * back to "*" it opens again, with the warning logged again.
+ */
+static void test_sighup_applies_access_to_files(void **state)
+{
+    char conf[400];
+    FILE *f;
+
+    (void)state;
+    push("m", "1.0.0", 65536, 4);
+    snprintf(conf, sizeof(conf), "%s/mcached.conf", D.root);
+    f = fopen(conf, "w");
+    assert_non_null(f);
+    fputs("reader-group = *\n", f);
+    fclose(f);
+    daemon_start_args((const char *const[]){"--config", conf, NULL});
+    assert_int_equal(ctl(NULL, "load", 2, "m", "1.0.0"), 0);
+    assert_files(0644, 0666, (uid_t)-1, (gid_t)-1);
+    f = fopen(conf, "w");
+    assert_non_null(f);
+    fclose(f);
+    kill(D.pid, SIGHUP);
+    log_wait("SIGHUP: access changed from any local user to owner+group ");
+    assert_files(0640, 0660, geteuid(), getegid());
+    if (can_be_nobody())
+        assert_nobody_reads(false);
+    f = fopen(conf, "w");
+    assert_non_null(f);
+    fputs("reader-group = *\n", f);
+    fclose(f);
+    kill(D.pid, SIGHUP);
+    log_wait("SIGHUP: reader-group \"*\": ANY LOCAL USER can read every model");
+    assert_files(0644, 0666, (uid_t)-1, (gid_t)-1);
+    if (can_be_nobody())
+        assert_nobody_reads(true);
+    daemon_stop_clean();
+}
+
+/*
+ * The lock file is mcached's alone, whatever the groups (review find: it was
+ * 0644, and flock needs only read access, so any local user could hold it
+ * and keep every later mcached from serving the cache, with exit 75 blaming
+ * "another mcached"). One an older mcached left 0644 is made private too.
+ */
+static void test_lock_file_is_mcacheds_alone(void **state)
+{
+    const char *anyone[] = {"--reader-group", "*", NULL};
+    char lock[400], cmd[600];
+    int fd;
+
+    (void)state;
+    snprintf(lock, sizeof(lock), "%s/mcache.t.lock", D.shm);
+    fd = open(lock, O_RDWR | O_CREAT, 0644);
+    assert_true(fd >= 0);
+    assert_int_equal(fchmod(fd, 0644), 0);
+    close(fd);
+    daemon_start_args(anyone);
+    assert_file(".lock", 0600, geteuid(), (gid_t)-1);
+    daemon_stop_clean();
+    if (!can_be_nobody()) {
+        printf("# other-uid part not run: needs root and setpriv to act as uid nobody\n");
+        return;
+    }
+    /* Stopped: nobody could take the lock now if it could open the file. */
+    snprintf(cmd, sizeof(cmd),
+             "setpriv --reuid=nobody --regid=nogroup --clear-groups flock -n %s true 2>/dev/null",
+             lock);
+    assert_true(system(cmd) != 0);
 }
 
 /*
@@ -1702,8 +1898,14 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_bit_flip_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_lru_respects_alias_pin_hold, setup, teardown),
         cmocka_unit_test_setup_teardown(test_other_uid_cannot_change, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_default_admits_only_owner_and_group, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_reader_group_any_is_explicit_and_loud, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_arena_permissions_follow_reader_group, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_sighup_applies_access_to_files, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_lock_file_is_mcacheds_alone, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_options_change_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_second_daemon_creates_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sighup_keeps_command_line_precedence, setup,

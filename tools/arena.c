@@ -11,8 +11,11 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "index/record.h"
@@ -37,6 +40,8 @@ int cli_arena_header(const struct cli *c, struct mc_arena_hdr *h, char *path, si
                           "there is no arena for cache \"%s\" (no file %s); mcached creates it "
                           "when it starts (check --cache and --shm-dir)",
                           c->cache, p);
+        if (e == EACCES)
+            return mc_access_denied("arena", p);
         return mc_err(mc_err_from_errno(e), "opening arena %s: %s", p, strerror(e));
     }
     n = pread(fd, h, sizeof(*h), 0);
@@ -44,6 +49,30 @@ int cli_arena_header(const struct cli *c, struct mc_arena_hdr *h, char *path, si
     if (n != (ssize_t)sizeof(*h) || h->magic != MC_ARENA_MAGIC)
         return mc_err(MC_EBADARENA, "%s is not an mcache arena", p);
     return 0;
+}
+
+void cli_arena_access(const char *path, char *buf, size_t len)
+{
+    struct passwd *pw;
+    struct group *g;
+    struct stat st;
+    char name[64];
+
+    if (stat(path, &st) != 0) {
+        snprintf(buf, len, "?");
+        return;
+    }
+    if (st.st_mode & S_IROTH) {
+        snprintf(buf, len, "any local user");
+        return;
+    }
+    g = getgrgid(st.st_gid);
+    if (g)
+        snprintf(name, sizeof(name), "%s", g->gr_name);
+    else
+        snprintf(name, sizeof(name), "%u", (unsigned)st.st_gid);
+    pw = getpwuid(st.st_uid);
+    snprintf(buf, len, "%s%s", pw && pw->pw_gid == st.st_gid ? "owner+group " : "group ", name);
 }
 
 int cli_arena_attach(const struct cli *c, struct cli_arena *a)

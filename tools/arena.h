@@ -27,6 +27,14 @@ struct cli_arena {
     char path[512];
 };
 
+/*
+ * Who may read the arena at path, from its mode and group as mcached's
+ * `status` says it ("any local user" if others may read it; "owner+group G"
+ * if G is its owner's primary group, as mcached's default; else "group G"),
+ * into buf; "?" if it cannot be stat'ed.
+ */
+void cli_arena_access(const char *path, char *buf, size_t len);
+
 /* Attach read-only. On failure a->mc stays NULL and the code is returned. */
 int cli_arena_attach(const struct cli *c, struct cli_arena *a);
 void cli_arena_detach(struct cli_arena *a);

@@ -1,8 +1,9 @@
 /*
- * cmd_stat.c - `mcache stat`: the arena, its readers and the daemon. With
- * mcached running everything comes from its `status`; without it, what the
- * arena and the reader table tell by themselves (no loads, heap or
- * reclamation backlog: those live in the daemon).
+ * cmd_stat.c - `mcache stat`: the arena (and who may read it), its readers
+ * and the daemon. With mcached running everything comes from its `status`;
+ * without it, what the arena and the reader table tell by themselves (no
+ * loads, heap or reclamation backlog: those live in the daemon; who may read
+ * is read off the arena file's mode and group).
  *
  * The JSON is built here field by field from a fixed list of keys, so that
  * the CLI's schema (docs/cli.md) does not change when mcached adds fields.
@@ -19,9 +20,10 @@
 #include "tools/output.h"
 
 static const char *const arena_keys[] = {
-    "path",      "base",      "size",         "page_size",  "backing",    "data_size",
-    "data_used", "data_free", "largest_free", "index_size", "index_used", "models_resident",
-    "versions",  "aliases",   "generation",   "epoch",      "created_ns", NULL};
+    "path",            "access",    "base",      "size",         "page_size",  "backing",
+    "data_size",       "data_used", "data_free", "largest_free", "index_size", "index_used",
+    "models_resident", "versions",  "aliases",   "generation",   "epoch",      "created_ns",
+    NULL};
 static const char *const reclaim_keys[] = {"pending_items", "pending_bytes", "retired_total",
                                            "freed_total",   "stalls",        NULL};
 static const char *const daemon_keys[] = {
@@ -84,13 +86,14 @@ static json_t *from_arena(const struct cli *c, struct cli_arena *ar, const char 
 {
     const struct mc_cache_info *in = &ar->info;
     json_t *readers = cli_arena_readers(c, ar), *arena;
-    char base[32];
+    char base[32], access[96];
 
     snprintf(base, sizeof(base), "0x%llx", (unsigned long long)in->base);
+    cli_arena_access(ar->path, access, sizeof(access));
     arena = json_pack(
-        "{s:s, s:s, s:I, s:I, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:n, s:n, "
+        "{s:s, s:s, s:s, s:I, s:I, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:n, s:n, "
         "s:I, s:I, s:I}",
-        "path", ar->path, "base", base, "size", (json_int_t)in->size, "page_size",
+        "path", ar->path, "access", access, "base", base, "size", (json_int_t)in->size, "page_size",
         (json_int_t)in->page_size, "backing", mc_backing_name(ar->hdr.backing), "data_size",
         (json_int_t)in->data_size, "data_used", (json_int_t)in->data_used, "data_free",
         (json_int_t)(in->data_size - in->data_used), "largest_free",
@@ -109,6 +112,22 @@ static json_t *from_arena(const struct cli *c, struct cli_arena *ar, const char 
 
 #define W 13 /* label width inside sections */
 
+/* Who may read the models: said loudly when it is every local user. */
+static void print_access(const json_t *a)
+{
+    const char *who = jstr_or(a, "access", "?"), *group = strchr(who, ' ');
+
+    printf("  ");
+    if (!strcmp(who, "any local user"))
+        kv(stdout, W, "access", "ANY LOCAL USER can read every model and hold memory (mcached "
+                                "--reader-group '*')");
+    else if (group)
+        kv(stdout, W, "access", "%s: only mcached's uid, group %s and root can read models",
+           who, group + 1);
+    else
+        kv(stdout, W, "access", "%s", who);
+}
+
 static void print_arena(const struct cli *c, const json_t *a, const json_t *rc)
 {
     char b1[FMT_LEN], b2[FMT_LEN], b3[FMT_LEN], b4[FMT_LEN];
@@ -118,6 +137,7 @@ static void print_arena(const struct cli *c, const json_t *a, const json_t *rc)
     kv(stdout, W, "size", "%s at %s, created %s (%s)", fmt_size(jint(a, "size"), b1),
        jstr_or(a, "base", "?"), fmt_time(jint(a, "created_ns"), b2),
        fmt_age(jint(a, "created_ns"), c->now_ns, b3));
+    print_access(a);
     printf("  ");
     kv(stdout, W, "page size", "%s", fmt_size(jint(a, "page_size"), b1));
     printf("  ");
@@ -275,7 +295,8 @@ const struct cli_cmd cmd_stat = {
     .synopsis = "",
     .summary = "the arena, its readers and mcached: sizes, loads, throughput, heap",
     .help = "Shows the cache's arena (size, used, free, largest free extent, the page size\n"
-            "backing it, models resident, reclamation backlog), the readers attached (pid,\n"
+            "backing it, models resident, reclamation backlog, and who may read it: the\n"
+            "owner and group, or ANY LOCAL USER), the readers attached (pid,\n"
             "since when, what they hold) and mcached (uptime, loads, bytes read and GB/s,\n"
             "failures, heap statistics). With mcached down it shows what the arena and its\n"
             "reader table tell by themselves, and says so; with neither, it fails with exit\n"

@@ -2,6 +2,7 @@
 """test_daemon.py - the commands that talk to mcached (load, evict, pin,
 unpin, stat) against a real mcached, the same commands and show/ls/verify
 when it is down, and readers holding models seen by stat and show."""
+import grp
 import json
 import os
 import re
@@ -9,7 +10,7 @@ import stat
 
 from clitest import (CACHE, EXIT_FAIL, EXIT_NODAEMON, EXIT_NOTFOUND, CliTest, main)
 
-ARENA_KEYS = ["path", "base", "size", "page_size", "backing", "data_size", "data_used",
+ARENA_KEYS = ["path", "access", "base", "size", "page_size", "backing", "data_size", "data_used",
               "data_free", "largest_free", "index_size", "index_used", "models_resident",
               "versions", "aliases", "generation", "epoch", "created_ns", "created_at",
               "loader_pid"]
@@ -25,12 +26,16 @@ RECLAIM_KEYS = ["pending_items", "pending_bytes", "retired_total", "freed_total"
 
 
 class Base(CliTest):
+    # mcached's default: its own uid and primary group (the test's, as it starts it)
+    access = "owner+group " + grp.getgrgid(os.getegid()).gr_name
+
     def residency(self, ref):
         return self.json("show", ref)["version"]["residency"]
 
     def check_arena(self, a):
         self.assertEqual(list(a), ARENA_KEYS)
         self.assertEqual(a["path"], os.path.join(self.shm, "mcache." + CACHE))
+        self.assertEqual(a["access"], self.access)
         self.assertRegex(a["base"], r"^0x[0-9a-f]+$")
         self.assertEqual(a["size"], 64 << 20)
         self.assertIn(a["page_size"], (4096, 2 << 20))
@@ -186,6 +191,8 @@ class Running(Base):
         self.assertEqual(readers[0]["holds"], ["m@1.0.0"])
         out = self.ok("stat").out
         self.assertRegex(out, r"(?m)^arena +%s \(" % re.escape(st["arena"]["path"]))
+        self.assertRegex(out, r"(?m)^  access +%s: only mcached's uid, group \S+ and root can "
+                              r"read models$" % re.escape(self.access))
         self.assertRegex(out, r"(?m)^readers +1 attached$")
         self.assertRegex(out, r"(?m)^ +\d+ +%d +\d+ s ago +m@1\.0\.0$" % holder.pid)
         self.assertRegex(out, r"(?m)^mcached +pid %d, version " % self.daemon.pid)
@@ -232,6 +239,32 @@ class Running(Base):
                          [("1.0.0", "disk", "ok"), ("1.0.0", "arena", "not-resident"),
                           ("1.1.0", "disk", "ok"), ("1.1.0", "arena", "ok")])
         self.assertTrue(j["ok"])
+
+
+class AnyLocalUser(Base):
+    """--reader-group '*' is the only way to open the cache to every local user, and
+    stat says so, from mcached and from the arena's modes alike."""
+    access = "any local user"
+
+    def setUp(self):
+        super().setUp()
+        self.push("m", "1.0.0", 100000, 1)
+        self.start_daemon(extra=("--reader-group", "*"))
+
+    def test_stat_says_any_local_user_can_read(self):
+        st = self.json("stat")
+        self.check_arena(st["arena"])
+        self.assertEqual(st["source"], "mcached")
+        self.assertRegex(self.ok("stat").out,
+                         r"(?m)^  access +ANY LOCAL USER can read every model and hold memory "
+                         r"\(mcached --reader-group '\*'\)$")
+        self.assertIn('warn  reader-group "*": ANY LOCAL USER can read every model in %s'
+                      % st["arena"]["path"], self.daemon_log())
+        self.stop_daemon()
+        st = self.json("stat")
+        self.assertEqual(st["source"], "arena")
+        self.check_arena(st["arena"])
+        self.assertIn("ANY LOCAL USER", self.ok("stat").out)
 
 
 if __name__ == "__main__":
