@@ -8,6 +8,7 @@
  * housekeeping.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
@@ -438,6 +439,34 @@ static void reload_config(struct daemon *d)
     log_info("SIGHUP: re-read %s", d->cfg.config);
 }
 
+/*
+ * Who asked us to stop: the sender's pid, uid and command line, so that a
+ * stop nobody meant can be traced (a stray kill of a reused pid, a script's
+ * trap, a service manager). The sender may be gone by now: then only its pid.
+ */
+static void log_stop_signal(const struct signalfd_siginfo *si)
+{
+    char path[64], cmd[160] = "";
+    ssize_t n = 0;
+    int fd;
+
+    snprintf(path, sizeof(path), "/proc/%u/cmdline", si->ssi_pid);
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+        n = read(fd, cmd, sizeof(cmd) - 1);
+        close(fd);
+    }
+    for (ssize_t i = 0; i < n - 1; i++) /* arguments are NUL-separated */
+        if (cmd[i] == '\0')
+            cmd[i] = ' ';
+    cmd[n > 0 ? n : 0] = '\0';
+    if (si->ssi_code == SI_KERNEL)
+        log_info("%s (from the kernel): stopping", strsignal((int)si->ssi_signo));
+    else
+        log_info("%s from pid %u (uid %u%s%s%s): stopping", strsignal((int)si->ssi_signo),
+                 si->ssi_pid, si->ssi_uid, *cmd ? ", \"" : "", cmd, *cmd ? "\"" : ", gone");
+}
+
 static void run(struct daemon *d)
 {
     struct epoll_event evs[64];
@@ -461,7 +490,7 @@ static void run(struct daemon *d)
                     if (si.ssi_signo == SIGHUP) {
                         d->want_config = true;
                     } else {
-                        log_info("%s: stopping", strsignal((int)si.ssi_signo));
+                        log_stop_signal(&si);
                         d->stop = true;
                     }
                 }

@@ -53,7 +53,20 @@ step_no=0
 SECONDS=0
 
 if [ -t 1 ]; then B=$'\033[1m' N=$'\033[0m'; else B="" N=""; fi
-step() { step_no=$((step_no + 1)); printf '\n%s== %d. %s%s\n' "$B" "$step_no" "$*" "$N"; }
+step() {
+  daemon_check
+  step_no=$((step_no + 1)); printf '\n%s== %d. %s%s\n' "$B" "$step_no" "$*" "$N"
+}
+# mcached must not stop on its own between two steps: if it did, say so, with
+# the line of its log that says why (a stop signal names its sender).
+daemon_check() {
+  [ -n "$daemon_pid" ] || return 0
+  kill -0 "$daemon_pid" 2>/dev/null && [ "$(ps -o stat= -p "$daemon_pid" 2>/dev/null)" != Z ] && return 0
+  local st=0
+  wait "$daemon_pid" 2>/dev/null || st=$?
+  daemon_pid=""
+  fail "mcached (exit status $st) stopped during step $step_no: $(grep -E 'stopping|error' "$LOG" | tail -n 1)"
+}
 
 # Print a command as you would type it, then run it.
 show() {

@@ -659,6 +659,23 @@ static bool log_has(const char *s)
     return strstr(text, s) != NULL;
 }
 
+/* A stop signal is logged with who sent it: a stop nobody meant can be traced. */
+static void test_stop_names_its_sender(void **state)
+{
+    char want[128];
+
+    (void)state;
+    daemon_start_args(NULL);
+    daemon_stop_clean();
+    snprintf(want, sizeof(want), "Terminated from pid %d (uid %u, \"", (int)getpid(),
+             (unsigned)getuid());
+    if (!log_has(want)) {
+        dump_log();
+        fail_msg("the log does not name the sender: %s", want);
+    }
+    assert_true(log_has("test_daemon"));
+}
+
 /* The mode (and, unless -1, the owner and group) of the cache's file with suffix. */
 static void assert_file(const char *suffix, unsigned mode, uid_t uid, gid_t gid)
 {
@@ -1893,6 +1910,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_push_load_read, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stop_names_its_sender, setup, teardown),
         cmocka_unit_test_setup_teardown(test_alias_flip_under_readers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_kill9_mid_load_then_adopt, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bit_flip_refused, setup, teardown),
