@@ -18,7 +18,8 @@ PKGS=(
   python3 python3-numpy python3-torch       # the Python module, its tests, the PyTorch demo
   gnuplot-nox                               # benchmark plots
   redis-server                              # the benchmark's network peer (started on loopback by the bench)
-  clang                                     # libFuzzer builds of the fuzz targets
+  clang                                     # libFuzzer builds of the fuzz targets; the clang builds
+  stress-ng                                 # test.sh's second release pass, with every CPU busy
 )
 
 missing=()
