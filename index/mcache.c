@@ -5,7 +5,7 @@
  * and a free list of model handles, so the warm path touches only memory
  * this thread owns plus the arena: no lock, no system call, no malloc.
  *
- *   get:     pin = epoch (xchg, a full fence) -> resolve -> hold -> pin = 0
+ *   get:     pin = epoch (shm/fence.h) -> resolve -> hold -> pin = 0
  *   release: hold = 0 (release store) -> handle back to this thread's list
  *
  * Cold paths (first get of a thread, more holds than a slot has, thread
@@ -59,7 +59,7 @@ struct mc_cache {
     struct mc_arena arena;
     struct mc_readers readers;
     bool forked;          /* this is a fork()ed child's inherited copy: unusable */
-    bool plain_pin;       /* registered for the loader's membarrier (shm/fence.h) */
+    bool plain_pin;       /* the loader's membarrier fences our pins (shm/fence.h) */
     mc_cache *next_cache; /* every attached cache (for fork handling) */
     struct mc_table *table;
     uint64_t seed;
@@ -431,7 +431,7 @@ int mc_attach_dir(const char *dir, const char *cache, mc_cache **out)
     }
     c->table = mc_arena_ptr(&c->arena, c->arena.hdr->table_off);
     c->seed = c->arena.hdr->hash_seed;
-    c->plain_pin = mc_fence_reader_register();
+    c->plain_pin = mc_fence_reader_plain(c->arena.hdr);
     pthread_once(&atfork_once, atfork_init);
     pthread_mutex_lock(&registry_mu);
     c->next_cache = caches;
@@ -509,19 +509,12 @@ int mc_get(mc_cache *c, const char *name, const char *ref, mc_model **out)
     if (__builtin_expect(!hold, 0))
         return MC_ETOOMANY;
 
-    /* Pin, visible to the loader before any load of the table below. Either
-     * the loader's membarrier orders a plain store (shm/fence.h), or xchg (a
-     * full fence) does; both pair with the barrier in mc_reclaim_poll(). */
+    /* Pin, visible to the loader before any load of the table below (the
+     * reader half of shm/fence.h; the loader's barrier is the other). */
     const struct mc_arena_hdr *h = c->arena.hdr;
-    uint64_t epoch = __atomic_load_n(&h->epoch, __ATOMIC_ACQUIRE);
-    if (__builtin_expect(c->plain_pin && h->fence == MC_FENCE_MEMBARRIER, 1)) {
-        __atomic_store_n(&s->pin, epoch, __ATOMIC_RELAXED);
-        __atomic_signal_fence(__ATOMIC_SEQ_CST); /* compiler barrier only */
-    } else {
-        __atomic_exchange_n(&s->pin, epoch, __ATOMIC_SEQ_CST);
-    }
-    if (__builtin_expect(c->arena.hdr->state != MC_ARENA_READY, 0)) {
-        __atomic_store_n(&s->pin, 0, __ATOMIC_RELEASE);
+    mc_fence_reader_pin(h, c->plain_pin, &s->pin);
+    if (__builtin_expect(mc_load_relaxed_u32(&h->state) != MC_ARENA_READY, 0)) {
+        mc_fence_reader_unpin(&s->pin);
         return mc_err(MC_ESTALE, "arena %s was superseded by a new one; release your models, "
                                  "mc_detach() and mc_attach() again",
                       c->arena.path);
@@ -539,10 +532,10 @@ int mc_get(mc_cache *c, const char *name, const char *ref, mc_model **out)
                           mc_rec_version_str(v));
         goto unpin;
     }
-    __atomic_store_n(hold, (uint64_t)((const uint8_t *)v - c->arena.base), __ATOMIC_RELAXED);
-    /* Unpin: the release orders the hold before it (the loader reads the
-     * pin first, then the holds). */
-    __atomic_store_n(&s->pin, 0, __ATOMIC_RELEASE);
+    /* Relaxed: the unpin's release orders it (the loader reads the pin
+     * first, then the holds). */
+    mc_store_relaxed(hold, (uint64_t)((const uint8_t *)v - c->arena.base));
+    mc_fence_reader_unpin(&s->pin);
 
     m = ts->free;
     ts->free = m->next_free;
@@ -552,7 +545,7 @@ int mc_get(mc_cache *c, const char *name, const char *ref, mc_model **out)
     *out = m;
     return 0;
 unpin:
-    __atomic_store_n(&s->pin, 0, __ATOMIC_RELEASE);
+    mc_fence_reader_unpin(&s->pin);
     return rc;
 }
 

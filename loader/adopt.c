@@ -139,7 +139,7 @@ static int grace(struct mc_own *o, uint64_t e)
     if (!live)
         return mc_err(MC_ENOMEM, "adopt: out of memory");
     for (;;) {
-        int blocking = -1, n = mc_fence_before_pins(o->a.hdr);
+        int blocking = -1, n = mc_fence_loader_barrier(o->a.hdr);
 
         if (n == 0)
             n = mc_readers_live(&o->r, live);
@@ -198,7 +198,8 @@ static int adopt(struct mc_own *o, const struct mc_config *cfg)
         rc = mc_table_adopt(&o->w, &o->a, &o->rc);
     if (rc)
         return rc;
-    if (o->a.hdr->fence == MC_FENCE_MEMBARRIER && !mc_fence_loader_supported())
+    if (mc_load_relaxed_u32(&o->a.hdr->fence) == MC_FENCE_MEMBARRIER &&
+        !mc_fence_loader_supported())
         return mc_err(MC_ENOTSUP, "the arena's readers rely on membarrier(2), which this "
                                   "process cannot issue (seccomp?)");
     /* One grace period, then rebuild the allocators from what is reachable. */

@@ -69,9 +69,9 @@ void mc_reclaim_advance(struct mc_reclaim *rc)
 {
     uint64_t *ep = &rc->arena->hdr->epoch;
 
-    /* Pairs with the reader's xchg on its pin: the unlinks before this store
-     * are visible to any reader that reads the new epoch. */
-    __atomic_store_n(ep, *ep + 1, __ATOMIC_RELEASE);
+    /* The unlinks before this store are visible to any reader that reads the
+     * new epoch (pairs with mc_fence_reader_pin()'s acquire load of it). */
+    mc_store_release(ep, *ep + 1);
 }
 
 static int u64_cmp(const void *x, const void *y)
@@ -89,9 +89,8 @@ static int scan(struct mc_reclaim *rc, uint64_t *min_pin)
     int nlive;
 
     /* The unlinks and the epoch store are visible to every reader before we
-     * read any pin (pairs with the reader's pin: xchg, or a plain store that
-     * the membarrier orders). */
-    nlive = mc_fence_before_pins(rc->arena->hdr);
+     * read any pin (pairs with mc_fence_reader_pin(), shm/fence.h). */
+    nlive = mc_fence_loader_barrier(rc->arena->hdr);
     if (nlive)
         return nlive;
     nlive = mc_readers_live(r, rc->live);
