@@ -142,8 +142,10 @@ static void tslot_unlink_cache(struct tslot *ts)
 
 static bool slot_has_holds(const struct mc_slot *s)
 {
+    /* Pairs with mc_release()'s release store: a hold seen cleared is one
+     * whose model its thread no longer reads. */
     for (unsigned j = 0; j < MC_SLOT_HOLDS; j++)
-        if (__atomic_load_n(&s->held[j], __ATOMIC_ACQUIRE))
+        if (mc_load_acquire(&s->held[j]))
             return true;
     return false;
 }
@@ -321,7 +323,7 @@ static uint64_t *hold_word(mc_cache *c, struct tslot *ts, struct mc_slot **slot)
 {
     for (uint32_t i = 0; i < ts->nslots; i++)
         for (unsigned j = 0; j < MC_SLOT_HOLDS; j++)
-            if (!__atomic_load_n(&ts->slot[i]->held[j], __ATOMIC_RELAXED)) {
+            if (!mc_load_relaxed(&ts->slot[i]->held[j])) {
                 *slot = ts->slot[i];
                 return &ts->slot[i]->held[j];
             }
@@ -418,7 +420,9 @@ int mc_attach_dir(const char *dir, const char *cache, mc_cache **out)
     rc = mc_arena_open(dir, cache, false, &c->arena);
     if (rc)
         goto fail;
-    if (c->arena.hdr->state != MC_ARENA_READY || !c->arena.hdr->table_off) {
+    /* Pairs with the release store of READY in mc_own_arena() (loader/adopt.c):
+     * the table, its offset and the seed are in place before it. */
+    if (mc_load_acquire_u32(&c->arena.hdr->state) != MC_ARENA_READY || !c->arena.hdr->table_off) {
         mc_arena_close(&c->arena);
         rc = mc_err(MC_ESTALE, "arena %s is not serving (state %u); try again", c->arena.path,
                     c->arena.hdr ? c->arena.hdr->state : 0);
@@ -594,8 +598,9 @@ void mc_release(mc_model *m)
         return;
     if (__builtin_expect(m->cache->forked, 0))
         return; /* a fork()ed child: the hold is the parent's to drop */
-    /* After this store the loader may free the model: touch it no more. */
-    __atomic_store_n(m->hold, 0, __ATOMIC_RELEASE);
+    /* After this store the loader may free the model: touch it no more.
+     * Pairs with the loader's acquire load of held[] in scan() (reclaim.c). */
+    mc_store_release(m->hold, 0);
     m->rec = NULL;
     if (__builtin_expect(!ts || ts->cache != m->cache, 0)) {
         ts = tslot_get(m->cache);
@@ -731,16 +736,16 @@ int mc_cache_info(mc_cache *c, struct mc_cache_info *out)
     out->size = h->size;
     out->page_size = h->page_size;
     out->data_size = h->data_size;
-    out->data_used = __atomic_load_n(&h->data_ext.used, __ATOMIC_RELAXED);
-    out->data_largest_free = __atomic_load_n(&h->data_ext.largest_free, __ATOMIC_RELAXED);
+    out->data_used = mc_load_relaxed(&h->data_ext.used);
+    out->data_largest_free = mc_load_relaxed(&h->data_ext.largest_free);
     out->index_size = h->index_size;
-    out->index_used = __atomic_load_n(&h->index_ext.used, __ATOMIC_RELAXED);
-    out->models = __atomic_load_n(&c->table->resident, __ATOMIC_RELAXED);
-    out->entries = __atomic_load_n(&c->table->versions, __ATOMIC_RELAXED) +
-                   __atomic_load_n(&c->table->aliases, __ATOMIC_RELAXED) +
-                   __atomic_load_n(&c->table->models, __ATOMIC_RELAXED);
-    out->generation = __atomic_load_n(&h->generation, __ATOMIC_ACQUIRE);
-    out->epoch = __atomic_load_n(&h->epoch, __ATOMIC_ACQUIRE);
+    out->index_used = mc_load_relaxed(&h->index_ext.used);
+    out->models = mc_load_relaxed(&c->table->resident);
+    out->entries = mc_load_relaxed(&c->table->versions) + mc_load_relaxed(&c->table->aliases) +
+                   mc_load_relaxed(&c->table->models);
+    /* Pair with next_generation() (index/table.c) and mc_reclaim_advance(). */
+    out->generation = mc_load_acquire(&h->generation);
+    out->epoch = mc_load_acquire(&h->epoch);
     out->created_ns = h->created_ns;
     out->loader_pid = h->loader_pid;
     out->format = h->format;

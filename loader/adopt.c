@@ -148,7 +148,8 @@ static int grace(struct mc_own *o, uint64_t e)
             return n;
         }
         for (uint32_t i = 0; i < o->r.nslots && blocking < 0; i++) {
-            uint64_t pin = live[i] ? __atomic_load_n(&o->r.slots[i].pin, __ATOMIC_ACQUIRE) : 0;
+            /* Pairs with mc_fence_reader_unpin()'s release. */
+            uint64_t pin = live[i] ? mc_load_acquire(&o->r.slots[i].pin) : 0;
             if (pin && pin <= e)
                 blocking = (int)i;
         }
@@ -218,7 +219,8 @@ static int adopt(struct mc_own *o, const struct mc_config *cfg)
     rc = mc_readers_live(&o->r, live);
     for (uint32_t i = 0; rc >= 0 && i < o->r.nslots; i++)
         for (unsigned j = 0; live[i] && j < MC_SLOT_HOLDS; j++) {
-            uint64_t h = __atomic_load_n(&o->r.slots[i].held[j], __ATOMIC_ACQUIRE);
+            /* Pairs with mc_release()'s release (and the unpin's after a hold). */
+            uint64_t h = mc_load_acquire(&o->r.slots[i].held[j]);
             if (h)
                 held[nheld++] = h;
         }
@@ -278,7 +280,8 @@ int mc_own_arena(struct mc_own *o, const struct mc_config *cfg)
     o->a.hdr->loader_pid = (uint32_t)getpid();
     o->a.hdr->loader_since_ns = mc_wall_ns();
     o->adopt_ns = mc_now_ns() - t0;
-    __atomic_store_n(&o->a.hdr->state, MC_ARENA_READY, __ATOMIC_RELEASE);
+    /* Serving: pairs with mc_attach_dir()'s acquire load of the state. */
+    mc_store_release_u32(&o->a.hdr->state, MC_ARENA_READY);
     return 0;
 }
 

@@ -55,7 +55,7 @@ int mc_retire(struct mc_reclaim *rc, enum mc_retire_kind kind, uint64_t off, uin
         rc->cap = cap;
     }
     rc->items[rc->n++] = (struct mc_retired){
-        .epoch = __atomic_load_n(&rc->arena->hdr->epoch, __ATOMIC_RELAXED),
+        .epoch = mc_load_relaxed(&rc->arena->hdr->epoch),
         .off = off,
         .size = size,
         .kind = kind,
@@ -106,10 +106,12 @@ static int scan(struct mc_reclaim *rc, uint64_t *min_pin)
             rc->seen_pin[i] = 0;
             continue;
         }
-        /* Pin before holds: a reader stores its hold before clearing its pin. */
-        pin = __atomic_load_n(&s->pin, __ATOMIC_ACQUIRE);
+        /* Pin before holds: a reader stores its hold before clearing its pin
+         * (pairs with mc_fence_reader_unpin()'s release). */
+        pin = mc_load_acquire(&s->pin);
         for (unsigned j = 0; j < MC_SLOT_HOLDS; j++) {
-            uint64_t h = __atomic_load_n(&s->held[j], __ATOMIC_ACQUIRE);
+            /* Pairs with mc_release()'s release: a cleared hold is unread. */
+            uint64_t h = mc_load_acquire(&s->held[j]);
             if (h && rc->nheld < rc->held_cap)
                 rc->held[rc->nheld++] = h;
         }
