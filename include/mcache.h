@@ -292,6 +292,13 @@ MC_API const char *mc_strerror(int code);
 /* This thread's last detailed error message ("" if none). */
 MC_API const char *mc_last_error(void);
 
+/*
+ * The version of the libmcache actually loaded, "MAJOR.MINOR.PATCH" (the
+ * MCACHE_VERSION_* it was built with, which may differ from this header's).
+ * A static string; never NULL.
+ */
+MC_API const char *mc_version(void);
+
 #ifdef __cplusplus
 }
 #endif

@@ -126,6 +126,16 @@ const char *mc_strerror(int code)
     }
 }
 
+#define MC_STR_(x) #x
+#define MC_STR(x)  MC_STR_(x)
+
+/* The version this library was built as (the header a caller used may differ). */
+const char *mc_version(void)
+{
+    return MC_STR(MCACHE_VERSION_MAJOR) "." MC_STR(MCACHE_VERSION_MINOR) "." MC_STR(
+        MCACHE_VERSION_PATCH);
+}
+
 /* ---- thread state ---- */
 
 static void tslot_unlink_cache(struct tslot *ts)
