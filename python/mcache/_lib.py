@@ -90,6 +90,12 @@ _PROTOS = {
     "mc_last_error": (_S, []),
 }
 
+# Declared only where the library has them: a libmcache built before they
+# existed still loads (lib_version() then says what is missing).
+_OPTIONAL = {
+    "mc_version": (_S, []),
+}
+
 _lock = threading.Lock()
 _lib = None
 _lib_path = None
@@ -115,6 +121,11 @@ def _declare(lib):
         fn = getattr(lib, name)
         fn.restype = restype
         fn.argtypes = argtypes
+    for name, (restype, argtypes) in _OPTIONAL.items():
+        fn = getattr(lib, name, None)
+        if fn is not None:
+            fn.restype = restype
+            fn.argtypes = argtypes
 
 
 def load():
