@@ -12,7 +12,8 @@ without it; a missing library is an mcache.LibraryNotFoundError naming every
 place that was tried.
 
 The structures below must match include/mcache.h field for field; the C header
-is the contract.
+is the contract (tests/python/test_mirror.py compares them with the compiler's
+layout).
 """
 
 import ctypes
