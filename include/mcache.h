@@ -54,9 +54,12 @@
  *     release what you hold, mc_detach() and mc_attach() again.
  *
  * ERRORS
- *   Every function that can fail returns 0 or a negative MC_E* code.
+ *   Every function that can fail returns 0 or a negative MC_E* code, and
+ *   lists them under "Returns" (as lmdb.h does) with when each comes back.
  *   mc_strerror() names the code; mc_last_error() gives this thread's last
- *   detailed message (what was wrong, the value, what to do).
+ *   detailed message (what was wrong, the value, what to do). A system call
+ *   that fails in a way not listed gives the nearest code for its errno
+ *   (MC_EIO if none is near), and the message names the call.
  */
 #ifndef MCACHE_H
 #define MCACHE_H
@@ -111,10 +114,31 @@ typedef struct mc_model mc_model;
  * Attach to the cache named `cache` (NULL or "": $MCACHE_CACHE, else "default"),
  * whose arena lives in `dir` (NULL or "": $MCACHE_SHM_DIR, else /dev/shm).
  * Maps the arena read-only at its base address and opens the reader table.
- * MC_EPERM if their modes do not admit this process: by default only
- * mcached's uid and its primary group may attach (mcached --reader-group
- * names another group; docs/security.md). The message names the file and
- * the group to ask for.
+ *
+ * Returns 0 (and *out), or:
+ *   MC_EINVAL      out is NULL; the cache name is not 1 to 63 letters, digits,
+ *                  '-', '_' or '.' (not first); the directory's path is too long
+ *   MC_EBUSY       this cache is already attached in this process (use that
+ *                  mc_cache from every thread, or mc_detach() it first)
+ *   MC_ENOENT      no arena (or no reader table beside it): mcached does not
+ *                  serve this cache in this directory
+ *   MC_EPERM       the arena is not readable, or the reader table not writable,
+ *                  by this user: by default only mcached's uid and its primary
+ *                  group may attach (mcached --reader-group names another
+ *                  group; docs/security.md); the message names the file and
+ *                  the group to ask for
+ *   MC_EBADARENA   the file at the arena's path is not an mcache arena (not a
+ *                  regular file, too short, wrong magic, size or header), or the
+ *                  reader table beside it is not one
+ *   MC_EFORMAT     the arena was written with another layout format: use the
+ *                  libmcache that matches the running mcached
+ *   MC_EADDRINUSE  the arena's base address is already mapped in this process,
+ *                  usually by another cache whose name shares the default
+ *                  address slot (restart one mcached with --base ADDR --recreate)
+ *   MC_ESTALE      the arena is not serving yet, or is being replaced (its
+ *                  reader table belongs to another arena): try again
+ *   MC_ENOMEM      out of memory (this process's, or for the mapping)
+ *   MC_EIO         reading the arena's header failed
  */
 MC_API int mc_attach(const char *cache, mc_cache **out);
 MC_API int mc_attach_dir(const char *dir, const char *cache, mc_cache **out);
@@ -134,11 +158,25 @@ MC_API void mc_detach(mc_cache *c);
  * or a range ("^1.2", "~1.2.3", ">=1.0.0 <2.0.0", "1.x", "^1 || ^2").
  * NULL means "latest".
  *
- * Returns MC_ENOENT if nothing registered matches (an alias the model does
- * not have included), MC_EINVAL if `ref` is none of these forms (empty, or
- * a malformed range: the message gives the parser's reason),
- * MC_ENOTRESIDENT if the matching version is registered but not loaded,
- * MC_EFAILED if its last load failed.
+ * Returns 0 (and *out), or:
+ *   MC_ENOENT        nothing registered matches: no such model, version or
+ *                    alias, no version in the range, or only prereleases for
+ *                    "latest"
+ *   MC_ENOTRESIDENT  the matching version is registered but not loaded
+ *                    (mc_get_load() asks mcached to load it)
+ *   MC_EFAILED       the matching version's last load failed (the message
+ *                    says why)
+ *   MC_EINVAL        c, name or out is NULL; `ref` is none of the forms above
+ *                    (empty, or a malformed range: the message gives the
+ *                    parser's reason); "name@ref" exceeds 511 bytes; or c was
+ *                    attached before a fork() and this is the child
+ *   MC_ESTALE        the arena was superseded by a new one: release, detach,
+ *                    attach again
+ *   MC_ETOOMANY      this thread already holds 320 models, or every reader slot
+ *                    of the cache is taken (the first get of a thread, or of
+ *                    its 6th, 11th... model held, claims a slot)
+ *   MC_ENOMEM        out of memory for this thread's state, model handles or
+ *                    a long range (cold path only)
  */
 MC_API int mc_get(mc_cache *c, const char *name, const char *ref, mc_model **out);
 
@@ -150,7 +188,30 @@ MC_API int mc_get(mc_cache *c, const char *name, const char *ref, mc_model **out
  * the registry: a version pushed a moment ago by another process is found.
  * Concurrent requests for one version become one load. This path makes
  * system calls (mcached's control socket, found in the arena header).
- * MC_ENODAEMON if mcached is not running.
+ *
+ * Returns 0 (and *out), any code of mc_get() other than MC_ENOTRESIDENT,
+ * MC_EFAILED and MC_ENOENT as mc_get() returns it (MC_ENOENT too when no
+ * mcached serves the arena), or, when mcached was asked:
+ *   MC_ENODAEMON  no mcached serves the arena, nothing listens on its
+ *                 socket, the connection was lost, or mcached is shutting down
+ *   MC_ETIMEDOUT  the version was not published within timeout_ms
+ *   MC_EPERM      this user may not use mcached (the socket's permissions,
+ *                 or not in its reader group), or mcached may not open the
+ *                 artifact
+ *   MC_EBUSY      mcached has as many connections open as it allows
+ *   MC_ENOENT     the registry has no ready version matching (name, ref), it
+ *                 was removed while loading, or its artifact file is gone
+ *   MC_EFAILED    the load failed because of the artifact (the message says
+ *                 why: empty, unreadable tensors, ...)
+ *   MC_ECORRUPT   the artifact's bytes do not match its checksum, or the file
+ *                 is shorter than registered
+ *   MC_ENOSPC     the arena has no room for it (its bytes, even after evicting,
+ *                 or its record or tensor table in the index)
+ *   MC_ENOMEM     out of memory, in this process or in mcached
+ *   MC_EIO        reading the artifact failed, or a socket call failed
+ *   MC_EINVAL     mcached's answer was not a valid response frame
+ * A load that succeeded is followed by mc_get(), with its codes (the
+ * version may have been evicted again meanwhile: MC_ENOTRESIDENT).
  */
 MC_API int mc_get_load(mc_cache *c, const char *name, const char *ref, int timeout_ms,
                        mc_model **out);
@@ -190,10 +251,22 @@ struct mc_tensor {
 /* Number of tensors (0 if the model is not safetensors). */
 MC_API size_t mc_model_tensor_count(const mc_model *m);
 
-/* The i-th tensor, in name order. MC_ENOENT past the end. */
+/*
+ * The i-th tensor, in name order.
+ *
+ * Returns 0 (and *out), or:
+ *   MC_EINVAL  m or out is NULL, or m was released
+ *   MC_ENOENT  i >= mc_model_tensor_count(m) (always, for other formats)
+ */
 MC_API int mc_model_tensor_at(const mc_model *m, size_t i, struct mc_tensor *out);
 
-/* The tensor called name. MC_ENOENT (with a message) if there is none. */
+/*
+ * The tensor called name.
+ *
+ * Returns 0 (and *out), or:
+ *   MC_EINVAL  m, name or out is NULL, or m was released
+ *   MC_ENOENT  the model has no tensor of that name (or is not safetensors)
+ */
 MC_API int mc_model_tensor_find(const mc_model *m, const char *name, struct mc_tensor *out);
 
 /* The safetensors __metadata__ object as JSON text, or NULL if none. */
@@ -217,6 +290,11 @@ struct mc_cache_info {
     uint32_t loader_pid;    /* pid of the mcached that owns it (0: none) */
     uint32_t format;        /* arena layout format */
 };
+
+/*
+ * Fill *out from the arena's header and table. Returns 0, or MC_EINVAL if c
+ * or out is NULL.
+ */
 MC_API int mc_cache_info(mc_cache *c, struct mc_cache_info *out);
 
 /* Text for a code; never NULL. */
@@ -224,6 +302,13 @@ MC_API const char *mc_strerror(int code);
 
 /* This thread's last detailed error message ("" if none). */
 MC_API const char *mc_last_error(void);
+
+/*
+ * The version of the libmcache actually loaded, "MAJOR.MINOR.PATCH" (the
+ * MCACHE_VERSION_* it was built with, which may differ from this header's).
+ * A static string; never NULL.
+ */
+MC_API const char *mc_version(void);
 
 #ifdef __cplusplus
 }

@@ -5,7 +5,7 @@
  * and a free list of model handles, so the warm path touches only memory
  * this thread owns plus the arena: no lock, no system call, no malloc.
  *
- *   get:     pin = epoch (xchg, a full fence) -> resolve -> hold -> pin = 0
+ *   get:     pin = epoch (shm/fence.h) -> resolve -> hold -> pin = 0
  *   release: hold = 0 (release store) -> handle back to this thread's list
  *
  * Cold paths (first get of a thread, more holds than a slot has, thread
@@ -60,7 +60,7 @@ struct mc_cache {
     struct mc_arena arena;
     struct mc_readers readers;
     bool forked;          /* this is a fork()ed child's inherited copy: unusable */
-    bool plain_pin;       /* registered for the loader's membarrier (shm/fence.h) */
+    bool plain_pin;       /* the loader's membarrier fences our pins (shm/fence.h) */
     mc_cache *next_cache; /* every attached cache (for fork handling) */
     struct mc_table *table;
     uint64_t seed;
@@ -127,6 +127,16 @@ const char *mc_strerror(int code)
     }
 }
 
+#define MC_STR_(x) #x
+#define MC_STR(x)  MC_STR_(x)
+
+/* The version this library was built as (the header a caller used may differ). */
+const char *mc_version(void)
+{
+    return MC_STR(MCACHE_VERSION_MAJOR) "." MC_STR(MCACHE_VERSION_MINOR) "." MC_STR(
+        MCACHE_VERSION_PATCH);
+}
+
 /* ---- thread state ---- */
 
 static void tslot_unlink_cache(struct tslot *ts)
@@ -143,8 +153,10 @@ static void tslot_unlink_cache(struct tslot *ts)
 
 static bool slot_has_holds(const struct mc_slot *s)
 {
+    /* Pairs with mc_release()'s release store: a hold seen cleared is one
+     * whose model its thread no longer reads. */
     for (unsigned j = 0; j < MC_SLOT_HOLDS; j++)
-        if (__atomic_load_n(&s->held[j], __ATOMIC_ACQUIRE))
+        if (mc_load_acquire(&s->held[j]))
             return true;
     return false;
 }
@@ -322,7 +334,7 @@ static uint64_t *hold_word(mc_cache *c, struct tslot *ts, struct mc_slot **slot)
 {
     for (uint32_t i = 0; i < ts->nslots; i++)
         for (unsigned j = 0; j < MC_SLOT_HOLDS; j++)
-            if (!__atomic_load_n(&ts->slot[i]->held[j], __ATOMIC_RELAXED)) {
+            if (!mc_load_relaxed(&ts->slot[i]->held[j])) {
                 *slot = ts->slot[i];
                 return &ts->slot[i]->held[j];
             }
@@ -451,7 +463,9 @@ int mc_attach_dir(const char *dir, const char *cache, mc_cache **out)
         rc = address_owner(&c->arena);
     if (rc)
         goto fail;
-    if (c->arena.hdr->state != MC_ARENA_READY || !c->arena.hdr->table_off) {
+    /* Pairs with the release store of READY in mc_own_arena() (loader/adopt.c):
+     * the table, its offset and the seed are in place before it. */
+    if (mc_load_acquire_u32(&c->arena.hdr->state) != MC_ARENA_READY || !c->arena.hdr->table_off) {
         mc_arena_close(&c->arena);
         rc = mc_err(MC_ESTALE, "arena %s is not serving (state %u); try again", c->arena.path,
                     c->arena.hdr ? c->arena.hdr->state : 0);
@@ -464,7 +478,7 @@ int mc_attach_dir(const char *dir, const char *cache, mc_cache **out)
     }
     c->table = mc_arena_ptr(&c->arena, c->arena.hdr->table_off);
     c->seed = c->arena.hdr->hash_seed;
-    c->plain_pin = mc_fence_reader_register();
+    c->plain_pin = mc_fence_reader_plain(c->arena.hdr);
     pthread_once(&atfork_once, atfork_init);
     pthread_mutex_lock(&registry_mu);
     c->next_cache = caches;
@@ -542,19 +556,12 @@ int mc_get(mc_cache *c, const char *name, const char *ref, mc_model **out)
     if (__builtin_expect(!hold, 0))
         return MC_ETOOMANY;
 
-    /* Pin, visible to the loader before any load of the table below. Either
-     * the loader's membarrier orders a plain store (shm/fence.h), or xchg (a
-     * full fence) does; both pair with the barrier in mc_reclaim_poll(). */
+    /* Pin, visible to the loader before any load of the table below (the
+     * reader half of shm/fence.h; the loader's barrier is the other). */
     const struct mc_arena_hdr *h = c->arena.hdr;
-    uint64_t epoch = __atomic_load_n(&h->epoch, __ATOMIC_ACQUIRE);
-    if (__builtin_expect(c->plain_pin && h->fence == MC_FENCE_MEMBARRIER, 1)) {
-        __atomic_store_n(&s->pin, epoch, __ATOMIC_RELAXED);
-        __atomic_signal_fence(__ATOMIC_SEQ_CST); /* compiler barrier only */
-    } else {
-        __atomic_exchange_n(&s->pin, epoch, __ATOMIC_SEQ_CST);
-    }
-    if (__builtin_expect(c->arena.hdr->state != MC_ARENA_READY, 0)) {
-        __atomic_store_n(&s->pin, 0, __ATOMIC_RELEASE);
+    mc_fence_reader_pin(h, c->plain_pin, &s->pin);
+    if (__builtin_expect(mc_load_relaxed_u32(&h->state) != MC_ARENA_READY, 0)) {
+        mc_fence_reader_unpin(&s->pin);
         return mc_err(MC_ESTALE, "arena %s was superseded by a new one; release your models, "
                                  "mc_detach() and mc_attach() again",
                       c->arena.path);
@@ -572,10 +579,10 @@ int mc_get(mc_cache *c, const char *name, const char *ref, mc_model **out)
                           mc_rec_version_str(v));
         goto unpin;
     }
-    __atomic_store_n(hold, (uint64_t)((const uint8_t *)v - c->arena.base), __ATOMIC_RELAXED);
-    /* Unpin: the release orders the hold before it (the loader reads the
-     * pin first, then the holds). */
-    __atomic_store_n(&s->pin, 0, __ATOMIC_RELEASE);
+    /* Relaxed: the unpin's release orders it (the loader reads the pin
+     * first, then the holds). */
+    mc_store_relaxed(hold, (uint64_t)((const uint8_t *)v - c->arena.base));
+    mc_fence_reader_unpin(&s->pin);
 
     m = ts->free;
     ts->free = m->next_free;
@@ -585,7 +592,7 @@ int mc_get(mc_cache *c, const char *name, const char *ref, mc_model **out)
     *out = m;
     return 0;
 unpin:
-    __atomic_store_n(&s->pin, 0, __ATOMIC_RELEASE);
+    mc_fence_reader_unpin(&s->pin);
     return rc;
 }
 
@@ -640,8 +647,9 @@ void mc_release(mc_model *m)
         return;
     if (__builtin_expect(m->cache->forked, 0))
         return; /* a fork()ed child: the hold is the parent's to drop */
-    /* After this store the loader may free the model: touch it no more. */
-    __atomic_store_n(m->hold, 0, __ATOMIC_RELEASE);
+    /* After this store the loader may free the model: touch it no more.
+     * Pairs with the loader's acquire load of held[] in scan() (reclaim.c). */
+    mc_store_release(m->hold, 0);
     m->rec = NULL;
     if (__builtin_expect(!ts || ts->cache != m->cache, 0)) {
         ts = tslot_get(m->cache);
@@ -777,16 +785,16 @@ int mc_cache_info(mc_cache *c, struct mc_cache_info *out)
     out->size = h->size;
     out->page_size = h->page_size;
     out->data_size = h->data_size;
-    out->data_used = __atomic_load_n(&h->data_ext.used, __ATOMIC_RELAXED);
-    out->data_largest_free = __atomic_load_n(&h->data_ext.largest_free, __ATOMIC_RELAXED);
+    out->data_used = mc_load_relaxed(&h->data_ext.used);
+    out->data_largest_free = mc_load_relaxed(&h->data_ext.largest_free);
     out->index_size = h->index_size;
-    out->index_used = __atomic_load_n(&h->index_ext.used, __ATOMIC_RELAXED);
-    out->models = __atomic_load_n(&c->table->resident, __ATOMIC_RELAXED);
-    out->entries = __atomic_load_n(&c->table->versions, __ATOMIC_RELAXED) +
-                   __atomic_load_n(&c->table->aliases, __ATOMIC_RELAXED) +
-                   __atomic_load_n(&c->table->models, __ATOMIC_RELAXED);
-    out->generation = __atomic_load_n(&h->generation, __ATOMIC_ACQUIRE);
-    out->epoch = __atomic_load_n(&h->epoch, __ATOMIC_ACQUIRE);
+    out->index_used = mc_load_relaxed(&h->index_ext.used);
+    out->models = mc_load_relaxed(&c->table->resident);
+    out->entries = mc_load_relaxed(&c->table->versions) + mc_load_relaxed(&c->table->aliases) +
+                   mc_load_relaxed(&c->table->models);
+    /* Pair with next_generation() (index/table.c) and mc_reclaim_advance(). */
+    out->generation = mc_load_acquire(&h->generation);
+    out->epoch = mc_load_acquire(&h->epoch);
     out->created_ns = h->created_ns;
     out->loader_pid = h->loader_pid;
     out->format = h->format;

@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "index/semver.h"
+#include "shm/atomic.h"
 #include "shm/err.h"
 
 static struct mc_rec_version *as_version(struct mc_rec *r)
@@ -56,8 +57,8 @@ static int resolve_list(struct mc_table *t, uint64_t seed, const char *name, siz
                                         strlen(ref) > 80 ? "..." : "");
         }
     }
-    const struct mc_verlist *vl = (const struct mc_verlist *)(uintptr_t)__atomic_load_n(
-        &((struct mc_rec_model *)mr)->versions, __ATOMIC_ACQUIRE);
+    /* Pairs with verlist_install()'s release (index/table.c): the list is complete. */
+    const struct mc_verlist *vl = mc_load_acquire_ptr(&((struct mc_rec_model *)mr)->versions);
     for (uint32_t i = 0; vl && i < vl->count; i++) {
         struct mc_rec_version *v = (struct mc_rec_version *)(uintptr_t)vl->recs[i];
         struct mc_semver sv;
@@ -105,8 +106,8 @@ int mc_resolve(struct mc_table *t, uint64_t seed, const char *name, const char *
         key[nlen] = '#';
         r = mc_table_lookup(t, seed, key, klen);
         if (r && r->kind == MC_REC_ALIAS) {
-            *out = (struct mc_rec_version *)(uintptr_t)__atomic_load_n(
-                &((struct mc_rec_alias *)r)->target, __ATOMIC_ACQUIRE);
+            /* Pairs with the release stores of alias targets in index/table.c. */
+            *out = mc_load_acquire_ptr(&((struct mc_rec_alias *)r)->target);
             return 0;
         }
     }

@@ -10,6 +10,7 @@
 
 #include "index/semver.h"
 #include "shm/arena.h"
+#include "shm/atomic.h"
 #include "shm/err.h"
 #include "shm/reclaim.h"
 #include "shm/slab.h"
@@ -89,7 +90,9 @@ int mc_table_create(struct mc_writer *w, struct mc_arena *a, struct mc_reclaim *
         return mc_err(MC_ENOSPC, "creating the index table: index region full");
     }
     w->t->magic = MC_TABLE_MAGIC;
-    __atomic_store_n(&a->hdr->table_off, off, __ATOMIC_RELEASE);
+    /* The table is whole before its offset is (pairs with mc_attach_dir()'s
+     * acquire load of the state, which the loader stores READY after this). */
+    mc_store_release(&a->hdr->table_off, off);
     return 0;
 }
 
@@ -115,7 +118,8 @@ static uint64_t next_generation(struct mc_writer *w)
 {
     uint64_t g = w->arena->hdr->generation + 1;
 
-    __atomic_store_n(&w->arena->hdr->generation, g, __ATOMIC_RELEASE);
+    /* After the change it counts (pairs with mc_cache_info()'s acquire load). */
+    mc_store_release(&w->arena->hdr->generation, g);
     return g;
 }
 
@@ -249,8 +253,8 @@ static void verlist_install(struct mc_writer *w, struct mc_rec_model *m, struct 
     struct mc_verlist *cur = (struct mc_verlist *)(uintptr_t)m->versions;
 
     /* The list is complete before it becomes reachable (pairs with the
-     * reader's acquire load of m->versions). */
-    __atomic_store_n(&m->versions, (uint64_t)(uintptr_t)nl, __ATOMIC_RELEASE);
+     * reader's acquire load of m->versions in resolve_list()). */
+    mc_store_release_ptr(&m->versions, nl);
     if (cur)
         mc_retire(w->reclaim, MC_RETIRE_INDEX, mc_arena_off(w->arena, cur), cur->alloc_size);
 }
@@ -315,7 +319,8 @@ static void aliases_retarget_scan(struct mc_writer *w, const char *name,
         if (r->key_len <= nlen || memcmp(mc_rec_key(r), name, nlen) || mc_rec_key(r)[nlen] != '#')
             continue;
         if (to) {
-            __atomic_store_n(&al->target, (uint64_t)(uintptr_t)to, __ATOMIC_RELEASE);
+            /* Pairs with mc_resolve()'s acquire load of the target. */
+            mc_store_release_ptr(&al->target, to);
         } else if (ndrop < sizeof(drop) / sizeof(drop[0])) {
             drop[ndrop++] = r;
         }
@@ -496,8 +501,9 @@ int mc_table_set_alias(struct mc_writer *w, const char *name, const char *alias,
         struct mc_rec_alias *al = (struct mc_rec_alias *)r;
 
         al->moved_ns = mc_wall_ns();
-        /* The move: one atomic store; readers see the old or the new target. */
-        __atomic_store_n(&al->target, (uint64_t)(uintptr_t)v, __ATOMIC_RELEASE);
+        /* The move: one atomic store; readers see the old or the new target
+         * (pairs with mc_resolve()'s acquire load). */
+        mc_store_release_ptr(&al->target, v);
         next_generation(w);
         return 0;
     }
@@ -792,8 +798,8 @@ static int repair_visit(void *ctx, struct mc_rec *r)
         cur = t ? mc_table_find_version(w->t, w->arena->hdr->hash_seed, mc_rec_version_name(t),
                                         mc_rec_version_str(t))
                 : NULL;
-        if (cur)
-            __atomic_store_n(&al->target, (uint64_t)(uintptr_t)cur, __ATOMIC_RELEASE);
+        if (cur) /* pairs with mc_resolve()'s acquire load of the target */
+            mc_store_release_ptr(&al->target, cur);
         else if (af->ndrop < 64)
             af->drop[af->ndrop++] = r;
         else

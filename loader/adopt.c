@@ -135,7 +135,7 @@ static int grace(struct mc_own *o, uint64_t e)
     if (!live)
         return mc_err(MC_ENOMEM, "adopt: out of memory");
     for (;;) {
-        int blocking = -1, n = mc_fence_before_pins(o->a.hdr);
+        int blocking = -1, n = mc_fence_loader_barrier(o->a.hdr);
 
         if (n == 0)
             n = mc_readers_live(&o->r, live);
@@ -144,7 +144,8 @@ static int grace(struct mc_own *o, uint64_t e)
             return n;
         }
         for (uint32_t i = 0; i < o->r.nslots && blocking < 0; i++) {
-            uint64_t pin = live[i] ? __atomic_load_n(&o->r.slots[i].pin, __ATOMIC_ACQUIRE) : 0;
+            /* Pairs with mc_fence_reader_unpin()'s release. */
+            uint64_t pin = live[i] ? mc_load_acquire(&o->r.slots[i].pin) : 0;
             if (pin && pin <= e)
                 blocking = (int)i;
         }
@@ -194,7 +195,8 @@ static int adopt(struct mc_own *o, const struct mc_config *cfg)
         rc = mc_table_adopt(&o->w, &o->a, &o->rc);
     if (rc)
         return rc;
-    if (o->a.hdr->fence == MC_FENCE_MEMBARRIER && !mc_fence_loader_supported())
+    if (mc_load_relaxed_u32(&o->a.hdr->fence) == MC_FENCE_MEMBARRIER &&
+        !mc_fence_loader_supported())
         return mc_err(MC_ENOTSUP, "the arena's readers rely on membarrier(2), which this "
                                   "process cannot issue (seccomp?)");
     /* One grace period, then rebuild the allocators from what is reachable. */
@@ -213,7 +215,8 @@ static int adopt(struct mc_own *o, const struct mc_config *cfg)
     rc = mc_readers_live(&o->r, live);
     for (uint32_t i = 0; rc >= 0 && i < o->r.nslots; i++)
         for (unsigned j = 0; live[i] && j < MC_SLOT_HOLDS; j++) {
-            uint64_t h = __atomic_load_n(&o->r.slots[i].held[j], __ATOMIC_ACQUIRE);
+            /* Pairs with mc_release()'s release (and the unpin's after a hold). */
+            uint64_t h = mc_load_acquire(&o->r.slots[i].held[j]);
             if (h)
                 held[nheld++] = h;
         }
@@ -288,7 +291,8 @@ int mc_own_arena(struct mc_own *o, const struct mc_config *cfg, const struct mc_
     o->a.hdr->loader_pid = (uint32_t)getpid();
     o->a.hdr->loader_since_ns = mc_wall_ns();
     o->adopt_ns = mc_now_ns() - t0;
-    __atomic_store_n(&o->a.hdr->state, MC_ARENA_READY, __ATOMIC_RELEASE);
+    /* Serving: pairs with mc_attach_dir()'s acquire load of the state. */
+    mc_store_release_u32(&o->a.hdr->state, MC_ARENA_READY);
     return 0;
 }
 

@@ -97,7 +97,7 @@ struct mc_arena_hdr {
 
     /* Written by the loader only; read by every reader on every get. */
     _Alignas(64) uint64_t epoch;
-    uint32_t fence; /* enum mc_fence: how readers order their pin (shm/fence.h) */
+    uint32_t fence; /* enum mc_fence: how readers pin (shm/fence.h); never changes */
 
     _Alignas(64) uint64_t generation; /* bumped per publish, move, removal */
 

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "shm/arena.h"
+#include "shm/atomic.h"
 #include "shm/err.h"
 
 int mc_poison_freed;
@@ -35,7 +36,7 @@ static void update_largest(const struct mc_arena *a, struct mc_extents *e)
     for (uint32_t i = 0; i < e->nfree; i++)
         if (s[i].len > big)
             big = s[i].len;
-    __atomic_store_n(&e->largest_free, big, __ATOMIC_RELAXED);
+    mc_store_relaxed(&e->largest_free, big);
 }
 
 void mc_extent_init(struct mc_arena *a, struct mc_extents *e, uint64_t region_off,
@@ -119,7 +120,7 @@ int mc_extent_alloc(struct mc_arena *a, struct mc_extents *e, uint64_t size, uin
     if (best_start > f_off)
         insert_at(s, &e->nfree, best, f_off, best_start - f_off);
     e->nalloc++;
-    __atomic_store_n(&e->used, e->used + need, __ATOMIC_RELAXED);
+    mc_store_relaxed(&e->used, e->used + need);
     update_largest(a, e);
     *off = best_start;
     return 0;
@@ -155,7 +156,7 @@ void mc_extent_free(struct mc_arena *a, struct mc_extents *e, uint64_t off, uint
         insert_at(s, &e->nfree, lo, off, len);
     }
     e->nalloc--;
-    __atomic_store_n(&e->used, e->used - len, __ATOMIC_RELAXED);
+    mc_store_relaxed(&e->used, e->used - len);
     update_largest(a, e);
 }
 
@@ -202,7 +203,7 @@ int mc_extent_rebuild(struct mc_arena *a, struct mc_extents *e, struct mc_extent
     }
     e->nfree = nfree;
     e->nalloc = n;
-    __atomic_store_n(&e->used, used, __ATOMIC_RELAXED);
+    mc_store_relaxed(&e->used, used);
     update_largest(a, e);
     return 0;
 }

@@ -1,17 +1,16 @@
 /*
- * fence.c - membarrier(2) for the asymmetric fence (see fence.h).
+ * fence.c - the membarrier(2) system calls of the asymmetric fence; the
+ * fences themselves are inline in fence.h.
  */
 #include "shm/fence.h"
 
 #include <errno.h>
-#include <stdint.h>
 #include <linux/membarrier.h>
 #include <pthread.h>
 #include <string.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#include "shm/arena.h"
 #include "shm/err.h"
 
 static int membarrier(int cmd, unsigned flags)
@@ -27,24 +26,10 @@ bool mc_fence_loader_supported(void)
            (cmds & MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED);
 }
 
-int mc_fence_readers(void)
+int mc_fence_loader_membarrier(void)
 {
     if (membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED, 0) != 0)
         return mc_err(MC_EIO, "membarrier(GLOBAL_EXPEDITED): %s", strerror(errno));
-    return 0;
-}
-
-int mc_fence_before_pins(const struct mc_arena_hdr *h)
-{
-    if (__atomic_load_n(&h->fence, __ATOMIC_RELAXED) == MC_FENCE_MEMBARRIER)
-        return mc_fence_readers(); /* also a full barrier here */
-#if defined(__SANITIZE_THREAD__)
-    /* GCC's ThreadSanitizer does not support fences: a locked RMW instead. */
-    static uint64_t word;
-    __atomic_fetch_add(&word, 0, __ATOMIC_SEQ_CST);
-#else
-    __atomic_thread_fence(__ATOMIC_SEQ_CST);
-#endif
     return 0;
 }
 

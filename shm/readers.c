@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "shm/arena.h"
+#include "shm/atomic.h"
 #include "shm/err.h"
 
 static int readers_path(const char *dir, const char *cache, char *buf, size_t len)
@@ -197,11 +198,13 @@ int mc_slot_claim(struct mc_readers *r, uint32_t *idx)
         pthread_mutex_unlock(&r->mu);
 
         struct mc_slot *s = &r->slots[i];
-        /* A dead owner may have left a pin or holds: clear them before use. */
-        __atomic_store_n(&s->pin, 0, __ATOMIC_RELEASE);
+        /* A dead owner may have left a pin or holds: clear them before use
+         * (pairs with the loader's acquire loads of pin and held[] in scan()). */
+        mc_store_release(&s->pin, 0);
         for (unsigned j = 0; j < MC_SLOT_HOLDS; j++)
-            __atomic_store_n(&s->held[j], 0, __ATOMIC_RELEASE);
-        s->pid = (uint32_t)getpid();
+            mc_store_release(&s->held[j], 0);
+        /* The pid last: pairs with mc_readers_live()'s acquire load of it. */
+        mc_store_release_u32(&s->pid, (uint32_t)getpid());
         s->tid = (uint32_t)gettid();
         s->since_ns = mc_wall_ns();
         *idx = i;
@@ -218,9 +221,11 @@ void mc_slot_release(struct mc_readers *r, uint32_t idx)
 {
     struct mc_slot *s = &r->slots[idx];
 
-    __atomic_store_n(&s->pin, 0, __ATOMIC_RELEASE);
+    /* This thread's reads of what it held come first (pairs with the
+     * loader's acquire loads of pin and held[] in scan()). */
+    mc_store_release(&s->pin, 0);
     for (unsigned j = 0; j < MC_SLOT_HOLDS; j++)
-        __atomic_store_n(&s->held[j], 0, __ATOMIC_RELEASE);
+        mc_store_release(&s->held[j], 0);
     s->pid = 0;
     s->tid = 0;
     pthread_mutex_lock(&r->mu);
@@ -248,7 +253,8 @@ int mc_readers_live(struct mc_readers *r, uint8_t *live)
         };
 
         live[i] = 0;
-        if (__atomic_load_n(&r->slots[i].pid, __ATOMIC_ACQUIRE) == 0)
+        /* Pairs with mc_slot_claim()'s release store of the pid. */
+        if (mc_load_acquire_u32(&r->slots[i].pid) == 0)
             continue;
         if (fcntl(r->fd, F_OFD_GETLK, &fl) != 0)
             return mc_err(mc_err_from_errno(errno), "checking reader slot %u: %s", i,

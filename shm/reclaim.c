@@ -55,7 +55,7 @@ int mc_retire(struct mc_reclaim *rc, enum mc_retire_kind kind, uint64_t off, uin
         rc->cap = cap;
     }
     rc->items[rc->n++] = (struct mc_retired){
-        .epoch = __atomic_load_n(&rc->arena->hdr->epoch, __ATOMIC_RELAXED),
+        .epoch = mc_load_relaxed(&rc->arena->hdr->epoch),
         .off = off,
         .size = size,
         .kind = kind,
@@ -69,9 +69,9 @@ void mc_reclaim_advance(struct mc_reclaim *rc)
 {
     uint64_t *ep = &rc->arena->hdr->epoch;
 
-    /* Pairs with the reader's xchg on its pin: the unlinks before this store
-     * are visible to any reader that reads the new epoch. */
-    __atomic_store_n(ep, *ep + 1, __ATOMIC_RELEASE);
+    /* The unlinks before this store are visible to any reader that reads the
+     * new epoch (pairs with mc_fence_reader_pin()'s acquire load of it). */
+    mc_store_release(ep, *ep + 1);
 }
 
 static int u64_cmp(const void *x, const void *y)
@@ -89,9 +89,8 @@ static int scan(struct mc_reclaim *rc, uint64_t *min_pin)
     int nlive;
 
     /* The unlinks and the epoch store are visible to every reader before we
-     * read any pin (pairs with the reader's pin: xchg, or a plain store that
-     * the membarrier orders). */
-    nlive = mc_fence_before_pins(rc->arena->hdr);
+     * read any pin (pairs with mc_fence_reader_pin(), shm/fence.h). */
+    nlive = mc_fence_loader_barrier(rc->arena->hdr);
     if (nlive)
         return nlive;
     nlive = mc_readers_live(r, rc->live);
@@ -107,10 +106,12 @@ static int scan(struct mc_reclaim *rc, uint64_t *min_pin)
             rc->seen_pin[i] = 0;
             continue;
         }
-        /* Pin before holds: a reader stores its hold before clearing its pin. */
-        pin = __atomic_load_n(&s->pin, __ATOMIC_ACQUIRE);
+        /* Pin before holds: a reader stores its hold before clearing its pin
+         * (pairs with mc_fence_reader_unpin()'s release). */
+        pin = mc_load_acquire(&s->pin);
         for (unsigned j = 0; j < MC_SLOT_HOLDS; j++) {
-            uint64_t h = __atomic_load_n(&s->held[j], __ATOMIC_ACQUIRE);
+            /* Pairs with mc_release()'s release: a cleared hold is unread. */
+            uint64_t h = mc_load_acquire(&s->held[j]);
             if (h && rc->nheld < rc->held_cap)
                 rc->held[rc->nheld++] = h;
         }

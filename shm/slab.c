@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "shm/arena.h"
+#include "shm/atomic.h"
 #include "shm/err.h"
 
 #define CHUNK_HDR sizeof(struct mc_slab_chunk)
@@ -124,7 +125,7 @@ int mc_index_alloc(struct mc_arena *a, size_t size, uint64_t *off)
         partial_unlink(a, cls, coff);
     memset(a->base + ooff, 0, class_size(cls));
     sl->objects++;
-    __atomic_store_n(&sl->bytes, sl->bytes + class_size(cls), __ATOMIC_RELAXED);
+    mc_store_relaxed(&sl->bytes, sl->bytes + class_size(cls));
     *off = ooff;
     return 0;
 }
@@ -151,7 +152,7 @@ void mc_index_free(struct mc_arena *a, uint64_t off, size_t size)
     c->free_head = off;
     c->nfree++;
     sl->objects--;
-    __atomic_store_n(&sl->bytes, sl->bytes - class_size(cls), __ATOMIC_RELAXED);
+    mc_store_relaxed(&sl->bytes, sl->bytes - class_size(cls));
     if (c->nfree == 1)
         partial_push(a, cls, coff);
     if (c->nfree == c->nobj) {
@@ -164,7 +165,7 @@ void mc_index_free(struct mc_arena *a, uint64_t off, size_t size)
 
 uint64_t mc_index_used(const struct mc_arena *a)
 {
-    return __atomic_load_n(&a->hdr->index_ext.used, __ATOMIC_RELAXED);
+    return mc_load_relaxed(&a->hdr->index_ext.used);
 }
 
 static int span_cmp(const void *x, const void *y)

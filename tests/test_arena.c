@@ -1,7 +1,7 @@
 /*
  * test_arena.c - creating and attaching arenas: the header, each distinct
- * attach failure, read-only mapping (a writing worker faults), backing, and
- * each cache name's default address.
+ * attach failure, read-only mapping (a writing worker faults), backing, each
+ * cache name's default address; and the library's version.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -272,6 +272,19 @@ static void test_hugetlb_backing(void **state)
     mc_arena_retire(o.dir, o.cache);
 }
 
+/* mc_version() is the header's MCACHE_VERSION_* and the build's project version. */
+static void test_version_matches_header_and_build(void **state)
+{
+    char want[32];
+
+    (void)state;
+    snprintf(want, sizeof(want), "%d.%d.%d", MCACHE_VERSION_MAJOR, MCACHE_VERSION_MINOR,
+             MCACHE_VERSION_PATCH);
+    assert_non_null(mc_version());
+    assert_string_equal(mc_version(), want);
+    assert_string_equal(mc_version(), MC_PROJECT_VERSION); /* CMakeLists.txt project() */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -282,6 +295,7 @@ int main(void)
         cmocka_unit_test(test_bad_headers),
         cmocka_unit_test(test_reader_write_faults),
         cmocka_unit_test(test_hugetlb_backing),
+        cmocka_unit_test(test_version_matches_header_and_build),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

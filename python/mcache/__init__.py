@@ -55,6 +55,7 @@ __all__ = [
     "TimedOutError",
     "UnsupportedDtypeError",
     "library_path",
+    "lib_version",
     "strerror",
 ]
 
@@ -63,6 +64,18 @@ def library_path():
     """The path libmcache is loaded from (loading it if needed)."""
     _lib.load()
     return _lib.path()
+
+
+def lib_version():
+    """The version of the libmcache loaded, "MAJOR.MINOR.PATCH" (mc_version),
+    loading it if needed. __version__ is this package's."""
+    lib = _lib.load()
+    fn = getattr(lib, "mc_version", None)
+    if fn is None:
+        raise Error("mcache: the libmcache at %s has no mc_version(); it is older than this "
+                    "package (%s): rebuild it or point MCACHE_LIB at a current one"
+                    % (_lib.path(), __version__))
+    return fn().decode("ascii")
 
 
 def strerror(code):

@@ -12,7 +12,8 @@ without it; a missing library is an mcache.LibraryNotFoundError naming every
 place that was tried.
 
 The structures below must match include/mcache.h field for field; the C header
-is the contract.
+is the contract (tests/python/test_mirror.py compares them with the compiler's
+layout).
 """
 
 import ctypes
@@ -90,6 +91,12 @@ _PROTOS = {
     "mc_last_error": (_S, []),
 }
 
+# Declared only where the library has them: a libmcache built before they
+# existed still loads (lib_version() then says what is missing).
+_OPTIONAL = {
+    "mc_version": (_S, []),
+}
+
 _lock = threading.Lock()
 _lib = None
 _lib_path = None
@@ -115,6 +122,11 @@ def _declare(lib):
         fn = getattr(lib, name)
         fn.restype = restype
         fn.argtypes = argtypes
+    for name, (restype, argtypes) in _OPTIONAL.items():
+        fn = getattr(lib, name, None)
+        if fn is not None:
+            fn.restype = restype
+            fn.argtypes = argtypes
 
 
 def load():

@@ -9,7 +9,7 @@ carries the code as .code (a negative MC_E* number) and its name as .reason
 exception, so `except LookupError` or `except TimeoutError` work as expected.
 """
 
-# Result codes, as in include/mcache.h.
+# Result codes, as in include/mcache.h (tests/python/test_mirror.py compares).
 EINVAL = -1
 ENOENT = -2
 ENOTRESIDENT = -3

@@ -529,6 +529,14 @@ class TestPackage(unittest.TestCase):
         self.assertIn("/nonexistent/libmcache.so", r.stdout)
         self.assertIn("MCACHE_LIB", r.stdout)
 
+    def test_lib_version_is_the_package_version(self):
+        r = self.run_py("""
+            import mcache
+            print("lib", mcache.lib_version(), "package", mcache.__version__)
+        """)
+        self.assertEqual(r.returncode, 0, r.stdout)
+        self.assertRegex(r.stdout, r"^lib (\d+\.\d+\.\d+) package \1$")
+
     def small_daemon(self):
         """A started mcached with m@1.0.0 pushed (not loaded), and that file's size."""
         d = mctest.Daemon()
