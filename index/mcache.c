@@ -465,10 +465,13 @@ int mc_attach_dir(const char *dir, const char *cache, mc_cache **out)
         goto fail;
     /* Pairs with the release store of READY in mc_own_arena() (loader/adopt.c):
      * the table, its offset and the seed are in place before it. */
-    if (mc_load_acquire_u32(&c->arena.hdr->state) != MC_ARENA_READY || !c->arena.hdr->table_off) {
+    uint32_t st = mc_load_acquire_u32(&c->arena.hdr->state);
+    if (st != MC_ARENA_READY || !c->arena.hdr->table_off) {
+        /* The message before the close: it reads the header and the path. */
+        rc = mc_err(MC_ESTALE, "arena %s is %s; try again", c->arena.path,
+                    st == MC_ARENA_SUPERSEDED ? "superseded by a new one (mcached replaced it)"
+                                              : "not serving yet (mcached is still creating it)");
         mc_arena_close(&c->arena);
-        rc = mc_err(MC_ESTALE, "arena %s is not serving (state %u); try again", c->arena.path,
-                    c->arena.hdr ? c->arena.hdr->state : 0);
         goto fail;
     }
     rc = mc_readers_open(dir, cache, c->arena.hdr->created_ns, &c->readers);

@@ -209,6 +209,44 @@ static void test_bad_headers(void **state)
     tw_destroy(&t);
 }
 
+/* An exec'd worker attaches t and gets m@1.0.0: its exit status, first line in out. */
+static int attach_in_worker(const struct tw *t, char *out, size_t len)
+{
+    char prog[512], cmd[1400];
+    FILE *p;
+
+    snprintf(cmd, sizeof(cmd), "%s meta %s %s m 1.0.0",
+             helper_path("mp_reader", prog, sizeof(prog)), t->dir, t->cache);
+    p = popen(cmd, "r");
+    assert_non_null(p);
+    if (!fgets(out, (int)len, p))
+        out[0] = '\0';
+    return WEXITSTATUS(pclose(p));
+}
+
+/* An arena that is not serving is MC_ESTALE, and the message says which way
+ * (it read the header after unmapping it, and said "state 0" for every case). */
+static void test_not_serving_says_why(void **state)
+{
+    struct tw t;
+    char out[1024];
+
+    (void)state;
+    assert_int_equal(tw_create(&t, 16ull << 20, 0), 0);
+    assert_int_equal(tw_publish(&t, "m", "1.0.0", 8192, seed_of("m", "1.0.0")), 0);
+    t.a.hdr->state = MC_ARENA_SUPERSEDED;
+    assert_int_equal(attach_in_worker(&t, out, sizeof(out)), 3);
+    assert_non_null(strstr(out, "superseded by a new one"));
+    assert_non_null(strstr(out, t.dir));
+    t.a.hdr->state = MC_ARENA_INIT;
+    assert_int_equal(attach_in_worker(&t, out, sizeof(out)), 3);
+    assert_non_null(strstr(out, "not serving yet"));
+    t.a.hdr->state = MC_ARENA_READY;
+    assert_int_equal(attach_in_worker(&t, out, sizeof(out)), 0);
+    assert_null(strstr(out, "error")); /* attached, got m and printed its metadata */
+    tw_destroy(&t);
+}
+
 /* A worker that writes into the arena dies of SIGSEGV. */
 static void test_reader_write_faults(void **state)
 {
@@ -293,6 +331,7 @@ int main(void)
         cmocka_unit_test(test_arena_larger_than_its_slot),
         cmocka_unit_test(test_missing),
         cmocka_unit_test(test_bad_headers),
+        cmocka_unit_test(test_not_serving_says_why),
         cmocka_unit_test(test_reader_write_faults),
         cmocka_unit_test(test_hugetlb_backing),
         cmocka_unit_test(test_version_matches_header_and_build),
