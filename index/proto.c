@@ -206,6 +206,7 @@ int mc_ctl_call(int fd, const char *op, unsigned nargs, const char *const *args,
 
         if (xfer(fd, &f, sizeof(f), 0, timeout_ms, &deadline) != 0)
             return wrc;
+        rc = 0; /* an answer came: read it, not the send's error */
     } else {
         rc = xfer(fd, &f, sizeof(f), 0, timeout_ms, &deadline);
     }

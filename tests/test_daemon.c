@@ -659,6 +659,33 @@ static bool log_has(const char *s)
     return strstr(text, s) != NULL;
 }
 
+/*
+ * mcached may answer and close before it reads a request (too many
+ * connections): the client reports that answer, not its broken pipe. It
+ * returned the send's error even after reading the answer.
+ */
+static void test_answer_read_after_refused_send(void **state)
+{
+    static const char msg[] = "too many connections";
+    struct mc_frame f = {.magic = MC_PROTO_MAGIC, .version = MC_PROTO_VERSION,
+                         .type = MC_FRAME_RESPONSE, .length = sizeof(msg) - 1,
+                         .status = MC_EBUSY};
+    int sv[2], status = 0;
+    char *body = NULL;
+
+    (void)state;
+    signal(SIGPIPE, SIG_IGN);
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    assert_int_equal(write(sv[1], &f, sizeof(f)), (ssize_t)sizeof(f));
+    assert_int_equal(write(sv[1], msg, sizeof(msg) - 1), (ssize_t)sizeof(msg) - 1);
+    close(sv[1]); /* before reading anything: the request's send fails */
+    assert_int_equal(mc_ctl_call(sv[0], "ping", 0, NULL, 5000, &status, &body), 0);
+    assert_int_equal(status, MC_EBUSY);
+    assert_string_equal(body, msg);
+    free(body);
+    close(sv[0]);
+}
+
 /* A stop signal is logged with who sent it: a stop nobody meant can be traced. */
 static void test_stop_names_its_sender(void **state)
 {
@@ -1911,6 +1938,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_push_load_read, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stop_names_its_sender, setup, teardown),
+        cmocka_unit_test(test_answer_read_after_refused_send),
         cmocka_unit_test_setup_teardown(test_alias_flip_under_readers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_kill9_mid_load_then_adopt, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bit_flip_refused, setup, teardown),
