@@ -75,6 +75,8 @@ struct daemon {
     struct mc_io io;
     struct mc_ctl ctl;
     struct mc_registry *reg;
+    /* The loop's own event sources carry the address of the field holding
+     * their fd as epoll tag (&sfd, &ifd, &io.efd); every other tag is ctl's. */
     int epfd, sfd, ifd;
     struct dver **ht;
     size_t htcap, nver;
@@ -93,10 +95,12 @@ struct daemon {
     uint8_t *populated; /* adopted arena: 2 MiB data units with page tables (daemon.c) */
 };
 
-/* Bring the daemon up: registry, arena (adopt or create), cold path, socket. */
+/* Bring the daemon up: registry, arena (adopt or create), cold path, mirror, socket
+ * (lifecycle.c). */
 int daemon_start(struct daemon *d);
 
-/* Stop cleanly: finish or cancel loads, reply to waiters, leave the arena for adoption. */
+/* Stop cleanly: finish or cancel loads, reply to waiters, leave the arena for adoption
+ * (lifecycle.c). */
 void daemon_stop(struct daemon *d);
 
 /* Mirror the registry into the arena (after inotify or "reload"). */
