@@ -1,14 +1,17 @@
 /*
- * table.c - the ck_ht index in the arena: lookups (any process) and the
- * writer's operations (the loader). See table.h and record.h.
+ * table.c - the writer of the ck_ht index in the arena (the loader only):
+ * ck's allocation hooks into the index region, creating and adopting the
+ * table, publishing and removing versions, moving and removing aliases,
+ * and freeing retired records. Lookups are lookup.c; the rebuild after a
+ * crash and the check are table_rebuild.c. See table.h and record.h.
  */
 #include "index/table.h"
 
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "index/semver.h"
+#include "index/table_int.h"
 #include "shm/arena.h"
 #include "shm/atomic.h"
 #include "shm/err.h"
@@ -23,15 +26,6 @@
  * it before calling into ck.
  */
 static _Thread_local struct mc_writer *cur_writer;
-
-#define CK_ALLOC_MAGIC 0x4c41434bu /* "KCAL" */
-#define CK_ALLOC_HDR   64u
-
-struct ck_alloc_hdr {
-    uint32_t magic;
-    uint32_t pad;
-    uint64_t size; /* total, header included */
-};
 
 static void *ck_hook_malloc(size_t size)
 {
@@ -154,7 +148,7 @@ static void rec_free_now(struct mc_writer *w, struct mc_rec *r)
     mc_index_free(w->arena, mc_arena_off(w->arena, r), r->alloc_size);
 }
 
-static void rec_retire(struct mc_writer *w, struct mc_rec *r)
+void rec_retire(struct mc_writer *w, struct mc_rec *r)
 {
     uint64_t off = mc_arena_off(w->arena, r);
 
@@ -182,7 +176,7 @@ static int table_set(struct mc_writer *w, struct mc_rec *r, struct mc_rec **old)
     return 0;
 }
 
-static void table_unset(struct mc_writer *w, struct mc_rec *r)
+void table_unset(struct mc_writer *w, struct mc_rec *r)
 {
     const char *key = mc_rec_key(r);
     ck_ht_entry_t e;
@@ -199,7 +193,7 @@ static struct mc_rec *lookup_w(struct mc_writer *w, const char *key, size_t len)
     return mc_table_lookup(w->t, w->arena->hdr->hash_seed, key, len);
 }
 
-static int version_cmp(const struct mc_rec_version *a, const struct mc_rec_version *b)
+int version_cmp(const struct mc_rec_version *a, const struct mc_rec_version *b)
 {
     struct mc_semver sa, sb;
 
@@ -248,7 +242,7 @@ static int verlist_build(struct mc_writer *w, struct mc_rec_model *m, struct mc_
 }
 
 /* Make nl model m's list (one atomic store) and retire the old list. */
-static void verlist_install(struct mc_writer *w, struct mc_rec_model *m, struct mc_verlist *nl)
+void verlist_install(struct mc_writer *w, struct mc_rec_model *m, struct mc_verlist *nl)
 {
     struct mc_verlist *cur = (struct mc_verlist *)(uintptr_t)m->versions;
 
@@ -264,7 +258,7 @@ static void verlist_free_now(struct mc_writer *w, struct mc_verlist *nl)
     mc_index_free(w->arena, mc_arena_off(w->arena, nl), nl->alloc_size);
 }
 
-static int model_get(struct mc_writer *w, const char *name, bool create, struct mc_rec_model **out)
+int model_get(struct mc_writer *w, const char *name, bool create, struct mc_rec_model **out)
 {
     size_t nlen = strlen(name);
     struct mc_rec *r = lookup_w(w, name, nlen), *old;
@@ -568,391 +562,4 @@ void mc_table_free_record(void *writer, uint64_t rec_off)
     }
     r->magic = 0;
     mc_index_free(w->arena, rec_off, r->alloc_size);
-}
-
-/* ---- Reachability: rebuild and check ---- */
-
-struct spans {
-    struct mc_extent_span *v;
-    size_t n, cap;
-};
-
-static int spans_add(struct spans *s, uint64_t off, uint64_t len)
-{
-    if (s->n == s->cap) {
-        size_t cap = s->cap ? s->cap * 2 : 256;
-        struct mc_extent_span *p = realloc(s->v, cap * sizeof(*p));
-
-        if (!p)
-            return mc_err(MC_ENOMEM, "scanning the arena: out of memory");
-        s->v = p;
-        s->cap = cap;
-    }
-    s->v[s->n++] = (struct mc_extent_span){off, len};
-    return 0;
-}
-
-struct reach {
-    struct mc_writer *w;
-    struct spans index, data;
-    /* Version records something points at (a version list, an alias, a
-     * reader's hold) that are not the table's current record for their key:
-     * left by a loader that died between two steps of an update. */
-    struct mc_rec_version **stray;
-    size_t nstray, cap_stray;
-    int err;
-};
-
-static int reach_version(struct reach *st, struct mc_rec_version *v)
-{
-    struct mc_arena *a = st->w->arena;
-    const struct mc_rec_vcold *c = mc_rec_cold(v);
-    int err = spans_add(&st->index, mc_arena_off(a, v), v->h.alloc_size);
-
-    if (!err && c->extent_off)
-        err = spans_add(&st->data, c->extent_off, c->extent_size);
-    if (!err && c->tensors_off)
-        err = spans_add(&st->index, c->tensors_off, c->tensors_size);
-    return err;
-}
-
-/* A valid version record at address p in the index region, or NULL. */
-static struct mc_rec_version *version_at(struct mc_arena *a, uint64_t p)
-{
-    uint64_t off = p - (uint64_t)(uintptr_t)a->base;
-    struct mc_rec_version *v;
-
-    if (p < (uint64_t)(uintptr_t)a->base || off % 64 || off < a->hdr->index_off ||
-        off >= a->hdr->index_off + a->hdr->index_size)
-        return NULL;
-    v = (struct mc_rec_version *)(uintptr_t)p;
-    return v->h.magic == MC_REC_MAGIC && v->h.kind == MC_REC_VERSION &&
-                   (uint64_t)v->h.cold_off + sizeof(struct mc_rec_vcold) <= v->h.alloc_size
-               ? v
-               : NULL;
-}
-
-/* Is v the record the table has for its key? */
-static bool is_current(struct mc_writer *w, struct mc_rec_version *v)
-{
-    return (struct mc_rec *)v == mc_table_lookup(w->t, w->arena->hdr->hash_seed,
-                                                 mc_rec_key(&v->h), v->h.key_len);
-}
-
-/* Note a record reached other than through the table (once). */
-static int reach_pointer(struct reach *st, uint64_t p)
-{
-    struct mc_rec_version *v = version_at(st->w->arena, p);
-
-    if (!v || is_current(st->w, v))
-        return 0;
-    for (size_t i = 0; i < st->nstray; i++)
-        if (st->stray[i] == v)
-            return 0;
-    if (st->nstray == st->cap_stray) {
-        size_t cap = st->cap_stray ? st->cap_stray * 2 : 16;
-        void *q = realloc(st->stray, cap * sizeof(*st->stray));
-        if (!q)
-            return mc_err(MC_ENOMEM, "scanning the arena: out of memory");
-        st->stray = q;
-        st->cap_stray = cap;
-    }
-    st->stray[st->nstray++] = v;
-    return reach_version(st, v);
-}
-
-static int reach_visit(void *ctx, struct mc_rec *r)
-{
-    struct reach *st = ctx;
-    struct mc_arena *a = st->w->arena;
-    int err;
-
-    if (r->magic != MC_REC_MAGIC)
-        return mc_err(MC_ECORRUPT, "record at offset %llu has a bad magic",
-                      (unsigned long long)mc_arena_off(a, r));
-    switch (r->kind) {
-    case MC_REC_VERSION:
-        return reach_version(st, (struct mc_rec_version *)r);
-    case MC_REC_MODEL: {
-        struct mc_verlist *vl = (struct mc_verlist *)(uintptr_t)((struct mc_rec_model *)r)->versions;
-        err = spans_add(&st->index, mc_arena_off(a, r), r->alloc_size);
-        if (!err && vl)
-            err = spans_add(&st->index, mc_arena_off(a, vl), vl->alloc_size);
-        for (uint32_t i = 0; !err && vl && i < vl->count; i++)
-            err = reach_pointer(st, vl->recs[i]);
-        return err;
-    }
-    case MC_REC_ALIAS:
-        err = spans_add(&st->index, mc_arena_off(a, r), r->alloc_size);
-        return err ? err : reach_pointer(st, ((struct mc_rec_alias *)r)->target);
-    default:
-        return spans_add(&st->index, mc_arena_off(a, r), r->alloc_size);
-    }
-}
-
-static int reach_collect(struct mc_writer *w, struct reach *st)
-{
-    struct mc_arena *a = w->arena;
-    void *map = w->t->ht.map;
-    uint64_t map_off;
-    int err;
-
-    memset(st, 0, sizeof(*st));
-    st->w = w;
-    err = spans_add(&st->index, mc_arena_off(a, w->t), sizeof(struct mc_table));
-    if (err)
-        return err;
-    map_off = mc_arena_off(a, map) - CK_ALLOC_HDR;
-    struct ck_alloc_hdr *mh = mc_arena_ptr(a, map_off);
-    if (mh->magic != CK_ALLOC_MAGIC)
-        return mc_err(MC_ECORRUPT, "the table's map at offset %llu has no allocation header",
-                      (unsigned long long)map_off);
-    err = spans_add(&st->index, map_off, mh->size);
-    if (err)
-        return err;
-    return mc_table_foreach(w, reach_visit, st);
-}
-
-static void reach_free(struct reach *st)
-{
-    free(st->index.v);
-    free(st->data.v);
-    free(st->stray);
-}
-
-static int off_cmp(const void *x, const void *y)
-{
-    const struct mc_extent_span *p = x, *q = y;
-
-    return p->off < q->off ? -1 : p->off > q->off;
-}
-
-/* Sort spans and drop exact duplicates (one object reached twice). */
-static void spans_unique(struct spans *s)
-{
-    size_t k = 0;
-
-    if (s->n > 1) /* qsort(NULL, 0) is undefined */
-        qsort(s->v, s->n, sizeof(*s->v), off_cmp);
-    for (size_t i = 0; i < s->n; i++)
-        if (k == 0 || s->v[k - 1].off != s->v[i].off || s->v[k - 1].len != s->v[i].len)
-            s->v[k++] = s->v[i];
-    s->n = k;
-}
-
-struct by_name {
-    struct mc_rec_version **v;
-    size_t n, cap;
-};
-
-static int collect_versions(void *ctx, struct mc_rec *r)
-{
-    struct by_name *bn = ctx;
-
-    if (r->kind != MC_REC_VERSION)
-        return 0;
-    if (bn->n == bn->cap) {
-        size_t cap = bn->cap ? bn->cap * 2 : 256;
-        void *q = realloc(bn->v, cap * sizeof(*bn->v));
-        if (!q)
-            return mc_err(MC_ENOMEM, "repairing the arena: out of memory");
-        bn->v = q;
-        bn->cap = cap;
-    }
-    bn->v[bn->n++] = (struct mc_rec_version *)r;
-    return 0;
-}
-
-static int by_name_cmp(const void *x, const void *y)
-{
-    struct mc_rec_version *a = *(struct mc_rec_version *const *)x;
-    struct mc_rec_version *b = *(struct mc_rec_version *const *)y;
-    int c = strcmp(mc_rec_version_name(a), mc_rec_version_name(b));
-
-    return c ? c : -version_cmp(a, b); /* highest precedence first */
-}
-
-static int name_key_cmp(const void *key, const void *elem)
-{
-    return strcmp(key, mc_rec_version_name(*(struct mc_rec_version *const *)elem));
-}
-
-struct alias_fix {
-    struct mc_rec *drop[64];
-    size_t ndrop;
-    bool more;
-};
-
-/* Point aliases at current records (or drop them); give models exact lists. */
-static int repair_visit(void *ctx, struct mc_rec *r)
-{
-    struct alias_fix *af = ctx;
-    struct mc_writer *w = cur_writer;
-
-    if (r->kind == MC_REC_ALIAS) {
-        struct mc_rec_alias *al = (struct mc_rec_alias *)r;
-        struct mc_rec_version *t = version_at(w->arena, al->target), *cur;
-
-        if (t && is_current(w, t))
-            return 0;
-        cur = t ? mc_table_find_version(w->t, w->arena->hdr->hash_seed, mc_rec_version_name(t),
-                                        mc_rec_version_str(t))
-                : NULL;
-        if (cur) /* pairs with mc_resolve()'s acquire load of the target */
-            mc_store_release_ptr(&al->target, cur);
-        else if (af->ndrop < 64)
-            af->drop[af->ndrop++] = r;
-        else
-            af->more = true;
-    }
-    return 0;
-}
-
-/*
- * After a loader crash: make every version list list exactly the table's
- * version records of its model, in order, and every alias point at the
- * table's record for its version (or go); drop models left without
- * versions. Replaced lists and dropped records are retired.
- */
-static int table_repair(struct mc_writer *w)
-{
-    struct by_name bn = {0};
-    struct alias_fix af;
-    int err;
-
-    do {
-        memset(&af, 0, sizeof(af));
-        err = mc_table_foreach(w, repair_visit, &af);
-        for (size_t i = 0; i < af.ndrop; i++) {
-            table_unset(w, af.drop[i]);
-            rec_retire(w, af.drop[i]);
-            w->t->aliases--;
-        }
-    } while (!err && af.more);
-    if (!err)
-        err = mc_table_foreach(w, collect_versions, &bn);
-    if (err)
-        goto out;
-    if (bn.n > 1)
-        qsort(bn.v, bn.n, sizeof(*bn.v), by_name_cmp);
-    for (size_t i = 0; i < bn.n;) {
-        const char *name = mc_rec_version_name(bn.v[i]);
-        size_t j = i;
-        struct mc_rec_model *m;
-        struct mc_verlist *cur, *nl;
-        uint64_t off;
-
-        while (j < bn.n && strcmp(mc_rec_version_name(bn.v[j]), name) == 0)
-            j++;
-        err = model_get(w, name, true, &m);
-        if (err)
-            goto out;
-        cur = (struct mc_verlist *)(uintptr_t)m->versions;
-        bool same = cur && cur->count == j - i;
-        for (size_t k = 0; same && k < j - i; k++)
-            same = cur->recs[k] == (uintptr_t)bn.v[i + k];
-        if (!same) {
-            size_t size = sizeof(struct mc_verlist) + sizeof(uint64_t) * (j - i);
-            err = mc_index_alloc(w->arena, size, &off);
-            if (err)
-                goto out;
-            nl = mc_arena_ptr(w->arena, off);
-            nl->magic = MC_VERLIST_MAGIC;
-            nl->alloc_size = size;
-            nl->count = (uint32_t)(j - i);
-            for (size_t k = 0; k < j - i; k++)
-                nl->recs[k] = (uintptr_t)bn.v[i + k];
-            verlist_install(w, m, nl);
-        }
-        i = j;
-    }
-    /* Models with no version left go (bn is sorted by name). */
-    struct mc_rec *empty[64];
-    size_t nempty;
-    do {
-        ck_ht_iterator_t it = CK_HT_ITERATOR_INITIALIZER;
-        ck_ht_entry_t *e;
-
-        nempty = 0;
-        while (nempty < 64 && ck_ht_next(&w->t->ht, &it, &e)) {
-            struct mc_rec *r = ck_ht_entry_value(e);
-
-            if (r->kind == MC_REC_MODEL &&
-                (!bn.n || !bsearch(mc_rec_key(r), bn.v, bn.n, sizeof(*bn.v), name_key_cmp)))
-                empty[nempty++] = r;
-        }
-        for (size_t k = 0; k < nempty; k++) {
-            struct mc_verlist *vl =
-                (struct mc_verlist *)(uintptr_t)((struct mc_rec_model *)empty[k])->versions;
-            if (vl)
-                mc_retire(w->reclaim, MC_RETIRE_INDEX, mc_arena_off(w->arena, vl),
-                          vl->alloc_size);
-            table_unset(w, empty[k]);
-            rec_retire(w, empty[k]);
-            w->t->models--;
-        }
-    } while (nempty == 64);
-out:
-    free(bn.v);
-    if (!err)
-        mc_reclaim_advance(w->reclaim);
-    return err;
-}
-
-int mc_table_rebuild_allocators(struct mc_writer *w, const uint64_t *held, size_t nheld)
-{
-    struct mc_arena *a = w->arena;
-    struct reach st;
-    int err;
-
-    cur_writer = w;
-    err = reach_collect(w, &st);
-    /* Records readers hold that the table no longer reaches (removed or
-     * replaced before the crash) stay allocated, and are retired below. */
-    for (size_t i = 0; !err && i < nheld; i++)
-        err = reach_pointer(&st, (uint64_t)(uintptr_t)a->base + held[i]);
-    if (err)
-        goto out;
-    spans_unique(&st.index);
-    spans_unique(&st.data);
-    err = mc_index_rebuild(a, st.index.v, st.index.n);
-    if (!err)
-        err = mc_extent_rebuild(a, &a->hdr->data_ext, st.data.v, st.data.n);
-    /* Now the allocators are sound: mend the pointers a crash left behind. */
-    if (!err)
-        err = table_repair(w);
-    for (size_t i = 0; !err && i < st.nstray; i++)
-        err = mc_retire(w->reclaim, MC_RETIRE_RECORD, mc_arena_off(a, st.stray[i]),
-                        st.stray[i]->h.alloc_size);
-out:
-    reach_free(&st);
-    return err;
-}
-
-int mc_table_check(struct mc_writer *w)
-{
-    struct mc_arena *a = w->arena;
-    struct reach st;
-    uint64_t data_bytes = 0;
-    int err;
-
-    cur_writer = w;
-    err = reach_collect(w, &st);
-    if (!err && st.nstray)
-        err = mc_err(MC_ECORRUPT,
-                     "%zu version record(s) are reached through a version list or alias but "
-                     "are not in the table (first: %s)",
-                     st.nstray, mc_rec_key(&st.stray[0]->h));
-    if (!err)
-        err = mc_extent_check(a, &a->hdr->data_ext);
-    if (!err)
-        err = mc_extent_check(a, &a->hdr->index_ext);
-    for (size_t i = 0; !err && i < st.data.n; i++)
-        data_bytes += mc_extent_round(&a->hdr->data_ext, st.data.v[i].len);
-    /* Retired-but-unfreed extents are allocated but unreachable. */
-    if (!err && data_bytes > a->hdr->data_ext.used)
-        err = mc_err(MC_ECORRUPT, "reachable model data %llu bytes exceeds allocated %llu",
-                     (unsigned long long)data_bytes, (unsigned long long)a->hdr->data_ext.used);
-    reach_free(&st);
-    return err;
 }

@@ -59,7 +59,7 @@ size_t mc_key_version(char *buf, size_t cap, const char *name, size_t nlen, cons
 size_t mc_key_alias(char *buf, size_t cap, const char *name, size_t nlen, const char *alias,
                     size_t alen);
 
-/* ---- Writer (the loader only) ---- */
+/* ---- Writer (the loader only; table.c) ---- */
 
 struct mc_writer {
     struct mc_arena *arena;
@@ -117,6 +117,8 @@ int mc_table_foreach(struct mc_writer *w, mc_table_visit_fn fn, void *ctx);
 
 /* Frees a retired version record and what it owns (mc_reclaim callback). */
 void mc_table_free_record(void *writer, uint64_t rec_off);
+
+/* ---- After a loader crash (table_rebuild.c) ---- */
 
 /*
  * After a loader crash: collect every index object and data extent reachable

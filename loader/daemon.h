@@ -8,6 +8,15 @@
  * loads what is aliased, pinned or marked for preloading as capacity
  * allows, loads anything else on request, and evicts the least recently
  * used model that is neither aliased, pinned nor held when it needs room.
+ *
+ *   main.c        options, the SIGHUP re-read, the event loop, main()
+ *   lifecycle.c   daemon_start, daemon_stop
+ *   mirror.c      the version map; mirroring the registry (daemon_sync),
+ *                 the arena's aliases and blue-green moves
+ *   load_queue.c  the load queue, eviction for room, starting loads and
+ *                 publishing them (daemon_load_done)
+ *   daemon.c      failures, waiters, a version's arena record, the tick
+ *   ops.c         the control requests
  */
 #ifndef MCACHE_LOADER_DAEMON_H
 #define MCACHE_LOADER_DAEMON_H
@@ -48,7 +57,7 @@ struct dver {
     uint64_t extent_off, extent_size;
     uint64_t tensors_off, tensors_size; /* safetensors: the table in the index region */
     struct mc_coldload *cl;
-    uint64_t last_used_ns; /* CLOCK_MONOTONIC; see the LRU note in daemon.c */
+    uint64_t last_used_ns; /* CLOCK_MONOTONIC; see the LRU note in load_queue.c */
     uint64_t loaded_at;    /* CLOCK_REALTIME */
     uint64_t load_ns;      /* how long the last load took */
     uint64_t rec_off;      /* its record in the arena */
@@ -75,6 +84,8 @@ struct daemon {
     struct mc_io io;
     struct mc_ctl ctl;
     struct mc_registry *reg;
+    /* The loop's own event sources carry the address of the field holding
+     * their fd as epoll tag (&sfd, &ifd, &io.efd); every other tag is ctl's. */
     int epfd, sfd, ifd;
     struct dver **ht;
     size_t htcap, nver;
@@ -90,17 +101,23 @@ struct daemon {
     uint64_t synced_gen;
     uint64_t last_tick_ns, last_stall_log_ns, last_holds_ns;
     char socket_path[256];
-    uint8_t *populated; /* adopted arena: 2 MiB data units with page tables (daemon.c) */
+    uint8_t *populated; /* adopted arena: 2 MiB data units with page tables (load_queue.c) */
 };
 
-/* Bring the daemon up: registry, arena (adopt or create), cold path, socket. */
+/* Bring the daemon up: registry, arena (adopt or create), cold path, mirror, socket
+ * (lifecycle.c). */
 int daemon_start(struct daemon *d);
 
-/* Stop cleanly: finish or cancel loads, reply to waiters, leave the arena for adoption. */
+/* Stop cleanly: finish or cancel loads, reply to waiters, leave the arena for adoption
+ * (lifecycle.c). */
 void daemon_stop(struct daemon *d);
 
 /* Mirror the registry into the arena (after inotify or "reload"). */
 int daemon_sync(struct daemon *d, bool force);
+
+/* Point every arena alias where the registry says; a move to a version not yet resident
+ * waits for its load (blue-green). Drops removed versions no alias serves any more. */
+void daemon_apply_aliases(struct daemon *d);
 
 /* Start queued loads while there is room and capacity. */
 void daemon_schedule(struct daemon *d);
@@ -119,6 +136,13 @@ void dver_free(struct dver *v);
 
 /* Queue a load (no-op if resident or loading). */
 void daemon_want_load(struct daemon *d, struct dver *v);
+
+/* Take v off the load queue (no-op if it is not queued). */
+void daemon_unqueue(struct daemon *d, struct dver *v);
+
+/* Publish v's record in the arena in state MC_STATE_* (READY: with its extent and tensors);
+ * the record it replaces is retired. Sets v->rec_off. */
+int daemon_put_record(struct daemon *d, struct dver *v, uint32_t state);
 
 /* Evict a resident version (refused if pinned or loading). */
 int daemon_evict(struct daemon *d, struct dver *v);

@@ -10,7 +10,7 @@
 
 #include "shm/err.h"
 #include "tools/cli.h"
-#include "tools/daemon.h"
+#include "tools/ctl_client.h"
 #include "tools/jsonout.h"
 #include "tools/output.h"
 #include "tools/progress.h"

@@ -8,9 +8,9 @@
 #include <string.h>
 
 #include "shm/err.h"
-#include "tools/arena.h"
+#include "tools/arena_view.h"
 #include "tools/cli.h"
-#include "tools/daemon.h"
+#include "tools/ctl_client.h"
 #include "tools/jsonout.h"
 #include "tools/output.h"
 #include "tools/views.h"

@@ -12,7 +12,7 @@
 #include <xxhash.h>
 
 #include "shm/err.h"
-#include "tools/arena.h"
+#include "tools/arena_view.h"
 #include "tools/cli.h"
 #include "tools/jsonout.h"
 #include "tools/output.h"

@@ -8,7 +8,7 @@
 
 #include <jansson.h>
 
-#include "tools/arena.h"
+#include "tools/arena_view.h"
 #include "tools/cli.h"
 
 /*

@@ -1,10 +1,10 @@
 /*
- * daemon.h - talking to mcached from the CLI: which socket, one request at
+ * ctl_client.h - talking to mcached from the CLI: which socket, one request at
  * a time, JSON answers, and the message an operator needs when mcached is
  * not running.
  */
-#ifndef MCACHE_TOOLS_DAEMON_H
-#define MCACHE_TOOLS_DAEMON_H
+#ifndef MCACHE_TOOLS_CTL_CLIENT_H
+#define MCACHE_TOOLS_CTL_CLIENT_H
 
 #include <jansson.h>
 

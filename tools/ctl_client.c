@@ -1,7 +1,7 @@
 /*
- * daemon.c - requests to mcached over its control socket (see daemon.h).
+ * ctl_client.c - requests to mcached over its control socket (see ctl_client.h).
  */
-#include "tools/daemon.h"
+#include "tools/ctl_client.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -12,7 +12,7 @@
 
 #include "index/proto.h"
 #include "shm/err.h"
-#include "tools/arena.h"
+#include "tools/arena_view.h"
 
 int cli_socket_path(const struct cli *c, char *buf, size_t len)
 {

@@ -1,5 +1,5 @@
 /*
- * arena.c - the arena as the CLI sees it without asking mcached (arena.h).
+ * arena_view.c - the arena as the CLI sees it without asking mcached (arena_view.h).
  *
  * Holds in reader slots are arena offsets of version records. They are
  * turned into "name@version" by reading the record through our own
@@ -7,7 +7,7 @@
  * record may be retired and reused while we look, which at worst shows a
  * stale name, so every field is bounds-checked before use.
  */
-#include "tools/arena.h"
+#include "tools/arena_view.h"
 
 #include <errno.h>
 #include <fcntl.h>

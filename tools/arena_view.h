@@ -1,11 +1,11 @@
 /*
- * arena.h - what the CLI learns from a cache's arena by itself, with or
+ * arena_view.h - what the CLI learns from a cache's arena by itself, with or
  * without mcached: the header (read with pread, no mapping), residency of
  * versions (attached read-only through libmcache, as a worker would), and
  * the reader table (who is attached and what they hold).
  */
-#ifndef MCACHE_TOOLS_ARENA_H
-#define MCACHE_TOOLS_ARENA_H
+#ifndef MCACHE_TOOLS_ARENA_VIEW_H
+#define MCACHE_TOOLS_ARENA_VIEW_H
 
 #include <jansson.h>
 
