@@ -8,7 +8,7 @@
 
 #include "bench/bench.h"
 #include "bench/model.h"
-#include "shm/err.h"
+#include "common/err.h"
 
 /* Header, free arrays and alignment slack around the two regions. */
 #define ARENA_OVERHEAD (4 * MiB)

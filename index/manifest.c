@@ -28,9 +28,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/err.h"
 #include "index/crc32c.h"
 #include "index/reg_int.h"
-#include "shm/err.h"
 
 /* ,"crc":"xxxxxxxx"} */
 #define CRC_TAIL    18

@@ -24,9 +24,9 @@
 #include <string.h>
 #include <xxhash.h>
 
+#include "common/err.h"
 #include "index/name.h"
 #include "index/reg_int.h"
-#include "shm/err.h"
 
 #define DESC_MAX        4096
 #define SHORT_MAX       64

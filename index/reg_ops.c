@@ -22,9 +22,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/err.h"
 #include "index/name.h"
 #include "index/reg_int.h"
-#include "shm/err.h"
 
 #define NS_PER_DAY (86400ull * 1000000000ull)
 #define GC_BATCH   10000

@@ -21,9 +21,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/err.h"
 #include "index/name.h"
 #include "index/reg_int.h"
-#include "shm/err.h"
 
 #define LOCK_FILE "lock"
 

@@ -15,7 +15,7 @@
 #include <string.h>
 
 #include "index/semver.h"
-#include "shm/err.h"
+#include "common/err.h"
 
 static struct mc_rec_version *as_version(struct mc_rec *r)
 {

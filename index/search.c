@@ -8,9 +8,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/err.h"
 #include "index/name.h"
 #include "index/reg_int.h"
-#include "shm/err.h"
 
 enum { OP_LT, OP_LE, OP_GT, OP_GE, OP_EQ, OP_NE };
 

@@ -32,9 +32,9 @@
 #include <unistd.h>
 #include <xxhash.h>
 
+#include "common/err.h"
 #include "index/name.h"
 #include "index/reg_int.h"
-#include "shm/err.h"
 
 #define COPY_CHUNK (4u << 20)
 

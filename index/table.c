@@ -10,7 +10,7 @@
 
 #include "index/semver.h"
 #include "shm/arena.h"
-#include "shm/err.h"
+#include "common/err.h"
 #include "shm/reclaim.h"
 #include "shm/slab.h"
 

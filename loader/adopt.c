@@ -13,9 +13,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/err.h"
 #include "loader/config.h"
 #include "loader/log.h"
-#include "shm/err.h"
 #include "shm/fence.h"
 
 /*

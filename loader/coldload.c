@@ -17,9 +17,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/err.h"
 #include "loader/log.h"
 #include "shm/arena.h"
-#include "shm/err.h"
 
 #define DIO_ALIGN   4096u
 #define FIXED_PIECE (1ull << 30) /* a registered buffer is at most 1 GiB */

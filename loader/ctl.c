@@ -14,9 +14,9 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "common/err.h"
 #include "loader/log.h"
 #include "shm/arena.h"
-#include "shm/err.h"
 
 int mc_ctl_set_access(struct mc_ctl *ctl, const struct mc_access *a)
 {

@@ -25,7 +25,7 @@
 #include "index/resolve.h"
 #include "index/safetensors.h"
 #include "loader/log.h"
-#include "shm/err.h"
+#include "common/err.h"
 #include "shm/slab.h"
 
 #ifndef MADV_POPULATE_WRITE

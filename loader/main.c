@@ -22,7 +22,7 @@
 #include "index/proto.h"
 #include "loader/daemon.h"
 #include "loader/log.h"
-#include "shm/err.h"
+#include "common/err.h"
 
 #define EXIT_USAGE  2
 #define EXIT_LOCKED 75 /* another mcached serves this cache */

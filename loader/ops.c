@@ -12,9 +12,9 @@
 #include <jemalloc/jemalloc.h>
 #endif
 
+#include "common/err.h"
 #include "loader/daemon.h"
 #include "loader/log.h"
-#include "shm/err.h"
 
 static void reply_json(struct daemon *d, struct mc_conn *c, json_t *j)
 {

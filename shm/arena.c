@@ -30,7 +30,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "shm/err.h"
+#include "common/err.h"
 #include "shm/fence.h"
 
 /* Inlined: libmcache must not need libxxhash at run time for one hash. */

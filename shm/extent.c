@@ -7,8 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/err.h"
 #include "shm/arena.h"
-#include "shm/err.h"
 
 int mc_poison_freed;
 

@@ -11,8 +11,8 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "common/err.h"
 #include "shm/arena.h"
-#include "shm/err.h"
 
 static int membarrier(int cmd, unsigned flags)
 {

@@ -12,8 +12,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/err.h"
 #include "shm/arena.h"
-#include "shm/err.h"
 
 static int readers_path(const char *dir, const char *cache, char *buf, size_t len)
 {

@@ -7,8 +7,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/err.h"
 #include "shm/arena.h"
-#include "shm/err.h"
 #include "shm/fence.h"
 #include "shm/readers.h"
 #include "shm/slab.h"

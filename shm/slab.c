@@ -8,8 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/err.h"
 #include "shm/arena.h"
-#include "shm/err.h"
 
 #define CHUNK_HDR sizeof(struct mc_slab_chunk)
 

@@ -29,10 +29,10 @@
 
 #include <cmocka.h>
 
+#include "common/err.h"
 #include "index/proto.h"
 #include "index/registry.h"
 #include "shm/arena.h"
-#include "shm/err.h"
 #include "tests/testutil.h"
 
 struct dt {

@@ -14,7 +14,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "shm/err.h"
+#include "common/err.h"
 #include "shm/slab.h"
 
 static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)

@@ -8,7 +8,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "shm/err.h"
+#include "common/err.h"
 #include "tools/cli.h"
 #include "tools/daemon.h"
 #include "tools/jsonout.h"

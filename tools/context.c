@@ -13,8 +13,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/err.h"
 #include "index/name.h"
-#include "shm/err.h"
 #include "tools/cli.h"
 
 volatile sig_atomic_t cli_interrupted;

@@ -12,8 +12,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/err.h"
 #include "shm/arena.h"
-#include "shm/err.h"
 #include "tools/cli.h"
 
 static const struct opt_spec global_opts[] = {
