@@ -47,7 +47,7 @@
 #include "bench/mcd.h"
 #include "bench/model.h"
 #include "bench/rawload.h"
-#include "index/registry.h"
+#include "registry/registry.h"
 #include "shm/arena.h"
 
 #ifndef MADV_POPULATE_WRITE

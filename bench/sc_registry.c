@@ -32,8 +32,8 @@
 #include "bench/lookups.h"
 #include "bench/mcd.h"
 #include "bench/model.h"
-#include "index/reg_json.h"
-#include "index/registry.h"
+#include "registry/reg_json.h"
+#include "registry/registry.h"
 #include "shm/arena.h"
 
 #define FAST    "mcache (fast line reader)"

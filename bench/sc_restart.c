@@ -36,7 +36,7 @@
 #include "bench/bench.h"
 #include "bench/mcd.h"
 #include "bench/model.h"
-#include "index/registry.h"
+#include "registry/registry.h"
 #include "shm/arena.h"
 
 #define MODEL_SIZE (64 * KiB)

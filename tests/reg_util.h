@@ -10,7 +10,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "index/registry.h"
+#include "registry/registry.h"
 
 /* A new empty directory under $MC_TEST_TMP (or base, or /tmp); malloc'd path. */
 char *tu_tempdir(const char *base);

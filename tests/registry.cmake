@@ -1,6 +1,7 @@
-# tests/registry.cmake: tests of the registry (index/semver, name, manifest,
-# registry). Included by tests/CMakeLists.txt. Scratch stores go under
-# $MC_TEST_TMP (default /tmp; the many-reopen tests prefer /dev/shm).
+# tests/registry.cmake: tests of the registry (registry/: the manifest and
+# the API) and of the versions and names it checks (index/semver, name).
+# Included by tests/CMakeLists.txt. Scratch stores go under $MC_TEST_TMP
+# (default /tmp; the many-reopen tests prefer /dev/shm).
 
 function(mc_reg_test name)
   add_executable(${name} ${ARGN})

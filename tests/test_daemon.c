@@ -31,7 +31,7 @@
 
 #include "common/err.h"
 #include "index/proto.h"
-#include "index/registry.h"
+#include "registry/registry.h"
 #include "shm/arena.h"
 #include "tests/testutil.h"
 

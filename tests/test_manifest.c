@@ -30,10 +30,10 @@
 #include <cmocka.h>
 
 #include "reg_util.h"
-#include "index/crc32c.h"
-#include "index/manifest.h"
-#include "index/reg_json.h"
-#include "index/registry.h"
+#include "registry/crc32c.h"
+#include "registry/manifest.h"
+#include "registry/reg_json.h"
+#include "registry/registry.h"
 
 uint32_t mc_crc32c_soft(uint32_t crc, const void *buf, size_t len);
 

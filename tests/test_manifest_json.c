@@ -1,5 +1,5 @@
 /*
- * test_manifest_json.c - the fast reader of manifest lines (index/reg_json.c)
+ * test_manifest_json.c - the fast reader of manifest lines (registry/reg_json.c)
  * against jansson, the reference: on every line of real stores, on edge
  * cases, on tens of thousands of mutated lines, and through whole replays
  * (the state loaded through the fast reader equals, field by field, the
@@ -23,10 +23,10 @@
 #include <cmocka.h>
 
 #include "reg_util.h"
-#include "index/crc32c.h"
-#include "index/manifest.h"
-#include "index/reg_json.h"
-#include "index/registry.h"
+#include "registry/crc32c.h"
+#include "registry/manifest.h"
+#include "registry/reg_json.h"
+#include "registry/registry.h"
 
 static const char *scratch_base(void)
 {

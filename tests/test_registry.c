@@ -18,7 +18,7 @@
 #include <cmocka.h>
 
 #include "reg_util.h"
-#include "index/registry.h"
+#include "registry/registry.h"
 
 struct fx {
     char *dir, *store, *files;

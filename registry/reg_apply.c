@@ -26,7 +26,7 @@
 
 #include "common/err.h"
 #include "index/name.h"
-#include "index/reg_int.h"
+#include "registry/reg_int.h"
 
 #define DESC_MAX        4096
 #define SHORT_MAX       64

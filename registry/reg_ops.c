@@ -24,7 +24,7 @@
 
 #include "common/err.h"
 #include "index/name.h"
-#include "index/reg_int.h"
+#include "registry/reg_int.h"
 
 #define NS_PER_DAY (86400ull * 1000000000ull)
 #define GC_BATCH   10000

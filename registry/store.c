@@ -34,7 +34,7 @@
 
 #include "common/err.h"
 #include "index/name.h"
-#include "index/reg_int.h"
+#include "registry/reg_int.h"
 
 #define COPY_CHUNK (4u << 20)
 

@@ -1,5 +1,5 @@
 /*
- * manifest.h - the registry's manifest on disk (internal to index/).
+ * manifest.h - the registry's manifest on disk (internal to registry/).
  *
  * Two files of JSON lines in the store directory, each line one JSON object
  * ending in a "crc" member: the CRC-32C of the line's bytes before it.
@@ -17,16 +17,16 @@
  * means is reg_apply.c's business. Callers hold STORE/lock: shared to
  * read, exclusive to write or to cut.
  */
-#ifndef MCACHE_INDEX_MANIFEST_H
-#define MCACHE_INDEX_MANIFEST_H
+#ifndef MCACHE_REGISTRY_MANIFEST_H
+#define MCACHE_REGISTRY_MANIFEST_H
 
 #include <jansson.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "index/reg_json.h"
 #include "mcache.h"
+#include "registry/reg_json.h"
 
 /* The format this code writes, and the newest it reads. */
 #define MC_MANIFEST_FORMAT 1

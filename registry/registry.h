@@ -57,8 +57,8 @@
  *   mc_registry_repair()); MC_EFORMAT manifest from a newer mcache; MC_EIO
  *   and MC_EPERM from the file system.
  */
-#ifndef MCACHE_INDEX_REGISTRY_H
-#define MCACHE_INDEX_REGISTRY_H
+#ifndef MCACHE_REGISTRY_REGISTRY_H
+#define MCACHE_REGISTRY_REGISTRY_H
 
 #include <stdbool.h>
 #include <stddef.h>

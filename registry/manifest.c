@@ -17,7 +17,7 @@
  * A damaged last line that still holds a complete record followed by more
  * bytes (two lines merged by a lost '\n') is damage too, not a torn tail.
  */
-#include "index/manifest.h"
+#include "registry/manifest.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -29,8 +29,8 @@
 #include <unistd.h>
 
 #include "common/err.h"
-#include "index/crc32c.h"
-#include "index/reg_int.h"
+#include "registry/crc32c.h"
+#include "registry/reg_int.h"
 
 /* ,"crc":"xxxxxxxx"} */
 #define CRC_TAIL    18

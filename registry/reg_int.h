@@ -1,5 +1,5 @@
 /*
- * reg_int.h - what the registry's source files share (internal to index/):
+ * reg_int.h - what the registry's source files share (internal to registry/):
  * the in-memory state, the handle, and helpers.
  *
  *   registry.c  open, refresh, locking, reading, resolving
@@ -13,16 +13,16 @@
  *   manifest.c  the manifest's framing on disk
  *   reg_json.c  its lines read into trees (a fast reader, jansson for the rest)
  */
-#ifndef MCACHE_INDEX_REG_INT_H
-#define MCACHE_INDEX_REG_INT_H
+#ifndef MCACHE_REGISTRY_REG_INT_H
+#define MCACHE_REGISTRY_REG_INT_H
 
 #include <jansson.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <time.h>
 
-#include "index/manifest.h"
-#include "index/registry.h"
+#include "registry/manifest.h"
+#include "registry/registry.h"
 
 /* ---- crash points (tests) -------------------------------------------- */
 

@@ -10,7 +10,7 @@
 
 #include "common/err.h"
 #include "index/name.h"
-#include "index/reg_int.h"
+#include "registry/reg_int.h"
 
 enum { OP_LT, OP_LE, OP_GT, OP_GE, OP_EQ, OP_NE };
 

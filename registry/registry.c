@@ -23,7 +23,7 @@
 
 #include "common/err.h"
 #include "index/name.h"
-#include "index/reg_int.h"
+#include "registry/reg_int.h"
 
 #define LOCK_FILE "lock"
 

@@ -22,7 +22,7 @@
  * whichever reader took it. tests/test_manifest_json.c holds the two
  * against each other on every line of real stores and on mutated copies.
  */
-#include "index/reg_json.h"
+#include "registry/reg_json.h"
 
 #include <errno.h>
 #include <locale.h>
