@@ -10,6 +10,7 @@
 
 #include "index/semver.h"
 #include "shm/arena.h"
+#include "common/clock.h"
 #include "common/err.h"
 #include "shm/reclaim.h"
 #include "shm/slab.h"

@@ -25,6 +25,7 @@
 #include "index/resolve.h"
 #include "index/safetensors.h"
 #include "loader/log.h"
+#include "common/clock.h"
 #include "common/err.h"
 #include "shm/slab.h"
 
@@ -566,7 +567,7 @@ void daemon_load_done(void *ctx, struct mc_coldload *cl)
     v->st = D_READY;
     v->load_ns = cl->t_end - cl->t_start;
     v->loaded_at = mc_wall_ns();
-    v->last_used_ns = mc_now_ns();
+    v->last_used_ns = mc_mono_ns();
     secs = (double)v->load_ns / 1e9;
     log_info("loaded %s@%s: %.1f MiB in %.3f s (%.2f GB/s%s), checksum verified", v->name,
              v->version, (double)v->size / (1 << 20), secs,
@@ -648,7 +649,7 @@ static void dver_attach_record(struct daemon *d, struct dver *v)
         v->tensors_off = c->tensors_off;
         v->tensors_size = c->tensors_size;
         v->loaded_at = c->loaded_ns;
-        v->last_used_ns = mc_now_ns();
+        v->last_used_ns = mc_mono_ns();
         return;
     }
     if (r && r->h.state == MC_STATE_REGISTERED && r->data_size == v->size &&
@@ -901,7 +902,7 @@ struct mc_rec_version *daemon_record_at(struct daemon *d, uint64_t off)
 /* Versions readers hold count as used now (from the last reader scan). */
 static void sample_holds(struct daemon *d)
 {
-    uint64_t now = mc_now_ns();
+    uint64_t now = mc_mono_ns();
 
     for (size_t i = 0; i < d->own.rc.nheld; i++) {
         struct mc_rec_version *rv = daemon_record_at(d, d->own.rc.held[i]);
@@ -915,7 +916,7 @@ static void sample_holds(struct daemon *d)
 
 void daemon_tick(struct daemon *d)
 {
-    uint64_t now = mc_now_ns();
+    uint64_t now = mc_mono_ns();
 
     mc_ctl_expire(&d->ctl);
     if (d->own.rc.n)

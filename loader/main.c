@@ -22,6 +22,7 @@
 #include "index/proto.h"
 #include "loader/daemon.h"
 #include "loader/log.h"
+#include "common/clock.h"
 #include "common/err.h"
 
 #define EXIT_USAGE  2
@@ -253,7 +254,7 @@ int daemon_start(struct daemon *d)
     rc = preflight(d);
     if (rc)
         return rc;
-    d->started_ns = mc_now_ns();
+    d->started_ns = mc_mono_ns();
     d->started_wall = mc_wall_ns();
     /* Signals wait in the signalfd from the start: SIGTERM during a long
      * arena creation stops the daemon cleanly once it is up, not midway. */
@@ -491,8 +492,8 @@ static void run(struct daemon *d)
             d->want_sync = false;
             daemon_sync(d, false);
         }
-        if (mc_now_ns() - d->last_tick_ns > 100000000ull) {
-            d->last_tick_ns = mc_now_ns();
+        if (mc_mono_ns() - d->last_tick_ns > 100000000ull) {
+            d->last_tick_ns = mc_mono_ns();
             daemon_tick(d);
         }
     }

@@ -547,7 +547,7 @@ static void save_tail(struct mc_manifest *m, int fd, uint64_t off, char *where, 
         return;
     mkdirat(m->dirfd, MC_DAMAGED_DIR, 0755);
     snprintf(name, sizeof(name), MC_DAMAGED_DIR "/journal-tail.%llu",
-             (unsigned long long)mc_now_ns());
+             (unsigned long long)mc_wall_ns());
     out = openat(m->dirfd, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
     if (out >= 0) {
         if (write_all(out, buf, len, -1) == 0 && fsync(out) == 0)
@@ -757,7 +757,7 @@ json_t *mc_manifest_record(const char *op, uint32_t uid)
         return NULL;
     if (json_object_set_new(r, "g", json_integer(0)) ||
         json_object_set_new(r, "op", json_string(op)) ||
-        json_object_set_new(r, "t", json_integer((json_int_t)mc_now_ns())) ||
+        json_object_set_new(r, "t", json_integer((json_int_t)mc_wall_ns())) ||
         json_object_set_new(r, "uid", json_integer(uid))) {
         json_decref(r);
         return NULL;
@@ -949,7 +949,7 @@ out:
 static json_t *journal_header(uint64_t base)
 {
     return json_pack("{s:s,s:i,s:I,s:I}", "mcache", "journal", "format", MC_MANIFEST_FORMAT, "base",
-                     (json_int_t)base, "created_ns", (json_int_t)mc_now_ns());
+                     (json_int_t)base, "created_ns", (json_int_t)mc_wall_ns());
 }
 
 /* Start a fresh journal based at m->gen and switch to it. */
@@ -1001,7 +1001,7 @@ int mc_manifest_compact(struct mc_manifest *m, mc_manifest_emit_fn emit, void *a
     if (!m->writable)
         return mc_err(MC_EPERM, "%s is open read-only", m->dir);
     head = json_pack("{s:s,s:i,s:I,s:I}", "mcache", "snapshot", "format", MC_MANIFEST_FORMAT,
-                     "generation", (json_int_t)m->gen, "created_ns", (json_int_t)mc_now_ns());
+                     "generation", (json_int_t)m->gen, "created_ns", (json_int_t)mc_wall_ns());
     end = json_pack("{s:s,s:I}", "end", "snapshot", "generation", (json_int_t)m->gen);
     if (head == NULL || end == NULL)
         rc = mc_err(MC_ENOMEM, "out of memory writing a snapshot");
@@ -1037,7 +1037,7 @@ int mc_manifest_move_aside(int dirfd, const char *dir, const char *file, char *w
     mkdirat(dirfd, MC_DAMAGED_DIR, 0755);
     snprintf(name, sizeof(name), MC_DAMAGED_DIR "/%s.%04d%02d%02dT%02d%02d%02d.%llu", file,
              tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-             (unsigned long long)(mc_now_ns() % 1000000000u));
+             (unsigned long long)(mc_wall_ns() % 1000000000u));
     if (renameat(dirfd, file, dirfd, name) != 0)
         return io_err(errno, "moving aside", dir, file);
     mc_fsync_dir(dirfd, MC_DAMAGED_DIR);

@@ -19,8 +19,8 @@
 #include <jansson.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <time.h>
 
+#include "common/clock.h"
 #include "registry/manifest.h"
 #include "registry/registry.h"
 
@@ -32,14 +32,6 @@ void mc_crashpoint(const char *point);
 #else
 #define mc_crashpoint(point) ((void)0)
 #endif
-
-static inline uint64_t mc_now_ns(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
 
 /* ---- state ----------------------------------------------------------- */
 

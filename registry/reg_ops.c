@@ -567,7 +567,7 @@ int mc_registry_gc(struct mc_registry *r, const struct mc_gc_opts *o, size_t *re
 {
     const struct mc_reg_version **go = NULL;
     size_t n = 0, cap = 0;
-    uint64_t now = o->now_ns ? o->now_ns : mc_now_ns();
+    uint64_t now = o->now_ns ? o->now_ns : mc_wall_ns();
     int rc;
 
     if (removed)

@@ -323,7 +323,7 @@ static int temp_create(struct mc_registry *r, char *name, size_t size, int *out)
     for (int tries = 0; tries < 100; tries++) {
         snprintf(name, size, MC_TMP_DIR "/push-%d-%u-%llu", (int)getpid(),
                  __atomic_fetch_add(&counter, 1, __ATOMIC_RELAXED),
-                 (unsigned long long)(mc_now_ns() % 1000000));
+                 (unsigned long long)(mc_wall_ns() % 1000000));
         fd = openat(r->dirfd, name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
         if (fd < 0 && errno == EEXIST)
             continue;
