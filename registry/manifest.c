@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include "common/err.h"
+#include "common/vec.h"
 #include "registry/crc32c.h"
 #include "registry/reg_int.h"
 
@@ -497,15 +498,10 @@ static int scan_fd(struct scan *sc, int fd, uint64_t from)
             size_t want;
             ssize_t k;
 
-            if (len == cap) {
-                char *b = realloc(buf, cap * 2);
-
-                if (b == NULL) {
-                    rc = mc_err(MC_ENOMEM, "out of memory reading %s/%s", sc->m->dir, sc->file);
-                    break;
-                }
-                buf = b;
-                cap *= 2;
+            /* a line longer than the buffer: double it */
+            if (MC_VEC_RESERVE(buf, cap, len + 1, READ_CHUNK)) {
+                rc = mc_err(MC_ENOMEM, "out of memory reading %s/%s", sc->m->dir, sc->file);
+                break;
             }
             want = cap - len;
             if (want > end - (off + len))

@@ -25,6 +25,7 @@
 #include <xxhash.h>
 
 #include "common/err.h"
+#include "common/vec.h"
 #include "index/name.h"
 #include "registry/reg_int.h"
 
@@ -332,22 +333,6 @@ static int model_sync_view(struct reg_model *m)
     m->pub.nversions = m->nvers;
     m->pub.aliases = m->views;
     m->pub.naliases = m->naliases;
-    return 0;
-}
-
-static int grow(void **p, size_t *cap, size_t n, size_t size)
-{
-    size_t c;
-    void *q;
-
-    if (n < *cap)
-        return 0;
-    c = *cap ? *cap * 2 : 4;
-    q = realloc(*p, c * size);
-    if (q == NULL)
-        return MC_ENOMEM;
-    *p = q;
-    *cap = c;
     return 0;
 }
 
@@ -856,7 +841,7 @@ static int ver_insert(struct reg_state *st, struct rec *r, struct reg_ver *rv, i
     i = ver_index(m, &rv->v.sv, &found);
     if (found)
         return clash(r, code == MC_EINVAL ? MC_EEXIST : code, m->vers[i], rv->v.version);
-    if (grow((void **)&m->vers, &m->capvers, m->nvers, sizeof(*m->vers)))
+    if (MC_VEC_RESERVE(m->vers, m->capvers, m->nvers + 1, 4))
         return rfail(r, MC_ENOMEM, "out of memory");
     memmove(&m->vers[i + 1], &m->vers[i], (m->nvers - i) * sizeof(*m->vers));
     m->vers[i] = &rv->v;
@@ -1220,7 +1205,7 @@ static int hist_add(struct reg_alias *a, const char *from, const char *to, uint6
 {
     struct mc_reg_move *mv;
 
-    if (grow((void **)&a->hist, &a->caphist, a->nhist, sizeof(*a->hist)))
+    if (MC_VEC_RESERVE(a->hist, a->caphist, a->nhist + 1, 4))
         return MC_ENOMEM;
     mv = &a->hist[a->nhist];
     memset(mv, 0, sizeof(*mv));
@@ -1247,7 +1232,7 @@ static struct reg_alias *alias_get(struct reg_model *m, const char *alias, bool 
 
     if (found || !create)
         return found ? &m->aliases[i] : NULL;
-    if (grow((void **)&m->aliases, &m->capaliases, m->naliases, sizeof(*m->aliases)))
+    if (MC_VEC_RESERVE(m->aliases, m->capaliases, m->naliases + 1, 4))
         return NULL;
     memmove(&m->aliases[i + 1], &m->aliases[i], (m->naliases - i) * sizeof(*m->aliases));
     a = &m->aliases[i];

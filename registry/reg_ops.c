@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "common/err.h"
+#include "common/vec.h"
 #include "index/name.h"
 #include "registry/reg_int.h"
 
@@ -506,16 +507,9 @@ static int gc_model(const struct reg_model *m, const struct mc_gc_opts *o, uint6
 
         if (keep)
             continue;
-        if (*n == *cap) {
-            size_t c = *cap ? *cap * 2 : 64;
-            const struct mc_reg_version **p = realloc(*out, c * sizeof(*p));
-
-            if (p == NULL) {
-                free(by_age);
-                return MC_ENOMEM;
-            }
-            *out = p;
-            *cap = c;
+        if (mc_vec_reserve(out, cap, *n + 1, sizeof(**out), 64)) {
+            free(by_age);
+            return MC_ENOMEM;
         }
         (*out)[(*n)++] = v;
     }
