@@ -3,8 +3,12 @@
  * the in-memory state, the handle, and helpers.
  *
  *   registry.c  open, refresh, locking, reading, resolving
- *   reg_apply.c records -> state (the meaning of every journal record and
- *               snapshot entry, with all validation), state -> snapshot
+ *   reg_state.c the state in memory: models, versions, aliases and their
+ *               history, and the primitive changes to them
+ *   reg_record.c the record codec: fields read and checked, versions built
+ *               from them; versions, metadata and the state as records
+ *   reg_apply.c records -> state: the meaning of every journal record and
+ *               snapshot entry, and whether it fits the state
  *   reg_ops.c   the mutations: push commit, aliases, status, removal,
  *               retention, compaction, check and repair
  *   store.c     files: temp files, the commit marker, copying with the
@@ -95,26 +99,79 @@ static inline struct reg_ver *ver_of(const struct mc_reg_version *v)
     return (struct reg_ver *)v;
 }
 
-/* reg_apply.c */
+/* reg_state.c: the state and its primitive changes (no checking) */
 struct reg_state *state_new(const char *dir);
 void state_free(struct reg_state *st);
 struct reg_model *state_model(const struct reg_state *st, const char *name);
-struct reg_ver *model_version(const struct reg_model *m, const struct mc_semver *sv);
-struct reg_alias *model_alias(const struct reg_model *m, const char *alias);
+int state_insert(struct reg_state *st, struct reg_model *m);
+void state_remove(struct reg_state *st, struct reg_model *m); /* frees m */
 void state_sort(struct reg_state *st);
+void ver_free(struct reg_ver *rv);
+struct reg_ver *model_version(const struct reg_model *m, const struct mc_semver *sv);
+/* Where sv is or would go in m->vers; *found says which. */
+size_t model_version_index(const struct reg_model *m, const struct mc_semver *sv, bool *found);
+/* The version named by an exact version string (build metadata included), or NULL. */
+struct reg_ver *ver_exact(const struct reg_model *m, const char *version);
+struct reg_alias *model_alias(const struct reg_model *m, const char *alias);
+/* The alias, created (empty, in name order) if create; NULL if absent or out of memory. */
+struct reg_alias *model_alias_get(struct reg_model *m, const char *alias, bool create);
+int alias_hist_add(struct reg_alias *a, const char *from, const char *to, uint64_t t, uint64_t uid,
+                   uint64_t gen, bool rollback);
+/* Refresh m's public views after its versions or aliases changed (MC_ENOMEM). */
+int model_sync_view(struct reg_model *m);
+int model_remove_version(struct reg_state *st, struct reg_model *m, struct reg_ver *rv, uint64_t t,
+                         uint64_t uid, uint64_t gen);
+const struct mc_reg_version *alias_rollback_target(const struct reg_model *m,
+                                                   const struct reg_alias *a, const char **to);
+
+/* reg_record.c: records <-> values */
+/* One record being applied: its fields and where to say what went wrong. */
+struct rec {
+    const struct mc_jval *j;
+    const char *op;
+    int err;
+};
+
+/* The fields of a version, pointing into the record they came from. */
+struct vfields {
+    const char *name, *version, *checksum, *status, *reason, *format;
+    const char *str[6]; /* description, framework, precision, device, parent, source */
+    size_t name_len, version_len, checksum_len, reason_len, str_len[6];
+    uint64_t size, t, uid, changed;
+    int preload, pinned;
+    const struct mc_jval *metrics, *params, *tags;
+};
+
+int rec_fail(struct rec *r, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* The record's "op", read before r->op can name it in messages. */
+int rec_op(struct rec *r);
+/* Member key of r: a string (NULL if absent or null), a number 0..max, a boolean (kept if absent). */
+int rec_str(struct rec *r, const char *key, bool required, const char **out);
+int rec_uint(struct rec *r, const char *key, bool required, uint64_t max, uint64_t *out);
+int rec_bool(struct rec *r, const char *key, int *out);
+/* A metrics/params/tags object as the API allows it (patch: null values remove keys). */
+int rec_map_check(struct rec *r, int code, const char *what, const struct mc_jval *obj,
+                  bool numbers, bool patch);
+/* The six metadata strings: description, framework, precision, device, parent, source. */
+extern const char *const rec_meta_keys[6];
+/* Read and check a version's fields. code: MC_EINVAL for API input, else MC_ECORRUPT. */
+int vfields_read(struct rec *r, int code, struct vfields *f);
+/* A version built from checked fields (its artifact under dir), or NULL: out of memory. */
+struct reg_ver *ver_build(const struct vfields *f, const char *dir, uint64_t gen);
+/* Serialize the metadata of a version into a record (op "push" fields). */
+int version_to_json(const struct mc_reg_version *v, json_t *obj, bool full);
+int meta_to_json(const struct mc_reg_meta *meta, json_t *obj, bool patch);
+/* The whole state as snapshot entries (an mc_manifest_emit_fn). */
+int state_emit(void *st, mc_manifest_put_fn put, void *ctx);
+
+/* reg_apply.c: what each record means */
 /* Apply one record or snapshot entry (an mc_manifest_fn); _json: one built with jansson. */
 int state_apply(void *st, const struct mc_jval *rec, bool snapshot, uint64_t gen);
 int state_apply_json(struct reg_state *st, json_t *rec, bool snapshot, uint64_t gen);
-int state_emit(void *st, mc_manifest_put_fn put, void *ctx);
 /* Validate a record as state_apply() would, without applying it (MC_EINVAL); st NULL:
  * only what needs no state. */
 int record_check_version(const struct reg_state *st, json_t *rec);
 int record_check_change(struct reg_state *st, json_t *rec);
-/* Serialize the metadata of a version into a record (op "push" fields). */
-int version_to_json(const struct mc_reg_version *v, json_t *obj, bool full);
-int meta_to_json(const struct mc_reg_meta *meta, json_t *obj, bool patch);
-const struct mc_reg_version *alias_rollback_target(const struct reg_model *m,
-                                                   const struct reg_alias *a, const char **to);
 
 /* registry.c */
 int reg_open_noload(const char *dir, unsigned flags, void (*warn)(void *, const char *),
