@@ -54,7 +54,7 @@ static inline int mc_vec_reserve(void *itemsp, size_t *cap, size_t need, size_t 
 }
 
 /* mc_vec_reserve() for an array variable v and its capacity variable cap. */
-#define MC_VEC_RESERVE(v, cap, need, first)                                                       \
+#define MC_VEC_RESERVE(v, cap, need, first)                                                        \
     mc_vec_reserve(&(v), &(cap), (need), sizeof(*(v)), (first))
 
 #endif

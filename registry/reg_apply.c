@@ -26,12 +26,12 @@ static int clash(struct rec *r, int code, const struct mc_reg_version *o, const 
     bool same = strcmp(o->version, version) == 0;
 
     return rec_fail(r, code,
-                 "%s@%s is already registered%s%s; a version is immutable: push it under a new "
-                 "version number%s",
-                 o->name, version, same ? "" : " as ", same ? "" : o->version,
-                 same ? ""
-                      : " (versions that differ only in build metadata have the same "
-                        "precedence, so every range would treat them as one)");
+                    "%s@%s is already registered%s%s; a version is immutable: push it under a new "
+                    "version number%s",
+                    o->name, version, same ? "" : " as ", same ? "" : o->version,
+                    same ? ""
+                         : " (versions that differ only in build metadata have the same "
+                           "precedence, so every range would treat them as one)");
 }
 
 static int ver_insert(struct reg_state *st, struct rec *r, struct reg_ver *rv, int code)
@@ -108,7 +108,7 @@ static struct reg_model *rec_model(struct reg_state *st, struct rec *r, const ch
     m = state_model(st, *name);
     if (m == NULL)
         rec_fail(r, MC_ECORRUPT, "a \"%s\" record names model \"%s\", which does not exist", r->op,
-              *name);
+                 *name);
     return m;
 }
 
@@ -124,7 +124,7 @@ static struct reg_ver *rec_version(struct reg_state *st, struct rec *r, struct r
     if (mc_semver_parse(version, strlen(version), &sv) != 0 ||
         (rv = model_version(m, &sv)) == NULL || strcmp(rv->v.version, version) != 0) {
         rec_fail(r, MC_ECORRUPT, "a \"%s\" record names %s@%s, which does not exist", r->op, name,
-              version);
+                 version);
         return NULL;
     }
     if (mp)
@@ -215,7 +215,7 @@ static int apply_change(struct reg_state *st, struct rec *r, uint64_t gen, bool 
             if (x && x->type != MC_JTRUE && x->type != MC_JFALSE) {
                 json_decref(obj);
                 return rec_fail(r, MC_ECORRUPT, "\"%s\" of a \"flags\" record is not true or false",
-                             keys[k]);
+                                keys[k]);
             }
             if (x)
                 json_object_set_new(obj, keys[k], json_boolean(x->type == MC_JTRUE));
@@ -244,9 +244,9 @@ static int apply_change(struct reg_state *st, struct rec *r, uint64_t gen, bool 
             if (!known) {
                 json_decref(obj);
                 return rec_fail(r, MC_ECORRUPT,
-                             "a \"meta\" record sets \"%s\", which is not "
-                             "metadata",
-                             k);
+                                "a \"meta\" record sets \"%s\", which is not "
+                                "metadata",
+                                k);
             }
             x = &set->u.m[e].v;
             if (map)
@@ -328,18 +328,18 @@ static int apply_alias(struct reg_state *st, struct rec *r, uint64_t gen)
         return r->err = MC_ECORRUPT; /* with the message the check set */
     if (to && (target = ver_exact(m, to)) == NULL)
         return rec_fail(r, MC_ECORRUPT,
-                     "alias \"%s\" of \"%s\" moves to version \"%s\", which "
-                     "does not exist",
-                     alias, name, to);
+                        "alias \"%s\" of \"%s\" moves to version \"%s\", which "
+                        "does not exist",
+                        alias, name, to);
     a = model_alias_get(m, alias, true);
     if (a == NULL)
         return rec_fail(r, MC_ENOMEM, "out of memory");
     if ((a->target == NULL) != (from == NULL) || (from && strcmp(a->target->v.version, from)))
         return rec_fail(r, MC_ECORRUPT,
-                     "alias \"%s\" of \"%s\" moves from \"%s\" but it points at "
-                     "\"%s\"",
-                     alias, name, from ? from : "(nothing)",
-                     a->target ? a->target->v.version : "(nothing)");
+                        "alias \"%s\" of \"%s\" moves from \"%s\" but it points at "
+                        "\"%s\"",
+                        alias, name, from ? from : "(nothing)",
+                        a->target ? a->target->v.version : "(nothing)");
     if (alias_hist_add(a, from, to, t, uid, gen, rb))
         return rec_fail(r, MC_ENOMEM, "out of memory");
     a->target = target;
@@ -367,9 +367,9 @@ static int apply_alias_entry(struct reg_state *st, struct rec *r)
         return rec_fail(r, MC_ENOMEM, "out of memory");
     if (target && (a->target = ver_exact(m, target)) == NULL)
         return rec_fail(r, MC_ECORRUPT,
-                     "alias \"%s\" of \"%s\" points at version \"%s\", which "
-                     "does not exist",
-                     alias, name, target);
+                        "alias \"%s\" of \"%s\" points at version \"%s\", which "
+                        "does not exist",
+                        alias, name, target);
     hist = mc_jval_get(r->j, "history");
     if (hist == NULL || hist->type != MC_JARR)
         return rec_fail(r, MC_ECORRUPT, "alias \"%s\" of \"%s\" has no history", alias, name);
@@ -423,7 +423,7 @@ static int gc_check(struct reg_state *st, struct rec *r, const struct mc_jval *l
         }
         if (rv->listed) {
             rc = rec_fail(r, MC_ECORRUPT, "the \"gc\" record names %s@%s twice", m->name,
-                       rv->v.version);
+                          rv->v.version);
             break;
         }
         rv->listed = true;
@@ -467,7 +467,9 @@ static int apply_rm(struct reg_state *st, struct rec *r, uint64_t gen)
 
         if (rv == NULL)
             return r->err;
-        return model_remove_version(st, m, rv, t, uid, gen) ? rec_fail(r, MC_ENOMEM, "out of memory") : 0;
+        return model_remove_version(st, m, rv, t, uid, gen)
+                   ? rec_fail(r, MC_ENOMEM, "out of memory")
+                   : 0;
     }
     {
         struct reg_model *m = rec_model(st, r, &name);
@@ -492,7 +494,8 @@ int state_apply(void *arg, const struct mc_jval *j, bool snapshot, uint64_t gen)
     else if (snapshot && !strcmp(r.op, "alias"))
         rc = apply_alias_entry(st, &r);
     else if (snapshot)
-        rc = rec_fail(&r, MC_ECORRUPT, "the snapshot holds an entry \"%s\", which is unknown", r.op);
+        rc =
+            rec_fail(&r, MC_ECORRUPT, "the snapshot holds an entry \"%s\", which is unknown", r.op);
     else if (!strcmp(r.op, "push"))
         rc = apply_version(st, &r, gen);
     else if (!strcmp(r.op, "status") || !strcmp(r.op, "flags") || !strcmp(r.op, "meta"))

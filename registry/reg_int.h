@@ -145,7 +145,7 @@ struct vfields {
 int rec_fail(struct rec *r, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /* The record's "op", read before r->op can name it in messages. */
 int rec_op(struct rec *r);
-/* Member key of r: a string (NULL if absent or null), a number 0..max, a boolean (kept if absent). */
+/* Member key of r: a string (NULL if absent), a number 0..max, a boolean (kept if absent). */
 int rec_str(struct rec *r, const char *key, bool required, const char **out);
 int rec_uint(struct rec *r, const char *key, bool required, uint64_t max, uint64_t *out);
 int rec_bool(struct rec *r, const char *key, int *out);
@@ -206,7 +206,7 @@ int store_push_copy(struct mc_registry *r, const char *src, const struct mc_push
                     enum mc_reg_format *fmt, char *checksum);
 int store_hash_file(const char *path, uint64_t *size, char *checksum);
 enum mc_reg_format store_detect_format(const unsigned char *head, size_t n, uint64_t size);
-int store_orphans(struct mc_registry *r, bool move, void (*each)(void *, const char *),
-                  void *arg, size_t *found);
+int store_orphans(struct mc_registry *r, bool move, void (*each)(void *, const char *), void *arg,
+                  size_t *found);
 
 #endif

@@ -113,7 +113,7 @@ static int uint_of(struct rec *r, const char *key, const struct mc_jval *x, bool
         return 0;
     if (x == NULL || x->type != MC_JINT || x->u.i < 0 || (uint64_t)x->u.i > max)
         return rec_fail(r, MC_ECORRUPT, "\"%s\" of a \"%s\" record is not a number from 0 to %llu",
-                     key, r->op, (unsigned long long)max);
+                        key, r->op, (unsigned long long)max);
     *out = (uint64_t)x->u.i;
     return 0;
 }
@@ -123,7 +123,8 @@ static int bool_of(struct rec *r, const char *key, const struct mc_jval *x, int 
     if (x == NULL)
         return 0; /* keep *out */
     if (x->type != MC_JTRUE && x->type != MC_JFALSE)
-        return rec_fail(r, MC_ECORRUPT, "\"%s\" of a \"%s\" record is not true or false", key, r->op);
+        return rec_fail(r, MC_ECORRUPT, "\"%s\" of a \"%s\" record is not true or false", key,
+                        r->op);
     *out = x->type == MC_JTRUE;
     return 0;
 }
@@ -146,7 +147,7 @@ int rec_bool(struct rec *r, const char *key, int *out)
 /* ---- versions from records -------------------------------------------- */
 
 const char *const rec_meta_keys[6] = {"description", "framework", "precision",
-                                        "device",      "parent",    "source"};
+                                      "device",      "parent",    "source"};
 
 /* A version's members, in the order version_to_json() writes them. */
 enum {
@@ -205,16 +206,16 @@ static int meta_str_check(struct rec *r, int code, int k, const char *s)
 
 #define q mc_quote(q, sizeof(q), s, n)
     if (n > max)
-        return rec_fail(r, code, "the %s %s is %zu bytes long; at most %zu are allowed", rec_meta_keys[k],
-                     q, n, max);
+        return rec_fail(r, code, "the %s %s is %zu bytes long; at most %zu are allowed",
+                        rec_meta_keys[k], q, n, max);
     if (has_ctl(s, k == 0))
         return rec_fail(r, code, "the %s %s contains control characters%s", rec_meta_keys[k], q,
-                     k == 0 ? " (only newlines and tabs are allowed)" : "");
+                        k == 0 ? " (only newlines and tabs are allowed)" : "");
     if (k == 5 && strchr(s, ' '))
         return rec_fail(r, code,
-                     "the source %s contains a space; give a URI (escape spaces as "
-                     "%%20)",
-                     q);
+                        "the source %s contains a space; give a URI (escape spaces as "
+                        "%%20)",
+                        q);
     if (k == 4) {
         const char *at = strrchr(s, '@');
         struct mc_semver sv;
@@ -232,7 +233,7 @@ static int meta_str_check(struct rec *r, int code, int k, const char *s)
 }
 
 int rec_map_check(struct rec *r, int code, const char *what, const struct mc_jval *obj,
-                     bool numbers, bool patch)
+                  bool numbers, bool patch)
 {
     if (obj == NULL || obj->type == MC_JNULL)
         return 0;
@@ -240,7 +241,7 @@ int rec_map_check(struct rec *r, int code, const char *what, const struct mc_jva
         return rec_fail(r, code, "the %ss are not an object", what);
     if (obj->n > MAP_MAX)
         return rec_fail(r, code, "there are %zu %ss; at most %d are allowed", (size_t)obj->n, what,
-                     MAP_MAX);
+                        MAP_MAX);
     for (uint32_t i = 0; i < obj->n; i++) {
         const char *key = obj->u.m[i].key;
         const struct mc_jval *val = &obj->u.m[i].v;
@@ -258,11 +259,11 @@ int rec_map_check(struct rec *r, int code, const char *what, const struct mc_jva
         if (val->type != MC_JSTR)
             return rec_fail(r, code, "%s \"%s\" is not a string", what, key);
         if (val->n > VALUE_MAX)
-            return rec_fail(r, code, "%s \"%s\" is %zu bytes long; at most %d are allowed", what, key,
-                         (size_t)val->n, VALUE_MAX);
+            return rec_fail(r, code, "%s \"%s\" is %zu bytes long; at most %d are allowed", what,
+                            key, (size_t)val->n, VALUE_MAX);
         if (has_ctl(val->u.s, false))
             return rec_fail(r, code, "%s \"%s\" = %s contains control characters", what, key,
-                         mc_quote(q, sizeof(q), val->u.s, val->n));
+                            mc_quote(q, sizeof(q), val->u.s, val->n));
     }
     return 0;
 }
@@ -316,25 +317,25 @@ int vfields_read(struct rec *r, int code, struct vfields *f)
         return r->err = mc_err_prefix(code, "model \"%s\"", f->name);
     if (f->version_len > VERSION_DIR_MAX)
         return rec_fail(r, code,
-                     "version %s of \"%s\" is %zu bytes long; at most %d are allowed "
-                     "(it names a directory)",
-                     mc_quote(q, sizeof(q), f->version, f->version_len), f->name, f->version_len,
-                     VERSION_DIR_MAX);
+                        "version %s of \"%s\" is %zu bytes long; at most %d are allowed "
+                        "(it names a directory)",
+                        mc_quote(q, sizeof(q), f->version, f->version_len), f->name, f->version_len,
+                        VERSION_DIR_MAX);
     if (!checksum_valid(f->checksum))
         return rec_fail(r, code, "checksum %s of %s@%s is not xxh3-128:<32 lowercase hex digits>",
-                     mc_quote(q, sizeof(q), f->checksum, f->checksum_len), f->name, f->version);
+                        mc_quote(q, sizeof(q), f->checksum, f->checksum_len), f->name, f->version);
     if (format_parse(f->format, &fmt) != 0)
         return rec_fail(r, code,
-                     "format \"%s\" of %s@%s is not one of other, safetensors, gguf, "
-                     "onnx",
-                     f->format, f->name, f->version);
+                        "format \"%s\" of %s@%s is not one of other, safetensors, gguf, "
+                        "onnx",
+                        f->format, f->name, f->version);
     if (f->status && mc_reg_status_parse(f->status, &st) != 0)
         return r->err = code; /* with the message the check set */
     if (f->reason && (f->reason_len > VALUE_MAX || has_ctl(f->reason, false)))
         return rec_fail(r, code,
-                     "the status reason of %s@%s is longer than %d bytes or has "
-                     "control characters",
-                     f->name, f->version, VALUE_MAX);
+                        "the status reason of %s@%s is longer than %d bytes or has "
+                        "control characters",
+                        f->name, f->version, VALUE_MAX);
     for (int k = 0; k < 6; k++) {
         if ((rc = str_of(r, rec_meta_keys[k], x[VF_STR + k], false, &f->str[k])))
             return rc;

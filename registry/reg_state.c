@@ -284,7 +284,7 @@ int model_sync_view(struct reg_model *m)
 /* ---- changing a model ------------------------------------------------- */
 
 int alias_hist_add(struct reg_alias *a, const char *from, const char *to, uint64_t t, uint64_t uid,
-                    uint64_t gen, bool rollback)
+                   uint64_t gen, bool rollback)
 {
     struct mc_reg_move *mv;
 
@@ -343,7 +343,7 @@ struct reg_ver *ver_exact(const struct reg_model *m, const char *version)
 
 /* Remove one version; aliases pointing at it are removed, in their history. */
 int model_remove_version(struct reg_state *st, struct reg_model *m, struct reg_ver *rv, uint64_t t,
-                          uint64_t uid, uint64_t gen)
+                         uint64_t uid, uint64_t gen)
 {
     bool found;
     size_t i = model_version_index(m, &rv->v.sv, &found);
