@@ -14,7 +14,9 @@
  *   store.c     files: temp files, the commit marker, copying with the
  *               checksum, format detection, removing artifact trees
  *   search.c    search
- *   manifest.c  the manifest's framing on disk
+ *   manifest.c  the manifest's line format (CRC-32C framing) and shared file helpers
+ *   manifest_read.c  reading it: load, follow, torn tails, salvage
+ *   manifest_write.c writing it: append, compact (snapshot + fresh journal)
  *   reg_json.c  its lines read into trees (a fast reader, jansson for the rest)
  */
 #ifndef MCACHE_REGISTRY_REG_INT_H
