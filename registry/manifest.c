@@ -78,20 +78,6 @@ int manifest_io_err(int e, const char *what, const char *dir, const char *file)
     return mc_err(mc_err_from_errno(e), "%s %s/%s failed: %s", what, dir, file, strerror(e));
 }
 
-int mc_fsync_dir(int dirfd, const char *rel)
-{
-    int fd = rel ? openat(dirfd, rel, O_RDONLY | O_DIRECTORY | O_CLOEXEC) : dirfd;
-    int rc = 0;
-
-    if (fd < 0)
-        return -errno;
-    if (fsync(fd) != 0)
-        rc = -errno;
-    if (rel)
-        close(fd);
-    return rc;
-}
-
 int manifest_file_id(int fd, struct mc_file_id *id)
 {
     struct stat st;

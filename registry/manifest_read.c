@@ -18,8 +18,8 @@
 #include "common/clock.h"
 #include "common/err.h"
 #include "common/vec.h"
+#include "registry/files.h"
 #include "registry/manifest_int.h"
-#include "registry/reg_int.h"
 
 #define REPAIR_HINT "nothing was changed; `mcache fsck --repair` keeps what is before it"
 
@@ -95,7 +95,7 @@ struct scan {
     uint64_t base;      /* journal: its base */
     uint32_t format;
     uint64_t gen; /* snapshot: its generation; journal: last record's */
-    mc_manifest_fn fn;
+    mc_reg_record_fn fn;
     void *arg;
     bool delivered;
     struct mc_jreader jr;
@@ -397,7 +397,7 @@ static int tail_handle(struct mc_manifest *m, int fd, uint64_t off, bool cut)
     return 0;
 }
 
-static void scan_init(struct scan *sc, struct mc_manifest *m, bool journal, mc_manifest_fn fn,
+static void scan_init(struct scan *sc, struct mc_manifest *m, bool journal, mc_reg_record_fn fn,
                       void *arg)
 {
     memset(sc, 0, sizeof(*sc));
@@ -413,7 +413,7 @@ static void scan_init(struct scan *sc, struct mc_manifest *m, bool journal, mc_m
  * journal, into n (a copy of m's settings). With salvage, damage is
  * recorded in s instead of failing.
  */
-static int read_both(struct mc_manifest *n, mc_manifest_fn fn, void *arg, bool cut,
+static int read_both(struct mc_manifest *n, mc_reg_record_fn fn, void *arg, bool cut,
                      struct mc_salvage *s)
 {
     struct scan sc;
@@ -480,7 +480,7 @@ static int read_both(struct mc_manifest *n, mc_manifest_fn fn, void *arg, bool c
     return 0;
 }
 
-static int load_or_salvage(struct mc_manifest *m, mc_manifest_fn fn, void *arg, bool cut,
+static int load_or_salvage(struct mc_manifest *m, mc_reg_record_fn fn, void *arg, bool cut,
                            struct mc_salvage *s)
 {
     struct mc_manifest n;
@@ -498,12 +498,12 @@ static int load_or_salvage(struct mc_manifest *m, mc_manifest_fn fn, void *arg, 
     return 0;
 }
 
-int mc_manifest_load(struct mc_manifest *m, mc_manifest_fn fn, void *arg, bool cut)
+int mc_manifest_load(struct mc_manifest *m, mc_reg_record_fn fn, void *arg, bool cut)
 {
     return load_or_salvage(m, fn, arg, cut, NULL);
 }
 
-int mc_manifest_salvage(struct mc_manifest *m, mc_manifest_fn fn, void *arg, struct mc_salvage *s)
+int mc_manifest_salvage(struct mc_manifest *m, mc_reg_record_fn fn, void *arg, struct mc_salvage *s)
 {
     memset(s, 0, sizeof(*s));
     return load_or_salvage(m, fn, arg, false, s);
@@ -524,7 +524,8 @@ int mc_manifest_replaced(const struct mc_manifest *m)
            !same_file(m->dirfd, MC_JOURNAL_FILE, &m->jid);
 }
 
-int mc_manifest_follow(struct mc_manifest *m, mc_manifest_fn fn, void *arg, bool cut, bool *changed)
+int mc_manifest_follow(struct mc_manifest *m, mc_reg_record_fn fn, void *arg, bool cut,
+                       bool *changed)
 {
     struct scan sc;
     struct stat st;

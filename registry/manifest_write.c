@@ -17,24 +17,8 @@
 
 #include "common/clock.h"
 #include "common/err.h"
+#include "registry/files.h"
 #include "registry/manifest_int.h"
-#include "registry/reg_int.h"
-
-json_t *mc_manifest_record(const char *op, uint32_t uid)
-{
-    json_t *r = json_object();
-
-    if (r == NULL)
-        return NULL;
-    if (json_object_set_new(r, "g", json_integer(0)) ||
-        json_object_set_new(r, "op", json_string(op)) ||
-        json_object_set_new(r, "t", json_integer((json_int_t)mc_wall_ns())) ||
-        json_object_set_new(r, "uid", json_integer(uid))) {
-        json_decref(r);
-        return NULL;
-    }
-    return r;
-}
 
 int mc_manifest_append_nosync(struct mc_manifest *m, json_t *rec)
 {
@@ -171,7 +155,7 @@ static int wbuf_rc(struct wbuf *w, struct mc_manifest *m, const char *tmp)
 
 /* Write file `tmp` with the header and body, fsync, rename it to `file`, fsync the dir. */
 static int write_replace(struct mc_manifest *m, const char *tmp, const char *file, json_t *head,
-                         mc_manifest_emit_fn emit, void *arg, json_t *end)
+                         mc_reg_emit_fn emit, void *arg, json_t *end)
 {
     struct wbuf w = {.cap = 1u << 20};
     int rc = 0;
@@ -264,7 +248,7 @@ bool mc_manifest_needs_rewrite(const struct mc_manifest *m)
            (m->sid.exists && m->sformat < MC_MANIFEST_FORMAT);
 }
 
-int mc_manifest_compact(struct mc_manifest *m, mc_manifest_emit_fn emit, void *arg)
+int mc_manifest_compact(struct mc_manifest *m, mc_reg_emit_fn emit, void *arg)
 {
     json_t *head, *end;
     int rc, fd;

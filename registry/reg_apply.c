@@ -68,7 +68,7 @@ static int apply_version(struct reg_state *st, struct rec *r, uint64_t gen)
 
     if (rc)
         return rc;
-    rv = ver_build(&f, st->dir, gen);
+    rv = ver_build(&f, st->art_root, gen);
     if (rv == NULL)
         return rec_fail(r, MC_ENOMEM, "out of memory");
     rc = ver_insert(st, r, rv, MC_ECORRUPT);
@@ -143,7 +143,7 @@ static int ver_rebuild(struct reg_state *st, struct rec *r, struct reg_ver *rv, 
     rc = vfields_read(r2, MC_ECORRUPT, &f);
     if (rc)
         return r->err = rc;
-    n = ver_build(&f, st->dir, gen);
+    n = ver_build(&f, st->art_root, gen);
     if (n == NULL)
         return rec_fail(r, MC_ENOMEM, "out of memory");
     /* rv stays where aliases point; its strings now live in n's block */

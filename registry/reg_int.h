@@ -1,6 +1,7 @@
 /*
- * reg_int.h - what the registry's source files share (internal to registry/):
- * the in-memory state, the handle, and helpers.
+ * reg_int.h - what the registry's rules share (internal to registry/): the
+ * in-memory state, the handle, the record codec and helpers. Which file of
+ * registry/ does what:
  *
  *   registry.c  open, refresh, locking, reading, resolving
  *   reg_state.c the state in memory: models, versions, aliases and their
@@ -11,13 +12,18 @@
  *               snapshot entry, and whether it fits the state
  *   reg_ops.c   the mutations: push commit, aliases, status, removal,
  *               retention, compaction, check and repair
- *   store.c     files: temp files, the commit marker, copying with the
- *               checksum, format detection, removing artifact trees
  *   search.c    search
+ * and, behind the seam (backend.h) the rules never look past:
+ *   journal.c   the metadata backend: the store directory, its lock, when to
+ *               compact, check and repair of the manifest
  *   manifest.c  the manifest's line format (CRC-32C framing) and shared file helpers
  *   manifest_read.c  reading it: load, follow, torn tails, salvage
  *   manifest_write.c writing it: append, compact (snapshot + fresh journal)
- *   reg_json.c  its lines read into trees (a fast reader, jansson for the rest)
+ *   reg_json.c  manifest lines read into trees (a fast reader, jansson for the
+ *               rest); the trees are also how records reach the rules
+ *   artifacts_local.c the artifact store: STORE/models, temp files of pushes,
+ *               the commit marker, copying with the checksum, format detection
+ *   files.c     fsyncing directories, crash points (tests)
  */
 #ifndef MCACHE_REGISTRY_REG_INT_H
 #define MCACHE_REGISTRY_REG_INT_H
@@ -27,17 +33,10 @@
 #include <stdint.h>
 
 #include "common/clock.h"
-#include "registry/manifest.h"
+#include "registry/backend.h"
+#include "registry/files.h"
+#include "registry/reg_json.h"
 #include "registry/registry.h"
-
-/* ---- crash points (tests) -------------------------------------------- */
-
-#ifdef MC_REGISTRY_CRASHPOINTS
-/* SIGKILL this process here if $MCACHE_CRASH_AT names this point. */
-void mc_crashpoint(const char *point);
-#else
-#define mc_crashpoint(point) ((void)0)
-#endif
 
 /* ---- state ----------------------------------------------------------- */
 
@@ -75,24 +74,24 @@ struct reg_state {
     struct reg_model **sorted; /* by name, rebuilt when dirty */
     bool sorted_dirty;
     uint64_t gen;
-    const char *dir; /* store path, for artifact paths */
-    bool lenient;    /* repair: skip records that do not apply */
+    const char *art_root; /* artifacts are <art_root>/<name>/<version>/artifact */
+    bool lenient;         /* repair: skip records that do not apply */
     void (*report)(void *, const char *);
     void *report_arg;
     size_t skipped;
     char alias_ok[72]; /* the last alias name that passed mc_alias_check() */
 };
 
+/* The handle: the rules' state, and the two backends that keep it (backend.h). */
 struct mc_registry {
-    char *dir;
-    int dirfd;
-    int lockfd;
-    int lock_mode; /* 0, LOCK_SH or LOCK_EX */
+    char *dir; /* the store, absolute */
+    enum mc_reg_lock lock_mode;
     unsigned flags;
     uint32_t uid;
     void (*warn)(void *arg, const char *msg);
     void *warn_arg;
-    struct mc_manifest man;
+    struct mc_reg_backend *be; /* metadata: records and snapshots */
+    struct mc_art_store *art;  /* artifacts: the bytes */
     struct reg_state *st;
 };
 
@@ -102,7 +101,9 @@ static inline struct reg_ver *ver_of(const struct mc_reg_version *v)
 }
 
 /* reg_state.c: the state and its primitive changes (no checking) */
-struct reg_state *state_new(const char *dir);
+/* Whether the state holds name@version exactly (version NULL: the model); an mc_art_holds_fn. */
+bool state_holds(void *st, const char *name, const char *version);
+struct reg_state *state_new(const char *art_root);
 void state_free(struct reg_state *st);
 struct reg_model *state_model(const struct reg_state *st, const char *name);
 int state_insert(struct reg_state *st, struct reg_model *m);
@@ -158,16 +159,18 @@ int rec_map_check(struct rec *r, int code, const char *what, const struct mc_jva
 extern const char *const rec_meta_keys[6];
 /* Read and check a version's fields. code: MC_EINVAL for API input, else MC_ECORRUPT. */
 int vfields_read(struct rec *r, int code, struct vfields *f);
-/* A version built from checked fields (its artifact under dir), or NULL: out of memory. */
-struct reg_ver *ver_build(const struct vfields *f, const char *dir, uint64_t gen);
+/* A version built from checked fields (its artifact under art_root), or NULL: out of memory. */
+struct reg_ver *ver_build(const struct vfields *f, const char *art_root, uint64_t gen);
 /* Serialize the metadata of a version into a record (op "push" fields). */
 int version_to_json(const struct mc_reg_version *v, json_t *obj, bool full);
 int meta_to_json(const struct mc_reg_meta *meta, json_t *obj, bool patch);
-/* The whole state as snapshot entries (an mc_manifest_emit_fn). */
-int state_emit(void *st, mc_manifest_put_fn put, void *ctx);
+/* A new record {"g":0,"op":op,"t":now,"uid":uid} to add fields to (NULL: out of memory). */
+json_t *rec_new(const char *op, uint32_t uid);
+/* The whole state as snapshot entries (an mc_reg_emit_fn). */
+int state_emit(void *st, mc_reg_put_fn put, void *ctx);
 
 /* reg_apply.c: what each record means */
-/* Apply one record or snapshot entry (an mc_manifest_fn); _json: one built with jansson. */
+/* Apply one record or snapshot entry (an mc_reg_record_fn); _json: one built with jansson. */
 int state_apply(void *st, const struct mc_jval *rec, bool snapshot, uint64_t gen);
 int state_apply_json(struct reg_state *st, json_t *rec, bool snapshot, uint64_t gen);
 /* Validate a record as state_apply() would, without applying it (MC_EINVAL); st NULL:
@@ -176,10 +179,11 @@ int record_check_version(const struct reg_state *st, json_t *rec);
 int record_check_change(struct reg_state *st, json_t *rec);
 
 /* registry.c */
-int reg_open_noload(const char *dir, unsigned flags, void (*warn)(void *, const char *),
-                    void *warn_arg, struct mc_registry **out);
+/* Open dir's backends (backend: a metadata backend's name, NULL the default), read nothing. */
+int reg_open_noload(const char *dir, const char *backend, unsigned flags,
+                    void (*warn)(void *, const char *), void *warn_arg, struct mc_registry **out);
 int reg_cleanup(struct mc_registry *r);
-int reg_lock(struct mc_registry *r, int mode);
+int reg_lock(struct mc_registry *r, enum mc_reg_lock mode);
 void reg_unlock(struct mc_registry *r);
 int reg_sync(struct mc_registry *r, bool *changed);
 int reg_write_begin(struct mc_registry *r);
@@ -189,26 +193,5 @@ void reg_warn(struct mc_registry *r, const char *fmt, ...) __attribute__((format
 struct reg_model *reg_need_model(const struct mc_registry *r, const char *name);
 struct reg_ver *reg_need_version(const struct mc_registry *r, const char *name,
                                  const char *version);
-
-/* store.c */
-#define MC_TMP_DIR     "tmp"
-#define MC_MODELS_DIR  "models"
-#define MC_DAMAGED_DIR "damaged"
-#define MC_COMMIT_FILE "tmp/commit"
-int store_marker_write(struct mc_registry *r, const char *const *paths, size_t n);
-int store_marker_recover(struct mc_registry *r);
-void store_marker_clear(struct mc_registry *r);
-int store_clean_temps(struct mc_registry *r, bool remove, size_t *found);
-int store_rm_tree(int dirfd, const char *rel);
-void store_rm_version(struct mc_registry *r, const char *name, const char *version);
-void store_rm_model(struct mc_registry *r, const char *name);
-int store_mkdirs(int dirfd, const char *rel);
-int store_push_copy(struct mc_registry *r, const char *src, const struct mc_push_opts *o,
-                    int *tmpfd, char *tmpname, size_t tmpsize, uint64_t *size,
-                    enum mc_reg_format *fmt, char *checksum);
-int store_hash_file(const char *path, uint64_t *size, char *checksum);
-enum mc_reg_format store_detect_format(const unsigned char *head, size_t n, uint64_t size);
-int store_orphans(struct mc_registry *r, bool move, void (*each)(void *, const char *), void *arg,
-                  size_t *found);
 
 #endif

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/clock.h"
 #include "common/err.h"
 #include "index/name.h"
 #include "registry/reg_int.h"
@@ -442,11 +443,11 @@ static void *blob_map(struct blob *b, const struct mc_jval *obj, bool numbers, s
 }
 
 static void blob_fill(struct blob *b, struct mc_reg_version *v, const struct vfields *f,
-                      const char *dir, size_t dir_len)
+                      const char *root, size_t root_len)
 {
     const char **dst[6] = {&v->description, &v->framework, &v->precision,
                            &v->device,      &v->parent,    &v->source};
-    size_t plen = dir_len + f->name_len + f->version_len + 32;
+    size_t plen = root_len + f->name_len + f->version_len + 32;
     char *path;
 
     v->name = blob_str(b, f->name, f->name_len);
@@ -457,12 +458,12 @@ static void blob_fill(struct blob *b, struct mc_reg_version *v, const struct vfi
         *dst[k] = blob_str(b, f->str[k], f->str_len[k]);
     path = blob_take(b, plen, 1);
     if (path) {
-        /* dir/models/name/version/artifact */
+        /* root/name/version/artifact (backend.h: mc_art_store_ops.root) */
         const struct {
             const char *s;
             size_t n;
-        } parts[] = {{dir, dir_len},
-                     {"/" MC_MODELS_DIR "/", sizeof(MC_MODELS_DIR) + 1},
+        } parts[] = {{root, root_len},
+                     {"/", 1},
                      {f->name, f->name_len},
                      {"/", 1},
                      {f->version, f->version_len},
@@ -482,15 +483,15 @@ static void blob_fill(struct blob *b, struct mc_reg_version *v, const struct vfi
 }
 
 /* Build a version from checked fields: one block, the struct then its strings and arrays. */
-struct reg_ver *ver_build(const struct vfields *f, const char *dir, uint64_t gen)
+struct reg_ver *ver_build(const struct vfields *f, const char *art_root, uint64_t gen)
 {
-    size_t head = (sizeof(struct reg_ver) + 15) & ~(size_t)15, dir_len = strlen(dir);
+    size_t head = (sizeof(struct reg_ver) + 15) & ~(size_t)15, root_len = strlen(art_root);
     struct mc_reg_version sizing;
     struct blob b = {0};
     struct mc_reg_version *v;
     struct reg_ver *rv;
 
-    blob_fill(&b, &sizing, f, dir, dir_len); /* sizing pass */
+    blob_fill(&b, &sizing, f, art_root, root_len); /* sizing pass */
     rv = malloc(head + b.used);
     if (rv == NULL)
         return NULL;
@@ -499,7 +500,7 @@ struct reg_ver *ver_build(const struct vfields *f, const char *dir, uint64_t gen
     b.base = (char *)rv + head;
     b.size = b.used;
     b.used = 0;
-    blob_fill(&b, v, f, dir, dir_len);
+    blob_fill(&b, v, f, art_root, root_len);
     rv->blob = NULL; /* the strings are in rv's own block */
     mc_semver_parse(v->version, f->version_len, &v->sv);
     v->size = f->size;
@@ -516,6 +517,22 @@ struct reg_ver *ver_build(const struct vfields *f, const char *dir, uint64_t gen
 }
 
 /* ---- versions to records ---------------------------------------------- */
+
+json_t *rec_new(const char *op, uint32_t uid)
+{
+    json_t *r = json_object();
+
+    if (r == NULL)
+        return NULL;
+    if (json_object_set_new(r, "g", json_integer(0)) ||
+        json_object_set_new(r, "op", json_string(op)) ||
+        json_object_set_new(r, "t", json_integer((json_int_t)mc_wall_ns())) ||
+        json_object_set_new(r, "uid", json_integer(uid))) {
+        json_decref(r);
+        return NULL;
+    }
+    return r;
+}
 
 static int set_str(json_t *o, const char *k, const char *v)
 {
@@ -668,7 +685,7 @@ fail:
     return NULL;
 }
 
-int state_emit(void *arg, mc_manifest_put_fn put, void *ctx)
+int state_emit(void *arg, mc_reg_put_fn put, void *ctx)
 {
     struct reg_state *st = arg;
     int rc;

@@ -24,7 +24,7 @@ static uint64_t name_hash(const char *s)
     return XXH3_64bits(s, strlen(s));
 }
 
-struct reg_state *state_new(const char *dir)
+struct reg_state *state_new(const char *art_root)
 {
     struct reg_state *st = calloc(1, sizeof(*st));
 
@@ -36,7 +36,7 @@ struct reg_state *state_new(const char *dir)
         free(st);
         return NULL;
     }
-    st->dir = dir;
+    st->art_root = art_root;
     return st;
 }
 
@@ -279,6 +279,15 @@ int model_sync_view(struct reg_model *m)
     m->pub.aliases = m->views;
     m->pub.naliases = m->naliases;
     return 0;
+}
+
+bool state_holds(void *arg, const char *name, const char *version)
+{
+    struct reg_model *m = state_model(arg, name);
+
+    if (version == NULL || m == NULL)
+        return m != NULL;
+    return ver_exact(m, version) != NULL;
 }
 
 /* ---- changing a model ------------------------------------------------- */

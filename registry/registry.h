@@ -165,6 +165,12 @@ struct mc_registry_opts {
      */
     void (*warn)(void *arg, const char *msg);
     void *warn_arg;
+    /*
+     * Where the metadata persists: "journal" (the manifest files in the
+     * store, the only one yet) or NULL for the default. docs/registry.md
+     * says what a backend provides.
+     */
+    const char *backend;
 };
 
 /*
