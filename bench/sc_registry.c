@@ -2,7 +2,7 @@
  * sc_registry.c - the `registry` scenario: the registry at scale, 10,000
  * models x 3 versions (--quick: 1,000 x 3).
  *
- *   replay        mc_registry_synthesize() writes the store as a journal
+ *   replay        synth_registry() writes the store as a journal
  *                 of one record per push and alias (as if pushed one by
  *                 one); each run times mc_registry_open() + close (read,
  *                 verify every record's CRC, apply). Then the same after
@@ -32,6 +32,7 @@
 #include "bench/lookups.h"
 #include "bench/mcd.h"
 #include "bench/model.h"
+#include "bench/synth.h"
 #include "common/clock.h"
 #include "registry/reg_json.h"
 #include "registry/registry.h"
@@ -90,7 +91,7 @@ static int manifest_part(struct bench *b, const char *dir, unsigned models, char
     char a[32], c[32];
 
     bench_progress("registry: synthesizing %u models x 3 versions", models);
-    if (mc_registry_synthesize(dir, models, 3))
+    if (synth_registry(dir, models, 3))
         return bench_error("synthesizing a store in %s: %s", dir, mc_last_error());
     if (mc_registry_open(dir, NULL, &r))
         return bench_error("opening %s: %s", dir, mc_last_error());

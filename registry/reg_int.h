@@ -166,6 +166,8 @@ int version_to_json(const struct mc_reg_version *v, json_t *obj, bool full);
 int meta_to_json(const struct mc_reg_meta *meta, json_t *obj, bool patch);
 /* A new record {"g":0,"op":op,"t":now,"uid":uid} to add fields to (NULL: out of memory). */
 json_t *rec_new(const char *op, uint32_t uid);
+/* rec_new() naming name and, if not NULL, version (NULL: out of memory). */
+json_t *version_record(uint32_t uid, const char *op, const char *name, const char *version);
 /* The whole state as snapshot entries (an mc_reg_emit_fn). */
 int state_emit(void *st, mc_reg_put_fn put, void *ctx);
 

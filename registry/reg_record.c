@@ -539,6 +539,19 @@ static int set_str(json_t *o, const char *k, const char *v)
     return v ? json_object_set_new(o, k, json_string(v)) : 0;
 }
 
+/* A record naming one version (version NULL: a model): {"g","op","t","uid","name","version"}. */
+json_t *version_record(uint32_t uid, const char *op, const char *name, const char *version)
+{
+    json_t *rec = rec_new(op, uid);
+
+    if (rec && (json_object_set_new(rec, "name", json_string(name)) ||
+                (version && json_object_set_new(rec, "version", json_string(version))))) {
+        json_decref(rec);
+        rec = NULL;
+    }
+    return rec;
+}
+
 /*
  * v's fields into obj: as a record (full: "t"/"uid"/"changed") or as the
  * metadata JSON the daemon hands to workers ("created_ns"/"created_by").

@@ -421,13 +421,4 @@ int mc_registry_check(const char *dir, unsigned flags, void (*report)(void *, co
  */
 int mc_registry_repair(const char *dir, void (*report)(void *, const char *), void *arg);
 
-/*
- * For benchmarks and tests: fill a new store at dir with `models` models of
- * `versions` versions each (tiny artifacts, made-up metadata, one alias per
- * model), appended as journal records with one fsync at the end, as if
- * pushed one by one. Replaying it is what mcache-bench's "registry"
- * scenario times.
- */
-int mc_registry_synthesize(const char *dir, size_t models, size_t versions);
-
 #endif

@@ -3,9 +3,11 @@
 # Included by tests/CMakeLists.txt. Scratch stores go under $MC_TEST_TMP
 # (default /tmp; the many-reopen tests prefer /dev/shm).
 
+# mc_reg_test(NAME SOURCES...): linked against the registry with crash points,
+# after bench/'s synthetic stores (synth_registry()).
 function(mc_reg_test name)
   add_executable(${name} ${ARGN})
-  target_link_libraries(${name} PRIVATE mcache_registry_crash PkgConfig::CMOCKA
+  target_link_libraries(${name} PRIVATE mcache_synth mcache_registry_crash PkgConfig::CMOCKA
                         Threads::Threads)
 endfunction()
 
