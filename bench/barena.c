@@ -8,7 +8,8 @@
 
 #include "bench/bench.h"
 #include "bench/model.h"
-#include "shm/err.h"
+#include "bench/synth.h"
+#include "common/err.h"
 
 /* Header, free arrays and alignment slack around the two regions. */
 #define ARENA_OVERHEAD (4 * MiB)
@@ -106,18 +107,8 @@ int barena_alloc(struct barena *ba, uint64_t size, uint64_t *off)
 static int put(struct barena *ba, const char *name, const char *version, uint64_t data_off,
                uint64_t size, uint64_t extent_off)
 {
-    struct mc_version_desc d = {0};
-    int rc;
+    int rc = synth_version(&ba->w, &ba->a, name, version, NULL, data_off, size, extent_off);
 
-    d.name = name;
-    d.version = version;
-    d.checksum = "xxh3-128:00000000000000000000000000000000";
-    d.state = MC_STATE_READY;
-    d.data_size = size;
-    d.data_off = data_off;
-    d.extent_off = extent_off;
-    d.extent_size = extent_off ? mc_extent_round(&ba->a.hdr->data_ext, size) : 0;
-    rc = mc_table_put_version(&ba->w, &d, NULL);
     return rc ? mc_fail("publishing a model", ba, rc) : 0;
 }
 

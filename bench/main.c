@@ -17,6 +17,7 @@
 
 #include "bench/bench.h"
 #include "bench/model.h"
+#include "common/clock.h"
 #include "shm/arena.h"
 
 struct scenario {
@@ -343,7 +344,7 @@ int main(int argc, char **argv)
     const struct scenario *todo[NSCENARIOS];
     size_t ntodo = 0;
     struct bench b;
-    uint64_t t0 = mc_now_ns();
+    uint64_t t0 = mc_mono_ns();
     int first = 0, rc = 0;
 
     if (argc > 1 && !strcmp(argv[1], "__worker"))
@@ -389,7 +390,7 @@ int main(int argc, char **argv)
         return 1;
     }
     for (size_t i = 0; i < ntodo && !rc; i++) {
-        uint64_t ts = mc_now_ns();
+        uint64_t ts = mc_mono_ns();
 
         b.scenario = todo[i]->name;
         b.ran = xrealloc(b.ran, (b.nran + 1) * sizeof(*b.ran));
@@ -398,12 +399,12 @@ int main(int argc, char **argv)
         rc = todo[i]->run(&b);
         if (rc)
             bench_error("scenario %s failed; its rows so far are kept", b.scenario);
-        printf("(%s took %.1f s)\n", b.scenario, (double)(mc_now_ns() - ts) / 1e9);
+        printf("(%s took %.1f s)\n", b.scenario, (double)(mc_mono_ns() - ts) / 1e9);
         fflush(stdout);
     }
     cleanup_run();
     if (report_write(&b))
         rc = -1;
-    printf("total %.1f s\n", (double)(mc_now_ns() - t0) / 1e9);
+    printf("total %.1f s\n", (double)(mc_mono_ns() - t0) / 1e9);
     return rc ? 1 : 0;
 }

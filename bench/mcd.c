@@ -16,6 +16,7 @@
 
 #include "bench/bench.h"
 #include "bench/model.h"
+#include "common/clock.h"
 #include "index/proto.h"
 #include "mcache.h"
 #include "shm/arena.h"
@@ -175,7 +176,7 @@ static int died(struct mcd *d)
 
 int mcd_wait_ping(struct mcd *d, int timeout_ms)
 {
-    uint64_t t0 = mc_now_ns(), limit = (uint64_t)timeout_ms * 1000000ull;
+    uint64_t t0 = mc_mono_ns(), limit = (uint64_t)timeout_ms * 1000000ull;
     struct timespec nap = {0, 100000}; /* 0.1 ms: the resolution of a restart figure */
 
     for (;;) {
@@ -196,7 +197,7 @@ int mcd_wait_ping(struct mcd *d, int timeout_ms)
         }
         if (exited(d))
             return died(d);
-        if (mc_now_ns() - t0 > limit) {
+        if (mc_mono_ns() - t0 > limit) {
             mcd_log_tail(d, 15);
             return bench_error("mcached (cache %s) did not answer ping on %s within %d ms; its "
                                "log is above",
@@ -270,7 +271,7 @@ double mcd_json_real(json_t *j, const char *obj, const char *key)
 
 int mcd_stop(struct mcd *d)
 {
-    uint64_t t0 = mc_now_ns();
+    uint64_t t0 = mc_mono_ns();
     struct timespec nap = {0, 1000000};
 
     if (d->pid <= 0)
@@ -280,7 +281,7 @@ int mcd_stop(struct mcd *d)
     d->fd = -1;
     kill(d->pid, SIGTERM);
     while (!exited(d)) {
-        if (mc_now_ns() - t0 > 30000000000ull) {
+        if (mc_mono_ns() - t0 > 30000000000ull) {
             mcd_kill(d);
             mcd_log_tail(d, 15);
             return bench_error("mcached (cache %s) did not stop within 30 s of SIGTERM; killed "

@@ -12,7 +12,7 @@
 
 #include "bench/bench.h"
 #include "bench/model.h"
-#include "shm/arena.h"
+#include "common/clock.h"
 
 #define DIO_ALIGN 4096u
 
@@ -85,7 +85,7 @@ void rawring_exit(struct rawring *r)
 
 int raw_uring_read(struct rawring *r, const char *path, uint8_t *dst, uint64_t size, uint64_t *ns)
 {
-    uint64_t t0 = mc_now_ns(), next = 0, done = 0;
+    uint64_t t0 = mc_mono_ns(), next = 0, done = 0;
     unsigned inflight = 0;
     int fd = open(path, O_RDONLY | O_DIRECT | O_CLOEXEC), rc = 0;
 
@@ -138,13 +138,13 @@ int raw_uring_read(struct rawring *r, const char *path, uint8_t *dst, uint64_t s
         inflight--;
     }
     close(fd);
-    *ns = mc_now_ns() - t0;
+    *ns = mc_mono_ns() - t0;
     return rc;
 }
 
 int buffered_read(const char *path, uint8_t *dst, uint64_t size, uint64_t *ns)
 {
-    uint64_t t0 = mc_now_ns(), done = 0;
+    uint64_t t0 = mc_mono_ns(), done = 0;
     int fd = open(path, O_RDONLY | O_CLOEXEC);
 
     if (fd < 0)
@@ -165,7 +165,7 @@ int buffered_read(const char *path, uint8_t *dst, uint64_t size, uint64_t *ns)
         done += (uint64_t)n;
     }
     close(fd);
-    *ns = mc_now_ns() - t0;
+    *ns = mc_mono_ns() - t0;
     return 0;
 }
 

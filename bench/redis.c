@@ -15,7 +15,7 @@
 #include <unistd.h>
 
 #include "bench/model.h"
-#include "shm/arena.h"
+#include "common/clock.h"
 
 /* A port the kernel considers free right now. */
 static int free_port(void)
@@ -209,7 +209,7 @@ int redis_start(struct redis *r, const char *dir)
         snprintf(port, sizeof(port), "%d", r->port);
         if (bench_spawn(&r->srv, prog, argv, false))
             return -1;
-        for (uint64_t t0 = mc_now_ns(); mc_now_ns() - t0 < 5000000000ull;) {
+        for (uint64_t t0 = mc_mono_ns(); mc_mono_ns() - t0 < 5000000000ull;) {
             if (server_up(r))
                 return 0;
             if (waitpid(r->srv.pid, &st, WNOHANG) == r->srv.pid) {

@@ -19,6 +19,7 @@
 #include "bench/lookups.h"
 #include "bench/model.h"
 #include "bench/redis.h"
+#include "common/clock.h"
 
 #define NSETS    2
 #define BASELINE "ck_ht (private)"
@@ -143,13 +144,13 @@ static int latency(struct bench *b, struct get_set *sets)
 
                 if (!sets[i].have[s])
                     continue;
-                t0 = mc_now_ns();
+                t0 = mc_mono_ns();
                 if (lk_run(&sets[i].lk[s], (uint64_t)run * 7919, ops)) {
                     cpu_pin(-1);
                     return -1;
                 }
                 bench_add(b, sys_name(b, s), metric[i], "ns/op",
-                          (double)(mc_now_ns() - t0) / (double)ops);
+                          (double)(mc_mono_ns() - t0) / (double)ops);
             }
     }
     cpu_pin(-1);

@@ -47,8 +47,8 @@
 #include "bench/mcd.h"
 #include "bench/model.h"
 #include "bench/rawload.h"
-#include "index/registry.h"
-#include "shm/arena.h"
+#include "common/clock.h"
+#include "registry/registry.h"
 
 #ifndef MADV_POPULATE_WRITE
 #define MADV_POPULATE_WRITE 23
@@ -229,11 +229,11 @@ static int run_cp(struct bench *b, struct load *l, const char *file, uint64_t si
     int rc;
 
     snprintf(dst, sizeof(dst), "%s/cp-copy", b->shm_work);
-    t0 = mc_now_ns();
+    t0 = mc_mono_ns();
     rc = bench_spawn(&w, l->cp, argv, false);
     if (!rc)
         rc = worker_finish(&w);
-    *ns = mc_now_ns() - t0;
+    *ns = mc_mono_ns() - t0;
     if (!rc && (stat(dst, &st) != 0 || (uint64_t)st.st_size != size))
         rc = bench_error("cp made no full copy at %s", dst);
     unlink(dst);
@@ -246,11 +246,11 @@ static int run_mcache(struct bench *b, struct load *l, const char *name, uint64_
 {
     const char *args[] = {name, "1.0.0", "600000"};
     json_t *j = NULL;
-    uint64_t t0 = mc_now_ns(), off;
+    uint64_t t0 = mc_mono_ns(), off;
     int rc = mcd_call(&l->d, "load", 3, args, 610000, &j);
     const char *state = j ? json_string_value(json_object_get(j, "state")) : NULL;
 
-    *ns = mc_now_ns() - t0;
+    *ns = mc_mono_ns() - t0;
     if (!rc && (mcd_json_int(j, NULL, "already") == 1 || !state || strcmp(state, "resident")))
         rc = bench_error("mcached answered the load of %s without a cold load (already resident "
                          "or not resident)",

@@ -27,7 +27,7 @@
 #include "bench/bench.h"
 #include "bench/model.h"
 #include "bench/stores.h"
-#include "shm/arena.h"
+#include "common/clock.h"
 
 #define WARM_READ  "full read by a fresh process, warm"
 #define IDLE_READ  "full read by a fresh process, after idle"
@@ -54,9 +54,9 @@ static double residency(const struct stores *s, enum msys m)
 static void control_read(struct bench *b, const void *p, uint64_t size, uint64_t want,
                          const char *metric)
 {
-    uint64_t t0 = mc_now_ns(), sum = model_sum(p, size);
+    uint64_t t0 = mc_mono_ns(), sum = model_sum(p, size);
 
-    bench_add(b, CONTROL, metric, "ms", (double)(mc_now_ns() - t0) / 1e6);
+    bench_add(b, CONTROL, metric, "ms", (double)(mc_mono_ns() - t0) / 1e6);
     if (sum != want)
         bench_note("pressure: the control buffer's sum changed (memory error?)");
 }

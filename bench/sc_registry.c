@@ -2,7 +2,7 @@
  * sc_registry.c - the `registry` scenario: the registry at scale, 10,000
  * models x 3 versions (--quick: 1,000 x 3).
  *
- *   replay        mc_registry_synthesize() writes the store as a journal
+ *   replay        synth_registry() writes the store as a journal
  *                 of one record per push and alias (as if pushed one by
  *                 one); each run times mc_registry_open() + close (read,
  *                 verify every record's CRC, apply). Then the same after
@@ -32,9 +32,10 @@
 #include "bench/lookups.h"
 #include "bench/mcd.h"
 #include "bench/model.h"
-#include "index/reg_json.h"
-#include "index/registry.h"
-#include "shm/arena.h"
+#include "bench/synth.h"
+#include "common/clock.h"
+#include "registry/reg_json.h"
+#include "registry/registry.h"
 
 #define FAST    "mcache (fast line reader)"
 #define JANSSON "jansson only"
@@ -55,11 +56,11 @@ static int replay(const char *dir, bool jansson, double *ms)
     int rc;
 
     mc_jline_jansson_only = jansson;
-    t0 = mc_now_ns();
+    t0 = mc_mono_ns();
     rc = mc_registry_open(dir, NULL, &r);
     if (!rc)
         mc_registry_close(r);
-    *ms = (double)(mc_now_ns() - t0) / 1e6;
+    *ms = (double)(mc_mono_ns() - t0) / 1e6;
     mc_jline_jansson_only = false;
     return rc ? bench_error("replaying %s: %s", dir, mc_last_error()) : 0;
 }
@@ -86,18 +87,18 @@ static int manifest_part(struct bench *b, const char *dir, unsigned models, char
                          char *snapshot, size_t len)
 {
     struct mc_registry *r;
-    uint64_t t0 = mc_now_ns(), sj = 0, ss = 0;
+    uint64_t t0 = mc_mono_ns(), sj = 0, ss = 0;
     char a[32], c[32];
 
     bench_progress("registry: synthesizing %u models x 3 versions", models);
-    if (mc_registry_synthesize(dir, models, 3))
+    if (synth_registry(dir, models, 3))
         return bench_error("synthesizing a store in %s: %s", dir, mc_last_error());
     if (mc_registry_open(dir, NULL, &r))
         return bench_error("opening %s: %s", dir, mc_last_error());
     mc_registry_sizes(r, NULL, &sj);
     mc_registry_close(r);
     bench_note("registry: %u models x 3 versions synthesized in %.1f s (journal %s)", models,
-               (double)(mc_now_ns() - t0) / 1e9, fmt_bytes(sj, a, sizeof(a)));
+               (double)(mc_mono_ns() - t0) / 1e9, fmt_bytes(sj, a, sizeof(a)));
     snprintf(journal, len, "replay, journal of %u x 3 records", models);
     snprintf(snapshot, len, "replay, snapshot of %u x 3 (compacted)", models);
     bench_progress("registry: replaying the journal");
@@ -135,7 +136,7 @@ static int daemon_part(struct bench *b, const char *dir, unsigned models, char *
     rc = mcd_start(&d, false, NULL) || mcd_wait_ping(&d, 120000) ||
          mcd_call(&d, "status", 0, NULL, 10000, &j);
     versions = j ? mcd_json_int(j, "arena", "versions") : -1;
-    t_part = mc_now_ns();
+    t_part = mc_mono_ns();
     json_decref(j);
     if (!rc && versions != 3 * (long long)models)
         rc = bench_error("mcached mirrored %lld versions of the %u in the store", versions,
@@ -143,10 +144,10 @@ static int daemon_part(struct bench *b, const char *dir, unsigned models, char *
     for (unsigned run = 0; run < b->o.runs && !rc; run++) {
         /* A pathologically slow start is measured fewer times, so `all` keeps its budget:
          * no run begins that would end past it (at the pace of the runs so far). */
-        if (run && (mc_now_ns() - t_part) / run * (run + 1) > DAEMON_BUDGET_S * 1000000000ull) {
+        if (run && (mc_mono_ns() - t_part) / run * (run + 1) > DAEMON_BUDGET_S * 1000000000ull) {
             bench_note("registry: the daemon starts took %.0f s for %u run%s; another would end "
                        "past this part's budget of %u s: measured %u time%s instead of %u",
-                       (double)(mc_now_ns() - t_part) / 1e9, run, run > 1 ? "s" : "",
+                       (double)(mc_mono_ns() - t_part) / 1e9, run, run > 1 ? "s" : "",
                        DAEMON_BUDGET_S, run, run > 1 ? "s" : "", b->o.runs);
             break;
         }
@@ -155,11 +156,11 @@ static int daemon_part(struct bench *b, const char *dir, unsigned models, char *
             uint64_t t0;
 
             rc = mcd_stop(&d);
-            t0 = mc_now_ns();
+            t0 = mc_mono_ns();
             if (!rc)
                 rc = mcd_start(&d, !warm, NULL) || mcd_wait_ping(&d, 120000);
             if (!rc)
-                bench_add(b, warm ? WARM : COLD, metric, "ms", (double)(mc_now_ns() - t0) / 1e6);
+                bench_add(b, warm ? WARM : COLD, metric, "ms", (double)(mc_mono_ns() - t0) / 1e6);
         }
     }
     if (!rc)
@@ -201,11 +202,11 @@ static int get_part(struct bench *b)
         bench_progress("registry: get latency run %u/%u", run + 1, b->o.runs);
         for (int i = 0; i < 2 && !rc; i++)
             for (int s = 0; s < 2 && !rc; s++) {
-                uint64_t t0 = mc_now_ns();
+                uint64_t t0 = mc_mono_ns();
 
                 rc = lk_run(&lk[i][s], (uint64_t)run * 7919, b->o.ops);
                 bench_add(b, s ? MCACHE : CKHT, metric[i], "ns/op",
-                          (double)(mc_now_ns() - t0) / (double)b->o.ops);
+                          (double)(mc_mono_ns() - t0) / (double)b->o.ops);
             }
     }
     cpu_pin(-1);

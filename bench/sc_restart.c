@@ -36,7 +36,8 @@
 #include "bench/bench.h"
 #include "bench/mcd.h"
 #include "bench/model.h"
-#include "index/registry.h"
+#include "common/clock.h"
+#include "registry/registry.h"
 #include "shm/arena.h"
 
 #define MODEL_SIZE (64 * KiB)
@@ -58,7 +59,7 @@ static int push_models(struct bench *b, const char *store, unsigned n)
     struct mc_registry *reg;
     uint8_t *buf = xrealloc(NULL, MODEL_SIZE);
     char src[700];
-    uint64_t t0 = mc_now_ns();
+    uint64_t t0 = mc_mono_ns();
     int rc = 0;
 
     snprintf(src, sizeof(src), "%s/restart-model.src", b->tmp_work);
@@ -87,7 +88,7 @@ static int push_models(struct bench *b, const char *store, unsigned n)
     free(buf);
     if (!rc)
         bench_note("restart: pushed %u models of %s in %.1f s", n,
-                   fmt_bytes(MODEL_SIZE, (char[32]){0}, 32), (double)(mc_now_ns() - t0) / 1e9);
+                   fmt_bytes(MODEL_SIZE, (char[32]){0}, 32), (double)(mc_mono_ns() - t0) / 1e9);
     return rc;
 }
 
@@ -109,10 +110,10 @@ static int wait_loaded(struct mcd *d, unsigned n, uint64_t t0, uint64_t *ns)
         if (failed > 0)
             return bench_error("mcached failed %lld loads (see %s)", failed, d->log);
         if (ok >= (long long)n && busy == 0) {
-            *ns = mc_now_ns() - t0;
+            *ns = mc_mono_ns() - t0;
             return 0;
         }
-        if (mc_now_ns() - t0 > 600000000000ull)
+        if (mc_mono_ns() - t0 > 600000000000ull)
             return bench_error("mcached loaded %lld of %u models in 10 minutes", ok, n);
         nanosleep(&nap, NULL);
     }
@@ -144,7 +145,7 @@ static int check_resident(struct mcd *d, unsigned n, bool adopted, double *adopt
 /* Start (recreating the arena if asked) and wait until all n are loaded; *ns exec to that. */
 static int start_loaded(struct mcd *d, unsigned n, bool recreate, uint64_t *ns)
 {
-    uint64_t t0 = mc_now_ns();
+    uint64_t t0 = mc_mono_ns();
 
     if (mcd_start(d, recreate, NULL) || mcd_wait_ping(d, 300000) || wait_loaded(d, n, t0, ns) ||
         check_resident(d, n, false, NULL))
@@ -162,10 +163,10 @@ static int restart(struct mcd *d, unsigned n, bool crash, const char *const *mor
         mcd_kill(d);
     else if (mcd_stop(d))
         return -1;
-    t0 = mc_now_ns();
+    t0 = mc_mono_ns();
     if (mcd_start(d, false, more) || mcd_wait_ping(d, 300000))
         return -1;
-    *ms = (double)(mc_now_ns() - t0) / 1e6;
+    *ms = (double)(mc_mono_ns() - t0) / 1e6;
     return check_resident(d, n, true, adopt_ms);
 }
 

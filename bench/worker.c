@@ -39,8 +39,8 @@
 #include "bench/bench.h"
 #include "bench/lookups.h"
 #include "bench/model.h"
+#include "common/clock.h"
 #include "mcache.h"
-#include "shm/arena.h"
 
 #define HOG_STEP (64 * MiB)
 
@@ -75,16 +75,16 @@ struct src {
 
 static int src_mcache(struct src *s, char **a)
 {
-    uint64_t t0 = mc_now_ns(), t1;
+    uint64_t t0 = mc_mono_ns(), t1;
     int rc = mc_attach_dir(a[0], a[1], &s->c);
 
-    t1 = mc_now_ns();
+    t1 = mc_mono_ns();
     if (!rc)
         rc = mc_get(s->c, a[2], a[3], &s->m);
     if (rc)
         return fail("mcache: %s (arena %s)", mc_last_error(), a[1]);
     s->attach_ns = t1 - t0;
-    s->ready_ns = mc_now_ns() - t0;
+    s->ready_ns = mc_mono_ns() - t0;
     s->p = mc_model_data(s->m);
     s->size = mc_model_size(s->m);
     return 0;
@@ -92,7 +92,7 @@ static int src_mcache(struct src *s, char **a)
 
 static int src_file(struct src *s, char **a, bool use_mmap)
 {
-    uint64_t t0 = mc_now_ns();
+    uint64_t t0 = mc_mono_ns();
     int fd = open(a[0], O_RDONLY | O_CLOEXEC);
     struct stat st;
 
@@ -105,7 +105,7 @@ static int src_file(struct src *s, char **a, bool use_mmap)
         if (s->map == MAP_FAILED)
             return fail("mmap %s: %s", a[0], strerror(errno));
         s->p = s->map;
-        s->attach_ns = s->ready_ns = mc_now_ns() - t0;
+        s->attach_ns = s->ready_ns = mc_mono_ns() - t0;
         return 0;
     }
     s->buf = malloc(s->size);
@@ -120,13 +120,13 @@ static int src_file(struct src *s, char **a, bool use_mmap)
     }
     close(fd);
     s->p = s->buf;
-    s->ready_ns = mc_now_ns() - t0;
+    s->ready_ns = mc_mono_ns() - t0;
     return 0;
 }
 
 static int src_lmdb(struct src *s, char **a)
 {
-    uint64_t t0 = mc_now_ns();
+    uint64_t t0 = mc_mono_ns();
     MDB_val k = {strlen(a[1]), a[1]}, v;
     MDB_dbi dbi;
     int rc;
@@ -137,7 +137,7 @@ static int src_lmdb(struct src *s, char **a)
         return fail("LMDB %s: %s", a[0], mdb_strerror(rc));
     s->p = v.mv_data;
     s->size = v.mv_size;
-    s->attach_ns = s->ready_ns = mc_now_ns() - t0;
+    s->attach_ns = s->ready_ns = mc_mono_ns() - t0;
     return 0;
 }
 
@@ -188,17 +188,17 @@ static void src_close(struct src *s)
 
 static int cmd_read(int argc, char **argv)
 {
-    uint64_t t0 = mc_now_ns(), first, second, sum, sum2;
+    uint64_t t0 = mc_mono_ns(), first, second, sum, sum2;
     struct src s;
     int rc = src_open(&s, argc, argv);
 
     if (rc)
         return rc;
     sum = model_sum(s.p, s.size);
-    first = mc_now_ns() - t0;
-    t0 = mc_now_ns();
+    first = mc_mono_ns() - t0;
+    t0 = mc_mono_ns();
     sum2 = model_sum(s.p, s.size);
-    second = mc_now_ns() - t0;
+    second = mc_mono_ns() - t0;
     if (sum != sum2)
         return fail("the model changed between two reads");
     printf("attach_ns=%" PRIu64 " ready_ns=%" PRIu64 " first_ns=%" PRIu64 " second_ns=%" PRIu64
@@ -230,9 +230,9 @@ static int cmd_hold(int argc, char **argv)
         if (sscanf(cmd, "pass %u", &k) != 1)
             return fail("unknown command \"%s\"", cmd);
         for (unsigned i = 0; i < k; i++) {
-            uint64_t t0 = mc_now_ns(), sum = model_sum(s.p, s.size);
+            uint64_t t0 = mc_mono_ns(), sum = model_sum(s.p, s.size);
 
-            printf("pass_ns=%" PRIu64 " sum=0x%" PRIx64 "\n", mc_now_ns() - t0, sum);
+            printf("pass_ns=%" PRIu64 " sum=0x%" PRIx64 "\n", mc_mono_ns() - t0, sum);
             fflush(stdout);
         }
         printf("done\n");
@@ -274,13 +274,13 @@ static int cmd_lookups(int argc, char **argv)
     fflush(stdout);
     if (!next_command(cmd, sizeof(cmd)))
         return 0;
-    t0 = mc_now_ns();
+    t0 = mc_mono_ns();
     do {
         if (lk_run(&l, ops, 4096))
             return 2;
         ops += 4096;
-    } while (mc_now_ns() - t0 < ms * 1000000ull);
-    printf("ops=%" PRIu64 " ns=%" PRIu64 " sink=%" PRIu64 "\n", ops, mc_now_ns() - t0, l.sink);
+    } while (mc_mono_ns() - t0 < ms * 1000000ull);
+    printf("ops=%" PRIu64 " ns=%" PRIu64 " sink=%" PRIu64 "\n", ops, mc_mono_ns() - t0, l.sink);
     lk_close(&l);
     mc_detach(c);
     keyset_free(&k);
@@ -289,7 +289,7 @@ static int cmd_lookups(int argc, char **argv)
 
 static int cmd_hog(int argc, char **argv)
 {
-    uint64_t floor, max, held = 0, t0 = mc_now_ns();
+    uint64_t floor, max, held = 0, t0 = mc_mono_ns();
     long page = sysconf(_SC_PAGESIZE);
     char cmd[64];
     FILE *f;
@@ -314,7 +314,7 @@ static int cmd_hog(int argc, char **argv)
             p[o] = 1;
         held += HOG_STEP;
     }
-    printf("held bytes=%" PRIu64 " ns=%" PRIu64 "\n", held, mc_now_ns() - t0);
+    printf("held bytes=%" PRIu64 " ns=%" PRIu64 "\n", held, mc_mono_ns() - t0);
     fflush(stdout);
     while (next_command(cmd, sizeof(cmd)))
         ;

@@ -27,7 +27,7 @@
 #include "index/safetensors.h"
 #include "index/table.h"
 #include "shm/arena.h"
-#include "shm/err.h"
+#include "common/err.h"
 #include "shm/fence.h"
 #include "shm/readers.h"
 

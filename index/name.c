@@ -8,8 +8,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "common/err.h"
 #include "index/semver.h"
-#include "shm/err.h"
 
 #define NAME_RULE                                                                                  \
     "a model name uses letters, digits, '.', '_' and '-', with at most one '/' between a "         \

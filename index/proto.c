@@ -13,8 +13,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/err.h"
 #include "shm/arena.h"
-#include "shm/err.h"
 
 int mc_frame_check(const struct mc_frame *f, uint16_t type, uint32_t max_len)
 {

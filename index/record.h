@@ -37,7 +37,7 @@ enum mc_rec_state {
     MC_STATE_FAILED = 3,     /* the last load failed (see the loader's status) */
 };
 
-enum mc_rec_format { /* numbered as enum mc_reg_format (index/registry.h) */
+enum mc_rec_format { /* numbered as enum mc_reg_format (registry/registry.h) */
     MC_RECFMT_OTHER = 0,
     MC_RECFMT_SAFETENSORS = 1,
     MC_RECFMT_GGUF = 2,

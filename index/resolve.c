@@ -16,7 +16,7 @@
 
 #include "index/semver.h"
 #include "shm/atomic.h"
-#include "shm/err.h"
+#include "common/err.h"
 
 static struct mc_rec_version *as_version(struct mc_rec *r)
 {

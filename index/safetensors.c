@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "shm/err.h"
+#include "common/err.h"
 
 static int dtype_parse(const char *s)
 {

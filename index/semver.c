@@ -22,8 +22,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/err.h"
 #include "index/name.h"
-#include "shm/err.h"
 
 /* A number above MC_SEMVER_MAX_NUM; +1 on it cannot wrap. */
 #define NUM_BIG (1ULL << 62)

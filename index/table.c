@@ -5,6 +5,7 @@
  * and freeing retired records. Lookups are lookup.c; the rebuild after a
  * crash and the check are table_rebuild.c. See table.h and record.h.
  */
+#include "common/clock.h"
 #include "index/table.h"
 
 #include <stdio.h>
@@ -14,7 +15,7 @@
 #include "index/table_int.h"
 #include "shm/arena.h"
 #include "shm/atomic.h"
-#include "shm/err.h"
+#include "common/err.h"
 #include "shm/reclaim.h"
 #include "shm/slab.h"
 

@@ -20,7 +20,7 @@
 #include "index/table_int.h"
 #include "shm/arena.h"
 #include "shm/atomic.h"
-#include "shm/err.h"
+#include "common/err.h"
 #include "shm/reclaim.h"
 #include "shm/slab.h"
 

@@ -11,8 +11,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/err.h"
 #include "loader/log.h"
-#include "shm/err.h"
 
 static int group_lookup(const char *name, gid_t *gid)
 {

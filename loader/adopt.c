@@ -1,6 +1,7 @@
 /*
  * adopt.c - create or adopt the loader's arena (see adopt.h).
  */
+#include "common/clock.h"
 #include "loader/adopt.h"
 
 #include <errno.h>
@@ -15,7 +16,7 @@
 
 #include "loader/config.h"
 #include "loader/log.h"
-#include "shm/err.h"
+#include "common/err.h"
 #include "shm/fence.h"
 
 /*
@@ -130,7 +131,7 @@ static int create(struct mc_own *o, const struct mc_config *cfg)
 static int grace(struct mc_own *o, uint64_t e)
 {
     uint8_t *live = calloc(o->r.nslots, 1);
-    uint64_t start = mc_now_ns(), warned = start;
+    uint64_t start = mc_mono_ns(), warned = start;
 
     if (!live)
         return mc_err(MC_ENOMEM, "adopt: out of memory");
@@ -151,7 +152,7 @@ static int grace(struct mc_own *o, uint64_t e)
         }
         if (blocking < 0)
             break;
-        if (mc_now_ns() - start > MC_ADOPT_GRACE_NS) {
+        if (mc_mono_ns() - start > MC_ADOPT_GRACE_NS) {
             uint32_t pid = o->r.slots[blocking].pid;
             free(live);
             return mc_err(MC_EBUSY,
@@ -160,8 +161,8 @@ static int grace(struct mc_own *o, uint64_t e)
                           "be reading",
                           pid, blocking, (unsigned long long)(MC_ADOPT_GRACE_NS / 1000000000ull));
         }
-        if (mc_now_ns() - warned > 2000000000ull) {
-            warned = mc_now_ns();
+        if (mc_mono_ns() - warned > 2000000000ull) {
+            warned = mc_mono_ns();
             log_warn("adopting the arena waits for reader pid %u (slot %d), pinned since before "
                      "the restart; a stopped worker holds the loader back until it continues "
                      "or dies",
@@ -242,7 +243,7 @@ static void warn_kept(const struct mc_arena_hdr *h, const struct mc_config *cfg)
 
 int mc_own_arena(struct mc_own *o, const struct mc_config *cfg, const struct mc_access *acc)
 {
-    uint64_t t0 = mc_now_ns();
+    uint64_t t0 = mc_mono_ns();
     int rc;
 
     memset(o, 0, sizeof(*o));
@@ -290,7 +291,7 @@ int mc_own_arena(struct mc_own *o, const struct mc_config *cfg, const struct mc_
     }
     o->a.hdr->loader_pid = (uint32_t)getpid();
     o->a.hdr->loader_since_ns = mc_wall_ns();
-    o->adopt_ns = mc_now_ns() - t0;
+    o->adopt_ns = mc_mono_ns() - t0;
     /* Serving: pairs with mc_attach_dir()'s acquire load of the state. */
     mc_store_release_u32(&o->a.hdr->state, MC_ARENA_READY);
     return 0;

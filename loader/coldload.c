@@ -17,9 +17,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/clock.h"
+#include "common/err.h"
 #include "loader/log.h"
 #include "shm/arena.h"
-#include "shm/err.h"
 
 #define DIO_ALIGN   4096u
 #define FIXED_PIECE (1ull << 30) /* a registered buffer is at most 1 GiB */
@@ -69,7 +70,7 @@ static void *register_buffers(void *arg)
     struct mc_io *io = arg;
     uint64_t len = io->fixed_len, n = (len + FIXED_PIECE - 1) / FIXED_PIECE;
     struct iovec *iov = calloc(n, sizeof(*iov));
-    uint64_t t0 = mc_now_ns();
+    uint64_t t0 = mc_mono_ns();
     int rc;
 
     for (uint64_t i = 0; iov && i < n; i++) {
@@ -82,7 +83,7 @@ static void *register_buffers(void *arg)
         /* Reads prepared from now on use them (pairs with next_request). */
         __atomic_store_n(&io->fixed, true, __ATOMIC_RELEASE);
         log_info("registered the arena's %llu MiB with io_uring in %.0f ms",
-                 (unsigned long long)(len >> 20), (double)(mc_now_ns() - t0) / 1e6);
+                 (unsigned long long)(len >> 20), (double)(mc_mono_ns() - t0) / 1e6);
     } else if (rc == -ENOMEM || rc == -EPERM) {
         struct rlimit rl = {0};
         getrlimit(RLIMIT_MEMLOCK, &rl);
@@ -209,7 +210,7 @@ static void load_finish(struct mc_io *io, struct mc_coldload *l)
         ;
     if (*pp)
         *pp = l->next_active;
-    l->t_end = mc_now_ns();
+    l->t_end = mc_mono_ns();
     if (!l->failed) {
         XXH128_hash_t h = XXH3_128bits_digest(l->xs);
         XXH128_canonical_t c;
@@ -268,7 +269,7 @@ void mc_io_start(struct mc_io *io, struct mc_coldload *l)
 {
     struct stat st;
 
-    l->t_start = mc_now_ns();
+    l->t_start = mc_mono_ns();
     l->fd = -1;
     l->next = l->hashed = l->hash_chunk = 0;
     l->inflight = 0;

@@ -9,9 +9,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/err.h"
 #include "loader/log.h"
 #include "shm/arena.h"
-#include "shm/err.h"
 #include "shm/readers.h"
 
 void mc_config_defaults(struct mc_config *c)

@@ -14,9 +14,10 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "common/clock.h"
+#include "common/err.h"
 #include "loader/log.h"
 #include "shm/arena.h"
-#include "shm/err.h"
 
 int mc_ctl_set_access(struct mc_ctl *ctl, const struct mc_access *a)
 {
@@ -131,7 +132,7 @@ static void refuse(struct mc_ctl *ctl, int fd, pid_t pid)
                          .type = MC_FRAME_RESPONSE, .status = MC_EBUSY};
     struct iovec iov[2];
     struct msghdr mh = {.msg_iov = iov, .msg_iovlen = 2};
-    uint64_t now = mc_now_ns();
+    uint64_t now = mc_mono_ns();
 
     ctl->rejected++;
     snprintf(msg, sizeof(msg),
@@ -184,7 +185,7 @@ static void accept_one(struct mc_ctl *ctl)
     c->reader = c->admin || ctl->access.kind == MC_ACCESS_ANY ||
                 in_group(fd, cred.gid, ctl->access.reader_gid);
     c->events = ev.events;
-    c->active_ns = mc_now_ns();
+    c->active_ns = mc_mono_ns();
     ev.data.ptr = c;
     if (epoll_ctl(ctl->epfd, EPOLL_CTL_ADD, fd, &ev) != 0) {
         close(fd);
@@ -239,7 +240,7 @@ static void flush_out(struct mc_ctl *ctl, struct mc_conn *c)
     free(c->out);
     c->out = NULL;
     c->out_len = c->out_sent = 0;
-    c->active_ns = mc_now_ns();
+    c->active_ns = mc_mono_ns();
     conn_events(ctl, c);
 }
 
@@ -293,7 +294,7 @@ static int recv_into(struct mc_conn *c, void *buf, size_t want, size_t *got)
     if (n < 0)
         return 0;
     if (!c->frame_start_ns)
-        c->frame_start_ns = mc_now_ns();
+        c->frame_start_ns = mc_mono_ns();
     *got += (size_t)n;
     return *got == want;
 }
@@ -381,7 +382,7 @@ void mc_ctl_event(struct mc_ctl *ctl, struct mc_conn *c, uint32_t events)
 
 void mc_ctl_expire(struct mc_ctl *ctl)
 {
-    uint64_t now = mc_now_ns();
+    uint64_t now = mc_mono_ns();
 
     for (struct mc_conn *c = ctl->conns, *next; c; c = next) {
         next = c->next;

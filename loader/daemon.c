@@ -8,6 +8,7 @@
  * queue and eviction are load_queue.c, the registry mirror mirror.c,
  * start-up and shutdown lifecycle.c, control requests ops.c.
  */
+#include "common/clock.h"
 #include "loader/daemon.h"
 
 #include <stdio.h>
@@ -15,7 +16,7 @@
 #include <string.h>
 
 #include "loader/log.h"
-#include "shm/err.h"
+#include "common/err.h"
 
 /* ---- failures, waiters ---- */
 
@@ -102,7 +103,7 @@ struct mc_rec_version *daemon_record_at(struct daemon *d, uint64_t off)
 /* Versions readers hold count as used now (from the last reader scan). */
 static void sample_holds(struct daemon *d)
 {
-    uint64_t now = mc_now_ns();
+    uint64_t now = mc_mono_ns();
 
     for (size_t i = 0; i < d->own.rc.nheld; i++) {
         struct mc_rec_version *rv = daemon_record_at(d, d->own.rc.held[i]);
@@ -116,7 +117,7 @@ static void sample_holds(struct daemon *d)
 
 void daemon_tick(struct daemon *d)
 {
-    uint64_t now = mc_now_ns();
+    uint64_t now = mc_mono_ns();
 
     mc_ctl_expire(&d->ctl);
     if (d->own.rc.n)

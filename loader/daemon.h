@@ -24,7 +24,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "index/registry.h"
+#include "registry/registry.h"
 #include "loader/adopt.h"
 #include "loader/coldload.h"
 #include "loader/config.h"

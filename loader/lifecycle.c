@@ -22,10 +22,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/clock.h"
 #include "index/proto.h"
 #include "loader/daemon.h"
 #include "loader/log.h"
-#include "shm/err.h"
+#include "common/err.h"
 
 static void reg_warn(void *arg, const char *msg)
 {
@@ -118,7 +119,7 @@ int daemon_start(struct daemon *d)
     rc = preflight(d);
     if (rc)
         return rc;
-    d->started_ns = mc_now_ns();
+    d->started_ns = mc_mono_ns();
     d->started_wall = mc_wall_ns();
     /* Signals wait in the signalfd from the start: SIGTERM during a long
      * arena creation stops the daemon cleanly once it is up, not midway. */

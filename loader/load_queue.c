@@ -12,6 +12,7 @@
  * A load that completes for an aliased version may finish a blue-green
  * switch: daemon_load_done() then lets the aliases move (mirror.c).
  */
+#include "common/clock.h"
 #include "loader/daemon.h"
 
 #include <stdio.h>
@@ -21,7 +22,7 @@
 
 #include "index/safetensors.h"
 #include "loader/log.h"
-#include "shm/err.h"
+#include "common/err.h"
 #include "shm/slab.h"
 
 #ifndef MADV_POPULATE_WRITE
@@ -429,7 +430,7 @@ void daemon_load_done(void *ctx, struct mc_coldload *cl)
     v->st = D_READY;
     v->load_ns = cl->t_end - cl->t_start;
     v->loaded_at = mc_wall_ns();
-    v->last_used_ns = mc_now_ns();
+    v->last_used_ns = mc_mono_ns();
     secs = (double)v->load_ns / 1e9;
     log_info("loaded %s@%s: %.1f MiB in %.3f s (%.2f GB/s%s), checksum verified", v->name,
              v->version, (double)v->size / (1 << 20), secs,

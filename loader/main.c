@@ -18,9 +18,10 @@
 #include <sys/signalfd.h>
 #include <unistd.h>
 
+#include "common/clock.h"
 #include "loader/daemon.h"
 #include "loader/log.h"
-#include "shm/err.h"
+#include "common/err.h"
 
 #define EXIT_USAGE  2
 #define EXIT_LOCKED 75 /* another mcached serves this cache */
@@ -339,8 +340,8 @@ static void run(struct daemon *d)
             d->want_sync = false;
             daemon_sync(d, false);
         }
-        if (mc_now_ns() - d->last_tick_ns > 100000000ull) {
-            d->last_tick_ns = mc_now_ns();
+        if (mc_mono_ns() - d->last_tick_ns > 100000000ull) {
+            d->last_tick_ns = mc_mono_ns();
             daemon_tick(d);
         }
     }

@@ -10,6 +10,7 @@
  * in the arena). If the load fails, the alias stays where it was and the
  * failure is logged and shown in status.
  */
+#include "common/clock.h"
 #include "loader/daemon.h"
 
 #include <stdio.h>
@@ -17,7 +18,7 @@
 #include <string.h>
 
 #include "loader/log.h"
-#include "shm/err.h"
+#include "common/err.h"
 
 /* ---- the version map ---- */
 
@@ -156,7 +157,7 @@ static void dver_attach_record(struct daemon *d, struct dver *v)
         v->tensors_off = c->tensors_off;
         v->tensors_size = c->tensors_size;
         v->loaded_at = c->loaded_ns;
-        v->last_used_ns = mc_now_ns();
+        v->last_used_ns = mc_mono_ns();
         return;
     }
     if (r && r->h.state == MC_STATE_REGISTERED && r->data_size == v->size &&

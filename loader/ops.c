@@ -12,9 +12,10 @@
 #include <jemalloc/jemalloc.h>
 #endif
 
+#include "common/clock.h"
+#include "common/err.h"
 #include "loader/daemon.h"
 #include "loader/log.h"
-#include "shm/err.h"
 
 static void reply_json(struct daemon *d, struct mc_conn *c, json_t *j)
 {
@@ -100,7 +101,7 @@ static void op_load(struct daemon *d, struct mc_conn *c, const struct mc_request
     if (!v)
         return;
     d->requests_load++;
-    v->last_used_ns = mc_now_ns();
+    v->last_used_ns = mc_mono_ns();
     if (v->st == D_READY) {
         json_t *j = version_json(v);
         json_object_set_new(j, "already", json_true());
@@ -116,7 +117,7 @@ static void op_load(struct daemon *d, struct mc_conn *c, const struct mc_request
     }
     /* Concurrent requests for one version wait on one load. */
     w->conn = c;
-    w->deadline_ns = timeout_ms >= 0 ? mc_now_ns() + (uint64_t)timeout_ms * 1000000ull : 0;
+    w->deadline_ns = timeout_ms >= 0 ? mc_mono_ns() + (uint64_t)timeout_ms * 1000000ull : 0;
     w->next = v->waiters;
     v->waiters = w;
     c->parked = true;
@@ -226,7 +227,7 @@ static json_t *reclaim_json(struct daemon *d)
     struct mc_stall st[16];
     size_t n = mc_reclaim_stalls(&d->own.rc, 1000000000ull, st, 16);
     json_t *stalls = json_array();
-    uint64_t now = mc_now_ns();
+    uint64_t now = mc_mono_ns();
 
     for (size_t i = 0; i < n; i++)
         json_array_append_new(stalls, json_pack("{s:i, s:i, s:f}", "pid", (int)st[i].pid, "slot",
@@ -258,7 +259,7 @@ static json_t *loads_json(struct daemon *d)
 static json_t *models_json(struct daemon *d)
 {
     json_t *a = json_array();
-    uint64_t now = mc_now_ns();
+    uint64_t now = mc_mono_ns();
 
     for (size_t i = 0; i < d->htcap; i++)
         for (struct dver *v = d->ht[i]; v; v = v->next) {
@@ -338,7 +339,7 @@ static json_t *daemon_json(struct daemon *d)
                      "s:I}}",
                      "pid",
                      (int)getpid(), "version", version, "uptime_s",
-                     (double)(mc_now_ns() - d->started_ns) / 1e9, "started_ns",
+                     (double)(mc_mono_ns() - d->started_ns) / 1e9, "started_ns",
                      (json_int_t)d->started_wall, "store", mc_registry_dir(d->reg), "cache",
                      d->cfg.cache, "socket", d->socket_path, "config", d->cfg.config,
                      "adopted", d->own.adopted, "adopt_ms", (double)d->own.adopt_ns / 1e6,

@@ -30,7 +30,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "shm/err.h"
+#include "common/clock.h"
+#include "common/err.h"
 #include "shm/fence.h"
 
 /* Inlined: libmcache must not need libxxhash at run time for one hash. */
@@ -43,22 +44,6 @@
 #ifndef TMPFS_MAGIC
 #define TMPFS_MAGIC 0x01021994
 #endif
-
-uint64_t mc_now_ns(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-uint64_t mc_wall_ns(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
 
 static uint64_t round_up(uint64_t v, uint64_t g)
 {

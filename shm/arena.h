@@ -201,8 +201,4 @@ int mc_backing_detect(const char *dir, uint64_t *page_size, uint32_t *backing);
 /* Default arena size for this machine: a quarter of MemAvailable, 256 MiB..4 GiB. */
 uint64_t mc_arena_default_size(void);
 
-/* Monotonic and wall-clock time in ns. */
-uint64_t mc_now_ns(void);
-uint64_t mc_wall_ns(void);
-
 #endif

@@ -9,7 +9,7 @@
 
 #include "shm/arena.h"
 #include "shm/atomic.h"
-#include "shm/err.h"
+#include "common/err.h"
 
 int mc_poison_freed;
 

@@ -11,7 +11,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#include "shm/err.h"
+#include "common/err.h"
 
 static int membarrier(int cmd, unsigned flags)
 {

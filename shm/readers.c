@@ -1,6 +1,7 @@
 /*
  * readers.c - the reader table (see readers.h).
  */
+#include "common/clock.h"
 #include "shm/readers.h"
 
 #include <errno.h>
@@ -14,7 +15,7 @@
 
 #include "shm/arena.h"
 #include "shm/atomic.h"
-#include "shm/err.h"
+#include "common/err.h"
 
 static int readers_path(const char *dir, const char *cache, char *buf, size_t len)
 {

@@ -7,8 +7,9 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/clock.h"
+#include "common/err.h"
 #include "shm/arena.h"
-#include "shm/err.h"
 #include "shm/fence.h"
 #include "shm/readers.h"
 #include "shm/slab.h"
@@ -85,7 +86,7 @@ static int u64_cmp(const void *x, const void *y)
 static int scan(struct mc_reclaim *rc, uint64_t *min_pin)
 {
     struct mc_readers *r = rc->readers;
-    uint64_t now = mc_now_ns();
+    uint64_t now = mc_mono_ns();
     int nlive;
 
     /* The unlinks and the epoch store are visible to every reader before we
@@ -184,7 +185,7 @@ int mc_reclaim_poll(struct mc_reclaim *rc)
 
 int mc_reclaim_drain(struct mc_reclaim *rc, int timeout_ms)
 {
-    uint64_t deadline = mc_now_ns() + (uint64_t)timeout_ms * 1000000ull;
+    uint64_t deadline = mc_mono_ns() + (uint64_t)timeout_ms * 1000000ull;
 
     for (;;) {
         int rv = mc_reclaim_poll(rc);
@@ -193,7 +194,7 @@ int mc_reclaim_drain(struct mc_reclaim *rc, int timeout_ms)
             return rv;
         if (rc->n == 0)
             return 0;
-        if (timeout_ms >= 0 && mc_now_ns() >= deadline)
+        if (timeout_ms >= 0 && mc_mono_ns() >= deadline)
             return mc_err(MC_EBUSY, "%zu retired items (%llu bytes) still held back by readers",
                           rc->n, (unsigned long long)rc->pending_bytes);
         nanosleep(&(struct timespec){.tv_nsec = 1000000}, NULL);
@@ -203,7 +204,7 @@ int mc_reclaim_drain(struct mc_reclaim *rc, int timeout_ms)
 size_t mc_reclaim_stalls(struct mc_reclaim *rc, uint64_t min_ns, struct mc_stall *out,
                          size_t max)
 {
-    uint64_t oldest = UINT64_MAX, now = mc_now_ns();
+    uint64_t oldest = UINT64_MAX, now = mc_mono_ns();
     size_t n = 0;
 
     for (size_t i = 0; i < rc->n; i++)

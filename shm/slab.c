@@ -10,7 +10,7 @@
 
 #include "shm/arena.h"
 #include "shm/atomic.h"
-#include "shm/err.h"
+#include "common/err.h"
 
 #define CHUNK_HDR sizeof(struct mc_slab_chunk)
 

@@ -44,6 +44,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "common/clock.h"
 #include "index/table.h"
 #include "mcache.h"
 #include "shm/arena.h"
@@ -160,8 +161,8 @@ static int cmd_watch(char **av)
         fprintf(stderr, "mp_reader: %s\n", mc_last_error());
         return 2;
     }
-    end = mc_now_ns() + (uint64_t)atol(av[6]) * 1000000ull;
-    while (mc_now_ns() < end) {
+    end = mc_mono_ns() + (uint64_t)atol(av[6]) * 1000000ull;
+    while (mc_mono_ns() < end) {
         mc_model *m;
         int i;
 

@@ -20,7 +20,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "index/registry.h"
+#include "registry/registry.h"
 
 static int slow_progress(void *arg, uint64_t done, uint64_t total)
 {

@@ -223,9 +223,26 @@ void tu_warn(void *arg, const char *msg)
     snprintf(w->last, sizeof(w->last), "%s", msg);
 }
 
+const char *tu_backend(void)
+{
+    const char *b = getenv("MC_TEST_BACKEND");
+
+    /* the journal keeps everything in the store directory: nothing to prepare */
+    if (b == NULL || *b == '\0' || strcmp(b, "journal") == 0)
+        return "journal";
+    fprintf(stderr, "test setup: MC_TEST_BACKEND=%s is not a backend these tests know\n", b);
+    exit(1);
+}
+
+bool tu_backend_is(const char *name)
+{
+    return strcmp(tu_backend(), name) == 0;
+}
+
 int tu_open(const char *dir, unsigned flags, struct tu_warnings *w, struct mc_registry **out)
 {
-    struct mc_registry_opts o = {.flags = flags, .warn = tu_warn, .warn_arg = w};
+    struct mc_registry_opts o = {
+        .flags = flags, .warn = tu_warn, .warn_arg = w, .backend = tu_backend()};
 
     return mc_registry_open(dir, &o, out);
 }

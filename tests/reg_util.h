@@ -1,16 +1,18 @@
 /*
- * reg_util.h - what the registry tests share: scratch directories, files,
- * a canonical dump of a registry's state, a warning collector, and running
- * the reg_helper program as a separate process.
+ * reg_util.h - what the registry tests share: the backend they run against,
+ * scratch directories, files, a canonical dump of a registry's state, a
+ * warning collector, and running the reg_helper program as a separate
+ * process.
  */
 #ifndef MCACHE_TESTS_REG_UTIL_H
 #define MCACHE_TESTS_REG_UTIL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "index/registry.h"
+#include "registry/registry.h"
 
 /* A new empty directory under $MC_TEST_TMP (or base, or /tmp); malloc'd path. */
 char *tu_tempdir(const char *base);
@@ -42,7 +44,17 @@ struct tu_warnings {
 };
 void tu_warn(void *arg, const char *msg);
 
-/* Open with warnings collected into w (flags as mc_registry_opts). */
+/*
+ * The metadata backend the tests run against (mc_registry_opts.backend):
+ * $MC_TEST_BACKEND, "journal" if unset. Each backend is one case here, which
+ * also prepares what it needs beyond the store directory; tu_open() passes
+ * it to every open. tests/registry.cmake runs registry_api once per backend
+ * it lists. A test of one backend's own files asks tu_backend_is() first.
+ */
+const char *tu_backend(void);
+bool tu_backend_is(const char *name);
+
+/* Open on tu_backend(), with warnings collected into w (flags as mc_registry_opts). */
 int tu_open(const char *dir, unsigned flags, struct tu_warnings *w, struct mc_registry **out);
 
 /* The reg_helper program beside this test binary. */

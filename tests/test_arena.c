@@ -20,8 +20,8 @@
 
 #include <cmocka.h>
 
+#include "common/err.h"
 #include "mcache.h"
-#include "shm/err.h"
 #include "tests/testutil.h"
 
 static void test_create_and_attach(void **state)

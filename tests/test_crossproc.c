@@ -18,7 +18,7 @@
 
 #include <cmocka.h>
 
-#include "shm/err.h"
+#include "common/err.h"
 #include "shm/slab.h"
 #include "tests/testutil.h"
 

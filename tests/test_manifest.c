@@ -30,10 +30,11 @@
 #include <cmocka.h>
 
 #include "reg_util.h"
-#include "index/crc32c.h"
-#include "index/manifest.h"
-#include "index/reg_json.h"
-#include "index/registry.h"
+#include "bench/synth.h"
+#include "registry/crc32c.h"
+#include "registry/manifest.h"
+#include "registry/reg_json.h"
+#include "registry/registry.h"
 
 uint32_t mc_crc32c_soft(uint32_t crc, const void *buf, size_t len);
 
@@ -344,7 +345,7 @@ static void test_read_boundary(void **state)
     snprintf(src, sizeof(src), "%s/store", dir);
     snprintf(cut, sizeof(cut), "%s/cut", dir);
     snprintf(j, sizeof(j), "%s/journal", src);
-    ok(mc_registry_synthesize(src, 1000, 3)); /* ~1.7 MB of journal */
+    ok(synth_registry(src, 1000, 3)); /* ~1.7 MB of journal */
     n = line_starts(j, &at);
     for (k = 0; at[k + 1] <= piece; k++)
         ; /* line k holds the piece's last byte: at[k] < piece <= at[k+1] */
@@ -1070,7 +1071,7 @@ static void test_scale(void **state)
     if (asprintf(&s.path, "%s/store", s.dir) < 0)
         abort();
     t0 = now_s();
-    ok(mc_registry_synthesize(s.path, 10000, 3));
+    ok(synth_registry(s.path, 10000, 3));
     t_synth = now_s() - t0;
     ok(tu_open(s.path, 0, &w, &r));
     assert_int_equal(mc_registry_model_count(r), 10000);

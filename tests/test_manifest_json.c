@@ -1,5 +1,5 @@
 /*
- * test_manifest_json.c - the fast reader of manifest lines (index/reg_json.c)
+ * test_manifest_json.c - the fast reader of manifest lines (registry/reg_json.c)
  * against jansson, the reference: on every line of real stores, on edge
  * cases, on tens of thousands of mutated lines, and through whole replays
  * (the state loaded through the fast reader equals, field by field, the
@@ -23,10 +23,11 @@
 #include <cmocka.h>
 
 #include "reg_util.h"
-#include "index/crc32c.h"
-#include "index/manifest.h"
-#include "index/reg_json.h"
-#include "index/registry.h"
+#include "bench/synth.h"
+#include "registry/crc32c.h"
+#include "registry/manifest.h"
+#include "registry/reg_json.h"
+#include "registry/registry.h"
 
 static const char *scratch_base(void)
 {
@@ -273,7 +274,7 @@ static void test_real_lines(void **state)
     all_lines_fast(&jr, s.path, "journal");
     if (asprintf(&syn, "%s/syn", s.dir) < 0)
         abort();
-    ok(mc_registry_synthesize(syn, 50, 3));
+    ok(synth_registry(syn, 50, 3));
     all_lines_fast(&jr, syn, "journal");
     free(syn);
     mc_jreader_fini(&jr);
@@ -705,7 +706,7 @@ static void test_replay_same_state(void **state)
     printf("replay: rich store: %zu lines alike\n", lines);
     if (asprintf(&syn, "%s/syn", s.dir) < 0)
         abort();
-    ok(mc_registry_synthesize(syn, 500, 3));
+    ok(synth_registry(syn, 500, 3));
     replay_same(syn, &lines);
     printf("replay: synthesized journal: %zu lines alike\n", lines);
     {

@@ -10,8 +10,8 @@
 
 #include <cmocka.h>
 
+#include "common/err.h"
 #include "index/name.h"
-#include "shm/err.h"
 
 struct bad {
     const char *value;

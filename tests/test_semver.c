@@ -16,8 +16,8 @@
 
 #include <cmocka.h>
 
+#include "common/err.h"
 #include "index/semver.h"
-#include "shm/err.h"
 
 struct pair {
     const char *a, *b;

@@ -13,8 +13,8 @@
 
 #include <cmocka.h>
 
+#include "common/err.h"
 #include "index/resolve.h"
-#include "shm/err.h"
 #include "shm/slab.h"
 #include "tests/testutil.h"
 

@@ -14,7 +14,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "shm/err.h"
+#include "bench/synth.h"
+#include "common/err.h"
 #include "shm/slab.h"
 
 static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
@@ -116,7 +117,6 @@ void tw_destroy(struct tw *t)
 int tw_publish(struct tw *t, const char *name, const char *version, uint64_t size,
                uint32_t seed)
 {
-    struct mc_version_desc d = {0};
     uint64_t off;
     char meta[64];
     int rc;
@@ -127,16 +127,7 @@ int tw_publish(struct tw *t, const char *name, const char *version, uint64_t siz
     for (uint64_t i = 0; i < size; i++)
         ((uint8_t *)t->a.base)[off + i] = pattern_byte(seed, i);
     snprintf(meta, sizeof(meta), "{\"seed\":%u}", seed);
-    d.name = name;
-    d.version = version;
-    d.meta = meta;
-    d.checksum = "xxh3-128:test";
-    d.state = MC_STATE_READY;
-    d.data_size = size;
-    d.data_off = off;
-    d.extent_off = off;
-    d.extent_size = mc_extent_round(&t->a.hdr->data_ext, size);
-    rc = mc_table_put_version(&t->w, &d, NULL);
+    rc = synth_version(&t->w, &t->a, name, version, meta, off, size, off);
     if (rc)
         mc_extent_free(&t->a, &t->a.hdr->data_ext, off, size);
     return rc;

@@ -19,7 +19,7 @@
 #include <unistd.h>
 
 #include "index/record.h"
-#include "shm/err.h"
+#include "common/err.h"
 #include "shm/readers.h"
 
 int cli_arena_header(const struct cli *c, struct mc_arena_hdr *h, char *path, size_t len)

@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "shm/err.h"
+#include "common/err.h"
 
 size_t opt_table_len(const struct opt_spec *t)
 {

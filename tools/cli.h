@@ -16,7 +16,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "index/registry.h"
+#include "registry/registry.h"
 #include "tools/args.h"
 
 /* Exit statuses (docs/cli.md). */

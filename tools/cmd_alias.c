@@ -6,7 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "shm/err.h"
+#include "common/err.h"
 #include "tools/cli.h"
 #include "tools/jsonout.h"
 #include "tools/views.h"

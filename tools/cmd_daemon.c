@@ -8,7 +8,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "shm/err.h"
+#include "common/err.h"
 #include "tools/cli.h"
 #include "tools/ctl_client.h"
 #include "tools/jsonout.h"

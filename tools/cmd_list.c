@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "shm/err.h"
+#include "common/err.h"
 #include "tools/arena_view.h"
 #include "tools/cli.h"
 #include "tools/ctl_client.h"

@@ -9,7 +9,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "shm/err.h"
+#include "common/err.h"
 #include "tools/cli.h"
 #include "tools/jsonout.h"
 #include "tools/output.h"

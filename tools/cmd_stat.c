@@ -12,7 +12,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "shm/err.h"
+#include "common/err.h"
 #include "tools/arena_view.h"
 #include "tools/cli.h"
 #include "tools/ctl_client.h"

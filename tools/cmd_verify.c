@@ -11,7 +11,7 @@
 #include <unistd.h>
 #include <xxhash.h>
 
-#include "shm/err.h"
+#include "common/err.h"
 #include "tools/arena_view.h"
 #include "tools/cli.h"
 #include "tools/jsonout.h"

@@ -10,11 +10,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "common/clock.h"
+#include "common/err.h"
 #include "index/name.h"
-#include "shm/err.h"
 #include "tools/cli.h"
 
 volatile sig_atomic_t cli_interrupted;
@@ -163,8 +163,5 @@ void cli_catch_signals(void)
 
 double cli_mono_s(void)
 {
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+    return (double)mc_mono_ns() / 1e9;
 }

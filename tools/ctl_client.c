@@ -11,7 +11,7 @@
 #include <unistd.h>
 
 #include "index/proto.h"
-#include "shm/err.h"
+#include "common/err.h"
 #include "tools/arena_view.h"
 
 int cli_socket_path(const struct cli *c, char *buf, size_t len)

@@ -10,10 +10,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "common/clock.h"
+#include "common/err.h"
 #include "shm/arena.h"
-#include "shm/err.h"
 #include "tools/cli.h"
 
 static const struct opt_spec global_opts[] = {
@@ -102,12 +102,10 @@ static const char *pick(const struct args *before, const struct args *after, con
 static uint64_t now_ns(void)
 {
     const char *e = getenv("MCACHE_NOW");
-    struct timespec ts;
 
     if (e && *e)
         return (uint64_t)(strtod(e, NULL) * 1e9);
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+    return mc_wall_ns();
 }
 
 int main(int argc, char **argv)

@@ -7,22 +7,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "common/clock.h"
 #include "tools/cli.h"
 #include "tools/output.h"
 
 #define REDRAW_NS 100000000ull /* 10 frames a second at most */
 #define TAIL_MAX  56 /* "  [", "]  " and the widest numbers: "100%  1023 MiB/1023 MiB..." */
-
-static uint64_t mono_ns(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
 
 static int term_columns(void)
 {
@@ -41,7 +33,7 @@ void progress_start(struct progress *p, const struct cli *c, const char *label, 
     p->on = !c->quiet && isatty(STDERR_FILENO);
     snprintf(p->label, sizeof(p->label), "%s", label);
     p->total = total;
-    p->t0_ns = mono_ns();
+    p->t0_ns = mc_mono_ns();
     p->delay_ns = (d && *d ? strtoull(d, NULL, 10) : 250) * 1000000ull;
     if (p->on && !p->delay_ns)
         progress_update(p, 0);
@@ -50,7 +42,7 @@ void progress_start(struct progress *p, const struct cli *c, const char *label, 
 void progress_update(struct progress *p, uint64_t done)
 {
     char line[512], bar[64], sd[FMT_LEN], st[FMT_LEN], sr[FMT_LEN], se[FMT_LEN], tail[192];
-    uint64_t now = mono_ns();
+    uint64_t now = mc_mono_ns();
     double secs = (double)(now - p->t0_ns) / 1e9, frac, rate;
     int cols, lw, bw, fill;
 

@@ -1,35 +1,43 @@
 /*
- * registry.c - opening a store, keeping a handle in step with the manifest,
- * the lock protocol, reading and resolving references.
+ * registry.c - opening a store, keeping a handle in step with its
+ * metadata, the lock protocol, reading and resolving references.
  *
- * Locking: STORE/lock is flock'd shared while a handle reads the manifest
- * and exclusive while it changes anything; the exclusive holder is the only
- * process that appends, cuts a torn tail, compacts or cleans up. Every
- * mutation runs reg_write_begin() (lock, catch up with what others wrote,
- * finish what a dead process left half done), validates, reg_commit()s one
- * record and ends with reg_write_end() (maybe compact, unlock).
+ * Locking: the store lock (backend.h) is held shared while a handle reads
+ * the metadata and exclusive while it changes anything; the exclusive holder
+ * is the only process that appends, cuts a torn tail, compacts or cleans up.
+ * Every mutation runs reg_write_begin() (lock, catch up with what others
+ * wrote, finish what a dead process left half done), validates,
+ * reg_commit()s one record and ends with reg_write_end() (maybe compact,
+ * unlock).
  */
-#include <dirent.h>
-#include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/file.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/err.h"
 #include "index/name.h"
-#include "index/reg_int.h"
-#include "shm/err.h"
+#include "registry/reg_int.h"
 
-#define LOCK_FILE "lock"
+/* The metadata backends this build has; the first is the default. */
+static const struct mc_reg_backend_ops *const backends[] = {&mc_reg_journal_ops};
 
-/* Compact once the journal is past both of these. */
-#define COMPACT_MIN_BYTES (64u << 10)
-#define COMPACT_RATIO     2
+const struct mc_reg_backend_ops *mc_reg_backend_find(const char *name)
+{
+    char have[256];
+    size_t n = 0;
+
+    for (size_t i = 0; i < sizeof(backends) / sizeof(backends[0]); i++) {
+        if (name == NULL || strcmp(name, backends[i]->name) == 0)
+            return backends[i];
+        n += (size_t)snprintf(have + n, n < sizeof(have) ? sizeof(have) - n : 0, "%s%s",
+                              i ? ", " : "", backends[i]->name);
+    }
+    mc_err(MC_EINVAL, "there is no registry backend \"%s\" (this mcache has: %s)", name, have);
+    return NULL;
+}
 
 static void default_warn(void *arg, const char *msg)
 {
@@ -48,22 +56,31 @@ void reg_warn(struct mc_registry *r, const char *fmt, ...)
     r->warn(r->warn_arg, msg);
 }
 
-int reg_lock(struct mc_registry *r, int mode)
+int reg_lock(struct mc_registry *r, enum mc_reg_lock mode)
 {
-    while (flock(r->lockfd, mode) != 0) {
-        if (errno != EINTR)
-            return mc_err(mc_err_from_errno(errno), "locking %s/" LOCK_FILE " failed: %s", r->dir,
-                          strerror(errno));
-    }
-    r->lock_mode = mode;
-    return 0;
+    int rc = r->be->ops->lock(r->be, mode);
+
+    if (rc == 0)
+        r->lock_mode = mode;
+    return rc;
 }
 
 void reg_unlock(struct mc_registry *r)
 {
     if (r->lock_mode)
-        flock(r->lockfd, LOCK_UN);
-    r->lock_mode = 0;
+        r->be->ops->unlock(r->be);
+    r->lock_mode = MC_REG_UNLOCKED;
+}
+
+/* The artifact store takes the store lock shared to create a temp file. */
+static int lock_shared(void *r)
+{
+    return reg_lock(r, MC_REG_SHARED);
+}
+
+static void unlock(void *r)
+{
+    reg_unlock(r);
 }
 
 static bool writable(const struct mc_registry *r)
@@ -71,15 +88,21 @@ static bool writable(const struct mc_registry *r)
     return !(r->flags & MC_REGISTRY_READONLY);
 }
 
+/* A torn tail may be cut only by the exclusive holder of a writable handle. */
+static bool may_cut(const struct mc_registry *r)
+{
+    return r->lock_mode == MC_REG_EXCLUSIVE && writable(r);
+}
+
 /* Replay everything into a fresh state; keep the old one on failure. */
 static int reload(struct mc_registry *r)
 {
-    struct reg_state *st = state_new(r->dir);
+    struct reg_state *st = state_new(r->art->ops->root(r->art));
     int rc;
 
     if (st == NULL)
         return mc_err(MC_ENOMEM, "out of memory loading %s", r->dir);
-    rc = mc_manifest_load(&r->man, state_apply, st, r->lock_mode == LOCK_EX && writable(r));
+    rc = r->be->ops->load(r->be, state_apply, st, may_cut(r));
     if (rc) {
         state_free(st);
         return rc;
@@ -92,25 +115,17 @@ static int reload(struct mc_registry *r)
 int reg_sync(struct mc_registry *r, bool *changed)
 {
     bool ch = false;
-    int rc;
+    int rc = MC_REG_RELOAD;
 
-    if (r->st == NULL || mc_manifest_replaced(&r->man)) {
+    if (r->st != NULL)
+        rc = r->be->ops->follow(r->be, state_apply, r->st, may_cut(r), &ch);
+    if (rc == MC_REG_RELOAD) {
         rc = reload(r);
         ch = rc == 0;
-    } else {
-        rc = mc_manifest_follow(&r->man, state_apply, r->st, r->lock_mode == LOCK_EX && writable(r),
-                                &ch);
     }
     if (changed)
         *changed = ch;
     return rc;
-}
-
-/* Leftovers of an interrupted compaction. */
-static void clean_compaction(struct mc_registry *r)
-{
-    unlinkat(r->dirfd, MC_SNAPSHOT_FILE ".tmp", 0);
-    unlinkat(r->dirfd, MC_JOURNAL_FILE ".tmp", 0);
 }
 
 int reg_write_begin(struct mc_registry *r)
@@ -119,17 +134,14 @@ int reg_write_begin(struct mc_registry *r)
 
     if (!writable(r))
         return mc_err(MC_EPERM, "%s was opened read-only; nothing was changed", r->dir);
-    rc = reg_lock(r, LOCK_EX);
+    rc = reg_lock(r, MC_REG_EXCLUSIVE);
     if (rc)
         return rc;
     rc = reg_sync(r, NULL);
     if (rc == 0)
-        rc = store_marker_recover(r);
+        rc = r->art->ops->intent_recover(r->art, state_holds, r->st);
     if (rc == 0)
-        rc = mc_manifest_ensure(&r->man);
-    /* a journal from an older format, or left by an interrupted compaction */
-    if (rc == 0 && mc_manifest_needs_rewrite(&r->man))
-        rc = mc_manifest_compact(&r->man, state_emit, r->st);
+        rc = r->be->ops->prepare(r->be, state_emit, r->st);
     if (rc)
         reg_unlock(r);
     return rc;
@@ -137,10 +149,8 @@ int reg_write_begin(struct mc_registry *r)
 
 int reg_write_end(struct mc_registry *r, int rc)
 {
-    uint64_t s = r->man.sid.exists ? r->man.sid.size : 0, j = r->man.jpos;
-
-    if (rc == 0 && j > COMPACT_MIN_BYTES && j > COMPACT_RATIO * s) {
-        int c = mc_manifest_compact(&r->man, state_emit, r->st);
+    if (rc == 0 && r->be->ops->wants_compact(r->be)) {
+        int c = r->be->ops->compact(r->be, state_emit, r->st);
 
         if (c)
             reg_warn(r, "compacting the manifest of %s failed (the change itself is saved): %s",
@@ -152,11 +162,11 @@ int reg_write_end(struct mc_registry *r, int rc)
 
 int reg_commit(struct mc_registry *r, json_t *rec, uint64_t *gen)
 {
-    int rc = mc_manifest_append(&r->man, rec);
+    int rc = r->be->ops->append(r->be, rec, true);
 
     if (rc)
         return rc;
-    rc = state_apply_json(r->st, rec, false, r->man.gen);
+    rc = state_apply_json(r->st, rec, false, r->be->ops->generation(r->be));
     if (rc) {
         /* validated before it was written, so this is a bug; stay truthful */
         char msg[1024];
@@ -166,7 +176,7 @@ int reg_commit(struct mc_registry *r, json_t *rec, uint64_t *gen)
         return mc_err(rc, "the change was saved but could not be applied here: %s", msg);
     }
     if (gen)
-        *gen = r->man.gen;
+        *gen = r->be->ops->generation(r->be);
     return 0;
 }
 
@@ -192,75 +202,31 @@ static char *abs_dir(const char *dir)
     return p;
 }
 
-static bool dir_is_empty(int dirfd)
+/* Open the metadata backend (which makes or finds the store), then the artifact store. */
+static int open_backends(struct mc_registry *r, const char *backend)
 {
-    int fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
-    struct dirent *e;
-    bool empty = true;
+    const struct mc_reg_backend_ops *ops = mc_reg_backend_find(backend);
+    struct mc_reg_backend_conf bc = {
+        .dir = r->dir, .flags = r->flags, .warn = r->warn, .warn_arg = r->warn_arg};
+    struct mc_art_conf ac = {.dir = r->dir,
+                             .writable = writable(r),
+                             .lock_shared = lock_shared,
+                             .unlock = unlock,
+                             .lock_arg = r,
+                             .warn = r->warn,
+                             .warn_arg = r->warn_arg};
+    int rc;
 
-    if (d == NULL) {
-        if (fd >= 0)
-            close(fd);
-        return false;
-    }
-    while (empty && (e = readdir(d)) != NULL)
-        empty = !strcmp(e->d_name, ".") || !strcmp(e->d_name, "..");
-    closedir(d);
-    return empty;
+    if (ops == NULL)
+        return MC_EINVAL;
+    rc = ops->open(&bc, &r->be, &ac.created);
+    if (rc == 0)
+        rc = mc_art_local_ops.open(&ac, &r->art);
+    return rc;
 }
 
-static int open_store(struct mc_registry *r)
-{
-    bool create = r->flags & MC_REGISTRY_CREATE;
-    int e;
-
-    r->dirfd = open(r->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (r->dirfd < 0 && errno == ENOENT && create && writable(r)) {
-        if (mkdir(r->dir, 0755) != 0 && errno != EEXIST)
-            return mc_err(mc_err_from_errno(errno), "cannot create the store %s: %s", r->dir,
-                          strerror(errno));
-        r->dirfd = open(r->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    }
-    if (r->dirfd < 0) {
-        e = errno;
-        if (e == ENOENT)
-            return mc_err(MC_ENOENT, "there is no store at %s (create one with `mcache init`)",
-                          r->dir);
-        return mc_err(mc_err_from_errno(e), "cannot open the store %s: %s", r->dir, strerror(e));
-    }
-    r->lockfd = openat(r->dirfd, LOCK_FILE, (writable(r) ? O_RDWR : O_RDONLY) | O_CLOEXEC);
-    if (r->lockfd < 0 && errno == ENOENT && create && writable(r)) {
-        if (!dir_is_empty(r->dirfd))
-            return mc_err(MC_EEXIST,
-                          "%s exists, is not empty and is not an mcache store; choose "
-                          "a new or empty directory",
-                          r->dir);
-        r->lockfd = openat(r->dirfd, LOCK_FILE, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-        if (r->lockfd >= 0) {
-            mkdirat(r->dirfd, MC_MODELS_DIR, 0755);
-            mkdirat(r->dirfd, MC_TMP_DIR, 0755);
-            mc_fsync_dir(r->dirfd, NULL);
-        } else if (errno == EEXIST) {
-            /* another process is creating it too */
-            r->lockfd = openat(r->dirfd, LOCK_FILE, O_RDWR | O_CLOEXEC);
-        }
-    }
-    if (r->lockfd < 0) {
-        e = errno;
-        if (e == ENOENT)
-            return mc_err(MC_ENOENT,
-                          "%s is not an mcache store (it has no lock file); create a "
-                          "store with `mcache init`",
-                          r->dir);
-        return mc_err(mc_err_from_errno(e), "cannot open %s/" LOCK_FILE ": %s%s", r->dir,
-                      strerror(e), e == EACCES ? " (open it read-only to only read)" : "");
-    }
-    return 0;
-}
-
-int reg_open_noload(const char *dir, unsigned flags, void (*warn)(void *, const char *),
-                    void *warn_arg, struct mc_registry **out)
+int reg_open_noload(const char *dir, const char *backend, unsigned flags,
+                    void (*warn)(void *, const char *), void *warn_arg, struct mc_registry **out)
 {
     struct mc_registry *r;
     int rc;
@@ -273,17 +239,15 @@ int reg_open_noload(const char *dir, unsigned flags, void (*warn)(void *, const 
         free(r);
         return mc_err(MC_ENOMEM, "out of memory opening %s", dir);
     }
-    r->dirfd = r->lockfd = -1;
     r->flags = flags;
     r->warn = warn ? warn : default_warn;
     r->warn_arg = warn_arg;
     r->uid = (uint32_t)getuid();
-    rc = open_store(r);
+    rc = open_backends(r, backend);
     if (rc) {
         mc_registry_close(r);
         return rc;
     }
-    mc_manifest_init(&r->man, r->dirfd, r->dir, writable(r), r->warn, r->warn_arg);
     *out = r;
     return 0;
 }
@@ -291,17 +255,12 @@ int reg_open_noload(const char *dir, unsigned flags, void (*warn)(void *, const 
 /* Under the exclusive lock: what dead processes left behind. */
 int reg_cleanup(struct mc_registry *r)
 {
-    size_t dead = 0;
-    int rc = mc_manifest_ensure(&r->man);
+    int rc = r->be->ops->cleanup(r->be);
 
     if (rc == 0)
-        rc = store_marker_recover(r);
+        rc = r->art->ops->intent_recover(r->art, state_holds, r->st);
     if (rc == 0)
-        rc = store_clean_temps(r, true, &dead);
-    if (rc == 0 && dead)
-        reg_warn(r, "removed %zu temp file%s of pushes whose process died, from %s/" MC_TMP_DIR,
-                 dead, dead == 1 ? "" : "s", r->dir);
-    clean_compaction(r);
+        rc = r->art->ops->clean(r->art);
     return rc;
 }
 
@@ -310,11 +269,11 @@ int mc_registry_open(const char *dir, const struct mc_registry_opts *opts, struc
     struct mc_registry *r;
     int rc;
 
-    rc = reg_open_noload(dir, opts ? opts->flags : 0, opts ? opts->warn : NULL,
-                         opts ? opts->warn_arg : NULL, &r);
+    rc = reg_open_noload(dir, opts ? opts->backend : NULL, opts ? opts->flags : 0,
+                         opts ? opts->warn : NULL, opts ? opts->warn_arg : NULL, &r);
     if (rc)
         return rc;
-    rc = reg_lock(r, writable(r) ? LOCK_EX : LOCK_SH);
+    rc = reg_lock(r, writable(r) ? MC_REG_EXCLUSIVE : MC_REG_SHARED);
     if (rc == 0)
         rc = reload(r);
     if (rc == 0 && writable(r))
@@ -332,12 +291,11 @@ void mc_registry_close(struct mc_registry *r)
 {
     if (r == NULL)
         return;
-    mc_manifest_fini(&r->man);
+    if (r->art)
+        r->art->ops->close(r->art);
+    if (r->be)
+        r->be->ops->close(r->be);
     state_free(r->st);
-    if (r->lockfd >= 0)
-        close(r->lockfd);
-    if (r->dirfd >= 0)
-        close(r->dirfd);
     free(r->dir);
     free(r);
 }
@@ -349,7 +307,7 @@ const char *mc_registry_dir(const struct mc_registry *r)
 
 uint64_t mc_registry_generation(const struct mc_registry *r)
 {
-    return r->man.gen;
+    return r->be->ops->generation(r->be);
 }
 
 void mc_registry_set_uid(struct mc_registry *r, uint32_t uid)
@@ -359,7 +317,7 @@ void mc_registry_set_uid(struct mc_registry *r, uint32_t uid)
 
 int mc_registry_refresh(struct mc_registry *r, bool *changed)
 {
-    int rc = reg_lock(r, LOCK_SH);
+    int rc = reg_lock(r, MC_REG_SHARED);
 
     if (changed)
         *changed = false;
@@ -372,10 +330,7 @@ int mc_registry_refresh(struct mc_registry *r, bool *changed)
 
 void mc_registry_sizes(const struct mc_registry *r, uint64_t *snapshot, uint64_t *journal)
 {
-    if (snapshot)
-        *snapshot = r->man.sid.exists ? r->man.sid.size : 0;
-    if (journal)
-        *journal = r->man.jpos;
+    r->be->ops->sizes(r->be, snapshot, journal);
 }
 
 /* ---- reading ---------------------------------------------------------- */

@@ -1,6 +1,6 @@
 /*
  * reg_json.h - manifest lines read into a compact, read-only tree (internal
- * to index/).
+ * to registry/).
  *
  * Replay reads tens of thousands of lines; building jansson objects for each
  * (a malloc per value, a hash table per object) was most of its cost. So a
@@ -16,8 +16,8 @@
  *
  * Writing stays with jansson (mc_manifest_encode()).
  */
-#ifndef MCACHE_INDEX_REG_JSON_H
-#define MCACHE_INDEX_REG_JSON_H
+#ifndef MCACHE_REGISTRY_REG_JSON_H
+#define MCACHE_REGISTRY_REG_JSON_H
 
 #include <jansson.h>
 #include <stdbool.h>

@@ -6,8 +6,8 @@
  * when the CPU has it; elsewhere a table-driven version gives the same
  * values. Thread-safe; no allocation.
  */
-#ifndef MCACHE_INDEX_CRC32C_H
-#define MCACHE_INDEX_CRC32C_H
+#ifndef MCACHE_REGISTRY_CRC32C_H
+#define MCACHE_REGISTRY_CRC32C_H
 
 #include <stddef.h>
 #include <stdint.h>

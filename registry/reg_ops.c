@@ -5,26 +5,22 @@
  * Each follows one shape: validate what can be validated without the lock,
  * reg_write_begin() (exclusive lock, catch up), validate against the
  * current state, build one record, let reg_apply.c check it as replay
- * would, reg_commit() it (append + fsync + apply), reg_write_end(). Work on
- * artifacts that belongs to a change is bracketed by the commit marker (see
- * store.c), so a crash between the manifest and the directories is undone
- * by whoever takes the lock next.
+ * would, reg_commit() it (append + sync + apply), reg_write_end(). Work on
+ * artifacts that belongs to a change is bracketed by the artifact store's
+ * intent (backend.h; locally the commit marker of artifacts_local.c), so a
+ * crash between the metadata and the artifacts is undone by whoever takes
+ * the lock next.
  */
-#include <errno.h>
-#include <fcntl.h>
-#include <limits.h>
-#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/file.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/err.h"
+#include "common/vec.h"
 #include "index/name.h"
-#include "index/reg_int.h"
-#include "shm/err.h"
+#include "registry/reg_int.h"
 
 #define NS_PER_DAY (86400ull * 1000000000ull)
 #define GC_BATCH   10000
@@ -34,61 +30,28 @@ static int oom(void)
     return mc_err(MC_ENOMEM, "out of memory building a manifest record");
 }
 
-/* A record naming one version: {"g","op","t","uid","name","version"}. */
-static json_t *version_record(uint32_t uid, const char *op, const char *name,
-                              const char *version)
-{
-    json_t *rec = mc_manifest_record(op, uid);
-
-    if (rec && (json_object_set_new(rec, "name", json_string(name)) ||
-                (version && json_object_set_new(rec, "version", json_string(version))))) {
-        json_decref(rec);
-        rec = NULL;
-    }
-    return rec;
-}
-
 /* ---- push ------------------------------------------------------------- */
 
+/* Between the intent's writing and clearing: the artifact into place, then the record. */
 static int push_commit(struct mc_registry *r, json_t *rec, const char *name, const char *version,
-                       const char *tmpname, uint64_t *gen)
+                       struct mc_art_put *put, uint64_t *gen)
 {
-    char rel[PATH_MAX], line[MC_NAME_MAX + 300];
-    const char *marker[1] = {line};
+    const struct mc_art_ref ref = {name, version};
     int rc;
 
     /* someone may have pushed it while we copied */
     rc = record_check_version(r->st, rec);
     if (rc)
         return rc;
-    snprintf(line, sizeof(line), "%s %s", name, version);
-    rc = store_marker_write(r, marker, 1);
+    rc = r->art->ops->intent_write(r->art, &ref, 1);
     if (rc)
         return rc;
-    snprintf(rel, sizeof(rel), MC_MODELS_DIR "/%s/%s", name, version);
-    /* a directory the manifest does not hold is an orphan of a crash: replace it */
-    store_rm_tree(r->dirfd, rel);
-    rc = store_mkdirs(r->dirfd, rel);
-    if (rc == 0) {
-        char art[PATH_MAX + 16];
-
-        snprintf(art, sizeof(art), "%s/artifact", rel);
-        if (renameat(r->dirfd, tmpname, r->dirfd, art) != 0)
-            rc = -errno;
-        else if (mc_fsync_dir(r->dirfd, rel) != 0 || mc_fsync_dir(r->dirfd, MC_TMP_DIR) != 0)
-            rc = -errno;
-    }
-    if (rc) {
-        rc = mc_err(rc == -ENOSPC ? MC_ENOSPC : mc_err_from_errno(-rc),
-                    "moving the artifact of %s@%s into %s/%s failed: %s; nothing was registered",
-                    name, version, r->dir, rel, strerror(-rc));
-    } else {
-        mc_crashpoint("renamed");
+    rc = r->art->ops->commit(r->art, put, name, version);
+    if (rc == 0)
         rc = reg_commit(r, rec, gen);
-    }
     if (rc)
-        store_rm_version(r, name, version);
-    store_marker_clear(r);
+        r->art->ops->remove_version(r->art, name, version);
+    r->art->ops->intent_clear(r->art);
     return rc;
 }
 
@@ -143,11 +106,9 @@ int mc_registry_push(struct mc_registry *r, const char *name, const char *versio
                      const struct mc_push_opts *o, uint64_t *gen)
 {
     static const struct mc_push_opts none;
-    char tmpname[128], checksum[48];
-    enum mc_reg_format fmt;
-    uint64_t size;
+    struct mc_art_put put;
     json_t *rec;
-    int rc, tmpfd = -1;
+    int rc;
 
     if (o == NULL)
         o = &none;
@@ -162,17 +123,15 @@ int mc_registry_push(struct mc_registry *r, const char *name, const char *versio
     if (rc == 0)
         rc = record_check_version(r->st, rec);
     if (rc == 0)
-        rc = store_push_copy(r, src, o, &tmpfd, tmpname, sizeof(tmpname), &size, &fmt, checksum);
+        rc = r->art->ops->stage(r->art, src, o, &put);
     if (rc == 0) {
-        json_object_set_new(rec, "size", json_integer((json_int_t)size));
-        json_object_set_new(rec, "format", json_string(mc_reg_format_name(fmt)));
-        json_object_set_new(rec, "checksum", json_string(checksum));
+        json_object_set_new(rec, "size", json_integer((json_int_t)put.size));
+        json_object_set_new(rec, "format", json_string(mc_reg_format_name(put.format)));
+        json_object_set_new(rec, "checksum", json_string(put.checksum));
         rc = reg_write_begin(r);
         if (rc == 0)
-            rc = reg_write_end(r, push_commit(r, rec, name, version, tmpname, gen));
-        if (rc)
-            unlinkat(r->dirfd, tmpname, 0);
-        close(tmpfd);
+            rc = reg_write_end(r, push_commit(r, rec, name, version, &put, gen));
+        r->art->ops->discard(r->art, &put);
     }
     json_decref(rec);
     return rc;
@@ -323,7 +282,7 @@ int mc_registry_alias_set(struct mc_registry *r, const char *name, const char *a
     if (rc == 0) {
         if (a && a->target == ver_of(v)) {
             if (gen)
-                *gen = r->man.gen; /* already there: nothing to record */
+                *gen = mc_registry_generation(r); /* already there: nothing to record */
         } else {
             rc = alias_move(r, m, alias, a && a->target ? a->target->v.version : NULL, v->version,
                             false, gen);
@@ -407,26 +366,24 @@ static int held(const struct reg_model *m, const struct mc_reg_version *v)
 static int rm_commit(struct mc_registry *r, const char *name, const char *version, bool force,
                      uint64_t *gen)
 {
-    char line[MC_NAME_MAX + 300];
-    const char *marker[1] = {line};
+    const struct mc_art_ref ref = {name, version};
     json_t *rec = version_record(r->uid, "rm", name, version);
     int rc = rec ? 0 : oom();
 
-    snprintf(line, sizeof(line), "%s%s%s", name, version ? " " : "", version ? version : "");
     if (rc == 0 && force)
         json_object_set_new(rec, "force", json_true());
     if (rc == 0)
-        rc = store_marker_write(r, marker, 1);
+        rc = r->art->ops->intent_write(r->art, &ref, 1);
     if (rc == 0) {
         rc = reg_commit(r, rec, gen);
         if (rc == 0) {
             mc_crashpoint("removed");
             if (version)
-                store_rm_version(r, name, version);
+                r->art->ops->remove_version(r->art, name, version);
             else
-                store_rm_model(r, name);
+                r->art->ops->remove_model(r->art, name);
         }
-        store_marker_clear(r);
+        r->art->ops->intent_clear(r->art);
     }
     json_decref(rec);
     return rc;
@@ -506,16 +463,9 @@ static int gc_model(const struct reg_model *m, const struct mc_gc_opts *o, uint6
 
         if (keep)
             continue;
-        if (*n == *cap) {
-            size_t c = *cap ? *cap * 2 : 64;
-            const struct mc_reg_version **p = realloc(*out, c * sizeof(*p));
-
-            if (p == NULL) {
-                free(by_age);
-                return MC_ENOMEM;
-            }
-            *out = p;
-            *cap = c;
+        if (mc_vec_reserve(out, cap, *n + 1, sizeof(**out), 64)) {
+            free(by_age);
+            return MC_ENOMEM;
         }
         (*out)[(*n)++] = v;
     }
@@ -526,36 +476,35 @@ static int gc_model(const struct reg_model *m, const struct mc_gc_opts *o, uint6
 static int gc_commit(struct mc_registry *r, const struct mc_reg_version **go, size_t n,
                      uint64_t *gen)
 {
-    char **lines = calloc(n, sizeof(*lines));
-    json_t *rec = mc_manifest_record("gc", r->uid), *list = json_array();
+    struct mc_art_ref *refs = calloc(n, sizeof(*refs));
+    json_t *rec = rec_new("gc", r->uid), *list = json_array();
     char(*keys)[2][300] = malloc(n * sizeof(*keys));
     int rc = 0;
 
-    if (lines == NULL || rec == NULL || list == NULL || keys == NULL ||
+    if (refs == NULL || rec == NULL || list == NULL || keys == NULL ||
         json_object_set(rec, "removed", list)) {
         rc = oom();
         goto out;
     }
+    /* the versions go with the record: keep their names for the artifacts */
     for (size_t i = 0; i < n && rc == 0; i++) {
         snprintf(keys[i][0], sizeof(keys[i][0]), "%s", go[i]->name);
         snprintf(keys[i][1], sizeof(keys[i][1]), "%s", go[i]->version);
-        if (asprintf(&lines[i], "%s %s", go[i]->name, go[i]->version) < 0 ||
-            json_array_append_new(
+        refs[i] = (struct mc_art_ref){keys[i][0], keys[i][1]};
+        if (json_array_append_new(
                 list, json_pack("{s:s,s:s}", "name", go[i]->name, "version", go[i]->version)))
             rc = oom();
     }
     if (rc == 0)
-        rc = store_marker_write(r, (const char *const *)lines, n);
+        rc = r->art->ops->intent_write(r->art, refs, n);
     if (rc == 0) {
         rc = reg_commit(r, rec, gen);
         for (size_t i = 0; rc == 0 && i < n; i++)
-            store_rm_version(r, keys[i][0], keys[i][1]);
-        store_marker_clear(r);
+            r->art->ops->remove_version(r->art, keys[i][0], keys[i][1]);
+        r->art->ops->intent_clear(r->art);
     }
 out:
-    for (size_t i = 0; lines && i < n; i++)
-        free(lines[i]);
-    free(lines);
+    free(refs);
     free(keys);
     json_decref(list);
     json_decref(rec);
@@ -567,7 +516,7 @@ int mc_registry_gc(struct mc_registry *r, const struct mc_gc_opts *o, size_t *re
 {
     const struct mc_reg_version **go = NULL;
     size_t n = 0, cap = 0;
-    uint64_t now = o->now_ns ? o->now_ns : mc_now_ns();
+    uint64_t now = o->now_ns ? o->now_ns : mc_wall_ns();
     int rc;
 
     if (removed)
@@ -603,7 +552,7 @@ int mc_registry_gc(struct mc_registry *r, const struct mc_gc_opts *o, size_t *re
     for (size_t i = 0; rc == 0 && i < n; i += GC_BATCH)
         rc = gc_commit(r, go + i, n - i < GC_BATCH ? n - i : GC_BATCH, gen);
     if (rc == 0 && n == 0 && gen)
-        *gen = r->man.gen;
+        *gen = mc_registry_generation(r);
     free(go);
     return reg_write_end(r, rc);
 }
@@ -616,7 +565,7 @@ int mc_registry_compact(struct mc_registry *r)
 
     if (rc)
         return rc;
-    return reg_write_end(r, mc_manifest_compact(&r->man, state_emit, r->st));
+    return reg_write_end(r, r->be->ops->compact(r->be, state_emit, r->st));
 }
 
 struct checker {
@@ -647,25 +596,25 @@ static void reportf(struct checker *c, const char *fmt, ...)
     check_report(c, msg);
 }
 
-/* Open dir without replaying and salvage what its manifest holds. */
+/* Open dir without replaying and salvage what its metadata holds. */
 static int salvage(const char *dir, unsigned flags, struct checker *c, struct mc_registry **out,
-                   struct mc_salvage *s)
+                   struct mc_reg_damage *d)
 {
     struct mc_registry *r;
     struct reg_state *st;
-    int rc = reg_open_noload(dir, flags, check_report, c, &r);
+    int rc = reg_open_noload(dir, NULL, flags, check_report, c, &r);
 
     if (rc)
         return rc;
-    rc = reg_lock(r, flags & MC_REGISTRY_READONLY ? LOCK_SH : LOCK_EX);
-    st = rc ? NULL : state_new(r->dir);
+    rc = reg_lock(r, flags & MC_REGISTRY_READONLY ? MC_REG_SHARED : MC_REG_EXCLUSIVE);
+    st = rc ? NULL : state_new(r->art->ops->root(r->art));
     if (rc == 0 && st == NULL)
         rc = mc_err(MC_ENOMEM, "out of memory");
     if (rc == 0) {
         st->lenient = true;
         st->report = check_report;
         st->report_arg = c;
-        rc = mc_manifest_salvage(&r->man, state_apply, st, s);
+        rc = r->be->ops->salvage(r->be, state_apply, st, check_report, c, d);
     }
     if (rc) {
         state_free(st);
@@ -673,17 +622,6 @@ static int salvage(const char *dir, unsigned flags, struct checker *c, struct mc
         return rc;
     }
     r->st = st;
-    if (s->snap_damaged)
-        reportf(c, "%s/" MC_SNAPSHOT_FILE " is damaged at byte %llu: %s", r->dir,
-                (unsigned long long)s->snap_off, s->snap_why);
-    if (s->journal_damaged)
-        reportf(c, "%s/" MC_JOURNAL_FILE " is damaged at byte %llu: %s", r->dir,
-                (unsigned long long)s->journal_off, s->journal_why);
-    if (s->torn_tail)
-        reportf(c,
-                "%s/" MC_JOURNAL_FILE " ends with a torn record at byte %llu (%llu bytes of "
-                "an interrupted change; the next writer cuts it)",
-                r->dir, (unsigned long long)s->tail_off, (unsigned long long)s->tail_len);
     *out = r;
     return 0;
 }
@@ -693,9 +631,9 @@ int mc_registry_check(const char *dir, unsigned flags, void (*report)(void *, co
 {
     struct checker c = {.report = report, .arg = arg};
     struct mc_registry *r;
-    struct mc_salvage s;
+    struct mc_reg_damage d;
     size_t manifest_problems, strays = 0;
-    int rc = salvage(dir, MC_REGISTRY_READONLY, &c, &r, &s);
+    int rc = salvage(dir, MC_REGISTRY_READONLY, &c, &r, &d);
 
     if (problems)
         *problems = 0;
@@ -707,29 +645,12 @@ int mc_registry_check(const char *dir, unsigned flags, void (*report)(void *, co
          i++) {
         const struct reg_model *m = r->st->sorted[i];
 
-        for (size_t k = 0; k < m->nvers; k++) {
-            const struct mc_reg_version *v = m->vers[k];
-            char sum[48];
-            uint64_t size;
-            struct stat st;
-
-            if (stat(v->path, &st) != 0) {
-                reportf(&c, "%s@%s: its artifact %s is missing (%s)", v->name, v->version, v->path,
-                        strerror(errno));
-            } else if ((uint64_t)st.st_size != v->size) {
-                reportf(&c, "%s@%s: its artifact is %llu bytes, the manifest says %llu", v->name,
-                        v->version, (unsigned long long)st.st_size, (unsigned long long)v->size);
-            } else if (flags & MC_CHECK_CHECKSUMS) {
-                if (store_hash_file(v->path, &size, sum) != 0)
-                    reportf(&c, "%s@%s: %s", v->name, v->version, mc_last_error());
-                else if (strcmp(sum, v->checksum) != 0)
-                    reportf(&c, "%s@%s: its artifact's checksum is %s, the manifest says %s",
-                            v->name, v->version, sum, v->checksum);
-            }
-        }
+        for (size_t k = 0; k < m->nvers; k++)
+            r->art->ops->verify(r->art, m->vers[k], flags & MC_CHECK_CHECKSUMS, check_report, &c);
     }
+    /* each orphan is counted by check_report */
     if (flags & (MC_CHECK_ARTIFACTS | MC_CHECK_CHECKSUMS))
-        store_orphans(r, false, check_report, &c, &strays); /* each is counted by check_report */
+        r->art->ops->orphans(r->art, state_holds, r->st, false, check_report, &c, &strays);
     mc_registry_close(r);
     if (problems)
         *problems = c.problems;
@@ -748,17 +669,16 @@ int mc_registry_repair(const char *dir, void (*report)(void *, const char *), vo
 {
     struct checker c = {.report = report, .arg = arg};
     struct mc_registry *r;
-    struct mc_salvage s;
-    char where[PATH_MAX];
-    int rc = salvage(dir, 0, &c, &r, &s);
+    struct mc_reg_damage d;
+    int rc = salvage(dir, 0, &c, &r, &d);
 
     if (rc)
         return rc;
-    if (!s.snap_damaged && !s.journal_damaged && r->st->skipped == 0) {
+    if (!d.damaged && r->st->skipped == 0) {
         /* at most a torn tail: the ordinary open cuts it */
         reg_unlock(r);
         mc_registry_close(r);
-        if (s.torn_tail) {
+        if (d.torn_tail) {
             struct mc_registry_opts o = {.warn = report, .warn_arg = arg};
 
             rc = mc_registry_open(dir, &o, &r);
@@ -769,127 +689,18 @@ int mc_registry_repair(const char *dir, void (*report)(void *, const char *), vo
             report(arg, "the manifest is sound; nothing to repair");
         return 0;
     }
-    if (s.snap_damaged) {
-        rc = mc_manifest_move_aside(r->dirfd, r->dir, MC_SNAPSHOT_FILE, where, sizeof(where));
-        if (rc == 0)
-            reportf(&c,
-                    "kept the %llu sound entries of the snapshot before byte %llu; the "
-                    "damaged file is now %s",
-                    (unsigned long long)s.snap_entries, (unsigned long long)s.snap_off, where);
-    }
-    if (rc == 0 && (s.journal_damaged || s.snap_damaged || r->st->skipped)) {
-        rc = mc_manifest_move_aside(r->dirfd, r->dir, MC_JOURNAL_FILE, where, sizeof(where));
-        if (rc == 0)
-            reportf(&c, "kept the %llu sound journal records%s%s; the old journal is now %s",
-                    (unsigned long long)s.journal_records,
-                    s.journal_damaged ? " before the damage" : "",
-                    r->st->skipped ? " that still applied" : "", where);
-    }
-    if (rc == 0) {
-        r->st->lenient = false;
-        rc = mc_manifest_compact(&r->man, state_emit, r->st);
-    }
+    r->st->lenient = false;
+    rc = r->be->ops->repair(r->be, r->st->skipped, state_emit, r->st, check_report, &c);
     if (rc == 0)
         rc = reg_cleanup(r);
     if (rc == 0) {
         size_t moved = 0;
         /* Artifacts of the records that were lost go aside with them. */
-        store_orphans(r, true, report, arg, &moved);
+        r->art->ops->orphans(r->art, state_holds, r->st, true, report, arg, &moved);
         reportf(&c, "wrote a new snapshot of %s at generation %llu", r->dir,
-                (unsigned long long)r->man.gen);
+                (unsigned long long)mc_registry_generation(r));
     }
     reg_unlock(r);
-    mc_registry_close(r);
-    return rc;
-}
-
-/* ---- synthetic stores (bench) ----------------------------------------- */
-
-static json_t *synth_record(struct mc_registry *r, size_t i, size_t k, char *name, size_t size)
-{
-    char version[32], sum[48];
-    json_t *rec;
-
-    /* every tenth model in a namespace */
-    if (i % 10 == 0)
-        snprintf(name, size, "team%02zu/model-%06zu", i % 100, i);
-    else
-        snprintf(name, size, "model-%06zu", i);
-    snprintf(version, sizeof(version), "1.%zu.0", k);
-    snprintf(sum, sizeof(sum), "xxh3-128:%016llx%016llx", (unsigned long long)(i * 31 + k),
-             (unsigned long long)(k * 17 + i));
-    rec = version_record(r->uid, "push", name, version);
-    if (rec == NULL)
-        return NULL;
-    json_object_set_new(rec, "size", json_integer((json_int_t)(1000000 + i * 7 + k)));
-    json_object_set_new(rec, "format", json_string(k % 2 ? "gguf" : "safetensors"));
-    json_object_set_new(rec, "checksum", json_string(sum));
-    json_object_set_new(rec, "status", json_string("ready"));
-    json_object_set_new(rec, "preload", json_boolean(k == 0));
-    json_object_set_new(rec, "pinned", json_false());
-    json_object_set_new(rec, "description",
-                        json_string("synthetic model for the registry benchmark"));
-    json_object_set_new(rec, "framework", json_string("pytorch"));
-    json_object_set_new(rec, "precision", json_string("fp16"));
-    json_object_set_new(rec, "device", json_string("cuda"));
-    json_object_set_new(rec, "source", json_string("s3://models/synthetic"));
-    json_object_set_new(rec, "metrics",
-                        json_pack("{s:f,s:f}", "accuracy", 0.5 + (double)(k % 50) / 100.0,
-                                  "latency_ms", 10.0 + (double)(i % 90)));
-    json_object_set_new(rec, "params", json_pack("{s:s,s:s}", "lr", "0.001", "epochs", "10"));
-    json_object_set_new(rec, "tags",
-                        json_pack("{s:s,s:s}", "env", k % 3 ? "dev" : "prod", "team", "bench"));
-    return rec;
-}
-
-int mc_registry_synthesize(const char *dir, size_t models, size_t versions)
-{
-    struct mc_registry_opts opts = {.flags = MC_REGISTRY_CREATE};
-    struct mc_registry *r;
-    char name[64];
-    int rc = mc_registry_open(dir, &opts, &r);
-
-    if (rc)
-        return rc;
-    if (mc_registry_model_count(r) != 0) {
-        mc_registry_close(r);
-        return mc_err(MC_EEXIST, "%s already holds models; synthesize into a new store", dir);
-    }
-    rc = reg_write_begin(r);
-    for (size_t i = 0; rc == 0 && i < models; i++) {
-        for (size_t k = 0; rc == 0 && k <= versions; k++) {
-            json_t *rec;
-
-            if (k < versions) {
-                rec = synth_record(r, i, k, name, sizeof(name));
-            } else {
-                char to[32];
-
-                /* one alias per model, on its newest version */
-                snprintf(to, sizeof(to), "1.%zu.0", versions ? versions - 1 : 0);
-                if (versions == 0)
-                    continue;
-                rec = version_record(r->uid, "alias", name, NULL);
-                if (rec && (json_object_set_new(rec, "alias", json_string("production")) ||
-                            json_object_set_new(rec, "from", json_null()) ||
-                            json_object_set_new(rec, "to", json_string(to)))) {
-                    json_decref(rec);
-                    rec = NULL;
-                }
-            }
-            if (rec == NULL)
-                rc = oom();
-            if (rc == 0)
-                rc = mc_manifest_append_nosync(&r->man, rec);
-            if (rc == 0)
-                rc = state_apply_json(r->st, rec, false, r->man.gen);
-            json_decref(rec);
-        }
-    }
-    if (rc == 0)
-        rc = mc_manifest_sync(&r->man);
-    if (r->lock_mode)
-        reg_unlock(r); /* no automatic compaction: the journal is what gets timed */
     mc_registry_close(r);
     return rc;
 }

@@ -1,5 +1,6 @@
 /*
- * manifest.h - the registry's manifest on disk (internal to index/).
+ * manifest.h - the registry's manifest on disk, the journal backend's
+ * files (internal to registry/).
  *
  * Two files of JSON lines in the store directory, each line one JSON object
  * ending in a "crc" member: the CRC-32C of the line's bytes before it.
@@ -14,19 +15,21 @@
  *
  * This layer frames, checks and delivers lines (read as reg_json.h says),
  * appends records, writes snapshots and cuts torn tails; what a record
- * means is reg_apply.c's business. Callers hold STORE/lock: shared to
- * read, exclusive to write or to cut.
+ * means is reg_apply.c's business. journal.c makes it the registry's
+ * metadata backend (backend.h). Callers hold STORE/lock: shared to read,
+ * exclusive to write or to cut.
  */
-#ifndef MCACHE_INDEX_MANIFEST_H
-#define MCACHE_INDEX_MANIFEST_H
+#ifndef MCACHE_REGISTRY_MANIFEST_H
+#define MCACHE_REGISTRY_MANIFEST_H
 
 #include <jansson.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "index/reg_json.h"
 #include "mcache.h"
+#include "registry/backend.h"
+#include "registry/reg_json.h"
 
 /* The format this code writes, and the newest it reads. */
 #define MC_MANIFEST_FORMAT 1
@@ -67,13 +70,13 @@ struct mc_manifest {
 };
 
 /*
- * Called with each snapshot entry (gen = the snapshot's generation) and each
- * journal record past the snapshot (gen = its "g"), read as in reg_json.h.
- * rec and everything in it lives only until the callback returns. Return
- * 0, or a negative MC_E* code (message set) to stop; the offset of the line
- * is then added to the message.
+ * fn (an mc_reg_record_fn, backend.h) is called with each snapshot entry
+ * (gen = the snapshot's generation) and each journal record past the
+ * snapshot (gen = its "g"), read as in reg_json.h. rec and everything in it
+ * lives only until the callback returns. Return 0, or a negative MC_E* code
+ * (message set) to stop; the offset of the line is then added to the
+ * message.
  */
-typedef int (*mc_manifest_fn)(void *arg, const struct mc_jval *rec, bool snapshot, uint64_t gen);
 
 void mc_manifest_init(struct mc_manifest *m, int dirfd, const char *dir, bool writable,
                       void (*warn)(void *, const char *), void *warn_arg);
@@ -85,20 +88,14 @@ void mc_manifest_fini(struct mc_manifest *m);
  * STORE/damaged/; without, it is ignored with a warning. On failure m is
  * unchanged. A store without either file is empty (generation 0).
  */
-int mc_manifest_load(struct mc_manifest *m, mc_manifest_fn fn, void *arg, bool cut);
+int mc_manifest_load(struct mc_manifest *m, mc_reg_record_fn fn, void *arg, bool cut);
 
 /* 1 if the snapshot or the journal was replaced (renamed over) since loaded. */
 int mc_manifest_replaced(const struct mc_manifest *m);
 
 /* Deliver the journal records appended since the last read. */
-int mc_manifest_follow(struct mc_manifest *m, mc_manifest_fn fn, void *arg, bool cut,
+int mc_manifest_follow(struct mc_manifest *m, mc_reg_record_fn fn, void *arg, bool cut,
                        bool *changed);
-
-/*
- * A new record {"g":0,"op":op,"t":now,"uid":uid}: add its fields, then
- * append it. Returns NULL on allocation failure.
- */
-json_t *mc_manifest_record(const char *op, uint32_t uid);
 
 /*
  * Append rec as the next generation (its "g" is set here), then fsync.
@@ -117,9 +114,7 @@ int mc_manifest_sync(struct mc_manifest *m);
  * snapshot, fsyncs the directory, then does the same for a fresh journal
  * based at m->gen. On failure the previous files stay in charge.
  */
-typedef int (*mc_manifest_put_fn)(void *ctx, json_t *entry);
-typedef int (*mc_manifest_emit_fn)(void *arg, mc_manifest_put_fn put, void *ctx);
-int mc_manifest_compact(struct mc_manifest *m, mc_manifest_emit_fn emit, void *arg);
+int mc_manifest_compact(struct mc_manifest *m, mc_reg_emit_fn emit, void *arg);
 
 /* Create an empty journal if the store has none (lock held exclusive). */
 int mc_manifest_ensure(struct mc_manifest *m);
@@ -141,15 +136,13 @@ struct mc_salvage {
  * does not stop it: each file is delivered up to its first bad line, and s
  * says where that was and why. Fails only on I/O errors and newer formats.
  */
-int mc_manifest_salvage(struct mc_manifest *m, mc_manifest_fn fn, void *arg, struct mc_salvage *s);
+int mc_manifest_salvage(struct mc_manifest *m, mc_reg_record_fn fn, void *arg,
+                        struct mc_salvage *s);
 
 /* Encode one line (for tests): malloc'd, '\n'-terminated. */
 char *mc_manifest_encode(json_t *obj, size_t *len);
 
 /* Move STORE/<file> to STORE/damaged/<file>.<time>; *where gets the new path. */
 int mc_manifest_move_aside(int dirfd, const char *dir, const char *file, char *where, size_t size);
-
-/* fsync a directory by fd; fsync a directory by path relative to dirfd. */
-int mc_fsync_dir(int dirfd, const char *rel);
 
 #endif

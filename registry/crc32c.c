@@ -2,7 +2,7 @@
  * crc32c.c - CRC-32C, in hardware where the CPU has SSE4.2, else
  * slicing-by-8 tables built on first use.
  */
-#include "index/crc32c.h"
+#include "registry/crc32c.h"
 
 #include <pthread.h>
 #include <string.h>

@@ -57,8 +57,8 @@
  *   mc_registry_repair()); MC_EFORMAT manifest from a newer mcache; MC_EIO
  *   and MC_EPERM from the file system.
  */
-#ifndef MCACHE_INDEX_REGISTRY_H
-#define MCACHE_INDEX_REGISTRY_H
+#ifndef MCACHE_REGISTRY_REGISTRY_H
+#define MCACHE_REGISTRY_REGISTRY_H
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -165,6 +165,12 @@ struct mc_registry_opts {
      */
     void (*warn)(void *arg, const char *msg);
     void *warn_arg;
+    /*
+     * Where the metadata persists: "journal" (the manifest files in the
+     * store, the only one yet) or NULL for the default. docs/registry.md
+     * says what a backend provides.
+     */
+    const char *backend;
 };
 
 /*
@@ -414,14 +420,5 @@ int mc_registry_check(const char *dir, unsigned flags, void (*report)(void *, co
  * snapshot and journal. Takes the lock; other processes then reload.
  */
 int mc_registry_repair(const char *dir, void (*report)(void *, const char *), void *arg);
-
-/*
- * For benchmarks and tests: fill a new store at dir with `models` models of
- * `versions` versions each (tiny artifacts, made-up metadata, one alias per
- * model), appended as journal records with one fsync at the end, as if
- * pushed one by one. Replaying it is what mcache-bench's "registry"
- * scenario times.
- */
-int mc_registry_synthesize(const char *dir, size_t models, size_t versions);
 
 #endif

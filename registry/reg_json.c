@@ -22,7 +22,7 @@
  * whichever reader took it. tests/test_manifest_json.c holds the two
  * against each other on every line of real stores and on mutated copies.
  */
-#include "index/reg_json.h"
+#include "registry/reg_json.h"
 
 #include <errno.h>
 #include <locale.h>
@@ -31,6 +31,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "common/vec.h"
 #include "mcache.h"
 
 #define CHUNK_MIN (64u << 10)
@@ -359,24 +360,6 @@ static int fast_number(struct fast *f, struct mc_jval *out)
 
 static int fast_value(struct fast *f, struct mc_jval *out, int depth);
 
-/* Make room for need items, once per line, so that no slot moves while in use. */
-static int stack_reserve(void **stack, size_t *cap, size_t need, size_t each)
-{
-    size_t c = *cap ? *cap : 64;
-    void *n;
-
-    if (need <= *cap)
-        return 0;
-    while (c < need)
-        c *= 2;
-    n = realloc(*stack, c * each);
-    if (n == NULL)
-        return MC_ENOMEM;
-    *stack = n;
-    *cap = c;
-    return 0;
-}
-
 /* After an item: 0 at ',', CLOSED at the closing byte (either skipped), else DECLINE. */
 static int item_end(struct fast *f, unsigned char close)
 {
@@ -537,8 +520,8 @@ int mc_jline_fast(struct mc_jreader *r, const char *line, size_t n, const struct
      * Room for every member and item the line can hold: a member takes at
      * least 4 bytes ("":0) and an item 2 (0,), so the slots never move.
      */
-    if (stack_reserve((void **)&r->ms, &r->mcap, n / 4 + 2, sizeof(*r->ms)) ||
-        stack_reserve((void **)&r->vs, &r->vcap, n / 2 + 2, sizeof(*r->vs)))
+    if (MC_VEC_RESERVE(r->ms, r->mcap, n / 4 + 2, 64) ||
+        MC_VEC_RESERVE(r->vs, r->vcap, n / 2 + 2, 64))
         return MC_ENOMEM;
     /* strings are decoded in place, in a copy padded for 8-byte loads */
     f.p = arena_alloc(&r->arena, n + 8, 8);

@@ -1,6 +1,9 @@
 /*
- * store.c - the store's files besides the manifest: artifacts, the temp
- * files of pushes, the commit marker, and the crash points used by tests.
+ * artifacts_local.c - the local artifact store (struct mc_art_store_ops in
+ * backend.h): each version's bytes in STORE/models/<name>/<version>/artifact,
+ * read-only and immutable once committed; the temp files of puts in
+ * STORE/tmp/; the commit marker that brackets a change to both the metadata
+ * and these files.
  *
  * Temp files. A push copies into STORE/tmp/push-<pid>-<n> without the store
  * lock, holding an flock on the temp file itself for as long as it lives.
@@ -22,7 +25,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,21 +35,44 @@
 #include <unistd.h>
 #include <xxhash.h>
 
+#include "common/clock.h"
+#include "common/err.h"
 #include "index/name.h"
-#include "index/reg_int.h"
-#include "shm/err.h"
+#include "index/semver.h"
+#include "registry/backend.h"
+#include "registry/files.h"
+
+#define MC_TMP_DIR     "tmp"
+#define MC_MODELS_DIR  "models"
+#define MC_COMMIT_FILE "tmp/commit"
 
 #define COPY_CHUNK (4u << 20)
 
-#ifdef MC_REGISTRY_CRASHPOINTS
-void mc_crashpoint(const char *point)
-{
-    const char *at = getenv("MCACHE_CRASH_AT");
+struct local {
+    struct mc_art_store s;
+    const char *dir; /* the registry's, which outlives this */
+    char *root;      /* dir/models */
+    int dirfd;
+    struct mc_art_conf conf;
+};
 
-    if (at && strcmp(at, point) == 0)
-        kill(getpid(), SIGKILL);
+static struct local *local_of(struct mc_art_store *s)
+{
+    return (struct local *)s;
 }
-#endif
+
+static void lwarn(struct local *l, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void lwarn(struct local *l, const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    l->conf.warn(l->conf.warn_arg, msg);
+}
 
 static int sys_err(int e, const char *what, const char *dir, const char *rel)
 {
@@ -60,7 +86,7 @@ static int sys_err(int e, const char *what, const char *dir, const char *rel)
 
 /* ---- directories ------------------------------------------------------ */
 
-int store_mkdirs(int dirfd, const char *rel)
+static int store_mkdirs(int dirfd, const char *rel)
 {
     char path[PATH_MAX];
     bool made = false;
@@ -94,7 +120,7 @@ int store_mkdirs(int dirfd, const char *rel)
 }
 
 /* Remove rel (a file or a directory tree) below dirfd. */
-int store_rm_tree(int dirfd, const char *rel)
+static int store_rm_tree(int dirfd, const char *rel)
 {
     int fd = openat(dirfd, rel, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     struct dirent *e;
@@ -130,36 +156,38 @@ int store_rm_tree(int dirfd, const char *rel)
 }
 
 /* rmdir rel and its parents below models/ while they are empty, then fsync. */
-static void rmdir_up(struct mc_registry *r, char *rel)
+static void rmdir_up(struct local *l, char *rel)
 {
     char *slash;
 
-    while (strcmp(rel, MC_MODELS_DIR) != 0 && unlinkat(r->dirfd, rel, AT_REMOVEDIR) == 0 &&
+    while (strcmp(rel, MC_MODELS_DIR) != 0 && unlinkat(l->dirfd, rel, AT_REMOVEDIR) == 0 &&
            (slash = strrchr(rel, '/')) != NULL)
         *slash = '\0';
-    mc_fsync_dir(r->dirfd, rel);
+    mc_fsync_dir(l->dirfd, rel);
 }
 
-void store_rm_version(struct mc_registry *r, const char *name, const char *version)
+static void local_remove_version(struct mc_art_store *s, const char *name, const char *version)
 {
+    struct local *l = local_of(s);
     char rel[PATH_MAX];
 
     snprintf(rel, sizeof(rel), MC_MODELS_DIR "/%s/%s", name, version);
-    store_rm_tree(r->dirfd, rel);
+    store_rm_tree(l->dirfd, rel);
     *strrchr(rel, '/') = '\0';
-    rmdir_up(r, rel);
+    rmdir_up(l, rel);
 }
 
 /* A removed model's version directories; namespaced models below it stay. */
-void store_rm_model(struct mc_registry *r, const char *name)
+static void local_remove_model(struct mc_art_store *s, const char *name)
 {
+    struct local *l = local_of(s);
     char rel[PATH_MAX];
     struct dirent *e;
     int fd;
     DIR *d;
 
     snprintf(rel, sizeof(rel), MC_MODELS_DIR "/%s", name);
-    fd = openat(r->dirfd, rel, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    fd = openat(l->dirfd, rel, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     d = fd >= 0 ? fdopendir(fd) : NULL;
     if (d == NULL) {
         if (fd >= 0)
@@ -170,51 +198,52 @@ void store_rm_model(struct mc_registry *r, const char *name)
         if (mc_semver_valid(e->d_name, strlen(e->d_name)))
             store_rm_tree(fd, e->d_name);
     closedir(d);
-    rmdir_up(r, rel);
+    rmdir_up(l, rel);
 }
 
 /* ---- the commit marker ------------------------------------------------ */
 
 /*
- * paths[i] is "name" (a whole model) or "name version". Written whole
+ * One line per ref: "name" (a whole model) or "name version". Written whole
  * (temp, fsync, rename) so a reader never sees half a marker.
  */
-int store_marker_write(struct mc_registry *r, const char *const *paths, size_t n)
+static int local_intent_write(struct mc_art_store *s, const struct mc_art_ref *refs, size_t n)
 {
+    struct local *l = local_of(s);
     int fd, rc = 0;
 
-    mkdirat(r->dirfd, MC_TMP_DIR, 0755);
-    fd = openat(r->dirfd, MC_COMMIT_FILE ".new", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    mkdirat(l->dirfd, MC_TMP_DIR, 0755);
+    fd = openat(l->dirfd, MC_COMMIT_FILE ".new", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0)
-        return sys_err(errno, "creating", r->dir, MC_COMMIT_FILE ".new");
+        return sys_err(errno, "creating", l->dir, MC_COMMIT_FILE ".new");
     for (size_t i = 0; i < n && rc == 0; i++)
-        if (dprintf(fd, "%s\n", paths[i]) < 0)
+        if (dprintf(fd, "%s%s%s\n", refs[i].name, refs[i].version ? " " : "",
+                    refs[i].version ? refs[i].version : "") < 0)
             rc = -errno;
     if (rc == 0 && fsync(fd) != 0)
         rc = -errno;
     close(fd);
-    if (rc == 0 && renameat(r->dirfd, MC_COMMIT_FILE ".new", r->dirfd, MC_COMMIT_FILE) != 0)
+    if (rc == 0 && renameat(l->dirfd, MC_COMMIT_FILE ".new", l->dirfd, MC_COMMIT_FILE) != 0)
         rc = -errno;
     if (rc == 0)
-        mc_fsync_dir(r->dirfd, MC_TMP_DIR);
+        mc_fsync_dir(l->dirfd, MC_TMP_DIR);
     if (rc) {
-        unlinkat(r->dirfd, MC_COMMIT_FILE ".new", 0);
-        return sys_err(-rc, "writing", r->dir, MC_COMMIT_FILE);
+        unlinkat(l->dirfd, MC_COMMIT_FILE ".new", 0);
+        return sys_err(-rc, "writing", l->dir, MC_COMMIT_FILE);
     }
     mc_crashpoint("marker-written");
     return 0;
 }
 
-void store_marker_clear(struct mc_registry *r)
+static void local_intent_clear(struct mc_art_store *s)
 {
-    unlinkat(r->dirfd, MC_COMMIT_FILE, 0);
+    unlinkat(local_of(s)->dirfd, MC_COMMIT_FILE, 0);
 }
 
-/* Reconcile one marker line with the state. Returns 1 if it removed something. */
-static int reconcile(struct mc_registry *r, char *line)
+/* Reconcile one marker line with the metadata. Returns 1 if it removed something. */
+static int reconcile(struct local *l, char *line, mc_art_holds_fn holds, void *arg)
 {
     char *version = strchr(line, ' ');
-    struct reg_model *m;
     char rel[PATH_MAX];
     struct mc_semver sv;
 
@@ -222,74 +251,71 @@ static int reconcile(struct mc_registry *r, char *line)
         *version++ = '\0';
     if (mc_name_check(line) != 0)
         return 0; /* not ours to touch */
-    m = state_model(r->st, line);
     if (version == NULL) {
-        if (m)
+        if (holds(arg, line, NULL))
             return 0;
         snprintf(rel, sizeof(rel), MC_MODELS_DIR "/%s", line);
-        if (faccessat(r->dirfd, rel, F_OK, AT_SYMLINK_NOFOLLOW) != 0)
+        if (faccessat(l->dirfd, rel, F_OK, AT_SYMLINK_NOFOLLOW) != 0)
             return 0;
-        store_rm_model(r, line);
+        local_remove_model(&l->s, line);
         return 1;
     }
     if (mc_semver_parse(version, strlen(version), &sv) != 0)
         return 0;
-    if (m) {
-        struct reg_ver *rv = model_version(m, &sv);
-
-        if (rv && strcmp(rv->v.version, version) == 0)
-            return 0;
-    }
-    snprintf(rel, sizeof(rel), MC_MODELS_DIR "/%s/%s", line, version);
-    if (faccessat(r->dirfd, rel, F_OK, AT_SYMLINK_NOFOLLOW) != 0)
+    if (holds(arg, line, version))
         return 0;
-    store_rm_version(r, line, version);
+    snprintf(rel, sizeof(rel), MC_MODELS_DIR "/%s/%s", line, version);
+    if (faccessat(l->dirfd, rel, F_OK, AT_SYMLINK_NOFOLLOW) != 0)
+        return 0;
+    local_remove_version(&l->s, line, version);
     return 1;
 }
 
-int store_marker_recover(struct mc_registry *r)
+static int local_intent_recover(struct mc_art_store *s, mc_art_holds_fn holds, void *arg)
 {
+    struct local *l = local_of(s);
     char buf[8192], *line, *save;
     ssize_t n;
-    int fd = openat(r->dirfd, MC_COMMIT_FILE, O_RDONLY | O_CLOEXEC);
+    int fd = openat(l->dirfd, MC_COMMIT_FILE, O_RDONLY | O_CLOEXEC);
     int removed = 0;
 
     /* a marker never renamed into effect: its change had not started */
-    unlinkat(r->dirfd, MC_COMMIT_FILE ".new", 0);
+    unlinkat(l->dirfd, MC_COMMIT_FILE ".new", 0);
     if (fd < 0)
-        return errno == ENOENT ? 0 : sys_err(errno, "reading", r->dir, MC_COMMIT_FILE);
+        return errno == ENOENT ? 0 : sys_err(errno, "reading", l->dir, MC_COMMIT_FILE);
     n = read(fd, buf, sizeof(buf) - 1);
     close(fd);
     if (n < 0)
-        return sys_err(errno, "reading", r->dir, MC_COMMIT_FILE);
+        return sys_err(errno, "reading", l->dir, MC_COMMIT_FILE);
     buf[n] = '\0';
     for (line = strtok_r(buf, "\n", &save); line; line = strtok_r(NULL, "\n", &save))
-        removed += reconcile(r, line);
-    store_marker_clear(r);
-    mc_fsync_dir(r->dirfd, MC_TMP_DIR);
+        removed += reconcile(l, line, holds, arg);
+    local_intent_clear(s);
+    mc_fsync_dir(l->dirfd, MC_TMP_DIR);
     if (removed)
-        reg_warn(r,
-                 "finished a change a dead process left half done in %s: removed %d artifact "
-                 "director%s the manifest does not hold",
-                 r->dir, removed, removed == 1 ? "y" : "ies");
+        lwarn(l,
+              "finished a change a dead process left half done in %s: removed %d artifact "
+              "director%s the manifest does not hold",
+              l->dir, removed, removed == 1 ? "y" : "ies");
     return 0;
 }
 
 /* ---- temp files ------------------------------------------------------- */
 
-int store_clean_temps(struct mc_registry *r, bool remove, size_t *found)
+/* Temp files of puts whose process died: counted, and with remove removed. */
+static int clean_temps(struct local *l, bool remove, size_t *found)
 {
-    int fd = openat(r->dirfd, MC_TMP_DIR, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    int fd = openat(l->dirfd, MC_TMP_DIR, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     struct dirent *e;
     DIR *d;
 
     *found = 0;
     if (fd < 0)
-        return errno == ENOENT ? 0 : sys_err(errno, "opening", r->dir, MC_TMP_DIR);
+        return errno == ENOENT ? 0 : sys_err(errno, "opening", l->dir, MC_TMP_DIR);
     d = fdopendir(fd);
     if (d == NULL) {
         close(fd);
-        return sys_err(errno, "reading", r->dir, MC_TMP_DIR);
+        return sys_err(errno, "reading", l->dir, MC_TMP_DIR);
     }
     while ((e = readdir(d)) != NULL) {
         int tfd;
@@ -309,38 +335,50 @@ int store_clean_temps(struct mc_registry *r, bool remove, size_t *found)
     }
     closedir(d);
     if (*found && remove)
-        mc_fsync_dir(r->dirfd, MC_TMP_DIR);
+        mc_fsync_dir(l->dirfd, MC_TMP_DIR);
     return 0;
 }
 
+static int local_clean(struct mc_art_store *s)
+{
+    struct local *l = local_of(s);
+    size_t dead = 0;
+    int rc = clean_temps(l, true, &dead);
+
+    if (rc == 0 && dead)
+        lwarn(l, "removed %zu temp file%s of pushes whose process died, from %s/" MC_TMP_DIR, dead,
+              dead == 1 ? "" : "s", l->dir);
+    return rc;
+}
+
 /* Create and flock a temp file (the caller holds the store lock, shared at least). */
-static int temp_create(struct mc_registry *r, char *name, size_t size, int *out)
+static int temp_create(struct local *l, char *name, size_t size, int *out)
 {
     static unsigned counter;
     int fd;
 
-    mkdirat(r->dirfd, MC_TMP_DIR, 0755);
+    mkdirat(l->dirfd, MC_TMP_DIR, 0755);
     for (int tries = 0; tries < 100; tries++) {
         snprintf(name, size, MC_TMP_DIR "/push-%d-%u-%llu", (int)getpid(),
                  __atomic_fetch_add(&counter, 1, __ATOMIC_RELAXED),
-                 (unsigned long long)(mc_now_ns() % 1000000));
-        fd = openat(r->dirfd, name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+                 (unsigned long long)(mc_wall_ns() % 1000000));
+        fd = openat(l->dirfd, name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
         if (fd < 0 && errno == EEXIST)
             continue;
         if (fd < 0)
-            return sys_err(errno, "creating", r->dir, name);
+            return sys_err(errno, "creating", l->dir, name);
         if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
             int e = errno;
 
             close(fd);
-            unlinkat(r->dirfd, name, 0);
-            return sys_err(e, "locking", r->dir, name);
+            unlinkat(l->dirfd, name, 0);
+            return sys_err(e, "locking", l->dir, name);
         }
         *out = fd;
         mc_crashpoint("temp-created");
         return 0;
     }
-    return mc_err(MC_EIO, "could not find a free temp file name in %s/" MC_TMP_DIR, r->dir);
+    return mc_err(MC_EIO, "could not find a free temp file name in %s/" MC_TMP_DIR, l->dir);
 }
 
 /* ---- content ---------------------------------------------------------- */
@@ -360,7 +398,7 @@ static uint64_t le64(const unsigned char *p)
  * is a protobuf ModelProto, which starts with ir_version (field 1, varint)
  * followed by another ModelProto field.
  */
-enum mc_reg_format store_detect_format(const unsigned char *h, size_t n, uint64_t size)
+static enum mc_reg_format detect_format(const unsigned char *h, size_t n, uint64_t size)
 {
     if (n >= 4 && memcmp(h, "GGUF", 4) == 0)
         return MC_FORMAT_GGUF;
@@ -470,7 +508,7 @@ out:
     return rc;
 }
 
-int store_hash_file(const char *path, uint64_t *size, char *checksum)
+static int hash_file(const char *path, uint64_t *size, char *checksum)
 {
     unsigned char head[64];
     size_t headn;
@@ -483,22 +521,27 @@ int store_hash_file(const char *path, uint64_t *size, char *checksum)
     return rc;
 }
 
+/* ---- put --------------------------------------------------------------- */
+
 /*
  * The copy phase of a push: create and lock the temp file (briefly under
  * the shared store lock, which the caller does not hold), copy src into it
- * with its checksum, fsync it and make it read-only. On success *tmpfd stays
- * open (and flock'd) and tmpname names it; on failure nothing is left.
+ * with its checksum, fsync it and make it read-only. On success p->fd stays
+ * open (and flock'd) and p->tmpname names it; on failure nothing is left.
  */
-int store_push_copy(struct mc_registry *r, const char *src, const struct mc_push_opts *o,
-                    int *tmpfd, char *tmpname, size_t tmpsize, uint64_t *size,
-                    enum mc_reg_format *fmt, char *checksum)
+static int local_stage(struct mc_art_store *s, const char *src, const struct mc_push_opts *o,
+                       struct mc_art_put *p)
 {
+    struct local *l = local_of(s);
     unsigned char head[64];
     size_t headn;
     struct statvfs vfs;
     struct stat st;
     int sfd, rc;
+    int *tmpfd = &p->fd;
+    char *tmpname = p->tmpname;
 
+    memset(p, 0, sizeof(*p));
     *tmpfd = -1;
     sfd = open(src, O_RDONLY | O_CLOEXEC | O_NONBLOCK); /* a FIFO must not block it */
     if (sfd < 0)
@@ -512,10 +555,10 @@ int store_push_copy(struct mc_registry *r, const char *src, const struct mc_push
         close(sfd);
         return mc_err(MC_EINVAL, "%s is empty; push a model file", src);
     }
-    rc = reg_lock(r, LOCK_SH);
+    rc = l->conf.lock_shared(l->conf.lock_arg);
     if (rc == 0) {
-        rc = temp_create(r, tmpname, tmpsize, tmpfd);
-        reg_unlock(r);
+        rc = temp_create(l, tmpname, sizeof(p->tmpname), tmpfd);
+        l->conf.unlock(l->conf.lock_arg);
     }
     if (rc) {
         close(sfd);
@@ -527,32 +570,79 @@ int store_push_copy(struct mc_registry *r, const char *src, const struct mc_push
         rc = mc_err(MC_ENOSPC,
                     "%s has %llu bytes free but %s is %llu bytes; nothing was "
                     "registered; free some space and push again",
-                    r->dir, (unsigned long long)vfs.f_bavail * vfs.f_frsize, src,
+                    l->dir, (unsigned long long)vfs.f_bavail * vfs.f_frsize, src,
                     (unsigned long long)st.st_size);
     }
     if (rc == 0)
-        rc = copy_hash(sfd, *tmpfd, src, (uint64_t)st.st_size, o, head, &headn, size, checksum);
+        rc = copy_hash(sfd, *tmpfd, src, (uint64_t)st.st_size, o, head, &headn, &p->size,
+                       p->checksum);
     close(sfd);
     if (rc == 0 && fsync(*tmpfd) != 0)
-        rc = sys_err(errno, "syncing", r->dir, tmpname);
+        rc = sys_err(errno, "syncing", l->dir, tmpname);
     if (rc == 0 && fchmod(*tmpfd, 0444) != 0)
-        rc = sys_err(errno, "protecting", r->dir, tmpname);
+        rc = sys_err(errno, "protecting", l->dir, tmpname);
     if (rc) {
-        unlinkat(r->dirfd, tmpname, 0);
+        unlinkat(l->dirfd, tmpname, 0);
         close(*tmpfd);
         *tmpfd = -1;
         return rc;
     }
-    *fmt = store_detect_format(head, headn, *size);
+    p->format = detect_format(head, headn, p->size);
     mc_crashpoint("copied");
     return 0;
+}
+
+/*
+ * Make the staged copy name@version's artifact: a directory the metadata
+ * does not hold (an orphan of a crash) is replaced; the rename and both
+ * directories are fsync'd.
+ */
+static int local_commit(struct mc_art_store *s, struct mc_art_put *p, const char *name,
+                        const char *version)
+{
+    struct local *l = local_of(s);
+    char rel[PATH_MAX];
+    int rc;
+
+    snprintf(rel, sizeof(rel), MC_MODELS_DIR "/%s/%s", name, version);
+    store_rm_tree(l->dirfd, rel);
+    rc = store_mkdirs(l->dirfd, rel);
+    if (rc == 0) {
+        char art[PATH_MAX + 16];
+
+        snprintf(art, sizeof(art), "%s/artifact", rel);
+        if (renameat(l->dirfd, p->tmpname, l->dirfd, art) != 0) {
+            rc = -errno;
+        } else {
+            p->committed = true;
+            if (mc_fsync_dir(l->dirfd, rel) != 0 || mc_fsync_dir(l->dirfd, MC_TMP_DIR) != 0)
+                rc = -errno;
+        }
+    }
+    if (rc)
+        return mc_err(rc == -ENOSPC ? MC_ENOSPC : mc_err_from_errno(-rc),
+                      "moving the artifact of %s@%s into %s/%s failed: %s; nothing was registered",
+                      name, version, l->dir, rel, strerror(-rc));
+    mc_crashpoint("renamed");
+    return 0;
+}
+
+static void local_discard(struct mc_art_store *s, struct mc_art_put *p)
+{
+    if (!p->committed)
+        unlinkat(local_of(s)->dirfd, p->tmpname, 0);
+    if (p->fd >= 0)
+        close(p->fd);
+    p->fd = -1;
 }
 
 /* ---- orphans (check) -------------------------------------------------- */
 
 struct orphans {
-    struct mc_registry *r;
-    void (*each)(void *, const char *);
+    struct local *l;
+    mc_art_holds_fn holds;
+    void *harg;
+    mc_reg_report_fn each;
     void *arg;
     size_t found;
     bool move; /* move orphan version directories to STORE/damaged/ */
@@ -570,16 +660,16 @@ static void orphan(struct orphans *o, const char *rel, const char *why, bool ver
         for (char *p = to + sizeof(MC_DAMAGED_DIR); *p; p++)
             if (*p == '/')
                 *p = '@';
-        mkdirat(o->r->dirfd, MC_DAMAGED_DIR, 0755);
-        if (renameat(o->r->dirfd, rel, o->r->dirfd, to) == 0) {
-            snprintf(msg, sizeof(msg), "%s/%s: %s; moved to %s/%s", o->r->dir, rel, why,
-                     o->r->dir, to);
+        mkdirat(o->l->dirfd, MC_DAMAGED_DIR, 0755);
+        if (renameat(o->l->dirfd, rel, o->l->dirfd, to) == 0) {
+            snprintf(msg, sizeof(msg), "%s/%s: %s; moved to %s/%s", o->l->dir, rel, why, o->l->dir,
+                     to);
             if (o->each)
                 o->each(o->arg, msg);
             return;
         }
     }
-    snprintf(msg, sizeof(msg), "%s/%s: %s", o->r->dir, rel, why);
+    snprintf(msg, sizeof(msg), "%s/%s: %s", o->l->dir, rel, why);
     if (o->each)
         o->each(o->arg, msg);
 }
@@ -588,13 +678,12 @@ static void orphan(struct orphans *o, const char *rel, const char *why, bool ver
 static void walk_model(struct orphans *o, const char *name, int depth)
 {
     char rel[PATH_MAX];
-    struct reg_model *m = state_model(o->r->st, name);
     struct dirent *e;
     int fd;
     DIR *d;
 
     snprintf(rel, sizeof(rel), MC_MODELS_DIR "/%s", name);
-    fd = openat(o->r->dirfd, rel, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    fd = openat(o->l->dirfd, rel, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     d = fd >= 0 ? fdopendir(fd) : NULL;
     if (d == NULL) {
         if (fd >= 0)
@@ -609,9 +698,7 @@ static void walk_model(struct orphans *o, const char *name, int depth)
             continue;
         snprintf(child, sizeof(child), "%s/%s", rel, e->d_name);
         if (mc_semver_parse(e->d_name, strlen(e->d_name), &sv) == 0) {
-            struct reg_ver *rv = m ? model_version(m, &sv) : NULL;
-
-            if (!rv || strcmp(rv->v.version, e->d_name) != 0)
+            if (!o->holds(o->harg, name, e->d_name))
                 orphan(o, child, "a version directory the manifest does not hold", true);
         } else if (depth == 0 && e->d_type == DT_DIR) {
             char ns[PATH_MAX + 260];
@@ -625,11 +712,13 @@ static void walk_model(struct orphans *o, const char *name, int depth)
     closedir(d);
 }
 
-int store_orphans(struct mc_registry *r, bool move, void (*each)(void *, const char *),
-                  void *arg, size_t *found)
+static void local_orphans(struct mc_art_store *s, mc_art_holds_fn holds, void *harg, bool move,
+                          mc_reg_report_fn each, void *arg, size_t *found)
 {
-    struct orphans o = {.r = r, .each = each, .arg = arg, .move = move};
-    int fd = openat(r->dirfd, MC_MODELS_DIR, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    struct local *l = local_of(s);
+    struct orphans o = {
+        .l = l, .holds = holds, .harg = harg, .each = each, .arg = arg, .move = move};
+    int fd = openat(l->dirfd, MC_MODELS_DIR, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
     struct dirent *e;
     size_t temps = 0;
@@ -643,17 +732,111 @@ int store_orphans(struct mc_registry *r, bool move, void (*each)(void *, const c
     }
     if (d)
         closedir(d);
-    if (store_clean_temps(r, false, &temps) == 0 && temps) {
+    if (clean_temps(l, false, &temps) == 0 && temps) {
         char msg[PATH_MAX];
 
         snprintf(msg, sizeof(msg),
                  "%s/" MC_TMP_DIR ": %zu temp file%s of dead pushes (the next "
                  "writer removes them)",
-                 r->dir, temps, temps == 1 ? "" : "s");
+                 l->dir, temps, temps == 1 ? "" : "s");
         o.found++;
         if (each)
             each(arg, msg);
     }
     *found = o.found;
+}
+
+/* ---- verify ------------------------------------------------------------ */
+
+static void local_verify(struct mc_art_store *s, const struct mc_reg_version *v, bool checksum,
+                         mc_reg_report_fn report, void *arg)
+{
+    char msg[1400], sum[48];
+    uint64_t size;
+    struct stat st;
+
+    (void)s;
+    if (stat(v->path, &st) != 0) {
+        snprintf(msg, sizeof(msg), "%s@%s: its artifact %s is missing (%s)", v->name, v->version,
+                 v->path, strerror(errno));
+    } else if ((uint64_t)st.st_size != v->size) {
+        snprintf(msg, sizeof(msg), "%s@%s: its artifact is %llu bytes, the manifest says %llu",
+                 v->name, v->version, (unsigned long long)st.st_size, (unsigned long long)v->size);
+    } else if (!checksum) {
+        return;
+    } else if (hash_file(v->path, &size, sum) != 0) {
+        snprintf(msg, sizeof(msg), "%s@%s: %s", v->name, v->version, mc_last_error());
+    } else if (strcmp(sum, v->checksum) != 0) {
+        snprintf(msg, sizeof(msg), "%s@%s: its artifact's checksum is %s, the manifest says %s",
+                 v->name, v->version, sum, v->checksum);
+    } else {
+        return;
+    }
+    report(arg, msg);
+}
+
+/* ---- the store ---------------------------------------------------------- */
+
+static void local_close(struct mc_art_store *s)
+{
+    struct local *l = local_of(s);
+
+    if (l == NULL)
+        return;
+    if (l->dirfd >= 0)
+        close(l->dirfd);
+    free(l->root);
+    free(l);
+}
+
+/* A new store gets models/ and tmp/ (made durable with the directory). */
+static int local_open(const struct mc_art_conf *conf, struct mc_art_store **out)
+{
+    struct local *l = calloc(1, sizeof(*l));
+
+    *out = NULL;
+    if (l == NULL || asprintf(&l->root, "%s/" MC_MODELS_DIR, conf->dir) < 0) {
+        free(l);
+        return mc_err(MC_ENOMEM, "out of memory opening %s", conf->dir);
+    }
+    l->s.ops = &mc_art_local_ops;
+    l->dir = conf->dir;
+    l->conf = *conf;
+    l->dirfd = open(conf->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (l->dirfd < 0) {
+        int e = errno;
+
+        local_close(&l->s);
+        return mc_err(mc_err_from_errno(e), "cannot open the store %s: %s", conf->dir, strerror(e));
+    }
+    if (conf->created && conf->writable) {
+        mkdirat(l->dirfd, MC_MODELS_DIR, 0755);
+        mkdirat(l->dirfd, MC_TMP_DIR, 0755);
+        mc_fsync_dir(l->dirfd, NULL);
+    }
+    *out = &l->s;
     return 0;
 }
+
+static const char *local_root(const struct mc_art_store *s)
+{
+    return ((const struct local *)s)->root;
+}
+
+const struct mc_art_store_ops mc_art_local_ops = {
+    .name = "local",
+    .open = local_open,
+    .close = local_close,
+    .root = local_root,
+    .stage = local_stage,
+    .commit = local_commit,
+    .discard = local_discard,
+    .remove_version = local_remove_version,
+    .remove_model = local_remove_model,
+    .verify = local_verify,
+    .intent_write = local_intent_write,
+    .intent_clear = local_intent_clear,
+    .intent_recover = local_intent_recover,
+    .clean = local_clean,
+    .orphans = local_orphans,
+};

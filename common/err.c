@@ -1,7 +1,7 @@
 /*
  * err.c - the per-thread error message behind mc_last_error().
  */
-#include "shm/err.h"
+#include "common/err.h"
 
 #include <errno.h>
 #include <stdarg.h>

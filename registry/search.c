@@ -8,9 +8,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/err.h"
+#include "common/vec.h"
 #include "index/name.h"
-#include "index/reg_int.h"
-#include "shm/err.h"
+#include "registry/reg_int.h"
 
 enum { OP_LT, OP_LE, OP_GT, OP_GE, OP_EQ, OP_NE };
 
@@ -185,16 +186,9 @@ int mc_registry_search(struct mc_registry *r, const struct mc_search *q,
                 ok = tag_holds(v, &tc[c]);
             if (!ok)
                 continue;
-            if (n == cap) {
-                size_t nc = cap ? cap * 2 : 32;
-                const struct mc_reg_version **p = realloc(res, nc * sizeof(*p));
-
-                if (p == NULL) {
-                    rc = mc_err(MC_ENOMEM, "out of memory searching");
-                    break;
-                }
-                res = p;
-                cap = nc;
+            if (MC_VEC_RESERVE(res, cap, n + 1, 32)) {
+                rc = mc_err(MC_ENOMEM, "out of memory searching");
+                break;
             }
             res[n++] = v;
         }

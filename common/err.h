@@ -7,8 +7,8 @@
  * what to do. mc_last_error() (public) returns it. The message buffer is
  * thread-local, so no function's result depends on another thread.
  */
-#ifndef MCACHE_SHM_ERR_H
-#define MCACHE_SHM_ERR_H
+#ifndef MCACHE_COMMON_ERR_H
+#define MCACHE_COMMON_ERR_H
 
 #include "mcache.h"
 
