@@ -21,6 +21,7 @@
 #include "shm/arena.h"
 #include "shm/atomic.h"
 #include "common/err.h"
+#include "common/vec.h"
 #include "shm/reclaim.h"
 #include "shm/slab.h"
 
@@ -31,15 +32,8 @@ struct spans {
 
 static int spans_add(struct spans *s, uint64_t off, uint64_t len)
 {
-    if (s->n == s->cap) {
-        size_t cap = s->cap ? s->cap * 2 : 256;
-        struct mc_extent_span *p = realloc(s->v, cap * sizeof(*p));
-
-        if (!p)
-            return mc_err(MC_ENOMEM, "scanning the arena: out of memory");
-        s->v = p;
-        s->cap = cap;
-    }
+    if (MC_VEC_RESERVE(s->v, s->cap, s->n + 1, 256))
+        return mc_err(MC_ENOMEM, "scanning the arena: out of memory");
     s->v[s->n++] = (struct mc_extent_span){off, len};
     return 0;
 }
@@ -101,14 +95,8 @@ static int reach_pointer(struct reach *st, uint64_t p)
     for (size_t i = 0; i < st->nstray; i++)
         if (st->stray[i] == v)
             return 0;
-    if (st->nstray == st->cap_stray) {
-        size_t cap = st->cap_stray ? st->cap_stray * 2 : 16;
-        void *q = realloc(st->stray, cap * sizeof(*st->stray));
-        if (!q)
-            return mc_err(MC_ENOMEM, "scanning the arena: out of memory");
-        st->stray = q;
-        st->cap_stray = cap;
-    }
+    if (MC_VEC_RESERVE(st->stray, st->cap_stray, st->nstray + 1, 16))
+        return mc_err(MC_ENOMEM, "scanning the arena: out of memory");
     st->stray[st->nstray++] = v;
     return reach_version(st, v);
 }
@@ -203,14 +191,8 @@ static int collect_versions(void *ctx, struct mc_rec *r)
 
     if (r->kind != MC_REC_VERSION)
         return 0;
-    if (bn->n == bn->cap) {
-        size_t cap = bn->cap ? bn->cap * 2 : 256;
-        void *q = realloc(bn->v, cap * sizeof(*bn->v));
-        if (!q)
-            return mc_err(MC_ENOMEM, "repairing the arena: out of memory");
-        bn->v = q;
-        bn->cap = cap;
-    }
+    if (MC_VEC_RESERVE(bn->v, bn->cap, bn->n + 1, 256))
+        return mc_err(MC_ENOMEM, "repairing the arena: out of memory");
     bn->v[bn->n++] = (struct mc_rec_version *)r;
     return 0;
 }

@@ -23,6 +23,7 @@
 #include "index/safetensors.h"
 #include "loader/log.h"
 #include "common/err.h"
+#include "common/vec.h"
 #include "shm/slab.h"
 
 #ifndef MADV_POPULATE_WRITE
@@ -120,14 +121,8 @@ static int target_visit(void *arg, struct mc_rec *r)
 
     if (r->kind != MC_REC_ALIAS)
         return 0;
-    if (t->n == t->cap) {
-        size_t cap = t->cap ? t->cap * 2 : 64;
-        uint64_t *q = realloc(t->v, cap * sizeof(*q));
-        if (!q)
-            return MC_ENOMEM;
-        t->v = q;
-        t->cap = cap;
-    }
+    if (MC_VEC_RESERVE(t->v, t->cap, t->n + 1, 64))
+        return mc_err(MC_ENOMEM, "listing the arena's alias targets: out of memory");
     t->v[t->n++] = ((struct mc_rec_alias *)r)->target;
     return 0;
 }
