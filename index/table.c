@@ -19,8 +19,6 @@
 #include "shm/reclaim.h"
 #include "shm/slab.h"
 
-/* ---- Writer ---- */
-
 /*
  * ck_ht allocates through struct ck_malloc, whose hooks take no context: the
  * writer in use is this thread's current one. Every writer entry point sets

@@ -46,7 +46,6 @@ struct reach {
      * left by a loader that died between two steps of an update. */
     struct mc_rec_version **stray;
     size_t nstray, cap_stray;
-    int err;
 };
 
 static int reach_version(struct reach *st, struct mc_rec_version *v)

@@ -127,11 +127,6 @@ static int target_visit(void *arg, struct mc_rec *r)
     return 0;
 }
 
-/*
- * Least recently used evictable version, or NULL: not pinned, not aliased in
- * the registry, not the current target of an alias in the arena (during a
- * blue-green switch that is the old version, still serving), not held.
- */
 /* Is v's record the target of an alias in the arena (t from target_visit)? */
 static bool in_targets(struct daemon *d, const struct targets *t, const struct dver *v)
 {
