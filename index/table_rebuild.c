@@ -275,7 +275,6 @@ static int table_repair(struct mc_writer *w)
         size_t j = i;
         struct mc_rec_model *m;
         struct mc_verlist *cur, *nl;
-        uint64_t off;
 
         while (j < bn.n && strcmp(mc_rec_version_name(bn.v[j]), name) == 0)
             j++;
@@ -287,16 +286,12 @@ static int table_repair(struct mc_writer *w)
         for (size_t k = 0; same && k < j - i; k++)
             same = cur->recs[k] == (uintptr_t)bn.v[i + k];
         if (!same) {
-            size_t size = sizeof(struct mc_verlist) + sizeof(uint64_t) * (j - i);
-            err = mc_index_alloc(w->arena, size, &off);
+            err = verlist_new(w, j - i, &nl);
             if (err)
                 goto out;
-            nl = mc_arena_ptr(w->arena, off);
-            nl->magic = MC_VERLIST_MAGIC;
-            nl->alloc_size = size;
-            nl->count = (uint32_t)(j - i);
             for (size_t k = 0; k < j - i; k++)
                 nl->recs[k] = (uintptr_t)bn.v[i + k];
+            nl->count = (uint32_t)(j - i);
             verlist_install(w, m, nl);
         }
         i = j;
