@@ -8,16 +8,22 @@
 #include <string.h>
 
 #include "bench/bench.h"
+#include "common/vec.h"
+
+/* The run cannot go on without memory: clean up what it started and exit. */
+static _Noreturn void out_of_memory(void)
+{
+    fprintf(stderr, "mcache-bench: out of memory\n");
+    cleanup_run();
+    exit(1);
+}
 
 void *xrealloc(void *p, size_t n)
 {
     void *q = realloc(p, n);
 
-    if (!q) {
-        fprintf(stderr, "mcache-bench: out of memory\n");
-        cleanup_run();
-        exit(1);
-    }
+    if (!q)
+        out_of_memory();
     return q;
 }
 
@@ -120,10 +126,8 @@ struct bench_row *bench_row(struct bench *b, const char *system, const char *met
 
     if (r)
         return r;
-    if (b->nrows == b->rows_cap) {
-        b->rows_cap = b->rows_cap ? 2 * b->rows_cap : 32;
-        b->rows = xrealloc(b->rows, b->rows_cap * sizeof(*b->rows));
-    }
+    if (MC_VEC_RESERVE(b->rows, b->rows_cap, b->nrows + 1, 32))
+        out_of_memory();
     r = &b->rows[b->nrows++];
     memset(r, 0, sizeof(*r));
     r->scenario = xstrdup(b->scenario);
@@ -139,10 +143,8 @@ void bench_add(struct bench *b, const char *system, const char *metric, const ch
 {
     struct bench_row *r = bench_row(b, system, metric, unit);
 
-    if (r->n == r->cap) {
-        r->cap = r->cap ? 2 * r->cap : 8;
-        r->runs = xrealloc(r->runs, r->cap * sizeof(*r->runs));
-    }
+    if (MC_VEC_RESERVE(r->runs, r->cap, r->n + 1, 8))
+        out_of_memory();
     r->runs[r->n++] = v;
 }
 
@@ -203,10 +205,8 @@ void bench_target(struct bench *b, double value, bool at_most, double limit, con
     va_start(ap, fmt);
     vsnprintf(what, sizeof(what), fmt, ap);
     va_end(ap);
-    if (b->ntargets == b->targets_cap) {
-        b->targets_cap = b->targets_cap ? 2 * b->targets_cap : 16;
-        b->targets = xrealloc(b->targets, b->targets_cap * sizeof(*b->targets));
-    }
+    if (MC_VEC_RESERVE(b->targets, b->targets_cap, b->ntargets + 1, 16))
+        out_of_memory();
     t = &b->targets[b->ntargets++];
     t->scenario = xstrdup(b->scenario);
     t->what = xstrdup(what);

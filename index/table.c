@@ -19,8 +19,6 @@
 #include "shm/reclaim.h"
 #include "shm/slab.h"
 
-/* ---- Writer ---- */
-
 /*
  * ck_ht allocates through struct ck_malloc, whose hooks take no context: the
  * writer in use is this thread's current one. Every writer entry point sets
@@ -204,16 +202,9 @@ int version_cmp(const struct mc_rec_version *a, const struct mc_rec_version *b)
     return mc_semver_cmp(&sa, &sb);
 }
 
-/*
- * Build the version list model m will have once `old` is replaced by `add`
- * (either may be NULL); install it with verlist_install().
- */
-static int verlist_build(struct mc_writer *w, struct mc_rec_model *m, struct mc_rec_version *old,
-                         struct mc_rec_version *add, struct mc_verlist **out)
+int verlist_new(struct mc_writer *w, size_t room, struct mc_verlist **out)
 {
-    struct mc_verlist *cur = (struct mc_verlist *)(uintptr_t)m->versions;
-    uint32_t n = cur ? cur->count : 0, k = 0;
-    size_t size = sizeof(struct mc_verlist) + sizeof(uint64_t) * (n + 1);
+    size_t size = sizeof(struct mc_verlist) + sizeof(uint64_t) * room;
     struct mc_verlist *nl;
     uint64_t off;
     int err;
@@ -223,7 +214,27 @@ static int verlist_build(struct mc_writer *w, struct mc_rec_model *m, struct mc_
         return err;
     nl = mc_arena_ptr(w->arena, off);
     nl->magic = MC_VERLIST_MAGIC;
+    nl->count = 0;
     nl->alloc_size = size;
+    *out = nl;
+    return 0;
+}
+
+/*
+ * Build the version list model m will have once `old` is replaced by `add`
+ * (either may be NULL); install it with verlist_install().
+ */
+static int verlist_build(struct mc_writer *w, struct mc_rec_model *m, struct mc_rec_version *old,
+                         struct mc_rec_version *add, struct mc_verlist **out)
+{
+    struct mc_verlist *cur = (struct mc_verlist *)(uintptr_t)m->versions;
+    uint32_t n = cur ? cur->count : 0, k = 0;
+    struct mc_verlist *nl;
+    int err;
+
+    err = verlist_new(w, n + 1, &nl);
+    if (err)
+        return err;
     for (uint32_t i = 0; i < n; i++) {
         struct mc_rec_version *v = (struct mc_rec_version *)(uintptr_t)cur->recs[i];
 

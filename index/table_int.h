@@ -44,6 +44,9 @@ void rec_retire(struct mc_writer *w, struct mc_rec *r);
 /* The model record for name; created (empty) if absent and create is set. */
 int model_get(struct mc_writer *w, const char *name, bool create, struct mc_rec_model **out);
 
+/* A new, empty version list with room for `room` records (not yet any model's). */
+int verlist_new(struct mc_writer *w, size_t room, struct mc_verlist **out);
+
 /* Make nl model m's version list (one atomic store) and retire the old list. */
 void verlist_install(struct mc_writer *w, struct mc_rec_model *m, struct mc_verlist *nl);
 

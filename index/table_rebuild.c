@@ -21,6 +21,7 @@
 #include "shm/arena.h"
 #include "shm/atomic.h"
 #include "common/err.h"
+#include "common/vec.h"
 #include "shm/reclaim.h"
 #include "shm/slab.h"
 
@@ -31,15 +32,8 @@ struct spans {
 
 static int spans_add(struct spans *s, uint64_t off, uint64_t len)
 {
-    if (s->n == s->cap) {
-        size_t cap = s->cap ? s->cap * 2 : 256;
-        struct mc_extent_span *p = realloc(s->v, cap * sizeof(*p));
-
-        if (!p)
-            return mc_err(MC_ENOMEM, "scanning the arena: out of memory");
-        s->v = p;
-        s->cap = cap;
-    }
+    if (MC_VEC_RESERVE(s->v, s->cap, s->n + 1, 256))
+        return mc_err(MC_ENOMEM, "scanning the arena: out of memory");
     s->v[s->n++] = (struct mc_extent_span){off, len};
     return 0;
 }
@@ -52,7 +46,6 @@ struct reach {
      * left by a loader that died between two steps of an update. */
     struct mc_rec_version **stray;
     size_t nstray, cap_stray;
-    int err;
 };
 
 static int reach_version(struct reach *st, struct mc_rec_version *v)
@@ -101,14 +94,8 @@ static int reach_pointer(struct reach *st, uint64_t p)
     for (size_t i = 0; i < st->nstray; i++)
         if (st->stray[i] == v)
             return 0;
-    if (st->nstray == st->cap_stray) {
-        size_t cap = st->cap_stray ? st->cap_stray * 2 : 16;
-        void *q = realloc(st->stray, cap * sizeof(*st->stray));
-        if (!q)
-            return mc_err(MC_ENOMEM, "scanning the arena: out of memory");
-        st->stray = q;
-        st->cap_stray = cap;
-    }
+    if (MC_VEC_RESERVE(st->stray, st->cap_stray, st->nstray + 1, 16))
+        return mc_err(MC_ENOMEM, "scanning the arena: out of memory");
     st->stray[st->nstray++] = v;
     return reach_version(st, v);
 }
@@ -203,14 +190,8 @@ static int collect_versions(void *ctx, struct mc_rec *r)
 
     if (r->kind != MC_REC_VERSION)
         return 0;
-    if (bn->n == bn->cap) {
-        size_t cap = bn->cap ? bn->cap * 2 : 256;
-        void *q = realloc(bn->v, cap * sizeof(*bn->v));
-        if (!q)
-            return mc_err(MC_ENOMEM, "repairing the arena: out of memory");
-        bn->v = q;
-        bn->cap = cap;
-    }
+    if (MC_VEC_RESERVE(bn->v, bn->cap, bn->n + 1, 256))
+        return mc_err(MC_ENOMEM, "repairing the arena: out of memory");
     bn->v[bn->n++] = (struct mc_rec_version *)r;
     return 0;
 }
@@ -294,7 +275,6 @@ static int table_repair(struct mc_writer *w)
         size_t j = i;
         struct mc_rec_model *m;
         struct mc_verlist *cur, *nl;
-        uint64_t off;
 
         while (j < bn.n && strcmp(mc_rec_version_name(bn.v[j]), name) == 0)
             j++;
@@ -306,16 +286,12 @@ static int table_repair(struct mc_writer *w)
         for (size_t k = 0; same && k < j - i; k++)
             same = cur->recs[k] == (uintptr_t)bn.v[i + k];
         if (!same) {
-            size_t size = sizeof(struct mc_verlist) + sizeof(uint64_t) * (j - i);
-            err = mc_index_alloc(w->arena, size, &off);
+            err = verlist_new(w, j - i, &nl);
             if (err)
                 goto out;
-            nl = mc_arena_ptr(w->arena, off);
-            nl->magic = MC_VERLIST_MAGIC;
-            nl->alloc_size = size;
-            nl->count = (uint32_t)(j - i);
             for (size_t k = 0; k < j - i; k++)
                 nl->recs[k] = (uintptr_t)bn.v[i + k];
+            nl->count = (uint32_t)(j - i);
             verlist_install(w, m, nl);
         }
         i = j;

@@ -23,6 +23,7 @@
 #include "index/safetensors.h"
 #include "loader/log.h"
 #include "common/err.h"
+#include "common/vec.h"
 #include "shm/slab.h"
 
 #ifndef MADV_POPULATE_WRITE
@@ -120,23 +121,12 @@ static int target_visit(void *arg, struct mc_rec *r)
 
     if (r->kind != MC_REC_ALIAS)
         return 0;
-    if (t->n == t->cap) {
-        size_t cap = t->cap ? t->cap * 2 : 64;
-        uint64_t *q = realloc(t->v, cap * sizeof(*q));
-        if (!q)
-            return MC_ENOMEM;
-        t->v = q;
-        t->cap = cap;
-    }
+    if (MC_VEC_RESERVE(t->v, t->cap, t->n + 1, 64))
+        return mc_err(MC_ENOMEM, "listing the arena's alias targets: out of memory");
     t->v[t->n++] = ((struct mc_rec_alias *)r)->target;
     return 0;
 }
 
-/*
- * Least recently used evictable version, or NULL: not pinned, not aliased in
- * the registry, not the current target of an alias in the arena (during a
- * blue-green switch that is the old version, still serving), not held.
- */
 /* Is v's record the target of an alias in the arena (t from target_visit)? */
 static bool in_targets(struct daemon *d, const struct targets *t, const struct dver *v)
 {

@@ -19,6 +19,7 @@
 
 #include "loader/log.h"
 #include "common/err.h"
+#include "common/vec.h"
 
 /* ---- the version map ---- */
 
@@ -218,14 +219,8 @@ static int stale_visit(void *arg, struct mc_rec *r)
     }
     if (!stale)
         return 0;
-    if (sc->n == sc->cap) {
-        size_t cap = sc->cap ? sc->cap * 2 : 64;
-        void *p = realloc(sc->keys, cap * sizeof(*sc->keys));
-        if (!p)
-            return MC_ENOMEM;
-        sc->keys = p;
-        sc->cap = cap;
-    }
+    if (MC_VEC_RESERVE(sc->keys, sc->cap, sc->n + 1, 64))
+        return mc_err(MC_ENOMEM, "listing stale arena records: out of memory");
     snprintf(sc->keys[sc->n++], MC_KEY_MAX, "%s", key);
     return 0;
 }

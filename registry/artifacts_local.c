@@ -25,7 +25,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -59,19 +58,6 @@ struct local {
 static struct local *local_of(struct mc_art_store *s)
 {
     return (struct local *)s;
-}
-
-static void lwarn(struct local *l, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void lwarn(struct local *l, const char *fmt, ...)
-{
-    char msg[1024];
-    va_list ap;
-
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
-    l->conf.warn(l->conf.warn_arg, msg);
 }
 
 static int sys_err(int e, const char *what, const char *dir, const char *rel)
@@ -293,10 +279,10 @@ static int local_intent_recover(struct mc_art_store *s, mc_art_holds_fn holds, v
     local_intent_clear(s);
     mc_fsync_dir(l->dirfd, MC_TMP_DIR);
     if (removed)
-        lwarn(l,
-              "finished a change a dead process left half done in %s: removed %d artifact "
-              "director%s the manifest does not hold",
-              l->dir, removed, removed == 1 ? "y" : "ies");
+        mc_reg_reportf(l->conf.warn, l->conf.warn_arg,
+                       "finished a change a dead process left half done in %s: removed %d artifact "
+                       "director%s the manifest does not hold",
+                       l->dir, removed, removed == 1 ? "y" : "ies");
     return 0;
 }
 
@@ -346,8 +332,9 @@ static int local_clean(struct mc_art_store *s)
     int rc = clean_temps(l, true, &dead);
 
     if (rc == 0 && dead)
-        lwarn(l, "removed %zu temp file%s of pushes whose process died, from %s/" MC_TMP_DIR, dead,
-              dead == 1 ? "" : "s", l->dir);
+        mc_reg_reportf(l->conf.warn, l->conf.warn_arg,
+                       "removed %zu temp file%s of pushes whose process died, from %s/" MC_TMP_DIR,
+                       dead, dead == 1 ? "" : "s", l->dir);
     return rc;
 }
 

@@ -52,6 +52,13 @@ typedef int (*mc_reg_emit_fn)(void *arg, mc_reg_put_fn put, void *ctx);
 /* Reports for check and repair: one message per call. */
 typedef void (*mc_reg_report_fn)(void *arg, const char *msg);
 
+/*
+ * fn(arg, the message printf would make of fmt): a report, or a warning to a
+ * warn callback (the same type). Messages longer than 1,399 bytes are cut.
+ */
+void mc_reg_reportf(mc_reg_report_fn fn, void *arg, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
 /* ---- metadata --------------------------------------------------------- */
 
 enum mc_reg_lock { MC_REG_UNLOCKED, MC_REG_SHARED, MC_REG_EXCLUSIVE };

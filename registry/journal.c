@@ -13,7 +13,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -252,20 +251,6 @@ static uint64_t journal_generation(const struct mc_reg_backend *b)
     return journal_of(b)->man.gen;
 }
 
-static void reportf(mc_reg_report_fn report, void *arg, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void reportf(mc_reg_report_fn report, void *arg, const char *fmt, ...)
-{
-    char msg[1400];
-    va_list ap;
-
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
-    report(arg, msg);
-}
-
 static int journal_salvage(struct mc_reg_backend *b, mc_reg_record_fn fn, void *arg,
                            mc_reg_report_fn report, void *rarg, struct mc_reg_damage *d)
 {
@@ -277,16 +262,16 @@ static int journal_salvage(struct mc_reg_backend *b, mc_reg_record_fn fn, void *
     if (rc)
         return rc;
     if (s->snap_damaged)
-        reportf(report, rarg, "%s/" MC_SNAPSHOT_FILE " is damaged at byte %llu: %s", j->dir,
-                (unsigned long long)s->snap_off, s->snap_why);
+        mc_reg_reportf(report, rarg, "%s/" MC_SNAPSHOT_FILE " is damaged at byte %llu: %s", j->dir,
+                       (unsigned long long)s->snap_off, s->snap_why);
     if (s->journal_damaged)
-        reportf(report, rarg, "%s/" MC_JOURNAL_FILE " is damaged at byte %llu: %s", j->dir,
-                (unsigned long long)s->journal_off, s->journal_why);
+        mc_reg_reportf(report, rarg, "%s/" MC_JOURNAL_FILE " is damaged at byte %llu: %s", j->dir,
+                       (unsigned long long)s->journal_off, s->journal_why);
     if (s->torn_tail)
-        reportf(report, rarg,
-                "%s/" MC_JOURNAL_FILE " ends with a torn record at byte %llu (%llu bytes of "
-                "an interrupted change; the next writer cuts it)",
-                j->dir, (unsigned long long)s->tail_off, (unsigned long long)s->tail_len);
+        mc_reg_reportf(report, rarg,
+                       "%s/" MC_JOURNAL_FILE " ends with a torn record at byte %llu (%llu bytes of "
+                       "an interrupted change; the next writer cuts it)",
+                       j->dir, (unsigned long long)s->tail_off, (unsigned long long)s->tail_len);
     d->damaged = s->snap_damaged || s->journal_damaged;
     d->torn_tail = s->torn_tail;
     return 0;
@@ -303,19 +288,20 @@ static int journal_repair(struct mc_reg_backend *b, size_t skipped, mc_reg_emit_
     if (s->snap_damaged) {
         rc = mc_manifest_move_aside(j->dirfd, j->dir, MC_SNAPSHOT_FILE, where, sizeof(where));
         if (rc == 0)
-            reportf(report, rarg,
-                    "kept the %llu sound entries of the snapshot before byte %llu; the "
-                    "damaged file is now %s",
-                    (unsigned long long)s->snap_entries, (unsigned long long)s->snap_off, where);
+            mc_reg_reportf(report, rarg,
+                           "kept the %llu sound entries of the snapshot before byte %llu; the "
+                           "damaged file is now %s",
+                           (unsigned long long)s->snap_entries, (unsigned long long)s->snap_off,
+                           where);
     }
     if (rc == 0 && (s->journal_damaged || s->snap_damaged || skipped)) {
         rc = mc_manifest_move_aside(j->dirfd, j->dir, MC_JOURNAL_FILE, where, sizeof(where));
         if (rc == 0)
-            reportf(report, rarg,
-                    "kept the %llu sound journal records%s%s; the old journal is now %s",
-                    (unsigned long long)s->journal_records,
-                    s->journal_damaged ? " before the damage" : "",
-                    skipped ? " that still applied" : "", where);
+            mc_reg_reportf(report, rarg,
+                           "kept the %llu sound journal records%s%s; the old journal is now %s",
+                           (unsigned long long)s->journal_records,
+                           s->journal_damaged ? " before the damage" : "",
+                           skipped ? " that still applied" : "", where);
     }
     if (rc == 0)
         rc = mc_manifest_compact(&j->man, emit, arg);

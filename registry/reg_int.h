@@ -24,6 +24,7 @@
  *   artifacts_local.c the artifact store: STORE/models, temp files of pushes,
  *               the commit marker, copying with the checksum, format detection
  *   files.c     fsyncing directories, crash points (tests)
+ *   backend.c   what both sides of the seam use: mc_reg_reportf()
  */
 #ifndef MCACHE_REGISTRY_REG_INT_H
 #define MCACHE_REGISTRY_REG_INT_H
@@ -191,7 +192,6 @@ int reg_sync(struct mc_registry *r, bool *changed);
 int reg_write_begin(struct mc_registry *r);
 int reg_write_end(struct mc_registry *r, int rc);
 int reg_commit(struct mc_registry *r, json_t *rec, uint64_t *gen);
-void reg_warn(struct mc_registry *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 struct reg_model *reg_need_model(const struct mc_registry *r, const char *name);
 struct reg_ver *reg_need_version(const struct mc_registry *r, const char *name,
                                  const char *version);

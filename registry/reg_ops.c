@@ -11,7 +11,6 @@
  * crash between the metadata and the artifacts is undone by whoever takes
  * the lock next.
  */
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -583,19 +582,6 @@ static void check_report(void *arg, const char *msg)
         c->report(c->arg, msg);
 }
 
-static void reportf(struct checker *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void reportf(struct checker *c, const char *fmt, ...)
-{
-    char msg[1400];
-    va_list ap;
-
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
-    check_report(c, msg);
-}
-
 /* Open dir without replaying and salvage what its metadata holds. */
 static int salvage(const char *dir, unsigned flags, struct checker *c, struct mc_registry **out,
                    struct mc_reg_damage *d)
@@ -697,8 +683,8 @@ int mc_registry_repair(const char *dir, void (*report)(void *, const char *), vo
         size_t moved = 0;
         /* Artifacts of the records that were lost go aside with them. */
         r->art->ops->orphans(r->art, state_holds, r->st, true, report, arg, &moved);
-        reportf(&c, "wrote a new snapshot of %s at generation %llu", r->dir,
-                (unsigned long long)mc_registry_generation(r));
+        mc_reg_reportf(check_report, &c, "wrote a new snapshot of %s at generation %llu", r->dir,
+                       (unsigned long long)mc_registry_generation(r));
     }
     reg_unlock(r);
     mc_registry_close(r);

@@ -11,7 +11,6 @@
  * unlock).
  */
 #include <limits.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,17 +42,6 @@ static void default_warn(void *arg, const char *msg)
 {
     (void)arg;
     fprintf(stderr, "mcache: warning: %s\n", msg);
-}
-
-void reg_warn(struct mc_registry *r, const char *fmt, ...)
-{
-    char msg[1024];
-    va_list ap;
-
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
-    r->warn(r->warn_arg, msg);
 }
 
 int reg_lock(struct mc_registry *r, enum mc_reg_lock mode)
@@ -153,8 +141,9 @@ int reg_write_end(struct mc_registry *r, int rc)
         int c = r->be->ops->compact(r->be, state_emit, r->st);
 
         if (c)
-            reg_warn(r, "compacting the manifest of %s failed (the change itself is saved): %s",
-                     r->dir, mc_last_error());
+            mc_reg_reportf(r->warn, r->warn_arg,
+                           "compacting the manifest of %s failed (the change itself is saved): %s",
+                           r->dir, mc_last_error());
     }
     reg_unlock(r);
     return rc;

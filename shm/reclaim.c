@@ -9,6 +9,7 @@
 
 #include "common/clock.h"
 #include "common/err.h"
+#include "common/vec.h"
 #include "shm/arena.h"
 #include "shm/fence.h"
 #include "shm/readers.h"
@@ -46,15 +47,8 @@ void mc_reclaim_destroy(struct mc_reclaim *rc)
 
 int mc_retire(struct mc_reclaim *rc, enum mc_retire_kind kind, uint64_t off, uint64_t size)
 {
-    if (rc->n == rc->cap) {
-        size_t cap = rc->cap ? rc->cap * 2 : 64;
-        struct mc_retired *p = realloc(rc->items, cap * sizeof(*p));
-
-        if (!p)
-            return mc_err(MC_ENOMEM, "retiring arena memory: out of memory");
-        rc->items = p;
-        rc->cap = cap;
-    }
+    if (MC_VEC_RESERVE(rc->items, rc->cap, rc->n + 1, 64))
+        return mc_err(MC_ENOMEM, "retiring arena memory: out of memory");
     rc->items[rc->n++] = (struct mc_retired){
         .epoch = mc_load_relaxed(&rc->arena->hdr->epoch),
         .off = off,

@@ -47,7 +47,7 @@ static void *watch_load(void *arg)
         json_t *st, *m;
         size_t i;
 
-        if (cli_daemon_call(w->c, "status", 0, NULL, 2000, &st) == 0) {
+        if (cli_ctl_call(w->c, "status", 0, NULL, 2000, &st) == 0) {
             json_array_foreach(json_object_get(st, "models"), i, m)
             {
                 if (jstr(m, "name") && !strcmp(jstr(m, "name"), w->name) && jstr(m, "version") &&
@@ -100,8 +100,7 @@ static int run_load(struct cli *c, struct args *a)
     t0 = cli_mono_s();
     {
         const char *args[3] = {name, ref, ms};
-        rc = cli_daemon_call(c, "load", tmo ? 3 : 2, args, tmo ? (int)(secs * 1000 + 2000) : -1,
-                             &res);
+        rc = cli_ctl_call(c, "load", tmo ? 3 : 2, args, tmo ? (int)(secs * 1000 + 2000) : -1, &res);
     }
     if (watching) {
         __atomic_store_n(&w.stop, 1, __ATOMIC_RELEASE);
@@ -186,7 +185,7 @@ static int run_evict(struct cli *c, struct args *a)
 
     if (!rc) {
         const char *args[2] = {name, ref};
-        rc = cli_daemon_call(c, "evict", 2, args, CLI_CTL_TIMEOUT_MS, &res);
+        rc = cli_ctl_call(c, "evict", 2, args, CLI_CTL_TIMEOUT_MS, &res);
     }
     if (rc)
         return cli_error(rc);
@@ -224,7 +223,7 @@ static int pin(struct cli *c, struct args *a, bool on)
 
     if (!rc) {
         const char *args[2] = {name, ref};
-        rc = cli_daemon_call(c, on ? "pin" : "unpin", 2, args, CLI_CTL_TIMEOUT_MS, &res);
+        rc = cli_ctl_call(c, on ? "pin" : "unpin", 2, args, CLI_CTL_TIMEOUT_MS, &res);
         if (rc == 0)
             return print_result(c, res, on ? "pinned" : "unpinned", name, ref, true, on);
     }

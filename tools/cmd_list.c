@@ -236,7 +236,7 @@ static void find_standing(const struct cli *c, const struct mc_reg_version *v, s
     memset(s, 0, sizeof(*s));
     s->res = "unknown";
     snprintf(key, sizeof(key), "%s@%s", v->name, v->version);
-    if (cli_daemon_call(c, "status", 0, NULL, CLI_CTL_TIMEOUT_MS, &s->status) == 0) {
+    if (cli_ctl_call(c, "status", 0, NULL, CLI_CTL_TIMEOUT_MS, &s->status) == 0) {
         s->daemon = true;
         s->res = "not-resident";
         json_array_foreach(json_object_get(s->status, "models"), i, m)

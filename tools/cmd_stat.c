@@ -258,7 +258,7 @@ static int run_stat(struct cli *c, struct args *a)
     int rc, arc;
 
     (void)a;
-    rc = cli_daemon_call(c, "status", 0, NULL, CLI_CTL_TIMEOUT_MS, &st);
+    rc = cli_ctl_call(c, "status", 0, NULL, CLI_CTL_TIMEOUT_MS, &st);
     if (rc == 0) {
         out = from_daemon(c, st);
         json_decref(st);

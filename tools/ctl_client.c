@@ -44,8 +44,8 @@ static int not_running(const struct cli *c, const char *path)
                   c->cache, why, path, c->store, c->cache, shm);
 }
 
-int cli_daemon_call(const struct cli *c, const char *op, unsigned nargs, const char *const *args,
-                    int timeout_ms, json_t **out)
+int cli_ctl_call(const struct cli *c, const char *op, unsigned nargs, const char *const *args,
+                 int timeout_ms, json_t **out)
 {
     char path[512], *body = NULL;
     json_error_t je;

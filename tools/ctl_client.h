@@ -24,7 +24,7 @@ int cli_socket_path(const struct cli *c, char *buf, size_t len);
  * becomes its code with mcached's message; nobody listening is
  * MC_ENODAEMON with a message naming the socket and how to start mcached.
  */
-int cli_daemon_call(const struct cli *c, const char *op, unsigned nargs, const char *const *args,
-                    int timeout_ms, json_t **out);
+int cli_ctl_call(const struct cli *c, const char *op, unsigned nargs, const char *const *args,
+                 int timeout_ms, json_t **out);
 
 #endif

@@ -9,6 +9,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/vec.h"
+
 const char *fmt_size(uint64_t bytes, char *buf)
 {
     static const char *units[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"};
@@ -107,14 +109,9 @@ void table_init(struct table *t, unsigned right_mask, const char *const *head)
 
 void table_add(struct table *t, const char *const *row)
 {
-    if (t->nrows == t->cap) {
-        size_t cap = t->cap ? t->cap * 2 : 16;
-        char **c = realloc(t->cells, cap * t->ncols * sizeof(*c));
-        if (!c)
-            abort(); /* a CLI listing cannot go on without memory */
-        t->cells = c;
-        t->cap = cap;
-    }
+    /* The array's items are rows of ncols cells (every table has a column). */
+    if (mc_vec_reserve(&t->cells, &t->cap, t->nrows + 1, t->ncols * sizeof(*t->cells), 16))
+        abort(); /* a CLI listing cannot go on without memory */
     for (size_t i = 0; i < t->ncols; i++) {
         const char *s = row[i] && *row[i] ? row[i] : "-";
         char *d = strdup(s);
