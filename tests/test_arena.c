@@ -22,7 +22,7 @@
 
 #include "common/err.h"
 #include "mcache.h"
-#include "tests/testutil.h"
+#include "tests/helpers/testutil.h"
 
 static void test_create_and_attach(void **state)
 {

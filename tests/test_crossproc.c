@@ -20,7 +20,7 @@
 
 #include "common/err.h"
 #include "shm/slab.h"
-#include "tests/testutil.h"
+#include "tests/helpers/testutil.h"
 
 #define READERS     3
 #define LOOKUPS     350000 /* per reader: > 1,000,000 in all */

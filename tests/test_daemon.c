@@ -34,7 +34,7 @@
 #include "index/proto.h"
 #include "registry/registry.h"
 #include "shm/arena.h"
-#include "tests/testutil.h"
+#include "tests/helpers/testutil.h"
 
 struct dt {
     char root[256];  /* on disk: store and files */

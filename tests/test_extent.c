@@ -13,7 +13,7 @@
 
 #include "common/err.h"
 #include "shm/slab.h"
-#include "tests/testutil.h"
+#include "tests/helpers/testutil.h"
 
 static struct tw T;
 #define E (&T.a.hdr->data_ext)

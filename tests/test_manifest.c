@@ -29,12 +29,12 @@
 
 #include <cmocka.h>
 
-#include "reg_util.h"
 #include "bench/synth.h"
 #include "registry/crc32c.h"
 #include "registry/manifest.h"
 #include "registry/reg_json.h"
 #include "registry/registry.h"
+#include "tests/helpers/reg_util.h"
 
 uint32_t mc_crc32c_soft(uint32_t crc, const void *buf, size_t len);
 

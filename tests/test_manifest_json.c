@@ -22,12 +22,12 @@
 
 #include <cmocka.h>
 
-#include "reg_util.h"
 #include "bench/synth.h"
 #include "registry/crc32c.h"
 #include "registry/manifest.h"
 #include "registry/reg_json.h"
 #include "registry/registry.h"
+#include "tests/helpers/reg_util.h"
 
 static const char *scratch_base(void)
 {

@@ -19,7 +19,7 @@
 
 #include "common/err.h"
 #include "shm/slab.h"
-#include "tests/testutil.h"
+#include "tests/helpers/testutil.h"
 
 static struct tw T;
 

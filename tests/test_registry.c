@@ -17,8 +17,8 @@
 
 #include <cmocka.h>
 
-#include "reg_util.h"
 #include "registry/registry.h"
+#include "tests/helpers/reg_util.h"
 
 struct fx {
     char *dir, *store, *files;

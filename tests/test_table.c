@@ -16,7 +16,7 @@
 #include "common/err.h"
 #include "index/resolve.h"
 #include "shm/slab.h"
-#include "tests/testutil.h"
+#include "tests/helpers/testutil.h"
 
 static struct tw T;
 

@@ -1,7 +1,7 @@
 /*
  * testutil.c - helpers shared by the tests (see testutil.h).
  */
-#include "tests/testutil.h"
+#include "tests/helpers/testutil.h"
 
 #include <dirent.h>
 #include <errno.h>
