@@ -18,8 +18,8 @@ mc_reg_test(test_names test_names.c)
 add_test(NAME registry_names COMMAND test_names)
 
 # The registry's semantics through its API, once per metadata backend
-# (tests/helpers/reg_util.c tu_backend() reads MC_TEST_BACKEND; a new backend is a
-# case there and a name here). The journal's run keeps the name registry_api.
+# (tu_backend() in tests/helpers/testutil_reg.c reads MC_TEST_BACKEND; a new
+# backend is a case there and a name here). The journal's run keeps the name registry_api.
 set(MCACHE_REGISTRY_TEST_BACKENDS journal)
 mc_reg_test(test_registry test_registry.c)
 set(registry_api_tests)

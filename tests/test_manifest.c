@@ -34,7 +34,7 @@
 #include "registry/manifest.h"
 #include "registry/reg_json.h"
 #include "registry/registry.h"
-#include "tests/helpers/reg_util.h"
+#include "tests/helpers/testutil.h"
 
 uint32_t mc_crc32c_soft(uint32_t crc, const void *buf, size_t len);
 

@@ -27,7 +27,7 @@
 #include "registry/manifest.h"
 #include "registry/reg_json.h"
 #include "registry/registry.h"
-#include "tests/helpers/reg_util.h"
+#include "tests/helpers/testutil.h"
 
 static const char *scratch_base(void)
 {

@@ -18,7 +18,7 @@
 #include <cmocka.h>
 
 #include "registry/registry.h"
-#include "tests/helpers/reg_util.h"
+#include "tests/helpers/testutil.h"
 
 struct fx {
     char *dir, *store, *files;

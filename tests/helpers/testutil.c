@@ -1,5 +1,6 @@
 /*
- * testutil.c - helpers shared by the tests (see testutil.h).
+ * testutil.c - the ARENAS and PROCESSES sections of the tests' helpers (see
+ * testutil.h).
  */
 #include "tests/helpers/testutil.h"
 
