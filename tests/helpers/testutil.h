@@ -123,8 +123,9 @@ void tu_warn(void *arg, const char *msg);
  * The metadata backend the tests run against (mc_registry_opts.backend):
  * $MC_TEST_BACKEND, "journal" if unset. Each backend is one case here, which
  * also prepares what it needs beyond the store directory; tu_open() passes
- * it to every open. tests/registry.cmake runs registry_api once per backend
- * it lists. A test of one backend's own files asks tu_backend_is() first.
+ * it to every open. tests/registry/CMakeLists.txt runs registry_api once per
+ * backend it lists. A test of one backend's own files asks tu_backend_is()
+ * first.
  */
 const char *tu_backend(void);
 bool tu_backend_is(const char *name);

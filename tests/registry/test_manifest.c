@@ -5,7 +5,7 @@
  * random moments), two processes writing at once, a full disk; and replay at
  * scale.
  *
- *   test_manifest [unit|crash|concurrency|fulldisk|scale]   (default: unit)
+ *   registry_manifest [unit|crash|concurrency|fulldisk|scale]   (default: unit)
  *
  * fulldisk mounts a 2 MiB tmpfs in a private mount namespace; it exits 77
  * (skip) saying why if the system refuses.
@@ -1154,6 +1154,6 @@ int main(int argc, char **argv)
         rmdir(fulldisk_dir);
         return rc;
     }
-    fprintf(stderr, "usage: test_manifest [unit|crash|concurrency|fulldisk|scale]\n");
+    fprintf(stderr, "usage: registry_manifest [unit|crash|concurrency|fulldisk|scale]\n");
     return 2;
 }

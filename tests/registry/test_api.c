@@ -1,5 +1,5 @@
 /*
- * test_registry.c - the registry's semantics through its API: push and
+ * test_api.c - the registry's semantics through its API: push and
  * format detection, what is refused and how it is explained, references,
  * aliases with history and rollback, removal, status, flags and metadata,
  * retention, search, two handles on one store, check and repair.

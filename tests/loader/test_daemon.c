@@ -701,7 +701,7 @@ static void test_stop_names_its_sender(void **state)
         dump_log();
         fail_msg("the log does not name the sender: %s", want);
     }
-    assert_true(log_has("test_daemon"));
+    assert_true(log_has(program_invocation_short_name)); /* this program, by name */
 }
 
 /* The mode (and, unless -1, the owner and group) of the cache's file with suffix. */
