@@ -34,6 +34,7 @@
 #include "index/proto.h"
 #include "registry/registry.h"
 #include "shm/arena.h"
+#include "tests/helpers/run.h"
 #include "tests/helpers/testutil.h"
 
 struct dt {
@@ -1978,8 +1979,6 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_caches_sharing_a_slot, setup, teardown),
     };
 
-    /* MC_TEST_FILTER=PATTERN runs only the tests it matches (cmocka's * and ?). */
-    if (getenv("MC_TEST_FILTER"))
-        cmocka_set_test_filter(getenv("MC_TEST_FILTER"));
+    MC_TEST_FILTER_FROM_ENV();
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -18,6 +18,7 @@
 #include <cmocka.h>
 
 #include "registry/registry.h"
+#include "tests/helpers/run.h"
 #include "tests/helpers/testutil.h"
 
 struct fx {
@@ -816,5 +817,6 @@ int main(int argc, char **argv)
 
     (void)argc;
     (void)argv;
+    MC_TEST_FILTER_FROM_ENV();
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

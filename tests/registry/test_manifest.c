@@ -34,6 +34,7 @@
 #include "registry/manifest.h"
 #include "registry/reg_json.h"
 #include "registry/registry.h"
+#include "tests/helpers/run.h"
 #include "tests/helpers/testutil.h"
 
 uint32_t mc_crc32c_soft(uint32_t crc, const void *buf, size_t len);
@@ -1132,6 +1133,7 @@ int main(int argc, char **argv)
     const struct CMUnitTest scale[] = {cmocka_unit_test(test_scale)};
 
     setvbuf(stdout, NULL, _IONBF, 0);
+    MC_TEST_FILTER_FROM_ENV();
     if (!strcmp(group, "unit"))
         return cmocka_run_group_tests_name("manifest", unit, NULL, NULL);
     if (!strcmp(group, "crash"))

@@ -27,6 +27,7 @@
 #include "registry/manifest.h"
 #include "registry/reg_json.h"
 #include "registry/registry.h"
+#include "tests/helpers/run.h"
 #include "tests/helpers/testutil.h"
 
 static const char *scratch_base(void)
@@ -888,5 +889,6 @@ int main(void)
     };
 
     setvbuf(stdout, NULL, _IONBF, 0);
+    MC_TEST_FILTER_FROM_ENV();
     return cmocka_run_group_tests_name("manifest_json", tests, NULL, NULL);
 }
