@@ -6,7 +6,7 @@
  * state loaded through jansson alone, also for damaged records whose
  * checksums were made to match).
  *
- *   test_manifest_json          (MCACHE_FUZZ_ITERS=<n> scales the fuzzing)
+ *   registry_manifest_json      (MCACHE_FUZZ_ITERS=<n> scales the fuzzing)
  */
 #include <math.h>
 #include <setjmp.h>
