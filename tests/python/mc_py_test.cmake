@@ -2,7 +2,9 @@
 # that runs tests/python/MODULE.py with unittest under Debian's python3
 # (python3-numpy, python3-torch; tests that need them skip without them),
 # against this build's libmcache, mcached and reg_helper. Extra ENV entries
-# ("VAR=value") are added. Included by tests/python/ and examples/.
+# ("VAR=value") are added. Labels: python, and the part of NAME before its
+# first "_" if that differs (examples_workers: examples too). Included by
+# tests/python/ and examples/ (which comes first, so this file stands alone).
 #
 # Sanitizer builds: libmcache is then built with ASan/UBSan, which a stock
 # python3 can load only with the runtime preloaded; those passes preload it
@@ -35,6 +37,11 @@ function(mc_py_test name module)
   endif()
   add_test(NAME ${name} COMMAND ${MC_PYTHON} -m unittest -v ${module}
            WORKING_DIRECTORY ${PROJECT_SOURCE_DIR}/tests/python)
+  string(REGEX MATCH "^[a-z]+" layer "${name}")
+  set(labels python)
+  if(NOT layer STREQUAL "python")
+    list(APPEND labels ${layer})
+  endif()
   set_tests_properties(${name} PROPERTIES TIMEOUT 180 SKIP_RETURN_CODE 77
-                       ENVIRONMENT "${env}")
+                       ENVIRONMENT "${env}" LABELS "${labels}")
 endfunction()

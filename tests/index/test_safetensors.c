@@ -16,6 +16,7 @@
 
 #include "index/safetensors.h"
 #include "mcache.h"
+#include "tests/helpers/run.h"
 
 /* A safetensors file from a header text and a data section of data_len bytes. */
 static uint8_t *st_file(const char *header, uint64_t data_len, uint64_t *size)
@@ -161,5 +162,6 @@ int main(void)
         cmocka_unit_test(test_refusals),
         cmocka_unit_test(test_bad_lengths),
     };
+    MC_TEST_FILTER_FROM_ENV();
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,5 +1,5 @@
 /*
- * test_registry.c - the registry's semantics through its API: push and
+ * test_api.c - the registry's semantics through its API: push and
  * format detection, what is refused and how it is explained, references,
  * aliases with history and rollback, removal, status, flags and metadata,
  * retention, search, two handles on one store, check and repair.
@@ -17,8 +17,9 @@
 
 #include <cmocka.h>
 
-#include "reg_util.h"
 #include "registry/registry.h"
+#include "tests/helpers/run.h"
+#include "tests/helpers/testutil.h"
 
 struct fx {
     char *dir, *store, *files;
@@ -816,5 +817,6 @@ int main(int argc, char **argv)
 
     (void)argc;
     (void)argv;
+    MC_TEST_FILTER_FROM_ENV();
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -5,7 +5,7 @@
  * random moments), two processes writing at once, a full disk; and replay at
  * scale.
  *
- *   test_manifest [unit|crash|concurrency|fulldisk|scale]   (default: unit)
+ *   registry_manifest [unit|crash|concurrency|fulldisk|scale]   (default: unit)
  *
  * fulldisk mounts a 2 MiB tmpfs in a private mount namespace; it exits 77
  * (skip) saying why if the system refuses.
@@ -29,12 +29,13 @@
 
 #include <cmocka.h>
 
-#include "reg_util.h"
 #include "bench/synth.h"
 #include "registry/crc32c.h"
 #include "registry/manifest.h"
 #include "registry/reg_json.h"
 #include "registry/registry.h"
+#include "tests/helpers/run.h"
+#include "tests/helpers/testutil.h"
 
 uint32_t mc_crc32c_soft(uint32_t crc, const void *buf, size_t len);
 
@@ -1132,6 +1133,7 @@ int main(int argc, char **argv)
     const struct CMUnitTest scale[] = {cmocka_unit_test(test_scale)};
 
     setvbuf(stdout, NULL, _IONBF, 0);
+    MC_TEST_FILTER_FROM_ENV();
     if (!strcmp(group, "unit"))
         return cmocka_run_group_tests_name("manifest", unit, NULL, NULL);
     if (!strcmp(group, "crash"))
@@ -1154,6 +1156,6 @@ int main(int argc, char **argv)
         rmdir(fulldisk_dir);
         return rc;
     }
-    fprintf(stderr, "usage: test_manifest [unit|crash|concurrency|fulldisk|scale]\n");
+    fprintf(stderr, "usage: registry_manifest [unit|crash|concurrency|fulldisk|scale]\n");
     return 2;
 }

@@ -18,6 +18,7 @@
 
 #include "common/err.h"
 #include "index/semver.h"
+#include "tests/helpers/run.h"
 
 struct pair {
     const char *a, *b;
@@ -744,5 +745,6 @@ int main(void)
         cmocka_unit_test(test_ref_better),
     };
 
+    MC_TEST_FILTER_FROM_ENV();
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

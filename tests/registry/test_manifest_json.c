@@ -6,7 +6,7 @@
  * state loaded through jansson alone, also for damaged records whose
  * checksums were made to match).
  *
- *   test_manifest_json          (MCACHE_FUZZ_ITERS=<n> scales the fuzzing)
+ *   registry_manifest_json      (MCACHE_FUZZ_ITERS=<n> scales the fuzzing)
  */
 #include <math.h>
 #include <setjmp.h>
@@ -22,12 +22,13 @@
 
 #include <cmocka.h>
 
-#include "reg_util.h"
 #include "bench/synth.h"
 #include "registry/crc32c.h"
 #include "registry/manifest.h"
 #include "registry/reg_json.h"
 #include "registry/registry.h"
+#include "tests/helpers/run.h"
+#include "tests/helpers/testutil.h"
 
 static const char *scratch_base(void)
 {
@@ -888,5 +889,6 @@ int main(void)
     };
 
     setvbuf(stdout, NULL, _IONBF, 0);
+    MC_TEST_FILTER_FROM_ENV();
     return cmocka_run_group_tests_name("manifest_json", tests, NULL, NULL);
 }

@@ -16,7 +16,8 @@
 #include "common/err.h"
 #include "index/resolve.h"
 #include "shm/slab.h"
-#include "tests/testutil.h"
+#include "tests/helpers/run.h"
+#include "tests/helpers/testutil.h"
 
 static struct tw T;
 
@@ -412,5 +413,6 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_exhaustion, setup, teardown),
     };
+    MC_TEST_FILTER_FROM_ENV();
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -3,7 +3,7 @@
  * mcached runs on every byte a client sends).
  *
  * With libFuzzer (cmake -DMCACHE_FUZZ=ON, clang):
- *   ./fuzz_proto tests/corpus/proto -max_total_time=60
+ *   ./fuzz_proto tests/fuzz/corpus/proto -max_total_time=60
  * Without it (every build, run by ctest), main() replays the seed corpus and
  * 200,000 random and mutated inputs, so the target keeps building and the
  * seeds keep passing.

@@ -12,6 +12,7 @@
 
 #include "common/err.h"
 #include "index/name.h"
+#include "tests/helpers/run.h"
 
 struct bad {
     const char *value;
@@ -143,5 +144,6 @@ int main(void)
         cmocka_unit_test(test_quote),
     };
 
+    MC_TEST_FILTER_FROM_ENV();
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -19,7 +19,8 @@
 
 #include "common/err.h"
 #include "shm/slab.h"
-#include "tests/testutil.h"
+#include "tests/helpers/run.h"
+#include "tests/helpers/testutil.h"
 
 static struct tw T;
 
@@ -212,5 +213,6 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_stopped_pinned_reader_stalls, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dead_slot_with_reused_pid, setup, teardown),
     };
+    MC_TEST_FILTER_FROM_ENV();
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -3,7 +3,7 @@
  * (mcached runs it on every safetensors model it loads).
  *
  * With libFuzzer (cmake -DMCACHE_FUZZ=ON, clang):
- *   ./fuzz_safetensors tests/corpus/safetensors -max_total_time=60
+ *   ./fuzz_safetensors tests/fuzz/corpus/safetensors -max_total_time=60
  * Without it, main() replays the seed corpus and mutations of it.
  */
 #include <dirent.h>

@@ -1,7 +1,8 @@
 /*
- * testutil.c - helpers shared by the tests (see testutil.h).
+ * testutil.c - the ARENAS and PROCESSES sections of the tests' helpers (see
+ * testutil.h).
  */
-#include "tests/testutil.h"
+#include "tests/helpers/testutil.h"
 
 #include <dirent.h>
 #include <errno.h>

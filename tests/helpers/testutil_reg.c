@@ -1,7 +1,8 @@
 /*
- * reg_util.c - helpers shared by the registry tests (see reg_util.h).
+ * testutil_reg.c - the REGISTRY section of the tests' helpers (see
+ * testutil.h): what the registry tests share. Formerly tests/reg_util.c.
  */
-#include "reg_util.h"
+#include "tests/helpers/testutil.h"
 
 #include <dirent.h>
 #include <errno.h>

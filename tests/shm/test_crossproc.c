@@ -20,7 +20,8 @@
 
 #include "common/err.h"
 #include "shm/slab.h"
-#include "tests/testutil.h"
+#include "tests/helpers/run.h"
+#include "tests/helpers/testutil.h"
 
 #define READERS     3
 #define LOOKUPS     350000 /* per reader: > 1,000,000 in all */
@@ -228,5 +229,6 @@ int main(void)
         cmocka_unit_test(test_threads_share_a_cache),
         cmocka_unit_test(test_fork),
     };
+    MC_TEST_FILTER_FROM_ENV();
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -49,7 +49,7 @@
 #include "mcache.h"
 #include "shm/arena.h"
 #include "shm/readers.h"
-#include "tests/testutil.h"
+#include "tests/helpers/testutil.h"
 
 #include <xxhash.h>
 

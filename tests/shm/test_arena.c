@@ -22,7 +22,8 @@
 
 #include "common/err.h"
 #include "mcache.h"
-#include "tests/testutil.h"
+#include "tests/helpers/run.h"
+#include "tests/helpers/testutil.h"
 
 static void test_create_and_attach(void **state)
 {
@@ -336,5 +337,6 @@ int main(void)
         cmocka_unit_test(test_hugetlb_backing),
         cmocka_unit_test(test_version_matches_header_and_build),
     };
+    MC_TEST_FILTER_FROM_ENV();
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -19,7 +19,7 @@
 #include <string.h>
 
 #include "mcache.h"
-#include "tests/testutil.h"
+#include "tests/helpers/testutil.h"
 
 #define NMODELS 100
 

@@ -13,7 +13,8 @@
 
 #include "common/err.h"
 #include "shm/slab.h"
-#include "tests/testutil.h"
+#include "tests/helpers/run.h"
+#include "tests/helpers/testutil.h"
 
 static struct tw T;
 #define E (&T.a.hdr->data_ext)
@@ -210,5 +211,6 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_rebuild, setup, teardown),
         cmocka_unit_test_setup_teardown(test_slab, setup, teardown),
     };
+    MC_TEST_FILTER_FROM_ENV();
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,153 @@
+/*
+ * test_alias.c - aliases served while they move: an alias flipped under 4
+ * reading workers; blue-green, where the version an alias still points at is
+ * kept (not evicted for room, not evicted by an operator) until the new one
+ * serves.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <cmocka.h>
+
+#include "tests/helpers/run.h"
+#include "tests/helpers/testutil.h"
+#include "tests/loader/daemon_fixture.h"
+
+static void test_alias_flip_under_readers(void **state)
+{
+    enum { WORKERS = 4 };
+    FILE *w[WORKERS];
+    char prog[512], cmd[1024], line[512];
+    int saw_both = 0;
+
+    (void)state;
+    push("a", "1.0.0", 1u << 20, 1);
+    push("a", "2.0.0", (1u << 20) + 4096, 2);
+    assert_int_equal(mc_registry_alias_set(D.reg, "a", "prod", "1.0.0", NULL), 0);
+    daemon_start_args(NULL);
+    assert_int_equal(ctl(NULL, "load", 3, "a", "1.0.0", "10000"), 0);
+    assert_int_equal(ctl(NULL, "load", 3, "a", "2.0.0", "10000"), 0);
+    for (int i = 0; i < WORKERS; i++) {
+        snprintf(cmd, sizeof(cmd), "%s watch %s t a prod 3000",
+                 helper_path("mp_reader", prog, sizeof(prog)), D.shm);
+        w[i] = popen(cmd, "r");
+        assert_non_null(w[i]);
+    }
+    for (int k = 0; k < 40; k++) {
+        assert_int_equal(mc_registry_alias_set(D.reg, "a", "prod", k % 2 ? "1.0.0" : "2.0.0",
+                                               NULL),
+                         0);
+        sleep_ms(50);
+    }
+    for (int i = 0; i < WORKERS; i++) {
+        long bad = -1;
+        assert_non_null(fgets(line, sizeof(line), w[i]));
+        printf("# worker %d: %s", i, line);
+        assert_int_equal(pclose(w[i]), 0);
+        char *b = strstr(line, " bad ");
+        assert_non_null(b);
+        bad = atol(b + 5);
+        assert_int_equal(bad, 0);
+        saw_both += strstr(line, "1.0.0=") && strstr(line, "2.0.0=");
+    }
+    assert_true(saw_both > 0); /* the alias really moved under them */
+    daemon_stop_clean();
+}
+
+/* Moving an alias to a version that needs room must not evict the version
+ * the alias still points at (review find: only registry aliases were
+ * protected, so the old target could go mid-switch). */
+static void test_blue_green_keeps_old_target(void **state)
+{
+    const char *small[] = {"--size", "64M", "--index-size", "4M", NULL};
+    const uint64_t MB = 1u << 20;
+    char out[256];
+
+    (void)state;
+    push("A", "1.0.0", 20 * MB, 1);
+    push("A", "2.0.0", 20 * MB, 2);
+    push("C", "1.0.0", 20 * MB, 3);
+    assert_int_equal(mc_registry_alias_set(D.reg, "A", "prod", "1.0.0", NULL), 0);
+    daemon_start_args(small);
+    assert_int_equal(ctl(NULL, "load", 2, "A", "prod"), 0);
+    sleep_ms(20);
+    assert_int_equal(ctl(NULL, "load", 2, "C", "1.0.0"), 0); /* C is newer than A@1 */
+    /* A@2 needs 20 MiB: one of A@1 and C must go. A@1 is the least recently
+     * used, but prod points at it until A@2 is ready: C goes. */
+    assert_int_equal(mc_registry_alias_set(D.reg, "A", "prod", "2.0.0", NULL), 0);
+    for (int i = 0; i < 500 && strcmp(model_state("A", "2.0.0"), "resident"); i++)
+        sleep_ms(10);
+    assert_string_equal(model_state("A", "2.0.0"), "resident");
+    assert_string_equal(model_state("C", "1.0.0"), "registered");
+    assert_string_equal(model_state("A", "1.0.0"), "resident");
+    assert_int_equal(reader(out, sizeof(out), "verify", "A", "prod", NULL), 0);
+    assert_string_equal(out, "ok 2.0.0 20971520\n");
+    daemon_stop_clean();
+}
+
+/*
+ * While the version an alias moved to cannot load, the arena alias keeps
+ * serving the old one: an operator's evict of the old one is refused (it
+ * used to succeed, leaving workers of the alias with nothing to serve).
+ */
+static void test_evict_refused_while_alias_serves_old(void **state)
+{
+    const uint64_t MB = 1u << 20;
+    char path[600], out[256], *body = NULL;
+    FILE *f;
+
+    (void)state;
+    push("A", "1.0.0", MB, 1);
+    push("A", "2.0.0", MB, 2);
+    assert_int_equal(mc_registry_alias_set(D.reg, "A", "prod", "1.0.0", NULL), 0);
+    daemon_start_args(NULL);
+    assert_int_equal(ctl(NULL, "load", 2, "A", "prod"), 0);
+    artifact_path("A", "2.0.0", path, sizeof(path));
+    chmod(path, 0644);
+    f = fopen(path, "r+");
+    assert_non_null(f);
+    fseek(f, 4096, SEEK_SET);
+    fputc(0x5a ^ fgetc(f), f); /* a bit flip: A@2 can never verify */
+    fclose(f);
+    assert_int_equal(mc_registry_alias_set(D.reg, "A", "prod", "2.0.0", NULL), 0);
+    for (int i = 0; i < 500 && strcmp(model_state("A", "2.0.0"), "failed"); i++)
+        sleep_ms(10);
+    assert_string_equal(model_state("A", "2.0.0"), "failed");
+    assert_int_equal(reader(out, sizeof(out), "verify", "A", "prod", NULL), 0);
+    assert_string_equal(out, "ok 1.0.0 1048576\n"); /* the old one still serves */
+    assert_int_equal(ctl(&body, "evict", 2, "A", "1.0.0"), MC_EBUSY);
+    assert_non_null(strstr(body, "still serves an alias"));
+    free(body);
+    assert_string_equal(model_state("A", "1.0.0"), "resident");
+    assert_int_equal(reader(out, sizeof(out), "verify", "A", "prod", NULL), 0);
+    /* Removing it from the registry (as gc would) waits for the switch too:
+     * the alias keeps serving it (it used to be dropped, and prod with it). */
+    assert_int_equal(mc_registry_remove_version(D.reg, "A", "1.0.0", false, NULL), 0);
+    assert_int_equal(ctl(NULL, "reload", 0), 0);
+    assert_int_equal(reader(out, sizeof(out), "verify", "A", "prod", NULL), 0);
+    assert_string_equal(out, "ok 1.0.0 1048576\n");
+    /* Once no alias serves it, it goes. */
+    assert_int_equal(mc_registry_alias_remove(D.reg, "A", "prod", NULL), 0);
+    assert_int_equal(ctl(NULL, "reload", 0), 0);
+    assert_string_equal(model_state("A", "1.0.0"), "");
+    assert_int_equal(reader(out, sizeof(out), "verify", "A", "1.0.0", NULL), 3);
+    daemon_stop_clean();
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        DAEMON_TEST(test_alias_flip_under_readers),
+        DAEMON_TEST(test_blue_green_keeps_old_target),
+        DAEMON_TEST(test_evict_refused_while_alias_serves_old),
+    };
+
+    MC_TEST_FILTER_FROM_ENV();
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
