@@ -189,9 +189,12 @@ MC_API int mc_get(mc_cache *c, const char *name, const char *ref, mc_model **out
  * Concurrent requests for one version become one load. This path makes
  * system calls (mcached's control socket, found in the arena header).
  *
+ * An mcached that is starting (it listens only once it has mirrored the
+ * registry) is waited for, within timeout_ms and at most 30 s.
+ *
  * Returns 0 (and *out), any code of mc_get() other than MC_ENOTRESIDENT,
- * MC_EFAILED and MC_ENOENT as mc_get() returns it (MC_ENOENT too when no
- * mcached serves the arena), or, when mcached was asked:
+ * MC_EFAILED and MC_ENOENT as mc_get() returns it (MC_ENOENT too when the
+ * arena names no mcached at all), or, when mcached was asked:
  *   MC_ENODAEMON  no mcached serves the arena, nothing listens on its
  *                 socket, the connection was lost, or mcached is shutting down
  *   MC_ETIMEDOUT  the version was not published within timeout_ms

@@ -14,19 +14,23 @@
  */
 #include "mcache.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "index/proto.h"
 #include "index/resolve.h"
 #include "index/safetensors.h"
 #include "index/table.h"
 #include "shm/arena.h"
+#include "common/clock.h"
 #include "common/err.h"
 #include "shm/fence.h"
 #include "shm/readers.h"
@@ -599,6 +603,32 @@ unpin:
     return rc;
 }
 
+/* How long mc_get_load() waits for a starting mcached to listen, at most. */
+#define LOADER_START_WAIT_NS (30ull * 1000000000ull)
+
+/*
+ * Connect to the mcached named in the header. One that is starting (its pid
+ * is there and alive) listens only once it has mirrored the registry
+ * (docs/loader.md, "Ready"): retry every 10 ms, within timeout_ms and at most
+ * LOADER_START_WAIT_NS (a reused pid must not keep us waiting forever). A
+ * dead pid (kill -9) answers at once.
+ */
+static int loader_connect(const mc_cache *c, const char *sock, int timeout_ms, int *fd)
+{
+    uint64_t wait = timeout_ms < 0 ? LOADER_START_WAIT_NS : (uint64_t)timeout_ms * 1000000ull;
+    uint64_t deadline = mc_mono_ns() + (wait < LOADER_START_WAIT_NS ? wait : LOADER_START_WAIT_NS);
+
+    for (;;) {
+        int rc = mc_ctl_connect(sock, fd);
+        pid_t pid = (pid_t)c->arena.hdr->loader_pid;
+
+        if (rc != MC_ENODAEMON || pid <= 0 || (kill(pid, 0) != 0 && errno == ESRCH) ||
+            mc_mono_ns() >= deadline)
+            return rc;
+        nanosleep(&(struct timespec){.tv_nsec = 10000000L}, NULL);
+    }
+}
+
 int mc_get_load(mc_cache *c, const char *name, const char *ref, int timeout_ms, mc_model **out)
 {
     char sock[sizeof(c->arena.hdr->socket)], tmo[24], *body = NULL;
@@ -620,7 +650,7 @@ int mc_get_load(mc_cache *c, const char *name, const char *ref, int timeout_ms, 
                       ref ? ref : "latest");
     }
     snprintf(tmo, sizeof(tmo), "%d", timeout_ms);
-    rc = mc_ctl_connect(sock, &fd);
+    rc = loader_connect(c, sock, timeout_ms, &fd);
     if (rc)
         return rc;
     /* The daemon enforces the timeout; give the socket a little longer. */

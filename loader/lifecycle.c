@@ -154,6 +154,10 @@ int daemon_start(struct daemon *d)
     epoll_add(d->epfd, d->ifd, &d->ifd);
     if (d->io.efd >= 0)
         epoll_add(d->epfd, d->io.efd, &d->io.efd);
+    /* preflight() checked that it fits a sockaddr_un (108 bytes). Published
+     * before the mirror: a worker's mc_get_load() finds it and waits for the
+     * listen (it retries while this pid lives). */
+    snprintf(d->own.a.hdr->socket, sizeof(d->own.a.hdr->socket), "%.107s", d->socket_path);
     /*
      * Ready means: a client that can connect sees the registry mirrored in
      * the arena. So mirror first, then listen (a version pushed before the
@@ -162,13 +166,8 @@ int daemon_start(struct daemon *d)
     rc = daemon_sync(d, true);
     if (rc)
         log_error("initial sync failed: %s; serving what the arena holds", mc_last_error());
-    rc = mc_ctl_listen(&d->ctl, d->epfd, d->socket_path, &d->access, daemon_request,
-                       daemon_conn_closed, d);
-    if (rc)
-        return rc;
-    /* mc_ctl_listen() checked that it fits a sockaddr_un (108 bytes). */
-    snprintf(d->own.a.hdr->socket, sizeof(d->own.a.hdr->socket), "%.107s", d->socket_path);
-    return 0;
+    return mc_ctl_listen(&d->ctl, d->epfd, d->socket_path, &d->access, daemon_request,
+                         daemon_conn_closed, d);
 }
 
 void daemon_stop(struct daemon *d)

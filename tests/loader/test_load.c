@@ -245,6 +245,71 @@ static void test_push_then_get_load_always_finds_it(void **state)
     daemon_stop_clean();
 }
 
+/* Wait until the arena's header names pid as its loader (read from the file). */
+static void await_loader_pid(pid_t pid)
+{
+    char path[400];
+    struct mc_arena_hdr h;
+    int fd;
+
+    snprintf(path, sizeof(path), "%s/mcache.t", D.shm);
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    assert_true(fd >= 0);
+    for (;;) {
+        assert_int_equal(pread(fd, &h, sizeof(h), 0), (ssize_t)sizeof(h));
+        if (h.loader_pid == (uint32_t)pid)
+            break;
+        assert_int_equal(waitpid(pid, NULL, WNOHANG), 0);
+        sleep_ms(1);
+    }
+    close(fd);
+}
+
+/*
+ * A worker attached across a restart asks for a version pushed while mcached
+ * was down, as soon as the new mcached has adopted the arena: its
+ * mc_get_load() waits for the new mcached to listen (which it does only after
+ * mirroring 500 other versions) instead of failing with "mcached is not
+ * running".
+ */
+static void test_get_load_during_restart_waits_for_ready(void **state)
+{
+    const char *argv[] = {"mcached", "--store", D.store, "--shm-dir", D.shm, "--cache", "t",
+                          "--socket", D.sock, "--size", "256M", NULL};
+    char first[64], out[512], version[32];
+    FILE *in, *rd;
+    pid_t pid;
+
+    (void)state;
+    for (int i = 0; i < 500; i++) {
+        snprintf(version, sizeof(version), "1.0.%d", i);
+        push("bulk", version, 4096, (uint32_t)i);
+    }
+    daemon_start_args(NULL);
+    pid = helper_start("getloads", "30000", NULL, &in, &rd, first, sizeof(first));
+    assert_string_equal(first, "ready\n");
+    for (int k = 0; k < 5; k++) {
+        daemon_stop_clean();
+        snprintf(version, sizeof(version), "2.0.%d", k);
+        push("r", version, 8192, 2000u + (uint32_t)k);
+        D.pid = mcached_spawn(argv, true);
+        await_loader_pid(D.pid); /* adopted, now mirroring: not listening yet */
+        fprintf(in, "r %s\n", version);
+        fflush(in);
+        assert_non_null(fgets(out, sizeof(out), rd));
+        if (strncmp(out, "ok r ", 5) != 0) {
+            fprintf(stderr, "restart %d, get_load r@%s: %s", k, version, out);
+            dump_log();
+            fail();
+        }
+        await_up(D.sock, &D.pid);
+    }
+    fclose(in);
+    fclose(rd);
+    assert_int_equal(wait_status(pid), 0);
+    daemon_stop_clean();
+}
+
 /* A version removed while it loads: the load is cancelled (its extent freed
  * once the kernel is done with it) and the daemon goes on loading others
  * (the cancel used to finish the load twice, wrecking the count of loads in
@@ -368,6 +433,7 @@ int main(void)
         DAEMON_TEST(test_safetensors_tensors),
         DAEMON_TEST(test_get_load_shared_and_timeout),
         DAEMON_TEST(test_push_then_get_load_always_finds_it),
+        DAEMON_TEST(test_get_load_during_restart_waits_for_ready),
         DAEMON_TEST(test_cold_path_fallbacks),
         DAEMON_TEST(test_remove_while_loading),
         DAEMON_TEST(test_request_races_registry_change),
