@@ -105,6 +105,8 @@ class _Attachment:
 
     def use(self):
         with _attach_lock:
+            if self.handle is None:  # its last user went while we got here
+                raise ReleasedError("mcache: the cache was closed; attach again")
             self.users += 1
 
     def unuse(self):
@@ -223,6 +225,21 @@ class Cache(_With):
         _check_pid(att, "cache")
         return att
 
+    def _call(self, fn, *args, keep=False):
+        """fn(handle, *args) as a user of the attachment: a close() from
+        another thread meanwhile cannot detach the arena under the call.
+        keep=True: if fn returns 0, the use is not given back here (it
+        becomes the hold's, given back by _release())."""
+        att = self._live()
+        att.use()
+        rc = -1
+        try:
+            rc = fn(att.handle, *args)
+            return att, rc
+        finally:
+            if not (keep and rc == 0):
+                att.unuse()
+
     def get(self, name, ref=None, load=False, timeout=None):
         """Hold model `name` at `ref` and return it as a Model.
 
@@ -236,7 +253,6 @@ class Cache(_With):
         LoadFailedError tell what went wrong.
         Use it as a context manager: `with cache.get("demo", "production") as m:`.
         """
-        att = self._live()
         h = ctypes.c_void_p()
         bname, bref = _b(name, "name"), _b(ref, "ref")
         if load:
@@ -248,21 +264,20 @@ class Cache(_With):
                                  "not %r" % (timeout,))
             else:
                 ms = min(int(timeout * 1000 + 0.5), 2**31 - 1)
-            rc = self._lib.mc_get_load(att.handle, bname, bref, ms, ctypes.byref(h))
+            att, rc = self._call(self._lib.mc_get_load, bname, bref, ms, ctypes.byref(h),
+                                 keep=True)
         else:
-            rc = self._lib.mc_get(att.handle, bname, bref, ctypes.byref(h))
+            att, rc = self._call(self._lib.mc_get, bname, bref, ctypes.byref(h), keep=True)
         if rc:
             if rc == errors.ESTALE:
                 att.stale = True  # the next attach() maps the new arena
             raise from_code(self._lib, rc)
-        att.use()  # the hold's: given back by _release()
-        return Model(att, h.value, ref)
+        return Model(att, h.value, ref)  # the call's use is now the hold's
 
     def info(self):
         """A CacheInfo snapshot of the arena (mc_cache_info)."""
-        att = self._live()
         out = _lib.CacheInfo()
-        rc = self._lib.mc_cache_info(att.handle, ctypes.byref(out))
+        _, rc = self._call(self._lib.mc_cache_info, ctypes.byref(out))
         if rc:
             raise from_code(self._lib, rc)
         return CacheInfo(*(getattr(out, f) for f in CacheInfo._fields))

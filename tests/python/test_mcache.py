@@ -118,6 +118,51 @@ class Base(unittest.TestCase):
         cls.d.close()
 
 
+class TestCloseRacesGet(unittest.TestCase):
+    def test_close_from_another_thread_during_get_keeps_the_arena(self):
+        """close() while another thread is inside get(): the call counts as a
+        user of the attachment, so the arena is not detached under it (it was:
+        the call then read a freed mc_cache)."""
+        data = bytes(range(256)) * 32
+        with mctest.Daemon(size="64M") as d:
+            path = os.path.join(d.root, "m.bin")
+            with open(path, "wb") as f:
+                f.write(data)
+            d.push("m", "1.0.0", path)
+            d.start()
+            c = d.attach()
+            lib = c._lib
+            real = lib.mc_get_load
+            entered, closed = threading.Event(), threading.Event()
+
+            def held_at_the_door(*args):  # inside get(), before the C call
+                entered.set()
+                closed.wait(30)
+                return real(*args)
+
+            result = {}
+
+            def worker():
+                try:
+                    with c.get("m", "1.0.0", load=True, timeout=20) as m:
+                        result["bytes"] = bytes(m.view)
+                except Exception as e:  # noqa: BLE001 - reported below
+                    result["error"] = e
+
+            lib.mc_get_load = held_at_the_door
+            try:
+                t = threading.Thread(target=worker)
+                t.start()
+                self.assertTrue(entered.wait(30))
+                c.close()
+                closed.set()
+                t.join(60)
+            finally:
+                lib.mc_get_load = real
+            self.assertNotIn("error", result)
+            self.assertEqual(result["bytes"], data)
+
+
 class TestFixture(unittest.TestCase):
     def test_a_failed_fixture_leaves_nothing_mapped(self):
         class Broken(Base):
