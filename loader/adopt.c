@@ -60,6 +60,27 @@ int mc_own_check_free(const struct mc_config *cfg)
     return rc;
 }
 
+/*
+ * A file mcached adopts must be its own: one another user made (before this
+ * mcached ever ran) could still be open for writing in that user's process,
+ * and what it writes there would be served unverified. Refused, not
+ * repaired: the operator decides what to do with another user's file.
+ */
+static int own_file(int fd, const char *what, const char *path)
+{
+    struct stat st;
+
+    if (fstat(fd, &st) != 0)
+        return mc_err(MC_EIO, "%s %s: %s", what, path, strerror(errno));
+    if (st.st_uid == geteuid())
+        return 0;
+    return mc_err(MC_EPERM,
+                  "%s %s belongs to uid %u, not to mcached's uid %u: another user made it and "
+                  "may still write to it; remove it (with everything named %s.*) or choose "
+                  "another --cache or a private --shm-dir",
+                  what, path, (unsigned)st.st_uid, (unsigned)geteuid(), path);
+}
+
 static int take_lock(struct mc_own *o, const struct mc_config *cfg)
 {
     char path[600], pid[32];
@@ -67,6 +88,10 @@ static int take_lock(struct mc_own *o, const struct mc_config *cfg)
 
     if (rc)
         return rc;
+    if ((rc = own_file(fd, "lock file", path)) != 0) {
+        close(fd);
+        return rc;
+    }
     if (fchmod(fd, 0600) != 0) /* one an older mcached left 0644 */
         log_warn("cannot make %s private (mode 0600): %s", path, strerror(errno));
     snprintf(pid, sizeof(pid), "%d\n", (int)getpid());
@@ -182,6 +207,15 @@ static int adopt(struct mc_own *o, const struct mc_config *cfg)
     int rc;
 
     rc = mc_readers_open(cfg->shm_dir, cfg->cache, o->a.hdr->created_ns, &o->r);
+    if (rc == 0) { /* another user's table is replaced with the arena (mc_own_arena) */
+        char path[sizeof(o->a.path) + 16];
+
+        snprintf(path, sizeof(path), "%s.readers", o->a.path);
+        if ((rc = own_file(o->r.fd, "reader table", path)) != 0) {
+            mc_readers_close(&o->r);
+            return rc;
+        }
+    }
     if (rc && rc != MC_ENOENT && rc != MC_EBADARENA && rc != MC_ESTALE)
         return rc; /* live workers may be using it: never replace it on a passing error */
     if (rc) {
@@ -264,6 +298,8 @@ int mc_own_arena(struct mc_own *o, const struct mc_config *cfg, const struct mc_
     }
     if (rc == MC_ENOENT) {
         rc = create(o, cfg);
+    } else if (rc == 0 && (rc = own_file(o->a.fd, "arena", o->a.path)) != 0) {
+        mc_arena_close(&o->a);
     } else if (rc == 0) {
         o->adopted = true;
         warn_kept(o->a.hdr, cfg);

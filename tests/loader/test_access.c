@@ -281,9 +281,59 @@ static void test_lock_file_is_mcacheds_alone(void **state)
     }
     /* Stopped: nobody could take the lock now if it could open the file. */
     snprintf(cmd, sizeof(cmd),
-             "setpriv --reuid=nobody --regid=nogroup --clear-groups flock -n %s true 2>/dev/null",
-             lock);
-    assert_true(system(cmd) != 0);
+             "setpriv --reuid=nobody --regid=nogroup --clear-groups flock -n %s true 2>&1", lock);
+    FILE *p = popen(cmd, "r");
+    char out[512] = "";
+    assert_non_null(p);
+    if (!fgets(out, sizeof(out), p))
+        out[0] = '\0';
+    assert_true(pclose(p) != 0);
+    assert_non_null(strstr(out, "Permission denied")); /* refused at open, not missing */
+}
+
+/*
+ * A lock file or arena that another user owns is refused, and a reader table
+ * another user owns is replaced with the arena, never adopted: its owner may
+ * still hold it open for writing and change what mcached would serve or
+ * free. (They were adopted and re-moded.)
+ */
+static void test_files_of_another_user_are_refused(void **state)
+{
+    static const char *const suffixes[] = {"", ".lock", ".readers"};
+    struct stat st;
+    const char *argv[] = {"mcached", "--store", D.store, "--shm-dir", D.shm, "--cache", "t",
+                          "--socket", D.sock, "--size", "64M", NULL};
+    char path[400], want[64];
+
+    (void)state;
+    daemon_start_args(NULL);
+    daemon_stop_clean();
+    for (size_t i = 0; i < sizeof(suffixes) / sizeof(suffixes[0]); i++) {
+        snprintf(path, sizeof(path), "%s/mcache.t%s", D.shm, suffixes[i]);
+        assert_int_equal(chown(path, 65534, (gid_t)-1), 0);
+        D.pid = mcached_spawn(argv, true);
+        if (i == 2) { /* the table: replaced, with the arena, by files of mcached's own */
+            await_up(D.sock, &D.pid);
+            assert_int_equal(stat(path, &st), 0);
+            assert_int_equal(st.st_uid, geteuid());
+            assert_true(log_has("replacing it"));
+            daemon_stop_clean();
+        } else {
+            int ws = wait_status(D.pid);
+            D.pid = 0;
+            assert_true(WIFEXITED(ws) && WEXITSTATUS(ws) != 0);
+        }
+        snprintf(want, sizeof(want), "belongs to uid 65534, not to mcached's uid %u",
+                 (unsigned)geteuid());
+        if (!log_has(want)) {
+            dump_log();
+            fail_msg("mcached adopted %s of another user", path);
+        }
+        if (i < 2)
+            assert_int_equal(chown(path, geteuid(), (gid_t)-1), 0);
+    }
+    daemon_start_args(NULL); /* its own files again: adopted */
+    daemon_stop_clean();
 }
 
 int main(void)
@@ -295,6 +345,7 @@ int main(void)
         DAEMON_TEST(test_arena_permissions_follow_reader_group),
         DAEMON_TEST(test_sighup_applies_access_to_files),
         DAEMON_TEST(test_lock_file_is_mcacheds_alone),
+        DAEMON_TEST(test_files_of_another_user_are_refused),
     };
 
     MC_TEST_FILTER_FROM_ENV();
