@@ -116,11 +116,14 @@ static void test_arena_larger_than_its_slot(void **state)
     assert_non_null(strstr(mc_last_error(), "--base ADDR"));
     assert_non_null(strstr(mc_last_error(), "--size of at most 16G"));
     /* The slot's full size is fine, and an explicit base is not held to a slot. */
+    /* (MC_ENOSPC where /dev/shm has less than 16 GiB free: the size is checked first.) */
     o.size = MC_BASE_SLOT;
-    assert_int_not_equal(mc_arena_check(&o, 0), MC_EINVAL);
+    int rc = mc_arena_check(&o, 0);
+    assert_true(rc == 0 || rc == MC_ENOSPC);
     o.size = MC_BASE_SLOT + (64ull << 20);
     o.base = 0x7ec000000000ull;
-    assert_int_not_equal(mc_arena_check(&o, 0), MC_EINVAL);
+    rc = mc_arena_check(&o, 0);
+    assert_true(rc == 0 || rc == MC_ENOSPC);
     tdir_remove(dir);
 }
 
