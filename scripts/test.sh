@@ -23,7 +23,7 @@ for a in "$@"; do
     --no-contended) contended=0 ;;
     --no-asan) asan=0 ;;
     --no-tsan) tsan=0 ;;
-    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
     *) echo "test.sh: unknown option $a (see --help)" >&2; exit 2 ;;
   esac
 done

@@ -684,6 +684,8 @@ int main(int ac, char **av)
         return cmd_getloads(av);
     if (ac >= 5 && strcmp(av[1], "several") == 0)
         return cmd_several(ac, av);
-    fprintf(stderr, "usage: mp_reader write|hold|pin|stress|verify|watch|holdwatch DIR CACHE ...\n");
+    fprintf(stderr, "usage: mp_reader write|hold|pin|stress|verify|watch|holdwatch|threads|getload|"
+                    "fork|meta|tensor|getloads DIR CACHE ...; mp_reader several DIR MS CACHE... "
+                    "(see the comment at the top of mp_reader.c)\n");
     return 2;
 }
