@@ -5,7 +5,7 @@
  *
  *   synth_version()   one version published READY in an arena's table, as
  *                     mcached would after a verified load (bench/barena.c,
- *                     tests/testutil.c).
+ *                     tests/helpers/testutil.c).
  *   synth_registry()  a registry store of many models, written as its
  *                     journal would be by pushes one at a time (bench's
  *                     "registry" scenario; the manifest tests' scale runs).

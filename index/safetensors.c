@@ -2,7 +2,7 @@
  * safetensors.c - validate a safetensors header and build the tensor table
  * (see safetensors.h). Runs in the loader on bytes it has just verified
  * against the registry's checksum, but trusts nothing in them: every length
- * and offset is checked before use (tests/fuzz_safetensors.c).
+ * and offset is checked before use (tests/fuzz/fuzz_safetensors.c).
  */
 #include "index/safetensors.h"
 

@@ -17,7 +17,7 @@
  * connections, plus 16 kept for admins; a peer that may do nothing gets
  * one refusal and is closed; a malformed frame gets an error reply and the
  * connection is closed. Nothing a client sends can make the daemon block or
- * crash (tests/fuzz_proto.c feeds the decoder garbage).
+ * crash (tests/fuzz/fuzz_proto.c feeds the decoder garbage).
  */
 #ifndef MCACHE_LOADER_CTL_H
 #define MCACHE_LOADER_CTL_H

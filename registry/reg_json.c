@@ -19,7 +19,7 @@
  *   - true, false, null.
  * That is a subset of what jansson accepts, read to the same values (the
  * same integer/real distinction included), so a line means the same
- * whichever reader took it. tests/test_manifest_json.c holds the two
+ * whichever reader took it. tests/registry/test_manifest_json.c holds the two
  * against each other on every line of real stores and on mutated copies.
  */
 #include "registry/reg_json.h"

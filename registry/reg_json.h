@@ -11,7 +11,7 @@
  * jansson, which stays the reference: it either accepts the line, whose
  * json_t is then copied into the same kind of tree, or refuses it with its
  * own message. So whatever the reader accepts, jansson accepts too with the
- * same values (tests/test_manifest_json.c checks that on mutated lines), and
+ * same values (tests/registry/test_manifest_json.c checks that on mutated lines), and
  * what it does not know it never guesses at.
  *
  * Writing stays with jansson (mc_manifest_encode()).
