@@ -4,11 +4,12 @@
 #include "loader/log.h"
 
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
 
-enum mc_log_level mc_log_min = MC_LOG_INFO;
+static atomic_int min_level = MC_LOG_INFO;
 
 static const char *names[] = {"debug", "info", "warn", "error"};
 
@@ -20,7 +21,7 @@ void mc_log(enum mc_log_level lvl, const char *fmt, ...)
     va_list ap;
     int n;
 
-    if (lvl < mc_log_min)
+    if ((int)lvl < atomic_load_explicit(&min_level, memory_order_relaxed))
         return;
     clock_gettime(CLOCK_REALTIME, &now);
     gmtime_r(&now.tv_sec, &tm);
@@ -31,6 +32,11 @@ void mc_log(enum mc_log_level lvl, const char *fmt, ...)
     va_end(ap);
     /* One write per line, so lines from a crash-restart loop never interleave. */
     fprintf(stderr, "%s\n", line);
+}
+
+void mc_log_set_level(enum mc_log_level lvl)
+{
+    atomic_store_explicit(&min_level, (int)lvl, memory_order_relaxed);
 }
 
 int mc_log_level_parse(const char *s)
