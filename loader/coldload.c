@@ -111,8 +111,11 @@ int mc_io_init(struct mc_io *io, struct mc_arena *a, const struct mc_io_opts *o,
     if (!o->try_direct)
         log_info("O_DIRECT disabled by configuration: reading through the page cache");
     io->qd = o->queue_depth ? o->queue_depth : 8;
+    /* 4 MiB reads into 2 MiB pages (hugetlbfs, huge=always, or collapsed tmpfs). */
     io->chunk = o->chunk_size ? o->chunk_size
-                              : (a->hdr->page_size > 4096 ? 4ull << 20 : 1ull << 20);
+                              : (a->hdr->page_size > 4096 || a->hdr->backing == MC_BACKING_SHM_COLLAPSED
+                                     ? 4ull << 20
+                                     : 1ull << 20);
     req_pool = calloc(io->qd, sizeof(*req_pool));
     if (!req_pool)
         return mc_err(MC_ENOMEM, "io requests: out of memory");

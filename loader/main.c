@@ -377,9 +377,19 @@ int main(int argc, char **argv)
                  d.socket_path);
         log_access(&d, "");
         if (h->backing == MC_BACKING_SHM4K)
-            log_info("the arena is on 4 KiB pages: a worker's first read of a model costs a "
-                     "page fault per 4 KiB; for huge pages use --shm-dir on a hugetlbfs mount "
-                     "(see docs/arena.md)");
+            log_info("the arena is on 4 KiB pages%s%s%s: a worker's first read of a model "
+                     "costs a page fault per 64 KiB; for huge pages use --shm-dir on a hugetlbfs "
+                     "mount, or a kernel that collapses tmpfs pages (Linux 6.1+, shmem_enabled "
+                     "not deny; see docs/arena.md)",
+                     d.own.a.huge_errno ? " (collapsing to 2 MiB pages failed: " : "",
+                     d.own.a.huge_errno ? strerror(d.own.a.huge_errno) : "",
+                     d.own.a.huge_errno ? ")" : "");
+        else if (h->backing == MC_BACKING_SHM_COLLAPSED && !d.own.adopted &&
+                 d.own.a.huge_bytes < h->size)
+            log_warn("only %.0f of %.0f MiB of the arena are on 2 MiB pages (%s: no free 2 MiB "
+                     "of physical memory?); the rest stays on 4 KiB pages",
+                     (double)d.own.a.huge_bytes / (1 << 20), (double)h->size / (1 << 20),
+                     strerror(d.own.a.huge_errno));
     }
     run(&d);
     daemon_stop(&d);
