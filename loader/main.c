@@ -59,7 +59,7 @@ static void usage(FILE *f)
             "                       local user (0644/0666/0666; logged as a warning)\n"
             "  --reader-slots N     reader table slots, one per reading thread (default 1024)\n"
             "  --queue-depth N      reads in flight (default 8)\n"
-            "  --chunk-size SIZE    bytes per read (default 1M, 4M on huge pages)\n"
+            "  --chunk-size SIZE    bytes per read (default 1M, 4M on 2 MiB pages)\n"
             "  --max-loads N        files loading at once (default 4)\n"
             "  --io-uring on|off    use io_uring (default on; off reads with pread)\n"
             "  --fixed-buffers on|off  register the arena with io_uring (default on)\n"
