@@ -155,11 +155,12 @@ static void test_plain_tmpfs_arena_is_on_2mib_pages(void **state)
     }
     assert_int_equal(t.a.hdr->backing, MC_BACKING_SHM_COLLAPSED);
     assert_int_equal(t.a.hdr->page_size, 4096); /* the layout's granule is unchanged */
-    if (t.a.huge_bytes == t.a.size)
-        assert_int_equal(t.a.huge_errno, 0);
     /* Every collapsed 2 MiB block of the data region is PMD-mapped in the worker. */
     assert_true((uint64_t)kb * 1024 >= t.a.huge_bytes - t.a.hdr->data_off - (2u << 20));
-    assert_true((uint64_t)faults < data_pages / 64);
+    if (t.a.huge_bytes == t.a.size) { /* all of it (a block may fail under fragmentation) */
+        assert_int_equal(t.a.huge_errno, 0);
+        assert_true((uint64_t)faults < data_pages / 64);
+    }
     destroy(&t);
 }
 
