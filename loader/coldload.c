@@ -22,6 +22,16 @@
 #include "loader/log.h"
 #include "shm/arena.h"
 
+/* The checksum at the widest vector unit this CPU has: libxxhash picks
+ * AVX-512, AVX2 or SSE2 at run time (the plain call is built for SSE2);
+ * the same hash, ~1.2-2x faster, and the hash is the loader's one CPU cost. */
+#if defined(__x86_64__) || defined(__i386__)
+#include <xxh_x86dispatch.h>
+#define hash_update XXH3_128bits_update_dispatch
+#else
+#define hash_update XXH3_128bits_update
+#endif
+
 #define DIO_ALIGN   4096u
 #define FIXED_PIECE (1ull << 30) /* a registered buffer is at most 1 GiB */
 
@@ -262,7 +272,7 @@ static void hash_chunk(struct mc_io *io, struct mc_coldload *l)
     uint64_t off = l->hash_chunk * io->chunk;
     uint64_t len = l->size - off < io->chunk ? l->size - off : io->chunk;
 
-    XXH3_128bits_update(l->xs, l->dst + off, len);
+    hash_update(l->xs, l->dst + off, len);
     l->hashed = off + len;
     l->hash_chunk++;
 }
