@@ -383,8 +383,11 @@ static void targets(struct bench *b, struct load *l, const uint64_t *sizes, size
         snprintf(metric, sizeof(metric), "cold load, %s", sz);
         m = bench_value(b, l->names[L_MCACHE], metric);
         raw = bench_value(b, l->names[L_RAW], metric);
+        if (bench_value(b, l->names[L_RAWNEW], metric) > raw)
+            raw = bench_value(b, l->names[L_RAWNEW], metric);
         cp = bench_value(b, l->names[L_CP], metric);
-        bench_target(b, m / raw, false, 0.9, "mcache cold load / raw O_DIRECT read, %s", sz);
+        bench_target(b, m / raw, false, 0.9,
+                     "mcache cold load / the fastest raw O_DIRECT read (either memory), %s", sz);
         bench_target(b, m / cp, false, 2, "mcache cold load / cp to shm, %s", sz);
     }
 }

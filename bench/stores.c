@@ -20,7 +20,7 @@ const char *msys_name(enum msys m)
 {
     switch (m) {
     case MS_MCACHE:
-        return "mcache (4 KiB pages)";
+        return "mcache (tmpfs arena)";
     case MS_MCACHE_HUGE:
         return "mcache (huge pages)";
     case MS_READ:

@@ -265,8 +265,8 @@ static int make_room(struct daemon *d, struct dver *v, uint64_t *off)
 
 /*
  * Page tables for [off, off+len) of the data region before the DMA into it,
- * not one fault per page under it. A created arena was mapped with
- * MAP_POPULATE; an adopted one fills as it is used: 2 MiB units already
+ * not one fault per page under it. A created arena was populated whole
+ * at creation; an adopted one fills as it is used: 2 MiB units already
  * populated are remembered, since even a walk over present page tables
  * costs ~40 ms/GiB.
  */

@@ -63,7 +63,7 @@ static void usage(FILE *f)
             "                       local user (0644/0666/0666; logged as a warning)\n"
             "  --reader-slots N     reader table slots, one per reading thread (default 1024)\n"
             "  --queue-depth N      reads in flight (default 8)\n"
-            "  --chunk-size SIZE    bytes per read (default 1M, 4M on huge pages)\n"
+            "  --chunk-size SIZE    bytes per read (default 1M, 4M on 2 MiB pages)\n"
             "  --max-loads N        files loading at once (default 4)\n"
             "  --io-uring on|off    use io_uring (default on; off reads with pread)\n"
             "  --fixed-buffers on|off  register the arena with io_uring (default on)\n"
@@ -407,9 +407,19 @@ int main(int argc, char **argv)
                  d.socket_path);
         log_access(&d, "");
         if (h->backing == MC_BACKING_SHM4K)
-            log_info("the arena is on 4 KiB pages: a worker's first read of a model costs a "
-                     "page fault per 4 KiB; for huge pages use --shm-dir on a hugetlbfs mount "
-                     "(see docs/arena.md)");
+            log_info("the arena is on 4 KiB pages%s%s%s: a worker's first read of a model "
+                     "costs a page fault per 64 KiB; for huge pages use --shm-dir on a hugetlbfs "
+                     "mount, or a kernel that collapses tmpfs pages (Linux 6.1+, shmem_enabled "
+                     "not deny; see docs/arena.md)",
+                     d.own.a.huge_errno ? " (collapsing to 2 MiB pages failed: " : "",
+                     d.own.a.huge_errno ? strerror(d.own.a.huge_errno) : "",
+                     d.own.a.huge_errno ? ")" : "");
+        else if (h->backing == MC_BACKING_SHM_COLLAPSED && !d.own.adopted &&
+                 d.own.a.huge_bytes < h->size)
+            log_warn("only %.0f of %.0f MiB of the arena are on 2 MiB pages (%s: no free 2 MiB "
+                     "of physical memory?); the rest stays on 4 KiB pages",
+                     (double)d.own.a.huge_bytes / (1 << 20), (double)h->size / (1 << 20),
+                     strerror(d.own.a.huge_errno));
     }
     /* Ready (docs/loader.md, "Life cycle", step 6): the registry is mirrored, the socket
      * listens. */

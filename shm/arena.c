@@ -44,6 +44,12 @@
 #ifndef TMPFS_MAGIC
 #define TMPFS_MAGIC 0x01021994
 #endif
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23 /* Linux 5.14 */
+#endif
+#ifndef MADV_COLLAPSE
+#define MADV_COLLAPSE 25 /* Linux 6.1 */
+#endif
 
 static uint64_t round_up(uint64_t v, uint64_t g)
 {
@@ -112,6 +118,8 @@ const char *mc_backing_name(uint32_t backing)
         return "huge pages (hugetlbfs)";
     case MC_BACKING_THP:
         return "2 MiB transparent huge pages (tmpfs huge=always)";
+    case MC_BACKING_SHM_COLLAPSED:
+        return "2 MiB pages (tmpfs, collapsed by mcached at creation)";
     default:
         return "4 KiB pages (not tmpfs: not recommended)";
     }
@@ -237,10 +245,10 @@ static int map_error(const struct mc_arena *a)
                   a->path, a->want, a->want + a->size, MC_BASE_SLOTS, alt);
 }
 
-static int map_at(struct mc_arena *a, uint64_t base, uint64_t size, bool writable, bool populate)
+static int map_at(struct mc_arena *a, uint64_t base, uint64_t size, bool writable)
 {
     int prot = PROT_READ | (writable ? PROT_WRITE : 0);
-    int flags = MAP_SHARED | MAP_FIXED_NOREPLACE | (populate ? MAP_POPULATE : 0);
+    int flags = MAP_SHARED | MAP_FIXED_NOREPLACE;
     void *want = (void *)(uintptr_t)base;
     void *p;
 
@@ -377,6 +385,69 @@ int mc_arena_check(const struct mc_arena_opts *o, uint64_t reclaimable)
     return 0;
 }
 
+/*
+ * Huge pages on a tmpfs that is not mounted huge (/dev/shm by default).
+ * Such a tmpfs hands out 4 KiB pages, and that costs twice: a worker maps
+ * each with its own page-table entry (16 per fault with the kernel's 64 KiB
+ * fault-around: ~16,000 faults and ~130 ms per GiB of a first read, against
+ * ~4,000 for a page-cached file, whose large folios the kernel maps whole),
+ * and the pages lie scattered in physical memory, so the disk writes a load
+ * into runs of a few pages. MADV_COLLAPSE (Linux 6.1) replaces the pages of
+ * a 2 MiB-aligned block of the file with one 2 MiB folio, whatever
+ * shmem_enabled says unless it is "deny", and from then on every process
+ * that maps the block at a 2 MiB-aligned address (the arena's base is)
+ * maps it with one PMD entry. It is done here, block by block in address
+ * order, before the arena has a name: no other process maps it yet, so it
+ * touches nothing a reader could see. A block that cannot be collapsed (no
+ * free 2 MiB of physical memory) stays on 4 KiB pages; mcached logs how
+ * much was collapsed (a->huge_bytes) and why not (a->huge_errno).
+ *
+ * Each block is given one committed page first (fallocate: ENOSPC, never
+ * SIGBUS, when the tmpfs is full): the kernel collapses only a block that
+ * has a page; it fills the rest of the folio with zeroes without
+ * allocating the 511 small pages it would then copy and free.
+ */
+static void arena_collapse(struct mc_arena *a)
+{
+    a->huge_errno = 0;
+    for (uint64_t off = 0; off + MC_HUGE_PAGE <= a->size; off += MC_HUGE_PAGE) {
+        if (fallocate(a->fd, 0, (off_t)off, 4096) != 0) {
+            a->huge_errno = errno;
+            return; /* full: arena_commit() says so */
+        }
+        if (madvise(a->base + off, MC_HUGE_PAGE, MADV_COLLAPSE) == 0) {
+            a->huge_bytes += MC_HUGE_PAGE;
+            continue;
+        }
+        a->huge_errno = errno;
+        if (errno == EINVAL || errno == EPERM || errno == ENOSYS)
+            return; /* refused outright (a kernel before 6.1, shmem_enabled=deny): no more tries */
+    }
+}
+
+/*
+ * Commit every page of the arena now and fill the loader's page tables:
+ * no SIGBUS when the tmpfs fills later, no faults on loads. One pass in
+ * address order (MADV_POPULATE_WRITE, Linux 5.14; where it is refused the
+ * loads fault the pages in).
+ */
+static int arena_commit(struct mc_arena *a, const struct layout *l)
+{
+    uint64_t avail = 0;
+    int e;
+
+    if (fallocate(a->fd, 0, 0, (off_t)a->size) == 0 || errno == EOPNOTSUPP) {
+        (void)madvise(a->base, a->size, MADV_POPULATE_WRITE);
+        return 0;
+    }
+    e = errno;
+    dir_free(l->dir, &avail);
+    return mc_err(mc_err_from_errno(e),
+                  "committing %" PRIu64 " bytes for arena %s: %s (%" PRIu64
+                  " bytes free in %s); choose a smaller --size or free memory",
+                  a->size, a->path, strerror(e), avail, l->dir);
+}
+
 int mc_arena_create(const struct mc_arena_opts *o, struct mc_arena *a)
 {
     struct layout l;
@@ -401,21 +472,17 @@ int mc_arena_create(const struct mc_arena_opts *o, struct mc_arena *a)
                     l.size, strerror(errno));
         goto fail;
     }
-    /* Commit every page now: no SIGBUS when tmpfs fills, no faults on loads. */
-    if (fallocate(a->fd, 0, 0, (off_t)l.size) != 0 && errno != EOPNOTSUPP) {
-        uint64_t avail = 0;
-
-        e = errno;
-        dir_free(l.dir, &avail);
-        rc = mc_err(mc_err_from_errno(e),
-                    "committing %" PRIu64 " bytes for arena %s: %s (%" PRIu64
-                    " bytes free in %s); choose a smaller --size or free memory",
-                    l.size, a->path, strerror(e), avail, l.dir);
-        goto fail;
-    }
-    rc = map_at(a, l.base, l.size, true, true);
+    rc = map_at(a, l.base, l.size, true);
     if (rc)
         goto fail;
+    if (l.backing == MC_BACKING_SHM4K && !o->small_pages)
+        arena_collapse(a);
+    rc = arena_commit(a, &l);
+    if (rc) {
+        munmap(a->base, a->size);
+        a->base = NULL;
+        goto fail;
+    }
 
     struct mc_arena_hdr *h = a->hdr;
     memset(h, 0, MC_ARENA_HDR_SIZE);
@@ -424,7 +491,7 @@ int mc_arena_create(const struct mc_arena_opts *o, struct mc_arena *a)
     h->base = l.base;
     h->size = l.size;
     h->page_size = l.page_size;
-    h->backing = l.backing;
+    h->backing = a->huge_bytes ? MC_BACKING_SHM_COLLAPSED : l.backing;
     h->state = MC_ARENA_INIT;
     h->created_ns = mc_wall_ns();
     if (getrandom(&h->hash_seed, sizeof(h->hash_seed), 0) != sizeof(h->hash_seed))
@@ -559,9 +626,9 @@ int mc_arena_open(const char *dir, const char *cache, bool writable, struct mc_a
     rc = hdr_check(&h, a->path, (uint64_t)st.st_size);
     if (rc)
         goto fail;
-    /* No MAP_POPULATE when adopting: page tables for a large arena take
+    /* Not populated when adopting: page tables for a large arena take
      * ~70 ms/GiB to fill; the loader fills an extent's just before loading. */
-    rc = map_at(a, h.base, h.size, writable, false);
+    rc = map_at(a, h.base, h.size, writable);
     if (rc)
         goto fail;
     rc = hdr_check(a->hdr, a->path, (uint64_t)st.st_size);

@@ -66,6 +66,7 @@ enum mc_backing {
     MC_BACKING_HUGETLB = 1,
     MC_BACKING_THP = 2, /* tmpfs mounted huge=always */
     MC_BACKING_OTHER = 3,
+    MC_BACKING_SHM_COLLAPSED = 4, /* tmpfs not mounted huge, 2 MiB folios by MADV_COLLAPSE */
 };
 
 /*
@@ -118,6 +119,8 @@ struct mc_arena {
     int fd;
     bool writable;
     char path[512];
+    uint64_t huge_bytes; /* mc_arena_create on plain tmpfs: bytes collapsed to 2 MiB pages */
+    int huge_errno;      /* ... and why the rest was not (0: all of it was) */
 };
 
 struct mc_arena_opts {
@@ -127,6 +130,7 @@ struct mc_arena_opts {
     uint64_t index_size; /* 0: size/16 clamped to [4 MiB, 1 GiB] */
     uint64_t base;      /* 0: mc_arena_default_base(cache), and size must fit a slot */
     unsigned mode;      /* file mode; 0: 0640 (mcached sets it: loader/access.h) */
+    bool small_pages;   /* plain tmpfs: keep 4 KiB pages (no MADV_COLLAPSE; tests, bench) */
 };
 
 /* The default base address of cache's arena (NULL: "default"); see MC_BASE_RANGE. */
@@ -139,8 +143,11 @@ uint64_t mc_arena_slot_base(unsigned i);
 int mc_arena_path(const char *dir, const char *cache, char *buf, size_t len);
 
 /*
- * Create a new arena (the loader). Commits its memory (fallocate) and maps
- * it read-write with MAP_POPULATE, so later loads never fault or SIGBUS.
+ * Create a new arena (the loader). On a tmpfs not mounted huge, first turns
+ * each 2 MiB block into one 2 MiB page where the kernel can (MADV_COLLAPSE;
+ * a->huge_bytes and a->huge_errno say how much and why not; see arena.c),
+ * unless o->small_pages. Commits its memory (fallocate) and maps it
+ * read-write with page tables filled, so later loads never fault or SIGBUS.
  * Built under a temporary name and renamed into place, so no process can
  * attach to a half-initialised arena. Fails with MC_EEXIST if one exists.
  */
