@@ -18,6 +18,7 @@
 #include "bench/bench.h"
 #include "bench/model.h"
 #include "common/clock.h"
+#include "mcache.h"
 #include "shm/arena.h"
 
 struct scenario {
@@ -128,6 +129,7 @@ static void usage(FILE *f)
             "  --no-redis       leave Redis out of `get`\n"
             "  --no-plots       do not draw plots\n"
             "  -h, --help       this text\n"
+            "  --version        print the version\n"
             "\n"
             "Everything the bench creates (private directories named mcache-bench.<pid>.* in\n"
             "--shm-dir, --tmp-dir and --huge-dir, its redis-server, workers and hog) is removed\n"
@@ -187,6 +189,7 @@ static int parse_opts(struct bench *b, int argc, char **argv, int *first)
                                           {"no-redis", 0, 0, O_NOREDIS},
                                           {"no-plots", 0, 0, O_NOPLOTS},
                                           {"help", 0, 0, 'h'},
+                                          {"version", 0, 0, 'V'},
                                           {0, 0, 0, 0}};
     uint64_t v, set[O_NOPLOTS + 1] = {0}, val[O_NOPLOTS + 1] = {0};
     int c, li = 0;
@@ -199,6 +202,10 @@ static int parse_opts(struct bench *b, int argc, char **argv, int *first)
         switch (c) {
         case 'h':
             usage(stdout);
+            exit(0);
+        case 'V':
+            printf("mcache-bench %d.%d.%d (arena format %u)\n", MCACHE_VERSION_MAJOR,
+                   MCACHE_VERSION_MINOR, MCACHE_VERSION_PATCH, MC_ARENA_FORMAT);
             exit(0);
         case O_OUT:
             b->o.out_dir = optarg;

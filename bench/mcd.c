@@ -37,18 +37,20 @@ int mcd_find(struct bench *b, char *bin, size_t len)
     slash = strrchr(dir, '/');
     if (slash)
         *slash = '\0';
-    snprintf(bin, len, "%s/../loader/mcached", dir);
-    if (access(bin, X_OK) == 0)
-        return 0;
-    snprintf(bin, len, "%s/mcached", dir);
-    if (access(bin, X_OK) == 0)
-        return 0;
+    /* The build tree, beside it, and installed (PREFIX/bin/mcache-bench, PREFIX/sbin/mcached). */
+    static const char *const where[] = {"../loader/mcached", "mcached", "../sbin/mcached"};
+
+    for (size_t i = 0; i < sizeof(where) / sizeof(where[0]); i++) {
+        snprintf(bin, len, "%s/%s", dir, where[i]);
+        if (access(bin, X_OK) == 0)
+            return 0;
+    }
     if (find_on_path("mcached", bin, len))
         return 0;
     return bench_error("cannot find mcached (looked at $MCACHED, %s/../loader/mcached, "
-                       "%s/mcached and $PATH): build it (make -C BUILD mcached) or set "
-                       "MCACHED=/path/to/mcached",
-                       dir, dir);
+                       "%s/mcached, %s/../sbin/mcached and $PATH): build it (make -C BUILD "
+                       "mcached) or set MCACHED=/path/to/mcached",
+                       dir, dir, dir);
 }
 
 int mcd_init(struct bench *b, struct mcd *d, const char *tag, const char *store, uint64_t size,

@@ -17,6 +17,8 @@ PKGS=(
   liblmdb-dev                               # the benchmark's zero-copy peer
   util-linux                                # setpriv (tests run a client as another uid)
   python3 python3-numpy python3-torch       # the Python module, its tests, the PyTorch demo
+  python3-pip python3-setuptools            # the install tests pip-install python/ (pyproject.toml)
+  groff-base                                # the install tests render the man pages (groff -ww)
   gnuplot-nox                               # benchmark plots
   redis-server                              # the benchmark's network peer (started on loopback by the bench)
   clang                                     # libFuzzer builds of the fuzz targets; the clang builds

@@ -3,10 +3,14 @@ _lib.py - finds libmcache and declares its C API (include/mcache.h) for ctypes.
 
 Where the library is looked for, first match wins:
   1. $MCACHE_LIB: a path to the shared library (libmcache.so[.0]).
-  2. Next to this package: mcache/libmcache.so* (an installed or bundled copy).
-  3. The source tree's build: <repo>/build/index/libmcache.so (this package lives in
-     <repo>/python/mcache).
-  4. ctypes.util.find_library("mcache"): the system's library path (after `make install`).
+  2. Next to this package: mcache/libmcache.so* (a bundled copy).
+  3. The source tree's build, when this package is <repo>/python/mcache:
+     <repo>/build/index/libmcache.so.
+  4. The installed library by its SONAME, libmcache.so.0 (the ABI this
+     package speaks), found as the dynamic loader finds any library:
+     $LD_LIBRARY_PATH, then the ld.so cache (ldconfig; the package's
+     /usr/lib/<triplet>, or /usr/local/lib after `cmake --install` and
+     `ldconfig`), then /lib and /usr/lib.
 The library is loaded on first use (mcache.attach()), so `import mcache` works
 without it; a missing library is an mcache.LibraryNotFoundError naming every
 place that was tried.
@@ -17,12 +21,13 @@ layout).
 """
 
 import ctypes
-import ctypes.util
 import os
 import threading
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 _REPO = os.path.dirname(os.path.dirname(_HERE))
+# The SONAME: libmcache.so.1, if there is ever one, is another ABI.
+SONAME = "libmcache.so.0"
 
 
 class Tensor(ctypes.Structure):
@@ -108,13 +113,27 @@ def candidates():
     env = os.environ.get("MCACHE_LIB")
     if env:
         out.append(env)
-    for name in ("libmcache.so", "libmcache.so.0"):
+    for name in ("libmcache.so", SONAME):
         out.append(os.path.join(_HERE, name))
-    out.append(os.path.join(_REPO, "build", "index", "libmcache.so"))
-    found = ctypes.util.find_library("mcache")
-    if found:
-        out.append(found)
+    if os.path.exists(os.path.join(_REPO, "include", "mcache.h")):  # a source tree
+        out.append(os.path.join(_REPO, "build", "index", "libmcache.so"))
+    out.append(SONAME)
     return out
+
+
+def _loaded_from(soname):
+    """The file the dynamic loader mapped for `soname` (from /proc/self/maps,
+    which names the file the SONAME's link points at: libmcache.so.0.1.0)."""
+    try:
+        with open("/proc/self/maps") as f:
+            for line in f:
+                fields = line.split(None, 5)
+                name = os.path.basename(fields[5].strip()) if len(fields) == 6 else ""
+                if name == soname or name.startswith(soname + "."):
+                    return fields[5].strip()
+    except OSError:
+        pass
+    return soname
 
 
 def _declare(lib):
@@ -141,7 +160,7 @@ def load():
         env = os.environ.get("MCACHE_LIB")
         for path in candidates():
             # $MCACHE_LIB is taken as given; the others only if they exist
-            # (find_library returns a soname that dlopen resolves).
+            # (the SONAME is resolved by the dynamic loader).
             if path != env and os.path.isabs(path) and not os.path.exists(path):
                 tried.append(path + " (absent)")
                 continue
@@ -153,15 +172,14 @@ def load():
                 if path == env:
                     break  # an explicit choice that fails is an error, not a hint
                 continue
-            _lib, _lib_path = lib, path
+            _lib, _lib_path = lib, path if os.path.isabs(path) else _loaded_from(path)
             return lib
         from .errors import LibraryNotFoundError
 
-        if not os.environ.get("MCACHE_LIB") and not ctypes.util.find_library("mcache"):
-            tried.append('ctypes.util.find_library("mcache") (not found)')
         raise LibraryNotFoundError(
-            "mcache: cannot load libmcache; tried: %s. Build it (cmake -S . -B build && "
-            "cmake --build build) or set MCACHE_LIB to its path" % "; ".join(tried)
+            "mcache: cannot load libmcache; tried: %s. Install it (the libmcache0 package, "
+            "or cmake --install build, then ldconfig), build it (cmake -S . -B build && "
+            "cmake --build build), or set MCACHE_LIB to its path" % "; ".join(tried)
         )
 
 
