@@ -75,7 +75,9 @@ git ls-files -z --cached --others --exclude-standard |
 
 export DEB_BUILD_OPTIONS="${DEB_BUILD_OPTIONS:+$DEB_BUILD_OPTIONS }parallel=$(nproc)"
 echo "\$ DEB_BUILD_OPTIONS='$DEB_BUILD_OPTIONS' dpkg-buildpackage -us -uc -b   (log: $OUT/build.log)"
-if ! (cd "$src" && dpkg-buildpackage -us -uc -b) >"$OUT/build.log" 2>&1; then
+# Debian's own tools only, as in a build chroot: a python3 earlier on PATH
+# (pyenv, a venv) lacks the Debian modules pybuild uses.
+if ! (cd "$src" && PATH=/usr/sbin:/usr/bin:/sbin:/bin dpkg-buildpackage -us -uc -b) >"$OUT/build.log" 2>&1; then
   tail -n 40 "$OUT/build.log" >&2
   fail "dpkg-buildpackage failed (all of it in $OUT/build.log)"
 fi
