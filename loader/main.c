@@ -288,7 +288,8 @@ static void log_stop_signal(const struct signalfd_siginfo *si)
         log_info("%s (from the kernel): stopping", strsignal((int)si->ssi_signo));
     else
         log_info("%s from pid %u (uid %u%s%s%s): stopping", strsignal((int)si->ssi_signo),
-                 si->ssi_pid, si->ssi_uid, *cmd ? ", \"" : "", cmd, *cmd ? "\"" : ", gone");
+                 si->ssi_pid, si->ssi_uid, *cmd ? ", \"" : "", cmd,
+                 *cmd ? "\"" : ", gone or hidden");
 }
 
 /* What mcached is doing, for the service manager's STATUS= (sent when it changes). */

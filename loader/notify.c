@@ -56,8 +56,8 @@ static void notify_watchdog_open(struct mc_notify *n)
     if (!usec)
         return;
     if (pid && (!parse_u64(pid, &p) || p != (uint64_t)getpid())) {
-        log_info("WATCHDOG_PID %s is not mcached's pid %d: the watchdog is another process's",
-                 pid, (int)getpid());
+        log_info("WATCHDOG_PID %s is not mcached's pid %d: the watchdog is another process's", pid,
+                 (int)getpid());
         return;
     }
     if (!parse_u64(usec, &us) || us == 0) {
@@ -105,8 +105,8 @@ static void notify_vsend(struct mc_notify *n, const char *fmt, va_list ap)
             0 &&
         !n->send_failed) {
         n->send_failed = true; /* said once: the manager may be gone for good */
-        log_warn("telling the service manager \"%.*s\" over NOTIFY_SOCKET %s%s failed: %s",
-                 len, msg, n->addr.sun_path[0] ? "" : "@",
+        log_warn("telling the service manager \"%.*s\" over NOTIFY_SOCKET %s%s failed: %s", len,
+                 msg, n->addr.sun_path[0] ? "" : "@",
                  n->addr.sun_path[0] ? n->addr.sun_path : n->addr.sun_path + 1, strerror(errno));
     }
 }

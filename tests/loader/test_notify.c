@@ -118,8 +118,8 @@ static void manager_await(int fd, const char *line, char *msg, size_t len)
  * --preload `preload` unless NULL. */
 static void daemon_argv(const char *argv[16], const char *preload)
 {
-    const char *a[] = {"mcached", "--store", D.store, "--shm-dir", D.shm, "--cache", "t",
-                       "--socket", D.sock, "--log-level", "debug", "--size", "64M"};
+    const char *a[] = {"mcached",  "--store", D.store,       "--shm-dir", D.shm,    "--cache", "t",
+                       "--socket", D.sock,    "--log-level", "debug",     "--size", "64M"};
     int n = (int)(sizeof(a) / sizeof(a[0]));
 
     memcpy(argv, a, sizeof(a));
@@ -359,8 +359,7 @@ static bool has_timestamp(const char *line)
     int y, mo, d, h, mi, s, ms;
     char z;
 
-    return sscanf(line, "%4d-%2d-%2dT%2d:%2d:%2d.%3d%c ", &y, &mo, &d, &h, &mi, &s, &ms, &z) ==
-               8 &&
+    return sscanf(line, "%4d-%2d-%2dT%2d:%2d:%2d.%3d%c ", &y, &mo, &d, &h, &mi, &s, &ms, &z) == 8 &&
            z == 'Z';
 }
 
