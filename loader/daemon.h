@@ -17,6 +17,7 @@
  *                 publishing them (daemon_load_done)
  *   daemon.c      failures, waiters, a version's arena record, the tick
  *   ops.c         the control requests
+ *   notify.c      telling systemd (readiness, status, watchdog)
  */
 #ifndef MCACHE_LOADER_DAEMON_H
 #define MCACHE_LOADER_DAEMON_H
@@ -29,6 +30,7 @@
 #include "loader/coldload.h"
 #include "loader/config.h"
 #include "loader/ctl.h"
+#include "loader/notify.h"
 
 enum dstate {
     D_REGISTERED, /* known, not resident */
@@ -84,6 +86,7 @@ struct daemon {
     struct mc_io io;
     struct mc_ctl ctl;
     struct mc_registry *reg;
+    struct mc_notify notify; /* the service manager, if any (notify.h) */
     /* The loop's own event sources carry the address of the field holding
      * their fd as epoll tag (&sfd, &ifd, &io.efd); every other tag is ctl's. */
     int epfd, sfd, ifd;
@@ -118,6 +121,9 @@ int daemon_sync(struct daemon *d, bool force);
 /* Point every arena alias where the registry says; a move to a version not yet resident
  * waits for its load (blue-green). Drops removed versions no alias serves any more. */
 void daemon_apply_aliases(struct daemon *d);
+
+/* How many versions wait in the load queue. */
+unsigned daemon_queued(const struct daemon *d);
 
 /* Start queued loads while there is room and capacity. */
 void daemon_schedule(struct daemon *d);

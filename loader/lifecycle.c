@@ -10,6 +10,9 @@
  *
  * Stop: waiting clients are told, loads in flight abandoned, and the arena
  * left for the next mcached to adopt.
+ *
+ * A service manager hears each step as a STATUS= line (notify.c); main.c
+ * says READY=1 once daemon_start() has returned, and STOPPING=1.
  */
 #include <errno.h>
 #include <signal.h>
@@ -129,9 +132,12 @@ int daemon_start(struct daemon *d)
     sigaddset(&sigs, SIGHUP);
     sigprocmask(SIG_BLOCK, &sigs, NULL);
     signal(SIGPIPE, SIG_IGN);
+    mc_notify_status(&d->notify, "starting: opening the store %s", d->cfg.store);
     rc = mc_registry_open(d->cfg.store, &ro, &d->reg);
     if (rc)
         return mc_err_prefix(rc, "opening the store %s", d->cfg.store);
+    mc_notify_status(&d->notify, "starting: adopting or creating the arena of cache \"%s\" in %s",
+                     d->cfg.cache, d->cfg.shm_dir);
     rc = mc_own_arena(&d->own, &d->cfg, &d->access);
     if (rc)
         return rc;
@@ -163,6 +169,8 @@ int daemon_start(struct daemon *d)
      * the arena. So mirror first, then listen (a version pushed before the
      * start used to be unknown to a worker that connected in between).
      */
+    mc_notify_status(&d->notify, "starting: mirroring the registry in %s into the arena",
+                     mc_registry_dir(d->reg));
     rc = daemon_sync(d, true);
     if (rc)
         log_error("initial sync failed: %s; serving what the arena holds", mc_last_error());

@@ -81,6 +81,15 @@ void daemon_unqueue(struct daemon *d, struct dver *v)
     v->queued = false;
 }
 
+unsigned daemon_queued(const struct daemon *d)
+{
+    unsigned n = 0;
+
+    for (const struct dver *v = d->qhead; v; v = v->qnext)
+        n++;
+    return n;
+}
+
 static void load_failed(struct daemon *d, struct dver *v, int code, const char *why)
 {
     char what[300];

@@ -1,19 +1,46 @@
 /*
- * log.c - timestamped, levelled log lines on stderr (see log.h).
+ * log.c - levelled log lines on stderr: timestamped, or with syslog
+ * priority prefixes when stderr is journald's stream (see log.h).
  */
 #include "loader/log.h"
 
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 enum mc_log_level mc_log_min = MC_LOG_INFO;
 
 static const char *names[] = {"debug", "info", "warn", "error"};
+/* syslog(3) priorities: LOG_DEBUG, LOG_INFO, LOG_WARNING, LOG_ERR. */
+static const int priorities[] = {7, 6, 4, 3};
+
+/*
+ * Is stderr the stream systemd connected to journald? systemd sets
+ * JOURNAL_STREAM to "DEV:INODE" of that stream; the variable alone is not
+ * enough, since a child of the service may have inherited it while its
+ * stderr goes elsewhere (a file, a pipe): the device and inode must be
+ * stderr's own.
+ */
+static bool stderr_is_journal(void)
+{
+    const char *e = getenv("JOURNAL_STREAM");
+    unsigned long long dev, ino;
+    struct stat st;
+    int end = 0;
+
+    if (!e || sscanf(e, "%llu:%llu%n", &dev, &ino, &end) != 2 || e[end] != '\0')
+        return false;
+    return fstat(2, &st) == 0 && (unsigned long long)st.st_dev == dev &&
+           (unsigned long long)st.st_ino == ino;
+}
 
 void mc_log(enum mc_log_level lvl, const char *fmt, ...)
 {
+    static int journal = -1; /* checked at the first line: stderr does not change */
     char line[2048], ts[32];
     struct timespec now;
     struct tm tm;
@@ -22,10 +49,17 @@ void mc_log(enum mc_log_level lvl, const char *fmt, ...)
 
     if (lvl < mc_log_min)
         return;
-    clock_gettime(CLOCK_REALTIME, &now);
-    gmtime_r(&now.tv_sec, &tm);
-    strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
-    n = snprintf(line, sizeof(line), "%s.%03ldZ %-5s ", ts, now.tv_nsec / 1000000, names[lvl]);
+    if (journal < 0)
+        journal = stderr_is_journal();
+    if (journal) {
+        /* journald reads the priority from "<N>" and keeps its own timestamp. */
+        n = snprintf(line, sizeof(line), "<%d>", priorities[lvl]);
+    } else {
+        clock_gettime(CLOCK_REALTIME, &now);
+        gmtime_r(&now.tv_sec, &tm);
+        strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
+        n = snprintf(line, sizeof(line), "%s.%03ldZ %-5s ", ts, now.tv_nsec / 1000000, names[lvl]);
+    }
     va_start(ap, fmt);
     vsnprintf(line + n, sizeof(line) - (size_t)n, fmt, ap);
     va_end(ap);

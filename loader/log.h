@@ -2,6 +2,12 @@
  * log.h - mcached's log: one line per event on stderr, with a timestamp and
  * a level, e.g.
  *   2026-11-22T18:49:37.123Z info  loaded resnet@1.2.0 (512 MiB in 0.21 s, 2.5 GB/s)
+ * Under systemd, when stderr is journald's stream ($JOURNAL_STREAM names
+ * stderr's device and inode), no timestamp (journald keeps its own) and the
+ * level as a syslog priority prefix, which journald turns into the entry's
+ * priority:
+ *   <6>loaded resnet@1.2.0 (512 MiB in 0.21 s, 2.5 GB/s)
+ * debug, info, warn and error are <7>, <6>, <4> and <3>.
  */
 #ifndef MCACHE_LOADER_LOG_H
 #define MCACHE_LOADER_LOG_H

@@ -6,7 +6,8 @@
  * inotify watch on the store (registry changes made by the CLI), a
  * signalfd (SIGTERM/SIGINT stop, SIGHUP reloads the config), and the
  * io_uring completion eventfd. A 100 ms tick does reclamation, timeouts and
- * housekeeping.
+ * housekeeping, and updates the service manager's STATUS=; the loop itself
+ * sends the watchdog's pings (notify.h), waking in time for each.
  */
 #include <fcntl.h>
 #include <getopt.h>
@@ -34,7 +35,10 @@ static void usage(FILE *f)
             "The mcache loader daemon: the one writer of a cache's shared-memory arena. It\n"
             "mirrors the registry in STORE into the arena, loads models with io_uring and\n"
             "verifies them, and serves the control socket used by `mcache` and workers.\n"
-            "Runs in the foreground and logs to stderr.\n"
+            "Runs in the foreground and logs to stderr. Under systemd (Type=notify) it\n"
+            "says READY=1 once it serves, STATUS= lines, STOPPING=1 and watchdog pings\n"
+            "over $NOTIFY_SOCKET, and logs with syslog priorities when stderr is the\n"
+            "journal ($JOURNAL_STREAM); see docs/service.md.\n"
             "\n"
             "Options (each can also be set in the config file, without the dashes):\n"
             "  --store DIR          registry store (default $MCACHE_STORE or ./mcache-data;\n"
@@ -284,7 +288,22 @@ static void log_stop_signal(const struct signalfd_siginfo *si)
         log_info("%s (from the kernel): stopping", strsignal((int)si->ssi_signo));
     else
         log_info("%s from pid %u (uid %u%s%s%s): stopping", strsignal((int)si->ssi_signo),
-                 si->ssi_pid, si->ssi_uid, *cmd ? ", \"" : "", cmd, *cmd ? "\"" : ", gone");
+                 si->ssi_pid, si->ssi_uid, *cmd ? ", \"" : "", cmd,
+                 *cmd ? "\"" : ", gone or hidden");
+}
+
+/* What mcached is doing, for the service manager's STATUS= (sent when it changes). */
+static void notify_serving(struct daemon *d)
+{
+    unsigned queued = daemon_queued(d);
+
+    if (d->loading || queued)
+        mc_notify_status(&d->notify,
+                         "serving %zu versions, %llu resident; %u loads in progress, %u queued",
+                         d->nver, (unsigned long long)d->own.w.t->resident, d->loading, queued);
+    else
+        mc_notify_status(&d->notify, "serving %zu versions, %llu resident", d->nver,
+                         (unsigned long long)d->own.w.t->resident);
 }
 
 static void run(struct daemon *d)
@@ -292,13 +311,17 @@ static void run(struct daemon *d)
     struct epoll_event evs[64];
 
     while (!d->stop) {
-        int timeout, n;
+        int timeout, n, ping;
 
         /* Submit the reads of loads started since the last pass (the start-up sync, a
          * registry change, a tick): else they wait for epoll_wait's 100 ms timeout. */
         if (mc_io_busy(&d->io))
             mc_io_poll(&d->io, false);
         timeout = (mc_io_busy(&d->io) && !d->io.have_ring) ? 0 : 100;
+        /* The watchdog's pings come from here, so a loop that hangs stops them. */
+        ping = mc_notify_watchdog(&d->notify);
+        if (ping >= 0 && ping < timeout)
+            timeout = ping;
         n = epoll_wait(d->epfd, evs, 64, timeout);
 
         for (int i = 0; i < n; i++) {
@@ -334,7 +357,10 @@ static void run(struct daemon *d)
             daemon_schedule(d);
         if (d->want_config) {
             d->want_config = false;
+            mc_notify_send(&d->notify, "RELOADING=1\nMONOTONIC_USEC=%llu",
+                           (unsigned long long)(mc_mono_ns() / 1000));
             reload_config(d);
+            mc_notify_send(&d->notify, "READY=1");
         }
         if (d->want_sync) {
             d->want_sync = false;
@@ -343,6 +369,7 @@ static void run(struct daemon *d)
         if (mc_mono_ns() - d->last_tick_ns > 100000000ull) {
             d->last_tick_ns = mc_mono_ns();
             daemon_tick(d);
+            notify_serving(d);
         }
     }
 }
@@ -359,10 +386,13 @@ int main(int argc, char **argv)
     if (rc)
         return rc;
     mc_log_min = (enum mc_log_level)d.cfg.log_level;
+    mc_notify_open(&d.notify);
     rc = daemon_start(&d);
     if (rc) {
         log_error("%s", mc_last_error());
+        mc_notify_status(&d.notify, "failed to start: %s", mc_last_error());
         daemon_stop(&d);
+        mc_notify_close(&d.notify);
         return rc == MC_EBUSY ? EXIT_LOCKED : (rc == MC_EINVAL ? EXIT_USAGE : 1);
     }
     {
@@ -381,8 +411,16 @@ int main(int argc, char **argv)
                      "page fault per 4 KiB; for huge pages use --shm-dir on a hugetlbfs mount "
                      "(see docs/arena.md)");
     }
+    /* Ready (docs/loader.md, "Life cycle", step 6): the registry is mirrored, the socket
+     * listens. */
+    mc_notify_send(&d.notify, "READY=1");
+    notify_serving(&d);
     run(&d);
+    mc_notify_send(&d.notify, "STOPPING=1");
+    mc_notify_status(&d.notify, "stopping: abandoning %u loads in progress, keeping the arena",
+                     d.loading);
     daemon_stop(&d);
+    mc_notify_close(&d.notify);
     log_info("stopped");
     return 0;
 }

@@ -242,10 +242,8 @@ static json_t *reclaim_json(struct daemon *d)
 static json_t *loads_json(struct daemon *d)
 {
     double secs = (double)d->io.busy_ns / 1e9;
-    unsigned queued = 0;
+    unsigned queued = daemon_queued(d);
 
-    for (struct dver *v = d->qhead; v; v = v->qnext)
-        queued++;
     return json_pack("{s:I, s:I, s:I, s:f, s:f, s:i, s:i, s:I, s:s, s:b, s:i, s:I}", "ok",
                      (json_int_t)d->io.loads_ok, "failed", (json_int_t)d->io.loads_failed,
                      "bytes", (json_int_t)d->io.bytes_total, "seconds", secs, "gbps",

@@ -23,6 +23,7 @@ PKGS=(
   redis-server                              # the benchmark's network peer (started on loopback by the bench)
   clang                                     # libFuzzer builds of the fuzz targets; the clang builds
   stress-ng                                 # test.sh's second release pass, with every CPU busy
+  systemd                                   # systemd-analyze verify and systemd-sysusers on dist/systemd/ (dist_systemd)
 )
 # The Debian packages (scripts/package.sh, debian/): only with --packaging.
 PACKAGING=(

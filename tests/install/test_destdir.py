@@ -4,7 +4,8 @@ into a DESTDIR, used as a package's user would use it: every file where the
 README's Install section says; a C worker built with nothing but
 `pkg-config --cflags --libs mcache` (and one linked statically with
 `--static`), run against a real mcached started from the DESTDIR's sbin, with
-a model pushed by the DESTDIR's mcache, prints the model's bytes; and the
+a model pushed by the DESTDIR's mcache, prints the model's bytes; the
+installed mcache-bench runs the installed mcached; and the
 Python package, pip-installed from python/pyproject.toml into the DESTDIR,
 imports from there and finds the DESTDIR's libmcache without MCACHE_LIB.
 """
@@ -117,6 +118,17 @@ class Installed(installtest.clitest.CliTest):
         run(["sh", "-c", cmd], cwd=installtest.SOURCE, env=self.tree.pkgconfig_env)
         p = run([out, "--help"], env=dict(self.env, LD_LIBRARY_PATH=self.tree.libdir))
         self.assertIn("usage: mcache-worker", p.stdout)
+
+    def test_installed_bench_runs_the_installed_mcached(self):
+        """PREFIX/bin/mcache-bench finds PREFIX/sbin/mcached, with /usr/sbin off
+        PATH as for a user (the quickest scenario that runs mcached)."""
+        env = {k: v for k, v in os.environ.items() if k != "MCACHED"}
+        env["PATH"] = "/usr/bin:/bin"
+        p = subprocess.run([self.tree.bench, "--quick", "--no-plots", "--out",
+                            os.path.join(self.root, "bench"), "restart"],
+                           capture_output=True, text=True, env=env, timeout=240)
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        self.assertIn("results.json", p.stdout + p.stderr)
 
     def test_python_package_from_the_destdir_finds_its_library(self):
         t = self.tree
