@@ -16,13 +16,13 @@
 #     debian/build). The .debs land in PKG_DIR (default build-deb).
 #  3. lintian on the .changes: its whole output is shown; any error fails.
 #  4. apt-get install ./PKG_DIR/*.deb (dependencies from the archive), then
-#     check that every version agrees: the packages', mcached --version,
-#     mcache --version, mc_version() through the Python package.
+#     check that every version agrees: the packages', mcached, mcache and
+#     mcache-bench --version, mc_version() through the Python package.
 #  5. scripts/demo.sh --installed (store ./mcache-data, as the normal demo).
 #  6. The packages keep data: a store under /var/lib/mcache and an arena in
 #     /dev/shm made by the installed mcached survive a reinstall (an upgrade's
-#     scripts), `apt-get remove` and `apt-get purge`; purge leaves the user
-#     mcache. Then this script removes its own test store and arena.
+#     scripts), `apt-get remove` and a purge; purge leaves the user mcache.
+#     Then this script removes its own test store and arena.
 #  7. Purge the packages (unless --keep, or if they were installed before this
 #     script ran: then they are left installed, at the new version).
 #
@@ -126,7 +126,7 @@ cleanup() {
   fi
   if [ "$rc" != 0 ] && [ "$keep" = 0 ] && [ ${#preinstalled[@]} = 0 ]; then
     echo "package.sh: failed; purging the packages it installed" >&2
-    $SUDO apt-get purge -y -qq "${PKGS[@]}" >/dev/null 2>&1
+    $SUDO dpkg --purge "${PKGS[@]}" >/dev/null 2>&1
   fi
 }
 trap cleanup EXIT
@@ -144,10 +144,11 @@ step "every version agrees with the package's ($version)"
 PATH=$PATH:/usr/sbin:/sbin
 got_mcached=$(mcached --version)
 got_mcache=$(mcache --version)
+got_bench=$(mcache-bench --version)
 got_lib=$(cd / && /usr/bin/python3 -c 'import mcache; print(mcache.__version__, mcache.lib_version())')
-printf '  mcached --version: %s\n  mcache --version:  %s\n  python3 mcache.__version__, mc_version(): %s\n' \
-  "$got_mcached" "$got_mcache" "$got_lib"
-for v in "${got_mcached#mcached }" "${got_mcache#mcache }"; do
+printf '  %s\n' "mcached --version: $got_mcached" "mcache --version: $got_mcache" \
+  "mcache-bench --version: $got_bench" "python3 mcache.__version__, mc_version(): $got_lib"
+for v in "${got_mcached#mcached }" "${got_mcache#mcache }" "${got_bench#mcache-bench }"; do
   [ "${v%% *}" = "$version" ] || fail "a binary says ${v%% *}, the package is $version"
 done
 [ "$got_lib" = "$version $version" ] || fail "the Python package and libmcache say '$got_lib', the package is $version"
@@ -179,11 +180,11 @@ check_kept "a reinstall of mcached"
 $SUDO apt-get remove -y -qq "${PKGS[@]}" >/dev/null
 check_kept "apt-get remove"
 [ -f /etc/mcache/mcached.conf ] || fail "apt-get remove deleted the conffile /etc/mcache/mcached.conf"
-$SUDO apt-get purge -y -qq "${PKGS[@]}" >/dev/null
-check_kept "apt-get purge"
-[ ! -e /etc/mcache/mcached.conf ] || fail "apt-get purge left /etc/mcache/mcached.conf"
-getent passwd mcache >/dev/null || fail "apt-get purge removed the user mcache (it should stay)"
-echo "  after apt-get purge: /var/lib/mcache kept (it holds the test store); user mcache kept"
+$SUDO dpkg --purge "${PKGS[@]}" >/dev/null      # apt-get knows only mcached now (config-files)
+check_kept "purge"
+[ ! -e /etc/mcache/mcached.conf ] || fail "purge left /etc/mcache/mcached.conf"
+getent passwd mcache >/dev/null || fail "purge removed the user mcache (it should stay)"
+echo "  after purge: /var/lib/mcache kept (it holds the test store); user mcache kept"
 $SUDO rm -rf "$TEST_STORE"; $SUDO rm -f "$TEST_SHM/mcache.$TEST_CACHE" "$TEST_SHM/mcache.$TEST_CACHE".*
 test_arena_made=0
 $SUDO rmdir /var/lib/mcache            # empty now: what purge would have removed
@@ -197,6 +198,7 @@ else
   $SUDO apt-get purge -y -qq "${PKGS[@]}" >/dev/null
   [ ! -e /var/lib/mcache ] || fail "apt-get purge left an empty /var/lib/mcache"
   [ -e "$PWD/mcache-data" ] || fail "apt-get purge removed the demo's store ./mcache-data"
+  getent passwd mcache >/dev/null || fail "apt-get purge removed the user mcache (it should stay)"
   echo "  purged: /var/lib/mcache gone, ./mcache-data kept, user mcache kept"
 fi
 printf '\nPackages built, checked, installed, demonstrated and purged in %d s.\n' "$SECONDS"
