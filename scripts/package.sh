@@ -15,7 +15,8 @@
 #     nothing new outside debian/ afterwards (the build is out of tree, in
 #     debian/build). The .debs land in PKG_DIR (default build-deb).
 #  3. lintian on the .changes: its whole output is shown; any error fails.
-#  4. apt-get install ./PKG_DIR/*.deb (dependencies from the archive), then
+#  4. apt-get install ./PKG_DIR/*_VERSION_*.deb (dependencies from the
+#     archive; not the -dbgsym packages), then
 #     check that every version agrees: the packages', mcached, mcache and
 #     mcache-bench --version, mc_version() through the Python package.
 #  5. scripts/demo.sh --installed (store ./mcache-data, as the normal demo).
@@ -37,7 +38,7 @@ for a in "$@"; do
   case "$a" in
     --build) mode=build ;;
     --keep) keep=1 ;;
-    -h|--help) sed -n '2,30p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,31p' "$0"; exit 0 ;;
     *) echo "package.sh: unknown option $a (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -109,6 +110,22 @@ if [ "$mode" = build ]; then
 fi
 
 # ---------------------------------------------------------------------------
+export DEBIAN_FRONTEND=noninteractive
+install_debs() {
+  echo "\$ apt-get install --no-install-recommends ${debs[*]#"$PWD"/}"
+  $SUDO apt-get install -y -qq --no-install-recommends "${debs[@]}" >"$OUT/install.log" 2>&1 ||
+    { cat "$OUT/install.log" >&2; fail "apt-get install failed"; }
+}
+# dpkg --purge, not apt-get: apt-get no longer knows a removed package that
+# left no conffiles. Only those dpkg still has (installed, or config-files).
+purge_debs() {
+  local p known=()
+  for p in "${PKGS[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -qv "not-installed$" && known+=("$p")
+  done
+  [ ${#known[@]} = 0 ] || $SUDO dpkg --purge "${known[@]}" >/dev/null
+}
+
 preinstalled=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" && preinstalled+=("$p")
@@ -126,15 +143,13 @@ cleanup() {
   fi
   if [ "$rc" != 0 ] && [ "$keep" = 0 ] && [ ${#preinstalled[@]} = 0 ]; then
     echo "package.sh: failed; purging the packages it installed" >&2
-    $SUDO dpkg --purge "${PKGS[@]}" >/dev/null 2>&1
+    purge_debs
   fi
 }
 trap cleanup EXIT
 
-step "install: apt-get install ./${OUT#"$PWD"/}/*.deb"
-export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get install -y -qq --no-install-recommends "${debs[@]}" >"$OUT/install.log" 2>&1 ||
-  { cat "$OUT/install.log" >&2; fail "apt-get install failed"; }
+step "install the packages"
+install_debs
 dpkg-query -W -f='  ${Package} ${Version} ${Architecture}\n' "${PKGS[@]}"
 getent passwd mcache >/dev/null || fail "installing mcached did not create the user mcache"
 echo "  user: $(getent passwd mcache)"
@@ -180,7 +195,7 @@ check_kept "a reinstall of mcached"
 $SUDO apt-get remove -y -qq "${PKGS[@]}" >/dev/null
 check_kept "apt-get remove"
 [ -f /etc/mcache/mcached.conf ] || fail "apt-get remove deleted the conffile /etc/mcache/mcached.conf"
-$SUDO dpkg --purge "${PKGS[@]}" >/dev/null      # apt-get knows only mcached now (config-files)
+purge_debs
 check_kept "purge"
 [ ! -e /etc/mcache/mcached.conf ] || fail "purge left /etc/mcache/mcached.conf"
 getent passwd mcache >/dev/null || fail "purge removed the user mcache (it should stay)"
@@ -190,15 +205,14 @@ test_arena_made=0
 $SUDO rmdir /var/lib/mcache            # empty now: what purge would have removed
 
 step "install again, then purge: an empty /var/lib/mcache goes, the demo's store stays"
-$SUDO apt-get install -y -qq --no-install-recommends "${debs[@]}" >"$OUT/install.log" 2>&1 ||
-  { cat "$OUT/install.log" >&2; fail "apt-get install failed"; }
+install_debs
 if [ "$keep" = 1 ] || [ ${#preinstalled[@]} != 0 ]; then
   echo "  left installed (${preinstalled[*]:+installed before this script: ${preinstalled[*]}}${preinstalled[*]:-(--keep)})"
 else
-  $SUDO apt-get purge -y -qq "${PKGS[@]}" >/dev/null
-  [ ! -e /var/lib/mcache ] || fail "apt-get purge left an empty /var/lib/mcache"
-  [ -e "$PWD/mcache-data" ] || fail "apt-get purge removed the demo's store ./mcache-data"
-  getent passwd mcache >/dev/null || fail "apt-get purge removed the user mcache (it should stay)"
+  purge_debs
+  [ ! -e /var/lib/mcache ] || fail "purge left an empty /var/lib/mcache"
+  [ -e "$PWD/mcache-data" ] || fail "purge removed the demo's store ./mcache-data"
+  getent passwd mcache >/dev/null || fail "purge removed the user mcache (it should stay)"
   echo "  purged: /var/lib/mcache gone, ./mcache-data kept, user mcache kept"
 fi
 printf '\nPackages built, checked, installed, demonstrated and purged in %d s.\n' "$SECONDS"
