@@ -112,7 +112,7 @@ fi
 # ---------------------------------------------------------------------------
 export DEBIAN_FRONTEND=noninteractive
 install_debs() {
-  echo "\$ apt-get install --no-install-recommends ${debs[*]#"$PWD"/}"
+  echo "\$ apt-get install --no-install-recommends ${debs[*]/#"$PWD"/.}"
   $SUDO apt-get install -y -qq --no-install-recommends "${debs[@]}" >"$OUT/install.log" 2>&1 ||
     { cat "$OUT/install.log" >&2; fail "apt-get install failed"; }
 }
