@@ -27,9 +27,10 @@ PKGS=(
 )
 # The Debian packages (scripts/package.sh, debian/): only with --packaging.
 PACKAGING=(
-  dpkg-dev debhelper fakeroot                # dpkg-buildpackage, dh (compat 13) without root
-  dh-python                                  # dh_python3: python3-mcache's byte-compiling and Depends
-  lintian                                    # package checks (package.sh fails on errors)
+  dpkg-dev debhelper fakeroot               # dpkg-buildpackage, dh (compat 13) without root
+  dh-python pybuild-plugin-pyproject        # python3-mcache: pybuild builds python/pyproject.toml
+  python3-all python3-setuptools            # (with setuptools, for each supported python3)
+  lintian                                   # package checks (package.sh fails on errors)
 )
 case "${1:-}" in
   --packaging) PKGS+=("${PACKAGING[@]}") ;;
