@@ -5,6 +5,7 @@
 #include "loader/log.h"
 
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,7 +13,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
-enum mc_log_level mc_log_min = MC_LOG_INFO;
+static atomic_int min_level = MC_LOG_INFO;
 
 static const char *names[] = {"debug", "info", "warn", "error"};
 /* syslog(3) priorities: LOG_DEBUG, LOG_INFO, LOG_WARNING, LOG_ERR. */
@@ -40,18 +41,22 @@ static bool stderr_is_journal(void)
 
 void mc_log(enum mc_log_level lvl, const char *fmt, ...)
 {
-    static int journal = -1; /* checked at the first line: stderr does not change */
+    /* Checked at the first line (stderr does not change); atomic, since any thread may log. */
+    static atomic_int journal = -1;
     char line[2048], ts[32];
     struct timespec now;
     struct tm tm;
     va_list ap;
-    int n;
+    int n, j;
 
-    if (lvl < mc_log_min)
+    if ((int)lvl < atomic_load_explicit(&min_level, memory_order_relaxed))
         return;
-    if (journal < 0)
-        journal = stderr_is_journal();
-    if (journal) {
+    j = atomic_load_explicit(&journal, memory_order_relaxed);
+    if (j < 0) {
+        j = stderr_is_journal();
+        atomic_store_explicit(&journal, j, memory_order_relaxed);
+    }
+    if (j) {
         /* journald reads the priority from "<N>" and keeps its own timestamp. */
         n = snprintf(line, sizeof(line), "<%d>", priorities[lvl]);
     } else {
@@ -65,6 +70,11 @@ void mc_log(enum mc_log_level lvl, const char *fmt, ...)
     va_end(ap);
     /* One write per line, so lines from a crash-restart loop never interleave. */
     fprintf(stderr, "%s\n", line);
+}
+
+void mc_log_set_level(enum mc_log_level lvl)
+{
+    atomic_store_explicit(&min_level, (int)lvl, memory_order_relaxed);
 }
 
 int mc_log_level_parse(const char *s)

@@ -14,7 +14,9 @@
 
 enum mc_log_level { MC_LOG_DEBUG, MC_LOG_INFO, MC_LOG_WARN, MC_LOG_ERROR };
 
-extern enum mc_log_level mc_log_min;
+/* Lines below lvl are dropped. Any thread may log while the main thread
+ * changes the level (SIGHUP), so it is kept atomically. */
+void mc_log_set_level(enum mc_log_level lvl);
 
 void mc_log(enum mc_log_level lvl, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

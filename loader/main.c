@@ -257,7 +257,7 @@ static void reload_config(struct daemon *d)
     }
     reload_access(d, &n);
     d->cfg.log_level = n.log_level;
-    mc_log_min = (enum mc_log_level)n.log_level;
+    mc_log_set_level((enum mc_log_level)n.log_level);
     d->cfg.max_loads = n.max_loads;
     d->cfg.preload = n.preload;
     log_info("SIGHUP: re-read %s", d->cfg.config);
@@ -385,7 +385,7 @@ int main(int argc, char **argv)
     rc = parse_args(argc, argv, &d.cfg, &cfg_path);
     if (rc)
         return rc;
-    mc_log_min = (enum mc_log_level)d.cfg.log_level;
+    mc_log_set_level((enum mc_log_level)d.cfg.log_level);
     mc_notify_open(&d.notify);
     rc = daemon_start(&d);
     if (rc) {
