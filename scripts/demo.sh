@@ -11,6 +11,7 @@
 #   scripts/demo.sh                 # the whole demo; leaves only ./mcache-data
 #   scripts/demo.sh --keep-running  # leave mcached running afterwards, to explore
 #   scripts/demo.sh --reset         # first remove the demo model from ./mcache-data
+#   scripts/demo.sh --installed     # use the installed mcache instead of a build
 #
 # Re-runnable: ./mcache-data is kept between runs (it is a registry, and may
 # hold your own models too). The demo versions are pushed only if the store
@@ -20,16 +21,26 @@
 # warm restart). On any failure or Ctrl-C, the workers and mcached are stopped
 # and the arena removed. Environment: BUILD_DIR (default build), PYTHON
 # (default /usr/bin/python3, which has Debian's python3-numpy/python3-torch).
+#
+# --installed: nothing is built or installed; the demo runs on what is
+# installed (the Debian packages, or `cmake --install` into a prefix on the
+# usual paths): mcached and mcache from PATH (plus /usr/local/sbin, /usr/sbin),
+# the C worker compiled from examples/worker.c with only
+# `pkg-config --cflags --libs mcache` (so libmcache-dev and a C compiler are
+# needed), and the Python package `mcache` the system's python imports (not
+# ./python). Only the model files and the log go to BUILD_DIR/demo.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 keep_running=0
 reset=0
+installed=0
 for a in "$@"; do
   case "$a" in
     --keep-running) keep_running=1 ;;
     --reset) reset=1 ;;
-    -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
+    --installed) installed=1 ;;
+    -h|--help) sed -n '2,31p' "$0"; exit 0 ;;
     *) echo "demo.sh: unknown option $a (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -42,9 +53,18 @@ SHM=${MCACHE_SHM_DIR:-/dev/shm}
 ARENA=$SHM/mcache.$CACHE
 WORK=$BUILD/demo                                  # the model files and mcached's log
 LOG=$WORK/mcached.log
-MCACHE=$BUILD/tools/mcache
-WORKER=$BUILD/examples/mcache-worker
-export PYTHONPATH=$PWD/python${PYTHONPATH:+:$PYTHONPATH}
+if [ "$installed" = 1 ]; then
+  PATH=$PATH:/usr/local/sbin:/usr/sbin:/sbin     # mcached is in sbin
+  MCACHED=$(command -v mcached) || MCACHED=""
+  MCACHE=$(command -v mcache) || MCACHE=""
+  WORKER=$WORK/mcache-worker                     # built against the installed libmcache
+  unset MCACHE_LIB                               # the Python package finds the system's
+else
+  MCACHED=$BUILD/loader/mcached
+  MCACHE=$BUILD/tools/mcache
+  WORKER=$BUILD/examples/mcache-worker
+  export PYTHONPATH=$PWD/python${PYTHONPATH:+:$PYTHONPATH}
+fi
 
 daemon_pid=""
 worker_pids=()
@@ -125,27 +145,46 @@ wait_for_line() {
 }
 
 # ---------------------------------------------------------------------------
-step "Install what is needed (scripts/deps.sh: Debian packages; nothing if present)"
-scripts/deps.sh
-"$PY" -c 'import numpy, torch' 2>/dev/null ||
-  fail "$PY cannot import numpy and torch (Debian: apt install python3-numpy python3-torch)"
+if [ "$installed" = 1 ]; then
+  step "The installed mcache: binaries, library, Python package (--installed: nothing is built)"
+  [ -n "$MCACHED" ] || fail "no mcached on PATH or in /usr/local/sbin, /usr/sbin (install the mcached package)"
+  [ -n "$MCACHE" ] || fail "no mcache on PATH (install the mcache package)"
+  pkg-config --exists mcache ||
+    fail "pkg-config does not know mcache (install libmcache-dev, or set PKG_CONFIG_PATH for a prefix)"
+  "$PY" -c 'import numpy, torch' 2>/dev/null ||
+    fail "$PY cannot import numpy and torch (Debian: apt install python3-numpy python3-torch)"
+  show "$MCACHED" --version
+  show "$MCACHE" --version
+  mkdir -p "$WORK"
+  show cc -O2 -o "$WORKER" examples/worker.c $(pkg-config --cflags --libs mcache) -lm
+  (cd "$WORK" && show "$PY" -c 'import mcache; print(mcache.__file__, mcache.__version__, mcache.lib_version(), mcache.library_path())') ||
+    fail "$PY cannot use the installed mcache package (install python3-mcache)"
+  case "$(cd "$WORK" && "$PY" -c 'import mcache; print(mcache.__file__)')" in
+    "$PWD"/*) fail "$PY imports mcache from this checkout, not from the system (unset PYTHONPATH)" ;;
+  esac
+else
+  step "Install what is needed (scripts/deps.sh: Debian packages; nothing if present)"
+  scripts/deps.sh
+  "$PY" -c 'import numpy, torch' 2>/dev/null ||
+    fail "$PY cannot import numpy and torch (Debian: apt install python3-numpy python3-torch)"
 
-step "Build (cmake, into $BUILD/; output in $WORK/build.log)"
-mkdir -p "$WORK"
-if ! { cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=RelWithDebInfo &&
-       cmake --build "$BUILD" -j "$(nproc)"; } >"$WORK/build.log" 2>&1; then
-  tail -n 30 "$WORK/build.log" >&2
-  fail "the build failed (all of it in $WORK/build.log)"
+  step "Build (cmake, into $BUILD/; output in $WORK/build.log)"
+  mkdir -p "$WORK"
+  if ! { cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=RelWithDebInfo &&
+         cmake --build "$BUILD" -j "$(nproc)"; } >"$WORK/build.log" 2>&1; then
+    tail -n 30 "$WORK/build.log" >&2
+    fail "the build failed (all of it in $WORK/build.log)"
+  fi
+  for f in "$BUILD/loader/mcached" "$MCACHE" "$WORKER"; do
+    [ -x "$f" ] || fail "the build did not produce $f (are tools/ and examples/ in CMakeLists.txt?)"
+  done
 fi
-for f in "$BUILD/loader/mcached" "$MCACHE" "$WORKER"; do
-  [ -x "$f" ] || fail "the build did not produce $f (are tools/ and examples/ in CMakeLists.txt?)"
-done
 
 step "Start mcached: store ./mcache-data, cache \"$CACHE\", arena sized for this machine"
 : >"$LOG"
 [ -e "$ARENA" ] || created_arena=1
-echo "\$ $BUILD/loader/mcached --store ./mcache-data 2>$LOG &"
-"$BUILD/loader/mcached" --store "$MCACHE_STORE" 2>"$LOG" &
+echo "\$ $MCACHED --store ./mcache-data 2>$LOG &"
+"$MCACHED" --store "$MCACHE_STORE" 2>"$LOG" &
 daemon_pid=$!
 echo "(mcached commits the whole arena up front: from under a second to ~7 s per GiB on a VM)"
 for _ in $(seq 3600); do

@@ -2,7 +2,8 @@
 # deps.sh - install the Debian 12 packages mcache needs to build, test,
 # benchmark and run its demo. Does nothing when they are all present.
 #
-#   scripts/deps.sh          # as root, or with sudo available
+#   scripts/deps.sh              # as root, or with sudo available
+#   scripts/deps.sh --packaging  # also what building the Debian packages needs
 set -euo pipefail
 
 PKGS=(
@@ -24,6 +25,18 @@ PKGS=(
   stress-ng                                 # test.sh's second release pass, with every CPU busy
   systemd                                   # systemd-analyze verify and systemd-sysusers on dist/systemd/ (dist_systemd)
 )
+# The Debian packages (scripts/package.sh, debian/): only with --packaging.
+PACKAGING=(
+  dpkg-dev debhelper fakeroot               # dpkg-buildpackage, dh (compat 13) without root
+  dh-python pybuild-plugin-pyproject        # python3-mcache: pybuild builds python/pyproject.toml
+  python3-all python3-setuptools            # (with setuptools, for each supported python3)
+  lintian                                   # package checks (package.sh fails on errors)
+)
+case "${1:-}" in
+  --packaging) PKGS+=("${PACKAGING[@]}") ;;
+  "") ;;
+  *) echo "deps.sh: unknown option $1 (use --packaging or nothing)" >&2; exit 2 ;;
+esac
 
 missing=()
 for p in "${PKGS[@]}"; do
