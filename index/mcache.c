@@ -53,6 +53,7 @@ struct tslot {
     mc_model *free;
     struct tslot *next_in_thread;
     struct tslot *next_in_cache, *prev_in_cache;
+    struct mc_memo memo; /* ranges this thread resolved in this cache (index/resolve.h) */
 };
 
 struct orphan {
@@ -230,6 +231,7 @@ static struct tslot *tslot_get(mc_cache *c)
         pthread_mutex_lock(&registry_mu);
         memset(dead->idx, 0, sizeof(dead->idx));
         memset(dead->slot, 0, sizeof(dead->slot));
+        memset(&dead->memo, 0, sizeof(dead->memo)); /* generations of another arena */
         dead->nslots = 0;
         dead->free = NULL;
         dead->cache = c;
@@ -573,7 +575,7 @@ int mc_get(mc_cache *c, const char *name, const char *ref, mc_model **out)
                                  "mc_detach() and mc_attach() again",
                       c->arena.path);
     }
-    rc = mc_resolve(c->table, c->seed, name, ref, &v);
+    rc = mc_resolve_ref(c->table, c->seed, name, ref, &ts->memo, &v);
     if (__builtin_expect(rc != 0, 0))
         goto unpin;
     if (__builtin_expect(v->h.state != MC_STATE_READY, 0)) {

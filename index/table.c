@@ -83,6 +83,7 @@ int mc_table_create(struct mc_writer *w, struct mc_arena *a, struct mc_reclaim *
         return mc_err(MC_ENOSPC, "creating the index table: index region full");
     }
     w->t->magic = MC_TABLE_MAGIC;
+    w->t->verlist_gen = 0;
     /* The table is whole before its offset is (pairs with mc_attach_dir()'s
      * acquire load of the state, which the loader stores READY after this). */
     mc_store_release(&a->hdr->table_off, off);
@@ -216,6 +217,8 @@ int verlist_new(struct mc_writer *w, size_t room, struct mc_verlist **out)
     nl->magic = MC_VERLIST_MAGIC;
     nl->count = 0;
     nl->alloc_size = size;
+    nl->gen = 0; /* both set by verlist_install() */
+    nl->latest = 0;
     *out = nl;
     return 0;
 }
@@ -253,13 +256,34 @@ static int verlist_build(struct mc_writer *w, struct mc_rec_model *m, struct mc_
     return 0;
 }
 
-/* Make nl model m's list (one atomic store) and retire the old list. */
+/* The highest version of a list that has no prerelease tag, or NULL. */
+static struct mc_rec_version *verlist_latest(const struct mc_verlist *vl)
+{
+    for (uint32_t i = 0; i < vl->count; i++) {
+        struct mc_rec_version *v = (struct mc_rec_version *)(uintptr_t)vl->recs[i];
+        struct mc_semver sv;
+
+        if (mc_semver_parse(mc_rec_version_str(v), mc_rec_cold(v)->version_len, &sv) == 0 &&
+            !mc_semver_is_prerelease(&sv))
+            return v;
+    }
+    return NULL;
+}
+
+/*
+ * Make nl model m's list (one atomic store) and retire the old list. First
+ * nl gets what readers take from it without searching: its `latest` and a
+ * generation no list of this arena has had (the counter lives in the arena,
+ * so it survives a loader crash and an adopt).
+ */
 void verlist_install(struct mc_writer *w, struct mc_rec_model *m, struct mc_verlist *nl)
 {
     struct mc_verlist *cur = (struct mc_verlist *)(uintptr_t)m->versions;
 
+    nl->gen = ++w->t->verlist_gen;
+    nl->latest = (uintptr_t)verlist_latest(nl);
     /* The list is complete before it becomes reachable (pairs with the
-     * reader's acquire load of m->versions in resolve_list()). */
+     * reader's acquire load of m->versions in mc_resolve_list()). */
     mc_store_release_ptr(&m->versions, nl);
     if (cur)
         mc_retire(w->reclaim, MC_RETIRE_INDEX, mc_arena_off(w->arena, cur), cur->alloc_size);

@@ -41,6 +41,7 @@ struct mc_table {
     uint64_t resident; /* version records READY */
     uint64_t aliases;
     uint64_t models;
+    uint64_t verlist_gen; /* the last generation given to a version list (record.h) */
 };
 
 /* XXH3-64 of a key with the arena's seed: the one hash readers and writer share. */
