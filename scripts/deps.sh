@@ -20,6 +20,7 @@ PKGS=(
   redis-server                              # the benchmark's network peer (started on loopback by the bench)
   clang                                     # libFuzzer builds of the fuzz targets; the clang builds
   stress-ng                                 # test.sh's second release pass, with every CPU busy
+  valgrind                                  # callgrind counts the warm path's instructions (ctest perf_instructions)
 )
 
 missing=()
