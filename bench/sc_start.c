@@ -59,6 +59,8 @@ static void targets(struct bench *b, const struct stores *s)
         if (!s->have[m])
             continue;
         bench_target(b, bench_value(b, name, ATTACH), true, 100, "%s attach, us", name);
+        bench_target(b, bench_value(b, name, ATTACH) / bench_value(b, msys_name(MS_MMAP), ATTACH),
+                     true, 2, "%s attach / file open + mmap", name);
         if (m == MS_MCACHE_HUGE)
             bench_target(b, first / second, false, 0.9,
                          "%s first full read / second read (no page-fault penalty)", name);
