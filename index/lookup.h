@@ -9,6 +9,7 @@
 #define MCACHE_INDEX_LOOKUP_H
 
 #include <ck_ht.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -34,6 +35,30 @@ static inline void mc_key_copy(char *dst, const char *src, size_t n)
     } else {
         __builtin_memcpy(dst, src, n);
     }
+}
+
+/* a[0..n) == b[0..n); short compares without a call. */
+static inline bool mc_key_eq(const char *a, const char *b, size_t n)
+{
+    uint64_t x, y, u, v;
+
+    if (n >= 8 && n <= 16) {
+        __builtin_memcpy(&x, a, 8);
+        __builtin_memcpy(&y, b, 8);
+        __builtin_memcpy(&u, a + n - 8, 8);
+        __builtin_memcpy(&v, b + n - 8, 8);
+        return ((x ^ y) | (u ^ v)) == 0;
+    }
+    if (n >= 4 && n < 8) {
+        uint32_t x4, y4, u4, v4;
+
+        __builtin_memcpy(&x4, a, 4);
+        __builtin_memcpy(&y4, b, 4);
+        __builtin_memcpy(&u4, a + n - 4, 4);
+        __builtin_memcpy(&v4, b + n - 4, 4);
+        return ((x4 ^ y4) | (u4 ^ v4)) == 0;
+    }
+    return __builtin_memcmp(a, b, n) == 0;
 }
 
 /*

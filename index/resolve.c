@@ -25,6 +25,21 @@ int mc_resolve_too_long(const char *name, size_t nlen, const char *ref, size_t r
                   MC_KEY_MAX - 1);
 }
 
+void mc_memo_key_fill(struct mc_memo_key *e, uint64_t seq, const struct mc_rec_version *v,
+                      const char *name, size_t nlen, const char *ref, size_t rlen)
+{
+    /* The first entry unless it holds a key of this seq: two keys of one
+     * pair both stay; a third takes the second entry. */
+    if (e[0].seq == seq)
+        e++;
+    e->seq = seq;
+    e->rec = (uintptr_t)v;
+    e->nlen = (uint8_t)nlen;
+    e->rlen = (uint8_t)rlen;
+    memcpy(e->key, name, nlen);
+    memcpy(e->key + nlen, ref, rlen);
+}
+
 /* Which e[] entry (gen, ref) lives in: the generation plus a mix of ref's first bytes. */
 static unsigned memo_slot(uint64_t gen, const char *ref, size_t rlen)
 {
