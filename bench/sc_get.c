@@ -296,21 +296,24 @@ static double callgrind_ir(const char *get_count, unsigned long n, const char *m
     return pclose(p) == 0 ? ir : -1;
 }
 
+#define IR_METRIC "instructions per get+release, 100 models (callgrind)"
+
 /*
  * Instructions per get+release, counted with callgrind on the build's
  * tests/get_count (100 models) as ctest perf_instructions counts them, with
- * the raw ck_ht lookup counted the same way; targets from goals[].
+ * the raw ck_ht lookup counted the same way. False if not counted (a note
+ * says why).
  */
-static void instructions(struct bench *b)
+static bool instructions(struct bench *b)
 {
-    const char *metric = "instructions per get+release, 100 models (callgrind)";
+    const char *metric = IR_METRIC;
     char exe[PATH_MAX], get_count[PATH_MAX + 32];
     ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
     const unsigned long ops = 20000;
     char *slash;
 
     if (n <= 0)
-        return;
+        return false;
     exe[n] = '\0';
     if ((slash = strrchr(exe, '/')))
         *slash = '\0';
@@ -319,7 +322,7 @@ static void instructions(struct bench *b)
         bench_note("instructions per get+release not counted: needs valgrind and the build's "
                    "tests/get_count (%s); ctest -R perf_instructions counts them",
                    get_count);
-        return;
+        return false;
     }
     for (size_t g = 0; g <= sizeof(goals) / sizeof(goals[0]); g++) {
         bool raw = g == sizeof(goals) / sizeof(goals[0]);
@@ -331,16 +334,20 @@ static void instructions(struct bench *b)
         c = callgrind_ir(get_count, 2 * ops, mode);
         if (a < 0 || c < 0) {
             bench_note("callgrind could not count %s (%s)", mode, get_count);
-            return;
+            return false;
         }
         bench_add(b, raw ? BASELINE : sys_name(b, goals[g].sys), metric, "instructions",
                   (c - a) / (double)ops);
     }
     bench_base_system(b, metric, BASELINE);
-    bench_print_table(b, "instructions per get+release (callgrind, deterministic)");
+    return true;
+}
+
+static void instruction_targets(struct bench *b)
+{
     for (size_t g = 0; g < sizeof(goals) / sizeof(goals[0]); g++)
-        bench_target(b, bench_value(b, sys_name(b, goals[g].sys), metric), true,
-                     goals[g].instructions, "%s instructions per get+release",
+        bench_target(b, bench_value(b, sys_name(b, goals[g].sys), IR_METRIC), true,
+                     goals[g].instructions, "%s instructions per get+release (callgrind)",
                      sys_name(b, goals[g].sys));
 }
 
@@ -360,12 +367,15 @@ int sc_get(struct bench *b)
     if (!rc)
         rc = throughput(b, &sets[NSETS - 1]);
     if (!rc) {
+        bool counted = instructions(b);
+
         snprintf(title, sizeof(title),
                  "warm lookups, %llu per latency run (Redis %llu), lookups/s over %u ms",
                  (unsigned long long)b->o.ops, (unsigned long long)b->o.redis_ops, b->o.tput_ms);
         bench_print_table(b, title);
         targets(b);
-        instructions(b);
+        if (counted)
+            instruction_targets(b);
     }
     for (int i = 0; i < NSETS; i++) {
         struct get_set *s = &sets[i];
