@@ -22,7 +22,8 @@
 
 /*
  * What references resolved to, remembered by one reader thread (private
- * memory; libmcache keeps one per thread and cache, about 61 KiB):
+ * memory; libmcache allocates one per thread and cache, of about 1 MiB of
+ * which only the pages a thread's gets touch are ever committed):
  *
  * - k[]: any reference (version, alias, latest, range) of at most
  *   MC_MEMO_KEY_MAX bytes with its name: "while the table's seq was `seq`,
@@ -53,7 +54,7 @@
  * e[] and r[] serve misses of k[]; ranges of MC_MEMO_REF_MAX bytes or more
  * are not remembered in them.
  */
-#define MC_MEMO_KEYS        512u
+#define MC_MEMO_KEYS        16384u /* 1 MiB, touched only as it fills */
 #define MC_MEMO_KEY_MAX     46u /* name + ref bytes a k[] entry holds */
 #define MC_MEMO_SLOTS       256u
 #define MC_MEMO_RANGES      4u
@@ -116,7 +117,7 @@ static inline struct mc_memo_key *mc_memo_key_pair(struct mc_memo *m, const char
     mc_key_copy((char *)&b, ref, rlen > 8 ? 8 : rlen);
     a = (a * 0x9e3779b97f4a7c15ull) ^ (b + (nlen << 8) + rlen);
     a ^= a >> 29;
-    return &m->k[((a * 0xff51afd7ed558ccdull) >> 55) % (MC_MEMO_KEYS / 2) * 2];
+    return &m->k[((a * 0xff51afd7ed558ccdull) >> 32) % (MC_MEMO_KEYS / 2) * 2];
 }
 
 static inline bool mc_memo_key_is(const struct mc_memo_key *e, uint64_t seq, const char *name,

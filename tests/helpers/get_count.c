@@ -2,9 +2,10 @@
  * get_count.c - a fixed number of warm mc_get + mc_release, for counting
  * instructions with callgrind (run by tests/perf/test_instructions.sh):
  *
- *   get_count N [exact|alias|latest|range|ckht]
+ *   get_count N [exact|alias|latest|range|ckht] [MODELS]
  *
- * Publishes 100 models (model-00..99 @1.0.0, each with alias "production")
+ * Publishes MODELS models, 100 by default (model-00..99 @1.0.0, each with
+ * alias "production")
  * in a fresh arena, closes the writable mapping (one process may map an
  * arena's fixed address only once), attaches as a worker and does one warm
  * get+release per model, then N more round-robin by exact version "1.0.0"
@@ -29,7 +30,9 @@
 #include "mcache.h"
 #include "tests/helpers/testutil.h"
 
-#define NMODELS 100
+#define MAX_MODELS 4000 /* one data extent each; an arena holds 4,095 */
+
+static unsigned nmodels = 100;
 
 static int fail(const char *what, int rc)
 {
@@ -42,9 +45,9 @@ static int fail(const char *what, int rc)
  * table's hash seed is fixed (an arena's is random), so that every run
  * probes the same chains and counts the same instructions.
  */
-static int arena_fill(struct tw *t, char names[NMODELS][16])
+static int arena_fill(struct tw *t, char names[][16])
 {
-    int rc = tw_create_arena(t, 64u << 20, 0);
+    int rc = tw_create_arena(t, nmodels > 100 ? 512u << 20 : 64u << 20, 0);
 
     if (!rc) {
         t->a.hdr->hash_seed = 0x6765745f636f756eull;
@@ -53,7 +56,7 @@ static int arena_fill(struct tw *t, char names[NMODELS][16])
     if (!rc)
         t->a.hdr->state = MC_ARENA_READY;
 
-    for (int i = 0; !rc && i < NMODELS; i++) {
+    for (unsigned i = 0; !rc && i < nmodels; i++) {
         rc = tw_publish(t, names[i], "1.0.0", 64, (uint32_t)i);
         if (!rc)
             rc = mc_table_set_alias(&t->w, names[i], "production", "1.0.0");
@@ -66,7 +69,7 @@ static int arena_fill(struct tw *t, char names[NMODELS][16])
 
 /* ---- mcache ---- */
 
-static int run_mcache(char names[NMODELS][16], const char *ref, unsigned long n, uint64_t *sink)
+static int run_mcache(char names[][16], const char *ref, unsigned long n, uint64_t *sink)
 {
     struct tw t;
     mc_cache *c;
@@ -78,7 +81,7 @@ static int run_mcache(char names[NMODELS][16], const char *ref, unsigned long n,
         tdir_remove(t.dir);
         return fail("setting up the arena", rc);
     }
-    for (unsigned long i = 0, j = 0; !rc && i < NMODELS + n; i++, j = j + 1 < NMODELS ? j + 1 : 0) {
+    for (unsigned long i = 0, j = 0; !rc && i < nmodels + n; i++, j = j + 1 < nmodels ? j + 1 : 0) {
         mc_model *m;
 
         rc = mc_get(c, names[j], ref, &m);
@@ -111,10 +114,10 @@ static void ck_hash_cb(ck_ht_hash_t *h, const void *key, size_t len, uint64_t se
     h->value = XXH3_64bits_withSeed(key, len, seed);
 }
 
-static int run_ckht(char names[NMODELS][16], unsigned long n, uint64_t *sink)
+static int run_ckht(char names[][16], unsigned long n, uint64_t *sink)
 {
-    static char keys[3 * NMODELS][32];
-    static uint16_t lens[3 * NMODELS];
+    static char keys[3 * MAX_MODELS][32];
+    static uint16_t lens[3 * MAX_MODELS];
     static uint64_t size = 64;
     struct ck_malloc alloc = {.malloc = ck_malloc_cb, .free = ck_free_cb};
     const uint64_t seed = 42;
@@ -123,18 +126,18 @@ static int run_ckht(char names[NMODELS][16], unsigned long n, uint64_t *sink)
     if (!ck_ht_init(&ht, CK_HT_MODE_BYTESTRING | CK_HT_WORKLOAD_DELETE, ck_hash_cb, &alloc, 64,
                     seed))
         return fail("ck_ht_init", MC_ENOMEM);
-    for (int i = 0; i < 3 * NMODELS; i++) {
+    for (unsigned i = 0; i < 3 * nmodels; i++) {
         static const char *const fmt[3] = {"%s@1.0.0", "%s#production", "%s"};
         ck_ht_entry_t e;
         ck_ht_hash_t h;
 
-        lens[i] = (uint16_t)snprintf(keys[i], sizeof(keys[i]), fmt[i / NMODELS], names[i % NMODELS]);
+        lens[i] = (uint16_t)snprintf(keys[i], sizeof(keys[i]), fmt[i / nmodels], names[i % nmodels]);
         h.value = XXH3_64bits_withSeed(keys[i], lens[i], seed);
         ck_ht_entry_set(&e, h, keys[i], lens[i], &size);
         if (!ck_ht_put_spmc(&ht, h, &e))
             return fail("ck_ht_put_spmc", MC_ENOMEM);
     }
-    for (unsigned long i = 0, j = 0; i < NMODELS + n; i++, j = j + 1 < NMODELS ? j + 1 : 0) {
+    for (unsigned long i = 0, j = 0; i < nmodels + n; i++, j = j + 1 < nmodels ? j + 1 : 0) {
         ck_ht_entry_t e;
         ck_ht_hash_t h;
 
@@ -153,7 +156,7 @@ int main(int argc, char **argv)
     static const char *const modes[][2] = {
         {"exact", "1.0.0"}, {"alias", "production"}, {"latest", "latest"}, {"range", "^1"},
         {"ckht", NULL}};
-    static char names[NMODELS][16];
+    static char names[MAX_MODELS][16];
     unsigned long n = argc > 1 ? strtoul(argv[1], NULL, 10) : 0;
     const char *mode = argc > 2 ? argv[2] : "exact";
     size_t k = 0, nmodes = sizeof(modes) / sizeof(modes[0]);
@@ -162,12 +165,15 @@ int main(int argc, char **argv)
 
     while (k < nmodes && strcmp(mode, modes[k][0]) != 0)
         k++;
-    if (argc < 2 || argc > 3 || n == 0 || k == nmodes) {
-        fprintf(stderr, "usage: get_count N [exact|alias|latest|range|ckht]\n");
+    if (argc > 3)
+        nmodels = (unsigned)strtoul(argv[3], NULL, 10);
+    if (argc < 2 || argc > 4 || n == 0 || k == nmodes || nmodels == 0 || nmodels > MAX_MODELS) {
+        fprintf(stderr, "usage: get_count N [exact|alias|latest|range|ckht] [MODELS (1-%u)]\n",
+                MAX_MODELS);
         return 2;
     }
-    for (int i = 0; i < NMODELS; i++)
-        snprintf(names[i], sizeof(names[i]), "model-%02d", i);
+    for (unsigned i = 0; i < nmodels; i++)
+        snprintf(names[i], sizeof(names[i]), nmodels > 100 ? "model-%05u" : "model-%02u", i);
     rc = modes[k][1] ? run_mcache(names, modes[k][1], n, &sink) : run_ckht(names, n, &sink);
     if (rc)
         return rc;
