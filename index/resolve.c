@@ -28,10 +28,9 @@ int mc_resolve_too_long(const char *name, size_t nlen, const char *ref, size_t r
 void mc_memo_key_fill(struct mc_memo_key *e, uint64_t seq, const struct mc_rec_version *v,
                       const char *name, size_t nlen, const char *ref, size_t rlen)
 {
-    /* The first entry unless it holds a key of this seq: two keys of one
-     * pair both stay; a third takes the second entry. */
-    if (e[0].seq == seq)
-        e++;
+    /* The newest key first: the first entry moves to the second (whose key
+     * goes), so of the keys that share a pair the two used last stay. */
+    e[1] = e[0];
     e->seq = seq;
     e->rec = (uintptr_t)v;
     e->nlen = (uint8_t)nlen;

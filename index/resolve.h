@@ -129,7 +129,7 @@ static inline bool mc_memo_key_is(const struct mc_memo_key *e, uint64_t seq, con
 
 /*
  * Remember that name + ref mapped to v while the table's seq was seq, in the
- * pair at e: in an entry of an older seq if there is one (out of line).
+ * first entry of the pair at e (its key moves to the second; out of line).
  */
 void mc_memo_key_fill(struct mc_memo_key *e, uint64_t seq, const struct mc_rec_version *v,
                       const char *name, size_t nlen, const char *ref, size_t rlen);
