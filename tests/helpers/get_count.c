@@ -45,7 +45,7 @@ static int fail(const char *what, int rc)
  * table's hash seed is fixed (an arena's is random), so that every run
  * probes the same chains and counts the same instructions.
  */
-static int arena_fill(struct tw *t, char names[][16])
+static int arena_fill(struct tw *t, char names[][24])
 {
     int rc = tw_create_arena(t, nmodels > 100 ? 512u << 20 : 64u << 20, 0);
 
@@ -69,7 +69,7 @@ static int arena_fill(struct tw *t, char names[][16])
 
 /* ---- mcache ---- */
 
-static int run_mcache(char names[][16], const char *ref, unsigned long n, uint64_t *sink)
+static int run_mcache(char names[][24], const char *ref, unsigned long n, uint64_t *sink)
 {
     struct tw t;
     mc_cache *c;
@@ -114,7 +114,7 @@ static void ck_hash_cb(ck_ht_hash_t *h, const void *key, size_t len, uint64_t se
     h->value = XXH3_64bits_withSeed(key, len, seed);
 }
 
-static int run_ckht(char names[][16], unsigned long n, uint64_t *sink)
+static int run_ckht(char names[][24], unsigned long n, uint64_t *sink)
 {
     static char keys[3 * MAX_MODELS][32];
     static uint16_t lens[3 * MAX_MODELS];
@@ -156,7 +156,7 @@ int main(int argc, char **argv)
     static const char *const modes[][2] = {
         {"exact", "1.0.0"}, {"alias", "production"}, {"latest", "latest"}, {"range", "^1"},
         {"ckht", NULL}};
-    static char names[MAX_MODELS][16];
+    static char names[MAX_MODELS][24];
     unsigned long n = argc > 1 ? strtoul(argv[1], NULL, 10) : 0;
     const char *mode = argc > 2 ? argv[2] : "exact";
     size_t k = 0, nmodes = sizeof(modes) / sizeof(modes[0]);
