@@ -100,11 +100,16 @@ static void lk_init(struct lk *l, enum lk_sys sys, const struct keyset *k)
     l->k = k;
 }
 
-int lk_open_mcache(struct lk *l, const struct keyset *k, mc_cache *c, bool alias)
+int lk_open_mcache_ref(struct lk *l, const struct keyset *k, mc_cache *c, enum lk_sys sys)
 {
-    lk_init(l, alias ? LK_MCACHE_ALIAS : LK_MCACHE, k);
+    lk_init(l, sys, k);
     l->mc = c;
     return 0;
+}
+
+int lk_open_mcache(struct lk *l, const struct keyset *k, mc_cache *c, bool alias)
+{
+    return lk_open_mcache_ref(l, k, c, alias ? LK_MCACHE_ALIAS : LK_MCACHE);
 }
 
 static void *ck_malloc_cb(size_t n)
@@ -249,7 +254,10 @@ static int miss(const struct lk *l, uint32_t j, const char *how)
 static int run_mcache(struct lk *l, uint64_t first, uint64_t ops)
 {
     const struct keyset *k = l->k;
-    const char *ref = l->sys == LK_MCACHE_ALIAS ? GET_ALIAS : GET_VERSION;
+    const char *ref = l->sys == LK_MCACHE_ALIAS    ? GET_ALIAS
+                      : l->sys == LK_MCACHE_LATEST ? "latest"
+                      : l->sys == LK_MCACHE_RANGE  ? GET_RANGE
+                                                   : GET_VERSION;
     uint64_t sink = 0;
 
     for (uint64_t i = first; i < first + ops; i++) {
@@ -332,6 +340,8 @@ int lk_run(struct lk *l, uint64_t first, uint64_t ops)
     switch (l->sys) {
     case LK_MCACHE:
     case LK_MCACHE_ALIAS:
+    case LK_MCACHE_LATEST:
+    case LK_MCACHE_RANGE:
         return run_mcache(l, first, ops);
     case LK_CKHT:
         return run_ckht(l, first, ops);
@@ -339,6 +349,8 @@ int lk_run(struct lk *l, uint64_t first, uint64_t ops)
         return run_lmdb(l, first, ops);
     case LK_REDIS:
         return run_redis(l, first, ops);
+    case LK_NSYS:
+        break;
     }
     return -1;
 }

@@ -21,6 +21,7 @@
 #define ORDER_LEN      (1u << 16)
 #define GET_VERSION    "1.0.0"
 #define GET_ALIAS      "production"
+#define GET_RANGE      "^1"
 #define GET_VALUE_SIZE 64u /* bytes of the value LMDB and Redis hold per key */
 
 struct keyset {
@@ -47,7 +48,16 @@ struct barena;
 int keyset_arena(struct bench *b, struct barena *ba, const struct keyset *k, const char *tag,
                  mc_cache **c);
 
-enum lk_sys { LK_MCACHE, LK_MCACHE_ALIAS, LK_CKHT, LK_LMDB, LK_REDIS };
+enum lk_sys {
+    LK_MCACHE,        /* by exact version */
+    LK_MCACHE_ALIAS,  /* by alias */
+    LK_MCACHE_LATEST, /* "latest" */
+    LK_MCACHE_RANGE,  /* the range GET_RANGE */
+    LK_CKHT,
+    LK_LMDB,
+    LK_REDIS,
+    LK_NSYS
+};
 
 struct resp;
 
@@ -69,6 +79,8 @@ struct lk {
 
 /* mcache on an attached cache (the caller keeps it attached; alias: by alias). */
 int lk_open_mcache(struct lk *l, const struct keyset *k, mc_cache *c, bool alias);
+/* The same by the reference sys names (LK_MCACHE .. LK_MCACHE_RANGE). */
+int lk_open_mcache_ref(struct lk *l, const struct keyset *k, mc_cache *c, enum lk_sys sys);
 /* A private ck_ht with the same keys, hash (XXH3) and mode as mcache's index. */
 int lk_open_ckht(struct lk *l, const struct keyset *k);
 /* LMDB environment at dir (made by lmdb_put_keys), read-only. */

@@ -36,7 +36,9 @@ static const struct scenario scenarios[] = {
      "buffered read() into malloc'd memory vs cp to /dev/shm (GB/s)"},
     {"get", sc_get, NULL,
      "warm get+release latency (ns/op) with 100 and 10,000 models, by exact version (the "
-     "headline) and by alias, and lookups/s with 1 and 2 reader processes; beside it, on the "
+     "headline), by alias, by \"latest\" and by the range ^1, and lookups/s with 1 and 2 "
+     "reader processes, and instructions per get+release (callgrind, when installed); beside "
+     "it, on the "
      "same keys in the same order: a raw ck_ht lookup in private memory, LMDB "
      "(mdb_txn_renew + mdb_get + mdb_txn_reset, environment in --shm-dir) and a Redis GET "
      "over loopback (its own redis-server on 127.0.0.1, random port, no persistence)"},

@@ -10,9 +10,19 @@
  * Throughput: 1 and 2 exec'd worker processes per system, each pinned to its
  * own CPU, run for --tput-ms after a common "go"; the figure is the sum of
  * their rates.
+ *
+ * mcache is measured by exact version, alias, "latest" and the range "^1",
+ * each against the raw ck_ht lookup of the same run. Instructions per
+ * get+release: when valgrind is installed and the build's
+ * tests/get_count sits beside this program's folder, the bench counts them
+ * with callgrind as ctest perf_instructions does (tests/perf/), and says
+ * so when it cannot.
  */
+#include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "bench/barena.h"
 #include "bench/bench.h"
@@ -32,12 +42,25 @@ struct get_set {
     mc_cache *c;
     char lmdb[600];
     struct resp rd;
-    struct lk lk[5];
-    bool have[5];
+    struct lk lk[LK_NSYS];
+    bool have[LK_NSYS];
 };
 
 /* Display order: the baseline first. */
-static const enum lk_sys order[] = {LK_CKHT, LK_MCACHE, LK_MCACHE_ALIAS, LK_LMDB, LK_REDIS};
+static const enum lk_sys order[] = {LK_CKHT,          LK_MCACHE,       LK_MCACHE_ALIAS,
+                                    LK_MCACHE_LATEST, LK_MCACHE_RANGE, LK_LMDB,
+                                    LK_REDIS};
+
+/* mcache's targets: get+release / raw ck_ht lookup, and instructions per get+release. */
+static const struct {
+    enum lk_sys sys;
+    const char *mode; /* get_count's */
+    double ratio;
+    double instructions;
+} goals[] = {{LK_MCACHE, "exact", 1.6, 350},
+             {LK_MCACHE_ALIAS, "alias", 1.6, 350},
+             {LK_MCACHE_LATEST, "latest", 1.8, 450},
+             {LK_MCACHE_RANGE, "range", 3, 800}};
 
 static const char *sys_name(struct bench *b, enum lk_sys s)
 {
@@ -50,6 +73,10 @@ static const char *sys_name(struct bench *b, enum lk_sys s)
         return "mcache";
     case LK_MCACHE_ALIAS:
         return "mcache (alias)";
+    case LK_MCACHE_LATEST:
+        return "mcache (latest)";
+    case LK_MCACHE_RANGE:
+        return "mcache (range " GET_RANGE ")";
     case LK_LMDB:
         snprintf(lmdb, sizeof(lmdb), "LMDB (%s)", fs_is_memory(b->o.shm_dir) ? "tmpfs" : "disk");
         return lmdb;
@@ -109,9 +136,11 @@ static int setup(struct bench *b, struct get_set *sets, struct redis *rs)
         if (lmdb_put_keys(s->lmdb, &s->k) || lk_open_lmdb(&s->lk[LK_LMDB], &s->k, s->lmdb) ||
             lk_open_ckht(&s->lk[LK_CKHT], &s->k))
             return -1;
-        lk_open_mcache(&s->lk[LK_MCACHE], &s->k, s->c, false);
-        lk_open_mcache(&s->lk[LK_MCACHE_ALIAS], &s->k, s->c, true);
-        s->have[LK_CKHT] = s->have[LK_MCACHE] = s->have[LK_MCACHE_ALIAS] = true;
+        for (enum lk_sys m = LK_MCACHE; m <= LK_MCACHE_RANGE; m++) {
+            lk_open_mcache_ref(&s->lk[m], &s->k, s->c, m);
+            s->have[m] = true;
+        }
+        s->have[LK_CKHT] = true;
         s->have[LK_LMDB] = true;
         s->rd.fd = -1;
         if (redis == 0) {
@@ -130,7 +159,7 @@ static int latency(struct bench *b, struct get_set *sets)
 
     for (int i = 0; i < NSETS; i++) {
         snprintf(metric[i], sizeof(metric[i]), "get latency, %u models", set_models[i]);
-        for (int s = 0; s < 5; s++) /* warm: every key, every system */
+        for (int s = 0; s < LK_NSYS; s++) /* warm: every key, every system */
             if (sets[i].have[s] && lk_run(&sets[i].lk[s], 0, s == LK_REDIS ? 2000 : ORDER_LEN))
                 return -1;
     }
@@ -234,14 +263,92 @@ static void targets(struct bench *b)
         c = bench_value(b, BASELINE, metric);
         l = bench_value(b, sys_name(b, LK_LMDB), metric);
         r = bench_value(b, sys_name(b, LK_REDIS), metric);
-        bench_target(b, m / c, true, 2.5, "mcache get+release / raw ck_ht lookup, %u models",
-                     set_models[i]);
+        for (size_t g = 0; g < sizeof(goals) / sizeof(goals[0]); g++)
+            bench_target(b, bench_value(b, sys_name(b, goals[g].sys), metric) / c, true,
+                         goals[g].ratio, "%s get+release / raw ck_ht lookup, %u models",
+                         sys_name(b, goals[g].sys), set_models[i]);
         bench_target(b, l / m, false, 2, "LMDB read / mcache get+release, %u models",
                      set_models[i]);
         if (r == r)
             bench_target(b, r / m, false, 1000, "Redis GET / mcache get+release, %u models",
                          set_models[i]);
     }
+}
+
+/* Instructions of `get_count n mode` under callgrind, or -1. */
+static double callgrind_ir(const char *get_count, unsigned long n, const char *mode)
+{
+    char cmd[PATH_MAX + 128], line[512];
+    double ir = -1;
+    FILE *p;
+
+    snprintf(cmd, sizeof(cmd),
+             "valgrind --tool=callgrind --callgrind-out-file=/dev/null '%s' %lu %s 2>&1", get_count,
+             n, mode);
+    if (!(p = popen(cmd, "r")))
+        return -1;
+    while (fgets(line, sizeof(line), p)) {
+        const char *c = strstr(line, "Collected : ");
+
+        if (c)
+            ir = strtod(c + 12, NULL);
+    }
+    return pclose(p) == 0 ? ir : -1;
+}
+
+#define IR_METRIC "instructions per get+release, 100 models (callgrind)"
+
+/*
+ * Instructions per get+release, counted with callgrind on the build's
+ * tests/get_count (100 models) as ctest perf_instructions counts them, with
+ * the raw ck_ht lookup counted the same way. False if not counted (a note
+ * says why).
+ */
+static bool instructions(struct bench *b)
+{
+    const char *metric = IR_METRIC;
+    char exe[PATH_MAX], get_count[PATH_MAX + 32];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+    const unsigned long ops = 20000;
+    char *slash;
+
+    if (n <= 0)
+        return false;
+    exe[n] = '\0';
+    if ((slash = strrchr(exe, '/')))
+        *slash = '\0';
+    snprintf(get_count, sizeof(get_count), "%s/../tests/get_count", exe);
+    if (access(get_count, X_OK) != 0 || system("valgrind --version >/dev/null 2>&1") != 0) {
+        bench_note("instructions per get+release not counted: needs valgrind and the build's "
+                   "tests/get_count (%s); ctest -R perf_instructions counts them",
+                   get_count);
+        return false;
+    }
+    for (size_t g = 0; g <= sizeof(goals) / sizeof(goals[0]); g++) {
+        bool raw = g == sizeof(goals) / sizeof(goals[0]);
+        const char *mode = raw ? "ckht" : goals[g].mode;
+        double a, c;
+
+        bench_progress("get: counting instructions (%s) with callgrind", mode);
+        a = callgrind_ir(get_count, ops, mode);
+        c = callgrind_ir(get_count, 2 * ops, mode);
+        if (a < 0 || c < 0) {
+            bench_note("callgrind could not count %s (%s)", mode, get_count);
+            return false;
+        }
+        bench_add(b, raw ? BASELINE : sys_name(b, goals[g].sys), metric, "instructions",
+                  (c - a) / (double)ops);
+    }
+    bench_base_system(b, metric, BASELINE);
+    return true;
+}
+
+static void instruction_targets(struct bench *b)
+{
+    for (size_t g = 0; g < sizeof(goals) / sizeof(goals[0]); g++)
+        bench_target(b, bench_value(b, sys_name(b, goals[g].sys), IR_METRIC), true,
+                     goals[g].instructions, "%s instructions per get+release (callgrind)",
+                     sys_name(b, goals[g].sys));
 }
 
 int sc_get(struct bench *b)
@@ -260,16 +367,20 @@ int sc_get(struct bench *b)
     if (!rc)
         rc = throughput(b, &sets[NSETS - 1]);
     if (!rc) {
+        bool counted = instructions(b);
+
         snprintf(title, sizeof(title),
                  "warm lookups, %llu per latency run (Redis %llu), lookups/s over %u ms",
                  (unsigned long long)b->o.ops, (unsigned long long)b->o.redis_ops, b->o.tput_ms);
         bench_print_table(b, title);
         targets(b);
+        if (counted)
+            instruction_targets(b);
     }
     for (int i = 0; i < NSETS; i++) {
         struct get_set *s = &sets[i];
 
-        for (int k = 0; k < 5; k++)
+        for (int k = 0; k < LK_NSYS; k++)
             if (s->have[k])
                 lk_close(&s->lk[k]);
         resp_close(&s->rd);

@@ -76,9 +76,13 @@ static void targets(struct bench *b, const struct stores *s)
         if (!s->have[m])
             continue;
         bench_target(b, bench_value(b, name, ATTACH), true, 100, "%s attach, us", name);
-        if (s->have[MS_MMAP])
+        if (s->have[MS_MMAP]) {
+            bench_target(b, bench_value(b, name, ATTACH) /
+                                bench_value(b, msys_name(MS_MMAP), ATTACH),
+                         true, 2, "%s attach / file open + mmap", name);
             bench_target(b, first / file, false, 0.9,
                          "%s first full read / mmap of the page-cached file's, same run", name);
+        }
         bench_target(b, first / second, false, 0.9,
                      "%s first full read / second read (no page-fault penalty)", name);
         bench_note("%s: the arena is on %s", name, backing_of(ba));

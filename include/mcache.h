@@ -10,9 +10,15 @@
  *   mc_get() and mc_release() make no system call, take no lock and do not
  *   allocate once the calling thread has done its first mc_get() on a cache
  *   (a thread holding more than 5 models at once claims another reader slot,
- *   one system call). A lookup is a hash of "name@ref" and a probe of a
- *   lock-free table in shared memory; "latest" and ranges also scan the
- *   model's version list.
+ *   one system call). Each thread remembers, per cache, what the references
+ *   it used resolved to, for as long as the cache's table is unchanged: a
+ *   repeated get compares two strings and reads one word of the table. A
+ *   new one is a hash of "name@ref" and a probe of a lock-free table in
+ *   shared memory; "latest" is kept by mcached in each model's version
+ *   list; a range is compiled once per thread and matched against the
+ *   model's version list. The memory for this is private to the thread
+ *   (about 1 MiB of address space per thread and cache, committed only as
+ *   gets fill it).
  *
  * CAVEATS AND RESTRICTIONS (read these)
  *   - Address. The arena is mapped at the same virtual address in every

@@ -3,13 +3,10 @@
  * ck_ht in the arena (see table.h). Compiled into libmcache; calls no
  * function pointer stored in shared memory.
  */
-#include "index/table.h"
+#include "index/lookup.h"
 
 #include <stdio.h>
 #include <string.h>
-
-#define XXH_INLINE_ALL
-#include <xxhash.h>
 
 uint64_t mc_key_hash(const void *key, size_t len, uint64_t seed)
 {
@@ -18,14 +15,7 @@ uint64_t mc_key_hash(const void *key, size_t len, uint64_t seed)
 
 struct mc_rec *mc_table_lookup(struct mc_table *t, uint64_t seed, const char *key, size_t len)
 {
-    ck_ht_entry_t e;
-    ck_ht_hash_t h;
-
-    h.value = XXH3_64bits_withSeed(key, len, seed);
-    ck_ht_entry_key_set(&e, key, (uint16_t)len);
-    if (!ck_ht_get_spmc(&t->ht, h, &e))
-        return NULL;
-    return ck_ht_entry_value(&e);
+    return mc_table_probe(t, seed, key, len);
 }
 
 static size_t key_join(char *buf, size_t cap, const char *a, size_t alen, char sep,
@@ -33,9 +23,7 @@ static size_t key_join(char *buf, size_t cap, const char *a, size_t alen, char s
 {
     if (alen + 1 + blen + 1 > cap)
         return 0;
-    memcpy(buf, a, alen);
-    buf[alen] = sep;
-    memcpy(buf + alen + 1, b, blen);
+    mc_key_join(buf, a, alen, sep, b, blen);
     buf[alen + 1 + blen] = '\0';
     return alen + 1 + blen;
 }

@@ -53,6 +53,10 @@ struct tslot {
     mc_model *free;
     struct tslot *next_in_thread;
     struct tslot *next_in_cache, *prev_in_cache;
+    /* What references resolved to for this thread in this cache
+     * (index/resolve.h); NULL if it could not be allocated (gets then
+     * resolve every time). Its pages are touched only as it fills. */
+    struct mc_memo *memo;
 };
 
 struct orphan {
@@ -200,6 +204,7 @@ static void thread_exit(void *arg)
             }
             tslot_unlink_cache(ts);
         }
+        free(ts->memo);
         free(ts);
     }
     pthread_mutex_unlock(&registry_mu);
@@ -230,6 +235,8 @@ static struct tslot *tslot_get(mc_cache *c)
         pthread_mutex_lock(&registry_mu);
         memset(dead->idx, 0, sizeof(dead->idx));
         memset(dead->slot, 0, sizeof(dead->slot));
+        free(dead->memo); /* seqs and generations of another arena */
+        dead->memo = calloc(1, sizeof(*dead->memo));
         dead->nslots = 0;
         dead->free = NULL;
         dead->cache = c;
@@ -247,6 +254,7 @@ static struct tslot *tslot_get(mc_cache *c)
         mc_err(MC_ENOMEM, "reader thread state: out of memory");
         return NULL;
     }
+    ts->memo = calloc(1, sizeof(*ts->memo));
     ts->cache = c;
     pthread_mutex_lock(&registry_mu);
     ts->next_in_cache = c->tslots;
@@ -573,7 +581,7 @@ int mc_get(mc_cache *c, const char *name, const char *ref, mc_model **out)
                                  "mc_detach() and mc_attach() again",
                       c->arena.path);
     }
-    rc = mc_resolve(c->table, c->seed, name, ref, &v);
+    rc = mc_resolve_ref(c->table, c->seed, name, ref, ts->memo, &v);
     if (__builtin_expect(rc != 0, 0))
         goto unpin;
     if (__builtin_expect(v->h.state != MC_STATE_READY, 0)) {

@@ -99,10 +99,19 @@ struct mc_rec_model {
     char strings[];
 };
 
+/*
+ * A model's versions, immutable once installed (copy-on-write). What a
+ * reader needs beyond the list is computed by the writer when it installs
+ * one (verlist_install(), index/table.c): `latest`, and a generation no
+ * other list of this arena has had or will have, so a reader can remember
+ * what a range resolved to in this list (index/resolve.c).
+ */
 struct mc_verlist {
     uint32_t magic;
     uint32_t count;
     uint64_t alloc_size;
+    uint64_t gen;    /* unique in the arena's lifetime, never 0 (mc_table.verlist_gen) */
+    uint64_t latest; /* struct mc_rec_version *: highest without a prerelease, 0 if none */
     uint64_t recs[]; /* struct mc_rec_version *, highest precedence first */
 };
 

@@ -3,11 +3,12 @@
  *
  * A reference that starts with a digit may be an exact version: the key
  * "name@ref" is probed. One that starts with a letter may be an alias:
- * "name#ref" is probed. Anything not found that way is "latest" or a range
- * over the model's version list. Versions start with a digit, and the
- * registry refuses alias names that do not start with a letter or that
- * could be read as versions or ranges, so this never changes an answer; it
- * only saves a probe. Used by readers (pinned) and by the loader.
+ * "name#ref" is probed. Both are inline (resolve.h). Anything not found
+ * that way is "latest" or a range over the model's version list, here.
+ * Versions start with a digit, and the registry refuses alias names that do
+ * not start with a letter, that could be read as versions or ranges, or
+ * that are "latest", so this never changes an answer; it only saves a
+ * probe. Used by readers (pinned) and by the tests.
  */
 #include "index/resolve.h"
 
@@ -15,21 +16,68 @@
 #include <string.h>
 
 #include "index/semver.h"
-#include "shm/atomic.h"
 #include "common/err.h"
 
-static struct mc_rec_version *as_version(struct mc_rec *r)
+int mc_resolve_too_long(const char *name, size_t nlen, const char *ref, size_t rlen)
 {
-    return r && r->kind == MC_REC_VERSION ? (struct mc_rec_version *)r : NULL;
+    return mc_err(MC_EINVAL, "model name and reference \"%.60s%s@%.60s%s\" (%zu bytes) exceed %u bytes",
+                  name, nlen > 60 ? "..." : "", ref, rlen > 60 ? "..." : "", nlen + 1 + rlen,
+                  MC_KEY_MAX - 1);
+}
+
+void mc_memo_key_fill(struct mc_memo_key *e, uint64_t seq, const struct mc_rec_version *v,
+                      const char *name, size_t nlen, const char *ref, size_t rlen)
+{
+    /* The newest key first: the first entry moves to the second (whose key
+     * goes), so of the keys that share a pair the two used last stay. */
+    e[1] = e[0];
+    e->seq = seq;
+    e->rec = (uintptr_t)v;
+    e->nlen = (uint8_t)nlen;
+    e->rlen = (uint8_t)rlen;
+    memcpy(e->key, name, nlen);
+    memcpy(e->key + nlen, ref, rlen);
+}
+
+/* Which e[] entry (gen, ref) lives in: the generation plus a mix of ref's first bytes. */
+static unsigned memo_slot(uint64_t gen, const char *ref, size_t rlen)
+{
+    uint64_t w = 0;
+
+    mc_key_copy((char *)&w, ref, rlen < 8 ? rlen : 8);
+    return (unsigned)(gen + (((w ^ rlen) * 0x9e3779b97f4a7c15ull) >> 56)) % MC_MEMO_SLOTS;
+}
+
+/* ref compiled: from the memo's r[] if there, else compiled into it (0 or the parser's code). */
+static int memo_range(struct mc_memo *memo, const char *ref, size_t rlen, struct mc_range **out)
+{
+    unsigned k;
+    int rc;
+
+    for (k = 0; k < MC_MEMO_RANGES; k++)
+        if (memo->r[k].range && memo->r[k].rlen == rlen && memcmp(memo->r[k].ref, ref, rlen) == 0) {
+            *out = memo->r[k].range;
+            return 0;
+        }
+    k = memo->r_next++ % MC_MEMO_RANGES;
+    memo->r[k].range = NULL;
+    rc = mc_range_parse_buf(ref, memo->r[k].buf, sizeof(memo->r[k].buf), out);
+    if (rc)
+        return rc;
+    memo->r[k].range = *out;
+    memo->r[k].rlen = (uint32_t)rlen;
+    memcpy(memo->r[k].ref, ref, rlen);
+    return 0;
 }
 
 /* Pick from the model's list (highest precedence first). */
-static int resolve_list(struct mc_table *t, uint64_t seed, const char *name, size_t nlen,
-                        const char *ref, struct mc_rec_version **out)
+int mc_resolve_list(struct mc_table *t, uint64_t seed, const char *name, size_t nlen,
+                    const char *ref, size_t rlen, struct mc_memo *memo,
+                    struct mc_rec_version **out)
 {
-    struct mc_rec *mr = mc_table_lookup(t, seed, name, nlen);
+    struct mc_rec *mr = mc_table_probe(t, seed, name, nlen);
     struct mc_range *range = NULL;
-    bool latest = ref == NULL || strcmp(ref, "latest") == 0;
+    bool latest = ref == NULL || (rlen == 6 && memcmp(ref, "latest", 6) == 0);
     uint64_t buf[256]; /* compiled ranges of usual length need no malloc */
     void *heap = NULL;
     int rc;
@@ -37,12 +85,37 @@ static int resolve_list(struct mc_table *t, uint64_t seed, const char *name, siz
     if (!mr || mr->kind != MC_REC_MODEL)
         return mc_err(MC_ENOENT, "no model \"%.*s%s\" in this cache; push it with `mcache push`",
                       (int)(nlen > 128 ? 128 : nlen), name, nlen > 128 ? "..." : "");
-    if (!latest) {
-        size_t need = mc_range_buf_size(strlen(ref));
+    /* Pairs with verlist_install()'s release (index/table.c): the list is
+     * complete, its latest and generation set. */
+    const struct mc_verlist *vl = mc_load_acquire_ptr(&((struct mc_rec_model *)mr)->versions);
+    if (latest) {
+        if (vl && vl->latest) {
+            *out = (struct mc_rec_version *)(uintptr_t)vl->latest;
+            return 0;
+        }
+        return mc_err(MC_ENOENT, "model \"%.*s\" has no release version (only prereleases); "
+                                 "ask for one by version",
+                      (int)nlen, name);
+    }
+    unsigned slot = 0;
+    if (memo && vl && rlen < MC_MEMO_REF_MAX) {
+        slot = memo_slot(vl->gen, ref, rlen);
+        if (memo->e[slot].gen == vl->gen && memo->e[slot].rlen == rlen &&
+            memcmp(memo->e[slot].ref, ref, rlen) == 0) {
+            *out = (struct mc_rec_version *)(uintptr_t)memo->e[slot].rec;
+            return 0;
+        }
+    }
+    {
+        size_t need = mc_range_buf_size(rlen);
         void *mem = need <= sizeof(buf) ? (void *)buf : (heap = malloc(need));
 
         /* "" would parse as the range "*": refused, as mcached and the CLI do */
-        rc = !*ref ? MC_EINVAL : mem ? mc_range_parse_buf(ref, mem, need, &range) : MC_ENOMEM;
+        rc = !*ref                            ? MC_EINVAL
+             : memo && rlen < MC_MEMO_REF_MAX ? memo_range(memo, ref, rlen, &range)
+                                              : MC_ENOSPC;
+        if (rc == MC_ENOSPC) /* not remembered: compiled here, for this call */
+            rc = mem ? mc_range_parse_buf(ref, mem, need, &range) : MC_ENOMEM;
         if (rc) {
             free(heap);
             if (rc == MC_ENOMEM)
@@ -54,62 +127,34 @@ static int resolve_list(struct mc_table *t, uint64_t seed, const char *name, siz
                 return mc_err(MC_ENOENT, "model \"%.*s\" has no alias \"%s\"", (int)nlen, name,
                               ref); /* an alias is at most 64 bytes */
             return rc < 0 ? rc : mc_err(MC_EINVAL, "reference \"%.80s%s\" is not valid", ref,
-                                        strlen(ref) > 80 ? "..." : "");
+                                        rlen > 80 ? "..." : "");
         }
     }
-    /* Pairs with verlist_install()'s release (index/table.c): the list is complete. */
-    const struct mc_verlist *vl = mc_load_acquire_ptr(&((struct mc_rec_model *)mr)->versions);
     for (uint32_t i = 0; vl && i < vl->count; i++) {
         struct mc_rec_version *v = (struct mc_rec_version *)(uintptr_t)vl->recs[i];
         struct mc_semver sv;
 
         if (mc_semver_parse(mc_rec_version_str(v), mc_rec_cold(v)->version_len, &sv) != 0)
             continue;
-        if (latest ? sv.pre_len == 0 : mc_range_match(range, &sv)) {
+        if (mc_range_match(range, &sv)) {
+            if (memo && rlen < MC_MEMO_REF_MAX) {
+                memo->e[slot].gen = vl->gen;
+                memo->e[slot].rec = (uintptr_t)v;
+                memo->e[slot].rlen = (uint32_t)rlen;
+                memcpy(memo->e[slot].ref, ref, rlen);
+            }
             *out = v;
             free(heap);
             return 0;
         }
     }
     free(heap);
-    if (latest)
-        return mc_err(MC_ENOENT, "model \"%.*s\" has no release version (only prereleases); "
-                                 "ask for one by version",
-                      (int)nlen, name);
     return mc_err(MC_ENOENT, "no version of model \"%.*s\" matches \"%.80s%s\"", (int)nlen, name,
-                  ref, strlen(ref) > 80 ? "..." : "");
+                  ref, rlen > 80 ? "..." : "");
 }
 
 int mc_resolve(struct mc_table *t, uint64_t seed, const char *name, const char *ref,
                struct mc_rec_version **out)
 {
-    char key[MC_KEY_MAX];
-    size_t nlen = strlen(name), rlen, klen;
-    struct mc_rec *r;
-
-    if (!ref)
-        return resolve_list(t, seed, name, nlen, NULL, out);
-    rlen = strlen(ref);
-    klen = mc_key_version(key, sizeof(key), name, nlen, ref, rlen);
-    if (!klen)
-        return mc_err(MC_EINVAL,
-                      "model name and reference \"%.60s%s@%.60s%s\" (%zu bytes) exceed %u bytes",
-                      name, nlen > 60 ? "..." : "", ref, rlen > 60 ? "..." : "", nlen + 1 + rlen,
-                      MC_KEY_MAX - 1);
-    /* A version starts with a digit and an alias with a letter: probe only
-     * the key that can exist. */
-    if (ref[0] >= '0' && ref[0] <= '9') {
-        r = mc_table_lookup(t, seed, key, klen);
-        if ((*out = as_version(r)))
-            return 0;
-    } else if ((ref[0] | 0x20) >= 'a' && (ref[0] | 0x20) <= 'z') {
-        key[nlen] = '#';
-        r = mc_table_lookup(t, seed, key, klen);
-        if (r && r->kind == MC_REC_ALIAS) {
-            /* Pairs with the release stores of alias targets in index/table.c. */
-            *out = mc_load_acquire_ptr(&((struct mc_rec_alias *)r)->target);
-            return 0;
-        }
-    }
-    return resolve_list(t, seed, name, nlen, ref, out);
+    return mc_resolve_ref(t, seed, name, ref, NULL, out);
 }

@@ -15,6 +15,7 @@
 #include "index/table_int.h"
 #include "shm/arena.h"
 #include "shm/atomic.h"
+#include "shm/fence.h"
 #include "common/err.h"
 #include "shm/reclaim.h"
 #include "shm/slab.h"
@@ -83,6 +84,8 @@ int mc_table_create(struct mc_writer *w, struct mc_arena *a, struct mc_reclaim *
         return mc_err(MC_ENOSPC, "creating the index table: index region full");
     }
     w->t->magic = MC_TABLE_MAGIC;
+    w->t->verlist_gen = 0;
+    w->t->seq = 2; /* 0 marks an empty memo entry */
     /* The table is whole before its offset is (pairs with mc_attach_dir()'s
      * acquire load of the state, which the loader stores READY after this). */
     mc_store_release(&a->hdr->table_off, off);
@@ -157,17 +160,37 @@ void rec_retire(struct mc_writer *w, struct mc_rec *r)
         mc_retire(w->reclaim, MC_RETIRE_INDEX, off, r->alloc_size);
 }
 
+void table_change_begin(struct mc_writer *w)
+{
+    uint64_t s = w->t->seq;
+
+    if (!(s & 1)) {
+        mc_store_relaxed(&w->t->seq, s + 1);
+        mc_fence_full(); /* pairs with mc_fence_acquire() in mc_resolve_ref() */
+    }
+}
+
+void table_change_end(struct mc_writer *w)
+{
+    /* The change before the even value (pairs with the reader's acquire loads of seq). */
+    mc_store_release(&w->t->seq, (w->t->seq | 1) + 1);
+}
+
 /* Insert or replace the entry for r's key; *old gets the replaced record. */
 static int table_set(struct mc_writer *w, struct mc_rec *r, struct mc_rec **old)
 {
     const char *key = mc_rec_key(r);
     ck_ht_entry_t e;
     ck_ht_hash_t h;
+    bool ok;
 
     cur_writer = w;
     h.value = mc_key_hash(key, r->key_len, w->arena->hdr->hash_seed);
     ck_ht_entry_set(&e, h, key, r->key_len, r);
-    if (!ck_ht_set_spmc(&w->t->ht, h, &e))
+    table_change_begin(w);
+    ok = ck_ht_set_spmc(&w->t->ht, h, &e);
+    table_change_end(w);
+    if (!ok)
         return mc_err(MC_ENOSPC, "index table is full for \"%s\": the index region cannot "
                                  "grow the table; recreate the arena with a larger --index-size",
                       key);
@@ -184,7 +207,9 @@ void table_unset(struct mc_writer *w, struct mc_rec *r)
     cur_writer = w;
     h.value = mc_key_hash(key, r->key_len, w->arena->hdr->hash_seed);
     ck_ht_entry_key_set(&e, key, r->key_len);
+    table_change_begin(w);
     ck_ht_remove_spmc(&w->t->ht, h, &e);
+    table_change_end(w);
 }
 
 static struct mc_rec *lookup_w(struct mc_writer *w, const char *key, size_t len)
@@ -216,6 +241,8 @@ int verlist_new(struct mc_writer *w, size_t room, struct mc_verlist **out)
     nl->magic = MC_VERLIST_MAGIC;
     nl->count = 0;
     nl->alloc_size = size;
+    nl->gen = 0; /* both set by verlist_install() */
+    nl->latest = 0;
     *out = nl;
     return 0;
 }
@@ -253,14 +280,38 @@ static int verlist_build(struct mc_writer *w, struct mc_rec_model *m, struct mc_
     return 0;
 }
 
-/* Make nl model m's list (one atomic store) and retire the old list. */
+/* The highest version of a list that has no prerelease tag, or NULL. */
+static struct mc_rec_version *verlist_latest(const struct mc_verlist *vl)
+{
+    for (uint32_t i = 0; i < vl->count; i++) {
+        struct mc_rec_version *v = (struct mc_rec_version *)(uintptr_t)vl->recs[i];
+        struct mc_semver sv;
+
+        if (mc_semver_parse(mc_rec_version_str(v), mc_rec_cold(v)->version_len, &sv) == 0 &&
+            !mc_semver_is_prerelease(&sv))
+            return v;
+    }
+    return NULL;
+}
+
+/*
+ * Make nl model m's list (one atomic store) and retire the old list. First
+ * nl gets what readers take from it without searching: its `latest` and a
+ * generation no list of this arena has had (the counter lives in the arena,
+ * so it survives a loader crash and an adopt).
+ */
 void verlist_install(struct mc_writer *w, struct mc_rec_model *m, struct mc_verlist *nl)
 {
     struct mc_verlist *cur = (struct mc_verlist *)(uintptr_t)m->versions;
 
+    nl->gen = ++w->t->verlist_gen;
+    nl->latest = (uintptr_t)verlist_latest(nl);
     /* The list is complete before it becomes reachable (pairs with the
-     * reader's acquire load of m->versions in resolve_list()). */
+     * reader's acquire load of m->versions in mc_resolve_list()). A change
+     * of what "latest" and ranges resolve to: inside the table's seq. */
+    table_change_begin(w);
     mc_store_release_ptr(&m->versions, nl);
+    table_change_end(w);
     if (cur)
         mc_retire(w->reclaim, MC_RETIRE_INDEX, mc_arena_off(w->arena, cur), cur->alloc_size);
 }
@@ -326,7 +377,9 @@ static void aliases_retarget_scan(struct mc_writer *w, const char *name,
             continue;
         if (to) {
             /* Pairs with mc_resolve()'s acquire load of the target. */
+            table_change_begin(w);
             mc_store_release_ptr(&al->target, to);
+            table_change_end(w);
         } else if (ndrop < sizeof(drop) / sizeof(drop[0])) {
             drop[ndrop++] = r;
         }
@@ -509,7 +562,9 @@ int mc_table_set_alias(struct mc_writer *w, const char *name, const char *alias,
         al->moved_ns = mc_wall_ns();
         /* The move: one atomic store; readers see the old or the new target
          * (pairs with mc_resolve()'s acquire load). */
+        table_change_begin(w);
         mc_store_release_ptr(&al->target, v);
+        table_change_end(w);
         next_generation(w);
         return 0;
     }

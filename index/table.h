@@ -41,6 +41,15 @@ struct mc_table {
     uint64_t resident; /* version records READY */
     uint64_t aliases;
     uint64_t models;
+    uint64_t verlist_gen; /* the last generation given to a version list (record.h) */
+    /*
+     * A sequence count around every change to what a key maps to (a ck_ht
+     * insert, replace or removal, an alias's target): odd while one is in
+     * progress, and never the same even value twice (starts at 2). A reader
+     * that finds the same even value before and after a probe may remember
+     * the answer until the value changes (index/resolve.h).
+     */
+    uint64_t seq;
 };
 
 /* XXH3-64 of a key with the arena's seed: the one hash readers and writer share. */

@@ -35,6 +35,16 @@ struct ck_alloc_hdr {
 
 /* ---- table.c: the writer's steps ---- */
 
+/*
+ * Around every change to what a key maps to: the table's seq becomes odd
+ * (then a full fence, so it is visible before any store of the change) and,
+ * after, the next even value (release). A change left open by a crash
+ * leaves seq odd, which no reader's memo ever matches, until the next
+ * change ends.
+ */
+void table_change_begin(struct mc_writer *w);
+void table_change_end(struct mc_writer *w);
+
 /* Remove r's key from the table (r itself is not freed). */
 void table_unset(struct mc_writer *w, struct mc_rec *r);
 

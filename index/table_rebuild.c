@@ -232,8 +232,11 @@ static int repair_visit(void *ctx, struct mc_rec *r)
         cur = t ? mc_table_find_version(w->t, w->arena->hdr->hash_seed, mc_rec_version_name(t),
                                         mc_rec_version_str(t))
                 : NULL;
-        if (cur) /* pairs with mc_resolve()'s acquire load of the target */
+        if (cur) { /* pairs with mc_resolve()'s acquire load of the target */
+            table_change_begin(w);
             mc_store_release_ptr(&al->target, cur);
+            table_change_end(w);
+        }
         else if (af->ndrop < 64)
             af->drop[af->ndrop++] = r;
         else

@@ -24,6 +24,7 @@ PKGS=(
   clang                                     # libFuzzer builds of the fuzz targets; the clang builds
   stress-ng                                 # test.sh's second release pass, with every CPU busy
   systemd                                   # systemd-analyze verify and systemd-sysusers on dist/systemd/ (dist_systemd)
+  valgrind                                  # callgrind counts the warm path's instructions (ctest perf_instructions)
 )
 # The Debian packages (scripts/package.sh, debian/): only with --packaging.
 PACKAGING=(

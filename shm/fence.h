@@ -55,6 +55,20 @@ static inline void mc_fence_full(void)
 #endif
 }
 
+/*
+ * An acquire fence: loads before it are done before any load or store after
+ * it (a compiler barrier on x86). Used by the table's sequence check
+ * (index/resolve.h), not by the pin.
+ */
+static inline void mc_fence_acquire(void)
+{
+#if defined(__SANITIZE_THREAD__)
+    mc_fence_full(); /* GCC's ThreadSanitizer does not support fences */
+#else
+    __atomic_thread_fence(__ATOMIC_ACQUIRE);
+#endif
+}
+
 /* ---- Reader side ---- */
 
 /* Reader: register this process for the loader's barriers (once). */

@@ -132,6 +132,96 @@ static void test_latest_and_ranges(void **state)
     assert_string_equal(resolved("bert", "2.0.0-rc.1"), "2.0.0-rc.1");
 }
 
+/*
+ * A reader thread's memo (index/resolve.h) gives what resolving afresh
+ * gives, after every kind of change: each reference is resolved twice with
+ * the memo (the second from it, when it could remember) and once without.
+ */
+static struct mc_memo memo;
+
+static void memo_agrees(const char *name, const char *ref)
+{
+    struct mc_rec_version *fresh = NULL, *first = NULL, *second = NULL;
+    int rc = mc_resolve(T.w.t, T.a.hdr->hash_seed, name, ref, &fresh);
+
+    assert_int_equal(mc_resolve_ref(T.w.t, T.a.hdr->hash_seed, name, ref, &memo, &first), rc);
+    assert_int_equal(mc_resolve_ref(T.w.t, T.a.hdr->hash_seed, name, ref, &memo, &second), rc);
+    if (rc == 0) {
+        assert_ptr_equal(first, fresh);
+        assert_ptr_equal(second, fresh);
+    }
+}
+
+static void memo_agrees_all(void)
+{
+    static const char *const refs[] = {"1.0.0", "1.5.0", "2.0.0-rc.1", "prod", "latest",
+                                       "^1",    "~1.0",  ">=2.0.0-rc.0", "nosuch"};
+
+    for (size_t i = 0; i < sizeof(refs) / sizeof(refs[0]); i++)
+        memo_agrees("m", refs[i]);
+}
+
+/* Entries of the current seq that map name + ref (the memo remembered it). */
+static int memo_holds(const char *ref)
+{
+    int n = 0;
+
+    for (unsigned i = 0; i < MC_MEMO_KEYS; i++)
+        n += memo.k[i].seq == T.w.t->seq && memo.k[i].nlen == 1 && memo.k[i].key[0] == 'm' &&
+             memo.k[i].rlen == strlen(ref) && memcmp(memo.k[i].key + 1, ref, strlen(ref)) == 0;
+    return n;
+}
+
+static void test_memo_follows_every_change(void **state)
+{
+    uint64_t seq;
+
+    (void)state;
+    memset(&memo, 0, sizeof(memo));
+    assert_int_equal(put("m", "1.0.0", MC_STATE_READY), 0);
+    assert_int_equal(mc_table_set_alias(&T.w, "m", "prod", "1.0.0"), 0);
+    memo_agrees_all();
+    assert_int_equal(memo_holds("1.0.0"), 1);
+    assert_int_equal(memo_holds("prod"), 1);
+    assert_int_equal(memo_holds("latest"), 1);
+    assert_int_equal(memo_holds("^1"), 1);
+    assert_int_equal(memo_holds("nosuch"), 0); /* failures are not remembered */
+
+    /* A higher version: latest and ranges move, and nothing remembered survives. */
+    seq = T.w.t->seq;
+    assert_int_equal(put("m", "1.5.0", MC_STATE_READY), 0);
+    assert_true(T.w.t->seq > seq && T.w.t->seq % 2 == 0);
+    assert_int_equal(memo_holds("latest"), 0);
+    memo_agrees_all();
+    assert_string_equal(resolved("m", "latest"), "1.5.0");
+    /* The alias moves. */
+    assert_int_equal(mc_table_set_alias(&T.w, "m", "prod", "1.5.0"), 0);
+    memo_agrees_all();
+    /* A version is replaced by a new record (evicted: registered again). */
+    assert_int_equal(put("m", "1.5.0", MC_STATE_REGISTERED), 0);
+    memo_agrees_all();
+    /* A prerelease: latest stays. */
+    assert_int_equal(put("m", "2.0.0-rc.1", MC_STATE_READY), 0);
+    memo_agrees_all();
+    /* Removal takes the version and the alias on it. */
+    assert_int_equal(mc_table_remove_version(&T.w, "m", "1.5.0"), 0);
+    memo_agrees_all();
+    assert_string_equal(resolved("m", "latest"), "1.0.0");
+    assert_string_equal(resolved("m", "prod"), "(none)");
+    /* A change left open (a crash between table_change_begin() and _end()):
+     * nothing remembered is used, and nothing is remembered. */
+    memo_agrees_all();
+    assert_int_equal(memo_holds("1.0.0"), 1);
+    T.w.t->seq |= 1;
+    memo_agrees_all();
+    for (unsigned i = 0; i < MC_MEMO_KEYS; i++)
+        assert_int_not_equal(memo.k[i].seq, T.w.t->seq);
+    assert_int_equal(mc_table_set_alias(&T.w, "m", "prod", "1.0.0"), 0); /* the next change ends it */
+    assert_true(T.w.t->seq % 2 == 0);
+    memo_agrees_all();
+    assert_int_equal(memo_holds("prod"), 1);
+}
+
 static void test_replace_and_reclaim(void **state)
 {
     struct mc_rec_version *v1, *v2;
@@ -404,6 +494,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_publish_lookup, setup, teardown),
         cmocka_unit_test_setup_teardown(test_latest_and_ranges, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_memo_follows_every_change, setup, teardown),
         cmocka_unit_test_setup_teardown(test_replace_and_reclaim, setup, teardown),
         cmocka_unit_test_setup_teardown(test_aliases, setup, teardown),
         cmocka_unit_test_setup_teardown(test_growth, setup, teardown),
