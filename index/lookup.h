@@ -37,6 +37,33 @@ static inline void mc_key_copy(char *dst, const char *src, size_t n)
     }
 }
 
+/*
+ * Up to 8 bytes of s[0..n) as one word, loaded straight into registers (a
+ * hash input, not the bytes in order: 4 to 7 bytes are two overlapping 4-byte
+ * loads). Gathering them with mc_key_copy() into a local and loading that
+ * stalled on store forwarding: an 8-byte load over two 4-byte stores cost
+ * ~8 ns per get for 5-byte versions like "1.0.0".
+ */
+static inline uint64_t mc_key_word(const char *s, size_t n)
+{
+    uint64_t w;
+    uint32_t lo, hi;
+
+    if (n >= 8) {
+        __builtin_memcpy(&w, s, 8);
+        return w;
+    }
+    if (n >= 4) {
+        __builtin_memcpy(&lo, s, 4);
+        __builtin_memcpy(&hi, s + n - 4, 4);
+        return (uint64_t)hi << 32 | lo;
+    }
+    if (n == 0)
+        return 0;
+    return (uint64_t)(unsigned char)s[0] | (uint64_t)(unsigned char)s[n / 2] << 8 |
+           (uint64_t)(unsigned char)s[n - 1] << 16;
+}
+
 /* a[0..n) == b[0..n); short compares without a call. */
 static inline bool mc_key_eq(const char *a, const char *b, size_t n)
 {

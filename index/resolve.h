@@ -111,10 +111,9 @@ int mc_resolve_too_long(const char *name, size_t nlen, const char *ref, size_t r
 static inline struct mc_memo_key *mc_memo_key_pair(struct mc_memo *m, const char *name, size_t nlen,
                                                    const char *ref, size_t rlen)
 {
-    uint64_t a = 0, b = 0;
+    uint64_t a = mc_key_word(name + (nlen > 8 ? nlen - 8 : 0), nlen > 8 ? 8 : nlen);
+    uint64_t b = mc_key_word(ref, rlen);
 
-    mc_key_copy((char *)&a, name + (nlen > 8 ? nlen - 8 : 0), nlen > 8 ? 8 : nlen);
-    mc_key_copy((char *)&b, ref, rlen > 8 ? 8 : rlen);
     a = (a * 0x9e3779b97f4a7c15ull) ^ (b + (nlen << 8) + rlen);
     a ^= a >> 29;
     return &m->k[((a * 0xff51afd7ed558ccdull) >> 32) % (MC_MEMO_KEYS / 2) * 2];
