@@ -164,6 +164,8 @@ void table_change_begin(struct mc_writer *w)
 {
     uint64_t s = w->t->seq;
 
+    /* Already odd: a change is open (there is no nesting: a crash inside a
+     * change left it so), and readers neither hit nor fill their memos. */
     if (!(s & 1)) {
         mc_store_relaxed(&w->t->seq, s + 1);
         mc_fence_full(); /* pairs with mc_fence_acquire() in mc_resolve_ref() */

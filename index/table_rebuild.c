@@ -327,6 +327,11 @@ static int table_repair(struct mc_writer *w)
     } while (nempty == 64);
 out:
     free(bn.v);
+    /* A loader killed inside a change left seq odd, which turns every reader's
+     * memo off; the table is consistent now, so end that change (on an even
+     * value no memo entry holds) even when nothing needed mending. */
+    if (!err && (w->t->seq & 1))
+        table_change_end(w);
     if (!err)
         mc_reclaim_advance(w->reclaim);
     return err;
