@@ -66,10 +66,12 @@ static int cache_name_check(const char *cache)
     for (size_t i = 0; i < n; i++) {
         char c = cache[i];
         if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '-' || c == '_' || (c == '.' && i > 0)))
+              c == '-' || c == '_'))
+            /* No '.': a cache's files are mcache.NAME plus .lock, .readers,
+             * .sock and .tmp.PID, so cache "x.lock" would be cache x's lock. */
             return mc_err(MC_EINVAL,
-                          "cache name \"%s\" has '%c' at %zu; use letters, digits, '-', '_' and "
-                          "'.' (not first)",
+                          "cache name \"%s\" has '%c' at %zu; use letters, digits, '-' and '_' "
+                          "(a '.' could name another cache's files)",
                           cache, (c >= 0x20 && c < 0x7f) ? c : '?', i);
     }
     return 0;

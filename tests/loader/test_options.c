@@ -43,6 +43,9 @@ static void test_bad_options_change_nothing(void **state)
         {"--shm-dir", "/nonexistent-mc", 2,
          (const char *const[]){"shm-dir \"/nonexistent-mc\"", "No such file"}},
         {"--cache", "bad/name", 2, (const char *const[]){"cache name \"bad/name\"", "use letters"}},
+        /* cache "x.lock" would be cache x's lock file (and .readers, .sock, .tmp.PID
+         * its other files): a second cache took a first one's lock (found in review) */
+        {"--cache", "x.lock", 2, (const char *const[]){"cache name \"x.lock\"", "another cache's files"}},
         {"--size", "1K", 2, (const char *const[]){"arena size 65536", "give --size"}},
         /* larger than the cache name's default address slot: say --base */
         {"--size", "1000T", 2, (const char *const[]){"16 GiB address slot", "--base ADDR"}},
