@@ -63,6 +63,13 @@ static const struct scenario scenarios[] = {
      "10,000 models x 3 versions (--quick: 1,000): manifest replay of the journal and of the "
      "compacted snapshot (vs jansson alone), mcached start on that store (adopt vs recreate), "
      "get latency at 100 vs 10,000 models"},
+    {"torch", sc_torch, NULL,
+     "1, 4 and 16 fresh Python workers (--quick: 1 and 4) each need the same --size "
+     "transformer-shaped safetensors model as a dict of torch tensors: mcache (a real mcached; "
+     "attach + get + torch(), zero-copy) vs torch.load of a torch.save file vs numpy.memmap + "
+     "torch.from_numpy of the file vs the file read into a bytearray: exec to ready and to a "
+     "first full pass (median, p99; also without import torch), total PSS. Skipped, with a "
+     "note, where /usr/bin/python3 (or $MCACHE_BENCH_PYTHON) cannot import torch and numpy"},
 };
 #define NSCENARIOS (sizeof(scenarios) / sizeof(scenarios[0]))
 
