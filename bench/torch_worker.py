@@ -66,6 +66,8 @@ def transformer_shapes(size):
     vocab = max(256, size // 8 // (hidden * 4) // 64 * 64)
     layer_bytes = (4 * hidden * hidden + 3 * hidden * ffn) * 4 + 2 * hidden * 2
     layers = max(1, (size - 2 * vocab * hidden * 4) // layer_bytes)
+    # What whole layers leave over goes to the vocabulary, so the total is close to size.
+    vocab = max(vocab, (size - layers * layer_bytes - hidden * 2) // (2 * hidden * 4) // 64 * 64)
     out = [("model.embed_tokens.weight", (vocab, hidden), "F32")]
     for i in range(layers):
         p = "model.layers.%d." % i
