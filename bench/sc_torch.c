@@ -501,6 +501,12 @@ static int prerequisites(struct bench *b, struct torch_run *t, bool *skip)
                    "MCACHE_BENCH_PYTHON to a Python with torch and numpy)");
         return 0;
     }
+    if (access(t->py, X_OK) != 0) {
+        bench_note("torch: skipped: MCACHE_BENCH_PYTHON=%s is not an executable (give the path "
+                   "of a Python with torch and numpy, e.g. /usr/bin/python3)",
+                   t->py);
+        return 0;
+    }
     if (run_quiet(argv) != 0) {
         bench_note("torch: skipped: %s cannot import torch and numpy (Debian: apt install "
                    "python3-torch python3-numpy; or set MCACHE_BENCH_PYTHON)",

@@ -29,10 +29,10 @@ dict of torch tensors, by each of the routes PyTorch users take.
 
   torch_worker.py fleet N ROUTE ARGS...
       Starts N serve workers of ROUTE at once (the demo's step; the bench
-      does this itself in C) and prints one line: their median time from
-      exec to ready (and how much of it was import torch), to a first full
-      pass, and their total PSS (/proc/PID/smaps_rollup) while all of them
-      hold their weights.
+      does this itself in C) and prints one line: their medians of import
+      torch (from exec), then of the time from there to ready and to the end
+      of a first full pass, and their total PSS (/proc/PID/smaps_rollup)
+      while all of them hold their weights.
 
 Use Debian's /usr/bin/python3 (python3-torch, python3-numpy). The mcache
 package is taken from the source tree (../python beside this file) when it
@@ -252,12 +252,13 @@ def fleet(n, route, args):
     if failed:
         raise RuntimeError("%d of %d %s workers failed" % (failed, n, route))
 
-    def ms(key):
-        return statistics.median(int(g[key]) for g in got) / 1e6
+    def ms(key, since=None):
+        return statistics.median(int(g[key]) - int(g[since] if since else 0) for g in got) / 1e6
 
-    print("%d workers, %-10s ready %6.0f ms after exec (import torch %4.0f ms of it), first full "
-          "pass %6.0f ms, total PSS %5.0f MiB" % (n, route + ":", ms("ready_ns"), ms("import_ns"),
-                                                  ms("pass_ns"), pss / 2**20), flush=True)
+    print("%d workers, %-11s import torch %5.0f ms, then ready in %5.0f ms and through a first "
+          "full pass in %5.0f ms; total PSS %5.0f MiB" %
+          (n, route + ":", ms("import_ns"), ms("ready_ns", "import_ns"),
+           ms("pass_ns", "import_ns"), pss / 2**20), flush=True)
 
 
 def main(argv):
