@@ -172,9 +172,10 @@ static uint64_t fitting_size(uint64_t size, unsigned most)
 
     /*
      * torch.load's private copies, mcached's arena, the .pt file in the page
-     * cache while they load it, ~100 MiB per interpreter and some slack.
+     * cache while they load it, ~100 MiB per interpreter; a fifth of what is
+     * available is left to whatever else runs on the host.
      */
-    while (size > 16 * MiB && (most + 2) * size + most * 100 * MiB + 512 * MiB > avail / 20 * 19)
+    while (size > 16 * MiB && (most + 2) * size + most * 100 * MiB + 512 * MiB > avail / 5 * 4)
         size /= 2;
     if (size != want)
         bench_note("torch: %s available cannot hold %u torch.load copies of a %s model; using "
@@ -343,6 +344,23 @@ static void record(struct bench *b, enum route r, unsigned n, const struct sampl
     }
 }
 
+/*
+ * Can n private copies be made now? Others may have taken memory since the
+ * size was chosen; the OOM killer would pick a bystander as readily as us.
+ */
+static bool copies_fit(const struct torch_run *t, enum route r, unsigned n)
+{
+    uint64_t need = n * (t->size + 100 * MiB) + 256 * MiB, avail = meminfo("MemAvailable");
+    char a[32], w[32];
+
+    if ((r != R_LOAD && r != R_READ) || avail / 5 * 4 >= need)
+        return true;
+    bench_note("torch: %s, %u workers: not run, only %s of memory is available now and their "
+               "private copies need %s (its figures are N/A)",
+               route_name[r], n, fmt_bytes(avail, a, sizeof(a)), fmt_bytes(need, w, sizeof(w)));
+    return false;
+}
+
 /* n workers of route r at once; record = false for the warm-up. */
 static int run_route(struct bench *b, struct torch_run *t, enum route r, unsigned n, size_t ci,
                      bool rec)
@@ -354,6 +372,8 @@ static int run_route(struct bench *b, struct torch_run *t, enum route r, unsigne
     int rc = 0;
     unsigned i;
 
+    if (!copies_fit(t, r, n))
+        return 0;
     if (rewarm(t))
         return -1;
     for (i = 0; i < n && !rc; i++)
