@@ -164,25 +164,18 @@ static void point_at_libmcache(struct bench *b)
         setenv("MCACHE_LIB", lib, 1);
 }
 
-/* The model size: --size, halved until the torch.load copies of the most workers fit. */
+/*
+ * The model size: --size, halved until there is room for torch.load's
+ * private copies, mcached's arena, the .pt file in the page cache while they
+ * load it and ~100 MiB per interpreter, in four fifths of what is available
+ * (the rest is left to whatever else runs on the host).
+ */
 static uint64_t fitting_size(uint64_t size, unsigned most)
 {
-    uint64_t avail = meminfo("MemAvailable"), want = size;
-    char a[32], w[32], g[32];
+    char what[64];
 
-    /*
-     * torch.load's private copies, mcached's arena, the .pt file in the page
-     * cache while they load it, ~100 MiB per interpreter; a fifth of what is
-     * available is left to whatever else runs on the host.
-     */
-    while (size > 16 * MiB && (most + 2) * size + most * 100 * MiB + 512 * MiB > avail / 5 * 4)
-        size /= 2;
-    if (size != want)
-        bench_note("torch: %s available cannot hold %u torch.load copies of a %s model; using "
-                   "a %s model instead",
-                   fmt_bytes(avail, a, sizeof(a)), most, fmt_bytes(want, w, sizeof(w)),
-                   fmt_bytes(size, g, sizeof(g)));
-    return size;
+    snprintf(what, sizeof(what), "%u torch.load copies", most);
+    return size_fitting_memory("torch", what, size, most + 2, most * 100 * MiB + 512 * MiB, 80);
 }
 
 /* Make the model (both files) with torch; the line it prints gives size, count and sum. */
@@ -233,7 +226,8 @@ static int serve_model(struct bench *b, struct torch_run *t)
 
     snprintf(t->store, sizeof(t->store), "%s/store-torch", b->tmp_work);
     snprintf(src, sizeof(src), "%s/model.safetensors", t->dir);
-    if (mcd_init(b, &t->d, "torch", t->store, t->size + 48 * MiB, 16 * MiB, NULL) ||
+    /* An arena just big enough: its committed pages are counted in mcached's PSS. */
+    if (mcd_init(b, &t->d, "torch", t->store, t->size + 16 * MiB, 4 * MiB, NULL) ||
         mcd_start(&t->d, false, NULL) || mcd_wait_ping(&t->d, 300000))
         return -1;
     if (mc_registry_open(t->store, &ro, &reg))
@@ -505,8 +499,9 @@ static void targets(struct bench *b, const struct torch_run *t)
     bench_target(b, bench_value(b, route_name[R_MCACHE], metric) * MiB / (double)t->size, true, 1.1,
                  "mcache, %u workers: total PSS less %u bare python + torch workers / one model",
                  most, most);
-    bench_note("torch: mcache's PSS includes mcached's (it maps the arena too, so each page "
-               "counts 1/(workers + 1) to a worker)");
+    bench_note("torch: mcache's PSS includes mcached's: it maps the arena too (each model page "
+               "counts 1/(workers + 1) to a worker), and the arena's index and free space, "
+               "committed up front, count to it alone");
     bench_note("torch: torch.load, %u workers: PSS above the bare interpreters is %.1fx one model; "
                "total PSS with the interpreters: mcache %.0f MiB, torch.load %.0f MiB",
                most, bench_value(b, route_name[R_LOAD], metric) * MiB / (double)t->size,
