@@ -115,7 +115,7 @@ static void usage(FILE *f)
             "  --out DIR        output folder (default ./bench-out)\n"
             "  --quick          every scenario small: 64 MiB models, 200,000 lookups per run,\n"
             "                   5 s idle, a capped hog, 1 and 4 torch workers; `--quick all`\n"
-            "                   takes about two minutes (most of it import torch)\n"
+            "                   takes 1-2 minutes (most of it torch's Python workers)\n"
             "  --runs N         runs per measurement, at least 5 (default 5); pressure's\n"
             "                   idle part uses --rounds instead; without it, load's 2 GiB\n"
             "                   size runs 3 times (time budget of `all`)\n"
