@@ -147,6 +147,25 @@ static int find_script(struct bench *b, char *out, size_t len)
     return 0;
 }
 
+/*
+ * Workers import the mcache package of the source tree torch_worker.py is
+ * in (its ../python), if it is in one, before any installed one.
+ */
+static void point_at_package(const struct torch_run *t)
+{
+    char dir[PATH_MAX + 64], probe[PATH_MAX + 96], path[2 * PATH_MAX], *slash;
+    const char *old = getenv("PYTHONPATH");
+
+    snprintf(dir, sizeof(dir), "%s", t->script);
+    for (int up = 0; up < 2 && (slash = strrchr(dir, '/')); up++)
+        *slash = '\0';
+    snprintf(probe, sizeof(probe), "%s/python/mcache/__init__.py", dir);
+    if (access(probe, R_OK) != 0)
+        return;
+    snprintf(path, sizeof(path), "%s/python%s%s", dir, old && *old ? ":" : "", old ? old : "");
+    setenv("PYTHONPATH", path, 1);
+}
+
 /* Workers load the libmcache of this build, unless $MCACHE_LIB says otherwise. */
 static void point_at_libmcache(struct bench *b)
 {
@@ -540,6 +559,7 @@ static int prerequisites(struct bench *b, struct torch_run *t, bool *skip)
         return 0;
     }
     *skip = false;
+    point_at_package(t);
     point_at_libmcache(b);
     if (getenv("PYTHONDONTWRITEBYTECODE")) {
         /* Else every worker compiles the mcache package from source, as no deployed one does. */

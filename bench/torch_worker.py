@@ -35,9 +35,10 @@ dict of torch tensors, by each of the routes PyTorch users take.
       while all of them hold their weights.
 
 Use Debian's /usr/bin/python3 (python3-torch, python3-numpy). The mcache
-package is taken from the source tree (../python beside this file) when it
-is there, else from the Python path; libmcache from $MCACHE_LIB (the bench
-sets it to the one of its own build).
+package is the one on the Python path: the bench puts the source tree's
+python/ first on $PYTHONPATH when this file is in a source tree, and sets
+$MCACHE_LIB to the libmcache of its own build; the demo does the same, or
+uses the installed package (--installed).
 """
 
 import json
@@ -149,10 +150,6 @@ def safetensors_header(first_bytes):
 
 
 def route_mcache(torch, cache, shm_dir, name, version):
-    here = os.path.dirname(os.path.abspath(__file__))
-    src = os.path.join(os.path.dirname(here), "python")
-    if os.path.isfile(os.path.join(src, "mcache", "__init__.py")):
-        sys.path.insert(0, src)
     import mcache
 
     c = mcache.attach(cache, shm_dir)
