@@ -479,10 +479,10 @@ static void note_mmap_wins(struct bench *b, const struct torch_run *t)
                                         len ? "; " : "", m[i], t->counts[c], mm, mc);
         }
     if (len)
-        bench_note("torch: the mmap route wins (%s, mmap vs mcache): a page-cached file on 4 KiB "
-                   "pages is mapped in larger folios, mcache's tmpfs arena a page at a time "
-                   "(`start` runs mcache on huge pages where the machine has them); the file "
-                   "keeps that lead only while the host keeps it cached (`pressure`)",
+        bench_note("torch: the mmap route wins (%s, mmap vs mcache): it loads no library and "
+                   "attaches nothing, and a page-cached file is mapped in large folios, where "
+                   "mcache's arena is as fast only in 2 MiB pages (`start` shows its first read); "
+                   "the file keeps that lead only while the host keeps it cached (`pressure`)",
                    wins);
 }
 
