@@ -251,5 +251,6 @@ int sc_memory(struct bench *b);
 int sc_pressure(struct bench *b);
 int sc_restart(struct bench *b);
 int sc_registry(struct bench *b);
+int sc_torch(struct bench *b);
 
 #endif

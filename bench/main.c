@@ -63,6 +63,13 @@ static const struct scenario scenarios[] = {
      "10,000 models x 3 versions (--quick: 1,000): manifest replay of the journal and of the "
      "compacted snapshot (vs jansson alone), mcached start on that store (adopt vs recreate), "
      "get latency at 100 vs 10,000 models"},
+    {"torch", sc_torch, NULL,
+     "1, 4 and 16 fresh Python workers (--quick: 1 and 4) each need the same --size "
+     "transformer-shaped safetensors model as a dict of torch tensors: mcache (a real mcached; "
+     "attach + get + torch(), zero-copy) vs torch.load of a torch.save file vs numpy.memmap + "
+     "torch.from_numpy of the file vs the file read into a bytearray: exec to ready and to a "
+     "first full pass (median, p99; also without import torch), total PSS. Skipped, with a "
+     "note, where /usr/bin/python3 (or $MCACHE_BENCH_PYTHON) cannot import torch and numpy"},
 };
 #define NSCENARIOS (sizeof(scenarios) / sizeof(scenarios[0]))
 
@@ -107,13 +114,15 @@ static void usage(FILE *f)
             "Options:\n"
             "  --out DIR        output folder (default ./bench-out)\n"
             "  --quick          every scenario small: 64 MiB models, 200,000 lookups per run,\n"
-            "                   5 s idle, a capped hog; `--quick all` takes under a minute\n"
+            "                   5 s idle, a capped hog, 1 and 4 torch workers; `--quick all`\n"
+            "                   takes 1-2 minutes (most of it torch's Python workers)\n"
             "  --runs N         runs per measurement, at least 5 (default 5); pressure's\n"
             "                   idle part uses --rounds instead; without it, load's 2 GiB\n"
             "                   size runs 3 times (time budget of `all`)\n"
-            "  --size BYTES     model size for start, memory and pressure (default 1G;\n"
-            "                   --quick 64M); suffixes K, M, G. memory halves it by itself\n"
-            "                   when 16 private copies would not fit in MemAvailable\n"
+            "  --size BYTES     model size for start, memory, pressure and torch (default\n"
+            "                   1G; --quick 64M); suffixes K, M, G. memory and torch halve\n"
+            "                   it by themselves when 16 private copies would not fit in\n"
+            "                   MemAvailable\n"
             "  --ops N          get: lookups per latency run (default 5,000,000)\n"
             "  --redis-ops N    get: Redis GETs per run (default 20,000)\n"
             "  --tput-ms MS     get: length of one lookups/s run (default 500)\n"

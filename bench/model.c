@@ -159,6 +159,21 @@ uint64_t meminfo(const char *field)
     return kb;
 }
 
+uint64_t size_fitting_memory(const char *scenario, const char *what, uint64_t size,
+                             unsigned copies, uint64_t fixed, unsigned percent)
+{
+    uint64_t avail = meminfo("MemAvailable"), want = size;
+    char a[32], w[32], g[32];
+
+    while (size > 16 * MiB && copies * size + fixed > avail / 100 * percent)
+        size /= 2;
+    if (size != want)
+        bench_note("%s: %s available cannot hold %s of a %s model; using a %s model instead",
+                   scenario, fmt_bytes(avail, a, sizeof(a)), what, fmt_bytes(want, w, sizeof(w)),
+                   fmt_bytes(size, g, sizeof(g)));
+    return size;
+}
+
 uint64_t fs_avail(const char *path)
 {
     struct statfs sf;

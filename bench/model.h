@@ -33,6 +33,14 @@ double file_residency(const char *path);
 /* A field of /proc/meminfo in bytes ("MemAvailable"; HugePages_* are counts), 0 if absent. */
 uint64_t meminfo(const char *field);
 
+/*
+ * size, halved (not below 16 MiB) until copies models of that size plus
+ * fixed bytes fit in percent of MemAvailable; a note ("SCENARIO: ... cannot
+ * hold WHAT of a ... model") says so when it had to halve.
+ */
+uint64_t size_fitting_memory(const char *scenario, const char *what, uint64_t size,
+                             unsigned copies, uint64_t fixed, unsigned percent);
+
 /* Free bytes in the file system holding path, or 0 on error. */
 uint64_t fs_avail(const char *path);
 

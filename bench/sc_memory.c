@@ -20,22 +20,6 @@
 static const unsigned counts[] = {1, 4, MAX_WORKERS};
 static const enum msys order[] = {MS_MCACHE, MS_READ, MS_MMAP};
 
-/* Halve the model until 16 private copies fit in what is available. */
-static uint64_t fitting_size(uint64_t size)
-{
-    uint64_t avail = meminfo("MemAvailable"), want = size;
-    char a[32], w[32], g[32];
-
-    while (size > 16 * MiB && (MAX_WORKERS + 2) * size + GiB > avail / 10 * 9)
-        size /= 2;
-    if (size != want)
-        bench_note("memory: %s available cannot hold %u private copies of a %s model; "
-                   "using a %s model instead",
-                   fmt_bytes(avail, a, sizeof(a)), MAX_WORKERS, fmt_bytes(want, w, sizeof(w)),
-                   fmt_bytes(size, g, sizeof(g)));
-    return size;
-}
-
 /* n workers hold system m's model; *pss gets the sum of their PSS. */
 static int hold_run(struct bench *b, const struct stores *s, enum msys m, unsigned n, uint64_t *pss)
 {
@@ -85,7 +69,10 @@ int sc_memory(struct bench *b)
 {
     struct stores s;
     char title[128], sz[32], metric[64];
-    int rc = stores_make(b, &s, "memory", fitting_size(b->o.size), ST_ARENA | ST_FILE);
+    int rc = stores_make(b, &s, "memory",
+                         size_fitting_memory("memory", "16 private copies", b->o.size,
+                                             MAX_WORKERS + 2, GiB, 90),
+                         ST_ARENA | ST_FILE);
 
     if (!rc)
         rc = measure(b, &s);

@@ -144,6 +144,38 @@ wait_for_line() {
   return 1
 }
 
+# A transformer-shaped model of a few hundred MiB, made with torch and saved
+# as safetensors (bench/torch_worker.py), served to several PyTorch workers at
+# once: their time to ready and total memory (PSS) beside torch.load of the
+# same weights (`mcache-bench torch` measures this in full). Its files are
+# removed afterwards; the registry keeps its copy, like the demo model's.
+shared_model_step() {
+  local n=4 tw=bench/torch_worker.py dir=$WORK/transformer st=0
+  local mib=$(($(awk '/^MemAvailable:/ {print $2}' /proc/meminfo) / 1024 / 16))
+  mib=$((mib > 256 ? 256 : mib < 64 ? 64 : mib))     # 256 MiB where memory allows
+  step "Serve a ${mib} MiB transformer to $n PyTorch workers at once, beside torch.load ($tw)"
+  mkdir -p "$dir"
+  show "$PY" "$tw" make "$dir" "${mib}M"
+  "$MCACHE" -q show demo-transformer@1.0.0 >/dev/null 2>&1 || st=$?
+  if [ "$st" = 3 ]; then
+    show "$MCACHE" push demo-transformer 1.0.0 "$dir/model.safetensors" --framework pytorch \
+      --precision fp32 --device cpu --desc "transformer-shaped demo weights, made by $tw" \
+      --tag source=demo
+  elif [ "$st" = 0 ]; then
+    echo "(demo-transformer@1.0.0 is already in ./mcache-data from an earlier run: not pushed again)"
+  else
+    fail "mcache show demo-transformer@1.0.0 failed (status $st)"
+  fi
+  show "$MCACHE" load demo-transformer@1.0.0
+  echo "(each worker is a fresh python3: exec, import torch, the weights as {name: tensor}, a sum of"
+  echo " every tensor; the total PSS is taken while all $n hold their weights)"
+  show "$PY" "$tw" fleet "$n" mcache "$CACHE" "$SHM" demo-transformer 1.0.0
+  show "$PY" "$tw" fleet "$n" torch.load "$dir/model.pt"
+  echo "With mcache the $n workers share one copy of the weights, in place; torch.load reads a"
+  echo "private copy into each. Both pay import torch alike."
+  rm -rf "$dir"
+}
+
 # ---------------------------------------------------------------------------
 if [ "$installed" = 1 ]; then
   step "The installed mcache: binaries, library, Python package (--installed: nothing is built)"
@@ -250,6 +282,8 @@ for w in c torch; do
 done
 echo "Both switched from 1.0.0 to 2.0.0 between two requests, without an error. Rollback: mcache rollback demo production"
 show "$MCACHE" history demo
+
+shared_model_step
 
 step "The cache: mcache stat"
 show "$MCACHE" stat
