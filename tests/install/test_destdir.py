@@ -54,6 +54,7 @@ class Installed(installtest.clitest.CliTest):
                 (os.path.join(t.mandir, "man8", "mcached.8"), "docs/mcached.8"),
                 (os.path.join(t.datadir, "bash-completion", "completions", "mcache"),
                  "scripts/mcache-completion.bash"),
+                (os.path.join(t.datadir, "mcache", "torch_worker.py"), "bench/torch_worker.py"),
                 (os.path.join(t.confdir, "mcached.conf"), "docs/mcached.conf")]
         for installed, source in same:
             self.assertTrue(os.path.isfile(installed), "%s is not installed" % installed)
