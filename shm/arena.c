@@ -444,10 +444,43 @@ static int arena_commit(struct mc_arena *a, const struct layout *l)
     }
     e = errno;
     dir_free(l->dir, &avail);
+    avail += a->huge_bytes; /* the blocks collapsed so far are freed with the file */
     return mc_err(mc_err_from_errno(e),
                   "committing %" PRIu64 " bytes for arena %s: %s (%" PRIu64
                   " bytes free in %s); choose a smaller --size or free memory",
                   a->size, a->path, strerror(e), avail, l->dir);
+}
+
+/*
+ * The arena file, unnamed until it is complete: O_TMPFILE in the directory
+ * (tmpfs has it), so that a creator killed while it collapses and commits
+ * (seconds for gigabytes, and the OOM killer's likeliest moment) leaves no
+ * file holding that memory. Where the filesystem lacks O_TMPFILE, a name of
+ * its own, mcache.CACHE.tmp.PID (tmp[0] says which). 0600 until fchmod.
+ */
+static int arena_file_open(const char *dir, const char *path, char *tmp, size_t tmplen)
+{
+    int fd;
+
+    tmp[0] = '\0';
+    fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+    if (fd >= 0 || (errno != EOPNOTSUPP && errno != EISDIR && errno != EINVAL))
+        return fd;
+    snprintf(tmp, tmplen, "%s.tmp.%d", path, (int)getpid());
+    unlink(tmp);
+    return open(tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+}
+
+/* Give the complete arena its name; fails with EEXIST if the name exists. */
+static int arena_file_publish(int fd, const char *tmp, const char *path)
+{
+    char proc[64];
+
+    if (tmp[0])
+        return renameat2(AT_FDCWD, tmp, AT_FDCWD, path, RENAME_NOREPLACE);
+    /* Linking an O_TMPFILE through /proc needs no capability (AT_EMPTY_PATH does). */
+    snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
+    return linkat(AT_FDCWD, proc, AT_FDCWD, path, AT_SYMLINK_FOLLOW);
 }
 
 int mc_arena_create(const struct mc_arena_opts *o, struct mc_arena *a)
@@ -464,14 +497,13 @@ int mc_arena_create(const struct mc_arena_opts *o, struct mc_arena *a)
         return rc;
     if (stat(a->path, &st) == 0)
         return mc_err(MC_EEXIST, "arena %s already exists", a->path);
-    snprintf(tmp, sizeof(tmp), "%s.tmp.%d", a->path, (int)getpid());
-    unlink(tmp);
-    a->fd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    a->fd = arena_file_open(l.dir, a->path, tmp, sizeof(tmp));
     if (a->fd < 0)
-        return mc_err(mc_err_from_errno(errno), "creating arena %s: %s", tmp, strerror(errno));
+        return mc_err(mc_err_from_errno(errno), "creating arena %s: %s", a->path,
+                      strerror(errno));
     if (fchmod(a->fd, o->mode ? o->mode : 0640) != 0 || ftruncate(a->fd, (off_t)l.size) != 0) {
-        rc = mc_err(mc_err_from_errno(errno), "sizing arena %s to %" PRIu64 " bytes: %s", tmp,
-                    l.size, strerror(errno));
+        rc = mc_err(mc_err_from_errno(errno), "sizing arena %s to %" PRIu64 " bytes: %s",
+                    a->path, l.size, strerror(errno));
         goto fail;
     }
     rc = map_at(a, l.base, l.size, true);
@@ -513,7 +545,7 @@ int mc_arena_create(const struct mc_arena_opts *o, struct mc_arena *a)
                    MC_ARENA_HDR_SIZE + MC_DATA_EXTENTS * sizeof(struct mc_extent_span),
                    MC_INDEX_EXTENTS);
     h->magic = MC_ARENA_MAGIC;
-    if (renameat2(AT_FDCWD, tmp, AT_FDCWD, a->path, RENAME_NOREPLACE) != 0) {
+    if (arena_file_publish(a->fd, tmp, a->path) != 0) {
         e = errno;
         if (e == EEXIST)
             rc = mc_err(MC_EEXIST, "arena %s was created by another process meanwhile", a->path);
@@ -528,7 +560,8 @@ int mc_arena_create(const struct mc_arena_opts *o, struct mc_arena *a)
 fail:
     if (a->fd >= 0)
         close(a->fd);
-    unlink(tmp);
+    if (tmp[0])
+        unlink(tmp);
     a->fd = -1;
     return rc;
 }
