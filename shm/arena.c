@@ -409,8 +409,12 @@ int mc_arena_check(const struct mc_arena_opts *o, uint64_t reclaimable)
  * has a page; it fills the rest of the folio with zeroes without
  * allocating the 511 small pages it would then copy and free.
  */
+#define COLLAPSE_MAX_MISSES 64 /* in a row: memory too fragmented, stop compacting for it */
+
 static void arena_collapse(struct mc_arena *a)
 {
+    unsigned misses = 0;
+
     a->huge_errno = 0;
     for (uint64_t off = 0; off + MC_HUGE_PAGE <= a->size; off += MC_HUGE_PAGE) {
         if (fallocate(a->fd, 0, (off_t)off, 4096) != 0) {
@@ -419,11 +423,17 @@ static void arena_collapse(struct mc_arena *a)
         }
         if (madvise(a->base + off, MC_HUGE_PAGE, MADV_COLLAPSE) == 0) {
             a->huge_bytes += MC_HUGE_PAGE;
+            misses = 0;
             continue;
         }
         a->huge_errno = errno;
-        if (errno == EINVAL || errno == EPERM || errno == ENOSYS)
-            return; /* refused outright (a kernel before 6.1, shmem_enabled=deny): no more tries */
+        /* Refused outright at the first block (a kernel before 6.1,
+         * shmem_enabled=deny): no more tries. Later, EINVAL can be transient. */
+        if (!a->huge_bytes && (errno == EINVAL || errno == EPERM || errno == ENOSYS))
+            return;
+        /* Each miss is a round of direct compaction: bound the start-up time. */
+        if (++misses == COLLAPSE_MAX_MISSES)
+            return;
     }
 }
 
