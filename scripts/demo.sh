@@ -5,8 +5,10 @@
 # ./mcache-data, cache "default" in /dev/shm, an arena sized for the machine),
 # makes and pushes the demo model's two versions, points `production` at the
 # first, runs a C worker and a PyTorch worker on it, moves `production` to the
-# second version while both workers serve (blue-green), shows `mcache stat`,
-# and stops mcached cleanly. docs/quickstart.md explains each step.
+# second version while both workers serve (blue-green), serves a
+# transformer-shaped model of up to 256 MiB to 4 PyTorch workers at once beside
+# torch.load (time to ready, total memory), shows `mcache stat`, and stops
+# mcached cleanly. docs/quickstart.md explains each step.
 #
 #   scripts/demo.sh                 # the whole demo; leaves only ./mcache-data
 #   scripts/demo.sh --keep-running  # leave mcached running afterwards, to explore
