@@ -42,7 +42,7 @@ for a in "$@"; do
     --keep-running) keep_running=1 ;;
     --reset) reset=1 ;;
     --installed) installed=1 ;;
-    -h|--help) sed -n '2,31p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,/^[^#]/p' "$0" | sed '$d'; exit 0 ;;
     *) echo "demo.sh: unknown option $a (see --help)" >&2; exit 2 ;;
   esac
 done
