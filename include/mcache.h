@@ -123,7 +123,7 @@ typedef struct mc_model mc_model;
  *
  * Returns 0 (and *out), or:
  *   MC_EINVAL      out is NULL; the cache name is not 1 to 63 letters, digits,
- *                  '-', '_' or '.' (not first); the directory's path is too long
+ *                  '-' or '_'; the directory's path is too long
  *   MC_EBUSY       this cache is already attached in this process (use that
  *                  mc_cache from every thread, or mc_detach() it first)
  *   MC_ENOENT      no arena (or no reader table beside it): mcached does not
