@@ -53,7 +53,8 @@ enum mc_rec_format { /* numbered as enum mc_reg_format (registry/registry.h) */
  */
 struct mc_rec {
     uint32_t magic;
-    uint16_t kind;
+    uint8_t kind;
+    uint8_t stats;       /* versions: stats index (index/stats.h), 0: not tracked */
     uint16_t key_len;    /* key bytes at key_off, NUL-terminated for convenience */
     uint32_t state;      /* enum mc_rec_state (versions) */
     uint32_t alloc_size; /* as passed to mc_index_alloc() */

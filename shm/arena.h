@@ -27,7 +27,7 @@
 #include "shm/slab.h"
 
 #define MC_ARENA_MAGIC  0x314145524143434dULL /* "MCCAREA1" little-endian */
-#define MC_ARENA_FORMAT 3u                    /* bump on ANY shared layout change */
+#define MC_ARENA_FORMAT 4u                    /* bump on ANY shared layout change */
 #define MC_ARENA_HDR_SIZE 4096u
 #define MC_DEFAULT_SHM_DIR "/dev/shm"
 #define MC_HUGE_PAGE (2u << 20)

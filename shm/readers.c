@@ -31,9 +31,22 @@ static int readers_path(const char *dir, const char *cache, char *buf, size_t le
 
 /* Bytes the table needs, rounded up to the page size backing dir: a
  * hugetlbfs file can only be sized in whole huge pages. */
+static size_t rows_off(uint32_t nslots)
+{
+    size_t end = MC_READERS_HDR + (size_t)nslots * (sizeof(struct mc_slot) +
+                                                    sizeof(struct mc_row_used));
+
+    return (end + MC_ROW_BLOCK - 1) / MC_ROW_BLOCK * MC_ROW_BLOCK;
+}
+
+static size_t readers_need(uint32_t nslots)
+{
+    return rows_off(nslots) + (size_t)nslots * MC_ROW_BLOCKS * MC_ROW_BLOCK;
+}
+
 static size_t readers_size(const char *dir, uint32_t nslots)
 {
-    size_t need = MC_READERS_HDR + (size_t)nslots * sizeof(struct mc_slot);
+    size_t need = readers_need(nslots);
     uint64_t page = 4096;
     uint32_t backing;
 
@@ -52,6 +65,8 @@ static int readers_map(struct mc_readers *r, const char *path, size_t size)
                       strerror(errno));
     r->hdr = p;
     r->slots = (struct mc_slot *)((uint8_t *)p + MC_READERS_HDR);
+    r->used = (struct mc_row_used *)(r->slots + r->nslots);
+    r->rows = (uint8_t *)p + rows_off(r->nslots);
     r->owned = calloc(r->nslots, 1);
     if (!r->owned) {
         munmap(p, r->map_size);
@@ -140,7 +155,7 @@ int mc_readers_open(const char *dir, const char *cache, uint64_t arena_created_n
     }
     if (h.magic != MC_READERS_MAGIC || h.format != MC_ARENA_FORMAT || h.nslots == 0 ||
         h.nslots > MC_READER_SLOTS_MAX ||
-        (uint64_t)st.st_size < MC_READERS_HDR + (uint64_t)h.nslots * sizeof(struct mc_slot)) {
+        (uint64_t)st.st_size < readers_need(h.nslots)) {
         rc = mc_err(MC_EBADARENA, "%s is not a reader table of format %u", path,
                     MC_ARENA_FORMAT);
         goto fail;

@@ -17,6 +17,15 @@
  *
  * The loader reads slots without locking them: see shm/reclaim.h for the
  * ordering that makes that safe.
+ *
+ * After the slots, each slot owns a row of counters (MC_ROW_BLOCKS pages
+ * of MC_ROW_BLOCK bytes) and a 64-byte line with a bitmap of the pages its
+ * owners have used: the serving statistics of index/stats.h, opaque here.
+ * Rows are sparse: a page is committed only once written. They outlive
+ * their owners (a slot's next owner adds to them).
+ *
+ * File layout: header (4 KiB) | slots (nslots x 64) | used lines
+ * (nslots x 64) | padding to 4 KiB | rows (nslots x MC_ROW_BLOCKS x 4 KiB).
  */
 #ifndef MCACHE_SHM_READERS_H
 #define MCACHE_SHM_READERS_H
@@ -30,6 +39,8 @@
 #define MC_READER_SLOTS   1024u /* default slot count */
 #define MC_READER_SLOTS_MAX 4096u
 #define MC_SLOT_HOLDS     5u
+#define MC_ROW_BLOCKS     64u   /* counter pages per slot: bits of mc_row_used.used */
+#define MC_ROW_BLOCK      4096u
 
 struct mc_readers_hdr {
     uint64_t magic;
@@ -48,11 +59,19 @@ struct mc_slot {
 
 _Static_assert(sizeof(struct mc_slot) == 64, "a slot is one cache line");
 
+/* Which of a row's pages have been written (bit i: page i), set by owners. */
+struct mc_row_used {
+    uint64_t used;
+    uint64_t pad[7];
+};
+
 struct mc_readers {
     int fd;
     uint32_t nslots;
     struct mc_readers_hdr *hdr;
     struct mc_slot *slots;
+    struct mc_row_used *used; /* nslots lines */
+    uint8_t *rows;            /* nslots rows of MC_ROW_BLOCKS pages */
     size_t map_size;
     /* Reader side: slots this process owns (OFD locks from one file
      * description never conflict with each other, so we must track them). */
@@ -85,5 +104,16 @@ void mc_slot_release(struct mc_readers *r, uint32_t idx);
  * live slots, or a negative code. One F_OFD_GETLK per slot that has a pid.
  */
 int mc_readers_live(struct mc_readers *r, uint8_t *live);
+
+/* Page `block` of slot `slot`'s row, and the bitmap of the row's used pages. */
+static inline void *mc_row_block(const struct mc_readers *r, uint32_t slot, unsigned block)
+{
+    return r->rows + ((size_t)slot * MC_ROW_BLOCKS + block) * MC_ROW_BLOCK;
+}
+
+static inline uint64_t *mc_row_used(const struct mc_readers *r, uint32_t slot)
+{
+    return &r->used[slot].used;
+}
 
 #endif
