@@ -138,14 +138,15 @@ static void test_latest_and_ranges(void **state)
  * the memo (the second from it, when it could remember) and once without.
  */
 static struct mc_memo memo;
+static uint64_t rng = 1;
 
 static void memo_agrees(const char *name, const char *ref)
 {
     struct mc_rec_version *fresh = NULL, *first = NULL, *second = NULL;
     int rc = mc_resolve(T.w.t, T.a.hdr->hash_seed, name, ref, &fresh);
 
-    assert_int_equal(mc_resolve_ref(T.w.t, T.a.hdr->hash_seed, name, ref, &memo, &first), rc);
-    assert_int_equal(mc_resolve_ref(T.w.t, T.a.hdr->hash_seed, name, ref, &memo, &second), rc);
+    assert_int_equal(mc_resolve_ref(T.w.t, T.a.hdr->hash_seed, name, ref, &memo, NULL, 0, &rng, &first), rc);
+    assert_int_equal(mc_resolve_ref(T.w.t, T.a.hdr->hash_seed, name, ref, &memo, NULL, 0, &rng, &second), rc);
     if (rc == 0) {
         assert_ptr_equal(first, fresh);
         assert_ptr_equal(second, fresh);
