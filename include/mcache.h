@@ -226,10 +226,44 @@ MC_API int mc_get_load(mc_cache *c, const char *name, const char *ref, int timeo
                        mc_model **out);
 
 /*
+ * Like mc_get(), but a weighted alias (one that splits traffic between up
+ * to 4 versions, `mcache alias NAME ALIAS 1.0.0=90 2.0.0=10`) picks the
+ * same version for the same key (a user or session id: any key_len bytes)
+ * for as long as its targets and weights stay. When a target's weight
+ * grows, the keys it had stay with it (10 -> 50: the first 10% stay where
+ * they were) as long as the set of targets is unchanged; see
+ * docs/deployments.md. mc_get() through a weighted alias picks by weight at
+ * every call instead, with a private generator (no system call). Any other
+ * reference resolves as in mc_get(), and the key is ignored.
+ * Returns what mc_get() returns, or MC_EINVAL if key is NULL with key_len > 0.
+ */
+MC_API int mc_get_keyed(mc_cache *c, const char *name, const char *ref, const void *key,
+                        size_t key_len, mc_model **out);
+
+/*
  * Release a model from mc_get(). Cheap; no system call. Safe on NULL; a
  * second release of the same handle (before another mc_get()) is ignored.
  */
 MC_API void mc_release(mc_model *m);
+
+/*
+ * Record one request served with m: its latency in nanoseconds, whether it
+ * succeeded (ok != 0) and optional work units (tokens, images; 0: none).
+ * mcached sums what every worker reports per version (`mcache stats`,
+ * `mcache compare`) and its rollouts compare versions with it. No system
+ * call, no lock, no cache line shared with another thread: a few stores to
+ * this thread's counters in shared memory (the first report of a thread
+ * that never called mc_get() on the cache claims it a reader slot). Counts
+ * survive the worker's death. Call it before mc_release(m).
+ * Returns 0, or:
+ *   MC_EINVAL   m is NULL or released, or its cache was attached before a
+ *               fork() and this is the child
+ *   MC_ENOTSUP  the version is not tracked: every statistics index of the
+ *               cache (63) is taken by other resident versions; the report
+ *               is dropped
+ *   MC_ETOOMANY, MC_ENOMEM  claiming this thread's reader slot failed
+ */
+MC_API int mc_report(mc_model *m, uint64_t latency_ns, int ok, uint64_t units);
 
 /* Accessors. Pointers are valid until mc_release(m). */
 MC_API const void *mc_model_data(const mc_model *m);     /* the artifact's bytes */

@@ -28,6 +28,7 @@
 #include "index/proto.h"
 #include "index/resolve.h"
 #include "index/safetensors.h"
+#include "index/stats.h"
 #include "index/table.h"
 #include "shm/arena.h"
 #include "common/clock.h"
@@ -57,6 +58,13 @@ struct tslot {
      * (index/resolve.h); NULL if it could not be allocated (gets then
      * resolve every time). Its pages are touched only as it fills. */
     struct mc_memo *memo;
+    /* This thread's row of serving counters (index/stats.h): its first
+     * slot's; NULL until it has a slot. */
+    uint8_t *row;
+    uint64_t *row_used;
+    /* Weighted aliases' per-call picks (index/resolve.h): a private
+     * generator, seeded from the slot and the clock on first use. */
+    uint64_t rng;
 };
 
 struct orphan {
@@ -238,6 +246,8 @@ static struct tslot *tslot_get(mc_cache *c)
         free(dead->memo); /* seqs and generations of another arena */
         dead->memo = calloc(1, sizeof(*dead->memo));
         dead->nslots = 0;
+        dead->row = NULL;
+        dead->row_used = NULL;
         dead->free = NULL;
         dead->cache = c;
         dead->prev_in_cache = NULL;
@@ -255,6 +265,7 @@ static struct tslot *tslot_get(mc_cache *c)
         return NULL;
     }
     ts->memo = calloc(1, sizeof(*ts->memo));
+    ts->rng = mc_wall_ns() ^ ((uint64_t)gettid() << 32) ^ (uint64_t)(uintptr_t)ts;
     ts->cache = c;
     pthread_mutex_lock(&registry_mu);
     ts->next_in_cache = c->tslots;
@@ -296,6 +307,10 @@ static int tslot_add_slot(mc_cache *c, struct tslot *ts)
     if (rc)
         return rc;
 got:
+    if (ts->nslots == 0) {
+        ts->row = mc_row_block(&c->readers, idx, 0);
+        ts->row_used = mc_row_used(&c->readers, idx);
+    }
     ts->idx[ts->nslots] = idx;
     ts->slot[ts->nslots] = &c->readers.slots[idx];
     ts->nslots++;
@@ -551,7 +566,9 @@ void mc_detach(mc_cache *c)
 
 /* ---- the warm path ---- */
 
-int mc_get(mc_cache *c, const char *name, const char *ref, mc_model **out)
+__attribute__((always_inline)) static inline int get_impl(mc_cache *c, const char *name,
+                                                         const char *ref, const void *key,
+                                                         size_t key_len, mc_model **out)
 {
     struct tslot *ts = tls_head;
     struct mc_rec_version *v;
@@ -581,7 +598,7 @@ int mc_get(mc_cache *c, const char *name, const char *ref, mc_model **out)
                                  "mc_detach() and mc_attach() again",
                       c->arena.path);
     }
-    rc = mc_resolve_ref(c->table, c->seed, name, ref, ts->memo, &v);
+    rc = mc_resolve_ref(c->table, c->seed, name, ref, ts->memo, key, key_len, &ts->rng, &v);
     if (__builtin_expect(rc != 0, 0))
         goto unpin;
     if (__builtin_expect(v->h.state != MC_STATE_READY, 0)) {
@@ -609,6 +626,22 @@ int mc_get(mc_cache *c, const char *name, const char *ref, mc_model **out)
 unpin:
     mc_fence_reader_unpin(&s->pin);
     return rc;
+}
+
+int mc_get(mc_cache *c, const char *name, const char *ref, mc_model **out)
+{
+    return get_impl(c, name, ref, NULL, 0, out);
+}
+
+int mc_get_keyed(mc_cache *c, const char *name, const char *ref, const void *key,
+                 size_t key_len, mc_model **out)
+{
+    if (__builtin_expect(!key, 0)) {
+        if (key_len)
+            return mc_err(MC_EINVAL, "mc_get_keyed: key is NULL with key_len %zu", key_len);
+        key = ""; /* the empty key: sticky too */
+    }
+    return get_impl(c, name, ref, key, key_len, out);
 }
 
 /* How long mc_get_load() waits for a starting mcached to listen, at most. */
@@ -704,6 +737,68 @@ void mc_release(mc_model *m)
     }
     m->next_free = ts->free;
     ts->free = m;
+}
+
+/*
+ * This thread's row for m's cache: claiming a slot the first time (a thread
+ * may report on a model another thread got). NULL (with the message) if
+ * that fails.
+ */
+static __attribute__((noinline)) int report_row_slow(mc_cache *c, struct tslot **tsp)
+{
+    struct tslot *ts = tslot_get(c);
+    int rc;
+
+    if (!ts)
+        return MC_ENOMEM;
+    if (!ts->row && (rc = tslot_add_slot(c, ts)) != 0)
+        return rc;
+    *tsp = ts;
+    return 0;
+}
+
+int mc_report(mc_model *m, uint64_t latency_ns, int ok, uint64_t units)
+{
+    struct tslot *ts = tls_head;
+    const struct mc_rec_version *v;
+    struct mc_stats_block *b;
+    uint8_t *row;
+    uint64_t bit;
+    unsigned idx;
+
+    if (__builtin_expect(!m || !(v = m->rec), 0))
+        return mc_err(MC_EINVAL, "mc_report: %s", m ? "the model was released" : "m is NULL");
+    idx = v->h.stats;
+    if (__builtin_expect(idx == 0, 0))
+        return mc_err(MC_ENOTSUP, "%s@%s is not tracked (every statistics index of the cache is "
+                                  "in use by other resident versions); the report is dropped",
+                      mc_rec_version_name(v), mc_rec_version_str(v));
+    if (__builtin_expect(m->cache->forked, 0))
+        return mc_err(MC_EINVAL, "mc_report: this model's cache was attached by the parent of a "
+                                 "fork()");
+    if (__builtin_expect(!ts || ts->cache != m->cache || !ts->row, 0)) {
+        int rc = report_row_slow(m->cache, &ts);
+
+        if (rc)
+            return rc;
+    }
+    row = ts->row;
+    b = (struct mc_stats_block *)(row + (size_t)idx * MC_ROW_BLOCK);
+    bit = 1ull << idx;
+    /* mcached sums only the blocks whose bit is set, and clears bits when it
+     * zeroes an index for reuse: test the shared word every time. */
+    if (__builtin_expect(!(mc_load_relaxed(ts->row_used) & bit), 0))
+        __atomic_fetch_or(ts->row_used, bit, __ATOMIC_RELEASE);
+    /* One writer per row (this thread): plain increments, atomic only so
+     * that mcached's concurrent reads are defined. */
+    mc_store_relaxed(&b->requests, mc_load_relaxed(&b->requests) + 1);
+    if (!ok)
+        mc_store_relaxed(&b->errors, mc_load_relaxed(&b->errors) + 1);
+    if (units)
+        mc_store_relaxed(&b->units, mc_load_relaxed(&b->units) + units);
+    uint64_t *h = &b->hist[mc_stats_bucket(latency_ns)];
+    mc_store_relaxed(h, mc_load_relaxed(h) + 1);
+    return 0;
 }
 
 const void *mc_model_data(const mc_model *m)

@@ -89,10 +89,60 @@ struct mc_rec_vcold {
 
 struct mc_rec_alias {
     struct mc_rec h;
-    uint64_t target; /* struct mc_rec_version *; moved by one atomic store */
+    /* A struct mc_rec_version * (a plain alias), or a struct mc_split *
+     * tagged with bit 0 (a weighted one); moved by one atomic store. */
+    uint64_t target;
     uint64_t moved_ns;
     char strings[];
 };
+
+/*
+ * A weighted alias's targets: 2 to MC_SPLIT_MAX version records and their
+ * weights (percent, summing to 100), immutable once installed (a change of
+ * targets or weights installs a new split with one store of the alias's
+ * target word, and retires the old one). Target i takes the 32-bit draws
+ * below cum[i] not taken by an earlier one; the last takes the rest.
+ */
+#define MC_SPLIT_MAGIC 0x54494c50u /* "PLIT" */
+#define MC_SPLIT_MAX   4u
+
+struct mc_split {
+    uint32_t magic;
+    uint32_t n;
+    uint32_t cum[MC_SPLIT_MAX];
+    uint8_t weight[MC_SPLIT_MAX];
+    uint32_t alloc_size;
+    uint64_t recs[MC_SPLIT_MAX]; /* struct mc_rec_version * */
+};
+
+static inline struct mc_split *mc_target_split(uint64_t target)
+{
+    return (target & 1) ? (struct mc_split *)(uintptr_t)(target & ~(uint64_t)1) : NULL;
+}
+
+/* The version records a target word names (one for a plain alias); returns how many. */
+static inline unsigned mc_target_versions(uint64_t target, struct mc_rec_version **out)
+{
+    struct mc_split *s = mc_target_split(target);
+
+    if (!s) {
+        out[0] = (struct mc_rec_version *)(uintptr_t)target;
+        return target ? 1 : 0;
+    }
+    for (unsigned i = 0; i < s->n; i++)
+        out[i] = (struct mc_rec_version *)(uintptr_t)s->recs[i];
+    return s->n;
+}
+
+/* The target a 32-bit draw picks (a draw per get, or a hash of the request's key). */
+static inline struct mc_rec_version *mc_split_pick(const struct mc_split *s, uint32_t draw)
+{
+    unsigned i = 0;
+
+    while (i + 1 < s->n && draw >= s->cum[i])
+        i++;
+    return (struct mc_rec_version *)(uintptr_t)s->recs[i];
+}
 
 struct mc_rec_model {
     struct mc_rec h;

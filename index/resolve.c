@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "index/semver.h"
+#include "common/clock.h"
 #include "common/err.h"
 
 int mc_resolve_too_long(const char *name, size_t nlen, const char *ref, size_t rlen)
@@ -156,5 +157,9 @@ int mc_resolve_list(struct mc_table *t, uint64_t seed, const char *name, size_t 
 int mc_resolve(struct mc_table *t, uint64_t seed, const char *name, const char *ref,
                struct mc_rec_version **out)
 {
-    return mc_resolve_ref(t, seed, name, ref, NULL, out);
+    static __thread uint64_t rng;
+
+    if (!rng)
+        rng = mc_wall_ns() ^ (uint64_t)(uintptr_t)&rng;
+    return mc_resolve_ref(t, seed, name, ref, NULL, NULL, 0, &rng, out);
 }

@@ -91,7 +91,7 @@ struct mc_memo {
  * Resolve `ref` (exact version, alias, "latest" or NULL, or a range) of
  * model `name` to its version record, in any state. The caller must be
  * pinned (reader) or be the writer. MC_ENOENT (with a message) if nothing
- * matches.
+ * matches. A weighted alias picks one of its targets by weight, at random.
  */
 int mc_resolve(struct mc_table *t, uint64_t seed, const char *name, const char *ref,
                struct mc_rec_version **out);
@@ -133,10 +133,41 @@ static inline bool mc_memo_key_is(const struct mc_memo_key *e, uint64_t seq, con
 void mc_memo_key_fill(struct mc_memo_key *e, uint64_t seq, const struct mc_rec_version *v,
                       const char *name, size_t nlen, const char *ref, size_t rlen);
 
-/* mc_resolve() with this thread's memo: the warm path (mc_get()). */
+/*
+ * A weighted alias's pick (the target word is a tagged split, record.h):
+ * by a hash of the request's key (sticky: the same key, the same version
+ * while the split stays; unseeded, so the same on every host), else by a
+ * draw from the thread's generator (splitmix64: a few multiplies, no
+ * system call). A plain target is returned as it is.
+ */
+__attribute__((always_inline)) static inline struct mc_rec_version *
+mc_resolve_pick(uint64_t target, const void *key, size_t key_len, uint64_t *rng)
+{
+    const struct mc_split *sp = mc_target_split(target);
+    uint64_t x;
+
+    if (__builtin_expect(!sp, 1))
+        return (struct mc_rec_version *)(uintptr_t)target;
+    if (key) {
+        x = XXH3_64bits(key, key_len);
+    } else {
+        x = (*rng += 0x9e3779b97f4a7c15ull);
+        x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+        x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+        x ^= x >> 31;
+    }
+    return mc_split_pick(sp, (uint32_t)(x >> 32));
+}
+
+/*
+ * mc_resolve() with this thread's memo: the warm path (mc_get(),
+ * mc_get_keyed()). A weighted alias is picked by pick_key (if not NULL) or by a
+ * draw from *rng; the memo remembers the alias's split, not the pick.
+ */
 __attribute__((always_inline)) static inline int
 mc_resolve_ref(struct mc_table *t, uint64_t seed, const char *name, const char *ref,
-               struct mc_memo *memo, struct mc_rec_version **out)
+               struct mc_memo *memo, const void *pick_key, size_t pick_len, uint64_t *rng,
+               struct mc_rec_version **out)
 {
     char key[MC_KEY_MAX];
     size_t nlen = strlen(name), rlen;
@@ -157,11 +188,11 @@ mc_resolve_ref(struct mc_table *t, uint64_t seed, const char *name, const char *
         seq = mc_load_acquire(&t->seq);
         e = mc_memo_key_pair(memo, name, nlen, ref, rlen);
         if (mc_memo_key_is(&e[0], seq, name, nlen, ref, rlen)) {
-            *out = (struct mc_rec_version *)(uintptr_t)e[0].rec;
+            *out = mc_resolve_pick(e[0].rec, pick_key, pick_len, rng);
             return 0;
         }
         if (mc_memo_key_is(&e[1], seq, name, nlen, ref, rlen)) {
-            *out = (struct mc_rec_version *)(uintptr_t)e[1].rec;
+            *out = mc_resolve_pick(e[1].rec, pick_key, pick_len, rng);
             return 0;
         }
     }
@@ -181,7 +212,7 @@ mc_resolve_ref(struct mc_table *t, uint64_t seed, const char *name, const char *
         v = (struct mc_rec_version *)r;
     else if (r)
         /* Pairs with the release stores of alias targets in index/table.c. */
-        v = mc_load_acquire_ptr(&((struct mc_rec_alias *)r)->target);
+        v = mc_load_acquire_ptr(&((struct mc_rec_alias *)r)->target); /* maybe a split */
     else if ((rc = mc_resolve_list(t, seed, name, nlen, ref, rlen, memo, &v)) != 0)
         return rc;
     if (e) {
@@ -192,7 +223,7 @@ mc_resolve_ref(struct mc_table *t, uint64_t seed, const char *name, const char *
         if (!(seq & 1) && mc_load_relaxed(&t->seq) == seq)
             mc_memo_key_fill(e, seq, v, name, nlen, ref, rlen);
     }
-    *out = v;
+    *out = mc_resolve_pick((uint64_t)(uintptr_t)v, pick_key, pick_len, rng);
     return 0;
 }
 

@@ -349,6 +349,64 @@ int model_get(struct mc_writer *w, const char *name, bool create, struct mc_rec_
     return 0;
 }
 
+/* Retire what a replaced alias target word owns (a weighted alias's split). */
+void target_retire(struct mc_writer *w, uint64_t target)
+{
+    struct mc_split *sp = mc_target_split(target);
+
+    if (sp)
+        mc_retire(w->reclaim, MC_RETIRE_INDEX, mc_arena_off(w->arena, sp), sp->alloc_size);
+}
+
+/*
+ * The target word for versions v[0..n) with weights (percent, summing to
+ * 100): v[0] itself when n == 1, else a new split (tagged), complete before
+ * the caller publishes it.
+ */
+static int target_build(struct mc_writer *w, struct mc_rec_version *const *v,
+                        const uint32_t *weights, size_t n, uint64_t *out)
+{
+    struct mc_split *sp;
+    uint64_t off, sum = 0;
+    int err;
+
+    if (n == 1) {
+        *out = (uint64_t)(uintptr_t)v[0];
+        return 0;
+    }
+    err = mc_index_alloc(w->arena, sizeof(*sp), &off);
+    if (err)
+        return err;
+    sp = mc_arena_ptr(w->arena, off);
+    memset(sp, 0, sizeof(*sp));
+    sp->magic = MC_SPLIT_MAGIC;
+    sp->n = (uint32_t)n;
+    sp->alloc_size = sizeof(*sp);
+    for (size_t i = 0; i < n; i++) {
+        sum += weights[i];
+        sp->weight[i] = (uint8_t)weights[i];
+        sp->cum[i] = i + 1 < n ? (uint32_t)((sum << 32) / 100) : UINT32_MAX;
+        sp->recs[i] = (uint64_t)(uintptr_t)v[i];
+    }
+    *out = (uint64_t)(uintptr_t)sp | 1;
+    return 0;
+}
+
+/* Install a target word in an existing alias (one store) and retire the old one. */
+static void alias_store_target(struct mc_writer *w, struct mc_rec_alias *al, uint64_t target)
+{
+    uint64_t old = al->target;
+
+    al->moved_ns = mc_wall_ns();
+    /* The move: one atomic store; readers see the old or the new targets,
+     * each complete (pairs with mc_resolve_ref()'s acquire load). */
+    table_change_begin(w);
+    mc_store_release(&al->target, target);
+    table_change_end(w);
+    if (old != target)
+        target_retire(w, old);
+}
+
 static void aliases_retarget_scan(struct mc_writer *w, const char *name,
                                   struct mc_rec_version *from, struct mc_rec_version *to);
 
@@ -373,23 +431,36 @@ static void aliases_retarget_scan(struct mc_writer *w, const char *name,
     while (ck_ht_next(&w->t->ht, &it, &e)) {
         struct mc_rec *r = ck_ht_entry_value(e);
         struct mc_rec_alias *al = (struct mc_rec_alias *)r;
+        struct mc_rec_version *vs[MC_SPLIT_MAX];
+        uint32_t ws[MC_SPLIT_MAX];
+        unsigned n, hit = MC_SPLIT_MAX;
+        uint64_t t;
 
-        if (r->kind != MC_REC_ALIAS || al->target != (uintptr_t)from)
+        if (r->kind != MC_REC_ALIAS)
+            continue;
+        n = mc_target_versions(al->target, vs);
+        for (unsigned i = 0; i < n; i++)
+            if (vs[i] == from)
+                hit = i;
+        if (hit == MC_SPLIT_MAX)
             continue;
         if (r->key_len <= nlen || memcmp(mc_rec_key(r), name, nlen) || mc_rec_key(r)[nlen] != '#')
             continue;
-        if (to) {
-            /* Pairs with mc_resolve()'s acquire load of the target. */
-            table_change_begin(w);
-            mc_store_release_ptr(&al->target, to);
-            table_change_end(w);
-        } else if (ndrop < sizeof(drop) / sizeof(drop[0])) {
+        vs[hit] = to;
+        for (unsigned i = 0; i < n; i++)
+            ws[i] = n == 1 ? 100 : mc_target_split(al->target)->weight[i];
+        /* A target that goes takes the alias with it (the registry refuses
+         * that unless forced); so does a split that cannot be rebuilt for
+         * want of index space, which must not keep pointing at `from`. */
+        if (to && target_build(w, vs, ws, n, &t) == 0)
+            alias_store_target(w, al, t);
+        else if (ndrop < sizeof(drop) / sizeof(drop[0]))
             drop[ndrop++] = r;
-        }
     }
     /* Remove after iterating: removal must not race the iterator. */
     for (size_t i = 0; i < ndrop; i++) {
         table_unset(w, drop[i]);
+        target_retire(w, ((struct mc_rec_alias *)drop[i])->target);
         rec_retire(w, drop[i]);
         w->t->aliases--;
     }
@@ -547,38 +618,71 @@ int mc_table_remove_version(struct mc_writer *w, const char *name, const char *v
 int mc_table_set_alias(struct mc_writer *w, const char *name, const char *alias,
                        const char *version)
 {
-    struct mc_rec_version *v = mc_table_find_version(w->t, w->arena->hdr->hash_seed, name, version);
+    static const uint32_t all = 100;
+
+    return mc_table_set_alias_split(w, name, alias, &version, &all, 1);
+}
+
+int mc_table_set_alias_split(struct mc_writer *w, const char *name, const char *alias,
+                             const char *const *versions, const uint32_t *weights, size_t n)
+{
+    struct mc_rec_version *vs[MC_SPLIT_MAX];
     char key[MC_KEY_MAX];
     size_t klen = mc_key_alias(key, sizeof(key), name, strlen(name), alias, strlen(alias));
     struct mc_rec *r, *old;
+    uint32_t sum = 0;
+    uint64_t t;
     int err;
 
     cur_writer = w;
     if (!klen)
         return mc_err(MC_EINVAL, "alias key \"%s#%s\" is too long", name, alias);
-    if (!v)
-        return mc_err(MC_ENOENT, "cannot point alias \"%s\" of \"%s\" at %s: no such version",
-                      alias, name, version);
+    if (n < 1 || n > MC_SPLIT_MAX)
+        return mc_err(MC_EINVAL, "alias \"%s\" of \"%s\": %zu targets; give 1 to %u", alias,
+                      name, n, MC_SPLIT_MAX);
+    for (size_t i = 0; i < n; i++) {
+        vs[i] = mc_table_find_version(w->t, w->arena->hdr->hash_seed, name, versions[i]);
+        if (!vs[i])
+            return mc_err(MC_ENOENT, "cannot point alias \"%s\" of \"%s\" at %s: no such version",
+                          alias, name, versions[i]);
+        for (size_t j = 0; j < i; j++)
+            if (vs[j] == vs[i])
+                return mc_err(MC_EINVAL, "alias \"%s\" of \"%s\": version %s is given twice",
+                              alias, name, versions[i]);
+        if (weights[i] < 1 || weights[i] > 100)
+            return mc_err(MC_EINVAL, "alias \"%s\" of \"%s\": weight %u of %s is not 1 to 100",
+                          alias, name, weights[i], versions[i]);
+        sum += weights[i];
+    }
+    if (sum != 100)
+        return mc_err(MC_EINVAL, "alias \"%s\" of \"%s\": weights sum to %u, not 100", alias,
+                      name, sum);
+    err = target_build(w, vs, weights, n, &t);
+    if (err)
+        return err;
     r = lookup_w(w, key, klen);
     if (r && r->kind == MC_REC_ALIAS) {
-        struct mc_rec_alias *al = (struct mc_rec_alias *)r;
-
-        al->moved_ns = mc_wall_ns();
-        /* The move: one atomic store; readers see the old or the new target
-         * (pairs with mc_resolve()'s acquire load). */
-        table_change_begin(w);
-        mc_store_release_ptr(&al->target, v);
-        table_change_end(w);
+        alias_store_target(w, (struct mc_rec_alias *)r, t);
         next_generation(w);
+        mc_reclaim_advance(w->reclaim);
         return 0;
     }
     err = rec_alloc(w, sizeof(struct mc_rec_alias), 0, MC_REC_ALIAS, key, klen, &r);
-    if (err)
+    if (err) {
+        struct mc_split *sp = mc_target_split(t);
+
+        if (sp)
+            mc_index_free(w->arena, mc_arena_off(w->arena, sp), sp->alloc_size);
         return err;
-    ((struct mc_rec_alias *)r)->target = (uint64_t)(uintptr_t)v;
+    }
+    ((struct mc_rec_alias *)r)->target = t;
     ((struct mc_rec_alias *)r)->moved_ns = mc_wall_ns();
     err = table_set(w, r, &old);
     if (err) {
+        struct mc_split *sp = mc_target_split(t);
+
+        if (sp)
+            mc_index_free(w->arena, mc_arena_off(w->arena, sp), sp->alloc_size);
         rec_free_now(w, r);
         return err;
     }
@@ -597,6 +701,7 @@ int mc_table_remove_alias(struct mc_writer *w, const char *name, const char *ali
     if (!r || r->kind != MC_REC_ALIAS)
         return mc_err(MC_ENOENT, "model \"%s\" has no alias \"%s\" in the arena", name, alias);
     table_unset(w, r);
+    target_retire(w, ((struct mc_rec_alias *)r)->target);
     rec_retire(w, r);
     w->t->aliases--;
     next_generation(w);

@@ -121,6 +121,16 @@ int mc_table_set_alias(struct mc_writer *w, const char *name, const char *alias,
                        const char *version);
 int mc_table_remove_alias(struct mc_writer *w, const char *name, const char *alias);
 
+/*
+ * Point alias at n (1 to MC_SPLIT_MAX) existing versions with weights
+ * (percent, 1 to 100 each, summing to 100), in the order given: one atomic
+ * store of the alias's target word (n == 1: a plain alias). The old split,
+ * if any, is retired. MC_EINVAL for a bad count, weight or sum, or a version
+ * given twice; MC_ENOENT for a version not in the arena.
+ */
+int mc_table_set_alias_split(struct mc_writer *w, const char *name, const char *alias,
+                             const char *const *versions, const uint32_t *weights, size_t n);
+
 /* Find a version record by name and exact version (writer or reader). */
 struct mc_rec_version *mc_table_find_version(struct mc_table *t, uint64_t seed, const char *name,
                                              const char *version);

@@ -51,6 +51,9 @@ void table_unset(struct mc_writer *w, struct mc_rec *r);
 /* Hand r to reclamation: freed once no reader can still see it. */
 void rec_retire(struct mc_writer *w, struct mc_rec *r);
 
+/* Retire what an alias's target word owns (a weighted alias's split), if anything. */
+void target_retire(struct mc_writer *w, uint64_t target);
+
 /* The model record for name; created (empty) if absent and create is set. */
 int model_get(struct mc_writer *w, const char *name, bool create, struct mc_rec_model **out);
 

@@ -77,6 +77,17 @@ static struct mc_rec_version *version_at(struct mc_arena *a, uint64_t p)
                : NULL;
 }
 
+/* A complete split object (weighted alias) in the index region? */
+static bool split_valid(struct mc_arena *a, const struct mc_split *sp)
+{
+    uint64_t off = (uint64_t)(uintptr_t)sp - (uint64_t)(uintptr_t)a->base;
+
+    return (uintptr_t)sp >= (uintptr_t)a->base && off >= a->hdr->index_off &&
+           off + sizeof(*sp) <= a->hdr->index_off + a->hdr->index_size &&
+           sp->magic == MC_SPLIT_MAGIC && sp->n >= 2 && sp->n <= MC_SPLIT_MAX &&
+           sp->alloc_size == sizeof(*sp);
+}
+
 /* Is v the record the table has for its key? */
 static bool is_current(struct mc_writer *w, struct mc_rec_version *v)
 {
@@ -121,9 +132,21 @@ static int reach_visit(void *ctx, struct mc_rec *r)
             err = reach_pointer(st, vl->recs[i]);
         return err;
     }
-    case MC_REC_ALIAS:
+    case MC_REC_ALIAS: {
+        uint64_t t = ((struct mc_rec_alias *)r)->target;
+        struct mc_split *sp = mc_target_split(t);
+
         err = spans_add(&st->index, mc_arena_off(a, r), r->alloc_size);
-        return err ? err : reach_pointer(st, ((struct mc_rec_alias *)r)->target);
+        if (err || !sp)
+            return err ? err : reach_pointer(st, t);
+        if (!split_valid(a, sp))
+            return mc_err(MC_ECORRUPT, "alias record at offset %llu has a bad split",
+                          (unsigned long long)mc_arena_off(a, r));
+        err = spans_add(&st->index, mc_arena_off(a, sp), sp->alloc_size);
+        for (uint32_t i = 0; !err && i < sp->n; i++)
+            err = reach_pointer(st, sp->recs[i]);
+        return err;
+    }
     default:
         return spans_add(&st->index, mc_arena_off(a, r), r->alloc_size);
     }
@@ -225,19 +248,29 @@ static int repair_visit(void *ctx, struct mc_rec *r)
 
     if (r->kind == MC_REC_ALIAS) {
         struct mc_rec_alias *al = (struct mc_rec_alias *)r;
-        struct mc_rec_version *t = version_at(w->arena, al->target), *cur;
+        struct mc_rec_version *vs[MC_SPLIT_MAX];
+        const char *names[MC_SPLIT_MAX];
+        uint32_t ws[MC_SPLIT_MAX];
+        unsigned n = mc_target_versions(al->target, vs), current = 0;
+        bool ok = n > 0;
 
-        if (t && is_current(w, t))
-            return 0;
-        cur = t ? mc_table_find_version(w->t, w->arena->hdr->hash_seed, mc_rec_version_name(t),
-                                        mc_rec_version_str(t))
-                : NULL;
-        if (cur) { /* pairs with mc_resolve()'s acquire load of the target */
-            table_change_begin(w);
-            mc_store_release_ptr(&al->target, cur);
-            table_change_end(w);
+        for (unsigned i = 0; i < n; i++) {
+            struct mc_rec_version *t = version_at(w->arena, (uint64_t)(uintptr_t)vs[i]);
+
+            ws[i] = n == 1 ? 100 : mc_target_split(al->target)->weight[i];
+            names[i] = t ? mc_rec_version_str(t) : NULL;
+            ok &= t != NULL;
+            current += t && is_current(w, t);
         }
-        else if (af->ndrop < 64)
+        if (ok && current == n)
+            return 0;
+        /* Point it at the table's records for the same versions (one store,
+         * via the writer's own alias setter), or drop it. */
+        if (ok && mc_table_set_alias_split(w, mc_rec_version_name(vs[0]), mc_rec_key(r) +
+                                           strlen(mc_rec_version_name(vs[0])) + 1,
+                                           names, ws, n) == 0)
+            return 0;
+        if (af->ndrop < 64)
             af->drop[af->ndrop++] = r;
         else
             af->more = true;
@@ -263,6 +296,7 @@ static int table_repair(struct mc_writer *w)
         err = mc_table_foreach(w, repair_visit, &af);
         for (size_t i = 0; i < af.ndrop; i++) {
             table_unset(w, af.drop[i]);
+            target_retire(w, ((struct mc_rec_alias *)af.drop[i])->target);
             rec_retire(w, af.drop[i]);
             w->t->aliases--;
         }

@@ -127,12 +127,16 @@ struct targets {
 static int target_visit(void *arg, struct mc_rec *r)
 {
     struct targets *t = arg;
+    struct mc_rec_version *vs[MC_SPLIT_MAX];
+    unsigned n;
 
     if (r->kind != MC_REC_ALIAS)
         return 0;
-    if (MC_VEC_RESERVE(t->v, t->cap, t->n + 1, 64))
+    n = mc_target_versions(((struct mc_rec_alias *)r)->target, vs); /* all of a weighted one's */
+    if (MC_VEC_RESERVE(t->v, t->cap, t->n + n, 64))
         return mc_err(MC_ENOMEM, "listing the arena's alias targets: out of memory");
-    t->v[t->n++] = ((struct mc_rec_alias *)r)->target;
+    for (unsigned i = 0; i < n; i++)
+        t->v[t->n++] = (uint64_t)(uintptr_t)vs[i];
     return 0;
 }
 

@@ -245,8 +245,59 @@ static void remove_stale_records(struct daemon *d)
 }
 
 /*
- * Point every arena alias where the registry says, loading first when that
- * would otherwise take a resident alias to a non-resident version.
+ * The registry alias's targets as dvers, with their weights; how many (0: a
+ * removed alias, or a target mcached does not mirror: not READY).
+ */
+static size_t alias_targets(struct daemon *d, const struct mc_reg_model *m,
+                            const struct mc_reg_alias *a, struct dver **t, uint32_t *w)
+{
+    size_t n = a->ntargets;
+
+    if (n == 0 && a->target) { /* a plain alias */
+        t[0] = daemon_find(d, m->name, a->target->version);
+        w[0] = 100;
+        return t[0] ? 1 : 0;
+    }
+    for (size_t i = 0; i < n && i < MC_SPLIT_MAX; i++) {
+        t[i] = daemon_find(d, m->name, a->targets[i].version->version);
+        w[i] = a->targets[i].weight;
+        if (!t[i])
+            return 0;
+    }
+    return n <= MC_SPLIT_MAX ? n : 0;
+}
+
+/* Does the arena alias `cur` already point at t[0..n) with weights w, in that order? */
+static bool alias_same(const struct mc_rec_alias *cur, struct dver *const *t, const uint32_t *w,
+                       size_t n)
+{
+    struct mc_rec_version *vs[MC_SPLIT_MAX];
+    const struct mc_split *sp = mc_target_split(cur->target);
+
+    if (mc_target_versions(cur->target, vs) != n)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(mc_rec_version_str(vs[i]), t[i]->version) || (sp && sp->weight[i] != w[i]))
+            return false;
+    return true;
+}
+
+/* Is any version the arena alias points at resident? */
+static bool alias_serves(const struct mc_rec_alias *cur)
+{
+    struct mc_rec_version *vs[MC_SPLIT_MAX];
+    unsigned n = mc_target_versions(cur->target, vs);
+
+    for (unsigned i = 0; i < n; i++)
+        if (vs[i]->h.state == MC_STATE_READY)
+            return true;
+    return false;
+}
+
+/*
+ * Point every arena alias where the registry says (its targets and weights),
+ * loading first when that would otherwise take a serving alias to a version
+ * that is not resident: a weighted alias moves only once all its targets are.
  */
 void daemon_apply_aliases(struct daemon *d)
 {
@@ -257,39 +308,51 @@ void daemon_apply_aliases(struct daemon *d)
 
         for (size_t j = 0; j < m->naliases; j++) {
             const struct mc_reg_alias *a = &m->aliases[j];
-            char key[MC_KEY_MAX];
-            size_t klen;
+            struct dver *t[MC_SPLIT_MAX];
+            const char *names[MC_SPLIT_MAX];
+            uint32_t w[MC_SPLIT_MAX];
+            char key[MC_KEY_MAX], desc[256];
+            size_t klen, n, len = 0;
             struct mc_rec *cur;
-            struct dver *t;
+            bool wait = false;
 
-            if (!a->target)
-                continue;
-            t = daemon_find(d, m->name, a->target->version);
-            if (!t)
-                continue; /* not READY in the registry: not mirrored */
+            n = alias_targets(d, m, a, t, w);
+            if (n == 0)
+                continue; /* removed, or not READY in the registry: not mirrored */
             klen = mc_key_alias(key, sizeof(key), m->name, strlen(m->name), a->alias,
                                 strlen(a->alias));
             cur = klen ? mc_table_lookup(d->own.w.t, d->own.a.hdr->hash_seed, key, klen) : NULL;
             if (cur && cur->kind == MC_REC_ALIAS) {
-                struct mc_rec_version *cv =
-                    (struct mc_rec_version *)(uintptr_t)((struct mc_rec_alias *)cur)->target;
-                if (strcmp(mc_rec_version_str(cv), t->version) == 0)
+                struct mc_rec_alias *ca = (struct mc_rec_alias *)cur;
+
+                if (alias_same(ca, t, w, n))
                     continue; /* already there */
-                if (cv->h.state == MC_STATE_READY && t->st != D_READY) {
-                    /* Blue-green: load the new target first; move when it is ready. */
-                    if (t->st != D_FAILED)
-                        daemon_want_load(d, t);
+                /* Blue-green: load the new targets first; move when all are ready. */
+                for (size_t k = 0; k < n; k++)
+                    if (t[k]->st != D_READY && alias_serves(ca)) {
+                        if (t[k]->st != D_FAILED)
+                            daemon_want_load(d, t[k]);
+                        wait = true;
+                    }
+                if (wait)
                     continue;
-                }
             }
-            if (mc_table_set_alias(&d->own.w, m->name, a->alias, t->version) != 0) {
-                log_error("cannot point alias %s of %s at %s: %s", a->alias, m->name,
-                          t->version, mc_last_error());
+            desc[0] = '\0';
+            for (size_t k = 0; k < n; k++) {
+                names[k] = t[k]->version;
+                if (len < sizeof(desc))
+                    len += (size_t)(n == 1 ? snprintf(desc, sizeof(desc), "%s", names[k])
+                                           : snprintf(desc + len, sizeof(desc) - len, "%s%s=%u",
+                                                      k ? " " : "", names[k], w[k]));
+            }
+            if (mc_table_set_alias_split(&d->own.w, m->name, a->alias, names, w, n) != 0) {
+                log_error("cannot point alias %s of %s at %s: %s", a->alias, m->name, desc,
+                          mc_last_error());
                 continue;
             }
-            log_info("alias %s of %s -> %s", a->alias, m->name, t->version);
-            if (d->cfg.preload)
-                daemon_want_load(d, t);
+            log_info("alias %s of %s -> %s", a->alias, m->name, desc);
+            for (size_t k = 0; d->cfg.preload && k < n; k++)
+                daemon_want_load(d, t[k]);
         }
     }
     /* Versions removed from the registry that no alias serves any more go now. */
@@ -346,11 +409,12 @@ int daemon_sync(struct daemon *d, bool force)
             v->draining = false; /* pushed again meanwhile */
         }
         for (size_t j = 0; j < m->naliases; j++) {
-            struct dver *t = m->aliases[j].target
-                                 ? daemon_find(d, m->name, m->aliases[j].target->version)
-                                 : NULL;
-            if (t)
-                t->aliased++;
+            struct dver *t[MC_SPLIT_MAX];
+            uint32_t w[MC_SPLIT_MAX];
+            size_t n = alias_targets(d, m, &m->aliases[j], t, w);
+
+            for (size_t k = 0; k < n; k++)
+                t[k]->aliased++;
         }
     }
     for (size_t i = 0; i < d->htcap; i++)

@@ -126,22 +126,49 @@ struct mc_reg_version {
     uint64_t generation; /* generation of the last change to this version */
 };
 
-/* One move of an alias: from NULL = created, to NULL = removed. */
+/*
+ * One move of an alias: from NULL = created, to NULL = removed. from and to
+ * are the canonical text of the target set (mc_reg_targets_format()): the
+ * bare version ("1.0.0") for one target at 100, "1.0.0=90 2.0.0=10" for a
+ * weighted alias (ascending version precedence).
+ */
 struct mc_reg_move {
     const char *from;
     const char *to;
     uint64_t at_ns;
     uint64_t generation;
     uint32_t uid;
-    bool rollback; /* made by mc_registry_alias_rollback() */
+    bool rollback;   /* made by mc_registry_alias_rollback() */
+    const char *why; /* NULL or the reason given ("auto-rollback: error rate 4.1% > 2.0% ...") */
+};
+
+/* An alias points at up to this many versions, with weights summing to 100. */
+#define MC_ALIAS_TARGETS_MAX 4
+
+struct mc_reg_target {
+    const struct mc_reg_version *version;
+    uint32_t weight; /* 1..100 */
 };
 
 struct mc_reg_alias {
     const char *alias;
-    /* NULL if the alias was removed; it is listed for its history */
+    /*
+     * The single target of a plain alias; for a weighted one the target with
+     * the highest weight (the first in precedence order on ties). NULL if
+     * the alias was removed; it is listed for its history.
+     */
     const struct mc_reg_version *target;
     const struct mc_reg_move *history; /* oldest first */
     size_t nhistory;
+    const struct mc_reg_target *targets; /* sorted by ascending version precedence */
+    size_t ntargets;                     /* 0 when removed; 1 for a plain alias */
+};
+
+/* A health check run before an alias of the model moves (mcached runs it). */
+struct mc_reg_health {
+    const char *const *argv; /* the command and its arguments */
+    size_t argc;             /* >= 1 */
+    uint32_t timeout_ms;     /* > 0 */
 };
 
 struct mc_reg_model {
@@ -150,6 +177,7 @@ struct mc_reg_model {
     size_t nversions;
     const struct mc_reg_alias *aliases; /* sorted by alias name */
     size_t naliases;
+    const struct mc_reg_health *health; /* NULL: none */
 };
 
 /* ---- opening ---------------------------------------------------------- */
@@ -323,6 +351,160 @@ int mc_registry_alias_remove(struct mc_registry *r, const char *name, const char
  */
 int mc_registry_alias_rollback(struct mc_registry *r, const char *name, const char *alias,
                                uint64_t *gen);
+
+/* ---- weighted aliases -------------------------------------------------- */
+
+/* Input: a reference (exact version, alias, "latest", range) and its weight. */
+struct mc_reg_weight {
+    const char *ref;
+    uint32_t weight; /* 1..100; 0 only for a single target: 100 */
+};
+
+/*
+ * Parse CLI words "1.0.0=90" "2.0.0=10" (or one word "1.0.0" / "^2": weight
+ * 100) into out (room for MC_ALIAS_TARGETS_MAX; refs point into words).
+ * MC_EINVAL with a message naming the word: more than 4 targets, a weight
+ * that is not an integer 1..100, weights not summing to 100, a word without
+ * a weight among several.
+ */
+int mc_reg_targets_parse(const char *const *words, size_t n, struct mc_reg_weight *out,
+                         size_t *nout);
+
+/*
+ * The canonical text of a's current targets into buf: "1.0.0" for one
+ * target, "1.0.0=90 2.0.0=10" (ascending precedence) for several, "" when
+ * removed. MC_EINVAL if cap is too small (buf then holds "").
+ */
+int mc_reg_targets_format(const struct mc_reg_alias *a, char *buf, size_t cap);
+
+/*
+ * Set an alias to 1..4 targets: every ref resolves to a distinct READY
+ * version, weights are integers 1..100 summing to 100 (a single target may
+ * give 0: 100). One record, one history entry (who = uid, when, from, to,
+ * why). why may be NULL. The same target set and weights: no-op (*gen is the
+ * current generation). mc_registry_alias_set() is this with one target.
+ */
+int mc_registry_alias_set_weighted(struct mc_registry *r, const char *name, const char *alias,
+                                   const struct mc_reg_weight *t, size_t n, const char *why,
+                                   uint64_t *gen);
+
+/* ---- health checks, per model ------------------------------------------ */
+
+/*
+ * Set the model's health check: argv[0..argc) run by mcached with a timeout
+ * of timeout_ms (> 0) before an alias of the model moves. argc 0 removes it.
+ */
+int mc_registry_health_set(struct mc_registry *r, const char *name, const char *const *argv,
+                           size_t argc, uint32_t timeout_ms, uint64_t *gen);
+
+/* ---- snapshots of every alias of every model --------------------------- */
+
+struct mc_reg_snap_entry {
+    const char *model, *alias;
+    const char *targets; /* canonical text (mc_reg_targets_format()) */
+};
+
+struct mc_reg_snapshot {
+    const char *name;
+    uint64_t created_ns;
+    uint32_t uid;
+    const struct mc_reg_snap_entry *entries; /* by model, then alias */
+    size_t nentries;
+};
+
+/* Record every alias's targets and weights under sname (MC_EEXIST if taken). */
+int mc_registry_snapshot_create(struct mc_registry *r, const char *sname, uint64_t *gen);
+
+/*
+ * Move every alias recorded in sname back to its recorded targets: all or
+ * none, one record; each alias that moves gets a history entry with why
+ * "snapshot restore NAME". Refused (MC_ENOENT / MC_EBUSY, naming the
+ * version) if a target is gone or not READY. Aliases created after the
+ * snapshot are left alone.
+ */
+int mc_registry_snapshot_restore(struct mc_registry *r, const char *sname, uint64_t *gen);
+int mc_registry_snapshot_remove(struct mc_registry *r, const char *sname, uint64_t *gen);
+size_t mc_registry_snapshot_count(const struct mc_registry *r);
+/* The i-th snapshot in name order, or NULL past the end. */
+const struct mc_reg_snapshot *mc_registry_snapshot_at(const struct mc_registry *r, size_t i);
+
+/* ---- deployments (rollout state; mcached runs them) -------------------- */
+
+enum mc_deploy_strategy { MC_DEPLOY_DIRECT, MC_DEPLOY_BLUE_GREEN, MC_DEPLOY_CANARY };
+
+enum mc_deploy_state {
+    MC_DEPLOY_RUNNING,
+    MC_DEPLOY_PAUSED,
+    MC_DEPLOY_SUCCEEDED,
+    MC_DEPLOY_ROLLED_BACK,
+    MC_DEPLOY_ABORTED,
+    MC_DEPLOY_FAILED,
+};
+
+struct mc_reg_deploy {
+    uint64_t id; /* assigned by begin, unique in the store */
+    const char *name, *version, *alias;
+    enum mc_deploy_strategy strategy;
+    const uint32_t *steps; /* canary weights, strictly increasing, last 100; */
+    size_t nsteps;         /* direct/blue-green: one step {100} */
+    uint64_t interval_ms;  /* > 0 */
+    double max_error_rate; /* 0..1 */
+    double max_p99_ratio;  /* >= 1, 0 = not checked */
+    uint64_t min_requests;
+    const char *const *health_argv; /* per deploy, optional (argc 0: the model's) */
+    size_t health_argc;
+    uint32_t health_timeout_ms;
+    const char *from; /* the alias's targets when it began (canonical text); NULL: none */
+    size_t step;      /* index of the current step */
+    enum mc_deploy_state state;
+    uint64_t step_started_ns, started_ns, ended_ns;
+    uint32_t uid;
+    const char *reason; /* last decision or outcome, NULL */
+};
+
+/*
+ * Begin a deployment from spec (id, from, step, state, times, uid and
+ * reason are ignored: begin sets them; it starts RUNNING at step 0 with no
+ * alias move yet). Validates everything: the version exists and is READY,
+ * the alias exists unless the strategy is direct or blue-green, steps,
+ * interval and thresholds; MC_EBUSY if (name, alias) already has a RUNNING
+ * or PAUSED one. *id receives the new id.
+ */
+int mc_registry_deploy_begin(struct mc_registry *r, const struct mc_reg_deploy *spec, uint64_t *id,
+                             uint64_t *gen);
+
+/*
+ * One record: the deploy's new step, state, step start and reason and,
+ * when t != NULL, the alias's new targets (with a history entry, why =
+ * reason): a rollout step and its alias move are atomic. A deploy that has
+ * ended (succeeded, rolled back, aborted, failed) cannot change (MC_EINVAL).
+ */
+int mc_registry_deploy_update(struct mc_registry *r, uint64_t id, size_t step,
+                              enum mc_deploy_state state, uint64_t step_started_ns,
+                              const char *reason, const struct mc_reg_weight *t, size_t n,
+                              uint64_t *gen);
+size_t mc_registry_deploy_count(const struct mc_registry *r); /* oldest first */
+const struct mc_reg_deploy *mc_registry_deploy_at(const struct mc_registry *r, size_t i);
+const char *mc_deploy_state_name(enum mc_deploy_state s);       /* "running", "rolled-back"... */
+const char *mc_deploy_strategy_name(enum mc_deploy_strategy s); /* "direct", "blue-green", "canary" */
+int mc_deploy_strategy_parse(const char *s, enum mc_deploy_strategy *out);
+
+/* ---- alerts (bounded: the newest 256 are kept) ------------------------- */
+
+#define MC_REG_ALERTS_MAX 256
+
+struct mc_reg_alert {
+    uint64_t id, at_ns;
+    const char *kind; /* "rollback" "health" "threshold" */
+    const char *model, *version, *alias, *message;
+};
+
+int mc_registry_alert_add(struct mc_registry *r, const char *kind, const char *model,
+                          const char *version, const char *alias, const char *message,
+                          uint64_t *gen);
+size_t mc_registry_alert_count(const struct mc_registry *r);
+const struct mc_reg_alert *mc_registry_alert_at(const struct mc_registry *r,
+                                                size_t i); /* oldest first */
 
 /* ---- removal and retention -------------------------------------------- */
 

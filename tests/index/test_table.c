@@ -138,14 +138,15 @@ static void test_latest_and_ranges(void **state)
  * the memo (the second from it, when it could remember) and once without.
  */
 static struct mc_memo memo;
+static uint64_t rng = 1;
 
 static void memo_agrees(const char *name, const char *ref)
 {
     struct mc_rec_version *fresh = NULL, *first = NULL, *second = NULL;
     int rc = mc_resolve(T.w.t, T.a.hdr->hash_seed, name, ref, &fresh);
 
-    assert_int_equal(mc_resolve_ref(T.w.t, T.a.hdr->hash_seed, name, ref, &memo, &first), rc);
-    assert_int_equal(mc_resolve_ref(T.w.t, T.a.hdr->hash_seed, name, ref, &memo, &second), rc);
+    assert_int_equal(mc_resolve_ref(T.w.t, T.a.hdr->hash_seed, name, ref, &memo, NULL, 0, &rng, &first), rc);
+    assert_int_equal(mc_resolve_ref(T.w.t, T.a.hdr->hash_seed, name, ref, &memo, NULL, 0, &rng, &second), rc);
     if (rc == 0) {
         assert_ptr_equal(first, fresh);
         assert_ptr_equal(second, fresh);
@@ -507,6 +508,187 @@ static void test_rebuild_drops_dangling_alias_and_empty_model(void **state)
     assert_int_equal(mc_table_check(&T.w), 0);
 }
 
+
+/* ---- weighted aliases ---- */
+
+static int split3(const char *alias, uint32_t a, uint32_t b, uint32_t c)
+{
+    const char *vs[] = {"1.0.0", "2.0.0", "3.0.0"};
+    uint32_t ws[] = {a, b, c};
+
+    return mc_table_set_alias_split(&T.w, "m", alias, vs, ws, c ? 3 : 2);
+}
+
+/* Which of 1.0.0, 2.0.0, 3.0.0 (0, 1, 2) a get of m#prod picks, by key or draw. */
+static int pick(const void *key, size_t klen, uint64_t *draws)
+{
+    struct mc_rec_version *v = NULL;
+
+    assert_int_equal(mc_resolve_ref(T.w.t, T.a.hdr->hash_seed, "m", "prod", &memo, key, klen, draws,
+                                    &v),
+                     0);
+    return mc_rec_version_str(v)[0] - '1';
+}
+
+/* Chi-square of observed counts against weights (percent) over n draws. */
+static double chi2(const unsigned *obs, const uint32_t *w, unsigned k, unsigned n)
+{
+    double x = 0;
+
+    for (unsigned i = 0; i < k; i++) {
+        double e = (double)n * w[i] / 100.0;
+        x += (obs[i] - e) * (obs[i] - e) / e;
+    }
+    return x;
+}
+
+static void test_weighted_alias_splits_by_weight(void **state)
+{
+    static const uint32_t w[] = {70, 20, 10};
+    unsigned obs[3] = {0};
+    uint64_t r = 12345;
+
+    (void)state;
+    for (int i = 1; i <= 3; i++) {
+        char v[8];
+        snprintf(v, sizeof(v), "%d.0.0", i);
+        assert_int_equal(tw_publish(&T, "m", v, 4096, (uint8_t)i), 0);
+    }
+    assert_int_equal(split3("prod", 70, 20, 10), 0);
+    /* The memo remembers the split, not a pick: every get draws again. */
+    for (unsigned i = 0; i < 100000; i++)
+        obs[pick(NULL, 0, &r)]++;
+    /* 2 degrees of freedom: P(chi2 > 13.8) = 0.001. */
+    assert_true(chi2(obs, w, 3, 100000) < 13.8);
+    /* Other references are untouched by the pick. */
+    assert_string_equal(resolved("m", "2.0.0"), "2.0.0");
+    assert_string_equal(resolved("m", "latest"), "3.0.0");
+    assert_int_equal(mc_table_check(&T.w), 0);
+}
+
+static void test_keyed_pick_is_sticky_and_keeps_a_growing_target(void **state)
+{
+    unsigned char before[20000];
+    unsigned on_new = 0, moved_off_new = 0;
+    uint64_t r = 1;
+    char key[32];
+
+    (void)state;
+    assert_int_equal(tw_publish(&T, "m", "1.0.0", 4096, 1), 0);
+    assert_int_equal(tw_publish(&T, "m", "2.0.0", 4096, 2), 0);
+    assert_int_equal(split3("prod", 90, 10, 0), 0);
+    for (unsigned i = 0; i < 20000; i++) {
+        int n = snprintf(key, sizeof(key), "user-%u", i);
+        before[i] = (unsigned char)pick(key, (size_t)n, &r);
+        assert_int_equal(pick(key, (size_t)n, &r), before[i]); /* same key, same pick */
+        on_new += before[i] == 1;
+    }
+    assert_true(on_new > 1700 && on_new < 2300); /* ~10% of 20000 */
+    /* 10 -> 50: every key on 2.0.0 stays there; about 40% more join it. */
+    assert_int_equal(split3("prod", 50, 50, 0), 0);
+    on_new = 0;
+    for (unsigned i = 0; i < 20000; i++) {
+        int n = snprintf(key, sizeof(key), "user-%u", i);
+        int p = pick(key, (size_t)n, &r);
+        moved_off_new += before[i] == 1 && p != 1;
+        on_new += p == 1;
+    }
+    assert_int_equal(moved_off_new, 0);
+    assert_true(on_new > 9400 && on_new < 10600);
+}
+
+static void test_weighted_alias_follows_replaced_and_removed_targets(void **state)
+{
+    struct mc_rec_version *old2, *new2;
+    struct mc_rec_alias *al;
+    uint64_t r = 7;
+    int seen[3] = {0};
+
+    (void)state;
+    for (int i = 1; i <= 3; i++) {
+        char v[8];
+        snprintf(v, sizeof(v), "%d.0.0", i);
+        assert_int_equal(tw_publish(&T, "m", v, 4096, (uint8_t)i), 0);
+    }
+    assert_int_equal(split3("prod", 50, 50, 0), 0);
+    old2 = resolve("m", "2.0.0");
+    /* 2.0.0 is evicted: a new record; the alias's split follows it. */
+    assert_int_equal(put("m", "2.0.0", MC_STATE_REGISTERED), 0);
+    new2 = resolve("m", "2.0.0");
+    assert_ptr_not_equal(old2, new2);
+    al = (struct mc_rec_alias *)mc_table_lookup(T.w.t, T.a.hdr->hash_seed, "m#prod", 6);
+    assert_non_null(mc_target_split(al->target));
+    assert_ptr_equal((void *)(uintptr_t)mc_target_split(al->target)->recs[1], new2);
+    for (int i = 0; i < 200; i++)
+        seen[pick(NULL, 0, &r)]++;
+    assert_true(seen[0] > 0 && seen[1] > 0 && seen[2] == 0);
+    mc_reclaim_poll(&T.rc);
+    assert_int_equal(mc_table_check(&T.w), 0);
+    /* A target removed from the arena takes the weighted alias with it. */
+    assert_int_equal(mc_table_remove_version(&T.w, "m", "1.0.0"), 0);
+    assert_null(mc_table_lookup(T.w.t, T.a.hdr->hash_seed, "m#prod", 6));
+    mc_reclaim_poll(&T.rc);
+    assert_int_equal(T.rc.n, 0); /* the split went back with the rest */
+    assert_int_equal(mc_table_check(&T.w), 0);
+}
+
+static void test_weighted_alias_bad_input_changes_nothing(void **state)
+{
+    const char *vs[] = {"1.0.0", "2.0.0", "3.0.0", "1.0.0", "2.0.0"};
+    uint32_t ws[] = {20, 20, 20, 20, 20};
+    uint64_t gen;
+    uint64_t r = 3;
+
+    (void)state;
+    assert_int_equal(tw_publish(&T, "m", "1.0.0", 4096, 1), 0);
+    assert_int_equal(tw_publish(&T, "m", "2.0.0", 4096, 2), 0);
+    assert_int_equal(mc_table_set_alias(&T.w, "m", "prod", "1.0.0"), 0);
+    gen = T.a.hdr->generation;
+    assert_int_equal(mc_table_set_alias_split(&T.w, "m", "prod", vs, ws, 5), MC_EINVAL);
+    assert_non_null(strstr(mc_last_error(), "5 targets"));
+    assert_int_equal(split3("prod", 90, 20, 0), MC_EINVAL);
+    assert_non_null(strstr(mc_last_error(), "sum to 110"));
+    assert_int_equal(split3("prod", 100, 0, 0), MC_EINVAL);
+    assert_int_equal(split3("prod", 50, 30, 20), MC_ENOENT); /* no 3.0.0 */
+    assert_non_null(strstr(mc_last_error(), "3.0.0"));
+    ws[0] = 50;
+    ws[1] = 50;
+    assert_int_equal(mc_table_set_alias_split(&T.w, "m", "prod", (const char *[]){"2.0.0", "2.0.0"},
+                                              ws, 2),
+                     MC_EINVAL);
+    assert_non_null(strstr(mc_last_error(), "twice"));
+    assert_int_equal(T.a.hdr->generation, gen);
+    assert_int_equal(pick(NULL, 0, &r), 0);
+    assert_int_equal(mc_table_check(&T.w), 0);
+}
+
+/* A loader killed after moving a weighted alias's target record keeps the split mended. */
+static void test_rebuild_mends_weighted_alias(void **state)
+{
+    struct mc_rec_version *r1, *r2;
+    struct mc_rec_alias *al;
+    uint64_t r = 9;
+
+    (void)state;
+    assert_int_equal(tw_publish(&T, "m", "1.0.0", 8192, 1), 0);
+    assert_int_equal(tw_publish(&T, "m", "2.0.0", 8192, 2), 0);
+    assert_int_equal(split3("prod", 30, 70, 0), 0);
+    r1 = resolve("m", "1.0.0");
+    assert_int_equal(put("m", "1.0.0", MC_STATE_REGISTERED), 0);
+    r2 = resolve("m", "1.0.0");
+    al = (struct mc_rec_alias *)mc_table_lookup(T.w.t, T.a.hdr->hash_seed, "m#prod", 6);
+    mc_target_split(al->target)->recs[0] = (uintptr_t)r1; /* as the dead loader left it */
+    T.rc.n = 0;
+    assert_int_equal(mc_table_rebuild_allocators(&T.w, NULL, 0), 0);
+    al = (struct mc_rec_alias *)mc_table_lookup(T.w.t, T.a.hdr->hash_seed, "m#prod", 6);
+    assert_ptr_equal((void *)(uintptr_t)mc_target_split(al->target)->recs[0], r2);
+    assert_int_equal(mc_target_split(al->target)->weight[1], 70);
+    for (int i = 0; i < 100; i++)
+        assert_true(pick(NULL, 0, &r) <= 1);
+    mc_reclaim_poll(&T.rc);
+    assert_int_equal(mc_table_check(&T.w), 0);
+}
+
 static void test_exhaustion(void **state)
 {
     char name[32];
@@ -540,6 +722,14 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_rebuild_mends_stale_pointers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rebuild_drops_dangling_alias_and_empty_model, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_weighted_alias_splits_by_weight, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_keyed_pick_is_sticky_and_keeps_a_growing_target,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_weighted_alias_follows_replaced_and_removed_targets,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_weighted_alias_bad_input_changes_nothing, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_rebuild_mends_weighted_alias, setup, teardown),
         cmocka_unit_test_setup_teardown(test_exhaustion, setup, teardown),
     };
     MC_TEST_FILTER_FROM_ENV();
