@@ -355,6 +355,7 @@ static void op_status(struct daemon *d, struct mc_conn *c)
                           failures_json(d));
 
     json_object_set_new(j, "readers", readers_json(d));
+    json_object_set_new(j, "serving", stats_counters_json(d));
     reply_json(d, c, j);
 }
 
@@ -426,9 +427,9 @@ void daemon_request(void *ctx, struct mc_conn *c, const struct mc_request *rq)
     } else if (!strcmp(op->name, "compare")) {
         stats_op_compare(d, c, rq);
     } else if (!strcmp(op->name, "stats")) {
-        reply_json(d, c, json_pack("{s:o, s:o, s:o, s:o}", "daemon", daemon_json(d), "loads",
-                                   loads_json(d), "reclaim", reclaim_json(d), "heap",
-                                   heap_json()));
+        reply_json(d, c, json_pack("{s:o, s:o, s:o, s:o, s:o}", "daemon", daemon_json(d),
+                                   "loads", loads_json(d), "reclaim", reclaim_json(d), "heap",
+                                   heap_json(), "serving", stats_counters_json(d)));
     } else if (!strcmp(op->name, "load")) {
         op_load(d, c, rq);
     } else if (!strcmp(op->name, "evict")) {

@@ -461,3 +461,10 @@ void stats_op_compare(struct daemon *d, struct mc_conn *c, const struct mc_reque
     }
     reply(d, c, 0, json_pack("{s:s, s:[o, o]}", "name", rq->args[0], "versions", a, b));
 }
+
+json_t *stats_counters_json(struct daemon *d)
+{
+    return json_pack("{s:i, s:i, s:I}", "indices", (int)(MC_STATS_VERSIONS - 1), "tracked",
+                     (int)stats_indices_used(d), "untracked_total",
+                     (json_int_t)stats_untracked_total(d));
+}

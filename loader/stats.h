@@ -29,6 +29,7 @@
 #ifndef MCACHE_LOADER_STATS_H
 #define MCACHE_LOADER_STATS_H
 
+#include <jansson.h>
 #include <stdint.h>
 
 #include "index/stats.h"
@@ -98,6 +99,9 @@ int stats_version_index(struct daemon *d, const char *name, const char *version,
 /* How many indices are in use (1..63), and how many READY records went untracked. */
 unsigned stats_indices_used(const struct daemon *d);
 uint64_t stats_untracked_total(const struct daemon *d);
+
+/* {"indices","tracked","untracked_total"}: the `serving` member of `status` and `stats`. */
+json_t *stats_counters_json(struct daemon *d);
 
 /* ctl `stats NAME REF` and `compare NAME REF1 REF2` (docs/protocol.md). */
 void stats_op(struct daemon *d, struct mc_conn *c, const struct mc_request *rq);
