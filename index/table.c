@@ -137,6 +137,7 @@ static int rec_alloc(struct mc_writer *w, size_t fixed, size_t extra, uint16_t k
     r = mc_arena_ptr(w->arena, off);
     r->magic = MC_REC_MAGIC;
     r->kind = kind;
+    r->stats = 0; /* versions: set by the caller */
     r->key_len = (uint16_t)key_len;
     r->alloc_size = (uint32_t)size;
     r->key_off = (uint32_t)fixed;
@@ -529,6 +530,7 @@ int mc_table_put_version(struct mc_writer *w, const struct mc_version_desc *d,
     cold->format = d->format;
     v->data_size = d->data_size;
     r->state = d->state;
+    r->stats = d->stats;
     if (d->state == MC_STATE_READY) {
         v->data = (uint64_t)(uintptr_t)mc_arena_ptr(w->arena, d->data_off);
         cold->extent_off = d->extent_off;
@@ -729,6 +731,8 @@ void mc_table_free_record(void *writer, uint64_t rec_off)
     if (r->kind == MC_REC_VERSION) {
         struct mc_rec_vcold *c = mc_rec_cold((struct mc_rec_version *)r);
 
+        if (w->on_free)
+            w->on_free(w->on_free_ctx, (const struct mc_rec_version *)r);
         if (c->extent_off)
             mc_extent_free(w->arena, &w->arena->hdr->data_ext, c->extent_off, c->extent_size);
         if (c->tensors_off)

@@ -75,6 +75,10 @@ struct mc_writer {
     struct mc_reclaim *reclaim;
     struct mc_table *t;
     struct ck_malloc alloc;
+    /* Called by mc_table_free_record() for a version record about to be
+     * freed (no reader holds it): the loader frees its stats index. NULL: none. */
+    void (*on_free)(void *ctx, const struct mc_rec_version *v);
+    void *on_free_ctx;
 };
 
 /* What a version record says. */
@@ -91,6 +95,7 @@ struct mc_version_desc {
     uint64_t extent_size;
     uint64_t tensors_off; /* owned tensor table (0: none) */
     uint64_t tensors_size;
+    uint8_t stats;        /* stats index (index/stats.h) for rec->h.stats; 0: not tracked */
 };
 
 /* Create the table in a fresh arena (hdr->table_off set). */

@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "loader/log.h"
+#include "loader/stats.h"
 #include "common/err.h"
 
 /* ---- failures, waiters ---- */
@@ -72,6 +73,11 @@ int daemon_put_record(struct daemon *d, struct dver *v, uint32_t state)
     int rc;
 
     if (state == MC_STATE_READY) {
+        desc.stats = stats_index_take(d);
+        if (!desc.stats)
+            log_warn("%s@%s is resident but untracked: all %u serving statistics indices are "
+                     "in use by other resident versions; its mc_report() calls are not counted",
+                     v->name, v->version, MC_STATS_VERSIONS - 1);
         desc.data_off = v->extent_off;
         desc.extent_off = v->extent_off;
         desc.extent_size = v->extent_size;
@@ -81,6 +87,10 @@ int daemon_put_record(struct daemon *d, struct dver *v, uint32_t state)
     rc = mc_table_put_version(&d->own.w, &desc, &rec);
     if (rc == 0)
         v->rec_off = mc_arena_off(&d->own.a, rec);
+    if (rc == 0 && desc.stats)
+        stats_index_bind(d, desc.stats, v->rec_off);
+    else if (desc.stats)
+        stats_index_untake(d, desc.stats);
     return rc;
 }
 
@@ -154,6 +164,7 @@ void daemon_tick(struct daemon *d)
         if (n)
             d->last_stall_log_ns = now;
     }
+    stats_tick(d);
     daemon_schedule(d);
     /* Idle a second after start: now register the arena with io_uring. */
     if (!d->loading && !d->qhead && now - d->started_ns > 1000000000ull)

@@ -18,6 +18,7 @@
  *   daemon.c      failures, waiters, a version's arena record, the tick
  *   ops.c         the control requests
  *   notify.c      telling systemd (readiness, status, watchdog)
+ *   stats.c       serving statistics: stats indices, the workers' counts, windows
  */
 #ifndef MCACHE_LOADER_DAEMON_H
 #define MCACHE_LOADER_DAEMON_H
@@ -105,6 +106,7 @@ struct daemon {
     uint64_t last_tick_ns, last_stall_log_ns, last_holds_ns;
     char socket_path[256];
     uint8_t *populated; /* adopted arena: 2 MiB data units with page tables (load_queue.c) */
+    struct stats *stats; /* serving statistics (stats.c) */
 };
 
 /* Bring the daemon up: registry, arena (adopt or create), cold path, mirror, socket

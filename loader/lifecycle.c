@@ -29,6 +29,7 @@
 #include "index/proto.h"
 #include "loader/daemon.h"
 #include "loader/log.h"
+#include "loader/stats.h"
 #include "common/err.h"
 
 static void reg_warn(void *arg, const char *msg)
@@ -141,6 +142,9 @@ int daemon_start(struct daemon *d)
     rc = mc_own_arena(&d->own, &d->cfg, &d->access);
     if (rc)
         return rc;
+    rc = stats_init(d);
+    if (rc)
+        return rc;
     if (d->own.adopted) /* mapped without MAP_POPULATE: remember what gets populated */
         d->populated = calloc(d->own.a.hdr->data_size / (2u << 20) / 8 + 1, 1);
     rc = mc_io_init(&d->io, &d->own.a, &io, daemon_load_done);
@@ -191,6 +195,7 @@ void daemon_stop(struct daemon *d)
     mc_io_destroy(&d->io);
     if (d->own.a.hdr)
         mc_own_release(&d->own);
+    stats_destroy(d);
     mc_registry_close(d->reg);
     d->reg = NULL;
     for (size_t i = 0; i < d->htcap; i++)

@@ -16,6 +16,7 @@
 #include "common/err.h"
 #include "loader/daemon.h"
 #include "loader/log.h"
+#include "loader/stats.h"
 
 static void reply_json(struct daemon *d, struct mc_conn *c, json_t *j)
 {
@@ -354,6 +355,7 @@ static void op_status(struct daemon *d, struct mc_conn *c)
                           failures_json(d));
 
     json_object_set_new(j, "readers", readers_json(d));
+    json_object_set_new(j, "serving", stats_counters_json(d));
     reply_json(d, c, j);
 }
 
@@ -368,7 +370,8 @@ static const struct op ops[] = {
     {"ping", false, 0, 0, "ping"},
     {"status", false, 0, 0, "status"},
     {"readers", false, 0, 0, "readers"},
-    {"stats", false, 0, 0, "stats"},
+    {"stats", false, 0, 2, "stats [NAME REF]"},
+    {"compare", false, 3, 3, "compare NAME REF1 REF2"},
     {"load", false, 2, 3, "load NAME REF [TIMEOUT_MS]"},
     {"evict", true, 2, 2, "evict NAME REF"},
     {"pin", true, 2, 2, "pin NAME REF"},
@@ -388,8 +391,8 @@ void daemon_request(void *ctx, struct mc_conn *c, const struct mc_request *rq)
             op = &ops[i];
     if (!op) {
         snprintf(msg, sizeof(msg),
-                 "unknown operation \"%.40s\"; mcached knows ping, status, readers, stats, load, "
-                 "evict, pin, unpin, reload, shutdown",
+                 "unknown operation \"%.40s\"; mcached knows ping, status, readers, stats, compare, "
+                 "load, evict, pin, unpin, reload, shutdown",
                  rq->op);
         reply_err(d, c, MC_EINVAL, msg);
         return;
@@ -415,10 +418,18 @@ void daemon_request(void *ctx, struct mc_conn *c, const struct mc_request *rq)
         op_status(d, c);
     } else if (!strcmp(op->name, "readers")) {
         reply_json(d, c, json_pack("{s:o}", "readers", readers_json(d)));
+    } else if (!strcmp(op->name, "stats") && rq->nargs == 1) {
+        reply_err(d, c, MC_EINVAL,
+                  "stats takes no arguments (mcached's counters) or NAME REF (a version's "
+                  "serving statistics)");
+    } else if (!strcmp(op->name, "stats") && rq->nargs == 2) {
+        stats_op(d, c, rq);
+    } else if (!strcmp(op->name, "compare")) {
+        stats_op_compare(d, c, rq);
     } else if (!strcmp(op->name, "stats")) {
-        reply_json(d, c, json_pack("{s:o, s:o, s:o, s:o}", "daemon", daemon_json(d), "loads",
-                                   loads_json(d), "reclaim", reclaim_json(d), "heap",
-                                   heap_json()));
+        reply_json(d, c, json_pack("{s:o, s:o, s:o, s:o, s:o}", "daemon", daemon_json(d),
+                                   "loads", loads_json(d), "reclaim", reclaim_json(d), "heap",
+                                   heap_json(), "serving", stats_counters_json(d)));
     } else if (!strcmp(op->name, "load")) {
         op_load(d, c, rq);
     } else if (!strcmp(op->name, "evict")) {
