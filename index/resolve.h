@@ -151,10 +151,8 @@ mc_resolve_pick(uint64_t target, const void *key, size_t key_len, uint64_t *rng)
     if (key) {
         x = XXH3_64bits(key, key_len);
     } else {
-        x = (*rng += 0x9e3779b97f4a7c15ull);
-        x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-        x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-        x ^= x >> 31;
+        x = (*rng += 0x9e3779b97f4a7c15ull); /* a Weyl sequence, mixed once */
+        x = (x ^ (x >> 29)) * 0xbf58476d1ce4e5b9ull;
     }
     return mc_split_pick(sp, (uint32_t)(x >> 32));
 }
