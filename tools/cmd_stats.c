@@ -43,11 +43,14 @@ static json_t *pick_version(const json_t *v)
 
 /* ---- human output --------------------------------------------------------- */
 
-static const char *window_label(const json_t *w)
+static const char *window_label(const json_t *w, char *buf)
 {
     const char *s = jstr_or(w, "window", "?");
 
-    return !strcmp(s, "1m") ? "last 1 min" : !strcmp(s, "10m") ? "last 10 min" : "since loaded";
+    if (!strcmp(s, "1m") || !strcmp(s, "10m") || !strcmp(s, "loaded"))
+        return !strcmp(s, "1m") ? "last 1 min" : !strcmp(s, "10m") ? "last 10 min" : "since loaded";
+    snprintf(buf, FMT_LEN, "last %lld s", jint(w, "seconds"));
+    return buf;
 }
 
 /* A latency in ns as "850 ns", "12.3 us", "4.56 ms", "1.20 s"; "-" without requests. */
@@ -98,7 +101,7 @@ static const char *const head_compare[] = {"window", "version", "requests", "req
 
 static void print_stats(const struct cli *c, const json_t *v)
 {
-    char age[FMT_LEN];
+    char age[FMT_LEN], lab[FMT_LEN];
     struct table t;
     const json_t *w;
     size_t i;
@@ -109,7 +112,7 @@ static void print_stats(const struct cli *c, const json_t *v)
     table_init(&t, 0x3feu, head_stats);
     json_array_foreach(json_object_get(v, "windows"), i, w)
     {
-        add_row(&t, window_label(w), NULL, w);
+        add_row(&t, window_label(w, lab), NULL, w);
     }
     table_print(&t, stdout, 2);
     table_free(&t);
@@ -133,7 +136,7 @@ static void print_compare(const json_t *ans)
     const json_t *b = json_array_get(json_object_get(ans, "versions"), 1);
     const json_t *wa, *wb;
     const char *va = jstr_or(a, "version", "?"), *vb = jstr_or(b, "version", "?");
-    char lab[80];
+    char lab[FMT_LEN], wl[FMT_LEN];
     struct table t;
     size_t i;
 
@@ -144,7 +147,7 @@ static void print_compare(const json_t *ans)
     {
         char r[6][FMT_LEN];
         wb = json_array_get(json_object_get(b, "windows"), i);
-        add_row(&t, window_label(wa), va, wa);
+        add_row(&t, window_label(wa, wl), va, wa);
         add_row(&t, " ", vb, wb);
         snprintf(lab, sizeof(lab), "ratio");
         const char *row[] = {" ", lab, "-", ratio(wa, wb, "requests_per_s", r[0]), "-",
@@ -159,16 +162,26 @@ static void print_compare(const json_t *ans)
 
 /* ---- the commands --------------------------------------------------------- */
 
+static const struct opt_spec stats_opts[] = {
+    {"window", 0, OPT_VALUE, "SECONDS",
+     "also the last SECONDS, 1..600 (cut on the 10 s grid: may cover up to 10 s more)"},
+    {0},
+};
+
 static int run_stats(struct cli *c, struct args *a)
 {
-    const char *name, *ref;
-    char buf[1024];
+    const char *name, *ref, *win = args_value(a, "window");
+    char buf[1024], secs[24];
+    uint64_t s = 0;
     json_t *res;
     int rc = cli_split_ref(a->pos[0], buf, sizeof(buf), &name, &ref);
 
+    if (!rc && win && !(rc = cli_parse_uint("window", win, 600, &s)) && s == 0)
+        rc = mc_err(MC_EINVAL, "--window 0: a window must be 1 to 600 seconds");
     if (!rc) {
-        const char *args[2] = {name, ref ? ref : "latest"};
-        rc = cli_ctl_call(c, "stats", 2, args, CLI_CTL_TIMEOUT_MS, &res);
+        const char *args[3] = {name, ref ? ref : "latest", secs};
+        snprintf(secs, sizeof(secs), "%llu", (unsigned long long)s);
+        rc = cli_ctl_call(c, "stats", win ? 3 : 2, args, CLI_CTL_TIMEOUT_MS, &res);
     }
     if (rc)
         return cli_error(rc);
@@ -202,7 +215,7 @@ static int run_compare(struct cli *c, struct args *a)
 
 const struct cli_cmd cmd_stats = {
     .name = "stats",
-    .synopsis = "NAME[@REF]",
+    .synopsis = "NAME[@REF] [--window SECONDS]",
     .summary = "serving statistics workers reported for a version (needs mcached)",
     .help = "Shows what workers reported with mc_report() for the resident version REF\n"
             "resolves to (default: latest): requests, requests per second, errors and the\n"
@@ -216,7 +229,8 @@ const struct cli_cmd cmd_stats = {
             "\n"
             "Examples:\n"
             "  mcache stats resnet@production\n"
-            "  mcache stats resnet@2.0.0 --json",
+            "  mcache stats resnet@2.0.0 --window 30 --json",
+    .opts = stats_opts,
     .min_pos = 1,
     .max_pos = 1,
     .run = run_stats,

@@ -110,10 +110,14 @@ class Running(Base):
         self.near(w["p99_ns"], 990000)
         self.assertGreater(w["requests_per_s"], 0)
         self.assertEqual(self.window(j, "1m")["requests"], 2000)
+        j = self.json("stats", "m@1.0.0", "--window", "30")
+        self.assertEqual([w["window"] for w in j["windows"]], ["1m", "10m", "loaded", "30s"])
+        self.assertEqual(self.window(j, "30s")["requests"], 2000)  # loaded within it
         out = self.ok("stats", "m@1.0.0").out
         self.assertIn("m@1.0.0: serving statistics", out)
         self.assertRegex(out, r"since loaded +2000 +[0-9.]+ +100 +5\.00% +")
         self.assertIn("7.00", out)
+        self.assertIn("last 30 s", self.ok("stats", "m@1.0.0", "--window", "30").out)
 
     def test_compare_side_by_side(self):
         self.worker("m", "1.0.0", 1000, 10000, 10, 0)
@@ -146,6 +150,8 @@ class Running(Base):
         self.fails(EXIT_NOTFOUND, "compare", "m", "1.0.0", "2.0.0", match="m@2.0.0 is not resident")
         self.fails(EXIT_USAGE, "compare", "m", "1.0.0", match="more arguments")
         self.fails(EXIT_USAGE, "stats", "m@", match="")
+        self.fails(EXIT_USAGE, "stats", "m@1.0.0", "--window", "0", match="--window 0")
+        self.fails(EXIT_USAGE, "stats", "m@1.0.0", "--window", "601", match="601")
         # Nothing changed: 1.0.0 answers, from zero.
         self.assertEqual(self.window(self.json("stats", "m@1.0.0"), "loaded")["requests"], 0)
 
