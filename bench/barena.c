@@ -130,6 +130,16 @@ int barena_put_shared(struct barena *ba, const char *name, const char *version, 
     return put(ba, name, version, data_off, size, 0);
 }
 
+int barena_split(struct barena *ba, const char *name, const char *alias, const char *v1,
+                 uint32_t w1, const char *v2)
+{
+    const char *vs[] = {v1, v2};
+    uint32_t ws[] = {w1, 100 - w1};
+    int rc = mc_table_set_alias_split(&ba->w, name, alias, vs, ws, 2);
+
+    return rc ? mc_fail("setting a weighted alias", ba, rc) : 0;
+}
+
 int barena_alias(struct barena *ba, const char *name, const char *alias, const char *version)
 {
     int rc = mc_table_set_alias(&ba->w, name, alias, version);

@@ -56,6 +56,9 @@ int barena_alloc(struct barena *ba, uint64_t size, uint64_t *off);
 
 /* Point name#alias at name@version. */
 int barena_alias(struct barena *ba, const char *name, const char *alias, const char *version);
+/* alias -> v1 (w1 percent) and v2 (the rest): a weighted alias. */
+int barena_split(struct barena *ba, const char *name, const char *alias, const char *v1,
+                 uint32_t w1, const char *v2);
 
 /* Close the writable mapping; the arena stays for readers. */
 void barena_seal(struct barena *ba);
