@@ -370,7 +370,7 @@ static const struct op ops[] = {
     {"ping", false, 0, 0, "ping"},
     {"status", false, 0, 0, "status"},
     {"readers", false, 0, 0, "readers"},
-    {"stats", false, 0, 2, "stats [NAME REF]"},
+    {"stats", false, 0, 3, "stats [NAME REF [SECONDS]]"},
     {"compare", false, 3, 3, "compare NAME REF1 REF2"},
     {"load", false, 2, 3, "load NAME REF [TIMEOUT_MS]"},
     {"evict", true, 2, 2, "evict NAME REF"},
@@ -422,7 +422,7 @@ void daemon_request(void *ctx, struct mc_conn *c, const struct mc_request *rq)
         reply_err(d, c, MC_EINVAL,
                   "stats takes no arguments (mcached's counters) or NAME REF (a version's "
                   "serving statistics)");
-    } else if (!strcmp(op->name, "stats") && rq->nargs == 2) {
+    } else if (!strcmp(op->name, "stats") && rq->nargs >= 2) {
         stats_op(d, c, rq);
     } else if (!strcmp(op->name, "compare")) {
         stats_op_compare(d, c, rq);

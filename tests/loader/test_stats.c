@@ -124,8 +124,8 @@ static long long num(json_t *o, const char *key)
     return json_integer_value(v);
 }
 
-/* The daemon's `serving` counters: how many indices are in use. */
-static long long tracked_now(void)
+/* One of the daemon's `serving` counters ("tracked": indices in use, "snapshots"). */
+static long long serving(const char *key)
 {
     char *body = NULL;
     json_t *j;
@@ -135,9 +135,14 @@ static long long tracked_now(void)
     j = json_loads(body, 0, NULL);
     free(body);
     assert_non_null(j);
-    n = num(json_object_get(j, "serving"), "tracked");
+    n = num(json_object_get(j, "serving"), key);
     json_decref(j);
     return n;
+}
+
+static long long tracked_now(void)
+{
+    return serving("tracked");
 }
 
 /* Wait (at most 5 s) until `tracked` indices are in use. */
@@ -379,6 +384,58 @@ static void test_more_than_63_resident_versions_are_untracked(void **state)
 }
 
 /*
+ * A window is now minus a snapshot: after a round of snapshots, what is
+ * reported next is all a 1 s window holds once that snapshot is 1 s old
+ * (and before the next round, 10 s later); "since loaded" holds everything.
+ */
+static void test_window_counts_only_what_came_after_its_snapshot(void **state)
+{
+    uint64_t until;
+    long long snaps;
+    json_t *j = NULL, *w;
+    char *msg = NULL;
+
+    (void)state;
+    push("m", "1.0.0", 65536, 1);
+    daemon_start_args(NULL);
+    load("m", "1.0.0");
+    work("m", "1.0.0", 1, 100, 1000, 0, 0);
+    snaps = serving("snapshots");
+    until = mc_mono_ns() + 15000000000ull; /* a round every 10 s */
+    while (serving("snapshots") == snaps && mc_mono_ns() < until)
+        sleep_ms(50);
+    assert_true(serving("snapshots") > snaps);
+    work("m", "1.0.0", 1, 50, 1000, 0, 0);
+    until = mc_mono_ns() + 5000000000ull;
+    do {
+        json_decref(j);
+        assert_int_equal(ctl(&msg, "stats", 3, "m", "1.0.0", "1"), 0);
+        j = json_loads(msg, 0, NULL);
+        free(msg);
+        assert_non_null(j);
+        w = window(j, "1s");
+        if (json_real_value(json_object_get(w, "covered_s")) >= 1.0)
+            break;
+        sleep_ms(50);
+    } while (mc_mono_ns() < until);
+    assert_true(json_real_value(json_object_get(w, "covered_s")) >= 1.0);
+    assert_true(json_real_value(json_object_get(w, "covered_s")) < 10.0);
+    assert_int_equal(num(w, "seconds"), 1);
+    assert_int_equal(num(w, "requests"), 50);
+    assert_int_equal(num(window(j, "loaded"), "requests"), 150);
+    json_decref(j);
+    /* Out of range: refused, naming the value. */
+    assert_int_equal(ctl(&msg, "stats", 3, "m", "1.0.0", "601"), MC_EINVAL);
+    assert_non_null(strstr(msg, "\"601\""));
+    free(msg);
+    assert_int_equal(ctl(&msg, "stats", 3, "m", "1.0.0", "0"), MC_EINVAL);
+    free(msg);
+    assert_int_equal(ctl(&msg, "stats", 3, "m", "1.0.0", "x"), MC_EINVAL);
+    free(msg);
+    daemon_stop_clean();
+}
+
+/*
  * mcached killed with SIGKILL and started again adopts the arena: the
  * counts are still there under the same index, and a version loaded after
  * the restart gets an index no resident version has.
@@ -425,6 +482,7 @@ int main(void)
         DAEMON_TEST(test_index_reused_after_eviction_starts_from_zero),
         DAEMON_TEST(test_more_than_63_resident_versions_are_untracked),
         DAEMON_TEST(test_crash_of_mcached_keeps_indices_and_counts),
+        DAEMON_TEST(test_window_counts_only_what_came_after_its_snapshot),
     };
 
     MC_TEST_FILTER_FROM_ENV();
