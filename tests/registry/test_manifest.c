@@ -168,12 +168,26 @@ static void ok(int rc)
         fail_msg("%s", mc_last_error());
 }
 
-/* Records of every kind: push, alias, status, flags, meta, rm, gc. */
+/*
+ * Records of every kind: push, alias, status, flags, meta, rm, gc; and those
+ * of deployments (format 2): weighted alias moves with a reason, health,
+ * snap-create, snap-restore, snap-rm, deploy, deploy-update (with and
+ * without a move), alert.
+ */
 static void fill(struct store *s)
 {
     struct mc_reg_kv t[] = {{"env", "prod"}};
     struct mc_reg_meta meta = {.tags = t, .ntags = 1};
     struct mc_gc_opts gc = {.keep = 2, .name = "b"};
+    const char *argv[] = {"python3", "smoke.py", "--model=d"};
+    static const uint32_t steps[] = {10, 50, 100};
+    struct mc_reg_deploy d = {.name = "d", .version = "2.0.0", .alias = "prod",
+                              .strategy = MC_DEPLOY_CANARY, .steps = steps, .nsteps = 3,
+                              .interval_ms = 5000, .max_error_rate = 0.02, .max_p99_ratio = 1.5,
+                              .min_requests = 200, .health_argv = argv, .health_argc = 2,
+                              .health_timeout_ms = 1000};
+    struct mc_reg_weight w[2] = {{"1.0.0", 90}, {"2.0.0", 10}};
+    uint64_t id;
 
     push(s, "a", "1.0.0", 10);
     push(s, "a", "1.1.0", 20);
@@ -190,6 +204,25 @@ static void fill(struct store *s)
     ok(mc_registry_set_meta(s->r, "a", "1.1.0", &meta, NULL));
     ok(mc_registry_remove_version(s->r, "b", "3.0.0", false, NULL));
     ok(mc_registry_alias_set(s->r, "b", "canary", "2.0.0", NULL));
+    push(s, "d", "1.0.0", 4);
+    push(s, "d", "2.0.0", 5);
+    ok(mc_registry_alias_set(s->r, "d", "prod", "1.0.0", NULL));
+    ok(mc_registry_health_set(s->r, "d", argv, 3, 2500, NULL));
+    ok(mc_registry_snapshot_create(s->r, "s1", NULL));
+    ok(mc_registry_deploy_begin(s->r, &d, &id, NULL));
+    ok(mc_registry_deploy_update(s->r, id, 0, MC_DEPLOY_RUNNING, 7, "step 1 of 3: 10%", w, 2,
+                                 NULL));
+    ok(mc_registry_deploy_update(s->r, id, 0, MC_DEPLOY_PAUSED, 7, "paused", NULL, 0, NULL));
+    ok(mc_registry_alert_add(s->r, "rollback", "d", "2.0.0", "prod",
+                             "auto-rollback: error rate 4.1% > 2.0% over 1,210 requests", NULL));
+    ok(mc_registry_deploy_update(s->r, id, 0, MC_DEPLOY_ROLLED_BACK, 8, "auto-rollback",
+                                 &(struct mc_reg_weight){"1.0.0", 100}, 1, NULL));
+    w[0].weight = 50;
+    w[1].weight = 50;
+    ok(mc_registry_alias_set_weighted(s->r, "d", "prod", w, 2, "half", NULL));
+    ok(mc_registry_snapshot_restore(s->r, "s1", NULL));
+    ok(mc_registry_snapshot_create(s->r, "s2", NULL));
+    ok(mc_registry_snapshot_remove(s->r, "s1", NULL));
 }
 
 /* Offsets where the journal's lines start (and its end). */
@@ -233,6 +266,9 @@ static char *open_cut(const char *src, const char *scratch, size_t len, struct t
     return d;
 }
 
+/* fill()'s last records cut at every byte: those of deployments and a few before */
+#define TRUNCATED_RECORDS 20
+
 static void test_truncate_every_byte(void **state)
 {
     struct store s;
@@ -247,8 +283,8 @@ static void test_truncate_every_byte(void **state)
     snprintf(jpath, sizeof(jpath), "%s/journal", s.path);
     snprintf(scratch, sizeof(scratch), "%s/cut", s.dir);
     n = line_starts(jpath, &at);
-    /* the state after each of the last eight records, and before them */
-    first = n - 1 - 8;
+    /* the state after each of the last records (all of deployments' kinds), and before them */
+    first = n - 1 - TRUNCATED_RECORDS;
     expect = calloc(n, sizeof(*expect));
     for (size_t i = first; i < n; i++) {
         struct tu_warnings w;
@@ -287,7 +323,8 @@ static void test_truncate_every_byte(void **state)
         }
         free(d);
     }
-    printf("truncation: %d reopens across the last 8 records (%zu bytes)\n", opened,
+    printf("truncation: %d reopens across the last %d records (%zu bytes)\n", opened,
+           TRUNCATED_RECORDS,
            at[n - 1] - at[first]);
     for (size_t i = first; i < n; i++)
         free(expect[i]);
