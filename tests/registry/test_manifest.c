@@ -629,6 +629,63 @@ static void test_formats_and_gaps(void **state)
 }
 
 /*
+ * A store written in format 1 (before deployments) reads as it was, and the
+ * first change rewrites it in format 2 before appending.
+ */
+static void test_format1_store(void **state)
+{
+    struct store s;
+    struct tu_warnings w = {0};
+    struct mc_registry *r;
+    char p[512], *before, *after, *text, *line, *save = NULL;
+    json_t *lines[16];
+    size_t n = 0;
+
+    (void)state;
+    store_new(&s, scratch_base());
+    push(&s, "a", "1.0.0", 10);
+    push(&s, "a", "2.0.0", 20);
+    ok(mc_registry_alias_set(s.r, "a", "production", "1.0.0", NULL));
+    ok(mc_registry_alias_set(s.r, "a", "production", "2.0.0", NULL));
+    before = tu_dump(s.r);
+    mc_registry_close(s.r);
+    s.r = NULL;
+    /* the same journal, as format 1 wrote it */
+    snprintf(p, sizeof(p), "%s/journal", s.path);
+    text = tu_read(p, NULL);
+    for (line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+        json_t *j = json_loads(line, 0, NULL);
+
+        assert_non_null(j);
+        assert_true(n < 16);
+        json_object_del(j, "crc");
+        if (json_object_get(j, "mcache")) /* the header */
+            json_object_set_new(j, "format", json_integer(1));
+        lines[n++] = j;
+    }
+    free(text);
+    write_lines(p, lines, n);
+    ok(tu_open(s.path, 0, &w, &r));
+    after = tu_dump(r);
+    assert_string_equal(before, after);
+    free(after);
+    text = tu_read(p, NULL);
+    assert_non_null(strstr(text, "\"format\":1,"));
+    free(text);
+    /* the first change: rewritten in format 2, then appended */
+    ok(mc_registry_alias_set(r, "a", "production", "1.0.0", NULL));
+    text = tu_read(p, NULL);
+    assert_non_null(strstr(text, "\"format\":2,"));
+    assert_null(strstr(text, "\"format\":1,"));
+    free(text);
+    mc_registry_close(r);
+    assert_int_equal(tu_open(s.path, 0, &w, &s.r), 0);
+    assert_int_equal(w.count, 0);
+    free(before);
+    store_free(&s);
+}
+
+/*
  * A "gc" record that names a version twice is damage: refused on open, and
  * skipped whole by a repair (it used to remove the first and then fail on
  * the second, so a repair kept half of it).
@@ -1156,6 +1213,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_truncate_every_byte),
         cmocka_unit_test(test_flip_bytes),
         cmocka_unit_test(test_formats_and_gaps),
+        cmocka_unit_test(test_format1_store),
         cmocka_unit_test(test_gc_record_whole_or_nothing),
         cmocka_unit_test(test_torn_tail_readers),
         cmocka_unit_test(test_compaction),
