@@ -1401,6 +1401,36 @@ static void test_deploys(void **state)
     }
 }
 
+/* Every running or paused deployment is kept, and the newest 256 that ended. */
+static void test_deploys_bounded(void **state)
+{
+    struct fx *f = *state;
+    struct mc_reg_deploy spec = canary(NULL, 0);
+    uint64_t first_kept = 0, running, id;
+
+    push_ok(f, "m", "1.0.0");
+    push_ok(f, "m", "2.0.0");
+    assert_int_equal(mc_registry_alias_set(f->r, "m", "production", "1.0.0", NULL), 0);
+    spec.alias = "staging";
+    spec.strategy = MC_DEPLOY_DIRECT;
+    assert_int_equal(mc_registry_deploy_begin(f->r, &spec, &running, NULL), 0); /* stays */
+    spec = canary(NULL, 0);
+    for (int i = 0; i < 260; i++) {
+        assert_int_equal(mc_registry_deploy_begin(f->r, &spec, &id, NULL), 0);
+        assert_int_equal(mc_registry_deploy_update(f->r, id, 0, MC_DEPLOY_ABORTED, 1, "aborted",
+                                                   NULL, 0, NULL),
+                         0);
+        if (i == 4)
+            first_kept = id;
+    }
+    assert_int_equal(mc_registry_deploy_count(f->r), 257);
+    assert_int_equal(mc_registry_deploy_at(f->r, 0)->id, running);
+    assert_int_equal(mc_registry_deploy_at(f->r, 0)->state, MC_DEPLOY_RUNNING);
+    assert_int_equal(mc_registry_deploy_at(f->r, 1)->id, first_kept);
+    assert_int_equal(mc_registry_deploy_at(f->r, 256)->id, id);
+    survives_reopen(f);
+}
+
 static void test_alerts(void **state)
 {
     struct fx *f = *state;
@@ -1462,6 +1492,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_health, setup, teardown),
         cmocka_unit_test_setup_teardown(test_snapshots, setup, teardown),
         cmocka_unit_test_setup_teardown(test_deploys, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_deploys_bounded, setup, teardown),
         cmocka_unit_test_setup_teardown(test_alerts, setup, teardown),
     };
 
