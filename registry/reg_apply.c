@@ -99,7 +99,7 @@ int record_check_version(const struct reg_state *st, json_t *j)
 
 /* ---- applying records ------------------------------------------------- */
 
-static struct reg_model *rec_model(struct reg_state *st, struct rec *r, const char **name)
+struct reg_model *rec_model(struct reg_state *st, struct rec *r, const char **name)
 {
     struct reg_model *m;
 
@@ -309,12 +309,41 @@ static int alias_name_check(struct reg_state *st, const char *alias)
     return 0;
 }
 
+int alias_apply_move(struct reg_state *st, struct rec *r, struct reg_model *m, const char *alias,
+                     const char *from, const char *to, uint64_t t, uint64_t uid, uint64_t gen,
+                     bool rollback, const char *why)
+{
+    char cur[TSET_TEXT_MAX];
+    struct tset ts, now;
+    struct reg_alias *a;
+
+    if (alias_name_check(st, alias) != 0)
+        return r->err = MC_ECORRUPT; /* with the message the check set */
+    if (to && tset_parse(m, to, &ts, MC_ECORRUPT, "the target of an alias move", NULL, 0))
+        return r->err = MC_ECORRUPT;
+    if (to && ts.n == 0)
+        return rec_fail(r, MC_ECORRUPT, "alias \"%s\" of \"%s\" moves to an empty target", alias,
+                        m->name);
+    a = model_alias_get(m, alias, true);
+    if (a == NULL)
+        return rec_fail(r, MC_ENOMEM, "out of memory");
+    alias_tset(a, &now);
+    tset_format(&now, cur, sizeof(cur));
+    if ((a->ntg == 0) != (from == NULL) || (from && strcmp(cur, from)))
+        return rec_fail(r, MC_ECORRUPT,
+                        "alias \"%s\" of \"%s\" moves from \"%s\" but it points at "
+                        "\"%s\"",
+                        alias, m->name, from ? from : "(nothing)", a->ntg ? cur : "(nothing)");
+    if (alias_hist_add(a, from, to, t, uid, gen, rollback, why))
+        return rec_fail(r, MC_ENOMEM, "out of memory");
+    alias_set_targets(a, to ? &ts : NULL);
+    return model_sync_view(m) ? rec_fail(r, MC_ENOMEM, "out of memory") : 0;
+}
+
 static int apply_alias(struct reg_state *st, struct rec *r, uint64_t gen)
 {
-    const char *name, *alias, *to, *from;
+    const char *name, *alias, *to, *from, *why;
     struct reg_model *m = rec_model(st, r, &name);
-    struct reg_ver *target = NULL;
-    struct reg_alias *a;
     uint64_t t, uid;
     int rb = 0;
 
@@ -322,28 +351,10 @@ static int apply_alias(struct reg_state *st, struct rec *r, uint64_t gen)
         return r->err;
     if (rec_str(r, "alias", true, &alias) || rec_str(r, "to", false, &to) ||
         rec_str(r, "from", false, &from) || rec_uint(r, "t", true, INT64_MAX, &t) ||
-        rec_uint(r, "uid", true, UINT32_MAX, &uid) || rec_bool(r, "rollback", &rb))
+        rec_uint(r, "uid", true, UINT32_MAX, &uid) || rec_bool(r, "rollback", &rb) ||
+        rec_str(r, "why", false, &why))
         return r->err;
-    if (alias_name_check(st, alias) != 0)
-        return r->err = MC_ECORRUPT; /* with the message the check set */
-    if (to && (target = ver_exact(m, to)) == NULL)
-        return rec_fail(r, MC_ECORRUPT,
-                        "alias \"%s\" of \"%s\" moves to version \"%s\", which "
-                        "does not exist",
-                        alias, name, to);
-    a = model_alias_get(m, alias, true);
-    if (a == NULL)
-        return rec_fail(r, MC_ENOMEM, "out of memory");
-    if ((a->target == NULL) != (from == NULL) || (from && strcmp(a->target->v.version, from)))
-        return rec_fail(r, MC_ECORRUPT,
-                        "alias \"%s\" of \"%s\" moves from \"%s\" but it points at "
-                        "\"%s\"",
-                        alias, name, from ? from : "(nothing)",
-                        a->target ? a->target->v.version : "(nothing)");
-    if (alias_hist_add(a, from, to, t, uid, gen, rb))
-        return rec_fail(r, MC_ENOMEM, "out of memory");
-    a->target = target;
-    return model_sync_view(m) ? rec_fail(r, MC_ENOMEM, "out of memory") : 0;
+    return alias_apply_move(st, r, m, alias, from, to, t, uid, gen, rb, why);
 }
 
 /* A snapshot's alias entry: its target and whole history. */
@@ -365,27 +376,30 @@ static int apply_alias_entry(struct reg_state *st, struct rec *r)
     a = model_alias_get(m, alias, true);
     if (a == NULL)
         return rec_fail(r, MC_ENOMEM, "out of memory");
-    if (target && (a->target = ver_exact(m, target)) == NULL)
-        return rec_fail(r, MC_ECORRUPT,
-                        "alias \"%s\" of \"%s\" points at version \"%s\", which "
-                        "does not exist",
-                        alias, name, target);
+    if (target) {
+        struct tset ts;
+
+        if (tset_parse(m, target, &ts, MC_ECORRUPT, "the target of an alias", NULL, 0))
+            return r->err = MC_ECORRUPT;
+        alias_set_targets(a, &ts);
+    }
     hist = mc_jval_get(r->j, "history");
     if (hist == NULL || hist->type != MC_JARR)
         return rec_fail(r, MC_ECORRUPT, "alias \"%s\" of \"%s\" has no history", alias, name);
     for (uint32_t i = 0; i < hist->n; i++) {
         const struct mc_jval *h = &hist->u.a[i];
         struct rec rh = {.j = h, .op = "alias history"};
-        const char *from, *to;
+        const char *from, *to, *why;
         uint64_t t, uid, g;
         int rb = 0;
 
         if (h->type != MC_JOBJ || rec_str(&rh, "from", false, &from) ||
             rec_str(&rh, "to", false, &to) || rec_uint(&rh, "t", true, INT64_MAX, &t) ||
             rec_uint(&rh, "uid", true, UINT32_MAX, &uid) ||
-            rec_uint(&rh, "g", true, INT64_MAX, &g) || rec_bool(&rh, "rollback", &rb))
+            rec_uint(&rh, "g", true, INT64_MAX, &g) || rec_bool(&rh, "rollback", &rb) ||
+            rec_str(&rh, "why", false, &why))
             return r->err = rh.err ? rh.err : rec_fail(r, MC_ECORRUPT, "bad alias history");
-        if (alias_hist_add(a, from, to, t, uid, g, rb))
+        if (alias_hist_add(a, from, to, t, uid, g, rb, why))
             return rec_fail(r, MC_ENOMEM, "out of memory");
     }
     return model_sync_view(m) ? rec_fail(r, MC_ENOMEM, "out of memory") : 0;
@@ -493,6 +507,8 @@ int state_apply(void *arg, const struct mc_jval *j, bool snapshot, uint64_t gen)
         rc = apply_version(st, &r, gen);
     else if (snapshot && !strcmp(r.op, "alias"))
         rc = apply_alias_entry(st, &r);
+    else if ((rc = apply_deploy_record(st, &r, snapshot, gen)) != 1)
+        ; /* health, snapshots, deployments, alerts */
     else if (snapshot)
         rc =
             rec_fail(&r, MC_ECORRUPT, "the snapshot holds an entry \"%s\", which is unknown", r.op);

@@ -12,6 +12,10 @@
  *               snapshot entry, and whether it fits the state
  *   reg_ops.c   the mutations: push commit, aliases, status, removal,
  *               retention, compaction, check and repair
+ *   reg_targets.c target sets (weighted aliases) and their canonical text
+ *   reg_deploy_apply.c the records of deployments: health checks, alias
+ *               snapshots, deployments, alerts (their meaning and entries)
+ *   reg_deploy.c their mutations, and weighted alias moves
  *   search.c    search
  * and, behind the seam (backend.h) the rules never look past:
  *   journal.c   the metadata backend: the store directory, its lock, when to
@@ -52,12 +56,46 @@ struct reg_ver {
     bool listed; /* transient: already named by the "gc" record being checked */
 };
 
+/* A set of 1..MC_ALIAS_TARGETS_MAX versions with weights, ascending precedence. */
+struct tset {
+    struct reg_ver *v[MC_ALIAS_TARGETS_MAX];
+    uint32_t w[MC_ALIAS_TARGETS_MAX];
+    size_t n; /* 0: none (a removed alias) */
+};
+
+/* Room for the canonical text of a target set: 4 x (version, '=', weight, ' '). */
+#define TSET_TEXT_MAX (MC_ALIAS_TARGETS_MAX * (256 + 5) + 1)
+
 struct reg_alias {
     char *alias;
-    struct reg_ver *target;   /* NULL: removed */
-    struct mc_reg_move *hist; /* strings owned (from/to) */
+    struct reg_ver *target; /* NULL: removed; else the heaviest target (first on ties) */
+    struct mc_reg_target tg[MC_ALIAS_TARGETS_MAX]; /* the targets, ascending precedence */
+    size_t ntg;                                    /* 0: removed */
+    struct mc_reg_move *hist;                      /* strings owned (from/to/why) */
     size_t nhist, caphist;
 };
+
+/* The model's health check, owned. */
+struct reg_health {
+    struct mc_reg_health pub;
+    char **argv;
+};
+
+/* A named snapshot of every alias, owned. */
+struct reg_snap {
+    struct mc_reg_snapshot pub;
+    char *name;
+    struct mc_reg_snap_entry *e; /* strings owned */
+    size_t n;
+};
+
+/* A deployment: the public view, its strings, steps and argv owned. */
+struct reg_deploy {
+    struct mc_reg_deploy pub;
+};
+
+/* Kept: every running or paused deployment and the newest ended ones. */
+#define REG_DEPLOYS_ENDED_KEPT 256
 
 struct reg_model {
     struct mc_reg_model pub; /* views refreshed by model_sync_view() */
@@ -67,6 +105,7 @@ struct reg_model {
     struct mc_reg_alias *views; /* public alias views */
     struct reg_alias *aliases;  /* sorted by name */
     size_t naliases, capaliases;
+    struct reg_health *health; /* NULL: none */
 };
 
 struct reg_state {
@@ -81,6 +120,12 @@ struct reg_state {
     void *report_arg;
     size_t skipped;
     char alias_ok[72]; /* the last alias name that passed mc_alias_check() */
+    struct reg_snap *snaps; /* sorted by name */
+    size_t nsnaps, capsnaps;
+    struct reg_deploy *deploys; /* oldest first */
+    size_t ndeploys, capdeploys;
+    struct mc_reg_alert alerts[MC_REG_ALERTS_MAX]; /* a ring, strings owned */
+    size_t alert_head, nalerts;                    /* oldest at alert_head */
 };
 
 /* The handle: the rules' state, and the two backends that keep it (backend.h). */
@@ -120,13 +165,40 @@ struct reg_alias *model_alias(const struct reg_model *m, const char *alias);
 /* The alias, created (empty, in name order) if create; NULL if absent or out of memory. */
 struct reg_alias *model_alias_get(struct reg_model *m, const char *alias, bool create);
 int alias_hist_add(struct reg_alias *a, const char *from, const char *to, uint64_t t, uint64_t uid,
-                   uint64_t gen, bool rollback);
+                   uint64_t gen, bool rollback, const char *why);
+/* Point a at the set t (NULL or empty: removed); refreshes target. */
+void alias_set_targets(struct reg_alias *a, const struct tset *t);
+/* a's targets as a set. */
+void alias_tset(const struct reg_alias *a, struct tset *t);
+/* Whether any alias of m has v among its targets; the first such alias, or NULL. */
+const struct reg_alias *model_alias_holding(const struct reg_model *m,
+                                            const struct mc_reg_version *v);
+void health_free(struct reg_health *h);
+void snap_fini(struct reg_snap *s);
+void deploy_fini(struct reg_deploy *d);
+void alert_fini(struct mc_reg_alert *a);
 /* Refresh m's public views after its versions or aliases changed (MC_ENOMEM). */
 int model_sync_view(struct reg_model *m);
 int model_remove_version(struct reg_state *st, struct reg_model *m, struct reg_ver *rv, uint64_t t,
                          uint64_t uid, uint64_t gen);
-const struct mc_reg_version *alias_rollback_target(const struct reg_model *m,
-                                                   const struct reg_alias *a, const char **to);
+/* The target text a rollback of a goes back to (its history's), or NULL: none. */
+const char *alias_rollback_text(const struct reg_alias *a);
+
+/* reg_targets.c: target sets and their canonical text */
+/* Sort t by ascending precedence. */
+void tset_sort(struct tset *t);
+/* The canonical text of t into buf (cap >= TSET_TEXT_MAX): "" for none. */
+void tset_format(const struct tset *t, char *buf, size_t cap);
+bool tset_equal(const struct tset *a, const struct tset *b);
+/*
+ * Read canonical text into t against m: every version must exist exactly,
+ * weights 1..100 summing to 100, distinct, canonical order. code is the
+ * error (MC_ECORRUPT for records); what names the text in messages. An
+ * empty text is none. On a version that does not exist, *missing (may be
+ * NULL) points at a copy of its name in miss[cap].
+ */
+int tset_parse(const struct reg_model *m, const char *text, struct tset *t, int code,
+               const char *what, char *missing, size_t cap);
 
 /* reg_record.c: records <-> values */
 /* One record being applied: its fields and where to say what went wrong. */
@@ -180,6 +252,54 @@ int state_apply_json(struct reg_state *st, json_t *rec, bool snapshot, uint64_t 
  * only what needs no state. */
 int record_check_version(const struct reg_state *st, json_t *rec);
 int record_check_change(struct reg_state *st, json_t *rec);
+
+/* The model a record names by "name", or NULL with r->err set (MC_ECORRUPT: none). */
+struct reg_model *rec_model(struct reg_state *st, struct rec *r, const char **name);
+
+/* reg_deploy_apply.c: the records of deployments (health, snapshots, deploys, alerts) */
+#define HEALTH_TIMEOUT_MAX_MS  3600000u                  /* 1 hour */
+#define DEPLOY_INTERVAL_MAX_MS (30ull * 86400ull * 1000) /* 30 days */
+#define ALERT_MESSAGE_MAX      4096
+int deploy_state_parse(const char *s, enum mc_deploy_state *out); /* 0 or -1 */
+bool deploy_ended(enum mc_deploy_state s);
+/* The API's checks, as messages with code (MC_EINVAL, or MC_ECORRUPT for records). */
+int alert_kind_check(const char *kind, int code);
+int snap_name_check(const char *s, int code);
+int health_check_args(const char *what, const char *const *argv, size_t argc, uint32_t timeout_ms,
+                      int code);
+int deploy_spec_check(const struct mc_reg_deploy *s, int code);
+/* The snapshot named name (*at: where it is or would go), or NULL. */
+struct reg_snap *snap_find(const struct reg_state *st, const char *name, size_t *at);
+struct reg_deploy *deploy_find(const struct reg_state *st, uint64_t id);
+/* The running or paused deployment to name's alias, or NULL. */
+const struct reg_deploy *deploy_active(const struct reg_state *st, const char *name,
+                                       const char *alias);
+/* Apply one of them; 1 if op is none of them (nothing done). */
+int apply_deploy_record(struct reg_state *st, struct rec *r, bool snapshot, uint64_t gen);
+/* Snapshot entries of the store-level state (after every model's). */
+int state_emit_deploys(struct reg_state *st, mc_reg_put_fn put, void *ctx);
+/* A model's health entry, or NULL (out of memory) - only if it has one. */
+json_t *health_entry(const struct reg_model *m);
+/* Apply an alias move: from must be a's current text; to the new text. */
+int alias_apply_move(struct reg_state *st, struct rec *r, struct reg_model *m, const char *alias,
+                     const char *from, const char *to, uint64_t t, uint64_t uid, uint64_t gen,
+                     bool rollback, const char *why);
+
+/* reg_ops.c: what the mutations of aliases share */
+#define WHY_MAX 1024
+int why_check(const char *why); /* MC_EINVAL if too long */
+int need_ready(const struct mc_reg_version *v, const char *alias);
+/* Check the names, lock, find the model and the alias (*a NULL if it never existed). */
+int alias_begin(struct mc_registry *r, const char *name, const char *alias, struct reg_model **m,
+                struct reg_alias **a);
+/* a's canonical text ("" if a is NULL or removed). */
+void alias_text(const struct reg_alias *a, char *buf, size_t cap);
+/* Resolve 1..4 refs with weights into a set of distinct READY versions (MC_EINVAL ...). */
+int targets_resolve(struct mc_registry *r, const char *name, const char *alias,
+                    const struct mc_reg_weight *t, size_t n, struct tset *out);
+/* Commit one "alias" record. */
+int alias_move(struct mc_registry *r, struct reg_model *m, const char *alias, const char *from,
+               const char *to, bool rollback, const char *why, uint64_t *gen);
 
 /* registry.c */
 /* Open dir's backends (backend: a metadata backend's name, NULL the default), read nothing. */

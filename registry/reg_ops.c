@@ -212,17 +212,20 @@ int mc_registry_set_flags(struct mc_registry *r, const char *name, const char *v
 
 /* ---- aliases ---------------------------------------------------------- */
 
-static int alias_move(struct mc_registry *r, struct reg_model *m, const char *alias,
-                      const char *from, const char *to, bool rollback, uint64_t *gen)
+int alias_move(struct mc_registry *r, struct reg_model *m, const char *alias, const char *from,
+               const char *to, bool rollback, const char *why, uint64_t *gen)
 {
     json_t *rec = version_record(r->uid, "alias", m->name, NULL);
 
     if (rec == NULL || json_object_set_new(rec, "alias", json_string(alias)) ||
         json_object_set_new(rec, "from", from ? json_string(from) : json_null()) ||
         json_object_set_new(rec, "to", to ? json_string(to) : json_null()) ||
-        (rollback && json_object_set_new(rec, "rollback", json_true()))) {
+        (rollback && json_object_set_new(rec, "rollback", json_true())) ||
+        (why && json_object_set_new(rec, "why", json_string(why)))) {
         json_decref(rec);
-        return oom();
+        return why ? mc_err(MC_EINVAL, "the reason for moving alias \"%s\" is not UTF-8 text",
+                            alias)
+                   : oom();
     }
     {
         int rc = reg_commit(r, rec, gen);
@@ -232,7 +235,7 @@ static int alias_move(struct mc_registry *r, struct reg_model *m, const char *al
     }
 }
 
-static int need_ready(const struct mc_reg_version *v, const char *alias)
+int need_ready(const struct mc_reg_version *v, const char *alias)
 {
     if (v->status == MC_STATUS_READY)
         return 0;
@@ -242,12 +245,16 @@ static int need_ready(const struct mc_reg_version *v, const char *alias)
                   v->version, v->name, mc_reg_status_name(v->status), alias);
 }
 
-/*
- * Begin a write on an alias of a model: check the names, lock, find the
- * model and the alias (*a NULL if it never existed).
- */
-static int alias_begin(struct mc_registry *r, const char *name, const char *alias,
-                       struct reg_model **m, struct reg_alias **a)
+int why_check(const char *why)
+{
+    if (why && strlen(why) > WHY_MAX)
+        return mc_err(MC_EINVAL, "the reason given is %zu bytes; at most %d", strlen(why),
+                      WHY_MAX);
+    return 0;
+}
+
+int alias_begin(struct mc_registry *r, const char *name, const char *alias, struct reg_model **m,
+                struct reg_alias **a)
 {
     int rc;
 
@@ -265,55 +272,128 @@ static int alias_begin(struct mc_registry *r, const char *name, const char *alia
     return 0;
 }
 
-int mc_registry_alias_set(struct mc_registry *r, const char *name, const char *alias,
-                          const char *ref, uint64_t *gen)
+void alias_text(const struct reg_alias *a, char *buf, size_t cap)
 {
-    const struct mc_reg_version *v;
+    struct tset t = {.n = 0};
+
+    if (a)
+        alias_tset(a, &t);
+    tset_format(&t, buf, cap);
+}
+
+int targets_resolve(struct mc_registry *r, const char *name, const char *alias,
+                    const struct mc_reg_weight *t, size_t n, struct tset *out)
+{
+    uint32_t sum = 0;
+
+    out->n = 0;
+    if (n == 0 || t == NULL)
+        return mc_err(MC_EINVAL, "no target given for alias \"%s\" of \"%s\"", alias, name);
+    if (n > MC_ALIAS_TARGETS_MAX)
+        return mc_err(MC_EINVAL,
+                      "%zu targets given for alias \"%s\" of \"%s\"; an alias points at 1 to %d "
+                      "versions",
+                      n, alias, name, MC_ALIAS_TARGETS_MAX);
+    for (size_t i = 0; i < n; i++) {
+        uint32_t w = n == 1 && t[i].weight == 0 ? 100 : t[i].weight;
+
+        if (w < 1 || w > 100)
+            return mc_err(MC_EINVAL,
+                          "the weight %u of target \"%s\" is not a whole number from 1 to 100",
+                          t[i].weight, t[i].ref ? t[i].ref : "");
+        sum += w;
+    }
+    if (sum != 100)
+        return mc_err(MC_EINVAL,
+                      "the weights of the %zu targets of alias \"%s\" sum to %u; they must sum "
+                      "to 100",
+                      n, alias, sum);
+    for (size_t i = 0; i < n; i++) {
+        const struct mc_reg_version *v;
+        int rc = mc_registry_resolve(r, name, t[i].ref, &v);
+
+        if (rc == 0)
+            rc = need_ready(v, alias);
+        if (rc)
+            return rc;
+        for (size_t k = 0; k < i; k++)
+            if (out->v[k] == ver_of(v))
+                return mc_err(MC_EINVAL,
+                              "targets \"%s\" and \"%s\" of alias \"%s\" are both %s@%s; "
+                              "name each version once",
+                              t[k].ref, t[i].ref, alias, name, v->version);
+        out->v[i] = ver_of(v);
+        out->w[i] = n == 1 ? 100 : t[i].weight;
+        out->n = i + 1;
+    }
+    tset_sort(out);
+    return 0;
+}
+
+int mc_registry_alias_set_weighted(struct mc_registry *r, const char *name, const char *alias,
+                                   const struct mc_reg_weight *t, size_t n, const char *why,
+                                   uint64_t *gen)
+{
+    char from[TSET_TEXT_MAX], to[TSET_TEXT_MAX];
     struct reg_model *m;
     struct reg_alias *a;
-    int rc = alias_begin(r, name, alias, &m, &a);
+    struct tset ts;
+    int rc = why_check(why);
 
+    if (rc == 0)
+        rc = alias_begin(r, name, alias, &m, &a);
     if (rc)
         return rc;
-    rc = mc_registry_resolve(r, name, ref, &v);
-    if (rc == 0)
-        rc = need_ready(v, alias);
+    rc = targets_resolve(r, name, alias, t, n, &ts);
     if (rc == 0) {
-        if (a && a->target == ver_of(v)) {
+        alias_text(a, from, sizeof(from));
+        tset_format(&ts, to, sizeof(to));
+        if (strcmp(from, to) == 0) {
             if (gen)
                 *gen = mc_registry_generation(r); /* already there: nothing to record */
         } else {
-            rc = alias_move(r, m, alias, a && a->target ? a->target->v.version : NULL, v->version,
-                            false, gen);
+            rc = alias_move(r, m, alias, from[0] ? from : NULL, to, false, why, gen);
         }
     }
     return reg_write_end(r, rc);
 }
 
+int mc_registry_alias_set(struct mc_registry *r, const char *name, const char *alias,
+                          const char *ref, uint64_t *gen)
+{
+    const struct mc_reg_weight w = {ref, 100};
+
+    return mc_registry_alias_set_weighted(r, name, alias, &w, 1, NULL, gen);
+}
+
 int mc_registry_alias_remove(struct mc_registry *r, const char *name, const char *alias,
                              uint64_t *gen)
 {
+    char from[TSET_TEXT_MAX];
     struct reg_model *m;
     struct reg_alias *a;
     int rc = alias_begin(r, name, alias, &m, &a);
 
     if (rc)
         return rc;
-    if (a == NULL || a->target == NULL)
+    if (a == NULL || a->ntg == 0) {
         rc = mc_err(MC_ENOENT, "model \"%s\" has no alias \"%s\"%s", name, alias,
                     a ? " (it was already removed)" : "");
-    else
-        rc = alias_move(r, m, alias, a->target->v.version, NULL, false, gen);
+    } else {
+        alias_text(a, from, sizeof(from));
+        rc = alias_move(r, m, alias, from, NULL, false, NULL, gen);
+    }
     return reg_write_end(r, rc);
 }
 
 int mc_registry_alias_rollback(struct mc_registry *r, const char *name, const char *alias,
                                uint64_t *gen)
 {
-    const struct mc_reg_version *v;
+    char from[TSET_TEXT_MAX], missing[300];
     const char *to;
     struct reg_model *m;
     struct reg_alias *a;
+    struct tset ts;
     int rc = alias_begin(r, name, alias, &m, &a);
 
     if (rc)
@@ -322,22 +402,23 @@ int mc_registry_alias_rollback(struct mc_registry *r, const char *name, const ch
         rc = mc_err(MC_ENOENT, "model \"%s\" has no alias \"%s\"", name, alias);
         return reg_write_end(r, rc);
     }
-    v = alias_rollback_target(m, a, &to);
+    to = alias_rollback_text(a);
     if (to == NULL)
         rc = mc_err(MC_EBUSY,
                     "alias \"%s\" of \"%s\" has no earlier target to roll back to; "
                     "set it explicitly",
                     alias, name);
-    else if (v == NULL)
+    else if (tset_parse(m, to, &ts, MC_EINVAL, "the earlier target", missing, sizeof(missing)))
         rc = mc_err(MC_ENOENT,
                     "alias \"%s\" of \"%s\" pointed at %s before, which has been "
                     "removed; set it explicitly",
-                    alias, name, to);
-    else
-        rc = need_ready(v, alias);
-    if (rc == 0)
-        rc =
-            alias_move(r, m, alias, a->target ? a->target->v.version : NULL, v->version, true, gen);
+                    alias, name, missing[0] ? missing : to);
+    for (size_t i = 0; rc == 0 && i < ts.n; i++)
+        rc = need_ready(&ts.v[i]->v, alias);
+    if (rc == 0) {
+        alias_text(a, from, sizeof(from));
+        rc = alias_move(r, m, alias, from[0] ? from : NULL, to, true, NULL, gen);
+    }
     return reg_write_end(r, rc);
 }
 
@@ -346,12 +427,13 @@ int mc_registry_alias_rollback(struct mc_registry *r, const char *name, const ch
 /* Why v cannot go without force, or 0. */
 static int held(const struct reg_model *m, const struct mc_reg_version *v)
 {
-    for (size_t i = 0; i < m->naliases; i++)
-        if (m->aliases[i].target && &m->aliases[i].target->v == v)
-            return mc_err(MC_EBUSY,
-                          "%s@%s is the target of alias \"%s\"; move the alias first, "
-                          "or force the removal (which removes the alias too)",
-                          v->name, v->version, m->aliases[i].alias);
+    const struct reg_alias *a = model_alias_holding(m, v);
+
+    if (a)
+        return mc_err(MC_EBUSY,
+                      "%s@%s is the target of alias \"%s\"; move the alias first, "
+                      "or force the removal (which removes the alias too)",
+                      v->name, v->version, a->alias);
     if (v->pinned)
         return mc_err(MC_EBUSY, "%s@%s is pinned; unpin it first, or force the removal", v->name,
                       v->version);
@@ -438,10 +520,7 @@ static int newest_first(const void *a, const void *b)
 
 static bool aliased(const struct reg_model *m, const struct mc_reg_version *v)
 {
-    for (size_t i = 0; i < m->naliases; i++)
-        if (m->aliases[i].target && &m->aliases[i].target->v == v)
-            return true;
-    return false;
+    return model_alias_holding(m, v) != NULL;
 }
 
 /* Append to *out the versions of m that retention lets go. */

@@ -671,14 +671,17 @@ int meta_to_json(const struct mc_reg_meta *meta, json_t *obj, bool patch)
 static json_t *alias_entry(const struct reg_model *m, const struct reg_alias *a)
 {
     json_t *o = json_object(), *hist = json_array();
+    char text[TSET_TEXT_MAX];
+    struct tset ts;
 
+    alias_tset(a, &ts);
+    tset_format(&ts, text, sizeof(text));
     if (o == NULL || hist == NULL)
         goto fail;
     if (json_object_set_new(o, "op", json_string("alias")) ||
         json_object_set_new(o, "name", json_string(m->name)) ||
         json_object_set_new(o, "alias", json_string(a->alias)) ||
-        json_object_set_new(o, "target",
-                            a->target ? json_string(a->target->v.version) : json_null()))
+        json_object_set_new(o, "target", a->ntg ? json_string(text) : json_null()))
         goto fail;
     for (size_t i = 0; i < a->nhist; i++) {
         const struct mc_reg_move *mv = &a->hist[i];
@@ -687,7 +690,8 @@ static json_t *alias_entry(const struct reg_model *m, const struct reg_alias *a)
             "to", mv->to ? json_string(mv->to) : json_null(), "t", (json_int_t)mv->at_ns, "uid",
             (json_int_t)mv->uid, "g", (json_int_t)mv->generation, "rollback", mv->rollback);
 
-        if (h == NULL || json_array_append_new(hist, h))
+        if (h == NULL || (mv->why && json_object_set_new(h, "why", json_string(mv->why))) ||
+            json_array_append_new(hist, h))
             goto fail;
     }
     json_object_set_new(o, "history", hist);
@@ -723,6 +727,8 @@ int state_emit(void *arg, mc_reg_put_fn put, void *ctx)
         for (size_t k = 0; k < m->naliases; k++)
             if ((rc = put(ctx, alias_entry(m, &m->aliases[k]))))
                 return rc;
+        if (m->health && (rc = put(ctx, health_entry(m))))
+            return rc;
     }
-    return 0;
+    return state_emit_deploys(st, put, ctx);
 }

@@ -53,9 +53,58 @@ static void alias_fini(struct reg_alias *a)
     for (size_t i = 0; i < a->nhist; i++) {
         free((char *)a->hist[i].from);
         free((char *)a->hist[i].to);
+        free((char *)a->hist[i].why);
     }
     free(a->hist);
     free(a->alias);
+}
+
+void health_free(struct reg_health *h)
+{
+    if (h == NULL)
+        return;
+    for (size_t i = 0; i < h->pub.argc; i++)
+        free(h->argv[i]);
+    free(h->argv);
+    free(h);
+}
+
+void snap_fini(struct reg_snap *s)
+{
+    for (size_t i = 0; i < s->n; i++) {
+        free((char *)s->e[i].model);
+        free((char *)s->e[i].alias);
+        free((char *)s->e[i].targets);
+    }
+    free(s->e);
+    free(s->name);
+    memset(s, 0, sizeof(*s));
+}
+
+void deploy_fini(struct reg_deploy *d)
+{
+    struct mc_reg_deploy *p = &d->pub;
+
+    free((char *)p->name);
+    free((char *)p->version);
+    free((char *)p->alias);
+    free((char *)p->from);
+    free((char *)p->reason);
+    free((void *)p->steps);
+    for (size_t i = 0; i < p->health_argc; i++)
+        free((char *)p->health_argv[i]);
+    free((void *)p->health_argv);
+    memset(d, 0, sizeof(*d));
+}
+
+void alert_fini(struct mc_reg_alert *a)
+{
+    free((char *)a->kind);
+    free((char *)a->model);
+    free((char *)a->version);
+    free((char *)a->alias);
+    free((char *)a->message);
+    memset(a, 0, sizeof(*a));
 }
 
 static void model_free(struct reg_model *m)
@@ -70,6 +119,7 @@ static void model_free(struct reg_model *m)
     free(m->aliases);
     free(m->views);
     free(m->name);
+    health_free(m->health);
     free(m);
 }
 
@@ -81,6 +131,14 @@ void state_free(struct reg_state *st)
         model_free(st->slots[i]);
     free(st->slots);
     free(st->sorted);
+    for (size_t i = 0; i < st->nsnaps; i++)
+        snap_fini(&st->snaps[i]);
+    free(st->snaps);
+    for (size_t i = 0; i < st->ndeploys; i++)
+        deploy_fini(&st->deploys[i]);
+    free(st->deploys);
+    for (size_t i = 0; i < MC_REG_ALERTS_MAX; i++)
+        alert_fini(&st->alerts[i]);
     free(st);
 }
 
@@ -270,6 +328,8 @@ int model_sync_view(struct reg_model *m)
             v[i].target = m->aliases[i].target ? &m->aliases[i].target->v : NULL;
             v[i].history = m->aliases[i].hist;
             v[i].nhistory = m->aliases[i].nhist;
+            v[i].targets = m->aliases[i].ntg ? m->aliases[i].tg : NULL;
+            v[i].ntargets = m->aliases[i].ntg;
         }
         m->views = v;
     }
@@ -278,6 +338,7 @@ int model_sync_view(struct reg_model *m)
     m->pub.nversions = m->nvers;
     m->pub.aliases = m->views;
     m->pub.naliases = m->naliases;
+    m->pub.health = m->health ? &m->health->pub : NULL;
     return 0;
 }
 
@@ -293,7 +354,7 @@ bool state_holds(void *arg, const char *name, const char *version)
 /* ---- changing a model ------------------------------------------------- */
 
 int alias_hist_add(struct reg_alias *a, const char *from, const char *to, uint64_t t, uint64_t uid,
-                   uint64_t gen, bool rollback)
+                   uint64_t gen, bool rollback, const char *why)
 {
     struct mc_reg_move *mv;
 
@@ -303,9 +364,11 @@ int alias_hist_add(struct reg_alias *a, const char *from, const char *to, uint64
     memset(mv, 0, sizeof(*mv));
     mv->from = from ? strdup(from) : NULL;
     mv->to = to ? strdup(to) : NULL;
-    if ((from && !mv->from) || (to && !mv->to)) {
+    mv->why = why ? strdup(why) : NULL;
+    if ((from && !mv->from) || (to && !mv->to) || (why && !mv->why)) {
         free((char *)mv->from);
         free((char *)mv->to);
+        free((char *)mv->why);
         return MC_ENOMEM;
     }
     mv->at_ns = t;
@@ -359,11 +422,20 @@ int model_remove_version(struct reg_state *st, struct reg_model *m, struct reg_v
 
     for (size_t k = 0; k < m->naliases; k++) {
         struct reg_alias *a = &m->aliases[k];
+        bool hit = false;
 
-        if (a->target == rv) {
-            if (alias_hist_add(a, rv->v.version, NULL, t, uid, gen, false))
+        for (size_t j = 0; j < a->ntg; j++)
+            hit |= a->tg[j].version == &rv->v;
+        if (hit) {
+            char from[TSET_TEXT_MAX];
+            struct tset ts;
+
+            /* a weighted alias goes whole: its split without this version was never asked for */
+            alias_tset(a, &ts);
+            tset_format(&ts, from, sizeof(from));
+            if (alias_hist_add(a, from, NULL, t, uid, gen, false, NULL))
                 return MC_ENOMEM;
-            a->target = NULL;
+            alias_set_targets(a, NULL);
         }
     }
     memmove(&m->vers[i], &m->vers[i + 1], (m->nvers - i - 1) * sizeof(*m->vers));
@@ -376,25 +448,50 @@ int model_remove_version(struct reg_state *st, struct reg_model *m, struct reg_v
     return model_sync_view(m);
 }
 
-const struct mc_reg_version *alias_rollback_target(const struct reg_model *m,
-                                                   const struct reg_alias *a, const char **to)
+const char *alias_rollback_text(const struct reg_alias *a)
 {
     size_t skip = 0;
 
-    (void)m;
-    *to = NULL;
     for (size_t i = a->nhist; i-- > 0;) {
-        if (a->hist[i].rollback) {
+        if (a->hist[i].rollback)
             skip++;
-        } else if (skip > 0) {
+        else if (skip > 0)
             skip--;
-        } else {
-            struct reg_ver *rv;
-
-            *to = a->hist[i].from;
-            rv = ver_exact(m, a->hist[i].from);
-            return rv ? &rv->v : NULL;
-        }
+        else
+            return a->hist[i].from;
     }
+    return NULL;
+}
+
+void alias_set_targets(struct reg_alias *a, const struct tset *t)
+{
+    size_t best = 0;
+
+    a->ntg = t ? t->n : 0;
+    for (size_t i = 0; i < a->ntg; i++) {
+        a->tg[i].version = &t->v[i]->v;
+        a->tg[i].weight = t->w[i];
+        if (t->w[i] > t->w[best])
+            best = i;
+    }
+    a->target = a->ntg ? t->v[best] : NULL;
+}
+
+void alias_tset(const struct reg_alias *a, struct tset *t)
+{
+    t->n = a->ntg;
+    for (size_t i = 0; i < a->ntg; i++) {
+        t->v[i] = ver_of(a->tg[i].version);
+        t->w[i] = a->tg[i].weight;
+    }
+}
+
+const struct reg_alias *model_alias_holding(const struct reg_model *m,
+                                            const struct mc_reg_version *v)
+{
+    for (size_t i = 0; i < m->naliases; i++)
+        for (size_t j = 0; j < m->aliases[i].ntg; j++)
+            if (m->aliases[i].tg[j].version == v)
+                return &m->aliases[i];
     return NULL;
 }

@@ -165,6 +165,7 @@ struct mc_reg_alias {
 };
 
 /* A health check run before an alias of the model moves (mcached runs it). */
+#define MC_HEALTH_ARGS_MAX 64 /* arguments of a health command, the command included */
 struct mc_reg_health {
     const char *const *argv; /* the command and its arguments */
     size_t argc;             /* >= 1 */
@@ -362,7 +363,8 @@ struct mc_reg_weight {
 
 /*
  * Parse CLI words "1.0.0=90" "2.0.0=10" (or one word "1.0.0" / "^2": weight
- * 100) into out (room for MC_ALIAS_TARGETS_MAX; refs point into words).
+ * 100) into out (room for MC_ALIAS_TARGETS_MAX). The refs are copies kept per
+ * thread until its next call.
  * MC_EINVAL with a message naming the word: more than 4 targets, a weight
  * that is not an integer 1..100, weights not summing to 100, a word without
  * a weight among several.
@@ -431,6 +433,8 @@ const struct mc_reg_snapshot *mc_registry_snapshot_at(const struct mc_registry *
 /* ---- deployments (rollout state; mcached runs them) -------------------- */
 
 enum mc_deploy_strategy { MC_DEPLOY_DIRECT, MC_DEPLOY_BLUE_GREEN, MC_DEPLOY_CANARY };
+
+#define MC_DEPLOY_STEPS_MAX 16 /* steps of a canary */
 
 enum mc_deploy_state {
     MC_DEPLOY_RUNNING,

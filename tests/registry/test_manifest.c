@@ -551,10 +551,10 @@ static void test_formats_and_gaps(void **state)
     snprintf(q, sizeof(q), "%s/journal.good", s.dir);
     tu_copy(p, q);
     /* a journal from a newer mcache is refused, naming both formats */
-    lines[0] = json_pack("{s:s,s:i,s:i}", "mcache", "journal", "format", 2, "base", 0);
+    lines[0] = json_pack("{s:s,s:i,s:i}", "mcache", "journal", "format", 3, "base", 0);
     write_lines(p, lines, 1);
     assert_int_equal(tu_open(s.path, 0, &w, &r), MC_EFORMAT);
-    assert_msg("manifest format 2 by a newer mcache; this one reads formats 1 to 1: upgrade");
+    assert_msg("manifest format 3 by a newer mcache; this one reads formats 1 to 2: upgrade");
     /* a header that is not a header */
     lines[0] = json_pack("{s:s,s:i}", "mcache", "something", "format", 1);
     write_lines(p, lines, 1);
