@@ -81,8 +81,8 @@ const struct cli_cmd cmd_alerts = {
     .summary = "automatic rollbacks, failed health gates, threshold breaches",
     .help = "Lists the alerts mcached raised, oldest first (the registry keeps the newest\n"
             "256): when, kind (rollback, health, threshold), model, version and alias, and\n"
-            "the message. mcached also logs each one, counts them (`mcache stat`) and, with\n"
-            "--alert-cmd, passes each as JSON on the standard input of that command.\n"
+            "the message. mcached also logs each one, counts them (`mcache stat`) and passes\n"
+            "each as JSON to the command of its alert-cmd setting, if any (mcached(8)).\n"
             "\n"
             "Examples:\n"
             "  mcache alerts\n"

@@ -32,10 +32,12 @@ static int report(const struct cli *c, const char *name, const char *alias, cons
     if (from && to && !strcmp(from, to) && strcmp(action, "rollback"))
         action = "none";
     if (c->json) {
-        jv_print(json_pack("{s:s, s:s, s:s, s:o, s:o, s:I, s:O}", "name", name, "alias", alias,
-                           "action", action, "from", jv_str(from), "to", jv_str(to),
-                           "generation", (json_int_t)gen, "checks",
-                           checks ? checks : json_null()));
+        json_t *j = json_pack("{s:s, s:s, s:s, s:o, s:o, s:I}", "name", name, "alias", alias,
+                              "action", action, "from", jv_str(from), "to", jv_str(to),
+                              "generation", (json_int_t)gen);
+        if (checks) /* the health checks mcached ran (a move through mcached) */
+            json_object_set(j, "checks", checks);
+        jv_print(j);
         return EXIT_OK;
     }
     if (c->quiet)

@@ -99,7 +99,7 @@ const struct cli_cmd cmd_health = {
             "of its output. Kept in the registry; works without mcached.\n"
             "\n"
             "Examples:\n"
-            "  mcache health set resnet --timeout 60 -- python3 /srv/smoke.py --batch 4\n"
+            "  mcache health set resnet --timeout 60 -- python3 /srv/smoke.py\n"
             "  mcache health show resnet\n"
             "  mcache health rm resnet",
     .opts = health_opts,
