@@ -397,6 +397,19 @@ static int stats_resolve(struct daemon *d, const char *name, const char *ref,
     return mc_registry_resolve(d->reg, name, ref, out);
 }
 
+/* REF as an alias of NAME with more than one target: its canonical targets, else NULL. */
+static json_t *split_json(struct daemon *d, const char *name, const char *ref)
+{
+    const struct mc_reg_model *m = mc_registry_model(d->reg, name);
+    char buf[512];
+
+    for (size_t i = 0; m && i < m->naliases; i++)
+        if (!strcmp(m->aliases[i].alias, ref) && m->aliases[i].ntargets > 1 &&
+            mc_reg_targets_format(&m->aliases[i], buf, sizeof(buf)) == 0)
+            return json_string(buf);
+    return NULL;
+}
+
 /* Everything `stats` answers for one version, or NULL with the code in *rc. */
 static json_t *version_stats_json(struct daemon *d, const char *name, const char *ref,
                                   unsigned extra, int *rc)
@@ -404,7 +417,7 @@ static json_t *version_stats_json(struct daemon *d, const char *name, const char
     const struct mc_reg_version *v;
     const struct mc_rec_version *rv;
     struct stats_window w;
-    json_t *j, *arr;
+    json_t *j, *arr, *split;
     unsigned idx;
 
     *rc = stats_resolve(d, name, ref, &v);
@@ -435,6 +448,9 @@ static json_t *version_stats_json(struct daemon *d, const char *name, const char
     j = json_pack("{s:s, s:s, s:s, s:i, s:I, s:o}", "name", v->name, "version", v->version, "ref",
                   ref, "index", (int)idx, "loaded_ns", (json_int_t)mc_rec_cold(rv)->loaded_ns,
                   "windows", arr);
+    /* A weighted alias: the registry resolved it to its heaviest target; say so. */
+    split = split_json(d, v->name, ref);
+    json_object_set_new(j, "split", split ? split : json_null());
     return j;
 }
 

@@ -24,9 +24,9 @@ static const char *const window_keys[] = {
 /* One version's answer with exactly the documented keys. */
 static json_t *pick_version(const json_t *v)
 {
-    json_t *out = json_pack("{s:O, s:O, s:O, s:O}", "name", jget(v, "name"), "version",
-                            jget(v, "version"), "index", jget(v, "index"), "loaded_ns",
-                            jget(v, "loaded_ns"));
+    json_t *out = json_pack("{s:O, s:O, s:O, s:O, s:O}", "name", jget(v, "name"), "version",
+                            jget(v, "version"), "split", jget(v, "split"), "index",
+                            jget(v, "index"), "loaded_ns", jget(v, "loaded_ns"));
     json_t *wins = json_array(), *w;
     size_t i;
 
@@ -116,6 +116,10 @@ static void print_stats(const struct cli *c, const json_t *v)
     }
     table_print(&t, stdout, 2);
     table_free(&t);
+    if (jstr(v, "split"))
+        printf("%s is split %s: shown is its heaviest target; `mcache compare %s V1 V2` puts "
+               "two side by side\n",
+               jstr_or(v, "ref", "the alias"), jstr(v, "split"), jstr_or(v, "name", "NAME"));
 }
 
 /* b's figure over a's as "1.25x"; "-" when a has none. */

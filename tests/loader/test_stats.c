@@ -208,8 +208,9 @@ static void test_reports_are_summed_per_version_with_quantiles(void **state)
     assert_int_equal(num(window(j, "1m"), "requests"), 8000);
     assert_int_equal(num(window(j, "10m"), "requests"), 8000);
     json_decref(j);
-    /* Any reference resolves: "latest" is 2.0.0. */
-    assert_int_equal(ctl(&body, "compare", 3, "m", "1.0.0", "latest"), 0);
+    /* Any reference resolves: an alias. */
+    assert_int_equal(mc_registry_alias_set(D.reg, "m", "canary", "2.0.0", NULL), 0);
+    assert_int_equal(ctl(&body, "compare", 3, "m", "1.0.0", "canary"), 0);
     c = json_loads(body, 0, NULL);
     free(body);
     assert_non_null(c);
@@ -227,6 +228,16 @@ static void test_reports_are_summed_per_version_with_quantiles(void **state)
         num(window(json_array_get(json_object_get(c, "versions"), 0), "loaded"), "requests"),
         8000);
     json_decref(c);
+    /* A weighted alias: the heaviest target, and the split said. */
+    const struct mc_reg_weight split[] = {{"1.0.0", 90}, {"2.0.0", 10}};
+    assert_int_equal(mc_registry_alias_set_weighted(D.reg, "m", "prod", split, 2, NULL, NULL), 0);
+    assert_int_equal(stats_of("m", "prod", &j, NULL), 0);
+    assert_string_equal(json_string_value(json_object_get(j, "version")), "1.0.0");
+    assert_string_equal(json_string_value(json_object_get(j, "split")), "1.0.0=90 2.0.0=10");
+    json_decref(j);
+    assert_int_equal(stats_of("m", "canary", &j, NULL), 0);
+    assert_true(json_is_null(json_object_get(j, "split")));
+    json_decref(j);
     daemon_stop_clean();
 }
 
