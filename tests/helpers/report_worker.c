@@ -42,6 +42,7 @@ static void *serve(void *arg)
     j->rc = mc_get(j->c, j->name, j->ref, &j->m);
     if (j->rc) {
         snprintf(j->msg, sizeof(j->msg), "%s", mc_last_error());
+        j->m = NULL;
         return NULL;
     }
     snprintf(j->version, sizeof(j->version), "%s", mc_model_version(j->m));
@@ -94,10 +95,17 @@ int main(int argc, char **argv)
         if (pthread_create(&th[i], NULL, serve, &jobs[i]) != 0)
             return 2;
     }
-    for (unsigned i = 0; i < n; i++) {
+    for (unsigned i = 0; i < n; i++)
         pthread_join(th[i], NULL);
+    for (unsigned i = 0; i < n; i++) {
         if (jobs[i].rc) {
             printf("error %d %s\n", jobs[i].rc, jobs[i].msg);
+            for (unsigned k = 0; k < n; k++)
+                if (jobs[k].m)
+                    mc_release(jobs[k].m);
+            mc_detach(c);
+            free(jobs);
+            free(th);
             return 3;
         }
         total += jobs[i].count;
