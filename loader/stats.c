@@ -161,8 +161,7 @@ static void adopt_record(struct daemon *d, const struct mc_rec *r, uint64_t now)
     const struct mc_rec_version *v = (const struct mc_rec_version *)r;
     unsigned idx = r->stats;
 
-    if (r->magic != MC_REC_MAGIC || r->kind != MC_REC_VERSION || !idx ||
-        idx >= MC_STATS_VERSIONS)
+    if (r->magic != MC_REC_MAGIC || r->kind != MC_REC_VERSION || !idx || idx >= MC_STATS_VERSIONS)
         return;
     if (d->stats->t[idx].taken) {
         log_warn("stats index %u is claimed by two records (%s@%s and another); its counts "
@@ -317,7 +316,8 @@ int stats_version_window_ex(struct daemon *d, const char *name, const char *vers
     const struct mc_rec_version *rv;
     const struct stats_track *t;
     const struct stats_snap *base = NULL;
-    uint64_t now = mc_mono_ns(), wall = mc_wall_ns(), loaded, span = (uint64_t)seconds * 1000000000ull;
+    uint64_t now = mc_mono_ns(), wall = mc_wall_ns(), loaded,
+             span = (uint64_t)seconds * 1000000000ull;
     unsigned idx;
     int rc;
 
@@ -350,8 +350,8 @@ int stats_version_window_ex(struct daemon *d, const char *name, const char *vers
     return 0;
 }
 
-int stats_version_window(struct daemon *d, const char *name, const char *version,
-                         unsigned seconds, struct mc_stats_sum *out)
+int stats_version_window(struct daemon *d, const char *name, const char *version, unsigned seconds,
+                         struct mc_stats_sum *out)
 {
     struct stats_window w;
     int rc;
@@ -377,16 +377,15 @@ static json_t *window_json(const char *label, unsigned seconds, const struct sta
     const struct mc_stats_sum *s = &w->sum;
     double req = (double)s->requests;
 
-    return json_pack("{s:s, s:i, s:f, s:I, s:I, s:I, s:f, s:f, s:f, s:I, s:I, s:I}", "window",
-                     label, "seconds", (int)seconds, "covered_s", w->covered_s, "requests",
-                     (json_int_t)s->requests, "errors", (json_int_t)s->errors, "units",
-                     (json_int_t)s->units, "requests_per_s",
-                     w->covered_s > 0 ? req / w->covered_s : 0.0, "error_rate",
-                     req > 0 ? (double)s->errors / req : 0.0, "units_per_request",
-                     req > 0 ? (double)s->units / req : 0.0, "p50_ns",
-                     (json_int_t)mc_stats_quantile(s, 0.50), "p95_ns",
-                     (json_int_t)mc_stats_quantile(s, 0.95), "p99_ns",
-                     (json_int_t)mc_stats_quantile(s, 0.99));
+    return json_pack(
+        "{s:s, s:i, s:f, s:I, s:I, s:I, s:f, s:f, s:f, s:I, s:I, s:I}", "window", label, "seconds",
+        (int)seconds, "covered_s", w->covered_s, "requests", (json_int_t)s->requests, "errors",
+        (json_int_t)s->errors, "units", (json_int_t)s->units, "requests_per_s",
+        w->covered_s > 0 ? req / w->covered_s : 0.0, "error_rate",
+        req > 0 ? (double)s->errors / req : 0.0, "units_per_request",
+        req > 0 ? (double)s->units / req : 0.0, "p50_ns", (json_int_t)mc_stats_quantile(s, 0.50),
+        "p95_ns", (json_int_t)mc_stats_quantile(s, 0.95), "p99_ns",
+        (json_int_t)mc_stats_quantile(s, 0.99));
 }
 
 /* NAME REF -> the version mcached serves; MC_E* with the message if none. */
@@ -478,11 +477,10 @@ void stats_op(struct daemon *d, struct mc_conn *c, const struct mc_request *rq)
 
     if (rq->nargs > 2) {
         secs = strtoul(rq->args[2], &end, 10);
-        if (!*rq->args[2] || *end || rq->args[2][0] == '-' || secs < 1 ||
-            secs > STATS_WINDOW_MAX) {
-            rc = mc_err(MC_EINVAL,
-                        "stats: window \"%.40s\" is not a number of seconds from 1 to %u",
-                        rq->args[2], STATS_WINDOW_MAX);
+        if (!*rq->args[2] || *end || rq->args[2][0] == '-' || secs < 1 || secs > STATS_WINDOW_MAX) {
+            rc =
+                mc_err(MC_EINVAL, "stats: window \"%.40s\" is not a number of seconds from 1 to %u",
+                       rq->args[2], STATS_WINDOW_MAX);
             reply(d, c, rc, NULL);
             return;
         }

@@ -52,8 +52,8 @@ static pid_t worker_start(const char *name, const char *ref, unsigned threads,
         dup2(fds[1], 1);
         close(fds[0]);
         close(fds[1]);
-        execl(helper_path("report_worker", prog, sizeof(prog)), "report_worker", D.shm, "t",
-              name, ref, a[0], a[1], a[2], a[3], a[4], mode, NULL);
+        execl(helper_path("report_worker", prog, sizeof(prog)), "report_worker", D.shm, "t", name,
+              ref, a[0], a[1], a[2], a[3], a[4], mode, NULL);
         _exit(127);
     }
     close(fds[1]);
@@ -71,8 +71,8 @@ static void work(const char *name, const char *ref, unsigned threads, unsigned l
                  unsigned long long base_ns, unsigned err_permille, unsigned units)
 {
     char line[600], want[64];
-    pid_t pid = worker_start(name, ref, threads, count, base_ns, err_permille, units, "exit",
-                             line, sizeof(line));
+    pid_t pid = worker_start(name, ref, threads, count, base_ns, err_permille, units, "exit", line,
+                             sizeof(line));
 
     snprintf(want, sizeof(want), "reported %llu ", count * threads);
     if (strncmp(line, want, strlen(want)))
@@ -215,18 +215,16 @@ static void test_reports_are_summed_per_version_with_quantiles(void **state)
     free(body);
     assert_non_null(c);
     w = window(json_array_get(json_object_get(c, "versions"), 1), "loaded");
-    assert_string_equal(
-        json_string_value(json_object_get(json_array_get(json_object_get(c, "versions"), 1),
-                                          "version")),
-        "2.0.0");
+    assert_string_equal(json_string_value(json_object_get(
+                            json_array_get(json_object_get(c, "versions"), 1), "version")),
+                        "2.0.0");
     assert_int_equal(num(w, "requests"), 1000);
     assert_int_equal(num(w, "errors"), 100);
     assert_int_equal(num(w, "units"), 0);
     assert_near(num(w, "p50_ns"), 50000000);
     assert_near(num(w, "p99_ns"), 99000000);
     assert_int_equal(
-        num(window(json_array_get(json_object_get(c, "versions"), 0), "loaded"), "requests"),
-        8000);
+        num(window(json_array_get(json_object_get(c, "versions"), 0), "loaded"), "requests"), 8000);
     json_decref(c);
     /* A weighted alias: the heaviest target, and the split said. */
     const struct mc_reg_weight split[] = {{"1.0.0", 90}, {"2.0.0", 10}};
