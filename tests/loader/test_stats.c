@@ -393,6 +393,48 @@ static void test_more_than_63_resident_versions_are_untracked(void **state)
 }
 
 /*
+ * A version evicted while a worker still holds it keeps its index until the
+ * worker lets go, across a crash of mcached too: adopted, the retired record
+ * the worker holds keeps its index out of reuse, and once the worker dies the
+ * index is freed.
+ */
+static void test_held_retired_record_keeps_its_index_across_a_crash(void **state)
+{
+    char line[600];
+    json_t *j;
+    pid_t pid;
+
+    (void)state;
+    push("m", "1.0.0", 65536, 1);
+    push("m", "2.0.0", 65536, 2);
+    daemon_start_args(NULL);
+    load("m", "1.0.0");
+    pid = worker_start("m", "1.0.0", 1, 100, 1000, 0, 0, "hold", line, sizeof(line));
+    assert_string_equal(line, "reported 100 1.0.0\n");
+    assert_int_equal(ctl(NULL, "evict", 2, "m", "1.0.0"), 0);
+    assert_int_equal(tracked_now(), 1); /* held: not freed */
+    kill(D.pid, SIGKILL);
+    wait_status(D.pid);
+    D.pid = 0;
+    daemon_start_args(NULL);
+    assert_int_equal(tracked_now(), 1); /* the held record's index, from the retired list */
+    load("m", "2.0.0");
+    assert_int_equal(tracked_now(), 2);
+    assert_int_equal(stats_of("m", "2.0.0", &j, NULL), 0);
+    assert_int_equal(num(j, "index"), 2); /* 1 is still the held record's */
+    json_decref(j);
+    kill(pid, SIGKILL);
+    assert_int_equal(waitpid(pid, NULL, 0), pid);
+    await_tracked(1); /* the record is freed, and its index */
+    load("m", "1.0.0");
+    assert_int_equal(stats_of("m", "1.0.0", &j, NULL), 0);
+    assert_int_equal(num(j, "index"), 1);
+    assert_int_equal(num(window(j, "loaded"), "requests"), 0);
+    json_decref(j);
+    daemon_stop_clean();
+}
+
+/*
  * A window is now minus a snapshot: after a round of snapshots, what is
  * reported next is all a 1 s window holds once that snapshot is 1 s old
  * (and before the next round, 10 s later); "since loaded" holds everything.
@@ -491,6 +533,7 @@ int main(void)
         DAEMON_TEST(test_index_reused_after_eviction_starts_from_zero),
         DAEMON_TEST(test_more_than_63_resident_versions_are_untracked),
         DAEMON_TEST(test_crash_of_mcached_keeps_indices_and_counts),
+        DAEMON_TEST(test_held_retired_record_keeps_its_index_across_a_crash),
         DAEMON_TEST(test_window_counts_only_what_came_after_its_snapshot),
     };
 
