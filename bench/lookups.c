@@ -87,6 +87,8 @@ int keyset_arena(struct bench *b, struct barena *ba, const struct keyset *k, con
             barena_alias(ba, k->name[i], GET_ALIAS, GET_VERSION) ||
             barena_split(ba, k->name[i], GET_CANARY, GET_VERSION, 90, GET_VERSION2))
             return -1;
+    if (barena_track(ba, k->name[0], GET_VERSION, 1)) /* for mc_report() */
+        return -1;
     barena_seal(ba);
     if (mc_attach_dir(ba->dir, ba->cache, c))
         return bench_error("attaching to %s: %s", ba->path, mc_last_error());

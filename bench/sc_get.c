@@ -200,6 +200,36 @@ static int latency(struct bench *b, struct get_set *sets)
     return 0;
 }
 
+#define REPORT_METRIC "mc_report per request, 100 models"
+
+/*
+ * mc_report() on a held model, --ops times per run: the cost a worker pays
+ * per request for serving statistics (issue 13's target: 15 ns).
+ */
+static int report_cost(struct bench *b, struct get_set *s)
+{
+    mc_model *m;
+
+    if (mc_get(s->c, s->k.name[0], GET_VERSION, &m))
+        return bench_error("get %s@%s: %s", s->k.name[0], GET_VERSION, mc_last_error());
+    cpu_pin(cpu_nth(0));
+    for (unsigned run = 0; run < b->o.runs; run++) {
+        uint64_t t0 = mc_mono_ns();
+
+        for (uint64_t i = 0; i < b->o.ops; i++)
+            if (__builtin_expect(mc_report(m, 20000 + (i & 4095) * 97, (i & 63) != 0, i & 7), 0)) {
+                cpu_pin(-1);
+                mc_release(m);
+                return bench_error("mc_report: %s", mc_last_error());
+            }
+        bench_add(b, "mcache", REPORT_METRIC, "ns/op",
+                  (double)(mc_mono_ns() - t0) / (double)b->o.ops);
+    }
+    cpu_pin(-1);
+    mc_release(m);
+    return 0;
+}
+
 /* One throughput run: nproc workers of one system, started together. */
 static int tput_run(struct bench *b, struct get_set *s, const char *sys, unsigned nproc,
                     double *rate)
@@ -383,6 +413,8 @@ int sc_get(struct bench *b)
     if (!rc)
         rc = latency(b, sets);
     if (!rc)
+        rc = report_cost(b, &sets[0]);
+    if (!rc)
         rc = throughput(b, &sets[NSETS - 1]);
     if (!rc) {
         bool counted = instructions(b);
@@ -392,6 +424,8 @@ int sc_get(struct bench *b)
                  (unsigned long long)b->o.ops, (unsigned long long)b->o.redis_ops, b->o.tput_ms);
         bench_print_table(b, title);
         targets(b);
+        bench_target(b, bench_value(b, "mcache", REPORT_METRIC), true, 15,
+                     "mc_report per request (ns)");
         if (counted)
             instruction_targets(b);
     }

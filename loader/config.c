@@ -139,6 +139,8 @@ int mc_config_set(struct mc_config *c, const char *key, const char *v)
         return set_str(c->shm_dir, sizeof(c->shm_dir), key, v);
     if (!strcmp(key, "socket"))
         return set_str(c->socket, sizeof(c->socket), key, v);
+    if (!strcmp(key, "alert-cmd"))
+        return set_str(c->alert_cmd, sizeof(c->alert_cmd), key, v);
     if (!strcmp(key, "admin-group"))
         return set_str(c->admin_group, sizeof(c->admin_group), key, v);
     if (!strcmp(key, "reader-group"))

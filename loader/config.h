@@ -30,6 +30,7 @@ struct mc_config {
     int log_level;
     unsigned max_loads;    /* files loading at once */
     bool recreate;         /* discard an existing arena instead of adopting it */
+    char alert_cmd[1024];  /* run with each alert's JSON on stdin ("": none; alerts.h) */
 };
 
 void mc_config_defaults(struct mc_config *c);

@@ -19,6 +19,10 @@
  *   ops.c         the control requests
  *   notify.c      telling systemd (readiness, status, watchdog)
  *   stats.c       serving statistics: stats indices, the workers' counts, windows
+ *   health.c      health checks run as children (health.h)
+ *   gate.c        gated alias moves: load, verify, check, then write (gate.h)
+ *   deploy.c      rollouts: the engine on the tick, the deploy ops (deploy.h)
+ *   alerts.c      alerts: log, registry, counters, the --alert-cmd hook (alerts.h)
  */
 #ifndef MCACHE_LOADER_DAEMON_H
 #define MCACHE_LOADER_DAEMON_H
@@ -80,6 +84,10 @@ struct failure {
     char why[512];
 };
 
+struct health_run;
+struct gate;
+struct deploy_run;
+
 struct daemon {
     struct mc_config cfg;
     struct mc_access access; /* who may read, attach, connect (from cfg's groups) */
@@ -107,6 +115,12 @@ struct daemon {
     char socket_path[256];
     uint8_t *populated; /* adopted arena: 2 MiB data units with page tables (load_queue.c) */
     struct stats *stats; /* serving statistics (stats.c) */
+    /* Deployments (health.c, gate.c, deploy.c, alerts.c). */
+    struct health_run *health; /* health checks running */
+    struct gate *gates;        /* alias moves waiting for loads and checks */
+    struct deploy_run *deploys; /* what this process knows of the running rollouts */
+    uint64_t alerts_total, alerts_rollback, alerts_health, alerts_threshold, alerts_hook_failed;
+    uint64_t last_deploy_ns;
 };
 
 /* Bring the daemon up: registry, arena (adopt or create), cold path, mirror, socket

@@ -21,6 +21,8 @@
 
 #include "common/clock.h"
 #include "loader/daemon.h"
+#include "loader/deploy.h"
+#include "loader/health.h"
 #include "loader/log.h"
 #include "common/err.h"
 
@@ -70,6 +72,9 @@ static void usage(FILE *f)
             "  --direct-io on|off   read with O_DIRECT where the file system allows (on)\n"
             "  --preload on|off     load aliased, pinned and marked versions at start (on)\n"
             "  --log-level LEVEL    debug, info, warn or error (default info)\n"
+            "  --alert-cmd CMD      run `/bin/sh -c CMD` with each alert (a rollback, a failed\n"
+            "                       health gate, a threshold breach) as JSON on its stdin\n"
+            "                       (see docs/deployments.md)\n"
             "  --config FILE        read options from FILE (see docs/mcached.conf)\n"
             "  --recreate           discard an existing arena instead of adopting it\n"
             "  -h, --help           this text\n"
@@ -93,7 +98,7 @@ static const struct option longopts[] = {
     {"queue-depth", required_argument, 0, 0},   {"chunk-size", required_argument, 0, 0},
     {"max-loads", required_argument, 0, 0},     {"io-uring", required_argument, 0, 0},
     {"fixed-buffers", required_argument, 0, 0}, {"preload", required_argument, 0, 0},
-    {"direct-io", required_argument, 0, 0},
+    {"direct-io", required_argument, 0, 0},     {"alert-cmd", required_argument, 0, 0},
     {"log-level", required_argument, 0, 0},     {"config", required_argument, 0, 'c'},
     {"recreate", no_argument, 0, 'R'},          {"help", no_argument, 0, 'h'},
     {"version", no_argument, 0, 'V'},           {0, 0, 0, 0},
@@ -260,6 +265,7 @@ static void reload_config(struct daemon *d)
     mc_log_set_level((enum mc_log_level)n.log_level);
     d->cfg.max_loads = n.max_loads;
     d->cfg.preload = n.preload;
+    snprintf(d->cfg.alert_cmd, sizeof(d->cfg.alert_cmd), "%s", n.alert_cmd);
     log_info("SIGHUP: re-read %s", d->cfg.config);
 }
 
@@ -344,6 +350,8 @@ static void run(struct daemon *d)
                 d->want_sync = true;
             } else if (tag == &d->io.efd) {
                 mc_io_poll(&d->io, false);
+            } else if (health_event(d, tag, evs[i].events)) {
+                /* a health check's output or exit (health.c) */
             } else {
                 mc_ctl_event(&d->ctl, tag, evs[i].events);
             }
@@ -369,6 +377,7 @@ static void run(struct daemon *d)
         if (mc_mono_ns() - d->last_tick_ns > 100000000ull) {
             d->last_tick_ns = mc_mono_ns();
             daemon_tick(d);
+            deploy_tick(d); /* health checks, gated moves, rollouts, alert hooks */
             notify_serving(d);
         }
     }
@@ -414,7 +423,12 @@ int main(int argc, char **argv)
                      d.own.a.huge_errno ? " (collapsing to 2 MiB pages failed: " : "",
                      d.own.a.huge_errno ? strerror(d.own.a.huge_errno) : "",
                      d.own.a.huge_errno ? ")" : "");
-        else if (h->backing == MC_BACKING_SHM_COLLAPSED && !d.own.adopted &&
+        else if (h->backing == MC_BACKING_HUGETLB)
+            log_info("the reader table holds every slot's serving counters, 256 KiB per slot: "
+                     "%.0f MiB of huge pages for %u slots on this hugetlbfs mount (fewer "
+                     "--reader-slots need fewer; docs/stats.md)",
+                     (double)d.own.r.map_size / (1 << 20), d.own.r.nslots);
+        if (h->backing == MC_BACKING_SHM_COLLAPSED && !d.own.adopted &&
                  d.own.a.huge_bytes < h->size)
             log_warn("only %.0f of %.0f MiB of the arena are on 2 MiB pages (%s: no free 2 MiB "
                      "of physical memory?); the rest stays on 4 KiB pages",
@@ -425,7 +439,9 @@ int main(int argc, char **argv)
      * listens. */
     mc_notify_send(&d.notify, "READY=1");
     notify_serving(&d);
+    deploy_start(&d);
     run(&d);
+    deploy_stop(&d);
     mc_notify_send(&d.notify, "STOPPING=1");
     mc_notify_status(&d.notify, "stopping: abandoning %u loads in progress, keeping the arena",
                      d.loading);

@@ -17,6 +17,9 @@
 #include "loader/daemon.h"
 #include "loader/log.h"
 #include "loader/stats.h"
+#include "loader/alerts.h"
+#include "loader/deploy.h"
+#include "loader/gate.h"
 
 static void reply_json(struct daemon *d, struct mc_conn *c, json_t *j)
 {
@@ -356,6 +359,7 @@ static void op_status(struct daemon *d, struct mc_conn *c)
 
     json_object_set_new(j, "readers", readers_json(d));
     json_object_set_new(j, "serving", stats_counters_json(d));
+    json_object_set_new(j, "alerts", alerts_json(d));
     reply_json(d, c, j);
 }
 
@@ -377,6 +381,9 @@ static const struct op ops[] = {
     {"pin", true, 2, 2, "pin NAME REF"},
     {"unpin", true, 2, 2, "unpin NAME REF"},
     {"reload", true, 0, 0, "reload"},
+    {"alias", true, 3, 4, "alias NAME ALIAS TARGETS [WHY]"},
+    {"deploy", true, 1, 1, "deploy JSON"},
+    {"deploy-ctl", true, 2, 3, "deploy-ctl pause|resume|abort NAME [ALIAS]"},
     {"shutdown", true, 0, 0, "shutdown"},
 };
 
@@ -392,7 +399,7 @@ void daemon_request(void *ctx, struct mc_conn *c, const struct mc_request *rq)
     if (!op) {
         snprintf(msg, sizeof(msg),
                  "unknown operation \"%.40s\"; mcached knows ping, status, readers, stats, compare, "
-                 "load, evict, pin, unpin, reload, shutdown",
+                 "load, evict, pin, unpin, reload, alias, deploy, deploy-ctl, shutdown",
                  rq->op);
         reply_err(d, c, MC_EINVAL, msg);
         return;
@@ -443,6 +450,12 @@ void daemon_request(void *ctx, struct mc_conn *c, const struct mc_request *rq)
         else
             reply_json(d, c, json_pack("{s:I}", "generation",
                                        (json_int_t)mc_registry_generation(d->reg)));
+    } else if (!strcmp(op->name, "alias")) {
+        gate_op_alias(d, c, rq);
+    } else if (!strcmp(op->name, "deploy")) {
+        deploy_op_begin(d, c, rq);
+    } else if (!strcmp(op->name, "deploy-ctl")) {
+        deploy_op_ctl(d, c, rq);
     } else if (!strcmp(op->name, "shutdown")) {
         log_info("shutdown requested by uid %u (pid %d)", (unsigned)c->uid, (int)c->pid);
         d->stop = true;
@@ -455,9 +468,8 @@ void daemon_conn_closed(void *ctx, struct mc_conn *c)
     struct daemon *d = ctx;
     struct dver *v = c->park_ctx;
 
-    (void)d;
-    if (!v)
-        return;
+    if (!v || gate_conn_closed(d, c) || deploy_conn_closed(d, c))
+        return; /* a gated alias move or a rollout's client (gate.c, deploy.c) */
     for (struct waiter **pp = &v->waiters; *pp; pp = &(*pp)->next)
         if ((*pp)->conn == c) {
             struct waiter *w = *pp;

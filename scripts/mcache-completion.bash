@@ -9,7 +9,7 @@
 # --store given on the line so far (or $MCACHE_STORE).
 
 _mcache_global_opts="--store --cache --shm-dir --socket --json --quiet -q --help -h"
-_mcache_commands="init push ls show alias rollback history rm gc fsck verify load evict pin unpin stat stats compare help"
+_mcache_commands="init push ls show alias rollback history rm gc fsck verify load evict pin unpin stat stats compare snapshot health deploy deployments alerts help"
 
 _mcache_cmd_opts() {
     case "$1" in

@@ -122,6 +122,7 @@ int args_parse(struct args *a, const struct opt_spec *t0, const struct opt_spec 
 
         if (!only_pos && !strcmp(s, "--")) {
             only_pos = true;
+            a->dashdash = a->npos;
             continue;
         }
         if (!only_pos && s[0] == '-' && s[1]) {
@@ -136,6 +137,8 @@ int args_parse(struct args *a, const struct opt_spec *t0, const struct opt_spec 
             return mc_err(MC_EINVAL, "too many arguments (at \"%s\")", s);
         a->pos[a->npos++] = s;
     }
+    if (!only_pos)
+        a->dashdash = a->npos + 1;
     if (next)
         *next = k;
     return 0;

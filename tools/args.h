@@ -40,6 +40,7 @@ struct args {
     const char **list[ARGS_MAX_OPTS * 2];
     const char *pos[ARGS_MAX_POS];
     size_t npos;
+    size_t dashdash; /* positionals before "--" (a command to run follows); npos+1 if none */
 };
 
 /* Number of entries in a NULL-name-terminated table. */

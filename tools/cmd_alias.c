@@ -8,52 +8,62 @@
 
 #include "common/err.h"
 #include "tools/cli.h"
+#include "tools/ctl_client.h"
 #include "tools/jsonout.h"
 #include "tools/views.h"
 
-/* The alias's current target version (NULL if none), looked up in r's current state. */
-static const char *target_of(struct mc_registry *r, const char *name, const char *alias)
+/* The alias's current targets as canonical text into buf ("" if none). */
+static const char *targets_of(struct mc_registry *r, const char *name, const char *alias,
+                              char *buf, size_t len)
 {
     const struct mc_reg_model *m = mc_registry_model(r, name);
 
+    *buf = '\0';
     for (size_t i = 0; m && i < m->naliases; i++)
         if (!strcmp(m->aliases[i].alias, alias))
-            return m->aliases[i].target ? m->aliases[i].target->version : NULL;
-    return NULL;
+            mc_reg_targets_format(&m->aliases[i], buf, len);
+    return *buf ? buf : NULL;
 }
 
-/* Report an alias change from `from` (copied before the change) to where it points now. */
-static int report(const struct cli *c, struct mc_registry *r, const char *name, const char *alias,
-                  const char *from, const char *action, uint64_t gen)
+/* Report an alias change from `from` to `to` (canonical texts; NULL: none). */
+static int report(const struct cli *c, const char *name, const char *alias, const char *from,
+                  const char *to, const char *action, uint64_t gen, json_t *checks)
 {
-    const char *to = target_of(r, name, alias);
-
     if (from && to && !strcmp(from, to) && strcmp(action, "rollback"))
         action = "none";
     if (c->json) {
-        jv_print(json_pack("{s:s, s:s, s:s, s:o, s:o, s:I}", "name", name, "alias", alias, "action",
-                           action, "from", jv_str(from), "to", jv_str(to), "generation",
-                           (json_int_t)gen));
-    } else if (!c->quiet) {
-        if (!strcmp(action, "none"))
-            printf("%s: %s already points at %s\n", name, alias, to);
-        else if (!to)
-            printf("%s: removed alias %s (it pointed at %s)\n", name, alias, from ? from : "-");
-        else if (!from)
-            printf("%s: %s -> %s (new alias)\n", name, alias, to);
-        else
-            printf("%s: %s -> %s (was %s)%s\n", name, alias, to, from,
-                   !strcmp(action, "rollback") ? ", rolled back" : "");
+        json_t *j = json_pack("{s:s, s:s, s:s, s:o, s:o, s:I}", "name", name, "alias", alias,
+                              "action", action, "from", jv_str(from), "to", jv_str(to),
+                              "generation", (json_int_t)gen);
+        if (checks) /* the health checks mcached ran (a move through mcached) */
+            json_object_set(j, "checks", checks);
+        jv_print(j);
+        return EXIT_OK;
     }
+    if (c->quiet)
+        return EXIT_OK;
+    for (size_t i = 0; checks && i < json_array_size(checks); i++) {
+        json_t *k = json_array_get(checks, i);
+        printf("%s: health check of %s passed (%s, %lld ms)\n", name, jstr_or(k, "version", "?"),
+               jstr_or(k, "outcome", "?"), jint(k, "ms"));
+    }
+    if (!strcmp(action, "none"))
+        printf("%s: %s already points at %s\n", name, alias, to);
+    else if (!to)
+        printf("%s: removed alias %s (it pointed at %s)\n", name, alias, from ? from : "-");
+    else if (!from)
+        printf("%s: %s -> %s (new alias)\n", name, alias, to);
+    else
+        printf("%s: %s -> %s (was %s)%s\n", name, alias, to, from,
+               !strcmp(action, "rollback") ? ", rolled back" : "");
     return EXIT_OK;
 }
 
-/* Run one alias change: set (ref != NULL), remove or rollback. */
-static int change(const struct cli *c, const char *name, const char *alias, const char *ref,
-                  const char *action)
+/* Remove or roll back an alias: registry only (mcached follows). */
+static int change(const struct cli *c, const char *name, const char *alias, const char *action)
 {
     struct mc_registry *r;
-    char from[512] = "";
+    char from[512], to[512];
     const char *f;
     uint64_t gen = 0;
     int rc = cli_open_store(c, true, false, &r);
@@ -64,70 +74,146 @@ static int change(const struct cli *c, const char *name, const char *alias, cons
         mc_registry_close(r);
         return cli_error(rc);
     }
-    if ((f = target_of(r, name, alias)))
-        snprintf(from, sizeof(from), "%s", f);
+    f = targets_of(r, name, alias, from, sizeof(from));
     if (!strcmp(action, "rollback"))
         rc = mc_registry_alias_rollback(r, name, alias, &gen);
-    else if (ref)
-        rc = mc_registry_alias_set(r, name, alias, ref, &gen);
     else
         rc = mc_registry_alias_remove(r, name, alias, &gen);
-    if (rc) {
+    if (rc)
         rc = cli_error(rc);
-    } else {
-        rc = report(c, r, name, alias, *from ? from : NULL,
-                    !strcmp(action, "rollback") ? "rollback"
-                    : !ref                      ? "remove"
-                    : *from                     ? "move"
-                                                : "create",
-                    gen);
-    }
+    else
+        rc = report(c, name, alias, f, targets_of(r, name, alias, to, sizeof(to)), action, gen,
+                    NULL);
     mc_registry_close(r);
     return rc;
 }
 
+/*
+ * Set an alias to targets (words "1.0.0" or "1.0.0=90" "2.0.0=10"). Through mcached when it
+ * serves the store: it loads and verifies every target and runs the model's health check
+ * before the registry is written. Without it: the registry only, refused for a model with a
+ * health check unless no_gate.
+ */
+static int set(const struct cli *c, const char *name, const char *alias, const char *const *words,
+               size_t n, const char *why, bool no_gate)
+{
+    struct mc_reg_weight w[MC_ALIAS_TARGETS_MAX];
+    const struct mc_reg_model *m;
+    struct mc_registry *r;
+    char text[1024] = "", from[512], to[512];
+    const char *f;
+    size_t nw = 0;
+    uint64_t gen = 0;
+    json_t *res;
+    int rc;
+
+    if (n > MC_ALIAS_TARGETS_MAX)
+        return cli_error(mc_err(MC_EINVAL, "alias: %zu targets given; an alias has at most %d",
+                                n, MC_ALIAS_TARGETS_MAX));
+    if ((rc = mc_reg_targets_parse(words, n, w, &nw)))
+        return cli_error(rc);
+    for (size_t i = 0; i < n; i++)
+        snprintf(text + strlen(text), sizeof(text) - strlen(text), "%s%s", i ? " " : "",
+                 words[i]);
+    if (!no_gate) {
+        const char *args[4] = {name, alias, text, why ? why : ""};
+        rc = cli_ctl_call(c, "alias", why ? 4 : 3, args, -1, &res);
+        if (rc == 0) {
+            rc = report(c, name, alias, jstr(res, "from"), jstr(res, "to"),
+                        jstr(res, "from") ? "move" : "create", (uint64_t)jint(res, "generation"),
+                        jget(res, "checks"));
+            json_decref(res);
+            return rc;
+        }
+        if (rc != MC_ENODAEMON)
+            return cli_error(rc);
+    }
+    if ((rc = cli_open_store(c, true, false, &r)))
+        return cli_error(rc);
+    if (!(m = cli_model(r, name, &rc))) {
+        mc_registry_close(r);
+        return cli_error(rc);
+    }
+    if (m->health && !no_gate) {
+        mc_registry_close(r);
+        return cli_error(mc_err(MC_ENODAEMON,
+                                "%s has a health check, which mcached runs before an alias "
+                                "moves, and mcached is not running (%s); start it, or move the "
+                                "alias without the check with --no-gate",
+                                name, mc_last_error()));
+    }
+    f = targets_of(r, name, alias, from, sizeof(from));
+    rc = mc_registry_alias_set_weighted(r, name, alias, w, nw, why, &gen);
+    if (rc)
+        rc = cli_error(rc);
+    else
+        rc = report(c, name, alias, f, targets_of(r, name, alias, to, sizeof(to)),
+                    f ? "move" : "create", gen, NULL);
+    mc_registry_close(r);
+    return rc;
+}
+
+static const struct opt_spec alias_opts[] = {
+    {"why", 0, OPT_VALUE, "TEXT", "the reason, kept in the alias's history"},
+    {"no-gate", 0, OPT_FLAG, NULL,
+     "write the registry directly: no load, no verify, no health check first"},
+    {0},
+};
+
 static int run_alias(struct cli *c, struct args *a)
 {
-    const char *first = a->pos[0];
+    const char *first = a->pos[0], *why = args_value(a, "why");
+    bool no_gate = args_flag(a, "no-gate");
 
     if (!strcmp(first, "rm")) {
         if (a->npos != 3)
             return cli_usage(c, "alias rm needs NAME ALIAS");
-        return change(c, a->pos[1], a->pos[2], NULL, "remove");
+        return change(c, a->pos[1], a->pos[2], "remove");
     }
     if (!strcmp(first, "set")) {
-        if (a->npos != 4)
-            return cli_usage(c, "alias set needs NAME ALIAS REF");
-        return change(c, a->pos[1], a->pos[2], a->pos[3], "set");
+        if (a->npos < 4)
+            return cli_usage(c, "alias set needs NAME ALIAS TARGET...");
+        return set(c, a->pos[1], a->pos[2], a->pos + 3, a->npos - 3, why, no_gate);
     }
-    if (a->npos != 3)
-        return cli_usage(c, "alias needs NAME ALIAS REF (or: alias rm NAME ALIAS)");
-    return change(c, a->pos[0], a->pos[1], a->pos[2], "set");
+    if (a->npos < 3)
+        return cli_usage(c, "alias needs NAME ALIAS TARGET... (or: alias rm NAME ALIAS)");
+    return set(c, a->pos[0], a->pos[1], a->pos + 2, a->npos - 2, why, no_gate);
 }
 
 const struct cli_cmd cmd_alias = {
     .name = "alias",
-    .synopsis = "NAME ALIAS REF | alias rm NAME ALIAS",
-    .summary = "point an alias at a version (or remove it)",
+    .synopsis = "NAME ALIAS REF[=WEIGHT]... [--why TEXT] [--no-gate] | alias rm NAME ALIAS",
+    .summary = "point an alias at a version, or split it over up to 4 (or remove it)",
     .help = "Creates ALIAS or moves it to the version REF resolves to now (an exact version,\n"
-            "latest, a range, or another alias); the version must be ready. The move is one\n"
-            "atomic record: workers see the old target or the new one, and a running mcached\n"
-            "loads the new version before the alias moves in the arena. `alias rm` removes\n"
-            "it (kept in the history; `mcache rollback` brings it back). `alias set NAME\n"
-            "ALIAS REF` is the same as the first form, for a model named \"rm\" or \"set\".\n"
+            "latest, a range, or another alias); the version must be ready. With several\n"
+            "REF=WEIGHT words (up to 4, weights 1..100 adding up to 100) the alias is split:\n"
+            "every get through it picks a version by weight (a canary). The move is one\n"
+            "atomic record with one history entry (--why is kept in it): workers see the old\n"
+            "targets or the new ones.\n"
+            "\n"
+            "When mcached serves the store the move goes through it: every target is loaded\n"
+            "and verified, and each version whose weight grows passes the model's health\n"
+            "check (`mcache health`) before the registry is written; a failing check\n"
+            "refuses the move with its exit status and the end of its output. Without\n"
+            "mcached the registry is written directly, which is refused for a model with a\n"
+            "health check unless --no-gate. `alias rm` removes the alias (kept in the\n"
+            "history; `mcache rollback` brings it back). `alias set NAME ALIAS REF` is the\n"
+            "same as the first form, for a model named \"rm\" or \"set\".\n"
             "\n"
             "Examples:\n"
             "  mcache alias resnet production 1.2.0\n"
+            "  mcache alias resnet production 1.2.0=90 2.0.0=10 --why \"canary by hand\"\n"
             "  mcache alias resnet canary '^2'\n"
             "  mcache alias rm resnet canary",
+    .opts = alias_opts,
     .min_pos = 3,
-    .max_pos = 4,
+    .max_pos = 7,
     .run = run_alias,
 };
 
 static int run_rollback(struct cli *c, struct args *a)
 {
-    return change(c, a->pos[0], a->pos[1], NULL, "rollback");
+    return change(c, a->pos[0], a->pos[1], "rollback");
 }
 
 const struct cli_cmd cmd_rollback = {

@@ -74,6 +74,8 @@ static json_t *from_daemon(const struct cli *c, json_t *st)
     json_object_set_new(d, "loads", pick(json_object_get(st, "loads"), loads_keys));
     json_object_set_new(d, "heap", pick(json_object_get(st, "heap"), heap_keys));
     json_object_set_new(d, "failures", pick_all(json_object_get(st, "failures"), failure_keys));
+    if (json_is_object(json_object_get(st, "alerts"))) /* deployments' alerts (loader/alerts.h) */
+        json_object_set(d, "alerts", json_object_get(st, "alerts"));
     return json_pack("{s:s, s:s, s:o, s:o, s:o, s:o, s:o, s:n}", "source", "mcached", "cache",
                      c->cache, "arena", arena, "reclaim",
                      pick(json_object_get(st, "reclaim"), reclaim_keys), "readers",
@@ -226,6 +228,13 @@ static void print_daemon(const struct cli *c, const json_t *d)
            fmt_size(jint(h, "mapped"), b4));
     else
         kv(stdout, W, "heap", "%s (no statistics)", jstr_or(h, "allocator", "?"));
+    if (json_is_object(json_object_get(d, "alerts"))) {
+        const json_t *al = json_object_get(d, "alerts");
+        printf("  ");
+        kv(stdout, W, "alerts", "%lld (%lld rollback, %lld health, %lld threshold; `mcache alerts`)%s",
+           jint(al, "total"), jint(al, "rollback"), jint(al, "health"), jint(al, "threshold"),
+           jint(al, "hook_failed") ? ", the alert hook failed" : "");
+    }
     if (!json_array_size(json_object_get(d, "failures")))
         return;
     printf("\nfailures (most recent first)\n");

@@ -15,7 +15,7 @@ ARENA_KEYS = ["path", "access", "base", "size", "page_size", "backing", "data_si
               "versions", "aliases", "generation", "epoch", "created_ns", "created_at",
               "loader_pid"]
 DAEMON_KEYS = ["pid", "version", "uptime_s", "started_ns", "store", "cache", "socket", "adopted",
-               "adopt_ms", "registry_generation", "loads", "heap", "failures"]
+               "adopt_ms", "registry_generation", "loads", "heap", "failures", "alerts"]
 LOADS_KEYS = ["ok", "failed", "bytes", "seconds", "gbps", "in_flight", "queued", "evictions",
               "engine", "fixed_buffers", "queue_depth", "chunk_size"]
 HEAP_KEYS = ["allocator", "allocated", "active", "resident", "mapped", "metadata", "retained"]

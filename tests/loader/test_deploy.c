@@ -1,0 +1,442 @@
+/*
+ * test_deploy.c - rollouts run by mcached, with exec'd workers that serve
+ * through the alias and report every request with mc_report(): a canary
+ * whose new version fails 10% of its requests is rolled back within one
+ * interval; a healthy one reaches 100%; kill -9 of mcached mid-rollout and
+ * a restart continue from the step it had reached; pause, resume, abort;
+ * too few requests hold; bad input changes nothing; every alert reaches the
+ * --alert-cmd hook as JSON.
+ */
+#include <fcntl.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "tests/helpers/run.h"
+#include "tests/helpers/testutil.h"
+#include "tests/loader/daemon_fixture.h"
+
+static uint64_t mono_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* ---- workers ---- */
+
+struct worker {
+    pid_t pid;
+    FILE *in, *out;
+};
+
+/* The worker a test started, killed by the teardown if the test failed before stopping it. */
+static pid_t running_worker;
+
+static int deploy_teardown(void **state)
+{
+    if (running_worker > 0) {
+        kill(running_worker, SIGKILL);
+        waitpid(running_worker, NULL, 0);
+        running_worker = 0;
+    }
+    return daemon_teardown(state);
+}
+
+#define DEPLOY_TEST(f) cmocka_unit_test_setup_teardown(f, daemon_setup, deploy_teardown)
+
+/* A deploy_worker serving m@prod, failing `permille` of 2.0.0's requests. */
+static void worker_start(struct worker *w, const char *bad, int permille)
+{
+    char prog[512], pm[16], line[128];
+    int wr[2], rd[2];
+
+    snprintf(pm, sizeof(pm), "%d", permille);
+    assert_int_equal(pipe2(wr, O_CLOEXEC), 0);
+    assert_int_equal(pipe2(rd, O_CLOEXEC), 0);
+    w->pid = fork();
+    if (w->pid == 0) {
+        dup2(wr[0], 0);
+        dup2(rd[1], 1);
+        execl(helper_path("deploy_worker", prog, sizeof(prog)), "deploy_worker", D.shm, "t", "m",
+              "prod", bad, pm, "2000", NULL);
+        _exit(127);
+    }
+    running_worker = w->pid;
+    close(wr[0]);
+    close(rd[1]);
+    w->in = fdopen(wr[1], "w");
+    w->out = fdopen(rd[0], "r");
+    assert_non_null(fgets(line, sizeof(line), w->out));
+    assert_string_equal(line, "ready\n");
+}
+
+static void worker_stop(struct worker *w)
+{
+    char line[128] = "";
+    int st;
+
+    fclose(w->in);
+    if (fgets(line, sizeof(line), w->out))
+        printf("# worker: %s", line);
+    fclose(w->out);
+    assert_int_equal(waitpid(w->pid, &st, 0), w->pid);
+    running_worker = 0;
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+}
+
+/* ---- the registry's view ---- */
+
+static const struct mc_reg_deploy *last_deploy(void)
+{
+    size_t n;
+
+    assert_int_equal(mc_registry_refresh(D.reg, NULL), 0);
+    n = mc_registry_deploy_count(D.reg);
+    return n ? mc_registry_deploy_at(D.reg, n - 1) : NULL;
+}
+
+static const char *targets(char *buf, size_t len)
+{
+    const struct mc_reg_model *m;
+
+    assert_int_equal(mc_registry_refresh(D.reg, NULL), 0);
+    m = mc_registry_model(D.reg, "m");
+    *buf = '\0';
+    for (size_t i = 0; m && i < m->naliases; i++)
+        if (!strcmp(m->aliases[i].alias, "prod"))
+            assert_int_equal(mc_reg_targets_format(&m->aliases[i], buf, len), 0);
+    return buf;
+}
+
+/* Wait (at most ms) until the last rollout is in state st; its reason. */
+static const struct mc_reg_deploy *await_state(enum mc_deploy_state st, uint64_t ms)
+{
+    uint64_t until = mono_ms() + ms;
+    const struct mc_reg_deploy *x;
+
+    for (;;) {
+        x = last_deploy();
+        if (x && x->state == st)
+            return x;
+        if (mono_ms() > until) {
+            fprintf(stderr, "rollout is %s (%s), not %s after %llu ms\n",
+                    x ? mc_deploy_state_name(x->state) : "absent",
+                    x && x->reason ? x->reason : "-", mc_deploy_state_name(st),
+                    (unsigned long long)ms);
+            dump_log();
+            fail();
+        }
+        sleep_ms(20);
+    }
+}
+
+/* Wait (at most ms) until the last rollout reached step index i. */
+static void await_step(size_t i, uint64_t ms)
+{
+    uint64_t until = mono_ms() + ms;
+    const struct mc_reg_deploy *x;
+
+    while ((x = last_deploy()) && x->step < i && x->state == MC_DEPLOY_RUNNING) {
+        if (mono_ms() > until) {
+            dump_log();
+            fail_msg("rollout still at step %zu after %llu ms", x->step, (unsigned long long)ms);
+        }
+        sleep_ms(20);
+    }
+    assert_non_null(x);
+    assert_true(x->step >= i);
+}
+
+static void setup_two(void)
+{
+    push("m", "1.0.0", 1u << 20, 1);
+    push("m", "2.0.0", 1u << 20, 2);
+    assert_int_equal(mc_registry_alias_set(D.reg, "m", "prod", "1.0.0", NULL), 0);
+}
+
+/* Begin a canary of m@2.0.0 on prod; the answer's status, body in *body. */
+static int begin(const char *extra_json, char **body)
+{
+    char spec[1024];
+
+    snprintf(spec, sizeof(spec),
+             "{\"name\":\"m\",\"version\":\"2.0.0\",\"alias\":\"prod\",\"strategy\":\"canary\","
+             "\"steps\":[10,50,100],\"interval_ms\":1500,\"max_error_rate\":0.02,"
+             "\"max_p99_ratio\":0,\"min_requests\":50%s}",
+             extra_json ? extra_json : "");
+    return ctl(body, "deploy", 1, spec);
+}
+
+/* ---- tests ---- */
+
+static void test_canary_with_errors_is_rolled_back_within_one_interval(void **state)
+{
+    char alerts[400], hook[600], t[256], *body = NULL, buf[4096] = "";
+    const char *extra[3] = {"--alert-cmd", hook, NULL};
+    const struct mc_reg_deploy *x;
+    const struct mc_reg_model *m;
+    struct worker w;
+    uint64_t t0, took;
+    FILE *f;
+
+    (void)state;
+    setup_two();
+    snprintf(alerts, sizeof(alerts), "%s/alerts.json", D.root);
+    snprintf(hook, sizeof(hook), "cat >> %s", alerts);
+    daemon_start_args(extra);
+    worker_start(&w, "2.0.0", 100); /* 10% of 2.0.0's requests fail */
+    t0 = mono_ms();
+    assert_int_equal(begin(NULL, &body), 0);
+    printf("# %s\n", body);
+    assert_non_null(strstr(body, "\"targets\":\"1.0.0=90 2.0.0=10\""));
+    free(body);
+    x = await_state(MC_DEPLOY_ROLLED_BACK, 1500 + 2500);
+    took = mono_ms() - t0;
+    printf("# rolled back after %llu ms: %s\n", (unsigned long long)took, x->reason);
+    assert_true(took < 1500 + 2500);
+    assert_non_null(strstr(x->reason, "auto-rollback: error rate"));
+    assert_int_equal(x->step, 0); /* it never advanced */
+    assert_string_equal(targets(t, sizeof(t)), "1.0.0");
+    m = mc_registry_model(D.reg, "m");
+    assert_non_null(m->aliases[0].history[m->aliases[0].nhistory - 1].why);
+    assert_non_null(strstr(m->aliases[0].history[m->aliases[0].nhistory - 1].why,
+                           "auto-rollback"));
+    /* The alert is stored right after the rollback's record. */
+    for (uint64_t until = mono_ms() + 2000; mc_registry_alert_count(D.reg) == 0;) {
+        if (mono_ms() > until)
+            fail_msg("no alert stored");
+        sleep_ms(20);
+        assert_int_equal(mc_registry_refresh(D.reg, NULL), 0);
+    }
+    assert_string_equal(mc_registry_alert_at(D.reg, mc_registry_alert_count(D.reg) - 1)->kind,
+                        "rollback");
+    assert_true(log_has("ALERT rollback"));
+    worker_stop(&w);
+    /* The hook got the alert as JSON on its stdin. */
+    for (uint64_t until = mono_ms() + 3000; !strstr(buf, "\"kind\":\"rollback\"");) {
+        if ((f = fopen(alerts, "r"))) {
+            size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+            buf[n] = '\0';
+            fclose(f);
+        }
+        if (mono_ms() > until)
+            fail_msg("the alert hook wrote \"%s\"", buf);
+        sleep_ms(20);
+    }
+    printf("# hook: %s", buf);
+    assert_non_null(strstr(buf, "\"model\":\"m\""));
+    assert_non_null(strstr(buf, "auto-rollback: error rate"));
+    {
+        char *st = NULL;
+        assert_int_equal(ctl(&st, "status", 0), 0);
+        assert_non_null(strstr(st, "\"rollback\":1"));
+        free(st);
+    }
+    daemon_stop_clean();
+}
+
+static void test_healthy_canary_reaches_100(void **state)
+{
+    const struct mc_reg_deploy *x;
+    struct worker w;
+    char t[256], *body = NULL;
+
+    (void)state;
+    setup_two();
+    daemon_start_args(NULL);
+    worker_start(&w, "2.0.0", 0);
+    assert_int_equal(begin(",\"interval_ms\":1000,\"min_requests\":20", &body), 0);
+    free(body);
+    x = await_state(MC_DEPLOY_SUCCEEDED, 3 * 1000 + 4000);
+    printf("# %s\n", x->reason);
+    assert_int_equal(x->step, 2);
+    assert_string_equal(targets(t, sizeof(t)), "2.0.0");
+    worker_stop(&w);
+    daemon_stop_clean();
+}
+
+static void test_too_few_requests_hold_the_step(void **state)
+{
+    const struct mc_reg_deploy *x;
+    char *body = NULL, t[256];
+    uint64_t until;
+
+    (void)state;
+    setup_two();
+    daemon_start_args(NULL);
+    /* No worker: nothing is served, so every interval holds. */
+    assert_int_equal(begin(",\"interval_ms\":500", &body), 0);
+    free(body);
+    until = mono_ms() + 4000;
+    while ((x = last_deploy()) && (!x->reason || !strstr(x->reason, "hold")))
+        if (mono_ms() > until)
+            fail_msg("no hold: %s", x->reason ? x->reason : "-");
+        else
+            sleep_ms(20);
+    printf("# %s\n", x->reason);
+    assert_int_equal(x->state, MC_DEPLOY_RUNNING);
+    assert_int_equal(x->step, 0);
+    assert_string_equal(targets(t, sizeof(t)), "1.0.0=90 2.0.0=10");
+    daemon_stop_clean();
+}
+
+static void test_kill9_mid_rollout_then_restart_continues_from_its_step(void **state)
+{
+    const struct mc_reg_deploy *x;
+    const struct mc_reg_model *m;
+    struct worker w;
+    char *body = NULL, t[256];
+    size_t tens = 0;
+    int st;
+
+    (void)state;
+    setup_two();
+    daemon_start_args(NULL);
+    worker_start(&w, "2.0.0", 0);
+    assert_int_equal(begin(",\"interval_ms\":1500,\"min_requests\":20", &body), 0);
+    free(body);
+    await_step(1, 1500 + 3000); /* at 50% */
+    assert_string_equal(targets(t, sizeof(t)), "1.0.0=50 2.0.0=50");
+    kill(D.pid, SIGKILL);
+    assert_int_equal(waitpid(D.pid, &st, 0), D.pid);
+    D.pid = 0;
+    x = last_deploy();
+    assert_int_equal(x->state, MC_DEPLOY_RUNNING);
+    assert_int_equal(x->step, 1);
+    daemon_start_args(NULL);
+    log_wait("it continues");
+    x = await_state(MC_DEPLOY_SUCCEEDED, 1500 + 5000);
+    assert_int_equal(x->step, 2);
+    assert_string_equal(targets(t, sizeof(t)), "2.0.0");
+    /* It went on from 50%: the alias was at 90/10 once only. */
+    m = mc_registry_model(D.reg, "m");
+    for (size_t i = 0; i < m->aliases[0].nhistory; i++) {
+        const struct mc_reg_move *mv = &m->aliases[0].history[i];
+        printf("# %s -> %s (%s)\n", mv->from ? mv->from : "-", mv->to ? mv->to : "-",
+               mv->why ? mv->why : "");
+        tens += mv->to && !strcmp(mv->to, "1.0.0=90 2.0.0=10");
+    }
+    assert_int_equal(tens, 1);
+    worker_stop(&w);
+    daemon_stop_clean();
+}
+
+static void test_pause_resume_and_abort(void **state)
+{
+    const struct mc_reg_deploy *x;
+    char *body = NULL, t[256];
+
+    (void)state;
+    setup_two();
+    daemon_start_args(NULL);
+    assert_int_equal(begin(",\"interval_ms\":60000", &body), 0);
+    free(body);
+    assert_int_equal(ctl(&body, "deploy-ctl", 2, "pause", "m"), 0);
+    free(body);
+    assert_int_equal(last_deploy()->state, MC_DEPLOY_PAUSED);
+    assert_int_not_equal(ctl(&body, "deploy-ctl", 2, "pause", "m"), 0); /* already */
+    assert_non_null(strstr(body, "paused already"));
+    free(body);
+    assert_int_equal(ctl(&body, "deploy-ctl", 2, "resume", "m"), 0);
+    free(body);
+    assert_int_equal(last_deploy()->state, MC_DEPLOY_RUNNING);
+    assert_string_equal(targets(t, sizeof(t)), "1.0.0=90 2.0.0=10");
+    assert_int_equal(ctl(&body, "deploy-ctl", 3, "abort", "m", "prod"), 0);
+    free(body);
+    x = last_deploy();
+    assert_int_equal(x->state, MC_DEPLOY_ABORTED);
+    assert_non_null(strstr(x->reason, "aborted by uid"));
+    assert_string_equal(targets(t, sizeof(t)), "1.0.0");
+    assert_int_not_equal(ctl(&body, "deploy-ctl", 2, "abort", "m"), 0); /* none left */
+    free(body);
+    daemon_stop_clean();
+}
+
+static void test_failing_health_gate_fails_the_rollout_before_any_move(void **state)
+{
+    const struct mc_reg_deploy *x;
+    char *body = NULL, t[256];
+
+    (void)state;
+    setup_two();
+    daemon_start_args(NULL);
+    assert_int_not_equal(begin(",\"health\":[\"/bin/sh\",\"-c\",\"echo broken; exit 7\"],"
+                               "\"health_timeout_ms\":5000",
+                               &body),
+                         0);
+    printf("# %s\n", body);
+    assert_non_null(strstr(body, "exit status 7"));
+    assert_non_null(strstr(body, "broken"));
+    free(body);
+    x = await_state(MC_DEPLOY_FAILED, 2000);
+    assert_string_equal(targets(t, sizeof(t)), "1.0.0");
+    assert_non_null(x->reason);
+    daemon_stop_clean();
+}
+
+static void test_bad_input_is_refused_and_changes_nothing(void **state)
+{
+    static const char *const bad[][2] = {
+        {",\"interval_ms\":0", "interval"},
+        {",\"interval_ms\":-5", "interval"},
+        {",\"steps\":[10,5,100]", "step"},
+        {",\"steps\":[10,50]", "100"},
+        {",\"steps\":[10,50,150]", "step"},
+        {",\"max_error_rate\":1.5", "error"},
+        {",\"max_error_rate\":-0.1", "error"},
+        {",\"max_p99_ratio\":0.5", "p99"},
+        {",\"version\":\"9.9.9\"", "9.9.9"},
+        {",\"strategy\":\"yolo\"", "yolo"},
+        {",\"alias\":\"nosuch\"", "nosuch"},
+    };
+    char t[256];
+    size_t n;
+    uint64_t gen;
+
+    (void)state;
+    setup_two();
+    daemon_start_args(NULL);
+    assert_int_equal(mc_registry_refresh(D.reg, NULL), 0);
+    n = mc_registry_deploy_count(D.reg);
+    gen = mc_registry_generation(D.reg);
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char *body = NULL;
+        assert_int_not_equal(begin(bad[i][0], &body), 0);
+        printf("# %s: %s\n", bad[i][0], body);
+        assert_non_null(strstr(body, bad[i][1]));
+        free(body);
+    }
+    assert_int_equal(mc_registry_refresh(D.reg, NULL), 0);
+    assert_int_equal(mc_registry_deploy_count(D.reg), n);
+    assert_int_equal(mc_registry_generation(D.reg), gen);
+    assert_string_equal(targets(t, sizeof(t)), "1.0.0");
+    daemon_stop_clean();
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        DEPLOY_TEST(test_canary_with_errors_is_rolled_back_within_one_interval),
+        DEPLOY_TEST(test_healthy_canary_reaches_100),
+        DEPLOY_TEST(test_too_few_requests_hold_the_step),
+        DEPLOY_TEST(test_kill9_mid_rollout_then_restart_continues_from_its_step),
+        DEPLOY_TEST(test_pause_resume_and_abort),
+        DEPLOY_TEST(test_failing_health_gate_fails_the_rollout_before_any_move),
+        DEPLOY_TEST(test_bad_input_is_refused_and_changes_nothing),
+    };
+
+    MC_TEST_FILTER_FROM_ENV();
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

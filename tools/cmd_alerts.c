@@ -1,0 +1,94 @@
+/*
+ * cmd_alerts.c - `mcache alerts`: the events mcached raised (automatic
+ * rollbacks, failed health gates, threshold breaches), newest last, as
+ * kept in the registry (the newest 256; loader/alerts.h).
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "common/err.h"
+#include "tools/cli.h"
+#include "tools/jsonout.h"
+#include "tools/output.h"
+
+static const struct opt_spec alerts_opts[] = {
+    {"limit", 'n', OPT_VALUE, "N", "only the newest N"},
+    {"kind", 0, OPT_VALUE, "KIND", "only rollback, health or threshold"},
+    {0},
+};
+
+static int run_alerts(struct cli *c, struct args *a)
+{
+    const char *name = a->npos ? a->pos[0] : NULL, *kind = args_value(a, "kind");
+    struct mc_registry *r;
+    uint64_t limit = 0;
+    json_t *arr = json_array();
+    size_t n, first = 0, shown = 0;
+    int rc;
+
+    if (kind && strcmp(kind, "rollback") && strcmp(kind, "health") && strcmp(kind, "threshold"))
+        return cli_usage(c, "--kind must be rollback, health or threshold, not \"%s\"", kind);
+    if (args_value(a, "limit") &&
+        (rc = cli_parse_uint("limit", args_value(a, "limit"), MC_REG_ALERTS_MAX, &limit)))
+        return cli_error(rc);
+    if ((rc = cli_open_store(c, false, false, &r)))
+        return cli_error(rc);
+    if (name && !cli_model(r, name, &rc)) {
+        mc_registry_close(r);
+        return cli_error(rc);
+    }
+    n = mc_registry_alert_count(r);
+    /* --limit counts the alerts that match, from the newest. */
+    if (limit) {
+        size_t m = 0;
+        for (first = n; first > 0 && m < limit; first--) {
+            const struct mc_reg_alert *x = mc_registry_alert_at(r, first - 1);
+            m += (!name || !strcmp(x->model, name)) && (!kind || !strcmp(x->kind, kind));
+        }
+    }
+    for (size_t i = first; i < n; i++) {
+        const struct mc_reg_alert *x = mc_registry_alert_at(r, i);
+        char when[64];
+        if ((name && strcmp(x->model, name)) || (kind && strcmp(x->kind, kind)))
+            continue;
+        shown++;
+        if (c->json) {
+            json_array_append_new(
+                arr, json_pack("{s:I, s:o, s:s, s:s, s:o, s:o, s:s}", "id", (json_int_t)x->id,
+                               "at", jv_time(x->at_ns), "kind", x->kind, "model", x->model,
+                               "version", jv_str(x->version), "alias", jv_str(x->alias),
+                               "message", x->message));
+            continue;
+        }
+        printf("%s  %-9s %s%s%s%s%s: %s\n", fmt_time(x->at_ns, when), x->kind, x->model,
+               x->version ? "@" : "", x->version ? x->version : "", x->alias ? " " : "",
+               x->alias ? x->alias : "", x->message);
+    }
+    if (c->json)
+        jv_print(json_pack("{s:o}", "alerts", arr));
+    else {
+        json_decref(arr);
+        if (!shown && !c->quiet)
+            printf("no alerts\n");
+    }
+    mc_registry_close(r);
+    return EXIT_OK;
+}
+
+const struct cli_cmd cmd_alerts = {
+    .name = "alerts",
+    .synopsis = "[NAME] [--kind KIND] [--limit N]",
+    .summary = "automatic rollbacks, failed health gates, threshold breaches",
+    .help = "Lists the alerts mcached raised, oldest first (the registry keeps the newest\n"
+            "256): when, kind (rollback, health, threshold), model, version and alias, and\n"
+            "the message. mcached also logs each one, counts them (`mcache stat`) and passes\n"
+            "each as JSON to the command of its alert-cmd setting, if any (mcached(8)).\n"
+            "\n"
+            "Examples:\n"
+            "  mcache alerts\n"
+            "  mcache alerts resnet --kind rollback --limit 5 --json",
+    .opts = alerts_opts,
+    .min_pos = 0,
+    .max_pos = 1,
+    .run = run_alerts,
+};
