@@ -138,18 +138,25 @@ void mc_memo_key_fill(struct mc_memo_key *e, uint64_t seq, const struct mc_rec_v
  * by a hash of the request's key (sticky: the same key, the same version
  * while the split stays; unseeded, so the same on every host), else by a
  * draw from the thread's generator (a Weyl sequence mixed once: a multiply,
- * no system call). Out of line (resolve.c): the warm path of every other
- * reference pays only the test of the tag.
+ * no system call). Inline: every other reference pays only the test of the
+ * tag, and a weighted get no call.
  */
-struct mc_rec_version *mc_resolve_split(uint64_t target, const void *key, size_t key_len,
-                                        uint64_t *rng);
-
 __attribute__((always_inline)) static inline struct mc_rec_version *
 mc_resolve_pick(uint64_t target, const void *key, size_t key_len, uint64_t *rng)
 {
-    if (__builtin_expect(target & 1, 0))
-        return mc_resolve_split(target, key, key_len, rng);
-    return (struct mc_rec_version *)(uintptr_t)target;
+    const struct mc_split *sp;
+    uint64_t x;
+
+    if (__builtin_expect(!(target & 1), 1))
+        return (struct mc_rec_version *)(uintptr_t)target;
+    sp = mc_target_split(target);
+    if (key) {
+        x = XXH3_64bits(key, key_len);
+    } else {
+        x = (*rng += 0x9e3779b97f4a7c15ull); /* a Weyl sequence, mixed once */
+        x = (x ^ (x >> 29)) * 0xbf58476d1ce4e5b9ull;
+    }
+    return mc_split_pick(sp, (uint32_t)(x >> 32));
 }
 
 /*
