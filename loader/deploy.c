@@ -619,11 +619,14 @@ static int spec_from_json(struct daemon *d, json_t *j, struct mc_reg_deploy *s, 
     return 0;
 }
 
+static const struct mc_reg_deploy *active(struct daemon *d, const char *name, const char *alias,
+                                          char *msg, size_t len);
+
 void deploy_op_begin(struct daemon *d, struct mc_conn *c, const struct mc_request *rq)
 {
     uint32_t steps[100];
     const char *argv[64];
-    char from[512] = "", version[256];
+    char from[512] = "", version[256], msg[800];
     struct mc_reg_deploy s;
     struct deploy_run *r;
     json_error_t je;
@@ -638,6 +641,21 @@ void deploy_op_begin(struct daemon *d, struct mc_conn *c, const struct mc_reques
         return;
     }
     daemon_sync(d, false);
+    {
+        const char *n = json_string_value(json_object_get(j, "name"));
+        const char *al = json_string_value(json_object_get(j, "alias"));
+        const struct mc_reg_deploy *x = n && al ? active(d, n, al, msg, sizeof(msg)) : NULL;
+        if (x) {
+            snprintf(msg, sizeof(msg),
+                     "rollout %llu of %s@%s on alias %s is %s (step %zu/%zu); let it finish or "
+                     "abort it first (mcache deploy --abort %s --alias %s)",
+                     (unsigned long long)x->id, x->name, x->version, x->alias,
+                     mc_deploy_state_name(x->state), x->step + 1, x->nsteps, x->name, x->alias);
+            reply_err(d, c, MC_EBUSY, msg);
+            json_decref(j);
+            return;
+        }
+    }
     mc_registry_set_uid(d->reg, (uint32_t)c->uid);
     rc = spec_from_json(d, j, &s, steps, argv, from, sizeof(from), version, sizeof(version));
     if (!rc)
