@@ -130,6 +130,26 @@ int barena_put_shared(struct barena *ba, const char *name, const char *version, 
     return put(ba, name, version, data_off, size, 0);
 }
 
+int barena_track(struct barena *ba, const char *name, const char *version, unsigned idx)
+{
+    struct mc_rec_version *v = mc_table_find_version(ba->w.t, ba->a.hdr->hash_seed, name, version);
+
+    if (!v)
+        return bench_error("barena_track: %s@%s is not in the arena", name, version);
+    v->h.stats = (uint8_t)idx; /* before the seal: no reader yet */
+    return 0;
+}
+
+int barena_split(struct barena *ba, const char *name, const char *alias, const char *v1,
+                 uint32_t w1, const char *v2)
+{
+    const char *vs[] = {v1, v2};
+    uint32_t ws[] = {w1, 100 - w1};
+    int rc = mc_table_set_alias_split(&ba->w, name, alias, vs, ws, 2);
+
+    return rc ? mc_fail("setting a weighted alias", ba, rc) : 0;
+}
+
 int barena_alias(struct barena *ba, const char *name, const char *alias, const char *version)
 {
     int rc = mc_table_set_alias(&ba->w, name, alias, version);

@@ -56,6 +56,16 @@ int barena_alloc(struct barena *ba, uint64_t size, uint64_t *off);
 
 /* Point name#alias at name@version. */
 int barena_alias(struct barena *ba, const char *name, const char *alias, const char *version);
+/* alias -> v1 (w1 percent) and v2 (the rest): a weighted alias. */
+/*
+ * Give name@version's record the serving-statistics index idx (1-63), as
+ * mcached does when it publishes a version, so mc_report() counts for it.
+ * Before barena_seal() only.
+ */
+int barena_track(struct barena *ba, const char *name, const char *version, unsigned idx);
+
+int barena_split(struct barena *ba, const char *name, const char *alias, const char *v1,
+                 uint32_t w1, const char *v2);
 
 /* Close the writable mapping; the arena stays for readers. */
 void barena_seal(struct barena *ba);

@@ -83,8 +83,12 @@ int keyset_arena(struct bench *b, struct barena *ba, const struct keyset *k, con
     model_fill(mc_arena_ptr(&ba->a, off), 0, 4096);
     for (unsigned i = 0; i < k->n; i++)
         if (barena_put_shared(ba, k->name[i], GET_VERSION, off, GET_VALUE_SIZE) ||
-            barena_alias(ba, k->name[i], GET_ALIAS, GET_VERSION))
+            barena_put_shared(ba, k->name[i], GET_VERSION2, off, GET_VALUE_SIZE) ||
+            barena_alias(ba, k->name[i], GET_ALIAS, GET_VERSION) ||
+            barena_split(ba, k->name[i], GET_CANARY, GET_VERSION, 90, GET_VERSION2))
             return -1;
+    if (barena_track(ba, k->name[0], GET_VERSION, 1)) /* for mc_report() */
+        return -1;
     barena_seal(ba);
     if (mc_attach_dir(ba->dir, ba->cache, c))
         return bench_error("attaching to %s: %s", ba->path, mc_last_error());
@@ -257,13 +261,17 @@ static int run_mcache(struct lk *l, uint64_t first, uint64_t ops)
     const char *ref = l->sys == LK_MCACHE_ALIAS    ? GET_ALIAS
                       : l->sys == LK_MCACHE_LATEST ? "latest"
                       : l->sys == LK_MCACHE_RANGE  ? GET_RANGE
+                      : l->sys >= LK_MCACHE_WEIGHTED ? GET_CANARY
                                                    : GET_VERSION;
+    bool keyed = l->sys == LK_MCACHE_KEYED;
     uint64_t sink = 0;
 
     for (uint64_t i = first; i < first + ops; i++) {
         uint32_t j = k->order[i & ORDER_MASK];
         mc_model *m;
-        int rc = mc_get(l->mc, k->name[j], ref, &m);
+        /* keyed: a request key per get, as a server's user id would be */
+        int rc = keyed ? mc_get_keyed(l->mc, k->name[j], ref, &i, sizeof(i), &m)
+                       : mc_get(l->mc, k->name[j], ref, &m);
 
         if (__builtin_expect(rc != 0, 0))
             return miss(l, j, mc_last_error());
@@ -342,6 +350,8 @@ int lk_run(struct lk *l, uint64_t first, uint64_t ops)
     case LK_MCACHE_ALIAS:
     case LK_MCACHE_LATEST:
     case LK_MCACHE_RANGE:
+    case LK_MCACHE_WEIGHTED:
+    case LK_MCACHE_KEYED:
         return run_mcache(l, first, ops);
     case LK_CKHT:
         return run_ckht(l, first, ops);

@@ -22,6 +22,8 @@
 #define GET_VERSION    "1.0.0"
 #define GET_ALIAS      "production"
 #define GET_RANGE      "^1"
+#define GET_CANARY     "canary"   /* GET_VERSION=90 GET_VERSION2=10 */
+#define GET_VERSION2   "1.0.1"
 #define GET_VALUE_SIZE 64u /* bytes of the value LMDB and Redis hold per key */
 
 struct keyset {
@@ -41,7 +43,8 @@ struct barena;
 
 /*
  * An arena holding the key set's models (each version published READY, all
- * sharing one small extent that lookups never read) with their aliases,
+ * sharing one small extent that lookups never read) with their aliases
+ * (GET_ALIAS: GET_VERSION; GET_CANARY: GET_VERSION 90%, GET_VERSION2 10%),
  * sealed and attached by this process as a reader (*c). tag names it
  * ("get100"). Detach *c, then barena_destroy() it.
  */
@@ -53,6 +56,8 @@ enum lk_sys {
     LK_MCACHE_ALIAS,  /* by alias */
     LK_MCACHE_LATEST, /* "latest" */
     LK_MCACHE_RANGE,  /* the range GET_RANGE */
+    LK_MCACHE_WEIGHTED, /* the weighted alias GET_CANARY, a pick per get */
+    LK_MCACHE_KEYED,    /* the same by a request key (mc_get_keyed) */
     LK_CKHT,
     LK_LMDB,
     LK_REDIS,

@@ -12,7 +12,9 @@
  * their rates.
  *
  * mcache is measured by exact version, alias, "latest" and the range "^1",
- * each against the raw ck_ht lookup of the same run. Instructions per
+ * each against the raw ck_ht lookup of the same run, and through a weighted
+ * alias (90/10, a pick per get, and by a request key) against the plain
+ * alias. Instructions per
  * get+release: when valgrind is installed and the build's
  * tests/get_count sits beside this program's folder, the bench counts them
  * with callgrind as ctest perf_instructions does (tests/perf/), and says
@@ -47,9 +49,15 @@ struct get_set {
 };
 
 /* Display order: the baseline first. */
-static const enum lk_sys order[] = {LK_CKHT,          LK_MCACHE,       LK_MCACHE_ALIAS,
-                                    LK_MCACHE_LATEST, LK_MCACHE_RANGE, LK_LMDB,
-                                    LK_REDIS};
+static const enum lk_sys order[] = {LK_CKHT,          LK_MCACHE,          LK_MCACHE_ALIAS,
+                                    LK_MCACHE_LATEST, LK_MCACHE_RANGE,    LK_MCACHE_WEIGHTED,
+                                    LK_MCACHE_KEYED,  LK_LMDB,            LK_REDIS};
+
+/* Weighted aliases against a plain alias of the same run (issue 13's targets). */
+static const struct {
+    enum lk_sys sys;
+    double ratio;
+} split_goals[] = {{LK_MCACHE_WEIGHTED, 1.15}, {LK_MCACHE_KEYED, 1.3}};
 
 /* mcache's targets: get+release / raw ck_ht lookup, and instructions per get+release. */
 static const struct {
@@ -77,6 +85,10 @@ static const char *sys_name(struct bench *b, enum lk_sys s)
         return "mcache (latest)";
     case LK_MCACHE_RANGE:
         return "mcache (range " GET_RANGE ")";
+    case LK_MCACHE_WEIGHTED:
+        return "mcache (weighted alias)";
+    case LK_MCACHE_KEYED:
+        return "mcache (weighted, keyed)";
     case LK_LMDB:
         snprintf(lmdb, sizeof(lmdb), "LMDB (%s)", fs_is_memory(b->o.shm_dir) ? "tmpfs" : "disk");
         return lmdb;
@@ -136,7 +148,7 @@ static int setup(struct bench *b, struct get_set *sets, struct redis *rs)
         if (lmdb_put_keys(s->lmdb, &s->k) || lk_open_lmdb(&s->lk[LK_LMDB], &s->k, s->lmdb) ||
             lk_open_ckht(&s->lk[LK_CKHT], &s->k))
             return -1;
-        for (enum lk_sys m = LK_MCACHE; m <= LK_MCACHE_RANGE; m++) {
+        for (enum lk_sys m = LK_MCACHE; m <= LK_MCACHE_KEYED; m++) {
             lk_open_mcache_ref(&s->lk[m], &s->k, s->c, m);
             s->have[m] = true;
         }
@@ -185,6 +197,36 @@ static int latency(struct bench *b, struct get_set *sets)
     cpu_pin(-1);
     for (int i = 0; i < NSETS; i++)
         bench_base_system(b, metric[i], BASELINE);
+    return 0;
+}
+
+#define REPORT_METRIC "mc_report per request, 100 models"
+
+/*
+ * mc_report() on a held model, --ops times per run: the cost a worker pays
+ * per request for serving statistics (issue 13's target: 15 ns).
+ */
+static int report_cost(struct bench *b, struct get_set *s)
+{
+    mc_model *m;
+
+    if (mc_get(s->c, s->k.name[0], GET_VERSION, &m))
+        return bench_error("get %s@%s: %s", s->k.name[0], GET_VERSION, mc_last_error());
+    cpu_pin(cpu_nth(0));
+    for (unsigned run = 0; run < b->o.runs; run++) {
+        uint64_t t0 = mc_mono_ns();
+
+        for (uint64_t i = 0; i < b->o.ops; i++)
+            if (__builtin_expect(mc_report(m, 20000 + (i & 4095) * 97, (i & 63) != 0, i & 7), 0)) {
+                cpu_pin(-1);
+                mc_release(m);
+                return bench_error("mc_report: %s", mc_last_error());
+            }
+        bench_add(b, "mcache", REPORT_METRIC, "ns/op",
+                  (double)(mc_mono_ns() - t0) / (double)b->o.ops);
+    }
+    cpu_pin(-1);
+    mc_release(m);
     return 0;
 }
 
@@ -267,6 +309,12 @@ static void targets(struct bench *b)
             bench_target(b, bench_value(b, sys_name(b, goals[g].sys), metric) / c, true,
                          goals[g].ratio, "%s get+release / raw ck_ht lookup, %u models",
                          sys_name(b, goals[g].sys), set_models[i]);
+        for (size_t g = 0; g < sizeof(split_goals) / sizeof(split_goals[0]); g++)
+            bench_target(b,
+                         bench_value(b, sys_name(b, split_goals[g].sys), metric) /
+                             bench_value(b, sys_name(b, LK_MCACHE_ALIAS), metric),
+                         true, split_goals[g].ratio, "%s / plain alias get+release, %u models",
+                         sys_name(b, split_goals[g].sys), set_models[i]);
         bench_target(b, l / m, false, 2, "LMDB read / mcache get+release, %u models",
                      set_models[i]);
         if (r == r)
@@ -365,6 +413,8 @@ int sc_get(struct bench *b)
     if (!rc)
         rc = latency(b, sets);
     if (!rc)
+        rc = report_cost(b, &sets[0]);
+    if (!rc)
         rc = throughput(b, &sets[NSETS - 1]);
     if (!rc) {
         bool counted = instructions(b);
@@ -374,6 +424,8 @@ int sc_get(struct bench *b)
                  (unsigned long long)b->o.ops, (unsigned long long)b->o.redis_ops, b->o.tput_ms);
         bench_print_table(b, title);
         targets(b);
+        bench_target(b, bench_value(b, "mcache", REPORT_METRIC), true, 15,
+                     "mc_report per request (ns)");
         if (counted)
             instruction_targets(b);
     }

@@ -357,7 +357,8 @@ static int handles_refill(mc_cache *c, struct tslot *ts)
  * full), and its slot in *slot. mc_get() pins that same slot: the loader
  * relies on a slot's hold being stored before that slot's pin is cleared.
  */
-static uint64_t *hold_word(mc_cache *c, struct tslot *ts, struct mc_slot **slot)
+__attribute__((always_inline)) static inline uint64_t *hold_word(mc_cache *c, struct tslot *ts,
+                                                               struct mc_slot **slot)
 {
     for (uint32_t i = 0; i < ts->nslots; i++)
         for (unsigned j = 0; j < MC_SLOT_HOLDS; j++)

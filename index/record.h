@@ -101,7 +101,8 @@ struct mc_rec_alias {
  * weights (percent, summing to 100), immutable once installed (a change of
  * targets or weights installs a new split with one store of the alias's
  * target word, and retires the old one). Target i takes the 32-bit draws
- * below cum[i] not taken by an earlier one; the last takes the rest.
+ * below cum[i] not taken by an earlier one; the last takes the rest (its
+ * cum[] and those of unused targets are UINT32_MAX).
  */
 #define MC_SPLIT_MAGIC 0x54494c50u /* "PLIT" */
 #define MC_SPLIT_MAX   4u
@@ -137,10 +138,11 @@ static inline unsigned mc_target_versions(uint64_t target, struct mc_rec_version
 /* The target a 32-bit draw picks (a draw per get, or a hash of the request's key). */
 static inline struct mc_rec_version *mc_split_pick(const struct mc_split *s, uint32_t draw)
 {
-    unsigned i = 0;
+    /* Branch-free (a random draw would mispredict a loop's exit): unused
+     * thresholds are UINT32_MAX, and the last target takes what is left. */
+    unsigned i = (draw >= s->cum[0]) + (draw >= s->cum[1]) + (draw >= s->cum[2]);
 
-    while (i + 1 < s->n && draw >= s->cum[i])
-        i++;
+    i = i < s->n ? i : s->n - 1;
     return (struct mc_rec_version *)(uintptr_t)s->recs[i];
 }
 

@@ -26,6 +26,21 @@ int mc_resolve_too_long(const char *name, size_t nlen, const char *ref, size_t r
                   MC_KEY_MAX - 1);
 }
 
+struct mc_rec_version *mc_resolve_split(uint64_t target, const void *key, size_t key_len,
+                                        uint64_t *rng)
+{
+    const struct mc_split *sp = mc_target_split(target);
+    uint64_t x;
+
+    if (key) {
+        x = XXH3_64bits(key, key_len);
+    } else {
+        x = (*rng += 0x9e3779b97f4a7c15ull); /* a Weyl sequence, mixed once */
+        x = (x ^ (x >> 29)) * 0xbf58476d1ce4e5b9ull;
+    }
+    return mc_split_pick(sp, (uint32_t)(x >> 32));
+}
+
 void mc_memo_key_fill(struct mc_memo_key *e, uint64_t seq, const struct mc_rec_version *v,
                       const char *name, size_t nlen, const char *ref, size_t rlen)
 {

@@ -137,26 +137,19 @@ void mc_memo_key_fill(struct mc_memo_key *e, uint64_t seq, const struct mc_rec_v
  * A weighted alias's pick (the target word is a tagged split, record.h):
  * by a hash of the request's key (sticky: the same key, the same version
  * while the split stays; unseeded, so the same on every host), else by a
- * draw from the thread's generator (splitmix64: a few multiplies, no
- * system call). A plain target is returned as it is.
+ * draw from the thread's generator (a Weyl sequence mixed once: a multiply,
+ * no system call). Out of line (resolve.c): the warm path of every other
+ * reference pays only the test of the tag.
  */
+struct mc_rec_version *mc_resolve_split(uint64_t target, const void *key, size_t key_len,
+                                        uint64_t *rng);
+
 __attribute__((always_inline)) static inline struct mc_rec_version *
 mc_resolve_pick(uint64_t target, const void *key, size_t key_len, uint64_t *rng)
 {
-    const struct mc_split *sp = mc_target_split(target);
-    uint64_t x;
-
-    if (__builtin_expect(!sp, 1))
-        return (struct mc_rec_version *)(uintptr_t)target;
-    if (key) {
-        x = XXH3_64bits(key, key_len);
-    } else {
-        x = (*rng += 0x9e3779b97f4a7c15ull);
-        x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-        x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-        x ^= x >> 31;
-    }
-    return mc_split_pick(sp, (uint32_t)(x >> 32));
+    if (__builtin_expect(target & 1, 0))
+        return mc_resolve_split(target, key, key_len, rng);
+    return (struct mc_rec_version *)(uintptr_t)target;
 }
 
 /*
@@ -175,7 +168,7 @@ mc_resolve_ref(struct mc_table *t, uint64_t seed, const char *name, const char *
     struct mc_rec *r = NULL;
     struct mc_rec_version *v;
     uint64_t seq = 0;
-    struct mc_memo_key *e = NULL;
+    struct mc_memo_key *e = NULL, *hit;
     int rc;
 
     if (!ref)
@@ -187,12 +180,11 @@ mc_resolve_ref(struct mc_table *t, uint64_t seed, const char *name, const char *
         /* Pairs with table_change_end()'s release: what the change stored. */
         seq = mc_load_acquire(&t->seq);
         e = mc_memo_key_pair(memo, name, nlen, ref, rlen);
-        if (mc_memo_key_is(&e[0], seq, name, nlen, ref, rlen)) {
-            *out = mc_resolve_pick(e[0].rec, pick_key, pick_len, rng);
-            return 0;
-        }
-        if (mc_memo_key_is(&e[1], seq, name, nlen, ref, rlen)) {
-            *out = mc_resolve_pick(e[1].rec, pick_key, pick_len, rng);
+        hit = mc_memo_key_is(&e[0], seq, name, nlen, ref, rlen)   ? &e[0]
+              : mc_memo_key_is(&e[1], seq, name, nlen, ref, rlen) ? &e[1]
+                                                                  : NULL;
+        if (hit) {
+            *out = mc_resolve_pick(hit->rec, pick_key, pick_len, rng);
             return 0;
         }
     }

@@ -379,6 +379,8 @@ static int target_build(struct mc_writer *w, struct mc_rec_version *const *v,
         return err;
     sp = mc_arena_ptr(w->arena, off);
     memset(sp, 0, sizeof(*sp));
+    for (unsigned i = 0; i < MC_SPLIT_MAX; i++)
+        sp->cum[i] = UINT32_MAX;
     sp->magic = MC_SPLIT_MAGIC;
     sp->n = (uint32_t)n;
     sp->alloc_size = sizeof(*sp);

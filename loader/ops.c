@@ -358,6 +358,7 @@ static void op_status(struct daemon *d, struct mc_conn *c)
                           failures_json(d));
 
     json_object_set_new(j, "readers", readers_json(d));
+    json_object_set_new(j, "serving", stats_counters_json(d));
     json_object_set_new(j, "alerts", alerts_json(d));
     reply_json(d, c, j);
 }
@@ -373,7 +374,7 @@ static const struct op ops[] = {
     {"ping", false, 0, 0, "ping"},
     {"status", false, 0, 0, "status"},
     {"readers", false, 0, 0, "readers"},
-    {"stats", false, 0, 2, "stats [NAME REF]"},
+    {"stats", false, 0, 3, "stats [NAME REF [SECONDS]]"},
     {"compare", false, 3, 3, "compare NAME REF1 REF2"},
     {"load", false, 2, 3, "load NAME REF [TIMEOUT_MS]"},
     {"evict", true, 2, 2, "evict NAME REF"},
@@ -428,14 +429,14 @@ void daemon_request(void *ctx, struct mc_conn *c, const struct mc_request *rq)
         reply_err(d, c, MC_EINVAL,
                   "stats takes no arguments (mcached's counters) or NAME REF (a version's "
                   "serving statistics)");
-    } else if (!strcmp(op->name, "stats") && rq->nargs == 2) {
+    } else if (!strcmp(op->name, "stats") && rq->nargs >= 2) {
         stats_op(d, c, rq);
     } else if (!strcmp(op->name, "compare")) {
         stats_op_compare(d, c, rq);
     } else if (!strcmp(op->name, "stats")) {
-        reply_json(d, c, json_pack("{s:o, s:o, s:o, s:o}", "daemon", daemon_json(d), "loads",
-                                   loads_json(d), "reclaim", reclaim_json(d), "heap",
-                                   heap_json()));
+        reply_json(d, c, json_pack("{s:o, s:o, s:o, s:o, s:o}", "daemon", daemon_json(d),
+                                   "loads", loads_json(d), "reclaim", reclaim_json(d), "heap",
+                                   heap_json(), "serving", stats_counters_json(d)));
     } else if (!strcmp(op->name, "load")) {
         op_load(d, c, rq);
     } else if (!strcmp(op->name, "evict")) {

@@ -35,6 +35,7 @@ struct stats {
     struct stats_track t[MC_STATS_VERSIONS];
     uint64_t last_snap_ns;
     uint64_t untracked; /* READY records published without an index */
+    uint64_t snapshots; /* rounds of snapshots taken */
 };
 
 /* ---- the rows ----------------------------------------------------------- */
@@ -227,6 +228,7 @@ void stats_tick(struct daemon *d)
     if (!d->stats || now - d->stats->last_snap_ns < STATS_SNAP_NS)
         return;
     d->stats->last_snap_ns = now;
+    d->stats->snapshots++;
     for (unsigned i = 1; i < MC_STATS_VERSIONS; i++)
         if (d->stats->t[i].rec_off)
             track_snap(d, i, now);
@@ -396,7 +398,8 @@ static int stats_resolve(struct daemon *d, const char *name, const char *ref,
 }
 
 /* Everything `stats` answers for one version, or NULL with the code in *rc. */
-static json_t *version_stats_json(struct daemon *d, const char *name, const char *ref, int *rc)
+static json_t *version_stats_json(struct daemon *d, const char *name, const char *ref,
+                                  unsigned extra, int *rc)
 {
     const struct mc_reg_version *v;
     const struct mc_rec_version *rv;
@@ -417,6 +420,17 @@ static json_t *version_stats_json(struct daemon *d, const char *name, const char
             return NULL;
         }
         json_array_append_new(arr, window_json(windows[i].name, windows[i].seconds, &w));
+    }
+    if (extra) { /* a window asked for: "30s" */
+        char label[16];
+
+        *rc = stats_version_window_ex(d, v->name, v->version, extra, &w);
+        if (*rc) {
+            json_decref(arr);
+            return NULL;
+        }
+        snprintf(label, sizeof(label), "%us", extra);
+        json_array_append_new(arr, window_json(label, extra, &w));
     }
     j = json_pack("{s:s, s:s, s:s, s:i, s:I, s:o}", "name", v->name, "version", v->version, "ref",
                   ref, "index", (int)idx, "loaded_ns", (json_int_t)mc_rec_cold(rv)->loaded_ns,
@@ -441,23 +455,45 @@ static void reply(struct daemon *d, struct mc_conn *c, int rc, json_t *j)
 
 void stats_op(struct daemon *d, struct mc_conn *c, const struct mc_request *rq)
 {
+    unsigned long secs = 0;
+    char *end = NULL;
     int rc;
-    json_t *j = version_stats_json(d, rq->args[0], rq->args[1], &rc);
+    json_t *j;
 
+    if (rq->nargs > 2) {
+        secs = strtoul(rq->args[2], &end, 10);
+        if (!*rq->args[2] || *end || rq->args[2][0] == '-' || secs < 1 ||
+            secs > STATS_WINDOW_MAX) {
+            rc = mc_err(MC_EINVAL,
+                        "stats: window \"%.40s\" is not a number of seconds from 1 to %u",
+                        rq->args[2], STATS_WINDOW_MAX);
+            reply(d, c, rc, NULL);
+            return;
+        }
+    }
+    j = version_stats_json(d, rq->args[0], rq->args[1], (unsigned)secs, &rc);
     reply(d, c, rc, j);
 }
 
 void stats_op_compare(struct daemon *d, struct mc_conn *c, const struct mc_request *rq)
 {
     int rc;
-    json_t *a = version_stats_json(d, rq->args[0], rq->args[1], &rc), *b = NULL;
+    json_t *a = version_stats_json(d, rq->args[0], rq->args[1], 0, &rc), *b = NULL;
 
     if (a)
-        b = version_stats_json(d, rq->args[0], rq->args[2], &rc);
+        b = version_stats_json(d, rq->args[0], rq->args[2], 0, &rc);
     if (!b) {
         json_decref(a);
         reply(d, c, rc, NULL);
         return;
     }
     reply(d, c, 0, json_pack("{s:s, s:[o, o]}", "name", rq->args[0], "versions", a, b));
+}
+
+json_t *stats_counters_json(struct daemon *d)
+{
+    return json_pack("{s:i, s:i, s:I, s:I}", "indices", (int)(MC_STATS_VERSIONS - 1), "tracked",
+                     (int)stats_indices_used(d), "untracked_total",
+                     (json_int_t)stats_untracked_total(d), "snapshots",
+                     (json_int_t)(d->stats ? d->stats->snapshots : 0));
 }

@@ -29,6 +29,7 @@
 #ifndef MCACHE_LOADER_STATS_H
 #define MCACHE_LOADER_STATS_H
 
+#include <jansson.h>
 #include <stdint.h>
 
 #include "index/stats.h"
@@ -99,7 +100,10 @@ int stats_version_index(struct daemon *d, const char *name, const char *version,
 unsigned stats_indices_used(const struct daemon *d);
 uint64_t stats_untracked_total(const struct daemon *d);
 
-/* ctl `stats NAME REF` and `compare NAME REF1 REF2` (docs/protocol.md). */
+/* {"indices","tracked","untracked_total","snapshots"}: `serving` in `status` and `stats`. */
+json_t *stats_counters_json(struct daemon *d);
+
+/* ctl `stats NAME REF [SECONDS]` and `compare NAME REF1 REF2` (docs/protocol.md). */
 void stats_op(struct daemon *d, struct mc_conn *c, const struct mc_request *rq);
 void stats_op_compare(struct daemon *d, struct mc_conn *c, const struct mc_request *rq);
 

@@ -245,7 +245,8 @@ const struct mc_reg_model *mc_registry_model(const struct mc_registry *r, const 
 
 /*
  * Resolve name@ref (see mc_ref_classify()): an exact version (build
- * metadata must match only if ref has some), an alias, "latest" or NULL
+ * metadata must match only if ref has some), an alias (a weighted alias: its
+ * heaviest target, see struct mc_reg_alias), "latest" or NULL
  * (the highest READY version without a prerelease), or an npm range (the
  * highest READY version satisfying it). MC_ENOENT with a message saying
  * what exists if nothing matches.

@@ -9,7 +9,7 @@
 # --store given on the line so far (or $MCACHE_STORE).
 
 _mcache_global_opts="--store --cache --shm-dir --socket --json --quiet -q --help -h"
-_mcache_commands="init push ls show alias rollback history rm gc fsck verify load evict pin unpin stat health deploy deployments alerts help"
+_mcache_commands="init push ls show alias rollback history rm gc fsck verify load evict pin unpin stat stats compare snapshot health deploy deployments alerts help"
 
 _mcache_cmd_opts() {
     case "$1" in
@@ -159,10 +159,10 @@ _mcache() {
             _mcache_reply -f -- "$cur"
         fi
         ;;
-    show | load | evict | pin | unpin | verify | rm)
+    show | load | evict | pin | unpin | verify | rm | stats)
         ((npos == 0)) && _mcache_complete_ref "$cur"
         ;;
-    ls | gc | history | rollback | deployments | alerts | deploy)
+    ls | gc | history | rollback | compare | deployments | alerts | deploy)
         if ((npos == 0)); then
             _mcache_reply -W "$(_mcache_refs | sed 's/@.*//' | uniq)" -- "$cur"
         fi

@@ -52,7 +52,7 @@ struct cli_cmd {
 /* The commands, in the order `mcache --help` lists them. */
 extern const struct cli_cmd cmd_init, cmd_push, cmd_ls, cmd_show, cmd_alias, cmd_rollback,
     cmd_history, cmd_rm, cmd_gc, cmd_fsck, cmd_verify, cmd_load, cmd_evict, cmd_pin, cmd_unpin,
-    cmd_stat;
+    cmd_stat, cmd_stats, cmd_compare, cmd_snapshot;
 /* Deployments (issue 13): cmd_health.c, cmd_deploy.c, cmd_alerts.c. */
 extern const struct cli_cmd cmd_health, cmd_deploy, cmd_deployments, cmd_alerts;
 

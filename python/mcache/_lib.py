@@ -78,6 +78,8 @@ _PROTOS = {
     "mc_detach": (None, [_P]),
     "mc_get": (ctypes.c_int, [_P, _S, _S, _PP]),
     "mc_get_load": (ctypes.c_int, [_P, _S, _S, ctypes.c_int, _PP]),
+    "mc_get_keyed": (ctypes.c_int, [_P, _S, _S, ctypes.c_char_p, ctypes.c_size_t, _PP]),
+    "mc_report": (ctypes.c_int, [_P, ctypes.c_uint64, ctypes.c_int, ctypes.c_uint64]),
     "mc_release": (None, [_P]),
     "mc_model_data": (_P, [_P]),
     "mc_model_size": (ctypes.c_size_t, [_P]),

@@ -47,6 +47,7 @@ import math
 import os
 import sys
 import threading
+import time
 import warnings
 import weakref
 
@@ -240,11 +241,15 @@ class Cache(_With):
             if not (keep and rc == 0):
                 att.unuse()
 
-    def get(self, name, ref=None, load=False, timeout=None):
+    def get(self, name, ref=None, load=False, timeout=None, key=None):
         """Hold model `name` at `ref` and return it as a Model.
 
         ref: an exact version ("1.2.3"), an alias ("production"), "latest"
         (also None) or a range ("^1.2", ">=1.0.0 <2.0.0").
+        key: a request key (str or bytes: a user or session id). Through a
+        weighted alias (a canary), the same key gets the same version while
+        the weights stay (mc_get_keyed); without one, each get picks by
+        weight. Not with load=True.
         load=False: mc_get(), no system call; NotResidentError if the version
         is registered but not in the arena.
         load=True: mc_get_load(); asks mcached to load it and waits up to
@@ -255,7 +260,17 @@ class Cache(_With):
         """
         h = ctypes.c_void_p()
         bname, bref = _b(name, "name"), _b(ref, "ref")
-        if load:
+        if key is not None:
+            if isinstance(key, str):
+                key = key.encode()
+            if not isinstance(key, (bytes, bytearray)):
+                raise TypeError("mcache: key must be str or bytes, not %s" % type(key).__name__)
+            if load:
+                raise ValueError("mcache: key= and load=True do not go together; load the "
+                                 "versions first (mcache load), then get with the key")
+            att, rc = self._call(self._lib.mc_get_keyed, bname, bref, bytes(key), len(key),
+                                 ctypes.byref(h), keep=True)
+        elif load:
             if timeout is None or timeout == math.inf:
                 ms = -1
             elif (not isinstance(timeout, (int, float)) or isinstance(timeout, bool)
@@ -299,6 +314,26 @@ class Cache(_With):
             self.shm_dir,
             " closed" if self._att is None else "",
         )
+
+
+class _Serving:
+    """The context manager of Model.serving()."""
+
+    __slots__ = ("_m", "units", "_t0")
+
+    def __init__(self, model, units):
+        self._m = model
+        self.units = units  # may be set inside the block, once the count is known
+        self._t0 = None
+
+    def __enter__(self):
+        self._t0 = time.perf_counter_ns()
+        return self
+
+    def __exit__(self, etype, exc, tb):
+        self._m.report((time.perf_counter_ns() - self._t0) / 1e9, ok=etype is None,
+                       units=self.units)
+        return False
 
 
 class Model(_With):
@@ -366,6 +401,32 @@ class Model(_With):
             )
         _check_pid(self._att, "model")
         return self._h
+
+    # -- serving statistics --
+
+    def report(self, latency, ok=True, units=0):
+        """Record one request served with this model (mc_report): its
+        latency in seconds, success, and work units (tokens, images). No
+        system call. Returns False if the version is not tracked (the cache's
+        63 statistics indices are taken), True otherwise."""
+        h = self._live()
+        if isinstance(latency, bool) or not isinstance(latency, (int, float)) or not (
+                latency >= 0) or math.isinf(latency):
+            raise ValueError("mcache: latency must be a number of seconds >= 0, not %r"
+                             % (latency,))
+        if isinstance(units, bool) or not isinstance(units, int) or units < 0:
+            raise ValueError("mcache: units must be an integer >= 0, not %r" % (units,))
+        rc = self._lib.mc_report(h, min(int(latency * 1e9), 2**64 - 1), 1 if ok else 0, units)
+        if rc == errors.ENOTSUP:
+            return False
+        if rc:
+            raise from_code(self._lib, rc)
+        return True
+
+    def serving(self, units=0):
+        """`with model.serving(units=n):` times the block and reports it as
+        one request: an exception in it counts as an error (and goes on)."""
+        return _Serving(self, units)
 
     def __repr__(self):
         return "<mcache.Model %s@%s %s %d bytes%s>" % (

@@ -29,8 +29,8 @@ LIBMCACHE = os.environ.get("MCACHE_LIB", os.path.join(BUILD, "index", "libmcache
 EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_NOTFOUND, EXIT_NODAEMON = 0, 1, 2, 3, 4
 
 COMMANDS = ["init", "push", "ls", "show", "alias", "rollback", "history", "rm", "gc",
-            "fsck", "verify", "load", "evict", "pin", "unpin", "stat", "health", "deploy",
-            "deployments", "alerts"]
+            "fsck", "verify", "load", "evict", "pin", "unpin", "stat", "stats", "compare",
+            "snapshot", "health", "deploy", "deployments", "alerts"]
 
 CACHE = "t"
 

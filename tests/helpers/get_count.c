@@ -2,10 +2,11 @@
  * get_count.c - a fixed number of warm mc_get + mc_release, for counting
  * instructions with callgrind (run by tests/perf/test_instructions.sh):
  *
- *   get_count N [exact|alias|latest|range|ckht] [MODELS]
+ *   get_count N [exact|alias|latest|range|weighted|keyed|ckht] [MODELS]
  *
  * Publishes MODELS models, 100 by default (model-00..99 @1.0.0, each with
- * alias "production")
+ * alias "production"; for weighted and keyed also @1.0.1 and the weighted
+ * alias "canary", 1.0.0=90 1.0.1=10, got by a draw per get or by a key)
  * in a fresh arena, closes the writable mapping (one process may map an
  * arena's fixed address only once), attaches as a worker and does one warm
  * get+release per model, then N more round-robin by exact version "1.0.0"
@@ -20,6 +21,7 @@
  * Exit 0, or 2 with a message on stderr.
  */
 #include <ck_ht.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,6 +35,8 @@
 #define MAX_MODELS 4000 /* one data extent each; an arena holds 4,095 */
 
 static unsigned nmodels = 100;
+static bool weighted; /* the arena has 1.0.1 and "canary" too */
+static bool keyed;    /* gets through "canary" by key (mc_get_keyed) */
 
 static int fail(const char *what, int rc)
 {
@@ -60,6 +64,12 @@ static int arena_fill(struct tw *t, char names[][24])
         rc = tw_publish(t, names[i], "1.0.0", 64, (uint32_t)i);
         if (!rc)
             rc = mc_table_set_alias(&t->w, names[i], "production", "1.0.0");
+        if (!rc && weighted)
+            rc = tw_publish(t, names[i], "1.0.1", 64, (uint32_t)i);
+        if (!rc && weighted)
+            rc = mc_table_set_alias_split(&t->w, names[i], "canary",
+                                          (const char *const[]){"1.0.0", "1.0.1"},
+                                          (const uint32_t[]){90, 10}, 2);
     }
     mc_reclaim_destroy(&t->rc);
     mc_readers_close(&t->r);
@@ -84,7 +94,12 @@ static int run_mcache(char names[][24], const char *ref, unsigned long n, uint64
     for (unsigned long i = 0, j = 0; !rc && i < nmodels + n; i++, j = j + 1 < nmodels ? j + 1 : 0) {
         mc_model *m;
 
-        rc = mc_get(c, names[j], ref, &m);
+        if (keyed) {
+            uint64_t key = i; /* a request key per get (i itself stays in a register) */
+            rc = mc_get_keyed(c, names[j], ref, &key, sizeof(key), &m);
+        } else {
+            rc = mc_get(c, names[j], ref, &m);
+        }
         if (!rc) {
             *sink += mc_model_size(m);
             mc_release(m);
@@ -155,7 +170,7 @@ int main(int argc, char **argv)
 {
     static const char *const modes[][2] = {
         {"exact", "1.0.0"}, {"alias", "production"}, {"latest", "latest"}, {"range", "^1"},
-        {"ckht", NULL}};
+        {"weighted", "canary"}, {"keyed", "canary"}, {"ckht", NULL}};
     static char names[MAX_MODELS][24];
     unsigned long n = argc > 1 ? strtoul(argv[1], NULL, 10) : 0;
     const char *mode = argc > 2 ? argv[2] : "exact";
@@ -168,10 +183,13 @@ int main(int argc, char **argv)
     if (argc > 3)
         nmodels = (unsigned)strtoul(argv[3], NULL, 10);
     if (argc < 2 || argc > 4 || n == 0 || k == nmodes || nmodels == 0 || nmodels > MAX_MODELS) {
-        fprintf(stderr, "usage: get_count N [exact|alias|latest|range|ckht] [MODELS (1-%u)]\n",
+        fprintf(stderr, "usage: get_count N [exact|alias|latest|range|weighted|keyed|ckht] "
+                        "[MODELS (1-%u)]\n",
                 MAX_MODELS);
         return 2;
     }
+    weighted = strcmp(mode, "weighted") == 0 || strcmp(mode, "keyed") == 0;
+    keyed = strcmp(mode, "keyed") == 0;
     for (unsigned i = 0; i < nmodels; i++)
         snprintf(names[i], sizeof(names[i]), nmodels > 100 ? "model-%05u" : "model-%02u", i);
     rc = modes[k][1] ? run_mcache(names, modes[k][1], n, &sink) : run_ckht(names, n, &sink);

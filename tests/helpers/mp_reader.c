@@ -33,10 +33,16 @@
  *                                         from each mc_get_load its model CACHE@1.0.0 and
  *                                         check every byte; print "ok CACHE@BASE ..." while
  *                                         holding all, or "error CACHE CODE MSG" (exit 3)
+ *   mp_reader canary DIR CACHE NAME ALIAS N draw|keyed  N gets through a weighted alias
+ *                                         moving along {k.0.0, (k+1).0.0} (k rising), by draw
+ *                                         or by a key per get; every byte checked; a decoy
+ *                                         (x.5.0) or a version below the highest seen minus
+ *                                         one is bad; print "gets N highest J bad B"
  *
  * Exit codes: 0 ok, 1 a check failed, 2 usage or setup error.
  */
 #include <pthread.h>
+#include <stdbool.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <stdio.h>
@@ -654,8 +660,48 @@ static int cmd_getloads(char **av)
     return 0;
 }
 
+static int cmd_canary(char **av)
+{
+    long n = atol(av[6]), bad = 0, highest = 0, gets = 0;
+    bool keyed = strcmp(av[7], "keyed") == 0;
+    uint64_t rnd = 0x9e3779b97f4a7c15ull;
+    mc_cache *c;
+
+    if (mc_attach_dir(av[2], av[3], &c)) {
+        fprintf(stderr, "mp_reader: %s\n", mc_last_error());
+        return 2;
+    }
+    for (long i = 0; i < n; i++) {
+        mc_model *m;
+        long major, minor;
+        int rc = keyed ? mc_get_keyed(c, av[4], av[5], &i, sizeof(i), &m)
+                       : mc_get(c, av[4], av[5], &m);
+
+        if (rc) {
+            fprintf(stderr, "BAD: get %s#%s: %s\n", av[4], av[5], mc_last_error());
+            bad++;
+            continue;
+        }
+        gets++;
+        if (sscanf(mc_model_version(m), "%ld.%ld", &major, &minor) != 2 || minor != 0 ||
+            major < highest - 1 || verify(m, av[4], av[5], &rnd, true)) {
+            fprintf(stderr, "BAD: got %s after %ld.0.0 (a decoy, an old set, or bad bytes)\n",
+                    mc_model_version(m), highest);
+            bad++;
+        }
+        if (major > highest)
+            highest = major;
+        mc_release(m);
+    }
+    printf("gets %ld highest %ld bad %ld\n", gets, highest, bad);
+    mc_detach(c);
+    return bad ? 1 : 0;
+}
+
 int main(int ac, char **av)
 {
+    if (ac >= 8 && strcmp(av[1], "canary") == 0)
+        return cmd_canary(av);
     if (ac >= 6 && strcmp(av[1], "write") == 0)
         return cmd_write(av);
     if (ac >= 6 && strcmp(av[1], "hold") == 0)

@@ -9,7 +9,7 @@
  *       push versions 1.0.I of NAME, I = 0..COUNT-1; print each generation
  *   reg_helper rm STORE NAME VERSION
  *   reg_helper rmmodel STORE NAME
- *   reg_helper alias STORE NAME ALIAS REF
+ *   reg_helper alias STORE NAME ALIAS REF | V=W...  (a plain or weighted alias)
  *   reg_helper compact STORE
  *
  * With MCACHE_CRASH_AT=<point> the library kills this process at that
@@ -74,7 +74,13 @@ int main(int argc, char **argv)
     } else if (!strcmp(cmd, "rmmodel") && argc >= 4) {
         rc = mc_registry_remove_model(r, argv[3], true, &gen);
     } else if (!strcmp(cmd, "alias") && argc >= 6) {
-        rc = mc_registry_alias_set(r, argv[3], argv[4], argv[5], &gen);
+        struct mc_reg_weight t[MC_ALIAS_TARGETS_MAX];
+        size_t n = 0;
+
+        /* One REF, or weighted targets "1.0.0=90" "2.0.0=10". */
+        rc = mc_reg_targets_parse((const char *const *)argv + 5, (size_t)(argc - 5), t, &n);
+        if (rc == 0)
+            rc = mc_registry_alias_set_weighted(r, argv[3], argv[4], t, n, NULL, &gen);
     } else if (!strcmp(cmd, "compact")) {
         rc = mc_registry_compact(r);
     } else {

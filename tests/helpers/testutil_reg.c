@@ -185,17 +185,63 @@ char *tu_dump(struct mc_registry *r)
         }
         for (size_t k = 0; k < m->naliases; k++) {
             const struct mc_reg_alias *a = &m->aliases[k];
+            char text[2048];
 
-            cat(&buf, &len, &cap, "  alias %s -> %s\n", a->alias,
-                a->target ? a->target->version : "(none)");
+            mc_reg_targets_format(a, text, sizeof(text));
+            cat(&buf, &len, &cap, "  alias %s -> %s [%s]\n", a->alias,
+                a->target ? a->target->version : "(none)", text);
             for (size_t h = 0; h < a->nhistory; h++)
-                cat(&buf, &len, &cap, "    %s -> %s by %u at %llu gen %llu%s\n",
+                cat(&buf, &len, &cap, "    %s -> %s by %u at %llu gen %llu%s%s%s\n",
                     a->history[h].from ? a->history[h].from : "-",
                     a->history[h].to ? a->history[h].to : "-", a->history[h].uid,
                     (unsigned long long)a->history[h].at_ns,
                     (unsigned long long)a->history[h].generation,
-                    a->history[h].rollback ? " rollback" : "");
+                    a->history[h].rollback ? " rollback" : "", a->history[h].why ? " why " : "",
+                    a->history[h].why ? a->history[h].why : "");
         }
+        if (m->health) {
+            cat(&buf, &len, &cap, "  health %ums:", m->health->timeout_ms);
+            for (size_t k = 0; k < m->health->argc; k++)
+                cat(&buf, &len, &cap, " %s", m->health->argv[k]);
+            cat(&buf, &len, &cap, "\n");
+        }
+    }
+    /* what issue 13 added: alias snapshots, deployments, alerts */
+    for (size_t i = 0; i < mc_registry_snapshot_count(r); i++) {
+        const struct mc_reg_snapshot *s = mc_registry_snapshot_at(r, i);
+
+        cat(&buf, &len, &cap, "snapshot %s by %u at %llu\n", s->name, s->uid,
+            (unsigned long long)s->created_ns);
+        for (size_t k = 0; k < s->nentries; k++)
+            cat(&buf, &len, &cap, "  %s %s = %s\n", s->entries[k].model, s->entries[k].alias,
+                s->entries[k].targets);
+    }
+    for (size_t i = 0; i < mc_registry_deploy_count(r); i++) {
+        const struct mc_reg_deploy *d = mc_registry_deploy_at(r, i);
+
+        cat(&buf, &len, &cap,
+            "deploy %llu %s@%s -> %s %s steps", (unsigned long long)d->id, d->name, d->version,
+            d->alias, mc_deploy_strategy_name(d->strategy));
+        for (size_t k = 0; k < d->nsteps; k++)
+            cat(&buf, &len, &cap, "%s%u", k ? "," : " ", d->steps[k]);
+        cat(&buf, &len, &cap,
+            " every %llums err<=%g p99x<=%g min %llu from %s step %zu %s since %llu started %llu "
+            "ended %llu by %u reason %s health",
+            (unsigned long long)d->interval_ms, d->max_error_rate, d->max_p99_ratio,
+            (unsigned long long)d->min_requests, d->from ? d->from : "-", d->step,
+            mc_deploy_state_name(d->state), (unsigned long long)d->step_started_ns,
+            (unsigned long long)d->started_ns, (unsigned long long)d->ended_ns, d->uid,
+            d->reason ? d->reason : "-");
+        for (size_t k = 0; k < d->health_argc; k++)
+            cat(&buf, &len, &cap, " %s", d->health_argv[k]);
+        cat(&buf, &len, &cap, " %ums\n", d->health_timeout_ms);
+    }
+    for (size_t i = 0; i < mc_registry_alert_count(r); i++) {
+        const struct mc_reg_alert *a = mc_registry_alert_at(r, i);
+
+        cat(&buf, &len, &cap, "alert %llu at %llu %s %s@%s %s: %s\n", (unsigned long long)a->id,
+            (unsigned long long)a->at_ns, a->kind, a->model ? a->model : "-",
+            a->version ? a->version : "-", a->alias ? a->alias : "-", a->message);
     }
     return buf;
 }

@@ -60,6 +60,58 @@ static void test_alias_flip_under_readers(void **state)
     daemon_stop_clean();
 }
 
+
+/* The versions one `mp_reader watch` of a#prod saw for ms: counts of 1.0.0 and 2.0.0. */
+static void watch_counts(long ms, long *n1, long *n2)
+{
+    char prog[512], cmd[1024], line[512];
+    const char *p;
+    FILE *w;
+
+    snprintf(cmd, sizeof(cmd), "%s watch %s t a prod %ld",
+             helper_path("mp_reader", prog, sizeof(prog)), D.shm, ms);
+    assert_non_null(w = popen(cmd, "r"));
+    assert_non_null(fgets(line, sizeof(line), w));
+    printf("# %s", line);
+    assert_int_equal(pclose(w), 0);
+    assert_non_null(strstr(line, " bad 0"));
+    *n1 = (p = strstr(line, "1.0.0=")) ? atol(p + 6) : 0;
+    *n2 = (p = strstr(line, "2.0.0=")) ? atol(p + 6) : 0;
+}
+
+/*
+ * A weighted alias set in the registry reaches the arena as one split, and
+ * every get of an exec'd worker picks by its weights; moved to one target,
+ * the other version is never served again.
+ */
+static void test_weighted_alias_splits_every_workers_gets(void **state)
+{
+    const struct mc_reg_weight canary[] = {{"1.0.0", 90}, {"2.0.0", 10}};
+    long n1, n2;
+
+    (void)state;
+    push("a", "1.0.0", 1u << 16, 1);
+    push("a", "2.0.0", (1u << 16) + 4096, 2);
+    assert_int_equal(mc_registry_alias_set(D.reg, "a", "prod", "1.0.0", NULL), 0);
+    daemon_start_args(NULL);
+    assert_int_equal(ctl(NULL, "load", 3, "a", "1.0.0", "10000"), 0);
+    assert_int_equal(ctl(NULL, "load", 3, "a", "2.0.0", "10000"), 0);
+    assert_int_equal(mc_registry_alias_set_weighted(D.reg, "a", "prod", canary, 2, "canary 10%",
+                                                    NULL),
+                     0);
+    log_wait("alias prod of a -> 1.0.0=90 2.0.0=10");
+    watch_counts(1500, &n1, &n2);
+    assert_true(n1 + n2 > 5000);
+    /* 10% within 3 points: more than 7 standard deviations at 5,000 gets. */
+    assert_true(n2 * 100 > (n1 + n2) * 7 && n2 * 100 < (n1 + n2) * 13);
+    assert_int_equal(mc_registry_alias_set(D.reg, "a", "prod", "2.0.0", NULL), 0);
+    log_wait("alias prod of a -> 2.0.0\n");
+    watch_counts(300, &n1, &n2);
+    assert_true(n2 > 0);
+    assert_int_equal(n1, 0);
+    daemon_stop_clean();
+}
+
 /* Moving an alias to a version that needs room must not evict the version
  * the alias still points at (review find: only registry aliases were
  * protected, so the old target could go mid-switch). */
@@ -144,6 +196,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         DAEMON_TEST(test_alias_flip_under_readers),
+        DAEMON_TEST(test_weighted_alias_splits_every_workers_gets),
         DAEMON_TEST(test_blue_green_keeps_old_target),
         DAEMON_TEST(test_evict_refused_while_alias_serves_old),
     };

@@ -75,7 +75,7 @@ per_op ckht
 raw=$PER_OP
 echo "instructions per operation, $config (raw private ck_ht lookup: $raw)"
 fail=0 lines=()
-for mode in exact alias latest range; do
+for mode in exact alias latest range weighted keyed; do
   per_op "$mode"
   got=$PER_OP
   lines+=("$config $mode $got")

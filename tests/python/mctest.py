@@ -99,8 +99,18 @@ class Daemon:
     def push(self, name, version, path):
         self._reg("push", name, version, path)
 
-    def alias(self, name, alias, ref):
-        self._reg("alias", name, alias, ref)
+    def alias(self, name, alias, *refs):
+        """One REF, or weighted targets: alias("m", "canary", "1.0.0=90", "2.0.0=10")."""
+        self._reg("alias", name, alias, *refs)
+
+    def ctl(self, op, *args):
+        """One control request; the answer's body, parsed as JSON (AssertionError on an error)."""
+        r = subprocess.run([tool("MC_CTL_CLIENT", "tests/ctl_client"), self.sock, op] + list(args),
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        status, _, body = r.stdout.strip().partition(" ")
+        if r.returncode or status != "0":
+            raise AssertionError("%s %s: %s %s" % (op, " ".join(args), r.stdout, r.stderr))
+        return json.loads(body)
 
     def start(self, *extra):
         argv = [self.mcached, "--store", self.store, "--shm-dir", self.shm, "--cache", self.cache,

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 import unittest
 
 import mctest
@@ -478,6 +479,65 @@ class TestTorch(Base):
         self.assertEqual(t.sum().item(), 15.0)
         del t
         self.assertFalse(m.held)
+
+
+
+class TestServing(Base):
+    """Weighted aliases by key, and serving statistics from Python."""
+
+    def _loaded(self, d, ref):
+        for w in d["windows"]:
+            if w["window"] == "loaded":
+                return w
+        self.fail("no 'loaded' window in %r" % (d,))
+
+    def test_keyed_get_is_sticky_through_a_canary(self):
+        self.cache.get("m", "2.0.0", load=True, timeout=20).release()
+        self.d.alias("m", "canary", "1.0.0=50", "2.0.0=50")
+        # Wait for mcached to publish the split: both versions come out.
+        seen, deadline = set(), time.monotonic() + 20
+        while seen != {"1.0.0", "2.0.0"} and time.monotonic() < deadline:
+            try:
+                with self.cache.get("m", "canary") as m:
+                    seen.add(m.version)
+            except mcache.NotFoundError:
+                time.sleep(0.01)
+        self.assertEqual(seen, {"1.0.0", "2.0.0"})
+        first = {}
+        for k in range(200):
+            with self.cache.get("m", "canary", key="user-%d" % k) as m:
+                first[k] = m.version
+        self.assertEqual(set(first.values()), {"1.0.0", "2.0.0"})
+        for _ in range(3):
+            for k in range(200):
+                with self.cache.get("m", "canary", key=("user-%d" % k).encode()) as m:
+                    self.assertEqual(m.version, first[k], "key user-%d moved" % k)
+        with self.assertRaises(TypeError):
+            self.cache.get("m", "canary", key=42)
+        with self.assertRaises(ValueError):
+            self.cache.get("m", "canary", key="u", load=True)
+
+    def test_serving_counts_requests_errors_and_units(self):
+        before = self._loaded(self.d.ctl("stats", "blob", "1.0.0"), "1.0.0")
+        with self.cache.get("blob", "1.0.0") as m:
+            for _ in range(3):
+                with m.serving(units=5):
+                    pass
+            with self.assertRaises(KeyError):
+                with m.serving(units=2):
+                    raise KeyError("the request failed")
+            self.assertTrue(m.report(0.25, ok=True, units=1))
+            with self.assertRaises(ValueError):
+                m.report(-1)
+            with self.assertRaises(ValueError):
+                m.report(0.1, units=-3)
+        after = self._loaded(self.d.ctl("stats", "blob", "1.0.0"), "1.0.0")
+        self.assertEqual(after["requests"] - before["requests"], 5)
+        self.assertEqual(after["errors"] - before["errors"], 1)
+        self.assertEqual(after["units"] - before["units"], 18)
+        # A released model cannot report.
+        with self.assertRaises(mcache.ReleasedError):
+            m.report(0.1)
 
 
 class TestErrors(Base):

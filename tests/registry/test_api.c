@@ -82,6 +82,8 @@ static void push_ok(struct fx *f, const char *name, const char *version)
             fail_msg("message \"%s\" lacks \"%s\"", mc_last_error(), (s));                         \
     } while (0)
 
+#define WHY_TEST_LEN 1100 /* past the 1024 bytes a reason may have */
+
 static int tmp_files(struct fx *f)
 {
     char p[512];
@@ -797,6 +799,678 @@ static void test_check_repair(void **state)
     assert_non_null(strstr(w.last, "nothing to repair"));
 }
 
+/* ---- issue 13: weighted aliases, health checks, snapshots, deployments, alerts ---- */
+
+/* Refused with code and a message holding want, and nothing changed at all. */
+#define unchanged(f, call, code, want)                                                             \
+    do {                                                                                           \
+        char *before_ = tu_dump((f)->r);                                                           \
+        uint64_t g_ = mc_registry_generation((f)->r);                                              \
+        int rc_ = (call);                                                                          \
+        char *after_;                                                                              \
+        if (rc_ != (code))                                                                         \
+            fail_msg("%s: want %d, got %d (%s)", #call, (code), rc_, mc_last_error());             \
+        assert_msg(want);                                                                          \
+        assert_int_equal(mc_registry_generation((f)->r), g_);                                      \
+        after_ = tu_dump((f)->r);                                                                  \
+        assert_string_equal(before_, after_);                                                      \
+        free(before_);                                                                             \
+        free(after_);                                                                              \
+    } while (0)
+
+static const struct mc_reg_alias *alias_of(struct fx *f, const char *name, const char *alias)
+{
+    const struct mc_reg_model *m = mc_registry_model(f->r, name);
+
+    for (size_t i = 0; m && i < m->naliases; i++)
+        if (strcmp(m->aliases[i].alias, alias) == 0)
+            return &m->aliases[i];
+    fail_msg("%s has no alias %s", name, alias);
+    return NULL;
+}
+
+static void targets_are(struct fx *f, const char *name, const char *alias, const char *want)
+{
+    char text[2048];
+
+    assert_int_equal(mc_reg_targets_format(alias_of(f, name, alias), text, sizeof(text)), 0);
+    if (strcmp(text, want) != 0)
+        fail_msg("alias %s of %s: want \"%s\", got \"%s\"", alias, name, want, text);
+}
+
+/* The state after a compaction, and as a fresh handle reads it, is the state. */
+static void survives_reopen(struct fx *f)
+{
+    struct mc_registry *b;
+    struct tu_warnings w = {0};
+    char *before = tu_dump(f->r), *other, *after;
+
+    /* replayed from the journal */
+    assert_int_equal(tu_open(f->store, 0, &w, &b), 0);
+    other = tu_dump(b);
+    assert_string_equal(before, other);
+    free(other);
+    mc_registry_close(b);
+    /* and from a snapshot */
+    assert_int_equal(mc_registry_compact(f->r), 0);
+    after = tu_dump(f->r);
+    assert_string_equal(before, after);
+    assert_int_equal(tu_open(f->store, 0, &w, &b), 0);
+    other = tu_dump(b);
+    assert_string_equal(before, other);
+    assert_int_equal(w.count, 0);
+    free(other);
+    free(after);
+    free(before);
+    mc_registry_close(b);
+}
+
+static void parse_refused(const char *const *words, size_t n, const char *want)
+{
+    struct mc_reg_weight t[MC_ALIAS_TARGETS_MAX];
+    size_t nt = 99;
+
+    assert_int_equal(mc_reg_targets_parse(words, n, t, &nt), MC_EINVAL);
+    assert_msg(want);
+    assert_int_equal(nt, 0);
+}
+
+static void test_targets_parse(void **state)
+{
+    struct mc_reg_weight t[MC_ALIAS_TARGETS_MAX];
+    size_t n;
+
+    (void)state;
+    assert_int_equal(mc_reg_targets_parse((const char *[]){"1.0.0=90", "2.0.0=10"}, 2, t, &n), 0);
+    assert_int_equal(n, 2);
+    assert_string_equal(t[0].ref, "1.0.0");
+    assert_int_equal(t[0].weight, 90);
+    assert_string_equal(t[1].ref, "2.0.0");
+    assert_int_equal(t[1].weight, 10);
+    /* one word without a weight: 100; a range's '=' is not a weight */
+    assert_int_equal(mc_reg_targets_parse((const char *[]){"^2"}, 1, t, &n), 0);
+    assert_string_equal(t[0].ref, "^2");
+    assert_int_equal(t[0].weight, 100);
+    assert_int_equal(mc_reg_targets_parse((const char *[]){">=1.2.0"}, 1, t, &n), 0);
+    assert_string_equal(t[0].ref, ">=1.2.0");
+    assert_int_equal(mc_reg_targets_parse((const char *[]){">=1.2.0=40", "stable=60"}, 2, t, &n),
+                     0);
+    assert_string_equal(t[0].ref, ">=1.2.0");
+    assert_int_equal(t[0].weight, 40);
+    assert_string_equal(t[1].ref, "stable");
+    assert_int_equal(mc_reg_targets_parse((const char *[]){"1.0.0=100"}, 1, t, &n), 0);
+    assert_int_equal(t[0].weight, 100);
+    /* bad input, each with its message */
+    parse_refused((const char *[]){"1.0.0=90", "2.0.0=20"}, 2, "sum to 110; they must sum to 100");
+    parse_refused((const char *[]){"1.0.0=50"}, 1, "sum to 50");
+    parse_refused((const char *[]){"a=20", "b=20", "c=20", "d=20", "e=20"}, 5,
+                  "5 targets given; an alias points at 1 to 4 versions");
+    parse_refused((const char *[]){"1.0.0=0", "2.0.0=100"}, 2,
+                  "weight \"0\" of target \"1.0.0=0\" is not a whole number from 1 to 100 (to "
+                  "drop a version, leave it out)");
+    parse_refused((const char *[]){"1.0.0=-5", "2.0.0=105"}, 2, "weight \"-5\"");
+    parse_refused((const char *[]){"1.0.0=ten", "2.0.0=90"}, 2, "weight \"ten\"");
+    parse_refused((const char *[]){"1.0.0=9.5", "2.0.0=90.5"}, 2, "weight \"9.5\"");
+    parse_refused((const char *[]){"1.0.0=", "2.0.0=100"}, 2, "weight \"\"");
+    parse_refused((const char *[]){"1.0.0=90", "2.0.0"}, 2,
+                  "target \"2.0.0\" has no weight; with several targets write each as "
+                  "VERSION=WEIGHT");
+    parse_refused((const char *[]){""}, 1, "target 1 is empty");
+    parse_refused(NULL, 0, "no target given");
+}
+
+static void test_weighted_aliases(void **state)
+{
+    struct fx *f = *state;
+    const struct mc_reg_alias *a;
+    struct mc_reg_weight t[MC_ALIAS_TARGETS_MAX];
+    const struct mc_reg_version *v;
+    uint64_t g0, gen;
+    size_t n;
+    char small[8];
+
+    push_ok(f, "m", "1.0.0");
+    push_ok(f, "m", "2.0.0");
+    push_ok(f, "m", "3.0.0");
+    push_ok(f, "m", "4.0.0");
+    push_ok(f, "m", "5.0.0");
+    assert_int_equal(mc_registry_alias_set(f->r, "m", "production", "1.0.0", NULL), 0);
+    a = alias_of(f, "m", "production");
+    assert_int_equal(a->ntargets, 1);
+    assert_ptr_equal(a->targets[0].version, a->target);
+    assert_int_equal(a->targets[0].weight, 100);
+    assert_null(a->history[0].why);
+    /* a canary: one record, one history entry with from, to and why */
+    assert_int_equal(mc_reg_targets_parse((const char *[]){"2.0.0=10", "1.0.0=90"}, 2, t, &n), 0);
+    g0 = mc_registry_generation(f->r);
+    assert_int_equal(
+        mc_registry_alias_set_weighted(f->r, "m", "production", t, n, "canary of 2.0.0", &gen), 0);
+    assert_int_equal(gen, g0 + 1);
+    a = alias_of(f, "m", "production");
+    assert_int_equal(a->ntargets, 2);
+    assert_string_equal(a->targets[0].version->version, "1.0.0"); /* ascending precedence */
+    assert_int_equal(a->targets[0].weight, 90);
+    assert_string_equal(a->targets[1].version->version, "2.0.0");
+    assert_int_equal(a->targets[1].weight, 10);
+    assert_string_equal(a->target->version, "1.0.0"); /* the heaviest */
+    assert_int_equal(a->nhistory, 2);
+    assert_string_equal(a->history[1].from, "1.0.0");
+    assert_string_equal(a->history[1].to, "1.0.0=90 2.0.0=10");
+    assert_string_equal(a->history[1].why, "canary of 2.0.0");
+    assert_int_equal(a->history[1].uid, getuid());
+    targets_are(f, "m", "production", "1.0.0=90 2.0.0=10");
+    assert_int_equal(mc_reg_targets_format(a, small, sizeof(small)), MC_EINVAL);
+    assert_string_equal(small, "");
+    resolves(f, "production", "1.0.0");
+    /* the same set in another order: no-op */
+    t[0] = (struct mc_reg_weight){"1.0.0", 90};
+    t[1] = (struct mc_reg_weight){"2.0.0", 10};
+    assert_int_equal(mc_registry_alias_set_weighted(f->r, "m", "production", t, 2, "x", &gen), 0);
+    assert_int_equal(gen, g0 + 1);
+    assert_int_equal(alias_of(f, "m", "production")->nhistory, 2);
+    /* 50/50: the main target is the first in precedence; refs may be ranges or aliases */
+    t[0] = (struct mc_reg_weight){"^2", 50};
+    t[1] = (struct mc_reg_weight){"1.0.0", 50};
+    assert_int_equal(mc_registry_alias_set_weighted(f->r, "m", "production", t, 2, NULL, NULL), 0);
+    targets_are(f, "m", "production", "1.0.0=50 2.0.0=50");
+    resolves(f, "production", "1.0.0");
+    /* four targets */
+    t[0] = (struct mc_reg_weight){"4.0.0", 10};
+    t[1] = (struct mc_reg_weight){"3.0.0", 20};
+    t[2] = (struct mc_reg_weight){"2.0.0", 30};
+    t[3] = (struct mc_reg_weight){"1.0.0", 40};
+    assert_int_equal(mc_registry_alias_set_weighted(f->r, "m", "staging", t, 4, NULL, NULL), 0);
+    targets_are(f, "m", "staging", "1.0.0=40 2.0.0=30 3.0.0=20 4.0.0=10");
+    /* bad input changes nothing */
+    t[0] = (struct mc_reg_weight){"1.0.0", 90};
+    t[1] = (struct mc_reg_weight){"2.0.0", 20};
+    unchanged(f, mc_registry_alias_set_weighted(f->r, "m", "production", t, 2, NULL, NULL),
+              MC_EINVAL, "sum to 110; they must sum to 100");
+    t[0] = (struct mc_reg_weight){"1.0.0", 20};
+    t[1] = (struct mc_reg_weight){"2.0.0", 20};
+    t[2] = (struct mc_reg_weight){"3.0.0", 20};
+    t[3] = (struct mc_reg_weight){"4.0.0", 20};
+    {
+        struct mc_reg_weight five[5] = {t[0], t[1], t[2], t[3], {"5.0.0", 20}};
+
+        unchanged(f, mc_registry_alias_set_weighted(f->r, "m", "production", five, 5, NULL, NULL),
+                  MC_EINVAL, "5 targets given for alias \"production\" of \"m\"; an alias points "
+                             "at 1 to 4 versions");
+    }
+    t[0] = (struct mc_reg_weight){"1.0.0", 50};
+    t[1] = (struct mc_reg_weight){"1.0.0", 50};
+    unchanged(f, mc_registry_alias_set_weighted(f->r, "m", "production", t, 2, NULL, NULL),
+              MC_EINVAL, "are both m@1.0.0; name each version once");
+    t[0] = (struct mc_reg_weight){"5.0.0", 50};
+    t[1] = (struct mc_reg_weight){"latest", 50};
+    unchanged(f, mc_registry_alias_set_weighted(f->r, "m", "production", t, 2, NULL, NULL),
+              MC_EINVAL, "targets \"5.0.0\" and \"latest\" of alias \"production\" are both m@5.0.0");
+    t[0] = (struct mc_reg_weight){"9.9.9", 50};
+    t[1] = (struct mc_reg_weight){"1.0.0", 50};
+    unchanged(f, mc_registry_alias_set_weighted(f->r, "m", "production", t, 2, NULL, NULL),
+              MC_ENOENT, "has no version 9.9.9");
+    t[0] = (struct mc_reg_weight){"1.0.0", 0};
+    t[1] = (struct mc_reg_weight){"2.0.0", 100};
+    unchanged(f, mc_registry_alias_set_weighted(f->r, "m", "production", t, 2, NULL, NULL),
+              MC_EINVAL, "the weight 0 of target \"1.0.0\" is not a whole number from 1 to 100");
+    t[0] = (struct mc_reg_weight){"1.0.0", 101};
+    unchanged(f, mc_registry_alias_set_weighted(f->r, "m", "production", t, 1, NULL, NULL),
+              MC_EINVAL, "the weight 101 of target \"1.0.0\"");
+    unchanged(f, mc_registry_alias_set_weighted(f->r, "m", "production", t, 0, NULL, NULL),
+              MC_EINVAL, "no target given");
+    assert_int_equal(mc_registry_set_status(f->r, "m", "3.0.0", MC_STATUS_FAILED, "bad", NULL), 0);
+    t[0] = (struct mc_reg_weight){"1.0.0", 90};
+    t[1] = (struct mc_reg_weight){"3.0.0", 10};
+    unchanged(f, mc_registry_alias_set_weighted(f->r, "m", "production", t, 2, NULL, NULL),
+              MC_EBUSY, "version 3.0.0 of \"m\" is failed; alias \"production\" can only point at "
+                        "a ready version");
+    {
+        char big[WHY_TEST_LEN];
+
+        memset(big, 'x', sizeof(big) - 1);
+        big[sizeof(big) - 1] = '\0';
+        t[1] = (struct mc_reg_weight){"2.0.0", 10};
+        unchanged(f, mc_registry_alias_set_weighted(f->r, "m", "production", t, 2, big, NULL),
+                  MC_EINVAL, "the reason given is");
+    }
+    assert_int_equal(mc_registry_set_status(f->r, "m", "3.0.0", MC_STATUS_READY, NULL, NULL), 0);
+    /* rollback goes back to the previous set, weights included */
+    t[0] = (struct mc_reg_weight){"1.0.0", 90};
+    t[1] = (struct mc_reg_weight){"2.0.0", 10};
+    assert_int_equal(mc_registry_alias_set_weighted(f->r, "m", "production", t, 2, NULL, NULL), 0);
+    assert_int_equal(mc_registry_alias_rollback(f->r, "m", "production", NULL), 0);
+    targets_are(f, "m", "production", "1.0.0=50 2.0.0=50");
+    a = alias_of(f, "m", "production");
+    assert_true(a->history[a->nhistory - 1].rollback);
+    assert_string_equal(a->history[a->nhistory - 1].from, "1.0.0=90 2.0.0=10");
+    assert_string_equal(a->history[a->nhistory - 1].to, "1.0.0=50 2.0.0=50");
+    assert_int_equal(mc_registry_alias_rollback(f->r, "m", "production", NULL), 0);
+    targets_are(f, "m", "production", "1.0.0=90 2.0.0=10");
+    assert_int_equal(mc_registry_alias_rollback(f->r, "m", "production", NULL), 0);
+    targets_are(f, "m", "production", "1.0.0");
+    assert_int_equal(mc_registry_resolve(f->r, "m", "production", &v), 0);
+    assert_string_equal(v->version, "1.0.0");
+    /* every target holds its version: retention keeps it, removal needs force */
+    assert_int_equal(mc_registry_alias_set_weighted(f->r, "m", "production", t, 2, NULL, NULL), 0);
+    unchanged(f, mc_registry_remove_version(f->r, "m", "4.0.0", false, NULL), MC_EBUSY,
+              "m@4.0.0 is the target of alias \"staging\"");
+    {
+        struct mc_gc_opts o = {.name = "m", .keep = 1};
+        size_t removed;
+
+        assert_int_equal(mc_registry_gc(f->r, &o, &removed, NULL), 0);
+        assert_int_equal(removed, 0); /* 5.0.0 is the newest, the rest are aliased */
+    }
+    /* forced: the weighted alias goes whole, in its history */
+    assert_int_equal(mc_registry_remove_version(f->r, "m", "4.0.0", true, NULL), 0);
+    a = alias_of(f, "m", "staging");
+    assert_int_equal(a->ntargets, 0);
+    assert_null(a->targets);
+    assert_null(a->target);
+    assert_string_equal(a->history[a->nhistory - 1].from, "1.0.0=40 2.0.0=30 3.0.0=20 4.0.0=10");
+    assert_null(a->history[a->nhistory - 1].to);
+    /* a rollback cannot bring back a set with a version that is gone */
+    unchanged(f, mc_registry_alias_rollback(f->r, "m", "staging", NULL), MC_ENOENT,
+              "alias \"staging\" of \"m\" pointed at 4.0.0 before, which has been removed");
+    survives_reopen(f);
+}
+
+static void test_health(void **state)
+{
+    struct fx *f = *state;
+    const char *argv[] = {"python3", "smoke.py", "--quick"};
+    const struct mc_reg_model *m;
+    uint64_t gen, g;
+
+    push_ok(f, "m", "1.0.0");
+    assert_null(mc_registry_model(f->r, "m")->health);
+    assert_int_equal(mc_registry_health_set(f->r, "m", argv, 3, 5000, &gen), 0);
+    m = mc_registry_model(f->r, "m");
+    assert_non_null(m->health);
+    assert_int_equal(m->health->argc, 3);
+    assert_string_equal(m->health->argv[0], "python3");
+    assert_string_equal(m->health->argv[2], "--quick");
+    assert_int_equal(m->health->timeout_ms, 5000);
+    survives_reopen(f);
+    unchanged(f, mc_registry_health_set(f->r, "m", argv, 3, 0, NULL), MC_EINVAL,
+              "the health check of \"m\" has a timeout of 0 ms; give one from 1 ms");
+    unchanged(f, mc_registry_health_set(f->r, "m", (const char *[]){""}, 1, 100, NULL), MC_EINVAL,
+              "the health check of \"m\" has no command");
+    unchanged(f, mc_registry_health_set(f->r, "m", argv, 3, 3600001, NULL), MC_EINVAL,
+              "has a timeout of 3600001 ms");
+    unchanged(f, mc_registry_health_set(f->r, "nope", argv, 3, 100, NULL), MC_ENOENT,
+              "no model \"nope\"");
+    unchanged(f, mc_registry_health_set(f->r, "m", argv, MC_HEALTH_ARGS_MAX + 1, 100, NULL),
+              MC_EINVAL, "at most 64");
+    /* argc 0 removes it; removing none is a no-op */
+    assert_int_equal(mc_registry_health_set(f->r, "m", NULL, 0, 0, NULL), 0);
+    assert_null(mc_registry_model(f->r, "m")->health);
+    g = mc_registry_generation(f->r);
+    assert_int_equal(mc_registry_health_set(f->r, "m", NULL, 0, 0, &gen), 0);
+    assert_int_equal(gen, g);
+    assert_int_equal(mc_registry_health_set(f->r, "m", argv, 1, 250, NULL), 0);
+    survives_reopen(f);
+}
+
+static void test_snapshots(void **state)
+{
+    struct fx *f = *state;
+    const struct mc_reg_snapshot *s;
+    const struct mc_reg_alias *a;
+    struct mc_reg_weight t[2] = {{"1.0.0", 90}, {"2.0.0", 10}};
+    uint64_t g, gen;
+
+    push_ok(f, "m", "1.0.0");
+    push_ok(f, "m", "2.0.0");
+    push_ok(f, "m", "3.0.0");
+    push_ok(f, "n", "1.0.0");
+    push_ok(f, "n", "1.1.0");
+    assert_int_equal(mc_registry_alias_set_weighted(f->r, "m", "production", t, 2, NULL, NULL), 0);
+    assert_int_equal(mc_registry_alias_set(f->r, "m", "staging", "3.0.0", NULL), 0);
+    assert_int_equal(mc_registry_alias_set(f->r, "m", "old", "1.0.0", NULL), 0);
+    assert_int_equal(mc_registry_alias_remove(f->r, "m", "old", NULL), 0);
+    assert_int_equal(mc_registry_alias_set(f->r, "n", "production", "1.0.0", NULL), 0);
+    assert_int_equal(mc_registry_snapshot_create(f->r, "before-release", &gen), 0);
+    assert_int_equal(mc_registry_snapshot_count(f->r), 1);
+    s = mc_registry_snapshot_at(f->r, 0);
+    assert_string_equal(s->name, "before-release");
+    assert_int_equal(s->uid, getuid());
+    assert_true(s->created_ns > 0);
+    assert_int_equal(s->nentries, 3); /* a removed alias is not recorded */
+    assert_string_equal(s->entries[0].model, "m");
+    assert_string_equal(s->entries[0].alias, "production");
+    assert_string_equal(s->entries[0].targets, "1.0.0=90 2.0.0=10");
+    assert_string_equal(s->entries[1].alias, "staging");
+    assert_string_equal(s->entries[1].targets, "3.0.0");
+    assert_string_equal(s->entries[2].model, "n");
+    assert_string_equal(s->entries[2].targets, "1.0.0");
+    assert_null(mc_registry_snapshot_at(f->r, 1));
+    unchanged(f, mc_registry_snapshot_create(f->r, "before-release", NULL), MC_EEXIST,
+              "snapshot \"before-release\" exists");
+    unchanged(f, mc_registry_snapshot_create(f->r, "../x", NULL), MC_EINVAL,
+              "snapshot name \"../x\" may hold only letters, digits");
+    unchanged(f, mc_registry_snapshot_create(f->r, "", NULL), MC_EINVAL, "1 to 64 characters");
+    /* everything moves; a new alias appears */
+    assert_int_equal(mc_registry_alias_set(f->r, "m", "production", "2.0.0", NULL), 0);
+    assert_int_equal(mc_registry_alias_remove(f->r, "m", "staging", NULL), 0);
+    assert_int_equal(mc_registry_alias_set(f->r, "n", "production", "1.1.0", NULL), 0);
+    assert_int_equal(mc_registry_alias_set(f->r, "n", "fresh", "1.1.0", NULL), 0);
+    assert_int_equal(mc_registry_snapshot_create(f->r, "after", NULL), 0);
+    assert_string_equal(mc_registry_snapshot_at(f->r, 0)->name, "after"); /* by name */
+    /* restore: all back in one record, each move with its reason */
+    g = mc_registry_generation(f->r);
+    assert_int_equal(mc_registry_snapshot_restore(f->r, "before-release", &gen), 0);
+    assert_int_equal(gen, g + 1);
+    targets_are(f, "m", "production", "1.0.0=90 2.0.0=10");
+    targets_are(f, "m", "staging", "3.0.0");
+    targets_are(f, "n", "production", "1.0.0");
+    targets_are(f, "n", "fresh", "1.1.0"); /* created after the snapshot: left alone */
+    targets_are(f, "m", "old", "");        /* removed before it: left alone */
+    a = alias_of(f, "m", "staging");
+    assert_null(a->history[a->nhistory - 1].from);
+    assert_string_equal(a->history[a->nhistory - 1].to, "3.0.0");
+    assert_string_equal(a->history[a->nhistory - 1].why, "snapshot restore before-release");
+    assert_int_equal(a->history[a->nhistory - 1].generation, gen);
+    a = alias_of(f, "n", "production");
+    assert_string_equal(a->history[a->nhistory - 1].why, "snapshot restore before-release");
+    /* again: nothing moves, nothing is written */
+    assert_int_equal(mc_registry_snapshot_restore(f->r, "before-release", &gen), 0);
+    assert_int_equal(gen, g + 1);
+    survives_reopen(f);
+    /* all or none: a target that is gone or not ready refuses the whole restore */
+    assert_int_equal(mc_registry_set_status(f->r, "n", "1.1.0", MC_STATUS_ARCHIVED, NULL, NULL), 0);
+    unchanged(f, mc_registry_snapshot_restore(f->r, "after", NULL), MC_EBUSY,
+              "snapshot \"after\" sets alias \"fresh\" of \"n\" to 1.1.0, but n@1.1.0 is "
+              "archived (an alias points only at ready versions); nothing was restored");
+    assert_int_equal(mc_registry_set_status(f->r, "n", "1.1.0", MC_STATUS_READY, NULL, NULL), 0);
+    assert_int_equal(mc_registry_alias_set(f->r, "m", "staging", "1.0.0", NULL), 0);
+    assert_int_equal(mc_registry_remove_version(f->r, "m", "3.0.0", false, NULL), 0);
+    unchanged(f, mc_registry_snapshot_restore(f->r, "before-release", NULL), MC_ENOENT,
+              "snapshot \"before-release\" sets alias \"staging\" of \"m\" to 3.0.0, but m@3.0.0 "
+              "has been removed; nothing was restored");
+    unchanged(f, mc_registry_snapshot_restore(f->r, "nope", NULL), MC_ENOENT,
+              "there is no snapshot \"nope\"");
+    /* remove */
+    assert_int_equal(mc_registry_snapshot_remove(f->r, "before-release", NULL), 0);
+    assert_int_equal(mc_registry_snapshot_count(f->r), 1);
+    unchanged(f, mc_registry_snapshot_remove(f->r, "before-release", NULL), MC_ENOENT,
+              "there is no snapshot \"before-release\"");
+    survives_reopen(f);
+}
+
+static struct mc_reg_deploy canary(const uint32_t *steps, size_t n)
+{
+    return (struct mc_reg_deploy){.name = "m",
+                                  .version = "2.0.0",
+                                  .alias = "production",
+                                  .strategy = MC_DEPLOY_CANARY,
+                                  .steps = steps,
+                                  .nsteps = n,
+                                  .interval_ms = 5000,
+                                  .max_error_rate = 0.02,
+                                  .max_p99_ratio = 1.5,
+                                  .min_requests = 200};
+}
+
+static void deploy_refused(struct fx *f, struct mc_reg_deploy d, int code, const char *want)
+{
+    size_t n = mc_registry_deploy_count(f->r);
+
+    unchanged(f, mc_registry_deploy_begin(f->r, &d, &(uint64_t){0}, NULL), code, want);
+    assert_int_equal(mc_registry_deploy_count(f->r), n);
+}
+
+static void test_deploys(void **state)
+{
+    struct fx *f = *state;
+    static const uint32_t steps[] = {10, 50, 100};
+    const struct mc_reg_deploy *d;
+    const struct mc_reg_alias *a;
+    struct mc_reg_deploy spec;
+    struct mc_reg_weight t[2] = {{"1.0.0", 90}, {"2.0.0", 10}};
+    const char *hargv[] = {"./smoke", "--fast"};
+    uint64_t id, id2, gen, g;
+
+    push_ok(f, "m", "1.0.0");
+    push_ok(f, "m", "2.0.0");
+    push_ok(f, "m", "3.0.0");
+    assert_int_equal(mc_registry_alias_set(f->r, "m", "production", "1.0.0", NULL), 0);
+    /* bad input: a clear error, nothing changed */
+    spec = canary(steps, 3);
+    spec.interval_ms = 0;
+    deploy_refused(f, spec, MC_EINVAL, "the interval is 0 ms; give one from 1 ms");
+    deploy_refused(f, canary((const uint32_t[]){50, 10, 100}, 3), MC_EINVAL,
+                   "the steps must increase strictly (step 2 is 10%, after 50%)");
+    deploy_refused(f, canary((const uint32_t[]){10, 10, 100}, 3), MC_EINVAL,
+                   "must increase strictly");
+    deploy_refused(f, canary((const uint32_t[]){10, 50}, 2), MC_EINVAL,
+                   "the last step is 50%; the steps must end at 100");
+    deploy_refused(f, canary((const uint32_t[]){0, 100}, 2), MC_EINVAL,
+                   "step 1 is 0%; each step is a weight from 1 to 100");
+    deploy_refused(f, canary((const uint32_t[]){10, 120}, 2), MC_EINVAL, "step 2 is 120%");
+    spec = canary(steps, 3);
+    spec.max_error_rate = 1.5;
+    deploy_refused(f, spec, MC_EINVAL, "the maximum error rate is 1.5; give a fraction from 0 to 1");
+    spec.max_error_rate = -0.01;
+    deploy_refused(f, spec, MC_EINVAL, "the maximum error rate is -0.01");
+    spec.max_error_rate = 0.0 / 0.0;
+    deploy_refused(f, spec, MC_EINVAL, "the maximum error rate is");
+    spec = canary(steps, 3);
+    spec.max_p99_ratio = 0.5;
+    deploy_refused(f, spec, MC_EINVAL, "the maximum p99 ratio is 0.5; give 1 or more");
+    spec = canary(steps, 3);
+    spec.version = "9.9.9";
+    deploy_refused(f, spec, MC_ENOENT, "has no version 9.9.9");
+    spec = canary(steps, 3);
+    spec.version = "1.0.0";
+    deploy_refused(f, spec, MC_EINVAL, "alias \"production\" of \"m\" already points at 1.0.0");
+    spec = canary(steps, 3);
+    spec.alias = "staging";
+    deploy_refused(f, spec, MC_ENOENT, "has no alias \"staging\" for a canary to split");
+    spec = canary(steps, 3);
+    spec.name = "nope";
+    deploy_refused(f, spec, MC_ENOENT, "no model \"nope\"");
+    spec = canary(steps, 3);
+    spec.strategy = (enum mc_deploy_strategy)7;
+    deploy_refused(f, spec, MC_EINVAL, "has strategy 7, not one of direct, blue-green, canary");
+    spec = canary((const uint32_t[]){10, 100}, 2);
+    spec.strategy = MC_DEPLOY_DIRECT;
+    deploy_refused(f, spec, MC_EINVAL, "a direct deployment has no steps");
+    spec = canary(steps, 3);
+    spec.health_argv = hargv;
+    spec.health_argc = 2;
+    deploy_refused(f, spec, MC_EINVAL, "has a timeout of 0 ms");
+    assert_int_equal(mc_registry_set_status(f->r, "m", "3.0.0", MC_STATUS_FAILED, NULL, NULL), 0);
+    spec = canary(steps, 3);
+    spec.version = "3.0.0";
+    deploy_refused(f, spec, MC_EBUSY, "version 3.0.0 of \"m\" is failed");
+    /* a canary begins: running, at step 0, nothing moved yet */
+    spec = canary(steps, 3);
+    spec.health_argv = hargv;
+    spec.health_argc = 2;
+    spec.health_timeout_ms = 3000;
+    assert_int_equal(mc_registry_deploy_begin(f->r, &spec, &id, &gen), 0);
+    assert_int_equal(id, gen); /* its id is its record's generation */
+    assert_int_equal(mc_registry_deploy_count(f->r), 1);
+    d = mc_registry_deploy_at(f->r, 0);
+    assert_int_equal(d->id, id);
+    assert_string_equal(d->name, "m");
+    assert_string_equal(d->version, "2.0.0");
+    assert_string_equal(d->alias, "production");
+    assert_int_equal(d->strategy, MC_DEPLOY_CANARY);
+    assert_int_equal(d->nsteps, 3);
+    assert_int_equal(d->steps[1], 50);
+    assert_int_equal(d->interval_ms, 5000);
+    assert_true(d->max_error_rate == 0.02);
+    assert_true(d->max_p99_ratio == 1.5);
+    assert_int_equal(d->min_requests, 200);
+    assert_int_equal(d->health_argc, 2);
+    assert_string_equal(d->health_argv[1], "--fast");
+    assert_int_equal(d->health_timeout_ms, 3000);
+    assert_string_equal(d->from, "1.0.0");
+    assert_int_equal(d->step, 0);
+    assert_int_equal(d->state, MC_DEPLOY_RUNNING);
+    assert_true(d->started_ns > 0 && d->step_started_ns == d->started_ns);
+    assert_int_equal(d->ended_ns, 0);
+    assert_int_equal(d->uid, getuid());
+    assert_null(d->reason);
+    targets_are(f, "m", "production", "1.0.0");
+    /* one running deploy per alias */
+    deploy_refused(f, canary(steps, 3), MC_EBUSY, "is running; pause, resume or abort it");
+    survives_reopen(f);
+    /* a step and its alias move: one record */
+    g = mc_registry_generation(f->r);
+    assert_int_equal(mc_registry_deploy_update(f->r, id, 0, MC_DEPLOY_RUNNING, 111,
+                                               "step 1 of 3: 10%", t, 2, &gen),
+                     0);
+    assert_int_equal(gen, g + 1);
+    targets_are(f, "m", "production", "1.0.0=90 2.0.0=10");
+    a = alias_of(f, "m", "production");
+    assert_string_equal(a->history[a->nhistory - 1].why, "step 1 of 3: 10%");
+    assert_int_equal(a->history[a->nhistory - 1].generation, gen);
+    d = mc_registry_deploy_at(f->r, 0);
+    assert_int_equal(d->step_started_ns, 111);
+    assert_string_equal(d->reason, "step 1 of 3: 10%");
+    /* paused: no move */
+    assert_int_equal(mc_registry_deploy_update(f->r, id, 0, MC_DEPLOY_PAUSED, 111, "paused by ops",
+                                               NULL, 0, NULL),
+                     0);
+    assert_int_equal(mc_registry_deploy_at(f->r, 0)->state, MC_DEPLOY_PAUSED);
+    deploy_refused(f, canary(steps, 3), MC_EBUSY, "is paused");
+    /* bad updates change nothing */
+    unchanged(f, mc_registry_deploy_update(f->r, 999, 0, MC_DEPLOY_RUNNING, 1, NULL, NULL, 0, NULL),
+              MC_ENOENT, "there is no deployment 999");
+    unchanged(f, mc_registry_deploy_update(f->r, id, 3, MC_DEPLOY_RUNNING, 1, NULL, NULL, 0, NULL),
+              MC_EINVAL, "has 3 steps; step 3 does not exist");
+    unchanged(f,
+              mc_registry_deploy_update(f->r, id, 1, (enum mc_deploy_state)9, 1, NULL, NULL, 0,
+                                        NULL),
+              MC_EINVAL, "deployment state 9 is not one of");
+    {
+        struct mc_reg_weight bad[2] = {{"1.0.0", 60}, {"2.0.0", 60}};
+
+        unchanged(f,
+                  mc_registry_deploy_update(f->r, id, 1, MC_DEPLOY_RUNNING, 1, "50%", bad, 2, NULL),
+                  MC_EINVAL, "sum to 120");
+    }
+    /* the automatic rollback: weights back to where it began, the reason in history */
+    assert_int_equal(
+        mc_registry_deploy_update(f->r, id, 1, MC_DEPLOY_ROLLED_BACK, 222,
+                                  "auto-rollback: error rate 4.1% > 2.0% over 1,210 requests",
+                                  &(struct mc_reg_weight){"1.0.0", 100}, 1, NULL),
+        0);
+    targets_are(f, "m", "production", "1.0.0");
+    a = alias_of(f, "m", "production");
+    assert_string_equal(a->history[a->nhistory - 1].from, "1.0.0=90 2.0.0=10");
+    assert_string_equal(a->history[a->nhistory - 1].why,
+                        "auto-rollback: error rate 4.1% > 2.0% over 1,210 requests");
+    d = mc_registry_deploy_at(f->r, 0);
+    assert_int_equal(d->state, MC_DEPLOY_ROLLED_BACK);
+    assert_true(d->ended_ns >= d->started_ns);
+    assert_string_equal(mc_deploy_state_name(d->state), "rolled-back");
+    unchanged(f, mc_registry_deploy_update(f->r, id, 1, MC_DEPLOY_RUNNING, 1, NULL, NULL, 0, NULL),
+              MC_EINVAL, "has ended (rolled-back)");
+    /* a new one may begin; direct and blue-green need no alias and take one step */
+    spec = canary(NULL, 0);
+    spec.strategy = MC_DEPLOY_BLUE_GREEN;
+    spec.alias = "staging";
+    assert_int_equal(mc_registry_deploy_begin(f->r, &spec, &id2, NULL), 0);
+    d = mc_registry_deploy_at(f->r, 1);
+    assert_int_equal(d->nsteps, 1);
+    assert_int_equal(d->steps[0], 100);
+    assert_null(d->from);
+    assert_int_equal(mc_registry_deploy_update(f->r, id2, 0, MC_DEPLOY_SUCCEEDED, 333, "done",
+                                               &(struct mc_reg_weight){"2.0.0", 0}, 1, NULL),
+                     0);
+    targets_are(f, "m", "staging", "2.0.0");
+    assert_int_equal(mc_registry_deploy_at(f->r, 1)->state, MC_DEPLOY_SUCCEEDED);
+    spec = canary(NULL, 0); /* a canary's default steps */
+    assert_int_equal(mc_registry_deploy_begin(f->r, &spec, &id2, NULL), 0);
+    assert_int_equal(mc_registry_deploy_at(f->r, 2)->nsteps, 3);
+    survives_reopen(f);
+    /* names and parsing */
+    {
+        enum mc_deploy_strategy s;
+
+        assert_int_equal(mc_deploy_strategy_parse("blue-green", &s), 0);
+        assert_int_equal(s, MC_DEPLOY_BLUE_GREEN);
+        assert_int_equal(mc_deploy_strategy_parse("yolo", &s), MC_EINVAL);
+        assert_msg("strategy \"yolo\" is not one of direct, blue-green, canary");
+        assert_string_equal(mc_deploy_strategy_name(MC_DEPLOY_CANARY), "canary");
+        assert_string_equal(mc_deploy_state_name(MC_DEPLOY_ABORTED), "aborted");
+    }
+}
+
+/* Every running or paused deployment is kept, and the newest 256 that ended. */
+static void test_deploys_bounded(void **state)
+{
+    struct fx *f = *state;
+    struct mc_reg_deploy spec = canary(NULL, 0);
+    uint64_t first_kept = 0, running, id;
+
+    push_ok(f, "m", "1.0.0");
+    push_ok(f, "m", "2.0.0");
+    assert_int_equal(mc_registry_alias_set(f->r, "m", "production", "1.0.0", NULL), 0);
+    spec.alias = "staging";
+    spec.strategy = MC_DEPLOY_DIRECT;
+    assert_int_equal(mc_registry_deploy_begin(f->r, &spec, &running, NULL), 0); /* stays */
+    spec = canary(NULL, 0);
+    for (int i = 0; i < 260; i++) {
+        assert_int_equal(mc_registry_deploy_begin(f->r, &spec, &id, NULL), 0);
+        assert_int_equal(mc_registry_deploy_update(f->r, id, 0, MC_DEPLOY_ABORTED, 1, "aborted",
+                                                   NULL, 0, NULL),
+                         0);
+        if (i == 4)
+            first_kept = id;
+    }
+    assert_int_equal(mc_registry_deploy_count(f->r), 257);
+    assert_int_equal(mc_registry_deploy_at(f->r, 0)->id, running);
+    assert_int_equal(mc_registry_deploy_at(f->r, 0)->state, MC_DEPLOY_RUNNING);
+    assert_int_equal(mc_registry_deploy_at(f->r, 1)->id, first_kept);
+    assert_int_equal(mc_registry_deploy_at(f->r, 256)->id, id);
+    survives_reopen(f);
+}
+
+static void test_alerts(void **state)
+{
+    struct fx *f = *state;
+    const struct mc_reg_alert *a;
+    uint64_t first = 0, gen;
+    char msg[64];
+
+    for (int i = 0; i < MC_REG_ALERTS_MAX + 44; i++) {
+        snprintf(msg, sizeof(msg), "alert %d", i);
+        assert_int_equal(mc_registry_alert_add(f->r, i % 2 ? "rollback" : "health", "m", "2.0.0",
+                                               i % 3 ? "production" : NULL, msg, &gen),
+                         0);
+        if (i == 44)
+            first = gen;
+    }
+    /* the newest 256 are kept, oldest first; ids are their records' generations */
+    assert_int_equal(mc_registry_alert_count(f->r), MC_REG_ALERTS_MAX);
+    a = mc_registry_alert_at(f->r, 0);
+    assert_string_equal(a->message, "alert 44");
+    assert_int_equal(a->id, first);
+    assert_string_equal(a->kind, "health");
+    assert_string_equal(a->model, "m");
+    assert_string_equal(a->version, "2.0.0");
+    a = mc_registry_alert_at(f->r, MC_REG_ALERTS_MAX - 1);
+    assert_string_equal(a->message, "alert 299");
+    assert_int_equal(a->id, gen);
+    assert_true(a->at_ns > 0);
+    assert_null(mc_registry_alert_at(f->r, MC_REG_ALERTS_MAX));
+    survives_reopen(f);
+    unchanged(f, mc_registry_alert_add(f->r, "pager", NULL, NULL, NULL, "x", NULL), MC_EINVAL,
+              "alert kind \"pager\" is not one of rollback, health, threshold");
+    unchanged(f, mc_registry_alert_add(f->r, "threshold", NULL, NULL, NULL, "", NULL), MC_EINVAL,
+              "an alert needs a message");
+    assert_int_equal(mc_registry_alert_add(f->r, "threshold", NULL, NULL, NULL, "p99", NULL), 0);
+    a = mc_registry_alert_at(f->r, MC_REG_ALERTS_MAX - 1);
+    assert_null(a->model);
+    assert_string_equal(mc_registry_alert_at(f->r, 0)->message, "alert 45");
+    survives_reopen(f);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -813,6 +1487,13 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_two_handles, setup, teardown),
         cmocka_unit_test_setup_teardown(test_open_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_check_repair, setup, teardown),
+        cmocka_unit_test(test_targets_parse),
+        cmocka_unit_test_setup_teardown(test_weighted_aliases, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_health, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_snapshots, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_deploys, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_deploys_bounded, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_alerts, setup, teardown),
     };
 
     (void)argc;

@@ -168,12 +168,26 @@ static void ok(int rc)
         fail_msg("%s", mc_last_error());
 }
 
-/* Records of every kind: push, alias, status, flags, meta, rm, gc. */
+/*
+ * Records of every kind: push, alias, status, flags, meta, rm, gc; and those
+ * of deployments (format 2): weighted alias moves with a reason, health,
+ * snap-create, snap-restore, snap-rm, deploy, deploy-update (with and
+ * without a move), alert.
+ */
 static void fill(struct store *s)
 {
     struct mc_reg_kv t[] = {{"env", "prod"}};
     struct mc_reg_meta meta = {.tags = t, .ntags = 1};
     struct mc_gc_opts gc = {.keep = 2, .name = "b"};
+    const char *argv[] = {"python3", "smoke.py", "--model=d"};
+    static const uint32_t steps[] = {10, 50, 100};
+    struct mc_reg_deploy d = {.name = "d", .version = "2.0.0", .alias = "prod",
+                              .strategy = MC_DEPLOY_CANARY, .steps = steps, .nsteps = 3,
+                              .interval_ms = 5000, .max_error_rate = 0.02, .max_p99_ratio = 1.5,
+                              .min_requests = 200, .health_argv = argv, .health_argc = 2,
+                              .health_timeout_ms = 1000};
+    struct mc_reg_weight w[2] = {{"1.0.0", 90}, {"2.0.0", 10}};
+    uint64_t id;
 
     push(s, "a", "1.0.0", 10);
     push(s, "a", "1.1.0", 20);
@@ -190,6 +204,25 @@ static void fill(struct store *s)
     ok(mc_registry_set_meta(s->r, "a", "1.1.0", &meta, NULL));
     ok(mc_registry_remove_version(s->r, "b", "3.0.0", false, NULL));
     ok(mc_registry_alias_set(s->r, "b", "canary", "2.0.0", NULL));
+    push(s, "d", "1.0.0", 4);
+    push(s, "d", "2.0.0", 5);
+    ok(mc_registry_alias_set(s->r, "d", "prod", "1.0.0", NULL));
+    ok(mc_registry_health_set(s->r, "d", argv, 3, 2500, NULL));
+    ok(mc_registry_snapshot_create(s->r, "s1", NULL));
+    ok(mc_registry_deploy_begin(s->r, &d, &id, NULL));
+    ok(mc_registry_deploy_update(s->r, id, 0, MC_DEPLOY_RUNNING, 7, "step 1 of 3: 10%", w, 2,
+                                 NULL));
+    ok(mc_registry_deploy_update(s->r, id, 0, MC_DEPLOY_PAUSED, 7, "paused", NULL, 0, NULL));
+    ok(mc_registry_alert_add(s->r, "rollback", "d", "2.0.0", "prod",
+                             "auto-rollback: error rate 4.1% > 2.0% over 1,210 requests", NULL));
+    ok(mc_registry_deploy_update(s->r, id, 0, MC_DEPLOY_ROLLED_BACK, 8, "auto-rollback",
+                                 &(struct mc_reg_weight){"1.0.0", 100}, 1, NULL));
+    w[0].weight = 50;
+    w[1].weight = 50;
+    ok(mc_registry_alias_set_weighted(s->r, "d", "prod", w, 2, "half", NULL));
+    ok(mc_registry_snapshot_restore(s->r, "s1", NULL));
+    ok(mc_registry_snapshot_create(s->r, "s2", NULL));
+    ok(mc_registry_snapshot_remove(s->r, "s1", NULL));
 }
 
 /* Offsets where the journal's lines start (and its end). */
@@ -233,6 +266,9 @@ static char *open_cut(const char *src, const char *scratch, size_t len, struct t
     return d;
 }
 
+/* fill()'s last records cut at every byte: those of deployments and a few before */
+#define TRUNCATED_RECORDS 20
+
 static void test_truncate_every_byte(void **state)
 {
     struct store s;
@@ -247,8 +283,8 @@ static void test_truncate_every_byte(void **state)
     snprintf(jpath, sizeof(jpath), "%s/journal", s.path);
     snprintf(scratch, sizeof(scratch), "%s/cut", s.dir);
     n = line_starts(jpath, &at);
-    /* the state after each of the last eight records, and before them */
-    first = n - 1 - 8;
+    /* the state after each of the last records (all of deployments' kinds), and before them */
+    first = n - 1 - TRUNCATED_RECORDS;
     expect = calloc(n, sizeof(*expect));
     for (size_t i = first; i < n; i++) {
         struct tu_warnings w;
@@ -287,7 +323,8 @@ static void test_truncate_every_byte(void **state)
         }
         free(d);
     }
-    printf("truncation: %d reopens across the last 8 records (%zu bytes)\n", opened,
+    printf("truncation: %d reopens across the last %d records (%zu bytes)\n", opened,
+           TRUNCATED_RECORDS,
            at[n - 1] - at[first]);
     for (size_t i = first; i < n; i++)
         free(expect[i]);
@@ -588,6 +625,63 @@ static void test_formats_and_gaps(void **state)
     tu_copy(q, p);
     assert_int_equal(tu_open(s.path, 0, &w, &s.r), 0);
     assert_int_equal(mc_registry_generation(s.r), 1);
+    store_free(&s);
+}
+
+/*
+ * A store written in format 1 (before deployments) reads as it was, and the
+ * first change rewrites it in format 2 before appending.
+ */
+static void test_format1_store(void **state)
+{
+    struct store s;
+    struct tu_warnings w = {0};
+    struct mc_registry *r;
+    char p[512], *before, *after, *text, *line, *save = NULL;
+    json_t *lines[16];
+    size_t n = 0;
+
+    (void)state;
+    store_new(&s, scratch_base());
+    push(&s, "a", "1.0.0", 10);
+    push(&s, "a", "2.0.0", 20);
+    ok(mc_registry_alias_set(s.r, "a", "production", "1.0.0", NULL));
+    ok(mc_registry_alias_set(s.r, "a", "production", "2.0.0", NULL));
+    before = tu_dump(s.r);
+    mc_registry_close(s.r);
+    s.r = NULL;
+    /* the same journal, as format 1 wrote it */
+    snprintf(p, sizeof(p), "%s/journal", s.path);
+    text = tu_read(p, NULL);
+    for (line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+        json_t *j = json_loads(line, 0, NULL);
+
+        assert_non_null(j);
+        assert_true(n < 16);
+        json_object_del(j, "crc");
+        if (json_object_get(j, "mcache")) /* the header */
+            json_object_set_new(j, "format", json_integer(1));
+        lines[n++] = j;
+    }
+    free(text);
+    write_lines(p, lines, n);
+    ok(tu_open(s.path, 0, &w, &r));
+    after = tu_dump(r);
+    assert_string_equal(before, after);
+    free(after);
+    text = tu_read(p, NULL);
+    assert_non_null(strstr(text, "\"format\":1,"));
+    free(text);
+    /* the first change: rewritten in format 2, then appended */
+    ok(mc_registry_alias_set(r, "a", "production", "1.0.0", NULL));
+    text = tu_read(p, NULL);
+    assert_non_null(strstr(text, "\"format\":2,"));
+    assert_null(strstr(text, "\"format\":1,"));
+    free(text);
+    mc_registry_close(r);
+    assert_int_equal(tu_open(s.path, 0, &w, &s.r), 0);
+    assert_int_equal(w.count, 0);
+    free(before);
     store_free(&s);
 }
 
@@ -1119,6 +1213,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_truncate_every_byte),
         cmocka_unit_test(test_flip_bytes),
         cmocka_unit_test(test_formats_and_gaps),
+        cmocka_unit_test(test_format1_store),
         cmocka_unit_test(test_gc_record_whole_or_nothing),
         cmocka_unit_test(test_torn_tail_readers),
         cmocka_unit_test(test_compaction),

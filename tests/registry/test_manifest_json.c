@@ -138,6 +138,51 @@ static void push_meta(struct store *s, const char *name, const char *version,
 
 /* Records of every kind, with escapes, UTF-8 and numbers of every shape; a snapshot and a journal.
  */
+/*
+ * The records of deployments (format 2), with strings and numbers that test
+ * the readers: weighted targets, reasons, health commands, alias snapshots,
+ * a deployment with fractional thresholds, alerts. tag names the model.
+ */
+static void deploy_records(struct store *s, const char *tag)
+{
+    char name[32], why[128];
+    const char *argv[] = {"sh", "-c", "echo \"caf\xc3\xa9\" \\ $MCACHE_MODEL\n\tdone"};
+    const uint32_t steps[] = {1, 33, 67, 100};
+    struct mc_reg_weight w[3] = {{"1.0.0", 33}, {"1.1.0", 33}, {"2.0.0", 34}};
+    struct mc_reg_deploy d = {.version = "2.0.0", .alias = "prod", .strategy = MC_DEPLOY_CANARY,
+                              .steps = steps, .nsteps = 4, .interval_ms = 1,
+                              .max_error_rate = 1.0 / 3.0, .max_p99_ratio = 1.0000000000000002,
+                              .min_requests = 9007199254740993ull, .health_argv = argv,
+                              .health_argc = 3, .health_timeout_ms = 3600000};
+    uint64_t id;
+
+    snprintf(name, sizeof(name), "dep/%s", tag);
+    d.name = name;
+    push_meta(s, name, "1.0.0", NULL);
+    push_meta(s, name, "1.1.0", NULL);
+    push_meta(s, name, "2.0.0", NULL);
+    ok(mc_registry_alias_set_weighted(s->r, name, "prod", w, 2, NULL, NULL) == MC_EINVAL ? 0 : -1);
+    w[1].weight = 67;
+    ok(mc_registry_alias_set_weighted(s->r, name, "prod", w, 2,
+                                      "\xe2\x80\x94 \"quoted\" \\ reason", NULL));
+    w[1].weight = 33;
+    ok(mc_registry_alias_set_weighted(s->r, name, "prod", w, 3, NULL, NULL));
+    ok(mc_registry_health_set(s->r, name, argv, 3, 1, NULL));
+    ok(mc_registry_snapshot_create(s->r, tag, NULL));
+    ok(mc_registry_alias_set(s->r, name, "prod", "1.0.0", NULL));
+    ok(mc_registry_deploy_begin(s->r, &d, &id, NULL));
+    snprintf(why, sizeof(why), "step 2 of 4: 33%% \xe2\x86\x92 %s", tag);
+    ok(mc_registry_deploy_update(s->r, id, 1, MC_DEPLOY_RUNNING, 12345, why, w, 2, NULL) ==
+               MC_EINVAL
+           ? 0
+           : -1); /* 33 + 33 */
+    w[0].weight = 67;
+    ok(mc_registry_deploy_update(s->r, id, 1, MC_DEPLOY_RUNNING, 12345, why, w, 2, NULL));
+    ok(mc_registry_alert_add(s->r, "threshold", name, "2.0.0", NULL,
+                             "p99 1.7\xc3\x97 > 1.5\xc3\x97 \"slow\"\n", NULL));
+    ok(mc_registry_snapshot_restore(s->r, tag, NULL));
+}
+
 static void rich_store(struct store *s)
 {
     struct tu_warnings w = {0};
@@ -193,6 +238,7 @@ static void rich_store(struct store *s)
                               "superseded \xe2\x80\x94 see \"1.0.0\"", NULL));
     ok(mc_registry_set_flags(s->r, "a", "1.0.0", 1, 1, NULL));
     ok(mc_registry_gc(s->r, &gc, NULL, NULL));
+    deploy_records(s, "pre");
     ok(mc_registry_compact(s->r));
     /* and a journal after the snapshot */
     push_meta(s, "c", "3.0.0", &meta1);
@@ -200,6 +246,7 @@ static void rich_store(struct store *s)
     ok(mc_registry_alias_remove(s->r, "a", "canary", NULL));
     ok(mc_registry_remove_version(s->r, "org/base", "1.0.0-rc.1+b.7", false, NULL));
     ok(mc_registry_set_meta(s->r, "c", "3.0.0", &patch, NULL));
+    deploy_records(s, "post");
     mc_registry_close(s->r);
     s->r = NULL;
 }

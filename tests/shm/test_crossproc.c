@@ -9,6 +9,7 @@
 #include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -67,8 +68,15 @@ static void churn_once(struct tw *t, int *fillers)
         mc_table_put_version(&t->w, &d, NULL);
     } else if (op < 62) { /* remove */
         mc_table_remove_version(&t->w, name, ver);
-    } else if (op < 80) { /* move the alias */
+    } else if (op < 72) { /* move the alias */
         mc_table_set_alias(&t->w, name, "prod", ver);
+    } else if (op < 80) { /* make it weighted: two or three versions */
+        const char *vs[] = {"1.0.0", "1.1.0", "2.0.0"};
+        uint32_t w1 = 1 + (uint32_t)(rnd() % 98), w2 = 1 + (uint32_t)(rnd() % (99 - w1));
+        uint32_t ws3[] = {w1, w2, 100 - w1 - w2}, ws2[] = {w1, 100 - w1};
+        bool three = rnd() % 2;
+
+        mc_table_set_alias_split(&t->w, name, "prod", vs, three ? ws3 : ws2, three ? 3 : 2);
     } else if (op < 85) {
         mc_table_remove_alias(&t->w, name, "prod");
     } else if (*fillers < MAX_FILLERS) { /* grow the table */
@@ -222,12 +230,103 @@ static void test_readers_never_see_freed_memory(void **state)
     tw_destroy(&t);
 }
 
+/*
+ * A weighted alias moved along a chain of target sets {k.0.0, (k+1).0.0}
+ * while exec'd readers get through it (by draw and by key) and the writer
+ * churns the other versions. A reader that saw (j).0.0 may later see only
+ * versions of a set at least as new: never below j - 1. The decoys k.5.0,
+ * published and resident but never a target, must never come back.
+ */
+#define CHAIN 200
+
+static void test_weighted_alias_serves_only_its_targets(void **state)
+{
+    struct tw t;
+    pid_t pids[READERS];
+    int outs[READERS], running = READERS, k = 1;
+    char prog[512];
+
+    (void)state;
+    mc_poison_freed = 1;
+    assert_int_equal(tw_create(&t, 256ull << 20, 0), 0);
+    for (int i = 1; i <= CHAIN; i++) {
+        char v[16], d[16];
+        snprintf(v, sizeof(v), "%d.0.0", i);
+        snprintf(d, sizeof(d), "%d.5.0", i);
+        assert_int_equal(tw_publish(&t, "c", v, 4096 + (uint64_t)i * 64, seed_of("c", v)), 0);
+        assert_int_equal(tw_publish(&t, "c", d, 4096, seed_of("c", d)), 0);
+    }
+    const char *first[] = {"1.0.0", "2.0.0"};
+    assert_int_equal(mc_table_set_alias_split(&t.w, "c", "w", first, (uint32_t[]){50, 50}, 2), 0);
+    helper_path("mp_reader", prog, sizeof(prog));
+    for (int i = 0; i < READERS; i++) {
+        int p[2];
+        char *args[] = {"mp_reader", "canary", t.dir, (char *)t.cache, "c", "w", "150000",
+                        i == 0 ? "keyed" : "draw", NULL};
+        assert_int_equal(pipe(p), 0);
+        pids[i] = fork();
+        if (pids[i] == 0) {
+            dup2(p[1], 1);
+            close(p[0]);
+            execv(prog, args);
+            _exit(127);
+        }
+        close(p[1]);
+        outs[i] = p[0];
+    }
+    while (running > 0) {
+        for (int n = 0; n < 20; n++) {
+            char v[16], v2[16];
+            uint32_t w1 = 1 + (uint32_t)(rnd() % 99);
+            int j = 1 + (int)(rnd() % CHAIN);
+
+            /* Reload a version (a new record: splits holding it are rebuilt)
+             * or a decoy, and reclaim at once, poisoning what is freed. */
+            snprintf(v, sizeof(v), rnd() % 2 ? "%d.0.0" : "%d.5.0", j);
+            assert_int_equal(tw_publish(&t, "c", v, 4096 + (uint64_t)j * 64, seed_of("c", v)), 0);
+            if (k < CHAIN - 1 && n == 0) { /* one step along the chain */
+                k++;
+                snprintf(v, sizeof(v), "%d.0.0", k);
+                snprintf(v2, sizeof(v2), "%d.0.0", k + 1);
+                const char *vs[] = {v, v2};
+                assert_int_equal(mc_table_set_alias_split(&t.w, "c", "w", vs,
+                                                          (uint32_t[]){w1, 100 - w1}, 2),
+                                 0);
+            }
+            mc_reclaim_poll(&t.rc);
+        }
+        for (int i = 0; i < READERS; i++) {
+            int st;
+            if (pids[i] > 0 && waitpid(pids[i], &st, WNOHANG) == pids[i]) {
+                char buf[256] = {0};
+                long gets = 0, bad = -1, maxj = 0;
+                assert_true(read(outs[i], buf, sizeof(buf) - 1) > 0);
+                printf("# reader %d: %s", i, buf);
+                assert_int_equal(sscanf(buf, "gets %ld highest %ld bad %ld", &gets, &maxj, &bad),
+                                 3);
+                assert_true(WIFEXITED(st));
+                assert_int_equal(WEXITSTATUS(st), 0);
+                assert_int_equal(bad, 0);
+                assert_true(maxj > 2); /* the alias really moved under it */
+                pids[i] = 0;
+                close(outs[i]);
+                running--;
+            }
+        }
+    }
+    mc_reclaim_poll(&t.rc);
+    assert_int_equal(t.rc.n, 0);
+    assert_int_equal(mc_table_check(&t.w), 0);
+    tw_destroy(&t);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_readers_never_see_freed_memory),
         cmocka_unit_test(test_threads_share_a_cache),
         cmocka_unit_test(test_fork),
+        cmocka_unit_test(test_weighted_alias_serves_only_its_targets),
     };
     MC_TEST_FILTER_FROM_ENV();
     return cmocka_run_group_tests(tests, NULL, NULL);
