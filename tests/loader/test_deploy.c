@@ -56,13 +56,14 @@ static int deploy_teardown(void **state)
 
 #define DEPLOY_TEST(f) cmocka_unit_test_setup_teardown(f, daemon_setup, deploy_teardown)
 
-/* A deploy_worker serving m@prod, failing `permille` of 2.0.0's requests. */
-static void worker_start(struct worker *w, const char *bad, int permille)
+/* A deploy_worker serving m@prod, failing `permille` of bad's requests, which take lat_us. */
+static void worker_start_lat(struct worker *w, const char *bad, int permille, int lat_us)
 {
-    char prog[512], pm[16], line[128];
+    char prog[512], pm[16], lat[16], line[128];
     int wr[2], rd[2];
 
     snprintf(pm, sizeof(pm), "%d", permille);
+    snprintf(lat, sizeof(lat), "%d", lat_us);
     assert_int_equal(pipe2(wr, O_CLOEXEC), 0);
     assert_int_equal(pipe2(rd, O_CLOEXEC), 0);
     w->pid = fork();
@@ -70,7 +71,7 @@ static void worker_start(struct worker *w, const char *bad, int permille)
         dup2(wr[0], 0);
         dup2(rd[1], 1);
         execl(helper_path("deploy_worker", prog, sizeof(prog)), "deploy_worker", D.shm, "t", "m",
-              "prod", bad, pm, "2000", NULL);
+              "prod", bad, pm, "2000", lat, NULL);
         _exit(127);
     }
     running_worker = w->pid;
@@ -80,6 +81,11 @@ static void worker_start(struct worker *w, const char *bad, int permille)
     w->out = fdopen(rd[0], "r");
     assert_non_null(fgets(line, sizeof(line), w->out));
     assert_string_equal(line, "ready\n");
+}
+
+static void worker_start(struct worker *w, const char *bad, int permille)
+{
+    worker_start_lat(w, bad, permille, 100);
 }
 
 static void worker_stop(struct worker *w)
@@ -267,6 +273,53 @@ static void test_healthy_canary_reaches_100(void **state)
     daemon_stop_clean();
 }
 
+static void test_blue_green_slower_p99_is_rolled_back(void **state)
+{
+    const struct mc_reg_deploy *x;
+    struct worker w;
+    char t[256], *body = NULL;
+
+    (void)state;
+    setup_two();
+    daemon_start_args(NULL);
+    worker_start_lat(&w, "2.0.0", 0, 2000); /* 2.0.0 takes 2 ms, 1.0.0 0.1 ms */
+    assert_int_equal(begin(",\"strategy\":\"blue-green\",\"steps\":[],\"interval_ms\":1000,"
+                           "\"min_requests\":20,\"max_p99_ratio\":1.5",
+                           &body),
+                     0);
+    assert_non_null(strstr(body, "\"targets\":\"2.0.0\"")); /* all traffic at once */
+    free(body);
+    x = await_state(MC_DEPLOY_ROLLED_BACK, 1000 + 3000);
+    printf("# %s\n", x->reason);
+    assert_non_null(strstr(x->reason, "auto-rollback: p99"));
+    assert_string_equal(targets(t, sizeof(t)), "1.0.0");
+    worker_stop(&w);
+    daemon_stop_clean();
+}
+
+static void test_healthy_blue_green_succeeds_after_one_interval(void **state)
+{
+    const struct mc_reg_deploy *x;
+    struct worker w;
+    char t[256], *body = NULL;
+
+    (void)state;
+    setup_two();
+    daemon_start_args(NULL);
+    worker_start(&w, "2.0.0", 0);
+    assert_int_equal(begin(",\"strategy\":\"blue-green\",\"steps\":[],\"interval_ms\":1000,"
+                           "\"min_requests\":20,\"max_p99_ratio\":3",
+                           &body),
+                     0);
+    assert_non_null(strstr(body, "\"state\":\"running\""));
+    free(body);
+    x = await_state(MC_DEPLOY_SUCCEEDED, 1000 + 3000);
+    printf("# %s\n", x->reason);
+    assert_string_equal(targets(t, sizeof(t)), "2.0.0");
+    worker_stop(&w);
+    daemon_stop_clean();
+}
+
 static void test_too_few_requests_hold_the_step(void **state)
 {
     const struct mc_reg_deploy *x;
@@ -430,6 +483,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         DEPLOY_TEST(test_canary_with_errors_is_rolled_back_within_one_interval),
         DEPLOY_TEST(test_healthy_canary_reaches_100),
+        DEPLOY_TEST(test_blue_green_slower_p99_is_rolled_back),
+        DEPLOY_TEST(test_healthy_blue_green_succeeds_after_one_interval),
         DEPLOY_TEST(test_too_few_requests_hold_the_step),
         DEPLOY_TEST(test_kill9_mid_rollout_then_restart_continues_from_its_step),
         DEPLOY_TEST(test_pause_resume_and_abort),
