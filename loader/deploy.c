@@ -28,13 +28,13 @@
 /* What this process knows of one running rollout (rebuilt after a restart). */
 struct deploy_run {
     uint64_t id;
-    size_t step;              /* the step the baseline belongs to */
+    size_t step; /* the step the baseline belongs to */
     bool have_base;
     struct mc_stats_sum base_new, base_old; /* counters when the interval began */
-    uint64_t base_ns;         /* CLOCK_MONOTONIC: when the counts began */
-    uint64_t eval_ns;         /* when the current interval began (holds move it) */
-    struct gate *gate;        /* a step being applied */
-    struct mc_conn *conn;     /* the client that began it, waiting for the first step */
+    uint64_t base_ns;                       /* CLOCK_MONOTONIC: when the counts began */
+    uint64_t eval_ns;                       /* when the current interval began (holds move it) */
+    struct gate *gate;                      /* a step being applied */
+    struct mc_conn *conn; /* the client that began it, waiting for the first step */
     struct deploy_run *next;
 };
 
@@ -169,8 +169,7 @@ static bool alias_is(const struct mc_reg_alias *a, const struct targets *t)
 
 /* ---- answering the client that began a rollout ---- */
 
-static void answer(struct daemon *d, struct deploy_run *r, int rc, const char *msg,
-                   json_t *checks)
+static void answer(struct daemon *d, struct deploy_run *r, int rc, const char *msg, json_t *checks)
 {
     const struct mc_reg_deploy *x;
     const struct mc_reg_alias *a;
@@ -190,15 +189,14 @@ static void answer(struct daemon *d, struct deploy_run *r, int rc, const char *m
     a = x ? alias_of(d, x->name, x->alias) : NULL;
     if (a)
         mc_reg_targets_format(a, to, sizeof(to));
-    j = json_pack("{s:I, s:s, s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:s, s:o, s:O}", "id",
-                  (json_int_t)r->id, "name", x ? x->name : "", "version", x ? x->version : "",
-                  "alias", x ? x->alias : "", "strategy",
-                  x ? mc_deploy_strategy_name(x->strategy) : "", "state",
-                  x ? mc_deploy_state_name(x->state) : "", "step", (json_int_t)(x ? x->step : 0),
-                  "steps", (json_int_t)(x ? x->nsteps : 0), "interval_ms",
-                  (json_int_t)(x ? x->interval_ms : 0), "targets", to, "reason",
-                  x && x->reason ? json_string(x->reason) : json_null(), "checks",
-                  checks ? checks : json_null());
+    j = json_pack(
+        "{s:I, s:s, s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:s, s:o, s:O}", "id", (json_int_t)r->id,
+        "name", x ? x->name : "", "version", x ? x->version : "", "alias", x ? x->alias : "",
+        "strategy", x ? mc_deploy_strategy_name(x->strategy) : "", "state",
+        x ? mc_deploy_state_name(x->state) : "", "step", (json_int_t)(x ? x->step + 1 : 0), "steps",
+        (json_int_t)(x ? x->nsteps : 0), "interval_ms", (json_int_t)(x ? x->interval_ms : 0),
+        "targets", to, "reason", x && x->reason ? json_string(x->reason) : json_null(), "checks",
+        checks ? checks : json_null());
     body = json_dumps(j, JSON_COMPACT);
     json_decref(j);
     mc_ctl_reply(&d->ctl, r->conn, body ? 0 : MC_ENOMEM, body ? body : "out of memory",
@@ -224,8 +222,7 @@ static int update(struct daemon *d, uint64_t id, size_t step, enum mc_deploy_sta
 }
 
 /* Roll back to `from` (state ROLLED_BACK, or FAILED when there is nothing to go back to). */
-static void roll_back(struct daemon *d, struct deploy_run *r, const char *reason,
-                      const char *kind)
+static void roll_back(struct daemon *d, struct deploy_run *r, const char *reason, const char *kind)
 {
     const struct mc_reg_deploy *x = deploy_by_id(d, r->id);
     char name[256], version[256], alias[256];
@@ -259,14 +256,13 @@ static void step_applied(struct daemon *d, void *ctx, int rc, const char *msg, j
     r->gate = NULL;
     x = deploy_by_id(d, r->id);
     if (!x || x->state != MC_DEPLOY_RUNNING) { /* paused or aborted meanwhile */
-        answer(d, r, MC_EBUSY, "the rollout was paused or ended while its step was gated",
-               NULL);
+        answer(d, r, MC_EBUSY, "the rollout was paused or ended while its step was gated", NULL);
         return;
     }
     step = r->step;
     if (rc) {
-        snprintf(reason, sizeof(reason), "step %zu/%zu (%u%%) refused: %s", step + 1,
-                 x->nsteps, x->steps[step], msg);
+        snprintf(reason, sizeof(reason), "step %zu/%zu (%u%%) refused: %s", step + 1, x->nsteps,
+                 x->steps[step], msg);
         answer(d, r, rc, msg, NULL);
         if (step == 0) /* the alias never moved: nothing to roll back */
             update(d, r->id, step, MC_DEPLOY_FAILED, reason, NULL);
@@ -277,8 +273,8 @@ static void step_applied(struct daemon *d, void *ctx, int rc, const char *msg, j
     targets_of_step(x, step, &t);
     last = step + 1 == x->nsteps && x->strategy != MC_DEPLOY_BLUE_GREEN;
     if (last)
-        snprintf(reason, sizeof(reason), "%s: %s at 100%%, done", mc_deploy_strategy_name(x->strategy),
-                 x->version);
+        snprintf(reason, sizeof(reason), "%s: %s at 100%%, done",
+                 mc_deploy_strategy_name(x->strategy), x->version);
     else
         snprintf(reason, sizeof(reason), "step %zu/%zu: %s at %u%%", step + 1, x->nsteps,
                  x->version, x->steps[step]);
@@ -555,8 +551,7 @@ static void reply_err(struct daemon *d, struct mc_conn *c, int code, const char 
 }
 
 static int spec_from_json(struct daemon *d, json_t *j, struct mc_reg_deploy *s, uint32_t *steps,
-                          const char **argv, char *from, size_t fromlen, char *version,
-                          size_t vlen)
+                          const char **argv, char *from, size_t fromlen, char *version, size_t vlen)
 {
     const struct mc_reg_version *rv;
     const struct mc_reg_alias *a;
@@ -568,8 +563,8 @@ static int spec_from_json(struct daemon *d, json_t *j, struct mc_reg_deploy *s, 
     s->alias = json_string_value(json_object_get(j, "alias"));
     if (!s->name || !s->alias || !json_string_value(json_object_get(j, "version")))
         return mc_err(MC_EINVAL, "deploy: name, version and alias are required");
-    if (mc_deploy_strategy_parse(json_string_value(json_object_get(j, "strategy")),
-                                 &s->strategy) != 0)
+    if (mc_deploy_strategy_parse(json_string_value(json_object_get(j, "strategy")), &s->strategy) !=
+        0)
         return MC_EINVAL;
     if (mc_registry_resolve(d->reg, s->name, json_string_value(json_object_get(j, "version")),
                             &rv) != 0)
@@ -635,8 +630,9 @@ void deploy_op_begin(struct daemon *d, struct mc_conn *c, const struct mc_reques
     int rc;
 
     if (!j || !json_is_object(j)) {
-        reply_err(d, c, MC_EINVAL, "deploy: the argument must be a JSON object (see "
-                                   "docs/protocol.md)");
+        reply_err(d, c, MC_EINVAL,
+                  "deploy: the argument must be a JSON object (see "
+                  "docs/protocol.md)");
         json_decref(j);
         return;
     }
@@ -730,17 +726,18 @@ void deploy_op_ctl(struct daemon *d, struct mc_conn *c, const struct mc_request 
     }
     id = x->id;
     r = run_of(d, id, false);
-    snprintf(reason, sizeof(reason), "%s by uid %u", !strcmp(act, "pause") ? "paused"
-                                                    : !strcmp(act, "resume") ? "resumed"
-                                                                              : "aborted",
+    snprintf(reason, sizeof(reason), "%s by uid %u",
+             !strcmp(act, "pause")    ? "paused"
+             : !strcmp(act, "resume") ? "resumed"
+                                      : "aborted",
              (unsigned)c->uid);
-    st = !strcmp(act, "pause") ? MC_DEPLOY_PAUSED
+    st = !strcmp(act, "pause")    ? MC_DEPLOY_PAUSED
          : !strcmp(act, "resume") ? MC_DEPLOY_RUNNING
                                   : MC_DEPLOY_ABORTED;
     if ((st == MC_DEPLOY_PAUSED && x->state == MC_DEPLOY_PAUSED) ||
         (st == MC_DEPLOY_RUNNING && x->state == MC_DEPLOY_RUNNING)) {
-        snprintf(msg, sizeof(msg), "rollout %llu of %s is %s already", (unsigned long long)id,
-                 name, mc_deploy_state_name(x->state));
+        snprintf(msg, sizeof(msg), "rollout %llu of %s is %s already", (unsigned long long)id, name,
+                 mc_deploy_state_name(x->state));
         reply_err(d, c, MC_EINVAL, msg);
         return;
     }

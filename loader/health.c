@@ -143,10 +143,10 @@ static int watch(struct daemon *d, int fd, void *tag)
 static char **child_env(struct daemon *d, const char *name, const char *version, char **own,
                         size_t nown)
 {
-    static const char *const keys[] = {"MCACHE_MODEL=", "MCACHE_VERSION=", "MCACHE_CACHE=",
-                                       "MCACHE_SHM_DIR=", "MCACHE_STORE=", "MCACHE_SOCKET="};
-    const char *vals[] = {name, version, d->cfg.cache, d->cfg.shm_dir, mc_registry_dir(d->reg),
-                          d->socket_path};
+    static const char *const keys[] = {"MCACHE_MODEL=",   "MCACHE_VERSION=", "MCACHE_CACHE=",
+                                       "MCACHE_SHM_DIR=", "MCACHE_STORE=",   "MCACHE_SOCKET="};
+    const char *vals[] = {
+        name, version, d->cfg.cache, d->cfg.shm_dir, mc_registry_dir(d->reg), d->socket_path};
     size_t n = 0, k = 0;
     char **env;
 
@@ -241,8 +241,8 @@ struct health_run *health_start(struct daemon *d, const char *name, const char *
     snprintf(h->model, sizeof(h->model), "%s", name);
     snprintf(h->version, sizeof(h->version), "%s", version);
     h->started_ns = mc_mono_ns();
-    h->deadline_ns = h->started_ns +
-                     (uint64_t)(timeout_ms ? timeout_ms : MC_HEALTH_TIMEOUT_MS) * 1000000ull;
+    h->deadline_ns =
+        h->started_ns + (uint64_t)(timeout_ms ? timeout_ms : MC_HEALTH_TIMEOUT_MS) * 1000000ull;
     rc = argc ? 0 : EINVAL;
     if (!rc && pipe2(p, O_CLOEXEC) != 0)
         rc = errno;
@@ -255,8 +255,8 @@ struct health_run *health_start(struct daemon *d, const char *name, const char *
             close(p[0]);
         h->res.status = 127;
         h->res.spawn_failed = true;
-        snprintf(h->res.tail, sizeof(h->res.tail), "could not run \"%s\": %s",
-                 argc ? argv[0] : "", strerror(rc));
+        snprintf(h->res.tail, sizeof(h->res.tail), "could not run \"%s\": %s", argc ? argv[0] : "",
+                 strerror(rc));
         log_warn("health check of %s@%s: %s", name, version, h->res.tail);
         *fail = h->res;
         free(h);
@@ -272,8 +272,8 @@ struct health_run *health_start(struct daemon *d, const char *name, const char *
     }
     h->next = d->health;
     d->health = h;
-    log_info("health check of %s@%s started: %s (pid %d, timeout %u ms)", name, version,
-             argv[0], (int)h->pid, timeout_ms ? timeout_ms : MC_HEALTH_TIMEOUT_MS);
+    log_info("health check of %s@%s started: %s (pid %d, timeout %u ms)", name, version, argv[0],
+             (int)h->pid, timeout_ms ? timeout_ms : MC_HEALTH_TIMEOUT_MS);
     return h;
 }
 

@@ -13,8 +13,8 @@
 #include "tools/views.h"
 
 /* The alias's current targets as canonical text into buf ("" if none). */
-static const char *targets_of(struct mc_registry *r, const char *name, const char *alias,
-                              char *buf, size_t len)
+static const char *targets_of(struct mc_registry *r, const char *name, const char *alias, char *buf,
+                              size_t len)
 {
     const struct mc_reg_model *m = mc_registry_model(r, name);
 
@@ -108,13 +108,12 @@ static int set(const struct cli *c, const char *name, const char *alias, const c
     int rc;
 
     if (n > MC_ALIAS_TARGETS_MAX)
-        return cli_error(mc_err(MC_EINVAL, "alias: %zu targets given; an alias has at most %d",
-                                n, MC_ALIAS_TARGETS_MAX));
+        return cli_error(mc_err(MC_EINVAL, "alias: %zu targets given; an alias has at most %d", n,
+                                MC_ALIAS_TARGETS_MAX));
     if ((rc = mc_reg_targets_parse(words, n, w, &nw)))
         return cli_error(rc);
     for (size_t i = 0; i < n; i++)
-        snprintf(text + strlen(text), sizeof(text) - strlen(text), "%s%s", i ? " " : "",
-                 words[i]);
+        snprintf(text + strlen(text), sizeof(text) - strlen(text), "%s%s", i ? " " : "", words[i]);
     if (!no_gate) {
         const char *args[4] = {name, alias, text, why ? why : ""};
         rc = cli_ctl_call(c, "alias", why ? 4 : 3, args, -1, &res);

@@ -85,8 +85,8 @@ int main(int argc, char **argv)
                 break;
             int is_bad = !strcmp(mc_model_version(m), bad);
             /* Errors spread evenly: the n-th bad request fails when n * permille / 1000 steps. */
-            int ok = !is_bad ||
-                     (served * (uint64_t)permille) / 1000 == ((served + 1) * (uint64_t)permille) / 1000;
+            int ok = !is_bad || (served * (uint64_t)permille) / 1000 ==
+                                    ((served + 1) * (uint64_t)permille) / 1000;
             served += is_bad;
             errs += !ok;
             mc_report(m, is_bad ? (uint64_t)bad_lat_us * 1000 : 100000, ok, 1);

@@ -138,9 +138,8 @@ static const struct mc_reg_deploy *await_state(enum mc_deploy_state st, uint64_t
             return x;
         if (mono_ms() > until) {
             fprintf(stderr, "rollout is %s (%s), not %s after %llu ms\n",
-                    x ? mc_deploy_state_name(x->state) : "absent",
-                    x && x->reason ? x->reason : "-", mc_deploy_state_name(st),
-                    (unsigned long long)ms);
+                    x ? mc_deploy_state_name(x->state) : "absent", x && x->reason ? x->reason : "-",
+                    mc_deploy_state_name(st), (unsigned long long)ms);
             dump_log();
             fail();
         }
@@ -217,8 +216,7 @@ static void test_canary_with_errors_is_rolled_back_within_one_interval(void **st
     assert_string_equal(targets(t, sizeof(t)), "1.0.0");
     m = mc_registry_model(D.reg, "m");
     assert_non_null(m->aliases[0].history[m->aliases[0].nhistory - 1].why);
-    assert_non_null(strstr(m->aliases[0].history[m->aliases[0].nhistory - 1].why,
-                           "auto-rollback"));
+    assert_non_null(strstr(m->aliases[0].history[m->aliases[0].nhistory - 1].why, "auto-rollback"));
     /* The alert is stored right after the rollback's record. */
     for (uint64_t until = mono_ms() + 2000; mc_registry_alert_count(D.reg) == 0;) {
         if (mono_ms() > until)
@@ -442,16 +440,11 @@ static void test_failing_health_gate_fails_the_rollout_before_any_move(void **st
 static void test_bad_input_is_refused_and_changes_nothing(void **state)
 {
     static const char *const bad[][2] = {
-        {",\"interval_ms\":0", "interval"},
-        {",\"interval_ms\":-5", "interval"},
-        {",\"steps\":[10,5,100]", "step"},
-        {",\"steps\":[10,50]", "100"},
-        {",\"steps\":[10,50,150]", "step"},
-        {",\"max_error_rate\":1.5", "error"},
-        {",\"max_error_rate\":-0.1", "error"},
-        {",\"max_p99_ratio\":0.5", "p99"},
-        {",\"version\":\"9.9.9\"", "9.9.9"},
-        {",\"strategy\":\"yolo\"", "yolo"},
+        {",\"interval_ms\":0", "interval"},    {",\"interval_ms\":-5", "interval"},
+        {",\"steps\":[10,5,100]", "step"},     {",\"steps\":[10,50]", "100"},
+        {",\"steps\":[10,50,150]", "step"},    {",\"max_error_rate\":1.5", "error"},
+        {",\"max_error_rate\":-0.1", "error"}, {",\"max_p99_ratio\":0.5", "p99"},
+        {",\"version\":\"9.9.9\"", "9.9.9"},   {",\"strategy\":\"yolo\"", "yolo"},
         {",\"alias\":\"nosuch\"", "nosuch"},
     };
     char t[256];
