@@ -426,7 +426,7 @@ static void drive(struct daemon *d, struct deploy_run *r, const struct mc_reg_de
 {
     const struct mc_reg_alias *a = alias_of(d, x->name, x->alias);
     struct targets want, from;
-    char now[512] = "", msg[800];
+    char now[512] = "", msg[800], name[256], version[256], alias[256];
 
     if (r->gate)
         return;
@@ -434,8 +434,9 @@ static void drive(struct daemon *d, struct deploy_run *r, const struct mc_reg_de
     if (!alias_is(a, &want)) {
         bool at_from = targets_from_text(x->from, &from) == 0 &&
                        (from.n ? alias_is(a, &from) : !a || !a->ntargets);
-        if (x->step == 0 && at_from) {
-            apply_step(d, r, x, 0); /* begun (or restarted before its first step) */
+        /* Begun (or restarted before its first step): no decision recorded yet. */
+        if (x->step == 0 && !x->reason && at_from) {
+            apply_step(d, r, x, 0);
             return;
         }
         if (a)
@@ -444,8 +445,11 @@ static void drive(struct daemon *d, struct deploy_run *r, const struct mc_reg_de
                  "aborted: %s was moved outside the rollout (to \"%s\"; step %zu expects it at "
                  "%u%%)",
                  x->alias, now, x->step + 1, x->steps[x->step]);
+        snprintf(name, sizeof(name), "%s", x->name); /* x does not outlive the update */
+        snprintf(version, sizeof(version), "%s", x->version);
+        snprintf(alias, sizeof(alias), "%s", x->alias);
         update(d, r->id, x->step, MC_DEPLOY_ABORTED, msg, NULL);
-        alert_raise(d, "threshold", x->name, x->version, x->alias, msg);
+        alert_raise(d, "threshold", name, version, alias, msg);
         return;
     }
     if (!r->have_base || r->step != x->step) {

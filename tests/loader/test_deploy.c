@@ -415,6 +415,26 @@ static void test_pause_resume_and_abort(void **state)
     daemon_stop_clean();
 }
 
+static void test_moving_the_alias_by_hand_aborts_the_rollout(void **state)
+{
+    const struct mc_reg_deploy *x;
+    char *body = NULL, t[256];
+
+    (void)state;
+    setup_two();
+    daemon_start_args(NULL);
+    assert_int_equal(begin(",\"interval_ms\":60000", &body), 0);
+    free(body);
+    assert_int_equal(ctl(&body, "alias", 4, "m", "prod", "1.0.0", "operator override"), 0);
+    free(body);
+    x = await_state(MC_DEPLOY_ABORTED, 2000);
+    printf("# %s\n", x->reason);
+    assert_non_null(strstr(x->reason, "moved outside the rollout"));
+    assert_string_equal(targets(t, sizeof(t)), "1.0.0");
+    log_wait("ALERT threshold");
+    daemon_stop_clean();
+}
+
 static void test_failing_health_gate_fails_the_rollout_before_any_move(void **state)
 {
     const struct mc_reg_deploy *x;
@@ -481,6 +501,7 @@ int main(void)
         DEPLOY_TEST(test_too_few_requests_hold_the_step),
         DEPLOY_TEST(test_kill9_mid_rollout_then_restart_continues_from_its_step),
         DEPLOY_TEST(test_pause_resume_and_abort),
+        DEPLOY_TEST(test_moving_the_alias_by_hand_aborts_the_rollout),
         DEPLOY_TEST(test_failing_health_gate_fails_the_rollout_before_any_move),
         DEPLOY_TEST(test_bad_input_is_refused_and_changes_nothing),
     };
