@@ -91,6 +91,28 @@ static void unlink_run(struct daemon *d, struct health_run *h)
         }
 }
 
+/*
+ * A finished run is freed at the next tick, not now: epoll_wait may have returned events for
+ * both of its fds in one batch, and the second one's tag (the address of its fd field) must
+ * still be recognised as a check's then (health_event), not taken for a control connection.
+ */
+static struct health_run *dead;
+
+static void graveyard(struct health_run *h)
+{
+    h->next = dead;
+    dead = h;
+}
+
+static void bury(void)
+{
+    while (dead) {
+        struct health_run *h = dead;
+        dead = h->next;
+        free(h);
+    }
+}
+
 static void finish(struct daemon *d, struct health_run *h)
 {
     char how[128];
@@ -105,7 +127,7 @@ static void finish(struct daemon *d, struct health_run *h)
              health_outcome(&h->res, how, sizeof(how)), (unsigned long long)h->res.ms);
     if (h->done)
         h->done(d, h->ctx, &h->res);
-    free(h);
+    graveyard(h);
 }
 
 /* Reap the child if it has exited; true if it was (and the run is finished). */
@@ -280,6 +302,9 @@ struct health_run *health_start(struct daemon *d, const char *name, const char *
 bool health_event(struct daemon *d, void *tag, uint32_t events)
 {
     (void)events;
+    for (struct health_run *h = dead; h; h = h->next)
+        if (tag == &h->pipefd || tag == &h->pidfd)
+            return true; /* finished earlier in this batch of events */
     for (struct health_run *h = d->health; h; h = h->next) {
         if (tag == &h->pipefd) {
             drain(d, h);
@@ -298,6 +323,7 @@ void health_tick(struct daemon *d)
 {
     uint64_t now = mc_mono_ns();
 
+    bury(); /* after the batch of events that may still name them */
     for (struct health_run *h = d->health, *next; h; h = next) {
         next = h->next;
         if (reap(d, h))
@@ -321,7 +347,7 @@ static void kill_run(struct daemon *d, struct health_run *h)
     fd_close(d, &h->pipefd);
     fd_close(d, &h->pidfd);
     unlink_run(d, h);
-    free(h);
+    graveyard(h);
 }
 
 void health_cancel(struct daemon *d, struct health_run *h)
@@ -334,6 +360,7 @@ void health_stop_all(struct daemon *d)
 {
     while (d->health)
         kill_run(d, d->health);
+    bury();
 }
 
 const char *health_outcome(const struct health_result *r, char *buf, size_t len)
