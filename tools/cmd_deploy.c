@@ -309,15 +309,18 @@ static int begin_spec(const struct args *a, json_t *j)
 static int begin(const struct cli *c, const struct args *a)
 {
     const char *alias = args_value(a, "alias");
-    json_t *j = json_object(), *res;
+    size_t before = a->dashdash < a->npos ? a->dashdash : a->npos; /* words before "--" */
+    json_t *j, *res;
     char *s;
     char dur[64];
     int rc;
 
-    if (a->dashdash != 2 && a->npos != 2)
+    if (before != 2)
         return cli_usage(c, "deploy needs NAME VERSION (a health command follows \"--\")");
     if (!alias)
         return cli_usage(c, "deploy needs --alias ALIAS (the alias to move)");
+    if (!(j = json_object()))
+        return cli_error(mc_err(MC_ENOMEM, "out of memory"));
     json_object_set_new(j, "name", json_string(a->pos[0]));
     json_object_set_new(j, "version", json_string(a->pos[1]));
     json_object_set_new(j, "alias", json_string(alias));

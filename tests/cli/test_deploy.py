@@ -76,6 +76,9 @@ class WithoutDaemon(Base):
                              (["--strategy", "direct", "--steps", "10,100"], "canary")):
             self.fails(EXIT_USAGE, *(base + extra), match=match)
         self.fails(EXIT_USAGE, "deploy", "m", "2.0.0", match="--alias")
+        self.fails(EXIT_USAGE, "deploy", "m", "--alias", "prod", "--", "true", match="NAME VERSION")
+        self.fails(EXIT_USAGE, "deploy", "m", "2.0.0", "true", "--alias", "prod",
+                   match="NAME VERSION")
         self.fails(EXIT_USAGE, "deploy", "--status", "--abort", "m")
         # Well-formed, but mcached runs rollouts.
         self.fails(EXIT_NODAEMON, *base, match="mcached runs rollouts")
