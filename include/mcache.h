@@ -84,7 +84,7 @@ extern "C" {
 #endif
 
 #define MCACHE_VERSION_MAJOR 0
-#define MCACHE_VERSION_MINOR 1
+#define MCACHE_VERSION_MINOR 2
 #define MCACHE_VERSION_PATCH 0
 
 /* Result codes: 0 or one of these (all negative). */
@@ -229,10 +229,10 @@ MC_API int mc_get_load(mc_cache *c, const char *name, const char *ref, int timeo
  * Like mc_get(), but a weighted alias (one that splits traffic between up
  * to 4 versions, `mcache alias NAME ALIAS 1.0.0=90 2.0.0=10`) picks the
  * same version for the same key (a user or session id: any key_len bytes)
- * for as long as its targets and weights stay. When a target's weight
- * grows, the keys it had stay with it (10 -> 50: the first 10% stay where
- * they were) as long as the set of targets is unchanged; see
- * docs/deployments.md. mc_get() through a weighted alias picks by weight at
+ * for as long as its targets and weights stay. With two targets (a canary),
+ * when one's weight grows the keys it had stay with it (10 -> 50: the first
+ * 10% stay where they were); with three or four, that holds for the first
+ * and the last target only. See docs/deployments.md. mc_get() through a weighted alias picks by weight at
  * every call instead, with a private generator (no system call). Any other
  * reference resolves as in mc_get(), and the key is ignored.
  * Returns what mc_get() returns, or MC_EINVAL if key is NULL with key_len > 0.

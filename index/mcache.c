@@ -63,7 +63,8 @@ struct tslot {
     uint8_t *row;
     uint64_t *row_used;
     /* Weighted aliases' per-call picks (index/resolve.h): a private
-     * generator, seeded from the slot and the clock on first use. */
+     * generator, seeded from the clock, the thread id and this struct's
+     * address when the thread first uses the cache. */
     uint64_t rng;
 };
 
@@ -567,9 +568,15 @@ void mc_detach(mc_cache *c)
 
 /* ---- the warm path ---- */
 
+/*
+ * mc_get() and mc_get_keyed(). missed (NULL, or room for MC_KEY_MAX bytes):
+ * where a get that resolved to a version not resident (or failed) names that
+ * version, so mc_get_load() asks for the very one a weighted alias picked.
+ */
 __attribute__((always_inline)) static inline int get_impl(mc_cache *c, const char *name,
                                                          const char *ref, const void *key,
-                                                         size_t key_len, mc_model **out)
+                                                         size_t key_len, char *missed,
+                                                         mc_model **out)
 {
     struct tslot *ts = tls_head;
     struct mc_rec_version *v;
@@ -603,6 +610,8 @@ __attribute__((always_inline)) static inline int get_impl(mc_cache *c, const cha
     if (__builtin_expect(rc != 0, 0))
         goto unpin;
     if (__builtin_expect(v->h.state != MC_STATE_READY, 0)) {
+        if (missed)
+            snprintf(missed, MC_KEY_MAX, "%s", mc_rec_version_str(v));
         rc = v->h.state == MC_STATE_FAILED
                  ? mc_err(MC_EFAILED, "%s@%s failed to load; see `mcache stat` and the mcached log",
                           mc_rec_version_name(v), mc_rec_version_str(v))
@@ -631,7 +640,7 @@ unpin:
 
 int mc_get(mc_cache *c, const char *name, const char *ref, mc_model **out)
 {
-    return get_impl(c, name, ref, NULL, 0, out);
+    return get_impl(c, name, ref, NULL, 0, NULL, out);
 }
 
 int mc_get_keyed(mc_cache *c, const char *name, const char *ref, const void *key,
@@ -642,7 +651,7 @@ int mc_get_keyed(mc_cache *c, const char *name, const char *ref, const void *key
             return mc_err(MC_EINVAL, "mc_get_keyed: key is NULL with key_len %zu", key_len);
         key = ""; /* the empty key: sticky too */
     }
-    return get_impl(c, name, ref, key, key_len, out);
+    return get_impl(c, name, ref, key, key_len, NULL, out);
 }
 
 /* How long mc_get_load() waits for a starting mcached to listen, at most. */
@@ -673,42 +682,51 @@ static int loader_connect(const mc_cache *c, const char *sock, int timeout_ms, i
 
 int mc_get_load(mc_cache *c, const char *name, const char *ref, int timeout_ms, mc_model **out)
 {
-    char sock[sizeof(c->arena.hdr->socket)], tmo[24], *body = NULL;
+    char sock[sizeof(c->arena.hdr->socket)], tmo[24], *body = NULL, missed[MC_KEY_MAX];
     const char *args[3] = {name, ref ? ref : "latest", tmo};
     int rc, fd, status;
 
-    rc = mc_get(c, name, ref, out);
-    /* The registry is the authority, not the arena: a name or version the
-     * arena does not know (MC_ENOENT) may have been pushed a moment ago, so
-     * mcached is asked; it answers from a fresh read of the registry. */
-    if (rc != MC_ENOTRESIDENT && rc != MC_EFAILED && rc != MC_ENOENT)
-        return rc;
-    memcpy(sock, c->arena.hdr->socket, sizeof(sock));
-    sock[sizeof(sock) - 1] = '\0';
-    if (!sock[0] || !c->arena.hdr->loader_pid) {
-        if (rc == MC_ENOENT)
-            return rc; /* mc_get's message stands: there is no one to ask */
-        return mc_err(MC_ENODAEMON, "%s@%s is not loaded and no mcached serves this cache", name,
-                      ref ? ref : "latest");
-    }
-    snprintf(tmo, sizeof(tmo), "%d", timeout_ms);
-    rc = loader_connect(c, sock, timeout_ms, &fd);
-    if (rc)
-        return rc;
-    /* The daemon enforces the timeout; give the socket a little longer. */
-    rc = mc_ctl_call(fd, "load", 3, args,
-                     timeout_ms < 0 || timeout_ms > INT_MAX - 2000 ? -1 : timeout_ms + 2000,
-                     &status, &body);
-    close(fd);
-    if (rc)
-        return rc;
-    if (status) {
-        rc = mc_err(status, "%s", body);
+    /* A weighted alias picks again at every get: ask for the very version
+     * the get picked, and get again, up to once per target. */
+    for (unsigned tries = 0;; tries++) {
+        missed[0] = '\0';
+        rc = get_impl(c, name, ref, NULL, 0, missed, out);
+        /* The registry is the authority, not the arena: a name or version the
+         * arena does not know (MC_ENOENT) may have been pushed a moment ago,
+         * so mcached is asked; it answers from a fresh read of the registry. */
+        if ((rc != MC_ENOTRESIDENT && rc != MC_EFAILED && rc != MC_ENOENT) ||
+            tries > MC_SPLIT_MAX)
+            return rc;
+        memcpy(sock, c->arena.hdr->socket, sizeof(sock));
+        sock[sizeof(sock) - 1] = '\0';
+        if (!sock[0] || !c->arena.hdr->loader_pid) {
+            if (rc == MC_ENOENT)
+                return rc; /* mc_get's message stands: there is no one to ask */
+            return mc_err(MC_ENODAEMON, "%s@%s is not loaded and no mcached serves this cache",
+                          name, ref ? ref : "latest");
+        }
+        if (missed[0])
+            args[1] = missed; /* the exact version picked */
+        snprintf(tmo, sizeof(tmo), "%d", timeout_ms);
+        rc = loader_connect(c, sock, timeout_ms, &fd);
+        if (rc)
+            return rc;
+        /* The daemon enforces the timeout; give the socket a little longer. */
+        rc = mc_ctl_call(fd, "load", 3, args,
+                         timeout_ms < 0 || timeout_ms > INT_MAX - 2000 ? -1 : timeout_ms + 2000,
+                         &status, &body);
+        close(fd);
+        if (rc)
+            return rc;
+        if (status) {
+            rc = mc_err(status, "%s", body);
+            free(body);
+            return rc;
+        }
         free(body);
-        return rc;
+        body = NULL;
+        args[1] = ref ? ref : "latest";
     }
-    free(body);
-    return mc_get(c, name, ref, out);
 }
 
 void mc_release(mc_model *m)

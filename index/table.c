@@ -679,16 +679,21 @@ int mc_table_set_alias_split(struct mc_writer *w, const char *name, const char *
     }
     ((struct mc_rec_alias *)r)->target = t;
     ((struct mc_rec_alias *)r)->moved_ns = mc_wall_ns();
+    /* Counted before it is published: a count too high costs a scan, one too
+     * low (a loader killed in between) would skip aliases_retarget()'s scan
+     * and leave this alias on a retired record (a review find). Adoption
+     * recounts anyway (table_repair()). */
+    w->t->aliases++;
     err = table_set(w, r, &old);
     if (err) {
         struct mc_split *sp = mc_target_split(t);
 
+        w->t->aliases--;
         if (sp)
             mc_index_free(w->arena, mc_arena_off(w->arena, sp), sp->alloc_size);
         rec_free_now(w, r);
         return err;
     }
-    w->t->aliases++;
     next_generation(w);
     return 0;
 }

@@ -82,10 +82,23 @@ static bool split_valid(struct mc_arena *a, const struct mc_split *sp)
 {
     uint64_t off = (uint64_t)(uintptr_t)sp - (uint64_t)(uintptr_t)a->base;
 
-    return (uintptr_t)sp >= (uintptr_t)a->base && off >= a->hdr->index_off &&
-           off + sizeof(*sp) <= a->hdr->index_off + a->hdr->index_size &&
-           sp->magic == MC_SPLIT_MAGIC && sp->n >= 2 && sp->n <= MC_SPLIT_MAX &&
-           sp->alloc_size == sizeof(*sp);
+    uint64_t sum = 0;
+
+    if (!((uintptr_t)sp >= (uintptr_t)a->base && off >= a->hdr->index_off &&
+          off + sizeof(*sp) <= a->hdr->index_off + a->hdr->index_size &&
+          sp->magic == MC_SPLIT_MAGIC && sp->n >= 2 && sp->n <= MC_SPLIT_MAX &&
+          sp->alloc_size == sizeof(*sp)))
+        return false;
+    /* The thresholds mc_split_pick() relies on: those of the weights, the
+     * last and unused ones UINT32_MAX (a review find). */
+    for (uint32_t i = 0; i < MC_SPLIT_MAX; i++) {
+        sum += i < sp->n ? sp->weight[i] : 0;
+        if (i < sp->n && (sp->weight[i] < 1 || sp->weight[i] > 100))
+            return false;
+        if (sp->cum[i] != (i + 1 < sp->n ? (uint32_t)((sum << 32) / 100) : UINT32_MAX))
+            return false;
+    }
+    return sum == 100;
 }
 
 /* Is v the record the table has for its key? */
@@ -235,6 +248,7 @@ static int name_key_cmp(const void *key, const void *elem)
 
 struct alias_fix {
     struct mc_writer *w;
+    uint64_t aliases; /* alias records seen (the table's count is recounted) */
     struct mc_rec *drop[64];
     size_t ndrop;
     bool more;
@@ -245,36 +259,38 @@ static int repair_visit(void *ctx, struct mc_rec *r)
 {
     struct alias_fix *af = ctx;
     struct mc_writer *w = af->w;
+    struct mc_rec_alias *al = (struct mc_rec_alias *)r;
+    struct mc_rec_version *vs[MC_SPLIT_MAX];
+    const char *names[MC_SPLIT_MAX];
+    uint32_t ws[MC_SPLIT_MAX];
+    unsigned n, current = 0;
+    bool ok;
 
-    if (r->kind == MC_REC_ALIAS) {
-        struct mc_rec_alias *al = (struct mc_rec_alias *)r;
-        struct mc_rec_version *vs[MC_SPLIT_MAX];
-        const char *names[MC_SPLIT_MAX];
-        uint32_t ws[MC_SPLIT_MAX];
-        unsigned n = mc_target_versions(al->target, vs), current = 0;
-        bool ok = n > 0;
+    if (r->kind != MC_REC_ALIAS)
+        return 0;
+    af->aliases++;
+    n = mc_target_versions(al->target, vs);
+    ok = n > 0;
+    for (unsigned i = 0; i < n; i++) {
+        struct mc_rec_version *t = version_at(w->arena, (uint64_t)(uintptr_t)vs[i]);
 
-        for (unsigned i = 0; i < n; i++) {
-            struct mc_rec_version *t = version_at(w->arena, (uint64_t)(uintptr_t)vs[i]);
-
-            ws[i] = n == 1 ? 100 : mc_target_split(al->target)->weight[i];
-            names[i] = t ? mc_rec_version_str(t) : NULL;
-            ok &= t != NULL;
-            current += t && is_current(w, t);
-        }
-        if (ok && current == n)
-            return 0;
-        /* Point it at the table's records for the same versions (one store,
-         * via the writer's own alias setter), or drop it. */
-        if (ok && mc_table_set_alias_split(w, mc_rec_version_name(vs[0]), mc_rec_key(r) +
-                                           strlen(mc_rec_version_name(vs[0])) + 1,
-                                           names, ws, n) == 0)
-            return 0;
-        if (af->ndrop < 64)
-            af->drop[af->ndrop++] = r;
-        else
-            af->more = true;
+        ws[i] = n == 1 ? 100 : mc_target_split(al->target)->weight[i];
+        names[i] = t ? mc_rec_version_str(t) : NULL;
+        ok &= t != NULL;
+        current += t && is_current(w, t);
     }
+    if (ok && current == n)
+        return 0;
+    /* Point it at the table's records for the same versions (one store, via
+     * the writer's own alias setter), or drop it. */
+    if (ok && mc_table_set_alias_split(w, mc_rec_version_name(vs[0]),
+                                       mc_rec_key(r) + strlen(mc_rec_version_name(vs[0])) + 1,
+                                       names, ws, n) == 0)
+        return 0;
+    if (af->ndrop < 64)
+        af->drop[af->ndrop++] = r;
+    else
+        af->more = true;
     return 0;
 }
 
@@ -298,8 +314,11 @@ static int table_repair(struct mc_writer *w)
             table_unset(w, af.drop[i]);
             target_retire(w, ((struct mc_rec_alias *)af.drop[i])->target);
             rec_retire(w, af.drop[i]);
-            w->t->aliases--;
         }
+        /* Recounted: a loader killed between a publish and its count may
+         * have left it wrong, and a count too low skips alias scans. */
+        if (!err)
+            w->t->aliases = af.aliases - af.ndrop;
     } while (!err && af.more);
     if (!err)
         err = mc_table_foreach(w, collect_versions, &bn);

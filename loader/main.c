@@ -423,7 +423,12 @@ int main(int argc, char **argv)
                      d.own.a.huge_errno ? " (collapsing to 2 MiB pages failed: " : "",
                      d.own.a.huge_errno ? strerror(d.own.a.huge_errno) : "",
                      d.own.a.huge_errno ? ")" : "");
-        else if (h->backing == MC_BACKING_SHM_COLLAPSED && !d.own.adopted &&
+        else if (h->backing == MC_BACKING_HUGETLB)
+            log_info("the reader table holds every slot's serving counters, 256 KiB per slot: "
+                     "%.0f MiB of huge pages for %u slots on this hugetlbfs mount (fewer "
+                     "--reader-slots need fewer; docs/stats.md)",
+                     (double)d.own.r.map_size / (1 << 20), d.own.r.nslots);
+        if (h->backing == MC_BACKING_SHM_COLLAPSED && !d.own.adopted &&
                  d.own.a.huge_bytes < h->size)
             log_warn("only %.0f of %.0f MiB of the arena are on 2 MiB pages (%s: no free 2 MiB "
                      "of physical memory?); the rest stays on 4 KiB pages",

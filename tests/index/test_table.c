@@ -689,6 +689,35 @@ static void test_rebuild_mends_weighted_alias(void **state)
     assert_int_equal(mc_table_check(&T.w), 0);
 }
 
+/*
+ * A loader killed between the publish of a new alias and its count left the
+ * count one low, and nothing recounted it at adoption (a review find). With the count at 0, aliases_retarget()
+ * skips its scan, so a replaced target's old record is retired while the
+ * alias (its split) still points at it: freed, then read by every get.
+ */
+static void test_alias_count_is_mended_after_a_crash(void **state)
+{
+    struct mc_rec_alias *al;
+    struct mc_rec_version *cur;
+
+    (void)state;
+    assert_int_equal(tw_publish(&T, "m", "1.0.0", 8192, 1), 0);
+    assert_int_equal(tw_publish(&T, "m", "2.0.0", 8192, 2), 0);
+    assert_int_equal(split3("prod", 90, 10, 0), 0);
+    T.w.t->aliases--; /* as a loader killed just before aliases++ left it */
+    T.rc.n = 0;
+    assert_int_equal(mc_table_rebuild_allocators(&T.w, NULL, 0), 0); /* adoption */
+    /* 2.0.0 is evicted after the restart: a new record replaces the old one. */
+    assert_int_equal(put("m", "2.0.0", MC_STATE_REGISTERED), 0);
+    mc_reclaim_poll(&T.rc); /* no reader holds the old record: freed (poisoned) */
+    cur = resolve("m", "2.0.0");
+    al = (struct mc_rec_alias *)mc_table_lookup(T.w.t, T.a.hdr->hash_seed, "m#prod", 6);
+    assert_non_null(al);
+    assert_ptr_equal((void *)(uintptr_t)mc_target_split(al->target)->recs[1], cur);
+    assert_int_equal(mc_table_check(&T.w), 0);
+}
+
+
 static void test_exhaustion(void **state)
 {
     char name[32];
@@ -730,6 +759,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_weighted_alias_bad_input_changes_nothing, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_rebuild_mends_weighted_alias, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_alias_count_is_mended_after_a_crash, setup, teardown),
         cmocka_unit_test_setup_teardown(test_exhaustion, setup, teardown),
     };
     MC_TEST_FILTER_FROM_ENV();
