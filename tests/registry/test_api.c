@@ -863,6 +863,9 @@ static void survives_reopen(struct fx *f)
     free(after);
     free(before);
     mc_registry_close(b);
+    /* and the checker finds every record and entry sound */
+    if (mc_registry_check(f->store, MC_CHECK_ARTIFACTS, NULL, NULL, NULL) != 0)
+        fail_msg("check: %s", mc_last_error());
 }
 
 static void parse_refused(const char *const *words, size_t n, const char *want)
