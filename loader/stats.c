@@ -161,8 +161,7 @@ static void adopt_record(struct daemon *d, const struct mc_rec *r, uint64_t now)
     const struct mc_rec_version *v = (const struct mc_rec_version *)r;
     unsigned idx = r->stats;
 
-    if (r->magic != MC_REC_MAGIC || r->kind != MC_REC_VERSION || !idx ||
-        idx >= MC_STATS_VERSIONS)
+    if (r->magic != MC_REC_MAGIC || r->kind != MC_REC_VERSION || !idx || idx >= MC_STATS_VERSIONS)
         return;
     if (d->stats->t[idx].taken) {
         log_warn("stats index %u is claimed by two records (%s@%s and another); its counts "
@@ -317,7 +316,8 @@ int stats_version_window_ex(struct daemon *d, const char *name, const char *vers
     const struct mc_rec_version *rv;
     const struct stats_track *t;
     const struct stats_snap *base = NULL;
-    uint64_t now = mc_mono_ns(), wall = mc_wall_ns(), loaded, span = (uint64_t)seconds * 1000000000ull;
+    uint64_t now = mc_mono_ns(), wall = mc_wall_ns(), loaded,
+             span = (uint64_t)seconds * 1000000000ull;
     unsigned idx;
     int rc;
 
@@ -350,8 +350,8 @@ int stats_version_window_ex(struct daemon *d, const char *name, const char *vers
     return 0;
 }
 
-int stats_version_window(struct daemon *d, const char *name, const char *version,
-                         unsigned seconds, struct mc_stats_sum *out)
+int stats_version_window(struct daemon *d, const char *name, const char *version, unsigned seconds,
+                         struct mc_stats_sum *out)
 {
     struct stats_window w;
     int rc;
@@ -377,16 +377,15 @@ static json_t *window_json(const char *label, unsigned seconds, const struct sta
     const struct mc_stats_sum *s = &w->sum;
     double req = (double)s->requests;
 
-    return json_pack("{s:s, s:i, s:f, s:I, s:I, s:I, s:f, s:f, s:f, s:I, s:I, s:I}", "window",
-                     label, "seconds", (int)seconds, "covered_s", w->covered_s, "requests",
-                     (json_int_t)s->requests, "errors", (json_int_t)s->errors, "units",
-                     (json_int_t)s->units, "requests_per_s",
-                     w->covered_s > 0 ? req / w->covered_s : 0.0, "error_rate",
-                     req > 0 ? (double)s->errors / req : 0.0, "units_per_request",
-                     req > 0 ? (double)s->units / req : 0.0, "p50_ns",
-                     (json_int_t)mc_stats_quantile(s, 0.50), "p95_ns",
-                     (json_int_t)mc_stats_quantile(s, 0.95), "p99_ns",
-                     (json_int_t)mc_stats_quantile(s, 0.99));
+    return json_pack(
+        "{s:s, s:i, s:f, s:I, s:I, s:I, s:f, s:f, s:f, s:I, s:I, s:I}", "window", label, "seconds",
+        (int)seconds, "covered_s", w->covered_s, "requests", (json_int_t)s->requests, "errors",
+        (json_int_t)s->errors, "units", (json_int_t)s->units, "requests_per_s",
+        w->covered_s > 0 ? req / w->covered_s : 0.0, "error_rate",
+        req > 0 ? (double)s->errors / req : 0.0, "units_per_request",
+        req > 0 ? (double)s->units / req : 0.0, "p50_ns", (json_int_t)mc_stats_quantile(s, 0.50),
+        "p95_ns", (json_int_t)mc_stats_quantile(s, 0.95), "p99_ns",
+        (json_int_t)mc_stats_quantile(s, 0.99));
 }
 
 /* NAME REF -> the version mcached serves; MC_E* with the message if none. */
@@ -397,6 +396,19 @@ static int stats_resolve(struct daemon *d, const char *name, const char *ref,
     return mc_registry_resolve(d->reg, name, ref, out);
 }
 
+/* REF as an alias of NAME with more than one target: its canonical targets, else NULL. */
+static json_t *split_json(struct daemon *d, const char *name, const char *ref)
+{
+    const struct mc_reg_model *m = mc_registry_model(d->reg, name);
+    char buf[512];
+
+    for (size_t i = 0; m && i < m->naliases; i++)
+        if (!strcmp(m->aliases[i].alias, ref) && m->aliases[i].ntargets > 1 &&
+            mc_reg_targets_format(&m->aliases[i], buf, sizeof(buf)) == 0)
+            return json_string(buf);
+    return NULL;
+}
+
 /* Everything `stats` answers for one version, or NULL with the code in *rc. */
 static json_t *version_stats_json(struct daemon *d, const char *name, const char *ref,
                                   unsigned extra, int *rc)
@@ -404,7 +416,7 @@ static json_t *version_stats_json(struct daemon *d, const char *name, const char
     const struct mc_reg_version *v;
     const struct mc_rec_version *rv;
     struct stats_window w;
-    json_t *j, *arr;
+    json_t *j, *arr, *split;
     unsigned idx;
 
     *rc = stats_resolve(d, name, ref, &v);
@@ -435,6 +447,9 @@ static json_t *version_stats_json(struct daemon *d, const char *name, const char
     j = json_pack("{s:s, s:s, s:s, s:i, s:I, s:o}", "name", v->name, "version", v->version, "ref",
                   ref, "index", (int)idx, "loaded_ns", (json_int_t)mc_rec_cold(rv)->loaded_ns,
                   "windows", arr);
+    /* A weighted alias: the registry resolved it to its heaviest target; say so. */
+    split = split_json(d, v->name, ref);
+    json_object_set_new(j, "split", split ? split : json_null());
     return j;
 }
 
@@ -462,11 +477,10 @@ void stats_op(struct daemon *d, struct mc_conn *c, const struct mc_request *rq)
 
     if (rq->nargs > 2) {
         secs = strtoul(rq->args[2], &end, 10);
-        if (!*rq->args[2] || *end || rq->args[2][0] == '-' || secs < 1 ||
-            secs > STATS_WINDOW_MAX) {
-            rc = mc_err(MC_EINVAL,
-                        "stats: window \"%.40s\" is not a number of seconds from 1 to %u",
-                        rq->args[2], STATS_WINDOW_MAX);
+        if (!*rq->args[2] || *end || rq->args[2][0] == '-' || secs < 1 || secs > STATS_WINDOW_MAX) {
+            rc =
+                mc_err(MC_EINVAL, "stats: window \"%.40s\" is not a number of seconds from 1 to %u",
+                       rq->args[2], STATS_WINDOW_MAX);
             reply(d, c, rc, NULL);
             return;
         }

@@ -39,9 +39,9 @@ struct mc_conn;
 struct mc_request;
 struct mc_rec_version;
 
-#define STATS_SNAP_NS (10ull * 1000000000ull) /* one snapshot of every index each 10 s */
-#define STATS_RING    61u                     /* 10 min of snapshots, and the one before */
-#define STATS_WINDOW_MAX 600u                 /* longest window, in seconds */
+#define STATS_SNAP_NS    (10ull * 1000000000ull) /* one snapshot of every index each 10 s */
+#define STATS_RING       61u                     /* 10 min of snapshots, and the one before */
+#define STATS_WINDOW_MAX 600u                    /* longest window, in seconds */
 
 /* Set up after the arena is owned (created or adopted): indices in use, the hook. */
 int stats_init(struct daemon *d);
@@ -80,8 +80,8 @@ int stats_version_sum(struct daemon *d, const char *name, const char *version,
  * and MC_EINVAL for seconds out of range. For exact intervals (a rollout
  * step) keep a stats_version_sum() and subtract it later (mc_stats_diff).
  */
-int stats_version_window(struct daemon *d, const char *name, const char *version,
-                         unsigned seconds, struct mc_stats_sum *out);
+int stats_version_window(struct daemon *d, const char *name, const char *version, unsigned seconds,
+                         struct mc_stats_sum *out);
 
 /* What stats_version_window() answers, with the span of time it covers. */
 struct stats_window {

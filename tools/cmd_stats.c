@@ -18,15 +18,16 @@
 #include "tools/output.h"
 
 static const char *const window_keys[] = {
-    "window",         "seconds", "covered_s", "requests", "errors", "units", "requests_per_s",
-    "error_rate",     "p50_ns",  "p95_ns",    "p99_ns",   "units_per_request", NULL};
+    "window", "seconds",           "covered_s",  "requests", "errors",
+    "units",  "requests_per_s",    "error_rate", "p50_ns",   "p95_ns",
+    "p99_ns", "units_per_request", NULL};
 
 /* One version's answer with exactly the documented keys. */
 static json_t *pick_version(const json_t *v)
 {
-    json_t *out = json_pack("{s:O, s:O, s:O, s:O}", "name", jget(v, "name"), "version",
-                            jget(v, "version"), "index", jget(v, "index"), "loaded_ns",
-                            jget(v, "loaded_ns"));
+    json_t *out = json_pack("{s:O, s:O, s:O, s:O, s:O}", "name", jget(v, "name"), "version",
+                            jget(v, "version"), "split", jget(v, "split"), "index",
+                            jget(v, "index"), "loaded_ns", jget(v, "loaded_ns"));
     json_t *wins = json_array(), *w;
     size_t i;
 
@@ -84,20 +85,27 @@ static void add_row(struct table *t, const char *lead0, const char *lead1, const
     snprintf(erate, sizeof(erate), any ? "%.2f%%" : "-", jnum(w, "error_rate") * 100);
     snprintf(upr, sizeof(upr), any ? "%.2f" : "-", jnum(w, "units_per_request"));
     /* Without a version column (stats): the window, then the figures. */
-    const char *row[] = {lead0, lead1 ? lead1 : req, req, rate, err, erate,
-                         fmt_latency(w, "p50_ns", p50), fmt_latency(w, "p95_ns", p95),
-                         fmt_latency(w, "p99_ns", p99), upr};
+    const char *row[] = {lead0,
+                         lead1 ? lead1 : req,
+                         req,
+                         rate,
+                         err,
+                         erate,
+                         fmt_latency(w, "p50_ns", p50),
+                         fmt_latency(w, "p95_ns", p95),
+                         fmt_latency(w, "p99_ns", p99),
+                         upr};
 
     if (!lead1)
         memmove(&row[1], &row[2], 8 * sizeof(row[0]));
     table_add(t, row);
 }
 
-static const char *const head_stats[] = {"window", "requests", "req/s", "errors", "error rate",
+static const char *const head_stats[] = {"window", "requests", "req/s", "errors",    "error rate",
                                          "p50",    "p95",      "p99",   "units/req", NULL};
-static const char *const head_compare[] = {"window", "version", "requests", "req/s",
-                                           "errors", "error rate", "p50", "p95",
-                                           "p99",    "units/req", NULL};
+static const char *const head_compare[] = {"window", "version",    "requests", "req/s",
+                                           "errors", "error rate", "p50",      "p95",
+                                           "p99",    "units/req",  NULL};
 
 static void print_stats(const struct cli *c, const json_t *v)
 {
@@ -116,6 +124,10 @@ static void print_stats(const struct cli *c, const json_t *v)
     }
     table_print(&t, stdout, 2);
     table_free(&t);
+    if (jstr(v, "split"))
+        printf("%s is split %s: shown is its heaviest target; `mcache compare %s V1 V2` puts "
+               "two side by side\n",
+               jstr_or(v, "ref", "the alias"), jstr(v, "split"), jstr_or(v, "name", "NAME"));
 }
 
 /* b's figure over a's as "1.25x"; "-" when a has none. */
@@ -150,9 +162,15 @@ static void print_compare(const json_t *ans)
         add_row(&t, window_label(wa, wl), va, wa);
         add_row(&t, " ", vb, wb);
         snprintf(lab, sizeof(lab), "ratio");
-        const char *row[] = {" ", lab, "-", ratio(wa, wb, "requests_per_s", r[0]), "-",
-                             ratio(wa, wb, "error_rate", r[1]), ratio(wa, wb, "p50_ns", r[2]),
-                             ratio(wa, wb, "p95_ns", r[3]), ratio(wa, wb, "p99_ns", r[4]),
+        const char *row[] = {" ",
+                             lab,
+                             "-",
+                             ratio(wa, wb, "requests_per_s", r[0]),
+                             "-",
+                             ratio(wa, wb, "error_rate", r[1]),
+                             ratio(wa, wb, "p50_ns", r[2]),
+                             ratio(wa, wb, "p95_ns", r[3]),
+                             ratio(wa, wb, "p99_ns", r[4]),
                              ratio(wa, wb, "units_per_request", r[5])};
         table_add(&t, row);
     }
@@ -203,8 +221,10 @@ static int run_compare(struct cli *c, struct args *a)
         return cli_error(rc);
     if (c->json) {
         vs = json_array();
-        json_array_append_new(vs, pick_version(json_array_get(json_object_get(res, "versions"), 0)));
-        json_array_append_new(vs, pick_version(json_array_get(json_object_get(res, "versions"), 1)));
+        json_array_append_new(vs,
+                              pick_version(json_array_get(json_object_get(res, "versions"), 0)));
+        json_array_append_new(vs,
+                              pick_version(json_array_get(json_object_get(res, "versions"), 1)));
         jv_print(json_pack("{s:O, s:o}", "name", jget(res, "name"), "versions", vs));
     } else {
         print_compare(res);

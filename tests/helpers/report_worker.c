@@ -8,10 +8,10 @@
  * Each of THREADS threads gets NAME@REF and reports COUNT requests on it:
  * request i took BASE_NS * (1 + i % 100) ns (so p50, p95 and p99 of a
  * multiple of 100 requests are 50, 95 and 99 x BASE_NS), failed when
- * i % 1000 < ERR_PERMILLE (ERR_PERMILLE of each 1000, counted per thread), and did UNITS work units. Then it prints
- * "reported N VERSION" (N over all threads) and, in MODE "exit", releases
- * and exits 0; in MODE "hold" it keeps holding the models until killed.
- * A failed call prints "error CODE MESSAGE" and exits 3.
+ * i % 1000 < ERR_PERMILLE (ERR_PERMILLE of each 1000, counted per thread), and did UNITS work
+ * units. Then it prints "reported N VERSION" (N over all threads) and, in MODE "exit", releases and
+ * exits 0; in MODE "hold" it keeps holding the models until killed. A failed call prints "error
+ * CODE MESSAGE" and exits 3.
  *
  * Exit codes: 0 ok, 2 usage or setup error, 3 a call failed.
  */
@@ -42,12 +42,12 @@ static void *serve(void *arg)
     j->rc = mc_get(j->c, j->name, j->ref, &j->m);
     if (j->rc) {
         snprintf(j->msg, sizeof(j->msg), "%s", mc_last_error());
+        j->m = NULL;
         return NULL;
     }
     snprintf(j->version, sizeof(j->version), "%s", mc_model_version(j->m));
     for (unsigned long long i = 0; i < j->count && !j->rc; i++) {
-        j->rc = mc_report(j->m, j->base_ns * (1 + i % 100), i % 1000 >= j->err_permille,
-                          j->units);
+        j->rc = mc_report(j->m, j->base_ns * (1 + i % 100), i % 1000 >= j->err_permille, j->units);
         if (j->rc)
             snprintf(j->msg, sizeof(j->msg), "%s", mc_last_error());
     }
@@ -85,7 +85,9 @@ int main(int argc, char **argv)
     if (!jobs || !th)
         return 2;
     for (unsigned i = 0; i < n; i++) {
-        jobs[i] = (struct job){.c = c, .name = argv[3], .ref = argv[4],
+        jobs[i] = (struct job){.c = c,
+                               .name = argv[3],
+                               .ref = argv[4],
                                .count = strtoull(argv[6], NULL, 10),
                                .base_ns = strtoull(argv[7], NULL, 10),
                                .err_permille = strtoull(argv[8], NULL, 10),
@@ -94,10 +96,17 @@ int main(int argc, char **argv)
         if (pthread_create(&th[i], NULL, serve, &jobs[i]) != 0)
             return 2;
     }
-    for (unsigned i = 0; i < n; i++) {
+    for (unsigned i = 0; i < n; i++)
         pthread_join(th[i], NULL);
+    for (unsigned i = 0; i < n; i++) {
         if (jobs[i].rc) {
             printf("error %d %s\n", jobs[i].rc, jobs[i].msg);
+            for (unsigned k = 0; k < n; k++)
+                if (jobs[k].m)
+                    mc_release(jobs[k].m);
+            mc_detach(c);
+            free(jobs);
+            free(th);
             return 3;
         }
         total += jobs[i].count;

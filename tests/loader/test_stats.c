@@ -27,6 +27,31 @@
 
 /* ---- workers ------------------------------------------------------------- */
 
+/* Workers that hold models until killed: killed by the teardown if a test fails first. */
+static pid_t holders[4];
+
+static void holder_kill(pid_t pid)
+{
+    kill(pid, SIGKILL);
+    assert_int_equal(waitpid(pid, NULL, 0), pid);
+    for (size_t i = 0; i < sizeof(holders) / sizeof(holders[0]); i++)
+        if (holders[i] == pid)
+            holders[i] = 0;
+}
+
+static int stats_teardown(void **state)
+{
+    for (size_t i = 0; i < sizeof(holders) / sizeof(holders[0]); i++)
+        if (holders[i] > 0) {
+            kill(holders[i], SIGKILL);
+            waitpid(holders[i], NULL, 0);
+            holders[i] = 0;
+        }
+    return daemon_teardown(state);
+}
+
+#define STATS_TEST(f) cmocka_unit_test_setup_teardown(f, daemon_setup, stats_teardown)
+
 /*
  * Start report_worker on cache "t" (see report_worker.c); its first line in
  * line. Returns its pid; *out is its stdout.
@@ -52,11 +77,16 @@ static pid_t worker_start(const char *name, const char *ref, unsigned threads,
         dup2(fds[1], 1);
         close(fds[0]);
         close(fds[1]);
-        execl(helper_path("report_worker", prog, sizeof(prog)), "report_worker", D.shm, "t",
-              name, ref, a[0], a[1], a[2], a[3], a[4], mode, NULL);
+        execl(helper_path("report_worker", prog, sizeof(prog)), "report_worker", D.shm, "t", name,
+              ref, a[0], a[1], a[2], a[3], a[4], mode, NULL);
         _exit(127);
     }
     close(fds[1]);
+    for (size_t i = 0; !strcmp(mode, "hold") && i < sizeof(holders) / sizeof(holders[0]); i++)
+        if (!holders[i]) {
+            holders[i] = pid;
+            break;
+        }
     out = fdopen(fds[0], "r");
     assert_non_null(out);
     line[0] = '\0';
@@ -71,8 +101,8 @@ static void work(const char *name, const char *ref, unsigned threads, unsigned l
                  unsigned long long base_ns, unsigned err_permille, unsigned units)
 {
     char line[600], want[64];
-    pid_t pid = worker_start(name, ref, threads, count, base_ns, err_permille, units, "exit",
-                             line, sizeof(line));
+    pid_t pid = worker_start(name, ref, threads, count, base_ns, err_permille, units, "exit", line,
+                             sizeof(line));
 
     snprintf(want, sizeof(want), "reported %llu ", count * threads);
     if (strncmp(line, want, strlen(want)))
@@ -208,25 +238,34 @@ static void test_reports_are_summed_per_version_with_quantiles(void **state)
     assert_int_equal(num(window(j, "1m"), "requests"), 8000);
     assert_int_equal(num(window(j, "10m"), "requests"), 8000);
     json_decref(j);
-    /* Any reference resolves: "latest" is 2.0.0. */
-    assert_int_equal(ctl(&body, "compare", 3, "m", "1.0.0", "latest"), 0);
+    /* Any reference resolves: an alias. */
+    assert_int_equal(mc_registry_alias_set(D.reg, "m", "canary", "2.0.0", NULL), 0);
+    assert_int_equal(ctl(&body, "compare", 3, "m", "1.0.0", "canary"), 0);
     c = json_loads(body, 0, NULL);
     free(body);
     assert_non_null(c);
     w = window(json_array_get(json_object_get(c, "versions"), 1), "loaded");
-    assert_string_equal(
-        json_string_value(json_object_get(json_array_get(json_object_get(c, "versions"), 1),
-                                          "version")),
-        "2.0.0");
+    assert_string_equal(json_string_value(json_object_get(
+                            json_array_get(json_object_get(c, "versions"), 1), "version")),
+                        "2.0.0");
     assert_int_equal(num(w, "requests"), 1000);
     assert_int_equal(num(w, "errors"), 100);
     assert_int_equal(num(w, "units"), 0);
     assert_near(num(w, "p50_ns"), 50000000);
     assert_near(num(w, "p99_ns"), 99000000);
     assert_int_equal(
-        num(window(json_array_get(json_object_get(c, "versions"), 0), "loaded"), "requests"),
-        8000);
+        num(window(json_array_get(json_object_get(c, "versions"), 0), "loaded"), "requests"), 8000);
     json_decref(c);
+    /* A weighted alias: the heaviest target, and the split said. */
+    const struct mc_reg_weight split[] = {{"1.0.0", 90}, {"2.0.0", 10}};
+    assert_int_equal(mc_registry_alias_set_weighted(D.reg, "m", "prod", split, 2, NULL, NULL), 0);
+    assert_int_equal(stats_of("m", "prod", &j, NULL), 0);
+    assert_string_equal(json_string_value(json_object_get(j, "version")), "1.0.0");
+    assert_string_equal(json_string_value(json_object_get(j, "split")), "1.0.0=90 2.0.0=10");
+    json_decref(j);
+    assert_int_equal(stats_of("m", "canary", &j, NULL), 0);
+    assert_true(json_is_null(json_object_get(j, "split")));
+    json_decref(j);
     daemon_stop_clean();
 }
 
@@ -283,8 +322,7 @@ static void test_sigkilled_worker_counts_are_kept(void **state)
     load("m", "1.0.0");
     pid = worker_start("m", "1.0.0", 2, 700, 20000, 10, 3, "hold", line, sizeof(line));
     assert_string_equal(line, "reported 1400 1.0.0\n");
-    kill(pid, SIGKILL);
-    assert_int_equal(waitpid(pid, NULL, 0), pid);
+    holder_kill(pid);
     assert_int_equal(stats_of("m", "1.0.0", &j, NULL), 0);
     assert_int_equal(num(window(j, "loaded"), "requests"), 1400);
     assert_int_equal(num(window(j, "loaded"), "errors"), 20); /* 10 of each 700 */
@@ -384,6 +422,47 @@ static void test_more_than_63_resident_versions_are_untracked(void **state)
 }
 
 /*
+ * A version evicted while a worker still holds it keeps its index until the
+ * worker lets go, across a crash of mcached too: adopted, the retired record
+ * the worker holds keeps its index out of reuse, and once the worker dies the
+ * index is freed.
+ */
+static void test_held_retired_record_keeps_its_index_across_a_crash(void **state)
+{
+    char line[600];
+    json_t *j;
+    pid_t pid;
+
+    (void)state;
+    push("m", "1.0.0", 65536, 1);
+    push("m", "2.0.0", 65536, 2);
+    daemon_start_args(NULL);
+    load("m", "1.0.0");
+    pid = worker_start("m", "1.0.0", 1, 100, 1000, 0, 0, "hold", line, sizeof(line));
+    assert_string_equal(line, "reported 100 1.0.0\n");
+    assert_int_equal(ctl(NULL, "evict", 2, "m", "1.0.0"), 0);
+    assert_int_equal(tracked_now(), 1); /* held: not freed */
+    kill(D.pid, SIGKILL);
+    wait_status(D.pid);
+    D.pid = 0;
+    daemon_start_args(NULL);
+    assert_int_equal(tracked_now(), 1); /* the held record's index, from the retired list */
+    load("m", "2.0.0");
+    assert_int_equal(tracked_now(), 2);
+    assert_int_equal(stats_of("m", "2.0.0", &j, NULL), 0);
+    assert_int_equal(num(j, "index"), 2); /* 1 is still the held record's */
+    json_decref(j);
+    holder_kill(pid);
+    await_tracked(1); /* the record is freed, and its index */
+    load("m", "1.0.0");
+    assert_int_equal(stats_of("m", "1.0.0", &j, NULL), 0);
+    assert_int_equal(num(j, "index"), 1);
+    assert_int_equal(num(window(j, "loaded"), "requests"), 0);
+    json_decref(j);
+    daemon_stop_clean();
+}
+
+/*
  * A window is now minus a snapshot: after a round of snapshots, what is
  * reported next is all a 1 s window holds once that snapshot is 1 s old
  * (and before the next round, 10 s later); "since loaded" holds everything.
@@ -476,13 +555,14 @@ static void test_crash_of_mcached_keeps_indices_and_counts(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        DAEMON_TEST(test_reports_are_summed_per_version_with_quantiles),
-        DAEMON_TEST(test_bad_requests_say_what_is_wrong),
-        DAEMON_TEST(test_sigkilled_worker_counts_are_kept),
-        DAEMON_TEST(test_index_reused_after_eviction_starts_from_zero),
-        DAEMON_TEST(test_more_than_63_resident_versions_are_untracked),
-        DAEMON_TEST(test_crash_of_mcached_keeps_indices_and_counts),
-        DAEMON_TEST(test_window_counts_only_what_came_after_its_snapshot),
+        STATS_TEST(test_reports_are_summed_per_version_with_quantiles),
+        STATS_TEST(test_bad_requests_say_what_is_wrong),
+        STATS_TEST(test_sigkilled_worker_counts_are_kept),
+        STATS_TEST(test_index_reused_after_eviction_starts_from_zero),
+        STATS_TEST(test_more_than_63_resident_versions_are_untracked),
+        STATS_TEST(test_crash_of_mcached_keeps_indices_and_counts),
+        STATS_TEST(test_held_retired_record_keeps_its_index_across_a_crash),
+        STATS_TEST(test_window_counts_only_what_came_after_its_snapshot),
     };
 
     MC_TEST_FILTER_FROM_ENV();
