@@ -330,8 +330,10 @@ static int parse_targets(struct daemon *d, const char *name, char *text, struct 
         return mc_err(MC_EINVAL, "alias: no target given (expected VERSION or VERSION=WEIGHT "
                                  "words, e.g. \"1.0.0=90 2.0.0=10\")");
     if (nw > MC_ALIAS_TARGETS_MAX)
-        return mc_err(MC_EINVAL, "alias: %zu targets given; an alias has at most %d", nw,
-                      MC_ALIAS_TARGETS_MAX);
+        return mc_err(MC_EINVAL,
+                      "alias: more than %d targets given; an alias has at most %d "
+                      "(give 1 to %d VERSION=WEIGHT words)",
+                      MC_ALIAS_TARGETS_MAX, MC_ALIAS_TARGETS_MAX, MC_ALIAS_TARGETS_MAX);
     if (mc_reg_targets_parse(words, nw, w, &n) != 0)
         return MC_EINVAL;
     s->n = n;

@@ -460,12 +460,18 @@ static void test_failing_health_gate_fails_the_rollout_before_any_move(void **st
 static void test_bad_input_is_refused_and_changes_nothing(void **state)
 {
     static const char *const bad[][2] = {
-        {",\"interval_ms\":0", "interval"},    {",\"interval_ms\":-5", "interval"},
-        {",\"steps\":[10,5,100]", "step"},     {",\"steps\":[10,50]", "100"},
-        {",\"steps\":[10,50,150]", "step"},    {",\"max_error_rate\":1.5", "error"},
-        {",\"max_error_rate\":-0.1", "error"}, {",\"max_p99_ratio\":0.5", "p99"},
-        {",\"version\":\"9.9.9\"", "9.9.9"},   {",\"strategy\":\"yolo\"", "yolo"},
+        {",\"interval_ms\":0", "interval"},
+        {",\"interval_ms\":-5", "interval"},
+        {",\"steps\":[10,5,100]", "step"},
+        {",\"steps\":[10,50]", "100"},
+        {",\"steps\":[10,50,150]", "step"},
+        {",\"max_error_rate\":1.5", "error"},
+        {",\"max_error_rate\":-0.1", "error"},
+        {",\"max_p99_ratio\":0.5", "p99"},
+        {",\"version\":\"9.9.9\"", "9.9.9"},
+        {",\"strategy\":\"yolo\"", "yolo"},
         {",\"alias\":\"nosuch\"", "nosuch"},
+        {",\"version\":\"3.0.0\"", "3.0.0"}, /* archived: not ready */
     };
     char t[256];
     size_t n;
@@ -473,6 +479,9 @@ static void test_bad_input_is_refused_and_changes_nothing(void **state)
 
     (void)state;
     setup_two();
+    push("m", "3.0.0", 1u << 20, 3);
+    assert_int_equal(mc_registry_set_status(D.reg, "m", "3.0.0", MC_STATUS_ARCHIVED, "old", NULL),
+                     0);
     daemon_start_args(NULL);
     assert_int_equal(mc_registry_refresh(D.reg, NULL), 0);
     n = mc_registry_deploy_count(D.reg);

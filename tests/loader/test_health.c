@@ -166,12 +166,16 @@ static void test_bad_targets_are_refused_and_change_nothing(void **state)
         {"1.0.0=50 9.9.9=50", "9.9.9"}, /* unknown version */
         {"1.0.0=50 1.0.0=50", "1.0.0"}, /* twice */
         {"1.0.0=abc 2.0.0=50", "abc"},
+        {"1.0.0=50 3.0.0=50", "3.0.0"}, /* archived: not ready */
     };
     uint64_t gen;
     char t[256];
 
     (void)state;
     setup_two();
+    push("m", "3.0.0", 1u << 20, 3);
+    assert_int_equal(mc_registry_set_status(D.reg, "m", "3.0.0", MC_STATUS_ARCHIVED, "old", NULL),
+                     0);
     daemon_start_args(NULL);
     gen = (assert_int_equal(mc_registry_refresh(D.reg, NULL), 0), mc_registry_generation(D.reg));
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
