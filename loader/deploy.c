@@ -30,6 +30,7 @@ struct deploy_run {
     uint64_t id;
     size_t step; /* the step the baseline belongs to */
     bool have_base;
+    bool blind; /* the new version's counters could not be read (alerted once) */
     struct mc_stats_sum base_new, base_old; /* counters when the interval began */
     uint64_t base_ns;                       /* CLOCK_MONOTONIC: when the counts began */
     uint64_t eval_ns;                       /* when the current interval began (holds move it) */
@@ -350,8 +351,25 @@ static void judge(struct daemon *d, struct deploy_run *r, const struct mc_reg_de
     if (!now_new)
         return;
     have_old = primary_of(x->from, old, sizeof(old)) && strcmp(old, x->version);
-    if (!counters(d, x->name, x->version, now_new, why, sizeof(why)))
+    if (!counters(d, x->name, x->version, now_new, why, sizeof(why))) {
+        /* It cannot be judged: it holds, and the operator hears of it once. */
+        snprintf(why + strlen(why), sizeof(why) - strlen(why), "; hold: cannot judge it");
+        if (!r->blind) {
+            char name[256], version[256], alias[256];
+            snprintf(name, sizeof(name), "%s", x->name);
+            snprintf(version, sizeof(version), "%s", x->version);
+            snprintf(alias, sizeof(alias), "%s", x->alias);
+            r->blind = true;
+            alert_raise(d, "threshold", name, version, alias, why);
+            x = deploy_by_id(d, r->id); /* the alert was a registry record */
+            if (!x) {
+                free(now_new);
+                return;
+            }
+        }
         goto hold;
+    }
+    r->blind = false;
     mc_stats_diff(now_new, &r->base_new, dn);
     if (have_old && counters(d, x->name, old, now_old, why, sizeof(why))) {
         mc_stats_diff(now_old, &r->base_old, dold);

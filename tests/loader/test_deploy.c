@@ -22,6 +22,7 @@
 
 #include <cmocka.h>
 
+#include "index/stats.h"
 #include "tests/helpers/run.h"
 #include "tests/helpers/testutil.h"
 #include "tests/loader/daemon_fixture.h"
@@ -415,6 +416,42 @@ static void test_pause_resume_and_abort(void **state)
     daemon_stop_clean();
 }
 
+static void test_an_untracked_version_holds_with_one_alert(void **state)
+{
+    const struct mc_reg_deploy *x;
+    char *body = NULL, t[256], v[32];
+    size_t alerts = 0;
+    uint64_t until;
+
+    (void)state;
+    setup_two();
+    daemon_start_args(NULL);
+    assert_int_equal(ctl(NULL, "load", 3, "m", "1.0.0", "10000"), 0);
+    /* Every other statistics index taken by resident versions: 2.0.0 loads untracked. */
+    for (int i = 1; i < (int)MC_STATS_VERSIONS - 1; i++) {
+        snprintf(v, sizeof(v), "0.%d.0", i);
+        push("filler", v, 4096, (uint32_t)i);
+        assert_int_equal(ctl(NULL, "load", 3, "filler", v, "10000"), 0);
+    }
+    assert_int_equal(begin(",\"interval_ms\":300", &body), 0);
+    free(body);
+    until = mono_ms() + 4000;
+    while ((x = last_deploy()) && (!x->reason || !strstr(x->reason, "cannot judge")))
+        if (mono_ms() > until)
+            fail_msg("no hold: %s", x->reason ? x->reason : "-");
+        else
+            sleep_ms(20);
+    printf("# %s\n", x->reason);
+    assert_int_equal(x->state, MC_DEPLOY_RUNNING);
+    sleep_ms(1000); /* three more intervals: still one alert */
+    assert_int_equal(mc_registry_refresh(D.reg, NULL), 0);
+    for (size_t i = 0; i < mc_registry_alert_count(D.reg); i++)
+        alerts += !strcmp(mc_registry_alert_at(D.reg, i)->kind, "threshold");
+    assert_int_equal(alerts, 1);
+    assert_string_equal(targets(t, sizeof(t)), "1.0.0=90 2.0.0=10");
+    daemon_stop_clean();
+}
+
 static void test_moving_the_alias_by_hand_aborts_the_rollout(void **state)
 {
     const struct mc_reg_deploy *x;
@@ -510,6 +547,7 @@ int main(void)
         DEPLOY_TEST(test_too_few_requests_hold_the_step),
         DEPLOY_TEST(test_kill9_mid_rollout_then_restart_continues_from_its_step),
         DEPLOY_TEST(test_pause_resume_and_abort),
+        DEPLOY_TEST(test_an_untracked_version_holds_with_one_alert),
         DEPLOY_TEST(test_moving_the_alias_by_hand_aborts_the_rollout),
         DEPLOY_TEST(test_failing_health_gate_fails_the_rollout_before_any_move),
         DEPLOY_TEST(test_bad_input_is_refused_and_changes_nothing),
