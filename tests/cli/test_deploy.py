@@ -116,6 +116,19 @@ class WithDaemon(Base):
         self.assertIn("health check of 2.0.0 passed", r.out)
         self.assertIn("m: prod -> 2.0.0 (was 1.0.0=90 2.0.0=10)", r.out)
 
+    def test_alias_in_another_store_is_not_sent_to_this_mcached(self):
+        self.two()
+        self.start_daemon()
+        other = {"MCACHE_STORE": self.root + "/other"}
+        self.ok("init", env=other)
+        self.ok("push", "m", "1.0.0", self.file("o.bin"), env=other)
+        r = self.ok("alias", "m", "prod", "1.0.0", env=other)
+        self.assertEqual(r.out, "m: prod -> 1.0.0 (new alias)\n")
+        self.assertEqual(self.json("show", "m", env=other)["aliases"][0]["target"], "1.0.0")
+        self.ok("health", "set", "m", "--", "true", env=other)
+        self.fails(EXIT_NODAEMON, "alias", "m", "prod", "1.0.0", env=other,
+                   match="no mcached serves this store")
+
     def test_deploy_status_pause_resume_abort_and_deployments(self):
         self.two()
         self.start_daemon()
