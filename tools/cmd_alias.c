@@ -3,9 +3,7 @@
  * `mcache history`: aliases are names for versions that move atomically,
  * with every move kept.
  */
-#include <limits.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "common/err.h"
@@ -91,28 +89,6 @@ static int change(const struct cli *c, const char *name, const char *alias, cons
 }
 
 /*
- * Does the mcached of this cache serve this store? 0 yes; MC_ENODAEMON (message set) if none
- * runs or it serves another store (then the move is the registry's alone, as without it).
- */
-static int serves_our_store(const struct cli *c)
-{
-    char ours[PATH_MAX], theirs[PATH_MAX];
-    const char *store;
-    json_t *st;
-    int rc = cli_ctl_call(c, "status", 0, NULL, CLI_CTL_TIMEOUT_MS, &st);
-
-    if (rc)
-        return rc;
-    store = jstr(json_object_get(st, "daemon"), "store");
-    rc = store && realpath(store, theirs) && realpath(c->store, ours) && !strcmp(ours, theirs)
-             ? 0
-             : mc_err(MC_ENODAEMON, "the mcached of cache \"%s\" serves the store %s, not %s",
-                      c->cache, store ? store : "?", c->store);
-    json_decref(st);
-    return rc;
-}
-
-/*
  * Set an alias to targets (words "1.0.0" or "1.0.0=90" "2.0.0=10"). Through mcached when it
  * serves the store: it loads and verifies every target and runs the model's health check
  * before the registry is written. Without it: the registry only, refused for a model with a
@@ -124,7 +100,7 @@ static int set(const struct cli *c, const char *name, const char *alias, const c
     struct mc_reg_weight w[MC_ALIAS_TARGETS_MAX];
     const struct mc_reg_model *m;
     struct mc_registry *r;
-    char text[1024] = "", from[512], to[512];
+    char text[1024] = "", from[512], to[512], nodaemon[512] = "";
     const char *f;
     size_t nw = 0;
     uint64_t gen = 0;
@@ -138,7 +114,7 @@ static int set(const struct cli *c, const char *name, const char *alias, const c
         return cli_error(rc);
     for (size_t i = 0; i < n; i++)
         snprintf(text + strlen(text), sizeof(text) - strlen(text), "%s%s", i ? " " : "", words[i]);
-    if (!no_gate && (rc = serves_our_store(c)) == 0) {
+    if (!no_gate && (rc = cli_ctl_serves_store(c)) == 0) {
         const char *args[4] = {name, alias, text, why ? why : ""};
         rc = cli_ctl_call(c, "alias", why ? 4 : 3, args, -1, &res);
         if (rc == 0) {
@@ -151,6 +127,8 @@ static int set(const struct cli *c, const char *name, const char *alias, const c
     }
     if (!no_gate && rc != MC_ENODAEMON)
         return cli_error(rc);
+    if (!no_gate) /* why mcached did not make the move; mc_err() below reuses its buffer */
+        snprintf(nodaemon, sizeof(nodaemon), "%s", mc_last_error());
     if ((rc = cli_open_store(c, true, false, &r)))
         return cli_error(rc);
     if (!(m = cli_model(r, name, &rc))) {
@@ -163,7 +141,7 @@ static int set(const struct cli *c, const char *name, const char *alias, const c
                                 "%s has a health check, which mcached runs before an alias "
                                 "moves, and no mcached serves this store (%s); start one, or "
                                 "move the alias without the check with --no-gate",
-                                name, mc_last_error()));
+                                name, nodaemon));
     }
     f = targets_of(r, name, alias, from, sizeof(from));
     rc = mc_registry_alias_set_weighted(r, name, alias, w, nw, why, &gen);

@@ -243,7 +243,10 @@ static int control(const struct cli *c, const char *act, const char *name, const
 {
     const char *args[3] = {act, name, alias ? alias : ""};
     json_t *res;
-    int rc = cli_ctl_call(c, "deploy-ctl", alias ? 3 : 2, args, CLI_CTL_TIMEOUT_MS, &res);
+    int rc = cli_ctl_serves_store(c);
+
+    if (rc == 0)
+        rc = cli_ctl_call(c, "deploy-ctl", alias ? 3 : 2, args, CLI_CTL_TIMEOUT_MS, &res);
 
     if (rc == MC_ENODAEMON)
         return control_offline(c, act, name, alias);
@@ -330,11 +333,15 @@ static int begin(const struct cli *c, const struct args *a)
     }
     s = json_dumps(j, JSON_COMPACT);
     json_decref(j);
-    rc = cli_ctl_call(c, "deploy", 1, (const char *const *)&s, -1, &res);
+    rc = cli_ctl_serves_store(c);
+    if (rc == 0)
+        rc = cli_ctl_call(c, "deploy", 1, (const char *const *)&s, -1, &res);
     free(s);
-    if (rc == MC_ENODAEMON)
-        return cli_error(mc_err(MC_ENODAEMON, "mcached runs rollouts and is not reachable (%s)",
-                                mc_last_error()));
+    if (rc == MC_ENODAEMON) {
+        char why[512]; /* mc_err() writes where mc_last_error() points */
+        snprintf(why, sizeof(why), "%s", mc_last_error());
+        return cli_error(mc_err(MC_ENODAEMON, "mcached runs rollouts, and: %s", why));
+    }
     if (rc)
         return cli_error(rc);
     if (c->json) {

@@ -128,6 +128,8 @@ class WithDaemon(Base):
         self.ok("health", "set", "m", "--", "true", env=other)
         self.fails(EXIT_NODAEMON, "alias", "m", "prod", "1.0.0", env=other,
                    match="no mcached serves this store")
+        self.fails(EXIT_NODAEMON, "deploy", "m", "1.0.0", "--alias", "prod", env=other,
+                   match="serves the store")
 
     def test_deploy_status_pause_resume_abort_and_deployments(self):
         self.two()
