@@ -195,7 +195,7 @@ mc_resolve_ref(struct mc_table *t, uint64_t seed, const char *name, const char *
         mc_key_join(key, name, nlen, '@', ref, rlen);
         r = mc_table_probe(t, seed, key, nlen + 1 + rlen);
         r = r && r->kind == MC_REC_VERSION ? r : NULL;
-    } else if ((c0 | 0x20u) - 'a' < 26u && !(rlen == 6 && memcmp(ref, "latest", 6) == 0)) {
+    } else if ((c0 | 0x20u) - 'a' < 26u && !(rlen == 6 && strcmp(ref, "latest") == 0)) {
         mc_key_join(key, name, nlen, '#', ref, rlen);
         r = mc_table_probe(t, seed, key, nlen + 1 + rlen);
         r = r && r->kind == MC_REC_ALIAS ? r : NULL;
