@@ -32,8 +32,8 @@ static struct hook {
 static json_t *alert_json(struct daemon *d, uint64_t id, const char *kind, const char *model,
                           const char *version, const char *alias, const char *message)
 {
-    return json_pack("{s:I, s:I, s:s, s:s, s:o, s:o, s:s, s:s, s:s}", "id", (json_int_t)id,
-                     "at_ns", (json_int_t)mc_wall_ns(), "kind", kind, "model", model, "version",
+    return json_pack("{s:I, s:I, s:s, s:s, s:o, s:o, s:s, s:s, s:s}", "id", (json_int_t)id, "at_ns",
+                     (json_int_t)mc_wall_ns(), "kind", kind, "model", model, "version",
                      version ? json_string(version) : json_null(), "alias",
                      alias ? json_string(alias) : json_null(), "message", message, "cache",
                      d->cfg.cache, "store", mc_registry_dir(d->reg));

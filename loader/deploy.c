@@ -28,13 +28,14 @@
 /* What this process knows of one running rollout (rebuilt after a restart). */
 struct deploy_run {
     uint64_t id;
-    size_t step;              /* the step the baseline belongs to */
+    size_t step; /* the step the baseline belongs to */
     bool have_base;
+    bool blind; /* the new version's counters could not be read (alerted once) */
     struct mc_stats_sum base_new, base_old; /* counters when the interval began */
-    uint64_t base_ns;         /* CLOCK_MONOTONIC: when the counts began */
-    uint64_t eval_ns;         /* when the current interval began (holds move it) */
-    struct gate *gate;        /* a step being applied */
-    struct mc_conn *conn;     /* the client that began it, waiting for the first step */
+    uint64_t base_ns;                       /* CLOCK_MONOTONIC: when the counts began */
+    uint64_t eval_ns;                       /* when the current interval began (holds move it) */
+    struct gate *gate;                      /* a step being applied */
+    struct mc_conn *conn; /* the client that began it, waiting for the first step */
     struct deploy_run *next;
 };
 
@@ -169,8 +170,7 @@ static bool alias_is(const struct mc_reg_alias *a, const struct targets *t)
 
 /* ---- answering the client that began a rollout ---- */
 
-static void answer(struct daemon *d, struct deploy_run *r, int rc, const char *msg,
-                   json_t *checks)
+static void answer(struct daemon *d, struct deploy_run *r, int rc, const char *msg, json_t *checks)
 {
     const struct mc_reg_deploy *x;
     const struct mc_reg_alias *a;
@@ -190,15 +190,14 @@ static void answer(struct daemon *d, struct deploy_run *r, int rc, const char *m
     a = x ? alias_of(d, x->name, x->alias) : NULL;
     if (a)
         mc_reg_targets_format(a, to, sizeof(to));
-    j = json_pack("{s:I, s:s, s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:s, s:o, s:O}", "id",
-                  (json_int_t)r->id, "name", x ? x->name : "", "version", x ? x->version : "",
-                  "alias", x ? x->alias : "", "strategy",
-                  x ? mc_deploy_strategy_name(x->strategy) : "", "state",
-                  x ? mc_deploy_state_name(x->state) : "", "step", (json_int_t)(x ? x->step : 0),
-                  "steps", (json_int_t)(x ? x->nsteps : 0), "interval_ms",
-                  (json_int_t)(x ? x->interval_ms : 0), "targets", to, "reason",
-                  x && x->reason ? json_string(x->reason) : json_null(), "checks",
-                  checks ? checks : json_null());
+    j = json_pack(
+        "{s:I, s:s, s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:s, s:o, s:O}", "id", (json_int_t)r->id,
+        "name", x ? x->name : "", "version", x ? x->version : "", "alias", x ? x->alias : "",
+        "strategy", x ? mc_deploy_strategy_name(x->strategy) : "", "state",
+        x ? mc_deploy_state_name(x->state) : "", "step", (json_int_t)(x ? x->step + 1 : 0), "steps",
+        (json_int_t)(x ? x->nsteps : 0), "interval_ms", (json_int_t)(x ? x->interval_ms : 0),
+        "targets", to, "reason", x && x->reason ? json_string(x->reason) : json_null(), "checks",
+        checks ? checks : json_null());
     body = json_dumps(j, JSON_COMPACT);
     json_decref(j);
     mc_ctl_reply(&d->ctl, r->conn, body ? 0 : MC_ENOMEM, body ? body : "out of memory",
@@ -224,8 +223,7 @@ static int update(struct daemon *d, uint64_t id, size_t step, enum mc_deploy_sta
 }
 
 /* Roll back to `from` (state ROLLED_BACK, or FAILED when there is nothing to go back to). */
-static void roll_back(struct daemon *d, struct deploy_run *r, const char *reason,
-                      const char *kind)
+static void roll_back(struct daemon *d, struct deploy_run *r, const char *reason, const char *kind)
 {
     const struct mc_reg_deploy *x = deploy_by_id(d, r->id);
     char name[256], version[256], alias[256];
@@ -259,14 +257,13 @@ static void step_applied(struct daemon *d, void *ctx, int rc, const char *msg, j
     r->gate = NULL;
     x = deploy_by_id(d, r->id);
     if (!x || x->state != MC_DEPLOY_RUNNING) { /* paused or aborted meanwhile */
-        answer(d, r, MC_EBUSY, "the rollout was paused or ended while its step was gated",
-               NULL);
+        answer(d, r, MC_EBUSY, "the rollout was paused or ended while its step was gated", NULL);
         return;
     }
     step = r->step;
     if (rc) {
-        snprintf(reason, sizeof(reason), "step %zu/%zu (%u%%) refused: %s", step + 1,
-                 x->nsteps, x->steps[step], msg);
+        snprintf(reason, sizeof(reason), "step %zu/%zu (%u%%) refused: %s", step + 1, x->nsteps,
+                 x->steps[step], msg);
         answer(d, r, rc, msg, NULL);
         if (step == 0) /* the alias never moved: nothing to roll back */
             update(d, r->id, step, MC_DEPLOY_FAILED, reason, NULL);
@@ -277,8 +274,8 @@ static void step_applied(struct daemon *d, void *ctx, int rc, const char *msg, j
     targets_of_step(x, step, &t);
     last = step + 1 == x->nsteps && x->strategy != MC_DEPLOY_BLUE_GREEN;
     if (last)
-        snprintf(reason, sizeof(reason), "%s: %s at 100%%, done", mc_deploy_strategy_name(x->strategy),
-                 x->version);
+        snprintf(reason, sizeof(reason), "%s: %s at 100%%, done",
+                 mc_deploy_strategy_name(x->strategy), x->version);
     else
         snprintf(reason, sizeof(reason), "step %zu/%zu: %s at %u%%", step + 1, x->nsteps,
                  x->version, x->steps[step]);
@@ -354,8 +351,25 @@ static void judge(struct daemon *d, struct deploy_run *r, const struct mc_reg_de
     if (!now_new)
         return;
     have_old = primary_of(x->from, old, sizeof(old)) && strcmp(old, x->version);
-    if (!counters(d, x->name, x->version, now_new, why, sizeof(why)))
+    if (!counters(d, x->name, x->version, now_new, why, sizeof(why))) {
+        /* It cannot be judged: it holds, and the operator hears of it once. */
+        snprintf(why + strlen(why), sizeof(why) - strlen(why), "; hold: cannot judge it");
+        if (!r->blind) {
+            char name[256], version[256], alias[256];
+            snprintf(name, sizeof(name), "%s", x->name);
+            snprintf(version, sizeof(version), "%s", x->version);
+            snprintf(alias, sizeof(alias), "%s", x->alias);
+            r->blind = true;
+            alert_raise(d, "threshold", name, version, alias, why);
+            x = deploy_by_id(d, r->id); /* the alert was a registry record */
+            if (!x) {
+                free(now_new);
+                return;
+            }
+        }
         goto hold;
+    }
+    r->blind = false;
     mc_stats_diff(now_new, &r->base_new, dn);
     if (have_old && counters(d, x->name, old, now_old, why, sizeof(why))) {
         mc_stats_diff(now_old, &r->base_old, dold);
@@ -430,7 +444,7 @@ static void drive(struct daemon *d, struct deploy_run *r, const struct mc_reg_de
 {
     const struct mc_reg_alias *a = alias_of(d, x->name, x->alias);
     struct targets want, from;
-    char now[512] = "", msg[800];
+    char now[512] = "", msg[800], name[256], version[256], alias[256];
 
     if (r->gate)
         return;
@@ -438,8 +452,9 @@ static void drive(struct daemon *d, struct deploy_run *r, const struct mc_reg_de
     if (!alias_is(a, &want)) {
         bool at_from = targets_from_text(x->from, &from) == 0 &&
                        (from.n ? alias_is(a, &from) : !a || !a->ntargets);
-        if (x->step == 0 && at_from) {
-            apply_step(d, r, x, 0); /* begun (or restarted before its first step) */
+        /* Begun (or restarted before its first step): no decision recorded yet. */
+        if (x->step == 0 && !x->reason && at_from) {
+            apply_step(d, r, x, 0);
             return;
         }
         if (a)
@@ -448,8 +463,11 @@ static void drive(struct daemon *d, struct deploy_run *r, const struct mc_reg_de
                  "aborted: %s was moved outside the rollout (to \"%s\"; step %zu expects it at "
                  "%u%%)",
                  x->alias, now, x->step + 1, x->steps[x->step]);
+        snprintf(name, sizeof(name), "%s", x->name); /* x does not outlive the update */
+        snprintf(version, sizeof(version), "%s", x->version);
+        snprintf(alias, sizeof(alias), "%s", x->alias);
         update(d, r->id, x->step, MC_DEPLOY_ABORTED, msg, NULL);
-        alert_raise(d, "threshold", x->name, x->version, x->alias, msg);
+        alert_raise(d, "threshold", name, version, alias, msg);
         return;
     }
     if (!r->have_base || r->step != x->step) {
@@ -555,8 +573,7 @@ static void reply_err(struct daemon *d, struct mc_conn *c, int code, const char 
 }
 
 static int spec_from_json(struct daemon *d, json_t *j, struct mc_reg_deploy *s, uint32_t *steps,
-                          const char **argv, char *from, size_t fromlen, char *version,
-                          size_t vlen)
+                          const char **argv, char *from, size_t fromlen, char *version, size_t vlen)
 {
     const struct mc_reg_version *rv;
     const struct mc_reg_alias *a;
@@ -568,8 +585,8 @@ static int spec_from_json(struct daemon *d, json_t *j, struct mc_reg_deploy *s, 
     s->alias = json_string_value(json_object_get(j, "alias"));
     if (!s->name || !s->alias || !json_string_value(json_object_get(j, "version")))
         return mc_err(MC_EINVAL, "deploy: name, version and alias are required");
-    if (mc_deploy_strategy_parse(json_string_value(json_object_get(j, "strategy")),
-                                 &s->strategy) != 0)
+    if (mc_deploy_strategy_parse(json_string_value(json_object_get(j, "strategy")), &s->strategy) !=
+        0)
         return MC_EINVAL;
     if (mc_registry_resolve(d->reg, s->name, json_string_value(json_object_get(j, "version")),
                             &rv) != 0)
@@ -619,11 +636,14 @@ static int spec_from_json(struct daemon *d, json_t *j, struct mc_reg_deploy *s, 
     return 0;
 }
 
+static const struct mc_reg_deploy *active(struct daemon *d, const char *name, const char *alias,
+                                          char *msg, size_t len);
+
 void deploy_op_begin(struct daemon *d, struct mc_conn *c, const struct mc_request *rq)
 {
     uint32_t steps[100];
     const char *argv[64];
-    char from[512] = "", version[256];
+    char from[512] = "", version[256], msg[800];
     struct mc_reg_deploy s;
     struct deploy_run *r;
     json_error_t je;
@@ -632,12 +652,28 @@ void deploy_op_begin(struct daemon *d, struct mc_conn *c, const struct mc_reques
     int rc;
 
     if (!j || !json_is_object(j)) {
-        reply_err(d, c, MC_EINVAL, "deploy: the argument must be a JSON object (see "
-                                   "docs/protocol.md)");
+        reply_err(d, c, MC_EINVAL,
+                  "deploy: the argument must be a JSON object (see "
+                  "docs/protocol.md)");
         json_decref(j);
         return;
     }
     daemon_sync(d, false);
+    {
+        const char *n = json_string_value(json_object_get(j, "name"));
+        const char *al = json_string_value(json_object_get(j, "alias"));
+        const struct mc_reg_deploy *x = n && al ? active(d, n, al, msg, sizeof(msg)) : NULL;
+        if (x) {
+            snprintf(msg, sizeof(msg),
+                     "rollout %llu of %s@%s on alias %s is %s (step %zu/%zu); let it finish or "
+                     "abort it first (mcache deploy --abort %s --alias %s)",
+                     (unsigned long long)x->id, x->name, x->version, x->alias,
+                     mc_deploy_state_name(x->state), x->step + 1, x->nsteps, x->name, x->alias);
+            reply_err(d, c, MC_EBUSY, msg);
+            json_decref(j);
+            return;
+        }
+    }
     mc_registry_set_uid(d->reg, (uint32_t)c->uid);
     rc = spec_from_json(d, j, &s, steps, argv, from, sizeof(from), version, sizeof(version));
     if (!rc)
@@ -712,17 +748,18 @@ void deploy_op_ctl(struct daemon *d, struct mc_conn *c, const struct mc_request 
     }
     id = x->id;
     r = run_of(d, id, false);
-    snprintf(reason, sizeof(reason), "%s by uid %u", !strcmp(act, "pause") ? "paused"
-                                                    : !strcmp(act, "resume") ? "resumed"
-                                                                              : "aborted",
+    snprintf(reason, sizeof(reason), "%s by uid %u",
+             !strcmp(act, "pause")    ? "paused"
+             : !strcmp(act, "resume") ? "resumed"
+                                      : "aborted",
              (unsigned)c->uid);
-    st = !strcmp(act, "pause") ? MC_DEPLOY_PAUSED
+    st = !strcmp(act, "pause")    ? MC_DEPLOY_PAUSED
          : !strcmp(act, "resume") ? MC_DEPLOY_RUNNING
                                   : MC_DEPLOY_ABORTED;
     if ((st == MC_DEPLOY_PAUSED && x->state == MC_DEPLOY_PAUSED) ||
         (st == MC_DEPLOY_RUNNING && x->state == MC_DEPLOY_RUNNING)) {
-        snprintf(msg, sizeof(msg), "rollout %llu of %s is %s already", (unsigned long long)id,
-                 name, mc_deploy_state_name(x->state));
+        snprintf(msg, sizeof(msg), "rollout %llu of %s is %s already", (unsigned long long)id, name,
+                 mc_deploy_state_name(x->state));
         reply_err(d, c, MC_EINVAL, msg);
         return;
     }

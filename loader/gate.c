@@ -14,8 +14,7 @@
 #include "loader/daemon.h"
 #include "loader/log.h"
 
-static const struct mc_reg_alias *find_alias(struct daemon *d, const char *name,
-                                             const char *alias)
+static const struct mc_reg_alias *find_alias(struct daemon *d, const char *name, const char *alias)
 {
     const struct mc_reg_model *m = mc_registry_model(d->reg, name);
 
@@ -84,10 +83,10 @@ static void check_done(struct daemon *d, void *ctx, const struct health_result *
 
     g->run = NULL;
     health_outcome(r, how, sizeof(how));
-    json_array_append_new(g->checks, json_pack("{s:s, s:s, s:i, s:b, s:I, s:s}", "version",
-                                               t->version, "outcome", how, "status", r->status,
-                                               "timed_out", r->timed_out, "ms",
-                                               (json_int_t)r->ms, "output", r->tail));
+    json_array_append_new(g->checks,
+                          json_pack("{s:s, s:s, s:i, s:b, s:I, s:s}", "version", t->version,
+                                    "outcome", how, "status", r->status, "timed_out", r->timed_out,
+                                    "ms", (json_int_t)r->ms, "output", r->tail));
     if (r->status == 0 && !r->timed_out) {
         g->next_check++;
         next_check(d, g);
@@ -122,8 +121,7 @@ static void next_check(struct daemon *d, struct gate *g)
         }
         {
             struct health_result fail;
-            g->run = health_start(d, g->s.name, t->version, argv, argc, tmo, check_done, g,
-                                  &fail);
+            g->run = health_start(d, g->s.name, t->version, argv, argc, tmo, check_done, g, &fail);
             if (!g->run)
                 check_done(d, g, &fail); /* may end g */
         }
@@ -265,8 +263,7 @@ static void reply_err(struct daemon *d, struct mc_conn *c, int code, const char 
     mc_ctl_reply(&d->ctl, c, code, msg, strlen(msg));
 }
 
-static void alias_passed(struct daemon *d, struct gate_spec *s, struct alias_req *q,
-                         json_t *checks)
+static void alias_passed(struct daemon *d, struct gate_spec *s, struct alias_req *q, json_t *checks)
 {
     struct mc_reg_weight w[MC_ALIAS_TARGETS_MAX];
     const struct mc_reg_alias *a;
@@ -278,8 +275,8 @@ static void alias_passed(struct daemon *d, struct gate_spec *s, struct alias_req
 
     for (size_t i = 0; i < s->n; i++)
         w[i] = (struct mc_reg_weight){s->t[i].version, s->t[i].weight};
-    rc = mc_registry_alias_set_weighted(d->reg, s->name, s->alias, w, s->n,
-                                        *q->why ? q->why : NULL, &gen);
+    rc = mc_registry_alias_set_weighted(d->reg, s->name, s->alias, w, s->n, *q->why ? q->why : NULL,
+                                        &gen);
     if (rc) {
         reply_err(d, q->conn, rc, mc_last_error());
         return;
@@ -333,8 +330,10 @@ static int parse_targets(struct daemon *d, const char *name, char *text, struct 
         return mc_err(MC_EINVAL, "alias: no target given (expected VERSION or VERSION=WEIGHT "
                                  "words, e.g. \"1.0.0=90 2.0.0=10\")");
     if (nw > MC_ALIAS_TARGETS_MAX)
-        return mc_err(MC_EINVAL, "alias: %zu targets given; an alias has at most %d", nw,
-                      MC_ALIAS_TARGETS_MAX);
+        return mc_err(MC_EINVAL,
+                      "alias: more than %d targets given; an alias has at most %d "
+                      "(give 1 to %d VERSION=WEIGHT words)",
+                      MC_ALIAS_TARGETS_MAX, MC_ALIAS_TARGETS_MAX, MC_ALIAS_TARGETS_MAX);
     if (mc_reg_targets_parse(words, nw, w, &n) != 0)
         return MC_EINVAL;
     s->n = n;
@@ -347,16 +346,18 @@ static int parse_targets(struct daemon *d, const char *name, char *text, struct 
                           name, rv->version, mc_reg_status_name(rv->status));
         for (size_t j = 0; j < i; j++)
             if (!strcmp(s->t[j].version, rv->version))
-                return mc_err(MC_EINVAL, "alias: %s@%s is given twice (as \"%s\" too); give each "
-                                         "version once",
+                return mc_err(MC_EINVAL,
+                              "alias: %s@%s is given twice (as \"%s\" too); give each "
+                              "version once",
                               name, rv->version, w[i].ref);
         snprintf(s->t[i].version, sizeof(s->t[i].version), "%s", rv->version);
         s->t[i].weight = w[i].weight;
         sum += w[i].weight;
     }
     if (sum != 100)
-        return mc_err(MC_EINVAL, "alias: the weights of \"%s\" add up to %u; they must add up to 100",
-                      name, sum);
+        return mc_err(MC_EINVAL,
+                      "alias: the weights of \"%s\" add up to %u; they must add up to 100", name,
+                      sum);
     return 0;
 }
 
@@ -377,8 +378,8 @@ void gate_op_alias(struct daemon *d, struct mc_conn *c, const struct mc_request 
     snprintf(text, sizeof(text), "%s", rq->args[2]);
     if (rq->nargs > 3)
         snprintf(x->q.why, sizeof(x->q.why), "%s", rq->args[3]);
-    rc = mc_registry_model(d->reg, x->s.name) ? parse_targets(d, x->s.name, text, &x->s)
-                                              : MC_ENOENT;
+    rc =
+        mc_registry_model(d->reg, x->s.name) ? parse_targets(d, x->s.name, text, &x->s) : MC_ENOENT;
     if (rc) {
         reply_err(d, c, rc, mc_last_error());
         free(x);

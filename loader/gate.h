@@ -44,18 +44,17 @@ struct gate_spec {
  * a code and msg (the reason). checks: a JSON array of the checks run
  * ({version, command, outcome, status, ms, output}), borrowed.
  */
-typedef void (*gate_done_fn)(struct daemon *d, void *ctx, int rc, const char *msg,
-                             json_t *checks);
+typedef void (*gate_done_fn)(struct daemon *d, void *ctx, int rc, const char *msg, json_t *checks);
 
 struct gate {
     struct gate_spec s;
-    size_t next_check;        /* index in s.t of the next target to check */
-    struct health_run *run;   /* the check running, if any */
+    size_t next_check;      /* index in s.t of the next target to check */
+    struct health_run *run; /* the check running, if any */
     json_t *checks;
     gate_done_fn done;
     void *ctx;
-    struct mc_conn *conn;     /* a client waiting for the answer (NULL: the engine) */
-    char *why;                /* for the registry's history (alias op) */
+    struct mc_conn *conn; /* a client waiting for the answer (NULL: the engine) */
+    char *why;            /* for the registry's history (alias op) */
     struct gate *next;
 };
 

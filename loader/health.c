@@ -91,6 +91,28 @@ static void unlink_run(struct daemon *d, struct health_run *h)
         }
 }
 
+/*
+ * A finished run is freed at the next tick, not now: epoll_wait may have returned events for
+ * both of its fds in one batch, and the second one's tag (the address of its fd field) must
+ * still be recognised as a check's then (health_event), not taken for a control connection.
+ */
+static struct health_run *dead;
+
+static void graveyard(struct health_run *h)
+{
+    h->next = dead;
+    dead = h;
+}
+
+static void bury(void)
+{
+    while (dead) {
+        struct health_run *h = dead;
+        dead = h->next;
+        free(h);
+    }
+}
+
 static void finish(struct daemon *d, struct health_run *h)
 {
     char how[128];
@@ -105,7 +127,7 @@ static void finish(struct daemon *d, struct health_run *h)
              health_outcome(&h->res, how, sizeof(how)), (unsigned long long)h->res.ms);
     if (h->done)
         h->done(d, h->ctx, &h->res);
-    free(h);
+    graveyard(h);
 }
 
 /* Reap the child if it has exited; true if it was (and the run is finished). */
@@ -143,10 +165,10 @@ static int watch(struct daemon *d, int fd, void *tag)
 static char **child_env(struct daemon *d, const char *name, const char *version, char **own,
                         size_t nown)
 {
-    static const char *const keys[] = {"MCACHE_MODEL=", "MCACHE_VERSION=", "MCACHE_CACHE=",
-                                       "MCACHE_SHM_DIR=", "MCACHE_STORE=", "MCACHE_SOCKET="};
-    const char *vals[] = {name, version, d->cfg.cache, d->cfg.shm_dir, mc_registry_dir(d->reg),
-                          d->socket_path};
+    static const char *const keys[] = {"MCACHE_MODEL=",   "MCACHE_VERSION=", "MCACHE_CACHE=",
+                                       "MCACHE_SHM_DIR=", "MCACHE_STORE=",   "MCACHE_SOCKET="};
+    const char *vals[] = {
+        name, version, d->cfg.cache, d->cfg.shm_dir, mc_registry_dir(d->reg), d->socket_path};
     size_t n = 0, k = 0;
     char **env;
 
@@ -241,8 +263,8 @@ struct health_run *health_start(struct daemon *d, const char *name, const char *
     snprintf(h->model, sizeof(h->model), "%s", name);
     snprintf(h->version, sizeof(h->version), "%s", version);
     h->started_ns = mc_mono_ns();
-    h->deadline_ns = h->started_ns +
-                     (uint64_t)(timeout_ms ? timeout_ms : MC_HEALTH_TIMEOUT_MS) * 1000000ull;
+    h->deadline_ns =
+        h->started_ns + (uint64_t)(timeout_ms ? timeout_ms : MC_HEALTH_TIMEOUT_MS) * 1000000ull;
     rc = argc ? 0 : EINVAL;
     if (!rc && pipe2(p, O_CLOEXEC) != 0)
         rc = errno;
@@ -255,8 +277,8 @@ struct health_run *health_start(struct daemon *d, const char *name, const char *
             close(p[0]);
         h->res.status = 127;
         h->res.spawn_failed = true;
-        snprintf(h->res.tail, sizeof(h->res.tail), "could not run \"%s\": %s",
-                 argc ? argv[0] : "", strerror(rc));
+        snprintf(h->res.tail, sizeof(h->res.tail), "could not run \"%s\": %s", argc ? argv[0] : "",
+                 strerror(rc));
         log_warn("health check of %s@%s: %s", name, version, h->res.tail);
         *fail = h->res;
         free(h);
@@ -272,14 +294,17 @@ struct health_run *health_start(struct daemon *d, const char *name, const char *
     }
     h->next = d->health;
     d->health = h;
-    log_info("health check of %s@%s started: %s (pid %d, timeout %u ms)", name, version,
-             argv[0], (int)h->pid, timeout_ms ? timeout_ms : MC_HEALTH_TIMEOUT_MS);
+    log_info("health check of %s@%s started: %s (pid %d, timeout %u ms)", name, version, argv[0],
+             (int)h->pid, timeout_ms ? timeout_ms : MC_HEALTH_TIMEOUT_MS);
     return h;
 }
 
 bool health_event(struct daemon *d, void *tag, uint32_t events)
 {
     (void)events;
+    for (struct health_run *h = dead; h; h = h->next)
+        if (tag == &h->pipefd || tag == &h->pidfd)
+            return true; /* finished earlier in this batch of events */
     for (struct health_run *h = d->health; h; h = h->next) {
         if (tag == &h->pipefd) {
             drain(d, h);
@@ -298,6 +323,7 @@ void health_tick(struct daemon *d)
 {
     uint64_t now = mc_mono_ns();
 
+    bury(); /* after the batch of events that may still name them */
     for (struct health_run *h = d->health, *next; h; h = next) {
         next = h->next;
         if (reap(d, h))
@@ -321,7 +347,7 @@ static void kill_run(struct daemon *d, struct health_run *h)
     fd_close(d, &h->pipefd);
     fd_close(d, &h->pidfd);
     unlink_run(d, h);
-    free(h);
+    graveyard(h);
 }
 
 void health_cancel(struct daemon *d, struct health_run *h)
@@ -334,6 +360,7 @@ void health_stop_all(struct daemon *d)
 {
     while (d->health)
         kill_run(d, d->health);
+    bury();
 }
 
 const char *health_outcome(const struct health_result *r, char *buf, size_t len)

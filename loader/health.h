@@ -24,29 +24,29 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#define MC_HEALTH_TAIL        2048   /* bytes of output kept */
-#define MC_HEALTH_TIMEOUT_MS  30000u /* default when none is given */
+#define MC_HEALTH_TAIL       2048   /* bytes of output kept */
+#define MC_HEALTH_TIMEOUT_MS 30000u /* default when none is given */
 
 struct daemon;
 
 struct health_result {
-    int status;       /* exit status; -1 if killed by a signal or a timeout */
-    int signal;       /* the signal that ended it, 0 if it exited */
-    bool timed_out;   /* killed after timeout_ms */
-    bool spawn_failed;/* could not be started (status 127, tail says why) */
-    uint64_t ms;      /* how long it ran */
+    int status;                    /* exit status; -1 if killed by a signal or a timeout */
+    int signal;                    /* the signal that ended it, 0 if it exited */
+    bool timed_out;                /* killed after timeout_ms */
+    bool spawn_failed;             /* could not be started (status 127, tail says why) */
+    uint64_t ms;                   /* how long it ran */
     char tail[MC_HEALTH_TAIL + 1]; /* the end of its output, NUL-terminated */
 };
 
 typedef void (*health_done_fn)(struct daemon *d, void *ctx, const struct health_result *res);
 
 struct health_run {
-    int pipefd, pidfd;           /* -1 when closed */
-    pid_t pid;                   /* 0 once reaped */
+    int pipefd, pidfd; /* -1 when closed */
+    pid_t pid;         /* 0 once reaped */
     uint64_t started_ns, deadline_ns;
     char model[256], version[256];
     struct health_result res;
-    size_t tlen;                 /* bytes in res.tail */
+    size_t tlen; /* bytes in res.tail */
     health_done_fn done;
     void *ctx;
     struct health_run *next;

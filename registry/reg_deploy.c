@@ -208,10 +208,9 @@ int mc_registry_snapshot_restore(struct mc_registry *r, const char *sname, uint6
         alias_text(model_alias(m, e->alias), cur, sizeof(cur));
         if (strcmp(cur, e->targets) == 0)
             continue;
-        if (json_array_append_new(moves, json_pack("{s:s,s:s,s:o,s:s}", "name", e->model, "alias",
-                                                   e->alias, "from",
-                                                   cur[0] ? json_string(cur) : json_null(), "to",
-                                                   e->targets)))
+        if (json_array_append_new(
+                moves, json_pack("{s:s,s:s,s:o,s:s}", "name", e->model, "alias", e->alias, "from",
+                                 cur[0] ? json_string(cur) : json_null(), "to", e->targets)))
             rc = oom();
         n++;
     }
@@ -377,8 +376,9 @@ int mc_registry_deploy_update(struct mc_registry *r, uint64_t id, size_t step,
     if (rc)
         return rc;
     if ((unsigned)state > MC_DEPLOY_FAILED)
-        return mc_err(MC_EINVAL, "deployment state %d is not one of running, paused, succeeded, "
-                                 "rolled-back, aborted, failed",
+        return mc_err(MC_EINVAL,
+                      "deployment state %d is not one of running, paused, succeeded, "
+                      "rolled-back, aborted, failed",
                       (int)state);
     if (step_started_ns > INT64_MAX)
         return mc_err(MC_EINVAL, "step start %llu ns is past the clock's range",
@@ -388,8 +388,8 @@ int mc_registry_deploy_update(struct mc_registry *r, uint64_t id, size_t step,
         return rc;
     d = deploy_find(r->st, id);
     if (d == NULL)
-        return reg_write_end(r, mc_err(MC_ENOENT, "there is no deployment %llu",
-                                       (unsigned long long)id));
+        return reg_write_end(
+            r, mc_err(MC_ENOENT, "there is no deployment %llu", (unsigned long long)id));
     if (deploy_ended(d->pub.state))
         return reg_write_end(r, mc_err(MC_EINVAL, "deployment %llu of %s@%s has ended (%s)",
                                        (unsigned long long)id, d->pub.name, d->pub.version,
@@ -405,8 +405,7 @@ int mc_registry_deploy_update(struct mc_registry *r, uint64_t id, size_t step,
         json_object_set_new(rec, "step_started_ns", json_integer((json_int_t)step_started_ns)) ||
         (reason && json_object_set_new(rec, "reason", json_string(reason)))) {
         json_decref(rec);
-        return reg_write_end(r, reason ? mc_err(MC_EINVAL, "the reason is not UTF-8 text")
-                                       : oom());
+        return reg_write_end(r, reason ? mc_err(MC_EINVAL, "the reason is not UTF-8 text") : oom());
     }
     if (t != NULL) {
         char from[TSET_TEXT_MAX], to[TSET_TEXT_MAX];
@@ -421,8 +420,7 @@ int mc_registry_deploy_update(struct mc_registry *r, uint64_t id, size_t step,
             if (strcmp(from, to) != 0 &&
                 json_object_set_new(rec, "move",
                                     json_pack("{s:o,s:s}", "from",
-                                              from[0] ? json_string(from) : json_null(), "to",
-                                              to)))
+                                              from[0] ? json_string(from) : json_null(), "to", to)))
                 rc = oom();
         }
         if (rc) {

@@ -102,8 +102,8 @@ int health_check_args(const char *what, const char *const *argv, size_t argc, ui
         return mc_err(code, "the health check of %s has no command", what);
     for (size_t i = 0; i < argc; i++)
         if (argv[i] == NULL || strlen(argv[i]) > 4096)
-            return mc_err(code, "argument %zu of the health check of %s is %s", i,
-                          what, argv[i] ? "longer than 4096 bytes" : "missing");
+            return mc_err(code, "argument %zu of the health check of %s is %s", i, what,
+                          argv[i] ? "longer than 4096 bytes" : "missing");
     if (timeout_ms == 0 || timeout_ms > HEALTH_TIMEOUT_MAX_MS)
         return mc_err(code,
                       "the health check of %s has a timeout of %u ms; give one from 1 ms to %u ms "
@@ -141,12 +141,11 @@ int deploy_spec_check(const struct mc_reg_deploy *s, int code)
         return mc_err(code, "%s: the last step is %u%%; the steps must end at 100", what,
                       s->steps[s->nsteps - 1]);
     if (s->strategy != MC_DEPLOY_CANARY && s->nsteps != 1)
-        return mc_err(code, "%s: a %s deployment has no steps (it moves all traffic at once)",
-                      what, mc_deploy_strategy_name(s->strategy));
+        return mc_err(code, "%s: a %s deployment has no steps (it moves all traffic at once)", what,
+                      mc_deploy_strategy_name(s->strategy));
     if (s->interval_ms == 0 || s->interval_ms > DEPLOY_INTERVAL_MAX_MS)
-        return mc_err(code,
-                      "%s: the interval is %llu ms; give one from 1 ms to %llu ms (30 days)", what,
-                      (unsigned long long)s->interval_ms,
+        return mc_err(code, "%s: the interval is %llu ms; give one from 1 ms to %llu ms (30 days)",
+                      what, (unsigned long long)s->interval_ms,
                       (unsigned long long)DEPLOY_INTERVAL_MAX_MS);
     if (!isfinite(s->max_error_rate) || s->max_error_rate < 0 || s->max_error_rate > 1)
         return mc_err(code,
@@ -170,8 +169,9 @@ static int str_array(struct rec *r, const struct mc_jval *x, const char *key, co
     if (x == NULL || x->type == MC_JNULL)
         return 0;
     if (x->type != MC_JARR || x->n > cap)
-        return rec_fail(r, MC_ECORRUPT, "\"%s\" of a \"%s\" record is not a list of at most %zu "
-                                        "strings",
+        return rec_fail(r, MC_ECORRUPT,
+                        "\"%s\" of a \"%s\" record is not a list of at most %zu "
+                        "strings",
                         key, r->op, cap);
     for (uint32_t i = 0; i < x->n; i++) {
         if (x->u.a[i].type != MC_JSTR)
@@ -376,8 +376,9 @@ static int apply_snap_rm(struct reg_state *st, struct rec *r)
         return r->err;
     s = snap_find(st, name, &at);
     if (s == NULL)
-        return rec_fail(r, MC_ECORRUPT, "a \"%s\" record names snapshot \"%s\", which does not "
-                                        "exist",
+        return rec_fail(r, MC_ECORRUPT,
+                        "a \"%s\" record names snapshot \"%s\", which does not "
+                        "exist",
                         r->op, name);
     snap_fini(s);
     memmove(&st->snaps[at], &st->snaps[at + 1], (st->nsnaps - at - 1) * sizeof(*st->snaps));
@@ -398,8 +399,9 @@ static int apply_snap_restore(struct reg_state *st, struct rec *r, uint64_t gen)
         rec_uint(r, "uid", true, UINT32_MAX, &uid))
         return r->err;
     if (snap_find(st, name, NULL) == NULL)
-        return rec_fail(r, MC_ECORRUPT, "a \"%s\" record names snapshot \"%s\", which does not "
-                                        "exist",
+        return rec_fail(r, MC_ECORRUPT,
+                        "a \"%s\" record names snapshot \"%s\", which does not "
+                        "exist",
                         r->op, name);
     if (list == NULL || list->type != MC_JARR)
         return rec_fail(r, MC_ECORRUPT, "a \"%s\" record has no \"moves\" list", r->op);
@@ -519,8 +521,7 @@ static void deploys_prune(struct reg_state *st)
 }
 
 /* Read a deployment's spec from r (strings point into it); checked. */
-static int deploy_read(struct rec *r, struct mc_reg_deploy *d, uint32_t *steps,
-                       const char **argv)
+static int deploy_read(struct rec *r, struct mc_reg_deploy *d, uint32_t *steps, const char **argv)
 {
     const struct mc_jval *x = mc_jval_get(r->j, "steps"), *h = mc_jval_get(r->j, "health");
     const char *strategy;
@@ -689,8 +690,9 @@ static int apply_deploy_update(struct reg_state *st, struct rec *r, uint64_t gen
         return r->err;
     d = deploy_find(st, id);
     if (d == NULL)
-        return rec_fail(r, MC_ECORRUPT, "a \"%s\" record names deployment %llu, which does not "
-                                        "exist",
+        return rec_fail(r, MC_ECORRUPT,
+                        "a \"%s\" record names deployment %llu, which does not "
+                        "exist",
                         r->op, (unsigned long long)id);
     if (deploy_state_parse(state, &s) || step >= d->pub.nsteps)
         return rec_fail(r, MC_ECORRUPT, "a \"%s\" record sets state \"%s\" at step %llu", r->op,
@@ -712,8 +714,9 @@ static int apply_deploy_update(struct reg_state *st, struct rec *r, uint64_t gen
         }
         if (m == NULL) {
             free(why);
-            return rec_fail(r, MC_ECORRUPT, "deployment %llu moves alias \"%s\" of \"%s\", which "
-                                            "does not exist",
+            return rec_fail(r, MC_ECORRUPT,
+                            "deployment %llu moves alias \"%s\" of \"%s\", which "
+                            "does not exist",
                             (unsigned long long)id, d->pub.alias, d->pub.name);
         }
         rc = alias_apply_move(st, r, m, d->pub.alias, from, to, t, uid, gen, false, reason);
@@ -750,27 +753,28 @@ static json_t *deploy_entry(const struct mc_reg_deploy *d)
         rc |= h == NULL;
     }
     if (!rc)
-        rc = json_object_set_new(o, "op", json_string("deploy")) ||
-             json_object_set_new(o, "id", json_integer((json_int_t)d->id)) ||
-             json_object_set_new(o, "name", json_string(d->name)) ||
-             json_object_set_new(o, "version", json_string(d->version)) ||
-             json_object_set_new(o, "alias", json_string(d->alias)) ||
-             json_object_set_new(o, "strategy", json_string(mc_deploy_strategy_name(d->strategy))) ||
-             json_object_set(o, "steps", steps) ||
-             json_object_set_new(o, "interval_ms", json_integer((json_int_t)d->interval_ms)) ||
-             json_object_set_new(o, "max_error_rate", json_real(d->max_error_rate)) ||
-             json_object_set_new(o, "max_p99_ratio", json_real(d->max_p99_ratio)) ||
-             json_object_set_new(o, "min_requests", json_integer((json_int_t)d->min_requests)) ||
-             (h && json_object_set(o, "health", h)) ||
-             json_object_set_new(o, "from", d->from ? json_string(d->from) : json_null()) ||
-             json_object_set_new(o, "step", json_integer((json_int_t)d->step)) ||
-             json_object_set_new(o, "state", json_string(mc_deploy_state_name(d->state))) ||
-             json_object_set_new(o, "step_started_ns",
-                                 json_integer((json_int_t)d->step_started_ns)) ||
-             json_object_set_new(o, "t", json_integer((json_int_t)d->started_ns)) ||
-             json_object_set_new(o, "ended_ns", json_integer((json_int_t)d->ended_ns)) ||
-             json_object_set_new(o, "uid", json_integer(d->uid)) ||
-             (d->reason && json_object_set_new(o, "reason", json_string(d->reason)));
+        rc =
+            json_object_set_new(o, "op", json_string("deploy")) ||
+            json_object_set_new(o, "id", json_integer((json_int_t)d->id)) ||
+            json_object_set_new(o, "name", json_string(d->name)) ||
+            json_object_set_new(o, "version", json_string(d->version)) ||
+            json_object_set_new(o, "alias", json_string(d->alias)) ||
+            json_object_set_new(o, "strategy", json_string(mc_deploy_strategy_name(d->strategy))) ||
+            json_object_set(o, "steps", steps) ||
+            json_object_set_new(o, "interval_ms", json_integer((json_int_t)d->interval_ms)) ||
+            json_object_set_new(o, "max_error_rate", json_real(d->max_error_rate)) ||
+            json_object_set_new(o, "max_p99_ratio", json_real(d->max_p99_ratio)) ||
+            json_object_set_new(o, "min_requests", json_integer((json_int_t)d->min_requests)) ||
+            (h && json_object_set(o, "health", h)) ||
+            json_object_set_new(o, "from", d->from ? json_string(d->from) : json_null()) ||
+            json_object_set_new(o, "step", json_integer((json_int_t)d->step)) ||
+            json_object_set_new(o, "state", json_string(mc_deploy_state_name(d->state))) ||
+            json_object_set_new(o, "step_started_ns",
+                                json_integer((json_int_t)d->step_started_ns)) ||
+            json_object_set_new(o, "t", json_integer((json_int_t)d->started_ns)) ||
+            json_object_set_new(o, "ended_ns", json_integer((json_int_t)d->ended_ns)) ||
+            json_object_set_new(o, "uid", json_integer(d->uid)) ||
+            (d->reason && json_object_set_new(o, "reason", json_string(d->reason)));
     json_decref(steps);
     json_decref(h);
     if (rc) {

@@ -169,15 +169,23 @@ int mc_registry_search(struct mc_registry *r, const struct mc_search *q,
     for (size_t i = 0; rc == 0 && i < r->st->count; i++) {
         const struct reg_model *m = r->st->sorted[i];
         const struct mc_reg_version *pick = NULL;
+        const struct reg_alias *split = NULL;
 
         if (q->pattern && fnmatch(q->pattern, m->name, 0) != 0)
             continue;
         if (q->ref && kind != MC_REF_RANGE && mc_registry_resolve(r, m->name, q->ref, &pick))
             continue; /* this model has nothing for that reference */
+        /* a weighted alias picks every one of its targets */
+        if (pick && kind == MC_REF_ALIAS && (split = model_alias(m, q->ref)) && split->ntg < 2)
+            split = NULL;
         for (size_t k = 0; k < m->nvers; k++) {
             const struct mc_reg_version *v = m->vers[k];
+            bool in_split = false;
+
+            for (size_t t = 0; split && t < split->ntg; t++)
+                in_split |= split->tg[t].version == v;
             bool ok = (!q->status_mask || (q->status_mask & (1u << v->status))) &&
-                      (!pick || v == pick) &&
+                      (!pick || v == pick || in_split) &&
                       (!range || (v->status == MC_STATUS_READY && mc_range_match(range, &v->sv)));
 
             for (size_t c = 0; ok && c < q->nmetrics; c++)

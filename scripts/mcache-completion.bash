@@ -20,6 +20,10 @@ _mcache_cmd_opts() {
     fsck) echo "--repair --checksums" ;;
     verify) echo "--all -a --resident" ;;
     load) echo "--timeout" ;;
+    alias) echo "--why --no-gate" ;;
+    health) echo "--timeout" ;;
+    deploy) echo "--alias -a --strategy --steps --interval --max-error-rate --max-p99-ratio --min-requests --health-timeout --status --pause --resume --abort" ;;
+    alerts) echo "--kind --limit -n" ;;
     esac
 }
 
@@ -158,7 +162,7 @@ _mcache() {
     show | load | evict | pin | unpin | verify | rm | stats)
         ((npos == 0)) && _mcache_complete_ref "$cur"
         ;;
-    ls | gc | history | rollback | compare)
+    ls | gc | history | rollback | compare | deployments | alerts | deploy)
         if ((npos == 0)); then
             _mcache_reply -W "$(_mcache_refs | sed 's/@.*//' | uniq)" -- "$cur"
         fi

@@ -13,8 +13,8 @@
 #include "tools/views.h"
 
 /* The alias's current targets as canonical text into buf ("" if none). */
-static const char *targets_of(struct mc_registry *r, const char *name, const char *alias,
-                              char *buf, size_t len)
+static const char *targets_of(struct mc_registry *r, const char *name, const char *alias, char *buf,
+                              size_t len)
 {
     const struct mc_reg_model *m = mc_registry_model(r, name);
 
@@ -100,7 +100,7 @@ static int set(const struct cli *c, const char *name, const char *alias, const c
     struct mc_reg_weight w[MC_ALIAS_TARGETS_MAX];
     const struct mc_reg_model *m;
     struct mc_registry *r;
-    char text[1024] = "", from[512], to[512];
+    char text[1024] = "", from[512], to[512], nodaemon[512] = "";
     const char *f;
     size_t nw = 0;
     uint64_t gen = 0;
@@ -108,14 +108,13 @@ static int set(const struct cli *c, const char *name, const char *alias, const c
     int rc;
 
     if (n > MC_ALIAS_TARGETS_MAX)
-        return cli_error(mc_err(MC_EINVAL, "alias: %zu targets given; an alias has at most %d",
-                                n, MC_ALIAS_TARGETS_MAX));
+        return cli_error(mc_err(MC_EINVAL, "alias: %zu targets given; an alias has at most %d", n,
+                                MC_ALIAS_TARGETS_MAX));
     if ((rc = mc_reg_targets_parse(words, n, w, &nw)))
         return cli_error(rc);
     for (size_t i = 0; i < n; i++)
-        snprintf(text + strlen(text), sizeof(text) - strlen(text), "%s%s", i ? " " : "",
-                 words[i]);
-    if (!no_gate) {
+        snprintf(text + strlen(text), sizeof(text) - strlen(text), "%s%s", i ? " " : "", words[i]);
+    if (!no_gate && (rc = cli_ctl_serves_store(c)) == 0) {
         const char *args[4] = {name, alias, text, why ? why : ""};
         rc = cli_ctl_call(c, "alias", why ? 4 : 3, args, -1, &res);
         if (rc == 0) {
@@ -125,9 +124,11 @@ static int set(const struct cli *c, const char *name, const char *alias, const c
             json_decref(res);
             return rc;
         }
-        if (rc != MC_ENODAEMON)
-            return cli_error(rc);
     }
+    if (!no_gate && rc != MC_ENODAEMON)
+        return cli_error(rc);
+    if (!no_gate) /* why mcached did not make the move; mc_err() below reuses its buffer */
+        snprintf(nodaemon, sizeof(nodaemon), "%s", mc_last_error());
     if ((rc = cli_open_store(c, true, false, &r)))
         return cli_error(rc);
     if (!(m = cli_model(r, name, &rc))) {
@@ -138,9 +139,9 @@ static int set(const struct cli *c, const char *name, const char *alias, const c
         mc_registry_close(r);
         return cli_error(mc_err(MC_ENODAEMON,
                                 "%s has a health check, which mcached runs before an alias "
-                                "moves, and mcached is not running (%s); start it, or move the "
-                                "alias without the check with --no-gate",
-                                name, mc_last_error()));
+                                "moves, and no mcached serves this store (%s); start one, or "
+                                "move the alias without the check with --no-gate",
+                                name, nodaemon));
     }
     f = targets_of(r, name, alias, from, sizeof(from));
     rc = mc_registry_alias_set_weighted(r, name, alias, w, nw, why, &gen);

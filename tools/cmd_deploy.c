@@ -62,8 +62,9 @@ static int parse_steps(const char *s, json_t *out)
         errno = 0;
         v = strtol(p, &end, 10);
         if (end == p || errno || (*end && *end != ','))
-            return mc_err(MC_EINVAL, "--steps \"%s\": expected percentages separated by commas, "
-                                     "e.g. 10,50,100",
+            return mc_err(MC_EINVAL,
+                          "--steps \"%s\": expected percentages separated by commas, "
+                          "e.g. 10,50,100",
                           s);
         if (v < 1 || v > 100)
             return mc_err(MC_EINVAL, "--steps \"%s\": %ld is not a percentage 1..100", s, v);
@@ -116,35 +117,33 @@ static json_t *deploy_json(const struct mc_reg_deploy *x)
         json_array_append_new(steps, json_integer(x->steps[i]));
     for (size_t i = 0; i < x->health_argc; i++)
         json_array_append_new(h, json_string(x->health_argv[i]));
-    return json_pack("{s:I, s:s, s:s, s:s, s:s, s:s, s:o, s:I, s:I, s:I, s:f, s:f, s:I, s:o, "
-                     "s:o, s:o, s:o, s:o, s:i, s:o}",
-                     "id", (json_int_t)x->id, "name", x->name, "version", x->version, "alias",
-                     x->alias, "strategy", mc_deploy_strategy_name(x->strategy), "state",
-                     mc_deploy_state_name(x->state), "steps", steps, "step",
-                     (json_int_t)x->step + 1, "weight", (json_int_t)x->steps[x->step],
-                     "interval_ms", (json_int_t)x->interval_ms, "max_error_rate",
-                     x->max_error_rate, "max_p99_ratio", x->max_p99_ratio, "min_requests",
-                     (json_int_t)x->min_requests, "from", jv_str(x->from), "reason",
-                     jv_str(x->reason), "started_at", jv_time(x->started_ns), "ended_at",
-                     x->ended_ns ? jv_time(x->ended_ns) : json_null(), "health", h, "uid",
-                     (int)x->uid, "step_started_at", jv_time(x->step_started_ns));
+    return json_pack(
+        "{s:I, s:s, s:s, s:s, s:s, s:s, s:o, s:I, s:I, s:I, s:f, s:f, s:I, s:o, "
+        "s:o, s:o, s:o, s:o, s:i, s:o}",
+        "id", (json_int_t)x->id, "name", x->name, "version", x->version, "alias", x->alias,
+        "strategy", mc_deploy_strategy_name(x->strategy), "state", mc_deploy_state_name(x->state),
+        "steps", steps, "step", (json_int_t)x->step + 1, "weight", (json_int_t)x->steps[x->step],
+        "interval_ms", (json_int_t)x->interval_ms, "max_error_rate", x->max_error_rate,
+        "max_p99_ratio", x->max_p99_ratio, "min_requests", (json_int_t)x->min_requests, "from",
+        jv_str(x->from), "reason", jv_str(x->reason), "started_at", jv_time(x->started_ns),
+        "ended_at", x->ended_ns ? jv_time(x->ended_ns) : json_null(), "health", h, "uid",
+        (int)x->uid, "step_started_at", jv_time(x->step_started_ns));
 }
 
 static void print_deploy(const struct mc_reg_deploy *x, uint64_t now)
 {
-    char age[64], dur[64];
+    char age[64], dur[64], p99[32] = "off";
 
-    printf("%s %s -> %s (rollout %llu, %s): %s, step %zu/%zu (%u%%), every %s\n", x->name,
-           x->alias, x->version, (unsigned long long)x->id, mc_deploy_strategy_name(x->strategy),
+    if (x->max_p99_ratio > 0)
+        snprintf(p99, sizeof(p99), "%.2fx the old one's", x->max_p99_ratio);
+    printf("%s %s -> %s (rollout %llu, %s): %s, step %zu/%zu (%u%%), every %s\n", x->name, x->alias,
+           x->version, (unsigned long long)x->id, mc_deploy_strategy_name(x->strategy),
            mc_deploy_state_name(x->state), x->step + 1, x->nsteps, x->steps[x->step],
            fmt_duration((double)x->interval_ms / 1000, dur));
-    printf("  from %s, begun %s ago; thresholds: error rate %.2f%%, p99 ratio %s, min %llu "
-           "requests\n",
-           x->from ? x->from : "(none)", fmt_age(x->started_ns, now, age),
-           x->max_error_rate * 100, x->max_p99_ratio > 0 ? "set" : "off",
-           (unsigned long long)x->min_requests);
-    if (x->max_p99_ratio > 0)
-        printf("  p99 must stay under %.2f x the old version's\n", x->max_p99_ratio);
+    printf("  from %s, begun %s; rolls back above error rate %.2f%% or p99 %s; holds under "
+           "%llu requests\n",
+           x->from ? x->from : "(none)", fmt_age(x->started_ns, now, age), x->max_error_rate * 100,
+           p99, (unsigned long long)x->min_requests);
     if (x->reason)
         printf("  last: %s\n", x->reason);
 }
@@ -220,7 +219,9 @@ static int control_offline(const struct cli *c, const char *act, const char *nam
     if (st == MC_DEPLOY_ABORTED && nw && mc_reg_targets_parse(words, nw, w, &nt) != 0)
         nt = 0;
     snprintf(reason, sizeof(reason), "%s by uid %u (mcached not running)",
-             st == MC_DEPLOY_PAUSED ? "paused" : st == MC_DEPLOY_RUNNING ? "resumed" : "aborted",
+             st == MC_DEPLOY_PAUSED    ? "paused"
+             : st == MC_DEPLOY_RUNNING ? "resumed"
+                                       : "aborted",
              (unsigned)getuid());
     rc = mc_registry_deploy_update(r, x->id, x->step, st, c->now_ns, reason,
                                    st == MC_DEPLOY_ABORTED && nt ? w : NULL,
@@ -230,8 +231,8 @@ static int control_offline(const struct cli *c, const char *act, const char *nam
         return cli_error(rc);
     }
     if (c->json)
-        jv_print(json_pack("{s:I, s:s, s:s, s:s}", "id", (json_int_t)x->id, "name", name,
-                           "state", mc_deploy_state_name(st), "reason", reason));
+        jv_print(json_pack("{s:I, s:s, s:s, s:s}", "id", (json_int_t)x->id, "name", name, "state",
+                           mc_deploy_state_name(st), "reason", reason));
     else if (!c->quiet)
         printf("%s: rollout %llu %s\n", name, (unsigned long long)x->id, reason);
     mc_registry_close(r);
@@ -242,7 +243,10 @@ static int control(const struct cli *c, const char *act, const char *name, const
 {
     const char *args[3] = {act, name, alias ? alias : ""};
     json_t *res;
-    int rc = cli_ctl_call(c, "deploy-ctl", alias ? 3 : 2, args, CLI_CTL_TIMEOUT_MS, &res);
+    int rc = cli_ctl_serves_store(c);
+
+    if (rc == 0)
+        rc = cli_ctl_call(c, "deploy-ctl", alias ? 3 : 2, args, CLI_CTL_TIMEOUT_MS, &res);
 
     if (rc == MC_ENODAEMON)
         return control_offline(c, act, name, alias);
@@ -252,8 +256,8 @@ static int control(const struct cli *c, const char *act, const char *name, const
         jv_print(res);
     else {
         if (!c->quiet)
-            printf("%s: rollout %lld on %s %s\n", name, jint(res, "id"),
-                   jstr_or(res, "alias", "?"), jstr_or(res, "reason", "?"));
+            printf("%s: rollout %lld on %s %s\n", name, jint(res, "id"), jstr_or(res, "alias", "?"),
+                   jstr_or(res, "reason", "?"));
         json_decref(res);
     }
     return EXIT_OK;
@@ -275,8 +279,9 @@ static int begin_spec(const struct args *a, json_t *j)
         return rc;
     json_object_set_new(j, "strategy", json_string(strategy));
     if ((v = args_value(a, "steps")) && st != MC_DEPLOY_CANARY)
-        return mc_err(MC_EINVAL, "--steps is for a canary; a %s deploy switches all traffic at "
-                                 "once",
+        return mc_err(MC_EINVAL,
+                      "--steps is for a canary; a %s deploy switches all traffic at "
+                      "once",
                       strategy);
     if ((rc = parse_steps(v ? v : "10,50,100", steps)))
         return rc;
@@ -307,15 +312,18 @@ static int begin_spec(const struct args *a, json_t *j)
 static int begin(const struct cli *c, const struct args *a)
 {
     const char *alias = args_value(a, "alias");
-    json_t *j = json_object(), *res;
+    size_t before = a->dashdash < a->npos ? a->dashdash : a->npos; /* words before "--" */
+    json_t *j, *res;
     char *s;
     char dur[64];
     int rc;
 
-    if (a->dashdash != 2 && a->npos != 2)
+    if (before != 2)
         return cli_usage(c, "deploy needs NAME VERSION (a health command follows \"--\")");
     if (!alias)
         return cli_usage(c, "deploy needs --alias ALIAS (the alias to move)");
+    if (!(j = json_object()))
+        return cli_error(mc_err(MC_ENOMEM, "out of memory"));
     json_object_set_new(j, "name", json_string(a->pos[0]));
     json_object_set_new(j, "version", json_string(a->pos[1]));
     json_object_set_new(j, "alias", json_string(alias));
@@ -325,11 +333,15 @@ static int begin(const struct cli *c, const struct args *a)
     }
     s = json_dumps(j, JSON_COMPACT);
     json_decref(j);
-    rc = cli_ctl_call(c, "deploy", 1, (const char *const *)&s, -1, &res);
+    rc = cli_ctl_serves_store(c);
+    if (rc == 0)
+        rc = cli_ctl_call(c, "deploy", 1, (const char *const *)&s, -1, &res);
     free(s);
-    if (rc == MC_ENODAEMON)
-        return cli_error(mc_err(MC_ENODAEMON, "mcached runs rollouts and is not reachable (%s)",
-                                mc_last_error()));
+    if (rc == MC_ENODAEMON) {
+        char why[512]; /* mc_err() writes where mc_last_error() points */
+        snprintf(why, sizeof(why), "%s", mc_last_error());
+        return cli_error(mc_err(MC_ENODAEMON, "mcached runs rollouts, and: %s", why));
+    }
     if (rc)
         return cli_error(rc);
     if (c->json) {
@@ -339,7 +351,7 @@ static int begin(const struct cli *c, const struct args *a)
     if (!c->quiet) {
         printf("%s: %s -> %s (rollout %lld, %s, step %lld/%lld): %s\n", jstr_or(res, "name", "?"),
                jstr_or(res, "alias", "?"), jstr_or(res, "targets", "?"), jint(res, "id"),
-               jstr_or(res, "strategy", "?"), jint(res, "step") + 1, jint(res, "steps"),
+               jstr_or(res, "strategy", "?"), jint(res, "step"), jint(res, "steps"),
                jstr_or(res, "state", "?"));
         if (!strcmp(jstr_or(res, "state", ""), "running"))
             printf("mcached judges it every %s; see `mcache deploy --status %s`\n",
@@ -379,28 +391,30 @@ const struct cli_cmd cmd_deploy = {
     .name = "deploy",
     .synopsis = "NAME VERSION --alias ALIAS [OPTIONS] [-- HEALTH-COMMAND...] | --status [NAME] "
                 "| --pause|--resume|--abort NAME",
-    .summary = "roll a version out on an alias: direct, blue-green or canary, rolled back on errors",
-    .help = "Begins a rollout of NAME@VERSION on ALIAS, run by mcached (no CLI process stays):\n"
-            "  direct      the alias moves at once (after the gate) and the rollout is done;\n"
-            "  blue-green  the alias moves at once, then is watched for one interval and\n"
-            "              moved back if the new version breaks a threshold;\n"
-            "  canary      the alias is split: VERSION gets each of --steps in turn (the old\n"
-            "              version the rest), one --interval each.\n"
-            "Every step is gated: VERSION is loaded and verified and passes the health check\n"
-            "(the command after \"--\", else the model's, `mcache health`). After each interval\n"
-            "mcached compares VERSION with the version it replaces over that interval, from\n"
-            "what the workers report (mc_report): fewer than --min-requests: hold; error rate\n"
-            "above --max-error-rate or p99 above --max-p99-ratio times the old one's: roll\n"
-            "back (the alias returns to where it was, in one record; an alert); else advance.\n"
-            "The rollout lives in the registry: a restarted mcached continues it. The command\n"
-            "returns once the first step is applied (or refused).\n"
-            "\n"
-            "Examples:\n"
-            "  mcache deploy resnet 2.0.0 --alias production --strategy canary --steps 10,50,100 \\\n"
-            "      --interval 5m --max-error-rate 0.02 --max-p99-ratio 1.5 --min-requests 200\n"
-            "  mcache deploy resnet 2.0.0 --alias production --strategy blue-green -- ./smoke.sh\n"
-            "  mcache deploy --status resnet\n"
-            "  mcache deploy --abort resnet",
+    .summary =
+        "roll a version out on an alias: direct, blue-green or canary, rolled back on errors",
+    .help =
+        "Begins a rollout of NAME@VERSION on ALIAS, run by mcached (no CLI process stays):\n"
+        "  direct      the alias moves at once (after the gate) and the rollout is done;\n"
+        "  blue-green  the alias moves at once, then is watched for one interval and\n"
+        "              moved back if the new version breaks a threshold;\n"
+        "  canary      the alias is split: VERSION gets each of --steps in turn (the old\n"
+        "              version the rest), one --interval each.\n"
+        "Every step is gated: VERSION is loaded and verified and passes the health check\n"
+        "(the command after \"--\", else the model's, `mcache health`). After each interval\n"
+        "mcached compares VERSION with the version it replaces over that interval, from\n"
+        "what the workers report (mc_report): fewer than --min-requests: hold; error rate\n"
+        "above --max-error-rate or p99 above --max-p99-ratio times the old one's: roll\n"
+        "back (the alias returns to where it was, in one record; an alert); else advance.\n"
+        "The rollout lives in the registry: a restarted mcached continues it. The command\n"
+        "returns once the first step is applied (or refused).\n"
+        "\n"
+        "Examples:\n"
+        "  mcache deploy resnet 2.0.0 --alias production --strategy canary --steps 10,50,100 \\\n"
+        "      --interval 5m --max-error-rate 0.02 --max-p99-ratio 1.5 --min-requests 200\n"
+        "  mcache deploy resnet 2.0.0 --alias production --strategy blue-green -- ./smoke.sh\n"
+        "  mcache deploy --status resnet\n"
+        "  mcache deploy --abort resnet",
     .opts = deploy_opts,
     .min_pos = 0,
     .max_pos = ARGS_MAX_POS,
@@ -422,8 +436,8 @@ static int run_deployments(struct cli *c, struct args *a)
         return cli_error(rc);
     }
     if (!c->json && !c->quiet)
-        printf("%-4s %-12s %-12s %-10s %-11s %-7s %-20s %s\n", "ID", "ALIAS", "VERSION",
-               "STRATEGY", "OUTCOME", "STEP", "STARTED", "REASON");
+        printf("%-4s %-12s %-12s %-10s %-11s %-7s %-20s %s\n", "ID", "ALIAS", "VERSION", "STRATEGY",
+               "OUTCOME", "STEP", "STARTED", "REASON");
     for (size_t i = 0; i < mc_registry_deploy_count(r); i++) {
         const struct mc_reg_deploy *x = mc_registry_deploy_at(r, i);
         char when[64], step[16];

@@ -45,9 +45,9 @@ static json_t *snap_json(const struct mc_reg_snapshot *s, bool entries)
         json_t *list = json_array();
 
         for (size_t i = 0; i < s->nentries; i++)
-            json_array_append_new(list, json_pack("{s:s, s:s, s:s}", "name", s->entries[i].model,
-                                                  "alias", s->entries[i].alias, "targets",
-                                                  s->entries[i].targets));
+            json_array_append_new(list,
+                                  json_pack("{s:s, s:s, s:s}", "name", s->entries[i].model, "alias",
+                                            s->entries[i].alias, "targets", s->entries[i].targets));
         json_object_set_new(o, "entries", list);
     }
     return o;
@@ -85,8 +85,8 @@ static int restore(const struct cli *c, struct mc_registry *r, const char *sname
     int rc;
 
     if (s == NULL)
-        return cli_error(mc_err(MC_ENOENT, "there is no snapshot \"%s\" (see `mcache snapshot ls`)",
-                                sname));
+        return cli_error(
+            mc_err(MC_ENOENT, "there is no snapshot \"%s\" (see `mcache snapshot ls`)", sname));
     /* where each alias is before, to say what moved */
     n = s->nentries;
     before = calloc(n ? n : 1, sizeof(*before));
@@ -106,11 +106,10 @@ static int restore(const struct cli *c, struct mc_registry *r, const char *sname
 
         targets_now(r, s->entries[i].model, s->entries[i].alias, now, sizeof(now));
         if (strcmp(now, before[i]) != 0)
-            json_array_append_new(moves, json_pack("{s:s, s:s, s:o, s:s}", "name",
-                                                   s->entries[i].model, "alias",
-                                                   s->entries[i].alias, "from",
-                                                   jv_str(before[i][0] ? before[i] : NULL), "to",
-                                                   now));
+            json_array_append_new(moves,
+                                  json_pack("{s:s, s:s, s:o, s:s}", "name", s->entries[i].model,
+                                            "alias", s->entries[i].alias, "from",
+                                            jv_str(before[i][0] ? before[i] : NULL), "to", now));
     }
     free(before);
     if (c->json) {
@@ -152,9 +151,8 @@ static int list(const struct cli *c, struct mc_registry *r, const char *sname)
         char when[64], who[64];
 
         if (s == NULL)
-            return cli_error(mc_err(MC_ENOENT,
-                                    "there is no snapshot \"%s\" (see `mcache snapshot ls`)",
-                                    sname));
+            return cli_error(
+                mc_err(MC_ENOENT, "there is no snapshot \"%s\" (see `mcache snapshot ls`)", sname));
         if (c->json) {
             jv_print(snap_json(s, true));
             return EXIT_OK;

@@ -4,6 +4,7 @@
 #include "tools/ctl_client.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +14,7 @@
 #include "index/proto.h"
 #include "common/err.h"
 #include "tools/arena_view.h"
+#include "tools/jsonout.h"
 
 int cli_socket_path(const struct cli *c, char *buf, size_t len)
 {
@@ -75,4 +77,26 @@ int cli_ctl_call(const struct cli *c, const char *op, unsigned nargs, const char
         return mc_err(MC_EIO, "mcached answered %s with JSON that does not parse: %s (line %d)", op,
                       je.text, je.line);
     return 0;
+}
+
+/*
+ * Does the mcached of this cache serve this store? 0 yes; MC_ENODAEMON (message set) if none
+ * runs or it serves another store (then the move is the registry's alone, as without it).
+ */
+int cli_ctl_serves_store(const struct cli *c)
+{
+    char ours[PATH_MAX], theirs[PATH_MAX];
+    const char *store;
+    json_t *st;
+    int rc = cli_ctl_call(c, "status", 0, NULL, CLI_CTL_TIMEOUT_MS, &st);
+
+    if (rc)
+        return rc;
+    store = jstr(json_object_get(st, "daemon"), "store");
+    rc = store && realpath(store, theirs) && realpath(c->store, ours) && !strcmp(ours, theirs)
+             ? 0
+             : mc_err(MC_ENODAEMON, "the mcached of cache \"%s\" serves the store %s, not %s",
+                      c->cache, store ? store : "?", c->store);
+    json_decref(st);
+    return rc;
 }

@@ -27,4 +27,10 @@ int cli_socket_path(const struct cli *c, char *buf, size_t len);
 int cli_ctl_call(const struct cli *c, const char *op, unsigned nargs, const char *const *args,
                  int timeout_ms, json_t **out);
 
+/*
+ * Does the mcached of this cache serve this store (--store, resolved)? 0 yes; else
+ * MC_ENODAEMON with a message (none runs, or it serves another store), or the call's error.
+ */
+int cli_ctl_serves_store(const struct cli *c);
+
 #endif

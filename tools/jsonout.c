@@ -155,11 +155,14 @@ json_t *jv_moves(const struct mc_reg_model *m, const char *alias, const char *ve
     qsort(refs, n, sizeof(*refs), by_generation);
     for (size_t i = 0; i < n; i++) {
         const struct mc_reg_move *mv = refs[i].mv;
-        json_array_append_new(a, json_pack("{s:s, s:s, s:o, s:o, s:I, s:o, s:i, s:I}", "alias",
-                                           refs[i].alias, "action", move_action(mv), "from",
-                                           jv_str(mv->from), "to", jv_str(mv->to), "at_ns",
-                                           (json_int_t)mv->at_ns, "at", jv_time(mv->at_ns), "uid",
-                                           (int)mv->uid, "generation", (json_int_t)mv->generation));
+        json_t *o = json_pack("{s:s, s:s, s:o, s:o, s:I, s:o, s:i, s:I}", "alias",
+                              refs[i].alias, "action", move_action(mv), "from", jv_str(mv->from),
+                              "to", jv_str(mv->to), "at_ns", (json_int_t)mv->at_ns, "at",
+                              jv_time(mv->at_ns), "uid", (int)mv->uid, "generation",
+                              (json_int_t)mv->generation);
+        if (mv->why) /* the reason given (--why, a rollout's decision) */
+            json_object_set_new(o, "why", json_string(mv->why));
+        json_array_append_new(a, o);
     }
     free(refs);
     return a;

@@ -60,6 +60,7 @@ class Snapshot(CliTest):
         self.assertEqual(self.ok("snapshot", "restore", "before").out,
                          "snapshot before: every alias is already where it records\n")
         self.assertEqual(self.ok("snapshot", "restore", "before", "-q").out, "")
+        self.assertTrue(self.json("fsck")["clean"])
         # the restore is in the aliases' history, as one generation
         moves = self.json("history", "m")["moves"]
         last = [mv for mv in moves if mv["generation"] == moves[-1]["generation"]]

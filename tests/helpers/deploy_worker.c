@@ -3,10 +3,11 @@
  * serves requests through an alias and reports each one with mc_report(),
  * failing a given share of the requests that one version serves.
  *
- *   deploy_worker SHM_DIR CACHE NAME REF BAD_VERSION ERR_PERMILLE [RATE]
+ *   deploy_worker SHM_DIR CACHE NAME REF BAD_VERSION ERR_PERMILLE [RATE [BAD_LAT_US]]
  *
- * Each request: mc_get(NAME, REF), report latency 100 us (ok, or an error
- * for ERR_PERMILLE per thousand of BAD_VERSION's requests), mc_release.
+ * Each request: mc_get(NAME, REF), report latency 100 us (BAD_LAT_US for
+ * BAD_VERSION) and ok, or an error for ERR_PERMILLE per thousand of
+ * BAD_VERSION's requests, mc_release.
  * About RATE requests per second (default 2000). Prints "ready" once its
  * first request was served, and on exit "served N bad B" (B: versions seen
  * that are not NAME's). Runs until its stdin closes (or 300 s).
@@ -43,7 +44,7 @@ static int stdin_closed(void)
 int main(int argc, char **argv)
 {
     const char *dir, *cache, *name, *ref, *bad;
-    long permille, rate = 2000;
+    long permille, rate = 2000, bad_lat_us = 100;
     uint64_t served = 0, errs = 0, start = now_ns(), tick;
     mc_cache *c = NULL;
     int said = 0, rc;
@@ -57,6 +58,8 @@ int main(int argc, char **argv)
     permille = atol(argv[6]);
     if (argc > 7)
         rate = atol(argv[7]);
+    if (argc > 8)
+        bad_lat_us = atol(argv[8]);
     setvbuf(stdout, NULL, _IOLBF, 0);
     while ((rc = mc_attach_dir(dir, cache, &c)) != 0) {
         if (now_ns() - start > 10000000000ull) {
@@ -82,11 +85,11 @@ int main(int argc, char **argv)
                 break;
             int is_bad = !strcmp(mc_model_version(m), bad);
             /* Errors spread evenly: the n-th bad request fails when n * permille / 1000 steps. */
-            int ok = !is_bad ||
-                     (served * (uint64_t)permille) / 1000 == ((served + 1) * (uint64_t)permille) / 1000;
+            int ok = !is_bad || (served * (uint64_t)permille) / 1000 ==
+                                    ((served + 1) * (uint64_t)permille) / 1000;
             served += is_bad;
             errs += !ok;
-            mc_report(m, 100000, ok, 1);
+            mc_report(m, is_bad ? (uint64_t)bad_lat_us * 1000 : 100000, ok, 1);
             mc_release(m);
             if (!said) {
                 printf("ready\n");

@@ -22,6 +22,7 @@
 
 #include <cmocka.h>
 
+#include "index/stats.h"
 #include "tests/helpers/run.h"
 #include "tests/helpers/testutil.h"
 #include "tests/loader/daemon_fixture.h"
@@ -56,13 +57,14 @@ static int deploy_teardown(void **state)
 
 #define DEPLOY_TEST(f) cmocka_unit_test_setup_teardown(f, daemon_setup, deploy_teardown)
 
-/* A deploy_worker serving m@prod, failing `permille` of 2.0.0's requests. */
-static void worker_start(struct worker *w, const char *bad, int permille)
+/* A deploy_worker serving m@prod, failing `permille` of bad's requests, which take lat_us. */
+static void worker_start_lat(struct worker *w, const char *bad, int permille, int lat_us)
 {
-    char prog[512], pm[16], line[128];
+    char prog[512], pm[16], lat[16], line[128];
     int wr[2], rd[2];
 
     snprintf(pm, sizeof(pm), "%d", permille);
+    snprintf(lat, sizeof(lat), "%d", lat_us);
     assert_int_equal(pipe2(wr, O_CLOEXEC), 0);
     assert_int_equal(pipe2(rd, O_CLOEXEC), 0);
     w->pid = fork();
@@ -70,7 +72,7 @@ static void worker_start(struct worker *w, const char *bad, int permille)
         dup2(wr[0], 0);
         dup2(rd[1], 1);
         execl(helper_path("deploy_worker", prog, sizeof(prog)), "deploy_worker", D.shm, "t", "m",
-              "prod", bad, pm, "2000", NULL);
+              "prod", bad, pm, "2000", lat, NULL);
         _exit(127);
     }
     running_worker = w->pid;
@@ -80,6 +82,11 @@ static void worker_start(struct worker *w, const char *bad, int permille)
     w->out = fdopen(rd[0], "r");
     assert_non_null(fgets(line, sizeof(line), w->out));
     assert_string_equal(line, "ready\n");
+}
+
+static void worker_start(struct worker *w, const char *bad, int permille)
+{
+    worker_start_lat(w, bad, permille, 100);
 }
 
 static void worker_stop(struct worker *w)
@@ -132,9 +139,8 @@ static const struct mc_reg_deploy *await_state(enum mc_deploy_state st, uint64_t
             return x;
         if (mono_ms() > until) {
             fprintf(stderr, "rollout is %s (%s), not %s after %llu ms\n",
-                    x ? mc_deploy_state_name(x->state) : "absent",
-                    x && x->reason ? x->reason : "-", mc_deploy_state_name(st),
-                    (unsigned long long)ms);
+                    x ? mc_deploy_state_name(x->state) : "absent", x && x->reason ? x->reason : "-",
+                    mc_deploy_state_name(st), (unsigned long long)ms);
             dump_log();
             fail();
         }
@@ -211,8 +217,7 @@ static void test_canary_with_errors_is_rolled_back_within_one_interval(void **st
     assert_string_equal(targets(t, sizeof(t)), "1.0.0");
     m = mc_registry_model(D.reg, "m");
     assert_non_null(m->aliases[0].history[m->aliases[0].nhistory - 1].why);
-    assert_non_null(strstr(m->aliases[0].history[m->aliases[0].nhistory - 1].why,
-                           "auto-rollback"));
+    assert_non_null(strstr(m->aliases[0].history[m->aliases[0].nhistory - 1].why, "auto-rollback"));
     /* The alert is stored right after the rollback's record. */
     for (uint64_t until = mono_ms() + 2000; mc_registry_alert_count(D.reg) == 0;) {
         if (mono_ms() > until)
@@ -262,6 +267,53 @@ static void test_healthy_canary_reaches_100(void **state)
     x = await_state(MC_DEPLOY_SUCCEEDED, 3 * 1000 + 4000);
     printf("# %s\n", x->reason);
     assert_int_equal(x->step, 2);
+    assert_string_equal(targets(t, sizeof(t)), "2.0.0");
+    worker_stop(&w);
+    daemon_stop_clean();
+}
+
+static void test_blue_green_slower_p99_is_rolled_back(void **state)
+{
+    const struct mc_reg_deploy *x;
+    struct worker w;
+    char t[256], *body = NULL;
+
+    (void)state;
+    setup_two();
+    daemon_start_args(NULL);
+    worker_start_lat(&w, "2.0.0", 0, 2000); /* 2.0.0 takes 2 ms, 1.0.0 0.1 ms */
+    assert_int_equal(begin(",\"strategy\":\"blue-green\",\"steps\":[],\"interval_ms\":1000,"
+                           "\"min_requests\":20,\"max_p99_ratio\":1.5",
+                           &body),
+                     0);
+    assert_non_null(strstr(body, "\"targets\":\"2.0.0\"")); /* all traffic at once */
+    free(body);
+    x = await_state(MC_DEPLOY_ROLLED_BACK, 1000 + 3000);
+    printf("# %s\n", x->reason);
+    assert_non_null(strstr(x->reason, "auto-rollback: p99"));
+    assert_string_equal(targets(t, sizeof(t)), "1.0.0");
+    worker_stop(&w);
+    daemon_stop_clean();
+}
+
+static void test_healthy_blue_green_succeeds_after_one_interval(void **state)
+{
+    const struct mc_reg_deploy *x;
+    struct worker w;
+    char t[256], *body = NULL;
+
+    (void)state;
+    setup_two();
+    daemon_start_args(NULL);
+    worker_start(&w, "2.0.0", 0);
+    assert_int_equal(begin(",\"strategy\":\"blue-green\",\"steps\":[],\"interval_ms\":1000,"
+                           "\"min_requests\":20,\"max_p99_ratio\":3",
+                           &body),
+                     0);
+    assert_non_null(strstr(body, "\"state\":\"running\""));
+    free(body);
+    x = await_state(MC_DEPLOY_SUCCEEDED, 1000 + 3000);
+    printf("# %s\n", x->reason);
     assert_string_equal(targets(t, sizeof(t)), "2.0.0");
     worker_stop(&w);
     daemon_stop_clean();
@@ -364,6 +416,62 @@ static void test_pause_resume_and_abort(void **state)
     daemon_stop_clean();
 }
 
+static void test_an_untracked_version_holds_with_one_alert(void **state)
+{
+    const struct mc_reg_deploy *x;
+    char *body = NULL, t[256], v[32];
+    size_t alerts = 0;
+    uint64_t until;
+
+    (void)state;
+    setup_two();
+    daemon_start_args(NULL);
+    assert_int_equal(ctl(NULL, "load", 3, "m", "1.0.0", "10000"), 0);
+    /* Every other statistics index taken by resident versions: 2.0.0 loads untracked. */
+    for (int i = 1; i < (int)MC_STATS_VERSIONS - 1; i++) {
+        snprintf(v, sizeof(v), "0.%d.0", i);
+        push("filler", v, 4096, (uint32_t)i);
+        assert_int_equal(ctl(NULL, "load", 3, "filler", v, "10000"), 0);
+    }
+    assert_int_equal(begin(",\"interval_ms\":300", &body), 0);
+    free(body);
+    until = mono_ms() + 4000;
+    while ((x = last_deploy()) && (!x->reason || !strstr(x->reason, "cannot judge")))
+        if (mono_ms() > until)
+            fail_msg("no hold: %s", x->reason ? x->reason : "-");
+        else
+            sleep_ms(20);
+    printf("# %s\n", x->reason);
+    assert_int_equal(x->state, MC_DEPLOY_RUNNING);
+    sleep_ms(1000); /* three more intervals: still one alert */
+    assert_int_equal(mc_registry_refresh(D.reg, NULL), 0);
+    for (size_t i = 0; i < mc_registry_alert_count(D.reg); i++)
+        alerts += !strcmp(mc_registry_alert_at(D.reg, i)->kind, "threshold");
+    assert_int_equal(alerts, 1);
+    assert_string_equal(targets(t, sizeof(t)), "1.0.0=90 2.0.0=10");
+    daemon_stop_clean();
+}
+
+static void test_moving_the_alias_by_hand_aborts_the_rollout(void **state)
+{
+    const struct mc_reg_deploy *x;
+    char *body = NULL, t[256];
+
+    (void)state;
+    setup_two();
+    daemon_start_args(NULL);
+    assert_int_equal(begin(",\"interval_ms\":60000", &body), 0);
+    free(body);
+    assert_int_equal(ctl(&body, "alias", 4, "m", "prod", "1.0.0", "operator override"), 0);
+    free(body);
+    x = await_state(MC_DEPLOY_ABORTED, 2000);
+    printf("# %s\n", x->reason);
+    assert_non_null(strstr(x->reason, "moved outside the rollout"));
+    assert_string_equal(targets(t, sizeof(t)), "1.0.0");
+    log_wait("ALERT threshold");
+    daemon_stop_clean();
+}
+
 static void test_failing_health_gate_fails_the_rollout_before_any_move(void **state)
 {
     const struct mc_reg_deploy *x;
@@ -400,6 +508,7 @@ static void test_bad_input_is_refused_and_changes_nothing(void **state)
         {",\"version\":\"9.9.9\"", "9.9.9"},
         {",\"strategy\":\"yolo\"", "yolo"},
         {",\"alias\":\"nosuch\"", "nosuch"},
+        {",\"version\":\"3.0.0\"", "3.0.0"}, /* archived: not ready */
     };
     char t[256];
     size_t n;
@@ -407,6 +516,9 @@ static void test_bad_input_is_refused_and_changes_nothing(void **state)
 
     (void)state;
     setup_two();
+    push("m", "3.0.0", 1u << 20, 3);
+    assert_int_equal(mc_registry_set_status(D.reg, "m", "3.0.0", MC_STATUS_ARCHIVED, "old", NULL),
+                     0);
     daemon_start_args(NULL);
     assert_int_equal(mc_registry_refresh(D.reg, NULL), 0);
     n = mc_registry_deploy_count(D.reg);
@@ -430,9 +542,13 @@ int main(void)
     const struct CMUnitTest tests[] = {
         DEPLOY_TEST(test_canary_with_errors_is_rolled_back_within_one_interval),
         DEPLOY_TEST(test_healthy_canary_reaches_100),
+        DEPLOY_TEST(test_blue_green_slower_p99_is_rolled_back),
+        DEPLOY_TEST(test_healthy_blue_green_succeeds_after_one_interval),
         DEPLOY_TEST(test_too_few_requests_hold_the_step),
         DEPLOY_TEST(test_kill9_mid_rollout_then_restart_continues_from_its_step),
         DEPLOY_TEST(test_pause_resume_and_abort),
+        DEPLOY_TEST(test_an_untracked_version_holds_with_one_alert),
+        DEPLOY_TEST(test_moving_the_alias_by_hand_aborts_the_rollout),
         DEPLOY_TEST(test_failing_health_gate_fails_the_rollout_before_any_move),
         DEPLOY_TEST(test_bad_input_is_refused_and_changes_nothing),
     };

@@ -64,8 +64,9 @@ static void test_failing_check_refuses_the_move_with_status_and_output(void **st
 
     (void)state;
     setup_two();
-    health("m", "echo \"smoke of $MCACHE_MODEL@$MCACHE_VERSION in $MCACHE_CACHE\"; "
-                "echo 'logits are NaN' >&2; exit 3",
+    health("m",
+           "echo \"smoke of $MCACHE_MODEL@$MCACHE_VERSION in $MCACHE_CACHE\"; "
+           "echo 'logits are NaN' >&2; exit 3",
            5000);
     alerts = mc_registry_alert_count(D.reg);
     daemon_start_args(NULL);
@@ -90,12 +91,12 @@ static void test_passing_check_moves_to_weighted_targets(void **state)
     (void)state;
     setup_two();
     /* Passes only for 2.0.0 with the environment set: 1.0.0 keeps its place (no check). */
-    health("m", "test \"$MCACHE_VERSION\" = 2.0.0 && test -n \"$MCACHE_SHM_DIR\" && "
-                "test -S \"$MCACHE_SOCKET\"",
+    health("m",
+           "test \"$MCACHE_VERSION\" = 2.0.0 && test -n \"$MCACHE_SHM_DIR\" && "
+           "test -S \"$MCACHE_SOCKET\"",
            5000);
     daemon_start_args(NULL);
-    assert_int_equal(ctl(&body, "alias", 4, "m", "prod", "1.0.0=90 2.0.0=10", "canary by hand"),
-                     0);
+    assert_int_equal(ctl(&body, "alias", 4, "m", "prod", "1.0.0=90 2.0.0=10", "canary by hand"), 0);
     assert_non_null(strstr(body, "\"to\":\"1.0.0=90 2.0.0=10\""));
     assert_non_null(strstr(body, "\"version\":\"2.0.0\""));
     free(body);
@@ -165,12 +166,16 @@ static void test_bad_targets_are_refused_and_change_nothing(void **state)
         {"1.0.0=50 9.9.9=50", "9.9.9"}, /* unknown version */
         {"1.0.0=50 1.0.0=50", "1.0.0"}, /* twice */
         {"1.0.0=abc 2.0.0=50", "abc"},
+        {"1.0.0=50 3.0.0=50", "3.0.0"}, /* archived: not ready */
     };
     uint64_t gen;
     char t[256];
 
     (void)state;
     setup_two();
+    push("m", "3.0.0", 1u << 20, 3);
+    assert_int_equal(mc_registry_set_status(D.reg, "m", "3.0.0", MC_STATUS_ARCHIVED, "old", NULL),
+                     0);
     daemon_start_args(NULL);
     gen = (assert_int_equal(mc_registry_refresh(D.reg, NULL), 0), mc_registry_generation(D.reg));
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {

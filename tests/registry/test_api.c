@@ -863,6 +863,9 @@ static void survives_reopen(struct fx *f)
     free(after);
     free(before);
     mc_registry_close(b);
+    /* and the checker finds every record and entry sound */
+    if (mc_registry_check(f->store, MC_CHECK_ARTIFACTS, NULL, NULL, NULL) != 0)
+        fail_msg("check: %s", mc_last_error());
 }
 
 static void parse_refused(const char *const *words, size_t n, const char *want)
@@ -974,6 +977,16 @@ static void test_weighted_aliases(void **state)
     assert_int_equal(mc_registry_alias_set_weighted(f->r, "m", "production", t, 2, NULL, NULL), 0);
     targets_are(f, "m", "production", "1.0.0=50 2.0.0=50");
     resolves(f, "production", "1.0.0");
+    {
+        const struct mc_reg_version **found;
+        struct mc_search q = {.ref = "production"};
+
+        assert_int_equal(mc_registry_search(f->r, &q, &found, &n), 0);
+        assert_int_equal(n, 2); /* every target of a weighted alias */
+        assert_string_equal(found[0]->version, "2.0.0");
+        assert_string_equal(found[1]->version, "1.0.0");
+        free(found);
+    }
     /* four targets */
     t[0] = (struct mc_reg_weight){"4.0.0", 10};
     t[1] = (struct mc_reg_weight){"3.0.0", 20};
