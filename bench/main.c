@@ -63,6 +63,12 @@ static const struct scenario scenarios[] = {
      "10,000 models x 3 versions (--quick: 1,000): manifest replay of the journal and of the "
      "compacted snapshot (vs jansson alone), mcached start on that store (adopt vs recreate), "
      "get latency at 100 vs 10,000 models"},
+    {"deploy", sc_deploy, NULL,
+     "a real mcached rolls a canary back by itself (steps 50,100, 1 s interval, max error "
+     "rate 2%) while 4 exec'd workers (--quick: 2) serve through the alias with a key the canary "
+     "gets and report every request: from the rollback's record (its history entry) to each "
+     "worker's next get of the old version, p50 and p99, 20 runs (--quick: 5); beside it, the "
+     "same after an operator's plain alias move (ms)"},
     {"torch", sc_torch, NULL,
      "1, 4 and 16 fresh Python workers (--quick: 1 and 4) each need the same --size "
      "transformer-shaped safetensors model as a dict of torch tensors: mcache (a real mcached; "
@@ -182,26 +188,17 @@ static int parse_opts(struct bench *b, int argc, char **argv, int *first)
         O_NOREDIS,
         O_NOPLOTS
     };
-    static const struct option longs[] = {{"out", 1, 0, O_OUT},
-                                          {"quick", 0, 0, O_QUICK},
-                                          {"runs", 1, 0, O_RUNS},
-                                          {"size", 1, 0, O_SIZE},
-                                          {"ops", 1, 0, O_OPS},
-                                          {"redis-ops", 1, 0, O_ROPS},
-                                          {"tput-ms", 1, 0, O_TPUT},
-                                          {"idle", 1, 0, O_IDLE},
-                                          {"rounds", 1, 0, O_ROUNDS},
-                                          {"passes", 1, 0, O_PASSES},
-                                          {"hog-max", 1, 0, O_HOG},
-                                          {"shm-dir", 1, 0, O_SHM},
-                                          {"huge-dir", 1, 0, O_HUGE},
-                                          {"tmp-dir", 1, 0, O_TMP},
-                                          {"base", 1, 0, O_BASE},
-                                          {"no-redis", 0, 0, O_NOREDIS},
-                                          {"no-plots", 0, 0, O_NOPLOTS},
-                                          {"help", 0, 0, 'h'},
-                                          {"version", 0, 0, 'V'},
-                                          {0, 0, 0, 0}};
+    static const struct option longs[] = {
+        {"out", 1, 0, O_OUT},          {"quick", 0, 0, O_QUICK},
+        {"runs", 1, 0, O_RUNS},        {"size", 1, 0, O_SIZE},
+        {"ops", 1, 0, O_OPS},          {"redis-ops", 1, 0, O_ROPS},
+        {"tput-ms", 1, 0, O_TPUT},     {"idle", 1, 0, O_IDLE},
+        {"rounds", 1, 0, O_ROUNDS},    {"passes", 1, 0, O_PASSES},
+        {"hog-max", 1, 0, O_HOG},      {"shm-dir", 1, 0, O_SHM},
+        {"huge-dir", 1, 0, O_HUGE},    {"tmp-dir", 1, 0, O_TMP},
+        {"base", 1, 0, O_BASE},        {"no-redis", 0, 0, O_NOREDIS},
+        {"no-plots", 0, 0, O_NOPLOTS}, {"help", 0, 0, 'h'},
+        {"version", 0, 0, 'V'},        {0, 0, 0, 0}};
     uint64_t v, set[O_NOPLOTS + 1] = {0}, val[O_NOPLOTS + 1] = {0};
     int c, li = 0;
 
