@@ -4,32 +4,36 @@
  *
  * A real mcached with its own store: model m at 1.0.0 and 2.0.0 (64 KiB
  * each, preloaded), alias prod -> 1.0.0. W exec'd workers (4; --quick 2),
- * each pinned to a CPU as the other scenarios pin, serve in a tight loop:
- * mc_get_keyed(m, prod, KEY), mc_report (3 us; ok=0 for 2.0.0, ok=1 for
- * 1.0.0), release. KEY is one that a 50/50 split of prod picks 2.0.0 for
- * (found once, before the runs, by the bench itself through that split), so
- * while the canary is at its first step every worker gets 2.0.0 and every
- * one of those requests is an error. Each worker notes CLOCK_REALTIME as
- * its first get of 1.0.0 after 2.0.0 returns.
+ * each pinned to a CPU as the other scenarios pin (cpu_nth), serve in a
+ * loop: mc_get_keyed(m, prod, KEY), mc_report (3 us; ok=0 for 2.0.0, ok=1
+ * for 1.0.0), release, then a 0.1 ms pause (10,000 requests a second each,
+ * leaving the CPUs to mcached). KEY is one that a 50/50 split of prod gives
+ * to 2.0.0 (found once, before the runs, by the bench itself through that
+ * split), so while the canary is at its first step every worker gets 2.0.0
+ * and every one of those requests is an error. Each worker notes
+ * CLOCK_REALTIME as its first get of 1.0.0 after 2.0.0 returns.
  *
  * Per run, in this order:
  *
  *   auto-rollback   `deploy` (the ctl op behind `mcache deploy`): canary of
- *                   2.0.0 on prod, steps 50,100, interval 1 s,
- *                   max error rate 2%, 50 requests at least. mcached moves
- *                   prod to 50/50, judges the interval, finds 100% errors
- *                   and rolls back by itself. The decision's time is the
- *                   rollback's entry in prod's history (at_ns: the record's
- *                   time, taken as mcached makes it, before it is written,
- *                   synced and published), read with the registry library.
+ *                   2.0.0 on prod, steps 50,100, interval 1 s, max error
+ *                   rate 2%, at least 50 requests. mcached moves prod to
+ *                   50/50, judges the interval, finds 100% errors and rolls
+ *                   back by itself. The decision's time is the rollback's
+ *                   entry in prod's history (at_ns: the record's time, set
+ *                   as mcached makes the record, before it is written,
+ *                   fsync'd, read back and published to the arena), read
+ *                   with the registry library.
  *   operator move   the baseline: `alias m prod 2.0.0` (ctl, gated as
- *                   `mcache alias` does), every worker sees 2.0.0, then
+ *                   `mcache alias` is), every worker sees 2.0.0, then
  *                   `alias m prod 1.0.0`: the decision is that move's
  *                   history entry, measured the same way.
  *
  * A sample is one worker's first-old-get time minus the decision's time;
  * "every worker" is the slowest worker of a run. Runs: 20 (--quick 5, or
- * --runs). Each wait has a deadline and says what did not happen.
+ * --runs). Then (not with --quick) the same with busy workers: no pause
+ * between requests, so W workers spin on the CPUs mcached needs too.
+ * Every wait has a deadline and says what did not happen.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -54,9 +58,8 @@
 #define ROLLBACK    "auto-rollback (mcached decides)"
 #define OPERATOR    "operator's alias move (ctl alias)"
 #define ONE         "decision to a worker's next get"
-#define ONE_P99     "decision to a worker's next get, p99"
 #define ALL         "decision to every worker's next get"
-#define ALL_P99     "decision to every worker's next get, p99"
+#define BUSY        ", busy workers"
 #define BACK_WHY    "mcache-bench deploy: the operator moves prod back"
 #define SPEC                                                                                       \
     "{\"name\":\"m\",\"version\":\"" NEW "\",\"alias\":\"prod\",\"strategy\":\"canary\","          \
@@ -78,6 +81,8 @@ struct dep {
     struct mc_registry *reg;
     struct feed f[MAX_WORKERS];
     unsigned nw;
+    const char *pace;   /* PACE_NS, or "0" (busy) */
+    char metric[4][96]; /* the part's: ONE, its p99, ALL, its p99 */
 };
 
 static int push_models(struct dep *x)
@@ -251,7 +256,7 @@ static int start_workers(struct dep *x)
 
     for (unsigned i = 0; i < x->nw; i++) {
         const char *args[] = {"serve", x->b->shm_work, x->d.cache, "m", "prod", x->key, NEW,
-                              OLD,     cpu[i],         PACE_NS,    NULL};
+                              OLD,     cpu[i],         x->pace,    NULL};
 
         snprintf(cpu[i], sizeof(cpu[i]), "%d", cpu_nth(i));
         if (bench_worker(x->b, &x->f[i].w, args))
@@ -341,14 +346,12 @@ static void record(struct dep *x, const char *system, uint64_t at, const uint64_
     for (unsigned i = 0; i < x->nw; i++) {
         double ms = ((double)seen[i] - (double)at) / 1e6;
 
-        bench_add(x->b, system, ONE, "ms", ms);
-        bench_add(x->b, system, ONE_P99, "ms", ms);
+        bench_add(x->b, system, x->metric[0], "ms", ms);
+        bench_add(x->b, system, x->metric[1], "ms", ms);
         worst = ms > worst ? ms : worst;
     }
-    if (getenv("DEPLOY_DEBUG"))
-        fprintf(stderr, "%s: %.3f ms\n", system, worst);
-    bench_add(x->b, system, ALL, "ms", worst);
-    bench_add(x->b, system, ALL_P99, "ms", worst);
+    bench_add(x->b, system, x->metric[2], "ms", worst);
+    bench_add(x->b, system, x->metric[3], "ms", worst);
 }
 
 /* A worker saw the old version before the decision was made: something else moved prod. */
@@ -390,6 +393,39 @@ static int one_run(struct dep *x)
     return 0;
 }
 
+/* One part: workers at x->pace serve; runs of a rollback and an operator's move. */
+static int part(struct dep *x, unsigned runs, bool busy)
+{
+    int rc;
+
+    x->pace = busy ? "0" : PACE_NS;
+    snprintf(x->metric[0], sizeof(x->metric[0]), "%s%s", ONE, busy ? BUSY : "");
+    snprintf(x->metric[1], sizeof(x->metric[1]), "%s%s, p99", ONE, busy ? BUSY : "");
+    snprintf(x->metric[2], sizeof(x->metric[2]), "%s%s", ALL, busy ? BUSY : "");
+    snprintf(x->metric[3], sizeof(x->metric[3]), "%s%s, p99", ALL, busy ? BUSY : "");
+    bench_progress("deploy: %u workers, %s, serve m@prod with key %s (a 50/50 split gives it %s)",
+                   x->nw, busy ? "never idle" : "each a request every 0.1 ms", x->key, NEW);
+    rc = start_workers(x);
+    /* Rows in this order: the p50 rows, then the p99 ones. */
+    for (int s = 0; s < 2 && !rc; s++) {
+        const char *sys = s ? OPERATOR : ROLLBACK;
+
+        for (int m = 0; m < 4; m++)
+            bench_row(x->b, sys, x->metric[m], "ms")->pctl = m % 2 ? 99 : 50;
+    }
+    for (unsigned run = 0; run < runs && !rc; run++) {
+        bench_progress("deploy: %srun %u/%u (a canary rolled back by mcached, then an operator's "
+                       "move)",
+                       busy ? "busy workers, " : "", run + 1, runs);
+        rc = one_run(x);
+    }
+    rc = stop_workers(x, rc);
+    if (!rc)
+        for (int m = 0; m < 4; m++)
+            bench_base_system(x->b, x->metric[m], OPERATOR);
+    return rc;
+}
+
 static int measure(struct dep *x, unsigned runs)
 {
     const struct mc_registry_opts ro = {.flags = MC_REGISTRY_READONLY};
@@ -401,27 +437,10 @@ static int measure(struct dep *x, unsigned runs)
          find_key(x);
     if (!rc && mc_registry_open(x->store, &ro, &x->reg))
         rc = bench_error("deploy: opening the store %s: %s", x->store, mc_last_error());
-    if (!rc) {
-        bench_progress("deploy: %u workers serve m@prod with key %s (a 50/50 split gives it %s)",
-                       x->nw, x->key, NEW);
-        rc = start_workers(x);
-    }
-    /* Rows in this order: the p50 rows, then the p99 ones. */
-    for (int s = 0; s < 2 && !rc; s++) {
-        const char *sys = s ? OPERATOR : ROLLBACK;
-
-        bench_row(x->b, sys, ONE, "ms");
-        bench_row(x->b, sys, ONE_P99, "ms")->pctl = 99;
-        bench_row(x->b, sys, ALL, "ms");
-        bench_row(x->b, sys, ALL_P99, "ms")->pctl = 99;
-    }
-    for (unsigned run = 0; run < runs && !rc; run++) {
-        bench_progress("deploy: run %u/%u (a canary rolled back by mcached, then an operator's "
-                       "move)",
-                       run + 1, runs);
-        rc = one_run(x);
-    }
-    rc = stop_workers(x, rc);
+    if (!rc)
+        rc = part(x, runs, false);
+    if (!rc && !x->b->o.quick)
+        rc = part(x, runs, true);
     if (x->reg)
         mc_registry_close(x->reg);
     x->reg = NULL;
@@ -433,8 +452,7 @@ int sc_deploy(struct bench *b)
 {
     static struct dep x; /* the feeds' buffers */
     unsigned runs = b->o.runs_given ? b->o.runs : b->o.quick ? 5 : 20;
-    const char *metrics[] = {ONE, ONE_P99, ALL, ALL_P99};
-    char title[160];
+    char title[160], one99[96], all99[96];
     int rc;
 
     memset(&x, 0, sizeof(x));
@@ -448,18 +466,20 @@ int sc_deploy(struct bench *b)
     rm_tree(x.store);
     if (rc)
         return -1;
-    for (size_t i = 0; i < sizeof(metrics) / sizeof(metrics[0]); i++)
-        bench_base_system(b, metrics[i], OPERATOR);
     snprintf(title, sizeof(title),
              "a canary's rollback reaches %u serving workers (%u runs; key pinned to the canary)",
              x.nw, runs);
     bench_print_table(b, title);
-    bench_target(b, bench_value(b, ROLLBACK, ALL_P99), true, 10,
+    snprintf(one99, sizeof(one99), "%s, p99", ONE);
+    snprintf(all99, sizeof(all99), "%s, p99", ALL);
+    bench_target(b, bench_value(b, ROLLBACK, all99), true, 10,
                  "rollback decision to every worker's next get of the old version, p99, ms "
                  "(our target)");
-    bench_note("deploy: p50 %.3f ms, p99 %.3f ms from the rollback's record to a worker's next "
-               "get of %s; an operator's move: p50 %.3f ms, p99 %.3f ms",
-               bench_value(b, ROLLBACK, ONE), bench_value(b, ROLLBACK, ONE_P99), OLD,
-               bench_value(b, OPERATOR, ONE), bench_value(b, OPERATOR, ONE_P99));
+    bench_note("deploy: from the rollback's record to a worker's next get of %s: p50 %.3f ms, "
+               "p99 %.3f ms; from an operator's move: p50 %.3f ms, p99 %.3f ms",
+               OLD, bench_value(b, ROLLBACK, ONE), bench_value(b, ROLLBACK, one99),
+               bench_value(b, OPERATOR, ONE), bench_value(b, OPERATOR, one99));
+    if (b->o.quick)
+        bench_note("deploy: the part with busy workers (never idle) was left out: --quick");
     return 0;
 }
