@@ -29,6 +29,9 @@
  *                   `alias m prod 1.0.0`: the decision is that move's
  *                   history entry, measured the same way.
  *
+ * After each run, a control: a 1 KiB append + fdatasync to a file beside
+ * the store (what the disk charges for a registry record now).
+ *
  * A sample is one worker's first-old-get time minus the decision's time;
  * "every worker" is the slowest worker of a run. Runs: 20 (--quick 5, or
  * --runs). Then (not with --quick) the same with busy workers: no pause
@@ -36,6 +39,7 @@
  * Every wait has a deadline and says what did not happen.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <poll.h>
 #include <stdio.h>
@@ -60,6 +64,8 @@
 #define ONE         "decision to a worker's next get"
 #define ALL         "decision to every worker's next get"
 #define BUSY        ", busy workers"
+#define CONTROL     "control: 1 KiB append + fdatasync beside the store"
+#define SYNC        "fdatasync"
 #define BACK_WHY    "mcache-bench deploy: the operator moves prod back"
 #define SPEC                                                                                       \
     "{\"name\":\"m\",\"version\":\"" NEW "\",\"alias\":\"prod\",\"strategy\":\"canary\","          \
@@ -82,7 +88,8 @@ struct dep {
     struct feed f[MAX_WORKERS];
     unsigned nw;
     const char *pace;   /* PACE_NS, or "0" (busy) */
-    char metric[4][96]; /* the part's: ONE, its p99, ALL, its p99 */
+    int probe;          /* the control's file beside the store, -1 if not open */
+    char metric[6][96]; /* the part's: ONE, its p99, ALL, its p99, SYNC, its p99 */
 };
 
 static int push_models(struct dep *x)
@@ -365,6 +372,22 @@ static int check_order(struct dep *x, const char *what, uint64_t at, const uint6
     return 0;
 }
 
+/* The control: what an append + fdatasync costs in the store's file system now. */
+static int probe_sync(struct dep *x)
+{
+    char buf[1024];
+    uint64_t t0;
+
+    memset(buf, 'x', sizeof(buf));
+    t0 = mc_mono_ns();
+    if (write(x->probe, buf, sizeof(buf)) != (ssize_t)sizeof(buf) || fdatasync(x->probe) != 0)
+        return bench_error("deploy: writing the control's file beside the store %s: %s", x->store,
+                           strerror(errno));
+    bench_add(x->b, CONTROL, x->metric[4], "ms", (double)(mc_mono_ns() - t0) / 1e6);
+    bench_add(x->b, CONTROL, x->metric[5], "ms", (double)(mc_mono_ns() - t0) / 1e6);
+    return 0;
+}
+
 static int one_run(struct dep *x)
 {
     const char *const spec[] = {SPEC};
@@ -390,7 +413,7 @@ static int one_run(struct dep *x)
         decision(x, BACK_WHY, t0, &at) || check_order(x, "operator's move", at, seen))
         return -1;
     record(x, OPERATOR, at, seen);
-    return 0;
+    return probe_sync(x);
 }
 
 /* One part: workers at x->pace serve; runs of a rollback and an operator's move. */
@@ -403,6 +426,8 @@ static int part(struct dep *x, unsigned runs, bool busy)
     snprintf(x->metric[1], sizeof(x->metric[1]), "%s%s, p99", ONE, busy ? BUSY : "");
     snprintf(x->metric[2], sizeof(x->metric[2]), "%s%s", ALL, busy ? BUSY : "");
     snprintf(x->metric[3], sizeof(x->metric[3]), "%s%s, p99", ALL, busy ? BUSY : "");
+    snprintf(x->metric[4], sizeof(x->metric[4]), "%s%s", SYNC, busy ? BUSY : "");
+    snprintf(x->metric[5], sizeof(x->metric[5]), "%s%s, p99", SYNC, busy ? BUSY : "");
     bench_progress("deploy: %u workers, %s, serve m@prod with key %s (a 50/50 split gives it %s)",
                    x->nw, busy ? "never idle" : "each a request every 0.1 ms", x->key, NEW);
     rc = start_workers(x);
@@ -412,6 +437,10 @@ static int part(struct dep *x, unsigned runs, bool busy)
 
         for (int m = 0; m < 4; m++)
             bench_row(x->b, sys, x->metric[m], "ms")->pctl = m % 2 ? 99 : 50;
+    }
+    if (!rc) {
+        bench_row(x->b, CONTROL, x->metric[4], "ms");
+        bench_row(x->b, CONTROL, x->metric[5], "ms")->pctl = 99;
     }
     for (unsigned run = 0; run < runs && !rc; run++) {
         bench_progress("deploy: %srun %u/%u (a canary rolled back by mcached, then an operator's "
@@ -429,11 +458,15 @@ static int part(struct dep *x, unsigned runs, bool busy)
 static int measure(struct dep *x, unsigned runs)
 {
     const struct mc_registry_opts ro = {.flags = MC_REGISTRY_READONLY};
+    char probe[700];
     int rc;
 
-    if (mcd_init(x->b, &x->d, "deploy", x->store, 48 * MiB, 16 * MiB, NULL))
-        return -1;
-    rc = mcd_start(&x->d, false, NULL) || mcd_wait_ping(&x->d, 60000) || wait_resident(&x->d) ||
+    snprintf(probe, sizeof(probe), "%s/deploy-control", x->b->tmp_work);
+    x->probe = open(probe, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0600);
+    if (x->probe < 0)
+        return bench_error("deploy: creating %s: %s", probe, strerror(errno));
+    rc = mcd_init(x->b, &x->d, "deploy", x->store, 48 * MiB, 16 * MiB, NULL) ||
+         mcd_start(&x->d, false, NULL) || mcd_wait_ping(&x->d, 60000) || wait_resident(&x->d) ||
          find_key(x);
     if (!rc && mc_registry_open(x->store, &ro, &x->reg))
         rc = bench_error("deploy: opening the store %s: %s", x->store, mc_last_error());
@@ -445,6 +478,8 @@ static int measure(struct dep *x, unsigned runs)
         mc_registry_close(x->reg);
     x->reg = NULL;
     mcd_drop(&x->d);
+    close(x->probe);
+    unlink(probe);
     return rc ? -1 : 0;
 }
 
