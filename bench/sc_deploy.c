@@ -152,9 +152,8 @@ static int wait_resident(struct mcd *d)
 /* A key that the 50/50 split of prod (the canary's first step) gives to NEW. */
 static int find_key(struct dep *x)
 {
-    const char *const to_split[] = {"m", "prod", OLD "=50 " NEW "=50",
-                                    "mcache-bench deploy: "
-                                    "finding a key"};
+    const char *const to_split[] = {"m", "prod", (OLD "=50 " NEW "=50"),
+                                    "mcache-bench deploy: finding a key"};
     const char *const to_old[] = {"m", "prod", OLD, "mcache-bench deploy: key found"};
     mc_cache *c = NULL;
     int rc;
