@@ -64,7 +64,7 @@
 #define ONE         "decision to a worker's next get"
 #define ALL         "decision to every worker's next get"
 #define BUSY        ", busy workers"
-#define CONTROL     "control: 1 KiB append + fdatasync beside the store"
+#define CONTROL     "control: 1 KiB append + fdatasync"
 #define SYNC        "fdatasync"
 #define BACK_WHY    "mcache-bench deploy: the operator moves prod back"
 #define SPEC                                                                                       \
