@@ -189,17 +189,26 @@ static int parse_opts(struct bench *b, int argc, char **argv, int *first)
         O_NOREDIS,
         O_NOPLOTS
     };
-    static const struct option longs[] = {
-        {"out", 1, 0, O_OUT},          {"quick", 0, 0, O_QUICK},
-        {"runs", 1, 0, O_RUNS},        {"size", 1, 0, O_SIZE},
-        {"ops", 1, 0, O_OPS},          {"redis-ops", 1, 0, O_ROPS},
-        {"tput-ms", 1, 0, O_TPUT},     {"idle", 1, 0, O_IDLE},
-        {"rounds", 1, 0, O_ROUNDS},    {"passes", 1, 0, O_PASSES},
-        {"hog-max", 1, 0, O_HOG},      {"shm-dir", 1, 0, O_SHM},
-        {"huge-dir", 1, 0, O_HUGE},    {"tmp-dir", 1, 0, O_TMP},
-        {"base", 1, 0, O_BASE},        {"no-redis", 0, 0, O_NOREDIS},
-        {"no-plots", 0, 0, O_NOPLOTS}, {"help", 0, 0, 'h'},
-        {"version", 0, 0, 'V'},        {0, 0, 0, 0}};
+    static const struct option longs[] = {{"out", 1, 0, O_OUT},
+                                          {"quick", 0, 0, O_QUICK},
+                                          {"runs", 1, 0, O_RUNS},
+                                          {"size", 1, 0, O_SIZE},
+                                          {"ops", 1, 0, O_OPS},
+                                          {"redis-ops", 1, 0, O_ROPS},
+                                          {"tput-ms", 1, 0, O_TPUT},
+                                          {"idle", 1, 0, O_IDLE},
+                                          {"rounds", 1, 0, O_ROUNDS},
+                                          {"passes", 1, 0, O_PASSES},
+                                          {"hog-max", 1, 0, O_HOG},
+                                          {"shm-dir", 1, 0, O_SHM},
+                                          {"huge-dir", 1, 0, O_HUGE},
+                                          {"tmp-dir", 1, 0, O_TMP},
+                                          {"base", 1, 0, O_BASE},
+                                          {"no-redis", 0, 0, O_NOREDIS},
+                                          {"no-plots", 0, 0, O_NOPLOTS},
+                                          {"help", 0, 0, 'h'},
+                                          {"version", 0, 0, 'V'},
+                                          {0, 0, 0, 0}};
     uint64_t v, set[O_NOPLOTS + 1] = {0}, val[O_NOPLOTS + 1] = {0};
     int c, li = 0;
 
