@@ -109,9 +109,11 @@ static int push_models(struct dep *x)
     }
     for (unsigned i = 0; i < 2 && !rc; i++) {
         FILE *f = fopen(src, "w");
+        bool wrote;
 
         model_fill(buf, (uint64_t)(i + 1) << 20, MODEL_SIZE);
-        if (!f || fwrite(buf, 1, MODEL_SIZE, f) != MODEL_SIZE || fclose(f) != 0)
+        wrote = f && fwrite(buf, 1, MODEL_SIZE, f) == MODEL_SIZE;
+        if ((f && fclose(f) != 0) || !wrote)
             rc = bench_error("writing %s failed", src);
         else if (mc_registry_push(reg, "m", versions[i], src, &po, NULL))
             rc = bench_error("pushing m@%s: %s", versions[i], mc_last_error());
