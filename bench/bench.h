@@ -251,6 +251,7 @@ int sc_memory(struct bench *b);
 int sc_pressure(struct bench *b);
 int sc_restart(struct bench *b);
 int sc_registry(struct bench *b);
+int sc_deploy(struct bench *b);
 int sc_torch(struct bench *b);
 
 #endif

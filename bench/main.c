@@ -63,6 +63,12 @@ static const struct scenario scenarios[] = {
      "10,000 models x 3 versions (--quick: 1,000): manifest replay of the journal and of the "
      "compacted snapshot (vs jansson alone), mcached start on that store (adopt vs recreate), "
      "get latency at 100 vs 10,000 models"},
+    {"deploy", sc_deploy, NULL,
+     "a real mcached rolls a canary back by itself (steps 50,100, 1 s interval, max error "
+     "rate 2%) while 4 exec'd workers (--quick: 2) serve through the alias with a key the "
+     "canary gets and report every request: from the rollback's record (its history entry) to "
+     "each worker's next get of the old version, p50 and p99, 20 runs (--quick: 5); beside it, "
+     "the same after an operator's plain alias move; then (not --quick) with busy workers (ms)"},
     {"torch", sc_torch, NULL,
      "1, 4 and 16 fresh Python workers (--quick: 1 and 4) each need the same --size "
      "transformer-shaped safetensors model as a dict of torch tensors: mcache (a real mcached; "
@@ -118,7 +124,8 @@ static void usage(FILE *f)
             "                   takes 1-2 minutes (most of it torch's Python workers)\n"
             "  --runs N         runs per measurement, at least 5 (default 5); pressure's\n"
             "                   idle part uses --rounds instead; without it, load's 2 GiB\n"
-            "                   size runs 3 times (time budget of `all`)\n"
+            "                   size runs 3 times (time budget of `all`), and deploy\n"
+            "                   makes 20 rollbacks (--quick 5)\n"
             "  --size BYTES     model size for start, memory, pressure and torch (default\n"
             "                   1G; --quick 64M); suffixes K, M, G. memory and torch halve\n"
             "                   it by themselves when 16 private copies would not fit in\n"

@@ -16,6 +16,15 @@
  *   hog     FLOOR MAX         fill anonymous memory (64 MiB steps) until
  *                             MemAvailable <= FLOOR or MAX bytes; print "held
  *                             bytes= ns="; hold until stdin closes
+ *   serve   DIR CACHE NAME REF KEY NEW OLD CPU PACE_NS
+ *                             a serving loop (deploy scenario), pinned to CPU
+ *                             (-1: not pinned): mc_get_keyed(NAME, REF, KEY),
+ *                             mc_report (3 us; ok=0 for NEW, 1 for OLD),
+ *                             release, sleep PACE_NS (0: none), again; prints "ready version=V",
+ * then "new at_ns=T" at the first get of NEW and "old at_ns=T gets=N" at the first get of OLD after
+ *                             one of NEW (T: CLOCK_REALTIME as that get
+ *                             returned; then it waits for NEW again); at EOF
+ *                             on stdin "gets=N" and exit
  *
  * Model systems (SYS ARGS):  mcache DIR CACHE NAME VERSION | read PATH |
  *                            mmap PATH | lmdb DIR KEY
@@ -27,6 +36,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <lmdb.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -34,6 +44,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "bench/bench.h"
@@ -321,12 +332,106 @@ static int cmd_hog(int argc, char **argv)
     return 0;
 }
 
+/* stdin was closed (polled, no wait; anything written to it is ignored). */
+static bool stdin_closed(void)
+{
+    struct pollfd p = {.fd = 0, .events = POLLIN};
+    char buf[64];
+
+    if (poll(&p, 1, 0) <= 0)
+        return false;
+    return read(0, buf, sizeof(buf)) <= 0;
+}
+
+static int cmd_serve(int argc, char **argv)
+{
+    const char *dir, *cache, *name, *ref, *key, *new, *old;
+    uint64_t gets = 0, t0 = mc_mono_ns();
+    bool seen_new = false, said = false;
+    struct timespec pace;
+    mc_cache *c = NULL;
+    int rc;
+
+    if (argc < 9)
+        return fail("serve: DIR CACHE NAME REF KEY NEW OLD CPU PACE_NS");
+    dir = argv[0], cache = argv[1], name = argv[2], ref = argv[3], key = argv[4];
+    new = argv[5], old = argv[6];
+    pace.tv_sec = (time_t)(strtoull(argv[8], NULL, 10) / 1000000000ull);
+    pace.tv_nsec = (long)(strtoull(argv[8], NULL, 10) % 1000000000ull);
+    if (atoi(argv[7]) >= 0 && cpu_pin(atoi(argv[7])) != 0)
+        return fail("serve: cannot pin to CPU %s: %s", argv[7], strerror(errno));
+    while ((rc = mc_attach_dir(dir, cache, &c)) != 0)
+        if (mc_mono_ns() - t0 > 10000000000ull)
+            return fail("serve: attaching cache %s in %s: %s", cache, dir, mc_last_error());
+        else
+            usleep(10000);
+    for (;;) {
+        mc_model *m;
+        const char *v;
+        int ok;
+
+        rc = mc_get_keyed(c, name, ref, key, strlen(key), &m);
+        if (rc == MC_ESTALE) { /* mcached replaced the arena: attach again */
+            mc_detach(c);
+            c = NULL;
+            t0 = mc_mono_ns();
+            while (mc_attach_dir(dir, cache, &c) != 0)
+                if (mc_mono_ns() - t0 > 10000000000ull)
+                    return fail("serve: attaching again: %s", mc_last_error());
+                else
+                    usleep(1000);
+            continue;
+        }
+        if (rc)
+            return fail("serve: get %s@%s (key %s): %s", name, ref, key, mc_last_error());
+        v = mc_model_version(m);
+        gets++;
+        if (!strcmp(v, new)) {
+            ok = 0;
+            if (!seen_new) {
+                seen_new = true;
+                printf("new at_ns=%" PRIu64 "\n", mc_wall_ns());
+                fflush(stdout);
+            }
+        } else if (!strcmp(v, old)) {
+            ok = 1;
+            if (seen_new) {
+                uint64_t t = mc_wall_ns();
+
+                seen_new = false;
+                printf("old at_ns=%" PRIu64 " gets=%" PRIu64 "\n", t, gets);
+                fflush(stdout);
+            }
+        } else {
+            return fail("serve: %s@%s gave version %s, neither %s nor %s", name, ref, v, new, old);
+        }
+        mc_report(m, 3000, ok, 0); /* untracked (MC_ENOTSUP): the rollout holds; seen there */
+        mc_release(m);
+        if (!said) {
+            printf("ready version=%s\n", v);
+            fflush(stdout);
+            said = true;
+        }
+        if ((pace.tv_sec || pace.tv_nsec) && nanosleep(&pace, NULL) != 0 && errno != EINTR)
+            return fail("serve: nanosleep: %s", strerror(errno));
+        if ((gets & (pace.tv_sec || pace.tv_nsec ? 63 : 1023)) == 0 && stdin_closed())
+            break;
+    }
+    printf("gets=%" PRIu64 "\n", gets);
+    mc_detach(c);
+    return 0;
+}
+
 int worker_main(int argc, char **argv)
 {
     static const struct {
         const char *name;
         int (*fn)(int, char **);
-    } cmds[] = {{"read", cmd_read}, {"hold", cmd_hold}, {"lookups", cmd_lookups}, {"hog", cmd_hog}};
+    } cmds[] = {{"read", cmd_read},
+                {"hold", cmd_hold},
+                {"lookups", cmd_lookups},
+                {"hog", cmd_hog},
+                {"serve", cmd_serve}};
 
     signal(SIGPIPE, SIG_DFL);
     if (argc < 3)
