@@ -433,7 +433,7 @@ static void aliases_retarget_scan(struct mc_writer *w, const char *name,
     while (ck_ht_next(&w->t->ht, &it, &e)) {
         struct mc_rec *r = ck_ht_entry_value(e);
         struct mc_rec_alias *al = (struct mc_rec_alias *)r;
-        struct mc_rec_version *vs[MC_SPLIT_MAX];
+        struct mc_rec_version *vs[MC_SPLIT_MAX] = {0};
         uint32_t ws[MC_SPLIT_MAX];
         unsigned n, hit = MC_SPLIT_MAX;
         uint64_t t;
@@ -628,7 +628,7 @@ int mc_table_set_alias(struct mc_writer *w, const char *name, const char *alias,
 int mc_table_set_alias_split(struct mc_writer *w, const char *name, const char *alias,
                              const char *const *versions, const uint32_t *weights, size_t n)
 {
-    struct mc_rec_version *vs[MC_SPLIT_MAX];
+    struct mc_rec_version *vs[MC_SPLIT_MAX] = {0};
     char key[MC_KEY_MAX];
     size_t klen = mc_key_alias(key, sizeof(key), name, strlen(name), alias, strlen(alias));
     struct mc_rec *r, *old;

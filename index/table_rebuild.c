@@ -260,7 +260,7 @@ static int repair_visit(void *ctx, struct mc_rec *r)
     struct alias_fix *af = ctx;
     struct mc_writer *w = af->w;
     struct mc_rec_alias *al = (struct mc_rec_alias *)r;
-    struct mc_rec_version *vs[MC_SPLIT_MAX];
+    struct mc_rec_version *vs[MC_SPLIT_MAX] = {0};
     const char *names[MC_SPLIT_MAX];
     uint32_t ws[MC_SPLIT_MAX];
     unsigned n, current = 0;

@@ -127,7 +127,7 @@ struct targets {
 static int target_visit(void *arg, struct mc_rec *r)
 {
     struct targets *t = arg;
-    struct mc_rec_version *vs[MC_SPLIT_MAX];
+    struct mc_rec_version *vs[MC_SPLIT_MAX] = {0};
     unsigned n;
 
     if (r->kind != MC_REC_ALIAS)

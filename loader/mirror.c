@@ -271,7 +271,7 @@ static size_t alias_targets(struct daemon *d, const struct mc_reg_model *m,
 static bool alias_same(const struct mc_rec_alias *cur, struct dver *const *t, const uint32_t *w,
                        size_t n)
 {
-    struct mc_rec_version *vs[MC_SPLIT_MAX];
+    struct mc_rec_version *vs[MC_SPLIT_MAX] = {0};
     const struct mc_split *sp = mc_target_split(cur->target);
 
     if (mc_target_versions(cur->target, vs) != n)
@@ -285,7 +285,7 @@ static bool alias_same(const struct mc_rec_alias *cur, struct dver *const *t, co
 /* Is any version the arena alias points at resident? */
 static bool alias_serves(const struct mc_rec_alias *cur)
 {
-    struct mc_rec_version *vs[MC_SPLIT_MAX];
+    struct mc_rec_version *vs[MC_SPLIT_MAX] = {0};
     unsigned n = mc_target_versions(cur->target, vs);
 
     for (unsigned i = 0; i < n; i++)

@@ -272,7 +272,7 @@ static int resident_record(struct daemon *d, const char *name, const char *versi
 
 int stats_version_index(struct daemon *d, const char *name, const char *version, unsigned *idx)
 {
-    const struct mc_rec_version *rv;
+    const struct mc_rec_version *rv = NULL;
     int rc = resident_record(d, name, version, &rv);
 
     if (!rc)
@@ -301,8 +301,8 @@ static int tracked(struct daemon *d, const char *name, const char *version,
 int stats_version_sum(struct daemon *d, const char *name, const char *version,
                       struct mc_stats_sum *out)
 {
-    const struct mc_rec_version *rv;
-    unsigned idx;
+    const struct mc_rec_version *rv = NULL;
+    unsigned idx = 0;
     int rc = tracked(d, name, version, &rv, &idx);
 
     if (!rc)
@@ -313,7 +313,7 @@ int stats_version_sum(struct daemon *d, const char *name, const char *version,
 int stats_version_window_ex(struct daemon *d, const char *name, const char *version,
                             unsigned seconds, struct stats_window *out)
 {
-    const struct mc_rec_version *rv;
+    const struct mc_rec_version *rv = NULL;
     const struct stats_track *t;
     const struct stats_snap *base = NULL;
     uint64_t now = mc_mono_ns(), wall = mc_wall_ns(), loaded,
@@ -414,7 +414,7 @@ static json_t *version_stats_json(struct daemon *d, const char *name, const char
                                   unsigned extra, int *rc)
 {
     const struct mc_reg_version *v;
-    const struct mc_rec_version *rv;
+    const struct mc_rec_version *rv = NULL;
     struct stats_window w;
     json_t *j, *arr, *split;
     unsigned idx;
@@ -459,12 +459,13 @@ static void reply(struct daemon *d, struct mc_conn *c, int rc, json_t *j)
     const char *msg = mc_last_error();
 
     json_decref(j);
-    if (!rc && !s)
-        rc = mc_err(MC_ENOMEM, "out of memory");
-    if (rc)
-        mc_ctl_reply(&d->ctl, c, rc, msg, strlen(msg));
-    else
+    if (!rc && s) {
         mc_ctl_reply(&d->ctl, c, 0, s, strlen(s));
+    } else {
+        if (!rc)
+            rc = MC_ENOMEM, msg = "out of memory";
+        mc_ctl_reply(&d->ctl, c, rc, msg, strlen(msg));
+    }
     free(s);
 }
 
