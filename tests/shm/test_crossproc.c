@@ -90,6 +90,27 @@ static void churn_once(struct tw *t, int *fillers)
     }
 }
 
+/* Exec mp_reader with args, its stdout on a pipe: the pid, and the pipe's read end in *out. */
+static pid_t reader_start(char *const *args, int *out)
+{
+    char prog[512];
+    int p[2];
+    pid_t pid;
+
+    helper_path("mp_reader", prog, sizeof(prog));
+    assert_int_equal(pipe(p), 0);
+    pid = fork();
+    if (pid == 0) {
+        dup2(p[1], 1);
+        close(p[0]);
+        execv(prog, args);
+        _exit(127);
+    }
+    close(p[1]);
+    *out = p[0];
+    return pid;
+}
+
 /* Run exec'd readers (argv after "mp_reader") while this process churns. */
 static void churn_under_readers(struct tw *t, int nreaders, char *const *args, long *total,
                                 long *ok_total, const char *fmt, char *last, size_t lastlen)
@@ -97,22 +118,9 @@ static void churn_under_readers(struct tw *t, int nreaders, char *const *args, l
     pid_t pids[8];
     int outs[8], running = nreaders, fillers = 0;
     uint64_t ops = 0;
-    char prog[512];
 
-    helper_path("mp_reader", prog, sizeof(prog));
-    for (int i = 0; i < nreaders; i++) {
-        int p[2];
-        assert_int_equal(pipe(p), 0);
-        pids[i] = fork();
-        if (pids[i] == 0) {
-            dup2(p[1], 1);
-            close(p[0]);
-            execv(prog, args);
-            _exit(127);
-        }
-        close(p[1]);
-        outs[i] = p[0];
-    }
+    for (int i = 0; i < nreaders; i++)
+        pids[i] = reader_start(args, &outs[i]);
     /* Churn until every reader is done. */
     while (running > 0) {
         /* Reclaim after every operation: freed memory is reused (and
@@ -244,7 +252,6 @@ static void test_weighted_alias_serves_only_its_targets(void **state)
     struct tw t;
     pid_t pids[READERS];
     int outs[READERS], running = READERS, k = 1;
-    char prog[512];
 
     (void)state;
     mc_poison_freed = 1;
@@ -261,21 +268,11 @@ static void test_weighted_alias_serves_only_its_targets(void **state)
     /* Gets per reader: fewer under a sanitizer (CMakeLists.txt sets it). */
     const char *ngets = getenv("MC_CANARY_GETS") ? getenv("MC_CANARY_GETS") : "150000";
 
-    helper_path("mp_reader", prog, sizeof(prog));
     for (int i = 0; i < READERS; i++) {
-        int p[2];
         char *args[] = {"mp_reader", "canary", t.dir, (char *)t.cache, "c", "w", (char *)ngets,
                         i == 0 ? "keyed" : "draw", NULL};
-        assert_int_equal(pipe(p), 0);
-        pids[i] = fork();
-        if (pids[i] == 0) {
-            dup2(p[1], 1);
-            close(p[0]);
-            execv(prog, args);
-            _exit(127);
-        }
-        close(p[1]);
-        outs[i] = p[0];
+
+        pids[i] = reader_start(args, &outs[i]);
     }
     while (running > 0) {
         for (int n = 0; n < 20; n++) {
