@@ -484,14 +484,29 @@ static int rm_apply_moves(struct reg_state *st, struct rec *r, struct reg_model 
                     return rc;
                 continue;
             }
+            for (uint32_t k = 0; k < i; k++) {
+                const struct mc_jval *o = mc_jval_get(&moves->u.a[k], "alias");
+
+                if (o && o->type == MC_JSTR && !strcmp(o->u.s, alias))
+                    return rec_fail(r, MC_ECORRUPT, "the removal of %s@%s moves alias \"%s\" twice",
+                                    m->name, rv->v.version, alias);
+            }
             a = model_alias(m, alias);
             for (size_t j = 0; a && j < a->ntg; j++)
                 held |= a->tg[j].version == &rv->v;
+            if (held) {
+                char cur[TSET_TEXT_MAX];
+                struct tset now;
+
+                alias_tset(a, &now);
+                tset_format(&now, cur, sizeof(cur));
+                held = !strcmp(cur, from);
+            }
             if (!held)
                 return rec_fail(r, MC_ECORRUPT,
-                                "the removal of %s@%s moves alias \"%s\", which does not "
-                                "point at it",
-                                m->name, rv->v.version, alias);
+                                "the removal of %s@%s moves alias \"%s\" from \"%s\", but it "
+                                "does not point there",
+                                m->name, rv->v.version, alias, from);
             if (tset_parse(m, to, &ts, MC_ECORRUPT, "the target of an alias move", NULL, 0))
                 return r->err = MC_ECORRUPT;
             for (size_t j = 0; j < ts.n; j++)

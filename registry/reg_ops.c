@@ -469,8 +469,8 @@ static int rm_moves(const struct reg_model *m, const struct reg_ver *rv, json_t 
         tset_format(&now, from, sizeof(from));
         tset_format(&left, to, sizeof(to));
         if (left.n == 1)
-            snprintf(why, sizeof(why), "%s@%s removed: its %u%% goes to %s", m->name,
-                     rv->v.version, w, to);
+            snprintf(why, sizeof(why), "%s@%s removed: its %u%% goes to %s", m->name, rv->v.version,
+                     w, to);
         else
             snprintf(why, sizeof(why), "%s@%s removed: its %u%% goes to the other targets (%s)",
                      m->name, rv->v.version, w, to);
