@@ -99,7 +99,8 @@ const struct cli_cmd cmd_ls = {
     .help = "Lists registered versions, one row each, with their aliases, size, format,\n"
             "status, whether they are resident in the cache's arena (yes, no, failed; ? when\n"
             "there is no arena) and how long ago they were pushed. PATTERN is a glob on\n"
-            "model names ('*' also crosses '/'). Conditions combine with \"and\".\n"
+            "model names ('*' also crosses '/'). Conditions combine with \"and\". A weighted\n"
+            "alias is listed beside each of its versions with its share: c2 (50%).\n"
             "\n"
             "Examples:\n"
             "  mcache ls\n"
@@ -446,7 +447,9 @@ const struct cli_cmd cmd_show = {
     .name = "show",
     .synopsis = "NAME[@REF]",
     .summary = "everything about a model or a version",
-    .help = "NAME alone: the model's versions, its aliases and their history.\n"
+    .help = "NAME alone: the model's versions, its aliases (a weighted one with every\n"
+            "target and weight: 2.0.0=50 5.0.0=50) and their history, a move's reason on a\n"
+            "why: line under it.\n"
             "NAME@REF (a version, alias, latest or range): that version's metadata, lineage\n"
             "(parent, source, versions derived from it), aliases and their moves, whether\n"
             "it is resident (and when mcached loaded it, or why loading failed), and which\n"
