@@ -450,6 +450,76 @@ static int gc_check(struct reg_state *st, struct rec *r, const struct mc_jval *l
     return rc;
 }
 
+/*
+ * The alias moves of a forced removal of rv ("moves": the weighted aliases
+ * that keep their other targets), checked whole before any is made: each
+ * alias must hold rv now and move to a set without it. What the record does
+ * not move and still points at rv goes with it (model_remove_version).
+ */
+static int rm_apply_moves(struct reg_state *st, struct rec *r, struct reg_model *m,
+                          struct reg_ver *rv, uint64_t t, uint64_t uid, uint64_t gen)
+{
+    const struct mc_jval *moves = mc_jval_get(r->j, "moves");
+
+    if (moves == NULL || moves->type == MC_JNULL)
+        return 0;
+    if (moves->type != MC_JARR)
+        return rec_fail(r, MC_ECORRUPT, "the \"moves\" of an \"rm\" record are not a list");
+    for (int pass = 0; pass < 2; pass++) {
+        for (uint32_t i = 0; i < moves->n; i++) {
+            struct rec rm = {.j = &moves->u.a[i], .op = "rm move"};
+            const char *alias, *from, *to, *why;
+            const struct reg_alias *a;
+            struct tset ts;
+            bool held = false;
+            int rc;
+
+            if (rm.j->type != MC_JOBJ || rec_str(&rm, "alias", true, &alias) ||
+                rec_str(&rm, "from", true, &from) || rec_str(&rm, "to", true, &to) ||
+                rec_str(&rm, "why", false, &why))
+                return r->err = rm.err ? rm.err : rec_fail(r, MC_ECORRUPT, "bad \"rm\" move");
+            if (pass == 1) {
+                rc = alias_apply_move(st, r, m, alias, from, to, t, uid, gen, false, why);
+                if (rc)
+                    return rc;
+                continue;
+            }
+            for (uint32_t k = 0; k < i; k++) {
+                const struct mc_jval *o = mc_jval_get(&moves->u.a[k], "alias");
+
+                if (o && o->type == MC_JSTR && !strcmp(o->u.s, alias))
+                    return rec_fail(r, MC_ECORRUPT, "the removal of %s@%s moves alias \"%s\" twice",
+                                    m->name, rv->v.version, alias);
+            }
+            a = model_alias(m, alias);
+            for (size_t j = 0; a && j < a->ntg; j++)
+                held |= a->tg[j].version == &rv->v;
+            if (held) {
+                char cur[TSET_TEXT_MAX];
+                struct tset now;
+
+                alias_tset(a, &now);
+                tset_format(&now, cur, sizeof(cur));
+                held = !strcmp(cur, from);
+            }
+            if (!held)
+                return rec_fail(r, MC_ECORRUPT,
+                                "the removal of %s@%s moves alias \"%s\" from \"%s\", but it "
+                                "does not point there",
+                                m->name, rv->v.version, alias, from);
+            if (tset_parse(m, to, &ts, MC_ECORRUPT, "the target of an alias move", NULL, 0))
+                return r->err = MC_ECORRUPT;
+            for (size_t j = 0; j < ts.n; j++)
+                if (ts.v[j] == rv)
+                    return rec_fail(r, MC_ECORRUPT,
+                                    "the removal of %s@%s moves alias \"%s\" to \"%s\", "
+                                    "which still holds it",
+                                    m->name, rv->v.version, alias, to);
+        }
+    }
+    return 0;
+}
+
 static int apply_rm(struct reg_state *st, struct rec *r, uint64_t gen)
 {
     const char *name;
@@ -481,6 +551,9 @@ static int apply_rm(struct reg_state *st, struct rec *r, uint64_t gen)
 
         if (rv == NULL)
             return r->err;
+        rc = rm_apply_moves(st, r, m, rv, t, uid, gen);
+        if (rc)
+            return rc;
         return model_remove_version(st, m, rv, t, uid, gen)
                    ? rec_fail(r, MC_ENOMEM, "out of memory")
                    : 0;

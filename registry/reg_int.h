@@ -190,6 +190,8 @@ void tset_sort(struct tset *t);
 /* The canonical text of t into buf (cap >= TSET_TEXT_MAX): "" for none. */
 void tset_format(const struct tset *t, char *buf, size_t cap);
 bool tset_equal(const struct tset *a, const struct tset *b);
+/* t without gone, the others taking its weight (largest remainder; sum 100). */
+void tset_without(const struct tset *t, const struct reg_ver *gone, struct tset *out);
 /*
  * Read canonical text into t against m: every version must exist exactly,
  * weights 1..100 summing to 100, distinct, canonical order. code is the

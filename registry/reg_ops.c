@@ -432,11 +432,58 @@ static int held(const struct reg_model *m, const struct mc_reg_version *v)
     if (a)
         return mc_err(MC_EBUSY,
                       "%s@%s is the target of alias \"%s\"; move the alias first, "
-                      "or force the removal (which removes the alias too)",
-                      v->name, v->version, a->alias);
+                      "or force the removal (%s)",
+                      v->name, v->version, a->alias,
+                      a->ntg > 1 ? "the alias's other targets take its weight"
+                                 : "which removes the alias too");
     if (v->pinned)
         return mc_err(MC_EBUSY, "%s@%s is pinned; unpin it first, or force the removal", v->name,
                       v->version);
+    return 0;
+}
+
+/*
+ * The moves a forced removal of version rv makes in the same record: every
+ * weighted alias holding it keeps its other targets, which take its weight
+ * (tset_without), with a history entry saying so. A plain alias on rv is
+ * removed with it, as replay does for any alias the record does not move.
+ */
+static int rm_moves(const struct reg_model *m, const struct reg_ver *rv, json_t *rec)
+{
+    json_t *moves = NULL;
+
+    for (size_t k = 0; k < m->naliases; k++) {
+        const struct reg_alias *a = &m->aliases[k];
+        char from[TSET_TEXT_MAX], to[TSET_TEXT_MAX], why[TSET_TEXT_MAX + 600];
+        struct tset now, left;
+        uint32_t w = 0;
+        json_t *mv;
+
+        alias_tset(a, &now);
+        for (size_t j = 0; j < now.n; j++)
+            if (now.v[j] == rv)
+                w = now.w[j];
+        if (w == 0 || now.n < 2)
+            continue;
+        tset_without(&now, rv, &left);
+        tset_format(&now, from, sizeof(from));
+        tset_format(&left, to, sizeof(to));
+        if (left.n == 1)
+            snprintf(why, sizeof(why), "%s@%s removed: its %u%% goes to %s", m->name, rv->v.version,
+                     w, to);
+        else
+            snprintf(why, sizeof(why), "%s@%s removed: its %u%% goes to the other targets (%s)",
+                     m->name, rv->v.version, w, to);
+        if (moves == NULL && (moves = json_array()) == NULL)
+            return oom();
+        mv = json_pack("{s:s,s:s,s:s,s:s}", "alias", a->alias, "from", from, "to", to, "why", why);
+        if (mv == NULL || json_array_append_new(moves, mv)) {
+            json_decref(moves);
+            return oom();
+        }
+    }
+    if (moves && json_object_set_new(rec, "moves", moves))
+        return oom();
     return 0;
 }
 
@@ -453,6 +500,13 @@ static int rm_commit(struct mc_registry *r, const char *name, const char *versio
 
     if (rc == 0 && force)
         json_object_set_new(rec, "force", json_true());
+    if (rc == 0 && force && version) {
+        const struct reg_model *m = state_model(r->st, name);
+        const struct reg_ver *rv = m ? ver_exact(m, version) : NULL;
+
+        if (rv)
+            rc = rm_moves(m, rv, rec);
+    }
     if (rc == 0)
         rc = r->art->ops->intent_write(r->art, &ref, 1);
     if (rc == 0) {

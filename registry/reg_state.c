@@ -413,7 +413,11 @@ struct reg_ver *ver_exact(const struct reg_model *m, const char *version)
     return rv && strcmp(rv->v.version, version) == 0 ? rv : NULL;
 }
 
-/* Remove one version; aliases pointing at it are removed, in their history. */
+/*
+ * Remove one version; aliases still pointing at it are removed, in their
+ * history (a forced rm moves the weighted ones to their other targets
+ * first, in the same record: rm_apply_moves()).
+ */
 int model_remove_version(struct reg_state *st, struct reg_model *m, struct reg_ver *rv, uint64_t t,
                          uint64_t uid, uint64_t gen)
 {
@@ -430,7 +434,7 @@ int model_remove_version(struct reg_state *st, struct reg_model *m, struct reg_v
             char from[TSET_TEXT_MAX];
             struct tset ts;
 
-            /* a weighted alias goes whole: its split without this version was never asked for */
+            /* a record without "moves" (a plain alias, or written before them): it goes whole */
             alias_tset(a, &ts);
             tset_format(&ts, from, sizeof(from));
             if (alias_hist_add(a, from, NULL, t, uid, gen, false, NULL))

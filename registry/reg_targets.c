@@ -123,6 +123,43 @@ int tset_parse(const struct reg_model *m, const char *text, struct tset *t, int 
     return 0;
 }
 
+/*
+ * t without gone (which must be among its targets), the others taking its
+ * weight in proportion to theirs, rounded by largest remainder (ties: the
+ * first in precedence) so that the weights still sum to 100. One target
+ * left: it has 100. None left: out->n is 0.
+ */
+void tset_without(const struct tset *t, const struct reg_ver *gone, struct tset *out)
+{
+    uint32_t rest = 0, given = 0, rem[MC_ALIAS_TARGETS_MAX];
+
+    out->n = 0;
+    for (size_t i = 0; i < t->n; i++) {
+        if (t->v[i] == gone)
+            continue;
+        out->v[out->n] = t->v[i];
+        out->w[out->n++] = t->w[i];
+        rest += t->w[i];
+    }
+    if (out->n == 0 || rest == 0)
+        return;
+    for (size_t i = 0; i < out->n; i++) {
+        rem[i] = out->w[i] * 100 % rest;
+        out->w[i] = out->w[i] * 100 / rest;
+        given += out->w[i];
+    }
+    while (given < 100) { /* fewer rounds than targets */
+        size_t best = 0;
+
+        for (size_t i = 1; i < out->n; i++)
+            if (rem[i] > rem[best])
+                best = i;
+        out->w[best]++;
+        rem[best] = 0;
+        given++;
+    }
+}
+
 /* ---- the API ---------------------------------------------------------- */
 
 /* Where parsed refs live: per thread, until the thread's next parse. */

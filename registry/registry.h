@@ -515,8 +515,11 @@ const struct mc_reg_alert *mc_registry_alert_at(const struct mc_registry *r,
 
 /*
  * Remove name@version (exact) with its artifact. Refused with MC_EBUSY if
- * an alias points at it or it is pinned, unless force (which also removes
- * those aliases).
+ * an alias points at it or it is pinned, unless force, which also removes
+ * the plain aliases on it and moves each weighted alias holding it to its
+ * other targets, which take its weight in proportion (largest remainder,
+ * summing to 100; one left is a plain alias), in the same record, with a
+ * history entry whose why says so.
  */
 int mc_registry_remove_version(struct mc_registry *r, const char *name, const char *version,
                                bool force, uint64_t *gen);

@@ -99,7 +99,8 @@ const struct cli_cmd cmd_ls = {
     .help = "Lists registered versions, one row each, with their aliases, size, format,\n"
             "status, whether they are resident in the cache's arena (yes, no, failed; ? when\n"
             "there is no arena) and how long ago they were pushed. PATTERN is a glob on\n"
-            "model names ('*' also crosses '/'). Conditions combine with \"and\".\n"
+            "model names ('*' also crosses '/'). Conditions combine with \"and\". A weighted\n"
+            "alias is listed beside each of its versions with its share: c2 (50%).\n"
             "\n"
             "Examples:\n"
             "  mcache ls\n"
@@ -121,11 +122,17 @@ static json_t *aliases_json(const struct mc_reg_model *m)
     for (size_t i = 0; i < m->naliases; i++) {
         const struct mc_reg_alias *al = &m->aliases[i];
         const struct mc_reg_move *last = al->nhistory ? &al->history[al->nhistory - 1] : NULL;
+        json_t *targets = json_array();
 
+        /* target: the heaviest, as before weights; targets: every one with its weight */
+        for (size_t j = 0; j < al->ntargets; j++)
+            json_array_append_new(targets, json_pack("{s:s, s:i}", "version",
+                                                     al->targets[j].version->version, "weight",
+                                                     (int)al->targets[j].weight));
         json_array_append_new(arr,
-                              json_pack("{s:s, s:o, s:i, s:o, s:o}", "alias", al->alias, "target",
-                                        jv_str(al->target ? al->target->version : NULL), "moves",
-                                        (int)al->nhistory, "moved_ns",
+                              json_pack("{s:s, s:o, s:o, s:i, s:o, s:o}", "alias", al->alias,
+                                        "target", jv_str(al->target ? al->target->version : NULL),
+                                        "targets", targets, "moves", (int)al->nhistory, "moved_ns",
                                         last ? json_integer((json_int_t)last->at_ns) : json_null(),
                                         "moved_at", last ? jv_time(last->at_ns) : json_null()));
     }
@@ -173,9 +180,12 @@ static int show_model(const struct cli *c, struct mc_registry *r, const struct m
             table_init(&t, 1u << 2, head);
             json_array_foreach(al, i, e)
             {
-                char n[16], age[FMT_LEN];
-                const char *row[4] = {jstr(e, "alias"), jstr(e, "target"), n,
+                char n[16], age[FMT_LEN], tg[1100];
+                const char *row[4] = {jstr(e, "alias"), tg, n,
                                       fmt_age((uint64_t)jint(e, "moved_ns"), c->now_ns, age)};
+                /* the targets' text: "2.0.0", or "2.0.0=50 5.0.0=50" for a weighted alias */
+                if (mc_reg_targets_format(&m->aliases[i], tg, sizeof(tg)) != 0)
+                    snprintf(tg, sizeof(tg), "%s", jstr(e, "target"));
                 snprintf(n, sizeof(n), "%lld", jint(e, "moves"));
                 table_add(&t, row);
             }
@@ -437,7 +447,9 @@ const struct cli_cmd cmd_show = {
     .name = "show",
     .synopsis = "NAME[@REF]",
     .summary = "everything about a model or a version",
-    .help = "NAME alone: the model's versions, its aliases and their history.\n"
+    .help = "NAME alone: the model's versions, its aliases (a weighted one with every\n"
+            "target and weight: 2.0.0=50 5.0.0=50) and their history, a move's reason on a\n"
+            "why: line under it.\n"
             "NAME@REF (a version, alias, latest or range): that version's metadata, lineage\n"
             "(parent, source, versions derived from it), aliases and their moves, whether\n"
             "it is resident (and when mcached loaded it, or why loading failed), and which\n"

@@ -127,9 +127,10 @@ const struct cli_cmd cmd_rm = {
     .summary = "remove a version or a whole model, artifacts included",
     .help = "Removes NAME@VERSION (an exact version), or with NAME alone the model with all\n"
             "its versions and aliases, and deletes the artifacts. Refused while an alias\n"
-            "points at a version or it is pinned, unless --force (which removes those\n"
-            "aliases too, recorded in their history). Workers holding the version in the\n"
-            "arena keep it until they release it.\n"
+            "points at a version or it is pinned, unless --force, which removes the plain\n"
+            "aliases on it and gives a weighted alias's share of the version to its other\n"
+            "targets (in proportion, summing to 100), each recorded in the alias's history.\n"
+            "Workers holding the version in the arena keep it until they release it.\n"
             "\n"
             "Examples:\n"
             "  mcache rm resnet@1.0.0\n"

@@ -40,9 +40,19 @@ const char *aliases_of(const struct mc_reg_model *m, const struct mc_reg_version
     size_t n = 0;
 
     buf[0] = '\0';
-    for (size_t i = 0; m && i < m->naliases; i++)
-        if (m->aliases[i].target == v && n < len)
-            n += (size_t)snprintf(buf + n, len - n, "%s%s", n ? "," : "", m->aliases[i].alias);
+    for (size_t i = 0; m && i < m->naliases; i++) {
+        const struct mc_reg_alias *a = &m->aliases[i];
+
+        for (size_t j = 0; j < a->ntargets && n < len; j++) {
+            if (a->targets[j].version != v)
+                continue;
+            if (a->ntargets > 1) /* weighted: its share of the requests */
+                n += (size_t)snprintf(buf + n, len - n, "%s%s (%u%%)", n ? "," : "", a->alias,
+                                      a->targets[j].weight);
+            else
+                n += (size_t)snprintf(buf + n, len - n, "%s%s", n ? "," : "", a->alias);
+        }
+    }
     return buf;
 }
 
@@ -75,7 +85,7 @@ json_t *jv_version(const struct mc_reg_model *m, const struct mc_reg_version *v,
                    const char *residency)
 {
     json_t *metrics = json_object(), *params = json_object(), *tags = json_object();
-    json_t *aliases = json_array();
+    json_t *aliases = json_array(), *weights = json_object();
     json_t *o;
 
     for (size_t i = 0; i < v->nmetrics; i++)
@@ -84,9 +94,13 @@ json_t *jv_version(const struct mc_reg_model *m, const struct mc_reg_version *v,
         json_object_set_new(params, v->params[i].key, json_string(v->params[i].value));
     for (size_t i = 0; i < v->ntags; i++)
         json_object_set_new(tags, v->tags[i].key, json_string(v->tags[i].value));
-    for (size_t i = 0; m && i < m->naliases; i++)
-        if (m->aliases[i].target == v)
-            json_array_append_new(aliases, json_string(m->aliases[i].alias));
+    for (size_t i = 0; m && i < m->naliases; i++) /* every alias with v among its targets */
+        for (size_t j = 0; j < m->aliases[i].ntargets; j++)
+            if (m->aliases[i].targets[j].version == v) {
+                json_array_append_new(aliases, json_string(m->aliases[i].alias));
+                json_object_set_new(weights, m->aliases[i].alias,
+                                    json_integer(m->aliases[i].targets[j].weight));
+            }
     o = json_object();
     json_object_set_new(o, "name", json_string(v->name));
     json_object_set_new(o, "version", json_string(v->version));
@@ -111,6 +125,7 @@ json_t *jv_version(const struct mc_reg_model *m, const struct mc_reg_version *v,
     json_object_set_new(o, "preload", json_boolean(v->preload));
     json_object_set_new(o, "pinned", json_boolean(v->pinned));
     json_object_set_new(o, "aliases", aliases);
+    json_object_set_new(o, "alias_weights", weights);
     json_object_set_new(o, "generation", json_integer((json_int_t)v->generation));
     json_object_set_new(o, "residency", jv_str(residency));
     return o;
@@ -126,6 +141,22 @@ static int by_generation(const void *a, const void *b)
     const struct move_ref *x = a, *y = b;
 
     return x->mv->generation < y->mv->generation ? -1 : x->mv->generation > y->mv->generation;
+}
+
+/* Whether a history text ("1.0.0", "1.0.0=90 2.0.0=10", NULL) names version. */
+static bool names_version(const char *text, const char *version)
+{
+    size_t len = strlen(version);
+
+    for (const char *p = text; p && *p;) {
+        size_t n = strcspn(p, " =");
+
+        if (n == len && !memcmp(p, version, len))
+            return true;
+        p += strcspn(p, " ");
+        p += *p == ' ';
+    }
+    return false;
 }
 
 json_t *jv_moves(const struct mc_reg_model *m, const char *alias, const char *version)
@@ -145,8 +176,7 @@ json_t *jv_moves(const struct mc_reg_model *m, const char *alias, const char *ve
             continue;
         for (size_t k = 0; k < al->nhistory; k++) {
             const struct mc_reg_move *mv = &al->history[k];
-            if (version && !(mv->from && !strcmp(mv->from, version)) &&
-                !(mv->to && !strcmp(mv->to, version)))
+            if (version && !names_version(mv->from, version) && !names_version(mv->to, version))
                 continue;
             refs[n].alias = al->alias;
             refs[n++].mv = mv;

@@ -122,6 +122,22 @@ void table_add(struct table *t, const char *const *row)
     t->nrows++;
 }
 
+void table_note(struct table *t, const char *note)
+{
+    if (t->nrows == 0 || note == NULL || *note == '\0')
+        return;
+    if (mc_vec_reserve(&t->notes, &t->capnotes, t->nrows, sizeof(*t->notes), 16))
+        abort();
+    /* rows added since the last note have none; the last row may have one */
+    for (size_t r = t->nnotes_set; r < t->nrows; r++)
+        t->notes[r] = NULL;
+    free(t->notes[t->nrows - 1]);
+    t->notes[t->nrows - 1] = strdup(note);
+    if (!t->notes[t->nrows - 1])
+        abort();
+    t->nnotes_set = t->nrows;
+}
+
 /* Display width: UTF-8 continuation bytes take no column. */
 static size_t width(const char *s)
 {
@@ -163,8 +179,11 @@ void table_print(const struct table *t, FILE *f, int indent)
         }
     }
     print_row(t, f, indent, w, t->head);
-    for (size_t r = 0; r < t->nrows; r++)
+    for (size_t r = 0; r < t->nrows; r++) {
         print_row(t, f, indent, w, (const char *const *)&t->cells[r * t->ncols]);
+        if (r < t->nnotes_set && t->notes[r])
+            fprintf(f, "%*s%s\n", indent + (t->ncols > 1 ? (int)w[0] + 2 : 2), "", t->notes[r]);
+    }
 }
 
 void table_free(struct table *t)
@@ -172,6 +191,9 @@ void table_free(struct table *t)
     for (size_t i = 0; i < t->nrows * t->ncols; i++)
         free(t->cells[i]);
     free(t->cells);
+    for (size_t i = 0; i < t->nnotes_set; i++)
+        free(t->notes[i]);
+    free(t->notes);
     memset(t, 0, sizeof(*t));
 }
 

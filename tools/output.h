@@ -37,10 +37,17 @@ struct table {
     const char *head[16];
     unsigned right; /* bit i: column i is right-aligned */
     char **cells;   /* nrows * ncols */
+    char **notes;   /* the first nnotes_set rows' notes, NULL: none (table_note) */
+    size_t nnotes_set, capnotes;
 };
 
 void table_init(struct table *t, unsigned right_mask, const char *const *head);
 void table_add(struct table *t, const char *const *row);
+/*
+ * A line of free text under the last row added, printed after it starting
+ * where the second column starts; it does not widen any column.
+ */
+void table_note(struct table *t, const char *note);
 /* Print with `indent` leading spaces on every line. */
 void table_print(const struct table *t, FILE *f, int indent);
 void table_free(struct table *t);

@@ -68,6 +68,12 @@ void view_history(json_t *moves, int indent)
                               cli_user_name((uint32_t)jint(mv, "uid"), by, sizeof(by))};
         snprintf(gen, sizeof(gen), "%lld", jint(mv, "generation"));
         table_add(&t, row);
+        if (json_is_string(json_object_get(mv, "why"))) { /* a reason: on its own line */
+            char why[1200];
+
+            snprintf(why, sizeof(why), "why: %s", jstr(mv, "why"));
+            table_note(&t, why);
+        }
     }
     table_print(&t, stdout, indent);
     table_free(&t);

@@ -16,7 +16,7 @@ ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 VERSION_KEYS = ["name", "version", "status", "status_reason", "size", "format", "checksum",
                 "path", "created_ns", "created_at", "created_by", "description", "framework",
                 "precision", "device", "parent", "source", "metrics", "params", "tags",
-                "preload", "pinned", "aliases", "generation", "residency"]
+                "preload", "pinned", "aliases", "alias_weights", "generation", "residency"]
 
 
 class Base(CliTest):
@@ -35,7 +35,8 @@ class Base(CliTest):
             self.assertIsInstance(v[k], dict)
         defaults = dict(status="ready", status_reason=None, description=None, framework=None,
                         precision=None, device=None, parent=None, source=None, metrics={},
-                        params={}, tags={}, preload=False, pinned=False, aliases=[])
+                        params={}, tags={}, preload=False, pinned=False, aliases=[],
+                        alias_weights={a: 100 for a in want.get("aliases", [])})
         defaults.update(want)
         for k, val in defaults.items():
             self.assertEqual(v[k], val, k)
@@ -196,9 +197,11 @@ class Show(List):
                            residency="unknown")
         a = j["aliases"]
         self.assertEqual(len(a), 1)
-        self.assertEqual(sorted(a[0]), ["alias", "moved_at", "moved_ns", "moves", "target"])
+        self.assertEqual(sorted(a[0]), ["alias", "moved_at", "moved_ns", "moves", "target",
+                                        "targets"])
         self.assertEqual((a[0]["alias"], a[0]["target"], a[0]["moves"]),
                          ("production", "1.1.0", 1))
+        self.assertEqual(a[0]["targets"], [{"version": "1.1.0", "weight": 100}])
         self.assertRegex(a[0]["moved_at"], ISO)
         self.assertEqual(len(j["history"]), 1)
         h = j["history"][0]
@@ -323,6 +326,90 @@ class Aliases(Base):
         self.fails(EXIT_NOTFOUND, "history", "m", "canary",
                    match='model "m" has no alias "canary"')
         self.fails(EXIT_NOTFOUND, "history", "nope", match='no model "nope"')
+
+
+class Weighted(Base):
+    """A weighted alias in ls, show and history, the why of its moves, and a
+    forced rm of one of its targets (the others take its weight)."""
+
+    def setUp(self):
+        super().setUp()
+        self.push("demo", "2.0.0", 100, 1)
+        self.push("demo", "4.0.0", 100, 2)
+        self.push("demo", "5.0.0", 100, 3)
+        self.ok("alias", "demo", "c2", "2.0.0=50", "5.0.0=50", "--why", "canary of 5.0.0")
+        self.ok("alias", "demo", "prod", "4.0.0")
+
+    def test_ls_shows_every_target_with_its_weight(self):
+        rows = {line.split()[1]: line for line in self.ok("ls", "demo").out.splitlines()[1:]}
+        self.assertRegex(rows["2.0.0"], r"^demo +2\.0\.0 +c2 \(50%\) ")
+        self.assertRegex(rows["5.0.0"], r"^demo +5\.0\.0 +c2 \(50%\) ")
+        self.assertRegex(rows["4.0.0"], r"^demo +4\.0\.0 +prod ")
+        vs = {v["version"]: v for v in self.json("ls", "demo")["versions"]}
+        for ver in ("2.0.0", "5.0.0"):
+            self.check_version(vs[ver], name="demo", version=ver, size=100, format="other",
+                               aliases=["c2"], alias_weights={"c2": 50}, residency="unknown")
+        self.check_version(vs["4.0.0"], name="demo", version="4.0.0", size=100, format="other",
+                           aliases=["prod"], residency="unknown")
+        # show NAME@VERSION: its aliases with their share
+        self.assertRegex(self.ok("show", "demo@5.0.0").out, r"\naliases +c2 \(50%\)\n")
+
+    def test_show_lists_the_targets(self):
+        out = self.ok("show", "demo").out
+        self.assertRegex(out, r"\nc2 +2\.0\.0=50 5\.0\.0=50 +1 ")
+        self.assertRegex(out, r"\nprod +4\.0\.0 +1 ")
+        a = {e["alias"]: e for e in self.json("show", "demo")["aliases"]}
+        self.assertEqual(a["c2"]["target"], "2.0.0")  # the heaviest, first on ties: as before
+        self.assertEqual(a["c2"]["targets"], [{"version": "2.0.0", "weight": 50},
+                                              {"version": "5.0.0", "weight": 50}])
+        self.assertEqual(a["prod"]["targets"], [{"version": "4.0.0", "weight": 100}])
+        # a version's history includes the weighted moves that name it
+        moves = self.json("show", "demo@5.0.0")["history"]
+        self.assertEqual([(m["alias"], m["to"]) for m in moves], [("c2", "2.0.0=50 5.0.0=50")])
+
+    def test_why_in_history_and_show(self):
+        self.ok("alias", "demo", "c2", "2.0.0=90", "5.0.0=10")  # no reason: no why
+        j = self.json("history", "demo", "c2")
+        self.assertEqual([m.get("why") for m in j["moves"]], ["canary of 5.0.0", None])
+        self.assertNotIn("why", j["moves"][1])
+        self.assertEqual(self.json("show", "demo")["history"][0]["why"], "canary of 5.0.0")
+        self.assertEqual(self.json("show", "demo@5.0.0")["history"][0]["why"], "canary of 5.0.0")
+        out = self.ok("history", "demo", "c2").out.splitlines()
+        self.assertRegex(out[0], r"^WHEN +ALIAS +ACTION +FROM +TO +GEN +BY$")
+        self.assertEqual(len(out), 4)  # header, 2 moves, 1 why under the first
+        self.assertRegex(out[1], r" c2 +create +- +2\.0\.0=50 5\.0\.0=50 ")
+        # the why starts where the ALIAS column does
+        self.assertEqual(out[2], " " * out[0].index("ALIAS") + "why: canary of 5.0.0")
+        self.assertRegex(out[3], r" c2 +move +2\.0\.0=50 5\.0\.0=50 +2\.0\.0=90 5\.0\.0=10 ")
+        show = self.ok("show", "demo").out
+        self.assertIn("\n" + " " * (2 + out[0].index("ALIAS")) + "why: canary of 5.0.0\n", show)
+
+    def test_rm_force_of_one_target_keeps_the_alias(self):
+        r = self.fails(EXIT_FAIL, "rm", "demo@5.0.0", match='alias "c2"')
+        self.assertIn("other targets take its weight", r.err)
+        gen = self.json("show", "demo")["history"][-1]["generation"]
+        j = self.json("rm", "demo@5.0.0", "--force")
+        self.assertEqual(j["generation"], gen + 1)  # one record: the removal and the move
+        a = {e["alias"]: e for e in self.json("show", "demo")["aliases"]}
+        self.assertEqual(a["c2"]["targets"], [{"version": "2.0.0", "weight": 100}])
+        self.assertEqual(a["prod"]["target"], "4.0.0")
+        last = self.json("history", "demo", "c2")["moves"][-1]
+        self.assertEqual((last["action"], last["from"], last["to"], last["generation"]),
+                         ("move", "2.0.0=50 5.0.0=50", "2.0.0", gen + 1))
+        self.assertEqual(last["why"], "demo@5.0.0 removed: its 50% goes to 2.0.0")
+        self.assertIn("why: demo@5.0.0 removed: its 50% goes to 2.0.0",
+                      self.ok("history", "demo", "c2").out)
+        # three targets: the two left take 20% in proportion, summing to 100
+        self.push("demo", "6.0.0", 100, 4)
+        self.ok("alias", "demo", "prod", "2.0.0=10", "4.0.0=70", "6.0.0=20")
+        self.ok("rm", "demo@6.0.0", "--force")
+        a = {e["alias"]: e for e in self.json("show", "demo")["aliases"]}
+        self.assertEqual(a["prod"]["targets"], [{"version": "2.0.0", "weight": 13},
+                                                {"version": "4.0.0", "weight": 87}])
+        self.assertEqual(self.json("history", "demo", "prod")["moves"][-1]["why"],
+                         "demo@6.0.0 removed: its 20% goes to the other targets "
+                         "(2.0.0=13 4.0.0=87)")
+        self.assertEqual(self.ok("fsck").code, EXIT_OK)
 
 
 class Remove(Base):

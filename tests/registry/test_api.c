@@ -1074,17 +1074,84 @@ static void test_weighted_aliases(void **state)
         assert_int_equal(mc_registry_gc(f->r, &o, &removed, NULL), 0);
         assert_int_equal(removed, 0); /* 5.0.0 is the newest, the rest are aliased */
     }
-    /* forced: the weighted alias goes whole, in its history */
-    assert_int_equal(mc_registry_remove_version(f->r, "m", "4.0.0", true, NULL), 0);
+    unchanged(f, mc_registry_remove_version(f->r, "m", "4.0.0", false, NULL), MC_EBUSY,
+              "the alias's other targets take its weight");
+    /*
+     * forced: the weighted alias keeps its other targets, which take the
+     * removed weight in proportion (40 30 20 of 90: 44.4 33.3 22.2, the
+     * largest remainder gets the point left), in the same record, with why
+     */
+    g0 = mc_registry_generation(f->r);
+    assert_int_equal(mc_registry_remove_version(f->r, "m", "4.0.0", true, &gen), 0);
+    assert_int_equal(gen, g0 + 1);
     a = alias_of(f, "m", "staging");
-    assert_int_equal(a->ntargets, 0);
-    assert_null(a->targets);
-    assert_null(a->target);
+    targets_are(f, "m", "staging", "1.0.0=45 2.0.0=33 3.0.0=22");
+    assert_string_equal(a->target->version, "1.0.0");
     assert_string_equal(a->history[a->nhistory - 1].from, "1.0.0=40 2.0.0=30 3.0.0=20 4.0.0=10");
-    assert_null(a->history[a->nhistory - 1].to);
+    assert_string_equal(a->history[a->nhistory - 1].to, "1.0.0=45 2.0.0=33 3.0.0=22");
+    assert_string_equal(a->history[a->nhistory - 1].why,
+                        "m@4.0.0 removed: its 10% goes to the other targets "
+                        "(1.0.0=45 2.0.0=33 3.0.0=22)");
+    assert_int_equal(a->history[a->nhistory - 1].generation, gen);
+    assert_false(a->history[a->nhistory - 1].rollback);
     /* a rollback cannot bring back a set with a version that is gone */
     unchanged(f, mc_registry_alias_rollback(f->r, "m", "staging", NULL), MC_ENOENT,
               "alias \"staging\" of \"m\" pointed at 4.0.0 before, which has been removed");
+    survives_reopen(f);
+    /* one target left: a plain alias at 100 (production is 1.0.0=90 2.0.0=10) */
+    targets_are(f, "m", "production", "1.0.0=90 2.0.0=10");
+    assert_int_equal(mc_registry_alias_set(f->r, "m", "plain", "2.0.0", NULL), 0);
+    assert_int_equal(mc_registry_remove_version(f->r, "m", "2.0.0", true, &gen), 0);
+    targets_are(f, "m", "production", "1.0.0");
+    a = alias_of(f, "m", "production");
+    assert_int_equal(a->ntargets, 1);
+    assert_int_equal(a->targets[0].weight, 100);
+    assert_string_equal(a->history[a->nhistory - 1].why, "m@2.0.0 removed: its 10% goes to 1.0.0");
+    assert_int_equal(a->history[a->nhistory - 1].generation, gen);
+    assert_int_equal(mc_registry_resolve(f->r, "m", "production", &v), 0);
+    assert_string_equal(v->version, "1.0.0");
+    /* staging: 33 of 67 goes to 1.0.0=45 3.0.0=22 -> 67.2 32.8 */
+    targets_are(f, "m", "staging", "1.0.0=67 3.0.0=33");
+    /* a plain alias on the removed version goes with it, as before */
+    a = alias_of(f, "m", "plain");
+    assert_null(a->target);
+    assert_null(a->history[a->nhistory - 1].to);
+    assert_null(a->history[a->nhistory - 1].why);
+    survives_reopen(f);
+    /* retention still never removes a target */
+    {
+        struct mc_gc_opts o = {.name = "m", .keep = 1};
+        size_t removed;
+
+        assert_int_equal(mc_registry_gc(f->r, &o, &removed, NULL), 0);
+        assert_int_equal(removed, 0); /* 5.0.0 is the newest, 1.0.0 and 3.0.0 are aliased */
+    }
+}
+
+/* Largest remainder: ties go to the first in precedence; the weights sum to 100. */
+static void test_weighted_remove_rounding(void **state)
+{
+    struct fx *f = *state;
+    struct mc_reg_weight t[MC_ALIAS_TARGETS_MAX] = {
+        {"1.0.0", 25}, {"2.0.0", 25}, {"3.0.0", 25}, {"4.0.0", 25}};
+
+    push_ok(f, "m", "1.0.0");
+    push_ok(f, "m", "2.0.0");
+    push_ok(f, "m", "3.0.0");
+    push_ok(f, "m", "4.0.0");
+    assert_int_equal(mc_registry_alias_set_weighted(f->r, "m", "a", t, 4, NULL, NULL), 0);
+    t[0].weight = 1, t[1].weight = 1, t[2].weight = 1, t[3].weight = 97;
+    assert_int_equal(mc_registry_alias_set_weighted(f->r, "m", "b", t, 4, NULL, NULL), 0);
+    assert_int_equal(mc_registry_remove_version(f->r, "m", "2.0.0", true, NULL), 0);
+    targets_are(f, "m", "a", "1.0.0=34 3.0.0=33 4.0.0=33");
+    targets_are(f, "m", "b", "1.0.0=1 3.0.0=1 4.0.0=98"); /* 1.0101 1.0101 97.9798 */
+    assert_int_equal(mc_registry_remove_version(f->r, "m", "4.0.0", true, NULL), 0);
+    targets_are(f, "m", "a", "1.0.0=51 3.0.0=49"); /* 50.746 49.254 */
+    targets_are(f, "m", "b", "1.0.0=50 3.0.0=50");
+    survives_reopen(f);
+    assert_int_equal(mc_registry_remove_version(f->r, "m", "1.0.0", true, NULL), 0);
+    targets_are(f, "m", "a", "3.0.0");
+    targets_are(f, "m", "b", "3.0.0");
     survives_reopen(f);
 }
 
@@ -1502,6 +1569,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_check_repair, setup, teardown),
         cmocka_unit_test(test_targets_parse),
         cmocka_unit_test_setup_teardown(test_weighted_aliases, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_weighted_remove_rounding, setup, teardown),
         cmocka_unit_test_setup_teardown(test_health, setup, teardown),
         cmocka_unit_test_setup_teardown(test_snapshots, setup, teardown),
         cmocka_unit_test_setup_teardown(test_deploys, setup, teardown),

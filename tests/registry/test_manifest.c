@@ -735,6 +735,110 @@ static void test_gc_record_whole_or_nothing(void **state)
     store_free(&s);
 }
 
+/* The generation the next record appended to the store's journal must have. */
+static int next_gen(const char *store)
+{
+    struct tu_warnings w = {0};
+    struct mc_registry *r;
+    int g;
+
+    assert_int_equal(tu_open(store, 0, &w, &r), 0);
+    g = (int)mc_registry_generation(r) + 1;
+    mc_registry_close(r);
+    return g;
+}
+
+/* Append rec to the store's journal as the next line. */
+static void append_record(const char *store, json_t *rec)
+{
+    char p[512], *line;
+    size_t len;
+    FILE *f;
+
+    line = mc_manifest_encode(rec, &len);
+    assert_non_null(line);
+    snprintf(p, sizeof(p), "%s/journal", store);
+    f = fopen(p, "a");
+    assert_non_null(f);
+    assert_int_equal(fwrite(line, 1, len, f), len);
+    fclose(f);
+    free(line);
+    json_decref(rec);
+}
+
+/*
+ * The alias moves of a forced "rm" are checked whole before any is made: a
+ * record whose second move still holds the removed version changes nothing
+ * (not the first alias, not the version).
+ */
+static void test_rm_moves_whole_or_nothing(void **state)
+{
+    struct store s;
+    struct tu_warnings w = {0};
+    struct mc_registry *r;
+    const struct mc_reg_model *m;
+    struct mc_reg_weight t[2] = {{"1.0.0", 50}, {"2.0.0", 50}};
+    char text[256];
+    json_t *rec;
+
+    (void)state;
+    store_new(&s, scratch_base());
+    push(&s, "a", "1.0.0", 10);
+    push(&s, "a", "2.0.0", 11);
+    push(&s, "a", "3.0.0", 12);
+    ok(mc_registry_alias_set_weighted(s.r, "a", "west", t, 2, NULL, NULL));
+    t[0].ref = "3.0.0";
+    ok(mc_registry_alias_set_weighted(s.r, "a", "east", t, 2, NULL, NULL));
+    assert_int_equal(mc_registry_generation(s.r), 5);
+    mc_registry_close(s.r);
+    s.r = NULL;
+    rec = json_pack("{s:i,s:s,s:i,s:i,s:s,s:s,s:b,s:[{s:s,s:s,s:s},{s:s,s:s,s:s}]}", "g", 6, "op",
+                    "rm", "t", 1, "uid", 0, "name", "a", "version", "2.0.0", "force", 1, "moves",
+                    "alias", "west", "from", "1.0.0=50 2.0.0=50", "to", "1.0.0", "alias", "east",
+                    "from", "2.0.0=50 3.0.0=50", "to", "2.0.0");
+    append_record(s.path, rec);
+    assert_int_equal(tu_open(s.path, 0, &w, &r), MC_ECORRUPT);
+    assert_msg("moves alias \"east\" to \"2.0.0\", which still holds it");
+    assert_int_equal(mc_registry_repair(s.path, tu_warn, &w), 0);
+    assert_int_equal(tu_open(s.path, 0, &w, &s.r), 0);
+    m = mc_registry_model(s.r, "a");
+    assert_non_null(m);
+    assert_int_equal(m->nversions, 3); /* nothing of the record applied */
+    /* aliases in name order: east, west */
+    assert_int_equal(mc_reg_targets_format(&m->aliases[1], text, sizeof(text)), 0);
+    assert_string_equal(text, "1.0.0=50 2.0.0=50");
+    assert_int_equal(m->aliases[1].nhistory, 1);
+    /* a move from targets the alias does not have now, or the same alias twice */
+    mc_registry_close(s.r);
+    s.r = NULL;
+    rec = json_pack("{s:i,s:s,s:i,s:i,s:s,s:s,s:b,s:[{s:s,s:s,s:s}]}", "g", next_gen(s.path), "op",
+                    "rm", "t", 1, "uid", 0, "name", "a", "version", "2.0.0", "force", 1, "moves",
+                    "alias", "west", "from", "1.0.0=60 2.0.0=40", "to", "1.0.0");
+    append_record(s.path, rec);
+    assert_int_equal(tu_open(s.path, 0, &w, &r), MC_ECORRUPT);
+    assert_msg("moves alias \"west\" from \"1.0.0=60 2.0.0=40\", but it does not point there");
+    assert_int_equal(mc_registry_repair(s.path, tu_warn, &w), 0);
+    rec = json_pack("{s:i,s:s,s:i,s:i,s:s,s:s,s:b,s:[{s:s,s:s,s:s},{s:s,s:s,s:s}]}", "g",
+                    next_gen(s.path), "op", "rm", "t", 1, "uid", 0, "name", "a", "version", "2.0.0",
+                    "force", 1, "moves", "alias", "west", "from", "1.0.0=50 2.0.0=50", "to",
+                    "1.0.0", "alias", "west", "from", "1.0.0=50 2.0.0=50", "to", "1.0.0");
+    append_record(s.path, rec);
+    assert_int_equal(tu_open(s.path, 0, &w, &r), MC_ECORRUPT);
+    assert_msg("moves alias \"west\" twice");
+    assert_int_equal(mc_registry_repair(s.path, tu_warn, &w), 0);
+    /* the record the API writes replays */
+    assert_int_equal(tu_open(s.path, 0, &w, &s.r), 0);
+    ok(mc_registry_remove_version(s.r, "a", "2.0.0", true, NULL));
+    mc_registry_close(s.r);
+    assert_int_equal(tu_open(s.path, 0, &w, &s.r), 0);
+    m = mc_registry_model(s.r, "a");
+    assert_int_equal(mc_reg_targets_format(&m->aliases[1], text, sizeof(text)), 0);
+    assert_string_equal(text, "1.0.0");
+    assert_int_equal(mc_reg_targets_format(&m->aliases[0], text, sizeof(text)), 0);
+    assert_string_equal(text, "3.0.0");
+    store_free(&s);
+}
+
 static void test_torn_tail_readers(void **state)
 {
     static const char half[] = "{\"g\":2,\"op\":\"alias\",\"t\":1,\"ui";
@@ -1219,6 +1323,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_formats_and_gaps),
         cmocka_unit_test(test_format1_store),
         cmocka_unit_test(test_gc_record_whole_or_nothing),
+        cmocka_unit_test(test_rm_moves_whole_or_nothing),
         cmocka_unit_test(test_torn_tail_readers),
         cmocka_unit_test(test_compaction),
         cmocka_unit_test(test_read_boundary),
