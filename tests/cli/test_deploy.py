@@ -87,7 +87,41 @@ class WithoutDaemon(Base):
         self.assertEqual(self.ok("alerts").out, "no alerts\n")
 
 
+    def test_snapshot_restore_and_push_alias_are_gated_by_the_health_check(self):
+        self.two()
+        self.ok("snapshot", "create", "s")
+        self.ok("alias", "m", "prod", "2.0.0")
+        self.ok("health", "set", "m", "--", "false")
+        # A restore would move prod back without the check: refused, nothing moves.
+        self.fails(EXIT_USAGE, "snapshot", "restore", "s", match="health check")
+        self.assertEqual(self.targets(), "2.0.0")
+        self.ok("snapshot", "restore", "s", "--no-gate")
+        self.assertEqual(self.targets(), "1.0.0")
+        # push --alias: no mcached runs the check, so nothing is pushed.
+        self.fails(EXIT_NODAEMON, "push", "m", "3.0.0", self.file("m3.bin", seed=3),
+                   "--alias", "prod", match="--no-gate")
+        self.assertNotIn("3.0.0", json.dumps(self.json("show", "m")))
+        self.ok("push", "m", "3.0.0", self.file("m3.bin", seed=3), "--alias", "prod",
+                "--no-gate")
+        self.assertEqual(self.targets(), "3.0.0")
+        self.fails(EXIT_USAGE, "snapshot", "create", "t", "--no-gate", match="restore")
+
+
 class WithDaemon(Base):
+    def test_push_alias_goes_through_the_gate(self):
+        self.two()
+        self.ok("health", "set", "m", "--", "sh", "-c", 'echo "no $MCACHE_VERSION"; exit 5')
+        self.start_daemon()
+        r = self.fails(EXIT_FAIL, "push", "m", "3.0.0", self.file("m3.bin", seed=3),
+                       "--alias", "prod", match="exit status 5")
+        self.assertIn("pushed m@3.0.0", r.err)
+        self.assertIn("no 3.0.0", r.err)
+        self.assertEqual(self.targets(), "1.0.0")
+        self.ok("health", "set", "m", "--", "true")
+        self.push("m", "4.0.0", 4096, 4, "--alias", "prod")
+        self.assertEqual(self.targets(), "4.0.0")
+        self.assertIn("push", json.dumps(self.json("history", "m", "prod")))
+
     def test_failing_health_check_refuses_a_move_and_raises_an_alert(self):
         self.two()
         self.ok("health", "set", "m", "--", "sh", "-c",
