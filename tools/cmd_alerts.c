@@ -29,7 +29,7 @@ static int run_alerts(struct cli *c, struct args *a)
     if (kind && strcmp(kind, "rollback") && strcmp(kind, "health") && strcmp(kind, "threshold"))
         return cli_usage(c, "--kind must be rollback, health or threshold, not \"%s\"", kind);
     if (args_value(a, "limit") &&
-        (rc = cli_parse_uint("limit", args_value(a, "limit"), MC_REG_ALERTS_MAX, &limit)))
+        (rc = cli_parse_range("limit", args_value(a, "limit"), 1, MC_REG_ALERTS_MAX, &limit)))
         return cli_error(rc);
     if ((rc = cli_open_store(c, false, false, &r)))
         return cli_error(rc);

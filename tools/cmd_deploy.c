@@ -18,6 +18,7 @@
 #include "tools/output.h"
 
 #define INTERVAL_MAX_MS (7ull * 24 * 3600 * 1000) /* a week */
+#define INTERVAL_MIN_MS 1000ull                     /* each judgement is a registry record */
 
 /* "90s", "5m", "1h", "1500ms", "30" (seconds) -> milliseconds; MC_EINVAL naming the option. */
 static int parse_duration(const char *opt, const char *s, uint64_t *ms)
@@ -44,6 +45,9 @@ static int parse_duration(const char *opt, const char *s, uint64_t *ms)
         return mc_err(MC_EINVAL, "--%s %s must be more than 0 (e.g. 30s, 5m)", opt, s);
     if (v * mult > (double)INTERVAL_MAX_MS)
         return mc_err(MC_EINVAL, "--%s %s is longer than a week", opt, s);
+    if (v * mult < (double)INTERVAL_MIN_MS)
+        return mc_err(MC_EINVAL, "--%s %s is shorter than 1 s, the shortest interval mcached judges",
+                      opt, s);
     *ms = (uint64_t)(v * mult);
     return 0;
 bad:
@@ -285,7 +289,11 @@ static int begin_spec(const struct args *a, json_t *j)
                       strategy);
     if ((rc = parse_steps(v ? v : "10,50,100", steps)))
         return rc;
-    if ((v = args_value(a, "interval")) && (rc = parse_duration("interval", v, &interval)))
+    if ((v = args_value(a, "interval")) && st == MC_DEPLOY_DIRECT)
+        return mc_err(MC_EINVAL,
+                      "--interval is for canary and blue-green; a direct deploy is done once "
+                      "its move is applied");
+    if (v && (rc = parse_duration("interval", v, &interval)))
         return rc;
     if ((v = args_value(a, "max-error-rate")) &&
         (rc = parse_ratio("max-error-rate", v, 0, 1, &err)))
@@ -294,11 +302,11 @@ static int begin_spec(const struct args *a, json_t *j)
         (rc = parse_ratio("max-p99-ratio", v, 1, 1000, &p99)))
         return rc;
     if ((v = args_value(a, "min-requests")) &&
-        (rc = cli_parse_uint("min-requests", v, 1000000000ull, &minreq)))
+        (rc = cli_parse_range("min-requests", v, 1, 1000000000ull, &minreq)))
         return rc;
     if ((v = args_value(a, "health-timeout")) &&
-        ((rc = cli_parse_uint("health-timeout", v, 3600, &hto)) || !hto))
-        return rc ? rc : mc_err(MC_EINVAL, "--health-timeout must be 1..3600 seconds, not 0");
+        (rc = cli_parse_range("health-timeout", v, 1, 3600, &hto)))
+        return rc;
     for (size_t i = a->dashdash; i < a->npos; i++)
         json_array_append_new(health, json_string(a->pos[i]));
     json_object_set_new(j, "interval_ms", json_integer((json_int_t)interval));

@@ -58,10 +58,8 @@ static int run_health(struct cli *c, struct args *a)
     if (strcmp(sub, "set") && a->npos != 2)
         return cli_usage(c, "health %s takes only NAME", sub);
     tmo = args_value(a, "timeout");
-    if (tmo && ((rc = cli_parse_uint("timeout", tmo, HEALTH_TIMEOUT_MAX_S, &secs)) || !secs))
-        return cli_error(
-            rc ? rc
-               : mc_err(MC_EINVAL, "--timeout must be 1..%d seconds, not 0", HEALTH_TIMEOUT_MAX_S));
+    if (tmo && (rc = cli_parse_range("timeout", tmo, 1, HEALTH_TIMEOUT_MAX_S, &secs)))
+        return cli_error(rc);
     write = strcmp(sub, "show") != 0;
     if ((rc = cli_open_store(c, write, false, &r)))
         return cli_error(rc);

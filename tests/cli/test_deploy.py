@@ -56,8 +56,9 @@ class WithoutDaemon(Base):
         self.ok("health", "rm", "m")
         self.assertEqual(self.ok("health", "show", "m").out, "m: no health check\n")
         self.fails(EXIT_USAGE, "health", "set", "m", "sh", match="--")
-        self.fails(EXIT_USAGE, "health", "set", "m", "--timeout", "0", "--", "true",
-                   match="timeout")
+        for bad in ("0", "3601"):
+            self.fails(EXIT_USAGE, "health", "set", "m", "--timeout", bad, "--", "true",
+                       match='--timeout "%s" is not a whole number from 1 to 3600' % bad)
         self.fails(EXIT_USAGE, "health", "frob", "m", match="set, show or rm")
         self.fails(EXIT_NOTFOUND, "health", "show", "nosuch")
 
@@ -67,6 +68,13 @@ class WithoutDaemon(Base):
         for extra, match in ((["--interval", "0"], "more than 0"),
                              (["--interval", "-5s"], "more than 0"),
                              (["--interval", "soon"], "not a duration"),
+                             (["--interval", "1ms"], "shorter than 1 s"),
+                             (["--interval", "999ms"], "shorter than 1 s"),
+                             (["--strategy", "direct", "--interval", "0"], "direct deploy"),
+                             (["--min-requests", "0"], "from 1 to"),
+                             (["--health-timeout", "0"], '"0" is not a whole number from 1 to 3600'),
+                             (["--health-timeout", "3601"],
+                              '"3601" is not a whole number from 1 to 3600'),
                              (["--steps", "10,5,100"], "increase"),
                              (["--steps", "10,50"], "100"),
                              (["--steps", "10,500,100"], "percentage"),
@@ -85,6 +93,7 @@ class WithoutDaemon(Base):
         self.assertEqual(self.json("deployments", "m")["deployments"], [])
         self.assertEqual(self.ok("deploy", "--status").out, "no rollout in progress\n")
         self.assertEqual(self.ok("alerts").out, "no alerts\n")
+        self.fails(EXIT_USAGE, "alerts", "--limit", "0", match="from 1 to 256")
 
 
     def test_snapshot_restore_and_push_alias_are_gated_by_the_health_check(self):
