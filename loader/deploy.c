@@ -177,7 +177,7 @@ static void answer(struct daemon *d, struct deploy_run *r, int rc, const char *m
     const struct mc_reg_deploy *x;
     const struct mc_reg_alias *a;
     char to[512] = "";
-    json_t *j;
+    json_t *j, *steps;
     char *body;
 
     if (!r->conn)
@@ -192,12 +192,15 @@ static void answer(struct daemon *d, struct deploy_run *r, int rc, const char *m
     a = x ? alias_of(d, x->name, x->alias) : NULL;
     if (a)
         mc_reg_targets_format(a, to, sizeof(to));
+    steps = json_array(); /* as `deploy --status --json` has them: the percentages */
+    for (size_t i = 0; x && i < x->nsteps; i++)
+        json_array_append_new(steps, json_integer(x->steps[i]));
     j = json_pack(
-        "{s:I, s:s, s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:s, s:o, s:O}", "id", (json_int_t)r->id,
+        "{s:I, s:s, s:s, s:s, s:s, s:s, s:I, s:o, s:I, s:I, s:s, s:o, s:O}", "id", (json_int_t)r->id,
         "name", x ? x->name : "", "version", x ? x->version : "", "alias", x ? x->alias : "",
         "strategy", x ? mc_deploy_strategy_name(x->strategy) : "", "state",
         x ? mc_deploy_state_name(x->state) : "", "step", (json_int_t)(x ? x->step + 1 : 0), "steps",
-        (json_int_t)(x ? x->nsteps : 0), "interval_ms", (json_int_t)(x ? x->interval_ms : 0),
+        steps, "weight", (json_int_t)(x ? x->steps[x->step] : 0), "interval_ms", (json_int_t)(x ? x->interval_ms : 0),
         "targets", to, "reason", x && x->reason ? json_string(x->reason) : json_null(), "checks",
         checks ? checks : json_null());
     body = json_dumps(j, JSON_COMPACT);
@@ -828,6 +831,11 @@ void deploy_op_ctl(struct daemon *d, struct mc_conn *c, const struct mc_request 
         return;
     }
     daemon_sync(d, false);
+    if (!mc_registry_model(d->reg, name)) {
+        snprintf(msg, sizeof(msg), "there is no model \"%.200s\" (see `mcache ls`)", name);
+        reply_err(d, c, MC_ENOENT, msg);
+        return;
+    }
     if (!(x = active(d, name, alias, msg, sizeof(msg)))) {
         reply_err(d, c, MC_ENOENT, msg);
         return;
@@ -846,7 +854,7 @@ void deploy_op_ctl(struct daemon *d, struct mc_conn *c, const struct mc_request 
         (st == MC_DEPLOY_RUNNING && x->state == MC_DEPLOY_RUNNING)) {
         snprintf(msg, sizeof(msg), "rollout %llu of %s is %s already", (unsigned long long)id, name,
                  mc_deploy_state_name(x->state));
-        reply_err(d, c, MC_EINVAL, msg);
+        reply_err(d, c, MC_EBUSY, msg);
         return;
     }
     if (r && r->gate) { /* a step being gated: it does not happen */

@@ -17,6 +17,38 @@ static const struct opt_spec alerts_opts[] = {
     {0},
 };
 
+/*
+ * A message in the table: its first line, then (a health check's output) at most the last
+ * TAIL_LINES lines of the rest, indented under it; --json has all of it.
+ */
+#define TAIL_LINES 4
+static void print_message(const char *msg)
+{
+    const char *nl = strchr(msg, '\n'), *p;
+    size_t lines = 0, skip;
+
+    if (!nl) {
+        printf("%s\n", msg);
+        return;
+    }
+    printf("%.*s\n", (int)(nl - msg), msg);
+    for (p = nl + 1; *p; p++) /* lines after the first (a last one without '\n' counts) */
+        if (*p == '\n' || !p[1])
+            lines++;
+    skip = lines > TAIL_LINES ? lines - TAIL_LINES : 0;
+    if (skip)
+        printf("    ... (%zu more line%s; --json has them)\n", skip, skip == 1 ? "" : "s");
+    for (p = nl + 1; *p;) {
+        const char *e = strchr(p, '\n');
+        size_t len = e ? (size_t)(e - p) : strlen(p);
+        if (skip)
+            skip--;
+        else
+            printf("    %.*s\n", (int)len, p);
+        p += len + (e ? 1 : 0);
+    }
+}
+
 static int run_alerts(struct cli *c, struct args *a)
 {
     const char *name = a->npos ? a->pos[0] : NULL, *kind = args_value(a, "kind");
@@ -60,9 +92,10 @@ static int run_alerts(struct cli *c, struct args *a)
                                                  "message", x->message));
             continue;
         }
-        printf("%s  %-9s %s%s%s%s%s: %s\n", fmt_time(x->at_ns, when), x->kind, x->model,
+        printf("%s  %-9s %s%s%s%s%s: ", fmt_time(x->at_ns, when), x->kind, x->model,
                x->version ? "@" : "", x->version ? x->version : "", x->alias ? " " : "",
-               x->alias ? x->alias : "", x->message);
+               x->alias ? x->alias : "");
+        print_message(x->message);
     }
     if (c->json)
         jv_print(json_pack("{s:o}", "alerts", arr));

@@ -205,6 +205,10 @@ static int control_offline(const struct cli *c, const char *act, const char *nam
 
     if (rc)
         return cli_error(rc);
+    if (!cli_model(r, name, &rc)) {
+        mc_registry_close(r);
+        return cli_error(rc);
+    }
     for (size_t i = 0; i < mc_registry_deploy_count(r); i++) {
         const struct mc_reg_deploy *y = mc_registry_deploy_at(r, i);
         if (!strcmp(y->name, name) && (!alias || !strcmp(y->alias, alias)) &&
@@ -215,6 +219,11 @@ static int control_offline(const struct cli *c, const char *act, const char *nam
         mc_registry_close(r);
         return cli_error(mc_err(MC_ENOENT, "%s has no rollout running or paused%s%s", name,
                                 alias ? " on alias " : "", alias ? alias : ""));
+    }
+    if (st == x->state) {
+        mc_registry_close(r);
+        return cli_error(mc_err(MC_EBUSY, "rollout %llu of %s is %s already", (unsigned long long)x->id,
+                                name, mc_deploy_state_name(x->state)));
     }
     snprintf(from, sizeof(from), "%s", x->from ? x->from : "");
     for (char *t = strtok_r(from, " ", &save); t && nw < MC_ALIAS_TARGETS_MAX;
@@ -359,7 +368,8 @@ static int begin(const struct cli *c, const struct args *a)
     if (!c->quiet) {
         printf("%s: %s -> %s (rollout %lld, %s, step %lld/%lld): %s\n", jstr_or(res, "name", "?"),
                jstr_or(res, "alias", "?"), jstr_or(res, "targets", "?"), jint(res, "id"),
-               jstr_or(res, "strategy", "?"), jint(res, "step"), jint(res, "steps"),
+               jstr_or(res, "strategy", "?"), jint(res, "step"),
+               (long long)json_array_size(jget(res, "steps")),
                jstr_or(res, "state", "?"));
         if (!strcmp(jstr_or(res, "state", ""), "running"))
             printf("mcached judges it every %s; see `mcache deploy --status %s`\n",
@@ -398,7 +408,7 @@ static int run_deploy(struct cli *c, struct args *a)
 const struct cli_cmd cmd_deploy = {
     .name = "deploy",
     .synopsis = "NAME VERSION --alias ALIAS [OPTIONS] [-- HEALTH-COMMAND...] | --status [NAME] "
-                "| --pause|--resume|--abort NAME",
+                "| --pause|--resume|--abort NAME [--alias ALIAS]",
     .summary =
         "roll a version out on an alias: direct, blue-green or canary, rolled back on errors",
     .help =

@@ -22,6 +22,27 @@ static json_t *health_json(const char *name, const struct mc_reg_health *h)
                      "timeout_ms", h ? json_integer(h->timeout_ms) : json_null());
 }
 
+/* " word", quoted for a POSIX shell when it needs it, so the line can be pasted back. */
+static void print_word(const char *w)
+{
+    bool plain = *w != '\0';
+
+    for (const char *p = w; *p && plain; p++)
+        plain = strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_@%+=:,./-",
+                       *p) != NULL;
+    if (plain) {
+        printf(" %s", w);
+        return;
+    }
+    printf(" '");
+    for (const char *p = w; *p; p++)
+        if (*p == '\'')
+            printf("'\\''");
+        else
+            putchar(*p);
+    putchar('\'');
+}
+
 static void print_health(const char *name, const struct mc_reg_health *h)
 {
     if (!h) {
@@ -30,7 +51,7 @@ static void print_health(const char *name, const struct mc_reg_health *h)
     }
     printf("%s: health check (timeout %.1f s):", name, (double)h->timeout_ms / 1000);
     for (size_t i = 0; i < h->argc; i++)
-        printf(" %s", h->argv[i]);
+        print_word(h->argv[i]);
     printf("\n");
 }
 

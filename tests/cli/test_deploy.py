@@ -48,7 +48,11 @@ class WithoutDaemon(Base):
         r = self.ok("health", "set", "m", "--json", "--timeout", "7", "--", "sh", "-c", "exit 0")
         self.assertEqual(json.loads(r.out), {"name": "m", "command": ["sh", "-c", "exit 0"], "timeout_ms": 7000})
         r = self.ok("health", "show", "m")
-        self.assertEqual(r.out, "m: health check (timeout 7.0 s): sh -c exit 0\n")
+        self.assertEqual(r.out, "m: health check (timeout 7.0 s): sh -c 'exit 0'\n")
+        self.ok("health", "set", "m", "--", "sh", "-c", "echo 'a b'; exit 0", "")
+        self.assertEqual(self.ok("health", "show", "m").out,
+                         "m: health check (timeout 30.0 s): sh -c 'echo '\\''a b'\\''; exit 0' ''\n")
+        self.ok("health", "set", "m", "--timeout", "7", "--", "sh", "-c", "exit 0")
         # With a check and no mcached, a move is refused unless --no-gate.
         self.fails(EXIT_NODAEMON, "alias", "m", "prod", "2.0.0", match="--no-gate")
         self.assertIn("1.0.0", json.dumps(self.json("show", "m")["aliases"]))
@@ -88,6 +92,7 @@ class WithoutDaemon(Base):
         self.fails(EXIT_USAGE, "deploy", "m", "2.0.0", "true", "--alias", "prod",
                    match="NAME VERSION")
         self.fails(EXIT_USAGE, "deploy", "--status", "--abort", "m")
+        self.fails(EXIT_NOTFOUND, "deploy", "--pause", "nosuch", match='no model "nosuch"')
         # Well-formed, but mcached runs rollouts.
         self.fails(EXIT_NODAEMON, *base, match="mcached runs rollouts")
         self.assertEqual(self.json("deployments", "m")["deployments"], [])
@@ -148,6 +153,18 @@ class WithDaemon(Base):
         self.assertEqual(st["daemon"]["alerts"]["health"], 1)
         self.assertIn("1 health", self.ok("stat").out)
 
+    def test_alerts_table_shows_the_end_of_a_long_output_indented(self):
+        self.two()
+        self.ok("health", "set", "m", "--", "sh", "-c", "echo head; seq 1 30; exit 4")
+        self.start_daemon()
+        self.fails(EXIT_FAIL, "alias", "m", "prod", "2.0.0", match="exit status 4")
+        out = self.ok("alerts").out
+        lines = out.splitlines()
+        self.assertRegex(lines[0], r"health +m@2.0.0 prod: health check of m@2.0.0 failed")
+        self.assertRegex(lines[1], r"^    \.\.\. \(\d+ more lines; --json has them\)$")
+        self.assertEqual(lines[2:], ["    27", "    28", "    29", "    30"])
+        self.assertIn("\nhead\n", self.json("alerts")["alerts"][0]["message"])
+
     def test_passing_check_moves_through_mcached(self):
         self.two()
         self.ok("health", "set", "m", "--", "sh", "-c", 'test "$MCACHE_CACHE" = t')
@@ -188,6 +205,8 @@ class WithDaemon(Base):
         self.fails(EXIT_FAIL, "deploy", "m", "2.0.0", "--alias", "prod",
                    match=r"rollout \d+ of m@2.0.0 on alias prod is running")
         self.assertIn("paused", self.ok("deploy", "--pause", "m").out)
+        self.fails(EXIT_FAIL, "deploy", "--pause", "m", match="is paused already")
+        self.fails(EXIT_NOTFOUND, "deploy", "--pause", "nosuch", match='no model "nosuch"')
         self.assertEqual(self.json("deploy", "--status")["deployments"][0]["state"], "paused")
         self.ok("deploy", "--resume", "m", "--alias", "prod")
         self.ok("deploy", "--abort", "m")
@@ -196,6 +215,8 @@ class WithDaemon(Base):
         # A direct one succeeds at once.
         j = self.json("deploy", "m", "2.0.0", "--alias", "prod", "--strategy", "direct")
         self.assertEqual((j["state"], j["targets"]), ("succeeded", "2.0.0"))
+        # The same shape as --status --json: step counted from 1, steps the percentages.
+        self.assertEqual((j["step"], j["steps"], j["weight"]), (1, [100], 100))
         d = self.json("deployments", "m")["deployments"]
         self.assertEqual([(x["strategy"], x["state"]) for x in d],
                          [("canary", "aborted"), ("direct", "succeeded")])
