@@ -4,6 +4,7 @@
 `mcache health set|show|rm`, `mcache deploy` (begin, --status, --pause,
 --resume, --abort), `mcache deployments`, `mcache alerts`, and their bad input."""
 import json
+import time
 
 from clitest import EXIT_FAIL, EXIT_NODAEMON, EXIT_NOTFOUND, EXIT_USAGE, CliTest, main
 
@@ -211,6 +212,19 @@ class WithDaemon(Base):
         self.ok("deploy", "--resume", "m", "--alias", "prod")
         self.ok("deploy", "--abort", "m")
         self.assertEqual(self.json("show", "m")["aliases"][0]["target"], "1.0.0")
+        # A rollback during a rollout aborts it, says so, and is not undone.
+        self.ok("deploy", "m", "2.0.0", "--alias", "prod", "--steps", "25,100", "--interval", "1h")
+        r = self.ok("rollback", "m", "prod")
+        self.assertIn("this move aborts it", r.err)
+        d = self.json("deployments", "m")["deployments"][-1]
+        for _ in range(100):
+            if d["state"] != "running":
+                break
+            time.sleep(0.02)
+            d = self.json("deployments", "m")["deployments"][-1]
+        self.assertEqual(d["state"], "aborted")
+        self.assertIn("moved outside the rollout", d["reason"])
+        self.assertEqual(self.json("show", "m")["aliases"][0]["target"], "1.0.0")
         self.fails(EXIT_NOTFOUND, "deploy", "--abort", "m", match="no rollout")
         # A direct one succeeds at once.
         j = self.json("deploy", "m", "2.0.0", "--alias", "prod", "--strategy", "direct")
@@ -219,7 +233,7 @@ class WithDaemon(Base):
         self.assertEqual((j["step"], j["steps"], j["weight"]), (1, [100], 100))
         d = self.json("deployments", "m")["deployments"]
         self.assertEqual([(x["strategy"], x["state"]) for x in d],
-                         [("canary", "aborted"), ("direct", "succeeded")])
+                         [("canary", "aborted"), ("canary", "aborted"), ("direct", "succeeded")])
         out = self.ok("deployments", "m").out
         self.assertIn("aborted", out)
         self.assertIn("succeeded", out)
