@@ -54,7 +54,7 @@ static int run_alerts(struct cli *c, struct args *a)
     const char *name = a->npos ? a->pos[0] : NULL, *kind = args_value(a, "kind");
     struct mc_registry *r;
     uint64_t limit = 0;
-    json_t *arr = json_array();
+    json_t *arr;
     size_t n, first = 0, shown = 0;
     int rc;
 
@@ -69,6 +69,7 @@ static int run_alerts(struct cli *c, struct args *a)
         mc_registry_close(r);
         return cli_error(rc);
     }
+    arr = json_array(); /* after every early return */
     n = mc_registry_alert_count(r);
     /* --limit counts the alerts that match, from the newest. */
     if (limit) {

@@ -156,7 +156,7 @@ static void print_deploy(const struct mc_reg_deploy *x, uint64_t now)
 static int status(const struct cli *c, const char *name)
 {
     struct mc_registry *r;
-    json_t *arr = json_array();
+    json_t *arr;
     size_t n = 0;
     int rc = cli_open_store(c, false, false, &r);
 
@@ -166,6 +166,7 @@ static int status(const struct cli *c, const char *name)
         mc_registry_close(r);
         return cli_error(rc);
     }
+    arr = json_array(); /* after every early return */
     for (size_t i = 0; i < mc_registry_deploy_count(r); i++) {
         const struct mc_reg_deploy *x = mc_registry_deploy_at(r, i);
         if ((name && strcmp(x->name, name)) ||
@@ -443,7 +444,7 @@ static int run_deployments(struct cli *c, struct args *a)
 {
     const char *name = a->pos[0];
     struct mc_registry *r;
-    json_t *arr = json_array();
+    json_t *arr;
     size_t n = 0;
     int rc = cli_open_store(c, false, false, &r);
 
@@ -453,6 +454,7 @@ static int run_deployments(struct cli *c, struct args *a)
         mc_registry_close(r);
         return cli_error(rc);
     }
+    arr = json_array(); /* after every early return */
     if (!c->json && !c->quiet)
         printf("%-4s %-12s %-12s %-10s %-11s %-7s %-20s %s\n", "ID", "ALIAS", "VERSION", "STRATEGY",
                "OUTCOME", "STEP", "STARTED", "REASON");
