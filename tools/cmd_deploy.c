@@ -101,10 +101,10 @@ static const struct opt_spec deploy_opts[] = {
     {"alias", 'a', OPT_VALUE, "ALIAS", "the alias to move (required to begin)"},
     {"strategy", 0, OPT_VALUE, "S", "direct, blue-green or canary (default canary)"},
     {"steps", 0, OPT_VALUE, "P,P,..", "canary: percentages to go through (default 10,50,100)"},
-    {"interval", 0, OPT_VALUE, "DURATION", "time per step, e.g. 30s, 5m (default 5m)"},
+    {"interval", 0, OPT_VALUE, "DURATION", "time per step, 1s or more, e.g. 5m (default 5m)"},
     {"max-error-rate", 0, OPT_VALUE, "R", "roll back above this error rate, 0..1 (0.02)"},
     {"max-p99-ratio", 0, OPT_VALUE, "X", "roll back if p99 > X times the old one's (off)"},
-    {"min-requests", 0, OPT_VALUE, "N", "hold until the new version served N (default 100)"},
+    {"min-requests", 0, OPT_VALUE, "N", "hold until the new version served N >= 1 (100)"},
     {"health-timeout", 0, OPT_VALUE, "SECONDS", "for the command after \"--\" (default 30)"},
     {"status", 0, OPT_FLAG, NULL, "show rollouts in progress (of NAME, or all)"},
     {"pause", 0, OPT_FLAG, NULL, "pause NAME's rollout (its alias stays where it is)"},
@@ -425,6 +425,9 @@ const struct cli_cmd cmd_deploy = {
         "what the workers report (mc_report): fewer than --min-requests: hold; error rate\n"
         "above --max-error-rate or p99 above --max-p99-ratio times the old one's: roll\n"
         "back (the alias returns to where it was, in one record; an alert); else advance.\n"
+        "When the old version has no counts to compare with (blue-green: none from\n"
+        "before the switch either), p99 is not compared and the decision says so.\n"
+        "Moving the alias by hand (alias, rollback) aborts the rollout; the move stands.\n"
         "The rollout lives in the registry: a restarted mcached continues it. The command\n"
         "returns once the first step is applied (or refused).\n"
         "\n"
