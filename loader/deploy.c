@@ -23,8 +23,8 @@
 #include "loader/log.h"
 #include "loader/stats.h"
 
-#define DEPLOY_TICK_NS 100000000ull /* how often rollouts are looked at */
-#define DEPLOY_INTERVAL_MIN_MS 1000ull /* the shortest interval judged */
+#define DEPLOY_TICK_NS         100000000ull /* how often rollouts are looked at */
+#define DEPLOY_INTERVAL_MIN_MS 1000ull      /* the shortest interval judged */
 
 /* What this process knows of one running rollout (rebuilt after a restart). */
 struct deploy_run {
@@ -196,12 +196,13 @@ static void answer(struct daemon *d, struct deploy_run *r, int rc, const char *m
     for (size_t i = 0; x && i < x->nsteps; i++)
         json_array_append_new(steps, json_integer(x->steps[i]));
     j = json_pack(
-        "{s:I, s:s, s:s, s:s, s:s, s:s, s:I, s:o, s:I, s:I, s:s, s:o, s:O}", "id", (json_int_t)r->id,
-        "name", x ? x->name : "", "version", x ? x->version : "", "alias", x ? x->alias : "",
-        "strategy", x ? mc_deploy_strategy_name(x->strategy) : "", "state",
+        "{s:I, s:s, s:s, s:s, s:s, s:s, s:I, s:o, s:I, s:I, s:s, s:o, s:O}", "id",
+        (json_int_t)r->id, "name", x ? x->name : "", "version", x ? x->version : "", "alias",
+        x ? x->alias : "", "strategy", x ? mc_deploy_strategy_name(x->strategy) : "", "state",
         x ? mc_deploy_state_name(x->state) : "", "step", (json_int_t)(x ? x->step + 1 : 0), "steps",
-        steps, "weight", (json_int_t)(x ? x->steps[x->step] : 0), "interval_ms", (json_int_t)(x ? x->interval_ms : 0),
-        "targets", to, "reason", x && x->reason ? json_string(x->reason) : json_null(), "checks",
+        steps, "weight", (json_int_t)(x ? x->steps[x->step] : 0), "interval_ms",
+        (json_int_t)(x ? x->interval_ms : 0), "targets", to, "reason",
+        x && x->reason ? json_string(x->reason) : json_null(), "checks",
         checks ? checks : json_null());
     body = json_dumps(j, JSON_COMPACT);
     json_decref(j);
@@ -441,10 +442,9 @@ static void judge(struct daemon *d, struct deploy_run *r, const struct mc_reg_de
     }
     fmt_count(dn->requests, n1, sizeof(n1));
     if (dn->requests < x->min_requests || !dn->requests) {
-        snprintf(why, sizeof(why), "hold: %s requests to %s over %.1f s, fewer than the %llu needed",
-                 n1,
-                 x->version, (double)(mc_mono_ns() - r->base_ns) / 1e9,
-                 (unsigned long long)x->min_requests);
+        snprintf(why, sizeof(why),
+                 "hold: %s requests to %s over %.1f s, fewer than the %llu needed", n1, x->version,
+                 (double)(mc_mono_ns() - r->base_ns) / 1e9, (unsigned long long)x->min_requests);
         goto hold;
     }
     err = (double)dn->errors / (double)dn->requests;
@@ -466,8 +466,7 @@ static void judge(struct daemon *d, struct deploy_run *r, const struct mc_reg_de
                      "the switch",
                      old);
         else
-            snprintf(r->note, sizeof(r->note),
-                     "p99 not compared: no old version to compare with");
+            snprintf(r->note, sizeof(r->note), "p99 not compared: no old version to compare with");
         log_warn("rollout %llu of %s@%s: %s", (unsigned long long)r->id, x->name, x->version,
                  r->note);
     }

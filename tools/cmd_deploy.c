@@ -18,7 +18,7 @@
 #include "tools/output.h"
 
 #define INTERVAL_MAX_MS (7ull * 24 * 3600 * 1000) /* a week */
-#define INTERVAL_MIN_MS 1000ull                     /* each judgement is a registry record */
+#define INTERVAL_MIN_MS 1000ull                   /* each judgement is a registry record */
 
 /* "90s", "5m", "1h", "1500ms", "30" (seconds) -> milliseconds; MC_EINVAL naming the option. */
 static int parse_duration(const char *opt, const char *s, uint64_t *ms)
@@ -46,8 +46,8 @@ static int parse_duration(const char *opt, const char *s, uint64_t *ms)
     if (v * mult > (double)INTERVAL_MAX_MS)
         return mc_err(MC_EINVAL, "--%s %s is longer than a week", opt, s);
     if (v * mult < (double)INTERVAL_MIN_MS)
-        return mc_err(MC_EINVAL, "--%s %s is shorter than 1 s, the shortest interval mcached judges",
-                      opt, s);
+        return mc_err(MC_EINVAL,
+                      "--%s %s is shorter than 1 s, the shortest interval mcached judges", opt, s);
     *ms = (uint64_t)(v * mult);
     return 0;
 bad:
@@ -223,8 +223,8 @@ static int control_offline(const struct cli *c, const char *act, const char *nam
     }
     if (st == x->state) {
         mc_registry_close(r);
-        return cli_error(mc_err(MC_EBUSY, "rollout %llu of %s is %s already", (unsigned long long)x->id,
-                                name, mc_deploy_state_name(x->state)));
+        return cli_error(mc_err(MC_EBUSY, "rollout %llu of %s is %s already",
+                                (unsigned long long)x->id, name, mc_deploy_state_name(x->state)));
     }
     snprintf(from, sizeof(from), "%s", x->from ? x->from : "");
     for (char *t = strtok_r(from, " ", &save); t && nw < MC_ALIAS_TARGETS_MAX;
@@ -370,8 +370,7 @@ static int begin(const struct cli *c, const struct args *a)
         printf("%s: %s -> %s (rollout %lld, %s, step %lld/%lld): %s\n", jstr_or(res, "name", "?"),
                jstr_or(res, "alias", "?"), jstr_or(res, "targets", "?"), jint(res, "id"),
                jstr_or(res, "strategy", "?"), jint(res, "step"),
-               (long long)json_array_size(jget(res, "steps")),
-               jstr_or(res, "state", "?"));
+               (long long)json_array_size(jget(res, "steps")), jstr_or(res, "state", "?"));
         if (!strcmp(jstr_or(res, "state", ""), "running"))
             printf("mcached judges it every %s; see `mcache deploy --status %s`\n",
                    fmt_duration((double)jint(res, "interval_ms") / 1000, dur),

@@ -80,8 +80,7 @@ static int create(const struct cli *c, struct mc_registry *r, const char *sname)
  * way mcached's gate does: it is refused when it would move an alias of a model with a
  * check, unless no_gate (the operator means it). Reports the first such alias.
  */
-static int refuse_ungated(struct mc_registry *r, const struct mc_reg_snapshot *s,
-                          const char *sname)
+static int refuse_ungated(struct mc_registry *r, const struct mc_reg_snapshot *s, const char *sname)
 {
     char now[2048];
 
