@@ -23,7 +23,8 @@
 #include "loader/log.h"
 #include "loader/stats.h"
 
-#define DEPLOY_TICK_NS 100000000ull /* how often rollouts are looked at */
+#define DEPLOY_TICK_NS         100000000ull /* how often rollouts are looked at */
+#define DEPLOY_INTERVAL_MIN_MS 1000ull      /* the shortest interval judged */
 
 /* What this process knows of one running rollout (rebuilt after a restart). */
 struct deploy_run {
@@ -35,6 +36,7 @@ struct deploy_run {
     uint64_t base_ns;                       /* CLOCK_MONOTONIC: when the counts began */
     uint64_t eval_ns;                       /* when the current interval began (holds move it) */
     struct gate *gate;                      /* a step being applied */
+    char note[400]; /* what the judgement that led to the step being applied could not check */
     struct mc_conn *conn; /* the client that began it, waiting for the first step */
     struct deploy_run *next;
 };
@@ -175,7 +177,7 @@ static void answer(struct daemon *d, struct deploy_run *r, int rc, const char *m
     const struct mc_reg_deploy *x;
     const struct mc_reg_alias *a;
     char to[512] = "";
-    json_t *j;
+    json_t *j, *steps;
     char *body;
 
     if (!r->conn)
@@ -190,13 +192,17 @@ static void answer(struct daemon *d, struct deploy_run *r, int rc, const char *m
     a = x ? alias_of(d, x->name, x->alias) : NULL;
     if (a)
         mc_reg_targets_format(a, to, sizeof(to));
+    steps = json_array(); /* as `deploy --status --json` has them: the percentages */
+    for (size_t i = 0; x && i < x->nsteps; i++)
+        json_array_append_new(steps, json_integer(x->steps[i]));
     j = json_pack(
-        "{s:I, s:s, s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:s, s:o, s:O}", "id", (json_int_t)r->id,
-        "name", x ? x->name : "", "version", x ? x->version : "", "alias", x ? x->alias : "",
-        "strategy", x ? mc_deploy_strategy_name(x->strategy) : "", "state",
+        "{s:I, s:s, s:s, s:s, s:s, s:s, s:I, s:o, s:I, s:I, s:s, s:o, s:O}", "id",
+        (json_int_t)r->id, "name", x ? x->name : "", "version", x ? x->version : "", "alias",
+        x ? x->alias : "", "strategy", x ? mc_deploy_strategy_name(x->strategy) : "", "state",
         x ? mc_deploy_state_name(x->state) : "", "step", (json_int_t)(x ? x->step + 1 : 0), "steps",
-        (json_int_t)(x ? x->nsteps : 0), "interval_ms", (json_int_t)(x ? x->interval_ms : 0),
-        "targets", to, "reason", x && x->reason ? json_string(x->reason) : json_null(), "checks",
+        steps, "weight", (json_int_t)(x ? x->steps[x->step] : 0), "interval_ms",
+        (json_int_t)(x ? x->interval_ms : 0), "targets", to, "reason",
+        x && x->reason ? json_string(x->reason) : json_null(), "checks",
         checks ? checks : json_null());
     body = json_dumps(j, JSON_COMPACT);
     json_decref(j);
@@ -243,6 +249,52 @@ static void roll_back(struct daemon *d, struct deploy_run *r, const char *reason
     alert_raise(d, back ? "rollback" : kind, name, version, alias, reason);
 }
 
+/* ---- an operator's move outside the rollout ---- */
+
+/*
+ * Is the alias still where the rollout left it before applying step `step` (the targets it
+ * began from for step 0, else step - 1's)? True if so; else false with the abort reason.
+ */
+static bool moved_outside(struct daemon *d, const struct mc_reg_deploy *x, size_t step, char *msg,
+                          size_t len)
+{
+    const struct mc_reg_alias *a = alias_of(d, x->name, x->alias);
+    struct targets t;
+    char now[512] = "";
+    bool same;
+
+    if (step == 0)
+        same = targets_from_text(x->from, &t) == 0 && (t.n ? alias_is(a, &t) : !a || !a->ntargets);
+    else {
+        targets_of_step(x, step - 1, &t);
+        same = alias_is(a, &t);
+    }
+    if (same)
+        return true;
+    if (a)
+        mc_reg_targets_format(a, now, sizeof(now));
+    snprintf(msg, len,
+             "aborted: %s was moved outside the rollout (to \"%s\") while step %zu/%zu was "
+             "gated; the operator's move stands",
+             x->alias, *now ? now : "nothing", step + 1, x->nsteps);
+    return false;
+}
+
+/* End the rollout as aborted by a move outside it (the alias stays where it was moved). */
+static void abort_moved(struct daemon *d, struct deploy_run *r, const struct mc_reg_deploy *x,
+                        const char *msg)
+{
+    char name[256], version[256], alias[256];
+
+    snprintf(name, sizeof(name), "%s", x->name); /* x does not outlive the update */
+    snprintf(version, sizeof(version), "%s", x->version);
+    snprintf(alias, sizeof(alias), "%s", x->alias);
+    update(d, r->id, x->step, MC_DEPLOY_ABORTED, msg, NULL);
+    log_warn("rollout %llu of %s@%s (%s): %s", (unsigned long long)r->id, name, version, alias,
+             msg);
+    alert_raise(d, "threshold", name, version, alias, msg); /* the registry knows 3 kinds */
+}
+
 /* ---- applying a step (gated) ---- */
 
 static void step_applied(struct daemon *d, void *ctx, int rc, const char *msg, json_t *checks)
@@ -261,6 +313,12 @@ static void step_applied(struct daemon *d, void *ctx, int rc, const char *msg, j
         return;
     }
     step = r->step;
+    if (!moved_outside(d, x, step, reason, sizeof(reason))) {
+        /* The operator moved the alias while the step was gated: their move stands. */
+        answer(d, r, MC_EBUSY, reason, NULL);
+        abort_moved(d, r, x, reason);
+        return;
+    }
     if (rc) {
         snprintf(reason, sizeof(reason), "step %zu/%zu (%u%%) refused: %s", step + 1, x->nsteps,
                  x->steps[step], msg);
@@ -279,6 +337,9 @@ static void step_applied(struct daemon *d, void *ctx, int rc, const char *msg, j
     else
         snprintf(reason, sizeof(reason), "step %zu/%zu: %s at %u%%", step + 1, x->nsteps,
                  x->version, x->steps[step]);
+    if (*r->note) /* the judgement that advanced it left a threshold unchecked: say so */
+        snprintf(reason + strlen(reason), sizeof(reason) - strlen(reason), " (%s)", r->note);
+    *r->note = '\0';
     if (update(d, r->id, step, last ? MC_DEPLOY_SUCCEEDED : MC_DEPLOY_RUNNING, reason, &t)) {
         answer(d, r, MC_EIO, mc_last_error(), NULL);
         return;
@@ -345,12 +406,13 @@ static void judge(struct daemon *d, struct deploy_run *r, const struct mc_reg_de
     struct mc_stats_sum *now_new = calloc(4, sizeof(*now_new)), *dn = now_new + 1,
                         *now_old = now_new + 2, *dold = now_new + 3;
     char old[300], why[1024], n1[32];
-    bool have_old;
+    bool have_old, old_named;
+    char old_why[1024] = "";
     double err;
 
     if (!now_new)
         return;
-    have_old = primary_of(x->from, old, sizeof(old)) && strcmp(old, x->version);
+    have_old = old_named = primary_of(x->from, old, sizeof(old)) && strcmp(old, x->version);
     if (!counters(d, x->name, x->version, now_new, why, sizeof(why))) {
         /* It cannot be judged: it holds, and the operator hears of it once. */
         snprintf(why + strlen(why), sizeof(why) - strlen(why), "; hold: cannot judge it");
@@ -371,7 +433,7 @@ static void judge(struct daemon *d, struct deploy_run *r, const struct mc_reg_de
     }
     r->blind = false;
     mc_stats_diff(now_new, &r->base_new, dn);
-    if (have_old && counters(d, x->name, old, now_old, why, sizeof(why))) {
+    if (have_old && counters(d, x->name, old, now_old, old_why, sizeof(old_why))) {
         mc_stats_diff(now_old, &r->base_old, dold);
         if (!dold->requests) /* blue-green: the old one served nothing since: its history */
             *dold = *now_old;
@@ -380,9 +442,9 @@ static void judge(struct daemon *d, struct deploy_run *r, const struct mc_reg_de
     }
     fmt_count(dn->requests, n1, sizeof(n1));
     if (dn->requests < x->min_requests || !dn->requests) {
-        snprintf(why, sizeof(why), "hold: %s requests to %s over %.1f s, fewer than %llu", n1,
-                 x->version, (double)(mc_mono_ns() - r->base_ns) / 1e9,
-                 (unsigned long long)x->min_requests);
+        snprintf(why, sizeof(why),
+                 "hold: %s requests to %s over %.1f s, fewer than the %llu needed", n1, x->version,
+                 (double)(mc_mono_ns() - r->base_ns) / 1e9, (unsigned long long)x->min_requests);
         goto hold;
     }
     err = (double)dn->errors / (double)dn->requests;
@@ -392,6 +454,21 @@ static void judge(struct daemon *d, struct deploy_run *r, const struct mc_reg_de
         roll_back(d, r, why, "threshold");
         free(now_new);
         return;
+    }
+    *r->note = '\0';
+    if (x->max_p99_ratio > 0 && !(have_old && dold->requests)) {
+        /* Nothing to compare with: say so, never "healthy" as if p99 had been checked. */
+        if (old_named && !have_old)
+            snprintf(r->note, sizeof(r->note), "p99 not compared: %.300s", old_why);
+        else if (have_old)
+            snprintf(r->note, sizeof(r->note),
+                     "p99 not compared: %s served no requests to compare with, not even before "
+                     "the switch",
+                     old);
+        else
+            snprintf(r->note, sizeof(r->note), "p99 not compared: no old version to compare with");
+        log_warn("rollout %llu of %s@%s: %s", (unsigned long long)r->id, x->name, x->version,
+                 r->note);
     }
     if (x->max_p99_ratio > 0 && have_old && dold->requests) {
         double pn = (double)mc_stats_quantile(dn, 0.99), po = (double)mc_stats_quantile(dold, 0.99);
@@ -405,14 +482,21 @@ static void judge(struct daemon *d, struct deploy_run *r, const struct mc_reg_de
         }
     }
     free(now_new);
-    log_info("rollout %llu: %s@%s healthy over %s requests (error rate %.2f%%)",
-             (unsigned long long)r->id, x->name, x->version, n1, err * 100);
+    log_info("rollout %llu: %s@%s within its thresholds over %s requests (error rate %.2f%%%s%s)",
+             (unsigned long long)r->id, x->name, x->version, n1, err * 100, *r->note ? "; " : "",
+             r->note);
     if (x->step + 1 < x->nsteps) {
         apply_step(d, r, x, x->step + 1);
     } else { /* blue-green: watched for one interval */
-        char reason[300];
-        snprintf(reason, sizeof(reason), "%s: %s healthy at 100%% over %s requests, done",
-                 mc_deploy_strategy_name(x->strategy), x->version, n1);
+        char reason[600];
+        if (*r->note)
+            snprintf(reason, sizeof(reason),
+                     "%s: %s at 100%% over %s requests, error rate %.2f%%, done (%s)",
+                     mc_deploy_strategy_name(x->strategy), x->version, n1, err * 100, r->note);
+        else
+            snprintf(reason, sizeof(reason), "%s: %s healthy at 100%% over %s requests, done",
+                     mc_deploy_strategy_name(x->strategy), x->version, n1);
+        *r->note = '\0';
         update(d, r->id, x->step, MC_DEPLOY_SUCCEEDED, reason, NULL);
     }
     return;
@@ -444,7 +528,7 @@ static void drive(struct daemon *d, struct deploy_run *r, const struct mc_reg_de
 {
     const struct mc_reg_alias *a = alias_of(d, x->name, x->alias);
     struct targets want, from;
-    char now[512] = "", msg[800], name[256], version[256], alias[256];
+    char now[512] = "", msg[800];
 
     if (r->gate)
         return;
@@ -461,13 +545,9 @@ static void drive(struct daemon *d, struct deploy_run *r, const struct mc_reg_de
             mc_reg_targets_format(a, now, sizeof(now));
         snprintf(msg, sizeof(msg),
                  "aborted: %s was moved outside the rollout (to \"%s\"; step %zu expects it at "
-                 "%u%%)",
-                 x->alias, now, x->step + 1, x->steps[x->step]);
-        snprintf(name, sizeof(name), "%s", x->name); /* x does not outlive the update */
-        snprintf(version, sizeof(version), "%s", x->version);
-        snprintf(alias, sizeof(alias), "%s", x->alias);
-        update(d, r->id, x->step, MC_DEPLOY_ABORTED, msg, NULL);
-        alert_raise(d, "threshold", name, version, alias, msg);
+                 "%u%%); the operator's move stands",
+                 x->alias, *now ? now : "nothing", x->step + 1, x->steps[x->step]);
+        abort_moved(d, r, x, msg);
         return;
     }
     if (!r->have_base || r->step != x->step) {
@@ -613,6 +693,14 @@ static int spec_from_json(struct daemon *d, json_t *j, struct mc_reg_deploy *s, 
     s->min_requests = (uint64_t)json_integer_value(json_object_get(j, "min_requests"));
     if (json_integer_value(json_object_get(j, "interval_ms")) <= 0)
         return mc_err(MC_EINVAL, "deploy: the interval must be more than 0 (e.g. 30s, 5m)");
+    if (s->strategy != MC_DEPLOY_DIRECT && s->interval_ms < DEPLOY_INTERVAL_MIN_MS)
+        return mc_err(MC_EINVAL,
+                      "deploy: interval_ms %llu is shorter than 1 s, the shortest interval "
+                      "mcached judges (each judgement is a registry record)",
+                      (unsigned long long)s->interval_ms);
+    if (!s->min_requests)
+        return mc_err(MC_EINVAL, "deploy: min_requests must be at least 1 (a version that served "
+                                 "nothing cannot be judged)");
     if (json_array_size(json_object_get(j, "health")) > 64)
         return mc_err(MC_EINVAL, "deploy: the health command has more than 64 words");
     json_array_foreach(json_object_get(j, "health"), i, v) argv[i] = json_string_value(v);
@@ -742,6 +830,11 @@ void deploy_op_ctl(struct daemon *d, struct mc_conn *c, const struct mc_request 
         return;
     }
     daemon_sync(d, false);
+    if (!mc_registry_model(d->reg, name)) {
+        snprintf(msg, sizeof(msg), "there is no model \"%.200s\" (see `mcache ls`)", name);
+        reply_err(d, c, MC_ENOENT, msg);
+        return;
+    }
     if (!(x = active(d, name, alias, msg, sizeof(msg)))) {
         reply_err(d, c, MC_ENOENT, msg);
         return;
@@ -760,7 +853,7 @@ void deploy_op_ctl(struct daemon *d, struct mc_conn *c, const struct mc_request 
         (st == MC_DEPLOY_RUNNING && x->state == MC_DEPLOY_RUNNING)) {
         snprintf(msg, sizeof(msg), "rollout %llu of %s is %s already", (unsigned long long)id, name,
                  mc_deploy_state_name(x->state));
-        reply_err(d, c, MC_EINVAL, msg);
+        reply_err(d, c, MC_EBUSY, msg);
         return;
     }
     if (r && r->gate) { /* a step being gated: it does not happen */

@@ -9,11 +9,11 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -199,43 +199,74 @@ static char **child_env(struct daemon *d, const char *name, const char *version,
     return env;
 }
 
-/* posix_spawnp argv with its output into wfd, its own group, default signals. */
+/*
+ * Run argv with its output into wfd, in its own process group, with default signals and an
+ * empty mask (mcached blocks signals for its signalfd), stdin /dev/null. fork, not
+ * posix_spawn: the child asks for SIGKILL when mcached dies (PR_SET_PDEATHSIG), so a check
+ * does not outlive a kill -9 of mcached. An exec that fails reports its errno through a
+ * close-on-exec pipe, so a missing command is an error here, not an exit status.
+ */
 static int spawn(struct daemon *d, struct health_run *h, const char *const *argv, size_t argc,
                  int wfd)
 {
-    posix_spawn_file_actions_t fa;
-    posix_spawnattr_t at;
-    sigset_t none, all;
     char *own[6] = {0}, **env, **av;
-    int rc;
+    pid_t parent = getpid(), pid;
+    int ep[2] = {-1, -1}, rc = 0, err = 0;
+    sigset_t none;
 
     av = calloc(argc + 1, sizeof(*av));
     env = child_env(d, h->model, h->version, own, 6);
-    if (!av || !env) {
-        free(av);
-        free(env);
-        for (int i = 0; i < 6; i++)
-            free(own[i]);
-        return ENOMEM;
+    if (!av || !env || pipe2(ep, O_CLOEXEC) != 0) {
+        rc = !av || !env ? ENOMEM : errno;
+        goto out;
     }
     for (size_t i = 0; i < argc; i++)
         av[i] = (char *)argv[i];
     sigemptyset(&none);
-    sigfillset(&all);
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-    posix_spawn_file_actions_adddup2(&fa, wfd, 1);
-    posix_spawn_file_actions_adddup2(&fa, wfd, 2);
-    posix_spawnattr_init(&at);
-    /* mcached blocks signals for its signalfd: the child must not inherit that. */
-    posix_spawnattr_setsigmask(&at, &none);
-    posix_spawnattr_setsigdefault(&at, &all);
-    posix_spawnattr_setpgroup(&at, 0);
-    posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF |
-                                      POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_USEVFORK);
-    rc = posix_spawnp(&h->pid, av[0], &fa, &at, av, env);
-    posix_spawn_file_actions_destroy(&fa);
-    posix_spawnattr_destroy(&at);
+    pid = fork();
+    if (pid == 0) { /* only async-signal-safe calls until exec */
+        struct sigaction dfl;
+        int nul;
+        memset(&dfl, 0, sizeof(dfl));
+        dfl.sa_handler = SIG_DFL;
+        setpgid(0, 0);
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent) /* mcached died before the line above */
+            _exit(127);
+        for (int s = 1; s < NSIG; s++)
+            sigaction(s, &dfl, NULL);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+        nul = open("/dev/null", O_RDONLY);
+        if (nul < 0 || dup2(nul, 0) < 0 || dup2(wfd, 1) < 0 || dup2(wfd, 2) < 0)
+            err = errno;
+        else {
+            execvpe(av[0], av, env);
+            err = errno;
+        }
+        if (write(ep[1], &err, sizeof(err)) < 0)
+            _exit(127);
+        _exit(127);
+    }
+    if (pid < 0) {
+        rc = errno;
+        goto out;
+    }
+    setpgid(pid, pid); /* also here: kill(-pid) works before the child gets to it */
+    close(ep[1]);
+    ep[1] = -1;
+    while (read(ep[0], &err, sizeof(err)) < 0 && errno == EINTR)
+        ;
+    if (err) { /* it never ran: reap it, report why */
+        waitpid(pid, NULL, 0);
+        rc = err;
+        goto out;
+    }
+    h->pid = pid;
+out:
+    if (ep[0] >= 0)
+        close(ep[0]);
+    if (ep[1] >= 0)
+        close(ep[1]);
     free(av);
     free(env);
     for (int i = 0; i < 6; i++)

@@ -13,7 +13,7 @@ _mcache_commands="init push ls show alias rollback history rm gc fsck verify loa
 
 _mcache_cmd_opts() {
     case "$1" in
-    push) echo "--metric --param --tag --desc --framework --precision --device --parent --source --alias --preload --pin" ;;
+    push) echo "--metric --param --tag --desc --framework --precision --device --parent --source --alias --no-gate --preload --pin" ;;
     ls) echo "--tag --where --ref --status --sort --limit --short" ;;
     rm) echo "--force -f" ;;
     gc) echo "--keep --max-age --dry-run -n" ;;
@@ -24,6 +24,7 @@ _mcache_cmd_opts() {
     health) echo "--timeout" ;;
     deploy) echo "--alias -a --strategy --steps --interval --max-error-rate --max-p99-ratio --min-requests --health-timeout --status --pause --resume --abort" ;;
     alerts) echo "--kind --limit -n" ;;
+    snapshot) echo "--no-gate" ;;
     esac
 }
 

@@ -86,6 +86,8 @@ int cli_split_ref(const char *arg, char *buf, size_t len, const char **name, con
 
 /* Parse a non-negative integer option value; MC_EINVAL naming the option. */
 int cli_parse_uint(const char *opt, const char *v, uint64_t max, uint64_t *out);
+/* The same for min..max, one message for every bad value ("from MIN to MAX"). */
+int cli_parse_range(const char *opt, const char *v, uint64_t min, uint64_t max, uint64_t *out);
 
 /* The user name for a uid ("uid 1234" if unknown), in buf. */
 const char *cli_user_name(uint32_t uid, char *buf, size_t len);

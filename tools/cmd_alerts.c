@@ -17,19 +17,51 @@ static const struct opt_spec alerts_opts[] = {
     {0},
 };
 
+/*
+ * A message in the table: its first line, then (a health check's output) at most the last
+ * TAIL_LINES lines of the rest, indented under it; --json has all of it.
+ */
+#define TAIL_LINES 4
+static void print_message(const char *msg)
+{
+    const char *nl = strchr(msg, '\n'), *p;
+    size_t lines = 0, skip;
+
+    if (!nl) {
+        printf("%s\n", msg);
+        return;
+    }
+    printf("%.*s\n", (int)(nl - msg), msg);
+    for (p = nl + 1; *p; p++) /* lines after the first (a last one without '\n' counts) */
+        if (*p == '\n' || !p[1])
+            lines++;
+    skip = lines > TAIL_LINES ? lines - TAIL_LINES : 0;
+    if (skip)
+        printf("    ... (%zu more line%s; --json has them)\n", skip, skip == 1 ? "" : "s");
+    for (p = nl + 1; *p;) {
+        const char *e = strchr(p, '\n');
+        size_t len = e ? (size_t)(e - p) : strlen(p);
+        if (skip)
+            skip--;
+        else
+            printf("    %.*s\n", (int)len, p);
+        p += len + (e ? 1 : 0);
+    }
+}
+
 static int run_alerts(struct cli *c, struct args *a)
 {
     const char *name = a->npos ? a->pos[0] : NULL, *kind = args_value(a, "kind");
     struct mc_registry *r;
     uint64_t limit = 0;
-    json_t *arr = json_array();
+    json_t *arr;
     size_t n, first = 0, shown = 0;
     int rc;
 
     if (kind && strcmp(kind, "rollback") && strcmp(kind, "health") && strcmp(kind, "threshold"))
         return cli_usage(c, "--kind must be rollback, health or threshold, not \"%s\"", kind);
     if (args_value(a, "limit") &&
-        (rc = cli_parse_uint("limit", args_value(a, "limit"), MC_REG_ALERTS_MAX, &limit)))
+        (rc = cli_parse_range("limit", args_value(a, "limit"), 1, MC_REG_ALERTS_MAX, &limit)))
         return cli_error(rc);
     if ((rc = cli_open_store(c, false, false, &r)))
         return cli_error(rc);
@@ -37,6 +69,7 @@ static int run_alerts(struct cli *c, struct args *a)
         mc_registry_close(r);
         return cli_error(rc);
     }
+    arr = json_array(); /* after every early return */
     n = mc_registry_alert_count(r);
     /* --limit counts the alerts that match, from the newest. */
     if (limit) {
@@ -60,9 +93,10 @@ static int run_alerts(struct cli *c, struct args *a)
                                                  "message", x->message));
             continue;
         }
-        printf("%s  %-9s %s%s%s%s%s: %s\n", fmt_time(x->at_ns, when), x->kind, x->model,
+        printf("%s  %-9s %s%s%s%s%s: ", fmt_time(x->at_ns, when), x->kind, x->model,
                x->version ? "@" : "", x->version ? x->version : "", x->alias ? " " : "",
-               x->alias ? x->alias : "", x->message);
+               x->alias ? x->alias : "");
+        print_message(x->message);
     }
     if (c->json)
         jv_print(json_pack("{s:o}", "alerts", arr));

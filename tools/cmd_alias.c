@@ -59,6 +59,22 @@ static int report(const struct cli *c, const char *name, const char *alias, cons
     return EXIT_OK;
 }
 
+/* A move outside a rollout aborts it (mcached does, loader/deploy.c): say so on stderr. */
+static void rollout_note(const struct cli *c, struct mc_registry *r, const char *name,
+                         const char *alias)
+{
+    for (size_t i = 0; !c->quiet && i < mc_registry_deploy_count(r); i++) {
+        const struct mc_reg_deploy *x = mc_registry_deploy_at(r, i);
+        if (!strcmp(x->name, name) && !strcmp(x->alias, alias) &&
+            (x->state == MC_DEPLOY_RUNNING || x->state == MC_DEPLOY_PAUSED))
+            fprintf(stderr,
+                    "mcache: note: rollout %llu of %s@%s on %s was %s; this move aborts it "
+                    "(mcached records why: `mcache deployments %s`)\n",
+                    (unsigned long long)x->id, name, x->version, alias,
+                    mc_deploy_state_name(x->state), name);
+    }
+}
+
 /* Remove or roll back an alias: registry only (mcached follows). */
 static int change(const struct cli *c, const char *name, const char *alias, const char *action)
 {
@@ -81,9 +97,11 @@ static int change(const struct cli *c, const char *name, const char *alias, cons
         rc = mc_registry_alias_remove(r, name, alias, &gen);
     if (rc)
         rc = cli_error(rc);
-    else
+    else {
         rc = report(c, name, alias, f, targets_of(r, name, alias, to, sizeof(to)), action, gen,
                     NULL);
+        rollout_note(c, r, name, alias);
+    }
     mc_registry_close(r);
     return rc;
 }
@@ -224,6 +242,10 @@ const struct cli_cmd cmd_rollback = {
     .help = "Undoes the alias's most recent move that has not been undone: after A -> B -> C,\n"
             "a rollback returns it to B, another to A. A removed alias comes back. Refused\n"
             "if there is no earlier target or that version is gone or not ready.\n"
+            "A rollback is not gated: it writes the registry directly and runs no health\n"
+            "check, even when mcached runs, because going back to a known-good target must\n"
+            "not be blockable by the check that may itself be what fails. On an alias with a\n"
+            "rollout in progress it aborts the rollout (`mcache deployments` says why).\n"
             "\n"
             "Examples:\n"
             "  mcache rollback resnet production\n"

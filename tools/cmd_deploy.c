@@ -18,6 +18,7 @@
 #include "tools/output.h"
 
 #define INTERVAL_MAX_MS (7ull * 24 * 3600 * 1000) /* a week */
+#define INTERVAL_MIN_MS 1000ull                   /* each judgement is a registry record */
 
 /* "90s", "5m", "1h", "1500ms", "30" (seconds) -> milliseconds; MC_EINVAL naming the option. */
 static int parse_duration(const char *opt, const char *s, uint64_t *ms)
@@ -44,6 +45,9 @@ static int parse_duration(const char *opt, const char *s, uint64_t *ms)
         return mc_err(MC_EINVAL, "--%s %s must be more than 0 (e.g. 30s, 5m)", opt, s);
     if (v * mult > (double)INTERVAL_MAX_MS)
         return mc_err(MC_EINVAL, "--%s %s is longer than a week", opt, s);
+    if (v * mult < (double)INTERVAL_MIN_MS)
+        return mc_err(MC_EINVAL,
+                      "--%s %s is shorter than 1 s, the shortest interval mcached judges", opt, s);
     *ms = (uint64_t)(v * mult);
     return 0;
 bad:
@@ -97,10 +101,10 @@ static const struct opt_spec deploy_opts[] = {
     {"alias", 'a', OPT_VALUE, "ALIAS", "the alias to move (required to begin)"},
     {"strategy", 0, OPT_VALUE, "S", "direct, blue-green or canary (default canary)"},
     {"steps", 0, OPT_VALUE, "P,P,..", "canary: percentages to go through (default 10,50,100)"},
-    {"interval", 0, OPT_VALUE, "DURATION", "time per step, e.g. 30s, 5m (default 5m)"},
+    {"interval", 0, OPT_VALUE, "DURATION", "time per step, 1s or more, e.g. 5m (default 5m)"},
     {"max-error-rate", 0, OPT_VALUE, "R", "roll back above this error rate, 0..1 (0.02)"},
     {"max-p99-ratio", 0, OPT_VALUE, "X", "roll back if p99 > X times the old one's (off)"},
-    {"min-requests", 0, OPT_VALUE, "N", "hold until the new version served N (default 100)"},
+    {"min-requests", 0, OPT_VALUE, "N", "hold until the new version served N >= 1 (100)"},
     {"health-timeout", 0, OPT_VALUE, "SECONDS", "for the command after \"--\" (default 30)"},
     {"status", 0, OPT_FLAG, NULL, "show rollouts in progress (of NAME, or all)"},
     {"pause", 0, OPT_FLAG, NULL, "pause NAME's rollout (its alias stays where it is)"},
@@ -152,7 +156,7 @@ static void print_deploy(const struct mc_reg_deploy *x, uint64_t now)
 static int status(const struct cli *c, const char *name)
 {
     struct mc_registry *r;
-    json_t *arr = json_array();
+    json_t *arr;
     size_t n = 0;
     int rc = cli_open_store(c, false, false, &r);
 
@@ -162,6 +166,7 @@ static int status(const struct cli *c, const char *name)
         mc_registry_close(r);
         return cli_error(rc);
     }
+    arr = json_array(); /* after every early return */
     for (size_t i = 0; i < mc_registry_deploy_count(r); i++) {
         const struct mc_reg_deploy *x = mc_registry_deploy_at(r, i);
         if ((name && strcmp(x->name, name)) ||
@@ -201,6 +206,10 @@ static int control_offline(const struct cli *c, const char *act, const char *nam
 
     if (rc)
         return cli_error(rc);
+    if (!cli_model(r, name, &rc)) {
+        mc_registry_close(r);
+        return cli_error(rc);
+    }
     for (size_t i = 0; i < mc_registry_deploy_count(r); i++) {
         const struct mc_reg_deploy *y = mc_registry_deploy_at(r, i);
         if (!strcmp(y->name, name) && (!alias || !strcmp(y->alias, alias)) &&
@@ -211,6 +220,11 @@ static int control_offline(const struct cli *c, const char *act, const char *nam
         mc_registry_close(r);
         return cli_error(mc_err(MC_ENOENT, "%s has no rollout running or paused%s%s", name,
                                 alias ? " on alias " : "", alias ? alias : ""));
+    }
+    if (st == x->state) {
+        mc_registry_close(r);
+        return cli_error(mc_err(MC_EBUSY, "rollout %llu of %s is %s already",
+                                (unsigned long long)x->id, name, mc_deploy_state_name(x->state)));
     }
     snprintf(from, sizeof(from), "%s", x->from ? x->from : "");
     for (char *t = strtok_r(from, " ", &save); t && nw < MC_ALIAS_TARGETS_MAX;
@@ -285,7 +299,11 @@ static int begin_spec(const struct args *a, json_t *j)
                       strategy);
     if ((rc = parse_steps(v ? v : "10,50,100", steps)))
         return rc;
-    if ((v = args_value(a, "interval")) && (rc = parse_duration("interval", v, &interval)))
+    if ((v = args_value(a, "interval")) && st == MC_DEPLOY_DIRECT)
+        return mc_err(MC_EINVAL,
+                      "--interval is for canary and blue-green; a direct deploy is done once "
+                      "its move is applied");
+    if (v && (rc = parse_duration("interval", v, &interval)))
         return rc;
     if ((v = args_value(a, "max-error-rate")) &&
         (rc = parse_ratio("max-error-rate", v, 0, 1, &err)))
@@ -294,11 +312,11 @@ static int begin_spec(const struct args *a, json_t *j)
         (rc = parse_ratio("max-p99-ratio", v, 1, 1000, &p99)))
         return rc;
     if ((v = args_value(a, "min-requests")) &&
-        (rc = cli_parse_uint("min-requests", v, 1000000000ull, &minreq)))
+        (rc = cli_parse_range("min-requests", v, 1, 1000000000ull, &minreq)))
         return rc;
     if ((v = args_value(a, "health-timeout")) &&
-        ((rc = cli_parse_uint("health-timeout", v, 3600, &hto)) || !hto))
-        return rc ? rc : mc_err(MC_EINVAL, "--health-timeout must be 1..3600 seconds, not 0");
+        (rc = cli_parse_range("health-timeout", v, 1, 3600, &hto)))
+        return rc;
     for (size_t i = a->dashdash; i < a->npos; i++)
         json_array_append_new(health, json_string(a->pos[i]));
     json_object_set_new(j, "interval_ms", json_integer((json_int_t)interval));
@@ -351,8 +369,8 @@ static int begin(const struct cli *c, const struct args *a)
     if (!c->quiet) {
         printf("%s: %s -> %s (rollout %lld, %s, step %lld/%lld): %s\n", jstr_or(res, "name", "?"),
                jstr_or(res, "alias", "?"), jstr_or(res, "targets", "?"), jint(res, "id"),
-               jstr_or(res, "strategy", "?"), jint(res, "step"), jint(res, "steps"),
-               jstr_or(res, "state", "?"));
+               jstr_or(res, "strategy", "?"), jint(res, "step"),
+               (long long)json_array_size(jget(res, "steps")), jstr_or(res, "state", "?"));
         if (!strcmp(jstr_or(res, "state", ""), "running"))
             printf("mcached judges it every %s; see `mcache deploy --status %s`\n",
                    fmt_duration((double)jint(res, "interval_ms") / 1000, dur),
@@ -390,7 +408,7 @@ static int run_deploy(struct cli *c, struct args *a)
 const struct cli_cmd cmd_deploy = {
     .name = "deploy",
     .synopsis = "NAME VERSION --alias ALIAS [OPTIONS] [-- HEALTH-COMMAND...] | --status [NAME] "
-                "| --pause|--resume|--abort NAME",
+                "| --pause|--resume|--abort NAME [--alias ALIAS]",
     .summary =
         "roll a version out on an alias: direct, blue-green or canary, rolled back on errors",
     .help =
@@ -406,6 +424,9 @@ const struct cli_cmd cmd_deploy = {
         "what the workers report (mc_report): fewer than --min-requests: hold; error rate\n"
         "above --max-error-rate or p99 above --max-p99-ratio times the old one's: roll\n"
         "back (the alias returns to where it was, in one record; an alert); else advance.\n"
+        "When the old version has no counts to compare with (blue-green: none from\n"
+        "before the switch either), p99 is not compared and the decision says so.\n"
+        "Moving the alias by hand (alias, rollback) aborts the rollout; the move stands.\n"
         "The rollout lives in the registry: a restarted mcached continues it. The command\n"
         "returns once the first step is applied (or refused).\n"
         "\n"
@@ -425,7 +446,7 @@ static int run_deployments(struct cli *c, struct args *a)
 {
     const char *name = a->pos[0];
     struct mc_registry *r;
-    json_t *arr = json_array();
+    json_t *arr;
     size_t n = 0;
     int rc = cli_open_store(c, false, false, &r);
 
@@ -435,6 +456,7 @@ static int run_deployments(struct cli *c, struct args *a)
         mc_registry_close(r);
         return cli_error(rc);
     }
+    arr = json_array(); /* after every early return */
     if (!c->json && !c->quiet)
         printf("%-4s %-12s %-12s %-10s %-11s %-7s %-20s %s\n", "ID", "ALIAS", "VERSION", "STRATEGY",
                "OUTCOME", "STEP", "STARTED", "REASON");

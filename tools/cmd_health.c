@@ -22,6 +22,27 @@ static json_t *health_json(const char *name, const struct mc_reg_health *h)
                      "timeout_ms", h ? json_integer(h->timeout_ms) : json_null());
 }
 
+/* " word", quoted for a POSIX shell when it needs it, so the line can be pasted back. */
+static void print_word(const char *w)
+{
+    bool plain = *w != '\0';
+
+    for (const char *p = w; *p && plain; p++)
+        plain = strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_@%+=:,./-",
+                       *p) != NULL;
+    if (plain) {
+        printf(" %s", w);
+        return;
+    }
+    printf(" '");
+    for (const char *p = w; *p; p++)
+        if (*p == '\'')
+            printf("'\\''");
+        else
+            putchar(*p);
+    putchar('\'');
+}
+
 static void print_health(const char *name, const struct mc_reg_health *h)
 {
     if (!h) {
@@ -30,7 +51,7 @@ static void print_health(const char *name, const struct mc_reg_health *h)
     }
     printf("%s: health check (timeout %.1f s):", name, (double)h->timeout_ms / 1000);
     for (size_t i = 0; i < h->argc; i++)
-        printf(" %s", h->argv[i]);
+        print_word(h->argv[i]);
     printf("\n");
 }
 
@@ -58,10 +79,8 @@ static int run_health(struct cli *c, struct args *a)
     if (strcmp(sub, "set") && a->npos != 2)
         return cli_usage(c, "health %s takes only NAME", sub);
     tmo = args_value(a, "timeout");
-    if (tmo && ((rc = cli_parse_uint("timeout", tmo, HEALTH_TIMEOUT_MAX_S, &secs)) || !secs))
-        return cli_error(
-            rc ? rc
-               : mc_err(MC_EINVAL, "--timeout must be 1..%d seconds, not 0", HEALTH_TIMEOUT_MAX_S));
+    if (tmo && (rc = cli_parse_range("timeout", tmo, 1, HEALTH_TIMEOUT_MAX_S, &secs)))
+        return cli_error(rc);
     write = strcmp(sub, "show") != 0;
     if ((rc = cli_open_store(c, write, false, &r)))
         return cli_error(rc);

@@ -10,6 +10,7 @@
 
 #include "common/err.h"
 #include "tools/cli.h"
+#include "tools/ctl_client.h"
 #include "tools/jsonout.h"
 #include "tools/output.h"
 #include "tools/progress.h"
@@ -25,6 +26,7 @@ static const struct opt_spec push_opts[] = {
     {"parent", 0, OPT_VALUE, "NAME@VERSION", "lineage: the version this one derives from"},
     {"source", 0, OPT_VALUE, "URI", "lineage: where it came from"},
     {"alias", 0, OPT_LIST, "ALIAS", "point ALIAS at the new version (repeatable)"},
+    {"no-gate", 0, OPT_FLAG, NULL, "--alias without the model's health check (see `alias`)"},
     {"preload", 0, OPT_FLAG, NULL, "mcached loads it at start and after changes"},
     {"pin", 0, OPT_FLAG, NULL, "mcached never evicts it; gc never removes it"},
     {0},
@@ -128,6 +130,7 @@ static int run_push(struct cli *c, struct args *a)
     struct stat st;
     uint64_t gen = 0;
     double t0;
+    bool gated = false; /* the aliases move through mcached's gate (the model has a check) */
     int rc;
 
     if (!mv || !pv || !tv || !keep) {
@@ -195,6 +198,21 @@ static int run_push(struct cli *c, struct args *a)
         rc = cli_error(rc);
         goto out;
     }
+    /* A model with a health check: --alias moves go through mcached's gate, as `alias` does. */
+    if (nal && !args_flag(a, "no-gate") && mc_registry_model(r, name) &&
+        mc_registry_model(r, name)->health) {
+        char why[512];
+        if ((rc = cli_ctl_serves_store(c)) != 0) {
+            snprintf(why, sizeof(why), "%s", mc_last_error()); /* mc_err() reuses its buffer */
+            rc = cli_error(mc_err(rc == MC_ENODAEMON ? MC_ENODAEMON : rc,
+                                  "%s has a health check, which mcached runs before an alias "
+                                  "moves, and no mcached serves this store (%s); nothing was "
+                                  "pushed: start mcached, push without --alias, or give --no-gate",
+                                  name, why));
+            goto out;
+        }
+        gated = true;
+    }
     snprintf(label, sizeof(label), "push %s@%s", name, version);
     cli_catch_signals();
     progress_start(&prog, c, label, (uint64_t)st.st_size);
@@ -208,7 +226,17 @@ static int run_push(struct cli *c, struct args *a)
         goto out;
     }
     for (size_t i = 0; i < nal; i++) {
-        int arc = mc_registry_alias_set(r, name, aliases[i], version, &gen);
+        int arc;
+        if (gated) {
+            const char *args[4] = {name, aliases[i], version, "push"};
+            json_t *res = NULL;
+            arc = cli_ctl_call(c, "alias", 4, args, -1, &res);
+            if (!arc)
+                gen = (uint64_t)jint(res, "generation");
+            json_decref(res);
+        } else {
+            arc = mc_registry_alias_set(r, name, aliases[i], version, &gen);
+        }
         if (arc) {
             mc_err_prefix(arc, "pushed %s@%s, but setting alias \"%s\" failed", name, version,
                           aliases[i]);
@@ -239,6 +267,10 @@ const struct cli_cmd cmd_push = {
             "optional -prerelease and +build). NAME@VERSION FILE is accepted too. A running\n"
             "mcached sees the new version at once and loads it if it is preloaded, pinned\n"
             "or aliased. A progress bar shows on a terminal for long copies.\n"
+            "--alias moves each alias after the push. For a model with a health check\n"
+            "(`mcache health`) the move goes through mcached, which loads, verifies and\n"
+            "checks the new version first (a refusal leaves the version pushed and the\n"
+            "alias where it was); without mcached such a push is refused unless --no-gate.\n"
             "\n"
             "Examples:\n"
             "  mcache push resnet 1.2.0 ./resnet50.safetensors --framework pytorch \\\n"

@@ -75,7 +75,33 @@ static int create(const struct cli *c, struct mc_registry *r, const char *sname)
     return EXIT_OK;
 }
 
-static int restore(const struct cli *c, struct mc_registry *r, const char *sname)
+/*
+ * A restore is one record for every alias, so it cannot run a health check per version the
+ * way mcached's gate does: it is refused when it would move an alias of a model with a
+ * check, unless no_gate (the operator means it). Reports the first such alias.
+ */
+static int refuse_ungated(struct mc_registry *r, const struct mc_reg_snapshot *s, const char *sname)
+{
+    char now[2048];
+
+    for (size_t i = 0; i < s->nentries; i++) {
+        const struct mc_reg_model *m = mc_registry_model(r, s->entries[i].model);
+        if (!m || !m->health)
+            continue;
+        targets_now(r, s->entries[i].model, s->entries[i].alias, now, sizeof(now));
+        if (strcmp(now, s->entries[i].targets))
+            return mc_err(MC_EINVAL,
+                          "snapshot restore %s would move %s of %s (%s -> %s), and %s has a "
+                          "health check, which a restore does not run (it moves every alias in "
+                          "one record); nothing was restored: move that alias with `mcache "
+                          "alias` (gated), or restore with --no-gate if you mean it",
+                          sname, s->entries[i].alias, s->entries[i].model, *now ? now : "none",
+                          s->entries[i].targets, s->entries[i].model);
+    }
+    return 0;
+}
+
+static int restore(const struct cli *c, struct mc_registry *r, const char *sname, bool no_gate)
 {
     const struct mc_reg_snapshot *s = find(r, sname);
     char(*before)[2048] = NULL;
@@ -87,6 +113,8 @@ static int restore(const struct cli *c, struct mc_registry *r, const char *sname
     if (s == NULL)
         return cli_error(
             mc_err(MC_ENOENT, "there is no snapshot \"%s\" (see `mcache snapshot ls`)", sname));
+    if (!no_gate && (rc = refuse_ungated(r, s, sname)))
+        return cli_error(rc);
     /* where each alias is before, to say what moved */
     n = s->nentries;
     before = calloc(n ? n : 1, sizeof(*before));
@@ -228,6 +256,8 @@ static int run_snapshot(struct cli *c, struct args *a)
 
     if (!ls && strcmp(sub, "create") && strcmp(sub, "restore") && strcmp(sub, "rm"))
         return cli_usage(c, "snapshot needs create, restore, ls or rm (not \"%s\")", sub);
+    if (args_flag(a, "no-gate") && strcmp(sub, "restore"))
+        return cli_usage(c, "--no-gate is for snapshot restore");
     if (!ls && sname == NULL)
         return cli_usage(c, "snapshot %s needs a NAME", sub);
     rc = cli_open_store(c, !ls, false, &r);
@@ -236,7 +266,7 @@ static int run_snapshot(struct cli *c, struct args *a)
     if (!strcmp(sub, "create"))
         rc = create(c, r, sname);
     else if (!strcmp(sub, "restore"))
-        rc = restore(c, r, sname);
+        rc = restore(c, r, sname, args_flag(a, "no-gate"));
     else if (!strcmp(sub, "rm"))
         rc = removal(c, r, sname);
     else
@@ -245,16 +275,24 @@ static int run_snapshot(struct cli *c, struct args *a)
     return rc;
 }
 
+static const struct opt_spec snapshot_opts[] = {
+    {"no-gate", 0, OPT_FLAG, NULL, "restore: move aliases of models with a health check too"},
+    {0},
+};
+
 const struct cli_cmd cmd_snapshot = {
     .name = "snapshot",
-    .synopsis = "create|restore|rm NAME | snapshot ls [NAME]",
+    .synopsis = "create|restore|rm NAME [--no-gate] | snapshot ls [NAME]",
     .summary = "record every alias's targets; put them all back at once",
     .help = "`snapshot create NAME` records where every alias of every model points now,\n"
             "weights included (removed aliases are not recorded). `snapshot restore NAME`\n"
             "moves every recorded alias back in one registry record, all or none: it is\n"
             "refused, changing nothing, if a recorded version has been removed or is not\n"
             "ready. Each alias that moves gets a history entry \"snapshot restore NAME\";\n"
-            "aliases created after the snapshot are left alone. `snapshot ls` lists the\n"
+            "aliases created after the snapshot are left alone. A restore runs no health\n"
+            "check (`mcache health`): one that would move an alias of a model with a check\n"
+            "is refused unless --no-gate (move that alias with `mcache alias`, which is\n"
+            "gated). `snapshot ls` lists the\n"
             "snapshots, `snapshot ls NAME` what one records; `snapshot rm NAME` removes one.\n"
             "\n"
             "Examples:\n"
@@ -262,6 +300,7 @@ const struct cli_cmd cmd_snapshot = {
             "  mcache snapshot ls before-release\n"
             "  mcache snapshot restore before-release\n"
             "  mcache snapshot rm before-release",
+    .opts = snapshot_opts,
     .min_pos = 1,
     .max_pos = 2,
     .run = run_snapshot,

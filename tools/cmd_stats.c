@@ -194,8 +194,8 @@ static int run_stats(struct cli *c, struct args *a)
     json_t *res;
     int rc = cli_split_ref(a->pos[0], buf, sizeof(buf), &name, &ref);
 
-    if (!rc && win && !(rc = cli_parse_uint("window", win, 600, &s)) && s == 0)
-        rc = mc_err(MC_EINVAL, "--window 0: a window must be 1 to 600 seconds");
+    if (!rc && win)
+        rc = cli_parse_range("window", win, 1, 600, &s);
     if (!rc) {
         const char *args[3] = {name, ref ? ref : "latest", secs};
         snprintf(secs, sizeof(secs), "%llu", (unsigned long long)s);

@@ -131,6 +131,20 @@ int cli_parse_uint(const char *opt, const char *v, uint64_t max, uint64_t *out)
     return 0;
 }
 
+int cli_parse_range(const char *opt, const char *v, uint64_t min, uint64_t max, uint64_t *out)
+{
+    char *end;
+    unsigned long long x;
+
+    errno = 0;
+    x = strtoull(v, &end, 10);
+    if (!*v || *end || errno || *v == '-' || *v == '+' || x < min || x > max)
+        return mc_err(MC_EINVAL, "--%s \"%s\" is not a whole number from %llu to %llu", opt, v,
+                      (unsigned long long)min, (unsigned long long)max);
+    *out = x;
+    return 0;
+}
+
 const char *cli_user_name(uint32_t uid, char *buf, size_t len)
 {
     struct passwd pw, *res = NULL;

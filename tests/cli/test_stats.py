@@ -151,8 +151,9 @@ class Running(Base):
         self.fails(EXIT_NOTFOUND, "compare", "m", "1.0.0", "2.0.0", match="m@2.0.0 is not resident")
         self.fails(EXIT_USAGE, "compare", "m", "1.0.0", match="more arguments")
         self.fails(EXIT_USAGE, "stats", "m@", match="")
-        self.fails(EXIT_USAGE, "stats", "m@1.0.0", "--window", "0", match="--window 0")
-        self.fails(EXIT_USAGE, "stats", "m@1.0.0", "--window", "601", match="601")
+        self.fails(EXIT_USAGE, "stats", "m@1.0.0", "--window", "0", match='--window "0" is not a whole number from 1 to 600')
+        self.fails(EXIT_USAGE, "stats", "m@1.0.0", "--window", "601",
+                   match='--window "601" is not a whole number from 1 to 600')
         # Nothing changed: 1.0.0 answers, from zero.
         self.assertEqual(self.window(self.json("stats", "m@1.0.0"), "loaded")["requests"], 0)
 

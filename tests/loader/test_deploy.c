@@ -319,6 +319,32 @@ static void test_healthy_blue_green_succeeds_after_one_interval(void **state)
     daemon_stop_clean();
 }
 
+/* The old version served nothing, before the switch or since: p99 cannot be compared, and the
+ * outcome says so instead of "healthy". */
+static void test_blue_green_without_old_counts_says_p99_was_not_compared(void **state)
+{
+    const struct mc_reg_deploy *x;
+    struct worker w;
+    char t[256], *body = NULL;
+
+    (void)state;
+    setup_two();
+    daemon_start_args(NULL);
+    assert_int_equal(begin(",\"strategy\":\"blue-green\",\"steps\":[],\"interval_ms\":1000,"
+                           "\"min_requests\":20,\"max_p99_ratio\":1.5",
+                           &body),
+                     0);
+    free(body);
+    worker_start_lat(&w, "2.0.0", 0, 2000); /* only after the switch: 1.0.0 serves nothing */
+    x = await_state(MC_DEPLOY_SUCCEEDED, 1000 + 4000);
+    printf("# %s\n", x->reason);
+    assert_non_null(strstr(x->reason, "p99 not compared"));
+    assert_null(strstr(x->reason, "healthy"));
+    assert_string_equal(targets(t, sizeof(t)), "2.0.0");
+    worker_stop(&w);
+    daemon_stop_clean();
+}
+
 static void test_too_few_requests_hold_the_step(void **state)
 {
     const struct mc_reg_deploy *x;
@@ -329,7 +355,7 @@ static void test_too_few_requests_hold_the_step(void **state)
     setup_two();
     daemon_start_args(NULL);
     /* No worker: nothing is served, so every interval holds. */
-    assert_int_equal(begin(",\"interval_ms\":500", &body), 0);
+    assert_int_equal(begin(",\"interval_ms\":1000", &body), 0);
     free(body);
     until = mono_ms() + 4000;
     while ((x = last_deploy()) && (!x->reason || !strstr(x->reason, "hold")))
@@ -433,7 +459,7 @@ static void test_an_untracked_version_holds_with_one_alert(void **state)
         push("filler", v, 4096, (uint32_t)i);
         assert_int_equal(ctl(NULL, "load", 3, "filler", v, "10000"), 0);
     }
-    assert_int_equal(begin(",\"interval_ms\":300", &body), 0);
+    assert_int_equal(begin(",\"interval_ms\":1000", &body), 0);
     free(body);
     until = mono_ms() + 4000;
     while ((x = last_deploy()) && (!x->reason || !strstr(x->reason, "cannot judge")))
@@ -443,7 +469,7 @@ static void test_an_untracked_version_holds_with_one_alert(void **state)
             sleep_ms(20);
     printf("# %s\n", x->reason);
     assert_int_equal(x->state, MC_DEPLOY_RUNNING);
-    sleep_ms(1000); /* three more intervals: still one alert */
+    sleep_ms(2500); /* two more intervals: still one alert */
     assert_int_equal(mc_registry_refresh(D.reg, NULL), 0);
     for (size_t i = 0; i < mc_registry_alert_count(D.reg); i++)
         alerts += !strcmp(mc_registry_alert_at(D.reg, i)->kind, "threshold");
@@ -469,6 +495,40 @@ static void test_moving_the_alias_by_hand_aborts_the_rollout(void **state)
     assert_non_null(strstr(x->reason, "moved outside the rollout"));
     assert_string_equal(targets(t, sizeof(t)), "1.0.0");
     log_wait("ALERT threshold");
+    daemon_stop_clean();
+}
+
+/* A move made while a step's health check runs is not overwritten by that step. */
+static void test_moving_the_alias_during_a_gated_step_aborts_the_rollout(void **state)
+{
+    const struct mc_reg_deploy *x;
+    struct worker w;
+    char *body = NULL, t[256];
+    uint64_t until;
+
+    (void)state;
+    setup_two();
+    daemon_start_args(NULL);
+    worker_start(&w, "2.0.0", 0);
+    assert_int_equal(begin(",\"interval_ms\":1000,\"min_requests\":20,"
+                           "\"health\":[\"/bin/sh\",\"-c\",\"sleep 1\"],\"health_timeout_ms\":9000",
+                           &body),
+                     0);
+    free(body);
+    /* Step 2's gate: its check runs for a second; the operator moves the alias meanwhile. */
+    until = mono_ms() + 6000;
+    while (!log_has("applying step 2/3"))
+        if (mono_ms() > until)
+            fail_msg("step 2 was never gated");
+        else
+            sleep_ms(10);
+    assert_int_equal(ctl(&body, "alias", 4, "m", "prod", "1.0.0", "operator override"), 0);
+    free(body);
+    x = await_state(MC_DEPLOY_ABORTED, 4000);
+    printf("# %s\n", x->reason);
+    assert_non_null(strstr(x->reason, "moved outside the rollout"));
+    assert_string_equal(targets(t, sizeof(t)), "1.0.0");
+    worker_stop(&w);
     daemon_stop_clean();
 }
 
@@ -499,6 +559,8 @@ static void test_bad_input_is_refused_and_changes_nothing(void **state)
     static const char *const bad[][2] = {
         {",\"interval_ms\":0", "interval"},
         {",\"interval_ms\":-5", "interval"},
+        {",\"interval_ms\":999", "shorter than 1 s"},
+        {",\"min_requests\":0", "min_requests must be at least 1"},
         {",\"steps\":[10,5,100]", "step"},
         {",\"steps\":[10,50]", "100"},
         {",\"steps\":[10,50,150]", "step"},
@@ -544,11 +606,13 @@ int main(void)
         DEPLOY_TEST(test_healthy_canary_reaches_100),
         DEPLOY_TEST(test_blue_green_slower_p99_is_rolled_back),
         DEPLOY_TEST(test_healthy_blue_green_succeeds_after_one_interval),
+        DEPLOY_TEST(test_blue_green_without_old_counts_says_p99_was_not_compared),
         DEPLOY_TEST(test_too_few_requests_hold_the_step),
         DEPLOY_TEST(test_kill9_mid_rollout_then_restart_continues_from_its_step),
         DEPLOY_TEST(test_pause_resume_and_abort),
         DEPLOY_TEST(test_an_untracked_version_holds_with_one_alert),
         DEPLOY_TEST(test_moving_the_alias_by_hand_aborts_the_rollout),
+        DEPLOY_TEST(test_moving_the_alias_during_a_gated_step_aborts_the_rollout),
         DEPLOY_TEST(test_failing_health_gate_fails_the_rollout_before_any_move),
         DEPLOY_TEST(test_bad_input_is_refused_and_changes_nothing),
     };

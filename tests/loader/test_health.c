@@ -7,12 +7,14 @@
  */
 #include <pthread.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <time.h>
 
 #include <cmocka.h>
@@ -158,6 +160,63 @@ static void test_hanging_check_times_out_and_the_loop_keeps_serving(void **state
     daemon_stop_clean();
 }
 
+/* "R" (running, sleeping...), "Z" or "" (gone): pid's state from /proc. */
+static char proc_state(pid_t pid)
+{
+    char path[64], buf[512], *p;
+    FILE *f;
+    size_t n;
+
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    if (!(f = fopen(path, "r")))
+        return '\0';
+    n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    p = strrchr(buf, ')');
+    return p && p[1] == ' ' ? p[2] : '\0';
+}
+
+static void test_a_check_dies_with_a_killed_mcached(void **state)
+{
+    struct bg b = {0};
+    pthread_t th;
+    char script[1400], pidfile[400], line[32] = "";
+    pid_t pid = 0;
+    uint64_t until;
+    FILE *f;
+    int st;
+
+    (void)state;
+    setup_two();
+    snprintf(pidfile, sizeof(pidfile), "%s/check.pid", D.root);
+    snprintf(script, sizeof(script), "echo $$ > %s.tmp && mv %s.tmp %s; exec sleep 60", pidfile,
+             pidfile, pidfile);
+    health("m", script, 30000);
+    daemon_start_args(NULL);
+    assert_int_equal(pthread_create(&th, NULL, move_in_background, &b), 0);
+    for (until = mono_ms() + 5000; !pid; sleep_ms(10)) {
+        if ((f = fopen(pidfile, "r"))) {
+            if (fgets(line, sizeof(line), f))
+                pid = (pid_t)atoi(line);
+            fclose(f);
+        }
+        if (mono_ms() > until)
+            fail_msg("the check never wrote its pid");
+    }
+    assert_int_not_equal(proc_state(pid), '\0');
+    kill(D.pid, SIGKILL);
+    assert_int_equal(waitpid(D.pid, &st, 0), D.pid);
+    D.pid = 0;
+    pthread_join(th, NULL);
+    free(b.body);
+    for (until = mono_ms() + 3000; proc_state(pid) && proc_state(pid) != 'Z'; sleep_ms(10))
+        if (mono_ms() > until) {
+            kill(pid, SIGKILL); /* leave nothing behind */
+            fail_msg("the health check (pid %d) outlived mcached's kill -9", (int)pid);
+        }
+}
+
 static void test_bad_targets_are_refused_and_change_nothing(void **state)
 {
     static const char *const bad[][2] = {
@@ -213,6 +272,7 @@ int main(void)
         DAEMON_TEST(test_failing_check_refuses_the_move_with_status_and_output),
         DAEMON_TEST(test_passing_check_moves_to_weighted_targets),
         DAEMON_TEST(test_hanging_check_times_out_and_the_loop_keeps_serving),
+        DAEMON_TEST(test_a_check_dies_with_a_killed_mcached),
         DAEMON_TEST(test_bad_targets_are_refused_and_change_nothing),
         DAEMON_TEST(test_a_missing_command_refuses_the_move),
     };
