@@ -16,9 +16,13 @@ class Base(CliTest):
         self.ok("alias", "m", "prod", "1.0.0")
 
     def targets(self):
+        """prod's targets as text: "1.0.0", or "1.0.0=90 2.0.0=10"."""
         for a in self.json("show", "m")["aliases"]:
             if a["alias"] == "prod":
-                return a.get("targets", a.get("target"))
+                t = a["targets"]
+                if len(t) == 1:
+                    return t[0]["version"]
+                return " ".join("%s=%d" % (x["version"], x["weight"]) for x in t) or None
         return None
 
 
