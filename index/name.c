@@ -184,7 +184,7 @@ int mc_key_check(const char *what, const char *key)
     if (key == NULL || key[0] == '\0')
         return mc_err(MC_EINVAL, "a %s key is empty (%s)", what, KEY_RULE);
     len = strlen(key);
-    if (len > MC_KEY_MAX)
+    if (len > MC_META_KEY_MAX)
         return mc_err(MC_EINVAL, "%s key %s is %zu bytes long (%s)", what, Q(q, key), len,
                       KEY_RULE);
     if (!is_letter(key[0]))

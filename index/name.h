@@ -12,7 +12,7 @@
  * "latest", and are never something that parses as a version range ("x",
  * "v2" are ranges), so a reference is never ambiguous.
  * Metadata keys (metrics, params, tags) start with a letter and continue
- * with letters, digits, '_', '-', '.', '/', ':'; at most MC_KEY_MAX bytes.
+ * with letters, digits, '_', '-', '.', '/', ':'; at most MC_META_KEY_MAX bytes.
  *
  * All checks return 0 or MC_EINVAL with a message that quotes the value and
  * says what is allowed. None allocates (the alias check parses ranges only
@@ -27,7 +27,7 @@
 
 #define MC_NAME_MAX  128
 #define MC_ALIAS_MAX 64
-#define MC_KEY_MAX   64
+#define MC_META_KEY_MAX 64 /* a metric, param or tag key (not a table key: MC_KEY_MAX, table.h) */
 
 int mc_name_check(const char *name);
 int mc_alias_check(const char *alias);

@@ -33,6 +33,20 @@ void mc_stats_add_block(struct mc_stats_sum *sum, const struct mc_stats_block *b
 void mc_stats_diff(const struct mc_stats_sum *now, const struct mc_stats_sum *then,
                    struct mc_stats_sum *out)
 {
+    /* Counts only grow while a version stays loaded; fewer now than then
+     * means they restarted from zero (the version was loaded again, with a
+     * new index): what came since is all of now (a review find: the
+     * subtraction wrapped to ~1.8e19 and a rollout judged on it). */
+    if (now->requests < then->requests || now->errors < then->errors ||
+        now->units < then->units) {
+        *out = *now;
+        return;
+    }
+    for (unsigned i = 0; i < MC_STATS_BUCKETS; i++)
+        if (now->hist[i] < then->hist[i]) {
+            *out = *now;
+            return;
+        }
     out->requests = now->requests - then->requests;
     out->errors = now->errors - then->errors;
     out->units = now->units - then->units;

@@ -87,7 +87,10 @@ struct mc_stats_sum {
 /* sum += block, read with relaxed loads while its owner may be writing. */
 void mc_stats_add_block(struct mc_stats_sum *sum, const struct mc_stats_block *b);
 
-/* out = now - then, per counter (then was summed earlier from the same rows). */
+/*
+ * out = now - then, per counter (then was summed earlier from the same
+ * rows); if any counter went down, the counts restarted (a reload): out = now.
+ */
 void mc_stats_diff(const struct mc_stats_sum *now, const struct mc_stats_sum *then,
                    struct mc_stats_sum *out);
 

@@ -242,8 +242,23 @@ static void roll_back(struct daemon *d, struct deploy_run *r, const char *reason
     snprintf(version, sizeof(version), "%s", x->version);
     snprintf(alias, sizeof(alias), "%s", x->alias);
     back = x->from && *x->from && targets_from_text(x->from, &t) == 0 && t.n;
-    update(d, r->id, x->step, back ? MC_DEPLOY_ROLLED_BACK : MC_DEPLOY_FAILED, reason,
-           back ? &t : NULL);
+    if (update(d, r->id, x->step, back ? MC_DEPLOY_ROLLED_BACK : MC_DEPLOY_FAILED, reason,
+               back ? &t : NULL) != 0 &&
+        back) {
+        /* The move back was refused (its version gone?): the rollout ends
+         * FAILED where it is, and the alert says the rollback did not happen
+         * (it used to be reported as done, every interval; a review find). */
+        char msg[1400];
+
+        snprintf(msg, sizeof(msg), "%s; the rollback to %s could not be done (%s): %s stays "
+                                   "where it was, fix it by hand",
+                 reason, x->from, mc_last_error(), alias);
+        update(d, r->id, x->step, MC_DEPLOY_FAILED, msg, NULL);
+        log_error("rollout %llu of %s@%s (%s): %s", (unsigned long long)r->id, name, version,
+                  alias, msg);
+        alert_raise(d, "threshold", name, version, alias, msg);
+        return;
+    }
     log_warn("rollout %llu of %s@%s (%s): %s", (unsigned long long)r->id, name, version, alias,
              reason);
     alert_raise(d, back ? "rollback" : kind, name, version, alias, reason);
@@ -523,6 +538,15 @@ static void baseline(struct daemon *d, struct deploy_run *r, const struct mc_reg
     r->have_base = true;
 }
 
+/* Has the alias moved (any history entry) at or after ns (CLOCK_REALTIME)? */
+static bool moved_since(const struct mc_reg_alias *a, uint64_t ns)
+{
+    for (size_t i = 0; a && i < a->nhistory; i++)
+        if (a->history[i].at_ns >= ns)
+            return true;
+    return false;
+}
+
 /* One running rollout: bring it to its step, or judge its interval. */
 static void drive(struct daemon *d, struct deploy_run *r, const struct mc_reg_deploy *x)
 {
@@ -536,8 +560,12 @@ static void drive(struct daemon *d, struct deploy_run *r, const struct mc_reg_de
     if (!alias_is(a, &want)) {
         bool at_from = targets_from_text(x->from, &from) == 0 &&
                        (from.n ? alias_is(a, &from) : !a || !a->ntargets);
-        /* Begun (or restarted before its first step): no decision recorded yet. */
-        if (x->step == 0 && !x->reason && at_from) {
+        /* Begun (or restarted, paused or resumed before its first step was
+         * applied): the alias has not moved since the rollout began. A move
+         * since (the step, then the operator's back to where it was) is the
+         * operator's, below. The reason cannot tell: pause and resume write
+         * one (a review find). */
+        if (x->step == 0 && at_from && !moved_since(a, x->started_ns)) {
             apply_step(d, r, x, 0);
             return;
         }
@@ -878,7 +906,10 @@ void deploy_op_ctl(struct daemon *d, struct mc_conn *c, const struct mc_request 
                               x ? mc_deploy_state_name(x->state) : "", "reason", reason);
         char *body = json_dumps(j, JSON_COMPACT);
         json_decref(j);
-        mc_ctl_reply(&d->ctl, c, 0, body, strlen(body));
+        if (body)
+            mc_ctl_reply(&d->ctl, c, 0, body, strlen(body));
+        else
+            reply_err(d, c, MC_ENOMEM, "out of memory");
         free(body);
     }
 }

@@ -3,6 +3,7 @@
  * running the health checks one after another, and the `alias` control op
  * that writes the registry once a move passed.
  */
+#include "index/name.h"
 #include "loader/gate.h"
 
 #include <stdio.h>
@@ -370,6 +371,13 @@ void gate_op_alias(struct daemon *d, struct mc_conn *c, const struct mc_request 
 
     if (!x) {
         reply_err(d, c, MC_ENOMEM, "out of memory");
+        return;
+    }
+    /* Names first: a bad one must not cost loads and checks before the
+     * registry refuses it (a review find). */
+    if ((rc = mc_name_check(rq->args[0])) != 0 || (rc = mc_alias_check(rq->args[1])) != 0) {
+        free(x);
+        reply_err(d, c, rc, mc_last_error());
         return;
     }
     daemon_sync(d, false);

@@ -16,13 +16,13 @@
 enum { OP_LT, OP_LE, OP_GT, OP_GE, OP_EQ, OP_NE };
 
 struct metric_cond {
-    char key[MC_KEY_MAX + 1];
+    char key[MC_META_KEY_MAX + 1];
     int op;
     double value;
 };
 
 struct tag_cond {
-    char key[MC_KEY_MAX + 1];
+    char key[MC_META_KEY_MAX + 1];
     const char *glob;
 };
 
@@ -42,7 +42,7 @@ static int metric_parse(const char *s, struct metric_cond *c)
     char *end;
 
     mc_quote(q, sizeof(q), s, s ? strlen(s) : 0);
-    if (s == NULL || k == 0 || s[k] == '\0' || k > MC_KEY_MAX)
+    if (s == NULL || k == 0 || s[k] == '\0' || k > MC_META_KEY_MAX)
         return mc_err(MC_EINVAL, "metric condition %s has no name and operator; " METRIC_FORM, q);
     memcpy(c->key, s, k);
     c->key[k] = '\0';
@@ -70,7 +70,7 @@ static int tag_parse(const char *s, struct tag_cond *c)
     const char *eq = s ? strchr(s, '=') : NULL;
 
     mc_quote(q, sizeof(q), s, s ? strlen(s) : 0);
-    if (eq == NULL || eq == s || (size_t)(eq - s) > MC_KEY_MAX)
+    if (eq == NULL || eq == s || (size_t)(eq - s) > MC_META_KEY_MAX)
         return mc_err(MC_EINVAL,
                       "tag condition %s is not KEY=VALUE (the value may be a glob, "
                       "e.g. env=prod or team=vision-*)",

@@ -442,6 +442,59 @@ static void test_pause_resume_and_abort(void **state)
     daemon_stop_clean();
 }
 
+
+/*
+ * Paused while its first step's health check runs, then resumed: the
+ * rollout applies its first step (resume used to abort it as "moved outside
+ * the rollout", taking the reason pause writes for a decision; a review find).
+ */
+static void test_pause_during_the_first_gate_then_resume_continues(void **state)
+{
+    char prog[512], cmd[2048], line[4096], *body = NULL, t[256];
+    uint64_t until;
+    FILE *f;
+
+    (void)state;
+    setup_two();
+    daemon_start_args(NULL);
+    /* The begin waits for its first step: run it in another process. */
+    snprintf(cmd, sizeof(cmd),
+             "%s %s deploy '{\"name\":\"m\",\"version\":\"2.0.0\",\"alias\":\"prod\","
+             "\"strategy\":\"canary\",\"steps\":[10,50,100],\"interval_ms\":60000,"
+             "\"max_error_rate\":0.02,\"max_p99_ratio\":0,\"min_requests\":50,"
+             "\"health\":[\"/bin/sh\",\"-c\",\"sleep 1\"],\"health_timeout_ms\":9000}'",
+             helper_path("ctl_client", prog, sizeof(prog)), D.sock);
+    assert_non_null(f = popen(cmd, "r"));
+    until = mono_ms() + 6000;
+    while (!log_has("applying step 1/3"))
+        if (mono_ms() > until)
+            fail_msg("step 1 was never gated");
+        else
+            sleep_ms(10);
+    assert_int_equal(ctl(&body, "deploy-ctl", 2, "pause", "m"), 0);
+    free(body);
+    if (!fgets(line, sizeof(line), f))
+        line[0] = '\0';
+    pclose(f);
+    printf("# begin answered: %s", line);
+    assert_int_equal(last_deploy()->state, MC_DEPLOY_PAUSED);
+    assert_string_equal(targets(t, sizeof(t)), "1.0.0"); /* the step never happened */
+    assert_int_equal(ctl(&body, "deploy-ctl", 2, "resume", "m"), 0);
+    free(body);
+    /* The resumed rollout gates and applies its first step. */
+    until = mono_ms() + 8000;
+    while (strcmp(targets(t, sizeof(t)), "1.0.0=90 2.0.0=10") != 0 &&
+           last_deploy()->state == MC_DEPLOY_RUNNING)
+        if (mono_ms() > until)
+            fail_msg("the resumed rollout never applied its first step (prod at %s)", t);
+        else
+            sleep_ms(20);
+    printf("# %s\n", last_deploy()->reason ? last_deploy()->reason : "");
+    assert_int_equal(last_deploy()->state, MC_DEPLOY_RUNNING);
+    assert_string_equal(targets(t, sizeof(t)), "1.0.0=90 2.0.0=10");
+    daemon_stop_clean();
+}
+
 static void test_an_untracked_version_holds_with_one_alert(void **state)
 {
     const struct mc_reg_deploy *x;
@@ -610,6 +663,7 @@ int main(void)
         DEPLOY_TEST(test_too_few_requests_hold_the_step),
         DEPLOY_TEST(test_kill9_mid_rollout_then_restart_continues_from_its_step),
         DEPLOY_TEST(test_pause_resume_and_abort),
+        DEPLOY_TEST(test_pause_during_the_first_gate_then_resume_continues),
         DEPLOY_TEST(test_an_untracked_version_holds_with_one_alert),
         DEPLOY_TEST(test_moving_the_alias_by_hand_aborts_the_rollout),
         DEPLOY_TEST(test_moving_the_alias_during_a_gated_step_aborts_the_rollout),

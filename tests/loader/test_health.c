@@ -244,6 +244,18 @@ static void test_bad_targets_are_refused_and_change_nothing(void **state)
         assert_non_null(strstr(body, bad[i][1]));
         free(body);
     }
+    /* A bad alias name is refused before anything is loaded or checked (it
+     * used to load 2.0.0 and run the check first; a review find). */
+    {
+        char *body = NULL;
+
+        assert_string_equal(model_state("m", "2.0.0"), "registered");
+        assert_int_not_equal(ctl(&body, "alias", 3, "m", "9-not-an-alias", "2.0.0"), 0);
+        printf("# bad alias name: %s\n", body);
+        assert_non_null(strstr(body, "9-not-an-alias"));
+        free(body);
+        assert_string_equal(model_state("m", "2.0.0"), "registered");
+    }
     assert_string_equal(targets("m", "prod", t, sizeof(t)), "1.0.0");
     assert_int_equal(mc_registry_generation(D.reg), gen);
     daemon_stop_clean();
