@@ -364,6 +364,33 @@ void daemon_apply_aliases(struct daemon *d)
         }
 }
 
+/*
+ * The versions a running or paused rollout started from count as aliased:
+ * kept loaded (not evicted for room, preloaded at start), so a rollback
+ * needs no cold load while the new version serves (a blue-green switch
+ * leaves the old version unaliased; a review find).
+ */
+static void keep_rollout_origins(struct daemon *d)
+{
+    size_t n = mc_registry_deploy_count(d->reg);
+
+    for (size_t i = 0; i < n; i++) {
+        const struct mc_reg_deploy *x = mc_registry_deploy_at(d->reg, i);
+        char from[512], *save = NULL;
+
+        if (!x || (x->state != MC_DEPLOY_RUNNING && x->state != MC_DEPLOY_PAUSED) || !x->from)
+            continue;
+        snprintf(from, sizeof(from), "%s", x->from); /* "1.0.0" or "1.0.0=90 2.0.0=10" */
+        for (char *w = strtok_r(from, " ", &save); w; w = strtok_r(NULL, " ", &save)) {
+            struct dver *v;
+
+            w[strcspn(w, "=")] = '\0';
+            if ((v = daemon_find(d, x->name, w)))
+                v->aliased++;
+        }
+    }
+}
+
 int daemon_sync(struct daemon *d, bool force)
 {
     size_t nm;
@@ -417,6 +444,7 @@ int daemon_sync(struct daemon *d, bool force)
                 t[k]->aliased++;
         }
     }
+    keep_rollout_origins(d);
     for (size_t i = 0; i < d->htcap; i++)
         for (struct dver *v = d->ht[i], *next; v; v = next) {
             next = v->next;

@@ -139,8 +139,9 @@ static void op_evict(struct daemon *d, struct mc_conn *c, const struct mc_reques
     if (v->aliased) {
         char msg[600];
         snprintf(msg, sizeof(msg),
-                 "%s@%s is the target of %u alias(es) and would be loaded again; move the "
-                 "alias first",
+                 "%s@%s is the target of %u alias(es), or the version a running rollout "
+                 "started from, and would be loaded again; move the alias (or end the rollout: "
+                 "mcache deploy --abort) first",
                  v->name, v->version, v->aliased);
         reply_err(d, c, MC_EBUSY, msg);
         return;

@@ -319,6 +319,37 @@ static void test_healthy_blue_green_succeeds_after_one_interval(void **state)
     daemon_stop_clean();
 }
 
+
+/*
+ * During a blue-green watch the version switched from stays loaded: it
+ * cannot be evicted, so a rollback needs no cold load (after the switch it
+ * was neither aliased nor pinned; a review find).
+ */
+static void test_blue_green_keeps_the_old_version_loaded(void **state)
+{
+    char t[256], *body = NULL;
+
+    (void)state;
+    setup_two();
+    daemon_start_args(NULL);
+    assert_int_equal(begin(",\"strategy\":\"blue-green\",\"steps\":[],\"interval_ms\":60000,"
+                           "\"min_requests\":20",
+                           &body),
+                     0);
+    free(body);
+    assert_string_equal(targets(t, sizeof(t)), "2.0.0");
+    assert_string_equal(model_state("m", "1.0.0"), "resident");
+    assert_int_equal(ctl(&body, "evict", 2, "m", "1.0.0"), MC_EBUSY);
+    printf("# %s\n", body);
+    assert_non_null(strstr(body, "rollout"));
+    free(body);
+    assert_int_equal(ctl(&body, "deploy-ctl", 2, "abort", "m"), 0);
+    free(body);
+    assert_string_equal(targets(t, sizeof(t)), "1.0.0");
+    assert_string_equal(model_state("m", "1.0.0"), "resident");
+    daemon_stop_clean();
+}
+
 /* The old version served nothing, before the switch or since: p99 cannot be compared, and the
  * outcome says so instead of "healthy". */
 static void test_blue_green_without_old_counts_says_p99_was_not_compared(void **state)
@@ -663,6 +694,7 @@ int main(void)
         DEPLOY_TEST(test_too_few_requests_hold_the_step),
         DEPLOY_TEST(test_kill9_mid_rollout_then_restart_continues_from_its_step),
         DEPLOY_TEST(test_pause_resume_and_abort),
+        DEPLOY_TEST(test_blue_green_keeps_the_old_version_loaded),
         DEPLOY_TEST(test_pause_during_the_first_gate_then_resume_continues),
         DEPLOY_TEST(test_an_untracked_version_holds_with_one_alert),
         DEPLOY_TEST(test_moving_the_alias_by_hand_aborts_the_rollout),
