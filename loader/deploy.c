@@ -288,10 +288,11 @@ static bool moved_outside(struct daemon *d, const struct mc_reg_deploy *x, size_
         return true;
     if (a)
         mc_reg_targets_format(a, now, sizeof(now));
-    snprintf(msg, len,
-             "aborted: %s was moved outside the rollout (to \"%s\") while step %zu/%zu was "
-             "gated; the operator's move stands",
-             x->alias, *now ? now : "nothing", step + 1, x->nsteps);
+    if ((size_t)snprintf(msg, len,
+                         "aborted: %s was moved outside the rollout (to \"%s\") while step "
+                         "%zu/%zu was gated; the operator's move stands",
+                         x->alias, *now ? now : "nothing", step + 1, x->nsteps) >= len)
+        msg[len - 1] = '\0'; /* cut (the alias and targets are bounded; never in practice) */
     return false;
 }
 
