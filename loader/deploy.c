@@ -323,6 +323,12 @@ static void step_applied(struct daemon *d, void *ctx, int rc, const char *msg, j
     bool last;
 
     r->gate = NULL;
+    /* See what the store says now, not what mcached last mirrored: an
+     * operator's `rollback` or `snapshot restore` writes it directly, maybe
+     * while this step's check ran, and that move must stand (a review find;
+     * what is left is the instant between this read and the update's lock). */
+    if (mc_registry_refresh(d->reg, NULL) != 0)
+        log_warn("reading the registry before applying a step: %s", mc_last_error());
     x = deploy_by_id(d, r->id);
     if (!x || x->state != MC_DEPLOY_RUNNING) { /* paused or aborted meanwhile */
         answer(d, r, MC_EBUSY, "the rollout was paused or ended while its step was gated", NULL);
