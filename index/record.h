@@ -140,10 +140,16 @@ static inline struct mc_rec_version *mc_split_pick(const struct mc_split *s, uin
 {
     /* Branch-free (a random draw would mispredict a loop's exit): unused
      * thresholds are UINT32_MAX, and the last target takes what is left. */
-    unsigned i = (draw >= s->cum[0]) + (draw >= s->cum[1]) + (draw >= s->cum[2]);
+    uint64_t r = s->recs[0];
 
-    i = i < s->n ? i : s->n - 1;
-    return (struct mc_rec_version *)(uintptr_t)s->recs[i];
+    /* Selects, not an indexed load: every word comes from the split's one
+     * line at once, so the pick adds no load that waits on another. Unused
+     * and last thresholds are UINT32_MAX, and an unused target is never
+     * selected: a draw of UINT32_MAX stops at the last used one. */
+    r = draw >= s->cum[0] && s->n > 1 ? s->recs[1] : r;
+    r = draw >= s->cum[1] && s->n > 2 ? s->recs[2] : r;
+    r = draw >= s->cum[2] && s->n > 3 ? s->recs[3] : r;
+    return (struct mc_rec_version *)(uintptr_t)r;
 }
 
 struct mc_rec_model {
