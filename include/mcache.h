@@ -220,7 +220,10 @@ MC_API int mc_get(mc_cache *c, const char *name, const char *ref, mc_model **out
  *   MC_EIO        reading the artifact failed, or a socket call failed
  *   MC_EINVAL     mcached's answer was not a valid response frame
  * A load that succeeded is followed by mc_get(), with its codes (the
- * version may have been evicted again meanwhile: MC_ENOTRESIDENT).
+ * version may have been evicted again meanwhile: MC_ENOTRESIDENT). Through
+ * a weighted alias, mcached is asked for the version the get picked, and a
+ * get that picks another version not resident asks again, at most once per
+ * target, all within the one timeout_ms.
  */
 MC_API int mc_get_load(mc_cache *c, const char *name, const char *ref, int timeout_ms,
                        mc_model **out);

@@ -686,8 +686,11 @@ int mc_get_load(mc_cache *c, const char *name, const char *ref, int timeout_ms, 
     const char *args[3] = {name, ref ? ref : "latest", tmo};
     int rc, fd, status;
 
+    /* One deadline for every load asked for below (-1: none). */
+    const uint64_t until = timeout_ms < 0 ? 0 : mc_mono_ns() + (uint64_t)timeout_ms * 1000000ull;
+
     /* A weighted alias picks again at every get: ask for the very version
-     * the get picked, and get again, up to once per target. */
+     * the get picked, and get again, at most once per target. */
     for (unsigned tries = 0;; tries++) {
         missed[0] = '\0';
         rc = get_impl(c, name, ref, NULL, 0, missed, out);
@@ -695,7 +698,7 @@ int mc_get_load(mc_cache *c, const char *name, const char *ref, int timeout_ms, 
          * arena does not know (MC_ENOENT) may have been pushed a moment ago,
          * so mcached is asked; it answers from a fresh read of the registry. */
         if ((rc != MC_ENOTRESIDENT && rc != MC_EFAILED && rc != MC_ENOENT) ||
-            tries > MC_SPLIT_MAX)
+            tries == MC_SPLIT_MAX)
             return rc;
         memcpy(sock, c->arena.hdr->socket, sizeof(sock));
         sock[sizeof(sock) - 1] = '\0';
@@ -707,6 +710,10 @@ int mc_get_load(mc_cache *c, const char *name, const char *ref, int timeout_ms, 
         }
         if (missed[0])
             args[1] = missed; /* the exact version picked */
+        if (timeout_ms >= 0) { /* what is left of it */
+            uint64_t now = mc_mono_ns();
+            timeout_ms = now >= until ? 0 : (int)((until - now) / 1000000ull);
+        }
         snprintf(tmo, sizeof(tmo), "%d", timeout_ms);
         rc = loader_connect(c, sock, timeout_ms, &fd);
         if (rc)
