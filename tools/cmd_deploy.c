@@ -447,7 +447,6 @@ static int run_deployments(struct cli *c, struct args *a)
     const char *name = a->pos[0];
     struct mc_registry *r;
     json_t *arr;
-    size_t n = 0;
     int rc = cli_open_store(c, false, false, &r);
 
     if (rc)
@@ -465,7 +464,6 @@ static int run_deployments(struct cli *c, struct args *a)
         char when[64], step[16];
         if (strcmp(x->name, name))
             continue;
-        n++;
         if (c->json) {
             json_array_append_new(arr, deploy_json(x));
             continue;
@@ -480,7 +478,6 @@ static int run_deployments(struct cli *c, struct args *a)
         jv_print(json_pack("{s:s, s:o}", "name", name, "deployments", arr));
     else
         json_decref(arr);
-    (void)n;
     mc_registry_close(r);
     return EXIT_OK;
 }
