@@ -3,6 +3,8 @@
  */
 #include "tests/loader/daemon_fixture.h"
 
+#include "common/clock.h"
+
 #include <fcntl.h>
 #include <jansson.h>
 #include <setjmp.h>
@@ -279,6 +281,24 @@ pid_t holder_start(const char *name, const char *ref, FILE **in, FILE **out)
 
     assert_int_equal(strncmp(line, "held ", 5), 0);
     return pid;
+}
+
+const char *alias_targets(const char *name, const char *alias, char *buf, size_t len)
+{
+    const struct mc_reg_model *m;
+
+    assert_int_equal(mc_registry_refresh(D.reg, NULL), 0);
+    m = mc_registry_model(D.reg, name);
+    *buf = '\0';
+    for (size_t i = 0; m && i < m->naliases; i++)
+        if (!strcmp(m->aliases[i].alias, alias))
+            assert_int_equal(mc_reg_targets_format(&m->aliases[i], buf, len), 0);
+    return buf;
+}
+
+uint64_t mono_ms(void)
+{
+    return mc_mono_ns() / 1000000ull;
 }
 
 const char *model_state(const char *name, const char *version)

@@ -94,6 +94,12 @@ int ctl(char **body, const char *op, unsigned n, ...);
 /* The state of name@version in `status`. */
 const char *model_state(const char *name, const char *version);
 
+/* name's alias's targets in the registry now, as text ("1.0.0=90 2.0.0=10"; "" if none). */
+const char *alias_targets(const char *name, const char *alias, char *buf, size_t len);
+
+/* CLOCK_MONOTONIC in milliseconds, for deadlines. */
+uint64_t mono_ms(void);
+
 /* ---- THE STORE -------------------------------------------------------------- */
 
 /* Push `size` bytes of pattern `seed` as name@version into the store of reg. */

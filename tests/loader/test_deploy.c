@@ -27,14 +27,6 @@
 #include "tests/helpers/testutil.h"
 #include "tests/loader/daemon_fixture.h"
 
-static uint64_t mono_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 /* ---- workers ---- */
 
 struct worker {
@@ -114,17 +106,10 @@ static const struct mc_reg_deploy *last_deploy(void)
     return n ? mc_registry_deploy_at(D.reg, n - 1) : NULL;
 }
 
+/* prod's targets in the registry now. */
 static const char *targets(char *buf, size_t len)
 {
-    const struct mc_reg_model *m;
-
-    assert_int_equal(mc_registry_refresh(D.reg, NULL), 0);
-    m = mc_registry_model(D.reg, "m");
-    *buf = '\0';
-    for (size_t i = 0; m && i < m->naliases; i++)
-        if (!strcmp(m->aliases[i].alias, "prod"))
-            assert_int_equal(mc_reg_targets_format(&m->aliases[i], buf, len), 0);
-    return buf;
+    return alias_targets("m", "prod", buf, len);
 }
 
 /* Wait (at most ms) until the last rollout is in state st; its reason. */

@@ -23,28 +23,6 @@
 #include "tests/helpers/testutil.h"
 #include "tests/loader/daemon_fixture.h"
 
-static uint64_t mono_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-/* The alias's targets in the registry now ("" if none). */
-static const char *targets(const char *name, const char *alias, char *buf, size_t len)
-{
-    const struct mc_reg_model *m;
-
-    assert_int_equal(mc_registry_refresh(D.reg, NULL), 0);
-    m = mc_registry_model(D.reg, name);
-    *buf = '\0';
-    for (size_t i = 0; m && i < m->naliases; i++)
-        if (!strcmp(m->aliases[i].alias, alias))
-            assert_int_equal(mc_reg_targets_format(&m->aliases[i], buf, len), 0);
-    return buf;
-}
-
 static void health(const char *name, const char *script, uint32_t timeout_ms)
 {
     const char *argv[] = {"/bin/sh", "-c", script};
@@ -78,7 +56,7 @@ static void test_failing_check_refuses_the_move_with_status_and_output(void **st
     assert_non_null(strstr(body, "smoke of m@2.0.0 in t"));
     assert_non_null(strstr(body, "logits are NaN"));
     free(body);
-    assert_string_equal(targets("m", "prod", t, sizeof(t)), "1.0.0");
+    assert_string_equal(alias_targets("m", "prod", t, sizeof(t)), "1.0.0");
     assert_true(log_has("health check of m@2.0.0: exit status 3"));
     assert_true(mc_registry_alert_count(D.reg) == alerts + 1);
     assert_string_equal(mc_registry_alert_at(D.reg, alerts)->kind, "health");
@@ -102,7 +80,7 @@ static void test_passing_check_moves_to_weighted_targets(void **state)
     assert_non_null(strstr(body, "\"to\":\"1.0.0=90 2.0.0=10\""));
     assert_non_null(strstr(body, "\"version\":\"2.0.0\""));
     free(body);
-    assert_string_equal(targets("m", "prod", t, sizeof(t)), "1.0.0=90 2.0.0=10");
+    assert_string_equal(alias_targets("m", "prod", t, sizeof(t)), "1.0.0=90 2.0.0=10");
     m = mc_registry_model(D.reg, "m");
     assert_non_null(m);
     assert_string_equal(m->aliases[0].history[m->aliases[0].nhistory - 1].why, "canary by hand");
@@ -156,7 +134,7 @@ static void test_hanging_check_times_out_and_the_loop_keeps_serving(void **state
     assert_non_null(strstr(b.body, "started"));
     assert_true(b.ms >= 1400 && b.ms < 6000);
     free(b.body);
-    assert_string_equal(targets("m", "prod", t, sizeof(t)), "1.0.0");
+    assert_string_equal(alias_targets("m", "prod", t, sizeof(t)), "1.0.0");
     daemon_stop_clean();
 }
 
@@ -256,7 +234,7 @@ static void test_bad_targets_are_refused_and_change_nothing(void **state)
         free(body);
         assert_string_equal(model_state("m", "2.0.0"), "registered");
     }
-    assert_string_equal(targets("m", "prod", t, sizeof(t)), "1.0.0");
+    assert_string_equal(alias_targets("m", "prod", t, sizeof(t)), "1.0.0");
     assert_int_equal(mc_registry_generation(D.reg), gen);
     daemon_stop_clean();
 }
@@ -274,7 +252,7 @@ static void test_a_missing_command_refuses_the_move(void **state)
     printf("# %s\n", body);
     assert_non_null(strstr(body, "/nonexistent/smoke-test"));
     free(body);
-    assert_string_equal(targets("m", "prod", t, sizeof(t)), "1.0.0");
+    assert_string_equal(alias_targets("m", "prod", t, sizeof(t)), "1.0.0");
     daemon_stop_clean();
 }
 
