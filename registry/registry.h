@@ -315,6 +315,30 @@ int mc_registry_push(struct mc_registry *r, const char *name, const char *versio
 int mc_registry_push_check(const char *name, const char *version, const struct mc_push_opts *opts);
 
 /*
+ * Push from a stream (mcache-serve's uploads): begin checks name, version
+ * and opts as mc_registry_push() does (MC_EEXIST if the version exists) and
+ * stages an empty temp file in the store; write appends bytes, computing
+ * the checksum as they arrive (constant memory, no store lock); commit
+ * syncs, checks the checksum against expect (NULL: not checked; a mismatch
+ * is MC_ECORRUPT naming both) and registers it in one record, atomically
+ * as a push. An upload of 0 bytes is refused (MC_EINVAL). commit and abort
+ * free u; abort removes the staged file. begin and commit use r (one
+ * thread at a time, as every call on r); write touches only u, so it may
+ * run without whatever serializes r. opts->progress is not called.
+ * size_hint (0: unknown) lets begin refuse at once when the disk cannot
+ * hold it.
+ */
+struct mc_reg_upload;
+int mc_registry_upload_begin(struct mc_registry *r, const char *name, const char *version,
+                             const struct mc_push_opts *opts, uint64_t size_hint,
+                             struct mc_reg_upload **u);
+int mc_registry_upload_write(struct mc_reg_upload *u, const void *buf, size_t n);
+uint64_t mc_registry_upload_size(const struct mc_reg_upload *u); /* bytes written so far */
+int mc_registry_upload_commit(struct mc_registry *r, struct mc_reg_upload *u, const char *expect,
+                              uint64_t *gen);
+void mc_registry_upload_abort(struct mc_registry *r, struct mc_reg_upload *u);
+
+/*
  * Merge meta into name@version: given strings replace (an empty string
  * clears), given params and tags are set (a NULL value removes the key),
  * given metrics are set (a NaN value removes the key).
@@ -510,6 +534,65 @@ int mc_registry_alert_add(struct mc_registry *r, const char *kind, const char *m
 size_t mc_registry_alert_count(const struct mc_registry *r);
 const struct mc_reg_alert *mc_registry_alert_at(const struct mc_registry *r,
                                                 size_t i); /* oldest first */
+
+/* ---- who changes things: the actor, tokens, the audit log --------------- */
+
+/*
+ * The actor of this handle's later changes, recorded with each (default:
+ * who = "uid:N(user)", from = "local"). mcache-serve sets who = "token:NAME"
+ * (or "anonymous") and from = the peer's address per request. Copied.
+ */
+void mc_registry_set_actor(struct mc_registry *r, const char *who, const char *from);
+
+/* A bearer token for mcache-serve; only its SHA-256 is stored. */
+struct mc_reg_token {
+    const char *name; /* [A-Za-z0-9_.-]{1,64} */
+    const char *role; /* "reader", "publisher", "admin" */
+    const char *hash; /* "sha256:<64 hex>" */
+    uint64_t created_ns;
+    const char *created_by; /* the actor */
+};
+
+#define MC_TOKEN_LEN 47 /* "mct_" + 43 base64url characters (32 random bytes) */
+
+/*
+ * Add a token called name with role: a fresh random secret, written into
+ * secret (room for MC_TOKEN_LEN + 1) and never stored; MC_EEXIST if the
+ * name is taken, MC_EINVAL for a bad name or role.
+ */
+int mc_registry_token_add(struct mc_registry *r, const char *name, const char *role, char *secret,
+                          uint64_t *gen);
+int mc_registry_token_remove(struct mc_registry *r, const char *name, uint64_t *gen);
+size_t mc_registry_token_count(const struct mc_registry *r);
+/* The i-th token by name, or NULL past the end. */
+const struct mc_reg_token *mc_registry_token_at(const struct mc_registry *r, size_t i);
+/*
+ * The token whose secret this is (compared as SHA-256 digests, in constant
+ * time), or NULL (MC_EPERM's message set: "the token is not valid").
+ */
+const struct mc_reg_token *mc_registry_token_check(const struct mc_registry *r, const char *secret);
+
+/*
+ * The audit log: every change (each record carries its actor; its entry
+ * says what it did, and "ok"), and every refused or failed attempt that
+ * mcache-serve or the CLI reports with mc_registry_audit_add(). The newest
+ * MC_REG_AUDIT_MAX entries are kept.
+ */
+#define MC_REG_AUDIT_MAX 10000
+
+struct mc_reg_audit {
+    uint64_t id, at_ns, generation;
+    const char *who, *from; /* the actor */
+    const char *what;       /* "push llama@1.2.0", "alias llama production 1.2.0", ... */
+    const char *result;     /* "ok", or "error: <message>" */
+};
+
+/* Record an attempt that changed nothing (what and result as above). */
+int mc_registry_audit_add(struct mc_registry *r, const char *what, const char *result,
+                          uint64_t *gen);
+size_t mc_registry_audit_count(const struct mc_registry *r);
+/* The i-th entry, oldest first, or NULL past the end. */
+const struct mc_reg_audit *mc_registry_audit_at(const struct mc_registry *r, size_t i);
 
 /* ---- removal and retention -------------------------------------------- */
 

@@ -1,0 +1,179 @@
+/*
+ * http.h - mcache-serve's insides: the server every handler shares, one
+ * request as a handler sees it, the route table, and the replies.
+ *
+ * mcache-serve is a process of its own beside mcached (docs/http.md says
+ * why): registry operations go through the registry library as the CLI's
+ * do, cache operations through mcached's control socket. HTTP traffic can
+ * never slow or crash the arena's one writer.
+ *
+ * THREADS. libmicrohttpd runs a pool of threads (epoll). The registry
+ * handle is not thread-safe: every use of srv->reg is between srv_lock()
+ * and srv_unlock() (srv_lock() also refreshes it, so answers are current).
+ * An upload's bytes are written without the lock (mc_registry_upload_*).
+ * libmcache's cache handle (srv->mc) is safe from any thread.
+ *
+ * A REQUEST. The core (server.c) accepts it, matches a route (router.c),
+ * authenticates (bearer token, or open access on loopback), checks the
+ * route's role, reads a JSON body (ROUTE_JSON, at most srv->max_json bytes)
+ * or streams one to the route's body() (ROUTE_STREAM), then calls the
+ * route's handler, which queues exactly one reply with reply_*(). Every
+ * reply is counted for /metrics; every request whose route has ROUTE_AUDIT
+ * is in the audit log with its result (reply_* records it).
+ */
+#ifndef MCACHE_SERVE_HTTP_H
+#define MCACHE_SERVE_HTTP_H
+
+#include <jansson.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "mcache.h"
+#include "registry/registry.h"
+#include "tools/cli.h"
+
+struct MHD_Connection;
+struct MHD_Daemon;
+struct MHD_Response;
+
+/* Who may do what (docs/http.md): each role may do what the ones below it may. */
+enum role {
+    ROLE_NONE,      /* unauthenticated: only the open routes */
+    ROLE_READER,    /* GET */
+    ROLE_PUBLISHER, /* push, alias, deploy, load, snapshots */
+    ROLE_ADMIN,     /* rm, gc, fsck, verify, evict, pin, unpin, tokens */
+};
+const char *role_name(enum role r); /* "reader" ... ("none") */
+int role_parse(const char *s, enum role *out); /* 0 or MC_EINVAL naming the roles */
+
+/* ---- the server ------------------------------------------------------- */
+
+struct srv_metrics; /* metrics.c: HTTP requests by route and status, latencies */
+
+struct srv {
+    struct cli cli; /* store, cache, shm dir, socket: as the CLI's, for clicore's helpers */
+    struct mc_registry *reg;
+    pthread_mutex_t reg_lock;
+    mc_cache *mc; /* attached read-only, or NULL (no arena yet: retried on use) */
+    pthread_mutex_t mc_lock; /* guards attaching mc */
+
+    bool open_access;  /* no token needed (loopback without --require-tokens, or --insecure-open) */
+    size_t max_json;   /* bytes of a JSON body (default 1 MiB) */
+    uint64_t max_upload; /* bytes of an artifact upload (0: no limit but the disk) */
+    unsigned timeout_s;  /* a connection idle this long is closed (slow clients) */
+    unsigned max_conns;
+
+    struct MHD_Daemon *mhd;
+    struct srv_metrics *metrics;
+    uint64_t started_ns; /* CLOCK_MONOTONIC */
+};
+
+/* Lock the registry and bring it up to date (a stat, a read of what is new). */
+int srv_lock(struct srv *s);
+void srv_unlock(struct srv *s);
+
+/* The cache, attached read-only on first use; NULL (with mc_err set) if there is no arena. */
+mc_cache *srv_cache(struct srv *s);
+
+/* ---- a request -------------------------------------------------------- */
+
+#define REQ_PARAMS_MAX 4
+
+struct req {
+    struct srv *srv;
+    struct MHD_Connection *conn;
+    const struct route *route;
+    const char *method; /* "GET", "HEAD", "PUT", "POST", "DELETE" */
+    const char *path;   /* as sent, not decoded */
+    /* {name}-style path parameters in pattern order, percent-decoded, checked for NUL/controls */
+    char *params[REQ_PARAMS_MAX];
+    size_t nparams;
+    enum role role;  /* what the caller may do */
+    char who[80];    /* "token:NAME", "anonymous" (open access) */
+    char from[64];   /* the peer: "127.0.0.1:51234", "[::1]:4321" */
+    json_t *body;    /* ROUTE_JSON: the parsed object (NULL for an empty body) */
+    void *state;     /* ROUTE_STREAM: the route's own, freed by its done() */
+    uint64_t body_bytes;  /* what has arrived so far */
+    uint64_t start_ns;    /* CLOCK_MONOTONIC, when its headers arrived */
+    unsigned status;      /* the reply's, once queued */
+    bool replied;
+};
+
+/* A path parameter by its name in the route's pattern ("name", "ref"...), or NULL. */
+const char *req_param(const struct req *rq, const char *name);
+/* A query argument (decoded) or header, or NULL. */
+const char *req_query(const struct req *rq, const char *key);
+const char *req_header(const struct req *rq, const char *key);
+/* A boolean query argument: absent → def; "1","true","yes" → true; "0","false","no" → false; else -1. */
+int req_query_bool(const struct req *rq, const char *key, bool def);
+
+/* ---- replies (each queues the one reply; returns what MHD's handler must return) ---- */
+
+/* JSON with status; consumes j. */
+int reply_json(struct req *rq, unsigned status, json_t *j);
+
+/*
+ * An error: {"error": {"code": CODE, "message": MESSAGE, "status": STATUS}}.
+ * code is stable (docs/http.md lists them): "bad_request", "unauthorized",
+ * "forbidden", "not_found", "conflict", "too_large", "unprocessable",
+ * "unavailable", "busy", "internal", ...
+ */
+int reply_error(struct req *rq, unsigned status, const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/*
+ * An MC_E* code with mc_last_error()'s message, as the CLI would print it:
+ * EINVAL 400 bad_request, ENOENT/ENOTRESIDENT 404 not_found, EEXIST 409 conflict,
+ * EBUSY 409 busy, EPERM 403 forbidden, ENOSPC 507 no_space, ECORRUPT 422 corrupt,
+ * ENODAEMON 503 no_daemon, ETIMEDOUT 504 timeout, EFAILED 422 load_failed,
+ * ENOTSUP 501, anything else 500 internal.
+ */
+int reply_mc_error(struct req *rq, int rc);
+
+/* A response built by the handler (downloads): headers set, status given; takes resp. */
+int reply_response(struct req *rq, unsigned status, struct MHD_Response *resp);
+
+/* ---- routes ----------------------------------------------------------- */
+
+#define ROUTE_JSON   0x1 /* the body is a JSON object (Content-Type application/json) */
+#define ROUTE_STREAM 0x2 /* the body goes to body() as it arrives */
+#define ROUTE_AUDIT  0x4 /* a state change: recorded in the audit log with its result */
+#define ROUTE_OPEN   0x8 /* no token needed, even when tokens are required */
+
+struct route {
+    const char *method;  /* "GET" also answers HEAD */
+    const char *pattern; /* "/v1/models/{name}/versions/{ref}": {x} is one path segment */
+    enum role role;      /* the least role that may call it */
+    unsigned flags;
+    int (*handler)(struct req *rq);
+    /* ROUTE_STREAM: each piece of the body; 0 or an MC_E* code (reply then given by handler) */
+    int (*body)(struct req *rq, const char *data, size_t n);
+    /* ROUTE_STREAM: always called once at the end (free rq->state; abort what did not finish) */
+    void (*done)(struct req *rq);
+    const char *summary; /* one line, also in the OpenAPI document */
+};
+
+/*
+ * Each h_*.c has its routes in an array ending with a zero entry;
+ * routes.c lists the arrays, ending with NULL.
+ */
+extern const struct route h_core_routes[], h_registry_routes[], h_artifact_routes[], h_cache_routes[],
+    h_admin_routes[], h_status_routes[];
+extern const struct route *const srv_route_groups[];
+
+/*
+ * Match method and raw path against the groups' routes: the route, with its parameters
+ * decoded into params (malloc'd strings, freed by route_params_free).
+ * Returns 0, MC_ENOENT (no such path: 404), or MC_EINVAL (a path that is
+ * malformed: bad percent-encoding, NUL or control bytes, a ".." segment;
+ * 400), and *allowed gets the methods the path has when only the method
+ * is wrong (405, "GET, PUT").
+ */
+int route_match(const struct route *const *groups, const char *method, const char *path,
+                const struct route **out, char **params, size_t *nparams, char *allowed,
+                size_t allowed_len);
+void route_params_free(char **params, size_t n);
+
+#endif

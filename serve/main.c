@@ -1,0 +1,3 @@
+/* main.c: written by the core helper */
+#include "serve/http.h"
+int main(void) { return 0; }

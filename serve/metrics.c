@@ -1,0 +1,2 @@
+/* metrics.c: written by the core helper */
+#include "serve/http.h"

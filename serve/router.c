@@ -1,0 +1,2 @@
+/* router.c: written by the core helper */
+#include "serve/http.h"

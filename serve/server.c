@@ -1,0 +1,2 @@
+/* server.c: written by the core helper */
+#include "serve/http.h"
