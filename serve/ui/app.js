@@ -298,7 +298,8 @@
         el("div", { class: "aliases" }, aliasChips(md.name, md.aliases))),
       el("table", { class: "versions" },
         el("thead", {}, el("tr", {},
-          ["version", "aliases", "size", "residency", "status", "pushed"].map((h) => el("th", {}, h)))),
+          ["version", "aliases", "size", "residency", "status", "pushed"].map((h) =>
+            el("th", { class: h === "size" ? "num" : null }, h)))),
         el("tbody", {}, md.versions.map((v) => el("tr", { "data-version": v.version },
           el("td", { class: "mono" }, v.version,
             v.pinned ? el("span", { class: "tag", title: "never evicted" }, "pinned") : null,
@@ -349,7 +350,7 @@
     box.replaceChildren(el("table", { class: "readers" },
       el("thead", {}, el("tr", {}, ["pid", "attached", "holds"].map((h) => el("th", {}, h)))),
       el("tbody", {}, r.list.map((x) => el("tr", { "data-pid": String(x.pid) },
-        el("td", { class: "num" }, String(x.pid)),
+        el("td", { class: "mono" }, String(x.pid)),
         el("td", { title: x.since }, ago(x.since_ns, now)),
         el("td", { class: "mono" }, x.holds.length ? x.holds.join(", ") : "nothing"))))));
   }
