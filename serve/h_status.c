@@ -32,7 +32,7 @@ extern const unsigned char ui_index_html[], ui_app_js[], ui_style_css[];
 extern const size_t ui_index_html_len, ui_app_js_len, ui_style_css_len;
 
 #define STATUS_CTL_TIMEOUT_MS 1500 /* under the page's 2 s refresh */
-#define STATUS_MOVES_MAX 20        /* recent alias moves, across models */
+#define STATUS_MOVES_MAX      20   /* recent alias moves, across models */
 
 /* ---- static assets ------------------------------------------------------ */
 
@@ -61,8 +61,8 @@ static void etags_init(void)
  * The page only loads what it is served (no CDN, no inline script): the
  * policy says so to the browser, which then refuses anything injected.
  */
-#define PAGE_CSP                                                                          \
-    "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "       \
+#define PAGE_CSP                                                                                   \
+    "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "                \
     "img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 
 /*
@@ -122,6 +122,9 @@ static uint64_t wall_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
+/* mcached's load counters the page shows. */
+static const char *const load_keys[] = {"ok", "failed", "in_flight", "queued", "evictions", NULL};
+
 /*
  * What the page says about mcached: up (pid, version, uptime, whether it
  * serves this server's store) or down with mcached's own message (which
@@ -138,49 +141,55 @@ static json_t *mcached_json(const struct srv *s, const json_t *st, const char *w
         return json_pack("{s:b, s:s}", "up", 0, "error", why);
     theirs = jstr(d, "store");
     o = json_pack("{s:b, s:I, s:o, s:f, s:o, s:n}", "up", 1, "pid", (json_int_t)jint(d, "pid"),
-                  "version", jv_str(jstr(d, "version")), "uptime_s", jnum(d, "uptime_s"),
-                  "socket", jv_str(jstr(d, "socket")), "error");
+                  "version", jv_str(jstr(d, "version")), "uptime_s", jnum(d, "uptime_s"), "socket",
+                  jv_str(jstr(d, "socket")), "error");
     /* A socket given by hand may reach the mcached of another store: its residency is not ours. */
-    json_object_set_new(o, "serves_store",
-                        json_boolean(!theirs || !realpath(s->cli.store, store) ||
-                                     !strcmp(store, theirs)));
-    json_object_set_new(o, "loads",
-                        json_pack("{s:I, s:I, s:I, s:I, s:I}", "ok", (json_int_t)jint(l, "ok"),
-                                  "failed", (json_int_t)jint(l, "failed"), "in_flight",
-                                  (json_int_t)jint(l, "in_flight"), "queued",
-                                  (json_int_t)jint(l, "queued"), "evictions",
-                                  (json_int_t)jint(l, "evictions")));
+    json_object_set_new(
+        o, "serves_store",
+        json_boolean(!theirs || !realpath(s->cli.store, store) || !strcmp(store, theirs)));
+    json_object_set_new(o, "loads", json_object());
+    for (const char *const *k = load_keys; *k; k++)
+        json_object_set_new(json_object_get(o, "loads"), *k, json_integer(jint(l, *k)));
     return o;
 }
 
-/* The arena's sizes: from mcached's status, else from our own read-only attachment. */
+/* The arena's sizes, in this order (as mcached's status names them). */
+static const char *const arena_keys[] = {"data_size",    "data_used",       "data_free",
+                                         "largest_free", "models_resident", "generation"};
+#define ARENA_KEYS (sizeof(arena_keys) / sizeof(arena_keys[0]))
+
+/* The arena: from mcached's status, else from our own read-only attachment. */
 static json_t *arena_json(struct srv *s, const json_t *st)
 {
     const json_t *a = json_object_get(st, "arena");
+    uint64_t v[ARENA_KEYS];
     struct mc_cache_info in;
     char path[512];
     mc_cache *mc;
+    json_t *o;
 
-    if (json_is_object(a))
-        return json_pack("{s:s, s:o, s:I, s:I, s:I, s:I, s:I, s:I, s:n}", "source", "mcached",
-                         "path", jv_str(jstr(a, "path")), "data_size",
-                         (json_int_t)jint(a, "data_size"), "data_used",
-                         (json_int_t)jint(a, "data_used"), "data_free",
-                         (json_int_t)jint(a, "data_free"), "largest_free",
-                         (json_int_t)jint(a, "largest_free"), "models_resident",
-                         (json_int_t)jint(a, "models_resident"), "generation",
-                         (json_int_t)jint(a, "generation"), "error");
+    if (json_is_object(a)) {
+        o = json_pack("{s:s, s:o, s:n}", "source", "mcached", "path", jv_str(jstr(a, "path")),
+                      "error");
+        for (size_t i = 0; i < ARENA_KEYS; i++)
+            json_object_set_new(o, arena_keys[i], json_integer(jint(a, arena_keys[i])));
+        return o;
+    }
     mc = srv_cache(s);
     if (!mc || mc_cache_info(mc, &in) != 0)
         return json_pack("{s:n, s:s}", "source", "error", mc_last_error());
     if (mc_arena_path(s->cli.shm_dir, s->cli.cache, path, sizeof(path)) != 0)
         path[0] = '\0';
-    return json_pack("{s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:n}", "source", "arena", "path",
-                     path, "data_size", (json_int_t)in.data_size, "data_used",
-                     (json_int_t)in.data_used, "data_free",
-                     (json_int_t)(in.data_size - in.data_used), "largest_free",
-                     (json_int_t)in.data_largest_free, "models_resident",
-                     (json_int_t)in.models, "generation", (json_int_t)in.generation, "error");
+    o = json_pack("{s:s, s:s, s:n}", "source", "arena", "path", path, "error");
+    v[0] = in.data_size;
+    v[1] = in.data_used;
+    v[2] = in.data_size - in.data_used;
+    v[3] = in.data_largest_free;
+    v[4] = in.models;
+    v[5] = in.generation;
+    for (size_t i = 0; i < ARENA_KEYS; i++)
+        json_object_set_new(o, arena_keys[i], json_integer((json_int_t)v[i]));
+    return o;
 }
 
 /*
@@ -208,13 +217,12 @@ static json_t *readers_json(struct srv *s, const json_t *st)
     {
         if (jint(e, "pid") == (long long)getpid())
             continue;
-        json_array_append_new(out, json_pack("{s:I, s:I, s:I, s:o, s:b, s:O}", "pid",
-                                             (json_int_t)jint(e, "pid"), "slot",
-                                             (json_int_t)jint(e, "slot"), "since_ns",
-                                             (json_int_t)jint(e, "since_ns"), "since",
-                                             jv_time((uint64_t)jint(e, "since_ns")), "in_lookup",
-                                             json_is_true(json_object_get(e, "in_lookup")),
-                                             "holds", jget(e, "holds")));
+        json_array_append_new(
+            out,
+            json_pack("{s:I, s:I, s:I, s:o, s:b, s:O}", "pid", (json_int_t)jint(e, "pid"), "slot",
+                      (json_int_t)jint(e, "slot"), "since_ns", (json_int_t)jint(e, "since_ns"),
+                      "since", jv_time((uint64_t)jint(e, "since_ns")), "in_lookup",
+                      json_is_true(json_object_get(e, "in_lookup")), "holds", jget(e, "holds")));
     }
     json_decref(list);
     return json_pack("{s:I, s:o, s:o}", "count", (json_int_t)json_array_size(out), "list", out,
@@ -231,10 +239,10 @@ static json_t *loads_json(const json_t *st)
     {
         if (strcmp(jstr_or(m, "state", ""), "loading") != 0)
             continue;
-        json_array_append_new(out, json_pack("{s:O, s:O, s:I, s:I}", "name", jget(m, "name"),
-                                             "version", jget(m, "version"), "size",
-                                             (json_int_t)jint(m, "size"), "loaded_bytes",
-                                             (json_int_t)jint(m, "loaded_bytes")));
+        json_array_append_new(out,
+                              json_pack("{s:O, s:O, s:I, s:I}", "name", jget(m, "name"), "version",
+                                        jget(m, "version"), "size", (json_int_t)jint(m, "size"),
+                                        "loaded_bytes", (json_int_t)jint(m, "loaded_bytes")));
     }
     return out;
 }
@@ -265,11 +273,11 @@ static json_t *version_json(const struct mc_reg_model *m, const struct mc_reg_ve
                             const char *res, const json_t *dm)
 {
     json_t *aliases = json_array();
-    json_t *o = json_pack("{s:s, s:I, s:s, s:I, s:o, s:s, s:b, s:b}", "version", v->version,
-                          "size", (json_int_t)v->size, "status", mc_reg_status_name(v->status),
-                          "created_ns", (json_int_t)v->created_ns, "created_at",
-                          jv_time(v->created_ns), "residency", res, "pinned", v->pinned,
-                          "preload", v->preload);
+    json_t *o =
+        json_pack("{s:s, s:I, s:s, s:I, s:o, s:s, s:b, s:b}", "version", v->version, "size",
+                  (json_int_t)v->size, "status", mc_reg_status_name(v->status), "created_ns",
+                  (json_int_t)v->created_ns, "created_at", jv_time(v->created_ns), "residency", res,
+                  "pinned", v->pinned, "preload", v->preload);
 
     for (size_t i = 0; i < m->naliases; i++)
         for (size_t k = 0; k < m->aliases[i].ntargets; k++)
