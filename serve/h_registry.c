@@ -21,7 +21,7 @@
 
 /* ---- shared by the handlers (h_api.h) ------------------------------------ */
 
-bool api_unknown_fields(struct req *rq, const json_t *obj, const char *const *allowed)
+bool api_unknown_fields(struct req *rq, const json_t *obj, const char *const *allowed, int *ret)
 {
     const char *key;
     json_t *v;
@@ -38,7 +38,7 @@ bool api_unknown_fields(struct req *rq, const json_t *obj, const char *const *al
         for (i = 0; allowed[i]; i++)
             snprintf(list + strlen(list), sizeof(list) - strlen(list), "%s%s", i ? ", " : "",
                      allowed[i]);
-        reply_error(rq, 400, "unknown_field",
+        *ret = reply_error(rq, 400, "unknown_field",
                     "%s %s: unknown field \"%.64s\" (the fields are: %s); nothing was changed",
                     rq->method, rq->route->pattern, key, list);
         return true;
@@ -402,8 +402,8 @@ static int put_alias(struct req *rq)
         return reply_error(rq, 400, "bad_request",
                            "PUT an alias needs a JSON body: {\"targets\": \"1.0.0\"} or "
                            "{\"targets\": {\"1.0.0\": 90, \"2.0.0\": 10}}");
-    if (api_unknown_fields(rq, b, fields))
-        return 0;
+    if (api_unknown_fields(rq, b, fields, &ret))
+        return ret;
     if (jwhy && !json_is_null(jwhy) && !json_is_string(jwhy))
         return api_bad_type(rq, "why", "a string");
     if (jng && !json_is_boolean(jng))
