@@ -195,10 +195,43 @@ async function textOf(page, sel) {
   return h ? (await h.textContent()).trim() : null;
 }
 
+// Does this mcache-serve take --require-tokens? (A build without the registry's tokens says so.)
+async function tokensSupported() {
+  const r = child.spawnSync(BIN.serve, ["--require-tokens", "--listen", "127.0.0.1:1", "--store", store,
+                                        "--cache", CACHE, "--shm-dir", shm],
+                            { env, encoding: "utf8", timeout: 10000 });
+  return !/needs token support, which this build lacks/.test(r.stderr);
+}
+
+async function tokenForm(ctx) {
+  const tokenOut = cli("token", "add", "--role", "reader", "ui-page");
+  const tok = (tokenOut.match(/mct_[A-Za-z0-9_-]+/) || [])[0];
+  assert.ok(tok, "no token in: " + tokenOut);
+  const serve = await startServe(["--require-tokens"]);
+  assert.strictEqual((await get(serve.url + "/v1/status")).status, 401);
+  assert.strictEqual((await get(serve.url + "/")).status, 200); // the page itself is open
+  const page = await ctx.newPage();
+  await page.goto(serve.url + "/");
+  await page.waitForSelector("#token-form:not([hidden])", { timeout: 10000 });
+  assert.ok(!(await page.isVisible("#main")));
+  await page.fill("#token-input", "mct_wrong");
+  await page.click("#token-form button");
+  await page.waitForFunction(() => /refused/.test(document.getElementById("token-why").textContent),
+                             null, { timeout: 10000 });
+  await page.fill("#token-input", tok);
+  await page.click("#token-form button");
+  await page.waitForSelector('[data-model="resnet50"]', { timeout: 10000 });
+  assert.strictEqual(await page.evaluate(() => sessionStorage.getItem("mcache.token")), tok);
+  assert.ok(await page.isVisible("#token-forget"));
+  log("the token form works");
+  await stop(serve);
+}
+
 async function main() {
   // A registry worth looking at: two models, a weighted alias, a resident version.
-  cli("push", "resnet50", "1.0.0", writeFile("r1.bin", 3 << 20, 1), "--description", "image classifier");
+  cli("push", "resnet50", "1.0.0", writeFile("r1.bin", 3 << 20, 1));
   cli("push", "resnet50", "1.1.0", writeFile("r2.bin", 3 << 20, 2));
+  cli("push", "resnet50", "1.2.0-beta.1", writeFile("r3.bin", 3 << 20, 5)); // stays on disk
   cli("push", "org/llama-7b", "2.0.0", writeFile("l2.bin", 5 << 20, 3));
   cli("push", "org/llama-7b", "2.1.0-rc.1", writeFile("l3.bin", 5 << 20, 4));
   const daemon = await startDaemon();
@@ -239,6 +272,8 @@ async function main() {
                          [{ version: "2.0.0", weight: 90 }, { version: "2.1.0-rc.1", weight: 10 }]);
   const r110 = st.models.find((m) => m.name === "resnet50").versions.find((v) => v.version === "1.1.0");
   assert.strictEqual(r110.residency, "resident");
+  const r120 = st.models.find((m) => m.name === "resnet50").versions.find((v) => v.version === "1.2.0-beta.1");
+  assert.strictEqual(r120.residency, "not-resident");
   assert.ok(st.arena.data_size > 0 && st.arena.data_used > 0, JSON.stringify(st.arena));
   if (holder)
     assert.ok(st.readers.list.some((r) => r.pid === holder.pid && r.holds.includes("resnet50@1.0.0")),
@@ -264,6 +299,7 @@ async function main() {
     assert.strictEqual(await textOf(page, '[data-model="org/llama-7b"] [data-alias="production"] .alias-target'),
                        "2.0.0 90% · 2.1.0-rc.1 10%");
     assert.strictEqual(await textOf(page, '[data-model="resnet50"] tr[data-version="1.1.0"] .res'), "resident");
+    assert.strictEqual(await textOf(page, '[data-model="resnet50"] tr[data-version="1.2.0-beta.1"] .res'), "on disk");
     assert.strictEqual(await textOf(page, "#mcached-pill"), "mcached up");
     assert.match(await textOf(page, "#arena-text"), /used of .* largest free extent .* resident/);
     if (holder) assert.ok(await page.$(`#readers tr[data-pid="${holder.pid}"]`), "the holder is not listed");
@@ -315,24 +351,8 @@ async function main() {
     log("the server gone is shown");
 
     // Tokens required: the page asks for one, keeps it for the tab and sends it.
-    cli("token", "add", "--role", "reader", "ui-test");
-    const tokenOut = cli("token", "add", "--role", "reader", "ui-page");
-    const tok = (tokenOut.match(/mct_[A-Za-z0-9_-]+/) || [])[0];
-    assert.ok(tok, "no token in: " + tokenOut);
-    serve = await startServe(["--require-tokens"]);
-    assert.strictEqual((await get(serve.url + "/v1/status")).status, 401);
-    const page2 = await ctx.newPage();
-    await page2.goto(serve.url + "/");
-    await page2.waitForSelector("#token-form:not([hidden])", { timeout: 10000 });
-    await page2.fill("#token-input", "mct_wrong");
-    await page2.click("#token-form button");
-    await page2.waitForFunction(() => /refused/.test(document.getElementById("token-why").textContent),
-                                null, { timeout: 10000 });
-    await page2.fill("#token-input", tok);
-    await page2.click("#token-form button");
-    await page2.waitForSelector('[data-model="resnet50"]', { timeout: 10000 });
-    assert.strictEqual(await page2.evaluate(() => sessionStorage.getItem("mcache.token")), tok);
-    log("the token form works");
+    if (await tokensSupported()) await tokenForm(ctx);
+    else log("SKIPPED the token form: this mcache-serve was built without token support");
 
     assert.deepStrictEqual(problems, []);
   } finally {
