@@ -214,8 +214,10 @@
       pill.textContent = "mcached DOWN";
       pill.title = m.error || "";
       banner.hidden = false;
-      banner.textContent = "mcached is not running: " + (m.error || "no answer") +
-        ". Residency comes from the arena alone; loads in progress are unknown.";
+      // mcached's message names the socket and how to start it: shown as it is.
+      banner.textContent = "mcached is down. " + (m.error || "It does not answer.").replace(/\.?$/, ".") +
+        " Models and aliases come from the registry, residency from the arena;" +
+        " loads in progress are unknown.";
     }
   }
 
@@ -284,7 +286,9 @@
 
   function renderModels(models, reg, m) {
     const box = $("models");
-    $("models-count").textContent = "(" + reg.models + " models, " + reg.versions + " versions)";
+    const plural = (n, what) => n + " " + what + (n === 1 ? "" : "s");
+    $("models-count").textContent = "(" + plural(reg.models, "model") + ", " +
+      plural(reg.versions, "version") + ")";
     if (!models.length) {
       box.replaceChildren(el("p", { class: "empty" },
         "The registry is empty. Push a model: mcache push NAME VERSION FILE"));
