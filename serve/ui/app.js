@@ -126,9 +126,22 @@
     schedule();
   }
 
+  // A tab in the background does not poll: it catches up when shown again.
+  let waitingVisible = false;
   function schedule() {
-    if (refreshS > 0 && !timer) timer = setTimeout(poll, refreshS * 1000);
+    if (refreshS <= 0 || timer) return;
+    timer = setTimeout(() => {
+      timer = null;
+      if (document.hidden) waitingVisible = true;
+      else poll();
+    }, refreshS * 1000);
   }
+  document.addEventListener("visibilitychange", () => {
+    if (!document.hidden && waitingVisible) {
+      waitingVisible = false;
+      poll();
+    }
+  });
 
   function showError(msg) {
     const b = $("error-banner");
