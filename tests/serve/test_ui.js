@@ -82,6 +82,13 @@ async function stop(p) {
   clearTimeout(killer);
 }
 
+// A sanitizer build reports into the process's log: a report there fails the test.
+function assertClean(p) {
+  const text = fs.readFileSync(p.logPath, "utf8");
+  assert.ok(!/ERROR: (Address|Leak|Thread)Sanitizer|runtime error:/.test(text),
+            `${path.basename(p.logPath)} has a sanitizer report:\n${text}`);
+}
+
 function tail(p) {
   try {
     return fs.readFileSync(p.logPath, "utf8").split("\n").slice(-30).join("\n");
@@ -225,6 +232,7 @@ async function tokenForm(ctx) {
   assert.ok(await page.isVisible("#token-forget"));
   log("the token form works");
   await stop(serve);
+  assertClean(serve);
 }
 
 async function main() {
@@ -334,6 +342,7 @@ async function main() {
       await stop(holder);
     }
     await stop(daemon);
+    assertClean(daemon);
     await page.waitForFunction(() => document.getElementById("mcached-pill").textContent === "mcached DOWN",
                                null, { timeout: REFRESH_S * 1000 + 3000 });
     assert.ok(await page.isVisible("#mcached-banner"));
@@ -345,6 +354,7 @@ async function main() {
     // The server gone: the error banner, the last data kept.
     expectNetErrors = true;
     await stop(serve);
+    assertClean(serve);
     await page.waitForSelector("#error-banner:not([hidden])", { timeout: REFRESH_S * 1000 + 12000 });
     assert.match(await textOf(page, "#error-banner"), /Cannot reach mcache-serve/);
     assert.ok(await page.$('[data-model="resnet50"]'));
