@@ -19,7 +19,7 @@
  * and failed requests are only logged.
  */
 #ifndef MCACHE_SERVE_TOKENS
-#define MCACHE_SERVE_TOKENS 0
+#define MCACHE_SERVE_TOKENS 1
 #endif
 
 /* ---- auth.c ------------------------------------------------------------ */
