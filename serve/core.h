@@ -12,16 +12,6 @@
 
 #include "serve/http.h"
 
-/*
- * The registry helper's tokens and audit log (registry/reg_token.c...) are
- * linked when MCACHE_SERVE_TOKENS is 1. TODO(issue 14): drop the switch
- * once the branch "reg" is merged; until then a bearer token is refused
- * and failed requests are only logged.
- */
-#ifndef MCACHE_SERVE_TOKENS
-#define MCACHE_SERVE_TOKENS 1
-#endif
-
 /* ---- auth.c ------------------------------------------------------------ */
 
 /* Is this a loopback address (127.0.0.0/8, ::1, ::ffff:127.x)? */

@@ -568,7 +568,6 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                         rq->status, (double)(mono_ns() - rq->start_ns) / 1e9);
     /* A state change that failed or was refused: the audit log says who tried what. */
     if (rq->route && (rq->route->flags & ROUTE_AUDIT) && rq->status >= 400) {
-#if MCACHE_SERVE_TOKENS
         char what[600], result[1100];
 
         snprintf(what, sizeof(what), "%s %.500s", rq->method, rq->path);
@@ -580,7 +579,6 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                 srv_log("could not record \"%s\" in the audit log: %s", what, mc_last_error());
             srv_unlock(s);
         }
-#endif
     }
     if (rq->route && (rq->route->flags & ROUTE_STREAM) && rq->route->done)
         rq->route->done(rq);
