@@ -80,14 +80,11 @@ unsigned auth_identify(struct req *rq)
         return 0;
     }
     /* A token sent is always checked, even where access is open: a wrong one is an error. */
-    if (strncasecmp(h, "Bearer ", 7) != 0) {
+    if (!(secret = http_bearer(h))) {
         mc_err(MC_EPERM, "the Authorization header must be \"Bearer mct_...\" (a token from "
                          "`mcache token add`)");
         return 401;
     }
-    secret = h + 7;
-    while (*secret == ' ')
-        secret++;
     {
         const struct mc_reg_token *t;
         enum role r;

@@ -26,6 +26,15 @@ void addr_format(const struct sockaddr *sa, char *buf, size_t len);
  */
 unsigned auth_identify(struct req *rq);
 
+/* ---- router.c: the parts of a request's text that are ours (the fuzz target's) ---- */
+
+/* Decode a query value (%XX, '+' for a space) into out (room for strlen(in) + 1), one pass. */
+void http_query_decode(const char *in, char *out);
+/* Is this Content-Type JSON ("application/json", any case, parameters after ';')? */
+bool http_is_json_type(const char *ct);
+/* The secret of "Bearer SECRET" (scheme in any case), or NULL for any other header. */
+const char *http_bearer(const char *h);
+
 /* ---- metrics.c --------------------------------------------------------- */
 
 struct srv_metrics *metrics_new(void);

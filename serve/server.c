@@ -33,8 +33,6 @@
 #include "common/err.h"
 #include "serve/core.h"
 
-#define JSON_TYPE "application/json"
-
 struct alloc {
     struct alloc *next;
     char s[];
@@ -148,34 +146,6 @@ const char *req_param(const struct req *rq, const char *name)
     return NULL;
 }
 
-static int hexv(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
-/* Decode a query value: %XX and '+' for a space, in one pass (so %2B stays '+'). */
-static void query_decode(const char *in, char *out)
-{
-    while (*in) {
-        if (in[0] == '%' && hexv(in[1]) >= 0 && hexv(in[2]) >= 0) {
-            *out++ = (char)(hexv(in[1]) * 16 + hexv(in[2]));
-            in += 3;
-        } else if (*in == '+') {
-            *out++ = ' ';
-            in++;
-        } else {
-            *out++ = *in++;
-        }
-    }
-    *out = '\0';
-}
-
 const char *req_query(const struct req *rq, const char *key)
 {
     struct rstate *st = state_of(rq);
@@ -189,7 +159,7 @@ const char *req_query(const struct req *rq, const char *key)
     a = malloc(sizeof(*a) + n + 1);
     if (!a)
         return NULL;
-    query_decode(v, a->s);
+    http_query_decode(v, a->s);
     a->next = st->allocs;
     st->allocs = a;
     return a->s;
@@ -256,7 +226,7 @@ static struct MHD_Response *json_response(json_t *j)
         free(text);
         return NULL;
     }
-    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, JSON_TYPE);
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
     return resp;
 }
@@ -338,17 +308,6 @@ static void defer(struct rstate *st, unsigned status, const char *code, const ch
     st->len = st->cap = 0;
 }
 
-static bool is_json_type(const char *ct)
-{
-    size_t n = strlen(JSON_TYPE);
-
-    if (!ct)
-        return false;
-    while (*ct == ' ')
-        ct++;
-    return !strncasecmp(ct, JSON_TYPE, n) && (ct[n] == '\0' || ct[n] == ';' || ct[n] == ' ');
-}
-
 /* The headers are in: route, identify, authorize, check the body's type and size. */
 static int begin(struct rstate *st)
 {
@@ -402,7 +361,7 @@ static int begin(struct rstate *st)
     if ((rq->route->flags & ROUTE_JSON) && st->has_body) {
         const char *ct = req_header(rq, MHD_HTTP_HEADER_CONTENT_TYPE);
 
-        if (!is_json_type(ct))
+        if (!http_is_json_type(ct))
             return reply_error(rq, 415, "unsupported_media_type",
                                "the body must be JSON with Content-Type: application/json (it "
                                "was %.100s)",
