@@ -4,6 +4,8 @@ errors (404, 405 with Allow, 400 for malformed paths), the error object,
 query and header plumbing, a clean stop on SIGTERM and SIGINT."""
 import json
 import os
+import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -119,6 +121,27 @@ class Options(unittest.TestCase):
                 self.assertTrue(os.path.isdir(store))
             finally:
                 srv.stop()
+
+
+class ManPage(unittest.TestCase):
+    PAGE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "docs",
+                        "mcache-serve.1")
+
+    def test_renders_and_names_every_option(self):
+        if not shutil.which("groff"):
+            self.skipTest("groff is not installed (Debian: groff-base)")
+        p = subprocess.run(["groff", "-man", "-t", "-ww", "-z", "-Tutf8", self.PAGE],
+                           capture_output=True, text=True,
+                           env=dict(os.environ, LC_ALL="C.UTF-8"))
+        self.assertEqual((p.returncode, p.stderr), (0, ""))
+        with open(self.PAGE) as f:
+            text = f.read().replace("\\-", "-")
+        text = re.sub(r"\\f[BIRP]|\\&", "", text)
+        options = set(re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", run_serve("--help").stdout))
+        self.assertGreater(len(options), 10)
+        missing = sorted(o for o in options
+                         if not re.search(r"(?<![\w-])%s(?![\w-])" % re.escape(o), text))
+        self.assertEqual(missing, [], "docs/mcache-serve.1 lacks options --help names")
 
 
 class Basics(unittest.TestCase):
