@@ -95,26 +95,53 @@ void srv_unlock(struct srv *s)
     pthread_mutex_unlock(&s->reg_lock);
 }
 
+/*
+ * Is the attached arena superseded (mcached restarted with --recreate, or
+ * upgraded to a new arena)? mc_get() checks the arena's state before it
+ * looks a name up, so asking for a name that cannot exist costs a pin and
+ * an unpin, no system call, and answers MC_ESTALE exactly then.
+ */
+static bool cache_stale(mc_cache *c)
+{
+    mc_model *m = NULL;
+    int rc = mc_get(c, "mcache-serve-probe", "0.0.0", &m);
+
+    if (rc == 0)
+        mc_release(m);
+    return rc == MC_ESTALE;
+}
+
 mc_cache *srv_cache(struct srv *s)
 {
     mc_cache *c;
     int rc;
 
     pthread_mutex_lock(&s->mc_lock);
+    if (s->mc && cache_stale(s->mc)) {
+        /*
+         * Re-attach to the new arena. libmcache allows one attachment of a
+         * cache per process, and mc_detach() unmaps the old arena under any
+         * model still held from it (a download in flight). So detach only
+         * when no other connection is open (this one's request holds
+         * nothing yet); until then answer "no arena" (downloads come from
+         * the store, residency is unknown), never the stale one.
+         */
+        if (srv_conns_open() > 1) {
+            pthread_mutex_unlock(&s->mc_lock);
+            mc_err(MC_ESTALE, "the arena of cache \"%s\" was replaced; mcache-serve attaches "
+                              "to the new one once the requests in flight end",
+                   s->cli.cache);
+            return NULL;
+        }
+        srv_log("the arena of cache \"%s\" was replaced: attaching to the new one",
+                s->cli.cache);
+        mc_detach(s->mc);
+        s->mc = NULL;
+    }
     if (!s->mc) {
         rc = mc_attach_dir(s->cli.shm_dir, s->cli.cache, &s->mc);
         if (rc)
             s->mc = NULL; /* mc_attach's message names the cache, the directory and mcached */
-    } else {
-        /*
-         * An arena replaced by a new mcached (a restart with --recreate, an
-         * upgrade) leaves ours stale: mc_get() says MC_ESTALE. A cheap check
-         * here sees it (the old arena has no loader any more) and attaches
-         * the new one. Models still held from the old stay mapped until
-         * released (libmcache keeps the old mapping for them).
-         * TODO(issue 14): detaching needs every holder's release first; for
-         * now a stale arena is kept and mc_get()'s MC_ESTALE reported.
-         */
     }
     c = s->mc;
     pthread_mutex_unlock(&s->mc_lock);

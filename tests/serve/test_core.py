@@ -245,6 +245,37 @@ class Readiness(unittest.TestCase):
             self.assertNotEqual(json.loads(body)["checks"]["mcached"], "ok")
 
 
+class ArenaReplaced(unittest.TestCase):
+    def setUp(self):
+        servetest.need_binaries()
+
+    def test_reattach_after_recreate(self):
+        """mcached restarted with a new arena (--recreate): the old one is superseded, and
+        mcache-serve attaches to the new one (it never answers from the stale arena)."""
+        with Server() as srv:
+            path = srv.file("m.bin", os.urandom(50000))
+            srv.cli("push", "m", "1.0.0", path)
+            srv.cli("load", "m@1.0.0")
+            art = "/v1/models/m/versions/1.0.0/artifact"
+            st, h, body = srv.request("GET", art)
+            has_download = st == 200
+            if has_download:
+                self.assertEqual(h.get("mcache-source"), "arena")
+            srv.stop_daemon()
+            srv.start_daemon(extra=["--recreate"])
+            servetest.wait_for("/readyz after the arena was replaced",
+                               lambda: srv._probe("/readyz") == 200, proc=srv.proc,
+                               log=srv.logs)
+            self.assertIn("was replaced: attaching to the new one", srv.serve_log())
+            if has_download:
+                srv.cli("load", "m@1.0.0")
+                st, h, body = srv.request("GET", art)
+                self.assertEqual(st, 200)
+                self.assertEqual(h.get("mcache-source"), "arena")
+                with open(path, "rb") as f:
+                    self.assertEqual(body, f.read())
+
+
 class Stopping(unittest.TestCase):
     def setUp(self):
         servetest.need_binaries()
