@@ -207,6 +207,17 @@ class Basics(unittest.TestCase):
         servetest.wait_for("the log line", lambda: "404 GET /logged/404 from 127.0.0.1:" in
                            self.srv.serve_log())
 
+    def test_query_arguments_reach_handlers_decoded_once(self):
+        """A query value is decoded once (%XX): pattern=q%2Dx finds q-x, q%252Dx does not."""
+        st, h, body = self.srv.request("GET", "/v1/models")
+        if st == 404 and b"there is no such path" in body:
+            self.skipTest("GET /v1/models is not in this build")
+        self.srv.cli("push", "q-x", "1.0.0", self.srv.file("q.bin", b"q" * 100))
+        names = lambda q: [m["name"] for m in self.srv.json("GET", "/v1/models?pattern=" + q)
+                           ["models"]]
+        self.assertEqual(names("q%2Dx"), ["q-x"])
+        self.assertEqual(names("q%252Dx"), [])
+
     def test_keep_alive(self):
         c = self.srv.connection()
         try:
@@ -217,6 +228,29 @@ class Basics(unittest.TestCase):
                 r.read()
         finally:
             c.close()
+
+
+class Listen(unittest.TestCase):
+    def setUp(self):
+        servetest.need_binaries()
+
+    def test_ipv6_loopback(self):
+        try:
+            s = socket.socket(socket.AF_INET6)
+            s.bind(("::1", 0))
+            s.close()
+        except OSError:
+            self.skipTest("no IPv6 loopback here")
+        with Server(daemon=False, listen="[::1]:0") as srv:
+            self.assertTrue(srv.url.startswith("http://[::1]:"), srv.url)
+            st, h, body = srv.request("GET", "/healthz")
+            self.assertEqual(st, 200)
+            # ::1 is loopback: open access, as on 127.0.0.1.
+            self.assertIn("open access on loopback", srv.serve_log())
+            srv.request("GET", "/v6-missing")
+            servetest.wait_for("the log line naming the IPv6 peer",
+                               lambda: re.search(r"404 GET /v6-missing from \[::1\]:\d+",
+                                                 srv.serve_log()))
 
 
 class Readiness(unittest.TestCase):
