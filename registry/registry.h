@@ -594,8 +594,9 @@ struct mc_reg_audit {
 
 /*
  * Record an attempt that changed nothing (what and result as above). A
- * failure ("error...") reported right after a call on r whose refusal the
- * registry recorded itself is not recorded twice (0, nothing written).
+ * failure ("error: MESSAGE") that is one of the refusals the registry
+ * recorded itself on r (the same actor and MESSAGE, among the last 16) is
+ * not recorded twice: 0, nothing written.
  */
 int mc_registry_audit_add(struct mc_registry *r, const char *what, const char *result,
                           uint64_t *gen);

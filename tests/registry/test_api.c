@@ -476,7 +476,7 @@ static void test_audit(void **state)
     struct mc_registry *r2;
     struct tu_warnings w = {0};
     const struct mc_reg_audit *a;
-    char uidp[32];
+    char uidp[32], report[700];
     size_t n;
 
     /* the default actor: the uid with its user name, local */
@@ -520,9 +520,19 @@ static void test_audit(void **state)
     audit_is(audit_last(f), "rm m@3.0.0", "error: ");
     assert_non_null(strstr(audit_last(f)->result, "production"));
     assert_string_equal(audit_last(f)->who, "anonymous");
-    /* ... and a caller reporting the same failure does not record it twice */
-    assert_int_equal(mc_registry_audit_add(f->r, "DELETE m@3.0.0", "error: busy", NULL), 0);
+    /*
+     * ... and a caller reporting the same failure (the same actor and
+     * message, its text cut or not), even after other calls, does not
+     * record it twice; once only.
+     */
+    snprintf(report, sizeof(report), "error: %.600s", mc_last_error());
+    assert_int_equal(mc_registry_alias_set(f->r, "m", "staging", "3.0.0", NULL), 0);
+    n = mc_registry_audit_count(f->r);
+    assert_int_equal(mc_registry_audit_add(f->r, "DELETE m@3.0.0", report, NULL), 0);
+    assert_int_equal(mc_registry_audit_count(f->r), n);
+    assert_int_equal(mc_registry_audit_add(f->r, "DELETE m@3.0.0", report, NULL), 0);
     assert_int_equal(mc_registry_audit_count(f->r), n + 1);
+    audit_is(audit_last(f), "DELETE m@3.0.0", "error: ");
     /* an attempt refused before the registry (a bad token) is the caller's to record */
     assert_int_equal(mc_registry_audit_add(f->r, "push m@9.0.0", "error: unauthorized", NULL), 0);
     audit_is(audit_last(f), "push m@9.0.0", "error: unauthorized");
