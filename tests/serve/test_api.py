@@ -473,6 +473,53 @@ class Admin(Base):
         self.assertIn("GET", h["allow"])
 
 
+class Actors(Base):
+    """Changes made over HTTP carry the token's name and the peer into the audit log, a gated
+    alias move through mcached too (ctl alias WHO FROM)."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.s = Server(tokens=True)
+        cls.s.__enter__()
+
+    def test_tokens_and_actor_in_audit(self):
+        j = self.s.json("POST", "/v1/tokens", {"name": "ci", "role": "publisher"}, expect=201)
+        self.assertTrue(j["token"].startswith("mct_"))
+        ci = j["token"]
+        names = [t["name"] for t in self.s.json("GET", "/v1/tokens")["tokens"]]
+        self.assertEqual(sorted(names), ["admin", "ci"])
+        self.assertNotIn("hash", json.dumps(self.s.json("GET", "/v1/tokens")))
+        self.error(*self.s.request("POST", "/v1/tokens", {"name": "ci", "role": "reader"}), 409)
+        self.error(*self.s.request("POST", "/v1/tokens", {"name": "x", "role": "king"}), 400)
+        st, h, b = self.s.request("PUT", "/v1/models/act/versions/1.0.0", body=b"bytes",
+                                  headers={"Content-Type": "application/octet-stream"}, token=ci)
+        self.assertEqual(st, 201, b)
+        st, h, b = self.s.request("PUT", "/v1/models/act/versions/2.0.0", body=b"bytes 2",
+                                  headers={"Content-Type": "application/octet-stream"}, token=ci)
+        self.assertEqual(st, 201, b)
+        st, h, b = self.s.request("PUT", "/v1/models/act/aliases/prod", body={"targets": "2.0.0"},
+                                  token=ci)
+        self.assertEqual(st, 200, b)
+        self.assertIn("checks", json.loads(b))  # the move went through mcached's gate
+        st, h, b = self.s.request("PUT", "/v1/models/act/versions/1.0.0", body=b"again",
+                                  headers={"Content-Type": "application/octet-stream"}, token=ci)
+        self.assertEqual(st, 409, b)
+        # a publisher may not remove
+        self.error(*self.s.request("DELETE", "/v1/models/act", token=ci), 403, "forbidden")
+        audit = self.s.json("GET", "/v1/audit?model=act")["audit"]
+        mine = [a for a in audit if a["who"] == "token:ci"]
+        whats = " | ".join(a["what"] + " -> " + a["result"] for a in audit)
+        self.assertTrue(any("1.0.0" in a["what"] and a["result"] == "ok" for a in mine), whats)
+        moves = [a for a in mine if "prod" in a["what"] and a["result"] == "ok"]
+        self.assertTrue(moves, "the gated alias move is not recorded as token:ci: " + whats)
+        self.assertTrue(all(a["from"].startswith("127.0.0.1") for a in mine), mine)
+        self.assertTrue(any(a["result"].startswith("error") for a in mine), whats)
+        self.assertLessEqual(len(self.s.json("GET", "/v1/audit?limit=2")["audit"]), 2)
+        self.s.json("DELETE", "/v1/tokens/ci")
+        self.error(*self.s.request("GET", "/v1/models", token=ci), 401)
+        self.error(*self.s.request("DELETE", "/v1/tokens/ci"), 404, None, "ci")
+
+
 class NoDaemon(Base):
     daemon = False
 
