@@ -88,7 +88,6 @@ unsigned auth_identify(struct req *rq)
     secret = h + 7;
     while (*secret == ' ')
         secret++;
-#if MCACHE_SERVE_TOKENS
     {
         const struct mc_reg_token *t;
         enum role r;
@@ -112,9 +111,4 @@ unsigned auth_identify(struct req *rq)
         srv_unlock(rq->srv);
         return 0;
     }
-#else
-    (void)secret;
-    mc_err(MC_EPERM, "this mcache-serve was built without token support; the token is not valid");
-    return 401;
-#endif
 }

@@ -12,16 +12,6 @@
 
 #include "serve/http.h"
 
-/*
- * The registry helper's tokens and audit log (registry/reg_token.c...) are
- * linked when MCACHE_SERVE_TOKENS is 1. TODO(issue 14): drop the switch
- * once the branch "reg" is merged; until then a bearer token is refused
- * and failed requests are only logged.
- */
-#ifndef MCACHE_SERVE_TOKENS
-#define MCACHE_SERVE_TOKENS 0
-#endif
-
 /* ---- auth.c ------------------------------------------------------------ */
 
 /* Is this a loopback address (127.0.0.0/8, ::1, ::ffff:127.x)? */
@@ -58,6 +48,9 @@ struct srv_listen {
 /* Start listening; 0 or an MC_E* code with a message. *port gets the bound port. */
 int srv_start(struct srv *s, const struct srv_listen *l, unsigned *port);
 void srv_stop(struct srv *s);
+/* Connections open now, and refused since the start for --max-conns. */
+unsigned srv_conns_open(void);
+unsigned srv_conns_refused(void);
 
 /* Log one line on stderr: "mcache-serve: ...". */
 void srv_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
