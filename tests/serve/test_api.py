@@ -515,6 +515,10 @@ class Actors(Base):
         self.assertTrue(all(a["from"].startswith("127.0.0.1") for a in mine), mine)
         self.assertTrue(any(a["result"].startswith("error") for a in mine), whats)
         self.assertLessEqual(len(self.s.json("GET", "/v1/audit?limit=2")["audit"]), 2)
+        self.assertEqual(self.s.json("GET", "/v1/audit?model=act&limit=10000"),
+                         json.loads(self.s.cli("audit", "--model", "act", "--json").stdout))
+        self.assertEqual(self.s.json("GET", "/v1/tokens"),
+                         json.loads(self.s.cli("token", "ls", "--json").stdout))
         self.s.json("DELETE", "/v1/tokens/ci")
         self.error(*self.s.request("GET", "/v1/models", token=ci), 401)
         self.error(*self.s.request("DELETE", "/v1/tokens/ci"), 404, None, "ci")
