@@ -383,6 +383,42 @@ class Cache(Base):
                          json.loads(self.s.cli("alerts", "--json").stdout))
         self.error(*self.s.request("GET", "/v1/alerts?kind=weird"), 400, "bad_request", "weird")
 
+    def test_readers_from_the_arena_without_mcached(self):
+        """With mcached stopped, /v1/readers reads the arena's reader table (a worker holds a
+        version there); mcached comes back for the other tests."""
+        import subprocess
+        import textwrap
+        from servetest import LIBMCACHE as lib, stop_proc
+        if not os.path.exists(lib):
+            self.skipTest("libmcache.so is not built (MCACHE_LIB)")
+        self.push_cli("rd", "1.0.0", blob(4096, "rd"))
+        self.s.json("POST", "/v1/models/rd/versions/1.0.0/load")
+        worker = subprocess.Popen(
+            [sys.executable, "-c", textwrap.dedent("""
+                import ctypes, sys
+                lib = ctypes.CDLL(sys.argv[1])
+                c = ctypes.c_void_p(); m = ctypes.c_void_p()
+                assert lib.mc_attach_dir(sys.argv[2].encode(), b"t", ctypes.byref(c)) == 0
+                assert lib.mc_get(c, b"rd", b"1.0.0", ctypes.byref(m)) == 0
+                print("held", flush=True)
+                sys.stdin.read()
+            """), lib, self.s.shm_dir], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        try:
+            self.assertEqual(worker.stdout.readline().strip(), b"held")
+            via_daemon = self.s.json("GET", "/v1/readers")["readers"]
+            self.assertIn("rd@1.0.0", [h for r in via_daemon for h in r["holds"]])
+            stop_proc(self.s.daemon)
+            try:
+                rd = self.s.json("GET", "/v1/readers")["readers"]
+                self.assertEqual([r["pid"] for r in rd], [worker.pid])
+                self.assertEqual(rd[0]["holds"], ["rd@1.0.0"])
+            finally:
+                self.s.start_daemon()
+        finally:
+            worker.stdin.close()
+            worker.wait(10)
+            worker.stdout.close()
+
     def test_load_pin_evict_stats(self):
         j = self.s.json("POST", "/v1/models/c/versions/1.0.0/load")
         self.assertEqual((j["state"], j["already"]), ("resident", False))
@@ -531,6 +567,8 @@ class NoDaemon(Base):
         for method, path in (("GET", "/v1/cache"), ("POST", "/v1/models/m/versions/1.0.0/load"),
                              ("GET", "/v1/models/m/stats")):
             self.error(*self.s.request(method, path), 503, "no_daemon", "mcached")
+        # readers come from the arena itself without mcached; here there is none
+        self.error(*self.s.request("GET", "/v1/readers"), 404, "not_found", "mcache.t")
 
     def test_push_and_download_without_daemon(self):
         data = blob(50000, "nd")
