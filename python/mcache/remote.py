@@ -53,6 +53,7 @@ from __future__ import annotations
 
 import errno
 import http.client
+import io
 import json
 import os
 import select
@@ -199,15 +200,37 @@ def _unwrap(obj: Any, key: str) -> Any:
     return obj
 
 
-class _FileSock:
-    """Lets http.client.HTTPResponse parse from a buffered reader we already
-    read from (after a "100 Continue", what follows may be in its buffer)."""
+class _Replay(io.RawIOBase):
+    """A status line already read, then the rest of a buffered reader: what
+    http.client.HTTPResponse parses a final answer from, when push() read its
+    first line to tell it from a "100 Continue"."""
 
-    def __init__(self, fp):
+    def __init__(self, first: bytes, fp):
+        self._first = first
         self._fp = fp
 
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:
+        if self._first:
+            n = min(len(b), len(self._first))
+            b[:n] = self._first[:n]
+            self._first = self._first[n:]
+            return n
+        data = self._fp.read1(len(b))  # at most one read: never waits for more than is there
+        b[:len(data)] = data
+        return len(data)
+
+
+class _ReplaySock:
+    """What HTTPResponse wants of a socket (makefile), over a _Replay."""
+
+    def __init__(self, first: bytes, fp):
+        self._reader = io.BufferedReader(_Replay(first, fp))
+
     def makefile(self, mode, *args, **kwargs):
-        return self._fp
+        return self._reader
 
 
 def _readable(sock, wait: float) -> bool:
@@ -557,9 +580,9 @@ class Client:
                 # instead, before we send a byte. No answer in time (a proxy that
                 # drops the expectation): send anyway, as RFC 9110 says.
                 if _readable(sock, min(self.timeout, _CONTINUE_WAIT)):
-                    status = self._continue_or_final(fp)
+                    status, line = self._status_line(fp)
                     if status != 100:
-                        return self._read_response(fp, method)
+                        return self._read_response(fp, method, line)
             except (OSError, http.client.HTTPException) as exc:
                 raise self._net_error(exc, method, path) from exc
             done = 0
@@ -597,25 +620,27 @@ class Client:
             conn.close()
 
     @staticmethod
-    def _continue_or_final(fp) -> int:
-        """Peek at the status line: consume a "100 Continue" (and its blank line) and
-        return 100, or leave a final response unread and return 0."""
-        line = fp.peek(12)[:12]
-        if line.startswith(b"HTTP/1.1 100") or line.startswith(b"HTTP/1.0 100"):
-            while True:
-                l = fp.readline(65537)
-                if not l:
-                    raise http.client.RemoteDisconnected("connection closed after 100 Continue")
-                if l in (b"\r\n", b"\n"):
-                    return 100
+    def _status_line(fp) -> Tuple[int, bytes]:
+        """Read an answer's status line. A "100 Continue" is consumed whole (its
+        blank line too): (100, b""). A final answer's line is returned for
+        _read_response: (0, line)."""
+        line = fp.readline(65537)
         if not line:
-            raise http.client.RemoteDisconnected("the server closed the connection without "
-                                                 "an answer")
-        return 0
+            raise http.client.RemoteDisconnected("closed")
+        parts = line.split(None, 2)
+        if len(parts) >= 2 and parts[0].startswith(b"HTTP/1.") and parts[1] == b"100":
+            while True:
+                header = fp.readline(65537)
+                if not header:
+                    raise http.client.RemoteDisconnected("closed")
+                if header in (b"\r\n", b"\n"):
+                    return 100, b""
+        return 0, line
 
     @staticmethod
-    def _read_response(fp, method):
-        resp = http.client.HTTPResponse(_FileSock(fp), method=method)
+    def _read_response(fp, method: str, first: bytes = b""):
+        """The final answer (skipping any 100 Continue), its body read whole."""
+        resp = http.client.HTTPResponse(_ReplaySock(first, fp), method=method)
         resp.begin()
         payload = resp.read()
         return resp, payload
