@@ -608,7 +608,15 @@ class Client:
                 if progress:
                     progress(done, total)
                 if done < total and _readable(sock, 0):
-                    break  # an answer before the end: a refusal (its status says)
+                    # A late 100 Continue (we stopped waiting for it), or a refusal
+                    # before the end (a body too large, a full disk).
+                    try:
+                        status, line = self._status_line(fp)
+                        if status != 100:
+                            return self._read_response(fp, method, line)
+                    except (OSError, http.client.HTTPException) as exc:
+                        raise self._net_error(exc, method, path, " after %d of %d bytes"
+                                              % (done, total)) from exc
             try:
                 return self._read_response(fp, method)
             except (OSError, http.client.HTTPException) as exc:
