@@ -40,7 +40,7 @@ message (the thing, the value, what to do), with:
   .method, .url  the request
 The mapping: 404 NotFoundError, 401 UnauthorizedError, 403
 PermissionDeniedError, 409 ConflictError (exists, busy), 400/411/413/415/416
-and 422 "unprocessable" BadRequestError, 422 "corrupt" CorruptError, 422
+and 422 "checksum_mismatch" BadRequestError, 422 "corrupt" CorruptError, 422
 "load_failed" LoadFailedError, 503 "no_daemon" NoDaemonError, 504 and client
 time-outs TimedOutError; no connection at all, or an answer that is not HTTP,
 UnreachableError. Anything else is mcache.Error.
@@ -112,7 +112,7 @@ class ConflictError(Error):
 
 
 class BadRequestError(Error, ValueError):
-    """HTTP 400 and its kin (411, 413, 415, 416, 422 "unprocessable"): the
+    """HTTP 400 and its kin (411, 413, 415, 416, 422 "checksum_mismatch"): the
     request was refused as malformed: a bad name or version, an unknown
     field, a body too large, an upload whose checksum did not match."""
 
@@ -134,6 +134,8 @@ _BY_ERROR_CODE = {
     "bad_json": (BadRequestError, _e.EINVAL),
     "unknown_field": (BadRequestError, _e.EINVAL),
     "unprocessable": (BadRequestError, _e.EINVAL),
+    "checksum_mismatch": (BadRequestError, _e.ECORRUPT),
+    "range_not_satisfiable": (BadRequestError, _e.EINVAL),
     "too_large": (BadRequestError, _e.EINVAL),
     "unsupported_media_type": (BadRequestError, _e.EINVAL),
     "unauthorized": (UnauthorizedError, None),

@@ -293,29 +293,43 @@ class TestOpen(_ServerCase):
 
 
 class TestTokens(_ServerCase):
-    """--require-tokens: 401 without or with a bad token, 403 for a weak role."""
+    """Tokens and roles: 401 for an unknown token (checked even on open loopback),
+    403 for a valid one whose role is too weak. The tokens are made through the
+    client itself (open access on loopback is admin)."""
 
-    server_kwargs = {"daemon": False, "tokens": True}
+    server_kwargs = {"daemon": False}
 
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
+        admin = remote.Client(cls.server.url)
         cls.tok = {}
         for role in ("reader", "publisher", "admin"):
-            cls.tok[role] = cls.server.token(role)
+            t = admin.add_token("py-" + role, role)
+            assert (t["name"], t["role"]) == ("py-" + role, role), t
+            cls.tok[role] = t["token"]
 
     def client(self, role=None, token=None):
         return remote.Client(self.server.url, token=token or self.tok.get(role), timeout=30)
 
+    def test_tokens_listed_without_secrets(self):
+        listed = self.client("admin").tokens()
+        self.assertEqual(sorted(t["name"] for t in listed), ["py-admin", "py-publisher", "py-reader"])
+        self.assertNotIn(self.tok["admin"], json.dumps(listed))
+        with self.assertRaises(mcache.PermissionDeniedError):
+            self.client("publisher").tokens()
+
     def test_unauthorized(self):
-        for c in (self.client(), self.client(token="mct_not_a_real_token")):
-            with self.assertRaises(remote.UnauthorizedError) as cm:
-                c.models()
-            e = cm.exception
-            self.assertEqual((e.status, e.error_code), (401, "unauthorized"))
-            self.assertIsInstance(e, PermissionError)
-            self.assertNotIsInstance(e, mcache.PermissionDeniedError)  # 401 is not 403
-        self.assertTrue(self.client().health()["ok"])  # open routes stay open
+        c = self.client(token="mct_not_a_real_token")
+        with self.assertRaises(remote.UnauthorizedError) as cm:
+            c.models()
+        e = cm.exception
+        self.assertEqual((e.status, e.error_code), (401, "unauthorized"))
+        self.assertIsInstance(e, PermissionError)
+        self.assertNotIsInstance(e, mcache.PermissionDeniedError)  # 401 is not 403
+        with self.assertRaises(remote.UnauthorizedError):  # refused before the body
+            c.push("tok/x", "1.0.0", self.file("x", os.urandom(MiB)))
+        self.assertTrue(c.health()["ok"])  # the open routes need nothing
 
     def test_reader_may_read_not_push(self):
         path = self.file("t.bin", os.urandom(MiB))
@@ -335,6 +349,21 @@ class TestTokens(_ServerCase):
         with self.assertRaises(mcache.PermissionDeniedError):
             self.client("publisher").delete("tok/m", "1.0.0")  # needs admin
         self.client("admin").delete("tok/m", "1.0.0")
+        with self.assertRaises(mcache.NotFoundError):
+            reader.version("tok/m", "1.0.0")
+
+
+class TestRequiredTokens(_ServerCase):
+    """--require-tokens: a request without a token is refused too."""
+
+    server_kwargs = {"daemon": False, "tokens": True}
+
+    def test_no_token(self):
+        c = remote.Client(self.server.url)
+        with self.assertRaises(remote.UnauthorizedError) as cm:
+            c.models()
+        self.assertEqual(cm.exception.status, 401)
+        self.assertTrue(c.health()["ok"])
 
 
 if __name__ == "__main__":
