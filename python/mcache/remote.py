@@ -456,23 +456,27 @@ class Client:
     # ---- models and versions (reader) ----
 
     def models(self, pattern: Optional[str] = None,
-               tag: Union[None, str, Mapping[str, str]] = None,
+               tag: Union[None, str, Mapping[str, str], Iterable[str]] = None,
                metric: Union[None, str, Iterable[str]] = None, ref: Optional[str] = None,
-               status: Optional[str] = None, order: Optional[str] = None,
+               status: Union[None, str, Iterable[str]] = None, order: Optional[str] = None,
                limit: Optional[int] = None) -> List[JSON]:
         """GET /v1/models, as `mcache ls`'s search.
 
         pattern: a glob on names ("vision/*"). Without a version filter the
         answer is one summary per model: {"name", "versions": N, "latest",
-        "aliases": {alias: targets}}. With tag ("k=v", or {k: v}), metric
-        ("acc>0.9", or several), ref, or status it is the matching versions
-        (Version objects, as `mcache ls --json`). order and limit as ls's."""
+        "aliases": {alias: targets}}. With a version filter it is the matching
+        versions (Version objects, as `mcache ls --json`): tag ("k=v", or
+        {k: v, ...}: all must match), metric ("acc>0.9", or several), ref
+        (a version, alias, latest or range), status ("ready", "failed",
+        "archived", "registering", or several). order: "version" (default),
+        "time", "version-asc", "time-asc"; limit: at most this many."""
         if isinstance(tag, Mapping):
             tag = ["%s=%s" % (k, v) for k, v in tag.items()]
-        if isinstance(metric, (list, tuple, set)):
-            metric = list(metric)
         q = {"pattern": pattern, "tag": tag, "metric": metric, "ref": ref, "status": status,
              "order": order, "limit": limit}
+        for key in ("tag", "metric", "status"):  # several: the server splits on commas
+            if q[key] is not None and not isinstance(q[key], str):
+                q[key] = ",".join(str(x) for x in q[key])
         ans = self._get("v1", "models", query=q)
         if isinstance(ans, dict):
             for key in ("models", "versions"):
