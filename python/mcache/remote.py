@@ -845,21 +845,27 @@ class Client:
         """GET /v1/models/{name}/deployments: its rollouts (Deployment objects)."""
         return _unwrap(self._get(*self._model(name), "deployments"), "deployments")
 
-    def deploy(self, name: str, version: str, alias: Optional[str] = None,
-               strategy: Optional[str] = None, steps: Optional[Iterable[int]] = None,
-               interval_ms: Optional[int] = None, max_error_rate: Optional[float] = None,
-               max_p99_ratio: Optional[float] = None,
-               min_requests: Optional[int] = None) -> JSON:
-        """POST /v1/models/{name}/deployments: start a rollout of version to alias
-        (as `mcache deploy`; None leaves an option at mcached's default)."""
-        body: JSON = {"version": version}
-        for key, val in (("alias", alias), ("strategy", strategy), ("interval_ms", interval_ms),
+    def deploy(self, name: str, version: str, alias: str, strategy: Optional[str] = None,
+               steps: Optional[Iterable[int]] = None, interval_ms: Optional[int] = None,
+               max_error_rate: Optional[float] = None, max_p99_ratio: Optional[float] = None,
+               min_requests: Optional[int] = None, health: Optional[Iterable[str]] = None,
+               health_timeout_ms: Optional[int] = None) -> JSON:
+        """POST /v1/models/{name}/deployments: start a rollout of version to alias,
+        as `mcache deploy` (None leaves an option at its default: a canary
+        10/50/100 every 5 min, at most 2% errors, 100 requests per step).
+        health is a command (argv list) run before each step. Returns the
+        Deployment mcached started."""
+        body: JSON = {"version": version, "alias": alias}
+        for key, val in (("strategy", strategy), ("interval_ms", interval_ms),
                          ("max_error_rate", max_error_rate), ("max_p99_ratio", max_p99_ratio),
-                         ("min_requests", min_requests)):
+                         ("min_requests", min_requests),
+                         ("health_timeout_ms", health_timeout_ms)):
             if val is not None:
                 body[key] = val
         if steps is not None:
             body["steps"] = list(steps)
+        if health is not None:
+            body["health"] = [health] if isinstance(health, str) else list(health)
         return self._json("POST", self._path(*self._model(name), "deployments"), body)
 
     def _deployment(self, name: str, alias: str, op: str) -> JSON:
