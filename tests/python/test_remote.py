@@ -295,18 +295,18 @@ class TestOpen(_ServerCase):
 
 
 class TestTokens(_ServerCase):
-    """Tokens and roles: 401 for an unknown token (checked even on open loopback),
-    403 for a valid one whose role is too weak. The tokens are made through the
-    client itself (open access on loopback is admin)."""
+    """--require-tokens: 401 without a token or with one the server does not
+    know, 403 for a valid one whose role is too weak. The harness makes an
+    admin token (`mcache token add`); the others are made through the client."""
 
-    server_kwargs = {"daemon": False}
+    server_kwargs = {"daemon": False, "tokens": True}
 
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
-        admin = remote.Client(cls.server.url)
-        cls.tok = {}
-        for role in ("reader", "publisher", "admin"):
+        admin = remote.Client(cls.server.url, token=cls.server.token)
+        cls.tok = {"admin": cls.server.token}
+        for role in ("reader", "publisher"):
             t = admin.add_token("py-" + role, role)
             assert (t["name"], t["role"]) == ("py-" + role, role), t
             cls.tok[role] = t["token"]
@@ -316,19 +316,22 @@ class TestTokens(_ServerCase):
 
     def test_tokens_listed_without_secrets(self):
         listed = self.client("admin").tokens()
-        self.assertEqual(sorted(t["name"] for t in listed), ["py-admin", "py-publisher", "py-reader"])
-        self.assertNotIn(self.tok["admin"], json.dumps(listed))
+        self.assertEqual(sorted(t["name"] for t in listed), ["admin", "py-publisher", "py-reader"])
+        for secret in self.tok.values():
+            self.assertNotIn(secret, json.dumps(listed))
         with self.assertRaises(mcache.PermissionDeniedError):
             self.client("publisher").tokens()
 
     def test_unauthorized(self):
+        for c in (self.client(), self.client(token="mct_not_a_real_token")):
+            with self.assertRaises(remote.UnauthorizedError) as cm:
+                c.models()
+            e = cm.exception
+            self.assertEqual((e.status, e.error_code), (401, "unauthorized"))
+            self.assertIsInstance(e, PermissionError)
+            self.assertNotIsInstance(e, mcache.PermissionDeniedError)  # 401 is not 403
+        self.assertTrue(self.client().health()["ok"])  # the open routes need no token
         c = self.client(token="mct_not_a_real_token")
-        with self.assertRaises(remote.UnauthorizedError) as cm:
-            c.models()
-        e = cm.exception
-        self.assertEqual((e.status, e.error_code), (401, "unauthorized"))
-        self.assertIsInstance(e, PermissionError)
-        self.assertNotIsInstance(e, mcache.PermissionDeniedError)  # 401 is not 403
         calls = []
         with self.assertRaises(remote.UnauthorizedError):
             c.push("tok/x", "1.0.0", self.file("x", os.urandom(MiB)),
@@ -355,19 +358,6 @@ class TestTokens(_ServerCase):
         self.client("admin").delete("tok/m", "1.0.0")
         with self.assertRaises(mcache.NotFoundError):
             reader.version("tok/m", "1.0.0")
-
-
-class TestRequiredTokens(_ServerCase):
-    """--require-tokens: a request without a token is refused too."""
-
-    server_kwargs = {"daemon": False, "tokens": True}
-
-    def test_no_token(self):
-        c = remote.Client(self.server.url)
-        with self.assertRaises(remote.UnauthorizedError) as cm:
-            c.models()
-        self.assertEqual(cm.exception.status, 401)
-        self.assertTrue(c.health()["ok"])
 
 
 if __name__ == "__main__":
