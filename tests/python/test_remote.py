@@ -360,5 +360,52 @@ class TestTokens(_ServerCase):
             reader.version("tok/m", "1.0.0")
 
 
+class TestTLS(_ServerCase):
+    """https:// with cafile= (a self-signed certificate made with openssl): the
+    push's 100-continue and streamed body, and a download, through TLS."""
+
+    @classmethod
+    def setUpClass(cls):
+        openssl = shutil.which("openssl")
+        if not openssl:
+            raise unittest.SkipTest("no openssl to make a test certificate")
+        cls.tmp_cert = tempfile.mkdtemp(prefix="mcpy.%d.tls." % os.getpid())
+        cert, key = os.path.join(cls.tmp_cert, "cert.pem"), os.path.join(cls.tmp_cert, "key.pem")
+        subprocess.run([openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                        "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2", "-subj",
+                        "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", key,
+                        "-out", cert], check=True, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.PIPE)
+        cls.cert = cert
+        cls.server_kwargs = {"daemon": False, "tls": (cert, key, cert)}
+        super().setUpClass()
+
+    @classmethod
+    def tearDownClass(cls):
+        try:
+            super().tearDownClass()
+        finally:
+            shutil.rmtree(cls.tmp_cert, ignore_errors=True)
+
+    def test_push_and_download_over_tls(self):
+        self.assertTrue(self.server.url.startswith("https://"), self.server.url)
+        c = remote.Client(self.server.url, cafile=self.cert)
+        data = os.urandom(9 * MiB + 1)
+        calls = []
+        v = c.push("tls/m", "1.0.0", self.file("t.bin", data),
+                   progress=lambda d, t: calls.append(d))
+        self.assertEqual((v["size"], calls[-1]), (len(data), len(data)))
+        dest = os.path.join(self.dir, "t.out")
+        c.download("tls/m", "1.0.0", dest)
+        self.assertEqual(read(dest), data)
+        with self.assertRaises(remote.ConflictError):
+            c.push("tls/m", "1.0.0", self.file("t2.bin", data))
+
+    def test_unknown_certificate(self):
+        with self.assertRaises(remote.UnreachableError) as cm:
+            remote.Client(self.server.url).models()  # the system's CAs do not know it
+        self.assertIn("cafile", str(cm.exception))
+
+
 if __name__ == "__main__":
     unittest.main()
