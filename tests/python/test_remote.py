@@ -242,6 +242,46 @@ class TestOpen(_ServerCase):
         with self.assertRaises(mcache.NotFoundError):
             self.c.version("pr/err", "1.0.0")
 
+    def test_every_other_call(self):
+        """The rest of the API answers through the client as the server documents it."""
+        data = os.urandom(MiB)
+        self.c.push("pr/misc", "1.0.0", self.file("m1", data), aliases=["prod"], preload=False)
+        self.c.push("pr/misc", "1.1.0", self.file("m2", data[::-1]))
+        self.assertEqual(self.c.version("pr/misc", "prod")["version"], "1.0.0")
+        self.assertEqual(self.c.version("pr/misc", "^1.0")["version"], "1.1.0")
+        self.assertEqual(self.c.load("pr/misc", "1.1.0")["state"], "resident")
+        self.assertTrue(self.c.pin("pr/misc", "1.1.0")["pinned"])
+        self.assertFalse(self.c.unpin("pr/misc", "1.1.0")["pinned"])
+        self.c.evict("pr/misc", "1.1.0")
+        self.assertTrue(self.c.verify("pr/misc", "1.0.0")["ok"])
+        self.assertIn("arena", self.c.cache())
+        self.assertIsInstance(self.c.readers(), (list, dict))
+        self.assertIsInstance(self.c.alerts(), list)
+        self.assertIsInstance(self.c.deployments("pr/misc"), list)
+        self.assertIn("pr/misc", json.dumps(self.c.status()))
+
+        snap = self.c.create_snapshot("py-snap")
+        self.assertEqual(snap["name"], "py-snap")
+        self.c.set_alias("pr/misc", "prod", "1.1.0")
+        self.assertIn("py-snap", [x["name"] for x in self.c.snapshots()])
+        self.c.restore_snapshot("py-snap")
+        self.assertEqual(self.c.version("pr/misc", "prod")["version"], "1.0.0")
+        self.c.delete_snapshot("py-snap")
+
+        gc = self.c.gc(name="pr/misc", keep=1, dry_run=True)
+        self.assertTrue(gc["dry_run"])
+        self.assertEqual(len(self.c.versions("pr/misc")), 2)  # a dry run removes nothing
+        self.assertIn("clean", self.c.fsck())
+        entries = self.c.audit(limit=50)
+        self.assertTrue(any("pr/misc" in json.dumps(e) for e in entries), entries[-5:])
+        doc = self.c.openapi()
+        self.assertTrue(doc["openapi"].startswith("3."))
+        self.assertIn("/v1/models/{name}/versions/{version}", doc["paths"])
+        removed = self.c.delete("pr/misc", force=True)
+        self.assertEqual(len(removed["removed"]), 2)
+        with self.assertRaises(mcache.NotFoundError):
+            self.c.model("pr/misc")
+
     def test_unreachable(self):
         with socket.socket() as s:  # a port nobody listens on
             s.bind(("127.0.0.1", 0))
