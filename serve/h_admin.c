@@ -118,8 +118,8 @@ static int gc(struct req *rq)
     size_t n = 0;
     int ret = 0, rc;
 
-    if (b && api_unknown_fields(rq, b, fields))
-        return 0;
+    if (b && api_unknown_fields(rq, b, fields, &ret))
+        return ret;
     if (name && !json_is_null(name) && !json_is_string(name))
         return api_bad_type(rq, "name", "a model's name (or null: every model)");
     if (dry && !json_is_boolean(dry))
@@ -164,10 +164,10 @@ static int fsck(struct req *rq)
     json_t *b = rq->body, *sums = json_object_get(b, "checksums"), *problems;
     char dir[PATH_MAX];
     size_t n = 0;
-    int rc;
+    int ret = 0, rc;
 
-    if (b && api_unknown_fields(rq, b, fields))
-        return 0;
+    if (b && api_unknown_fields(rq, b, fields, &ret))
+        return ret;
     if (sums && !json_is_boolean(sums))
         return api_bad_type(rq, "checksums", "true or false");
     if ((rc = srv_lock(rq->srv)))
@@ -385,8 +385,8 @@ static int snapshot_create(struct req *rq)
     if (!rq->body)
         return reply_error(rq, 400, "bad_request",
                            "a snapshot needs a JSON body: {\"name\": \"before-release\"}");
-    if (api_unknown_fields(rq, rq->body, fields))
-        return 0;
+    if (api_unknown_fields(rq, rq->body, fields, &ret))
+        return ret;
     if (!json_is_string(name))
         return api_bad_type(rq, "name", "a string (the snapshot's name)");
     if (!api_lock_actor(rq, &ret))
@@ -477,8 +477,8 @@ static int token_add(struct req *rq)
     if (!rq->body)
         return reply_error(rq, 400, "bad_request",
                            "a token needs a JSON body: {\"name\": \"ci\", \"role\": \"publisher\"}");
-    if (api_unknown_fields(rq, rq->body, fields))
-        return 0;
+    if (api_unknown_fields(rq, rq->body, fields, &ret))
+        return ret;
     if (!json_is_string(name))
         return api_bad_type(rq, "name", "a string");
     if (!json_is_string(role))

@@ -10,9 +10,10 @@
 
 /*
  * Refuse members of obj not in allowed (NULL-terminated): 400 unknown_field
- * naming the first and listing the allowed ones. true if it replied.
+ * naming the first and listing the allowed ones. true if it replied (*ret:
+ * what the handler returns).
  */
-bool api_unknown_fields(struct req *rq, const json_t *obj, const char *const *allowed);
+bool api_unknown_fields(struct req *rq, const json_t *obj, const char *const *allowed, int *ret);
 
 /*
  * A member of the JSON body of the wrong type: 400 bad_request naming the

@@ -107,8 +107,8 @@ static int deploy(struct req *rq)
         return reply_error(rq, 400, "bad_request",
                            "a deploy needs a JSON body: {\"version\": \"2.0.0\", \"alias\": "
                            "\"production\", \"strategy\": \"canary\"}");
-    if (api_unknown_fields(rq, b, fields))
-        return 0;
+    if (api_unknown_fields(rq, b, fields, &ret))
+        return ret;
     if (!json_is_string(json_object_get(b, "version")))
         return api_bad_type(rq, "version", "a string (the version to roll out)");
     if (!json_is_string(json_object_get(b, "alias")))

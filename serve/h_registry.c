@@ -7,6 +7,8 @@
  * they build the answer; an alias move through mcached's gate (which loads
  * and runs health checks, seconds or minutes) holds no lock at all.
  */
+#include <microhttpd.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,7 +21,7 @@
 
 /* ---- shared by the handlers (h_api.h) ------------------------------------ */
 
-bool api_unknown_fields(struct req *rq, const json_t *obj, const char *const *allowed)
+bool api_unknown_fields(struct req *rq, const json_t *obj, const char *const *allowed, int *ret)
 {
     const char *key;
     json_t *v;
@@ -36,7 +38,7 @@ bool api_unknown_fields(struct req *rq, const json_t *obj, const char *const *al
         for (i = 0; allowed[i]; i++)
             snprintf(list + strlen(list), sizeof(list) - strlen(list), "%s%s", i ? ", " : "",
                      allowed[i]);
-        reply_error(rq, 400, "unknown_field",
+        *ret = reply_error(rq, 400, "unknown_field",
                     "%s %s: unknown field \"%.64s\" (the fields are: %s); nothing was changed",
                     rq->method, rq->route->pattern, key, list);
         return true;
@@ -400,8 +402,8 @@ static int put_alias(struct req *rq)
         return reply_error(rq, 400, "bad_request",
                            "PUT an alias needs a JSON body: {\"targets\": \"1.0.0\"} or "
                            "{\"targets\": {\"1.0.0\": 90, \"2.0.0\": 10}}");
-    if (api_unknown_fields(rq, b, fields))
-        return 0;
+    if (api_unknown_fields(rq, b, fields, &ret))
+        return ret;
     if (jwhy && !json_is_null(jwhy) && !json_is_string(jwhy))
         return api_bad_type(rq, "why", "a string");
     if (jng && !json_is_boolean(jng))
@@ -529,7 +531,62 @@ static int rollback_alias(struct req *rq)
     return change_alias(rq, true);
 }
 
+/* ---- the OpenAPI document ---------------------------------------------------- */
+
+extern const unsigned char openapi_json[]; /* serve/openapi.json, by embed.cmake */
+extern const size_t openapi_json_len;
+
+static pthread_once_t openapi_once = PTHREAD_ONCE_INIT;
+static char *openapi_text;
+
+static const char *role_word(enum role r)
+{
+    return r == ROLE_ADMIN ? "admin" : r == ROLE_PUBLISHER ? "publisher" : r == ROLE_READER ? "reader"
+                                                                                         : "none";
+}
+
+/*
+ * The document as written, plus "x-mcache-routes": the server's own route
+ * table (method, path, role, summary), so that a test can hold the two
+ * against each other: every route documented, nothing documented that the
+ * server does not route.
+ */
+static void openapi_build(void)
+{
+    json_error_t je;
+    json_t *doc = json_loadb((const char *)openapi_json, openapi_json_len, 0, &je), *routes;
+
+    if (!doc)
+        return;
+    routes = json_array();
+    for (const struct route *const *g = srv_route_groups; *g; g++)
+        for (const struct route *r = *g; r->method; r++)
+            json_array_append_new(routes, json_pack("{s:s, s:s, s:s, s:s}", "method", r->method,
+                                                    "path", r->pattern, "role", role_word(r->role),
+                                                    "summary", r->summary ? r->summary : ""));
+    json_object_set_new(doc, "x-mcache-routes", routes);
+    openapi_text = json_dumps(doc, JSON_INDENT(1));
+    json_decref(doc);
+}
+
+static int openapi(struct req *rq)
+{
+    struct MHD_Response *resp;
+
+    pthread_once(&openapi_once, openapi_build);
+    if (!openapi_text)
+        return reply_error(rq, 500, "internal", "the embedded OpenAPI document does not parse");
+    resp = MHD_create_response_from_buffer(strlen(openapi_text), openapi_text,
+                                           MHD_RESPMEM_PERSISTENT);
+    if (!resp)
+        return reply_error(rq, 500, "internal", "out of memory");
+    MHD_add_response_header(resp, "Content-Type", "application/json");
+    return reply_response(rq, 200, resp);
+}
+
 const struct route h_registry_routes[] = {
+    {"GET", "/v1/openapi.json", ROLE_NONE, ROUTE_OPEN, openapi, NULL, NULL,
+     "this document (OpenAPI 3; x-mcache-routes is the server's route table)"},
     {"GET", "/v1/models", ROLE_READER, 0, list_models, NULL, NULL,
      "list models, or search versions (pattern, ref, tag, metric, status)"},
     {"GET", "/v1/models/{name}", ROLE_READER, 0, show_model, NULL, NULL,
