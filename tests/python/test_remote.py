@@ -229,6 +229,9 @@ class TestOpen(_ServerCase):
         self.assertIn("1.0.0", str(cm.exception))
         self.assertEqual(self.c.version("pr/err", "1.0.0")["checksum"], v["checksum"])
 
+        for bad in ("../etc", "a\x01b", ".."):  # traversal and control bytes: refused, as the CLI does
+            with self.assertRaises(remote.BadRequestError, msg=repr(bad)):
+                self.c.push(bad, "1.0.0", path)
         with self.assertRaises(remote.BadRequestError) as cm:
             self.c.push("pr/err", "1.x", path)
         self.assertEqual(cm.exception.status, 400)
@@ -281,6 +284,19 @@ class TestOpen(_ServerCase):
         self.assertEqual(len(removed["removed"]), 2)
         with self.assertRaises(mcache.NotFoundError):
             self.c.model("pr/misc")
+
+    def test_bad_arguments(self):
+        for url in ("ftp://host", "127.0.0.1:8420", "http://host/?q=1"):
+            with self.assertRaises(ValueError, msg=url):
+                remote.Client(url)
+        with self.assertRaises(ValueError):
+            remote.Client(self.server.url, token="mct_a\r\nX-Evil: 1")
+        with self.assertRaises(ValueError):
+            remote.Client(self.server.url, cafile="/etc/ssl/certs/ca-certificates.crt")  # http://
+        with self.assertRaises(TypeError):
+            self.c.version("pr/x", 1)
+        with self.assertRaises(TypeError):
+            self.c.set_alias("pr/x", "prod", ["1.0.0"])
 
     def test_unreachable(self):
         with socket.socket() as s:  # a port nobody listens on
