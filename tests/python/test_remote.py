@@ -57,14 +57,32 @@ class _ServerCase(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.tmp = tempfile.mkdtemp(prefix="mcpy.%d.remote." % os.getpid())
-        cls.server = servetest.Server(cls.tmp, **cls.server_kwargs)
-        cls.server.__enter__()
+        cls.server = None
+        try:
+            server = servetest.Server(cls.tmp, **cls.kwargs())
+            server.__enter__()  # stops what it started if it fails
+            cls.server = server
+            cls.prepare()
+        except BaseException:
+            cls.tearDownClass()  # unittest calls it only after a setUpClass that succeeded
+            raise
+
+    @classmethod
+    def kwargs(cls):
+        """The harness's arguments (cls.tmp exists: files they name can go there)."""
+        return cls.server_kwargs
+
+    @classmethod
+    def prepare(cls):
+        """What a class needs on its server beyond the harness's start."""
 
     @classmethod
     def tearDownClass(cls):
         try:
-            cls.server.__exit__(None, None, None)
+            if cls.server is not None:
+                cls.server.__exit__(None, None, None)
         finally:
+            cls.server = None
             shutil.rmtree(cls.tmp, ignore_errors=True)
 
     def setUp(self):
@@ -361,8 +379,7 @@ class TestTokens(_ServerCase):
     server_kwargs = {"daemon": False, "tokens": True}
 
     @classmethod
-    def setUpClass(cls):
-        super().setUpClass()
+    def prepare(cls):
         admin = remote.Client(cls.server.url, token=cls.server.token)
         cls.tok = {"admin": cls.server.token}
         for role in ("reader", "publisher"):
@@ -425,26 +442,20 @@ class TestTLS(_ServerCase):
 
     @classmethod
     def setUpClass(cls):
-        openssl = shutil.which("openssl")
-        if not openssl:
+        cls.openssl = shutil.which("openssl")
+        if not cls.openssl:
             raise unittest.SkipTest("no openssl to make a test certificate")
-        cls.tmp_cert = tempfile.mkdtemp(prefix="mcpy.%d.tls." % os.getpid())
-        cert, key = os.path.join(cls.tmp_cert, "cert.pem"), os.path.join(cls.tmp_cert, "key.pem")
-        subprocess.run([openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt",
-                        "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2", "-subj",
-                        "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", key,
-                        "-out", cert], check=True, stdout=subprocess.DEVNULL,
-                       stderr=subprocess.PIPE)
-        cls.cert = cert
-        cls.server_kwargs = {"daemon": False, "tls": (cert, key, cert)}
         super().setUpClass()
 
     @classmethod
-    def tearDownClass(cls):
-        try:
-            super().tearDownClass()
-        finally:
-            shutil.rmtree(cls.tmp_cert, ignore_errors=True)
+    def kwargs(cls):
+        cls.cert, key = os.path.join(cls.tmp, "cert.pem"), os.path.join(cls.tmp, "key.pem")
+        subprocess.run([cls.openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                        "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2", "-subj",
+                        "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", key,
+                        "-out", cls.cert], check=True, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.PIPE)
+        return {"daemon": False, "tls": (cls.cert, key, cls.cert)}
 
     def test_push_and_download_over_tls(self):
         self.assertTrue(self.server.url.startswith("https://"), self.server.url)
