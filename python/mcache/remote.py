@@ -690,7 +690,7 @@ class Client:
                     os.unlink(p)
                 except FileNotFoundError:
                     pass
-        for attempt in (1, 2):
+        for _ in range(2):
             result = self._download_once(url_path, dest, part, tagfile, offset, etag, progress,
                                          resume, chunk_size)
             if result is not None:
@@ -738,6 +738,11 @@ class Client:
                 if resume and etag:
                     with open(tagfile, "w", encoding="ascii") as t:
                         t.write(etag + "\n")
+                else:  # no ETag to check a later resume by: none may use an older one
+                    try:
+                        os.unlink(tagfile)
+                    except FileNotFoundError:
+                        pass
             else:
                 mode = "r+b"
             done = offset
