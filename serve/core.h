@@ -19,7 +19,7 @@
  * and failed requests are only logged.
  */
 #ifndef MCACHE_SERVE_TOKENS
-#define MCACHE_SERVE_TOKENS 0
+#define MCACHE_SERVE_TOKENS 1
 #endif
 
 /* ---- auth.c ------------------------------------------------------------ */
@@ -58,6 +58,9 @@ struct srv_listen {
 /* Start listening; 0 or an MC_E* code with a message. *port gets the bound port. */
 int srv_start(struct srv *s, const struct srv_listen *l, unsigned *port);
 void srv_stop(struct srv *s);
+/* Connections open now, and refused since the start for --max-conns. */
+unsigned srv_conns_open(void);
+unsigned srv_conns_refused(void);
 
 /* Log one line on stderr: "mcache-serve: ...". */
 void srv_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -534,14 +534,14 @@ static bool names_model(const char *what, const char *model)
 static int audit(struct req *rq)
 {
     struct srv *s = rq->srv;
-    const char *model = req_query(rq, "model"), *limit_s = req_query(rq, "limit");
+    const char *model = req_query(rq, "model");
     uint64_t limit = 100;
     size_t n, first, m = 0;
     json_t *arr;
-    int rc;
+    int ret = 0, rc;
 
-    if (limit_s && (rc = cli_parse_range("limit", limit_s, 1, MC_REG_AUDIT_MAX, &limit)))
-        return reply_mc_error(rq, rc);
+    if (!api_query_uint(rq, "limit", 1, MC_REG_AUDIT_MAX, &limit, &ret))
+        return ret;
     if ((rc = srv_lock(s)))
         return reply_mc_error(rq, rc);
     n = mc_registry_audit_count(s->reg);

@@ -46,6 +46,13 @@ bool api_lock_actor(struct req *rq, int *ret);
 /* Split a comma-separated query value into at most max words (copies in buf). */
 size_t api_split(const char *s, char *buf, size_t len, const char **out, size_t max);
 
+/*
+ * A whole-number query argument, min..max; absent: *out untouched, true.
+ * false after replying 400 naming the argument and the range.
+ */
+bool api_query_uint(struct req *rq, const char *key, uint64_t min, uint64_t max, uint64_t *out,
+                    int *ret);
+
 /* The value of a boolean query argument, replying 400 on a bad one; -1 if it replied. */
 int api_query_bool(struct req *rq, const char *key, bool def, int *ret);
 

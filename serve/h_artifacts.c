@@ -333,17 +333,18 @@ static struct upload *upload_state(struct req *rq)
     return rq->state;
 }
 
-/* Drop a begun upload (the staged file goes). */
+/*
+ * Drop a begun upload (the staged file goes). Under the registry's mutex but
+ * without srv_lock()'s refresh: abort reads no state, and must happen even
+ * when the store cannot be read.
+ */
 static void upload_drop(struct req *rq, struct upload *st)
 {
     if (!st->u)
         return;
-    if (srv_lock(rq->srv) == 0) {
-        mc_registry_upload_abort(rq->srv->reg, st->u);
-        srv_unlock(rq->srv);
-    } else {
-        mc_registry_upload_abort(rq->srv->reg, st->u); /* abort removes a file; no state read */
-    }
+    pthread_mutex_lock(&rq->srv->reg_lock);
+    mc_registry_upload_abort(rq->srv->reg, st->u);
+    pthread_mutex_unlock(&rq->srv->reg_lock);
     st->u = NULL;
 }
 

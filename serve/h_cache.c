@@ -28,10 +28,10 @@ static int stats(struct req *rq)
     char secs[24];
     uint64_t w = 0;
     json_t *res, *j;
-    int ret = 0, rc;
+    int ret = 0;
 
-    if (win && (rc = cli_parse_range("window", win, 1, 600, &w)))
-        return reply_mc_error(rq, rc);
+    if (!api_query_uint(rq, "window", 1, 600, &w, &ret))
+        return ret;
     snprintf(secs, sizeof(secs), "%llu", (unsigned long long)w);
     const char *args[3] = {req_param(rq, "name"), ref ? ref : "latest", secs};
     if (!api_ctl(rq, "stats", win ? 3 : 2, args, CLI_CTL_TIMEOUT_MS, &res, &ret))
@@ -175,11 +175,11 @@ static int load(struct req *rq)
     uint64_t secs = 0;
     char ms[32];
     json_t *res;
-    int ret = 0, rc;
+    int ret = 0;
     uint64_t t0 = 0;
 
-    if (tmo && (rc = cli_parse_uint("timeout_s", tmo, MAX_TIMEOUT_S, &secs)))
-        return reply_mc_error(rq, rc);
+    if (!api_query_uint(rq, "timeout_s", 0, MAX_TIMEOUT_S, &secs, &ret))
+        return ret;
     snprintf(ms, sizeof(ms), "%llu", (unsigned long long)secs * 1000);
     const char *args[3] = {req_param(rq, "name"), req_param(rq, "ref"), ms};
     t0 = (uint64_t)(cli_mono_s() * 1e9);
@@ -311,7 +311,6 @@ static int alerts(struct req *rq)
 {
     struct srv *s = rq->srv;
     const char *name = req_query(rq, "model"), *kind = req_query(rq, "kind");
-    const char *limit_s = req_query(rq, "limit");
     uint64_t limit = 0;
     size_t n, first = 0;
     json_t *arr;
@@ -322,8 +321,8 @@ static int alerts(struct req *rq)
                            "kind=\"%.64s\" is not a kind of alert: use rollback, health or "
                            "threshold",
                            kind);
-    if (limit_s && (rc = cli_parse_range("limit", limit_s, 1, MC_REG_ALERTS_MAX, &limit)))
-        return reply_mc_error(rq, rc);
+    if (!api_query_uint(rq, "limit", 1, MC_REG_ALERTS_MAX, &limit, &ret))
+        return ret;
     if ((rc = srv_lock(s)))
         return reply_mc_error(rq, rc);
     if (name && !api_model(rq, name, &ret)) {

@@ -599,6 +599,64 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     *con_cls = NULL;
 }
 
+/*
+ * THE CONNECTION LIMIT. libmicrohttpd's own limit splits --max-conns among
+ * the pool's threads and, once reached, stops accepting: a client over it
+ * waits in the kernel's backlog, unanswered, until its own timeout. We
+ * count open connections ourselves and close one over the limit as soon as
+ * it is accepted, so the client knows at once. The count is exact (opened
+ * and closed notifications); accepts racing in two threads may let the
+ * pool's thread count minus one more in for a moment.
+ */
+static unsigned conns_open, conns_max, conns_refused;
+static uint64_t refused_logged_ns;
+
+static void on_connection(void *cls, struct MHD_Connection *c, void **socket_ctx,
+                          enum MHD_ConnectionNotificationCode toe)
+{
+    (void)cls;
+    (void)c;
+    (void)socket_ctx;
+    if (toe == MHD_CONNECTION_NOTIFY_STARTED)
+        __atomic_add_fetch(&conns_open, 1, __ATOMIC_RELAXED);
+    else if (toe == MHD_CONNECTION_NOTIFY_CLOSED)
+        __atomic_sub_fetch(&conns_open, 1, __ATOMIC_RELAXED);
+}
+
+static enum MHD_Result on_accept(void *cls, const struct sockaddr *addr, socklen_t len)
+{
+    uint64_t now, last;
+    char from[64];
+
+    (void)cls;
+    (void)len;
+    if (__atomic_load_n(&conns_open, __ATOMIC_RELAXED) < conns_max)
+        return MHD_YES;
+    __atomic_add_fetch(&conns_refused, 1, __ATOMIC_RELAXED);
+    /* One log line a second at most: a flood must not become a flood of log lines. */
+    now = mono_ns();
+    last = __atomic_load_n(&refused_logged_ns, __ATOMIC_RELAXED);
+    if (now - last > 1000000000ull &&
+        __atomic_compare_exchange_n(&refused_logged_ns, &last, now, false, __ATOMIC_RELAXED,
+                                    __ATOMIC_RELAXED)) {
+        addr_format(addr, from, sizeof(from));
+        srv_log("refused a connection from %s: %u open, the most allowed (--max-conns); %u "
+                "refused so far",
+                from, conns_max, __atomic_load_n(&conns_refused, __ATOMIC_RELAXED));
+    }
+    return MHD_NO;
+}
+
+unsigned srv_conns_refused(void)
+{
+    return __atomic_load_n(&conns_refused, __ATOMIC_RELAXED);
+}
+
+unsigned srv_conns_open(void)
+{
+    return __atomic_load_n(&conns_open, __ATOMIC_RELAXED);
+}
+
 /* Leave the path raw (router.c decodes per segment); see the top of this file. */
 static size_t keep_raw(void *cls, struct MHD_Connection *c, char *s)
 {
@@ -634,8 +692,13 @@ int srv_start(struct srv *s, const struct srv_listen *l, unsigned *port)
     if (l->tls_cert)
         flags |= MHD_USE_TLS;
     opts[n++] = (struct MHD_OptionItem){MHD_OPTION_SOCK_ADDR, 0, (void *)&l->addr};
-    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_THREAD_POOL_SIZE, l->threads, NULL};
-    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_LIMIT, s->max_conns, NULL};
+    if (l->threads > 1) /* one thread is the daemon's own, without a pool */
+        opts[n++] = (struct MHD_OptionItem){MHD_OPTION_THREAD_POOL_SIZE, l->threads, NULL};
+    /* A backstop above ours (see on_accept): each thread may take its share and some. */
+    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_LIMIT,
+                                        s->max_conns + 4 * l->threads, NULL};
+    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_NOTIFY_CONNECTION, (intptr_t)on_connection,
+                                        NULL};
     opts[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_TIMEOUT, s->timeout_s, NULL};
     /* Headers (Mcache-Meta holds a version's metadata) and the read buffer, per connection. */
     opts[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_MEMORY_LIMIT, 256 * 1024, NULL};
@@ -647,7 +710,8 @@ int srv_start(struct srv *s, const struct srv_listen *l, unsigned *port)
     }
     opts[n++] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
 
-    s->mhd = MHD_start_daemon(flags, 0, NULL, NULL, on_request, s,
+    conns_max = s->max_conns;
+    s->mhd = MHD_start_daemon(flags, 0, on_accept, NULL, on_request, s,
                               /* first: it reports problems with the options after it */
                               MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_ARRAY, opts,
                               MHD_OPTION_END);
