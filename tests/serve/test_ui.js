@@ -318,7 +318,8 @@ async function main() {
     const before = await textOf(page, "#moves tbody tr:first-child");
     const moved = Date.now();
     cli("alias", "resnet50", "production", "1.1.0", "--why", "better top-1");
-    const bound = REFRESH_S * 1000 + 1500 + (Date.now() - moved);
+    // One refresh interval, plus the CLI's own time and 2 s for a poll's fetch and drawing on a loaded machine.
+    const bound = REFRESH_S * 1000 + 2000 + (Date.now() - moved);
     await page.waitForFunction(() => {
       const t = document.querySelector('[data-model="resnet50"] [data-alias="production"] .alias-target');
       return t && t.textContent === "1.1.0";
