@@ -315,6 +315,7 @@ static json_t *aliases_json(const struct mc_reg_model *m)
 struct recent_move {
     const char *model, *alias;
     const struct mc_reg_move *mv;
+    const struct mc_reg_audit *audit; /* the record's audit entry: who and from where, or NULL */
 };
 
 /* Keep the STATUS_MOVES_MAX newest moves (by generation), newest first. */
@@ -330,7 +331,29 @@ static void keep_move(struct recent_move *top, size_t *n, const char *model, con
     if (*n < STATUS_MOVES_MAX)
         (*n)++;
     memmove(&top[at + 1], &top[at], (*n - 1 - at) * sizeof(*top));
-    top[at] = (struct recent_move){model, alias, mv};
+    top[at] = (struct recent_move){model, alias, mv, NULL};
+}
+
+/*
+ * Who made each move: the audit entry of the same generation (one entry per
+ * registry record; a token's name for a move over HTTP, uid:N(user) for the
+ * CLI). Read newest first, stopping below the oldest move kept.
+ */
+static void moves_audit(struct mc_registry *r, struct recent_move *top, size_t n)
+{
+    uint64_t oldest = n ? top[n - 1].mv->generation : UINT64_MAX;
+
+    for (size_t i = mc_registry_audit_count(r); i-- > 0;) {
+        const struct mc_reg_audit *a = mc_registry_audit_at(r, i);
+
+        if (!a || a->generation < oldest)
+            break;
+        if (strcmp(a->result, "ok") != 0)
+            continue; /* a refusal changed nothing: it made no move */
+        for (size_t k = 0; k < n; k++)
+            if (!top[k].audit && top[k].mv->generation == a->generation)
+                top[k].audit = a;
+    }
 }
 
 static json_t *moves_json(const struct recent_move *top, size_t n)
@@ -346,6 +369,8 @@ static json_t *moves_json(const struct recent_move *top, size_t n)
                               (json_int_t)mv->at_ns, "at", jv_time(mv->at_ns), "uid", (int)mv->uid,
                               "user", cli_user_name(mv->uid, user, sizeof(user)), "generation",
                               (json_int_t)mv->generation, "why", jv_str(mv->why));
+        json_object_set_new(o, "who", jv_str(top[i].audit ? top[i].audit->who : NULL));
+        json_object_set_new(o, "where", jv_str(top[i].audit ? top[i].audit->from : NULL));
         json_array_append_new(a, o);
     }
     return a;
@@ -409,6 +434,7 @@ static int registry_part(struct srv *s, const json_t *st, json_t *out)
                                   (json_int_t)mc_registry_generation(s->reg), "models",
                                   (json_int_t)json_array_size(models), "versions",
                                   (json_int_t)nversions));
+    moves_audit(s->reg, top, ntop);
     json_object_set_new(out, "moves", moves_json(top, ntop));
     srv_unlock(s);
     json_object_set_new(out, "models", models);

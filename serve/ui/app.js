@@ -349,7 +349,7 @@
         el("td", {}, el("span", { class: "action", "data-action": mv.action }, mv.action)),
         el("td", { class: "mono" }, mv.from === null ? "—" : mv.from),
         el("td", { class: "mono" }, mv.to === null ? "—" : mv.to),
-        el("td", {}, mv.user),
+        el("td", { title: mv.where ? "from " + mv.where : "" }, mv.who || mv.user),
         el("td", { class: "why" }, mv.why || ""))))));
   }
 

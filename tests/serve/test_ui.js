@@ -124,6 +124,22 @@ function freePort() {
   });
 }
 
+function put(url, obj, headers = {}) {
+  return new Promise((res, rej) => {
+    const body = JSON.stringify(obj);
+    const rq = http.request(url, { method: "PUT", headers: { "Content-Type": "application/json",
+                                                               "Content-Length": Buffer.byteLength(body),
+                                                               ...headers } }, (r) => {
+      let text = "";
+      r.setEncoding("utf8");
+      r.on("data", (d) => (text += d));
+      r.on("end", () => res({ status: r.statusCode, body: text }));
+    });
+    rq.on("error", rej);
+    rq.end(body);
+  });
+}
+
 function get(url, headers = {}) {
   return new Promise((res, rej) => {
     const rq = http.get(url, { headers }, (r) => {
@@ -231,6 +247,17 @@ async function tokenForm(ctx) {
   assert.strictEqual(await page.evaluate(() => sessionStorage.getItem("mcache.token")), tok);
   assert.ok(await page.isVisible("#token-forget"));
   log("the token form works");
+
+  // A move over HTTP shows who made it: the token's name, from the audit log.
+  const pub = (cli("token", "add", "--role", "publisher", "ui-pub").match(/mct_[A-Za-z0-9_-]+/) || [])[0];
+  const r = await put(serve.url + "/v1/models/resnet50/aliases/canary", { targets: "1.2.0-beta.1", why: "try it" },
+                      { Authorization: "Bearer " + pub });
+  assert.strictEqual(r.status < 300, true, r.body);
+  await page.waitForFunction(() => {
+    const row = document.querySelector("#moves tbody tr:first-child");
+    return row && /canary/.test(row.textContent) && /token:ui-pub/.test(row.textContent);
+  }, null, { timeout: REFRESH_S * 1000 + 4000 });
+  log("a move over HTTP shows its token");
   await stop(serve);
   assertClean(serve);
 }
@@ -289,6 +316,7 @@ async function main() {
   assert.ok(!st.readers.list.some((r) => r.pid === serve.pid), "the server lists itself as a reader");
   assert.strictEqual(st.moves[0].model, "org/llama-7b");
   assert.strictEqual(st.moves[0].to, "2.0.0=90 2.1.0-rc.1=10");
+  assert.match(st.moves[0].who, /^uid:\d+/); // from the audit log (the CLI's moves)
 
   const browser = await chromium.launch({ executablePath: CHROMIUM, args: ["--no-sandbox"] });
   try {
