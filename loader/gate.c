@@ -256,6 +256,8 @@ struct alias_req {
     struct mc_conn *conn;
     char from[512];
     char why[512];
+    /* the actor the caller names (mcache-serve: "token:NAME" and the peer), or "" */
+    char who_actor[128], from_actor[128];
 };
 
 static void reply_err(struct daemon *d, struct mc_conn *c, int code, const char *msg)
@@ -276,8 +278,14 @@ static void alias_passed(struct daemon *d, struct gate_spec *s, struct alias_req
 
     for (size_t i = 0; i < s->n; i++)
         w[i] = (struct mc_reg_weight){s->t[i].version, s->t[i].weight};
+    /* The caller's actor (an admin of this socket, trusted as the CLI's uid is) for this
+     * record only; NULL, NULL puts the handle's own back. */
+    if (*q->who_actor)
+        mc_registry_set_actor(d->reg, q->who_actor, *q->from_actor ? q->from_actor : "local");
     rc = mc_registry_alias_set_weighted(d->reg, s->name, s->alias, w, s->n, *q->why ? q->why : NULL,
                                         &gen);
+    if (*q->who_actor)
+        mc_registry_set_actor(d->reg, NULL, NULL);
     if (rc) {
         reply_err(d, q->conn, rc, mc_last_error());
         return;
@@ -386,6 +394,10 @@ void gate_op_alias(struct daemon *d, struct mc_conn *c, const struct mc_request 
     snprintf(text, sizeof(text), "%s", rq->args[2]);
     if (rq->nargs > 3)
         snprintf(x->q.why, sizeof(x->q.why), "%s", rq->args[3]);
+    if (rq->nargs > 4) /* WHO [FROM]: who asked for the move, for the registry's record */
+        snprintf(x->q.who_actor, sizeof(x->q.who_actor), "%s", rq->args[4]);
+    if (rq->nargs > 5)
+        snprintf(x->q.from_actor, sizeof(x->q.from_actor), "%s", rq->args[5]);
     rc =
         mc_registry_model(d->reg, x->s.name) ? parse_targets(d, x->s.name, text, &x->s) : MC_ENOENT;
     if (rc) {

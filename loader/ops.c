@@ -382,7 +382,7 @@ static const struct op ops[] = {
     {"pin", true, 2, 2, "pin NAME REF"},
     {"unpin", true, 2, 2, "unpin NAME REF"},
     {"reload", true, 0, 0, "reload"},
-    {"alias", true, 3, 4, "alias NAME ALIAS TARGETS [WHY]"},
+    {"alias", true, 3, 6, "alias NAME ALIAS TARGETS [WHY [WHO [FROM]]]"},
     {"deploy", true, 1, 1, "deploy JSON"},
     {"deploy-ctl", true, 2, 3, "deploy-ctl pause|resume|abort NAME [ALIAS]"},
     {"shutdown", true, 0, 0, "shutdown"},

@@ -45,8 +45,6 @@
 #define MC_MODELS_DIR  "models"
 #define MC_COMMIT_FILE "tmp/commit"
 
-#define COPY_CHUNK (4u << 20)
-
 struct local {
     struct mc_art_store s;
     const char *dir; /* the registry's, which outlives this */
@@ -286,6 +284,8 @@ static int local_intent_recover(struct mc_art_store *s, mc_art_holds_fn holds, v
     return 0;
 }
 
+static void local_discard(struct mc_art_store *s, struct mc_art_put *p);
+
 /* ---- temp files ------------------------------------------------------- */
 
 /* Temp files of puts whose process died: counted, and with remove removed. */
@@ -418,163 +418,127 @@ static void checksum_text(XXH128_hash_t h, char *out)
     out[41] = '\0';
 }
 
-/*
- * Copy (or with dst < 0, just read) src to dst, hashing as it goes. head
- * gets the first bytes. progress may stop it.
- */
-static int copy_hash(int src, int dst, const char *what, uint64_t total,
-                     const struct mc_push_opts *o, unsigned char *head, size_t *headn,
-                     uint64_t *done, char *checksum)
+static int hash_chunk(void *arg, const void *buf, size_t n)
 {
-    XXH3_state_t *xs = XXH3_createState();
-    char *buf = malloc(COPY_CHUNK);
-    int rc = 0;
-
-    *done = 0;
-    *headn = 0;
-    if (xs == NULL || buf == NULL) {
-        rc = mc_err(MC_ENOMEM, "out of memory copying %s", what);
-        goto out;
-    }
-    XXH3_128bits_reset(xs);
-    posix_fadvise(src, 0, 0, POSIX_FADV_SEQUENTIAL);
-    for (;;) {
-        ssize_t k = read(src, buf, COPY_CHUNK);
-
-        if (k < 0 && errno == EINTR)
-            continue;
-        if (k < 0) {
-            rc = mc_err(mc_err_from_errno(errno), "reading %s failed: %s", what, strerror(errno));
-            goto out;
-        }
-        if (k == 0)
-            break;
-        if (*headn < 64) {
-            size_t take = (size_t)k < 64 - *headn ? (size_t)k : 64 - *headn;
-
-            memcpy(head + *headn, buf, take);
-            *headn += take;
-        }
-        XXH3_128bits_update(xs, buf, (size_t)k);
-        for (ssize_t w = 0; dst >= 0 && w < k;) {
-            ssize_t x = write(dst, buf + w, (size_t)(k - w));
-
-            if (x < 0 && errno == EINTR)
-                continue;
-            if (x < 0) {
-                int e = errno;
-
-                rc = e == ENOSPC || e == EDQUOT
-                         ? mc_err(MC_ENOSPC,
-                                  "the disk is full after copying %llu of %llu bytes "
-                                  "of %s; nothing was registered; free some space "
-                                  "and push again",
-                                  (unsigned long long)*done, (unsigned long long)total, what)
-                         : mc_err(mc_err_from_errno(e), "writing the copy of %s failed: %s", what,
-                                  strerror(e));
-                goto out;
-            }
-            w += x;
-        }
-        *done += (uint64_t)k;
-        mc_crashpoint("copy-chunk");
-        if (o && o->progress) {
-            rc = o->progress(o->progress_arg, *done, total > *done ? total : *done);
-            if (rc) {
-                if (rc > 0)
-                    rc = MC_EINVAL;
-                mc_err(rc, "the push of %s was stopped by its progress callback", what);
-                goto out;
-            }
-        }
-    }
-    checksum_text(XXH3_128bits_digest(xs), checksum);
-out:
-    XXH3_freeState(xs);
-    free(buf);
-    return rc;
+    XXH3_128bits_update(arg, buf, n);
+    return 0;
 }
 
-static int hash_file(const char *path, uint64_t *size, char *checksum)
+static int hash_file(const char *path, char *checksum)
 {
-    unsigned char head[64];
-    size_t headn;
+    XXH3_state_t *xs = XXH3_createState();
     int fd = open(path, O_RDONLY | O_CLOEXEC), rc;
 
-    if (fd < 0)
-        return mc_err(mc_err_from_errno(errno), "cannot open %s: %s", path, strerror(errno));
-    rc = copy_hash(fd, -1, path, 0, NULL, head, &headn, size, checksum);
-    close(fd);
+    if (fd < 0) {
+        rc = mc_err(mc_err_from_errno(errno), "cannot open %s: %s", path, strerror(errno));
+    } else if (xs == NULL) {
+        rc = mc_err(MC_ENOMEM, "out of memory hashing %s", path);
+    } else {
+        XXH3_128bits_reset(xs);
+        rc = mc_art_read_chunks(fd, path, hash_chunk, xs);
+        if (rc == 0)
+            checksum_text(XXH3_128bits_digest(xs), checksum);
+    }
+    if (fd >= 0)
+        close(fd);
+    XXH3_freeState(xs);
     return rc;
 }
 
 /* ---- put --------------------------------------------------------------- */
 
 /*
- * The copy phase of a push: create and lock the temp file (briefly under
- * the shared store lock, which the caller does not hold), copy src into it
- * with its checksum, fsync it and make it read-only. On success p->fd stays
- * open (and flock'd) and p->tmpname names it; on failure nothing is left.
+ * Create and lock the temp file (briefly under the shared store lock, which
+ * the caller does not hold) with a fresh checksum state; refuse at once a
+ * size_hint the disk cannot hold. On failure nothing is left.
  */
-static int local_stage(struct mc_art_store *s, const char *src, const struct mc_push_opts *o,
-                       struct mc_art_put *p)
+static int local_begin(struct mc_art_store *s, uint64_t size_hint, struct mc_art_put *p)
 {
     struct local *l = local_of(s);
-    unsigned char head[64];
-    size_t headn;
     struct statvfs vfs;
-    struct stat st;
-    int sfd, rc;
-    int *tmpfd = &p->fd;
-    char *tmpname = p->tmpname;
+    int rc;
 
-    memset(p, 0, sizeof(*p));
-    *tmpfd = -1;
-    sfd = open(src, O_RDONLY | O_CLOEXEC | O_NONBLOCK); /* a FIFO must not block it */
-    if (sfd < 0)
-        return mc_err(mc_err_from_errno(errno), "cannot open the file to push, %s: %s", src,
-                      strerror(errno));
-    if (fstat(sfd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        close(sfd);
-        return mc_err(MC_EINVAL, "%s is not a regular file; push a model file", src);
-    }
-    if (st.st_size == 0) { /* it could never be loaded */
-        close(sfd);
-        return mc_err(MC_EINVAL, "%s is empty; push a model file", src);
-    }
+    p->fd = -1;
+    p->tmpname[0] = '\0';
+    p->committed = false;
+    p->size = 0;
+    p->format = MC_FORMAT_OTHER;
+    p->checksum[0] = '\0';
+    p->headn = 0;
+    p->hash = XXH3_createState();
+    if (p->hash == NULL)
+        return mc_err(MC_ENOMEM, "out of memory staging %s", p->what);
+    XXH3_128bits_reset(p->hash);
     rc = l->conf.lock_shared(l->conf.lock_arg);
     if (rc == 0) {
-        rc = temp_create(l, tmpname, sizeof(p->tmpname), tmpfd);
+        rc = temp_create(l, p->tmpname, sizeof(p->tmpname), &p->fd);
         l->conf.unlock(l->conf.lock_arg);
     }
-    if (rc) {
-        close(sfd);
-        return rc;
-    }
     /* fail fast rather than after copying most of a large file */
-    if (fstatvfs(*tmpfd, &vfs) == 0 &&
-        (uint64_t)vfs.f_bavail * vfs.f_frsize < (uint64_t)st.st_size + (64u << 10)) {
+    if (rc == 0 && size_hint && fstatvfs(p->fd, &vfs) == 0 &&
+        (uint64_t)vfs.f_bavail * vfs.f_frsize < size_hint + (64u << 10))
         rc = mc_err(MC_ENOSPC,
                     "%s has %llu bytes free but %s is %llu bytes; nothing was "
                     "registered; free some space and push again",
-                    l->dir, (unsigned long long)vfs.f_bavail * vfs.f_frsize, src,
-                    (unsigned long long)st.st_size);
-    }
-    if (rc == 0)
-        rc = copy_hash(sfd, *tmpfd, src, (uint64_t)st.st_size, o, head, &headn, &p->size,
-                       p->checksum);
-    close(sfd);
-    if (rc == 0 && fsync(*tmpfd) != 0)
-        rc = sys_err(errno, "syncing", l->dir, tmpname);
-    if (rc == 0 && fchmod(*tmpfd, 0444) != 0)
-        rc = sys_err(errno, "protecting", l->dir, tmpname);
+                    l->dir, (unsigned long long)vfs.f_bavail * vfs.f_frsize, p->what,
+                    (unsigned long long)size_hint);
     if (rc) {
-        unlinkat(l->dirfd, tmpname, 0);
-        close(*tmpfd);
-        *tmpfd = -1;
+        p->committed = false;
+        local_discard(s, p);
         return rc;
     }
-    p->format = detect_format(head, headn, p->size);
+    return 0;
+}
+
+/* Append to the staged copy, hashing and keeping the first bytes. */
+static int local_write(struct mc_art_put *p, const void *data, size_t n)
+{
+    const char *buf = data;
+
+    if (p->headn < sizeof(p->head)) {
+        size_t take = n < sizeof(p->head) - p->headn ? n : sizeof(p->head) - p->headn;
+
+        memcpy(p->head + p->headn, buf, take);
+        p->headn += take;
+    }
+    XXH3_128bits_update(p->hash, buf, n);
+    for (size_t w = 0; w < n;) {
+        ssize_t x = write(p->fd, buf + w, n - w);
+
+        if (x < 0 && errno == EINTR)
+            continue;
+        if (x < 0) {
+            int e = errno;
+            char of[48] = "";
+
+            if (p->total)
+                snprintf(of, sizeof(of), " of %llu", (unsigned long long)p->total);
+            return e == ENOSPC || e == EDQUOT
+                       ? mc_err(MC_ENOSPC,
+                                "the disk is full after copying %llu%s bytes of %s; nothing was "
+                                "registered; free some space and push again",
+                                (unsigned long long)(p->size + w), of, p->what)
+                       : mc_err(mc_err_from_errno(e), "writing the copy of %s failed: %s", p->what,
+                                strerror(e));
+        }
+        w += (size_t)x;
+    }
+    p->size += n;
+    mc_crashpoint("copy-chunk");
+    return 0;
+}
+
+/* Make the staged copy durable and read-only; its size, format and checksum. */
+static int local_finish(struct mc_art_store *s, struct mc_art_put *p)
+{
+    struct local *l = local_of(s);
+
+    if (fsync(p->fd) != 0)
+        return sys_err(errno, "syncing", l->dir, p->tmpname);
+    if (fchmod(p->fd, 0444) != 0)
+        return sys_err(errno, "protecting", l->dir, p->tmpname);
+    checksum_text(XXH3_128bits_digest(p->hash), p->checksum);
+    p->format = detect_format(p->head, p->headn, p->size);
     mc_crashpoint("copied");
     return 0;
 }
@@ -616,11 +580,13 @@ static int local_commit(struct mc_art_store *s, struct mc_art_put *p, const char
 
 static void local_discard(struct mc_art_store *s, struct mc_art_put *p)
 {
-    if (!p->committed)
+    if (!p->committed && p->tmpname[0])
         unlinkat(local_of(s)->dirfd, p->tmpname, 0);
     if (p->fd >= 0)
         close(p->fd);
     p->fd = -1;
+    XXH3_freeState(p->hash);
+    p->hash = NULL;
 }
 
 /* ---- orphans (check) -------------------------------------------------- */
@@ -739,7 +705,6 @@ static void local_verify(struct mc_art_store *s, const struct mc_reg_version *v,
                          mc_reg_report_fn report, void *arg)
 {
     char msg[1400], sum[48];
-    uint64_t size;
     struct stat st;
 
     (void)s;
@@ -751,7 +716,7 @@ static void local_verify(struct mc_art_store *s, const struct mc_reg_version *v,
                  v->name, v->version, (unsigned long long)st.st_size, (unsigned long long)v->size);
     } else if (!checksum) {
         return;
-    } else if (hash_file(v->path, &size, sum) != 0) {
+    } else if (hash_file(v->path, sum) != 0) {
         snprintf(msg, sizeof(msg), "%s@%s: %s", v->name, v->version, mc_last_error());
     } else if (strcmp(sum, v->checksum) != 0) {
         snprintf(msg, sizeof(msg), "%s@%s: its artifact's checksum is %s, the manifest says %s",
@@ -815,7 +780,9 @@ const struct mc_art_store_ops mc_art_local_ops = {
     .open = local_open,
     .close = local_close,
     .root = local_root,
-    .stage = local_stage,
+    .begin = local_begin,
+    .write = local_write,
+    .finish = local_finish,
     .commit = local_commit,
     .discard = local_discard,
     .remove_version = local_remove_version,

@@ -59,6 +59,13 @@ typedef void (*mc_reg_report_fn)(void *arg, const char *msg);
 void mc_reg_reportf(mc_reg_report_fn fn, void *arg, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/*
+ * Read fd to its end in chunks (4 MiB), handing each to fn; fn's non-zero
+ * return stops it and is returned. what names fd in messages.
+ */
+int mc_art_read_chunks(int fd, const char *what, int (*fn)(void *arg, const void *buf, size_t n),
+                       void *arg);
+
 /* ---- metadata --------------------------------------------------------- */
 
 enum mc_reg_lock { MC_REG_UNLOCKED, MC_REG_SHARED, MC_REG_EXCLUSIVE };
@@ -195,14 +202,23 @@ struct mc_art_conf {
     void *warn_arg;
 };
 
-/* One artifact being put: staged without the store lock, committed under it. */
+/*
+ * One artifact being put: staged without the store lock, committed under it.
+ * The fields down to checksum are the store's to fill; what and total are
+ * the caller's (for messages).
+ */
 struct mc_art_put {
     int fd;            /* the staged copy, held open (and locked) until discarded */
     char tmpname[128]; /* where it is staged, relative to the store */
     bool committed;    /* moved into place */
-    uint64_t size;     /* what the copy found */
+    uint64_t size;     /* bytes written so far; when finished, the artifact's size */
     enum mc_reg_format format;
     char checksum[48];
+    void *hash;              /* the running checksum (the store's) */
+    unsigned char head[64];  /* the first bytes, for the format */
+    size_t headn;
+    const char *what;        /* what is being put ("/path/x.bin", "the upload of m@1.0.0") */
+    uint64_t total;          /* the size expected (0: unknown), for messages */
 };
 
 /* name@version (version NULL: the whole model), as a change names it. */
@@ -232,15 +248,22 @@ struct mc_art_store_ops {
     const char *(*root)(const struct mc_art_store *s);
 
     /*
-     * put, in three steps. stage: copy src in while computing its checksum
-     * and detecting its format, without the store lock, durable when it
-     * returns. commit: under the exclusive lock, make the staged copy
-     * name@version's artifact (anything already there the metadata does not
-     * hold is replaced). discard: let go of the staged copy (removed unless
-     * committed); always called once stage succeeded.
+     * put, in steps. begin: create the staged copy (empty), refusing at
+     * once (MC_ENOSPC) if size_hint bytes (0: unknown) cannot fit. write:
+     * append n bytes, computing the checksum and keeping the first bytes as
+     * they pass (touches only p: it may run without anything serializing
+     * the registry). finish: make the copy durable and read-only, and fill
+     * in size, format and checksum. All of it without the store lock.
+     * commit: under the exclusive lock, make the staged copy name@version's
+     * artifact (anything already there the metadata does not hold is
+     * replaced). discard: let go of the staged copy (removed unless
+     * committed); always called once begin succeeded, whatever followed.
+     * A staged copy whose process dies is removed by clean(). A push of a
+     * file is begin, write per chunk read, finish (reg_ops.c).
      */
-    int (*stage)(struct mc_art_store *s, const char *src, const struct mc_push_opts *o,
-                 struct mc_art_put *p);
+    int (*begin)(struct mc_art_store *s, uint64_t size_hint, struct mc_art_put *p);
+    int (*write)(struct mc_art_put *p, const void *buf, size_t n);
+    int (*finish)(struct mc_art_store *s, struct mc_art_put *p);
     int (*commit)(struct mc_art_store *s, struct mc_art_put *p, const char *name,
                   const char *version);
     void (*discard)(struct mc_art_store *s, struct mc_art_put *p);

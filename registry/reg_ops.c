@@ -11,9 +11,14 @@
  * crash between the metadata and the artifacts is undone by whoever takes
  * the lock next.
  */
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "common/err.h"
@@ -101,39 +106,246 @@ int mc_registry_push_check(const char *name, const char *version, const struct m
     return rc;
 }
 
+/* A push's source, chunk by chunk, into the staged copy (with progress). */
+struct feed {
+    struct mc_registry *r;
+    struct mc_art_put *put;
+    const struct mc_push_opts *o;
+};
+
+static int feed_chunk(void *arg, const void *buf, size_t n)
+{
+    struct feed *fd = arg;
+    struct mc_art_put *p = fd->put;
+    int rc = fd->r->art->ops->write(p, buf, n);
+
+    if (rc == 0 && fd->o->progress) {
+        rc = fd->o->progress(fd->o->progress_arg, p->size, p->total > p->size ? p->total : p->size);
+        if (rc) {
+            if (rc > 0)
+                rc = MC_EINVAL;
+            mc_err(rc, "the push of %s was stopped by its progress callback", p->what);
+        }
+    }
+    return rc;
+}
+
+/*
+ * The copy phase of a push of the file src: the artifact store's begin,
+ * write per chunk read, finish (an upload is the same pieces fed by its
+ * caller). On success put is staged (discard it after the commit); on
+ * failure nothing is left.
+ */
+static int stage_file(struct mc_registry *r, const char *src, const struct mc_push_opts *o,
+                      struct mc_art_put *put)
+{
+    struct feed fd = {r, put, o};
+    struct stat st;
+    int sfd, rc;
+
+    sfd = open(src, O_RDONLY | O_CLOEXEC | O_NONBLOCK); /* a FIFO must not block it */
+    if (sfd < 0)
+        return mc_err(mc_err_from_errno(errno), "cannot open the file to push, %s: %s", src,
+                      strerror(errno));
+    if (fstat(sfd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(sfd);
+        return mc_err(MC_EINVAL, "%s is not a regular file; push a model file", src);
+    }
+    if (st.st_size == 0) { /* it could never be loaded */
+        close(sfd);
+        return mc_err(MC_EINVAL, "%s is empty; push a model file", src);
+    }
+    put->what = src;
+    put->total = (uint64_t)st.st_size;
+    rc = r->art->ops->begin(r->art, (uint64_t)st.st_size, put);
+    if (rc) {
+        close(sfd);
+        return rc;
+    }
+    rc = mc_art_read_chunks(sfd, src, feed_chunk, &fd);
+    close(sfd);
+    if (rc == 0)
+        rc = r->art->ops->finish(r->art, put);
+    if (rc)
+        r->art->ops->discard(r->art, put);
+    return rc;
+}
+
+/* Register what put staged: its size, format and checksum into rec, then commit. */
+static int push_staged(struct mc_registry *r, json_t *rec, const char *name, const char *version,
+                       struct mc_art_put *put, uint64_t *gen)
+{
+    int rc;
+
+    json_object_set_new(rec, "size", json_integer((json_int_t)put->size));
+    json_object_set_new(rec, "format", json_string(mc_reg_format_name(put->format)));
+    json_object_set_new(rec, "checksum", json_string(put->checksum));
+    rc = reg_write_begin(r);
+    if (rc == 0)
+        rc = reg_write_end(r, push_commit(r, rec, name, version, put, gen));
+    return rc;
+}
+
+/* The push record, once it is known it can be registered now (refusing before any copy). */
+static int push_prepare(struct mc_registry *r, const char *name, const char *version,
+                        const struct mc_push_opts *o, json_t **rec)
+{
+    int rc;
+
+    *rec = NULL;
+    if (r->flags & MC_REGISTRY_READONLY)
+        return mc_err(MC_EPERM, "%s was opened read-only; nothing was pushed", r->dir);
+    rc = push_record(r->uid, name, version, o, rec);
+    /* fail before copying gigabytes if it can never be registered */
+    if (rc == 0)
+        rc = mc_registry_refresh(r, NULL);
+    if (rc == 0)
+        rc = record_check_version(r->st, *rec);
+    if (rc) {
+        json_decref(*rec);
+        *rec = NULL;
+    }
+    return rc;
+}
+
 int mc_registry_push(struct mc_registry *r, const char *name, const char *version, const char *src,
                      const struct mc_push_opts *o, uint64_t *gen)
 {
     static const struct mc_push_opts none;
-    struct mc_art_put put;
+    struct mc_art_put put = {.fd = -1};
     json_t *rec;
     int rc;
 
     if (o == NULL)
         o = &none;
-    if (r->flags & MC_REGISTRY_READONLY)
-        return mc_err(MC_EPERM, "%s was opened read-only; nothing was pushed", r->dir);
-    if (src == NULL)
+    if (src == NULL && !(r->flags & MC_REGISTRY_READONLY))
         return mc_err(MC_EINVAL, "no file given to push as %s@%s", name, version);
-    rc = push_record(r->uid, name, version, o, &rec);
-    /* fail before copying gigabytes if it can never be registered */
+    rc = push_prepare(r, name, version, o, &rec);
     if (rc == 0)
-        rc = mc_registry_refresh(r, NULL);
-    if (rc == 0)
-        rc = record_check_version(r->st, rec);
-    if (rc == 0)
-        rc = r->art->ops->stage(r->art, src, o, &put);
+        rc = stage_file(r, src, o, &put);
     if (rc == 0) {
-        json_object_set_new(rec, "size", json_integer((json_int_t)put.size));
-        json_object_set_new(rec, "format", json_string(mc_reg_format_name(put.format)));
-        json_object_set_new(rec, "checksum", json_string(put.checksum));
-        rc = reg_write_begin(r);
-        if (rc == 0)
-            rc = reg_write_end(r, push_commit(r, rec, name, version, &put, gen));
+        rc = push_staged(r, rec, name, version, &put, gen);
         r->art->ops->discard(r->art, &put);
     }
     json_decref(rec);
     return rc;
+}
+
+/* ---- uploads: a push fed from a stream -------------------------------- */
+
+struct mc_reg_upload {
+    json_t *rec; /* the push record, checked at begin */
+    char *name, *version;
+    char *what; /* "the upload of NAME@VERSION" */
+    const struct mc_art_store_ops *ops; /* the store's, for write */
+    struct mc_art_put put;
+    int err; /* a write failed (its code): only abort is left */
+};
+
+static void upload_free(struct mc_reg_upload *u)
+{
+    json_decref(u->rec);
+    free(u->name);
+    free(u->version);
+    free(u->what);
+    free(u);
+}
+
+int mc_registry_upload_begin(struct mc_registry *r, const char *name, const char *version,
+                             const struct mc_push_opts *o, uint64_t size_hint,
+                             struct mc_reg_upload **out)
+{
+    static const struct mc_push_opts none;
+    struct mc_reg_upload *u;
+    int rc;
+
+    *out = NULL;
+    u = calloc(1, sizeof(*u));
+    if (u == NULL)
+        return mc_err(MC_ENOMEM, "out of memory beginning an upload");
+    u->put.fd = -1;
+    rc = push_prepare(r, name, version, o ? o : &none, &u->rec);
+    if (rc == 0 && ((u->name = strdup(name)) == NULL || (u->version = strdup(version)) == NULL ||
+                    asprintf(&u->what, "the upload of %s@%s", name, version) < 0)) {
+        u->what = NULL;
+        rc = mc_err(MC_ENOMEM, "out of memory beginning the upload of %s@%s", name, version);
+    }
+    if (rc == 0) {
+        u->put.what = u->what;
+        u->put.total = size_hint;
+        u->ops = r->art->ops;
+        rc = r->art->ops->begin(r->art, size_hint, &u->put);
+    }
+    if (rc) {
+        upload_free(u);
+        return rc;
+    }
+    *out = u;
+    return 0;
+}
+
+int mc_registry_upload_write(struct mc_reg_upload *u, const void *buf, size_t n)
+{
+    int rc;
+
+    if (u->err)
+        return mc_err(u->err, "an earlier write to %s failed; abort it and upload again", u->what);
+    if (n == 0)
+        return 0;
+    /* the store's write needs only the put: no registry state is touched */
+    rc = u->ops->write(&u->put, buf, n);
+    if (rc)
+        u->err = rc;
+    return rc;
+}
+uint64_t mc_registry_upload_size(const struct mc_reg_upload *u)
+{
+    return u->put.size;
+}
+
+/* Whether s is "xxh3-128:" and 32 hex digits (either case). */
+static bool checksum_valid(const char *s)
+{
+    if (strncmp(s, "xxh3-128:", 9) != 0 || strlen(s) != 41)
+        return false;
+    for (const char *p = s + 9; *p; p++)
+        if (!isxdigit((unsigned char)*p))
+            return false;
+    return true;
+}
+
+int mc_registry_upload_commit(struct mc_registry *r, struct mc_reg_upload *u, const char *expect,
+                              uint64_t *gen)
+{
+    int rc = 0;
+
+    if (u->err)
+        rc = mc_err(u->err, "an earlier write to %s failed; nothing was registered; upload it "
+                            "again", u->what);
+    else if (u->put.size == 0) /* it could never be loaded */
+        rc = mc_err(MC_EINVAL, "%s is empty (0 bytes arrived); nothing was registered; send the "
+                               "model's bytes", u->what);
+    else if (expect && !checksum_valid(expect))
+        rc = mc_err(MC_EINVAL, "the expected checksum \"%s\" of %s is not \"xxh3-128:\" and 32 "
+                               "hex digits; nothing was registered", expect, u->what);
+    if (rc == 0)
+        rc = r->art->ops->finish(r->art, &u->put);
+    if (rc == 0 && expect && strcasecmp(expect, u->put.checksum) != 0)
+        rc = mc_err(MC_ECORRUPT, "%s arrived with checksum %s but %s was expected; nothing was "
+                                 "registered; upload it again", u->what, u->put.checksum, expect);
+    if (rc == 0)
+        rc = push_staged(r, u->rec, u->name, u->version, &u->put, gen);
+    r->art->ops->discard(r->art, &u->put);
+    upload_free(u);
+    return rc;
+}
+
+void mc_registry_upload_abort(struct mc_registry *r, struct mc_reg_upload *u)
+{
+    if (u == NULL)
+        return;
+    r->art->ops->discard(r->art, &u->put);
+    upload_free(u);
 }
 
 /* ---- changes to one version ------------------------------------------- */

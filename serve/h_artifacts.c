@@ -1,8 +1,643 @@
 /*
  * h_artifacts.c - push (streaming upload) and download (api helper).
+ *
+ * PUSH. PUT /v1/models/{name}/versions/{version} streams the body into the
+ * store with mc_registry_upload_*: begun (name, version, metadata checked;
+ * 409 if the version exists) at the first piece, before the rest is read;
+ * each piece written and hashed as it arrives without the registry lock,
+ * so the memory used does not grow with the upload; committed (checksum
+ * compared with Mcache-Checksum: 422 and nothing registered on a
+ * mismatch) in one registry record, as `mcache push`.
+ *
+ * DOWNLOAD. GET|HEAD .../versions/{ref}/artifact resolves the reference to
+ * an exact version under the lock, then serves the bytes without it: from
+ * the arena when the version is resident (the model is held until
+ * libmicrohttpd frees the response, so an alias move or an eviction while
+ * it is sent changes nothing: the arena never reuses held memory), else
+ * from the store's artifact file (sendfile). ETag is the checksum; a single
+ * Range is honoured (206), an unsatisfiable one is 416, several ranges get
+ * the whole body (200, as RFC 9110 allows).
  */
-#include "serve/http.h"
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <microhttpd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/err.h"
+#include "index/name.h"
+#include "serve/h_api.h"
+#include "tools/ctl_client.h"
+#include "tools/jsonout.h"
+
+/* Build a JSON response with extra headers (pairs, NULL-terminated); consumes j. */
+static int reply_json_with(struct req *rq, unsigned status, json_t *j, ...)
+{
+    char *body = json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(15));
+    struct MHD_Response *resp;
+    const char *k, *v;
+    va_list ap;
+
+    json_decref(j);
+    if (!body)
+        return reply_error(rq, 500, "internal", "out of memory");
+    resp = MHD_create_response_from_buffer(strlen(body), body, MHD_RESPMEM_MUST_FREE);
+    if (!resp) {
+        free(body);
+        return reply_error(rq, 500, "internal", "out of memory");
+    }
+    MHD_add_response_header(resp, "Content-Type", "application/json");
+    va_start(ap, j);
+    while ((k = va_arg(ap, const char *)) && (v = va_arg(ap, const char *)))
+        MHD_add_response_header(resp, k, v);
+    va_end(ap);
+    return reply_response(rq, status, resp);
+}
+
+/* Percent-encode a path segment ("org/llama" -> "org%2Fllama"). */
+static void encode_segment(const char *s, char *out, size_t len)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    size_t n = 0;
+
+    for (; *s && n + 4 < len; s++) {
+        unsigned char c = (unsigned char)*s;
+        if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+            strchr("-._~+", c)) {
+            out[n++] = (char)c;
+        } else {
+            out[n++] = '%';
+            out[n++] = hex[c >> 4];
+            out[n++] = hex[c & 15];
+        }
+    }
+    out[n] = '\0';
+}
+
+/* ---- push ---------------------------------------------------------------- */
+
+#define META_MAX 64 /* metrics, params, tags each */
+#define PUSH_ALIASES_MAX 8
+
+struct upload {
+    struct mc_reg_upload *u;
+    /* a refusal found while the body streams, answered by the handler */
+    unsigned status; /* 0: none */
+    int rc;          /* an MC_E* code (status 0 then means: as reply_mc_error maps it) */
+    const char *code;
+    char msg[1024];
+    /* what begin needs to stay alive: the parsed Mcache-Meta and arrays into it */
+    json_t *meta_json;
+    struct mc_reg_meta meta;
+    struct mc_push_opts opts;
+    struct mc_reg_metric metrics[META_MAX];
+    struct mc_reg_kv params[META_MAX], tags[META_MAX];
+    const char *aliases[PUSH_ALIASES_MAX];
+    size_t naliases;
+    bool gated; /* the aliases move through mcached's gate (the model has a health check) */
+    char expect[80];
+    bool has_expect;
+};
+
+static int up_fail(struct upload *st, unsigned status, const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static int up_fail(struct upload *st, unsigned status, const char *code, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(st->msg, sizeof(st->msg), fmt, ap);
+    va_end(ap);
+    st->status = status;
+    st->code = code;
+    st->rc = MC_EINVAL;
+    return MC_EINVAL;
+}
+
+/* An MC_E* refusal with mc_last_error()'s message, answered as reply_mc_error() would. */
+static int up_fail_rc(struct upload *st, int rc)
+{
+    snprintf(st->msg, sizeof(st->msg), "%s", mc_last_error());
+    st->status = 0;
+    st->rc = rc;
+    return rc;
+}
+
+static int up_reply(struct req *rq, struct upload *st)
+{
+    if (st->status)
+        return reply_error(rq, st->status, st->code, "%s", st->msg);
+    return reply_mc_error(rq, mc_err(st->rc, "%s", st->msg));
+}
+
+static const char *const meta_fields[] = {"description", "framework", "precision", "device",
+                                          "parent",      "source",    "metrics",   "params",
+                                          "tags",        "preload",   "pin",       "aliases",
+                                          NULL};
+
+/* Mcache-Meta, strictly: JSON, known fields, the right types. */
+static int parse_meta(struct upload *st, const char *text)
+{
+    json_error_t je;
+    const char *key;
+    json_t *v;
+    const char **strs[] = {&st->meta.description, &st->meta.framework, &st->meta.precision,
+                           &st->meta.device,      &st->meta.parent,    &st->meta.source};
+
+    st->meta_json = json_loads(text, JSON_REJECT_DUPLICATES, &je);
+    if (!st->meta_json)
+        return up_fail(st, 400, "bad_json",
+                       "the Mcache-Meta header is not JSON: %s (at character %d); send an object "
+                       "such as {\"framework\": \"pytorch\", \"tags\": {\"env\": \"prod\"}}",
+                       je.text, je.position);
+    if (!json_is_object(st->meta_json))
+        return up_fail(st, 400, "bad_json", "the Mcache-Meta header must be a JSON object");
+    json_object_foreach(st->meta_json, key, v)
+    {
+        size_t i;
+        char list[400] = "";
+
+        for (i = 0; meta_fields[i] && strcmp(meta_fields[i], key); i++)
+            ;
+        if (!meta_fields[i]) {
+            for (i = 0; meta_fields[i]; i++)
+                snprintf(list + strlen(list), sizeof(list) - strlen(list), "%s%s", i ? ", " : "",
+                         meta_fields[i]);
+            return up_fail(st, 400, "unknown_field",
+                           "Mcache-Meta: unknown field \"%.64s\" (the fields are: %s); nothing "
+                           "was pushed",
+                           key, list);
+        }
+        if (i < 6) { /* the strings */
+            if (!json_is_string(v) && !json_is_null(v))
+                return up_fail(st, 400, "bad_request", "Mcache-Meta: \"%s\" must be a string",
+                               key);
+            *strs[i] = json_string_value(v);
+        } else if (!strcmp(key, "metrics") || !strcmp(key, "params") || !strcmp(key, "tags")) {
+            bool num = key[0] == 'm';
+            size_t *n = num ? &st->meta.nmetrics : key[0] == 'p' ? &st->meta.nparams
+                                                                : &st->meta.ntags;
+            struct mc_reg_kv *kv = key[0] == 'p' ? st->params : st->tags;
+            const char *k;
+            json_t *x;
+
+            if (!json_is_object(v))
+                return up_fail(st, 400, "bad_request",
+                               "Mcache-Meta: \"%s\" must be an object of %s", key,
+                               num ? "names to numbers" : "names to strings");
+            json_object_foreach(v, k, x)
+            {
+                if (*n == META_MAX)
+                    return up_fail(st, 400, "bad_request", "Mcache-Meta: more than %d %s",
+                                   META_MAX, key);
+                if (num && !json_is_number(x))
+                    return up_fail(st, 400, "bad_request",
+                                   "Mcache-Meta: metric \"%.64s\" must be a number", k);
+                if (!num && !json_is_string(x))
+                    return up_fail(st, 400, "bad_request",
+                                   "Mcache-Meta: %s \"%.64s\" must be a string", key, k);
+                if (num)
+                    st->metrics[*n] = (struct mc_reg_metric){k, json_number_value(x)};
+                else
+                    kv[*n] = (struct mc_reg_kv){k, json_string_value(x)};
+                (*n)++;
+            }
+        } else if (!strcmp(key, "preload") || !strcmp(key, "pin")) {
+            if (!json_is_boolean(v))
+                return up_fail(st, 400, "bad_request", "Mcache-Meta: \"%s\" must be true or false",
+                               key);
+            if (key[1] == 'r')
+                st->opts.preload = json_is_true(v);
+            else
+                st->opts.pinned = json_is_true(v);
+        } else { /* aliases */
+            size_t k;
+            json_t *x;
+            if (!json_is_array(v) || json_array_size(v) > PUSH_ALIASES_MAX)
+                return up_fail(st, 400, "bad_request",
+                               "Mcache-Meta: \"aliases\" must be an array of at most %d alias "
+                               "names",
+                               PUSH_ALIASES_MAX);
+            json_array_foreach(v, k, x)
+            {
+                int rc;
+                if (!json_is_string(x))
+                    return up_fail(st, 400, "bad_request",
+                                   "Mcache-Meta: \"aliases\" must hold strings");
+                if ((rc = mc_alias_check(json_string_value(x))))
+                    return up_fail_rc(st, rc);
+                st->aliases[st->naliases++] = json_string_value(x);
+            }
+        }
+    }
+    st->meta.metrics = st->metrics;
+    st->meta.params = st->params;
+    st->meta.tags = st->tags;
+    return 0;
+}
+
+/* "xxh3-128:" and 32 lowercase hex digits. */
+static bool checksum_valid(const char *s)
+{
+    if (strncmp(s, "xxh3-128:", 9) || strlen(s) != 41)
+        return false;
+    for (s += 9; *s; s++)
+        if (!((*s >= '0' && *s <= '9') || (*s >= 'a' && *s <= 'f')))
+            return false;
+    return true;
+}
+
+/* Everything that can be refused before a byte is stored; then the upload begins. */
+static int push_begin(struct req *rq, struct upload *st)
+{
+    struct srv *s = rq->srv;
+    const char *name = req_param(rq, "name"), *version = req_param(rq, "version");
+    const char *ct = req_header(rq, "Content-Type"), *meta = req_header(rq, "Mcache-Meta");
+    const char *sum = req_header(rq, "Mcache-Checksum"), *len = req_header(rq, "Content-Length");
+    const struct mc_reg_model *m;
+    uint64_t hint = 0;
+    int rc;
+
+    st->opts.meta = &st->meta;
+    if (ct && strncmp(ct, "application/octet-stream", 24) != 0)
+        return up_fail(st, 415, "unsupported_media_type",
+                       "a push's body is the artifact's bytes: send it as "
+                       "Content-Type: application/octet-stream, not \"%.80s\"",
+                       ct);
+    if (meta && (rc = parse_meta(st, meta)))
+        return rc;
+    if (sum) {
+        if (!checksum_valid(sum))
+            return up_fail(st, 400, "bad_request",
+                           "Mcache-Checksum \"%.80s\" is not a checksum: write xxh3-128: and 32 "
+                           "lowercase hex digits",
+                           sum);
+        snprintf(st->expect, sizeof(st->expect), "%s", sum);
+        st->has_expect = true;
+    }
+    if (len) {
+        char *end;
+        errno = 0;
+        hint = strtoull(len, &end, 10);
+        if (errno || *end)
+            hint = 0;
+    }
+    if (s->max_upload && hint > s->max_upload)
+        return up_fail(st, 413, "too_large",
+                       "%s@%s is %" PRIu64 " bytes; this server takes uploads of at most %" PRIu64
+                       " bytes (mcache-serve --max-upload)",
+                       name, version, hint, s->max_upload);
+    if ((rc = mc_registry_push_check(name, version, &st->opts)))
+        return up_fail_rc(st, rc);
+    if ((rc = srv_lock(s)))
+        return up_fail_rc(st, rc);
+    m = mc_registry_model(s->reg, name);
+    st->gated = st->naliases && m && m->health;
+    srv_unlock(s);
+    /* A model with a health check: its aliases move through mcached's gate, as `mcache push --alias`. */
+    if (st->gated && (rc = cli_ctl_serves_store(&s->cli)) != 0) {
+        char why[512];
+        snprintf(why, sizeof(why), "%s", mc_last_error());
+        return up_fail_rc(st, mc_err(rc == MC_ENODAEMON ? MC_ENODAEMON : rc,
+                                     "%s has a health check, which mcached runs before an alias "
+                                     "moves, and no mcached serves this store (%s); nothing was "
+                                     "pushed: start mcached, or push without \"aliases\"",
+                                     name, why));
+    }
+    if ((rc = srv_lock(s)))
+        return up_fail_rc(st, rc);
+    rc = mc_registry_upload_begin(s->reg, name, version, &st->opts, hint, &st->u);
+    srv_unlock(s);
+    if (rc) {
+        st->u = NULL;
+        return up_fail_rc(st, rc);
+    }
+    return 0;
+}
+
+static struct upload *upload_state(struct req *rq)
+{
+    if (!rq->state) {
+        struct upload *st = calloc(1, sizeof(*st));
+        if (!st)
+            return NULL;
+        rq->state = st;
+        push_begin(rq, st);
+    }
+    return rq->state;
+}
+
+/* Drop a begun upload (the staged file goes). */
+static void upload_drop(struct req *rq, struct upload *st)
+{
+    if (!st->u)
+        return;
+    if (srv_lock(rq->srv) == 0) {
+        mc_registry_upload_abort(rq->srv->reg, st->u);
+        srv_unlock(rq->srv);
+    } else {
+        mc_registry_upload_abort(rq->srv->reg, st->u); /* abort removes a file; no state read */
+    }
+    st->u = NULL;
+}
+
+static int push_body(struct req *rq, const char *data, size_t n)
+{
+    struct upload *st = upload_state(rq);
+    int rc;
+
+    if (!st)
+        return mc_err(MC_ENOMEM, "out of memory");
+    if (st->rc)
+        return st->rc;
+    if (rq->srv->max_upload && mc_registry_upload_size(st->u) + n > rq->srv->max_upload) {
+        upload_drop(rq, st);
+        return up_fail(st, 413, "too_large",
+                       "%s@%s: the body is more than %" PRIu64
+                       " bytes, the most this server takes (mcache-serve --max-upload); nothing "
+                       "was pushed",
+                       req_param(rq, "name"), req_param(rq, "version"), rq->srv->max_upload);
+    }
+    rc = mc_registry_upload_write(st->u, data, n); /* no lock: it touches only the upload */
+    if (rc) {
+        up_fail_rc(st, rc);
+        upload_drop(rq, st);
+    }
+    return rc;
+}
+
+/* Move the new version's aliases: gated through mcached, or the registry directly. */
+static int push_aliases(struct req *rq, struct upload *st, uint64_t *gen)
+{
+    struct srv *s = rq->srv;
+    const char *name = req_param(rq, "name"), *version = req_param(rq, "version");
+
+    for (size_t i = 0; i < st->naliases; i++) {
+        int rc;
+        if (st->gated) {
+            const char *args[6] = {name, st->aliases[i], version, "push", rq->who, rq->from};
+            json_t *res = NULL;
+            rc = cli_ctl_call(&s->cli, "alias", 6, args, -1, &res);
+            if (!rc)
+                *gen = (uint64_t)jint(res, "generation");
+            json_decref(res);
+        } else if ((rc = srv_lock(s)) == 0) {
+            mc_registry_set_actor(s->reg, rq->who, rq->from);
+            rc = mc_registry_alias_set(s->reg, name, st->aliases[i], version, gen);
+            srv_unlock(s);
+        }
+        if (rc)
+            return mc_err_prefix(rc, "pushed %s@%s, but setting alias \"%s\" failed", name,
+                                 version, st->aliases[i]);
+    }
+    return 0;
+}
+
+static int push(struct req *rq)
+{
+    struct srv *s = rq->srv;
+    struct upload *st = upload_state(rq); /* an empty body never called push_body */
+    const char *name = req_param(rq, "name"), *version = req_param(rq, "version");
+    const struct mc_reg_version *v;
+    const struct mc_reg_model *m;
+    char loc[1600], en[700], ev[700];
+    uint64_t gen = 0;
+    json_t *j;
+    int rc;
+
+    if (!st)
+        return reply_error(rq, 500, "internal", "out of memory");
+    if (st->rc)
+        return up_reply(rq, st);
+    if ((rc = srv_lock(s))) {
+        upload_drop(rq, st);
+        return reply_mc_error(rq, rc);
+    }
+    mc_registry_set_actor(s->reg, rq->who, rq->from);
+    rc = mc_registry_upload_commit(s->reg, st->u, st->has_expect ? st->expect : NULL, &gen);
+    st->u = NULL; /* commit frees it, whatever it returns */
+    srv_unlock(s);
+    if (rc == MC_ECORRUPT && st->has_expect)
+        return reply_error(rq, 422, "checksum_mismatch", "%s; nothing was registered",
+                           mc_last_error());
+    if (rc)
+        return reply_mc_error(rq, rc);
+    if ((rc = push_aliases(rq, st, &gen)))
+        return reply_mc_error(rq, rc);
+    if ((rc = srv_lock(s)))
+        return reply_mc_error(rq, rc);
+    m = mc_registry_model(s->reg, name);
+    if (!m || mc_registry_resolve(s->reg, name, version, &v) != 0) {
+        rc = mc_err(MC_ENOENT, "%s@%s was pushed but is gone already (removed meanwhile)", name,
+                    version);
+        srv_unlock(s);
+        return reply_mc_error(rq, rc);
+    }
+    j = api_version(s, m, v);
+    srv_unlock(s);
+    encode_segment(name, en, sizeof(en));
+    encode_segment(version, ev, sizeof(ev));
+    snprintf(loc, sizeof(loc), "/v1/models/%s/versions/%s", en, ev);
+    return reply_json_with(rq, 201, j, "Location", loc, NULL);
+}
+
+static void push_done(struct req *rq)
+{
+    struct upload *st = rq->state;
+
+    if (!st)
+        return;
+    upload_drop(rq, st);
+    json_decref(st->meta_json);
+    free(st);
+    rq->state = NULL;
+}
+
+/* ---- download -------------------------------------------------------------- */
+
+/* Does an If-None-Match list hold etag (or "*")? Weak tags compare equal (RFC 9110 8.8.3.2). */
+static bool etag_matches(const char *list, const char *etag)
+{
+    size_t elen = strlen(etag);
+
+    for (const char *p = list; *p;) {
+        while (*p == ' ' || *p == ',' || *p == '\t')
+            p++;
+        if (*p == '*')
+            return true;
+        if (!strncmp(p, "W/", 2))
+            p += 2;
+        if (!strncmp(p, etag, elen) && (p[elen] == '\0' || p[elen] == ',' || p[elen] == ' '))
+            return true;
+        p += strcspn(p, ",");
+    }
+    return false;
+}
+
+enum range_kind { RANGE_NONE, RANGE_ONE, RANGE_BAD };
+
+/*
+ * A Range header against size: NONE (absent, malformed, several ranges or
+ * another unit: the whole body), ONE (*off, *len), or BAD (unsatisfiable).
+ */
+static enum range_kind parse_range(const char *h, uint64_t size, uint64_t *off, uint64_t *len)
+{
+    unsigned long long a, b;
+    char *end;
+    const char *p;
+
+    if (!h || strncmp(h, "bytes=", 6) || strchr(h, ','))
+        return RANGE_NONE;
+    p = h + 6;
+    while (*p == ' ')
+        p++;
+    errno = 0;
+    if (*p == '-') { /* the last N bytes */
+        b = strtoull(p + 1, &end, 10);
+        if (end == p + 1 || *end || errno)
+            return RANGE_NONE;
+        if (b == 0)
+            return RANGE_BAD;
+        *len = b > size ? size : b;
+        *off = size - *len;
+        return RANGE_ONE;
+    }
+    if (*p < '0' || *p > '9')
+        return RANGE_NONE;
+    a = strtoull(p, &end, 10);
+    if (*end != '-' || errno)
+        return RANGE_NONE;
+    p = end + 1;
+    if (!*p) {
+        b = size ? size - 1 : 0;
+    } else {
+        if (*p < '0' || *p > '9')
+            return RANGE_NONE;
+        b = strtoull(p, &end, 10);
+        if (*end || errno || b < a)
+            return RANGE_NONE;
+    }
+    if (a >= size)
+        return RANGE_BAD;
+    if (b >= size)
+        b = size - 1;
+    *off = a;
+    *len = b - a + 1;
+    return RANGE_ONE;
+}
+
+static void release_model(void *cls)
+{
+    mc_release(cls);
+}
+
+static int download(struct req *rq)
+{
+    struct srv *s = rq->srv;
+    const struct mc_reg_version *v;
+    char name[512], version[512], path[4096], etag[96], crange[128], sz[32];
+    const char *inm = req_header(rq, "If-None-Match"), *source = "store";
+    struct MHD_Response *resp = NULL;
+    uint64_t size, off = 0, len;
+    enum range_kind rk;
+    mc_cache *mc;
+    mc_model *mm = NULL;
+    int ret = 0, rc, fd;
+
+    if ((rc = srv_lock(s)))
+        return reply_mc_error(rq, rc);
+    if (!api_model(rq, req_param(rq, "name"), &ret)) {
+        srv_unlock(s);
+        return ret;
+    }
+    if ((rc = mc_registry_resolve(s->reg, req_param(rq, "name"), req_param(rq, "ref"), &v))) {
+        srv_unlock(s);
+        return reply_mc_error(rq, rc);
+    }
+    /* copies: the registry's pointers die with the lock */
+    snprintf(name, sizeof(name), "%s", v->name);
+    snprintf(version, sizeof(version), "%s", v->version);
+    snprintf(path, sizeof(path), "%s", v->path);
+    snprintf(etag, sizeof(etag), "\"%s\"", v->checksum);
+    size = v->size;
+    srv_unlock(s);
+
+    if (inm && etag_matches(inm, etag)) {
+        resp = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+        if (!resp)
+            return reply_error(rq, 500, "internal", "out of memory");
+        MHD_add_response_header(resp, "ETag", etag);
+        MHD_add_response_header(resp, "Mcache-Version", version);
+        return reply_response(rq, 304, resp);
+    }
+    rk = parse_range(req_header(rq, "Range"), size, &off, &len);
+    if (rk == RANGE_BAD) {
+        snprintf(crange, sizeof(crange), "bytes */%" PRIu64, size);
+        return reply_json_with(
+            rq, 416,
+            json_pack("{s:{s:s, s:s, s:i}}", "error", "code", "range_not_satisfiable", "message",
+                      "the Range asked for starts past the end of the artifact; see "
+                      "Content-Range for its size",
+                      "status", 416),
+            "Content-Range", crange, NULL);
+    }
+    if (rk == RANGE_NONE) {
+        off = 0;
+        len = size;
+    }
+    mc = srv_cache(s);
+    if (mc && mc_get(mc, name, version, &mm) == 0) {
+        if (mc_model_size(mm) == size && !strncmp(mc_model_checksum(mm), etag + 1, strlen(etag) - 2)) {
+            resp = MHD_create_response_from_buffer_with_free_callback_cls(
+                (size_t)len, (void *)((uintptr_t)mc_model_data(mm) + off), release_model, mm);
+            source = "arena";
+        }
+        if (!resp)
+            mc_release(mm);
+    }
+    if (!resp) {
+        fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0) {
+            rc = errno == ENOENT
+                     ? mc_err(MC_ENOENT, "%s@%s was removed while it was asked for", name, version)
+                     : mc_err(MC_EIO, "cannot open the artifact of %s@%s: %s", name, version,
+                              strerror(errno));
+            return reply_mc_error(rq, rc);
+        }
+        resp = MHD_create_response_from_fd_at_offset64(len, fd, off); /* closes fd when freed */
+        if (!resp) {
+            close(fd);
+            return reply_error(rq, 500, "internal", "out of memory");
+        }
+    }
+    MHD_add_response_header(resp, "Content-Type", "application/octet-stream");
+    MHD_add_response_header(resp, "ETag", etag);
+    MHD_add_response_header(resp, "Accept-Ranges", "bytes");
+    MHD_add_response_header(resp, "Mcache-Source", source);
+    MHD_add_response_header(resp, "Mcache-Version", version);
+    snprintf(sz, sizeof(sz), "%" PRIu64, size);
+    MHD_add_response_header(resp, "Mcache-Size", sz);
+    if (rk == RANGE_ONE) {
+        snprintf(crange, sizeof(crange), "bytes %" PRIu64 "-%" PRIu64 "/%" PRIu64, off,
+                 off + len - 1, size);
+        MHD_add_response_header(resp, "Content-Range", crange);
+        return reply_response(rq, 206, resp);
+    }
+    return reply_response(rq, 200, resp);
+}
 
 const struct route h_artifact_routes[] = {
+    {"PUT", "/v1/models/{name}/versions/{version}", ROLE_PUBLISHER, ROUTE_STREAM | ROUTE_AUDIT, push,
+     push_body, push_done,
+     "push a version: the body is the artifact, Mcache-Meta its metadata, Mcache-Checksum its "
+     "checksum"},
+    {"GET", "/v1/models/{name}/versions/{ref}/artifact", ROLE_READER, 0, download, NULL, NULL,
+     "download a version's bytes (Range, If-None-Match; from the arena when resident)"},
     {0},
 };

@@ -1,5 +1,95 @@
-/* h_core.c: written by the core helper */
-#include "serve/http.h"
+/*
+ * h_core.c - the server's own routes: GET /healthz (the process answers),
+ * GET /readyz (it can do its work: the registry reads, the arena is
+ * attached, mcached answers), GET /metrics (Prometheus).
+ */
+#include <microhttpd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/err.h"
+#include "serve/core.h"
+#include "tools/ctl_client.h"
+
+#define READY_CTL_TIMEOUT_MS 1000 /* a probe answers in time or says "not ready" */
+
+static int h_healthz(struct req *rq)
+{
+    char v[32];
+
+    snprintf(v, sizeof(v), "%d.%d.%d", MCACHE_VERSION_MAJOR, MCACHE_VERSION_MINOR,
+             MCACHE_VERSION_PATCH);
+    return reply_json(rq, 200, json_pack("{s:b, s:s}", "ok", 1, "version", v));
+}
+
+static int h_readyz(struct req *rq)
+{
+    struct srv *s = rq->srv;
+    json_t *checks = json_object(), *ans = NULL;
+    char failed[1024] = "";
+    int rc;
+
+    /* Each check says "ok" or why not; the first failure is the reply's message. */
+#define CHECK(name, rc_)                                                                           \
+    do {                                                                                           \
+        if ((rc_) == 0) {                                                                          \
+            json_object_set_new(checks, name, json_string("ok"));                                  \
+        } else {                                                                                   \
+            const char *m_ = mc_last_error();                                                      \
+            json_object_set_new(checks, name, json_string(m_ && *m_ ? m_ : mc_strerror(rc_)));    \
+            if (!failed[0])                                                                        \
+                snprintf(failed, sizeof(failed), "%s: %s", name,                                   \
+                         m_ && *m_ ? m_ : mc_strerror(rc_));                                       \
+        }                                                                                          \
+    } while (0)
+
+    rc = srv_lock(s);
+    if (rc == 0)
+        srv_unlock(s);
+    CHECK("registry", rc);
+    rc = srv_cache(s) ? 0 : MC_ENOENT;
+    CHECK("arena", rc);
+    rc = cli_ctl_call(&s->cli, "ping", 0, NULL, READY_CTL_TIMEOUT_MS, &ans);
+    json_decref(ans);
+    CHECK("mcached", rc);
+#undef CHECK
+    if (failed[0]) {
+        json_t *j = json_pack("{s:b, s:o, s:{s:s, s:s, s:i}}", "ready", 0, "checks", checks,
+                              "error", "code", "unavailable", "message", failed, "status", 503);
+
+        srv_log("not ready: %s", failed);
+        return reply_json(rq, 503, j);
+    }
+    return reply_json(rq, 200, json_pack("{s:b, s:o}", "ready", 1, "checks", checks));
+}
+
+static int h_metrics(struct req *rq)
+{
+    size_t len = 0;
+    char *text = metrics_render(rq->srv, &len);
+    struct MHD_Response *resp;
+
+    if (!text)
+        return reply_error(rq, 500, "internal", "out of memory writing the metrics");
+    resp = MHD_create_response_from_buffer(len, text, MHD_RESPMEM_MUST_FREE);
+    if (!resp) {
+        free(text);
+        return reply_error(rq, 500, "internal", "out of memory writing the metrics");
+    }
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
+                            "text/plain; version=0.0.4; charset=utf-8");
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+    return reply_response(rq, 200, resp);
+}
+
 const struct route h_core_routes[] = {
+    {"GET", "/healthz", ROLE_NONE, ROUTE_OPEN, h_healthz, NULL, NULL,
+     "Liveness: the process answers"},
+    {"GET", "/readyz", ROLE_NONE, ROUTE_OPEN, h_readyz, NULL, NULL,
+     "Readiness: the registry reads, the arena is attached, mcached answers (503 naming what "
+     "failed)"},
+    {"GET", "/metrics", ROLE_READER, 0, h_metrics, NULL, NULL,
+     "Prometheus metrics: HTTP requests, latencies, the cache's state"},
     {0},
 };

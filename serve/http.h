@@ -148,7 +148,16 @@ struct route {
     enum role role;      /* the least role that may call it */
     unsigned flags;
     int (*handler)(struct req *rq);
-    /* ROUTE_STREAM: each piece of the body; 0 or an MC_E* code (reply then given by handler) */
+    /*
+     * ROUTE_STREAM: each piece of the body; 0 or an MC_E* code. The core calls
+     * body(rq, NULL, 0) once first, when the headers are in and the caller is
+     * authorized, before any byte is read (begin the upload there: an error
+     * then, e.g. MC_EEXIST, is replied at once with reply_mc_error, the body
+     * never sent). An error from a later piece: the rest of the body is read
+     * and dropped, and the core replies reply_mc_error(rc) with the message
+     * mc_last_error() had then; the handler is not called. The core enforces
+     * --max-upload (413) itself; the handler runs when the whole body is in.
+     */
     int (*body)(struct req *rq, const char *data, size_t n);
     /* ROUTE_STREAM: always called once at the end (free rq->state; abort what did not finish) */
     void (*done)(struct req *rq);

@@ -1,2 +1,674 @@
-/* server.c: written by the core helper */
-#include "serve/http.h"
+/*
+ * server.c - mcache-serve's HTTP core: libmicrohttpd's daemon (an epoll
+ * thread pool, TLS, connection and memory limits, idle timeouts), one
+ * request's life from its headers to its completion, and the replies.
+ *
+ * A REQUEST'S LIFE. libmicrohttpd calls on_request() several times per
+ * request: once when the headers are in (begin(): route, authenticate,
+ * check the role, check the body's type and size), then once per piece of
+ * the body (consume()), then once at the end (finish(): parse the JSON,
+ * call the handler). A reply can be queued only in the first or the last
+ * call (libmicrohttpd refuses one in between), so a refusal decided while
+ * the body arrives (too large, the upload failed) is kept and sent at the
+ * end, the rest of the body read and dropped. on_completed() runs once the
+ * reply is sent or the connection dies: it counts the request for /metrics,
+ * records a failed state change in the audit log, calls the route's done()
+ * and frees everything.
+ *
+ * THE PATH. Our unescape callback leaves the path as sent (router.c splits
+ * it before decoding). libmicrohttpd uses the same callback for the query
+ * string, so req_query() decodes arguments itself.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "common/err.h"
+#include "serve/core.h"
+
+#define JSON_TYPE "application/json"
+
+struct alloc {
+    struct alloc *next;
+    char s[];
+};
+
+/* One request: what handlers see (rq, first so a struct req * is one of these) and the rest. */
+struct rstate {
+    struct req rq;
+    int phase;          /* 0: headers not yet seen, 1: reading the body */
+    bool has_body;      /* Content-Length > 0 or chunked */
+    bool drop;          /* read the rest of the body and drop it (a reply is decided) */
+    bool stream_begun;  /* ROUTE_STREAM: body(rq, NULL, 0) was called */
+    char *buf;          /* ROUTE_JSON: the body so far */
+    size_t len, cap;
+    unsigned defer_status; /* a refusal decided while the body arrived, sent at the end */
+    char defer_code[32];
+    int defer_rc;       /* ...or an MC_E* code from the route's body(), for reply_mc_error */
+    char *defer_msg;
+    char *errmsg;       /* the error reply's message, for the log and the audit log */
+    struct alloc *allocs; /* decoded query arguments */
+};
+
+void srv_log(const char *fmt, ...)
+{
+    char buf[1024];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof(buf), fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "mcache-serve: %s\n", buf);
+}
+
+static uint64_t mono_ns(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* ---- the registry and the cache ------------------------------------------ */
+
+int srv_lock(struct srv *s)
+{
+    int rc;
+
+    pthread_mutex_lock(&s->reg_lock);
+    /* Other processes (the CLI, mcached) change the store: answer from its current state. */
+    rc = mc_registry_refresh(s->reg, NULL);
+    if (rc) {
+        pthread_mutex_unlock(&s->reg_lock);
+        return rc;
+    }
+    return 0;
+}
+
+void srv_unlock(struct srv *s)
+{
+    pthread_mutex_unlock(&s->reg_lock);
+}
+
+mc_cache *srv_cache(struct srv *s)
+{
+    mc_cache *c;
+    int rc;
+
+    pthread_mutex_lock(&s->mc_lock);
+    if (!s->mc) {
+        rc = mc_attach_dir(s->cli.shm_dir, s->cli.cache, &s->mc);
+        if (rc)
+            s->mc = NULL; /* mc_attach's message names the cache, the directory and mcached */
+    } else {
+        /*
+         * An arena replaced by a new mcached (a restart with --recreate, an
+         * upgrade) leaves ours stale: mc_get() says MC_ESTALE. A cheap check
+         * here sees it (the old arena has no loader any more) and attaches
+         * the new one. Models still held from the old stay mapped until
+         * released (libmcache keeps the old mapping for them).
+         * TODO(issue 14): detaching needs every holder's release first; for
+         * now a stale arena is kept and mc_get()'s MC_ESTALE reported.
+         */
+    }
+    c = s->mc;
+    pthread_mutex_unlock(&s->mc_lock);
+    return c;
+}
+
+/* ---- a request's inputs --------------------------------------------------- */
+
+static struct rstate *state_of(const struct req *rq)
+{
+    return (struct rstate *)rq;
+}
+
+const char *req_param(const struct req *rq, const char *name)
+{
+    const char *p;
+    size_t i = 0, nl = strlen(name);
+
+    if (!rq->route)
+        return NULL;
+    for (p = rq->route->pattern; (p = strchr(p, '{')); p++, i++) {
+        const char *e = strchr(p, '}');
+
+        if (!e)
+            break;
+        if ((size_t)(e - p - 1) == nl && !memcmp(p + 1, name, nl))
+            return i < rq->nparams ? rq->params[i] : NULL;
+    }
+    return NULL;
+}
+
+static int hexv(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* Decode a query value: %XX and '+' for a space, in one pass (so %2B stays '+'). */
+static void query_decode(const char *in, char *out)
+{
+    while (*in) {
+        if (in[0] == '%' && hexv(in[1]) >= 0 && hexv(in[2]) >= 0) {
+            *out++ = (char)(hexv(in[1]) * 16 + hexv(in[2]));
+            in += 3;
+        } else if (*in == '+') {
+            *out++ = ' ';
+            in++;
+        } else {
+            *out++ = *in++;
+        }
+    }
+    *out = '\0';
+}
+
+const char *req_query(const struct req *rq, const char *key)
+{
+    struct rstate *st = state_of(rq);
+    const char *v = MHD_lookup_connection_value(rq->conn, MHD_GET_ARGUMENT_KIND, key);
+    struct alloc *a;
+    size_t n;
+
+    if (!v)
+        return NULL;
+    n = strlen(v);
+    a = malloc(sizeof(*a) + n + 1);
+    if (!a)
+        return NULL;
+    query_decode(v, a->s);
+    a->next = st->allocs;
+    st->allocs = a;
+    return a->s;
+}
+
+const char *req_header(const struct req *rq, const char *key)
+{
+    return MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND, key);
+}
+
+int req_query_bool(const struct req *rq, const char *key, bool def)
+{
+    const char *v = req_query(rq, key);
+
+    if (!v)
+        return def;
+    if (!strcmp(v, "1") || !strcasecmp(v, "true") || !strcasecmp(v, "yes") || !*v)
+        return 1;
+    if (!strcmp(v, "0") || !strcasecmp(v, "false") || !strcasecmp(v, "no"))
+        return 0;
+    return -1;
+}
+
+/* ---- replies --------------------------------------------------------------- */
+
+static int queue(struct req *rq, unsigned status, struct MHD_Response *resp)
+{
+    enum MHD_Result r;
+
+    if (!resp)
+        return MHD_NO;
+    if (rq->replied) {
+        /* A handler bug: the first reply stands. */
+        srv_log("%s %s: a second reply (%u) after %u was dropped", rq->method, rq->path, status,
+                rq->status);
+        MHD_destroy_response(resp);
+        return MHD_YES;
+    }
+    r = MHD_queue_response(rq->conn, status, resp);
+    MHD_destroy_response(resp);
+    rq->replied = true;
+    rq->status = status;
+    return r;
+}
+
+int reply_response(struct req *rq, unsigned status, struct MHD_Response *resp)
+{
+    return queue(rq, status, resp);
+}
+
+static struct MHD_Response *json_response(json_t *j)
+{
+    char *text = json_dumps(j, JSON_COMPACT);
+    struct MHD_Response *resp;
+    size_t n;
+
+    json_decref(j);
+    if (!text)
+        return NULL;
+    n = strlen(text);
+    text[n] = '\n'; /* the terminator becomes a final newline: curl output ends its line */
+    resp = MHD_create_response_from_buffer(n + 1, text, MHD_RESPMEM_MUST_FREE);
+    if (!resp) {
+        free(text);
+        return NULL;
+    }
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, JSON_TYPE);
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+    return resp;
+}
+
+int reply_json(struct req *rq, unsigned status, json_t *j)
+{
+    if (!j)
+        return reply_error(rq, 500, "internal", "out of memory building the reply");
+    return queue(rq, status, json_response(j));
+}
+
+/* An error reply, with one extra header (Allow, WWW-Authenticate) when name is set. */
+static int error_reply(struct req *rq, unsigned status, const char *code, const char *msg,
+                       const char *hname, const char *hvalue)
+{
+    struct rstate *st = state_of(rq);
+    struct MHD_Response *resp;
+
+    if (rq->replied)
+        return MHD_YES;
+    free(st->errmsg);
+    st->errmsg = strdup(msg);
+    srv_log("%u %s %s from %s (%s): %s", status, rq->method, rq->path, rq->from, rq->who, msg);
+    resp = json_response(json_pack("{s:{s:s, s:s, s:i}}", "error", "code", code, "message", msg,
+                                   "status", (int)status));
+    if (resp && hname)
+        MHD_add_response_header(resp, hname, hvalue);
+    return queue(rq, status, resp);
+}
+
+int reply_error(struct req *rq, unsigned status, const char *code, const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    return error_reply(rq, status, code, msg, NULL, NULL);
+}
+
+int reply_mc_error(struct req *rq, int rc)
+{
+    const char *m = mc_last_error();
+    unsigned status = 500;
+    const char *code = "internal";
+
+    switch (rc) {
+    case MC_EINVAL: status = 400, code = "bad_request"; break;
+    case MC_ENOENT:
+    case MC_ENOTRESIDENT: status = 404, code = "not_found"; break;
+    case MC_EEXIST: status = 409, code = "conflict"; break;
+    case MC_EBUSY: status = 409, code = "busy"; break;
+    case MC_EPERM: status = 403, code = "forbidden"; break;
+    case MC_ENOSPC: status = 507, code = "no_space"; break;
+    case MC_ECORRUPT: status = 422, code = "corrupt"; break;
+    case MC_ENODAEMON: status = 503, code = "no_daemon"; break;
+    case MC_ETIMEDOUT: status = 504, code = "timeout"; break;
+    case MC_EFAILED: status = 422, code = "load_failed"; break;
+    case MC_ENOTSUP: status = 501, code = "not_supported"; break;
+    default: break;
+    }
+    return error_reply(rq, status, code, m && *m ? m : mc_strerror(rc), NULL, NULL);
+}
+
+/* ---- a request's life -------------------------------------------------------- */
+
+/* Keep a refusal for the end of the body; drop what is still to come. */
+static void defer(struct rstate *st, unsigned status, const char *code, const char *msg)
+{
+    if (st->defer_status)
+        return;
+    st->defer_status = status;
+    snprintf(st->defer_code, sizeof(st->defer_code), "%s", code);
+    st->defer_msg = strdup(msg);
+    st->drop = true;
+    free(st->buf);
+    st->buf = NULL;
+    st->len = st->cap = 0;
+}
+
+static bool is_json_type(const char *ct)
+{
+    size_t n = strlen(JSON_TYPE);
+
+    if (!ct)
+        return false;
+    while (*ct == ' ')
+        ct++;
+    return !strncasecmp(ct, JSON_TYPE, n) && (ct[n] == '\0' || ct[n] == ';' || ct[n] == ' ');
+}
+
+/* The headers are in: route, identify, authorize, check the body's type and size. */
+static int begin(struct rstate *st)
+{
+    struct req *rq = &st->rq;
+    struct srv *s = rq->srv;
+    const union MHD_ConnectionInfo *ci;
+    char allowed[64];
+    const char *cl, *te;
+    uint64_t clen = 0;
+    unsigned refuse;
+    int rc;
+
+    ci = MHD_get_connection_info(rq->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    addr_format(ci ? ci->client_addr : NULL, rq->from, sizeof(rq->from));
+    snprintf(rq->who, sizeof(rq->who), "anonymous");
+
+    rc = route_match(srv_route_groups, rq->method, rq->path, &rq->route, rq->params, &rq->nparams,
+                     allowed, sizeof(allowed));
+    if (rc == MC_ENOENT && allowed[0]) {
+        return error_reply(rq, 405, "method_not_allowed", mc_last_error(), MHD_HTTP_HEADER_ALLOW,
+                           allowed);
+    }
+    if (rc == MC_ENOENT)
+        return reply_mc_error(rq, rc);
+    if (rc)
+        return reply_mc_error(rq, rc);
+
+    if ((refuse = auth_identify(rq)) != 0) {
+        if (refuse == 401)
+            return error_reply(rq, 401, "unauthorized", mc_last_error(),
+                               MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer realm=\"mcache\"");
+        return reply_mc_error(rq, MC_EIO);
+    }
+    if (!(rq->route->flags & ROUTE_OPEN) && rq->role < rq->route->role) {
+        if (rq->role == ROLE_NONE)
+            return error_reply(rq, 401, "unauthorized",
+                               "this needs a token (Authorization: Bearer mct_...); ask an admin "
+                               "for one made with `mcache token add`",
+                               MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer realm=\"mcache\"");
+        return reply_error(rq, 403, "forbidden", "%s has role %s; %s %s needs %s", rq->who,
+                           role_name(rq->role), rq->route->method, rq->route->pattern,
+                           role_name(rq->route->role));
+    }
+
+    cl = req_header(rq, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    te = req_header(rq, MHD_HTTP_HEADER_TRANSFER_ENCODING);
+    if (cl)
+        clen = strtoull(cl, NULL, 10);
+    st->has_body = clen > 0 || (te && strcasestr(te, "chunked"));
+
+    if ((rq->route->flags & ROUTE_JSON) && st->has_body) {
+        const char *ct = req_header(rq, MHD_HTTP_HEADER_CONTENT_TYPE);
+
+        if (!is_json_type(ct))
+            return reply_error(rq, 415, "unsupported_media_type",
+                               "the body must be JSON with Content-Type: application/json (it "
+                               "was %.100s)",
+                               ct ? ct : "not given");
+        if (clen > s->max_json)
+            return reply_error(rq, 413, "too_large",
+                               "the JSON body is %llu bytes; at most %zu are accepted "
+                               "(mcache-serve --max-json)",
+                               (unsigned long long)clen, s->max_json);
+    }
+    if (rq->route->flags & ROUTE_STREAM) {
+        if (!cl && !(te && strcasestr(te, "chunked")))
+            return reply_error(rq, 411, "length_required",
+                               "an upload needs Content-Length or Transfer-Encoding: chunked");
+        if (s->max_upload && clen > s->max_upload)
+            return reply_error(rq, 413, "too_large",
+                               "the upload is %llu bytes; at most %llu are accepted "
+                               "(mcache-serve --max-upload)",
+                               (unsigned long long)clen, (unsigned long long)s->max_upload);
+        /* Let the route refuse before the body is sent (a version that exists: 409). */
+        st->stream_begun = true;
+        if ((rc = rq->route->body(rq, NULL, 0)) != 0)
+            return rq->replied ? MHD_YES : reply_mc_error(rq, rc);
+    }
+    st->phase = 1;
+    return MHD_YES;
+}
+
+/* A piece of the body. */
+static void consume(struct rstate *st, const char *data, size_t n)
+{
+    struct req *rq = &st->rq;
+    struct srv *s = rq->srv;
+    char msg[256];
+    int rc;
+
+    rq->body_bytes += n;
+    if (st->drop || rq->replied)
+        return;
+    if (rq->route->flags & ROUTE_JSON) {
+        if (st->len + n > s->max_json) {
+            snprintf(msg, sizeof(msg),
+                     "the JSON body is over %zu bytes, the most accepted (mcache-serve "
+                     "--max-json)",
+                     s->max_json);
+            defer(st, 413, "too_large", msg);
+            return;
+        }
+        if (st->len + n > st->cap) {
+            size_t cap = st->cap ? st->cap : 4096;
+            char *b;
+
+            while (cap < st->len + n)
+                cap *= 2;
+            if (!(b = realloc(st->buf, cap))) {
+                defer(st, 500, "internal", "out of memory reading the body");
+                return;
+            }
+            st->buf = b;
+            st->cap = cap;
+        }
+        memcpy(st->buf + st->len, data, n);
+        st->len += n;
+    } else if (rq->route->flags & ROUTE_STREAM) {
+        if (s->max_upload && rq->body_bytes > s->max_upload) {
+            snprintf(msg, sizeof(msg),
+                     "the upload is over %llu bytes, the most accepted (mcache-serve "
+                     "--max-upload)",
+                     (unsigned long long)s->max_upload);
+            defer(st, 413, "too_large", msg);
+            return;
+        }
+        if ((rc = rq->route->body(rq, data, n)) != 0) {
+            const char *m = mc_last_error();
+
+            /* Replied at the end through reply_mc_error(), with this message. */
+            defer(st, 1, "", m && *m ? m : mc_strerror(rc));
+            st->defer_rc = rc;
+        }
+    }
+}
+
+/* The whole request is in: reply what was decided, or parse the JSON and run the handler. */
+static int finish(struct rstate *st)
+{
+    struct req *rq = &st->rq;
+    json_error_t jerr;
+    int r;
+
+    if (rq->replied)
+        return MHD_YES;
+    if (st->defer_rc) {
+        mc_err(st->defer_rc, "%s", st->defer_msg ? st->defer_msg : mc_strerror(st->defer_rc));
+        return reply_mc_error(rq, st->defer_rc);
+    }
+    if (st->defer_status)
+        return reply_error(rq, st->defer_status, st->defer_code, "%s",
+                           st->defer_msg ? st->defer_msg : "refused");
+    if ((rq->route->flags & ROUTE_JSON) && st->len) {
+        rq->body = json_loadb(st->buf, st->len, JSON_REJECT_DUPLICATES, &jerr);
+        if (!rq->body)
+            return reply_error(rq, 400, "bad_json",
+                               "the body is not valid JSON: %s (line %d, column %d)", jerr.text,
+                               jerr.line, jerr.column);
+        if (!json_is_object(rq->body))
+            return reply_error(rq, 400, "bad_json", "the body must be a JSON object {...}");
+    }
+    r = rq->route->handler(rq);
+    if (!rq->replied) {
+        srv_log("%s %s: the handler gave no reply", rq->method, rq->route->pattern);
+        return reply_error(rq, 500, "internal", "the server gave no reply to %s %s", rq->method,
+                           rq->route->pattern);
+    }
+    return r;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
+                                  const char *method, const char *version,
+                                  const char *upload_data, size_t *upload_data_size,
+                                  void **con_cls)
+{
+    struct rstate *st = *con_cls;
+    int r;
+
+    (void)version;
+    if (!st) {
+        if (!(st = calloc(1, sizeof(*st))))
+            return MHD_NO;
+        *con_cls = st;
+        st->rq.srv = cls;
+        st->rq.conn = conn;
+        st->rq.method = method;
+        st->rq.path = url;
+        st->rq.start_ns = mono_ns();
+        r = begin(st);
+        return r == MHD_YES ? MHD_YES : MHD_NO;
+    }
+    if (*upload_data_size) {
+        consume(st, upload_data, *upload_data_size);
+        *upload_data_size = 0;
+        return MHD_YES;
+    }
+    if (st->rq.replied)
+        return MHD_YES;
+    r = finish(st);
+    return r == MHD_YES ? MHD_YES : MHD_NO;
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    struct srv *s = cls;
+    struct rstate *st = *con_cls;
+    struct req *rq;
+
+    (void)conn;
+    (void)toe;
+    if (!st)
+        return;
+    rq = &st->rq;
+    if (rq->status)
+        metrics_observe(s->metrics, rq->route ? rq->route->pattern : "unmatched", rq->method,
+                        rq->status, (double)(mono_ns() - rq->start_ns) / 1e9);
+    /* A state change that failed or was refused: the audit log says who tried what. */
+    if (rq->route && (rq->route->flags & ROUTE_AUDIT) && rq->status >= 400) {
+#if MCACHE_SERVE_TOKENS
+        char what[600], result[1100];
+
+        snprintf(what, sizeof(what), "%s %.500s", rq->method, rq->path);
+        snprintf(result, sizeof(result), "error: %.1000s",
+                 st->errmsg ? st->errmsg : "the request failed");
+        if (srv_lock(s) == 0) {
+            mc_registry_set_actor(s->reg, rq->who, rq->from);
+            if (mc_registry_audit_add(s->reg, what, result, NULL) != 0)
+                srv_log("could not record \"%s\" in the audit log: %s", what, mc_last_error());
+            srv_unlock(s);
+        }
+#endif
+    }
+    if (rq->route && (rq->route->flags & ROUTE_STREAM) && rq->route->done)
+        rq->route->done(rq);
+    route_params_free(rq->params, rq->nparams);
+    json_decref(rq->body);
+    free(st->buf);
+    free(st->defer_msg);
+    free(st->errmsg);
+    while (st->allocs) {
+        struct alloc *a = st->allocs;
+
+        st->allocs = a->next;
+        free(a);
+    }
+    free(st);
+    *con_cls = NULL;
+}
+
+/* Leave the path raw (router.c decodes per segment); see the top of this file. */
+static size_t keep_raw(void *cls, struct MHD_Connection *c, char *s)
+{
+    (void)cls;
+    (void)c;
+    return strlen(s);
+}
+
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    char buf[512];
+    size_t n;
+
+    (void)cls;
+    vsnprintf(buf, sizeof(buf), fmt, ap);
+    n = strlen(buf);
+    while (n && buf[n - 1] == '\n')
+        buf[--n] = '\0';
+    srv_log("%s", buf);
+}
+
+int srv_start(struct srv *s, const struct srv_listen *l, unsigned *port)
+{
+    unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG;
+    struct MHD_OptionItem opts[16];
+    size_t n = 0;
+    const union MHD_DaemonInfo *di;
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof(ss);
+
+    if (l->addr.ss_family == AF_INET6)
+        flags |= MHD_USE_IPv6;
+    if (l->tls_cert)
+        flags |= MHD_USE_TLS;
+    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_SOCK_ADDR, 0, (void *)&l->addr};
+    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_THREAD_POOL_SIZE, l->threads, NULL};
+    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_LIMIT, s->max_conns, NULL};
+    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_TIMEOUT, s->timeout_s, NULL};
+    /* Headers (Mcache-Meta holds a version's metadata) and the read buffer, per connection. */
+    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_MEMORY_LIMIT, 256 * 1024, NULL};
+    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)on_completed, s};
+    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_UNESCAPE_CALLBACK, (intptr_t)keep_raw, NULL};
+    if (l->tls_cert) {
+        opts[n++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_CERT, 0, l->tls_cert};
+        opts[n++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_KEY, 0, l->tls_key};
+    }
+    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
+
+    s->mhd = MHD_start_daemon(flags, 0, NULL, NULL, on_request, s,
+                              /* first: it reports problems with the options after it */
+                              MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_ARRAY, opts,
+                              MHD_OPTION_END);
+    if (!s->mhd)
+        return mc_err(MC_EIO,
+                      "could not listen (the address is in use, not this machine's, or the "
+                      "TLS certificate or key is not valid PEM; the line above says which)");
+    di = MHD_get_daemon_info(s->mhd, MHD_DAEMON_INFO_LISTEN_FD);
+    *port = 0;
+    if (di && getsockname(di->listen_fd, (struct sockaddr *)&ss, &sl) == 0) {
+        if (ss.ss_family == AF_INET)
+            *port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+        else if (ss.ss_family == AF_INET6)
+            *port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+    }
+    return 0;
+}
+
+void srv_stop(struct srv *s)
+{
+    if (s->mhd)
+        MHD_stop_daemon(s->mhd);
+    s->mhd = NULL;
+}

@@ -84,6 +84,24 @@ const struct mc_reg_model *cli_model(struct mc_registry *r, const char *name, in
  */
 int cli_split_ref(const char *arg, char *buf, size_t len, const char **name, const char **ref);
 
+/*
+ * The canonical text of the current targets of name's alias into buf
+ * (mc_reg_targets_format(): "1.0.0", "1.0.0=90 2.0.0=10"); buf, or NULL
+ * (buf "") when there is no such model or alias or it was removed.
+ */
+const char *cli_alias_targets(struct mc_registry *r, const char *name, const char *alias, char *buf,
+                              size_t len);
+
+/* The snapshot called sname, or NULL. */
+const struct mc_reg_snapshot *cli_snapshot_find(struct mc_registry *r, const char *sname);
+
+/*
+ * A restore is one record for every alias, so it cannot run a health check
+ * per version the way mcached's gate does: MC_EINVAL (naming the first such
+ * alias) when restoring s would move an alias of a model with a check.
+ */
+int cli_snapshot_gate(struct mc_registry *r, const struct mc_reg_snapshot *s, const char *sname);
+
 /* Parse a non-negative integer option value; MC_EINVAL naming the option. */
 int cli_parse_uint(const char *opt, const char *v, uint64_t max, uint64_t *out);
 /* The same for min..max, one message for every bad value ("from MIN to MAX"). */

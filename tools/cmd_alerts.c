@@ -86,11 +86,7 @@ static int run_alerts(struct cli *c, struct args *a)
             continue;
         shown++;
         if (c->json) {
-            json_array_append_new(arr, json_pack("{s:I, s:o, s:s, s:s, s:o, s:o, s:s}", "id",
-                                                 (json_int_t)x->id, "at", jv_time(x->at_ns), "kind",
-                                                 x->kind, "model", x->model, "version",
-                                                 jv_str(x->version), "alias", jv_str(x->alias),
-                                                 "message", x->message));
+            json_array_append_new(arr, jv_alert(x));
             continue;
         }
         printf("%s  %-9s %s%s%s%s%s: ", fmt_time(x->at_ns, when), x->kind, x->model,

@@ -12,19 +12,6 @@
 #include "tools/jsonout.h"
 #include "tools/views.h"
 
-/* The alias's current targets as canonical text into buf ("" if none). */
-static const char *targets_of(struct mc_registry *r, const char *name, const char *alias, char *buf,
-                              size_t len)
-{
-    const struct mc_reg_model *m = mc_registry_model(r, name);
-
-    *buf = '\0';
-    for (size_t i = 0; m && i < m->naliases; i++)
-        if (!strcmp(m->aliases[i].alias, alias))
-            mc_reg_targets_format(&m->aliases[i], buf, len);
-    return *buf ? buf : NULL;
-}
-
 /* Report an alias change from `from` to `to` (canonical texts; NULL: none). */
 static int report(const struct cli *c, const char *name, const char *alias, const char *from,
                   const char *to, const char *action, uint64_t gen, json_t *checks)
@@ -90,7 +77,7 @@ static int change(const struct cli *c, const char *name, const char *alias, cons
         mc_registry_close(r);
         return cli_error(rc);
     }
-    f = targets_of(r, name, alias, from, sizeof(from));
+    f = cli_alias_targets(r, name, alias, from, sizeof(from));
     if (!strcmp(action, "rollback"))
         rc = mc_registry_alias_rollback(r, name, alias, &gen);
     else
@@ -98,7 +85,7 @@ static int change(const struct cli *c, const char *name, const char *alias, cons
     if (rc)
         rc = cli_error(rc);
     else {
-        rc = report(c, name, alias, f, targets_of(r, name, alias, to, sizeof(to)), action, gen,
+        rc = report(c, name, alias, f, cli_alias_targets(r, name, alias, to, sizeof(to)), action, gen,
                     NULL);
         rollout_note(c, r, name, alias);
     }
@@ -161,12 +148,12 @@ static int set(const struct cli *c, const char *name, const char *alias, const c
                                 "move the alias without the check with --no-gate",
                                 name, nodaemon));
     }
-    f = targets_of(r, name, alias, from, sizeof(from));
+    f = cli_alias_targets(r, name, alias, from, sizeof(from));
     rc = mc_registry_alias_set_weighted(r, name, alias, w, nw, why, &gen);
     if (rc)
         rc = cli_error(rc);
     else
-        rc = report(c, name, alias, f, targets_of(r, name, alias, to, sizeof(to)),
+        rc = report(c, name, alias, f, cli_alias_targets(r, name, alias, to, sizeof(to)),
                     f ? "move" : "create", gen, NULL);
     mc_registry_close(r);
     return rc;

@@ -113,27 +113,6 @@ static const struct opt_spec deploy_opts[] = {
     {0},
 };
 
-static json_t *deploy_json(const struct mc_reg_deploy *x)
-{
-    json_t *steps = json_array(), *h = json_array();
-
-    for (size_t i = 0; i < x->nsteps; i++)
-        json_array_append_new(steps, json_integer(x->steps[i]));
-    for (size_t i = 0; i < x->health_argc; i++)
-        json_array_append_new(h, json_string(x->health_argv[i]));
-    return json_pack(
-        "{s:I, s:s, s:s, s:s, s:s, s:s, s:o, s:I, s:I, s:I, s:f, s:f, s:I, s:o, "
-        "s:o, s:o, s:o, s:o, s:i, s:o}",
-        "id", (json_int_t)x->id, "name", x->name, "version", x->version, "alias", x->alias,
-        "strategy", mc_deploy_strategy_name(x->strategy), "state", mc_deploy_state_name(x->state),
-        "steps", steps, "step", (json_int_t)x->step + 1, "weight", (json_int_t)x->steps[x->step],
-        "interval_ms", (json_int_t)x->interval_ms, "max_error_rate", x->max_error_rate,
-        "max_p99_ratio", x->max_p99_ratio, "min_requests", (json_int_t)x->min_requests, "from",
-        jv_str(x->from), "reason", jv_str(x->reason), "started_at", jv_time(x->started_ns),
-        "ended_at", x->ended_ns ? jv_time(x->ended_ns) : json_null(), "health", h, "uid",
-        (int)x->uid, "step_started_at", jv_time(x->step_started_ns));
-}
-
 static void print_deploy(const struct mc_reg_deploy *x, uint64_t now)
 {
     char age[64], dur[64], p99[32] = "off";
@@ -174,7 +153,7 @@ static int status(const struct cli *c, const char *name)
             continue;
         n++;
         if (c->json)
-            json_array_append_new(arr, deploy_json(x));
+            json_array_append_new(arr, jv_deploy(x));
         else
             print_deploy(x, c->now_ns);
     }
@@ -465,7 +444,7 @@ static int run_deployments(struct cli *c, struct args *a)
         if (strcmp(x->name, name))
             continue;
         if (c->json) {
-            json_array_append_new(arr, deploy_json(x));
+            json_array_append_new(arr, jv_deploy(x));
             continue;
         }
         snprintf(step, sizeof(step), "%zu/%zu", x->step + 1, x->nsteps);

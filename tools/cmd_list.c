@@ -115,30 +115,6 @@ const struct cli_cmd cmd_ls = {
 
 /* ---- show: a model ------------------------------------------------------ */
 
-static json_t *aliases_json(const struct mc_reg_model *m)
-{
-    json_t *arr = json_array();
-
-    for (size_t i = 0; i < m->naliases; i++) {
-        const struct mc_reg_alias *al = &m->aliases[i];
-        const struct mc_reg_move *last = al->nhistory ? &al->history[al->nhistory - 1] : NULL;
-        json_t *targets = json_array();
-
-        /* target: the heaviest, as before weights; targets: every one with its weight */
-        for (size_t j = 0; j < al->ntargets; j++)
-            json_array_append_new(targets, json_pack("{s:s, s:i}", "version",
-                                                     al->targets[j].version->version, "weight",
-                                                     (int)al->targets[j].weight));
-        json_array_append_new(arr,
-                              json_pack("{s:s, s:o, s:o, s:i, s:o, s:o}", "alias", al->alias,
-                                        "target", jv_str(al->target ? al->target->version : NULL),
-                                        "targets", targets, "moves", (int)al->nhistory, "moved_ns",
-                                        last ? json_integer((json_int_t)last->at_ns) : json_null(),
-                                        "moved_at", last ? jv_time(last->at_ns) : json_null()));
-    }
-    return arr;
-}
-
 static int show_model(const struct cli *c, struct mc_registry *r, const struct mc_reg_model *m)
 {
     const struct mc_reg_version *latest = NULL;
@@ -162,7 +138,7 @@ static int show_model(const struct cli *c, struct mc_registry *r, const struct m
                 arr, jv_version(m, vs[i], cli_arena_residency(&ar, vs[i]->name, vs[i]->version)));
         jv_print(json_pack("{s:s, s:s, s:o, s:I, s:o, s:o, s:o}", "kind", "model", "name", m->name,
                            "latest", jv_str(latest ? latest->version : NULL), "size",
-                           (json_int_t)total, "versions", arr, "aliases", aliases_json(m),
+                           (json_int_t)total, "versions", arr, "aliases", jv_aliases(m),
                            "history", moves));
     } else {
         char sz[FMT_LEN];
@@ -173,7 +149,7 @@ static int show_model(const struct cli *c, struct mc_registry *r, const struct m
         view_versions(c, r, vs, m->nversions, &ar, false, 0);
         if (m->naliases) {
             static const char *head[] = {"ALIAS", "TARGET", "MOVES", "LAST MOVED", NULL};
-            json_t *al = aliases_json(m), *e;
+            json_t *al = jv_aliases(m), *e;
             struct table t;
             size_t i;
 

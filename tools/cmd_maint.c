@@ -62,13 +62,6 @@ static const struct opt_spec rm_opts[] = {
     {0},
 };
 
-static json_t *removed_json(const struct mc_reg_version *v)
-{
-    return json_pack("{s:s, s:s, s:I, s:I, s:o}", "name", v->name, "version", v->version, "size",
-                     (json_int_t)v->size, "created_ns", (json_int_t)v->created_ns, "created_at",
-                     jv_time(v->created_ns));
-}
-
 static int run_rm(struct cli *c, struct args *a)
 {
     const struct mc_reg_model *m;
@@ -91,11 +84,11 @@ static int run_rm(struct cli *c, struct args *a)
     /* Note what goes before it goes (the pointers die with the change). */
     m = mc_registry_model(r, name);
     for (size_t i = 0; m && !ver && i < m->nversions; i++) {
-        json_array_append_new(removed, removed_json(m->versions[i]));
+        json_array_append_new(removed, jv_removed(m->versions[i]));
         bytes += m->versions[i]->size;
     }
     if (m && ver && mc_registry_resolve(r, name, ver, &v) == 0) {
-        json_array_append_new(removed, removed_json(v));
+        json_array_append_new(removed, jv_removed(v));
         bytes += v->size;
     }
     rc = ver ? mc_registry_remove_version(r, name, ver, force, &gen)
@@ -159,7 +152,7 @@ static void gc_each(void *arg, const struct mc_reg_version *v)
 {
     struct gc_list *l = arg;
 
-    json_array_append_new(l->arr, removed_json(v));
+    json_array_append_new(l->arr, jv_removed(v));
     l->bytes += v->size;
 }
 

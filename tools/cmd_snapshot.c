@@ -12,47 +12,6 @@
 #include "tools/jsonout.h"
 #include "tools/output.h"
 
-/* The canonical targets of name's alias now, "" if none. */
-static void targets_now(struct mc_registry *r, const char *name, const char *alias, char *buf,
-                        size_t cap)
-{
-    const struct mc_reg_model *m = mc_registry_model(r, name);
-
-    buf[0] = '\0';
-    for (size_t i = 0; m && i < m->naliases; i++)
-        if (!strcmp(m->aliases[i].alias, alias))
-            mc_reg_targets_format(&m->aliases[i], buf, cap);
-}
-
-static const struct mc_reg_snapshot *find(struct mc_registry *r, const char *sname)
-{
-    for (size_t i = 0; i < mc_registry_snapshot_count(r); i++) {
-        const struct mc_reg_snapshot *s = mc_registry_snapshot_at(r, i);
-
-        if (!strcmp(s->name, sname))
-            return s;
-    }
-    return NULL;
-}
-
-static json_t *snap_json(const struct mc_reg_snapshot *s, bool entries)
-{
-    json_t *o = json_pack("{s:s, s:I, s:o, s:i, s:I}", "name", s->name, "created_ns",
-                          (json_int_t)s->created_ns, "created_at", jv_time(s->created_ns), "uid",
-                          (int)s->uid, "aliases", (json_int_t)s->nentries);
-
-    if (o && entries) {
-        json_t *list = json_array();
-
-        for (size_t i = 0; i < s->nentries; i++)
-            json_array_append_new(list,
-                                  json_pack("{s:s, s:s, s:s}", "name", s->entries[i].model, "alias",
-                                            s->entries[i].alias, "targets", s->entries[i].targets));
-        json_object_set_new(o, "entries", list);
-    }
-    return o;
-}
-
 static int create(const struct cli *c, struct mc_registry *r, const char *sname)
 {
     const struct mc_reg_snapshot *s;
@@ -61,9 +20,9 @@ static int create(const struct cli *c, struct mc_registry *r, const char *sname)
 
     if (rc)
         return cli_error(rc);
-    s = find(r, sname);
+    s = cli_snapshot_find(r, sname);
     if (c->json) {
-        json_t *o = snap_json(s, true);
+        json_t *o = jv_snapshot(s, true);
 
         json_object_set_new(o, "action", json_string("create"));
         json_object_set_new(o, "generation", json_integer((json_int_t)gen));
@@ -75,74 +34,16 @@ static int create(const struct cli *c, struct mc_registry *r, const char *sname)
     return EXIT_OK;
 }
 
-/*
- * A restore is one record for every alias, so it cannot run a health check per version the
- * way mcached's gate does: it is refused when it would move an alias of a model with a
- * check, unless no_gate (the operator means it). Reports the first such alias.
- */
-static int refuse_ungated(struct mc_registry *r, const struct mc_reg_snapshot *s, const char *sname)
-{
-    char now[2048];
-
-    for (size_t i = 0; i < s->nentries; i++) {
-        const struct mc_reg_model *m = mc_registry_model(r, s->entries[i].model);
-        if (!m || !m->health)
-            continue;
-        targets_now(r, s->entries[i].model, s->entries[i].alias, now, sizeof(now));
-        if (strcmp(now, s->entries[i].targets))
-            return mc_err(MC_EINVAL,
-                          "snapshot restore %s would move %s of %s (%s -> %s), and %s has a "
-                          "health check, which a restore does not run (it moves every alias in "
-                          "one record); nothing was restored: move that alias with `mcache "
-                          "alias` (gated), or restore with --no-gate if you mean it",
-                          sname, s->entries[i].alias, s->entries[i].model, *now ? now : "none",
-                          s->entries[i].targets, s->entries[i].model);
-    }
-    return 0;
-}
-
 static int restore(const struct cli *c, struct mc_registry *r, const char *sname, bool no_gate)
 {
-    const struct mc_reg_snapshot *s = find(r, sname);
-    char(*before)[2048] = NULL;
-    json_t *moves;
-    uint64_t gen = 0;
-    size_t n;
-    int rc;
+    json_t *res, *moves;
+    int rc = cli_snapshot_restore(r, sname, no_gate, &res);
 
-    if (s == NULL)
-        return cli_error(
-            mc_err(MC_ENOENT, "there is no snapshot \"%s\" (see `mcache snapshot ls`)", sname));
-    if (!no_gate && (rc = refuse_ungated(r, s, sname)))
+    if (rc)
         return cli_error(rc);
-    /* where each alias is before, to say what moved */
-    n = s->nentries;
-    before = calloc(n ? n : 1, sizeof(*before));
-    if (before == NULL)
-        return cli_error(mc_err(MC_ENOMEM, "out of memory"));
-    for (size_t i = 0; i < n; i++)
-        targets_now(r, s->entries[i].model, s->entries[i].alias, before[i], sizeof(before[i]));
-    rc = mc_registry_snapshot_restore(r, sname, &gen);
-    if (rc) {
-        free(before);
-        return cli_error(rc);
-    }
-    s = find(r, sname);
-    moves = json_array();
-    for (size_t i = 0; s && i < s->nentries; i++) {
-        char now[2048];
-
-        targets_now(r, s->entries[i].model, s->entries[i].alias, now, sizeof(now));
-        if (strcmp(now, before[i]) != 0)
-            json_array_append_new(moves,
-                                  json_pack("{s:s, s:s, s:o, s:s}", "name", s->entries[i].model,
-                                            "alias", s->entries[i].alias, "from",
-                                            jv_str(before[i][0] ? before[i] : NULL), "to", now));
-    }
-    free(before);
+    moves = json_object_get(res, "moves");
     if (c->json) {
-        jv_print(json_pack("{s:s, s:s, s:o, s:I}", "name", sname, "action", "restore", "moves",
-                           moves, "generation", (json_int_t)gen));
+        jv_print(res);
     } else {
         size_t i;
         json_t *mv;
@@ -165,7 +66,7 @@ static int restore(const struct cli *c, struct mc_registry *r, const char *sname
             else
                 printf("snapshot %s: every alias is already where it records\n", sname);
         }
-        json_decref(moves);
+        json_decref(res);
     }
     return EXIT_OK;
 }
@@ -175,14 +76,14 @@ static int list(const struct cli *c, struct mc_registry *r, const char *sname)
     size_t n = mc_registry_snapshot_count(r);
 
     if (sname) {
-        const struct mc_reg_snapshot *s = find(r, sname);
+        const struct mc_reg_snapshot *s = cli_snapshot_find(r, sname);
         char when[64], who[64];
 
         if (s == NULL)
             return cli_error(
                 mc_err(MC_ENOENT, "there is no snapshot \"%s\" (see `mcache snapshot ls`)", sname));
         if (c->json) {
-            jv_print(snap_json(s, true));
+            jv_print(jv_snapshot(s, true));
             return EXIT_OK;
         }
         printf("snapshot %s, taken %s by %s: %zu alias%s\n", s->name, fmt_time(s->created_ns, when),
@@ -204,7 +105,7 @@ static int list(const struct cli *c, struct mc_registry *r, const char *sname)
         json_t *a = json_array();
 
         for (size_t i = 0; i < n; i++)
-            json_array_append_new(a, snap_json(mc_registry_snapshot_at(r, i), true));
+            json_array_append_new(a, jv_snapshot(mc_registry_snapshot_at(r, i), true));
         jv_print(a);
         return EXIT_OK;
     }

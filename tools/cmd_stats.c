@@ -5,8 +5,8 @@
  * minutes and since the version was loaded. Both ask mcached (ctl ops
  * `stats` and `compare`, docs/protocol.md).
  *
- * The JSON is built here from a fixed list of keys, so the CLI's schema
- * does not change when mcached adds fields.
+ * The JSON (jv_stats_version) is built from a fixed list of keys, so the
+ * CLI's schema does not change when mcached adds fields.
  */
 #include <stdio.h>
 #include <string.h>
@@ -16,31 +16,6 @@
 #include "tools/ctl_client.h"
 #include "tools/jsonout.h"
 #include "tools/output.h"
-
-static const char *const window_keys[] = {
-    "window", "seconds",           "covered_s",  "requests", "errors",
-    "units",  "requests_per_s",    "error_rate", "p50_ns",   "p95_ns",
-    "p99_ns", "units_per_request", NULL};
-
-/* One version's answer with exactly the documented keys. */
-static json_t *pick_version(const json_t *v)
-{
-    json_t *out = json_pack("{s:O, s:O, s:O, s:O, s:O}", "name", jget(v, "name"), "version",
-                            jget(v, "version"), "split", jget(v, "split"), "index",
-                            jget(v, "index"), "loaded_ns", jget(v, "loaded_ns"));
-    json_t *wins = json_array(), *w;
-    size_t i;
-
-    json_array_foreach(json_object_get(v, "windows"), i, w)
-    {
-        json_t *o = json_object();
-        for (const char *const *k = window_keys; *k; k++)
-            json_object_set(o, *k, jget(w, *k));
-        json_array_append_new(wins, o);
-    }
-    json_object_set_new(out, "windows", wins);
-    return out;
-}
 
 /* ---- human output --------------------------------------------------------- */
 
@@ -204,7 +179,7 @@ static int run_stats(struct cli *c, struct args *a)
     if (rc)
         return cli_error(rc);
     if (c->json)
-        jv_print(pick_version(res));
+        jv_print(jv_stats_version(res));
     else
         print_stats(c, res);
     json_decref(res);
@@ -222,9 +197,9 @@ static int run_compare(struct cli *c, struct args *a)
     if (c->json) {
         vs = json_array();
         json_array_append_new(vs,
-                              pick_version(json_array_get(json_object_get(res, "versions"), 0)));
+                              jv_stats_version(json_array_get(json_object_get(res, "versions"), 0)));
         json_array_append_new(vs,
-                              pick_version(json_array_get(json_object_get(res, "versions"), 1)));
+                              jv_stats_version(json_array_get(json_object_get(res, "versions"), 1)));
         jv_print(json_pack("{s:O, s:o}", "name", jget(res, "name"), "versions", vs));
     } else {
         print_compare(res);

@@ -179,3 +179,47 @@ double cli_mono_s(void)
 {
     return (double)mc_mono_ns() / 1e9;
 }
+
+const char *cli_alias_targets(struct mc_registry *r, const char *name, const char *alias, char *buf,
+                              size_t len)
+{
+    const struct mc_reg_model *m = mc_registry_model(r, name);
+
+    *buf = '\0';
+    for (size_t i = 0; m && i < m->naliases; i++)
+        if (!strcmp(m->aliases[i].alias, alias))
+            mc_reg_targets_format(&m->aliases[i], buf, len);
+    return *buf ? buf : NULL;
+}
+
+const struct mc_reg_snapshot *cli_snapshot_find(struct mc_registry *r, const char *sname)
+{
+    for (size_t i = 0; i < mc_registry_snapshot_count(r); i++) {
+        const struct mc_reg_snapshot *s = mc_registry_snapshot_at(r, i);
+
+        if (!strcmp(s->name, sname))
+            return s;
+    }
+    return NULL;
+}
+
+int cli_snapshot_gate(struct mc_registry *r, const struct mc_reg_snapshot *s, const char *sname)
+{
+    char now[2048];
+
+    for (size_t i = 0; i < s->nentries; i++) {
+        const struct mc_reg_model *m = mc_registry_model(r, s->entries[i].model);
+        if (!m || !m->health)
+            continue;
+        cli_alias_targets(r, s->entries[i].model, s->entries[i].alias, now, sizeof(now));
+        if (strcmp(now, s->entries[i].targets))
+            return mc_err(MC_EINVAL,
+                          "snapshot restore %s would move %s of %s (%s -> %s), and %s has a "
+                          "health check, which a restore does not run (it moves every alias in "
+                          "one record); nothing was restored: move that alias with `mcache "
+                          "alias` (gated), or restore with --no-gate if you mean it",
+                          sname, s->entries[i].alias, s->entries[i].model, *now ? now : "none",
+                          s->entries[i].targets, s->entries[i].model);
+    }
+    return 0;
+}

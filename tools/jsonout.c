@@ -8,6 +8,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/err.h"
+
 json_t *jv_str(const char *s)
 {
     return s ? json_string(s) : json_null();
@@ -233,4 +235,152 @@ json_t *jget(const json_t *o, const char *key)
     json_t *v = json_object_get(o, key);
 
     return v ? v : json_null();
+}
+
+/* ---- objects shared by several commands and mcache-serve ----------------- */
+
+json_t *jv_aliases(const struct mc_reg_model *m)
+{
+    json_t *arr = json_array();
+
+    for (size_t i = 0; i < m->naliases; i++) {
+        const struct mc_reg_alias *al = &m->aliases[i];
+        const struct mc_reg_move *last = al->nhistory ? &al->history[al->nhistory - 1] : NULL;
+        json_t *targets = json_array();
+
+        /* target: the heaviest, as before weights; targets: every one with its weight */
+        for (size_t j = 0; j < al->ntargets; j++)
+            json_array_append_new(targets, json_pack("{s:s, s:i}", "version",
+                                                     al->targets[j].version->version, "weight",
+                                                     (int)al->targets[j].weight));
+        json_array_append_new(arr,
+                              json_pack("{s:s, s:o, s:o, s:i, s:o, s:o}", "alias", al->alias,
+                                        "target", jv_str(al->target ? al->target->version : NULL),
+                                        "targets", targets, "moves", (int)al->nhistory, "moved_ns",
+                                        last ? json_integer((json_int_t)last->at_ns) : json_null(),
+                                        "moved_at", last ? jv_time(last->at_ns) : json_null()));
+    }
+    return arr;
+}
+
+json_t *jv_removed(const struct mc_reg_version *v)
+{
+    return json_pack("{s:s, s:s, s:I, s:I, s:o}", "name", v->name, "version", v->version, "size",
+                     (json_int_t)v->size, "created_ns", (json_int_t)v->created_ns, "created_at",
+                     jv_time(v->created_ns));
+}
+
+json_t *jv_deploy(const struct mc_reg_deploy *x)
+{
+    json_t *steps = json_array(), *h = json_array();
+
+    for (size_t i = 0; i < x->nsteps; i++)
+        json_array_append_new(steps, json_integer(x->steps[i]));
+    for (size_t i = 0; i < x->health_argc; i++)
+        json_array_append_new(h, json_string(x->health_argv[i]));
+    return json_pack(
+        "{s:I, s:s, s:s, s:s, s:s, s:s, s:o, s:I, s:I, s:I, s:f, s:f, s:I, s:o, "
+        "s:o, s:o, s:o, s:o, s:i, s:o}",
+        "id", (json_int_t)x->id, "name", x->name, "version", x->version, "alias", x->alias,
+        "strategy", mc_deploy_strategy_name(x->strategy), "state", mc_deploy_state_name(x->state),
+        "steps", steps, "step", (json_int_t)x->step + 1, "weight", (json_int_t)x->steps[x->step],
+        "interval_ms", (json_int_t)x->interval_ms, "max_error_rate", x->max_error_rate,
+        "max_p99_ratio", x->max_p99_ratio, "min_requests", (json_int_t)x->min_requests, "from",
+        jv_str(x->from), "reason", jv_str(x->reason), "started_at", jv_time(x->started_ns),
+        "ended_at", x->ended_ns ? jv_time(x->ended_ns) : json_null(), "health", h, "uid",
+        (int)x->uid, "step_started_at", jv_time(x->step_started_ns));
+}
+
+json_t *jv_snapshot(const struct mc_reg_snapshot *s, bool entries)
+{
+    json_t *o = json_pack("{s:s, s:I, s:o, s:i, s:I}", "name", s->name, "created_ns",
+                          (json_int_t)s->created_ns, "created_at", jv_time(s->created_ns), "uid",
+                          (int)s->uid, "aliases", (json_int_t)s->nentries);
+
+    if (o && entries) {
+        json_t *list = json_array();
+
+        for (size_t i = 0; i < s->nentries; i++)
+            json_array_append_new(list,
+                                  json_pack("{s:s, s:s, s:s}", "name", s->entries[i].model, "alias",
+                                            s->entries[i].alias, "targets", s->entries[i].targets));
+        json_object_set_new(o, "entries", list);
+    }
+    return o;
+}
+
+json_t *jv_alert(const struct mc_reg_alert *x)
+{
+    return json_pack("{s:I, s:o, s:s, s:s, s:o, s:o, s:s}", "id", (json_int_t)x->id, "at",
+                     jv_time(x->at_ns), "kind", x->kind, "model", x->model, "version",
+                     jv_str(x->version), "alias", jv_str(x->alias), "message", x->message);
+}
+
+/* The JSON is built from a fixed list of keys, so the schema does not change when mcached adds fields. */
+static const char *const window_keys[] = {
+    "window", "seconds",           "covered_s",  "requests", "errors",
+    "units",  "requests_per_s",    "error_rate", "p50_ns",   "p95_ns",
+    "p99_ns", "units_per_request", NULL};
+
+json_t *jv_stats_version(const json_t *v)
+{
+    json_t *out = json_pack("{s:O, s:O, s:O, s:O, s:O}", "name", jget(v, "name"), "version",
+                            jget(v, "version"), "split", jget(v, "split"), "index",
+                            jget(v, "index"), "loaded_ns", jget(v, "loaded_ns"));
+    json_t *wins = json_array(), *w;
+    size_t i;
+
+    json_array_foreach(json_object_get(v, "windows"), i, w)
+    {
+        json_t *o = json_object();
+        for (const char *const *k = window_keys; *k; k++)
+            json_object_set(o, *k, jget(w, *k));
+        json_array_append_new(wins, o);
+    }
+    json_object_set_new(out, "windows", wins);
+    return out;
+}
+
+int cli_snapshot_restore(struct mc_registry *r, const char *sname, bool no_gate, json_t **out)
+{
+    const struct mc_reg_snapshot *s = cli_snapshot_find(r, sname);
+    char(*before)[2048] = NULL;
+    json_t *moves;
+    uint64_t gen = 0;
+    size_t n;
+    int rc;
+
+    *out = NULL;
+    if (s == NULL)
+        return mc_err(MC_ENOENT, "there is no snapshot \"%s\" (see `mcache snapshot ls`)", sname);
+    if (!no_gate && (rc = cli_snapshot_gate(r, s, sname)))
+        return rc;
+    /* where each alias is before, to say what moved */
+    n = s->nentries;
+    before = calloc(n ? n : 1, sizeof(*before));
+    if (before == NULL)
+        return mc_err(MC_ENOMEM, "out of memory");
+    for (size_t i = 0; i < n; i++)
+        cli_alias_targets(r, s->entries[i].model, s->entries[i].alias, before[i], sizeof(before[i]));
+    rc = mc_registry_snapshot_restore(r, sname, &gen);
+    if (rc) {
+        free(before);
+        return rc;
+    }
+    s = cli_snapshot_find(r, sname);
+    moves = json_array();
+    for (size_t i = 0; s && i < s->nentries && i < n; i++) {
+        char now[2048];
+
+        cli_alias_targets(r, s->entries[i].model, s->entries[i].alias, now, sizeof(now));
+        if (strcmp(now, before[i]) != 0)
+            json_array_append_new(moves,
+                                  json_pack("{s:s, s:s, s:o, s:s}", "name", s->entries[i].model,
+                                            "alias", s->entries[i].alias, "from",
+                                            jv_str(before[i][0] ? before[i] : NULL), "to", now));
+    }
+    free(before);
+    *out = json_pack("{s:s, s:s, s:o, s:I}", "name", sname, "action", "restore", "moves", moves,
+                     "generation", (json_int_t)gen);
+    return 0;
 }

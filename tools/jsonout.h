@@ -24,6 +24,27 @@ json_t *jv_version(const struct mc_reg_model *m, const struct mc_reg_version *v,
  */
 json_t *jv_moves(const struct mc_reg_model *m, const char *alias, const char *version);
 
+/*
+ * Shared by the CLI's --json and mcache-serve's REST answers (one place each):
+ * a model's aliases as `mcache show NAME` lists them, a removed version (rm,
+ * gc), a rollout (deploy, deployments), an alias snapshot (snapshot ls), an
+ * alert (alerts), one version's serving statistics with only the documented
+ * keys (stats, compare: from mcached's answer).
+ */
+json_t *jv_aliases(const struct mc_reg_model *m);
+json_t *jv_removed(const struct mc_reg_version *v);
+json_t *jv_deploy(const struct mc_reg_deploy *x);
+json_t *jv_snapshot(const struct mc_reg_snapshot *s, bool entries);
+json_t *jv_alert(const struct mc_reg_alert *x);
+json_t *jv_stats_version(const json_t *v);
+
+/*
+ * Restore snapshot sname (refused by cli_snapshot_gate() unless no_gate):
+ * *out = {"name", "action": "restore", "moves": [{"name","alias","from","to"}],
+ * "generation"}, the aliases that moved. MC_ENOENT if there is no such snapshot.
+ */
+int cli_snapshot_restore(struct mc_registry *r, const char *sname, bool no_gate, json_t **out);
+
 /* "2024-05-01T12:34:56.123Z" */
 json_t *jv_time(uint64_t ns);
 

@@ -4,6 +4,7 @@
  * aliases with history and rollback, removal, status, flags and metadata,
  * retention, search, two handles on one store, check and repair.
  */
+#include <ctype.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -12,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <xxhash.h>
 
@@ -303,6 +305,129 @@ static void test_push_cancel(void **state)
     refused(f, mc_registry_push(f->r, "big", "1.0.0", mkfile(f, "big", 12 << 20, 2), &o, NULL),
             MC_EBUSY, "stopped by its progress callback");
     assert_null(mc_registry_model(f->r, "big"));
+}
+
+/* Upload data as m@version in pieces of the sizes given (cycled), then commit. */
+static int upload_pieces(struct fx *f, const char *version, const char *data, size_t len,
+                         const size_t *sizes, size_t nsizes, const char *expect)
+{
+    struct mc_reg_upload *u;
+    int rc = mc_registry_upload_begin(f->r, "m", version, NULL, len, &u);
+
+    if (rc)
+        return rc;
+    for (size_t off = 0, i = 0; off < len; i++) {
+        size_t n = sizes[i % nsizes] < len - off ? sizes[i % nsizes] : len - off;
+
+        assert_int_equal(mc_registry_upload_write(u, data + off, n), 0);
+        off += n;
+        assert_int_equal(mc_registry_upload_size(u), off);
+    }
+    return mc_registry_upload_commit(f->r, u, expect, NULL);
+}
+
+static void test_upload(void **state)
+{
+    static const unsigned char st[24] = {14,  0,   0,   0,   0,   0,   0,   0,
+                                         '{', '"', 'a', '"', ':', '{', '}', '}'};
+    static const size_t odd[] = {1, 7, 63, 64, 65, 4099, 1 << 20, 3};
+    static const size_t ones[] = {1};
+    struct fx *f = *state;
+    const char *src = mkfile(f, "m.bin", (5 << 20) + 13, 9);
+    const struct mc_reg_version *v1, *v2;
+    struct mc_reg_upload *u;
+    char *data, *got, sum[48], *wrong;
+    size_t len, glen;
+    uint64_t g;
+
+    /* pieces of odd sizes: the same checksum, format and bytes as a file push */
+    data = tu_read(src, &len);
+    assert_int_equal(mc_registry_push(f->r, "m", "1.0.0", src, NULL, NULL), 0);
+    assert_int_equal(upload_pieces(f, "2.0.0", data, len, odd, 8, NULL), 0);
+    assert_int_equal(mc_registry_resolve(f->r, "m", "1.0.0", &v1), 0);
+    assert_int_equal(mc_registry_resolve(f->r, "m", "2.0.0", &v2), 0);
+    assert_string_equal(v1->checksum, v2->checksum);
+    assert_int_equal(v1->size, v2->size);
+    assert_int_equal(v1->format, v2->format);
+    assert_int_equal(v2->status, MC_STATUS_READY);
+    got = tu_read(v2->path, &glen);
+    assert_int_equal(glen, len);
+    assert_memory_equal(got, data, len);
+    free(got);
+    snprintf(sum, sizeof(sum), "%s", v1->checksum);
+    /* the format is detected from the first bytes even when they come one by one */
+    assert_int_equal(upload_pieces(f, "3.0.0", (const char *)st, sizeof(st), ones, 1, NULL), 0);
+    assert_int_equal(mc_registry_resolve(f->r, "m", "3.0.0", &v2), 0);
+    assert_int_equal(v2->format, MC_FORMAT_SAFETENSORS);
+    /* expect matching (either case of hex) registers */
+    for (char *p = sum + 9; *p; p++)
+        *p = (char)toupper((unsigned char)*p);
+    assert_int_equal(upload_pieces(f, "4.0.0", data, len, odd + 5, 2, sum), 0);
+
+    /* a checksum mismatch: refused naming both, nothing registered, nothing left */
+    g = mc_registry_generation(f->r);
+    wrong = strdup("xxh3-128:0123456789abcdef0123456789abcdef");
+    assert_int_equal(upload_pieces(f, "5.0.0", data, 1000, odd, 8, wrong), MC_ECORRUPT);
+    assert_msg(wrong);
+    assert_msg("arrived with checksum xxh3-128:");
+    assert_msg("nothing was registered");
+    free(wrong);
+    assert_int_equal(mc_registry_generation(f->r), g);
+    assert_int_equal(tmp_files(f), 0);
+    assert_int_equal(mc_registry_resolve(f->r, "m", "5.0.0", &v2), MC_ENOENT);
+    refused(f, upload_pieces(f, "5.0.0", data, 1000, odd, 8, "xxh3:12"), MC_EINVAL,
+            "is not \"xxh3-128:\" and 32 hex digits");
+
+    /* abort leaves nothing */
+    assert_int_equal(mc_registry_upload_begin(f->r, "m", "5.0.0", NULL, 0, &u), 0);
+    assert_int_equal(tmp_files(f), 1);
+    assert_int_equal(mc_registry_upload_write(u, data, 4096), 0);
+    mc_registry_upload_abort(f->r, u);
+    assert_int_equal(tmp_files(f), 0);
+    assert_int_equal(mc_registry_generation(f->r), g);
+
+    /* 0 bytes: refused at commit */
+    assert_int_equal(mc_registry_upload_begin(f->r, "m", "5.0.0", NULL, 0, &u), 0);
+    refused(f, mc_registry_upload_commit(f->r, u, NULL, NULL), MC_EINVAL, "is empty (0 bytes");
+
+    /* refused at begin, before any byte: an existing version, bad input, no room */
+    refused(f, mc_registry_upload_begin(f->r, "m", "1.0.0", NULL, 100, &u), MC_EEXIST,
+            "m@1.0.0 is already registered");
+    assert_null(u);
+    refused(f, mc_registry_upload_begin(f->r, "m", "1.x", NULL, 100, &u), MC_EINVAL,
+            "not a semantic version");
+    refused(f, mc_registry_upload_begin(f->r, "../m", "1.0.0", NULL, 100, &u), MC_EINVAL, "..");
+    refused(f, mc_registry_upload_begin(f->r, "m", "6.0.0", NULL, 1ull << 62, &u), MC_ENOSPC,
+            "the upload of m@6.0.0 is 4611686018427387904 bytes");
+    free(data);
+}
+
+/* A process that dies mid-upload leaves a temp file the next writer removes, as a push's. */
+static void test_upload_dead(void **state)
+{
+    struct fx *f = *state;
+    struct mc_registry *r2;
+    struct tu_warnings w = {0};
+    pid_t pid = fork();
+
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        struct mc_reg_upload *u;
+
+        if (mc_registry_upload_begin(f->r, "m", "1.0.0", NULL, 0, &u) != 0 ||
+            mc_registry_upload_write(u, "partial", 7) != 0)
+            _exit(1);
+        _exit(0); /* dies with the upload open */
+    }
+    assert_int_equal(tu_wait(pid), 0);
+    assert_int_equal(tmp_files(f), 1);
+    assert_int_equal(tu_open(f->store, 0, &w, &r2), 0);
+    assert_int_equal(tmp_files(f), 0);
+    assert_int_equal(w.count, 1);
+    assert_non_null(strstr(w.last, "removed 1 temp file"));
+    assert_int_equal(mc_registry_resolve(r2, "m", "1.0.0", &(const struct mc_reg_version *){0}),
+                     MC_ENOENT);
+    mc_registry_close(r2);
 }
 
 static void resolves(struct fx *f, const char *ref, const char *want)
@@ -1558,6 +1683,8 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_push_formats, setup, teardown),
         cmocka_unit_test_setup_teardown(test_push_refusals, setup, teardown),
         cmocka_unit_test_setup_teardown(test_push_cancel, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_upload, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_upload_dead, setup, teardown),
         cmocka_unit_test_setup_teardown(test_resolve, setup, teardown),
         cmocka_unit_test_setup_teardown(test_aliases, setup, teardown),
         cmocka_unit_test_setup_teardown(test_remove, setup, teardown),

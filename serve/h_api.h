@@ -1,0 +1,51 @@
+/*
+ * h_api.h - what the REST handlers (h_registry.c, h_artifacts.c, h_cache.c,
+ * h_admin.c) share: strict JSON bodies, a model looked up with the right
+ * error, residency, calls to mcached.
+ */
+#ifndef MCACHE_SERVE_H_API_H
+#define MCACHE_SERVE_H_API_H
+
+#include "serve/http.h"
+
+/*
+ * Refuse members of obj not in allowed (NULL-terminated): 400 unknown_field
+ * naming the first and listing the allowed ones. true if it replied.
+ */
+bool api_unknown_fields(struct req *rq, const json_t *obj, const char *const *allowed);
+
+/*
+ * A member of the JSON body of the wrong type: 400 bad_request naming the
+ * field and the type wanted. Returns what reply_error returns.
+ */
+int api_bad_type(struct req *rq, const char *field, const char *want);
+
+/*
+ * With the registry locked: the model called name, or NULL after replying
+ * 400 (not a valid name) or 404 (no such model).
+ */
+const struct mc_reg_model *api_model(struct req *rq, const char *name, int *ret);
+
+/* Where name@version stands in the arena (jv_version's residency): "resident", ... */
+const char *api_residency(struct srv *s, const char *name, const char *version);
+
+/* A version's JSON with its residency (registry locked). */
+json_t *api_version(struct srv *s, const struct mc_reg_model *m, const struct mc_reg_version *v);
+
+/*
+ * Call mcached (cli_ctl_call on srv->cli); on failure reply with the error
+ * (503 no_daemon when none runs) and return false; *out owned by the caller.
+ */
+bool api_ctl(struct req *rq, const char *op, unsigned nargs, const char *const *args, int timeout_ms,
+             json_t **out, int *ret);
+
+/* Lock the registry, set the request's actor; false (after replying) if it cannot be read. */
+bool api_lock_actor(struct req *rq, int *ret);
+
+/* Split a comma-separated query value into at most max words (copies in buf). */
+size_t api_split(const char *s, char *buf, size_t len, const char **out, size_t max);
+
+/* The value of a boolean query argument, replying 400 on a bad one; -1 if it replied. */
+int api_query_bool(struct req *rq, const char *key, bool def, int *ret);
+
+#endif

@@ -1,0 +1,239 @@
+#!/usr/bin/env python3
+"""mcache-serve's core: options and their errors, /healthz, /readyz, routing
+errors (404, 405 with Allow, 400 for malformed paths), the error object,
+query and header plumbing, a clean stop on SIGTERM and SIGINT."""
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import servetest  # noqa: E402
+from servetest import MCACHE_SERVE, Server  # noqa: E402
+
+
+def run_serve(*args, env=None, timeout=20):
+    e = {k: v for k, v in os.environ.items() if not k.startswith("MCACHE_")}
+    e.update(env or {})
+    return subprocess.run([MCACHE_SERVE] + list(args), capture_output=True, text=True,
+                          timeout=timeout, env=e)
+
+
+class Options(unittest.TestCase):
+    def test_help_and_version(self):
+        r = run_serve("--help")
+        self.assertEqual(r.returncode, 0, r)
+        for opt in ("--store", "--listen", "--threads", "--require-tokens", "--insecure-open",
+                    "--tls-cert", "--tls-key", "--max-json", "--max-upload", "--timeout",
+                    "--max-conns", "MCACHE_STORE"):
+            self.assertIn(opt, r.stdout)
+        r = run_serve("--version")
+        self.assertEqual(r.returncode, 0, r)
+        self.assertRegex(r.stdout, r"^mcache-serve \d+\.\d+\.\d+\n$")
+
+    def test_bad_values(self):
+        cases = [
+            (["--threads", "0"], r"--threads needs a whole number from 1 to 256, not \"0\""),
+            (["--threads", "x"], r"--threads.*not \"x\""),
+            (["--max-json", "-5"], r"--max-json.*not \"-5\""),
+            (["--timeout", "1.5"], r"--timeout.*not \"1.5\""),
+            (["--max-conns", ""], r"--max-conns.*not \"\""),
+            (["--max-upload", "99999999999999999999999"], r"--max-upload"),
+            (["--listen", "localhost:80"], r"\"localhost\" is not an IPv4 address"),
+            (["--listen", "127.0.0.1"], r"write ADDR:PORT"),
+            (["--listen", "127.0.0.1:70000"], r"port.*from 0 to 65535"),
+            (["--listen", "::1:80"], r"IPv6 address in brackets"),
+            (["--listen", "[::1]80"], r"\[ADDR\]:PORT"),
+            (["--listen", "[zz]:80"], r"\"zz\" is not an IPv6 address"),
+            (["--tls-cert", "/nonexistent"], r"--tls-cert and --tls-key go together"),
+            (["--require-tokens", "--insecure-open"], r"contradict"),
+            (["--bogus"], r"there is no option \"--bogus\""),
+            (["--store"], r"--store needs a value"),
+            (["extra"], r"takes no arguments.*\"extra\""),
+        ]
+        for args, msg in cases:
+            with self.subTest(args=args):
+                r = run_serve(*args)
+                self.assertEqual(r.returncode, 2, r)
+                self.assertRegex(r.stderr, r"^mcache-serve: ")
+                self.assertRegex(r.stderr, msg)
+                self.assertIn("--help", r.stderr)
+
+    def test_tls_files_checked(self):
+        with tempfile.TemporaryDirectory() as d:
+            notpem = os.path.join(d, "x.pem")
+            with open(notpem, "w") as f:
+                f.write("hello\n")
+            r = run_serve("--store", d, "--tls-cert", notpem, "--tls-key", notpem)
+            self.assertEqual(r.returncode, 1, r)
+            self.assertIn("is not a PEM file", r.stderr)
+            r = run_serve("--store", d, "--tls-cert", os.path.join(d, "missing.pem"),
+                          "--tls-key", notpem)
+            self.assertEqual(r.returncode, 1, r)
+            self.assertIn("missing.pem", r.stderr)
+            self.assertIn("No such file", r.stderr)
+
+    def test_non_loopback_needs_tokens_or_insecure_open(self):
+        with tempfile.TemporaryDirectory() as d:
+            r = run_serve("--store", os.path.join(d, "s"), "--listen", "0.0.0.0:0")
+            self.assertEqual(r.returncode, 1, r)
+            self.assertIn("refusing to listen on 0.0.0.0:0 without tokens", r.stderr)
+            self.assertIn("--insecure-open", r.stderr)
+
+    def test_address_in_use(self):
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        s.listen(1)
+        port = s.getsockname()[1]
+        try:
+            with tempfile.TemporaryDirectory() as d:
+                r = run_serve("--store", d, "--listen", "127.0.0.1:%d" % port)
+                self.assertEqual(r.returncode, 1, r)
+                self.assertIn("127.0.0.1:%d" % port, r.stderr)
+                self.assertIn("could not listen", r.stderr)
+        finally:
+            s.close()
+
+    def test_environment(self):
+        """MCACHE_STORE/CACHE/SHM_DIR choose what --store/--cache/--shm-dir would."""
+        with tempfile.TemporaryDirectory() as d:
+            store = os.path.join(d, "envstore")
+            srv = Server(d, daemon=False)
+            srv.env["MCACHE_STORE"] = store
+            srv.env["MCACHE_CACHE"] = "envcache"
+            real = servetest.MCACHE_SERVE
+            try:
+                # Run it without --store/--cache: the environment decides.
+                log = open(srv.serve_log_path, "ab")
+                p = subprocess.Popen([real, "--listen", "127.0.0.1:0"], stdout=log, stderr=log,
+                                     env=srv.env)
+                log.close()
+                srv.proc = p
+                servetest.wait_for("listening", lambda: "listening on" in srv.serve_log(),
+                                   proc=p, log=srv.logs)
+                self.assertIn("store %s, cache envcache" % store, srv.serve_log())
+                self.assertTrue(os.path.isdir(store))
+            finally:
+                srv.stop()
+
+
+class Basics(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        servetest.need_binaries()
+        cls.srv = Server(daemon=True).__enter__()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.srv.stop()
+
+    def test_healthz(self):
+        st, h, body = self.srv.request("GET", "/healthz")
+        self.assertEqual(st, 200)
+        self.assertEqual(h["content-type"], "application/json")
+        j = json.loads(body)
+        self.assertIs(j["ok"], True)
+        self.assertRegex(j["version"], r"^\d+\.\d+\.\d+$")
+        st, h, body = self.srv.request("HEAD", "/healthz")
+        self.assertEqual((st, body), (200, b""))
+
+    def test_readyz(self):
+        j = self.srv.json("GET", "/readyz")
+        self.assertEqual(j, {"ready": True, "checks": {"registry": "ok", "arena": "ok",
+                                                       "mcached": "ok"}})
+
+    def test_not_found(self):
+        st, h, body = self.srv.request("GET", "/nothing/here")
+        self.assertEqual(st, 404)
+        e = json.loads(body)["error"]
+        self.assertEqual((e["code"], e["status"]), ("not_found", 404))
+        self.assertIn("/nothing/here", e["message"])
+
+    def test_method_not_allowed(self):
+        st, h, body = self.srv.request("DELETE", "/healthz")
+        self.assertEqual(st, 405)
+        self.assertEqual(h["allow"], "GET, HEAD")
+        e = json.loads(body)["error"]
+        self.assertEqual(e["code"], "method_not_allowed")
+        self.assertIn("DELETE", e["message"])
+
+    def test_malformed_paths(self):
+        for path, what in [("/healthz/%2e%2e", "\"..\" segment"), ("/a/./b", "\".\" segment"),
+                           ("/a//b", "empty segment"), ("/healthz/", "empty segment"),
+                           ("/a%00b", "control byte 0x00"), ("/a%1fb", "control byte 0x1f"),
+                           ("/a%zzb", "bad escape"), ("/a%4", "without two hex digits"),
+                           ("/" + "x/" * 20 + "y", "more than 16 segments"),
+                           ("/" + "x" * 5000, "at most 4096")]:
+            with self.subTest(path=path[:40]):
+                st, h, body = self.srv.request("GET", path)
+                self.assertEqual(st, 400, body)
+                e = json.loads(body)["error"]
+                self.assertEqual(e["code"], "bad_request")
+                self.assertIn(what, e["message"])
+
+    def test_percent_encoded_literal_matches(self):
+        st, h, body = self.srv.request("GET", "/health%7a")
+        self.assertEqual(st, 200, body)
+
+    def test_errors_are_logged(self):
+        self.srv.request("GET", "/logged/404")
+        servetest.wait_for("the log line", lambda: "404 GET /logged/404 from 127.0.0.1:" in
+                           self.srv.serve_log())
+
+    def test_keep_alive(self):
+        c = self.srv.connection()
+        try:
+            for _ in range(5):
+                c.request("GET", "/healthz")
+                r = c.getresponse()
+                self.assertEqual(r.status, 200)
+                r.read()
+        finally:
+            c.close()
+
+
+class Readiness(unittest.TestCase):
+    def setUp(self):
+        servetest.need_binaries()
+
+    def test_without_daemon(self):
+        with Server(daemon=False) as srv:
+            st, h, body = srv.request("GET", "/readyz")
+            self.assertEqual(st, 503)
+            j = json.loads(body)
+            self.assertIs(j["ready"], False)
+            self.assertEqual(j["checks"]["registry"], "ok")
+            self.assertIn("mcached", j["checks"]["mcached"])
+            self.assertEqual(j["error"]["code"], "unavailable")
+            self.assertEqual(j["error"]["status"], 503)
+            self.assertEqual(srv.request("GET", "/healthz")[0], 200)
+
+    def test_daemon_goes_away(self):
+        with Server() as srv:
+            self.assertEqual(srv.request("GET", "/readyz")[0], 200)
+            servetest.stop_proc(srv.daemon)
+            srv.daemon = None
+            st, h, body = srv.request("GET", "/readyz")
+            self.assertEqual(st, 503, body)
+            self.assertNotEqual(json.loads(body)["checks"]["mcached"], "ok")
+
+
+class Stopping(unittest.TestCase):
+    def setUp(self):
+        servetest.need_binaries()
+
+    def test_sigterm_and_sigint(self):
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with self.subTest(sig=sig), Server(daemon=False) as srv:
+                srv.proc.send_signal(sig)
+                self.assertEqual(srv.proc.wait(15), 0, srv.logs())
+                self.assertIn("stopping (%s)" % sig.name, srv.serve_log())
+                srv.proc = None
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
