@@ -263,7 +263,7 @@ static int http_call(struct conn *c, const char *method, const char *path, const
     bool chunked = false, closes = false, have_len = false;
     uint64_t clen = 0;
     size_t used = 0, cap = 0;
-    int n;
+    int n, sent;
 
     memset(r, 0, sizeof(*r));
     if (c->fd < 0 && conn_open(c, c->port))
@@ -276,8 +276,10 @@ static int http_call(struct conn *c, const char *method, const char *path, const
     n += snprintf(req + n, sizeof(req) - (size_t)n, "\r\n");
     if (n >= (int)sizeof(req))
         return bench_error("http: request for %s too long", path);
-    if (send_all(c, req, (size_t)n) || (body_fd >= 0 && send_file(c, body_fd, body_len)))
-        return -1;
+    /* A server may refuse a body before it is all sent (and close): its answer says why. */
+    sent = send_all(c, req, (size_t)n);
+    if (sent == 0 && body_fd >= 0)
+        sent = send_file(c, body_fd, body_len);
     if (!(line = conn_line(c)))
         return -1;
     if (sscanf(line, "HTTP/1.%*d %u", &r->status) != 1)
@@ -334,8 +336,13 @@ static int http_call(struct conn *c, const char *method, const char *path, const
         r->body = xrealloc(r->body, used + 1);
         r->body[used] = '\0';
     }
-    if (closes)
+    if (closes || sent)
         conn_close(c);
+    if (sent && r->status < 300) {
+        free(r->body);
+        r->body = NULL;
+        return -1; /* the error is above */
+    }
     return 0;
 fail:
     free(r->body);
