@@ -32,7 +32,7 @@
 #include "registry/reg_json.h"
 
 /* The format this code writes, and the newest it reads. */
-#define MC_MANIFEST_FORMAT 2
+#define MC_MANIFEST_FORMAT 3
 
 #define MC_SNAPSHOT_FILE "manifest"
 #define MC_JOURNAL_FILE  "journal"

@@ -582,6 +582,8 @@ int state_apply(void *arg, const struct mc_jval *j, bool snapshot, uint64_t gen)
         rc = apply_alias_entry(st, &r);
     else if ((rc = apply_deploy_record(st, &r, snapshot, gen)) != 1)
         ; /* health, snapshots, deployments, alerts */
+    else if ((rc = apply_audit_record(st, &r, snapshot)) != 1)
+        ; /* tokens, audit entries */
     else if (snapshot)
         rc =
             rec_fail(&r, MC_ECORRUPT, "the snapshot holds an entry \"%s\", which is unknown", r.op);
@@ -595,6 +597,9 @@ int state_apply(void *arg, const struct mc_jval *j, bool snapshot, uint64_t gen)
         rc = apply_rm(st, &r, gen);
     else
         rc = rec_fail(&r, MC_ECORRUPT, "the journal holds a record \"%s\", which is unknown", r.op);
+    /* every change the journal holds has its entry in the audit log */
+    if (rc == 0 && !snapshot)
+        rc = audit_note(st, &r, gen);
     if (rc == 0) {
         st->gen = gen;
         return 0;

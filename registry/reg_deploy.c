@@ -60,8 +60,10 @@ int mc_registry_health_set(struct mc_registry *r, const char *name, const char *
     char what[128];
     struct reg_model *m;
     json_t *rec, *a;
-    int rc = readonly(r);
+    int rc;
 
+    reg_intent(r, "health%s %s", argc ? "" : " rm", name ? name : "");
+    rc = readonly(r);
     if (rc)
         return rc;
     if (mc_name_check(name) != 0)
@@ -105,8 +107,10 @@ int mc_registry_health_set(struct mc_registry *r, const char *name, const char *
 int mc_registry_snapshot_create(struct mc_registry *r, const char *sname, uint64_t *gen)
 {
     json_t *rec, *list;
-    int rc = readonly(r);
+    int rc;
 
+    reg_intent(r, "snapshot create %s", sname ? sname : "");
+    rc = readonly(r);
     if (rc == 0)
         rc = snap_name_check(sname, MC_EINVAL);
     if (rc == 0)
@@ -154,8 +158,10 @@ int mc_registry_snapshot_restore(struct mc_registry *r, const char *sname, uint6
     const struct reg_snap *s;
     json_t *rec, *moves;
     size_t n = 0;
-    int rc = readonly(r);
+    int rc;
 
+    reg_intent(r, "snapshot restore %s", sname ? sname : "");
+    rc = readonly(r);
     if (rc == 0)
         rc = snap_name_check(sname, MC_EINVAL);
     if (rc == 0)
@@ -231,8 +237,10 @@ int mc_registry_snapshot_restore(struct mc_registry *r, const char *sname, uint6
 int mc_registry_snapshot_remove(struct mc_registry *r, const char *sname, uint64_t *gen)
 {
     json_t *rec;
-    int rc = readonly(r);
+    int rc;
 
+    reg_intent(r, "snapshot rm %s", sname ? sname : "");
+    rc = readonly(r);
     if (rc == 0)
         rc = snap_name_check(sname, MC_EINVAL);
     if (rc == 0)
@@ -273,8 +281,12 @@ int mc_registry_deploy_begin(struct mc_registry *r, const struct mc_reg_deploy *
     struct reg_alias *a;
     char from[TSET_TEXT_MAX];
     json_t *rec, *steps, *h = NULL;
-    int rc = readonly(r);
+    int rc;
 
+    reg_intent(r, "deploy %s@%s to %s (%s)", spec->name ? spec->name : "",
+               spec->version ? spec->version : "", spec->alias ? spec->alias : "",
+               mc_deploy_strategy_name(spec->strategy));
+    rc = readonly(r);
     if (rc)
         return rc;
     d = *spec;
@@ -369,8 +381,10 @@ int mc_registry_deploy_update(struct mc_registry *r, uint64_t id, size_t step,
 {
     const struct reg_deploy *d;
     json_t *rec;
-    int rc = readonly(r);
+    int rc;
 
+    reg_intent(r, NULL); /* the daemon's: nothing a user attempted */
+    rc = readonly(r);
     if (rc == 0)
         rc = why_check(reason);
     if (rc)
@@ -448,8 +462,10 @@ int mc_registry_alert_add(struct mc_registry *r, const char *kind, const char *m
                           uint64_t *gen)
 {
     json_t *rec;
-    int rc = readonly(r);
+    int rc;
 
+    reg_intent(r, NULL); /* the daemon's: nothing a user attempted */
+    rc = readonly(r);
     if (rc == 0)
         rc = alert_kind_check(kind, MC_EINVAL);
     if (rc)

@@ -17,6 +17,7 @@
  *               snapshots, deployments, alerts (their meaning and entries)
  *   reg_deploy.c their mutations, and weighted alias moves
  *   search.c    search
+ *   reg_audit.c the actor of changes, the audit log, mcache-serve's tokens
  * and, behind the seam (backend.h) the rules never look past:
  *   journal.c   the metadata backend: the store directory, its lock, when to
  *               compact, check and repair of the manifest
@@ -94,6 +95,16 @@ struct reg_deploy {
     struct mc_reg_deploy pub;
 };
 
+/* A token: the public view (strings owned, one block) and its digest. */
+struct reg_token {
+    struct mc_reg_token pub;
+    unsigned char digest[32]; /* SHA-256 of the secret */
+};
+
+/* Room for an actor's who or from, and for the text of an intended change. */
+#define REG_ACTOR_MAX  256
+#define REG_INTENT_MAX 1024
+
 /* Kept: every running or paused deployment and the newest ended ones. */
 #define REG_DEPLOYS_ENDED_KEPT 256
 
@@ -126,6 +137,10 @@ struct reg_state {
     size_t ndeploys, capdeploys;
     struct mc_reg_alert alerts[MC_REG_ALERTS_MAX]; /* a ring, strings owned */
     size_t alert_head, nalerts;                    /* oldest at alert_head */
+    struct reg_token *tokens;                      /* sorted by name */
+    size_t ntokens, captokens;
+    struct mc_reg_audit *audit; /* a ring of MC_REG_AUDIT_MAX (allocated at the first), owned */
+    size_t audit_head, naudit;  /* oldest at audit_head */
 };
 
 /* The handle: the rules' state, and the two backends that keep it (backend.h). */
@@ -134,6 +149,9 @@ struct mc_registry {
     enum mc_reg_lock lock_mode;
     unsigned flags;
     uint32_t uid;
+    char who[REG_ACTOR_MAX], from[REG_ACTOR_MAX]; /* the actor stamped on each record */
+    char intent[REG_INTENT_MAX]; /* the change being attempted ("" none), for its refusal */
+    bool refusal_recorded;       /* the last call's refusal is in the audit log already */
     void (*warn)(void *arg, const char *msg);
     void *warn_arg;
     struct mc_reg_backend *be; /* metadata: records and snapshots */
@@ -302,6 +320,23 @@ int targets_resolve(struct mc_registry *r, const char *name, const char *alias,
 /* Commit one "alias" record. */
 int alias_move(struct mc_registry *r, struct reg_model *m, const char *alias, const char *from,
                const char *to, bool rollback, const char *why, uint64_t *gen);
+
+/* reg_audit.c: the actor, the audit log, tokens */
+void reg_actor_default(struct mc_registry *r); /* "uid:N(user)", "local" */
+int reg_stamp(const struct mc_registry *r, json_t *rec); /* the actor into rec */
+/* Name the change about to be attempted (printf-like; NULL: none), for the log of its refusal. */
+void reg_intent(struct mc_registry *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Under the exclusive lock: an "audit" record of the intended change's refusal rc. */
+void reg_record_refusal(struct mc_registry *r, int rc);
+/* Without the lock: the same (taking it); returns rc with its message. */
+int reg_refused(struct mc_registry *r, int rc);
+/* The audit entry of an applied journal record. */
+int audit_note(struct reg_state *st, struct rec *r, uint64_t gen);
+/* Apply "token-add", "token-rm", "audit" records and "token", "audit" entries; 1: none of them. */
+int apply_audit_record(struct reg_state *st, struct rec *r, bool snapshot);
+int state_emit_audit(struct reg_state *st, mc_reg_put_fn put, void *ctx);
+void audit_free(struct reg_state *st);
+void tokens_free(struct reg_state *st);
 
 /* registry.c */
 /* Open dir's backends (backend: a metadata backend's name, NULL the default), read nothing. */

@@ -177,6 +177,7 @@ static int push_staged(struct mc_registry *r, json_t *rec, const char *name, con
 {
     int rc;
 
+    reg_intent(r, "push %s@%s", name, version);
     json_object_set_new(rec, "size", json_integer((json_int_t)put->size));
     json_object_set_new(rec, "format", json_string(mc_reg_format_name(put->format)));
     json_object_set_new(rec, "checksum", json_string(put->checksum));
@@ -193,14 +194,15 @@ static int push_prepare(struct mc_registry *r, const char *name, const char *ver
     int rc;
 
     *rec = NULL;
+    reg_intent(r, "push %s@%s", name ? name : "", version ? version : "");
     if (r->flags & MC_REGISTRY_READONLY)
         return mc_err(MC_EPERM, "%s was opened read-only; nothing was pushed", r->dir);
     rc = push_record(r->uid, name, version, o, rec);
     /* fail before copying gigabytes if it can never be registered */
     if (rc == 0)
         rc = mc_registry_refresh(r, NULL);
-    if (rc == 0)
-        rc = record_check_version(r->st, *rec);
+    if (rc == 0 && (rc = record_check_version(r->st, *rec)) != 0)
+        rc = reg_refused(r, rc); /* the state refused it (it exists): logged */
     if (rc) {
         json_decref(*rec);
         *rec = NULL;
@@ -358,6 +360,8 @@ static int change(struct mc_registry *r, json_t *rec, const char *name, const ch
 
     if (rec == NULL)
         return oom();
+    reg_intent(r, "%s %s@%s", json_string_value(json_object_get(rec, "op")), name ? name : "",
+               version ? version : "");
     rc = reg_write_begin(r);
     if (rc == 0) {
         struct reg_ver *rv = reg_need_version(r, name, version);
@@ -550,8 +554,16 @@ int mc_registry_alias_set_weighted(struct mc_registry *r, const char *name, cons
     struct reg_model *m;
     struct reg_alias *a;
     struct tset ts;
-    int rc = why_check(why);
+    char tx[512];
+    size_t k = 0;
+    int rc;
 
+    tx[0] = '\0';
+    for (size_t i = 0; i < n && t && k < sizeof(tx); i++)
+        k += (size_t)snprintf(tx + k, sizeof(tx) - k, n > 1 ? "%s%s=%u" : "%s%s", i ? " " : "",
+                              t[i].ref ? t[i].ref : "?", t[i].weight);
+    reg_intent(r, "alias %s %s %s", name ? name : "", alias ? alias : "", tx);
+    rc = why_check(why);
     if (rc == 0)
         rc = alias_begin(r, name, alias, &m, &a);
     if (rc)
@@ -584,8 +596,10 @@ int mc_registry_alias_remove(struct mc_registry *r, const char *name, const char
     char from[TSET_TEXT_MAX];
     struct reg_model *m;
     struct reg_alias *a;
-    int rc = alias_begin(r, name, alias, &m, &a);
+    int rc;
 
+    reg_intent(r, "alias rm %s %s", name ? name : "", alias ? alias : "");
+    rc = alias_begin(r, name, alias, &m, &a);
     if (rc)
         return rc;
     if (a == NULL || a->ntg == 0) {
@@ -606,8 +620,10 @@ int mc_registry_alias_rollback(struct mc_registry *r, const char *name, const ch
     struct reg_model *m;
     struct reg_alias *a;
     struct tset ts;
-    int rc = alias_begin(r, name, alias, &m, &a);
+    int rc;
 
+    reg_intent(r, "alias rollback %s %s", name ? name : "", alias ? alias : "");
+    rc = alias_begin(r, name, alias, &m, &a);
     if (rc)
         return rc;
     if (a == NULL) {
@@ -741,8 +757,10 @@ int mc_registry_remove_version(struct mc_registry *r, const char *name, const ch
 {
     char exact[300];
     struct reg_ver *rv;
-    int rc = reg_write_begin(r);
+    int rc;
 
+    reg_intent(r, "rm %s@%s%s", name ? name : "", version ? version : "", force ? " (force)" : "");
+    rc = reg_write_begin(r);
     if (rc)
         return rc;
     rv = reg_need_version(r, name, version);
@@ -758,8 +776,10 @@ int mc_registry_remove_version(struct mc_registry *r, const char *name, const ch
 int mc_registry_remove_model(struct mc_registry *r, const char *name, bool force, uint64_t *gen)
 {
     struct reg_model *m;
-    int rc = reg_write_begin(r);
+    int rc;
 
+    reg_intent(r, "rm %s%s", name ? name : "", force ? " (force)" : "");
+    rc = reg_write_begin(r);
     if (rc)
         return rc;
     m = reg_need_model(r, name);
@@ -865,6 +885,7 @@ int mc_registry_gc(struct mc_registry *r, const struct mc_gc_opts *o, size_t *re
 
     if (removed)
         *removed = 0;
+    reg_intent(r, o->dry_run ? NULL : "gc%s%s", o->name ? " " : "", o->name ? o->name : "");
     if (o->keep == 0 && o->days == 0)
         return mc_err(MC_EINVAL, "retention needs a rule: keep the newest N versions, keep "
                                  "those younger than D days, or both");
@@ -905,7 +926,10 @@ int mc_registry_gc(struct mc_registry *r, const struct mc_gc_opts *o, size_t *re
 
 int mc_registry_compact(struct mc_registry *r)
 {
-    int rc = reg_write_begin(r);
+    int rc;
+
+    reg_intent(r, NULL);
+    rc = reg_write_begin(r);
 
     if (rc)
         return rc;

@@ -730,5 +730,6 @@ int state_emit(void *arg, mc_reg_put_fn put, void *ctx)
         if (m->health && (rc = put(ctx, health_entry(m))))
             return rc;
     }
-    return state_emit_deploys(st, put, ctx);
+    rc = state_emit_deploys(st, put, ctx);
+    return rc ? rc : state_emit_audit(st, put, ctx);
 }

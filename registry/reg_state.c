@@ -139,6 +139,8 @@ void state_free(struct reg_state *st)
     free(st->deploys);
     for (size_t i = 0; i < MC_REG_ALERTS_MAX; i++)
         alert_fini(&st->alerts[i]);
+    audit_free(st);
+    tokens_free(st);
     free(st);
 }
 

@@ -137,6 +137,9 @@ int reg_write_begin(struct mc_registry *r)
 
 int reg_write_end(struct mc_registry *r, int rc)
 {
+    if (rc)
+        reg_record_refusal(r, rc);
+    r->intent[0] = '\0';
     if (rc == 0 && r->be->ops->wants_compact(r->be)) {
         int c = r->be->ops->compact(r->be, state_emit, r->st);
 
@@ -151,8 +154,10 @@ int reg_write_end(struct mc_registry *r, int rc)
 
 int reg_commit(struct mc_registry *r, json_t *rec, uint64_t *gen)
 {
-    int rc = r->be->ops->append(r->be, rec, true);
+    int rc = reg_stamp(r, rec);
 
+    if (rc == 0)
+        rc = r->be->ops->append(r->be, rec, true);
     if (rc)
         return rc;
     rc = state_apply_json(r->st, rec, false, r->be->ops->generation(r->be));
@@ -232,6 +237,7 @@ int reg_open_noload(const char *dir, const char *backend, unsigned flags,
     r->warn = warn ? warn : default_warn;
     r->warn_arg = warn_arg;
     r->uid = (uint32_t)getuid();
+    reg_actor_default(r);
     rc = open_backends(r, backend);
     if (rc) {
         mc_registry_close(r);
@@ -302,6 +308,7 @@ uint64_t mc_registry_generation(const struct mc_registry *r)
 void mc_registry_set_uid(struct mc_registry *r, uint32_t uid)
 {
     r->uid = uid;
+    reg_actor_default(r);
 }
 
 int mc_registry_refresh(struct mc_registry *r, bool *changed)

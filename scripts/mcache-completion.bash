@@ -9,7 +9,7 @@
 # --store given on the line so far (or $MCACHE_STORE).
 
 _mcache_global_opts="--store --cache --shm-dir --socket --json --quiet -q --help -h"
-_mcache_commands="init push ls show alias rollback history rm gc fsck verify load evict pin unpin stat stats compare snapshot health deploy deployments alerts help"
+_mcache_commands="init push ls show alias rollback history rm gc fsck verify load evict pin unpin stat stats compare snapshot health deploy deployments alerts token audit help"
 
 _mcache_cmd_opts() {
     case "$1" in
@@ -25,6 +25,8 @@ _mcache_cmd_opts() {
     deploy) echo "--alias -a --strategy --steps --interval --max-error-rate --max-p99-ratio --min-requests --health-timeout --status --pause --resume --abort" ;;
     alerts) echo "--kind --limit -n" ;;
     snapshot) echo "--no-gate" ;;
+    token) echo "--role -r" ;;
+    audit) echo "--model -m --limit -n" ;;
     esac
 }
 
@@ -108,6 +110,14 @@ _mcache() {
         _mcache_reply -W "ready failed archived registering" -- "$cur"
         return
         ;;
+    --role)
+        _mcache_reply -W "reader publisher admin" -- "$cur"
+        return
+        ;;
+    --model)
+        _mcache_reply -W "$(_mcache_refs | sed 's/@.*//' | uniq)" -- "$cur"
+        return
+        ;;
     --metric | --param | --tag | --desc | --framework | --precision | --device | --source | \
         --alias | --where | --ref | --limit | --keep | --max-age | --timeout)
         return
@@ -123,7 +133,7 @@ _mcache() {
         case "${COMP_WORDS[i]}" in
         --store | --cache | --shm-dir | --socket | --metric | --param | --tag | --desc | \
             --framework | --precision | --device | --parent | --source | --alias | --where | \
-            --ref | --status | --sort | --limit | --keep | --max-age | --timeout)
+            --ref | --status | --sort | --limit | --keep | --max-age | --timeout | --role | --model)
             ((i++))
             ;;
         -*) ;;
@@ -166,6 +176,11 @@ _mcache() {
     ls | gc | history | rollback | compare | deployments | alerts | deploy)
         if ((npos == 0)); then
             _mcache_reply -W "$(_mcache_refs | sed 's/@.*//' | uniq)" -- "$cur"
+        fi
+        ;;
+    token)
+        if ((npos == 0)); then
+            _mcache_reply -W "add ls rm" -- "$cur"
         fi
         ;;
     alias)

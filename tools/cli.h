@@ -55,6 +55,8 @@ extern const struct cli_cmd cmd_init, cmd_push, cmd_ls, cmd_show, cmd_alias, cmd
     cmd_stat, cmd_stats, cmd_compare, cmd_snapshot;
 /* Deployments (issue 13): cmd_health.c, cmd_deploy.c, cmd_alerts.c. */
 extern const struct cli_cmd cmd_health, cmd_deploy, cmd_deployments, cmd_alerts;
+/* mcache-serve's tokens and the audit log (issue 14): cmd_token.c, cmd_audit.c. */
+extern const struct cli_cmd cmd_token, cmd_audit;
 
 /* The exit status for an MC_E* code. */
 int cli_exit_code(int rc);

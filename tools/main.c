@@ -32,7 +32,7 @@ static const struct cli_cmd *const commands[] = {
     &cmd_init,    &cmd_push, &cmd_ls,    &cmd_show, &cmd_alias,  &cmd_rollback,
     &cmd_history, &cmd_rm,   &cmd_gc,    &cmd_fsck, &cmd_verify, &cmd_load,
     &cmd_evict,   &cmd_pin,  &cmd_unpin, &cmd_stat, &cmd_stats, &cmd_compare, &cmd_snapshot,
-    &cmd_health,  &cmd_deploy, &cmd_deployments, &cmd_alerts, NULL,
+    &cmd_health,  &cmd_deploy, &cmd_deployments, &cmd_alerts, &cmd_token, &cmd_audit, NULL,
 };
 
 static void top_help(FILE *f)

@@ -205,13 +205,34 @@ static void test_push_formats(void **state)
     assert_int_equal(mc_registry_resolve(f->r, "m", "99.0.0", &v), MC_ENOENT);
 }
 
-/* Refused, with a message holding want, and nothing changed. */
+/*
+ * A refusal changes nothing but the audit log: since generation g0, at most
+ * the one "audit" record the registry appends for a change the state
+ * refused, whose result is the error (holding want).
+ */
+static void refusal_logged(struct fx *f, uint64_t g0, const char *want)
+{
+    uint64_t g = mc_registry_generation(f->r);
+    const struct mc_reg_audit *a;
+
+    if (g == g0)
+        return;
+    assert_int_equal(g, g0 + 1);
+    a = mc_registry_audit_at(f->r, mc_registry_audit_count(f->r) - 1);
+    assert_non_null(a);
+    assert_int_equal(a->generation, g);
+    if (strncmp(a->result, "error: ", 7) != 0 || !strstr(a->result, want))
+        fail_msg("the refusal's audit entry says \"%s\", not an error with \"%s\"", a->result,
+                 want);
+}
+
+/* Refused, with a message holding want, and nothing changed (but the log of it). */
 #define refused(f, call, code, want)                                                               \
     do {                                                                                           \
         uint64_t g_ = mc_registry_generation((f)->r);                                              \
         assert_int_equal((call), (code));                                                          \
         assert_msg(want);                                                                          \
-        assert_int_equal(mc_registry_generation((f)->r), g_);                                      \
+        refusal_logged((f), g_, (want));                                                           \
         assert_int_equal(tmp_files(f), 0);                                                         \
     } while (0)
 
@@ -427,6 +448,195 @@ static void test_upload_dead(void **state)
     assert_non_null(strstr(w.last, "removed 1 temp file"));
     assert_int_equal(mc_registry_resolve(r2, "m", "1.0.0", &(const struct mc_reg_version *){0}),
                      MC_ENOENT);
+    mc_registry_close(r2);
+}
+
+/* The newest audit entry. */
+static const struct mc_reg_audit *audit_last(struct fx *f)
+{
+    size_t n = mc_registry_audit_count(f->r);
+
+    assert_true(n > 0);
+    return mc_registry_audit_at(f->r, n - 1);
+}
+
+static void audit_is(const struct mc_reg_audit *a, const char *what, const char *result)
+{
+    assert_non_null(a);
+    if (strcmp(a->what, what) != 0 || strncmp(a->result, result, strlen(result)) != 0)
+        fail_msg("audit entry \"%s\" / \"%s\", want \"%s\" / \"%s...\"", a->what, a->result, what,
+                 result);
+}
+
+static void test_audit(void **state)
+{
+    struct fx *f = *state;
+    struct mc_reg_weight t[2] = {{"1.0.0", 90}, {"2.0.0", 10}};
+    struct mc_gc_opts gc = {.keep = 1};
+    struct mc_registry *r2;
+    struct tu_warnings w = {0};
+    const struct mc_reg_audit *a;
+    char uidp[32];
+    size_t n;
+
+    /* the default actor: the uid with its user name, local */
+    push_ok(f, "m", "1.0.0");
+    a = audit_last(f);
+    audit_is(a, "push m@1.0.0", "ok");
+    snprintf(uidp, sizeof(uidp), "uid:%u", (unsigned)getuid());
+    assert_true(strncmp(a->who, uidp, strlen(uidp)) == 0);
+    assert_string_equal(a->from, "local");
+    assert_int_equal(a->generation, mc_registry_generation(f->r));
+    assert_int_equal(a->id, a->generation);
+    assert_true(a->at_ns > 0);
+
+    /* one entry per change, with the actor set for it */
+    mc_registry_set_actor(f->r, "token:ci", "10.0.0.7");
+    push_ok(f, "m", "2.0.0");
+    audit_is(audit_last(f), "push m@2.0.0", "ok");
+    assert_string_equal(audit_last(f)->who, "token:ci");
+    assert_string_equal(audit_last(f)->from, "10.0.0.7");
+    assert_int_equal(mc_registry_alias_set_weighted(f->r, "m", "production", t, 2, NULL, NULL), 0);
+    audit_is(audit_last(f), "alias m production 1.0.0=90 2.0.0=10", "ok");
+    assert_int_equal(mc_registry_set_status(f->r, "m", "2.0.0", MC_STATUS_READY, NULL, NULL), 0);
+    audit_is(audit_last(f), "status m@2.0.0 ready", "ok");
+    /* untrusted text from a peer is kept printable */
+    mc_registry_set_actor(f->r, "token:x\n\x01y", NULL);
+    assert_int_equal(mc_registry_alias_remove(f->r, "m", "production", NULL), 0);
+    audit_is(audit_last(f), "alias rm m production", "ok");
+    assert_string_equal(audit_last(f)->who, "token:x??y");
+    assert_string_equal(audit_last(f)->from, "local");
+    mc_registry_set_actor(f->r, "anonymous", "127.0.0.1");
+    push_ok(f, "m", "3.0.0");
+    assert_int_equal(mc_registry_gc(f->r, &gc, NULL, NULL), 0);
+    audit_is(audit_last(f), "gc (2 versions)", "ok");
+    assert_int_equal(mc_registry_alias_set(f->r, "m", "production", "3.0.0", NULL), 0);
+
+    /* a change the state refuses is recorded, with its message; the caller's answer is kept */
+    n = mc_registry_audit_count(f->r);
+    assert_int_equal(mc_registry_remove_version(f->r, "m", "3.0.0", false, NULL), MC_EBUSY);
+    assert_msg("production");
+    assert_int_equal(mc_registry_audit_count(f->r), n + 1);
+    audit_is(audit_last(f), "rm m@3.0.0", "error: ");
+    assert_non_null(strstr(audit_last(f)->result, "production"));
+    assert_string_equal(audit_last(f)->who, "anonymous");
+    /* ... and a caller reporting the same failure does not record it twice */
+    assert_int_equal(mc_registry_audit_add(f->r, "DELETE m@3.0.0", "error: busy", NULL), 0);
+    assert_int_equal(mc_registry_audit_count(f->r), n + 1);
+    /* an attempt refused before the registry (a bad token) is the caller's to record */
+    assert_int_equal(mc_registry_audit_add(f->r, "push m@9.0.0", "error: unauthorized", NULL), 0);
+    audit_is(audit_last(f), "push m@9.0.0", "error: unauthorized");
+    assert_int_equal(mc_registry_audit_count(f->r), n + 2);
+    assert_int_equal(mc_registry_audit_add(f->r, "", "ok", NULL), MC_EINVAL);
+    assert_int_equal(mc_registry_push(f->r, "m", "3.0.0", mkfile(f, "a.bin", 10, 1), NULL, NULL),
+                     MC_EEXIST);
+    audit_is(audit_last(f), "push m@3.0.0", "error: m@3.0.0 is already registered");
+
+    /* the log survives compaction and reopening, entry for entry */
+    n = mc_registry_audit_count(f->r);
+    assert_int_equal(mc_registry_compact(f->r), 0);
+    assert_int_equal(tu_open(f->store, 0, &w, &r2), 0);
+    assert_int_equal(mc_registry_audit_count(r2), n);
+    for (size_t i = 0; i < n; i++) {
+        const struct mc_reg_audit *x = mc_registry_audit_at(f->r, i), *y = mc_registry_audit_at(r2, i);
+
+        assert_int_equal(x->id, y->id);
+        assert_int_equal(x->at_ns, y->at_ns);
+        assert_int_equal(x->generation, y->generation);
+        assert_string_equal(x->who, y->who);
+        assert_string_equal(x->from, y->from);
+        assert_string_equal(x->what, y->what);
+        assert_string_equal(x->result, y->result);
+    }
+    assert_null(mc_registry_audit_at(r2, n));
+    /* and another handle sees a change's entry on refresh */
+    mc_registry_set_actor(r2, "token:other", "::1");
+    assert_int_equal(mc_registry_alias_remove(r2, "m", "production", NULL), 0);
+    assert_int_equal(mc_registry_refresh(f->r, NULL), 0);
+    assert_string_equal(audit_last(f)->who, "token:other");
+    mc_registry_close(r2);
+}
+
+static bool file_has(const char *path, const char *needle)
+{
+    size_t len;
+    char *text = tu_read(path, &len);
+    bool has = text && memmem(text, len, needle, strlen(needle)) != NULL;
+
+    free(text);
+    return has;
+}
+
+static void test_tokens(void **state)
+{
+    struct fx *f = *state;
+    char sec[MC_TOKEN_LEN + 1], sec2[MC_TOKEN_LEN + 1], p[512], wrong[MC_TOKEN_LEN + 1];
+    const struct mc_reg_token *t;
+    struct mc_registry *r2;
+    struct tu_warnings w = {0};
+
+    mc_registry_set_actor(f->r, "uid:0(root)", "local");
+    assert_int_equal(mc_registry_token_add(f->r, "ci", "publisher", sec, NULL), 0);
+    assert_int_equal(strlen(sec), MC_TOKEN_LEN);
+    assert_true(strncmp(sec, "mct_", 4) == 0);
+    assert_int_equal(strspn(sec + 4, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"),
+                     MC_TOKEN_LEN - 4);
+    audit_is(audit_last(f), "token add ci (publisher)", "ok");
+    assert_int_equal(mc_registry_token_add(f->r, "admin-1", "admin", sec2, NULL), 0);
+    assert_string_not_equal(sec, sec2);
+    assert_int_equal(mc_registry_token_count(f->r), 2);
+    t = mc_registry_token_at(f->r, 0); /* by name */
+    assert_string_equal(t->name, "admin-1");
+    t = mc_registry_token_at(f->r, 1);
+    assert_string_equal(t->name, "ci");
+    assert_string_equal(t->role, "publisher");
+    assert_string_equal(t->created_by, "uid:0(root)");
+    assert_true(strncmp(t->hash, "sha256:", 7) == 0 && strlen(t->hash) == 71);
+    assert_true(t->created_ns > 0);
+    assert_null(mc_registry_token_at(f->r, 2));
+
+    /* checking */
+    assert_ptr_equal(mc_registry_token_check(f->r, sec), t);
+    assert_string_equal(mc_registry_token_check(f->r, sec2)->name, "admin-1");
+    memcpy(wrong, sec, sizeof(wrong));
+    wrong[10] = wrong[10] == 'A' ? 'B' : 'A';
+    assert_null(mc_registry_token_check(f->r, wrong));
+    assert_msg("the token is not valid");
+    assert_null(mc_registry_token_check(f->r, ""));
+    assert_null(mc_registry_token_check(f->r, NULL));
+
+    /* refusals */
+    refused(f, mc_registry_token_add(f->r, "ci", "reader", sec2, NULL), MC_EEXIST,
+            "token \"ci\" exists");
+    audit_is(audit_last(f), "token add ci (reader)", "error: token \"ci\" exists");
+    refused(f, mc_registry_token_add(f->r, "c i", "reader", sec2, NULL), MC_EINVAL, "contains ' '");
+    refused(f, mc_registry_token_add(f->r, "x", "root", sec2, NULL), MC_EINVAL,
+            "role \"root\" is not one of reader, publisher, admin");
+    refused(f, mc_registry_token_remove(f->r, "nope", NULL), MC_ENOENT, "no token \"nope\"");
+
+    /* the secret is in no file of the store, before or after compaction */
+    snprintf(p, sizeof(p), "%s/journal", f->store);
+    assert_true(file_has(p, "sha256:"));
+    assert_false(file_has(p, sec));
+    assert_false(file_has(p, sec + 4));
+    assert_int_equal(mc_registry_compact(f->r), 0);
+    snprintf(p, sizeof(p), "%s/manifest", f->store);
+    assert_true(file_has(p, "\"op\":\"token\""));
+    assert_false(file_has(p, sec));
+    assert_false(file_has(p, sec + 4));
+    assert_false(file_has(p, sec2 + 4));
+
+    /* they survive reopening; removal */
+    assert_int_equal(tu_open(f->store, 0, &w, &r2), 0);
+    assert_int_equal(mc_registry_token_count(r2), 2);
+    assert_string_equal(mc_registry_token_check(r2, sec)->name, "ci");
+    assert_string_equal(mc_registry_token_at(r2, 1)->created_by, "uid:0(root)");
+    assert_int_equal(mc_registry_token_remove(r2, "ci", NULL), 0);
+    assert_null(mc_registry_token_check(r2, sec));
+    assert_int_equal(mc_registry_refresh(f->r, NULL), 0);
+    assert_int_equal(mc_registry_token_count(f->r), 1);
+    assert_null(mc_registry_token_check(f->r, sec));
+    audit_is(audit_last(f), "token rm ci", "ok");
     mc_registry_close(r2);
 }
 
@@ -936,7 +1146,7 @@ static void test_check_repair(void **state)
         if (rc_ != (code))                                                                         \
             fail_msg("%s: want %d, got %d (%s)", #call, (code), rc_, mc_last_error());             \
         assert_msg(want);                                                                          \
-        assert_int_equal(mc_registry_generation((f)->r), g_);                                      \
+        refusal_logged((f), g_, (want));                                                           \
         after_ = tu_dump((f)->r);                                                                  \
         assert_string_equal(before_, after_);                                                      \
         free(before_);                                                                             \
@@ -1685,6 +1895,8 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_push_cancel, setup, teardown),
         cmocka_unit_test_setup_teardown(test_upload, setup, teardown),
         cmocka_unit_test_setup_teardown(test_upload_dead, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_audit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_tokens, setup, teardown),
         cmocka_unit_test_setup_teardown(test_resolve, setup, teardown),
         cmocka_unit_test_setup_teardown(test_aliases, setup, teardown),
         cmocka_unit_test_setup_teardown(test_remove, setup, teardown),

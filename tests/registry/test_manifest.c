@@ -592,10 +592,10 @@ static void test_formats_and_gaps(void **state)
     snprintf(q, sizeof(q), "%s/journal.good", s.dir);
     tu_copy(p, q);
     /* a journal from a newer mcache is refused, naming both formats */
-    lines[0] = json_pack("{s:s,s:i,s:i}", "mcache", "journal", "format", 3, "base", 0);
+    lines[0] = json_pack("{s:s,s:i,s:i}", "mcache", "journal", "format", 4, "base", 0);
     write_lines(p, lines, 1);
     assert_int_equal(tu_open(s.path, 0, &w, &r), MC_EFORMAT);
-    assert_msg("manifest format 3 by a newer mcache; this one reads formats 1 to 2: upgrade");
+    assert_msg("manifest format 4 by a newer mcache; this one reads formats 1 to 3: upgrade");
     /* a header that is not a header */
     lines[0] = json_pack("{s:s,s:i}", "mcache", "something", "format", 1);
     write_lines(p, lines, 1);
@@ -634,7 +634,8 @@ static void test_formats_and_gaps(void **state)
 
 /*
  * A store written in format 1 (before deployments) reads as it was, and the
- * first change rewrites it in format 2 before appending.
+ * first change rewrites it in format 3 before appending. Its records carry
+ * no actor: their audit entries say who "uid:N", from "local".
  */
 static void test_format1_store(void **state)
 {
@@ -663,6 +664,8 @@ static void test_format1_store(void **state)
         assert_non_null(j);
         assert_true(n < 16);
         json_object_del(j, "crc");
+        json_object_del(j, "who"); /* format 3's actor */
+        json_object_del(j, "where");
         if (json_object_get(j, "mcache")) /* the header */
             json_object_set_new(j, "format", json_integer(1));
         lines[n++] = j;
@@ -676,10 +679,16 @@ static void test_format1_store(void **state)
     text = tu_read(p, NULL);
     assert_non_null(strstr(text, "\"format\":1,"));
     free(text);
-    /* the first change: rewritten in format 2, then appended */
+    assert_int_equal(mc_registry_audit_count(r), 4);
+    assert_string_equal(mc_registry_audit_at(r, 0)->what, "push a@1.0.0");
+    assert_string_equal(mc_registry_audit_at(r, 3)->what, "alias a production 2.0.0");
+    assert_true(strncmp(mc_registry_audit_at(r, 0)->who, "uid:", 4) == 0);
+    assert_null(strchr(mc_registry_audit_at(r, 0)->who, '('));
+    assert_string_equal(mc_registry_audit_at(r, 0)->from, "local");
+    /* the first change: rewritten in format 3, then appended */
     ok(mc_registry_alias_set(r, "a", "production", "1.0.0", NULL));
     text = tu_read(p, NULL);
-    assert_non_null(strstr(text, "\"format\":2,"));
+    assert_non_null(strstr(text, "\"format\":3,"));
     assert_null(strstr(text, "\"format\":1,"));
     free(text);
     mc_registry_close(r);
