@@ -107,9 +107,9 @@ struct conn {
 
 struct reply {
     unsigned status;
-    uint64_t length;   /* body bytes received */
-    char source[16];   /* the Mcache-Source header, "" if none */
-    char *body;        /* when kept: the body, NUL-terminated (free it) */
+    uint64_t length; /* body bytes received */
+    char source[16]; /* the Mcache-Source header, "" if none */
+    char *body;      /* when kept: the body, NUL-terminated (free it) */
 };
 
 static int conn_open(struct conn *c, int port)
@@ -159,8 +159,8 @@ static int conn_fill(struct conn *c)
         c->pos = 0;
     }
     if (c->len == sizeof(c->buf))
-        return bench_error("http: a header line from 127.0.0.1:%d is longer than %zu bytes", c->port,
-                           sizeof(c->buf));
+        return bench_error("http: a header line from 127.0.0.1:%d is longer than %zu bytes",
+                           c->port, sizeof(c->buf));
     do
         r = recv(c->fd, c->buf + c->len, sizeof(c->buf) - c->len, 0);
     while (r < 0 && errno == EINTR);
@@ -351,8 +351,8 @@ fail:
 }
 
 /* An unexpected status: an error naming the request and quoting the answer. */
-static int http_unexpected(const char *server, const char *method, const char *path,
-                           unsigned want, struct reply *r)
+static int http_unexpected(const char *server, const char *method, const char *path, unsigned want,
+                           struct reply *r)
 {
     int rc = bench_error("http: %s answered %s %s with %u (expected %u): %.300s", server, method,
                          path, r->status, want, r->body ? r->body : "");
@@ -415,10 +415,11 @@ static int serve_find(struct bench *b, char *bin, size_t len)
     }
     if (find_on_path("mcache-serve", bin, len))
         return 0;
-    return bench_error("cannot find mcache-serve (looked at $MCACHE_SERVE, %s/../serve/mcache-serve, "
-                       "%s/mcache-serve and $PATH): build it (make -C BUILD mcache_serve) or set "
-                       "MCACHE_SERVE=/path/to/mcache-serve",
-                       dir, dir);
+    return bench_error(
+        "cannot find mcache-serve (looked at $MCACHE_SERVE, %s/../serve/mcache-serve, "
+        "%s/mcache-serve and $PATH): build it (make -C BUILD mcache_serve) or set "
+        "MCACHE_SERVE=/path/to/mcache-serve",
+        dir, dir);
 }
 
 static void log_tail(const char *path)
@@ -587,9 +588,9 @@ static int serve_start(struct hx *x)
     x->serve.what = "mcache-serve";
     snprintf(threads, sizeof(threads), "%u", x->workers);
     for (int attempt = 0; attempt < 3; attempt++) {
-        const char *argv[] = {x->serve_bin, "--store",  x->store,  "--cache",   x->d.cache,
+        const char *argv[] = {x->serve_bin, "--store",      x->store,   "--cache", x->d.cache,
                               "--shm-dir",  x->b->shm_work, "--socket", x->d.sock, "--listen",
-                              listen,       "--threads", threads,   NULL};
+                              listen,       "--threads",    threads,    NULL};
         int rc;
 
         x->serve_port = loopback_free_port();
@@ -629,7 +630,7 @@ static void nginx_workers(struct hx *x)
         snprintf(path, sizeof(path), "/proc/%d/stat", pid);
         if (!(f = fopen(path, "r")))
             continue;
-        /* "pid (comm) state ppid ...": comm may hold spaces and parentheses, so from the last ')' */
+        /* "pid (comm) state ppid ...": comm may hold ')', so read on from the last one */
         if (fgets(stat, sizeof(stat), f) && (close_paren = strrchr(stat, ')')) &&
             sscanf(close_paren + 1, " %*c %d", &ppid) == 1 && ppid == x->nginx.pid) {
             x->ngx_workers[x->nngx_workers++] = pid;
@@ -694,8 +695,8 @@ static int nginx_conf(struct hx *x, const char *path)
 static int nginx_start(struct hx *x)
 {
     char cpath[800], glob[800], prefix[800];
-    const char *argv[] = {x->nginx_bin, "-p", prefix, "-c", cpath, "-e", x->nginx.log, "-g", glob,
-                          NULL};
+    const char *argv[] = {x->nginx_bin, "-p",         prefix, "-c", cpath,
+                          "-e",         x->nginx.log, "-g",   glob, NULL};
 
     snprintf(prefix, sizeof(prefix), "%s/", x->ngx);
     snprintf(cpath, sizeof(cpath), "%s/nginx.conf", x->ngx);
@@ -717,8 +718,8 @@ static int nginx_start(struct hx *x)
         }
         if (rc < 0 || !port_taken(&x->nginx))
             return -1;
-        bench_note("http: port %d was taken before nginx bound it (attempt %d of 3)",
-                   x->nginx_port, attempt + 1);
+        bench_note("http: port %d was taken before nginx bound it (attempt %d of 3)", x->nginx_port,
+                   attempt + 1);
         log_clear(&x->nginx);
     }
     return bench_error("http: nginx did not start (tried 3 ports); its log is above");
@@ -812,8 +813,8 @@ static int wrk_parse(const char *out, const char *url, double *rps, double *p99_
 static int wrk_run(struct hx *x, int port, const char *path, double *rps, double *p99_ms)
 {
     char url[512], dur[16], out[16384];
-    const char *argv[] = {x->wrk_bin, "-t1", "-c" WRK_CONNS, "-d", dur, "--timeout", "10s",
-                          "--latency", url, NULL};
+    const char *argv[] = {x->wrk_bin,  "-t1", "-c" WRK_CONNS, "-d", dur,
+                          "--timeout", "10s", "--latency",    url,  NULL};
     uint64_t deadline;
     struct worker w;
     size_t n = 0;
@@ -1140,7 +1141,10 @@ static int one_run(struct hx *x, unsigned run)
         const char *sys = k == 0 ? NGINX_SF : k == 1 ? SERVE_ARENA : SERVE_STORE;
 
         if (download(x, sys, k ? x->serve_port : x->nginx_port,
-                     k == 0 ? "/artifact.bin" : k == 1 ? arena : store, &v))
+                     k == 0   ? "/artifact.bin"
+                     : k == 1 ? arena
+                              : store,
+                     &v))
             return -1;
         bench_add(x->b, sys, x->m_dl, "GB/s", v);
     }
