@@ -1160,6 +1160,26 @@ static int one_run(struct hx *x, unsigned run)
     return 0;
 }
 
+/*
+ * The median over the runs of sys's value over base's in the same run:
+ * each pair was measured seconds apart, so on a host whose load drifts
+ * between runs it is steadier than the ratio of the two medians.
+ */
+static double paired(struct bench *b, const char *sys, const char *base, const char *metric,
+                     const char *unit)
+{
+    const struct bench_row *r = bench_row(b, sys, metric, unit),
+                           *q = bench_row(b, base, metric, unit);
+    size_t n = r->n < q->n ? r->n : q->n;
+    double *v = xrealloc(NULL, (n ? n : 1) * sizeof(*v)), m;
+
+    for (size_t i = 0; i < n; i++)
+        v[i] = r->runs[i] / q->runs[i];
+    m = stat_median(v, n);
+    free(v);
+    return m;
+}
+
 static bool tools_found(struct hx *x)
 {
     bool ok = true;
@@ -1283,5 +1303,13 @@ int sc_http(struct bench *b)
                bench_value(b, PUSH, x.m_up) / bench_value(b, DISK, x.m_up),
                bench_value(b, PUSH, x.m_up), bench_value(b, DISK, x.m_up),
                bench_value(b, LIBPUSH, x.m_up) / bench_value(b, DISK, x.m_up));
+    bench_note("http: the same ratios run by run (each pair measured seconds apart), median over "
+               "the runs: metadata requests/s %.2fx, p99 %.2fx; download from the arena %.2fx, "
+               "from the store %.2fx; push %.2fx the disk, the registry's own push %.2fx",
+               paired(b, SERVE, NGINX_JSON, M_RPS, "requests/s"),
+               paired(b, SERVE, NGINX_JSON, M_P99, "ms"),
+               paired(b, SERVE_ARENA, NGINX_SF, x.m_dl, "GB/s"),
+               paired(b, SERVE_STORE, NGINX_SF, x.m_dl, "GB/s"),
+               paired(b, PUSH, DISK, x.m_up, "GB/s"), paired(b, LIBPUSH, DISK, x.m_up, "GB/s"));
     return 0;
 }
