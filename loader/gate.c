@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "common/err.h"
 #include "loader/alerts.h"
@@ -279,13 +280,13 @@ static void alias_passed(struct daemon *d, struct gate_spec *s, struct alias_req
     for (size_t i = 0; i < s->n; i++)
         w[i] = (struct mc_reg_weight){s->t[i].version, s->t[i].weight};
     /* The caller's actor (an admin of this socket, trusted as the CLI's uid is) for this
-     * record only; NULL, NULL puts the handle's own back. */
+     * record only; set_uid puts the handle's own back (as deploy.c does for its uid). */
     if (*q->who_actor)
         mc_registry_set_actor(d->reg, q->who_actor, *q->from_actor ? q->from_actor : "local");
     rc = mc_registry_alias_set_weighted(d->reg, s->name, s->alias, w, s->n, *q->why ? q->why : NULL,
                                         &gen);
     if (*q->who_actor)
-        mc_registry_set_actor(d->reg, NULL, NULL);
+        mc_registry_set_uid(d->reg, (uint32_t)getuid());
     if (rc) {
         reply_err(d, q->conn, rc, mc_last_error());
         return;

@@ -25,6 +25,13 @@ PKGS=(
   stress-ng                                 # test.sh's second release pass, with every CPU busy
   systemd                                   # systemd-analyze verify and systemd-sysusers on dist/systemd/ (dist_systemd)
   valgrind                                  # callgrind counts the warm path's instructions (ctest perf_instructions)
+  libmicrohttpd-dev                         # mcache-serve, the HTTP face (epoll thread pool, TLS)
+  libgnutls28-dev                           # mcache-serve's TLS, token hashes (SHA-256) and random secrets
+  curl openssl                              # the serve tests: HTTPS with curl --cacert, a self-signed certificate
+  prometheus                                # promtool check metrics on GET /metrics (serve_metrics)
+  wrk                                       # the serve tests' bounded load run, mcache-bench http
+  nginx-light                               # mcache-bench http's static-file peer
+  chromium                                  # the status page end to end in headless Chromium (serve_ui)
 )
 # The Debian packages (scripts/package.sh, debian/): only with --packaging.
 PACKAGING=(

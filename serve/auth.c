@@ -80,15 +80,11 @@ unsigned auth_identify(struct req *rq)
         return 0;
     }
     /* A token sent is always checked, even where access is open: a wrong one is an error. */
-    if (strncasecmp(h, "Bearer ", 7) != 0) {
+    if (!(secret = http_bearer(h))) {
         mc_err(MC_EPERM, "the Authorization header must be \"Bearer mct_...\" (a token from "
                          "`mcache token add`)");
         return 401;
     }
-    secret = h + 7;
-    while (*secret == ' ')
-        secret++;
-#if MCACHE_SERVE_TOKENS
     {
         const struct mc_reg_token *t;
         enum role r;
@@ -112,9 +108,4 @@ unsigned auth_identify(struct req *rq)
         srv_unlock(rq->srv);
         return 0;
     }
-#else
-    (void)secret;
-    mc_err(MC_EPERM, "this mcache-serve was built without token support; the token is not valid");
-    return 401;
-#endif
 }

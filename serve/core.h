@@ -12,16 +12,6 @@
 
 #include "serve/http.h"
 
-/*
- * The registry helper's tokens and audit log (registry/reg_token.c...) are
- * linked when MCACHE_SERVE_TOKENS is 1. TODO(issue 14): drop the switch
- * once the branch "reg" is merged; until then a bearer token is refused
- * and failed requests are only logged.
- */
-#ifndef MCACHE_SERVE_TOKENS
-#define MCACHE_SERVE_TOKENS 0
-#endif
-
 /* ---- auth.c ------------------------------------------------------------ */
 
 /* Is this a loopback address (127.0.0.0/8, ::1, ::ffff:127.x)? */
@@ -35,6 +25,15 @@ void addr_format(const struct sockaddr *sa, char *buf, size_t len);
  * status to refuse with (401) and a message in mc_last_error().
  */
 unsigned auth_identify(struct req *rq);
+
+/* ---- router.c: the parts of a request's text that are ours (the fuzz target's) ---- */
+
+/* Decode a query value (%XX, '+' for a space) into out (room for strlen(in) + 1), one pass. */
+void http_query_decode(const char *in, char *out);
+/* Is this Content-Type JSON ("application/json", any case, parameters after ';')? */
+bool http_is_json_type(const char *ct);
+/* The secret of "Bearer SECRET" (scheme in any case), or NULL for any other header. */
+const char *http_bearer(const char *h);
 
 /* ---- metrics.c --------------------------------------------------------- */
 
@@ -58,6 +57,9 @@ struct srv_listen {
 /* Start listening; 0 or an MC_E* code with a message. *port gets the bound port. */
 int srv_start(struct srv *s, const struct srv_listen *l, unsigned *port);
 void srv_stop(struct srv *s);
+/* Connections open now, and refused since the start for --max-conns. */
+unsigned srv_conns_open(void);
+unsigned srv_conns_refused(void);
 
 /* Log one line on stderr: "mcache-serve: ...". */
 void srv_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

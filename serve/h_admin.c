@@ -118,8 +118,8 @@ static int gc(struct req *rq)
     size_t n = 0;
     int ret = 0, rc;
 
-    if (b && api_unknown_fields(rq, b, fields))
-        return 0;
+    if (b && api_unknown_fields(rq, b, fields, &ret))
+        return ret;
     if (name && !json_is_null(name) && !json_is_string(name))
         return api_bad_type(rq, "name", "a model's name (or null: every model)");
     if (dry && !json_is_boolean(dry))
@@ -164,10 +164,10 @@ static int fsck(struct req *rq)
     json_t *b = rq->body, *sums = json_object_get(b, "checksums"), *problems;
     char dir[PATH_MAX];
     size_t n = 0;
-    int rc;
+    int ret = 0, rc;
 
-    if (b && api_unknown_fields(rq, b, fields))
-        return 0;
+    if (b && api_unknown_fields(rq, b, fields, &ret))
+        return ret;
     if (sums && !json_is_boolean(sums))
         return api_bad_type(rq, "checksums", "true or false");
     if ((rc = srv_lock(rq->srv)))
@@ -385,8 +385,8 @@ static int snapshot_create(struct req *rq)
     if (!rq->body)
         return reply_error(rq, 400, "bad_request",
                            "a snapshot needs a JSON body: {\"name\": \"before-release\"}");
-    if (api_unknown_fields(rq, rq->body, fields))
-        return 0;
+    if (api_unknown_fields(rq, rq->body, fields, &ret))
+        return ret;
     if (!json_is_string(name))
         return api_bad_type(rq, "name", "a string (the snapshot's name)");
     if (!api_lock_actor(rq, &ret))
@@ -441,13 +441,6 @@ static int snapshot_remove(struct req *rq)
 
 /* ---- tokens ------------------------------------------------------------------- */
 
-static json_t *token_json(const struct mc_reg_token *t)
-{
-    return json_pack("{s:s, s:s, s:I, s:o, s:o}", "name", t->name, "role", t->role, "created_ns",
-                     (json_int_t)t->created_ns, "created_at", jv_time(t->created_ns), "created_by",
-                     jv_str(t->created_by));
-}
-
 /* GET /v1/tokens: names and roles, never the secrets (only their hashes are stored). */
 static int tokens(struct req *rq)
 {
@@ -459,7 +452,7 @@ static int tokens(struct req *rq)
         return reply_mc_error(rq, rc);
     arr = json_array();
     for (size_t i = 0; i < mc_registry_token_count(s->reg); i++)
-        json_array_append_new(arr, token_json(mc_registry_token_at(s->reg, i)));
+        json_array_append_new(arr, jv_token(mc_registry_token_at(s->reg, i)));
     srv_unlock(s);
     return reply_json(rq, 200, json_pack("{s:o}", "tokens", arr));
 }
@@ -477,8 +470,8 @@ static int token_add(struct req *rq)
     if (!rq->body)
         return reply_error(rq, 400, "bad_request",
                            "a token needs a JSON body: {\"name\": \"ci\", \"role\": \"publisher\"}");
-    if (api_unknown_fields(rq, rq->body, fields))
-        return 0;
+    if (api_unknown_fields(rq, rq->body, fields, &ret))
+        return ret;
     if (!json_is_string(name))
         return api_bad_type(rq, "name", "a string");
     if (!json_is_string(role))
@@ -515,50 +508,31 @@ static int token_remove(struct req *rq)
 
 /* ---- audit -------------------------------------------------------------------- */
 
-/* Does an audit entry's what ("push llama@1.2.0", "alias llama production 1.2.0") name model? */
-static bool names_model(const char *what, const char *model)
-{
-    size_t len = strlen(model);
-
-    for (const char *p = what; p && *p;) {
-        size_t n = strcspn(p, " ");
-        if ((n == len || (n > len && p[len] == '@')) && !strncmp(p, model, len))
-            return true;
-        p += n;
-        p += *p == ' ';
-    }
-    return false;
-}
-
 /* GET /v1/audit?limit=&model=: the newest entries, oldest first. */
 static int audit(struct req *rq)
 {
     struct srv *s = rq->srv;
-    const char *model = req_query(rq, "model"), *limit_s = req_query(rq, "limit");
+    const char *model = req_query(rq, "model");
     uint64_t limit = 100;
     size_t n, first, m = 0;
     json_t *arr;
-    int rc;
+    int ret = 0, rc;
 
-    if (limit_s && (rc = cli_parse_range("limit", limit_s, 1, MC_REG_AUDIT_MAX, &limit)))
-        return reply_mc_error(rq, rc);
+    if (!api_query_uint(rq, "limit", 1, MC_REG_AUDIT_MAX, &limit, &ret))
+        return ret;
     if ((rc = srv_lock(s)))
         return reply_mc_error(rq, rc);
     n = mc_registry_audit_count(s->reg);
     for (first = n; first > 0 && m < limit; first--) {
         const struct mc_reg_audit *a = mc_registry_audit_at(s->reg, first - 1);
-        m += !model || names_model(a->what, model);
+        m += !model || cli_audit_names(a->what, model);
     }
     arr = json_array();
     for (size_t i = first; i < n; i++) {
         const struct mc_reg_audit *a = mc_registry_audit_at(s->reg, i);
-        if (model && !names_model(a->what, model))
+        if (model && !cli_audit_names(a->what, model))
             continue;
-        json_array_append_new(
-            arr, json_pack("{s:I, s:I, s:o, s:I, s:s, s:s, s:s, s:s}", "id", (json_int_t)a->id,
-                           "at_ns", (json_int_t)a->at_ns, "at", jv_time(a->at_ns), "generation",
-                           (json_int_t)a->generation, "who", a->who, "from", a->from, "what",
-                           a->what, "result", a->result));
+        json_array_append_new(arr, jv_audit(a));
     }
     srv_unlock(s);
     return reply_json(rq, 200, json_pack("{s:o}", "audit", arr));

@@ -10,9 +10,10 @@
 
 /*
  * Refuse members of obj not in allowed (NULL-terminated): 400 unknown_field
- * naming the first and listing the allowed ones. true if it replied.
+ * naming the first and listing the allowed ones. true if it replied (*ret:
+ * what the handler returns).
  */
-bool api_unknown_fields(struct req *rq, const json_t *obj, const char *const *allowed);
+bool api_unknown_fields(struct req *rq, const json_t *obj, const char *const *allowed, int *ret);
 
 /*
  * A member of the JSON body of the wrong type: 400 bad_request naming the
@@ -44,6 +45,13 @@ bool api_lock_actor(struct req *rq, int *ret);
 
 /* Split a comma-separated query value into at most max words (copies in buf). */
 size_t api_split(const char *s, char *buf, size_t len, const char **out, size_t max);
+
+/*
+ * A whole-number query argument, min..max; absent: *out untouched, true.
+ * false after replying 400 naming the argument and the range.
+ */
+bool api_query_uint(struct req *rq, const char *key, uint64_t min, uint64_t max, uint64_t *out,
+                    int *ret);
 
 /* The value of a boolean query argument, replying 400 on a bad one; -1 if it replied. */
 int api_query_bool(struct req *rq, const char *key, bool def, int *ret);

@@ -333,20 +333,28 @@ static struct upload *upload_state(struct req *rq)
     return rq->state;
 }
 
-/* Drop a begun upload (the staged file goes). */
+/*
+ * Drop a begun upload (the staged file goes). Under the registry's mutex but
+ * without srv_lock()'s refresh: abort reads no state, and must happen even
+ * when the store cannot be read.
+ */
 static void upload_drop(struct req *rq, struct upload *st)
 {
     if (!st->u)
         return;
-    if (srv_lock(rq->srv) == 0) {
-        mc_registry_upload_abort(rq->srv->reg, st->u);
-        srv_unlock(rq->srv);
-    } else {
-        mc_registry_upload_abort(rq->srv->reg, st->u); /* abort removes a file; no state read */
-    }
+    pthread_mutex_lock(&rq->srv->reg_lock);
+    mc_registry_upload_abort(rq->srv->reg, st->u);
+    pthread_mutex_unlock(&rq->srv->reg_lock);
     st->u = NULL;
 }
 
+/*
+ * The core calls this first with no data, once the caller is authorized and
+ * before the body is read: everything that can refuse the push is checked
+ * and the upload begun then, so a refusal (409 exists, 400 bad metadata,
+ * 415) is the answer before a byte of the body is sent. Later calls write
+ * each piece, without the registry lock.
+ */
 static int push_body(struct req *rq, const char *data, size_t n)
 {
     struct upload *st = upload_state(rq);
@@ -354,20 +362,18 @@ static int push_body(struct req *rq, const char *data, size_t n)
 
     if (!st)
         return mc_err(MC_ENOMEM, "out of memory");
-    if (st->rc)
+    if (st->rc) {
+        if (!data && !rq->replied)
+            up_reply(rq, st);
         return st->rc;
-    if (rq->srv->max_upload && mc_registry_upload_size(st->u) + n > rq->srv->max_upload) {
-        upload_drop(rq, st);
-        return up_fail(st, 413, "too_large",
-                       "%s@%s: the body is more than %" PRIu64
-                       " bytes, the most this server takes (mcache-serve --max-upload); nothing "
-                       "was pushed",
-                       req_param(rq, "name"), req_param(rq, "version"), rq->srv->max_upload);
     }
-    rc = mc_registry_upload_write(st->u, data, n); /* no lock: it touches only the upload */
-    if (rc) {
+    if (!data)
+        return 0;
+    rc = mc_registry_upload_write(st->u, data, n);
+    if (rc) { /* the core replies with this code and message */
         up_fail_rc(st, rc);
         upload_drop(rq, st);
+        mc_err(rc, "%s", st->msg);
     }
     return rc;
 }
@@ -413,7 +419,7 @@ static int push(struct req *rq)
 
     if (!st)
         return reply_error(rq, 500, "internal", "out of memory");
-    if (st->rc)
+    if (st->rc) /* refused before the body (the core has replied then) */
         return up_reply(rq, st);
     if ((rc = srv_lock(s))) {
         upload_drop(rq, st);

@@ -28,10 +28,10 @@ static int stats(struct req *rq)
     char secs[24];
     uint64_t w = 0;
     json_t *res, *j;
-    int ret = 0, rc;
+    int ret = 0;
 
-    if (win && (rc = cli_parse_range("window", win, 1, 600, &w)))
-        return reply_mc_error(rq, rc);
+    if (!api_query_uint(rq, "window", 1, 600, &w, &ret))
+        return ret;
     snprintf(secs, sizeof(secs), "%llu", (unsigned long long)w);
     const char *args[3] = {req_param(rq, "name"), ref ? ref : "latest", secs};
     if (!api_ctl(rq, "stats", win ? 3 : 2, args, CLI_CTL_TIMEOUT_MS, &res, &ret))
@@ -107,8 +107,8 @@ static int deploy(struct req *rq)
         return reply_error(rq, 400, "bad_request",
                            "a deploy needs a JSON body: {\"version\": \"2.0.0\", \"alias\": "
                            "\"production\", \"strategy\": \"canary\"}");
-    if (api_unknown_fields(rq, b, fields))
-        return 0;
+    if (api_unknown_fields(rq, b, fields, &ret))
+        return ret;
     if (!json_is_string(json_object_get(b, "version")))
         return api_bad_type(rq, "version", "a string (the version to roll out)");
     if (!json_is_string(json_object_get(b, "alias")))
@@ -175,11 +175,11 @@ static int load(struct req *rq)
     uint64_t secs = 0;
     char ms[32];
     json_t *res;
-    int ret = 0, rc;
+    int ret = 0;
     uint64_t t0 = 0;
 
-    if (tmo && (rc = cli_parse_uint("timeout_s", tmo, MAX_TIMEOUT_S, &secs)))
-        return reply_mc_error(rq, rc);
+    if (!api_query_uint(rq, "timeout_s", 0, MAX_TIMEOUT_S, &secs, &ret))
+        return ret;
     snprintf(ms, sizeof(ms), "%llu", (unsigned long long)secs * 1000);
     const char *args[3] = {req_param(rq, "name"), req_param(rq, "ref"), ms};
     t0 = (uint64_t)(cli_mono_s() * 1e9);
@@ -286,10 +286,14 @@ static int cache_status(struct req *rq)
     return reply_json(rq, 200, res);
 }
 
-/* GET /v1/readers: from mcached, else from the arena's reader table itself. */
+/*
+ * GET /v1/readers: from mcached, else from the arena's reader table itself,
+ * through the server's own read-only attachment (a second one in the same
+ * process would want the same base address).
+ */
 static int readers(struct req *rq)
 {
-    struct cli_arena ar;
+    struct cli_arena ar = {0};
     json_t *res, *rd;
     int rc = cli_ctl_call(&rq->srv->cli, "readers", 0, NULL, CLI_CTL_TIMEOUT_MS, &res);
 
@@ -297,10 +301,11 @@ static int readers(struct req *rq)
         return reply_json(rq, 200, res);
     if (rc != MC_ENODAEMON)
         return reply_mc_error(rq, rc);
-    if ((rc = cli_arena_attach(&rq->srv->cli, &ar)))
+    if ((rc = cli_arena_header(&rq->srv->cli, &ar.hdr, ar.path, sizeof(ar.path))))
         return reply_mc_error(rq, rc);
+    if (!(ar.mc = srv_cache(rq->srv)))
+        return reply_mc_error(rq, MC_ENOENT);
     rd = cli_arena_readers(&rq->srv->cli, &ar);
-    cli_arena_detach(&ar);
     if (!rd)
         return reply_mc_error(rq, MC_EIO);
     return reply_json(rq, 200, json_pack("{s:o}", "readers", rd));
@@ -311,7 +316,6 @@ static int alerts(struct req *rq)
 {
     struct srv *s = rq->srv;
     const char *name = req_query(rq, "model"), *kind = req_query(rq, "kind");
-    const char *limit_s = req_query(rq, "limit");
     uint64_t limit = 0;
     size_t n, first = 0;
     json_t *arr;
@@ -322,8 +326,8 @@ static int alerts(struct req *rq)
                            "kind=\"%.64s\" is not a kind of alert: use rollback, health or "
                            "threshold",
                            kind);
-    if (limit_s && (rc = cli_parse_range("limit", limit_s, 1, MC_REG_ALERTS_MAX, &limit)))
-        return reply_mc_error(rq, rc);
+    if (!api_query_uint(rq, "limit", 1, MC_REG_ALERTS_MAX, &limit, &ret))
+        return ret;
     if ((rc = srv_lock(s)))
         return reply_mc_error(rq, rc);
     if (name && !api_model(rq, name, &ret)) {

@@ -7,6 +7,7 @@
  * they build the answer; an alias move through mcached's gate (which loads
  * and runs health checks, seconds or minutes) holds no lock at all.
  */
+#include <errno.h>
 #include <microhttpd.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -21,7 +22,7 @@
 
 /* ---- shared by the handlers (h_api.h) ------------------------------------ */
 
-bool api_unknown_fields(struct req *rq, const json_t *obj, const char *const *allowed)
+bool api_unknown_fields(struct req *rq, const json_t *obj, const char *const *allowed, int *ret)
 {
     const char *key;
     json_t *v;
@@ -38,7 +39,7 @@ bool api_unknown_fields(struct req *rq, const json_t *obj, const char *const *al
         for (i = 0; allowed[i]; i++)
             snprintf(list + strlen(list), sizeof(list) - strlen(list), "%s%s", i ? ", " : "",
                      allowed[i]);
-        reply_error(rq, 400, "unknown_field",
+        *ret = reply_error(rq, 400, "unknown_field",
                     "%s %s: unknown field \"%.64s\" (the fields are: %s); nothing was changed",
                     rq->method, rq->route->pattern, key, list);
         return true;
@@ -124,6 +125,27 @@ size_t api_split(const char *s, char *buf, size_t len, const char **out, size_t 
     return n;
 }
 
+bool api_query_uint(struct req *rq, const char *key, uint64_t min, uint64_t max, uint64_t *out,
+                    int *ret)
+{
+    const char *v = req_query(rq, key);
+    char *end;
+    unsigned long long x;
+
+    if (!v)
+        return true;
+    errno = 0;
+    x = strtoull(v, &end, 10);
+    if (!*v || *end || errno || *v == '-' || *v == '+' || x < min || x > max) {
+        *ret = reply_error(rq, 400, "bad_request",
+                           "query argument %s=\"%.64s\" is not a whole number from %llu to %llu",
+                           key, v, (unsigned long long)min, (unsigned long long)max);
+        return false;
+    }
+    *out = x;
+    return true;
+}
+
 int api_query_bool(struct req *rq, const char *key, bool def, int *ret)
 {
     int b = req_query_bool(rq, key, def);
@@ -145,14 +167,14 @@ static int list_models(struct req *rq)
     struct srv *s = rq->srv;
     const char *tags[COND_MAX], *metrics[COND_MAX], *st[8];
     char tbuf[2048], mbuf[2048], sbuf[256];
-    const char *order = req_query(rq, "order"), *limit_s = req_query(rq, "limit");
+    const char *order = req_query(rq, "order");
     struct mc_search q = {.pattern = req_query(rq, "pattern"), .ref = req_query(rq, "ref")};
     size_t nst = api_split(req_query(rq, "status"), sbuf, sizeof(sbuf), st, 8);
     const struct mc_reg_version **vs = NULL;
     uint64_t limit = 0;
     size_t n = 0;
     json_t *arr;
-    int rc;
+    int ret = 0, rc;
 
     q.tags = tags;
     q.ntags = api_split(req_query(rq, "tag"), tbuf, sizeof(tbuf), tags, COND_MAX);
@@ -180,8 +202,8 @@ static int list_models(struct req *rq)
                                st[i]);
         q.status_mask |= 1u << x;
     }
-    if (limit_s && (rc = cli_parse_uint("limit", limit_s, 1u << 30, &limit)))
-        return reply_mc_error(rq, rc);
+    if (!api_query_uint(rq, "limit", 0, 1u << 30, &limit, &ret))
+        return ret;
     q.limit = (size_t)limit;
     if ((rc = srv_lock(s)))
         return reply_mc_error(rq, rc);
@@ -402,8 +424,8 @@ static int put_alias(struct req *rq)
         return reply_error(rq, 400, "bad_request",
                            "PUT an alias needs a JSON body: {\"targets\": \"1.0.0\"} or "
                            "{\"targets\": {\"1.0.0\": 90, \"2.0.0\": 10}}");
-    if (api_unknown_fields(rq, b, fields))
-        return 0;
+    if (api_unknown_fields(rq, b, fields, &ret))
+        return ret;
     if (jwhy && !json_is_null(jwhy) && !json_is_string(jwhy))
         return api_bad_type(rq, "why", "a string");
     if (jng && !json_is_boolean(jng))

@@ -338,7 +338,6 @@ int main(int argc, char **argv)
     }
 
     loopback = addr_is_loopback((struct sockaddr *)&l.addr);
-#if MCACHE_SERVE_TOKENS
     {
         size_t ntok = mc_registry_token_count(s.reg);
 
@@ -357,21 +356,6 @@ int main(int argc, char **argv)
             goto fail;
         }
     }
-#else
-    if (!loopback && !insecure) {
-        fprintf(stderr,
-                "mcache-serve: refusing to listen on %s without tokens: anyone who can reach it "
-                "could change the registry, and this build has no token support; pass "
-                "--insecure-open on a trusted network only\n",
-                listen);
-        goto fail;
-    }
-    if (require) {
-        fprintf(stderr, "mcache-serve: --require-tokens needs token support, which this build "
-                        "lacks\n");
-        goto fail;
-    }
-#endif
     s.open_access = (loopback && !require) || insecure;
 
     if (!(s.metrics = metrics_new())) {

@@ -255,6 +255,8 @@ static void one(struct out *o, json_t *st, const char *path, const char *name, c
     put(o, "%s %.17g\n", name, v);
 }
 
+static void serving_metrics(struct out *o, struct srv *s, json_t *models);
+
 static void cache_metrics(struct out *o, struct srv *s)
 {
     json_t *st = NULL, *a;
@@ -289,10 +291,12 @@ static void cache_metrics(struct out *o, struct srv *s)
     one(o, st, "loads.evictions", "mcache_evictions_total", "counter", "Versions evicted.");
     one(o, st, "reclaim.pending_bytes", "mcache_reclaim_pending_bytes", "gauge",
         "Bytes retired but still held by readers.");
-    one(o, st, "daemon.requests", "mcache_control_requests_total", "counter",
+    one(o, st, "daemon.connections.requests", "mcache_control_requests_total", "counter",
         "Requests on mcached's control socket.");
-    one(o, st, "daemon.refused", "mcache_control_refused_total", "counter",
+    one(o, st, "daemon.connections.refused", "mcache_control_refused_total", "counter",
         "Control connections refused.");
+    one(o, st, "daemon.connections.open", "mcache_control_connections", "gauge",
+        "Connections open on mcached's control socket.");
     one(o, st, "daemon.registry_generation", "mcache_registry_generation", "gauge",
         "The registry generation mcached mirrors.");
     one(o, st, "daemon.uptime_s", "mcache_daemon_uptime_seconds", "gauge", "mcached's uptime.");
@@ -327,43 +331,76 @@ static void cache_metrics(struct out *o, struct srv *s)
                 size);
         }
     }
+    if (json_is_array(a))
+        serving_metrics(o, s, a);
     json_decref(st);
+}
 
-    /* Per-version serving statistics (mc_report from workers), as `mcache stats` shows. */
-    if (cli_ctl_call(&s->cli, "stats", 0, NULL, 2000, &st) == 0) {
-        json_t *vs = json_object_get(st, "versions"), *v;
+#define SERVING_VERSIONS_MAX 256 /* one control request each: a scrape stays bounded */
 
-        if (json_is_array(vs) && json_array_size(vs)) {
-            static const struct {
-                const char *key, *name, *type, *help;
-            } f[] = {
-                {"requests", "mcache_serving_requests_total", "counter",
-                 "Requests workers reported for each version (mc_report)."},
-                {"errors", "mcache_serving_errors_total", "counter",
-                 "Failed requests workers reported for each version."},
-                {"units", "mcache_serving_units_total", "counter",
-                 "Units (tokens, items) workers reported for each version."},
-            };
+/*
+ * Per-version serving statistics (what workers report with mc_report), as
+ * `mcache stats NAME@VERSION` shows them: totals since the version was
+ * loaded (counters; a reload restarts them, which Prometheus' rate() takes
+ * as a reset) and the last minute's latency quantiles (gauges).
+ */
+static void serving_metrics(struct out *o, struct srv *s, json_t *models)
+{
+    static const struct {
+        const char *window, *key, *name, *type, *help;
+        double scale;
+    } f[] = {
+        {"loaded", "requests", "mcache_serving_requests_total", "counter",
+         "Requests workers reported for the version since it was loaded (mc_report).", 1},
+        {"loaded", "errors", "mcache_serving_errors_total", "counter",
+         "Failed requests workers reported for the version since it was loaded.", 1},
+        {"loaded", "units", "mcache_serving_units_total", "counter",
+         "Units (tokens, items) workers reported for the version since it was loaded.", 1},
+        {"1m", "p50_ns", "mcache_serving_latency_p50_seconds", "gauge",
+         "Median request latency workers reported over the last minute.", 1e-9},
+        {"1m", "p99_ns", "mcache_serving_latency_p99_seconds", "gauge",
+         "99th percentile request latency workers reported over the last minute.", 1e-9},
+    };
+    json_t *got = json_array(), *v, *st;
+    char b1[512], b2[128];
+    size_t i;
 
-            for (size_t k = 0; k < sizeof(f) / sizeof(f[0]); k++) {
-                bool headed = false;
+    json_array_foreach(models, i, v) {
+        const char *args[2] = {json_string_value(json_object_get(v, "name")),
+                               json_string_value(json_object_get(v, "version"))};
+        const char *state = json_string_value(json_object_get(v, "state"));
 
-                json_array_foreach(vs, i, v) {
-                    const char *n = json_string_value(json_object_get(v, "name"));
-                    const char *ver = json_string_value(json_object_get(v, "version"));
-                    double x = num(v, f[k].key);
+        if (!args[0] || !args[1] || !state || strcmp(state, "resident") != 0)
+            continue;
+        if (json_array_size(got) == SERVING_VERSIONS_MAX)
+            break;
+        /* An untracked version (never reported) is an error answer: it has no series. */
+        if (cli_ctl_call(&s->cli, "stats", 2, args, 2000, &st) == 0)
+            json_array_append_new(got, st);
+    }
+    for (size_t k = 0; k < sizeof(f) / sizeof(f[0]); k++) {
+        bool headed = false;
 
-                    if (!n || !ver || isnan(x))
-                        continue;
-                    if (!headed)
-                        head(o, f[k].name, f[k].type, f[k].help), headed = true;
-                    put(o, "%s{model=\"%s\",version=\"%s\"} %.17g\n", f[k].name,
-                        esc(n, b1, sizeof(b1)), esc(ver, b2, sizeof(b2)), x);
-                }
+        json_array_foreach(got, i, st) {
+            const char *n = json_string_value(json_object_get(st, "name"));
+            const char *ver = json_string_value(json_object_get(st, "version"));
+            json_t *ws = json_object_get(st, "windows"), *w;
+            size_t j;
+
+            json_array_foreach(ws, j, w) {
+                const char *wn = json_string_value(json_object_get(w, "window"));
+                double x = num(w, f[k].key);
+
+                if (!wn || strcmp(wn, f[k].window) != 0 || isnan(x) || !n || !ver)
+                    continue;
+                if (!headed)
+                    head(o, f[k].name, f[k].type, f[k].help), headed = true;
+                put(o, "%s{model=\"%s\",version=\"%s\"} %.17g\n", f[k].name,
+                    esc(n, b1, sizeof(b1)), esc(ver, b2, sizeof(b2)), x * f[k].scale);
             }
         }
-        json_decref(st);
     }
+    json_decref(got);
 }
 
 char *metrics_render(struct srv *s, size_t *len)

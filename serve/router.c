@@ -13,9 +13,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "common/err.h"
-#include "serve/http.h"
+#include "serve/core.h"
 
 #define PATH_MAX_BYTES 4096 /* a longer path is refused, not truncated */
 #define SEGS_MAX       16   /* more than any route has: more is refused */
@@ -242,4 +243,44 @@ out:
     for (size_t i = 0; i < nsegs; i++)
         free(dec[i]);
     return rc;
+}
+
+/* ---- the rest of a request's text that is ours to parse ------------------- */
+
+void http_query_decode(const char *in, char *out)
+{
+    while (*in) {
+        if (in[0] == '%' && hexval(in[1]) >= 0 && hexval(in[2]) >= 0) {
+            *out++ = (char)(hexval(in[1]) * 16 + hexval(in[2]));
+            in += 3;
+        } else if (*in == '+') {
+            *out++ = ' ';
+            in++;
+        } else {
+            *out++ = *in++;
+        }
+    }
+    *out = '\0';
+}
+
+bool http_is_json_type(const char *ct)
+{
+    static const char t[] = "application/json";
+    size_t n = sizeof(t) - 1;
+
+    if (!ct)
+        return false;
+    while (*ct == ' ' || *ct == '\t')
+        ct++;
+    return !strncasecmp(ct, t, n) && (ct[n] == '\0' || ct[n] == ';' || ct[n] == ' ');
+}
+
+const char *http_bearer(const char *h)
+{
+    if (!h || strncasecmp(h, "Bearer ", 7) != 0)
+        return NULL;
+    h += 7;
+    while (*h == ' ')
+        h++;
+    return *h ? h : NULL;
 }

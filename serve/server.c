@@ -33,8 +33,6 @@
 #include "common/err.h"
 #include "serve/core.h"
 
-#define JSON_TYPE "application/json"
-
 struct alloc {
     struct alloc *next;
     char s[];
@@ -97,26 +95,53 @@ void srv_unlock(struct srv *s)
     pthread_mutex_unlock(&s->reg_lock);
 }
 
+/*
+ * Is the attached arena superseded (mcached restarted with --recreate, or
+ * upgraded to a new arena)? mc_get() checks the arena's state before it
+ * looks a name up, so asking for a name that cannot exist costs a pin and
+ * an unpin, no system call, and answers MC_ESTALE exactly then.
+ */
+static bool cache_stale(mc_cache *c)
+{
+    mc_model *m = NULL;
+    int rc = mc_get(c, "mcache-serve-probe", "0.0.0", &m);
+
+    if (rc == 0)
+        mc_release(m);
+    return rc == MC_ESTALE;
+}
+
 mc_cache *srv_cache(struct srv *s)
 {
     mc_cache *c;
     int rc;
 
     pthread_mutex_lock(&s->mc_lock);
+    if (s->mc && cache_stale(s->mc)) {
+        /*
+         * Re-attach to the new arena. libmcache allows one attachment of a
+         * cache per process, and mc_detach() unmaps the old arena under any
+         * model still held from it (a download in flight). So detach only
+         * when no other connection is open (this one's request holds
+         * nothing yet); until then answer "no arena" (downloads come from
+         * the store, residency is unknown), never the stale one.
+         */
+        if (srv_conns_open() > 1) {
+            pthread_mutex_unlock(&s->mc_lock);
+            mc_err(MC_ESTALE, "the arena of cache \"%s\" was replaced; mcache-serve attaches "
+                              "to the new one once the requests in flight end",
+                   s->cli.cache);
+            return NULL;
+        }
+        srv_log("the arena of cache \"%s\" was replaced: attaching to the new one",
+                s->cli.cache);
+        mc_detach(s->mc);
+        s->mc = NULL;
+    }
     if (!s->mc) {
         rc = mc_attach_dir(s->cli.shm_dir, s->cli.cache, &s->mc);
         if (rc)
             s->mc = NULL; /* mc_attach's message names the cache, the directory and mcached */
-    } else {
-        /*
-         * An arena replaced by a new mcached (a restart with --recreate, an
-         * upgrade) leaves ours stale: mc_get() says MC_ESTALE. A cheap check
-         * here sees it (the old arena has no loader any more) and attaches
-         * the new one. Models still held from the old stay mapped until
-         * released (libmcache keeps the old mapping for them).
-         * TODO(issue 14): detaching needs every holder's release first; for
-         * now a stale arena is kept and mc_get()'s MC_ESTALE reported.
-         */
     }
     c = s->mc;
     pthread_mutex_unlock(&s->mc_lock);
@@ -148,34 +173,6 @@ const char *req_param(const struct req *rq, const char *name)
     return NULL;
 }
 
-static int hexv(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
-/* Decode a query value: %XX and '+' for a space, in one pass (so %2B stays '+'). */
-static void query_decode(const char *in, char *out)
-{
-    while (*in) {
-        if (in[0] == '%' && hexv(in[1]) >= 0 && hexv(in[2]) >= 0) {
-            *out++ = (char)(hexv(in[1]) * 16 + hexv(in[2]));
-            in += 3;
-        } else if (*in == '+') {
-            *out++ = ' ';
-            in++;
-        } else {
-            *out++ = *in++;
-        }
-    }
-    *out = '\0';
-}
-
 const char *req_query(const struct req *rq, const char *key)
 {
     struct rstate *st = state_of(rq);
@@ -189,7 +186,7 @@ const char *req_query(const struct req *rq, const char *key)
     a = malloc(sizeof(*a) + n + 1);
     if (!a)
         return NULL;
-    query_decode(v, a->s);
+    http_query_decode(v, a->s);
     a->next = st->allocs;
     st->allocs = a;
     return a->s;
@@ -256,7 +253,7 @@ static struct MHD_Response *json_response(json_t *j)
         free(text);
         return NULL;
     }
-    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, JSON_TYPE);
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
     return resp;
 }
@@ -338,17 +335,6 @@ static void defer(struct rstate *st, unsigned status, const char *code, const ch
     st->len = st->cap = 0;
 }
 
-static bool is_json_type(const char *ct)
-{
-    size_t n = strlen(JSON_TYPE);
-
-    if (!ct)
-        return false;
-    while (*ct == ' ')
-        ct++;
-    return !strncasecmp(ct, JSON_TYPE, n) && (ct[n] == '\0' || ct[n] == ';' || ct[n] == ' ');
-}
-
 /* The headers are in: route, identify, authorize, check the body's type and size. */
 static int begin(struct rstate *st)
 {
@@ -402,7 +388,7 @@ static int begin(struct rstate *st)
     if ((rq->route->flags & ROUTE_JSON) && st->has_body) {
         const char *ct = req_header(rq, MHD_HTTP_HEADER_CONTENT_TYPE);
 
-        if (!is_json_type(ct))
+        if (!http_is_json_type(ct))
             return reply_error(rq, 415, "unsupported_media_type",
                                "the body must be JSON with Content-Type: application/json (it "
                                "was %.100s)",
@@ -568,7 +554,6 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                         rq->status, (double)(mono_ns() - rq->start_ns) / 1e9);
     /* A state change that failed or was refused: the audit log says who tried what. */
     if (rq->route && (rq->route->flags & ROUTE_AUDIT) && rq->status >= 400) {
-#if MCACHE_SERVE_TOKENS
         char what[600], result[1100];
 
         snprintf(what, sizeof(what), "%s %.500s", rq->method, rq->path);
@@ -580,7 +565,6 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                 srv_log("could not record \"%s\" in the audit log: %s", what, mc_last_error());
             srv_unlock(s);
         }
-#endif
     }
     if (rq->route && (rq->route->flags & ROUTE_STREAM) && rq->route->done)
         rq->route->done(rq);
@@ -597,6 +581,64 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     }
     free(st);
     *con_cls = NULL;
+}
+
+/*
+ * THE CONNECTION LIMIT. libmicrohttpd's own limit splits --max-conns among
+ * the pool's threads and, once reached, stops accepting: a client over it
+ * waits in the kernel's backlog, unanswered, until its own timeout. We
+ * count open connections ourselves and close one over the limit as soon as
+ * it is accepted, so the client knows at once. The count is exact (opened
+ * and closed notifications); accepts racing in two threads may let the
+ * pool's thread count minus one more in for a moment.
+ */
+static unsigned conns_open, conns_max, conns_refused;
+static uint64_t refused_logged_ns;
+
+static void on_connection(void *cls, struct MHD_Connection *c, void **socket_ctx,
+                          enum MHD_ConnectionNotificationCode toe)
+{
+    (void)cls;
+    (void)c;
+    (void)socket_ctx;
+    if (toe == MHD_CONNECTION_NOTIFY_STARTED)
+        __atomic_add_fetch(&conns_open, 1, __ATOMIC_RELAXED);
+    else if (toe == MHD_CONNECTION_NOTIFY_CLOSED)
+        __atomic_sub_fetch(&conns_open, 1, __ATOMIC_RELAXED);
+}
+
+static enum MHD_Result on_accept(void *cls, const struct sockaddr *addr, socklen_t len)
+{
+    uint64_t now, last;
+    char from[64];
+
+    (void)cls;
+    (void)len;
+    if (__atomic_load_n(&conns_open, __ATOMIC_RELAXED) < conns_max)
+        return MHD_YES;
+    __atomic_add_fetch(&conns_refused, 1, __ATOMIC_RELAXED);
+    /* One log line a second at most: a flood must not become a flood of log lines. */
+    now = mono_ns();
+    last = __atomic_load_n(&refused_logged_ns, __ATOMIC_RELAXED);
+    if (now - last > 1000000000ull &&
+        __atomic_compare_exchange_n(&refused_logged_ns, &last, now, false, __ATOMIC_RELAXED,
+                                    __ATOMIC_RELAXED)) {
+        addr_format(addr, from, sizeof(from));
+        srv_log("refused a connection from %s: %u open, the most allowed (--max-conns); %u "
+                "refused so far",
+                from, conns_max, __atomic_load_n(&conns_refused, __ATOMIC_RELAXED));
+    }
+    return MHD_NO;
+}
+
+unsigned srv_conns_refused(void)
+{
+    return __atomic_load_n(&conns_refused, __ATOMIC_RELAXED);
+}
+
+unsigned srv_conns_open(void)
+{
+    return __atomic_load_n(&conns_open, __ATOMIC_RELAXED);
 }
 
 /* Leave the path raw (router.c decodes per segment); see the top of this file. */
@@ -634,8 +676,13 @@ int srv_start(struct srv *s, const struct srv_listen *l, unsigned *port)
     if (l->tls_cert)
         flags |= MHD_USE_TLS;
     opts[n++] = (struct MHD_OptionItem){MHD_OPTION_SOCK_ADDR, 0, (void *)&l->addr};
-    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_THREAD_POOL_SIZE, l->threads, NULL};
-    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_LIMIT, s->max_conns, NULL};
+    if (l->threads > 1) /* one thread is the daemon's own, without a pool */
+        opts[n++] = (struct MHD_OptionItem){MHD_OPTION_THREAD_POOL_SIZE, l->threads, NULL};
+    /* A backstop above ours (see on_accept): each thread may take its share and some. */
+    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_LIMIT,
+                                        s->max_conns + 4 * l->threads, NULL};
+    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_NOTIFY_CONNECTION, (intptr_t)on_connection,
+                                        NULL};
     opts[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_TIMEOUT, s->timeout_s, NULL};
     /* Headers (Mcache-Meta holds a version's metadata) and the read buffer, per connection. */
     opts[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_MEMORY_LIMIT, 256 * 1024, NULL};
@@ -647,7 +694,8 @@ int srv_start(struct srv *s, const struct srv_listen *l, unsigned *port)
     }
     opts[n++] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
 
-    s->mhd = MHD_start_daemon(flags, 0, NULL, NULL, on_request, s,
+    conns_max = s->max_conns;
+    s->mhd = MHD_start_daemon(flags, 0, on_accept, NULL, on_request, s,
                               /* first: it reports problems with the options after it */
                               MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_ARRAY, opts,
                               MHD_OPTION_END);

@@ -137,11 +137,12 @@ class Server:
                 self.args.append("--require-tokens")
         self.start_serve()
 
-    def start_daemon(self):
+    def start_daemon(self, extra=()):
+        """Start mcached (again, after stop_daemon(): extra=["--recreate"] makes a new arena)."""
         log = open(self.daemon_log_path, "ab")
         self.daemon = subprocess.Popen(
             [MCACHED, "--store", self.store, "--shm-dir", self.shm_dir, "--cache", CACHE,
-             "--size", self.size, "--log-level", "debug"],
+             "--size", self.size, "--log-level", "debug"] + list(extra),
             stdout=log, stderr=log, env=self.env)
         log.close()
 
@@ -192,6 +193,12 @@ class Server:
         shutil.rmtree(self.shm_dir, True)
         if self.own_tmp:
             shutil.rmtree(self.tmpdir, True)
+        return rc
+
+    def stop_daemon(self):
+        """Stop mcached alone (SIGTERM); its exit status."""
+        rc = stop_proc(self.daemon)
+        self.daemon = None
         return rc
 
     def stop_serve(self):

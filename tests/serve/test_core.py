@@ -4,6 +4,8 @@ errors (404, 405 with Allow, 400 for malformed paths), the error object,
 query and header plumbing, a clean stop on SIGTERM and SIGINT."""
 import json
 import os
+import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -121,6 +123,27 @@ class Options(unittest.TestCase):
                 srv.stop()
 
 
+class ManPage(unittest.TestCase):
+    PAGE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "docs",
+                        "mcache-serve.1")
+
+    def test_renders_and_names_every_option(self):
+        if not shutil.which("groff"):
+            self.skipTest("groff is not installed (Debian: groff-base)")
+        p = subprocess.run(["groff", "-man", "-t", "-ww", "-z", "-Tutf8", self.PAGE],
+                           capture_output=True, text=True,
+                           env=dict(os.environ, LC_ALL="C.UTF-8"))
+        self.assertEqual((p.returncode, p.stderr), (0, ""))
+        with open(self.PAGE) as f:
+            text = f.read().replace("\\-", "-")
+        text = re.sub(r"\\f[BIRP]|\\&", "", text)
+        options = set(re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", run_serve("--help").stdout))
+        self.assertGreater(len(options), 10)
+        missing = sorted(o for o in options
+                         if not re.search(r"(?<![\w-])%s(?![\w-])" % re.escape(o), text))
+        self.assertEqual(missing, [], "docs/mcache-serve.1 lacks options --help names")
+
+
 class Basics(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
@@ -184,6 +207,17 @@ class Basics(unittest.TestCase):
         servetest.wait_for("the log line", lambda: "404 GET /logged/404 from 127.0.0.1:" in
                            self.srv.serve_log())
 
+    def test_query_arguments_reach_handlers_decoded_once(self):
+        """A query value is decoded once (%XX): pattern=q%2Dx finds q-x, q%252Dx does not."""
+        st, h, body = self.srv.request("GET", "/v1/models")
+        if st == 404 and b"there is no such path" in body:
+            self.skipTest("GET /v1/models is not in this build")
+        self.srv.cli("push", "q-x", "1.0.0", self.srv.file("q.bin", b"q" * 100))
+        names = lambda q: [m["name"] for m in self.srv.json("GET", "/v1/models?pattern=" + q)
+                           ["models"]]
+        self.assertEqual(names("q%2Dx"), ["q-x"])
+        self.assertEqual(names("q%252Dx"), [])
+
     def test_keep_alive(self):
         c = self.srv.connection()
         try:
@@ -194,6 +228,29 @@ class Basics(unittest.TestCase):
                 r.read()
         finally:
             c.close()
+
+
+class Listen(unittest.TestCase):
+    def setUp(self):
+        servetest.need_binaries()
+
+    def test_ipv6_loopback(self):
+        try:
+            s = socket.socket(socket.AF_INET6)
+            s.bind(("::1", 0))
+            s.close()
+        except OSError:
+            self.skipTest("no IPv6 loopback here")
+        with Server(daemon=False, listen="[::1]:0") as srv:
+            self.assertTrue(srv.url.startswith("http://[::1]:"), srv.url)
+            st, h, body = srv.request("GET", "/healthz")
+            self.assertEqual(st, 200)
+            # ::1 is loopback: open access, as on 127.0.0.1.
+            self.assertIn("open access on loopback", srv.serve_log())
+            srv.request("GET", "/v6-missing")
+            servetest.wait_for("the log line naming the IPv6 peer",
+                               lambda: re.search(r"404 GET /v6-missing from \[::1\]:\d+",
+                                                 srv.serve_log()))
 
 
 class Readiness(unittest.TestCase):
@@ -220,6 +277,37 @@ class Readiness(unittest.TestCase):
             st, h, body = srv.request("GET", "/readyz")
             self.assertEqual(st, 503, body)
             self.assertNotEqual(json.loads(body)["checks"]["mcached"], "ok")
+
+
+class ArenaReplaced(unittest.TestCase):
+    def setUp(self):
+        servetest.need_binaries()
+
+    def test_reattach_after_recreate(self):
+        """mcached restarted with a new arena (--recreate): the old one is superseded, and
+        mcache-serve attaches to the new one (it never answers from the stale arena)."""
+        with Server() as srv:
+            path = srv.file("m.bin", os.urandom(50000))
+            srv.cli("push", "m", "1.0.0", path)
+            srv.cli("load", "m@1.0.0")
+            art = "/v1/models/m/versions/1.0.0/artifact"
+            st, h, body = srv.request("GET", art)
+            has_download = st == 200
+            if has_download:
+                self.assertEqual(h.get("mcache-source"), "arena")
+            srv.stop_daemon()
+            srv.start_daemon(extra=["--recreate"])
+            servetest.wait_for("/readyz after the arena was replaced",
+                               lambda: srv._probe("/readyz") == 200, proc=srv.proc,
+                               log=srv.logs)
+            self.assertIn("was replaced: attaching to the new one", srv.serve_log())
+            if has_download:
+                srv.cli("load", "m@1.0.0")
+                st, h, body = srv.request("GET", art)
+                self.assertEqual(st, 200)
+                self.assertEqual(h.get("mcache-source"), "arena")
+                with open(path, "rb") as f:
+                    self.assertEqual(body, f.read())
 
 
 class Stopping(unittest.TestCase):

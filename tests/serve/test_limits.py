@@ -1,0 +1,230 @@
+#!/usr/bin/env python3
+"""Limits: a connection over --max-conns is closed at once; a client that
+sends half a request is cut after --timeout; a JSON body over --max-json is
+413 before it is read, a wrong Content-Type 415, malformed JSON 400
+bad_json; an upload over --max-upload 413, one with no length 411; and
+nothing changes in the store for any of them.
+
+The JSON and upload checks use the API's routes (POST /v1/snapshots, PUT
+/v1/models/{name}/versions/{version}); each skips while its route is not
+in this build."""
+import json
+import os
+import socket
+import sys
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import servetest  # noqa: E402
+from servetest import Server  # noqa: E402
+
+
+def raw(srv, timeout=30):
+    s = socket.create_connection((srv.host, srv.port), timeout=timeout)
+    return s
+
+
+def read_all(s):
+    """Everything until the server closes the connection."""
+    out = b""
+    while True:
+        try:
+            b = s.recv(65536)
+        except ConnectionResetError:
+            return out
+        if not b:
+            return out
+        out += b
+
+
+def status_of(resp):
+    line = resp.split(b"\r\n", 1)[0].decode(errors="replace")
+    return int(line.split()[1]) if line.startswith("HTTP/1.1 ") else None
+
+
+def body_of(resp):
+    return resp.split(b"\r\n\r\n", 1)[1] if b"\r\n\r\n" in resp else b""
+
+
+class Connections(unittest.TestCase):
+    def setUp(self):
+        servetest.need_binaries()
+
+    def test_connection_limit(self):
+        with Server(daemon=False, args=["--threads", "1", "--max-conns", "2"]) as srv:
+            def served():
+                """A new connection that answered /healthz and stays open, or None if refused
+                (the server may not have seen an earlier probe's close yet)."""
+                s = raw(srv)
+                s.sendall(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
+                data = b""
+                while b"\r\n\r\n" not in data or not data.rstrip().endswith(b"}"):
+                    try:
+                        b = s.recv(4096)
+                    except ConnectionResetError:
+                        b = b""
+                    if not b:
+                        s.close()
+                        return None
+                    data += b
+                self.assertEqual(status_of(data), 200)
+                return s
+
+            held = []
+            try:
+                for _ in range(2):
+                    held.append(servetest.wait_for("a connection served", served,
+                                                   proc=srv.proc, log=srv.logs))
+                # A third is closed without an answer.
+                third = raw(srv, timeout=10)
+                try:
+                    third.sendall(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+                self.assertEqual(read_all(third), b"")
+                third.close()
+            finally:
+                for s in held:
+                    s.close()
+            # Room again once one closes (the server sees the close: poll until it does).
+            servetest.wait_for("a connection slot freed",
+                               lambda: srv._probe("/healthz") == 200, proc=srv.proc, log=srv.logs)
+
+    def test_slow_client_is_cut(self):
+        with Server(daemon=False, args=["--timeout", "1"]) as srv:
+            s = raw(srv, timeout=20)
+            t0 = time.monotonic()
+            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: t\r\n")  # half a request, never ended
+            data = read_all(s)
+            took = time.monotonic() - t0
+            s.close()
+            self.assertEqual(data, b"", "the server answered half a request")
+            self.assertGreaterEqual(took, 0.9)
+            self.assertLess(took, 15)
+            # The server still serves others.
+            self.assertEqual(srv.request("GET", "/healthz")[0], 200)
+
+    def test_idle_keepalive_is_cut(self):
+        with Server(daemon=False, args=["--timeout", "1"]) as srv:
+            s = raw(srv, timeout=20)
+            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
+            data = read_all(s)  # the answer, then the close after a second idle
+            s.close()
+            self.assertEqual(status_of(data), 200)
+
+
+class Bodies(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        servetest.need_binaries()
+        cls.srv = Server(daemon=False, args=["--max-json", "100", "--max-upload", "1000"])
+        cls.srv.__enter__()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.srv.stop()
+
+    def need(self, method, path):
+        st, h, body = self.srv.request(method, path)
+        if st == 404 and b"there is no such path" in body:
+            self.skipTest("%s %s is not in this build" % (method, path))
+
+    def snapshots(self):
+        return self.srv.cli("snapshot", "ls", "--json").stdout
+
+    def models(self):
+        return self.srv.cli("ls", "--json").stdout
+
+    def test_json_too_large(self):
+        self.need("GET", "/v1/snapshots")
+        before = self.snapshots()
+        big = {"name": "x" * 200}
+        st, h, body = self.srv.request("POST", "/v1/snapshots", body=big)
+        self.assertEqual(st, 413, body)
+        e = json.loads(body)["error"]
+        self.assertEqual(e["code"], "too_large")
+        self.assertIn("--max-json", e["message"])
+        self.assertEqual(self.snapshots(), before)
+
+    def test_json_too_large_chunked(self):
+        self.need("GET", "/v1/snapshots")
+        before = self.snapshots()
+        s = raw(self.srv)
+        chunk = b'{"name": "' + b"y" * 300 + b'"}'
+        s.sendall(b"POST /v1/snapshots HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+                  b"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n" +
+                  b"%x\r\n" % len(chunk) + chunk + b"\r\n0\r\n\r\n")
+        resp = read_all(s)
+        s.close()
+        self.assertEqual(status_of(resp), 413, resp)
+        self.assertEqual(json.loads(body_of(resp))["error"]["code"], "too_large")
+        self.assertEqual(self.snapshots(), before)
+
+    def test_wrong_content_type(self):
+        self.need("GET", "/v1/snapshots")
+        before = self.snapshots()
+        st, h, body = self.srv.request("POST", "/v1/snapshots", body=b'{"name": "s1"}',
+                                       headers={"Content-Type": "text/plain"})
+        self.assertEqual(st, 415, body)
+        e = json.loads(body)["error"]
+        self.assertEqual(e["code"], "unsupported_media_type")
+        self.assertIn("text/plain", e["message"])
+        self.assertEqual(self.snapshots(), before)
+
+    def test_malformed_json(self):
+        self.need("GET", "/v1/snapshots")
+        before = self.snapshots()
+        for bad, what in [(b'{"name": ', "not valid JSON"), (b'[1, 2]', "JSON object"),
+                          (b'{"name": "a", "name": "b"}', "duplicate")]:
+            with self.subTest(body=bad):
+                st, h, body = self.srv.request("POST", "/v1/snapshots", body=bad,
+                                               headers={"Content-Type": "application/json"})
+                self.assertEqual(st, 400, body)
+                e = json.loads(body)["error"]
+                self.assertEqual(e["code"], "bad_json")
+                self.assertIn(what, e["message"])
+        self.assertEqual(self.snapshots(), before)
+
+    def test_upload_too_large(self):
+        self.need("GET", "/v1/models")
+        st, h, body = self.srv.request("PUT", "/v1/models/big/versions/1.0.0", body=b"z" * 2000,
+                                       headers={"Content-Type": "application/octet-stream"})
+        if st == 404 and b"there is no such path" in body:
+            self.skipTest("PUT uploads are not in this build")
+        self.assertEqual(st, 413, body)
+        self.assertIn("--max-upload", json.loads(body)["error"]["message"])
+        self.assertNotIn("big", self.models())
+
+    def test_upload_too_large_chunked(self):
+        self.need("GET", "/v1/models")
+        s = raw(self.srv)
+        s.sendall(b"PUT /v1/models/bigc/versions/1.0.0 HTTP/1.1\r\nHost: t\r\n"
+                  b"Content-Type: application/octet-stream\r\nTransfer-Encoding: chunked\r\n"
+                  b"Connection: close\r\n\r\n")
+        for _ in range(3):
+            s.sendall(b"400\r\n" + b"q" * 1024 + b"\r\n")
+        s.sendall(b"0\r\n\r\n")
+        resp = read_all(s)
+        s.close()
+        if status_of(resp) == 404 and b"there is no such path" in resp:
+            self.skipTest("PUT uploads are not in this build")
+        self.assertEqual(status_of(resp), 413, resp)
+        self.assertNotIn("bigc", self.models())
+
+    def test_upload_without_length(self):
+        self.need("GET", "/v1/models")
+        s = raw(self.srv)
+        s.sendall(b"PUT /v1/models/nolen/versions/1.0.0 HTTP/1.1\r\nHost: t\r\n"
+                  b"Content-Type: application/octet-stream\r\nConnection: close\r\n\r\n")
+        resp = read_all(s)
+        s.close()
+        if status_of(resp) == 404 and b"there is no such path" in resp:
+            self.skipTest("PUT uploads are not in this build")
+        self.assertEqual(status_of(resp), 411, resp)
+        self.assertEqual(json.loads(body_of(resp))["error"]["code"], "length_required")
+        self.assertNotIn("nolen", self.models())
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
