@@ -84,7 +84,7 @@ bool gate_conn_closed(struct daemon *d, struct mc_conn *c);
 /* Shutdown: cancel everything, answering waiting clients. */
 void gate_stop_all(struct daemon *d);
 
-/* The `alias` control op: NAME ALIAS TARGETS [WHY]. */
+/* The `alias` control op: NAME ALIAS TARGETS [WHY [WHO [FROM]]] (WHO, FROM: the actor recorded). */
 void gate_op_alias(struct daemon *d, struct mc_conn *c, const struct mc_request *rq);
 
 /* Free a spec's copied health command. */

@@ -25,8 +25,11 @@
  * mcache-serve, mcached) has its refused changes in the log without doing
  * anything. Input refused before the lock (a malformed name) is not
  * recorded: it never reached the store. mcache-serve reports its failed
- * requests with mc_registry_audit_add(); one that follows a refusal the
- * registry already recorded is not recorded twice.
+ * requests with mc_registry_audit_add(), those the registry refused too: a
+ * report with the actor and the message of one of the last REG_REFUSALS_KEPT
+ * refusals the registry recorded on this handle is that refusal, and is not
+ * recorded twice. (Keyed by actor and message, not by order: a server's
+ * threads interleave other requests between a refusal and its report.)
  *
  * Tokens. "token-add" records the name, role and "sha256:<hex>" of a
  * secret that exists only in the caller's buffer; "token-rm" removes one.
@@ -40,6 +43,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <xxhash.h>
 
 #include "common/err.h"
 #include "registry/reg_int.h"
@@ -95,7 +99,6 @@ void reg_intent(struct mc_registry *r, const char *fmt, ...)
 {
     va_list ap;
 
-    r->refusal_recorded = false;
     if (fmt == NULL) {
         r->intent[0] = '\0';
         return;
@@ -108,6 +111,28 @@ void reg_intent(struct mc_registry *r, const char *fmt, ...)
 static bool refusal(int rc)
 {
     return rc == MC_EBUSY || rc == MC_EEXIST || rc == MC_EINVAL || rc == MC_ENOENT;
+}
+
+/*
+ * A refusal's key: the actor and the first bytes of its message (a caller
+ * may cut a long message when it reports it). Never 0.
+ */
+#define REFUSAL_KEY_BYTES 512
+static uint64_t refusal_key(const struct mc_registry *r, const char *msg)
+{
+    XXH3_state_t *s = XXH3_createState();
+    size_t n = strlen(msg);
+    uint64_t k;
+
+    if (s == NULL)
+        return 0;
+    XXH3_64bits_reset(s);
+    XXH3_64bits_update(s, r->who, strlen(r->who) + 1);
+    XXH3_64bits_update(s, r->from, strlen(r->from) + 1);
+    XXH3_64bits_update(s, msg, n < REFUSAL_KEY_BYTES ? n : REFUSAL_KEY_BYTES);
+    k = XXH3_64bits_digest(s) | 1;
+    XXH3_freeState(s);
+    return k;
 }
 
 /* The "audit" record of an attempt (what, result), stamped with the actor. */
@@ -136,7 +161,7 @@ void reg_record_refusal(struct mc_registry *r, int rc)
     rec = audit_record(r, r->intent, result);
     /* best effort: failing to log a refusal must not change the answer */
     if (rec && reg_commit(r, rec, NULL) == 0)
-        r->refusal_recorded = true;
+        r->refused[r->refused_next++ % REG_REFUSALS_KEPT] = refusal_key(r, msg);
     json_decref(rec);
     r->intent[0] = '\0';
     mc_err(rc, "%s", msg);
@@ -336,7 +361,6 @@ static json_t *audit_entry(const struct mc_reg_audit *a)
 int mc_registry_audit_add(struct mc_registry *r, const char *what, const char *result,
                           uint64_t *gen)
 {
-    bool already = r->refusal_recorded;
     json_t *rec;
     int rc;
 
@@ -349,11 +373,18 @@ int mc_registry_audit_add(struct mc_registry *r, const char *what, const char *r
     if (result == NULL || result[0] == '\0' || strlen(result) > AUDIT_RESULT_MAX)
         return mc_err(MC_EINVAL, "an audit entry needs a result of 1 to %d bytes (\"ok\" or "
                                  "\"error: ...\")", AUDIT_RESULT_MAX);
-    /* the refusal just before was recorded by the registry itself */
-    if (already && !strncmp(result, "error", 5)) {
-        if (gen)
-            *gen = mc_registry_generation(r);
-        return 0;
+    /* a refusal the registry recorded itself, reported again: once is enough */
+    if (!strncmp(result, "error: ", 7)) {
+        uint64_t k = refusal_key(r, result + 7);
+
+        for (size_t i = 0; k && i < REG_REFUSALS_KEPT; i++) {
+            if (r->refused[i] == k) {
+                r->refused[i] = 0;
+                if (gen)
+                    *gen = mc_registry_generation(r);
+                return 0;
+            }
+        }
     }
     rec = audit_record(r, what, result);
     if (rec == NULL)

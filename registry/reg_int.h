@@ -104,6 +104,8 @@ struct reg_token {
 /* Room for an actor's who or from, and for the text of an intended change. */
 #define REG_ACTOR_MAX  256
 #define REG_INTENT_MAX 1024
+/* Refusals recorded by the registry a caller may still report (mc_registry_audit_add()). */
+#define REG_REFUSALS_KEPT 16
 
 /* Kept: every running or paused deployment and the newest ended ones. */
 #define REG_DEPLOYS_ENDED_KEPT 256
@@ -151,7 +153,9 @@ struct mc_registry {
     uint32_t uid;
     char who[REG_ACTOR_MAX], from[REG_ACTOR_MAX]; /* the actor stamped on each record */
     char intent[REG_INTENT_MAX]; /* the change being attempted ("" none), for its refusal */
-    bool refusal_recorded;       /* the last call's refusal is in the audit log already */
+    /* refusals recorded by the registry itself, not yet reported again (reg_audit.c) */
+    uint64_t refused[REG_REFUSALS_KEPT];
+    unsigned refused_next;
     void (*warn)(void *arg, const char *msg);
     void *warn_arg;
     struct mc_reg_backend *be; /* metadata: records and snapshots */

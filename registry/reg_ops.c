@@ -115,12 +115,12 @@ struct feed {
 
 static int feed_chunk(void *arg, const void *buf, size_t n)
 {
-    struct feed *fd = arg;
-    struct mc_art_put *p = fd->put;
-    int rc = fd->r->art->ops->write(p, buf, n);
+    struct feed *f = arg;
+    struct mc_art_put *p = f->put;
+    int rc = f->r->art->ops->write(p, buf, n);
 
-    if (rc == 0 && fd->o->progress) {
-        rc = fd->o->progress(fd->o->progress_arg, p->size, p->total > p->size ? p->total : p->size);
+    if (rc == 0 && f->o->progress) {
+        rc = f->o->progress(f->o->progress_arg, p->size, p->total > p->size ? p->total : p->size);
         if (rc) {
             if (rc > 0)
                 rc = MC_EINVAL;
@@ -139,7 +139,7 @@ static int feed_chunk(void *arg, const void *buf, size_t n)
 static int stage_file(struct mc_registry *r, const char *src, const struct mc_push_opts *o,
                       struct mc_art_put *put)
 {
-    struct feed fd = {r, put, o};
+    struct feed feed = {r, put, o};
     struct stat st;
     int sfd, rc;
 
@@ -162,7 +162,7 @@ static int stage_file(struct mc_registry *r, const char *src, const struct mc_pu
         close(sfd);
         return rc;
     }
-    rc = mc_art_read_chunks(sfd, src, feed_chunk, &fd);
+    rc = mc_art_read_chunks(sfd, src, feed_chunk, &feed);
     close(sfd);
     if (rc == 0)
         rc = r->art->ops->finish(r->art, put);

@@ -574,9 +574,14 @@ const struct mc_reg_token *mc_registry_token_check(const struct mc_registry *r, 
 
 /*
  * The audit log: every change (each record carries its actor; its entry
- * says what it did, and "ok"), and every refused or failed attempt that
- * mcache-serve or the CLI reports with mc_registry_audit_add(). The newest
- * MC_REG_AUDIT_MAX entries are kept.
+ * says what it did, and "ok"), and every refused or failed attempt. A
+ * change the store's state refuses (MC_EBUSY, MC_EEXIST, MC_EINVAL,
+ * MC_ENOENT found under the lock) is recorded by the registry itself, with
+ * the actor, as one "audit" record (the only thing the refusal writes; the
+ * caller gets the same code and message). Other failures (input refused
+ * before the store is consulted, a request refused by mcache-serve) are the
+ * caller's to report with mc_registry_audit_add(). The newest
+ * MC_REG_AUDIT_MAX entries are kept. docs/registry.md lists the texts.
  */
 #define MC_REG_AUDIT_MAX 10000
 
@@ -587,7 +592,12 @@ struct mc_reg_audit {
     const char *result;     /* "ok", or "error: <message>" */
 };
 
-/* Record an attempt that changed nothing (what and result as above). */
+/*
+ * Record an attempt that changed nothing (what and result as above). A
+ * failure ("error: MESSAGE") that is one of the refusals the registry
+ * recorded itself on r (the same actor and MESSAGE, among the last 16) is
+ * not recorded twice: 0, nothing written.
+ */
 int mc_registry_audit_add(struct mc_registry *r, const char *what, const char *result,
                           uint64_t *gen);
 size_t mc_registry_audit_count(const struct mc_registry *r);

@@ -441,13 +441,6 @@ static int snapshot_remove(struct req *rq)
 
 /* ---- tokens ------------------------------------------------------------------- */
 
-static json_t *token_json(const struct mc_reg_token *t)
-{
-    return json_pack("{s:s, s:s, s:I, s:o, s:o}", "name", t->name, "role", t->role, "created_ns",
-                     (json_int_t)t->created_ns, "created_at", jv_time(t->created_ns), "created_by",
-                     jv_str(t->created_by));
-}
-
 /* GET /v1/tokens: names and roles, never the secrets (only their hashes are stored). */
 static int tokens(struct req *rq)
 {
@@ -459,7 +452,7 @@ static int tokens(struct req *rq)
         return reply_mc_error(rq, rc);
     arr = json_array();
     for (size_t i = 0; i < mc_registry_token_count(s->reg); i++)
-        json_array_append_new(arr, token_json(mc_registry_token_at(s->reg, i)));
+        json_array_append_new(arr, jv_token(mc_registry_token_at(s->reg, i)));
     srv_unlock(s);
     return reply_json(rq, 200, json_pack("{s:o}", "tokens", arr));
 }
@@ -515,21 +508,6 @@ static int token_remove(struct req *rq)
 
 /* ---- audit -------------------------------------------------------------------- */
 
-/* Does an audit entry's what ("push llama@1.2.0", "alias llama production 1.2.0") name model? */
-static bool names_model(const char *what, const char *model)
-{
-    size_t len = strlen(model);
-
-    for (const char *p = what; p && *p;) {
-        size_t n = strcspn(p, " ");
-        if ((n == len || (n > len && p[len] == '@')) && !strncmp(p, model, len))
-            return true;
-        p += n;
-        p += *p == ' ';
-    }
-    return false;
-}
-
 /* GET /v1/audit?limit=&model=: the newest entries, oldest first. */
 static int audit(struct req *rq)
 {
@@ -547,18 +525,14 @@ static int audit(struct req *rq)
     n = mc_registry_audit_count(s->reg);
     for (first = n; first > 0 && m < limit; first--) {
         const struct mc_reg_audit *a = mc_registry_audit_at(s->reg, first - 1);
-        m += !model || names_model(a->what, model);
+        m += !model || cli_audit_names(a->what, model);
     }
     arr = json_array();
     for (size_t i = first; i < n; i++) {
         const struct mc_reg_audit *a = mc_registry_audit_at(s->reg, i);
-        if (model && !names_model(a->what, model))
+        if (model && !cli_audit_names(a->what, model))
             continue;
-        json_array_append_new(
-            arr, json_pack("{s:I, s:I, s:o, s:I, s:s, s:s, s:s, s:s}", "id", (json_int_t)a->id,
-                           "at_ns", (json_int_t)a->at_ns, "at", jv_time(a->at_ns), "generation",
-                           (json_int_t)a->generation, "who", a->who, "from", a->from, "what",
-                           a->what, "result", a->result));
+        json_array_append_new(arr, jv_audit(a));
     }
     srv_unlock(s);
     return reply_json(rq, 200, json_pack("{s:o}", "audit", arr));

@@ -286,10 +286,14 @@ static int cache_status(struct req *rq)
     return reply_json(rq, 200, res);
 }
 
-/* GET /v1/readers: from mcached, else from the arena's reader table itself. */
+/*
+ * GET /v1/readers: from mcached, else from the arena's reader table itself,
+ * through the server's own read-only attachment (a second one in the same
+ * process would want the same base address).
+ */
 static int readers(struct req *rq)
 {
-    struct cli_arena ar;
+    struct cli_arena ar = {0};
     json_t *res, *rd;
     int rc = cli_ctl_call(&rq->srv->cli, "readers", 0, NULL, CLI_CTL_TIMEOUT_MS, &res);
 
@@ -297,10 +301,11 @@ static int readers(struct req *rq)
         return reply_json(rq, 200, res);
     if (rc != MC_ENODAEMON)
         return reply_mc_error(rq, rc);
-    if ((rc = cli_arena_attach(&rq->srv->cli, &ar)))
+    if ((rc = cli_arena_header(&rq->srv->cli, &ar.hdr, ar.path, sizeof(ar.path))))
         return reply_mc_error(rq, rc);
+    if (!(ar.mc = srv_cache(rq->srv)))
+        return reply_mc_error(rq, MC_ENOENT);
     rd = cli_arena_readers(&rq->srv->cli, &ar);
-    cli_arena_detach(&ar);
     if (!rd)
         return reply_mc_error(rq, MC_EIO);
     return reply_json(rq, 200, json_pack("{s:o}", "readers", rd));

@@ -94,6 +94,12 @@ int cli_split_ref(const char *arg, char *buf, size_t len, const char **name, con
 const char *cli_alias_targets(struct mc_registry *r, const char *name, const char *alias, char *buf,
                               size_t len);
 
+/*
+ * Whether an audit entry's what names model: one of its words is NAME or
+ * starts with "NAME@" (a token's entry names a token, never a model).
+ */
+bool cli_audit_names(const char *what, const char *model);
+
 /* The snapshot called sname, or NULL. */
 const struct mc_reg_snapshot *cli_snapshot_find(struct mc_registry *r, const char *sname);
 

@@ -16,27 +16,6 @@ static const struct opt_spec audit_opts[] = {
     {0},
 };
 
-/*
- * Whether what names model: one of its words is NAME or starts with
- * "NAME@" (a token's entry names a token, never a model).
- */
-static bool names(const char *what, const char *model)
-{
-    size_t n = strlen(model);
-
-    if (!strncmp(what, "token ", 6))
-        return false;
-    for (const char *p = what; *p;) {
-        size_t len = strcspn(p, " ");
-
-        if ((len == n || (len > n && p[n] == '@')) && !strncmp(p, model, n))
-            return true;
-        p += len;
-        p += strspn(p, " ");
-    }
-    return false;
-}
-
 static int run_audit(struct cli *c, struct args *a)
 {
     const char *model = args_value(a, "model");
@@ -59,7 +38,7 @@ static int run_audit(struct cli *c, struct args *a)
         size_t m = 0;
 
         for (first = n; first > 0 && m < limit; first--)
-            m += !model || names(mc_registry_audit_at(r, first - 1)->what, model);
+            m += !model || cli_audit_names(mc_registry_audit_at(r, first - 1)->what, model);
     }
     arr = json_array();
     table_init(&t, 0, head);
@@ -67,14 +46,10 @@ static int run_audit(struct cli *c, struct args *a)
         const struct mc_reg_audit *x = mc_registry_audit_at(r, i);
         char when[64];
 
-        if (model && !names(x->what, model))
+        if (model && !cli_audit_names(x->what, model))
             continue;
         if (c->json)
-            json_array_append_new(arr, json_pack("{s:I, s:o, s:I, s:I, s:s, s:s, s:s, s:s}", "id",
-                                                 (json_int_t)x->id, "at", jv_time(x->at_ns), "at_ns",
-                                                 (json_int_t)x->at_ns, "generation",
-                                                 (json_int_t)x->generation, "who", x->who, "from",
-                                                 x->from, "what", x->what, "result", x->result));
+            json_array_append_new(arr, jv_audit(x));
         else
             table_add(&t, (const char *const[]){fmt_time(x->at_ns, when), x->who, x->from,
                                                 x->what, x->result, NULL});

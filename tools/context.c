@@ -223,3 +223,20 @@ int cli_snapshot_gate(struct mc_registry *r, const struct mc_reg_snapshot *s, co
     }
     return 0;
 }
+
+bool cli_audit_names(const char *what, const char *model)
+{
+    size_t n = strlen(model);
+
+    if (!strncmp(what, "token ", 6))
+        return false;
+    for (const char *p = what; *p;) {
+        size_t len = strcspn(p, " ");
+
+        if ((len == n || (len > n && p[n] == '@')) && !strncmp(p, model, n))
+            return true;
+        p += len;
+        p += strspn(p, " ");
+    }
+    return false;
+}

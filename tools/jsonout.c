@@ -384,3 +384,19 @@ int cli_snapshot_restore(struct mc_registry *r, const char *sname, bool no_gate,
                      "generation", (json_int_t)gen);
     return 0;
 }
+
+json_t *jv_audit(const struct mc_reg_audit *x)
+{
+    return json_pack("{s:I, s:o, s:I, s:I, s:s, s:s, s:s, s:s}", "id", (json_int_t)x->id, "at",
+                     jv_time(x->at_ns), "at_ns", (json_int_t)x->at_ns, "generation",
+                     (json_int_t)x->generation, "who", x->who, "from", x->from, "what", x->what,
+                     "result", x->result);
+}
+
+/* never the hash: it is the store's, to check secrets against */
+json_t *jv_token(const struct mc_reg_token *t)
+{
+    return json_pack("{s:s, s:s, s:o, s:I, s:s}", "name", t->name, "role", t->role, "created_at",
+                     jv_time(t->created_ns), "created_ns", (json_int_t)t->created_ns, "created_by",
+                     t->created_by);
+}

@@ -37,6 +37,9 @@ json_t *jv_deploy(const struct mc_reg_deploy *x);
 json_t *jv_snapshot(const struct mc_reg_snapshot *s, bool entries);
 json_t *jv_alert(const struct mc_reg_alert *x);
 json_t *jv_stats_version(const json_t *v);
+/* An audit entry (audit) and a token without its hash (token ls). */
+json_t *jv_audit(const struct mc_reg_audit *x);
+json_t *jv_token(const struct mc_reg_token *t);
 
 /*
  * Restore snapshot sname (refused by cli_snapshot_gate() unless no_gate):

@@ -476,7 +476,7 @@ static void test_audit(void **state)
     struct mc_registry *r2;
     struct tu_warnings w = {0};
     const struct mc_reg_audit *a;
-    char uidp[32];
+    char uidp[32], report[700];
     size_t n;
 
     /* the default actor: the uid with its user name, local */
@@ -520,9 +520,19 @@ static void test_audit(void **state)
     audit_is(audit_last(f), "rm m@3.0.0", "error: ");
     assert_non_null(strstr(audit_last(f)->result, "production"));
     assert_string_equal(audit_last(f)->who, "anonymous");
-    /* ... and a caller reporting the same failure does not record it twice */
-    assert_int_equal(mc_registry_audit_add(f->r, "DELETE m@3.0.0", "error: busy", NULL), 0);
+    /*
+     * ... and a caller reporting the same failure (the same actor and
+     * message, its text cut or not), even after other calls, does not
+     * record it twice; once only.
+     */
+    snprintf(report, sizeof(report), "error: %.600s", mc_last_error());
+    assert_int_equal(mc_registry_alias_set(f->r, "m", "staging", "3.0.0", NULL), 0);
+    n = mc_registry_audit_count(f->r);
+    assert_int_equal(mc_registry_audit_add(f->r, "DELETE m@3.0.0", report, NULL), 0);
+    assert_int_equal(mc_registry_audit_count(f->r), n);
+    assert_int_equal(mc_registry_audit_add(f->r, "DELETE m@3.0.0", report, NULL), 0);
     assert_int_equal(mc_registry_audit_count(f->r), n + 1);
+    audit_is(audit_last(f), "DELETE m@3.0.0", "error: ");
     /* an attempt refused before the registry (a bad token) is the caller's to record */
     assert_int_equal(mc_registry_audit_add(f->r, "push m@9.0.0", "error: unauthorized", NULL), 0);
     audit_is(audit_last(f), "push m@9.0.0", "error: unauthorized");
@@ -555,6 +565,35 @@ static void test_audit(void **state)
     assert_int_equal(mc_registry_refresh(f->r, NULL), 0);
     assert_string_equal(audit_last(f)->who, "token:other");
     mc_registry_close(r2);
+}
+
+/* The newest MC_REG_AUDIT_MAX entries are kept, through compactions and a reopen. */
+static void test_audit_bounded(void **state)
+{
+    char *dir = tu_tempdir(access("/dev/shm", W_OK) == 0 ? "/dev/shm" : NULL), what[64];
+    struct mc_registry *r, *r2;
+    struct tu_warnings w = {0};
+    const size_t extra = 7;
+
+    (void)state;
+    assert_int_equal(tu_open(dir, MC_REGISTRY_CREATE, &w, &r), 0);
+    for (size_t i = 0; i < MC_REG_AUDIT_MAX + extra; i++) {
+        snprintf(what, sizeof(what), "attempt %zu", i);
+        assert_int_equal(mc_registry_audit_add(r, what, "error: refused", NULL), 0);
+    }
+    assert_int_equal(mc_registry_audit_count(r), MC_REG_AUDIT_MAX);
+    assert_string_equal(mc_registry_audit_at(r, 0)->what, "attempt 7");
+    snprintf(what, sizeof(what), "attempt %zu", (size_t)MC_REG_AUDIT_MAX + extra - 1);
+    assert_string_equal(mc_registry_audit_at(r, MC_REG_AUDIT_MAX - 1)->what, what);
+    assert_null(mc_registry_audit_at(r, MC_REG_AUDIT_MAX));
+    assert_int_equal(tu_open(dir, 0, &w, &r2), 0);
+    assert_int_equal(mc_registry_audit_count(r2), MC_REG_AUDIT_MAX);
+    assert_string_equal(mc_registry_audit_at(r2, 0)->what, "attempt 7");
+    assert_int_equal(mc_registry_audit_at(r2, 0)->id, mc_registry_audit_at(r, 0)->id);
+    mc_registry_close(r2);
+    mc_registry_close(r);
+    tu_rm_rf(dir);
+    free(dir);
 }
 
 static bool file_has(const char *path, const char *needle)
@@ -1897,6 +1936,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_upload_dead, setup, teardown),
         cmocka_unit_test_setup_teardown(test_audit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tokens, setup, teardown),
+        cmocka_unit_test(test_audit_bounded),
         cmocka_unit_test_setup_teardown(test_resolve, setup, teardown),
         cmocka_unit_test_setup_teardown(test_aliases, setup, teardown),
         cmocka_unit_test_setup_teardown(test_remove, setup, teardown),

@@ -383,6 +383,42 @@ class Cache(Base):
                          json.loads(self.s.cli("alerts", "--json").stdout))
         self.error(*self.s.request("GET", "/v1/alerts?kind=weird"), 400, "bad_request", "weird")
 
+    def test_readers_from_the_arena_without_mcached(self):
+        """With mcached stopped, /v1/readers reads the arena's reader table (a worker holds a
+        version there); mcached comes back for the other tests."""
+        import subprocess
+        import textwrap
+        from servetest import LIBMCACHE as lib, stop_proc
+        if not os.path.exists(lib):
+            self.skipTest("libmcache.so is not built (MCACHE_LIB)")
+        self.push_cli("rd", "1.0.0", blob(4096, "rd"))
+        self.s.json("POST", "/v1/models/rd/versions/1.0.0/load")
+        worker = subprocess.Popen(
+            [sys.executable, "-c", textwrap.dedent("""
+                import ctypes, sys
+                lib = ctypes.CDLL(sys.argv[1])
+                c = ctypes.c_void_p(); m = ctypes.c_void_p()
+                assert lib.mc_attach_dir(sys.argv[2].encode(), b"t", ctypes.byref(c)) == 0
+                assert lib.mc_get(c, b"rd", b"1.0.0", ctypes.byref(m)) == 0
+                print("held", flush=True)
+                sys.stdin.read()
+            """), lib, self.s.shm_dir], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        try:
+            self.assertEqual(worker.stdout.readline().strip(), b"held")
+            via_daemon = self.s.json("GET", "/v1/readers")["readers"]
+            self.assertIn("rd@1.0.0", [h for r in via_daemon for h in r["holds"]])
+            stop_proc(self.s.daemon)
+            try:
+                rd = self.s.json("GET", "/v1/readers")["readers"]
+                self.assertEqual([r["pid"] for r in rd], [worker.pid])
+                self.assertEqual(rd[0]["holds"], ["rd@1.0.0"])
+            finally:
+                self.s.start_daemon()
+        finally:
+            worker.stdin.close()
+            worker.wait(10)
+            worker.stdout.close()
+
     def test_load_pin_evict_stats(self):
         j = self.s.json("POST", "/v1/models/c/versions/1.0.0/load")
         self.assertEqual((j["state"], j["already"]), ("resident", False))
@@ -473,6 +509,57 @@ class Admin(Base):
         self.assertIn("GET", h["allow"])
 
 
+class Actors(Base):
+    """Changes made over HTTP carry the token's name and the peer into the audit log, a gated
+    alias move through mcached too (ctl alias WHO FROM)."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.s = Server(tokens=True)
+        cls.s.__enter__()
+
+    def test_tokens_and_actor_in_audit(self):
+        j = self.s.json("POST", "/v1/tokens", {"name": "ci", "role": "publisher"}, expect=201)
+        self.assertTrue(j["token"].startswith("mct_"))
+        ci = j["token"]
+        names = [t["name"] for t in self.s.json("GET", "/v1/tokens")["tokens"]]
+        self.assertEqual(sorted(names), ["admin", "ci"])
+        self.assertNotIn("hash", json.dumps(self.s.json("GET", "/v1/tokens")))
+        self.error(*self.s.request("POST", "/v1/tokens", {"name": "ci", "role": "reader"}), 409)
+        self.error(*self.s.request("POST", "/v1/tokens", {"name": "x", "role": "king"}), 400)
+        st, h, b = self.s.request("PUT", "/v1/models/act/versions/1.0.0", body=b"bytes",
+                                  headers={"Content-Type": "application/octet-stream"}, token=ci)
+        self.assertEqual(st, 201, b)
+        st, h, b = self.s.request("PUT", "/v1/models/act/versions/2.0.0", body=b"bytes 2",
+                                  headers={"Content-Type": "application/octet-stream"}, token=ci)
+        self.assertEqual(st, 201, b)
+        st, h, b = self.s.request("PUT", "/v1/models/act/aliases/prod", body={"targets": "2.0.0"},
+                                  token=ci)
+        self.assertEqual(st, 200, b)
+        self.assertIn("checks", json.loads(b))  # the move went through mcached's gate
+        st, h, b = self.s.request("PUT", "/v1/models/act/versions/1.0.0", body=b"again",
+                                  headers={"Content-Type": "application/octet-stream"}, token=ci)
+        self.assertEqual(st, 409, b)
+        # a publisher may not remove
+        self.error(*self.s.request("DELETE", "/v1/models/act", token=ci), 403, "forbidden")
+        audit = self.s.json("GET", "/v1/audit?model=act")["audit"]
+        mine = [a for a in audit if a["who"] == "token:ci"]
+        whats = " | ".join(a["what"] + " -> " + a["result"] for a in audit)
+        self.assertTrue(any("1.0.0" in a["what"] and a["result"] == "ok" for a in mine), whats)
+        moves = [a for a in mine if "prod" in a["what"] and a["result"] == "ok"]
+        self.assertTrue(moves, "the gated alias move is not recorded as token:ci: " + whats)
+        self.assertTrue(all(a["from"].startswith("127.0.0.1") for a in mine), mine)
+        self.assertTrue(any(a["result"].startswith("error") for a in mine), whats)
+        self.assertLessEqual(len(self.s.json("GET", "/v1/audit?limit=2")["audit"]), 2)
+        self.assertEqual(self.s.json("GET", "/v1/audit?model=act&limit=10000"),
+                         json.loads(self.s.cli("audit", "--model", "act", "--json").stdout))
+        self.assertEqual(self.s.json("GET", "/v1/tokens"),
+                         json.loads(self.s.cli("token", "ls", "--json").stdout))
+        self.s.json("DELETE", "/v1/tokens/ci")
+        self.error(*self.s.request("GET", "/v1/models", token=ci), 401)
+        self.error(*self.s.request("DELETE", "/v1/tokens/ci"), 404, None, "ci")
+
+
 class NoDaemon(Base):
     daemon = False
 
@@ -480,6 +567,8 @@ class NoDaemon(Base):
         for method, path in (("GET", "/v1/cache"), ("POST", "/v1/models/m/versions/1.0.0/load"),
                              ("GET", "/v1/models/m/stats")):
             self.error(*self.s.request(method, path), 503, "no_daemon", "mcached")
+        # readers come from the arena itself without mcached; here there is none
+        self.error(*self.s.request("GET", "/v1/readers"), 404, "not_found", "mcache.t")
 
     def test_push_and_download_without_daemon(self):
         data = blob(50000, "nd")
