@@ -209,6 +209,12 @@ int worker_send(struct worker *w, const char *fmt, ...) __attribute__((format(pr
 int worker_finish(struct worker *w);
 /* Kill it (SIGKILL) and reap it. */
 void worker_kill(struct worker *w);
+/*
+ * A TCP port on 127.0.0.1 the kernel considers free right now (bound to
+ * port 0, then closed): a server started on it may still lose it to
+ * another process, so its start is retried on another port; -1 if none.
+ */
+int loopback_free_port(void);
 /* Value of "key=" in a worker's line, as an unsigned number (base 0); false if absent. */
 bool line_u64(const char *line, const char *key, uint64_t *v);
 
@@ -252,6 +258,7 @@ int sc_pressure(struct bench *b);
 int sc_restart(struct bench *b);
 int sc_registry(struct bench *b);
 int sc_deploy(struct bench *b);
+int sc_http(struct bench *b);
 int sc_torch(struct bench *b);
 
 #endif

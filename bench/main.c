@@ -69,6 +69,13 @@ static const struct scenario scenarios[] = {
      "canary gets and report every request: from the rollback's record (its history entry) to "
      "each worker's next get of the old version, p50 and p99, 20 runs (--quick: 5); beside it, "
      "the same after an operator's plain alias move; then (not --quick) with busy workers (ms)"},
+    {"http", sc_http, NULL,
+     "mcache-serve (the HTTP face; a real mcached behind it) beside nginx on loopback, with the "
+     "same number of workers: a version's metadata GET vs nginx serving the same JSON as a "
+     "file (wrk: requests/s, p99); a 64 MiB artifact download (--quick: 16 MiB), resident in "
+     "the arena and from the store, vs nginx's sendfile of the same bytes (GB/s); a streamed "
+     "push (PUT) vs the disk's write + fsync of the same bytes. Skipped, with a note, where "
+     "nginx or wrk is not installed"},
     {"torch", sc_torch, NULL,
      "1, 4 and 16 fresh Python workers (--quick: 1 and 4) each need the same --size "
      "transformer-shaped safetensors model as a dict of torch tensors: mcache (a real mcached; "

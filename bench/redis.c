@@ -17,21 +17,6 @@
 #include "bench/model.h"
 #include "common/clock.h"
 
-/* A port the kernel considers free right now. */
-static int free_port(void)
-{
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t al = sizeof(a);
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), port = -1;
-
-    if (fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
-        getsockname(fd, (struct sockaddr *)&a, &al) == 0)
-        port = ntohs(a.sin_port);
-    if (fd >= 0)
-        close(fd);
-    return port;
-}
-
 int resp_connect(struct resp *c, int port)
 {
     struct sockaddr_in a = {.sin_family = AF_INET,
@@ -203,7 +188,7 @@ int redis_start(struct redis *r, const char *dir)
             "no", "--daemonize",  "no", "--loglevel", "warning",   NULL};
         int st;
 
-        r->port = free_port();
+        r->port = loopback_free_port();
         if (r->port < 0)
             return bench_error("redis: no free port on 127.0.0.1");
         snprintf(port, sizeof(port), "%d", r->port);

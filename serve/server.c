@@ -53,6 +53,7 @@ struct rstate {
     char *defer_msg;
     char *errmsg;       /* the error reply's message, for the log and the audit log */
     struct alloc *allocs; /* decoded query arguments */
+    char *path, *method; /* rq->path, rq->method: our copies, valid until on_completed's end */
 };
 
 void srv_log(const char *fmt, ...)
@@ -63,6 +64,10 @@ void srv_log(const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(buf, sizeof(buf), fmt, ap);
     va_end(ap);
+    /* A client's bytes (a path, a name in a message) never forge a log line or a terminal code. */
+    for (char *p = buf; *p; p++)
+        if ((unsigned char)*p < 0x20 || *p == 0x7f)
+            *p = '?';
     fprintf(stderr, "mcache-serve: %s\n", buf);
 }
 
@@ -520,8 +525,18 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         *con_cls = st;
         st->rq.srv = cls;
         st->rq.conn = conn;
-        st->rq.method = method;
-        st->rq.path = url;
+        st->method = strdup(method);
+        /* Kept for on_completed's audit entry, after libmicrohttpd may have reused its copy. */
+        st->path = strdup(url);
+        if (!st->path || !st->method) {
+            free(st->path);
+            free(st->method);
+            free(st);
+            *con_cls = NULL;
+            return MHD_NO;
+        }
+        st->rq.path = st->path;
+        st->rq.method = st->method;
         st->rq.start_ns = mono_ns();
         r = begin(st);
         return r == MHD_YES ? MHD_YES : MHD_NO;
@@ -573,6 +588,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     free(st->buf);
     free(st->defer_msg);
     free(st->errmsg);
+    free(st->path);
+    free(st->method);
     while (st->allocs) {
         struct alloc *a = st->allocs;
 
