@@ -269,7 +269,7 @@
       return el("div", { class: "load", "data-load": l.name + "@" + l.version },
         el("div", { class: "load-name" }, l.name + "@" + l.version),
         el("div", { class: "bar small" },
-          el("div", { class: "bar-used", style: "" })),
+          el("div", { class: "bar-used" })),
         el("div", { class: "load-text" },
           fmtSize(l.loaded_bytes) + " of " + fmtSize(l.size) + " (" + p.toFixed(0) + "%)"));
     }));
