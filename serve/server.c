@@ -41,19 +41,19 @@ struct alloc {
 /* One request: what handlers see (rq, first so a struct req * is one of these) and the rest. */
 struct rstate {
     struct req rq;
-    int phase;          /* 0: headers not yet seen, 1: reading the body */
-    bool has_body;      /* Content-Length > 0 or chunked */
-    bool drop;          /* read the rest of the body and drop it (a reply is decided) */
-    bool stream_begun;  /* ROUTE_STREAM: body(rq, NULL, 0) was called */
-    char *buf;          /* ROUTE_JSON: the body so far */
+    int phase;         /* 0: headers not yet seen, 1: reading the body */
+    bool has_body;     /* Content-Length > 0 or chunked */
+    bool drop;         /* read the rest of the body and drop it (a reply is decided) */
+    bool stream_begun; /* ROUTE_STREAM: body(rq, NULL, 0) was called */
+    char *buf;         /* ROUTE_JSON: the body so far */
     size_t len, cap;
     unsigned defer_status; /* a refusal decided while the body arrived, sent at the end */
     char defer_code[32];
-    int defer_rc;       /* ...or an MC_E* code from the route's body(), for reply_mc_error */
+    int defer_rc; /* ...or an MC_E* code from the route's body(), for reply_mc_error */
     char *defer_msg;
-    char *errmsg;       /* the error reply's message, for the log and the audit log */
+    char *errmsg;         /* the error reply's message, for the log and the audit log */
     struct alloc *allocs; /* decoded query arguments */
-    char *path, *method; /* rq->path, rq->method: our copies, valid until on_completed's end */
+    char *path, *method;  /* rq->path, rq->method: our copies, valid until on_completed's end */
 };
 
 void srv_log(const char *fmt, ...)
@@ -133,13 +133,13 @@ mc_cache *srv_cache(struct srv *s)
          */
         if (srv_conns_open() > 1) {
             pthread_mutex_unlock(&s->mc_lock);
-            mc_err(MC_ESTALE, "the arena of cache \"%s\" was replaced; mcache-serve attaches "
-                              "to the new one once the requests in flight end",
+            mc_err(MC_ESTALE,
+                   "the arena of cache \"%s\" was replaced; mcache-serve attaches "
+                   "to the new one once the requests in flight end",
                    s->cli.cache);
             return NULL;
         }
-        srv_log("the arena of cache \"%s\" was replaced: attaching to the new one",
-                s->cli.cache);
+        srv_log("the arena of cache \"%s\" was replaced: attaching to the new one", s->cli.cache);
         mc_detach(s->mc);
         s->mc = NULL;
     }
@@ -307,19 +307,42 @@ int reply_mc_error(struct req *rq, int rc)
     const char *code = "internal";
 
     switch (rc) {
-    case MC_EINVAL: status = 400, code = "bad_request"; break;
+    case MC_EINVAL:
+        status = 400, code = "bad_request";
+        break;
     case MC_ENOENT:
-    case MC_ENOTRESIDENT: status = 404, code = "not_found"; break;
-    case MC_EEXIST: status = 409, code = "conflict"; break;
-    case MC_EBUSY: status = 409, code = "busy"; break;
-    case MC_EPERM: status = 403, code = "forbidden"; break;
-    case MC_ENOSPC: status = 507, code = "no_space"; break;
-    case MC_ECORRUPT: status = 422, code = "corrupt"; break;
-    case MC_ENODAEMON: status = 503, code = "no_daemon"; break;
-    case MC_ETIMEDOUT: status = 504, code = "timeout"; break;
-    case MC_EFAILED: status = 422, code = "load_failed"; break;
-    case MC_ENOTSUP: status = 501, code = "not_supported"; break;
-    default: break;
+    case MC_ENOTRESIDENT:
+        status = 404, code = "not_found";
+        break;
+    case MC_EEXIST:
+        status = 409, code = "conflict";
+        break;
+    case MC_EBUSY:
+        status = 409, code = "busy";
+        break;
+    case MC_EPERM:
+        status = 403, code = "forbidden";
+        break;
+    case MC_ENOSPC:
+        status = 507, code = "no_space";
+        break;
+    case MC_ECORRUPT:
+        status = 422, code = "corrupt";
+        break;
+    case MC_ENODAEMON:
+        status = 503, code = "no_daemon";
+        break;
+    case MC_ETIMEDOUT:
+        status = 504, code = "timeout";
+        break;
+    case MC_EFAILED:
+        status = 422, code = "load_failed";
+        break;
+    case MC_ENOTSUP:
+        status = 501, code = "not_supported";
+        break;
+    default:
+        break;
     }
     return error_reply(rq, status, code, m && *m ? m : mc_strerror(rc), NULL, NULL);
 }
@@ -511,9 +534,8 @@ static int finish(struct rstate *st)
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
-                                  const char *method, const char *version,
-                                  const char *upload_data, size_t *upload_data_size,
-                                  void **con_cls)
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_data_size, void **con_cls)
 {
     struct rstate *st = *con_cls;
     int r;
@@ -696,10 +718,10 @@ int srv_start(struct srv *s, const struct srv_listen *l, unsigned *port)
     if (l->threads > 1) /* one thread is the daemon's own, without a pool */
         opts[n++] = (struct MHD_OptionItem){MHD_OPTION_THREAD_POOL_SIZE, l->threads, NULL};
     /* A backstop above ours (see on_accept): each thread may take its share and some. */
-    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_LIMIT,
-                                        s->max_conns + 4 * l->threads, NULL};
-    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_NOTIFY_CONNECTION, (intptr_t)on_connection,
-                                        NULL};
+    opts[n++] =
+        (struct MHD_OptionItem){MHD_OPTION_CONNECTION_LIMIT, s->max_conns + 4 * l->threads, NULL};
+    opts[n++] =
+        (struct MHD_OptionItem){MHD_OPTION_NOTIFY_CONNECTION, (intptr_t)on_connection, NULL};
     opts[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_TIMEOUT, s->timeout_s, NULL};
     /* Headers (Mcache-Meta holds a version's metadata) and the read buffer, per connection. */
     opts[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_MEMORY_LIMIT, 256 * 1024, NULL};
