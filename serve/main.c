@@ -352,11 +352,12 @@ int main(int argc, char **argv)
     s.max_conns = (unsigned)max_conns;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     s.started_ns = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-    s.cli.now_ns = 0;
+    s.cli.now_ns = 0; /* a server has no one "now": handlers read the clock per request */
     {
         pthread_mutexattr_t ma;
 
         pthread_mutexattr_init(&ma);
+        /* srv_lock() twice in one thread fails instead of hanging the thread forever. */
         pthread_mutexattr_settype(&ma, PTHREAD_MUTEX_ERRORCHECK);
         pthread_mutex_init(&s.reg_lock, &ma);
         pthread_mutexattr_destroy(&ma);

@@ -85,7 +85,12 @@ int srv_lock(struct srv *s)
 {
     int rc;
 
-    pthread_mutex_lock(&s->reg_lock);
+    /* An error-checking mutex: a handler that locks twice gets an error, not a hang. */
+    if (pthread_mutex_lock(&s->reg_lock) != 0) {
+        srv_log("a request locked the registry twice (a bug); refused");
+        return mc_err(MC_EBUSY, "the registry is already locked by this request (a bug in "
+                                "mcache-serve; please report it)");
+    }
     /* Other processes (the CLI, mcached) change the store: answer from its current state. */
     rc = mc_registry_refresh(s->reg, NULL);
     if (rc) {
