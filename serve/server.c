@@ -10,10 +10,11 @@
  * call the handler). A reply can be queued only in the first or the last
  * call (libmicrohttpd refuses one in between), so a refusal decided while
  * the body arrives (too large, the upload failed) is kept and sent at the
- * end, the rest of the body read and dropped. on_completed() runs once the
- * reply is sent or the connection dies: it counts the request for /metrics,
- * records a failed state change in the audit log, calls the route's done()
- * and frees everything.
+ * end, the rest of the body read and dropped. A failed or refused state
+ * change (ROUTE_AUDIT) is recorded in the audit log as its error reply is
+ * queued. on_completed() runs once the reply is sent or the connection
+ * dies: it counts the request for /metrics, calls the route's done() and
+ * frees everything.
  *
  * THE PATH. Our unescape callback leaves the path as sent (router.c splits
  * it before decoding). libmicrohttpd uses the same callback for the query
@@ -53,6 +54,7 @@ struct rstate {
     char *defer_msg;
     char *errmsg;         /* the error reply's message, for the log and the audit log */
     struct alloc *allocs; /* decoded query arguments */
+    bool audited;         /* this failure is in the audit log */
     char *path, *method;  /* rq->path, rq->method: our copies, valid until on_completed's end */
 };
 
@@ -81,6 +83,9 @@ static uint64_t mono_ns(void)
 
 /* ---- the registry and the cache ------------------------------------------ */
 
+/* Does this thread hold the registry (between srv_lock and srv_unlock)? */
+static __thread bool reg_held;
+
 int srv_lock(struct srv *s)
 {
     int rc;
@@ -97,11 +102,13 @@ int srv_lock(struct srv *s)
         pthread_mutex_unlock(&s->reg_lock);
         return rc;
     }
+    reg_held = true;
     return 0;
 }
 
 void srv_unlock(struct srv *s)
 {
+    reg_held = false;
     pthread_mutex_unlock(&s->reg_lock);
 }
 
@@ -275,6 +282,33 @@ int reply_json(struct req *rq, unsigned status, json_t *j)
     return queue(rq, status, json_response(j));
 }
 
+/*
+ * A state change that failed or was refused goes to the audit log: who
+ * tried what, from where, and the error. Recorded as the reply is queued, so
+ * a client that has its answer finds the entry; unless this thread holds
+ * the registry (a handler replying under srv_lock(): recording then would
+ * change the state under its feet), when on_completed() records it.
+ */
+static void audit_failure(struct rstate *st)
+{
+    struct req *rq = &st->rq;
+    struct srv *s = rq->srv;
+    char what[600], result[1100];
+
+    st->audited = true;
+    snprintf(what, sizeof(what), "%s %.500s", rq->method, rq->path);
+    snprintf(result, sizeof(result), "error: %.1000s",
+             st->errmsg ? st->errmsg : "the request failed");
+    if (srv_lock(s) != 0) {
+        srv_log("could not record \"%s\" in the audit log: %s", what, mc_last_error());
+        return;
+    }
+    mc_registry_set_actor(s->reg, rq->who, rq->from);
+    if (mc_registry_audit_add(s->reg, what, result, NULL) != 0)
+        srv_log("could not record \"%s\" in the audit log: %s", what, mc_last_error());
+    srv_unlock(s);
+}
+
 /* An error reply, with one extra header (Allow, WWW-Authenticate) when name is set. */
 static int error_reply(struct req *rq, unsigned status, const char *code, const char *msg,
                        const char *hname, const char *hvalue)
@@ -291,6 +325,8 @@ static int error_reply(struct req *rq, unsigned status, const char *code, const 
                                    "status", (int)status));
     if (resp && hname)
         MHD_add_response_header(resp, hname, hvalue);
+    if (rq->route && (rq->route->flags & ROUTE_AUDIT) && status >= 400 && !reg_held)
+        audit_failure(st);
     return queue(rq, status, resp);
 }
 
@@ -594,20 +630,9 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     if (rq->status)
         metrics_observe(s->metrics, rq->route ? rq->route->pattern : "unmatched", rq->method,
                         rq->status, (double)(mono_ns() - rq->start_ns) / 1e9);
-    /* A state change that failed or was refused: the audit log says who tried what. */
-    if (rq->route && (rq->route->flags & ROUTE_AUDIT) && rq->status >= 400) {
-        char what[600], result[1100];
-
-        snprintf(what, sizeof(what), "%s %.500s", rq->method, rq->path);
-        snprintf(result, sizeof(result), "error: %.1000s",
-                 st->errmsg ? st->errmsg : "the request failed");
-        if (srv_lock(s) == 0) {
-            mc_registry_set_actor(s->reg, rq->who, rq->from);
-            if (mc_registry_audit_add(s->reg, what, result, NULL) != 0)
-                srv_log("could not record \"%s\" in the audit log: %s", what, mc_last_error());
-            srv_unlock(s);
-        }
-    }
+    /* A refusal the reply did not record (its handler held the registry then). */
+    if (rq->route && (rq->route->flags & ROUTE_AUDIT) && rq->status >= 400 && !st->audited)
+        audit_failure(st);
     if (rq->route && (rq->route->flags & ROUTE_STREAM) && rq->route->done)
         rq->route->done(rq);
     route_params_free(rq->params, rq->nparams);
