@@ -365,6 +365,7 @@ static void serving_metrics(struct out *o, struct srv *s, json_t *models)
     json_t *got = json_array(), *v, *st;
     char b1[512], b2[128];
     size_t i;
+    int rc;
 
     json_array_foreach(models, i, v)
     {
@@ -377,8 +378,11 @@ static void serving_metrics(struct out *o, struct srv *s, json_t *models)
         if (json_array_size(got) == SERVING_VERSIONS_MAX)
             break;
         /* An untracked version (never reported) is an error answer: it has no series. */
-        if (cli_ctl_call(&s->cli, "stats", 2, args, 2000, &st) == 0)
+        rc = cli_ctl_call(&s->cli, "stats", 2, args, 2000, &st);
+        if (rc == 0)
             json_array_append_new(got, st);
+        else if (rc == MC_ETIMEDOUT || rc == MC_ENODAEMON)
+            break; /* a slow or gone mcached: one wait per scrape, not one per version */
     }
     for (size_t k = 0; k < sizeof(f) / sizeof(f[0]); k++) {
         bool headed = false;
