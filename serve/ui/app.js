@@ -126,9 +126,22 @@
     schedule();
   }
 
+  // A tab in the background does not poll: it catches up when shown again.
+  let waitingVisible = false;
   function schedule() {
-    if (refreshS > 0 && !timer) timer = setTimeout(poll, refreshS * 1000);
+    if (refreshS <= 0 || timer) return;
+    timer = setTimeout(() => {
+      timer = null;
+      if (document.hidden) waitingVisible = true;
+      else poll();
+    }, refreshS * 1000);
   }
+  document.addEventListener("visibilitychange", () => {
+    if (!document.hidden && waitingVisible) {
+      waitingVisible = false;
+      poll();
+    }
+  });
 
   function showError(msg) {
     const b = $("error-banner");
@@ -214,8 +227,10 @@
       pill.textContent = "mcached DOWN";
       pill.title = m.error || "";
       banner.hidden = false;
-      banner.textContent = "mcached is not running: " + (m.error || "no answer") +
-        ". Residency comes from the arena alone; loads in progress are unknown.";
+      // mcached's message names the socket and how to start it: shown as it is.
+      banner.textContent = "mcached is down. " + (m.error || "It does not answer.").replace(/\.?$/, ".") +
+        " Models and aliases come from the registry, residency from the arena;" +
+        " loads in progress are unknown.";
     }
   }
 
@@ -284,7 +299,9 @@
 
   function renderModels(models, reg, m) {
     const box = $("models");
-    $("models-count").textContent = "(" + reg.models + " models, " + reg.versions + " versions)";
+    const plural = (n, what) => n + " " + what + (n === 1 ? "" : "s");
+    $("models-count").textContent = "(" + plural(reg.models, "model") + ", " +
+      plural(reg.versions, "version") + ")";
     if (!models.length) {
       box.replaceChildren(el("p", { class: "empty" },
         "The registry is empty. Push a model: mcache push NAME VERSION FILE"));

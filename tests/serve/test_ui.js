@@ -82,6 +82,13 @@ async function stop(p) {
   clearTimeout(killer);
 }
 
+// A sanitizer build reports into the process's log: a report there fails the test.
+function assertClean(p) {
+  const text = fs.readFileSync(p.logPath, "utf8");
+  assert.ok(!/ERROR: (Address|Leak|Thread)Sanitizer|runtime error:/.test(text),
+            `${path.basename(p.logPath)} has a sanitizer report:\n${text}`);
+}
+
 function tail(p) {
   try {
     return fs.readFileSync(p.logPath, "utf8").split("\n").slice(-30).join("\n");
@@ -195,10 +202,44 @@ async function textOf(page, sel) {
   return h ? (await h.textContent()).trim() : null;
 }
 
+// Does this mcache-serve take --require-tokens? (A build without the registry's tokens says so.)
+async function tokensSupported() {
+  const r = child.spawnSync(BIN.serve, ["--require-tokens", "--listen", "127.0.0.1:1", "--store", store,
+                                        "--cache", CACHE, "--shm-dir", shm],
+                            { env, encoding: "utf8", timeout: 10000 });
+  return !/needs token support, which this build lacks/.test(r.stderr);
+}
+
+async function tokenForm(ctx) {
+  const tokenOut = cli("token", "add", "--role", "reader", "ui-page");
+  const tok = (tokenOut.match(/mct_[A-Za-z0-9_-]+/) || [])[0];
+  assert.ok(tok, "no token in: " + tokenOut);
+  const serve = await startServe(["--require-tokens"]);
+  assert.strictEqual((await get(serve.url + "/v1/status")).status, 401);
+  assert.strictEqual((await get(serve.url + "/")).status, 200); // the page itself is open
+  const page = await ctx.newPage();
+  await page.goto(serve.url + "/");
+  await page.waitForSelector("#token-form:not([hidden])", { timeout: 10000 });
+  assert.ok(!(await page.isVisible("#main")));
+  await page.fill("#token-input", "mct_wrong");
+  await page.click("#token-form button");
+  await page.waitForFunction(() => /refused/.test(document.getElementById("token-why").textContent),
+                             null, { timeout: 10000 });
+  await page.fill("#token-input", tok);
+  await page.click("#token-form button");
+  await page.waitForSelector('[data-model="resnet50"]', { timeout: 10000 });
+  assert.strictEqual(await page.evaluate(() => sessionStorage.getItem("mcache.token")), tok);
+  assert.ok(await page.isVisible("#token-forget"));
+  log("the token form works");
+  await stop(serve);
+  assertClean(serve);
+}
+
 async function main() {
   // A registry worth looking at: two models, a weighted alias, a resident version.
-  cli("push", "resnet50", "1.0.0", writeFile("r1.bin", 3 << 20, 1), "--description", "image classifier");
+  cli("push", "resnet50", "1.0.0", writeFile("r1.bin", 3 << 20, 1));
   cli("push", "resnet50", "1.1.0", writeFile("r2.bin", 3 << 20, 2));
+  cli("push", "resnet50", "1.2.0-beta.1", writeFile("r3.bin", 3 << 20, 5)); // stays on disk
   cli("push", "org/llama-7b", "2.0.0", writeFile("l2.bin", 5 << 20, 3));
   cli("push", "org/llama-7b", "2.1.0-rc.1", writeFile("l3.bin", 5 << 20, 4));
   const daemon = await startDaemon();
@@ -239,6 +280,8 @@ async function main() {
                          [{ version: "2.0.0", weight: 90 }, { version: "2.1.0-rc.1", weight: 10 }]);
   const r110 = st.models.find((m) => m.name === "resnet50").versions.find((v) => v.version === "1.1.0");
   assert.strictEqual(r110.residency, "resident");
+  const r120 = st.models.find((m) => m.name === "resnet50").versions.find((v) => v.version === "1.2.0-beta.1");
+  assert.strictEqual(r120.residency, "not-resident");
   assert.ok(st.arena.data_size > 0 && st.arena.data_used > 0, JSON.stringify(st.arena));
   if (holder)
     assert.ok(st.readers.list.some((r) => r.pid === holder.pid && r.holds.includes("resnet50@1.0.0")),
@@ -264,6 +307,7 @@ async function main() {
     assert.strictEqual(await textOf(page, '[data-model="org/llama-7b"] [data-alias="production"] .alias-target'),
                        "2.0.0 90% · 2.1.0-rc.1 10%");
     assert.strictEqual(await textOf(page, '[data-model="resnet50"] tr[data-version="1.1.0"] .res'), "resident");
+    assert.strictEqual(await textOf(page, '[data-model="resnet50"] tr[data-version="1.2.0-beta.1"] .res'), "on disk");
     assert.strictEqual(await textOf(page, "#mcached-pill"), "mcached up");
     assert.match(await textOf(page, "#arena-text"), /used of .* largest free extent .* resident/);
     if (holder) assert.ok(await page.$(`#readers tr[data-pid="${holder.pid}"]`), "the holder is not listed");
@@ -274,7 +318,8 @@ async function main() {
     const before = await textOf(page, "#moves tbody tr:first-child");
     const moved = Date.now();
     cli("alias", "resnet50", "production", "1.1.0", "--why", "better top-1");
-    const bound = REFRESH_S * 1000 + 1500 + (Date.now() - moved);
+    // One refresh interval, plus the CLI's own time and 2 s for a poll's fetch and drawing on a loaded machine.
+    const bound = REFRESH_S * 1000 + 2000 + (Date.now() - moved);
     await page.waitForFunction(() => {
       const t = document.querySelector('[data-model="resnet50"] [data-alias="production"] .alias-target');
       return t && t.textContent === "1.1.0";
@@ -298,10 +343,11 @@ async function main() {
       await stop(holder);
     }
     await stop(daemon);
+    assertClean(daemon);
     await page.waitForFunction(() => document.getElementById("mcached-pill").textContent === "mcached DOWN",
                                null, { timeout: REFRESH_S * 1000 + 3000 });
     assert.ok(await page.isVisible("#mcached-banner"));
-    assert.match(await textOf(page, "#mcached-banner"), /mcached is not running/);
+    assert.match(await textOf(page, "#mcached-banner"), /^mcached is down\. .*mcache\.ui\.sock/);
     assert.ok(await page.$('[data-model="resnet50"]'));
     assert.match(await textOf(page, "#loads"), /unknown while mcached is down/);
     log("mcached down is shown");
@@ -309,30 +355,15 @@ async function main() {
     // The server gone: the error banner, the last data kept.
     expectNetErrors = true;
     await stop(serve);
+    assertClean(serve);
     await page.waitForSelector("#error-banner:not([hidden])", { timeout: REFRESH_S * 1000 + 12000 });
     assert.match(await textOf(page, "#error-banner"), /Cannot reach mcache-serve/);
     assert.ok(await page.$('[data-model="resnet50"]'));
     log("the server gone is shown");
 
     // Tokens required: the page asks for one, keeps it for the tab and sends it.
-    cli("token", "add", "--role", "reader", "ui-test");
-    const tokenOut = cli("token", "add", "--role", "reader", "ui-page");
-    const tok = (tokenOut.match(/mct_[A-Za-z0-9_-]+/) || [])[0];
-    assert.ok(tok, "no token in: " + tokenOut);
-    serve = await startServe(["--require-tokens"]);
-    assert.strictEqual((await get(serve.url + "/v1/status")).status, 401);
-    const page2 = await ctx.newPage();
-    await page2.goto(serve.url + "/");
-    await page2.waitForSelector("#token-form:not([hidden])", { timeout: 10000 });
-    await page2.fill("#token-input", "mct_wrong");
-    await page2.click("#token-form button");
-    await page2.waitForFunction(() => /refused/.test(document.getElementById("token-why").textContent),
-                                null, { timeout: 10000 });
-    await page2.fill("#token-input", tok);
-    await page2.click("#token-form button");
-    await page2.waitForSelector('[data-model="resnet50"]', { timeout: 10000 });
-    assert.strictEqual(await page2.evaluate(() => sessionStorage.getItem("mcache.token")), tok);
-    log("the token form works");
+    if (await tokensSupported()) await tokenForm(ctx);
+    else log("SKIPPED the token form: this mcache-serve was built without token support");
 
     assert.deepStrictEqual(problems, []);
   } finally {
