@@ -64,6 +64,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/prctl.h>
 #include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -703,6 +704,9 @@ static int nginx_start(struct hx *x)
     snprintf(glob, sizeof(glob), "daemon off; pid %s/nginx.pid;", x->ngx);
     snprintf(x->nginx.log, sizeof(x->nginx.log), "%s/error.log", x->ngx);
     x->nginx.what = "nginx";
+    /* If its master is killed (cleanup on SIGINT), its workers become ours, so cleanup reaps them.
+     */
+    prctl(PR_SET_CHILD_SUBREAPER, 1);
     for (int attempt = 0; attempt < 3; attempt++) {
         int rc;
 
@@ -730,22 +734,28 @@ static void nginx_stop(struct hx *x)
 {
     proc_stop(&x->nginx, SIGTERM);
     for (unsigned i = 0; i < x->nngx_workers; i++) {
-        char path[64], stat[512];
+        char path[64], stat[512], *close_paren;
         FILE *f;
         bool ours = false;
+        int ppid = 0;
 
-        /* A worker outlives its master only if something went wrong: still nginx, still ours? */
+        /* A worker outlives its master only if something went wrong; then it is our child
+           (subreaper), which no other process of that pid could be. */
         snprintf(path, sizeof(path), "/proc/%d/stat", (int)x->ngx_workers[i]);
         f = fopen(path, "r");
         if (f) {
-            ours = fgets(stat, sizeof(stat), f) && strstr(stat, "(nginx)");
+            ours = fgets(stat, sizeof(stat), f) && (close_paren = strrchr(stat, ')')) &&
+                   sscanf(close_paren + 1, " %*c %d", &ppid) == 1 && ppid == getpid();
             fclose(f);
         }
         if (ours)
             kill(x->ngx_workers[i], SIGKILL);
         cleanup_del_pid(x->ngx_workers[i]);
+        while (ours && waitpid(x->ngx_workers[i], NULL, 0) < 0 && errno == EINTR)
+            ;
     }
     x->nngx_workers = 0;
+    prctl(PR_SET_CHILD_SUBREAPER, 0);
 }
 
 /* ---- wrk ---- */

@@ -23,6 +23,22 @@ static int h_healthz(struct req *rq)
     return reply_json(rq, 200, json_pack("{s:b, s:s}", "ok", 1, "version", v));
 }
 
+/* One check's result in checks: "ok", or why not (the first failure also goes to failed). */
+static void check(json_t *checks, const char *name, int rc, char *failed, size_t len)
+{
+    const char *m = mc_last_error();
+
+    if (rc == 0) {
+        json_object_set_new(checks, name, json_string("ok"));
+        return;
+    }
+    if (!m || !*m)
+        m = mc_strerror(rc);
+    json_object_set_new(checks, name, json_string(m));
+    if (!failed[0])
+        snprintf(failed, len, "%s: %s", name, m);
+}
+
 static int h_readyz(struct req *rq)
 {
     struct srv *s = rq->srv;
@@ -30,30 +46,15 @@ static int h_readyz(struct req *rq)
     char failed[1024] = "";
     int rc;
 
-    /* Each check says "ok" or why not; the first failure is the reply's message. */
-#define CHECK(name, rc_)                                                                           \
-    do {                                                                                           \
-        if ((rc_) == 0) {                                                                          \
-            json_object_set_new(checks, name, json_string("ok"));                                  \
-        } else {                                                                                   \
-            const char *m_ = mc_last_error();                                                      \
-            json_object_set_new(checks, name, json_string(m_ && *m_ ? m_ : mc_strerror(rc_)));    \
-            if (!failed[0])                                                                        \
-                snprintf(failed, sizeof(failed), "%s: %s", name,                                   \
-                         m_ && *m_ ? m_ : mc_strerror(rc_));                                       \
-        }                                                                                          \
-    } while (0)
-
     rc = srv_lock(s);
     if (rc == 0)
         srv_unlock(s);
-    CHECK("registry", rc);
+    check(checks, "registry", rc, failed, sizeof(failed));
     rc = srv_cache(s) ? 0 : MC_ENOENT;
-    CHECK("arena", rc);
+    check(checks, "arena", rc, failed, sizeof(failed));
     rc = cli_ctl_call(&s->cli, "ping", 0, NULL, READY_CTL_TIMEOUT_MS, &ans);
     json_decref(ans);
-    CHECK("mcached", rc);
-#undef CHECK
+    check(checks, "mcached", rc, failed, sizeof(failed));
     if (failed[0]) {
         json_t *j = json_pack("{s:b, s:o, s:{s:s, s:s, s:i}}", "ready", 0, "checks", checks,
                               "error", "code", "unavailable", "message", failed, "status", 503);

@@ -182,8 +182,8 @@ static char *read_pem(const char *opt, const char *path)
     fclose(f);
     buf[n] = '\0';
     if (!strstr(buf, "-----BEGIN ")) {
-        fprintf(stderr, "mcache-serve: %s \"%s\" is not a PEM file (no \"-----BEGIN\" line)\n",
-                opt, path);
+        fprintf(stderr, "mcache-serve: %s \"%s\" is not a PEM file (no \"-----BEGIN\" line)\n", opt,
+                path);
         free(buf);
         return NULL;
     }
@@ -211,8 +211,21 @@ static const char *env_or(const char *v, const char *env, const char *def, const
 }
 
 enum {
-    O_STORE = 256, O_CACHE, O_SHM, O_SOCKET, O_LISTEN, O_THREADS, O_REQUIRE, O_OPEN, O_CERT,
-    O_KEY, O_MAXJSON, O_MAXUP, O_TIMEOUT, O_MAXCONNS, O_VERSION,
+    O_STORE = 256,
+    O_CACHE,
+    O_SHM,
+    O_SOCKET,
+    O_LISTEN,
+    O_THREADS,
+    O_REQUIRE,
+    O_OPEN,
+    O_CERT,
+    O_KEY,
+    O_MAXJSON,
+    O_MAXUP,
+    O_TIMEOUT,
+    O_MAXCONNS,
+    O_VERSION,
 };
 
 int main(int argc, char **argv)
@@ -252,19 +265,37 @@ int main(int argc, char **argv)
     opterr = 0;
     while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
         switch (c) {
-        case O_STORE: store = optarg; break;
-        case O_CACHE: cache = optarg; break;
-        case O_SHM: shm = optarg; break;
-        case O_SOCKET: sock = optarg; break;
-        case O_LISTEN: listen = optarg; break;
+        case O_STORE:
+            store = optarg;
+            break;
+        case O_CACHE:
+            cache = optarg;
+            break;
+        case O_SHM:
+            shm = optarg;
+            break;
+        case O_SOCKET:
+            sock = optarg;
+            break;
+        case O_LISTEN:
+            listen = optarg;
+            break;
         case O_THREADS:
             if (parse_num("--threads", optarg, 1, 256, &threads))
                 return 2;
             break;
-        case O_REQUIRE: require = true; break;
-        case O_OPEN: insecure = true; break;
-        case O_CERT: cert = optarg; break;
-        case O_KEY: key = optarg; break;
+        case O_REQUIRE:
+            require = true;
+            break;
+        case O_OPEN:
+            insecure = true;
+            break;
+        case O_CERT:
+            cert = optarg;
+            break;
+        case O_KEY:
+            key = optarg;
+            break;
         case O_MAXJSON:
             if (parse_num("--max-json", optarg, 2, 1ull << 30, &max_json))
                 return 2;
@@ -281,13 +312,17 @@ int main(int argc, char **argv)
             if (parse_num("--max-conns", optarg, 1, 65536, &max_conns))
                 return 2;
             break;
-        case 'h': usage(stdout); return 0;
+        case 'h':
+            usage(stdout);
+            return 0;
         case O_VERSION:
             printf("mcache-serve %d.%d.%d\n", MCACHE_VERSION_MAJOR, MCACHE_VERSION_MINOR,
                    MCACHE_VERSION_PATCH);
             return 0;
-        case ':': return bad("%s needs a value", argv[optind - 1]);
-        default: return bad("there is no option \"%s\"", argv[optind - 1]);
+        case ':':
+            return bad("%s needs a value", argv[optind - 1]);
+        default:
+            return bad("there is no option \"%s\"", argv[optind - 1]);
         }
     }
     if (optind < argc)
@@ -317,11 +352,12 @@ int main(int argc, char **argv)
     s.max_conns = (unsigned)max_conns;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     s.started_ns = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-    s.cli.now_ns = 0;
+    s.cli.now_ns = 0; /* a server has no one "now": handlers read the clock per request */
     {
         pthread_mutexattr_t ma;
 
         pthread_mutexattr_init(&ma);
+        /* srv_lock() twice in one thread fails instead of hanging the thread forever. */
         pthread_mutexattr_settype(&ma, PTHREAD_MUTEX_ERRORCHECK);
         pthread_mutex_init(&s.reg_lock, &ma);
         pthread_mutexattr_destroy(&ma);
@@ -350,8 +386,9 @@ int main(int argc, char **argv)
             goto fail;
         }
         if (require && ntok == 0) {
-            fprintf(stderr, "mcache-serve: --require-tokens, but the store \"%s\" has no tokens; "
-                            "add one with `mcache token add NAME --role admin`\n",
+            fprintf(stderr,
+                    "mcache-serve: --require-tokens, but the store \"%s\" has no tokens; "
+                    "add one with `mcache token add NAME --role admin`\n",
                     s.cli.store);
             goto fail;
         }

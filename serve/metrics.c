@@ -269,7 +269,8 @@ static void cache_metrics(struct out *o, struct srv *s)
     if (rc)
         return;
     one(o, st, "arena.size", "mcache_arena_size_bytes", "gauge", "The arena's size.");
-    one(o, st, "arena.data_size", "mcache_arena_data_bytes", "gauge", "Arena bytes for model data.");
+    one(o, st, "arena.data_size", "mcache_arena_data_bytes", "gauge",
+        "Arena bytes for model data.");
     one(o, st, "arena.data_used", "mcache_arena_data_used_bytes", "gauge",
         "Arena bytes of model data allocated.");
     one(o, st, "arena.data_free", "mcache_arena_data_free_bytes", "gauge",
@@ -318,7 +319,8 @@ static void cache_metrics(struct out *o, struct srv *s)
         json_t *v;
 
         head(o, "mcache_version_bytes", "gauge", "Arena bytes of each version mcached knows.");
-        json_array_foreach(a, i, v) {
+        json_array_foreach(a, i, v)
+        {
             const char *n = json_string_value(json_object_get(v, "name"));
             const char *ver = json_string_value(json_object_get(v, "version"));
             const char *state = json_string_value(json_object_get(v, "state"));
@@ -327,8 +329,7 @@ static void cache_metrics(struct out *o, struct srv *s)
             if (!n || !ver || isnan(size))
                 continue;
             put(o, "mcache_version_bytes{model=\"%s\",version=\"%s\",state=\"%s\"} %.17g\n",
-                esc(n, b1, sizeof(b1)), esc(ver, b2, sizeof(b2)), state ? state : "unknown",
-                size);
+                esc(n, b1, sizeof(b1)), esc(ver, b2, sizeof(b2)), state ? state : "unknown", size);
         }
     }
     if (json_is_array(a))
@@ -364,8 +365,10 @@ static void serving_metrics(struct out *o, struct srv *s, json_t *models)
     json_t *got = json_array(), *v, *st;
     char b1[512], b2[128];
     size_t i;
+    int rc;
 
-    json_array_foreach(models, i, v) {
+    json_array_foreach(models, i, v)
+    {
         const char *args[2] = {json_string_value(json_object_get(v, "name")),
                                json_string_value(json_object_get(v, "version"))};
         const char *state = json_string_value(json_object_get(v, "state"));
@@ -375,19 +378,24 @@ static void serving_metrics(struct out *o, struct srv *s, json_t *models)
         if (json_array_size(got) == SERVING_VERSIONS_MAX)
             break;
         /* An untracked version (never reported) is an error answer: it has no series. */
-        if (cli_ctl_call(&s->cli, "stats", 2, args, 2000, &st) == 0)
+        rc = cli_ctl_call(&s->cli, "stats", 2, args, 2000, &st);
+        if (rc == 0)
             json_array_append_new(got, st);
+        else if (rc == MC_ETIMEDOUT || rc == MC_ENODAEMON)
+            break; /* a slow or gone mcached: one wait per scrape, not one per version */
     }
     for (size_t k = 0; k < sizeof(f) / sizeof(f[0]); k++) {
         bool headed = false;
 
-        json_array_foreach(got, i, st) {
+        json_array_foreach(got, i, st)
+        {
             const char *n = json_string_value(json_object_get(st, "name"));
             const char *ver = json_string_value(json_object_get(st, "version"));
             json_t *ws = json_object_get(st, "windows"), *w;
             size_t j;
 
-            json_array_foreach(ws, j, w) {
+            json_array_foreach(ws, j, w)
+            {
                 const char *wn = json_string_value(json_object_get(w, "window"));
                 double x = num(w, f[k].key);
 
@@ -395,8 +403,8 @@ static void serving_metrics(struct out *o, struct srv *s, json_t *models)
                     continue;
                 if (!headed)
                     head(o, f[k].name, f[k].type, f[k].help), headed = true;
-                put(o, "%s{model=\"%s\",version=\"%s\"} %.17g\n", f[k].name,
-                    esc(n, b1, sizeof(b1)), esc(ver, b2, sizeof(b2)), x * f[k].scale);
+                put(o, "%s{model=\"%s\",version=\"%s\"} %.17g\n", f[k].name, esc(n, b1, sizeof(b1)),
+                    esc(ver, b2, sizeof(b2)), x * f[k].scale);
             }
         }
     }

@@ -74,8 +74,9 @@ static int decode_seg(const char *p, size_t n, char *out)
     }
     out[o] = '\0';
     if (!strcmp(out, ".") || !strcmp(out, ".."))
-        return mc_err(MC_EINVAL, "the path has a \"%s\" segment (decoded); paths name things and "
-                                 "never navigate, and no name is \".\" or \"..\"",
+        return mc_err(MC_EINVAL,
+                      "the path has a \"%s\" segment (decoded); paths name things and "
+                      "never navigate, and no name is \".\" or \"..\"",
                       out);
     return 0;
 }
@@ -101,8 +102,9 @@ static int split(const char *path, struct seg *segs, size_t *nsegs)
                           "drop it",
                           path);
         if (n == SEGS_MAX)
-            return mc_err(MC_EINVAL, "the path \"%.200s\" has more than %d segments; no route has "
-                                     "that many",
+            return mc_err(MC_EINVAL,
+                          "the path \"%.200s\" has more than %d segments; no route has "
+                          "that many",
                           path, SEGS_MAX);
         segs[n].p = p;
         segs[n].n = len;
@@ -214,8 +216,9 @@ int route_match(const struct route *const *groups, const char *method, const cha
             rc = mc_err(MC_ENOENT, "%s is not allowed on %.200s; it allows %s", method, path,
                         allowed);
         else
-            rc = mc_err(MC_ENOENT, "there is no such path: %.200s (the API is under /v1; see "
-                                   "/v1/openapi.json)",
+            rc = mc_err(MC_ENOENT,
+                        "there is no such path: %.200s (the API is under /v1; see "
+                        "/v1/openapi.json)",
                         path);
         goto out;
     }

@@ -10,10 +10,11 @@
  * call the handler). A reply can be queued only in the first or the last
  * call (libmicrohttpd refuses one in between), so a refusal decided while
  * the body arrives (too large, the upload failed) is kept and sent at the
- * end, the rest of the body read and dropped. on_completed() runs once the
- * reply is sent or the connection dies: it counts the request for /metrics,
- * records a failed state change in the audit log, calls the route's done()
- * and frees everything.
+ * end, the rest of the body read and dropped. A failed or refused state
+ * change (ROUTE_AUDIT) is recorded in the audit log as its error reply is
+ * queued. on_completed() runs once the reply is sent or the connection
+ * dies: it counts the request for /metrics, calls the route's done() and
+ * frees everything.
  *
  * THE PATH. Our unescape callback leaves the path as sent (router.c splits
  * it before decoding). libmicrohttpd uses the same callback for the query
@@ -41,19 +42,20 @@ struct alloc {
 /* One request: what handlers see (rq, first so a struct req * is one of these) and the rest. */
 struct rstate {
     struct req rq;
-    int phase;          /* 0: headers not yet seen, 1: reading the body */
-    bool has_body;      /* Content-Length > 0 or chunked */
-    bool drop;          /* read the rest of the body and drop it (a reply is decided) */
-    bool stream_begun;  /* ROUTE_STREAM: body(rq, NULL, 0) was called */
-    char *buf;          /* ROUTE_JSON: the body so far */
+    int phase;         /* 0: headers not yet seen, 1: reading the body */
+    bool has_body;     /* Content-Length > 0 or chunked */
+    bool drop;         /* read the rest of the body and drop it (a reply is decided) */
+    bool stream_begun; /* ROUTE_STREAM: body(rq, NULL, 0) was called */
+    char *buf;         /* ROUTE_JSON: the body so far */
     size_t len, cap;
     unsigned defer_status; /* a refusal decided while the body arrived, sent at the end */
     char defer_code[32];
-    int defer_rc;       /* ...or an MC_E* code from the route's body(), for reply_mc_error */
+    int defer_rc; /* ...or an MC_E* code from the route's body(), for reply_mc_error */
     char *defer_msg;
-    char *errmsg;       /* the error reply's message, for the log and the audit log */
+    char *errmsg;         /* the error reply's message, for the log and the audit log */
     struct alloc *allocs; /* decoded query arguments */
-    char *path, *method; /* rq->path, rq->method: our copies, valid until on_completed's end */
+    bool audited;         /* this failure is in the audit log */
+    char *path, *method;  /* rq->path, rq->method: our copies, valid until on_completed's end */
 };
 
 void srv_log(const char *fmt, ...)
@@ -81,22 +83,32 @@ static uint64_t mono_ns(void)
 
 /* ---- the registry and the cache ------------------------------------------ */
 
+/* Does this thread hold the registry (between srv_lock and srv_unlock)? */
+static __thread bool reg_held;
+
 int srv_lock(struct srv *s)
 {
     int rc;
 
-    pthread_mutex_lock(&s->reg_lock);
+    /* An error-checking mutex: a handler that locks twice gets an error, not a hang. */
+    if (pthread_mutex_lock(&s->reg_lock) != 0) {
+        srv_log("a request locked the registry twice (a bug); refused");
+        return mc_err(MC_EBUSY, "the registry is already locked by this request (a bug in "
+                                "mcache-serve; please report it)");
+    }
     /* Other processes (the CLI, mcached) change the store: answer from its current state. */
     rc = mc_registry_refresh(s->reg, NULL);
     if (rc) {
         pthread_mutex_unlock(&s->reg_lock);
         return rc;
     }
+    reg_held = true;
     return 0;
 }
 
 void srv_unlock(struct srv *s)
 {
+    reg_held = false;
     pthread_mutex_unlock(&s->reg_lock);
 }
 
@@ -133,13 +145,13 @@ mc_cache *srv_cache(struct srv *s)
          */
         if (srv_conns_open() > 1) {
             pthread_mutex_unlock(&s->mc_lock);
-            mc_err(MC_ESTALE, "the arena of cache \"%s\" was replaced; mcache-serve attaches "
-                              "to the new one once the requests in flight end",
+            mc_err(MC_ESTALE,
+                   "the arena of cache \"%s\" was replaced; mcache-serve attaches "
+                   "to the new one once the requests in flight end",
                    s->cli.cache);
             return NULL;
         }
-        srv_log("the arena of cache \"%s\" was replaced: attaching to the new one",
-                s->cli.cache);
+        srv_log("the arena of cache \"%s\" was replaced: attaching to the new one", s->cli.cache);
         mc_detach(s->mc);
         s->mc = NULL;
     }
@@ -270,6 +282,33 @@ int reply_json(struct req *rq, unsigned status, json_t *j)
     return queue(rq, status, json_response(j));
 }
 
+/*
+ * A state change that failed or was refused goes to the audit log: who
+ * tried what, from where, and the error. Recorded as the reply is queued, so
+ * a client that has its answer finds the entry; unless this thread holds
+ * the registry (a handler replying under srv_lock(): recording then would
+ * change the state under its feet), when on_completed() records it.
+ */
+static void audit_failure(struct rstate *st)
+{
+    struct req *rq = &st->rq;
+    struct srv *s = rq->srv;
+    char what[600], result[1100];
+
+    st->audited = true;
+    snprintf(what, sizeof(what), "%s %.500s", rq->method, rq->path);
+    snprintf(result, sizeof(result), "error: %.1000s",
+             st->errmsg ? st->errmsg : "the request failed");
+    if (srv_lock(s) != 0) {
+        srv_log("could not record \"%s\" in the audit log: %s", what, mc_last_error());
+        return;
+    }
+    mc_registry_set_actor(s->reg, rq->who, rq->from);
+    if (mc_registry_audit_add(s->reg, what, result, NULL) != 0)
+        srv_log("could not record \"%s\" in the audit log: %s", what, mc_last_error());
+    srv_unlock(s);
+}
+
 /* An error reply, with one extra header (Allow, WWW-Authenticate) when name is set. */
 static int error_reply(struct req *rq, unsigned status, const char *code, const char *msg,
                        const char *hname, const char *hvalue)
@@ -286,6 +325,8 @@ static int error_reply(struct req *rq, unsigned status, const char *code, const 
                                    "status", (int)status));
     if (resp && hname)
         MHD_add_response_header(resp, hname, hvalue);
+    if (rq->route && (rq->route->flags & ROUTE_AUDIT) && status >= 400 && !reg_held)
+        audit_failure(st);
     return queue(rq, status, resp);
 }
 
@@ -307,19 +348,42 @@ int reply_mc_error(struct req *rq, int rc)
     const char *code = "internal";
 
     switch (rc) {
-    case MC_EINVAL: status = 400, code = "bad_request"; break;
+    case MC_EINVAL:
+        status = 400, code = "bad_request";
+        break;
     case MC_ENOENT:
-    case MC_ENOTRESIDENT: status = 404, code = "not_found"; break;
-    case MC_EEXIST: status = 409, code = "conflict"; break;
-    case MC_EBUSY: status = 409, code = "busy"; break;
-    case MC_EPERM: status = 403, code = "forbidden"; break;
-    case MC_ENOSPC: status = 507, code = "no_space"; break;
-    case MC_ECORRUPT: status = 422, code = "corrupt"; break;
-    case MC_ENODAEMON: status = 503, code = "no_daemon"; break;
-    case MC_ETIMEDOUT: status = 504, code = "timeout"; break;
-    case MC_EFAILED: status = 422, code = "load_failed"; break;
-    case MC_ENOTSUP: status = 501, code = "not_supported"; break;
-    default: break;
+    case MC_ENOTRESIDENT:
+        status = 404, code = "not_found";
+        break;
+    case MC_EEXIST:
+        status = 409, code = "conflict";
+        break;
+    case MC_EBUSY:
+        status = 409, code = "busy";
+        break;
+    case MC_EPERM:
+        status = 403, code = "forbidden";
+        break;
+    case MC_ENOSPC:
+        status = 507, code = "no_space";
+        break;
+    case MC_ECORRUPT:
+        status = 422, code = "corrupt";
+        break;
+    case MC_ENODAEMON:
+        status = 503, code = "no_daemon";
+        break;
+    case MC_ETIMEDOUT:
+        status = 504, code = "timeout";
+        break;
+    case MC_EFAILED:
+        status = 422, code = "load_failed";
+        break;
+    case MC_ENOTSUP:
+        status = 501, code = "not_supported";
+        break;
+    default:
+        break;
     }
     return error_reply(rq, status, code, m && *m ? m : mc_strerror(rc), NULL, NULL);
 }
@@ -511,9 +575,8 @@ static int finish(struct rstate *st)
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
-                                  const char *method, const char *version,
-                                  const char *upload_data, size_t *upload_data_size,
-                                  void **con_cls)
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_data_size, void **con_cls)
 {
     struct rstate *st = *con_cls;
     int r;
@@ -567,20 +630,9 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     if (rq->status)
         metrics_observe(s->metrics, rq->route ? rq->route->pattern : "unmatched", rq->method,
                         rq->status, (double)(mono_ns() - rq->start_ns) / 1e9);
-    /* A state change that failed or was refused: the audit log says who tried what. */
-    if (rq->route && (rq->route->flags & ROUTE_AUDIT) && rq->status >= 400) {
-        char what[600], result[1100];
-
-        snprintf(what, sizeof(what), "%s %.500s", rq->method, rq->path);
-        snprintf(result, sizeof(result), "error: %.1000s",
-                 st->errmsg ? st->errmsg : "the request failed");
-        if (srv_lock(s) == 0) {
-            mc_registry_set_actor(s->reg, rq->who, rq->from);
-            if (mc_registry_audit_add(s->reg, what, result, NULL) != 0)
-                srv_log("could not record \"%s\" in the audit log: %s", what, mc_last_error());
-            srv_unlock(s);
-        }
-    }
+    /* A refusal the reply did not record (its handler held the registry then). */
+    if (rq->route && (rq->route->flags & ROUTE_AUDIT) && rq->status >= 400 && !st->audited)
+        audit_failure(st);
     if (rq->route && (rq->route->flags & ROUTE_STREAM) && rq->route->done)
         rq->route->done(rq);
     route_params_free(rq->params, rq->nparams);
@@ -696,10 +748,10 @@ int srv_start(struct srv *s, const struct srv_listen *l, unsigned *port)
     if (l->threads > 1) /* one thread is the daemon's own, without a pool */
         opts[n++] = (struct MHD_OptionItem){MHD_OPTION_THREAD_POOL_SIZE, l->threads, NULL};
     /* A backstop above ours (see on_accept): each thread may take its share and some. */
-    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_LIMIT,
-                                        s->max_conns + 4 * l->threads, NULL};
-    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_NOTIFY_CONNECTION, (intptr_t)on_connection,
-                                        NULL};
+    opts[n++] =
+        (struct MHD_OptionItem){MHD_OPTION_CONNECTION_LIMIT, s->max_conns + 4 * l->threads, NULL};
+    opts[n++] =
+        (struct MHD_OptionItem){MHD_OPTION_NOTIFY_CONNECTION, (intptr_t)on_connection, NULL};
     opts[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_TIMEOUT, s->timeout_s, NULL};
     /* Headers (Mcache-Meta holds a version's metadata) and the read buffer, per connection. */
     opts[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_MEMORY_LIMIT, 256 * 1024, NULL};

@@ -59,12 +59,11 @@ static void check_route(const char *method, const char *path)
     char *params[REQ_PARAMS_MAX] = {0};
     size_t n = 99;
     char allowed[64];
-    int rc = route_match(srv_route_groups, method, path, &r, params, &n, allowed,
-                         sizeof(allowed));
+    int rc = route_match(srv_route_groups, method, path, &r, params, &n, allowed, sizeof(allowed));
 
     if (rc == 0) {
-        if (!r || (strcmp(r->method, method) && !(!strcmp(method, "HEAD") &&
-                                                  !strcmp(r->method, "GET"))))
+        if (!r ||
+            (strcmp(r->method, method) && !(!strcmp(method, "HEAD") && !strcmp(r->method, "GET"))))
             abort();
         if (n != count_params(r->pattern))
             abort();
@@ -171,11 +170,45 @@ static int run_file(const char *path)
 int main(int argc, char **argv)
 {
     static const char *const frags[] = {
-        "/",       "v1",      "models",  "versions", "aliases", "artifact", "{",     "}",
-        "%2F",     "%2e%2e",  "%2E",     "..",       ".",       "%00",      "%1f",   "%7f",
-        "%",       "%4",      "%zz",     "?",        "&",       "=",        "+",     "%2B",
-        "1.0.0",   "latest",  "org%2Fllama", "\n",   "Bearer ", "mct_",     "application/json",
-        "//",      "deployments", "snapshots", "load", "healthz", "metrics", "tokens", "\x01",
+        "/",
+        "v1",
+        "models",
+        "versions",
+        "aliases",
+        "artifact",
+        "{",
+        "}",
+        "%2F",
+        "%2e%2e",
+        "%2E",
+        "..",
+        ".",
+        "%00",
+        "%1f",
+        "%7f",
+        "%",
+        "%4",
+        "%zz",
+        "?",
+        "&",
+        "=",
+        "+",
+        "%2B",
+        "1.0.0",
+        "latest",
+        "org%2Fllama",
+        "\n",
+        "Bearer ",
+        "mct_",
+        "application/json",
+        "//",
+        "deployments",
+        "snapshots",
+        "load",
+        "healthz",
+        "metrics",
+        "tokens",
+        "\x01",
     };
     uint8_t buf[600];
     uint64_t x = 0x9e3779b97f4a7c15ull;

@@ -186,13 +186,19 @@ class Server:
             return None
 
     def stop(self):
+        """Stop both (by pid), remove what they made; a sanitizer's report in either log
+        (an ASan/UBSan build) fails the test that ran them."""
         rc = stop_proc(self.proc)
         self.proc = None
         stop_proc(self.daemon)
         self.daemon = None
+        logs = self.logs()
         shutil.rmtree(self.shm_dir, True)
         if self.own_tmp:
             shutil.rmtree(self.tmpdir, True)
+        if re.search(r"ERROR: (Address|Leak|Thread)Sanitizer|WARNING: ThreadSanitizer|"
+                     r"runtime error:", logs):
+            raise AssertionError("a sanitizer reported a problem:\n" + logs[-20000:])
         return rc
 
     def stop_daemon(self):
@@ -279,6 +285,18 @@ class Server:
         with open(path, "wb") as f:
             f.write(data)
         return path
+
+
+def python_env(base, test):
+    """The environment for a python3 that loads libmcache with ctypes: a sanitizer build's
+    runtime preloaded (MCACHE_PY_PRELOAD, set by CMake); skips the test under TSan."""
+    env = dict(base)
+    preload = os.environ.get("MCACHE_PY_PRELOAD")
+    if preload == "none":
+        test.skipTest("a sanitizer build whose runtime python3 cannot preload")
+    if preload:
+        env.update(LD_PRELOAD=preload, ASAN_OPTIONS="detect_leaks=0:handle_segv=0")
+    return env
 
 
 def rss_kib(pid):

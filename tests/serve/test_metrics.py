@@ -78,7 +78,7 @@ class Metrics(unittest.TestCase):
             self.assertEqual(srv.request("POST", "/healthz")[0], 405)
             r = subprocess.run([sys.executable, "-c", REPORTER, LIBMCACHE, srv.shm_dir, srv.cache,
                                 "m", "1.0.0", "7"], capture_output=True, text=True, timeout=60,
-                               env=srv.env)
+                               env=servetest.python_env(srv.env, self))
             self.assertEqual(r.returncode, 0, r.stderr)
 
             def reported():
