@@ -425,6 +425,11 @@ char *metrics_render(struct srv *s, size_t *len)
     head(&o, "mcache_serve_uptime_seconds", "gauge", "How long this mcache-serve has run.");
     put(&o, "mcache_serve_uptime_seconds %.3f\n", (double)up / 1e9);
     http_metrics(&o, s->metrics);
+    head(&o, "mcache_http_connections", "gauge", "HTTP connections open now.");
+    put(&o, "mcache_http_connections %u\n", srv_conns_open());
+    head(&o, "mcache_http_connections_refused_total", "counter",
+         "Connections closed at once for --max-conns.");
+    put(&o, "mcache_http_connections_refused_total %u\n", srv_conns_refused());
     cache_metrics(&o, s);
     if (o.failed) {
         free(o.p);

@@ -130,30 +130,34 @@ static bool cache_stale(mc_cache *c)
 
 mc_cache *srv_cache(struct srv *s)
 {
+    static bool stale_logged;
     mc_cache *c;
     int rc;
 
     pthread_mutex_lock(&s->mc_lock);
     if (s->mc && cache_stale(s->mc)) {
         /*
-         * Re-attach to the new arena. libmcache allows one attachment of a
-         * cache per process, and mc_detach() unmaps the old arena under any
-         * model still held from it (a download in flight). So detach only
-         * when no other connection is open (this one's request holds
-         * nothing yet); until then answer "no arena" (downloads come from
-         * the store, residency is unknown), never the stale one.
+         * The arena was replaced. libmcache allows one attachment of a cache
+         * per process, and mc_detach() would unmap the old arena under what
+         * other threads still use (a download's held model, a reader-table
+         * walk in a handler), which nothing here can see the end of. So the
+         * old attachment stays (its memory is valid, its versions immutable)
+         * and is no longer handed out: downloads come from the store,
+         * residency is "unknown", and /readyz says to restart (TODO(issue
+         * 14): re-attach once every user is known to be done).
          */
-        if (srv_conns_open() > 1) {
-            pthread_mutex_unlock(&s->mc_lock);
-            mc_err(MC_ESTALE,
-                   "the arena of cache \"%s\" was replaced; mcache-serve attaches "
-                   "to the new one once the requests in flight end",
-                   s->cli.cache);
-            return NULL;
-        }
-        srv_log("the arena of cache \"%s\" was replaced: attaching to the new one", s->cli.cache);
-        mc_detach(s->mc);
-        s->mc = NULL;
+        if (!stale_logged)
+            srv_log("the arena of cache \"%s\" was replaced (mcached made a new one); "
+                    "restart mcache-serve to attach to it; until then artifacts come from "
+                    "the store",
+                    s->cli.cache);
+        stale_logged = true;
+        pthread_mutex_unlock(&s->mc_lock);
+        mc_err(MC_ESTALE,
+               "the arena of cache \"%s\" was replaced by a new mcached; restart "
+               "mcache-serve (systemctl restart mcache-serve@%s) to attach to the new one",
+               s->cli.cache, s->cli.cache);
+        return NULL;
     }
     if (!s->mc) {
         rc = mc_attach_dir(s->cli.shm_dir, s->cli.cache, &s->mc);
@@ -671,9 +675,9 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_ctx
     (void)c;
     (void)socket_ctx;
     if (toe == MHD_CONNECTION_NOTIFY_STARTED)
-        __atomic_add_fetch(&conns_open, 1, __ATOMIC_RELAXED);
+        __atomic_add_fetch(&conns_open, 1, __ATOMIC_ACQ_REL);
     else if (toe == MHD_CONNECTION_NOTIFY_CLOSED)
-        __atomic_sub_fetch(&conns_open, 1, __ATOMIC_RELAXED);
+        __atomic_sub_fetch(&conns_open, 1, __ATOMIC_ACQ_REL);
 }
 
 static enum MHD_Result on_accept(void *cls, const struct sockaddr *addr, socklen_t len)

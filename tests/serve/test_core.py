@@ -283,11 +283,14 @@ class ArenaReplaced(unittest.TestCase):
     def setUp(self):
         servetest.need_binaries()
 
-    def test_reattach_after_recreate(self):
-        """mcached restarted with a new arena (--recreate): the old one is superseded, and
-        mcache-serve attaches to the new one (it never answers from the stale arena)."""
+    def test_recreated_arena(self):
+        """mcached restarted with a new arena (--recreate): the old one is superseded; mcache-serve
+        never answers from it (downloads come from the store, /readyz is 503 saying to restart
+        it), and a restarted mcache-serve attaches to the new one."""
         with Server() as srv:
             path = srv.file("m.bin", os.urandom(50000))
+            with open(path, "rb") as f:
+                data = f.read()
             srv.cli("push", "m", "1.0.0", path)
             srv.cli("load", "m@1.0.0")
             art = "/v1/models/m/versions/1.0.0/artifact"
@@ -297,17 +300,20 @@ class ArenaReplaced(unittest.TestCase):
                 self.assertEqual(h.get("mcache-source"), "arena")
             srv.stop_daemon()
             srv.start_daemon(extra=["--recreate"])
-            servetest.wait_for("/readyz after the arena was replaced",
-                               lambda: srv._probe("/readyz") == 200, proc=srv.proc,
-                               log=srv.logs)
-            self.assertIn("was replaced: attaching to the new one", srv.serve_log())
+            srv.cli("load", "m@1.0.0")
+            st, h, body = srv.request("GET", "/readyz")
+            self.assertEqual(st, 503, body)
+            self.assertIn("restart mcache-serve", json.loads(body)["checks"]["arena"])
+            self.assertIn("was replaced", srv.serve_log())
             if has_download:
-                srv.cli("load", "m@1.0.0")
                 st, h, body = srv.request("GET", art)
-                self.assertEqual(st, 200)
-                self.assertEqual(h.get("mcache-source"), "arena")
-                with open(path, "rb") as f:
-                    self.assertEqual(body, f.read())
+                self.assertEqual((st, h.get("mcache-source"), body), (200, "store", data))
+            srv.stop_serve()
+            srv.start_serve()
+            self.assertEqual(srv.request("GET", "/readyz")[0], 200)
+            if has_download:
+                st, h, body = srv.request("GET", art)
+                self.assertEqual((st, h.get("mcache-source"), body), (200, "arena", data))
 
 
 class Stopping(unittest.TestCase):

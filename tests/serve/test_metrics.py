@@ -142,6 +142,8 @@ class Metrics(unittest.TestCase):
             self.assertEqual(get(s, "mcache_daemon_up"), 0)
             self.assertIsNone(get(s, "mcache_resident_versions"))
             self.assertIsNotNone(get(s, "mcache_serve_uptime_seconds"))
+            self.assertGreaterEqual(get(s, "mcache_http_connections"), 1)  # this scrape's
+            self.assertEqual(get(s, "mcache_http_connections_refused_total"), 0)
 
     def test_route_label_is_the_pattern(self):
         """Paths with names in them count under their route, not one series per name."""
