@@ -87,7 +87,7 @@ unsigned auth_identify(struct req *rq)
     }
     {
         const struct mc_reg_token *t;
-        enum role r;
+        enum role r = ROLE_NONE;
         int rc;
 
         if ((rc = srv_lock(rq->srv)) != 0)
