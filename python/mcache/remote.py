@@ -62,6 +62,7 @@ import ssl
 import urllib.parse
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Tuple, Union
 
+from . import __version__
 from . import errors as _e
 from .errors import (
     Error,
@@ -91,7 +92,7 @@ JSON = Dict[str, Any]
 Progress = Callable[[int, int], Any]
 PathLike = Union[str, "os.PathLike[str]"]
 
-_USER_AGENT = "mcache-python-remote/0.2.0"
+_USER_AGENT = "mcache-python-remote/" + __version__
 _CHUNK = 4 << 20  # bytes per piece of an upload or download (and between progress calls)
 _CONTINUE_WAIT = 5.0  # seconds push() waits for "100 Continue" before sending anyway
 
