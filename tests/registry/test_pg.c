@@ -15,7 +15,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/types.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -233,6 +235,57 @@ static void test_notify(void **state)
     PQfinish(l);
 }
 
+/*
+ * Writers in several processes, each with its own session: the advisory
+ * lock serializes them, so the generations stay one gapless sequence (a gap
+ * or a duplicate fails the load) and every change is there.
+ */
+static void test_concurrent_writers(void **state)
+{
+    struct fx *f = *state;
+    struct mc_registry *r;
+    enum { WRITERS = 3, EACH = 8 };
+    pid_t pids[WRITERS];
+
+    assert_int_equal(open_store(f, MC_REGISTRY_CREATE, &r), 0);
+    mc_registry_close(r);
+    for (int w = 0; w < WRITERS; w++) {
+        pids[w] = fork();
+        assert_true(pids[w] >= 0);
+        if (pids[w] == 0) {
+            char name[16], version[16];
+            int bad = 0;
+
+            snprintf(name, sizeof(name), "w%d", w);
+            if (open_store(f, 0, &r) != 0)
+                _exit(2);
+            for (int i = 0; i < EACH; i++) {
+                snprintf(version, sizeof(version), "1.0.%d", i);
+                bad |= mc_registry_push(r, name, version, f->file, NULL, NULL) != 0;
+                bad |= mc_registry_alias_set(r, name, "prod", version, NULL) != 0;
+            }
+            if (bad)
+                fprintf(stderr, "writer %d: %s\n", w, mc_last_error());
+            mc_registry_close(r);
+            _exit(bad);
+        }
+    }
+    for (int w = 0; w < WRITERS; w++)
+        assert_int_equal(tu_wait(pids[w]), 0);
+    assert_int_equal(open_store(f, MC_REGISTRY_READONLY, &r), 0);
+    assert_int_equal(mc_registry_generation(r), WRITERS * EACH * 2);
+    for (int w = 0; w < WRITERS; w++) {
+        char name[16];
+        const struct mc_reg_version *v;
+
+        snprintf(name, sizeof(name), "w%d", w);
+        assert_int_equal(mc_registry_model(r, name)->nversions, EACH);
+        assert_int_equal(mc_registry_resolve(r, name, "prod", &v), 0);
+        assert_string_equal(v->version, "1.0.7");
+    }
+    mc_registry_close(r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -242,6 +295,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_unreachable, setup, teardown),
         cmocka_unit_test_setup_teardown(test_two_handles_follow, setup, teardown),
         cmocka_unit_test_setup_teardown(test_notify, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_concurrent_writers, setup, teardown),
     };
 
     if (tu_pg_url() == NULL) {
