@@ -378,16 +378,44 @@ static int pg_open(const struct mc_reg_backend_conf *conf, struct mc_reg_backend
     return 0;
 }
 
+/*
+ * A session the server ended (a restart, a network cut, an administrator's
+ * pg_terminate_backend) took its locks with it, so nothing is held: start a
+ * new one. Called before taking the lock, which every read and write does
+ * first, so a long-lived handle (mcached's) outlives the session it began with.
+ */
+static int reconnect(struct pgb *p)
+{
+    if (PQstatus(p->conn) == CONNECTION_OK)
+        return 0;
+    PQreset(p->conn);
+    if (PQstatus(p->conn) != CONNECTION_OK)
+        return mc_err(MC_EIO,
+                      "lost the connection to the registry database %s and could not make a new "
+                      "one: %s (is PostgreSQL running?)",
+                      p->where, pq_msg(p->conn));
+    PQsetNoticeProcessor(p->conn, quiet, NULL);
+    p->held = MC_REG_UNLOCKED;
+    return 0;
+}
+
 static int pg_lock(struct mc_reg_backend *b, enum mc_reg_lock mode)
 {
     struct pgb *p = pgb_of(b);
     const char *params[1] = {p->lockkey};
-    int rc = pq_run(p->conn, p->where, "taking the registry lock",
-                    mode == MC_REG_EXCLUSIVE
+    const char *q = mode == MC_REG_EXCLUSIVE
                         ? "SELECT pg_advisory_lock(" LOCK_CLASS ", $1::int)"
-                        : "SELECT pg_advisory_lock_shared(" LOCK_CLASS ", $1::int)",
-                    1, params, NULL);
+                        : "SELECT pg_advisory_lock_shared(" LOCK_CLASS ", $1::int)";
+    int rc = reconnect(p);
 
+    if (rc == 0)
+        rc = pq_run(p->conn, p->where, "taking the registry lock", q, 1, params, NULL);
+    /* libpq learns that the server ended the session only when a call fails: once more */
+    if (rc && PQstatus(p->conn) != CONNECTION_OK) {
+        rc = reconnect(p);
+        if (rc == 0)
+            rc = pq_run(p->conn, p->where, "taking the registry lock", q, 1, params, NULL);
+    }
     if (rc == 0)
         p->held = mode;
     return rc;

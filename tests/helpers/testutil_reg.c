@@ -320,7 +320,7 @@ static void quiet(void *arg, const char *msg)
  */
 const char *tu_pg_store_url(const char *dir)
 {
-    static char url[1024];
+    static char url[1024], last[32];
     char schema[32], sql[128];
     uint64_t h = 1469598103934665603ull; /* FNV-1a */
     PGconn *c;
@@ -329,6 +329,9 @@ const char *tu_pg_store_url(const char *dir)
     for (const char *s = dir; *s; s++)
         h = (h ^ (unsigned char)*s) * 1099511628211ull;
     snprintf(schema, sizeof(schema), "t_%016llx", (unsigned long long)h);
+    /* a test reopens its store many times: made and migrated once is enough */
+    if (strcmp(schema, last) == 0)
+        return url;
     c = PQconnectdb(tu_pg_url());
     PQsetNoticeProcessor(c, quiet, NULL);
     if (PQstatus(c) != CONNECTION_OK) {
@@ -349,6 +352,7 @@ const char *tu_pg_store_url(const char *dir)
         fprintf(stderr, "test setup: migrating %s: %s\n", url, mc_last_error());
         abort();
     }
+    snprintf(last, sizeof(last), "%s", schema);
     return url;
 }
 #endif

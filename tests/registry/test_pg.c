@@ -236,6 +236,30 @@ static void test_notify(void **state)
 }
 
 /*
+ * A handle whose session the server ended (as a restart or a cut would)
+ * starts a new one at its next call, with nothing lost or held.
+ */
+static void test_session_lost(void **state)
+{
+    struct fx *f = *state;
+    struct mc_registry *a, *b;
+    bool changed;
+
+    assert_int_equal(open_store(f, MC_REGISTRY_CREATE, &a), 0);
+    assert_int_equal(open_store(f, 0, &b), 0);
+    /* every client session but this one: a's and b's */
+    sql(f, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid <> "
+           "pg_backend_pid() AND backend_type = 'client backend'");
+    assert_int_equal(mc_registry_push(a, "m", "1.0.0", f->file, NULL, NULL), 0);
+    assert_int_equal(mc_registry_refresh(b, &changed), 0);
+    assert_true(changed);
+    assert_non_null(mc_registry_model(b, "m"));
+    assert_int_equal(mc_registry_alias_set(b, "m", "prod", "1.0.0", NULL), 0);
+    mc_registry_close(a);
+    mc_registry_close(b);
+}
+
+/*
  * Writers in several processes, each with its own session: the advisory
  * lock serializes them, so the generations stay one gapless sequence (a gap
  * or a duplicate fails the load) and every change is there.
@@ -296,6 +320,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_two_handles_follow, setup, teardown),
         cmocka_unit_test_setup_teardown(test_notify, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_writers, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_session_lost, setup, teardown),
     };
 
     if (tu_pg_url() == NULL) {
