@@ -41,6 +41,12 @@ pg_start() {
   DIR=$(mktemp -d "${TMPDIR:-/tmp}/mcache-pg.XXXXXX")
   chmod 0700 "$DIR"
   [ "$(id -u)" -eq 0 ] && chown postgres:postgres "$DIR"
+  if ! as_owner test -w "$DIR"; then
+    echo "pg.sh: user postgres cannot reach $DIR (is ${TMPDIR:-/tmp} private to $(id -un)?);" \
+      "set TMPDIR to a directory others may traverse" >&2
+    rm -rf "$DIR"
+    exit 1
+  fi
   if ! as_owner "$PGBIN/initdb" -D "$DIR/data" -A trust --no-sync -E UTF8 --locale=C.UTF-8 \
       -U postgres >"$DIR/initdb.log" 2>&1; then
     echo "pg.sh: initdb into $DIR/data failed:" >&2
