@@ -651,15 +651,20 @@ static int pg_append(struct mc_reg_backend *b, json_t *rec, bool sync)
 static int pg_sync(struct mc_reg_backend *b)
 {
     struct pgb *p = pgb_of(b);
-
-    /* a synchronous commit waits for the WAL up to it, which covers every earlier one */
+    /*
+     * A synchronous commit waits for the WAL up to its own commit record,
+     * which covers every earlier commit; only a transaction that wrote
+     * something has one, hence the no-op update.
+     */
     int rc = pq_run(p->conn, p->where, "syncing", "BEGIN", 0, NULL, NULL);
 
     if (rc == 0)
-        rc = pq_run(p->conn, p->where, "syncing", "SELECT pg_notify('mcache_registry_sync', '')",
-                    0, NULL, NULL);
+        rc = pq_run(p->conn, p->where, "syncing",
+                    "UPDATE registry_state SET epoch = epoch WHERE id = 1", 0, NULL, NULL);
     if (rc == 0)
         rc = pq_run(p->conn, p->where, "syncing", "COMMIT", 0, NULL, NULL);
+    if (rc)
+        pq_run(p->conn, p->where, "rolling back", "ROLLBACK", 0, NULL, NULL);
     return rc;
 }
 
