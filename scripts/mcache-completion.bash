@@ -61,13 +61,14 @@ _mcache_line_opt() {
 
 # name@version of every registered version (quietly nothing without a store).
 _mcache_refs() {
-    local store
+    local store registry
+    local -a where=()
     store=$(_mcache_line_opt --store)
-    if [[ -n $store ]]; then
-        mcache --store "$store" ls --short "$@" 2>/dev/null
-    else
-        mcache ls --short "$@" 2>/dev/null
-    fi
+    # from the line itself: readline splits a URL's "postgres://" at the ':'
+    [[ $COMP_LINE =~ --registry[=\ ]+([^ ]+) ]] && registry=${BASH_REMATCH[1]}
+    [[ -n $store ]] && where+=(--store "$store")
+    [[ -n $registry ]] && where+=(--registry "$registry")
+    mcache "${where[@]}" ls --short "$@" 2>/dev/null
 }
 
 # Complete NAME, or NAME@VERSION once an '@' is typed.
@@ -119,7 +120,7 @@ _mcache() {
         return
         ;;
     --metric | --param | --tag | --desc | --framework | --precision | --device | --source | \
-        --alias | --where | --ref | --limit | --keep | --max-age | --timeout)
+        --alias | --where | --ref | --limit | --keep | --max-age | --timeout | --registry)
         return
         ;;
     --parent)
