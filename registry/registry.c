@@ -248,6 +248,12 @@ static int open_backends(struct mc_registry *r, const char *backend, const char 
 
     if (ops == NULL)
         return MC_EINVAL;
+    /* the journal lives in the store directory: a URL given to it would be silently unused */
+    if (url != NULL && ops == &mc_reg_journal_ops)
+        return mc_err(MC_EINVAL,
+                      "the registry \"%.200s\" is not a postgres:// or postgresql:// URL (a store "
+                      "directory is given as the store, not as the registry)",
+                      url);
     rc = ops->open(&bc, &r->be, &ac.created);
     if (rc == 0)
         rc = mc_art_local_ops.open(&ac, &r->art);

@@ -141,6 +141,21 @@ static void test_unreachable(void **state)
         fail_msg("the password is in the message: %s", mc_last_error());
 }
 
+static void test_registry_not_a_url(void **state)
+{
+    struct fx *f = *state;
+    struct mc_registry *r = NULL;
+    struct mc_registry_opts o = {.flags = MC_REGISTRY_CREATE, .registry = "/srv/mcache"};
+
+    assert_int_equal(mc_registry_open(f->store, &o, &r), MC_EINVAL);
+    assert_msg("the registry \"/srv/mcache\" is not a postgres:// or postgresql:// URL");
+    o.backend = "postgres";
+    o.registry = NULL;
+    assert_int_equal(mc_registry_open(f->store, &o, &r), MC_EINVAL);
+    assert_msg("the postgres registry backend needs a URL");
+    assert_null(r);
+}
+
 static void test_two_handles_follow(void **state)
 {
     struct fx *f = *state;
@@ -317,6 +332,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_schema_too_old, setup, teardown),
         cmocka_unit_test_setup_teardown(test_schema_too_new, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unreachable, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_registry_not_a_url, setup, teardown),
         cmocka_unit_test_setup_teardown(test_two_handles_follow, setup, teardown),
         cmocka_unit_test_setup_teardown(test_notify, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_writers, setup, teardown),
