@@ -22,6 +22,7 @@
 #include <cmocka.h>
 
 #include "registry/registry.h"
+#include "tests/helpers/run.h"
 #include "tests/helpers/testutil.h"
 
 #define assert_msg(s)                                                                              \
@@ -344,5 +345,6 @@ int main(void)
                         "tests/fleet/pg.sh run)\n");
         return 77;
     }
+    MC_TEST_FILTER_FROM_ENV();
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
