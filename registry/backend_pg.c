@@ -58,8 +58,8 @@ struct pgb {
     PGconn *conn;
     char lockkey[16]; /* hashtext(current_schema()) as text */
     enum mc_reg_lock held;
-    uint64_t gen;      /* last generation delivered or appended */
-    int64_t epoch;     /* registry_state.epoch as last seen */
+    uint64_t gen;  /* last generation delivered or appended */
+    int64_t epoch; /* registry_state.epoch as last seen */
     uint64_t snap_bytes, log_bytes;
     struct mc_jreader jr;
 };
@@ -233,8 +233,8 @@ int mc_registry_db_migrate(const char *url, int *from, int *to)
     rc = pq_run(c, where, "starting the migration", "BEGIN", 0, NULL, NULL);
     if (rc == 0)
         rc = pq_run(c, where, "locking for the migration",
-                    "SELECT pg_advisory_xact_lock(" MIGRATE_CLASS ", hashtext(current_schema()))", 0,
-                    NULL, NULL);
+                    "SELECT pg_advisory_xact_lock(" MIGRATE_CLASS ", hashtext(current_schema()))",
+                    0, NULL, NULL);
     if (rc == 0)
         rc = pq_run(c, where, "creating schema_version",
                     "CREATE TABLE IF NOT EXISTS schema_version (version int PRIMARY KEY,"
@@ -363,8 +363,8 @@ static int pg_open(const struct mc_reg_backend_conf *conf, struct mc_reg_backend
                     "run `mcache db migrate --registry %s`",
                     p->where, have, SCHEMA_VERSION, p->where);
     if (rc == 0)
-        rc = pq_run(p->conn, p->where, "finding the lock key",
-                    "SELECT hashtext(current_schema())", 0, NULL, &r);
+        rc = pq_run(p->conn, p->where, "finding the lock key", "SELECT hashtext(current_schema())",
+                    0, NULL, &r);
     if (rc == 0) {
         snprintf(p->lockkey, sizeof(p->lockkey), "%s", PQgetvalue(r, 0, 0));
         PQclear(r);
@@ -403,9 +403,9 @@ static int pg_lock(struct mc_reg_backend *b, enum mc_reg_lock mode)
 {
     struct pgb *p = pgb_of(b);
     const char *params[1] = {p->lockkey};
-    const char *q = mode == MC_REG_EXCLUSIVE
-                        ? "SELECT pg_advisory_lock(" LOCK_CLASS ", $1::int)"
-                        : "SELECT pg_advisory_lock_shared(" LOCK_CLASS ", $1::int)";
+    const char *q = mode == MC_REG_EXCLUSIVE ? "SELECT pg_advisory_lock(" LOCK_CLASS ", $1::int)"
+                                             : "SELECT pg_advisory_lock_shared(" LOCK_CLASS
+                                               ", $1::int)";
     int rc = reconnect(p);
 
     if (rc == 0)
@@ -431,7 +431,8 @@ static void pg_unlock(struct mc_reg_backend *b)
     /* a failure means the session is gone, and its locks with it */
     pq_run(p->conn, p->where, "releasing the registry lock",
            p->held == MC_REG_EXCLUSIVE ? "SELECT pg_advisory_unlock(" LOCK_CLASS ", $1::int)"
-                                       : "SELECT pg_advisory_unlock_shared(" LOCK_CLASS ", $1::int)",
+                                       : "SELECT pg_advisory_unlock_shared(" LOCK_CLASS
+                                         ", $1::int)",
            1, params, NULL);
     p->held = MC_REG_UNLOCKED;
 }
@@ -459,8 +460,9 @@ static int deliver(struct pgb *p, PGresult *r, int i, bool snapshot, uint64_t ge
         *damaged = true;
         return 0;
     }
-    return mc_err(MC_ECORRUPT, "%s row %s of the registry database %s is damaged: %s (run "
-                               "`mcache repair`)",
+    return mc_err(MC_ECORRUPT,
+                  "%s row %s of the registry database %s is damaged: %s (run "
+                  "`mcache repair`)",
                   table, PQgetvalue(r, i, 0), p->where, why);
 }
 
@@ -567,7 +569,8 @@ static int pg_follow(struct mc_reg_backend *b, mc_reg_record_fn fn, void *arg, b
         return MC_REG_RELOAD; /* compacted or repaired elsewhere */
     }
     PQclear(r);
-    /* The epoch cannot change in between: only the exclusive holder compacts, and we hold the lock. */
+    /* The epoch cannot change in between: only the exclusive holder compacts, and we hold the lock.
+     */
     snprintf(gen, sizeof(gen), "%llu", (unsigned long long)p->gen);
     rc = pq_run(p->conn, p->where, "reading registry_records",
                 "SELECT gen, rec FROM registry_records WHERE gen > $1::bigint ORDER BY gen", 1,
@@ -623,8 +626,8 @@ static int pg_append(struct mc_reg_backend *b, json_t *rec, bool sync)
     rc = pq_run(p->conn, p->where, "starting a change", "BEGIN", 0, NULL, NULL);
     /* bulk loads (sync false) need not wait for the WAL flush of each row; sync() orders them */
     if (rc == 0 && !sync)
-        rc = pq_run(p->conn, p->where, "starting a change", "SET LOCAL synchronous_commit = off",
-                    0, NULL, NULL);
+        rc = pq_run(p->conn, p->where, "starting a change", "SET LOCAL synchronous_commit = off", 0,
+                    NULL, NULL);
     if (rc == 0)
         rc = pq_run(p->conn, p->where, "appending a record",
                     "INSERT INTO registry_records (gen, rec) VALUES ($1::bigint, $2)", 2, params,
@@ -732,8 +735,8 @@ static int write_snapshot(struct pgb *p, mc_reg_emit_fn emit, void *arg, uint64_
 {
     struct copy_ctx c = {.p = p};
     PGresult *r;
-    int rc = pq_run(p->conn, p->where, "replacing the snapshot", "DELETE FROM registry_snapshot",
-                    0, NULL, NULL);
+    int rc = pq_run(p->conn, p->where, "replacing the snapshot", "DELETE FROM registry_snapshot", 0,
+                    NULL, NULL);
 
     if (rc)
         return rc;

@@ -21,8 +21,9 @@ static int run_db(struct cli *c, struct args *a)
     if (strcmp(sub, "migrate") && strcmp(sub, "status"))
         return cli_usage(c, "db needs migrate or status (not \"%s\")", sub);
     if (c->registry == NULL)
-        return cli_usage(c, "db %s needs the registry database: pass --registry "
-                            "postgres://USER@HOST:PORT/DB or set MCACHE_REGISTRY",
+        return cli_usage(c,
+                         "db %s needs the registry database: pass --registry "
+                         "postgres://USER@HOST:PORT/DB or set MCACHE_REGISTRY",
                          sub);
     if (!strcmp(sub, "migrate"))
         rc = mc_registry_db_migrate(c->registry, &have, &want);
@@ -35,8 +36,8 @@ static int run_db(struct cli *c, struct args *a)
         if (!strcmp(sub, "migrate"))
             jv_print(json_pack("{s:s, s:i, s:i}", "action", "migrate", "from", have, "to", want));
         else
-            jv_print(json_pack("{s:i, s:i, s:b}", "schema_version", have, "wanted", want,
-                               "current", have == want));
+            jv_print(json_pack("{s:i, s:i, s:b}", "schema_version", have, "wanted", want, "current",
+                               have == want));
     } else if (!strcmp(sub, "migrate")) {
         if (!c->quiet)
             printf(have == want ? "schema version %d: up to date, nothing to do\n"
