@@ -75,6 +75,7 @@ enum mc_reg_lock { MC_REG_UNLOCKED, MC_REG_SHARED, MC_REG_EXCLUSIVE };
 
 struct mc_reg_backend_conf {
     const char *dir; /* the store, an absolute path */
+    const char *url; /* where a database backend's metadata is (mc_registry_opts.registry) */
     unsigned flags;  /* MC_REGISTRY_CREATE, MC_REGISTRY_READONLY */
     void (*warn)(void *arg, const char *msg);
     void *warn_arg;
@@ -178,8 +179,11 @@ struct mc_reg_backend_ops {
                   mc_reg_report_fn report, void *rarg);
 };
 
-/* The metadata backends this build has. */
+/* The metadata backends this build has (postgres: when built with libpq). */
 extern const struct mc_reg_backend_ops mc_reg_journal_ops;
+#ifdef MCACHE_HAVE_POSTGRES
+extern const struct mc_reg_backend_ops mc_reg_postgres_ops;
+#endif
 
 /* A backend by name (NULL: the default, "journal"), or NULL with MC_EINVAL's message. */
 const struct mc_reg_backend_ops *mc_reg_backend_find(const char *name);

@@ -343,8 +343,11 @@ void audit_free(struct reg_state *st);
 void tokens_free(struct reg_state *st);
 
 /* registry.c */
-/* Open dir's backends (backend: a metadata backend's name, NULL the default), read nothing. */
-int reg_open_noload(const char *dir, const char *backend, unsigned flags,
+/*
+ * Open dir's backends (backend: a metadata backend's name, NULL the default
+ * or the one url implies; url: a database backend's), read nothing.
+ */
+int reg_open_noload(const char *dir, const char *backend, const char *url, unsigned flags,
                     void (*warn)(void *, const char *), void *warn_arg, struct mc_registry **out);
 int reg_cleanup(struct mc_registry *r);
 int reg_lock(struct mc_registry *r, enum mc_reg_lock mode);

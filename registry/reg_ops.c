@@ -952,12 +952,13 @@ static void check_report(void *arg, const char *msg)
 }
 
 /* Open dir without replaying and salvage what its metadata holds. */
-static int salvage(const char *dir, unsigned flags, struct checker *c, struct mc_registry **out,
-                   struct mc_reg_damage *d)
+static int salvage(const char *dir, const struct mc_registry_opts *o, unsigned flags,
+                   struct checker *c, struct mc_registry **out, struct mc_reg_damage *d)
 {
     struct mc_registry *r;
     struct reg_state *st;
-    int rc = reg_open_noload(dir, NULL, flags, check_report, c, &r);
+    int rc = reg_open_noload(dir, o ? o->backend : NULL, o ? o->registry : NULL, flags,
+                             check_report, c, &r);
 
     if (rc)
         return rc;
@@ -984,11 +985,17 @@ static int salvage(const char *dir, unsigned flags, struct checker *c, struct mc
 int mc_registry_check(const char *dir, unsigned flags, void (*report)(void *, const char *),
                       void *arg, size_t *problems)
 {
+    return mc_registry_check_opts(dir, NULL, flags, report, arg, problems);
+}
+
+int mc_registry_check_opts(const char *dir, const struct mc_registry_opts *o, unsigned flags,
+                           void (*report)(void *, const char *), void *arg, size_t *problems)
+{
     struct checker c = {.report = report, .arg = arg};
     struct mc_registry *r;
     struct mc_reg_damage d;
     size_t manifest_problems, strays = 0;
-    int rc = salvage(dir, MC_REGISTRY_READONLY, &c, &r, &d);
+    int rc = salvage(dir, o, MC_REGISTRY_READONLY, &c, &r, &d);
 
     if (problems)
         *problems = 0;
@@ -1022,10 +1029,16 @@ int mc_registry_check(const char *dir, unsigned flags, void (*report)(void *, co
 
 int mc_registry_repair(const char *dir, void (*report)(void *, const char *), void *arg)
 {
+    return mc_registry_repair_opts(dir, NULL, report, arg);
+}
+
+int mc_registry_repair_opts(const char *dir, const struct mc_registry_opts *o,
+                            void (*report)(void *, const char *), void *arg)
+{
     struct checker c = {.report = report, .arg = arg};
     struct mc_registry *r;
     struct mc_reg_damage d;
-    int rc = salvage(dir, 0, &c, &r, &d);
+    int rc = salvage(dir, o, 0, &c, &r, &d);
 
     if (rc)
         return rc;
@@ -1034,9 +1047,12 @@ int mc_registry_repair(const char *dir, void (*report)(void *, const char *), vo
         reg_unlock(r);
         mc_registry_close(r);
         if (d.torn_tail) {
-            struct mc_registry_opts o = {.warn = report, .warn_arg = arg};
+            struct mc_registry_opts oo = {.warn = report,
+                                          .warn_arg = arg,
+                                          .backend = o ? o->backend : NULL,
+                                          .registry = o ? o->registry : NULL};
 
-            rc = mc_registry_open(dir, &o, &r);
+            rc = mc_registry_open(dir, &oo, &r);
             mc_registry_close(r);
             return rc;
         }

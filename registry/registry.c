@@ -21,7 +21,42 @@
 #include "registry/reg_int.h"
 
 /* The metadata backends this build has; the first is the default. */
-static const struct mc_reg_backend_ops *const backends[] = {&mc_reg_journal_ops};
+static const struct mc_reg_backend_ops *const backends[] = {
+    &mc_reg_journal_ops,
+#ifdef MCACHE_HAVE_POSTGRES
+    &mc_reg_postgres_ops,
+#endif
+};
+
+#ifndef MCACHE_HAVE_POSTGRES
+static int no_postgres(void)
+{
+    return mc_err(MC_EINVAL, "this mcache was built without PostgreSQL support (libpq); "
+                             "rebuild it with libpq-dev installed");
+}
+
+int mc_registry_db_migrate(const char *url, int *from, int *to)
+{
+    (void)url, (void)from, (void)to;
+    return no_postgres();
+}
+
+int mc_registry_db_status(const char *url, int *have, int *want)
+{
+    (void)url, (void)have, (void)want;
+    return no_postgres();
+}
+#endif
+
+/* The backend opts names, or the one its registry URL implies (NULL: the default). */
+static const char *backend_named(const char *backend, const char *url)
+{
+    if (backend != NULL || url == NULL)
+        return backend;
+    if (strncmp(url, "postgres://", 11) == 0 || strncmp(url, "postgresql://", 13) == 0)
+        return "postgres";
+    return NULL;
+}
 
 const struct mc_reg_backend_ops *mc_reg_backend_find(const char *name)
 {
@@ -197,11 +232,11 @@ static char *abs_dir(const char *dir)
 }
 
 /* Open the metadata backend (which makes or finds the store), then the artifact store. */
-static int open_backends(struct mc_registry *r, const char *backend)
+static int open_backends(struct mc_registry *r, const char *backend, const char *url)
 {
-    const struct mc_reg_backend_ops *ops = mc_reg_backend_find(backend);
+    const struct mc_reg_backend_ops *ops = mc_reg_backend_find(backend_named(backend, url));
     struct mc_reg_backend_conf bc = {
-        .dir = r->dir, .flags = r->flags, .warn = r->warn, .warn_arg = r->warn_arg};
+        .dir = r->dir, .url = url, .flags = r->flags, .warn = r->warn, .warn_arg = r->warn_arg};
     struct mc_art_conf ac = {.dir = r->dir,
                              .writable = writable(r),
                              .lock_shared = lock_shared,
@@ -213,13 +248,19 @@ static int open_backends(struct mc_registry *r, const char *backend)
 
     if (ops == NULL)
         return MC_EINVAL;
+    /* the journal lives in the store directory: a URL given to it would be silently unused */
+    if (url != NULL && ops == &mc_reg_journal_ops)
+        return mc_err(MC_EINVAL,
+                      "the registry \"%.200s\" is not a postgres:// or postgresql:// URL (a store "
+                      "directory is given as the store, not as the registry)",
+                      url);
     rc = ops->open(&bc, &r->be, &ac.created);
     if (rc == 0)
         rc = mc_art_local_ops.open(&ac, &r->art);
     return rc;
 }
 
-int reg_open_noload(const char *dir, const char *backend, unsigned flags,
+int reg_open_noload(const char *dir, const char *backend, const char *url, unsigned flags,
                     void (*warn)(void *, const char *), void *warn_arg, struct mc_registry **out)
 {
     struct mc_registry *r;
@@ -238,7 +279,7 @@ int reg_open_noload(const char *dir, const char *backend, unsigned flags,
     r->warn_arg = warn_arg;
     r->uid = (uint32_t)getuid();
     reg_actor_default(r);
-    rc = open_backends(r, backend);
+    rc = open_backends(r, backend, url);
     if (rc) {
         mc_registry_close(r);
         return rc;
@@ -264,7 +305,8 @@ int mc_registry_open(const char *dir, const struct mc_registry_opts *opts, struc
     struct mc_registry *r;
     int rc;
 
-    rc = reg_open_noload(dir, opts ? opts->backend : NULL, opts ? opts->flags : 0,
+    rc = reg_open_noload(dir, opts ? opts->backend : NULL, opts ? opts->registry : NULL,
+                         opts ? opts->flags : 0,
                          opts ? opts->warn : NULL, opts ? opts->warn_arg : NULL, &r);
     if (rc)
         return rc;

@@ -196,11 +196,31 @@ struct mc_registry_opts {
     void *warn_arg;
     /*
      * Where the metadata persists: "journal" (the manifest files in the
-     * store, the only one yet) or NULL for the default. docs/registry.md
-     * says what a backend provides.
+     * store), "postgres" (a PostgreSQL database at registry), or NULL: the
+     * journal, or postgres when registry is a postgres:// or postgresql://
+     * URL. docs/registry.md says what a backend provides.
      */
     const char *backend;
+    /*
+     * The shared registry's URL for a database backend
+     * ("postgres://USER@HOST:PORT/DB"); NULL for the journal. The store
+     * directory still holds what is local (artifacts).
+     */
+    const char *registry;
 };
+
+/*
+ * The postgres backend's schema: mc_registry_db_migrate() applies the
+ * migrations the database at url lacks, in one transaction (a second run
+ * does nothing; *from and *to, which may be NULL, get the versions before
+ * and after). mc_registry_db_status() reads the version there (*have, 0:
+ * none) and the one this mcache needs (*want). Opening a registry on a
+ * schema older or newer than *want fails with MC_EFORMAT. Both fail with
+ * MC_EINVAL in a build without libpq, MC_EIO when the database cannot be
+ * reached.
+ */
+int mc_registry_db_migrate(const char *url, int *from, int *to);
+int mc_registry_db_status(const char *url, int *have, int *want);
 
 /*
  * Open the store at dir (relative paths are made absolute) and replay its
@@ -703,5 +723,14 @@ int mc_registry_check(const char *dir, unsigned flags, void (*report)(void *, co
  * snapshot and journal. Takes the lock; other processes then reload.
  */
 int mc_registry_repair(const char *dir, void (*report)(void *, const char *), void *arg);
+
+/*
+ * The same on the metadata backend opts names (opts->backend, ->registry;
+ * its flags and warn are not used); NULL opts: the journal's, as above.
+ */
+int mc_registry_check_opts(const char *dir, const struct mc_registry_opts *opts, unsigned flags,
+                           void (*report)(void *, const char *), void *arg, size_t *problems);
+int mc_registry_repair_opts(const char *dir, const struct mc_registry_opts *opts,
+                            void (*report)(void *, const char *), void *arg);
 
 #endif

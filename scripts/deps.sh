@@ -4,6 +4,7 @@
 #
 #   scripts/deps.sh              # as root, or with sudo available
 #   scripts/deps.sh --packaging  # also what building the Debian packages needs
+#   scripts/deps.sh --fleet      # also what the fleet's backends and their tests need
 set -euo pipefail
 
 PKGS=(
@@ -40,10 +41,16 @@ PACKAGING=(
   python3-all python3-setuptools            # (with setuptools, for each supported python3)
   lintian                                   # package checks (package.sh fails on errors)
 )
+# The fleet (issue 15): only with --fleet.
+FLEET=(
+  libpq-dev                                 # the registry's postgres backend (registry/backend_pg.c)
+  postgresql-15                             # its tests: a throwaway server per run (tests/fleet/pg.sh)
+)
 case "${1:-}" in
   --packaging) PKGS+=("${PACKAGING[@]}") ;;
+  --fleet) PKGS+=("${FLEET[@]}") ;;
   "") ;;
-  *) echo "deps.sh: unknown option $1 (use --packaging or nothing)" >&2; exit 2 ;;
+  *) echo "deps.sh: unknown option $1 (use --packaging, --fleet or nothing)" >&2; exit 2 ;;
 esac
 
 missing=()
@@ -61,6 +68,15 @@ fi
 echo "deps.sh: installing ${missing[*]}" >&2
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
+# postgresql-15 would create and start a cluster of its own on port 5432; the
+# tests start their own (tests/fleet/pg.sh), so tell postgresql-common not to
+# (installed first: its createcluster.conf is a conffile dpkg would ask about).
+if [[ " ${missing[*]} " == *" postgresql-15 "* ]]; then
+  $SUDO apt-get install -y -qq --no-install-recommends postgresql-common >/dev/null
+  if ! grep -qs '^create_main_cluster *= *false' /etc/postgresql-common/createcluster.conf; then
+    echo "create_main_cluster = false" | $SUDO tee -a /etc/postgresql-common/createcluster.conf >/dev/null
+  fi
+fi
 $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 # The Debian package starts redis-server as a service; the benchmark runs its own.
 if command -v systemctl >/dev/null && systemctl is-active --quiet redis-server 2>/dev/null; then

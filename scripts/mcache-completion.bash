@@ -8,8 +8,8 @@
 # names, and NAME@VERSION after an '@', asking `mcache ls --short` with the
 # --store given on the line so far (or $MCACHE_STORE).
 
-_mcache_global_opts="--store --cache --shm-dir --socket --json --quiet -q --help -h"
-_mcache_commands="init push ls show alias rollback history rm gc fsck verify load evict pin unpin stat stats compare snapshot health deploy deployments alerts token audit help"
+_mcache_global_opts="--store --registry --cache --shm-dir --socket --json --quiet -q --help -h"
+_mcache_commands="init push ls show alias rollback history rm gc fsck verify load evict pin unpin stat stats compare snapshot health deploy deployments alerts token audit db help"
 
 _mcache_cmd_opts() {
     case "$1" in
@@ -61,13 +61,14 @@ _mcache_line_opt() {
 
 # name@version of every registered version (quietly nothing without a store).
 _mcache_refs() {
-    local store
+    local store registry
+    local -a where=()
     store=$(_mcache_line_opt --store)
-    if [[ -n $store ]]; then
-        mcache --store "$store" ls --short "$@" 2>/dev/null
-    else
-        mcache ls --short "$@" 2>/dev/null
-    fi
+    # from the line itself: readline splits a URL's "postgres://" at the ':'
+    [[ $COMP_LINE =~ --registry[=\ ]+([^ ]+) ]] && registry=${BASH_REMATCH[1]}
+    [[ -n $store ]] && where+=(--store "$store")
+    [[ -n $registry ]] && where+=(--registry "$registry")
+    mcache "${where[@]}" ls --short "$@" 2>/dev/null
 }
 
 # Complete NAME, or NAME@VERSION once an '@' is typed.
@@ -119,7 +120,7 @@ _mcache() {
         return
         ;;
     --metric | --param | --tag | --desc | --framework | --precision | --device | --source | \
-        --alias | --where | --ref | --limit | --keep | --max-age | --timeout)
+        --alias | --where | --ref | --limit | --keep | --max-age | --timeout | --registry)
         return
         ;;
     --parent)
@@ -131,7 +132,7 @@ _mcache() {
     # Find the command and count its positionals so far.
     for ((i = 1; i < COMP_CWORD; i++)); do
         case "${COMP_WORDS[i]}" in
-        --store | --cache | --shm-dir | --socket | --metric | --param | --tag | --desc | \
+        --store | --registry | --cache | --shm-dir | --socket | --metric | --param | --tag | --desc | \
             --framework | --precision | --device | --parent | --source | --alias | --where | \
             --ref | --status | --sort | --limit | --keep | --max-age | --timeout | --role | --model)
             ((i++))
@@ -181,6 +182,11 @@ _mcache() {
     token)
         if ((npos == 0)); then
             _mcache_reply -W "add ls rm" -- "$cur"
+        fi
+        ;;
+    db)
+        if ((npos == 0)); then
+            _mcache_reply -W "migrate status" -- "$cur"
         fi
         ;;
     alias)

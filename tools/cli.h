@@ -31,6 +31,11 @@ struct cli {
     const char *cache;   /* --cache, $MCACHE_CACHE, default */
     const char *shm_dir; /* --shm-dir, $MCACHE_SHM_DIR, /dev/shm */
     const char *socket;  /* --socket, or NULL: the arena header's, else the default */
+    /*
+     * --registry, $MCACHE_REGISTRY, or NULL: where the registry's metadata is
+     * when it is shared (postgres://...); NULL: the store's own journal.
+     */
+    const char *registry;
     bool json;           /* --json: machine output on stdout */
     bool quiet;          /* --quiet: no progress bar, no chatter */
     uint64_t now_ns;     /* $MCACHE_NOW (seconds) or the clock: "now" for ages and gc */
@@ -57,6 +62,8 @@ extern const struct cli_cmd cmd_init, cmd_push, cmd_ls, cmd_show, cmd_alias, cmd
 extern const struct cli_cmd cmd_health, cmd_deploy, cmd_deployments, cmd_alerts;
 /* mcache-serve's tokens and the audit log (issue 14): cmd_token.c, cmd_audit.c. */
 extern const struct cli_cmd cmd_token, cmd_audit;
+/* The fleet (issue 15): the registry database's schema, cmd_db.c. */
+extern const struct cli_cmd cmd_db;
 
 /* The exit status for an MC_E* code. */
 int cli_exit_code(int rc);

@@ -261,6 +261,7 @@ static int run_fsck(struct cli *c, struct args *a)
 {
     unsigned flags = MC_CHECK_ARTIFACTS | (args_flag(a, "checksums") ? MC_CHECK_CHECKSUMS : 0);
     json_t *problems = json_array(), *repair = json_array();
+    struct mc_registry_opts o = {.registry = c->registry};
     char dir[PATH_MAX];
     bool repaired = false;
     size_t n = 0;
@@ -274,9 +275,9 @@ static int run_fsck(struct cli *c, struct args *a)
         json_decref(repair);
         return cli_error(cli_open_store(c, false, false, &none));
     }
-    rc = mc_registry_check(dir, flags, collect, problems, &n);
+    rc = mc_registry_check_opts(dir, &o, flags, collect, problems, &n);
     if (rc == MC_ECORRUPT && args_flag(a, "repair")) {
-        int rrc = mc_registry_repair(dir, collect, repair);
+        int rrc = mc_registry_repair_opts(dir, &o, collect, repair);
         if (rrc) {
             json_decref(problems);
             json_decref(repair);
@@ -284,7 +285,7 @@ static int run_fsck(struct cli *c, struct args *a)
         }
         repaired = true;
         json_array_clear(problems);
-        rc = mc_registry_check(dir, flags, collect, problems, &n);
+        rc = mc_registry_check_opts(dir, &o, flags, collect, problems, &n);
     }
     if (rc && rc != MC_ECORRUPT && rc != MC_EIO) {
         json_decref(problems);

@@ -18,6 +18,9 @@
 
 static const struct opt_spec global_opts[] = {
     {"store", 0, OPT_VALUE, "DIR", "registry store (default $MCACHE_STORE, else ./mcache-data)"},
+    {"registry", 0, OPT_VALUE, "URL",
+     "shared registry database, postgres://USER@HOST:PORT/DB (default $MCACHE_REGISTRY, "
+     "else the store's journal)"},
     {"cache", 0, OPT_VALUE, "NAME", "cache name (default $MCACHE_CACHE, else \"default\")"},
     {"shm-dir", 0, OPT_VALUE, "DIR", "where the arena lives (default $MCACHE_SHM_DIR, /dev/shm)"},
     {"socket", 0, OPT_VALUE, "PATH", "mcached's control socket (default: the arena's)"},
@@ -32,7 +35,8 @@ static const struct cli_cmd *const commands[] = {
     &cmd_init,    &cmd_push, &cmd_ls,    &cmd_show, &cmd_alias,  &cmd_rollback,
     &cmd_history, &cmd_rm,   &cmd_gc,    &cmd_fsck, &cmd_verify, &cmd_load,
     &cmd_evict,   &cmd_pin,  &cmd_unpin, &cmd_stat, &cmd_stats, &cmd_compare, &cmd_snapshot,
-    &cmd_health,  &cmd_deploy, &cmd_deployments, &cmd_alerts, &cmd_token, &cmd_audit, NULL,
+    &cmd_health,  &cmd_deploy, &cmd_deployments, &cmd_alerts, &cmd_token, &cmd_audit, &cmd_db,
+    NULL,
 };
 
 static void top_help(FILE *f)
@@ -49,7 +53,7 @@ static void top_help(FILE *f)
     fputs("\nGlobal options (before or after the command):\n", f);
     args_print_options(f, global_opts);
     fputs("\n"
-          "Environment: MCACHE_STORE, MCACHE_CACHE, MCACHE_SHM_DIR as above;\n"
+          "Environment: MCACHE_STORE, MCACHE_REGISTRY, MCACHE_CACHE, MCACHE_SHM_DIR as above;\n"
           "  MCACHE_NOW=SECONDS fixes \"now\" (ages, gc --max-age);\n"
           "  MCACHE_PROGRESS_DELAY=MS shows the progress bar after MS (default 250).\n"
           "Exit status: 0 ok, 1 failed, 2 usage or malformed argument, 3 not found,\n"
@@ -66,7 +70,7 @@ static void cmd_help(const struct cli_cmd *c)
         fputs("\nOptions:\n", stdout);
         args_print_options(stdout, c->opts);
     }
-    fputs("\nGlobal options: --store DIR, --cache NAME, --shm-dir DIR, --socket PATH, --json,\n"
+    fputs("\nGlobal options: --store DIR, --registry URL, --cache NAME, --shm-dir DIR, --socket PATH, --json,\n"
           "  -q/--quiet, -h/--help (see `mcache --help`).\n",
           stdout);
 }
@@ -169,6 +173,7 @@ int main(int argc, char **argv)
         pick(&before, &after, "store", "--store", "MCACHE_STORE", "./mcache-data", &c.store_from);
     while (c.store[0] == '.' && c.store[1] == '/' && c.store[2]) /* "./x" is "x" */
         c.store += 2;
+    c.registry = pick(&before, &after, "registry", "--registry", "MCACHE_REGISTRY", NULL, NULL);
     c.cache = pick(&before, &after, "cache", "--cache", "MCACHE_CACHE", "default", &c.cache_from);
     c.shm_dir =
         pick(&before, &after, "shm-dir", "--shm-dir", "MCACHE_SHM_DIR", MC_DEFAULT_SHM_DIR, NULL);

@@ -30,7 +30,7 @@ EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_NOTFOUND, EXIT_NODAEMON = 0, 1, 2, 3, 4
 
 COMMANDS = ["init", "push", "ls", "show", "alias", "rollback", "history", "rm", "gc",
             "fsck", "verify", "load", "evict", "pin", "unpin", "stat", "stats", "compare",
-            "snapshot", "health", "deploy", "deployments", "alerts", "token", "audit"]
+            "snapshot", "health", "deploy", "deployments", "alerts", "token", "audit", "db"]
 
 CACHE = "t"
 

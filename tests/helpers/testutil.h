@@ -130,8 +130,29 @@ void tu_warn(void *arg, const char *msg);
 const char *tu_backend(void);
 bool tu_backend_is(const char *name);
 
+/*
+ * The postgres backend's tests: $MCACHE_TEST_PG_URL (set by tests/fleet/pg.sh
+ * run), or NULL; and the URL of dir's own registry in that database (a
+ * schema of its own, made and migrated on first use; valid until the next call).
+ */
+const char *tu_pg_url(void);
+const char *tu_pg_store_url(const char *dir);
+
+/*
+ * What tu_backend() persisted of a store, for tests that look for what must
+ * (not) be written: path is STORE/journal (the log) or STORE/manifest (the
+ * snapshot); the journal reads that file, postgres the matching table's rows
+ * (one per line). malloc'd; NULL if there is none.
+ */
+char *tu_persisted(const char *path, size_t *len);
+
 /* Open on tu_backend(), with warnings collected into w (flags as mc_registry_opts). */
 int tu_open(const char *dir, unsigned flags, struct tu_warnings *w, struct mc_registry **out);
+
+/* mc_registry_check() and mc_registry_repair() on tu_backend(). */
+int tu_check(const char *dir, unsigned flags, void (*report)(void *, const char *), void *arg,
+             size_t *problems);
+int tu_repair(const char *dir, void (*report)(void *, const char *), void *arg);
 
 /* The reg_helper program beside this test binary. */
 const char *tu_helper(void);

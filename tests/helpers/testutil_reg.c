@@ -18,6 +18,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#ifdef MCACHE_HAVE_POSTGRES
+#include <libpq-fe.h>
+#endif
+
 static void die(const char *what, const char *path)
 {
     fprintf(stderr, "test setup: %s %s: %s\n", what, path, strerror(errno));
@@ -277,6 +281,16 @@ const char *tu_backend(void)
     /* the journal keeps everything in the store directory: nothing to prepare */
     if (b == NULL || *b == '\0' || strcmp(b, "journal") == 0)
         return "journal";
+#ifdef MCACHE_HAVE_POSTGRES
+    if (strcmp(b, "postgres") == 0) {
+        if (tu_pg_url() == NULL) {
+            fprintf(stderr, "test setup: MC_TEST_BACKEND=postgres needs MCACHE_TEST_PG_URL "
+                            "(run the test under tests/fleet/pg.sh run)\n");
+            exit(1);
+        }
+        return "postgres";
+    }
+#endif
     fprintf(stderr, "test setup: MC_TEST_BACKEND=%s is not a backend these tests know\n", b);
     exit(1);
 }
@@ -286,12 +300,136 @@ bool tu_backend_is(const char *name)
     return strcmp(tu_backend(), name) == 0;
 }
 
+const char *tu_pg_url(void)
+{
+    const char *u = getenv("MCACHE_TEST_PG_URL");
+
+    return u && *u ? u : NULL;
+}
+
+#ifdef MCACHE_HAVE_POSTGRES
+static void quiet(void *arg, const char *msg)
+{
+    (void)arg, (void)msg; /* "schema ... already exists, skipping" */
+}
+
+/*
+ * Each store directory gets a registry of its own in the test database: a
+ * schema named for the directory, put first on the search_path by the URL.
+ * Made (and migrated) on first use; migrating again is a no-op.
+ */
+const char *tu_pg_store_url(const char *dir)
+{
+    static char url[1024], last[32];
+    char schema[32], sql[128];
+    uint64_t h = 1469598103934665603ull; /* FNV-1a */
+    PGconn *c;
+    PGresult *res;
+
+    for (const char *s = dir; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211ull;
+    snprintf(schema, sizeof(schema), "t_%016llx", (unsigned long long)h);
+    /* a test reopens its store many times: made and migrated once is enough */
+    if (strcmp(schema, last) == 0)
+        return url;
+    c = PQconnectdb(tu_pg_url());
+    PQsetNoticeProcessor(c, quiet, NULL);
+    if (PQstatus(c) != CONNECTION_OK) {
+        fprintf(stderr, "test setup: cannot connect to %s: %s", tu_pg_url(), PQerrorMessage(c));
+        abort();
+    }
+    snprintf(sql, sizeof(sql), "CREATE SCHEMA IF NOT EXISTS %s", schema);
+    res = PQexec(c, sql);
+    if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+        fprintf(stderr, "test setup: %s: %s", sql, PQerrorMessage(c));
+        abort();
+    }
+    PQclear(res);
+    PQfinish(c);
+    snprintf(url, sizeof(url), "%s%coptions=-csearch_path%%3D%s", tu_pg_url(),
+             strchr(tu_pg_url(), '?') ? '&' : '?', schema);
+    if (mc_registry_db_migrate(url, NULL, NULL) != 0) {
+        fprintf(stderr, "test setup: migrating %s: %s\n", url, mc_last_error());
+        abort();
+    }
+    snprintf(last, sizeof(last), "%s", schema);
+    return url;
+}
+#endif
+
+static struct mc_registry_opts tu_opts(const char *dir);
+
+char *tu_persisted(const char *path, size_t *len)
+{
+#ifdef MCACHE_HAVE_POSTGRES
+    if (tu_backend_is("postgres")) {
+        char store[PATH_MAX], *slash, *out;
+        const char *q;
+        PGconn *c;
+        PGresult *res;
+
+        snprintf(store, sizeof(store), "%s", path);
+        slash = strrchr(store, '/');
+        if (slash == NULL)
+            return NULL;
+        *slash = '\0';
+        q = strcmp(slash + 1, "journal") == 0
+                ? "SELECT coalesce(string_agg(rec, E'\\n' ORDER BY gen), '') FROM registry_records"
+                : "SELECT coalesce(string_agg(entry, E'\\n' ORDER BY seq), '') FROM "
+                  "registry_snapshot";
+        c = PQconnectdb(tu_pg_store_url(store));
+        res = PQexec(c, q);
+        if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+            fprintf(stderr, "test setup: %s: %s", q, PQerrorMessage(c));
+            abort();
+        }
+        out = strdup(PQgetvalue(res, 0, 0));
+        *len = strlen(out);
+        PQclear(res);
+        PQfinish(c);
+        return out;
+    }
+#endif
+    return tu_read(path, len);
+}
+
 int tu_open(const char *dir, unsigned flags, struct tu_warnings *w, struct mc_registry **out)
 {
-    struct mc_registry_opts o = {
-        .flags = flags, .warn = tu_warn, .warn_arg = w, .backend = tu_backend()};
+    struct mc_registry_opts o = tu_opts(dir);
 
+    o.flags = flags;
+    o.warn = tu_warn;
+    o.warn_arg = w;
     return mc_registry_open(dir, &o, out);
+}
+
+/* The backend and registry URL tu_open() would pass for dir. */
+static struct mc_registry_opts tu_opts(const char *dir)
+{
+    struct mc_registry_opts o = {.backend = tu_backend()};
+
+#ifdef MCACHE_HAVE_POSTGRES
+    if (tu_backend_is("postgres") && dir[0] != '\0')
+        o.registry = tu_pg_store_url(dir);
+#else
+    (void)dir;
+#endif
+    return o;
+}
+
+int tu_check(const char *dir, unsigned flags, void (*report)(void *, const char *), void *arg,
+             size_t *problems)
+{
+    struct mc_registry_opts o = tu_opts(dir);
+
+    return mc_registry_check_opts(dir, &o, flags, report, arg, problems);
+}
+
+int tu_repair(const char *dir, void (*report)(void *, const char *), void *arg)
+{
+    struct mc_registry_opts o = tu_opts(dir);
+
+    return mc_registry_repair_opts(dir, &o, report, arg);
 }
 
 const char *tu_helper(void)

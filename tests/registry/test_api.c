@@ -596,10 +596,11 @@ static void test_audit_bounded(void **state)
     free(dir);
 }
 
+/* Whether the store's persisted log or snapshot (tu_persisted()) holds needle. */
 static bool file_has(const char *path, const char *needle)
 {
     size_t len;
-    char *text = tu_read(path, &len);
+    char *text = tu_persisted(path, &len);
     bool has = text && memmem(text, len, needle, strlen(needle)) != NULL;
 
     free(text);
@@ -1122,7 +1123,7 @@ static void test_check_repair(void **state)
     before = tu_dump(f->r);
     push_ok(f, "m", "3.0.0");
     push_ok(f, "m", "4.0.0");
-    assert_int_equal(mc_registry_check(f->store, MC_CHECK_CHECKSUMS, report_collect, &w, &problems),
+    assert_int_equal(tu_check(f->store, MC_CHECK_CHECKSUMS, report_collect, &w, &problems),
                      0);
     assert_int_equal(problems, 0);
     /* an orphan directory and a changed artifact are found */
@@ -1131,7 +1132,7 @@ static void test_check_repair(void **state)
     snprintf(p, sizeof(p), "%s/models/m/2.0.0/artifact", f->store);
     chmod(p, 0644);
     tu_make_file(p, 1000, 99);
-    assert_int_equal(mc_registry_check(f->store, MC_CHECK_CHECKSUMS, report_collect, &w, &problems),
+    assert_int_equal(tu_check(f->store, MC_CHECK_CHECKSUMS, report_collect, &w, &problems),
                      MC_EIO);
     assert_int_equal(problems, 2);
     /* damage the journal inside the record of 3.0.0 */
@@ -1147,10 +1148,10 @@ static void test_check_repair(void **state)
     assert_msg("journal is damaged at byte");
     assert_msg("checksum mismatch");
     assert_msg("mcache fsck --repair");
-    assert_int_equal(mc_registry_check(f->store, 0, report_collect, &w, &problems), MC_ECORRUPT);
+    assert_int_equal(tu_check(f->store, 0, report_collect, &w, &problems), MC_ECORRUPT);
     assert_true(problems >= 1);
     w.count = 0;
-    assert_int_equal(mc_registry_repair(f->store, report_collect, &w), 0);
+    assert_int_equal(tu_repair(f->store, report_collect, &w), 0);
     assert_non_null(strstr(w.last, "wrote a new snapshot"));
     snprintf(p, sizeof(p), "%s/damaged", f->store);
     assert_int_equal(tu_count_entries(p, "journal."), 1);
@@ -1162,14 +1163,14 @@ static void test_check_repair(void **state)
     /* the artifacts of the records lost (3.0.0, 4.0.0) and the stray 9.9.9
      * went to damaged/ with the journal; only the changed artifact remains */
     assert_int_equal(tu_count_entries(p, "m@"), 3);
-    assert_int_equal(mc_registry_check(f->store, MC_CHECK_ARTIFACTS, report_collect, &w, &problems),
+    assert_int_equal(tu_check(f->store, MC_CHECK_ARTIFACTS, report_collect, &w, &problems),
                      0);
     assert_int_equal(problems, 0);
-    assert_int_equal(mc_registry_check(f->store, MC_CHECK_CHECKSUMS, report_collect, &w, &problems),
+    assert_int_equal(tu_check(f->store, MC_CHECK_CHECKSUMS, report_collect, &w, &problems),
                      MC_EIO);
     assert_int_equal(problems, 1);
     assert_non_null(strstr(w.last, "2.0.0"));
-    assert_int_equal(mc_registry_repair(f->store, report_collect, &w), 0);
+    assert_int_equal(tu_repair(f->store, report_collect, &w), 0);
     assert_non_null(strstr(w.last, "nothing to repair"));
 }
 
@@ -1238,7 +1239,7 @@ static void survives_reopen(struct fx *f)
     free(before);
     mc_registry_close(b);
     /* and the checker finds every record and entry sound */
-    if (mc_registry_check(f->store, MC_CHECK_ARTIFACTS, NULL, NULL, NULL) != 0)
+    if (tu_check(f->store, MC_CHECK_ARTIFACTS, NULL, NULL, NULL) != 0)
         fail_msg("check: %s", mc_last_error());
 }
 

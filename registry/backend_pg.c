@@ -1,0 +1,858 @@
+/*
+ * backend_pg.c - the postgres metadata backend (struct mc_reg_backend_ops in
+ * backend.h): the registry's records kept in a PostgreSQL database over
+ * libpq, so that many hosts share one registry. The store directory still
+ * holds what is local (the artifacts, today).
+ *
+ * THE TABLES (created by mc_registry_db_migrate(), never by open)
+ *   schema_version      the migrations applied: one row per version
+ *   registry_state      one row: the snapshot's generation, an epoch that
+ *                       grows at every compaction, the snapshot's bytes
+ *   registry_snapshot   the snapshot's entries, in order (seq)
+ *   registry_records    one row per generation past the snapshot: the record
+ *                       as the journal writes it (compact JSON with its "g",
+ *                       without the line's checksum: the database keeps rows
+ *                       whole, so there is no torn tail to find)
+ * They live in the connection's current schema, so one database can hold
+ * several registries (the tests give each its own schema via search_path).
+ *
+ * THE LOCK is a pair of session-level advisory locks keyed by the schema:
+ * exclusive for writers, shared for readers, as the journal's flock. A
+ * session that dies drops its locks with it, as a process's flock does.
+ *
+ * CHANGES are appended in one transaction each (the row and a NOTIFY on
+ * channel mcache_registry with the new generation as payload, delivered at
+ * commit), so a LISTENing host hears of a change exactly when it is visible.
+ * follow() reads the rows past the last generation seen; a compaction bumps
+ * the epoch, which tells followers to load everything again.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <libpq-fe.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/err.h"
+#include "registry/backend.h"
+#include "registry/registry.h"
+
+/* Compact once the records are past both of these (as the journal). */
+#define COMPACT_MIN_BYTES (64u << 10)
+#define COMPACT_RATIO     2
+
+/*
+ * The advisory locks' first keys ("mc", "md"); the second is the schema's
+ * hash. One for the store lock, one that serializes migrations.
+ */
+#define LOCK_CLASS    "27747"
+#define MIGRATE_CLASS "27748"
+
+struct pgb {
+    struct mc_reg_backend be;
+    const char *dir;
+    char where[256]; /* the URL without its password, for messages */
+    unsigned flags;
+    PGconn *conn;
+    char lockkey[16]; /* hashtext(current_schema()) as text */
+    enum mc_reg_lock held;
+    uint64_t gen;  /* last generation delivered or appended */
+    int64_t epoch; /* registry_state.epoch as last seen */
+    uint64_t snap_bytes, log_bytes;
+    struct mc_jreader jr;
+};
+
+static struct pgb *pgb_of(const struct mc_reg_backend *b)
+{
+    return (struct pgb *)b;
+}
+
+/* ---- connections and schema versions ---------------------------------- */
+
+/*
+ * The migrations, in order: migration i takes the schema from version i to
+ * i + 1. Never edit one that has shipped; add the next.
+ */
+static const char *const migrations[] = {
+    /* 1: the registry's records, snapshot and state */
+    "CREATE TABLE registry_state (id int PRIMARY KEY CHECK (id = 1),"
+    " snapshot_gen bigint NOT NULL, epoch bigint NOT NULL, snapshot_bytes bigint NOT NULL);"
+    "INSERT INTO registry_state VALUES (1, 0, 1, 0);"
+    "CREATE TABLE registry_snapshot (seq int PRIMARY KEY, entry text NOT NULL);"
+    "CREATE TABLE registry_records (gen bigint PRIMARY KEY, rec text NOT NULL);",
+};
+#define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
+
+int mc_registry_db_schema_version(void)
+{
+    return SCHEMA_VERSION;
+}
+
+/* url without a password ("postgres://user:secret@h/db" -> "postgres://user@h/db"). */
+static void url_for_messages(const char *url, char *out, size_t n)
+{
+    const char *s = strstr(url, "://"), *at = s ? strchr(s + 3, '@') : NULL;
+    const char *colon = at ? memchr(s + 3, ':', (size_t)(at - (s + 3))) : NULL;
+
+    if (colon == NULL)
+        snprintf(out, n, "%s", url);
+    else
+        snprintf(out, n, "%.*s%s", (int)(colon - url), url, at);
+    /* a password may also come as ?password=...: cut the parameters */
+    if ((s = strstr(out, "password=")) != NULL)
+        out[s - out] = '\0';
+}
+
+/* libpq's message without its trailing newline. */
+static const char *pq_msg(PGconn *c)
+{
+    static __thread char msg[512];
+    size_t n;
+
+    snprintf(msg, sizeof(msg), "%s", c ? PQerrorMessage(c) : "out of memory");
+    n = strlen(msg);
+    while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == ' '))
+        msg[--n] = '\0';
+    return msg;
+}
+
+/* Notices ("relation ... already exists, skipping") are not for our users. */
+static void quiet(void *arg, const char *msg)
+{
+    (void)arg, (void)msg;
+}
+
+static int pq_connect(const char *url, const char *where, PGconn **out)
+{
+    PGconn *c = PQconnectdb(url);
+
+    if (c != NULL)
+        PQsetNoticeProcessor(c, quiet, NULL);
+
+    *out = NULL;
+    if (c == NULL || PQstatus(c) != CONNECTION_OK) {
+        int rc = mc_err(MC_EIO,
+                        "cannot connect to the registry database %s: %s (is PostgreSQL running "
+                        "and the URL right?)",
+                        where, pq_msg(c));
+        PQfinish(c);
+        return rc;
+    }
+    *out = c;
+    return 0;
+}
+
+/* Run sql (with params as text); *res (may be NULL) gets the result on success. */
+static int pq_run(PGconn *c, const char *where, const char *what, const char *sql, int n,
+                  const char *const *params, PGresult **res)
+{
+    /* without parameters, the simple protocol: a migration is several statements */
+    PGresult *r = n ? PQexecParams(c, sql, n, NULL, params, NULL, NULL, 0) : PQexec(c, sql);
+    ExecStatusType st = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
+
+    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
+        char msg[512];
+        size_t k;
+
+        snprintf(msg, sizeof(msg), "%s", r ? PQresultErrorMessage(r) : pq_msg(c));
+        for (k = strlen(msg); k > 0 && (msg[k - 1] == '\n' || msg[k - 1] == ' ');)
+            msg[--k] = '\0';
+        int rc = mc_err(MC_EIO, "%s in the registry database %s failed: %s", what, where, msg);
+        PQclear(r);
+        return rc;
+    }
+    if (res)
+        *res = r;
+    else
+        PQclear(r);
+    return 0;
+}
+
+/* The schema version in the database (0: none yet). */
+static int schema_version_of(PGconn *c, const char *where, int *have)
+{
+    PGresult *r;
+    int rc;
+
+    *have = 0;
+    rc = pq_run(c, where, "reading the schema version",
+                "SELECT to_regclass('schema_version') IS NOT NULL", 0, NULL, &r);
+    if (rc)
+        return rc;
+    if (strcmp(PQgetvalue(r, 0, 0), "t") != 0) {
+        PQclear(r);
+        return 0;
+    }
+    PQclear(r);
+    rc = pq_run(c, where, "reading the schema version",
+                "SELECT coalesce(max(version), 0) FROM schema_version", 0, NULL, &r);
+    if (rc)
+        return rc;
+    *have = atoi(PQgetvalue(r, 0, 0));
+    PQclear(r);
+    return 0;
+}
+
+static int too_new(const char *where, int have)
+{
+    return mc_err(MC_EFORMAT,
+                  "the registry database %s has schema version %d, newer than this mcache "
+                  "knows (%d); upgrade mcache",
+                  where, have, SCHEMA_VERSION);
+}
+
+int mc_registry_db_status(const char *url, int *have, int *want)
+{
+    char where[256];
+    PGconn *c;
+    int rc;
+
+    url_for_messages(url, where, sizeof(where));
+    *want = SCHEMA_VERSION;
+    rc = pq_connect(url, where, &c);
+    if (rc == 0)
+        rc = schema_version_of(c, where, have);
+    PQfinish(c);
+    return rc;
+}
+
+int mc_registry_db_migrate(const char *url, int *from, int *to)
+{
+    char where[256], v[16];
+    const char *p[1] = {v};
+    PGconn *c;
+    int rc, have = 0;
+
+    url_for_messages(url, where, sizeof(where));
+    rc = pq_connect(url, where, &c);
+    if (rc)
+        return rc;
+    /* One transaction: two migrating hosts queue on the lock; the second finds nothing to do. */
+    rc = pq_run(c, where, "starting the migration", "BEGIN", 0, NULL, NULL);
+    if (rc == 0)
+        rc = pq_run(c, where, "locking for the migration",
+                    "SELECT pg_advisory_xact_lock(" MIGRATE_CLASS ", hashtext(current_schema()))",
+                    0, NULL, NULL);
+    if (rc == 0)
+        rc = pq_run(c, where, "creating schema_version",
+                    "CREATE TABLE IF NOT EXISTS schema_version (version int PRIMARY KEY,"
+                    " applied_at timestamptz NOT NULL DEFAULT now())",
+                    0, NULL, NULL);
+    if (rc == 0)
+        rc = schema_version_of(c, where, &have);
+    if (rc == 0 && have > SCHEMA_VERSION)
+        rc = too_new(where, have);
+    for (int i = have; rc == 0 && i < SCHEMA_VERSION; i++) {
+        char what[64];
+
+        snprintf(what, sizeof(what), "migration %d", i + 1);
+        snprintf(v, sizeof(v), "%d", i + 1);
+        rc = pq_run(c, where, what, migrations[i], 0, NULL, NULL);
+        if (rc == 0)
+            rc = pq_run(c, where, what, "INSERT INTO schema_version (version) VALUES ($1::int)", 1,
+                        p, NULL);
+    }
+    if (rc == 0)
+        rc = pq_run(c, where, "committing the migration", "COMMIT", 0, NULL, NULL);
+    PQfinish(c);
+    if (from)
+        *from = have;
+    if (to)
+        *to = rc == 0 && have < SCHEMA_VERSION ? SCHEMA_VERSION : have;
+    return rc;
+}
+
+/* ---- opening and the lock ---------------------------------------------- */
+
+static bool writable(const struct pgb *p)
+{
+    return !(p->flags & MC_REGISTRY_READONLY);
+}
+
+static void pg_close(struct mc_reg_backend *b)
+{
+    struct pgb *p = pgb_of(b);
+
+    if (p == NULL)
+        return;
+    PQfinish(p->conn);
+    mc_jreader_fini(&p->jr);
+    free(p);
+}
+
+/*
+ * The local store directory (artifacts), with the journal's rules and
+ * messages: what makes a directory a store here is its models/; CREATE
+ * makes one in a new or empty directory (*created: the artifact store then
+ * makes models/ and tmp/).
+ */
+static int local_dir(struct pgb *p, bool *created)
+{
+    bool create = (p->flags & MC_REGISTRY_CREATE) && writable(p);
+    char models[4096];
+    struct stat st;
+    DIR *d;
+
+    if (create && mkdir(p->dir, 0755) == 0) {
+        *created = true;
+        return 0;
+    }
+    if (stat(p->dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
+        int e = errno;
+
+        if (e == ENOENT)
+            return mc_err(MC_ENOENT, "there is no store at %s (create one with `mcache init`)",
+                          p->dir);
+        return mc_err(mc_err_from_errno(e), "cannot open the store %s: %s", p->dir, strerror(e));
+    }
+    snprintf(models, sizeof(models), "%s/models", p->dir);
+    if (stat(models, &st) == 0)
+        return 0;
+    if (!create)
+        return mc_err(MC_ENOENT,
+                      "%s is not an mcache store (it has no models/); create a store with "
+                      "`mcache init`",
+                      p->dir);
+    d = opendir(p->dir);
+    for (struct dirent *e; d && (e = readdir(d)) != NULL;) {
+        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
+            closedir(d);
+            return mc_err(MC_EEXIST,
+                          "%s exists, is not empty and is not an mcache store; choose a new or "
+                          "empty directory",
+                          p->dir);
+        }
+    }
+    if (d)
+        closedir(d);
+    *created = true;
+    return 0;
+}
+
+static int pg_open(const struct mc_reg_backend_conf *conf, struct mc_reg_backend **out,
+                   bool *created)
+{
+    struct pgb *p = calloc(1, sizeof(*p));
+    PGresult *r;
+    int rc, have;
+
+    *out = NULL;
+    *created = false;
+    if (p == NULL)
+        return mc_err(MC_ENOMEM, "out of memory opening %s", conf->dir);
+    p->be.ops = &mc_reg_postgres_ops;
+    p->dir = conf->dir;
+    p->flags = conf->flags;
+    mc_jreader_init(&p->jr);
+    if (conf->url == NULL || conf->url[0] == '\0') {
+        pg_close(&p->be);
+        return mc_err(MC_EINVAL, "the postgres registry backend needs a URL "
+                                 "(--registry postgres://USER@HOST/DB or MCACHE_REGISTRY)");
+    }
+    url_for_messages(conf->url, p->where, sizeof(p->where));
+    rc = pq_connect(conf->url, p->where, &p->conn);
+    if (rc == 0)
+        rc = schema_version_of(p->conn, p->where, &have);
+    if (rc == 0 && have > SCHEMA_VERSION)
+        rc = too_new(p->where, have);
+    if (rc == 0 && have < SCHEMA_VERSION)
+        rc = mc_err(MC_EFORMAT,
+                    "the registry database %s has schema version %d and this mcache needs %d; "
+                    "run `mcache db migrate --registry %s`",
+                    p->where, have, SCHEMA_VERSION, p->where);
+    if (rc == 0)
+        rc = pq_run(p->conn, p->where, "finding the lock key", "SELECT hashtext(current_schema())",
+                    0, NULL, &r);
+    if (rc == 0) {
+        snprintf(p->lockkey, sizeof(p->lockkey), "%s", PQgetvalue(r, 0, 0));
+        PQclear(r);
+        rc = local_dir(p, created);
+    }
+    if (rc) {
+        pg_close(&p->be);
+        return rc;
+    }
+    *out = &p->be;
+    return 0;
+}
+
+/*
+ * A session the server ended (a restart, a network cut, an administrator's
+ * pg_terminate_backend) took its locks with it, so nothing is held: start a
+ * new one. Called before taking the lock, which every read and write does
+ * first, so a long-lived handle (mcached's) outlives the session it began with.
+ */
+static int reconnect(struct pgb *p)
+{
+    if (PQstatus(p->conn) == CONNECTION_OK)
+        return 0;
+    PQreset(p->conn);
+    if (PQstatus(p->conn) != CONNECTION_OK)
+        return mc_err(MC_EIO,
+                      "lost the connection to the registry database %s and could not make a new "
+                      "one: %s (is PostgreSQL running?)",
+                      p->where, pq_msg(p->conn));
+    PQsetNoticeProcessor(p->conn, quiet, NULL);
+    p->held = MC_REG_UNLOCKED;
+    return 0;
+}
+
+static int pg_lock(struct mc_reg_backend *b, enum mc_reg_lock mode)
+{
+    struct pgb *p = pgb_of(b);
+    const char *params[1] = {p->lockkey};
+    const char *q = mode == MC_REG_EXCLUSIVE ? "SELECT pg_advisory_lock(" LOCK_CLASS ", $1::int)"
+                                             : "SELECT pg_advisory_lock_shared(" LOCK_CLASS
+                                               ", $1::int)";
+    int rc = reconnect(p);
+
+    if (rc == 0)
+        rc = pq_run(p->conn, p->where, "taking the registry lock", q, 1, params, NULL);
+    /* libpq learns that the server ended the session only when a call fails: once more */
+    if (rc && PQstatus(p->conn) != CONNECTION_OK) {
+        rc = reconnect(p);
+        if (rc == 0)
+            rc = pq_run(p->conn, p->where, "taking the registry lock", q, 1, params, NULL);
+    }
+    if (rc == 0)
+        p->held = mode;
+    return rc;
+}
+
+static void pg_unlock(struct mc_reg_backend *b)
+{
+    struct pgb *p = pgb_of(b);
+    const char *params[1] = {p->lockkey};
+
+    if (p->held == MC_REG_UNLOCKED)
+        return;
+    /* a failure means the session is gone, and its locks with it */
+    pq_run(p->conn, p->where, "releasing the registry lock",
+           p->held == MC_REG_EXCLUSIVE ? "SELECT pg_advisory_unlock(" LOCK_CLASS ", $1::int)"
+                                       : "SELECT pg_advisory_unlock_shared(" LOCK_CLASS
+                                         ", $1::int)",
+           1, params, NULL);
+    p->held = MC_REG_UNLOCKED;
+}
+
+/* ---- reading ---------------------------------------------------------- */
+
+/* Deliver row i of r (column 0 its generation for records, column 1 the JSON). */
+static int deliver(struct pgb *p, PGresult *r, int i, bool snapshot, uint64_t gen,
+                   mc_reg_record_fn fn, void *arg, mc_reg_report_fn report, void *rarg,
+                   bool *damaged)
+{
+    const char *text = PQgetvalue(r, i, 1);
+    const char *table = snapshot ? "registry_snapshot" : "registry_records";
+    const struct mc_jval *j;
+    char why[256];
+    int rc = mc_jline_read(&p->jr, text, (size_t)PQgetlength(r, i, 1), &j, why, sizeof(why));
+
+    if (rc == 0)
+        return fn(arg, j, snapshot, gen);
+    if (rc != MC_ECORRUPT)
+        return rc;
+    if (report) {
+        mc_reg_reportf(report, rarg, "%s row %s of %s is damaged: %s", table, PQgetvalue(r, i, 0),
+                       p->where, why);
+        *damaged = true;
+        return 0;
+    }
+    return mc_err(MC_ECORRUPT,
+                  "%s row %s of the registry database %s is damaged: %s (run "
+                  "`mcache repair`)",
+                  table, PQgetvalue(r, i, 0), p->where, why);
+}
+
+/* Deliver the records past gen in r, checking that they follow on one by one. */
+static int deliver_records(struct pgb *p, PGresult *r, uint64_t *gen, uint64_t *bytes,
+                           mc_reg_record_fn fn, void *arg, mc_reg_report_fn report, void *rarg,
+                           bool *damaged)
+{
+    for (int i = 0; i < PQntuples(r); i++) {
+        uint64_t g = strtoull(PQgetvalue(r, i, 0), NULL, 10);
+        int rc;
+
+        if (g != *gen + 1)
+            return mc_err(MC_ECORRUPT,
+                          "registry_records of %s jumps from generation %llu to %llu (a row "
+                          "was deleted by hand?); run `mcache repair`",
+                          p->where, (unsigned long long)*gen, (unsigned long long)g);
+        rc = deliver(p, r, i, false, g, fn, arg, report, rarg, damaged);
+        if (rc)
+            return rc;
+        *gen = g;
+        *bytes += (uint64_t)PQgetlength(r, i, 1);
+    }
+    return 0;
+}
+
+/*
+ * Everything, in one repeatable-read transaction so that the snapshot and
+ * the records are of one moment even without the lock (salvage: report).
+ */
+static int load_all(struct pgb *p, mc_reg_record_fn fn, void *arg, mc_reg_report_fn report,
+                    void *rarg, bool *damaged)
+{
+    PGresult *st = NULL, *snap = NULL, *recs = NULL;
+    uint64_t gen = 0, bytes = 0;
+    int64_t epoch = 0;
+    int rc;
+
+    rc = pq_run(p->conn, p->where, "starting a read",
+                "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", 0, NULL, NULL);
+    if (rc)
+        return rc;
+    rc = pq_run(p->conn, p->where, "reading registry_state",
+                "SELECT snapshot_gen, epoch, snapshot_bytes FROM registry_state", 0, NULL, &st);
+    if (rc == 0 && PQntuples(st) != 1)
+        rc = mc_err(MC_ECORRUPT, "registry_state of %s has %d rows, not 1; run `mcache repair`",
+                    p->where, PQntuples(st));
+    if (rc == 0)
+        rc = pq_run(p->conn, p->where, "reading registry_snapshot",
+                    "SELECT seq, entry FROM registry_snapshot ORDER BY seq", 0, NULL, &snap);
+    if (rc == 0)
+        rc = pq_run(p->conn, p->where, "reading registry_records",
+                    "SELECT gen, rec FROM registry_records WHERE gen > "
+                    "(SELECT snapshot_gen FROM registry_state) ORDER BY gen",
+                    0, NULL, &recs);
+    pq_run(p->conn, p->where, "ending a read", rc ? "ROLLBACK" : "COMMIT", 0, NULL, NULL);
+    if (rc == 0) {
+        gen = strtoull(PQgetvalue(st, 0, 0), NULL, 10);
+        epoch = strtoll(PQgetvalue(st, 0, 1), NULL, 10);
+        for (int i = 0; rc == 0 && i < PQntuples(snap); i++)
+            rc = deliver(p, snap, i, true, gen, fn, arg, report, rarg, damaged);
+    }
+    if (rc == 0)
+        rc = deliver_records(p, recs, &gen, &bytes, fn, arg, report, rarg, damaged);
+    if (rc == 0) {
+        p->gen = gen;
+        p->epoch = epoch;
+        p->snap_bytes = strtoull(PQgetvalue(st, 0, 2), NULL, 10);
+        p->log_bytes = bytes;
+    }
+    PQclear(st);
+    PQclear(snap);
+    PQclear(recs);
+    return rc;
+}
+
+static int pg_load(struct mc_reg_backend *b, mc_reg_record_fn fn, void *arg, bool cut)
+{
+    bool damaged = false;
+
+    (void)cut; /* a transaction leaves no torn tail to cut */
+    return load_all(pgb_of(b), fn, arg, NULL, NULL, &damaged);
+}
+
+static int pg_follow(struct mc_reg_backend *b, mc_reg_record_fn fn, void *arg, bool cut,
+                     bool *changed)
+{
+    struct pgb *p = pgb_of(b);
+    char gen[24];
+    const char *params[1] = {gen};
+    PGresult *r;
+    uint64_t g = p->gen, bytes = p->log_bytes;
+    bool damaged = false;
+    int rc;
+
+    (void)cut;
+    *changed = false;
+    rc = pq_run(p->conn, p->where, "reading registry_state", "SELECT epoch FROM registry_state", 0,
+                NULL, &r);
+    if (rc)
+        return rc;
+    if (PQntuples(r) != 1 || strtoll(PQgetvalue(r, 0, 0), NULL, 10) != p->epoch) {
+        PQclear(r);
+        return MC_REG_RELOAD; /* compacted or repaired elsewhere */
+    }
+    PQclear(r);
+    /* The epoch cannot change in between: only the exclusive holder compacts, and we hold the lock.
+     */
+    snprintf(gen, sizeof(gen), "%llu", (unsigned long long)p->gen);
+    rc = pq_run(p->conn, p->where, "reading registry_records",
+                "SELECT gen, rec FROM registry_records WHERE gen > $1::bigint ORDER BY gen", 1,
+                params, &r);
+    if (rc)
+        return rc;
+    rc = deliver_records(p, r, &g, &bytes, fn, arg, NULL, NULL, &damaged);
+    PQclear(r);
+    if (rc)
+        return rc;
+    *changed = g != p->gen;
+    p->gen = g;
+    p->log_bytes = bytes;
+    return 0;
+}
+
+/* ---- writing ---------------------------------------------------------- */
+
+static int need_writable(const struct pgb *p)
+{
+    if (!writable(p))
+        return mc_err(MC_EPERM, "%s is open read-only; nothing was changed", p->dir);
+    return 0;
+}
+
+static int pg_prepare(struct mc_reg_backend *b, mc_reg_emit_fn emit, void *arg)
+{
+    (void)emit;
+    (void)arg;
+    /* the tables are the migrations' to make; open checked that they are there */
+    return need_writable(pgb_of(b));
+}
+
+static int pg_append(struct mc_reg_backend *b, json_t *rec, bool sync)
+{
+    struct pgb *p = pgb_of(b);
+    char gen[24];
+    const char *params[2] = {gen, NULL};
+    char *text;
+    size_t len;
+    int rc = need_writable(p);
+
+    if (rc)
+        return rc;
+    snprintf(gen, sizeof(gen), "%llu", (unsigned long long)(p->gen + 1));
+    if (json_object_set_new(rec, "g", json_integer((json_int_t)(p->gen + 1))) != 0)
+        return mc_err(MC_ENOMEM, "out of memory building a registry record");
+    text = json_dumps(rec, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    if (text == NULL)
+        return mc_err(MC_ENOMEM, "out of memory encoding a registry record");
+    len = strlen(text);
+    params[1] = text;
+    rc = pq_run(p->conn, p->where, "starting a change", "BEGIN", 0, NULL, NULL);
+    /* bulk loads (sync false) need not wait for the WAL flush of each row; sync() orders them */
+    if (rc == 0 && !sync)
+        rc = pq_run(p->conn, p->where, "starting a change", "SET LOCAL synchronous_commit = off", 0,
+                    NULL, NULL);
+    if (rc == 0)
+        rc = pq_run(p->conn, p->where, "appending a record",
+                    "INSERT INTO registry_records (gen, rec) VALUES ($1::bigint, $2)", 2, params,
+                    NULL);
+    /* delivered at commit, to every session LISTENing on mcache_registry */
+    if (rc == 0)
+        rc = pq_run(p->conn, p->where, "announcing a record",
+                    "SELECT pg_notify('mcache_registry', $1)", 1, params, NULL);
+    if (rc == 0)
+        rc = pq_run(p->conn, p->where, "committing a record", "COMMIT", 0, NULL, NULL);
+    free(text);
+    if (rc) {
+        char msg[1024];
+
+        snprintf(msg, sizeof(msg), "%s", mc_last_error());
+        pq_run(p->conn, p->where, "rolling back", "ROLLBACK", 0, NULL, NULL);
+        return mc_err(rc, "%s; nothing was changed", msg);
+    }
+    p->gen++;
+    p->log_bytes += len;
+    return 0;
+}
+
+static int pg_sync(struct mc_reg_backend *b)
+{
+    struct pgb *p = pgb_of(b);
+    /*
+     * A synchronous commit waits for the WAL up to its own commit record,
+     * which covers every earlier commit; only a transaction that wrote
+     * something has one, hence the no-op update.
+     */
+    int rc = pq_run(p->conn, p->where, "syncing", "BEGIN", 0, NULL, NULL);
+
+    if (rc == 0)
+        rc = pq_run(p->conn, p->where, "syncing",
+                    "UPDATE registry_state SET epoch = epoch WHERE id = 1", 0, NULL, NULL);
+    if (rc == 0)
+        rc = pq_run(p->conn, p->where, "syncing", "COMMIT", 0, NULL, NULL);
+    if (rc)
+        pq_run(p->conn, p->where, "rolling back", "ROLLBACK", 0, NULL, NULL);
+    return rc;
+}
+
+static void pg_sizes(const struct mc_reg_backend *b, uint64_t *snapshot, uint64_t *log)
+{
+    const struct pgb *p = pgb_of(b);
+
+    if (snapshot)
+        *snapshot = p->snap_bytes;
+    if (log)
+        *log = p->log_bytes;
+}
+
+static bool pg_wants_compact(const struct mc_reg_backend *b)
+{
+    const struct pgb *p = pgb_of(b);
+
+    return p->log_bytes > COMPACT_MIN_BYTES && p->log_bytes > COMPACT_RATIO * p->snap_bytes;
+}
+
+/* COPY text format: backslash, newline, carriage return and tab escaped. */
+struct copy_ctx {
+    struct pgb *p;
+    int seq;
+    uint64_t bytes;
+    int rc;
+};
+
+static int copy_put(void *ctx, json_t *entry)
+{
+    struct copy_ctx *c = ctx;
+    char *text = json_dumps(entry, JSON_COMPACT | JSON_PRESERVE_ORDER), *buf, *o;
+    size_t n;
+
+    json_decref(entry);
+    if (text == NULL)
+        return c->rc = mc_err(MC_ENOMEM, "out of memory writing a snapshot");
+    n = strlen(text);
+    buf = malloc(2 * n + 24);
+    if (buf == NULL) {
+        free(text);
+        return c->rc = mc_err(MC_ENOMEM, "out of memory writing a snapshot");
+    }
+    o = buf + sprintf(buf, "%d\t", ++c->seq);
+    for (const char *s = text; *s; s++) {
+        if (*s == '\\' || *s == '\n' || *s == '\r' || *s == '\t') {
+            *o++ = '\\';
+            *o++ = *s == '\n' ? 'n' : *s == '\r' ? 'r' : *s == '\t' ? 't' : '\\';
+        } else {
+            *o++ = *s;
+        }
+    }
+    *o++ = '\n';
+    c->bytes += n;
+    if (PQputCopyData(c->p->conn, buf, (int)(o - buf)) != 1)
+        c->rc = mc_err(MC_EIO, "writing the snapshot to %s failed: %s", c->p->where,
+                       pq_msg(c->p->conn));
+    free(buf);
+    free(text);
+    return c->rc;
+}
+
+/* Under an open transaction: replace the snapshot by emit's state at p->gen. */
+static int write_snapshot(struct pgb *p, mc_reg_emit_fn emit, void *arg, uint64_t *bytes)
+{
+    struct copy_ctx c = {.p = p};
+    PGresult *r;
+    int rc = pq_run(p->conn, p->where, "replacing the snapshot", "DELETE FROM registry_snapshot", 0,
+                    NULL, NULL);
+
+    if (rc)
+        return rc;
+    r = PQexec(p->conn, "COPY registry_snapshot (seq, entry) FROM STDIN");
+    if (PQresultStatus(r) != PGRES_COPY_IN) {
+        rc = mc_err(MC_EIO, "writing the snapshot to %s failed: %s", p->where, pq_msg(p->conn));
+        PQclear(r);
+        return rc;
+    }
+    PQclear(r);
+    rc = emit(arg, copy_put, &c);
+    if (rc == 0)
+        rc = c.rc;
+    if (PQputCopyEnd(p->conn, rc ? "the snapshot could not be made" : NULL) != 1 && rc == 0)
+        rc = mc_err(MC_EIO, "writing the snapshot to %s failed: %s", p->where, pq_msg(p->conn));
+    while ((r = PQgetResult(p->conn)) != NULL) {
+        if (PQresultStatus(r) != PGRES_COMMAND_OK && rc == 0)
+            rc = mc_err(MC_EIO, "writing the snapshot to %s failed: %s", p->where,
+                        PQresultErrorMessage(r));
+        PQclear(r);
+    }
+    *bytes = c.bytes;
+    return rc;
+}
+
+static int pg_compact(struct mc_reg_backend *b, mc_reg_emit_fn emit, void *arg)
+{
+    struct pgb *p = pgb_of(b);
+    char gen[24], sbytes[24];
+    const char *params[2] = {gen, sbytes};
+    uint64_t bytes = 0;
+    PGresult *r = NULL;
+    int rc = need_writable(p);
+
+    if (rc == 0)
+        rc = pq_run(p->conn, p->where, "starting a compaction", "BEGIN", 0, NULL, NULL);
+    if (rc == 0)
+        rc = write_snapshot(p, emit, arg, &bytes);
+    snprintf(gen, sizeof(gen), "%llu", (unsigned long long)p->gen);
+    snprintf(sbytes, sizeof(sbytes), "%llu", (unsigned long long)bytes);
+    if (rc == 0)
+        rc = pq_run(p->conn, p->where, "compacting", "DELETE FROM registry_records WHERE gen <= $1",
+                    1, params, NULL);
+    /* a new epoch: followers that saw the old snapshot load everything again */
+    if (rc == 0)
+        rc = pq_run(p->conn, p->where, "compacting",
+                    "UPDATE registry_state SET snapshot_gen = $1::bigint, epoch = epoch + 1,"
+                    " snapshot_bytes = $2::bigint RETURNING epoch",
+                    2, params, &r);
+    if (rc == 0)
+        rc = pq_run(p->conn, p->where, "committing a compaction", "COMMIT", 0, NULL, NULL);
+    if (rc) {
+        char msg[1024];
+
+        snprintf(msg, sizeof(msg), "%s", mc_last_error());
+        pq_run(p->conn, p->where, "rolling back", "ROLLBACK", 0, NULL, NULL);
+        PQclear(r);
+        return mc_err(rc, "%s; the registry is as it was", msg);
+    }
+    p->epoch = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+    p->snap_bytes = bytes;
+    p->log_bytes = 0;
+    PQclear(r);
+    return 0;
+}
+
+static int pg_cleanup(struct mc_reg_backend *b)
+{
+    (void)b; /* a dead writer's transaction was rolled back by the server */
+    return 0;
+}
+
+static uint64_t pg_generation(const struct mc_reg_backend *b)
+{
+    return pgb_of(b)->gen;
+}
+
+static int pg_salvage(struct mc_reg_backend *b, mc_reg_record_fn fn, void *arg,
+                      mc_reg_report_fn report, void *rarg, struct mc_reg_damage *d)
+{
+    bool damaged = false;
+    int rc = load_all(pgb_of(b), fn, arg, report, rarg, &damaged);
+
+    memset(d, 0, sizeof(*d));
+    d->damaged = damaged;
+    return rc;
+}
+
+static int pg_repair(struct mc_reg_backend *b, size_t skipped, mc_reg_emit_fn emit, void *arg,
+                     mc_reg_report_fn report, void *rarg)
+{
+    struct pgb *p = pgb_of(b);
+
+    mc_reg_reportf(report, rarg,
+                   "rewriting the snapshot of %s from what is sound (%zu records no longer "
+                   "applied); the damaged rows are dropped",
+                   p->where, skipped);
+    return pg_compact(b, emit, arg);
+}
+
+const struct mc_reg_backend_ops mc_reg_postgres_ops = {
+    .name = "postgres",
+    .open = pg_open,
+    .close = pg_close,
+    .lock = pg_lock,
+    .unlock = pg_unlock,
+    .load = pg_load,
+    .follow = pg_follow,
+    .prepare = pg_prepare,
+    .append = pg_append,
+    .sync = pg_sync,
+    .wants_compact = pg_wants_compact,
+    .compact = pg_compact,
+    .cleanup = pg_cleanup,
+    .generation = pg_generation,
+    .sizes = pg_sizes,
+    .salvage = pg_salvage,
+    .repair = pg_repair,
+};
