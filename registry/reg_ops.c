@@ -957,7 +957,7 @@ static int salvage(const char *dir, unsigned flags, struct checker *c, struct mc
 {
     struct mc_registry *r;
     struct reg_state *st;
-    int rc = reg_open_noload(dir, NULL, flags, check_report, c, &r);
+    int rc = reg_open_noload(dir, NULL, NULL, NULL, flags, check_report, c, &r);
 
     if (rc)
         return rc;
