@@ -100,8 +100,8 @@ keyring = $DIR/keyring
 # one OSD: pools of size 1, placement over OSDs not hosts
 osd pool default size = 1
 osd pool default min size = 1
-osd pool default pg num = 8
-osd pool default pgp num = 8
+osd pool default pg num = 1
+osd pool default pgp num = 1
 mon allow pool size one = true
 mon allow pool delete = true
 mon warn on pool no redundancy = false
@@ -134,8 +134,10 @@ CONF
   ceph-osd --conf "$CONF" -i 0 --mkfs --osd-uuid "$osd_uuid" >>"$DIR/log/mkfs.log" 2>&1 &
   local mkfs=$!
   local id
+  stage "monitor started"
   id=$(timeout 30 ceph --conf "$CONF" osd new "$osd_uuid" 2>>"$DIR/log/stdout.log") || {
     echo "rgw.sh: the monitor did not answer (osd new); logs in $DIR/log" >&2; return 1; }
+  stage "osd registered"
   wait "$mkfs" || { echo "rgw.sh: ceph-osd --mkfs failed:" >&2; tail -n 20 "$DIR/log/mkfs.log" >&2; return 1; }
   ceph-osd --conf "$CONF" -i "$id" -f >>"$DIR/log/stdout.log" 2>&1 &
   PIDS=($! "${PIDS[@]}")
@@ -144,10 +146,24 @@ CONF
   export AWS_ENDPOINT_URL=http://127.0.0.1:$rgw_port
   export AWS_ACCESS_KEY_ID=$ACCESS_KEY AWS_SECRET_ACCESS_KEY=$SECRET_KEY AWS_REGION=$REGION
   export RGW_CONF=$CONF RGW_DIR=$DIR
-  wait_for "radosgw on 127.0.0.1:$rgw_port" 60 curl -fsS -o /dev/null "$AWS_ENDPOINT_URL/"
+  stage "osd and gateway started"
+  # the user is written to RADOS, not through the gateway: create it while
+  # the gateway comes up (both wait for the OSD and create the pools they need)
   radosgw-admin --conf "$CONF" user create --uid=mcache-test --display-name=mcache-test \
-    --access-key="$ACCESS_KEY" --secret-key="$SECRET_KEY" >"$DIR/log/user.log" 2>&1 || {
+    --access-key="$ACCESS_KEY" --secret-key="$SECRET_KEY" >"$DIR/log/user.log" 2>&1 &
+  local user=$!
+  wait_for "radosgw on 127.0.0.1:$rgw_port" 60 curl -fsS -o /dev/null "$AWS_ENDPOINT_URL/"
+  stage "gateway answering"
+  wait "$user" || {
     echo "rgw.sh: radosgw-admin user create failed:" >&2; tail -n 20 "$DIR/log/user.log" >&2; return 1; }
+  stage "user created"
+}
+
+# Time since start per step, shown with the ready line (where the seconds go
+# on a busy machine).
+STAGES=""
+stage() {
+  STAGES+="${STAGES:+, }$1 $(( (${EPOCHREALTIME/./} - t0) / 1000 )) ms"
 }
 
 case "${1:-}" in
@@ -161,7 +177,7 @@ case "${1:-}" in
     t0=${EPOCHREALTIME/./}
     start
     t1=${EPOCHREALTIME/./}
-    echo "rgw.sh: S3 at $AWS_ENDPOINT_URL after $(( (t1 - t0) / 1000 )) ms (cluster in $DIR)" >&2
+    echo "rgw.sh: S3 at $AWS_ENDPOINT_URL after $(( (t1 - t0) / 1000 )) ms ($STAGES; cluster in $DIR)" >&2
     set +e
     "$@"
     rc=$?
