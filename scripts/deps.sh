@@ -33,6 +33,15 @@ PKGS=(
   nginx-light                               # mcache-bench http's static-file peer
   chromium                                  # the status page end to end in headless Chromium (serve_ui)
 )
+# The fleet (issue 15), S3 half: the S3 client of the s3 artifact store
+# (libcurl with its SigV4 signing; GnuTLS like the rest), and the throwaway
+# Ceph cluster whose RADOS Gateway the fleet tests talk S3 to
+# (tests/fleet/rgw.sh; without them those tests skip).
+FLEET=(
+  libcurl4-gnutls-dev                       # registry/s3.c
+  ceph-mon ceph-osd radosgw ceph-common     # tests/fleet/rgw.sh (no recommends: 51 packages, ~250 MiB)
+)
+PKGS+=("${FLEET[@]}")
 # The Debian packages (scripts/package.sh, debian/): only with --packaging.
 PACKAGING=(
   dpkg-dev debhelper fakeroot               # dpkg-buildpackage, dh (compat 13) without root
