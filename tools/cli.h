@@ -31,6 +31,7 @@ struct cli {
     const char *cache;   /* --cache, $MCACHE_CACHE, default */
     const char *shm_dir; /* --shm-dir, $MCACHE_SHM_DIR, /dev/shm */
     const char *socket;  /* --socket, or NULL: the arena header's, else the default */
+    const char *artifacts; /* --artifacts, $MCACHE_ARTIFACTS, or NULL: the store's models/ */
     bool json;           /* --json: machine output on stdout */
     bool quiet;          /* --quiet: no progress bar, no chatter */
     uint64_t now_ns;     /* $MCACHE_NOW (seconds) or the clock: "now" for ages and gc */

@@ -62,7 +62,8 @@ int cli_usage(const struct cli *c, const char *fmt, ...)
 int cli_open_store(const struct cli *c, bool write, bool create, struct mc_registry **out)
 {
     struct mc_registry_opts o = {.flags = (create ? MC_REGISTRY_CREATE : 0) |
-                                          (write ? 0 : MC_REGISTRY_READONLY)};
+                                          (write ? 0 : MC_REGISTRY_READONLY),
+                                 .artifacts = c->artifacts};
     char cwd[4096] = "";
     struct stat st;
     int rc;

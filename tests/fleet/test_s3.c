@@ -313,6 +313,46 @@ static void killed_push(const char *point, size_t objects_after)
     mc_s3_close(s);
 }
 
+/*
+ * The CLI with --artifacts s3://...: push the same file twice (one object),
+ * fsck --checksums clean (the bytes read back from the object store), rm
+ * keeps the object until its last version goes. Skipped when the CLI is not
+ * built (MCACHE_BIN). (`mcache verify` still opens v->path as a file.)
+ */
+static void cli_artifacts(void)
+{
+    const char *bin = getenv("MCACHE_BIN");
+    struct mc_s3 *s = client();
+    char cmd[2048], f[300];
+    char *saved = strdup(getenv("MCACHE_ARTIFACTS"));
+
+    if (bin == NULL || access(bin, X_OK) != 0) {
+        fprintf(stderr, "  skipped: no mcache CLI at MCACHE_BIN\n");
+        mc_s3_close(s);
+        free(saved);
+        return;
+    }
+    unsetenv("MCACHE_ARTIFACTS"); /* the flag alone says where */
+    snprintf(f, sizeof(f), "%s/cli.bin", tmpdir);
+    write_file(f, (6u << 20) + 1, 9);
+#define CLI(args) \
+    (snprintf(cmd, sizeof(cmd), "%s --store %s/clistore --artifacts s3://%s/cli " args, bin, \
+              tmpdir, bucket, f),                                                           \
+     system(cmd))
+    CHECK(CLI("push cm 1.0.0 %s -q") == 0);
+    CHECK(CLI("push cn 1.0.0 %s -q") == 0);
+    CHECK(count(s, "cli/xxh3-128/") == 1);
+    CHECK(CLI("fsck --checksums # %s") == 0);
+    CHECK(CLI("rm cm@1.0.0 # %s") == 0);
+    CHECK(count(s, "cli/xxh3-128/") == 1);
+    CHECK(CLI("rm cn@1.0.0 # %s") == 0);
+    CHECK(count(s, "cli/xxh3-128/") == 0);
+#undef CLI
+    setenv("MCACHE_ARTIFACTS", saved, 1);
+    free(saved);
+    mc_s3_close(s);
+}
+
 int main(void)
 {
     struct mc_s3 *s;
@@ -354,6 +394,8 @@ int main(void)
     killed_push("temp-created", 1);
     killed_push("copied", 1);
     killed_push("renamed", 1);
+    fprintf(stderr, "cli_artifacts\n");
+    cli_artifacts();
 
     char cmd[300];
 
