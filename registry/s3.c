@@ -127,6 +127,8 @@ int mc_s3_open(const char *bucket, const char *creds_file, struct mc_s3 **out)
         s->region = strdup("us-east-1");
     key = setting(text, "AWS_ACCESS_KEY_ID");
     secret = setting(text, "AWS_SECRET_ACCESS_KEY");
+    if (text)
+        explicit_bzero(text, strlen(text)); /* it held the secret */
     free(text);
     s->bucket = strdup(bucket);
     if (s->endpoint == NULL)
