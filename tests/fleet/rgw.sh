@@ -37,6 +37,12 @@ free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
 
+# Each daemon runs in the foreground as our child (its pid is $!) and gets
+# SIGKILL if rgw.sh itself dies without running its trap (SIGKILL, a ctest
+# timeout): setpriv --pdeathsig execs the daemon, keeping the pid.
+DAEMON="setpriv --pdeathsig KILL"
+command -v setpriv >/dev/null 2>&1 || DAEMON=""
+
 PIDS=()
 DIR=""
 stop() {
@@ -128,10 +134,10 @@ rgw enable usage log = false
 CONF
   monmaptool --create --clobber --fsid "$fsid" --addv a "[v2:127.0.0.1:$mon_port]" "$DIR/monmap" >/dev/null
   ceph-mon --conf "$CONF" --mkfs -i a --monmap "$DIR/monmap" >"$DIR/log/mkfs.log" 2>&1
-  ceph-mon --conf "$CONF" -i a -f >>"$DIR/log/stdout.log" 2>&1 &
+  $DAEMON ceph-mon --conf "$CONF" -i a -f >>"$DIR/log/stdout.log" 2>&1 &
   PIDS+=($!)
   # the OSD's id from the monitor, its store made while the monitor settles
-  ceph-osd --conf "$CONF" -i 0 --mkfs --osd-uuid "$osd_uuid" >>"$DIR/log/mkfs.log" 2>&1 &
+  $DAEMON ceph-osd --conf "$CONF" -i 0 --mkfs --osd-uuid "$osd_uuid" >>"$DIR/log/mkfs.log" 2>&1 &
   local mkfs=$!
   local id
   stage "monitor started"
@@ -139,9 +145,9 @@ CONF
     echo "rgw.sh: the monitor did not answer (osd new); logs in $DIR/log" >&2; return 1; }
   stage "osd registered"
   wait "$mkfs" || { echo "rgw.sh: ceph-osd --mkfs failed:" >&2; tail -n 20 "$DIR/log/mkfs.log" >&2; return 1; }
-  ceph-osd --conf "$CONF" -i "$id" -f >>"$DIR/log/stdout.log" 2>&1 &
+  $DAEMON ceph-osd --conf "$CONF" -i "$id" -f >>"$DIR/log/stdout.log" 2>&1 &
   PIDS=($! "${PIDS[@]}")
-  radosgw --conf "$CONF" -n client.rgw -f >>"$DIR/log/stdout.log" 2>&1 &
+  $DAEMON radosgw --conf "$CONF" -n client.rgw -f >>"$DIR/log/stdout.log" 2>&1 &
   PIDS=($! "${PIDS[@]}")
   export AWS_ENDPOINT_URL=http://127.0.0.1:$rgw_port
   export AWS_ACCESS_KEY_ID=$ACCESS_KEY AWS_SECRET_ACCESS_KEY=$SECRET_KEY AWS_REGION=$REGION
@@ -149,7 +155,7 @@ CONF
   stage "osd and gateway started"
   # the user is written to RADOS, not through the gateway: create it while
   # the gateway comes up (both wait for the OSD and create the pools they need)
-  radosgw-admin --conf "$CONF" user create --uid=mcache-test --display-name=mcache-test \
+  $DAEMON radosgw-admin --conf "$CONF" user create --uid=mcache-test --display-name=mcache-test \
     --access-key="$ACCESS_KEY" --secret-key="$SECRET_KEY" >"$DIR/log/user.log" 2>&1 &
   local user=$!
   wait_for "radosgw on 127.0.0.1:$rgw_port" 60 curl -fsS -o /dev/null "$AWS_ENDPOINT_URL/"
