@@ -18,11 +18,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include "common/err.h"
 
 #define BODY_CAP   (1u << 20) /* what is kept of a response body (listings, errors) */
-#define TRIES      3          /* per part, per range */
+#define TRIES      5          /* per part, per range: over ~7 s (backoff_ns) */
 #define DEF_PART   (16u << 20)
 #define DEF_CONC   4
 #define READ_PART  (8u << 20)
@@ -267,7 +268,46 @@ struct req {
     char cerr[CURL_ERROR_SIZE];
     int tries;
     size_t index;      /* which part or range */
+    uint64_t retry_at; /* a failed transfer waiting to be sent again (monotonic ns; 0: none) */
 };
+
+/* Transfers sent again after a failure, in this process (mc_s3_retries()). */
+static uint64_t retries;
+
+uint64_t mc_s3_retries(void)
+{
+    return __atomic_load_n(&retries, __ATOMIC_RELAXED);
+}
+
+static uint64_t mono_ns(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/*
+ * How long before try number `tries` + 1: 0.25, 1, 2, 4 s, so that a
+ * gateway restarting (a few seconds) costs a pause, not the push, and a
+ * connection refused is not every try failing within a millisecond.
+ */
+static uint64_t backoff_ns(int tries)
+{
+    static const unsigned ms[] = {250, 1000, 2000, 4000};
+
+    return (uint64_t)ms[tries < 1 ? 0 : tries > 4 ? 3 : tries - 1] * 1000000ull;
+}
+
+/* Re-add to m the handles whose retry time has come. */
+static void retry_due(CURLM *m, struct req *q)
+{
+    if (q->h && q->retry_at && mono_ns() >= q->retry_at) {
+        q->retry_at = 0;
+        __atomic_fetch_add(&retries, 1, __ATOMIC_RELAXED);
+        curl_multi_add_handle(m, q->h);
+    }
+}
 
 static size_t on_body(char *data, size_t sz, size_t nm, void *arg)
 {
@@ -495,6 +535,12 @@ static int req_run(struct mc_s3 *s, struct req *q)
         if (q->tries >= TRIES || !req_retryable(q))
             return req_error(s, q);
         req_rewind(q);
+        __atomic_fetch_add(&retries, 1, __ATOMIC_RELAXED);
+        uint64_t ns = backoff_ns(q->tries);
+
+        nanosleep(&(struct timespec){.tv_sec = (time_t)(ns / 1000000000u),
+                                     .tv_nsec = (long)(ns % 1000000000u)},
+                  NULL);
     }
 }
 
@@ -780,6 +826,8 @@ int mc_s3_read(struct mc_s3 *s, const char *key, uint64_t off, void *buf, size_t
         }
         if (rc)
             break;
+        for (unsigned j = 0; j < conc; j++)
+            retry_due(m, &qs[j]);
         curl_multi_perform(m, &running);
         CURLMsg *msg;
         int left;
@@ -796,10 +844,10 @@ int mc_s3_read(struct mc_s3 *s, const char *key, uint64_t off, void *buf, size_t
                 req_free(q);
                 done++;
             } else if (q->tries < TRIES && req_retryable(q)) {
-                /* a failed range is read again, into the same place */
-                q->tries++;
+                /* a failed range is read again, into the same place, after a pause */
                 req_rewind(q);
-                curl_multi_add_handle(m, q->h);
+                q->retry_at = mono_ns() + backoff_ns(q->tries);
+                q->tries++;
             } else {
                 if (req_ok(q))
                     rc = mc_err(MC_EIO, "reading s3://%s/%s: the server ignored the range "
@@ -810,7 +858,7 @@ int mc_s3_read(struct mc_s3 *s, const char *key, uint64_t off, void *buf, size_t
             }
         }
         if (rc == 0 && done < nparts)
-            curl_multi_poll(m, NULL, 0, 1000, NULL);
+            curl_multi_poll(m, NULL, 0, running ? 1000 : 50, NULL);
     }
     for (unsigned j = 0; j < conc; j++) {
         if (qs[j].h) {
@@ -918,9 +966,9 @@ static int upload_reap(struct mc_s3_upload *u)
             sl->busy = false;
             sl->len = 0;
         } else if (sl->q.tries < TRIES && (req_retryable(&sl->q) || req_ok(&sl->q))) {
-            sl->q.tries++;
             req_rewind(&sl->q);
-            curl_multi_add_handle(u->m, sl->q.h);
+            sl->q.retry_at = mono_ns() + backoff_ns(sl->q.tries);
+            sl->q.tries++;
         } else {
             if (req_ok(&sl->q))
                 sl->q.status = 500;
@@ -935,11 +983,14 @@ static int upload_pump(struct mc_s3_upload *u, bool wait)
 {
     int running;
 
+    for (unsigned j = 0; j < u->conc; j++)
+        retry_due(u->m, &u->slots[j].q);
     curl_multi_perform(u->m, &running);
     if (upload_reap(u))
         return u->failed;
-    if (wait && running) {
-        curl_multi_poll(u->m, NULL, 0, 1000, NULL);
+    if (wait) {
+        /* also while only retries wait: the poll's timeout paces them */
+        curl_multi_poll(u->m, NULL, 0, running ? 1000 : 50, NULL);
         curl_multi_perform(u->m, &running);
         return upload_reap(u);
     }

@@ -56,7 +56,7 @@ int mc_s3_get(struct mc_s3 *s, const char *key, char **out, size_t *n);
 /*
  * Read n bytes at off of key into buf, as parallel ranged GETs of part
  * bytes (0: 8 MiB) at most conc (0: 8) at a time, each range retried
- * (3 tries) on a network error or a 5xx, written straight into its place in
+ * (5 tries over ~7 s) on a network error or a 5xx, written straight into its place in
  * buf. All or nothing: on failure buf's contents are unspecified. This is
  * the call mcached's loader makes into its arena extent.
  */
@@ -90,8 +90,8 @@ int mc_s3_abort_upload(struct mc_s3 *s, const char *key, const char *upload_id);
 /*
  * A multipart upload to key, written in order like a file: parts of
  * part_size bytes (0: 16 MiB; S3's minimum is 5 MiB but the last) go up
- * while the next fill, at most conc (0: 4) at a time, each retried (3
- * tries). Memory stays conc * part_size whatever the object's size.
+ * while the next fill, at most conc (0: 4) at a time, each retried (5
+ * tries over ~7 s). Memory stays conc * part_size whatever the object's size.
  * complete() makes the object visible, whole, at once; abort() (also after
  * a failure) lets S3 free the parts. Every begun upload ends in exactly one
  * of complete (success) or abort, which frees u.
@@ -106,5 +106,8 @@ const char *mc_s3_upload_id(const struct mc_s3_upload *u);
 /* The same, pulling from a reader: read(arg, buf, cap) returns bytes (0 at the end) or < 0. */
 int mc_s3_upload_from(struct mc_s3 *s, const char *key, size_t part_size, unsigned conc,
                       long (*read)(void *arg, void *buf, size_t cap), void *arg);
+
+/* How many transfers this process has sent again after a failure (tests, stats). */
+uint64_t mc_s3_retries(void);
 
 #endif

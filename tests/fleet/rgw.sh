@@ -6,7 +6,8 @@
 #
 #   rgw.sh run CMD...   start it, run CMD with AWS_ENDPOINT_URL,
 #                       AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and
-#                       AWS_REGION exported, then kill the cluster by pid
+#                       AWS_REGION exported (and RGW_CONF, RGW_DIR,
+#                       RGW_GATEWAY_PID), then kill the cluster by pid
 #                       (also when CMD fails or rgw.sh is interrupted);
 #                       exits with CMD's status
 #   rgw.sh check        exit 77 with a message if the ceph packages are absent
@@ -149,6 +150,8 @@ CONF
   PIDS=($! "${PIDS[@]}")
   $DAEMON radosgw --conf "$CONF" -n client.rgw -f >>"$DIR/log/stdout.log" 2>&1 &
   PIDS=($! "${PIDS[@]}")
+  # for tests that restart the gateway (they then stop their own by pid)
+  export RGW_GATEWAY_PID=$!
   export AWS_ENDPOINT_URL=http://127.0.0.1:$rgw_port
   export AWS_ACCESS_KEY_ID=$ACCESS_KEY AWS_SECRET_ACCESS_KEY=$SECRET_KEY AWS_REGION=$REGION
   export RGW_CONF=$CONF RGW_DIR=$DIR

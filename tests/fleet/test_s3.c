@@ -20,6 +20,7 @@
 #include "registry/s3.h"
 
 static int failures;
+static pid_t restarted_gateway = -1; /* ours to kill at the end */
 static char bucket[64];
 static char tmpdir[256];
 
@@ -156,6 +157,80 @@ static void multipart(void)
     CHECK(uploads(s, "mp/") == 0);
     CHECK(mc_s3_head(s, "mp/aborted", NULL) == MC_ENOENT);
     mc_s3_delete(s, "mp/big");
+    free(src);
+    free(dst);
+    mc_s3_close(s);
+}
+
+/* Kill the gateway (RGW_GATEWAY_PID, from rgw.sh); start a new one, our child. */
+static pid_t restart_gateway(void)
+{
+    const char *gp = getenv("RGW_GATEWAY_PID"), *conf = getenv("RGW_CONF");
+    pid_t old, pid;
+
+    if (gp == NULL || conf == NULL) {
+        fprintf(stderr, "  no RGW_GATEWAY_PID or RGW_CONF from rgw.sh\n");
+        return -1;
+    }
+    old = (pid_t)atol(gp);
+    CHECK(old > 1 && kill(old, SIGKILL) == 0);
+    pid = fork();
+    if (pid == 0) {
+        /* dies with this test, whatever happens to it */
+        execlp("setpriv", "setpriv", "--pdeathsig", "KILL", "radosgw", "--conf", conf, "-n",
+               "client.rgw", "-f", (char *)NULL);
+        _exit(127);
+    }
+    return pid;
+}
+
+/*
+ * The gateway killed in the middle of a multipart upload and of a ranged
+ * read, then started again: the failed parts and ranges are retried (with
+ * pauses) and both finish whole.
+ */
+static void gateway_restart(void)
+{
+    struct mc_s3 *s = client();
+    size_t n = (30u << 20) + 77;
+    char *src = malloc(n), *dst = malloc(n);
+    struct mc_s3_upload *u = NULL;
+    pid_t gw;
+
+    fill(src, n, 6);
+    OK(mc_s3_upload_begin(s, "restart/big", 5u << 20, 2, &u));
+    OK(mc_s3_upload_write(u, src, 12u << 20));
+    uint64_t before = mc_s3_retries();
+
+    gw = restart_gateway();
+    CHECK(gw > 0);
+    OK(mc_s3_upload_write(u, src + (12u << 20), n - (12u << 20)));
+    OK(mc_s3_upload_complete(u));
+    fprintf(stderr, "  %llu retries across the restart\n",
+            (unsigned long long)(mc_s3_retries() - before));
+    CHECK(mc_s3_retries() > before);
+    OK(mc_s3_read(s, "restart/big", 0, dst, n, 4u << 20, 4));
+    CHECK(!memcmp(dst, src, n));
+    /* and a read across another restart (this one's gateway is ours to kill) */
+    if (gw > 0) {
+        CHECK(kill(gw, SIGKILL) == 0);
+        waitpid(gw, NULL, 0);
+        gw = fork();
+        if (gw == 0) {
+            execlp("setpriv", "setpriv", "--pdeathsig", "KILL", "radosgw", "--conf",
+                   getenv("RGW_CONF"), "-n", "client.rgw", "-f", (char *)NULL);
+            _exit(127);
+        }
+        memset(dst, 0, n);
+        before = mc_s3_retries();
+        OK(mc_s3_read(s, "restart/big", 0, dst, n, 4u << 20, 4));
+        CHECK(!memcmp(dst, src, n));
+        fprintf(stderr, "  %llu retries of ranges across the restart\n",
+                (unsigned long long)(mc_s3_retries() - before));
+        CHECK(mc_s3_retries() > before);
+    }
+    /* the rest of the tests use this gateway; rgw.sh's stop kills only the first */
+    restarted_gateway = gw;
     free(src);
     free(dst);
     mc_s3_close(s);
@@ -396,6 +471,12 @@ int main(void)
     killed_push("renamed", 1);
     fprintf(stderr, "cli_artifacts\n");
     cli_artifacts();
+    fprintf(stderr, "gateway_restart\n");
+    gateway_restart();
+    if (restarted_gateway > 0) {
+        kill(restarted_gateway, SIGKILL);
+        waitpid(restarted_gateway, NULL, 0);
+    }
 
     char cmd[300];
 
