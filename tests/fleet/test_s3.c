@@ -130,6 +130,25 @@ static void ranged_reads(void)
     mc_s3_close(s);
 }
 
+/* A reader over a buffer, in odd-sized pieces. */
+struct mem {
+    const char *p;
+    size_t left;
+};
+
+static long mem_read(void *arg, void *buf, size_t cap)
+{
+    struct mem *m = arg;
+    size_t k = cap < 333333 ? cap : 333333;
+
+    if (k > m->left)
+        k = m->left;
+    memcpy(buf, m->p, k);
+    m->p += k;
+    m->left -= k;
+    return (long)k;
+}
+
 /* A multipart upload in parallel parts, read back whole and checked by checksum. */
 static void multipart(void)
 {
@@ -150,6 +169,14 @@ static void multipart(void)
     CHECK(XXH3_128bits(dst, n).low64 == XXH3_128bits(src, n).low64 &&
           XXH3_128bits(dst, n).high64 == XXH3_128bits(src, n).high64);
     CHECK(uploads(s, "mp/") == 0);
+    /* the same from a reader callback */
+    struct mem m = {src, n};
+
+    OK(mc_s3_upload_from(s, "mp/fromreader", 6u << 20, 3, mem_read, &m));
+    memset(dst, 0, n);
+    OK(mc_s3_read(s, "mp/fromreader", 0, dst, n, 0, 0));
+    CHECK(!memcmp(dst, src, n));
+    mc_s3_delete(s, "mp/fromreader");
     /* an aborted upload leaves nothing */
     OK(mc_s3_upload_begin(s, "mp/aborted", 5u << 20, 2, &u));
     OK(mc_s3_upload_write(u, src, 11u << 20));
