@@ -73,6 +73,14 @@ int mc_s3_delete(struct mc_s3 *s, const char *key);
 /* Server-side copy of src to dst in the same bucket (objects up to 5 GiB). */
 int mc_s3_copy(struct mc_s3 *s, const char *src, const char *dst);
 
+/*
+ * The same for any size (size: src's, > 0), in ranges of part bytes
+ * (0: 1 GiB) by UploadPartCopy, one after another, inside the store. Signed
+ * by hand: libcurl 7.88 orders its two x-amz-copy-source headers wrongly.
+ */
+int mc_s3_copy_parts(struct mc_s3 *s, const char *src, const char *dst, uint64_t size,
+                     uint64_t part);
+
 /* Each object under prefix: fn(arg, key, size, last_modified); non-zero stops. */
 int mc_s3_list(struct mc_s3 *s, const char *prefix,
                int (*fn)(void *arg, const char *key, uint64_t size, const char *modified),

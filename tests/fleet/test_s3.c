@@ -362,11 +362,23 @@ static void dedup_and_gc(void)
     CHECK(count(s, "reg/xxh3-128/") == 1);
     OK(mc_registry_push(r, "m", "2.0.0", f2, NULL, NULL));
     CHECK(count(s, "reg/xxh3-128/") == 2);
+    /* a copy in parts (UploadPartCopy), as objects over 5 GiB take: 3 parts here */
+    char f3[300];
+
+    snprintf(f3, sizeof(f3), "%s/big.bin", tmpdir);
+    write_file(f3, (12u << 20) + 9, 7);
+    setenv("MCACHE_S3_COPY_MAX_MB", "5", 1);
+    setenv("MCACHE_S3_COPY_PART_MB", "5", 1);
+    OK(mc_registry_push(r, "big", "1.0.0", f3, NULL, NULL));
+    unsetenv("MCACHE_S3_COPY_MAX_MB");
+    unsetenv("MCACHE_S3_COPY_PART_MB");
+    CHECK(count(s, "reg/xxh3-128/") == 3);
     OK(mc_registry_resolve(r, "n", "1.0.0", &v));
     CHECK(v && v->size == (7u << 20) + 5 && !strncmp(v->checksum, "xxh3-128:", 9));
     OK(mc_registry_check(store, MC_CHECK_ARTIFACTS | MC_CHECK_CHECKSUMS, report_fn, NULL,
                          &problems));
     CHECK(problems == 0);
+    OK(mc_registry_remove_version(r, "big", "1.0.0", false, NULL));
     /* m@1.0.0 goes, n@1.0.0 still refers to the same bytes: they stay */
     OK(mc_registry_remove_version(r, "m", "1.0.0", false, NULL));
     CHECK(count(s, "reg/xxh3-128/") == 2);
