@@ -227,16 +227,41 @@ static void drop_if_unreferenced(struct s3store *t, const char *hex)
     }
 }
 
+/*
+ * Removal is best effort and often runs after a failure (a commit undone):
+ * keep the message of what failed, not of a lookup that found nothing.
+ */
+struct saved_err {
+    char msg[1024];
+};
+
+static void err_save(struct saved_err *e)
+{
+    snprintf(e->msg, sizeof(e->msg), "%s", mc_last_error());
+}
+
+static void err_restore(const struct saved_err *e)
+{
+    if (e->msg[0])
+        mc_err(MC_EIO, "%s", e->msg);
+    else
+        mc_err_clear();
+}
+
 static void s3_remove_version(struct mc_art_store *s, const char *name, const char *version)
 {
     struct s3store *t = s3_of(s);
     char key[PATH_MAX], ref[PATH_MAX], *ck = NULL;
     const char *hex;
+    struct saved_err e;
     size_t n;
 
+    err_save(&e);
     snprintf(key, sizeof(key), "%sversions/%s/%s", t->prefix, name, version);
-    if (mc_s3_get(t->c, key, &ck, &n) != 0)
+    if (mc_s3_get(t->c, key, &ck, &n) != 0) {
+        err_restore(&e);
         return;
+    }
     hex = ck_hex(ck);
     if (hex) {
         snprintf(ref, sizeof(ref), "%srefs/%s/%s/%s", t->prefix, hex, name, version);
@@ -246,6 +271,7 @@ static void s3_remove_version(struct mc_art_store *s, const char *name, const ch
     if (hex)
         drop_if_unreferenced(t, hex);
     free(ck);
+    err_restore(&e);
 }
 
 struct each_version {
@@ -295,7 +321,11 @@ static void remove_if_exact(struct s3store *t, const char *name, const char *ver
 
 static void s3_remove_model(struct mc_art_store *s, const char *name)
 {
+    struct saved_err e;
+
+    err_save(&e);
     each_version(s3_of(s), name, remove_if_exact, (void *)name);
+    err_restore(&e);
 }
 
 /* ---- the commit marker --------------------------------------------------- */
