@@ -28,7 +28,7 @@ need() {
     command -v "$b" >/dev/null 2>&1 || missing+=("$b")
   done
   if [ ${#missing[@]} -ne 0 ]; then
-    echo "rgw.sh: skipped: ${missing[*]} not installed (apt-get install --no-install-recommends ceph-mon ceph-osd radosgw ceph-common, or scripts/deps.sh --fleet)" >&2
+    echo "rgw.sh: skipped: ${missing[*]} not installed (apt-get install --no-install-recommends ceph-mon ceph-osd radosgw ceph-common, or scripts/deps.sh)" >&2
     exit 77
   fi
 }
