@@ -192,6 +192,9 @@ const struct mc_reg_backend_ops *mc_reg_backend_find(const char *name);
 
 struct mc_art_conf {
     const char *dir; /* the store, an absolute path */
+    /* the s3 store's: s3://BUCKET/PREFIX and a 0600 credentials file (NULL: AWS_*) */
+    const char *url;
+    const char *creds_file;
     bool writable;
     bool created; /* the metadata backend has just created the store */
     /*
@@ -308,5 +311,6 @@ struct mc_art_store_ops {
 
 /* The artifact stores this build has. */
 extern const struct mc_art_store_ops mc_art_local_ops;
+extern const struct mc_art_store_ops mc_art_s3_ops; /* artifacts_s3.c */
 
 #endif

@@ -345,10 +345,12 @@ void tokens_free(struct reg_state *st);
 /* registry.c */
 /*
  * Open dir's backends (backend: a metadata backend's name, NULL the default
- * or the one url implies; url: a database backend's), read nothing.
+ * or the one url implies; url: a database backend's; artifacts: s3://BUCKET/PREFIX
+ * or NULL, see mc_registry_opts), read nothing.
  */
-int reg_open_noload(const char *dir, const char *backend, const char *url, unsigned flags,
-                    void (*warn)(void *, const char *), void *warn_arg, struct mc_registry **out);
+int reg_open_noload(const char *dir, const char *backend, const char *url, const char *artifacts,
+                    const char *creds, unsigned flags, void (*warn)(void *, const char *),
+                    void *warn_arg, struct mc_registry **out);
 int reg_cleanup(struct mc_registry *r);
 int reg_lock(struct mc_registry *r, enum mc_reg_lock mode);
 void reg_unlock(struct mc_registry *r);

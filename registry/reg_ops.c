@@ -957,7 +957,7 @@ static int salvage(const char *dir, const struct mc_registry_opts *o, unsigned f
 {
     struct mc_registry *r;
     struct reg_state *st;
-    int rc = reg_open_noload(dir, o ? o->backend : NULL, o ? o->registry : NULL, flags,
+    int rc = reg_open_noload(dir, o ? o->backend : NULL, o ? o->registry : NULL, NULL, NULL, flags,
                              check_report, c, &r);
 
     if (rc)

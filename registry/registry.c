@@ -232,12 +232,29 @@ static char *abs_dir(const char *dir)
 }
 
 /* Open the metadata backend (which makes or finds the store), then the artifact store. */
-static int open_backends(struct mc_registry *r, const char *backend, const char *url)
+/*
+ * The artifact store: artifacts (else MCACHE_ARTIFACTS) as s3://BUCKET/PREFIX
+ * for the object store, or nothing (or the store's own models/) for local.
+ */
+static const struct mc_art_store_ops *art_ops(const char **artifacts)
 {
+    if (*artifacts == NULL || **artifacts == '\0')
+        *artifacts = getenv("MCACHE_ARTIFACTS");
+    if (*artifacts && !strncmp(*artifacts, "s3://", 5))
+        return &mc_art_s3_ops;
+    return &mc_art_local_ops;
+}
+
+static int open_backends(struct mc_registry *r, const char *backend, const char *url,
+                         const char *artifacts, const char *creds)
+{
+    const struct mc_art_store_ops *aops = art_ops(&artifacts);
     const struct mc_reg_backend_ops *ops = mc_reg_backend_find(backend_named(backend, url));
     struct mc_reg_backend_conf bc = {
         .dir = r->dir, .url = url, .flags = r->flags, .warn = r->warn, .warn_arg = r->warn_arg};
     struct mc_art_conf ac = {.dir = r->dir,
+                             .url = artifacts,
+                             .creds_file = creds,
                              .writable = writable(r),
                              .lock_shared = lock_shared,
                              .unlock = unlock,
@@ -256,12 +273,13 @@ static int open_backends(struct mc_registry *r, const char *backend, const char 
                       url);
     rc = ops->open(&bc, &r->be, &ac.created);
     if (rc == 0)
-        rc = mc_art_local_ops.open(&ac, &r->art);
+        rc = aops->open(&ac, &r->art);
     return rc;
 }
 
-int reg_open_noload(const char *dir, const char *backend, const char *url, unsigned flags,
-                    void (*warn)(void *, const char *), void *warn_arg, struct mc_registry **out)
+int reg_open_noload(const char *dir, const char *backend, const char *url, const char *artifacts,
+                    const char *creds, unsigned flags, void (*warn)(void *, const char *),
+                    void *warn_arg, struct mc_registry **out)
 {
     struct mc_registry *r;
     int rc;
@@ -279,7 +297,7 @@ int reg_open_noload(const char *dir, const char *backend, const char *url, unsig
     r->warn_arg = warn_arg;
     r->uid = (uint32_t)getuid();
     reg_actor_default(r);
-    rc = open_backends(r, backend, url);
+    rc = open_backends(r, backend, url, artifacts, creds);
     if (rc) {
         mc_registry_close(r);
         return rc;
@@ -306,6 +324,7 @@ int mc_registry_open(const char *dir, const struct mc_registry_opts *opts, struc
     int rc;
 
     rc = reg_open_noload(dir, opts ? opts->backend : NULL, opts ? opts->registry : NULL,
+                         opts ? opts->artifacts : NULL, opts ? opts->artifacts_creds : NULL,
                          opts ? opts->flags : 0,
                          opts ? opts->warn : NULL, opts ? opts->warn_arg : NULL, &r);
     if (rc)

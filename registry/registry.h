@@ -207,6 +207,15 @@ struct mc_registry_opts {
      * directory still holds what is local (artifacts).
      */
     const char *registry;
+    /*
+     * Where the artifacts are: NULL (MCACHE_ARTIFACTS, else the store's
+     * models/ directory) or s3://BUCKET/PREFIX (an S3-compatible object
+     * store: endpoint and keys from AWS_ENDPOINT_URL, AWS_REGION,
+     * AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, or from artifacts_creds, a
+     * file of those KEY=VALUE lines only its owner may read).
+     */
+    const char *artifacts;
+    const char *artifacts_creds;
 };
 
 /*

@@ -33,6 +33,7 @@ PKGS=(
   wrk                                       # the serve tests' bounded load run, mcache-bench http
   nginx-light                               # mcache-bench http's static-file peer
   chromium                                  # the status page end to end in headless Chromium (serve_ui)
+  libcurl4-gnutls-dev                       # the s3 artifact store's client (registry/s3.c: libcurl's SigV4)
 )
 # The Debian packages (scripts/package.sh, debian/): only with --packaging.
 PACKAGING=(
@@ -41,10 +42,13 @@ PACKAGING=(
   python3-all python3-setuptools            # (with setuptools, for each supported python3)
   lintian                                   # package checks (package.sh fails on errors)
 )
-# The fleet (issue 15): only with --fleet.
+# The fleet (issue 15): only with --fleet. Without them the postgres backend
+# is not built and the fleet's tests skip (77), saying why.
 FLEET=(
   libpq-dev                                 # the registry's postgres backend (registry/backend_pg.c)
   postgresql-15                             # its tests: a throwaway server per run (tests/fleet/pg.sh)
+  ceph-mon ceph-osd radosgw ceph-common     # the s3 tests' object store: a throwaway Ceph RADOS Gateway
+                                            # (tests/fleet/rgw.sh; no recommends: 51 packages, ~250 MiB)
 )
 case "${1:-}" in
   --packaging) PKGS+=("${PACKAGING[@]}") ;;

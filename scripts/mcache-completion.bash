@@ -8,7 +8,7 @@
 # names, and NAME@VERSION after an '@', asking `mcache ls --short` with the
 # --store given on the line so far (or $MCACHE_STORE).
 
-_mcache_global_opts="--store --registry --cache --shm-dir --socket --json --quiet -q --help -h"
+_mcache_global_opts="--store --registry --cache --shm-dir --socket --artifacts --json --quiet -q --help -h"
 _mcache_commands="init push ls show alias rollback history rm gc fsck verify load evict pin unpin stat stats compare snapshot health deploy deployments alerts token audit db help"
 
 _mcache_cmd_opts() {
@@ -132,7 +132,7 @@ _mcache() {
     # Find the command and count its positionals so far.
     for ((i = 1; i < COMP_CWORD; i++)); do
         case "${COMP_WORDS[i]}" in
-        --store | --registry | --cache | --shm-dir | --socket | --metric | --param | --tag | --desc | \
+        --store | --registry | --cache | --shm-dir | --socket | --artifacts | --metric | --param | --tag | --desc | \
             --framework | --precision | --device | --parent | --source | --alias | --where | \
             --ref | --status | --sort | --limit | --keep | --max-age | --timeout | --role | --model)
             ((i++))

@@ -36,6 +36,7 @@ struct cli {
      * when it is shared (postgres://...); NULL: the store's own journal.
      */
     const char *registry;
+    const char *artifacts; /* --artifacts, $MCACHE_ARTIFACTS, or NULL: the store's models/ */
     bool json;           /* --json: machine output on stdout */
     bool quiet;          /* --quiet: no progress bar, no chatter */
     uint64_t now_ns;     /* $MCACHE_NOW (seconds) or the clock: "now" for ages and gc */

@@ -24,6 +24,8 @@ static const struct opt_spec global_opts[] = {
     {"cache", 0, OPT_VALUE, "NAME", "cache name (default $MCACHE_CACHE, else \"default\")"},
     {"shm-dir", 0, OPT_VALUE, "DIR", "where the arena lives (default $MCACHE_SHM_DIR, /dev/shm)"},
     {"socket", 0, OPT_VALUE, "PATH", "mcached's control socket (default: the arena's)"},
+    {"artifacts", 0, OPT_VALUE, "URL",
+     "where artifacts are: s3://BUCKET/PREFIX (default $MCACHE_ARTIFACTS, else the store's)"},
     {"json", 0, OPT_FLAG, NULL, "print JSON on stdout (schemas in docs/cli.md)"},
     {"quiet", 'q', OPT_FLAG, NULL, "no progress bar, no messages but errors"},
     {"help", 'h', OPT_FLAG, NULL, "show help (also: mcache help COMMAND)"},
@@ -53,7 +55,9 @@ static void top_help(FILE *f)
     fputs("\nGlobal options (before or after the command):\n", f);
     args_print_options(f, global_opts);
     fputs("\n"
-          "Environment: MCACHE_STORE, MCACHE_REGISTRY, MCACHE_CACHE, MCACHE_SHM_DIR as above;\n"
+          "Environment: MCACHE_STORE, MCACHE_REGISTRY, MCACHE_CACHE, MCACHE_SHM_DIR,\n"
+          "  MCACHE_ARTIFACTS as above; for s3:// artifacts AWS_ENDPOINT_URL, AWS_REGION,\n"
+          "  AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY;\n"
           "  MCACHE_NOW=SECONDS fixes \"now\" (ages, gc --max-age);\n"
           "  MCACHE_PROGRESS_DELAY=MS shows the progress bar after MS (default 250).\n"
           "Exit status: 0 ok, 1 failed, 2 usage or malformed argument, 3 not found,\n"
@@ -178,6 +182,10 @@ int main(int argc, char **argv)
     c.shm_dir =
         pick(&before, &after, "shm-dir", "--shm-dir", "MCACHE_SHM_DIR", MC_DEFAULT_SHM_DIR, NULL);
     c.socket = pick(&before, &after, "socket", "--socket", NULL, NULL, NULL);
+    c.artifacts = pick(&before, &after, "artifacts", "--artifacts", "MCACHE_ARTIFACTS", NULL, NULL);
+    /* every registry open (fsck's included) reads it from there: one source */
+    if (c.artifacts)
+        setenv("MCACHE_ARTIFACTS", c.artifacts, 1);
     c.json = args_flag(&before, "json") || args_flag(&after, "json");
     c.quiet = args_flag(&before, "quiet") || args_flag(&after, "quiet");
     c.now_ns = now_ns();

@@ -1,0 +1,527 @@
+/*
+ * test_s3.c - the S3 client (registry/s3.c) and the s3 artifact store
+ * (registry/artifacts_s3.c) against a real Ceph RADOS Gateway, started by
+ * tests/fleet/rgw.sh (ctest runs "rgw.sh run test_s3"; rgw.sh exits 77 when
+ * the ceph packages are absent). Each case says what it shows.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#include "common/err.h"
+#include "registry/registry.h"
+#include "registry/s3.h"
+
+static int failures;
+static pid_t restarted_gateway = -1; /* ours to kill at the end */
+static char bucket[64];
+static char tmpdir[256];
+
+#define CHECK(cond)                                                                                \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            fprintf(stderr, "%s:%d: FAILED: %s (last error: %s)\n", __FILE__, __LINE__, #cond,     \
+                    mc_last_error());                                                              \
+            failures++;                                                                            \
+        }                                                                                          \
+    } while (0)
+#define OK(expr) CHECK((expr) == 0)
+
+static void fill(void *buf, size_t n, unsigned seed)
+{
+    uint64_t x = 0x9e3779b97f4a7c15ull * (seed + 1);
+    unsigned char *p = buf;
+
+    for (size_t i = 0; i < n; i++) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        p[i] = (unsigned char)x;
+    }
+}
+
+static struct mc_s3 *client(void)
+{
+    struct mc_s3 *s = NULL;
+
+    if (mc_s3_open(bucket, NULL, &s) != 0) {
+        fprintf(stderr, "mc_s3_open: %s\n", mc_last_error());
+        exit(1);
+    }
+    return s;
+}
+
+static int count_fn(void *arg, const char *key, uint64_t size, const char *mod)
+{
+    (void)key, (void)size, (void)mod;
+    (*(size_t *)arg)++;
+    return 0;
+}
+
+static size_t count(struct mc_s3 *s, const char *prefix)
+{
+    size_t n = 0;
+
+    CHECK(mc_s3_list(s, prefix, count_fn, &n) == 0);
+    return n;
+}
+
+static int count_up(void *arg, const char *key, const char *id, const char *init)
+{
+    (void)key, (void)id, (void)init;
+    (*(size_t *)arg)++;
+    return 0;
+}
+
+static size_t uploads(struct mc_s3 *s, const char *prefix)
+{
+    size_t n = 0;
+
+    CHECK(mc_s3_list_uploads(s, prefix, count_up, &n) == 0);
+    return n;
+}
+
+/* PUT, HEAD, GET and DELETE of a small object; a missing one is MC_ENOENT. */
+static void put_head_get_delete(void)
+{
+    struct mc_s3 *s = client();
+    uint64_t size = 0;
+    char *body = NULL;
+    size_t n = 0;
+
+    OK(mc_s3_put(s, "small/hello.txt", "hello", 5));
+    OK(mc_s3_head(s, "small/hello.txt", &size));
+    CHECK(size == 5);
+    OK(mc_s3_get(s, "small/hello.txt", &body, &n));
+    CHECK(n == 5 && body && !memcmp(body, "hello", 5));
+    free(body);
+    CHECK(count(s, "small/") == 1);
+    OK(mc_s3_delete(s, "small/hello.txt"));
+    CHECK(mc_s3_head(s, "small/hello.txt", &size) == MC_ENOENT);
+    CHECK(strstr(mc_last_error(), "small/hello.txt") && strstr(mc_last_error(), "404"));
+    mc_s3_close(s);
+}
+
+/* Parallel ranged GETs land each range in its place in the caller's buffer. */
+static void ranged_reads(void)
+{
+    struct mc_s3 *s = client();
+    size_t n = (3u << 20) + 123;
+    char *src = malloc(n), *dst = malloc(n);
+
+    fill(src, n, 1);
+    OK(mc_s3_put(s, "ranged/obj", src, n));
+    memset(dst, 0, n);
+    OK(mc_s3_read(s, "ranged/obj", 1000, dst, 2u << 20, 256u << 10, 4));
+    CHECK(!memcmp(dst, src + 1000, 2u << 20));
+    memset(dst, 0, n);
+    OK(mc_s3_read(s, "ranged/obj", 0, dst, n, 1u << 20, 3));
+    CHECK(!memcmp(dst, src, n));
+    /* past the end: a clear error, not a short buffer passed as whole */
+    CHECK(mc_s3_read(s, "ranged/obj", n - 10, dst, 100, 0, 0) != 0);
+    mc_s3_delete(s, "ranged/obj");
+    free(src);
+    free(dst);
+    mc_s3_close(s);
+}
+
+/* A reader over a buffer, in odd-sized pieces. */
+struct mem {
+    const char *p;
+    size_t left;
+};
+
+static long mem_read(void *arg, void *buf, size_t cap)
+{
+    struct mem *m = arg;
+    size_t k = cap < 333333 ? cap : 333333;
+
+    if (k > m->left)
+        k = m->left;
+    memcpy(buf, m->p, k);
+    m->p += k;
+    m->left -= k;
+    return (long)k;
+}
+
+/* A multipart upload in parallel parts, read back whole and checked by checksum. */
+static void multipart(void)
+{
+    struct mc_s3 *s = client();
+    size_t n = (23u << 20) + 4567, step = (1u << 20) + 7;
+    char *src = malloc(n), *dst = malloc(n);
+    struct mc_s3_upload *u = NULL;
+    uint64_t size = 0;
+
+    fill(src, n, 2);
+    OK(mc_s3_upload_begin(s, "mp/big", 5u << 20, 4, &u));
+    for (size_t off = 0; u && off < n; off += step)
+        OK(mc_s3_upload_write(u, src + off, off + step > n ? n - off : step));
+    OK(mc_s3_upload_complete(u));
+    OK(mc_s3_head(s, "mp/big", &size));
+    CHECK(size == n);
+    OK(mc_s3_read(s, "mp/big", 0, dst, n, 4u << 20, 6));
+    CHECK(XXH3_128bits(dst, n).low64 == XXH3_128bits(src, n).low64 &&
+          XXH3_128bits(dst, n).high64 == XXH3_128bits(src, n).high64);
+    CHECK(uploads(s, "mp/") == 0);
+    /* the same from a reader callback */
+    struct mem m = {src, n};
+
+    OK(mc_s3_upload_from(s, "mp/fromreader", 6u << 20, 3, mem_read, &m));
+    memset(dst, 0, n);
+    OK(mc_s3_read(s, "mp/fromreader", 0, dst, n, 0, 0));
+    CHECK(!memcmp(dst, src, n));
+    mc_s3_delete(s, "mp/fromreader");
+    /* an aborted upload leaves nothing */
+    OK(mc_s3_upload_begin(s, "mp/aborted", 5u << 20, 2, &u));
+    OK(mc_s3_upload_write(u, src, 11u << 20));
+    mc_s3_upload_abort(u);
+    CHECK(uploads(s, "mp/") == 0);
+    CHECK(mc_s3_head(s, "mp/aborted", NULL) == MC_ENOENT);
+    mc_s3_delete(s, "mp/big");
+    free(src);
+    free(dst);
+    mc_s3_close(s);
+}
+
+/* Kill the gateway (RGW_GATEWAY_PID, from rgw.sh); start a new one, our child. */
+static pid_t restart_gateway(void)
+{
+    const char *gp = getenv("RGW_GATEWAY_PID"), *conf = getenv("RGW_CONF");
+    pid_t old, pid;
+
+    if (gp == NULL || conf == NULL) {
+        fprintf(stderr, "  no RGW_GATEWAY_PID or RGW_CONF from rgw.sh\n");
+        return -1;
+    }
+    old = (pid_t)atol(gp);
+    CHECK(old > 1 && kill(old, SIGKILL) == 0);
+    pid = fork();
+    if (pid == 0) {
+        /* dies with this test, whatever happens to it */
+        execlp("setpriv", "setpriv", "--pdeathsig", "KILL", "radosgw", "--conf", conf, "-n",
+               "client.rgw", "-f", (char *)NULL);
+        _exit(127);
+    }
+    return pid;
+}
+
+/*
+ * The gateway killed in the middle of a multipart upload and of a ranged
+ * read, then started again: the failed parts and ranges are retried (with
+ * pauses) and both finish whole.
+ */
+static void gateway_restart(void)
+{
+    struct mc_s3 *s = client();
+    size_t n = (30u << 20) + 77;
+    char *src = malloc(n), *dst = malloc(n);
+    struct mc_s3_upload *u = NULL;
+    pid_t gw;
+
+    fill(src, n, 6);
+    OK(mc_s3_upload_begin(s, "restart/big", 5u << 20, 2, &u));
+    OK(mc_s3_upload_write(u, src, 12u << 20));
+    uint64_t before = mc_s3_retries();
+
+    gw = restart_gateway();
+    CHECK(gw > 0);
+    OK(mc_s3_upload_write(u, src + (12u << 20), n - (12u << 20)));
+    OK(mc_s3_upload_complete(u));
+    fprintf(stderr, "  %llu retries across the restart\n",
+            (unsigned long long)(mc_s3_retries() - before));
+    CHECK(mc_s3_retries() > before);
+    OK(mc_s3_read(s, "restart/big", 0, dst, n, 4u << 20, 4));
+    CHECK(!memcmp(dst, src, n));
+    /* and a read across another restart (this one's gateway is ours to kill) */
+    if (gw > 0) {
+        CHECK(kill(gw, SIGKILL) == 0);
+        waitpid(gw, NULL, 0);
+        gw = fork();
+        if (gw == 0) {
+            execlp("setpriv", "setpriv", "--pdeathsig", "KILL", "radosgw", "--conf",
+                   getenv("RGW_CONF"), "-n", "client.rgw", "-f", (char *)NULL);
+            _exit(127);
+        }
+        memset(dst, 0, n);
+        before = mc_s3_retries();
+        OK(mc_s3_read(s, "restart/big", 0, dst, n, 4u << 20, 4));
+        CHECK(!memcmp(dst, src, n));
+        fprintf(stderr, "  %llu retries of ranges across the restart\n",
+                (unsigned long long)(mc_s3_retries() - before));
+        CHECK(mc_s3_retries() > before);
+    }
+    /* the rest of the tests use this gateway; rgw.sh's stop kills only the first */
+    restarted_gateway = gw;
+    free(src);
+    free(dst);
+    mc_s3_close(s);
+}
+
+/* A wrong secret: 403 with S3's code and the bucket/key named, the secret never. */
+static void wrong_secret(void)
+{
+    char *good = strdup(getenv("AWS_SECRET_ACCESS_KEY"));
+    struct mc_s3 *s;
+
+    setenv("AWS_SECRET_ACCESS_KEY", "not-the-secret-xyzzy", 1);
+    s = client();
+    CHECK(mc_s3_put(s, "denied/key", "x", 1) == MC_EPERM);
+    fprintf(stderr, "  (the error: %s)\n", mc_last_error());
+    CHECK(strstr(mc_last_error(), "403") != NULL);
+    CHECK(strstr(mc_last_error(), "SignatureDoesNotMatch") != NULL);
+    CHECK(strstr(mc_last_error(), "denied/key") != NULL);
+    CHECK(strstr(mc_last_error(), bucket) != NULL);
+    CHECK(strstr(mc_last_error(), "xyzzy") == NULL);
+    mc_s3_close(s);
+    setenv("AWS_SECRET_ACCESS_KEY", good, 1);
+    free(good);
+}
+
+/* A credentials file others can read is refused; a 0600 one works. */
+static void credentials_file(void)
+{
+    char path[300];
+    struct mc_s3 *s = NULL;
+    FILE *f;
+
+    snprintf(path, sizeof(path), "%s/creds", tmpdir);
+    f = fopen(path, "w");
+    fprintf(f, "AWS_ENDPOINT_URL=%s\nAWS_ACCESS_KEY_ID=%s\nAWS_SECRET_ACCESS_KEY=%s\n",
+            getenv("AWS_ENDPOINT_URL"), getenv("AWS_ACCESS_KEY_ID"),
+            getenv("AWS_SECRET_ACCESS_KEY"));
+    fclose(f);
+    chmod(path, 0644);
+    CHECK(mc_s3_open(bucket, path, &s) == MC_EPERM);
+    CHECK(strstr(mc_last_error(), "chmod 600") != NULL);
+    chmod(path, 0600);
+    char *id = strdup(getenv("AWS_ACCESS_KEY_ID"));
+
+    unsetenv("AWS_ACCESS_KEY_ID"); /* from the file only */
+    OK(mc_s3_open(bucket, path, &s));
+    if (s)
+        OK(mc_s3_put(s, "creds/ok", "x", 1));
+    mc_s3_close(s);
+    setenv("AWS_ACCESS_KEY_ID", id, 1);
+    free(id);
+}
+
+/* ---- the artifact store through the registry ------------------------------------ */
+
+static char store[300];
+
+static void write_file(const char *path, size_t n, unsigned seed)
+{
+    char *buf = malloc(n);
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+
+    fill(buf, n, seed);
+    CHECK(fd >= 0 && write(fd, buf, n) == (ssize_t)n);
+    close(fd);
+    free(buf);
+}
+
+static struct mc_registry *reg_open(void)
+{
+    struct mc_registry_opts o = {.flags = MC_REGISTRY_CREATE};
+    struct mc_registry *r = NULL;
+
+    if (mc_registry_open(store, &o, &r) != 0) {
+        fprintf(stderr, "mc_registry_open: %s\n", mc_last_error());
+        exit(1);
+    }
+    return r;
+}
+
+static void report_fn(void *arg, const char *msg)
+{
+    (void)arg;
+    fprintf(stderr, "  check: %s\n", msg);
+}
+
+/* Identical pushes are stored once; an object goes only with its last version. */
+static void dedup_and_gc(void)
+{
+    struct mc_s3 *s = client();
+    struct mc_registry *r = reg_open();
+    char f1[300], f2[300];
+    const struct mc_reg_version *v = NULL;
+    size_t problems = 99;
+
+    snprintf(f1, sizeof(f1), "%s/a.bin", tmpdir);
+    snprintf(f2, sizeof(f2), "%s/b.bin", tmpdir);
+    write_file(f1, (7u << 20) + 5, 3);
+    write_file(f2, 1000, 4);
+    OK(mc_registry_push(r, "m", "1.0.0", f1, NULL, NULL));
+    OK(mc_registry_push(r, "n", "1.0.0", f1, NULL, NULL));
+    CHECK(count(s, "reg/xxh3-128/") == 1);
+    OK(mc_registry_push(r, "m", "2.0.0", f2, NULL, NULL));
+    CHECK(count(s, "reg/xxh3-128/") == 2);
+    /* a copy in parts (UploadPartCopy), as objects over 5 GiB take: 3 parts here */
+    char f3[300];
+
+    snprintf(f3, sizeof(f3), "%s/big.bin", tmpdir);
+    write_file(f3, (12u << 20) + 9, 7);
+    setenv("MCACHE_S3_COPY_MAX_MB", "5", 1);
+    setenv("MCACHE_S3_COPY_PART_MB", "5", 1);
+    OK(mc_registry_push(r, "big", "1.0.0", f3, NULL, NULL));
+    unsetenv("MCACHE_S3_COPY_MAX_MB");
+    unsetenv("MCACHE_S3_COPY_PART_MB");
+    CHECK(count(s, "reg/xxh3-128/") == 3);
+    OK(mc_registry_resolve(r, "n", "1.0.0", &v));
+    CHECK(v && v->size == (7u << 20) + 5 && !strncmp(v->checksum, "xxh3-128:", 9));
+    OK(mc_registry_check(store, MC_CHECK_ARTIFACTS | MC_CHECK_CHECKSUMS, report_fn, NULL,
+                         &problems));
+    CHECK(problems == 0);
+    OK(mc_registry_remove_version(r, "big", "1.0.0", false, NULL));
+    /* m@1.0.0 goes, n@1.0.0 still refers to the same bytes: they stay */
+    OK(mc_registry_remove_version(r, "m", "1.0.0", false, NULL));
+    CHECK(count(s, "reg/xxh3-128/") == 2);
+    OK(mc_registry_remove_version(r, "n", "1.0.0", false, NULL));
+    CHECK(count(s, "reg/xxh3-128/") == 1);
+    CHECK(count(s, "reg/tmp/") == 0);
+    CHECK(uploads(s, "reg/") == 0);
+    mc_registry_close(r);
+    mc_s3_close(s);
+}
+
+/*
+ * A push killed at each step (its multipart upload begun; staged whole;
+ * copied under its checksum but not registered) leaves nothing registered,
+ * and the next writer's sweep removes what it left.
+ */
+static void killed_push(const char *point, size_t objects_after)
+{
+    struct mc_s3 *s = client();
+    char f[300];
+    const struct mc_reg_version *v = NULL;
+    pid_t pid;
+    int st = 0;
+
+    fprintf(stderr, "  a push killed at %s\n", point);
+    snprintf(f, sizeof(f), "%s/c.bin", tmpdir);
+    write_file(f, (11u << 20) + 3, 5);
+    pid = fork();
+    if (pid == 0) {
+        struct mc_registry *r = reg_open();
+
+        setenv("MCACHE_CRASH_AT", point, 1);
+        mc_registry_push(r, "k", "3.0.0", f, NULL, NULL);
+        _exit(3); /* not reached: the crash point kills it */
+    }
+    CHECK(waitpid(pid, &st, 0) == pid && WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
+    CHECK(count(s, "reg/tmp/") + uploads(s, "reg/tmp/") > 0);
+    struct mc_registry *r = reg_open(); /* the next writer: recovers and sweeps */
+
+    CHECK(mc_registry_resolve(r, "k", "3.0.0", &v) == MC_ENOENT);
+    CHECK(count(s, "reg/tmp/") == 0);
+    CHECK(uploads(s, "reg/tmp/") == 0);
+    CHECK(count(s, "reg/xxh3-128/") == objects_after);
+    CHECK(count(s, "reg/versions/k/") == 0);
+    mc_registry_close(r);
+    mc_s3_close(s);
+}
+
+/*
+ * The CLI with --artifacts s3://...: push the same file twice (one object),
+ * fsck --checksums clean (the bytes read back from the object store), rm
+ * keeps the object until its last version goes. Skipped when the CLI is not
+ * built (MCACHE_BIN). (`mcache verify` still opens v->path as a file.)
+ */
+static void cli_artifacts(void)
+{
+    const char *bin = getenv("MCACHE_BIN");
+    struct mc_s3 *s = client();
+    char cmd[2048], f[300];
+    char *saved = strdup(getenv("MCACHE_ARTIFACTS"));
+
+    if (bin == NULL || access(bin, X_OK) != 0) {
+        fprintf(stderr, "  skipped: no mcache CLI at MCACHE_BIN\n");
+        mc_s3_close(s);
+        free(saved);
+        return;
+    }
+    unsetenv("MCACHE_ARTIFACTS"); /* the flag alone says where */
+    snprintf(f, sizeof(f), "%s/cli.bin", tmpdir);
+    write_file(f, (6u << 20) + 1, 9);
+#define CLI(args) \
+    (snprintf(cmd, sizeof(cmd), "%s --store %s/clistore --artifacts s3://%s/cli " args, bin, \
+              tmpdir, bucket, f),                                                           \
+     system(cmd))
+    CHECK(CLI("push cm 1.0.0 %s -q") == 0);
+    CHECK(CLI("push cn 1.0.0 %s -q") == 0);
+    CHECK(count(s, "cli/xxh3-128/") == 1);
+    CHECK(CLI("fsck --checksums # %s") == 0);
+    CHECK(CLI("rm cm@1.0.0 # %s") == 0);
+    CHECK(count(s, "cli/xxh3-128/") == 1);
+    CHECK(CLI("rm cn@1.0.0 # %s") == 0);
+    CHECK(count(s, "cli/xxh3-128/") == 0);
+#undef CLI
+    setenv("MCACHE_ARTIFACTS", saved, 1);
+    free(saved);
+    mc_s3_close(s);
+}
+
+int main(void)
+{
+    struct mc_s3 *s;
+
+    if (getenv("AWS_ENDPOINT_URL") == NULL) {
+        fprintf(stderr, "test_s3: skipped: no AWS_ENDPOINT_URL (run it as tests/fleet/rgw.sh run "
+                        "test_s3)\n");
+        return 77;
+    }
+    snprintf(bucket, sizeof(bucket), "mctest-%d", (int)getpid());
+    snprintf(tmpdir, sizeof(tmpdir), "/tmp/mc-s3test.XXXXXX");
+    if (mkdtemp(tmpdir) == NULL)
+        return 1;
+    snprintf(store, sizeof(store), "%s/store", tmpdir);
+    s = client();
+    if (mc_s3_create_bucket(s) != 0) {
+        fprintf(stderr, "creating the bucket: %s\n", mc_last_error());
+        return 1;
+    }
+    mc_s3_close(s);
+    char url[128];
+
+    snprintf(url, sizeof(url), "s3://%s/reg", bucket);
+    setenv("MCACHE_ARTIFACTS", url, 1);
+
+    fprintf(stderr, "put_head_get_delete\n");
+    put_head_get_delete();
+    fprintf(stderr, "ranged_reads\n");
+    ranged_reads();
+    fprintf(stderr, "multipart\n");
+    multipart();
+    fprintf(stderr, "wrong_secret\n");
+    wrong_secret();
+    fprintf(stderr, "credentials_file\n");
+    credentials_file();
+    fprintf(stderr, "dedup_and_gc\n");
+    dedup_and_gc();
+    fprintf(stderr, "killed_push\n");
+    killed_push("temp-created", 1);
+    killed_push("copied", 1);
+    killed_push("renamed", 1);
+    fprintf(stderr, "cli_artifacts\n");
+    cli_artifacts();
+    fprintf(stderr, "gateway_restart\n");
+    gateway_restart();
+    if (restarted_gateway > 0) {
+        kill(restarted_gateway, SIGKILL);
+        waitpid(restarted_gateway, NULL, 0);
+    }
+
+    char cmd[300];
+
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
+    if (system(cmd) != 0)
+        failures++;
+    fprintf(stderr, failures ? "test_s3: %d FAILED\n" : "test_s3: all passed\n", failures);
+    return failures ? 1 : 0;
+}
