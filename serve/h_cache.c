@@ -143,7 +143,8 @@ static int deploy(struct req *rq)
         free(text);
         return reply_mc_error(rq, rc);
     }
-    if (!api_ctl(rq, "deploy", 1, (const char *const *)&text, -1, &res, &ret)) {
+    const char *args[3] = {text, rq->who, rq->from}; /* WHO FROM: the registry's record */
+    if (!api_ctl(rq, "deploy", 3, args, -1, &res, &ret)) {
         free(text);
         return ret;
     }
@@ -154,13 +155,13 @@ static int deploy(struct req *rq)
 /* POST .../deployments/{alias}/pause|resume|abort (mcached's deploy-ctl). */
 static int deploy_ctl(struct req *rq, const char *act)
 {
-    const char *args[3] = {act, req_param(rq, "name"), req_param(rq, "alias")};
+    const char *args[5] = {act, req_param(rq, "name"), req_param(rq, "alias"), rq->who, rq->from};
     json_t *res;
     int ret = 0, rc = cli_ctl_serves_store(&rq->srv->cli);
 
     if (rc)
         return reply_mc_error(rq, rc);
-    if (!api_ctl(rq, "deploy-ctl", 3, args, CLI_CTL_TIMEOUT_MS, &res, &ret))
+    if (!api_ctl(rq, "deploy-ctl", 5, args, CLI_CTL_TIMEOUT_MS, &res, &ret))
         return ret;
     return reply_json(rq, 200, res);
 }
@@ -237,10 +238,10 @@ static int pin(struct req *rq, bool on)
 {
     struct srv *s = rq->srv;
     const char *name = req_param(rq, "name"), *ref = req_param(rq, "ref");
-    const char *args[2] = {name, ref};
+    const char *args[4] = {name, ref, rq->who, rq->from}; /* WHO FROM: the registry's record */
     const struct mc_reg_version *v;
     json_t *res, *j;
-    int ret = 0, rc = cli_ctl_call(&s->cli, on ? "pin" : "unpin", 2, args, CLI_CTL_TIMEOUT_MS, &res);
+    int ret = 0, rc = cli_ctl_call(&s->cli, on ? "pin" : "unpin", 4, args, CLI_CTL_TIMEOUT_MS, &res);
 
     if (rc == 0) {
         j = cache_result(res, true, on);
