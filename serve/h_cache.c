@@ -144,7 +144,8 @@ static int deploy(struct req *rq)
         return reply_mc_error(rq, rc);
     }
     const char *args[3] = {text, rq->who, rq->from}; /* WHO FROM: the registry's record */
-    if (!api_ctl(rq, "deploy", 3, args, -1, &res, &ret)) {
+    if (!api_ctl(rq, "deploy", 3, args, api_gated_timeout_ms(rq->srv, req_param(rq, "name"), 1),
+                 &res, &ret)) {
         free(text);
         return ret;
     }
@@ -196,7 +197,9 @@ static int load(struct req *rq)
     snprintf(ms, sizeof(ms), "%llu", (unsigned long long)secs * 1000);
     const char *args[3] = {req_param(rq, "name"), req_param(rq, "ref"), ms};
     t0 = (uint64_t)(cli_mono_s() * 1e9);
-    if (!api_ctl(rq, "load", tmo ? 3 : 2, args, tmo ? (int)(secs * 1000 + 2000) : -1, &res, &ret))
+    if (!api_ctl(rq, "load", tmo ? 3 : 2, args,
+                 tmo ? (int)(secs * 1000 + 2000) : API_LOAD_WAIT_MS + API_CTL_MARGIN_MS, &res,
+                 &ret))
         return ret;
     json_t *j = json_pack("{s:O, s:O, s:O, s:O, s:f, s:b}", "name", jget(res, "name"), "version",
                           jget(res, "version"), "state", jget(res, "state"), "size",
