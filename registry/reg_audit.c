@@ -46,6 +46,7 @@
 #include <xxhash.h>
 
 #include "common/err.h"
+#include "common/hex.h"
 #include "registry/reg_int.h"
 
 #define AUDIT_WHAT_MAX   1024
@@ -136,12 +137,47 @@ static uint64_t refusal_key(const struct mc_registry *r, const char *msg)
 }
 
 /* The "audit" record of an attempt (what, result), stamped with the actor. */
+/*
+ * s with its control bytes (< 0x20, 0x7f) written \xNN, as mc_quote()
+ * does: an audit entry is printed on terminals (`mcache audit`), and what
+ * and result may hold text from HTTP clients. NULL if out of memory.
+ */
+static json_t *json_ctl_escaped(const char *s)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t n = 0;
+    char *b, *w;
+    json_t *j;
+
+    for (const char *p = s; *p; p++)
+        n += (unsigned char)*p < 0x20 || *p == 0x7f ? 4 : 1;
+    if ((b = malloc(n + 1)) == NULL)
+        return NULL;
+    w = b;
+    for (const char *p = s; *p; p++) {
+        unsigned char c = (unsigned char)*p;
+
+        if (c < 0x20 || c == 0x7f) {
+            *w++ = '\\';
+            *w++ = 'x';
+            *w++ = hex[c >> 4];
+            *w++ = hex[c & 15];
+        } else {
+            *w++ = (char)c;
+        }
+    }
+    *w = '\0';
+    j = json_string(b);
+    free(b);
+    return j;
+}
+
 static json_t *audit_record(const struct mc_registry *r, const char *what, const char *result)
 {
     json_t *rec = rec_new("audit", r->uid);
 
-    if (rec && (json_object_set_new(rec, "what", json_string(what)) ||
-                json_object_set_new(rec, "result", json_string(result)))) {
+    if (rec && (json_object_set_new(rec, "what", json_ctl_escaped(what)) ||
+                json_object_set_new(rec, "result", json_ctl_escaped(result)))) {
         json_decref(rec);
         rec = NULL;
     }
@@ -433,18 +469,13 @@ static int role_check(const char *role, int code)
                   role ? role : "");
 }
 
-static int hexval(int c)
-{
-    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-}
-
 /* "sha256:<64 lowercase hex>" into 32 bytes; -1 if malformed. */
 static int hash_parse(const char *s, unsigned char *d)
 {
     if (strncmp(s, "sha256:", 7) != 0 || strlen(s) != 7 + 64)
         return -1;
     for (int i = 0; i < 32; i++) {
-        int hi = hexval(s[7 + 2 * i]), lo = hexval(s[8 + 2 * i]);
+        int hi = mc_hexval(s[7 + 2 * i], false), lo = mc_hexval(s[8 + 2 * i], false);
 
         if (hi < 0 || lo < 0)
             return -1;

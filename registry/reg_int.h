@@ -127,6 +127,7 @@ struct reg_state {
     struct reg_model **sorted; /* by name, rebuilt when dirty */
     bool sorted_dirty;
     uint64_t gen;
+    uint64_t state_gen; /* of the last record applied that is not an "audit" one */
     const char *art_root; /* artifacts are <art_root>/<name>/<version>/artifact */
     bool lenient;         /* repair: skip records that do not apply */
     void (*report)(void *, const char *);
@@ -311,7 +312,14 @@ int alias_apply_move(struct reg_state *st, struct rec *r, struct reg_model *m, c
 
 /* reg_ops.c: what the mutations of aliases share */
 #define WHY_MAX 1024
-int why_check(const char *why); /* MC_EINVAL if too long */
+/*
+ * A caller's reason for a move (--why, HTTP "why"): MC_EINVAL if too long or
+ * if it holds control bytes. reason_check: the length only, for mcached's own
+ * reasons (a deploy step's, which may quote a health check's output; they
+ * are escaped where printed).
+ */
+int why_check(const char *why);
+int reason_check(const char *why);
 int need_ready(const struct mc_reg_version *v, const char *alias);
 /* Check the names, lock, find the model and the alias (*a NULL if it never existed). */
 int alias_begin(struct mc_registry *r, const char *name, const char *alias, struct reg_model **m,

@@ -90,15 +90,16 @@ static int deployments(struct req *rq)
 
 /*
  * POST /v1/models/{name}/deployments: begin a rollout (mcached runs it, as
- * `mcache deploy`). The body is mcached's `deploy` JSON less the name; the
- * CLI's defaults fill what is not given; mcached checks the values.
+ * `mcache deploy`). The body is mcached's `deploy` JSON less the name and
+ * less the health command (refused: mcached would run it; the model's own
+ * check, `mcache health set` on the host, gates the steps); the CLI's
+ * defaults fill what is not given; mcached checks the values.
  */
 static int deploy(struct req *rq)
 {
-    static const char *const fields[] = {"version",        "alias",          "strategy",
-                                         "steps",          "interval_ms",    "max_error_rate",
-                                         "max_p99_ratio",  "min_requests",   "health",
-                                         "health_timeout_ms", NULL};
+    static const char *const fields[] = {"version",        "alias",        "strategy",
+                                         "steps",          "interval_ms",  "max_error_rate",
+                                         "max_p99_ratio",  "min_requests", NULL};
     json_t *b = rq->body, *spec, *res;
     char *text;
     int ret = 0, rc;
@@ -107,6 +108,17 @@ static int deploy(struct req *rq)
         return reply_error(rq, 400, "bad_request",
                            "a deploy needs a JSON body: {\"version\": \"2.0.0\", \"alias\": "
                            "\"production\", \"strategy\": \"canary\"}");
+    /*
+     * A health command is run by mcached (root, or the cache's owner): a
+     * publisher over HTTP may not name one. Rollouts use the model's own
+     * check, set on the host.
+     */
+    if (json_object_get(b, "health") || json_object_get(b, "health_timeout_ms"))
+        return reply_error(rq, 400, "bad_request",
+                           "a deployment over HTTP cannot name a health command (\"health\", "
+                           "\"health_timeout_ms\"): mcached would run it; the rollout uses the "
+                           "model's own check: set it on the host with `mcache health set "
+                           "NAME -- COMMAND...`");
     if (api_unknown_fields(rq, b, fields, &ret))
         return ret;
     if (!json_is_string(json_object_get(b, "version")))
@@ -131,7 +143,9 @@ static int deploy(struct req *rq)
         free(text);
         return reply_mc_error(rq, rc);
     }
-    if (!api_ctl(rq, "deploy", 1, (const char *const *)&text, -1, &res, &ret)) {
+    const char *args[3] = {text, rq->who, rq->from}; /* WHO FROM: the registry's record */
+    if (!api_ctl(rq, "deploy", 3, args, api_gated_timeout_ms(rq->srv, req_param(rq, "name"), 1),
+                 &res, &ret)) {
         free(text);
         return ret;
     }
@@ -142,13 +156,13 @@ static int deploy(struct req *rq)
 /* POST .../deployments/{alias}/pause|resume|abort (mcached's deploy-ctl). */
 static int deploy_ctl(struct req *rq, const char *act)
 {
-    const char *args[3] = {act, req_param(rq, "name"), req_param(rq, "alias")};
+    const char *args[5] = {act, req_param(rq, "name"), req_param(rq, "alias"), rq->who, rq->from};
     json_t *res;
     int ret = 0, rc = cli_ctl_serves_store(&rq->srv->cli);
 
     if (rc)
         return reply_mc_error(rq, rc);
-    if (!api_ctl(rq, "deploy-ctl", 3, args, CLI_CTL_TIMEOUT_MS, &res, &ret))
+    if (!api_ctl(rq, "deploy-ctl", 5, args, CLI_CTL_TIMEOUT_MS, &res, &ret))
         return ret;
     return reply_json(rq, 200, res);
 }
@@ -183,7 +197,9 @@ static int load(struct req *rq)
     snprintf(ms, sizeof(ms), "%llu", (unsigned long long)secs * 1000);
     const char *args[3] = {req_param(rq, "name"), req_param(rq, "ref"), ms};
     t0 = (uint64_t)(cli_mono_s() * 1e9);
-    if (!api_ctl(rq, "load", tmo ? 3 : 2, args, tmo ? (int)(secs * 1000 + 2000) : -1, &res, &ret))
+    if (!api_ctl(rq, "load", tmo ? 3 : 2, args,
+                 tmo ? (int)(secs * 1000 + 2000) : API_LOAD_WAIT_MS + API_CTL_MARGIN_MS, &res,
+                 &ret))
         return ret;
     json_t *j = json_pack("{s:O, s:O, s:O, s:O, s:f, s:b}", "name", jget(res, "name"), "version",
                           jget(res, "version"), "state", jget(res, "state"), "size",
@@ -225,10 +241,10 @@ static int pin(struct req *rq, bool on)
 {
     struct srv *s = rq->srv;
     const char *name = req_param(rq, "name"), *ref = req_param(rq, "ref");
-    const char *args[2] = {name, ref};
+    const char *args[4] = {name, ref, rq->who, rq->from}; /* WHO FROM: the registry's record */
     const struct mc_reg_version *v;
     json_t *res, *j;
-    int ret = 0, rc = cli_ctl_call(&s->cli, on ? "pin" : "unpin", 2, args, CLI_CTL_TIMEOUT_MS, &res);
+    int ret = 0, rc = cli_ctl_call(&s->cli, on ? "pin" : "unpin", 4, args, CLI_CTL_TIMEOUT_MS, &res);
 
     if (rc == 0) {
         j = cache_result(res, true, on);

@@ -14,6 +14,7 @@ import http.client
 import json
 import os
 import sys
+import time
 import unittest
 import urllib.parse
 
@@ -597,6 +598,58 @@ class Actors(Base):
         self.error(*self.s.request("GET", "/v1/models", token=ci), 401)
         self.error(*self.s.request("DELETE", "/v1/tokens/ci"), 404, None, "ci")
 
+
+    def test_deploy_names_no_health_command(self):
+        """mcached would run a deploy's health command as its own user: over HTTP it is refused,
+        for a publisher and for an admin alike, and nothing runs."""
+        pub = self.s.json("POST", "/v1/tokens", {"name": "dep", "role": "publisher"},
+                          expect=201)["token"]
+        self.push_cli("hc", "1.0.0", b"hc one")
+        self.push_cli("hc", "2.0.0", b"hc two")
+        self.s.cli("alias", "hc", "prod", "1.0.0", "--no-gate")
+        marker = os.path.join(self.s.tmpdir, "ran-health")
+        for tok in (pub, None):
+            for body in ({"health": ["touch", marker]},
+                         {"health": ["touch", marker], "health_timeout_ms": 1000},
+                         {"health_timeout_ms": 1000}):
+                body.update({"version": "2.0.0", "alias": "prod", "strategy": "direct"})
+                self.error(*self.s.request("POST", "/v1/models/hc/deployments", body, token=tok),
+                           400, "bad_request", "mcache health set")
+        time.sleep(0.5)
+        self.assertFalse(os.path.exists(marker))
+        self.error(*self.s.request("POST", "/v1/models/hc/deployments",
+                                   {"version": "2.0.0", "alias": "prod", "argv": ["x"]},
+                                   token=pub), 400, "unknown_field", "argv")
+        self.assertEqual(self.s.json("GET", "/v1/models/hc/deployments")["deployments"], [])
+        self.s.json("DELETE", "/v1/tokens/dep")
+
+    def test_cache_changes_carry_the_token(self):
+        """pin, unpin, deploy and deploy-ctl go through mcached, which records the token (WHO
+        FROM), not its own uid."""
+        pub = self.s.json("POST", "/v1/tokens", {"name": "rel", "role": "admin"},
+                          expect=201)["token"]
+        self.push_cli("wh", "1.0.0", b"wh one")
+        self.push_cli("wh", "2.0.0", b"wh two")
+        self.s.cli("alias", "wh", "prod", "1.0.0", "--no-gate")
+        for op in ("pin", "unpin"):
+            st, h, b = self.s.request("POST", "/v1/models/wh/versions/1.0.0/" + op, token=pub)
+            self.assertEqual(st, 200, b)
+        st, h, b = self.s.request("POST", "/v1/models/wh/deployments",
+                                  {"version": "2.0.0", "alias": "prod", "strategy": "canary",
+                                   "steps": [50, 100], "interval_ms": 600000}, token=pub)
+        self.assertEqual(st, 201, b)
+        st, h, b = self.s.request("POST", "/v1/models/wh/deployments/prod/abort", token=pub)
+        self.assertEqual(st, 200, b)
+        audit = self.s.json("GET", "/v1/audit?limit=10000")["audit"]
+        mine = [a["what"] for a in audit if a["who"] == "token:rel"]
+        whats = " | ".join(a["who"] + ": " + a["what"] for a in audit)
+        self.assertIn("flags wh@1.0.0 pinned=true", mine, whats)
+        self.assertIn("flags wh@1.0.0 pinned=false", mine, whats)
+        self.assertTrue(any(w.startswith("deploy wh@2.0.0 to prod") for w in mine), whats)
+        self.assertTrue(any(w.startswith("deploy-update") and "aborted" in w for w in mine), whats)
+        self.assertTrue(all(a["from"].startswith("127.0.0.1") for a in audit
+                            if a["who"] == "token:rel"), whats)
+        self.s.json("DELETE", "/v1/tokens/rel")
 
 class NoDaemon(Base):
     daemon = False
