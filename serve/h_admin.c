@@ -269,11 +269,10 @@ out:
     return r;
 }
 
-/* The resident bytes' hash against the manifest. */
-static json_t *check_resident(struct srv *s, const struct check *c, uint64_t *bytes)
+/* The resident bytes' hash against the manifest, in the held cache mc (or NULL). */
+static json_t *check_in_arena(mc_cache *mc, const struct check *c, uint64_t *bytes)
 {
     uint64_t t0 = mc_mono_ns();
-    mc_cache *mc = srv_cache(s);
     char got[64], msg[2048];
     XXH3_state_t *st;
     mc_model *m;
@@ -306,6 +305,15 @@ static json_t *check_resident(struct srv *s, const struct check *c, uint64_t *by
         r = result(c, "arena", "ok", got, (double)(mc_mono_ns() - t0) / 1e9, NULL);
     }
     mc_release(m);
+    return r;
+}
+
+static json_t *check_resident(struct srv *s, const struct check *c, uint64_t *bytes)
+{
+    mc_cache *mc = srv_cache_hold(s);
+    json_t *r = check_in_arena(mc, c, bytes);
+
+    srv_cache_put(s, mc);
     return r;
 }
 

@@ -538,9 +538,47 @@ static enum range_kind parse_range(const char *h, uint64_t size, uint64_t *off, 
     return RANGE_ONE;
 }
 
-static void release_model(void *cls)
+/* A download from the arena: the model and the cache's hold, kept until its response is freed. */
+struct arena_body {
+    struct srv *srv;
+    mc_cache *mc;
+    mc_model *m;
+};
+
+static void arena_body_free(void *cls)
 {
-    mc_release(cls);
+    struct arena_body *b = cls;
+
+    mc_release(b->m);
+    srv_cache_put(b->srv, b->mc);
+    free(b);
+}
+
+/* A response sending [off, off+len) of name@version from the arena, or NULL (then: the store). */
+static struct MHD_Response *arena_response(struct srv *s, const char *name, const char *version,
+                                           const char *etag, uint64_t size, uint64_t off,
+                                           uint64_t len)
+{
+    struct arena_body *b = calloc(1, sizeof(*b));
+    struct MHD_Response *resp = NULL;
+
+    if (!b)
+        return NULL;
+    b->srv = s;
+    b->mc = srv_cache_hold(s);
+    if (b->mc && mc_get(b->mc, name, version, &b->m) == 0) {
+        /* the same bytes the registry names (not another artifact under this version) */
+        if (mc_model_size(b->m) == size &&
+            !strncmp(mc_model_checksum(b->m), etag + 1, strlen(etag) - 2))
+            resp = MHD_create_response_from_buffer_with_free_callback_cls(
+                (size_t)len, (void *)((uintptr_t)mc_model_data(b->m) + off), arena_body_free, b);
+        if (resp)
+            return resp;
+        mc_release(b->m);
+    }
+    srv_cache_put(s, b->mc);
+    free(b);
+    return NULL;
 }
 
 static int download(struct req *rq)
@@ -552,8 +590,6 @@ static int download(struct req *rq)
     struct MHD_Response *resp = NULL;
     uint64_t size, off = 0, len;
     enum range_kind rk;
-    mc_cache *mc;
-    mc_model *mm = NULL;
     int ret = 0, rc, fd;
 
     if ((rc = srv_lock(s)))
@@ -597,17 +633,10 @@ static int download(struct req *rq)
         off = 0;
         len = size;
     }
-    mc = srv_cache(s);
-    if (mc && mc_get(mc, name, version, &mm) == 0) {
-        if (mc_model_size(mm) == size && !strncmp(mc_model_checksum(mm), etag + 1, strlen(etag) - 2)) {
-            resp = MHD_create_response_from_buffer_with_free_callback_cls(
-                (size_t)len, (void *)((uintptr_t)mc_model_data(mm) + off), release_model, mm);
-            source = "arena";
-        }
-        if (!resp)
-            mc_release(mm);
-    }
-    if (!resp) {
+    resp = arena_response(s, name, version, etag, size, off, len);
+    if (resp) {
+        source = "arena";
+    } else {
         fd = open(path, O_RDONLY | O_CLOEXEC);
         if (fd < 0) {
             rc = errno == ENOENT

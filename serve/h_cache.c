@@ -303,9 +303,10 @@ static int readers(struct req *rq)
         return reply_mc_error(rq, rc);
     if ((rc = cli_arena_header(&rq->srv->cli, &ar.hdr, ar.path, sizeof(ar.path))))
         return reply_mc_error(rq, rc);
-    if (!(ar.mc = srv_cache(rq->srv)))
+    if (!(ar.mc = srv_cache_hold(rq->srv)))
         return reply_mc_error(rq, MC_ENOENT);
     rd = cli_arena_readers(&rq->srv->cli, &ar);
+    srv_cache_put(rq->srv, ar.mc);
     if (!rd)
         return reply_mc_error(rq, MC_EIO);
     return reply_json(rq, 200, json_pack("{s:o}", "readers", rd));

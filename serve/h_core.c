@@ -44,13 +44,16 @@ static int h_readyz(struct req *rq)
     struct srv *s = rq->srv;
     json_t *checks = json_object(), *ans = NULL;
     char failed[1024] = "";
+    mc_cache *mc;
     int rc;
 
     rc = srv_lock(s);
     if (rc == 0)
         srv_unlock(s);
     check(checks, "registry", rc, failed, sizeof(failed));
-    rc = srv_cache(s) ? 0 : MC_ENOENT;
+    mc = srv_cache_hold(s);
+    rc = mc ? 0 : MC_ENOENT;
+    srv_cache_put(s, mc);
     check(checks, "arena", rc, failed, sizeof(failed));
     rc = cli_ctl_call(&s->cli, "ping", 0, NULL, READY_CTL_TIMEOUT_MS, &ans);
     json_decref(ans);

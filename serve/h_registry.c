@@ -66,23 +66,27 @@ const struct mc_reg_model *api_model(struct req *rq, const char *name, int *ret)
 
 const char *api_residency(struct srv *s, const char *name, const char *version)
 {
-    mc_cache *mc = srv_cache(s);
+    mc_cache *mc = srv_cache_hold(s);
+    const char *res = "unknown";
     mc_model *m;
 
-    if (!mc)
-        return "unknown";
-    switch (mc_get(mc, name, version, &m)) {
+    switch (mc ? mc_get(mc, name, version, &m) : MC_ENOENT) {
     case 0:
         mc_release(m);
-        return "resident";
+        res = "resident";
+        break;
     case MC_EFAILED:
-        return "failed";
+        res = "failed";
+        break;
     case MC_ENOTRESIDENT:
     case MC_ENOENT:
-        return "not-resident";
+        res = mc ? "not-resident" : "unknown";
+        break;
     default:
-        return "unknown";
+        break;
     }
+    srv_cache_put(s, mc);
+    return res;
 }
 
 json_t *api_version(struct srv *s, const struct mc_reg_model *m, const struct mc_reg_version *v)

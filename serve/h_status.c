@@ -175,9 +175,13 @@ static json_t *arena_json(struct srv *s, const json_t *st)
             json_object_set_new(o, arena_keys[i], json_integer(jint(a, arena_keys[i])));
         return o;
     }
-    mc = srv_cache(s);
-    if (!mc || mc_cache_info(mc, &in) != 0)
-        return json_pack("{s:n, s:s}", "source", "error", mc_last_error());
+    mc = srv_cache_hold(s);
+    if (!mc || mc_cache_info(mc, &in) != 0) {
+        o = json_pack("{s:n, s:s}", "source", "error", mc_last_error());
+        srv_cache_put(s, mc);
+        return o;
+    }
+    srv_cache_put(s, mc);
     if (mc_arena_path(s->cli.shm_dir, s->cli.cache, path, sizeof(path)) != 0)
         path[0] = '\0';
     o = json_pack("{s:s, s:s, s:n}", "source", "arena", "path", path, "error");
@@ -201,6 +205,7 @@ static json_t *readers_json(struct srv *s, const json_t *st)
 {
     json_t *list = NULL, *out = json_array(), *e;
     const char *err = NULL;
+    char why[1024];
     struct cli_arena ca;
     size_t i;
 
@@ -208,10 +213,13 @@ static json_t *readers_json(struct srv *s, const json_t *st)
         list = json_incref(json_object_get(st, "readers"));
     } else {
         memset(&ca, 0, sizeof(ca));
-        ca.mc = srv_cache(s);
+        ca.mc = srv_cache_hold(s);
         if (!ca.mc || cli_arena_header(&s->cli, &ca.hdr, ca.path, sizeof(ca.path)) != 0 ||
-            !(list = cli_arena_readers(&s->cli, &ca)))
-            err = mc_last_error();
+            !(list = cli_arena_readers(&s->cli, &ca))) {
+            snprintf(why, sizeof(why), "%s", mc_last_error()); /* the put may detach */
+            err = why;
+        }
+        srv_cache_put(s, ca.mc);
     }
     json_array_foreach(list, i, e)
     {
@@ -397,10 +405,11 @@ static int registry_part(struct srv *s, const json_t *st, json_t *out)
     }
     memset(&ca, 0, sizeof(ca));
     if (!states)
-        ca.mc = srv_cache(s); /* NULL: residency "unknown" */
+        ca.mc = srv_cache_hold(s); /* NULL: residency "unknown" */
 
     rc = srv_lock(s);
     if (rc) {
+        srv_cache_put(s, ca.mc);
         json_decref(states);
         json_decref(models);
         return rc;
@@ -437,6 +446,7 @@ static int registry_part(struct srv *s, const json_t *st, json_t *out)
     moves_audit(s->reg, top, ntop);
     json_object_set_new(out, "moves", moves_json(top, ntop));
     srv_unlock(s);
+    srv_cache_put(s, ca.mc);
     json_object_set_new(out, "models", models);
     json_decref(states);
     return 0;

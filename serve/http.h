@@ -11,7 +11,9 @@
  * handle is not thread-safe: every use of srv->reg is between srv_lock()
  * and srv_unlock() (srv_lock() also refreshes it, so answers are current).
  * An upload's bytes are written without the lock (mc_registry_upload_*).
- * libmcache's cache handle (srv->mc) is safe from any thread.
+ * libmcache's cache handle (srv->mc) is safe from any thread, but only
+ * while held: every use is between srv_cache_hold() and srv_cache_put(),
+ * so that a superseded arena is detached only once nothing uses it.
  *
  * A REQUEST. The core (server.c) accepts it, matches a route (router.c),
  * authenticates (bearer token, or open access on loopback), checks the
@@ -57,7 +59,9 @@ struct srv {
     struct mc_registry *reg;
     pthread_mutex_t reg_lock;
     mc_cache *mc; /* attached read-only, or NULL (no arena yet: retried on use) */
-    pthread_mutex_t mc_lock; /* guards attaching mc */
+    pthread_mutex_t mc_lock; /* guards mc, mc_holds, mc_stale */
+    unsigned mc_holds;       /* users of mc now (srv_cache_hold) */
+    bool mc_stale;           /* mc's arena is superseded: detached once mc_holds is 0 */
 
     bool open_access;  /* no token needed (loopback without --require-tokens, or --insecure-open) */
     size_t max_json;   /* bytes of a JSON body (default 1 MiB) */
@@ -74,8 +78,19 @@ struct srv {
 int srv_lock(struct srv *s);
 void srv_unlock(struct srv *s);
 
-/* The cache, attached read-only on first use; NULL (with mc_err set) if there is no arena. */
-mc_cache *srv_cache(struct srv *s);
+/*
+ * The cache, attached read-only on first use, held for the caller: give it
+ * back with srv_cache_put() once done with it and with every model got
+ * from it (a download: when its response is freed). NULL, with mc_err set,
+ * if there is no arena, or (MC_ESTALE) while mcached's new arena waits for
+ * the holds on the superseded one to end: answer without it then (from the
+ * store, residency "unknown"). The last put of a superseded attachment
+ * detaches it; the next hold attaches the new arena (server.c: THE
+ * ATTACHMENT).
+ */
+mc_cache *srv_cache_hold(struct srv *s);
+/* Give back a hold from srv_cache_hold() (NULL: nothing). */
+void srv_cache_put(struct srv *s, mc_cache *c);
 
 /* ---- a request -------------------------------------------------------- */
 

@@ -113,10 +113,32 @@ void srv_unlock(struct srv *s)
 }
 
 /*
- * Is the attached arena superseded (mcached restarted with --recreate, or
- * upgraded to a new arena)? mc_get() checks the arena's state before it
- * looks a name up, so asking for a name that cannot exist costs a pin and
- * an unpin, no system call, and answers MC_ESTALE exactly then.
+ * THE ATTACHMENT. srv->mc is one read-only attachment of the cache's arena
+ * (libmcache allows one per cache per process: a second would need the
+ * same fixed address). When mcached makes a new arena (--recreate, an
+ * upgrade), the old one is superseded: its memory stays valid and its
+ * versions immutable, but mc_get() answers MC_ESTALE and the new arena can
+ * be attached only once the old attachment is detached. mc_detach() unmaps
+ * the arena and frees the handles and reader slots of every thread, so it
+ * must not run while any thread still uses it: a download sending from it
+ * until libmicrohttpd frees its response, a status page walking its reader
+ * table, a residency lookup.
+ *
+ * So every use is a counted hold, taken and given back under mc_lock
+ * (srv_cache_hold, srv_cache_put). Once the attachment is found stale it is
+ * no longer handed out: new users get NULL (downloads come from the store,
+ * residency is "unknown", /readyz is 503 saying why) while the holds drain;
+ * the put that gives back the last hold detaches it, and the next hold
+ * attaches the new arena. The mutex orders the detach before any use of the
+ * next attachment, and after every use of the old one (each ends with its
+ * put): no thread touches an mc_cache, or a thread state libmcache keeps for
+ * it, while another detaches it.
+ */
+
+/*
+ * Is the attached arena superseded? mc_get() checks the arena's state
+ * before it looks a name up, so asking for a name that cannot exist costs a
+ * pin and an unpin, no system call, and answers MC_ESTALE exactly then.
  */
 static bool cache_stale(mc_cache *c)
 {
@@ -128,35 +150,42 @@ static bool cache_stale(mc_cache *c)
     return rc == MC_ESTALE;
 }
 
-mc_cache *srv_cache(struct srv *s)
+/* Under mc_lock, with no hold left: detach the superseded attachment. */
+static void cache_detach_stale(struct srv *s)
 {
-    static bool stale_logged;
+    mc_detach(s->mc);
+    s->mc = NULL;
+    s->mc_stale = false;
+    srv_log("the arena of cache \"%s\" was replaced (mcached made a new one): detached the old "
+            "one, attaching the new one",
+            s->cli.cache);
+}
+
+mc_cache *srv_cache_hold(struct srv *s)
+{
     mc_cache *c;
+    unsigned holds;
     int rc;
 
     pthread_mutex_lock(&s->mc_lock);
-    if (s->mc && cache_stale(s->mc)) {
-        /*
-         * The arena was replaced. libmcache allows one attachment of a cache
-         * per process, and mc_detach() would unmap the old arena under what
-         * other threads still use (a download's held model, a reader-table
-         * walk in a handler), which nothing here can see the end of. So the
-         * old attachment stays (its memory is valid, its versions immutable)
-         * and is no longer handed out: downloads come from the store,
-         * residency is "unknown", and /readyz says to restart (TODO(issue
-         * 14): re-attach once every user is known to be done).
-         */
-        if (!stale_logged)
-            srv_log("the arena of cache \"%s\" was replaced (mcached made a new one); "
-                    "restart mcache-serve to attach to it; until then artifacts come from "
-                    "the store",
-                    s->cli.cache);
-        stale_logged = true;
+    if (s->mc && !s->mc_stale && cache_stale(s->mc)) {
+        s->mc_stale = true;
+        if (s->mc_holds)
+            srv_log("the arena of cache \"%s\" was replaced (mcached made a new one); attaching "
+                    "to the new one once the requests still using the old one (%u now) are done; "
+                    "until then artifacts come from the store",
+                    s->cli.cache, s->mc_holds);
+    }
+    if (s->mc_stale && s->mc_holds == 0)
+        cache_detach_stale(s);
+    if (s->mc_stale) {
+        holds = s->mc_holds;
         pthread_mutex_unlock(&s->mc_lock);
         mc_err(MC_ESTALE,
-               "the arena of cache \"%s\" was replaced by a new mcached; restart "
-               "mcache-serve (systemctl restart mcache-serve@%s) to attach to the new one",
-               s->cli.cache, s->cli.cache);
+               "the arena of cache \"%s\" was replaced by a new mcached; mcache-serve attaches "
+               "to the new one once the requests still using the old one (%u now: downloads from "
+               "it) are done; until then artifacts come from the store",
+               s->cli.cache, holds);
         return NULL;
     }
     if (!s->mc) {
@@ -165,8 +194,20 @@ mc_cache *srv_cache(struct srv *s)
             s->mc = NULL; /* mc_attach's message names the cache, the directory and mcached */
     }
     c = s->mc;
+    if (c)
+        s->mc_holds++;
     pthread_mutex_unlock(&s->mc_lock);
     return c;
+}
+
+void srv_cache_put(struct srv *s, mc_cache *c)
+{
+    if (!c)
+        return;
+    pthread_mutex_lock(&s->mc_lock);
+    if (c == s->mc && s->mc_holds > 0 && --s->mc_holds == 0 && s->mc_stale)
+        cache_detach_stale(s);
+    pthread_mutex_unlock(&s->mc_lock);
 }
 
 /* ---- a request's inputs --------------------------------------------------- */

@@ -18,7 +18,7 @@ import unittest
 import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from servetest import Server, need_binaries, wait_for  # noqa: E402
+from servetest import Server, need_binaries, python_env, wait_for  # noqa: E402
 
 MiB = 1 << 20
 
@@ -391,6 +391,8 @@ class Cache(Base):
         from servetest import LIBMCACHE as lib, stop_proc
         if not os.path.exists(lib):
             self.skipTest("libmcache.so is not built (MCACHE_LIB)")
+        # A sanitizer build's runtime preloaded in the worker (skips under TSan).
+        env = python_env(self.s.env, self)
         self.push_cli("rd", "1.0.0", blob(4096, "rd"))
         self.s.json("POST", "/v1/models/rd/versions/1.0.0/load")
         worker = subprocess.Popen(
@@ -402,7 +404,8 @@ class Cache(Base):
                 assert lib.mc_get(c, b"rd", b"1.0.0", ctypes.byref(m)) == 0
                 print("held", flush=True)
                 sys.stdin.read()
-            """), lib, self.s.shm_dir], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+            """), lib, self.s.shm_dir], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            env=env)
         try:
             self.assertEqual(worker.stdout.readline().strip(), b"held")
             via_daemon = self.s.json("GET", "/v1/readers")["readers"]

@@ -279,41 +279,107 @@ class Readiness(unittest.TestCase):
             self.assertNotEqual(json.loads(body)["checks"]["mcached"], "ok")
 
 
+def slow_download(srv, path):
+    """GET path on a connection whose receive buffer is tiny and is not read: the response
+    stays in flight (unsent in mcache-serve) until read_rest(). (socket, headers, body so far)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)  # before connect: the window
+    sock.settimeout(60)
+    sock.connect((srv.host, srv.port))
+    sock.sendall(b"GET %s HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n" % path.encode())
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        chunk = sock.recv(4096)
+        if not chunk:
+            raise AssertionError("the connection closed before the headers: %r" % buf)
+        buf += chunk
+    head, body = buf.split(b"\r\n\r\n", 1)
+    lines = head.decode().split("\r\n")
+    headers = {k.strip().lower(): v.strip() for k, v in (x.split(":", 1) for x in lines[1:])}
+    return sock, lines[0], headers, body
+
+
+def read_rest(sock):
+    """Everything until the server closes the connection."""
+    parts = []
+    while True:
+        chunk = sock.recv(1 << 20)
+        if not chunk:
+            sock.close()
+            return b"".join(parts)
+        parts.append(chunk)
+
+
+def deleted_arena_maps(srv):
+    """mcache-serve's mappings of arena files that are gone (a replaced arena still mapped)."""
+    with open("/proc/%d/maps" % srv.proc.pid) as f:
+        return [ln for ln in f if srv.shm_dir in ln and ln.rstrip().endswith("(deleted)")]
+
+
 class ArenaReplaced(unittest.TestCase):
     def setUp(self):
         servetest.need_binaries()
 
+    def push_resident(self, srv, size):
+        data = os.urandom(size)
+        srv.cli("push", "m", "1.0.0", srv.file("m.bin", data))
+        srv.cli("load", "m@1.0.0")
+        return data
+
     def test_recreated_arena(self):
         """mcached restarted with a new arena (--recreate): the old one is superseded; mcache-serve
-        never answers from it (downloads come from the store, /readyz is 503 saying to restart
-        it), and a restarted mcache-serve attaches to the new one."""
+        never answers from it, detaches it (nothing uses it) and attaches the new one by itself:
+        /readyz is 200 and downloads come from the new arena, without restarting mcache-serve."""
         with Server() as srv:
-            path = srv.file("m.bin", os.urandom(50000))
-            with open(path, "rb") as f:
-                data = f.read()
-            srv.cli("push", "m", "1.0.0", path)
-            srv.cli("load", "m@1.0.0")
+            data = self.push_resident(srv, 50000)
             art = "/v1/models/m/versions/1.0.0/artifact"
             st, h, body = srv.request("GET", art)
-            has_download = st == 200
-            if has_download:
-                self.assertEqual(h.get("mcache-source"), "arena")
+            self.assertEqual((st, h.get("mcache-source"), body), (200, "arena", data))
             srv.stop_daemon()
             srv.start_daemon(extra=["--recreate"])
             srv.cli("load", "m@1.0.0")
-            st, h, body = srv.request("GET", "/readyz")
-            self.assertEqual(st, 503, body)
-            self.assertIn("restart mcache-serve", json.loads(body)["checks"]["arena"])
-            self.assertIn("was replaced", srv.serve_log())
-            if has_download:
-                st, h, body = srv.request("GET", art)
-                self.assertEqual((st, h.get("mcache-source"), body), (200, "store", data))
-            srv.stop_serve()
-            srv.start_serve()
-            self.assertEqual(srv.request("GET", "/readyz")[0], 200)
-            if has_download:
-                st, h, body = srv.request("GET", art)
-                self.assertEqual((st, h.get("mcache-source"), body), (200, "arena", data))
+            self.assertEqual(srv.request("GET", "/readyz")[0], 200, srv.logs())
+            self.assertIn("was replaced (mcached made a new one): detached the old one",
+                          srv.serve_log())
+            st, h, body = srv.request("GET", art)
+            self.assertEqual((st, h.get("mcache-source"), body), (200, "arena", data))
+            self.assertEqual(deleted_arena_maps(srv), [])
+
+    def test_recreated_under_a_slow_download(self):
+        """A download from the arena is in flight (its client reads slowly) when mcached makes a
+        new arena: the old attachment is not detached under it (it completes with the right
+        bytes, from the old arena); meanwhile /readyz is 503 saying why and downloads come from
+        the store; once it is done the old arena is detached and the new one attached: /readyz
+        is 200 and downloads come from the new arena, without restarting mcache-serve."""
+        with Server(args=["--timeout", "300"]) as srv:
+            data = self.push_resident(srv, 16 << 20)  # far more than the sockets' buffers
+            art = "/v1/models/m/versions/1.0.0/artifact"
+            sock, status, h, got = slow_download(srv, art)
+            try:
+                self.assertIn(" 200 ", status)
+                self.assertEqual(h.get("mcache-source"), "arena")
+                srv.stop_daemon()
+                srv.start_daemon(extra=["--recreate"])
+                srv.cli("load", "m@1.0.0")
+                st, _, body = srv.request("GET", "/readyz")
+                self.assertEqual(st, 503, body)
+                why = json.loads(body)["checks"]["arena"]
+                self.assertIn("was replaced", why)
+                self.assertIn("still using the old one (1 now", why)
+                st, h2, body = srv.request("GET", art)
+                self.assertEqual((st, h2.get("mcache-source"), body), (200, "store", data))
+                self.assertNotIn("detached the old one", srv.serve_log())
+                got += read_rest(sock)
+            finally:
+                sock.close()
+            self.assertEqual(len(got), len(data))
+            self.assertTrue(got == data, "the slow download's bytes differ from the artifact's")
+            servetest.wait_for("/readyz 200 once the slow download is done",
+                               lambda: srv._probe("/readyz") == 200, proc=srv.proc, log=srv.logs)
+            self.assertIn("detached the old one", srv.serve_log())
+            st, h, body = srv.request("GET", art)
+            self.assertEqual((st, h.get("mcache-source"), body), (200, "arena", data))
+            self.assertEqual(deleted_arena_maps(srv), [])
 
 
 class Stopping(unittest.TestCase):
