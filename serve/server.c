@@ -31,6 +31,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include "common/clock.h"
 #include "common/err.h"
 #include "serve/core.h"
 
@@ -71,14 +72,6 @@ void srv_log(const char *fmt, ...)
         if ((unsigned char)*p < 0x20 || *p == 0x7f)
             *p = '?';
     fprintf(stderr, "mcache-serve: %s\n", buf);
-}
-
-static uint64_t mono_ns(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
 /* ---- the registry and the cache ------------------------------------------ */
@@ -645,7 +638,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         }
         st->rq.path = st->path;
         st->rq.method = st->method;
-        st->rq.start_ns = mono_ns();
+        st->rq.start_ns = mc_mono_ns();
         r = begin(st);
         return r == MHD_YES ? MHD_YES : MHD_NO;
     }
@@ -674,7 +667,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     rq = &st->rq;
     if (rq->status)
         metrics_observe(s->metrics, rq->route ? rq->route->pattern : "unmatched", rq->method,
-                        rq->status, (double)(mono_ns() - rq->start_ns) / 1e9);
+                        rq->status, (double)(mc_mono_ns() - rq->start_ns) / 1e9);
     /* A refusal the reply did not record (its handler held the registry then). */
     if (rq->route && (rq->route->flags & ROUTE_AUDIT) && rq->status >= 400 && !st->audited)
         audit_failure(st);
@@ -732,7 +725,7 @@ static enum MHD_Result on_accept(void *cls, const struct sockaddr *addr, socklen
         return MHD_YES;
     __atomic_add_fetch(&conns_refused, 1, __ATOMIC_RELAXED);
     /* One log line a second at most: a flood must not become a flood of log lines. */
-    now = mono_ns();
+    now = mc_mono_ns();
     last = __atomic_load_n(&refused_logged_ns, __ATOMIC_RELAXED);
     if (now - last > 1000000000ull &&
         __atomic_compare_exchange_n(&refused_logged_ns, &last, now, false, __ATOMIC_RELAXED,
