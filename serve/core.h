@@ -30,8 +30,23 @@ unsigned auth_identify(struct req *rq);
 
 /* Decode a query value (%XX, '+' for a space) into out (room for strlen(in) + 1), one pass. */
 void http_query_decode(const char *in, char *out);
+/* Is this Content-Type type (any case, parameters after ';'; "application/jsonx" is not)? */
+bool http_is_type(const char *ct, const char *type);
 /* Is this Content-Type JSON ("application/json", any case, parameters after ';')? */
 bool http_is_json_type(const char *ct);
+/*
+ * Does a Host header (or an Origin's host[:port]) name this machine's
+ * loopback: localhost, 127.x.y.z, [::1], any port? any_ip: any IP literal
+ * too (listening on another address with --insecure-open). A DNS name
+ * never is (DNS rebinding: a web page's own name pointed at 127.0.0.1).
+ */
+bool http_host_is_local(const char *authority, bool any_ip);
+/*
+ * May a state-changing request carry this Origin header? Yes when absent,
+ * when it is the request's own Host (same origin), or when its host is
+ * local as above; no for another site's page or "null".
+ */
+bool http_origin_allowed(const char *origin, const char *host, bool any_ip);
 /* The secret of "Bearer SECRET" (scheme in any case), or NULL for any other header. */
 const char *http_bearer(const char *h);
 

@@ -74,6 +74,13 @@ void srv_log(const char *fmt, ...)
     fprintf(stderr, "mcache-serve: %s\n", buf);
 }
 
+/*
+ * Listening on an address that is not loopback (with --insecure-open when
+ * access is open): a Host or Origin that is any IP literal is this
+ * server's too (see site_refused()).
+ */
+static bool listen_any_ip;
+
 /* ---- the registry and the cache ------------------------------------------ */
 
 /* Does this thread hold the registry (between srv_lock and srv_unlock)? */
@@ -442,6 +449,45 @@ static void defer(struct rstate *st, unsigned status, const char *code, const ch
     st->len = st->cap = 0;
 }
 
+static bool method_is_safe(const char *m)
+{
+    return !strcmp(m, "GET") || !strcmp(m, "HEAD");
+}
+
+/*
+ * Is the request from where it may be? With open access, anything that
+ * reaches the port is admin, web pages included: a page can point its own
+ * DNS name at 127.0.0.1 (DNS rebinding) or post a form across sites. So a
+ * Host that is not this machine's loopback (localhost, 127.x, [::1]) is
+ * refused (421), and so is a state change sent by another site's page (an
+ * Origin that is neither the Host nor loopback: 403). 0 to go on, else what
+ * on_request returns.
+ */
+static bool site_refused(struct req *rq, int *ret)
+{
+    const char *host = req_header(rq, MHD_HTTP_HEADER_HOST);
+    const char *origin = req_header(rq, "Origin");
+
+    if (rq->srv->open_access && host && !http_host_is_local(host, listen_any_ip)) {
+        *ret = reply_error(rq, 421, "misdirected_request",
+                           "mcache-serve has open access (no token needed), so it answers only "
+                           "requests addressed to localhost, 127.0.0.1 or [::1], not to \"%.100s\" "
+                           "(else a web page could reach it through a DNS name of its own); use "
+                           "http://127.0.0.1:PORT, or run mcache-serve with --require-tokens",
+                           host);
+        return true;
+    }
+    if (!method_is_safe(rq->method) && !http_origin_allowed(origin, host, listen_any_ip)) {
+        *ret = reply_error(rq, 403, "cross_origin",
+                           "%s %s comes from a web page of another site (Origin \"%.100s\"); "
+                           "state changes are taken only from the server's own pages and from "
+                           "clients that are not browsers",
+                           rq->method, rq->path, origin);
+        return true;
+    }
+    return false;
+}
+
 /* The headers are in: route, identify, authorize, check the body's type and size. */
 static int begin(struct rstate *st)
 {
@@ -458,6 +504,8 @@ static int begin(struct rstate *st)
     addr_format(ci ? ci->client_addr : NULL, rq->from, sizeof(rq->from));
     snprintf(rq->who, sizeof(rq->who), "anonymous");
 
+    if (site_refused(rq, &rc))
+        return rc;
     rc = route_match(srv_route_groups, rq->method, rq->path, &rq->route, rq->params, &rq->nparams,
                      allowed, sizeof(allowed));
     if (rc == MC_ENOENT && allowed[0]) {
@@ -492,14 +540,17 @@ static int begin(struct rstate *st)
         clen = strtoull(cl, NULL, 10);
     st->has_body = clen > 0 || (te && strcasestr(te, "chunked"));
 
-    if ((rq->route->flags & ROUTE_JSON) && st->has_body) {
+    if (!method_is_safe(rq->method) && !(rq->route->flags & ROUTE_STREAM)) {
         const char *ct = req_header(rq, MHD_HTTP_HEADER_CONTENT_TYPE);
 
+        /* Even without a body: a web page's form or simple request cannot send this type. */
         if (!http_is_json_type(ct))
             return reply_error(rq, 415, "unsupported_media_type",
-                               "the body must be JSON with Content-Type: application/json (it "
-                               "was %.100s)",
-                               ct ? ct : "not given");
+                               "%s %s needs Content-Type: application/json, even without a body "
+                               "(it was %.100s; with curl: -H 'Content-Type: application/json')",
+                               rq->method, rq->route->pattern, ct ? ct : "not given");
+    }
+    if ((rq->route->flags & ROUTE_JSON) && st->has_body) {
         if (clen > s->max_json)
             return reply_error(rq, 413, "too_large",
                                "the JSON body is %llu bytes; at most %zu are accepted "
@@ -802,6 +853,7 @@ int srv_start(struct srv *s, const struct srv_listen *l, unsigned *port)
     opts[n++] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
 
     conns_max = s->max_conns;
+    listen_any_ip = !addr_is_loopback((const struct sockaddr *)&l->addr);
     s->mhd = MHD_start_daemon(flags, 0, on_accept, NULL, on_request, s,
                               /* first: it reports problems with the options after it */
                               MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_ARRAY, opts,
