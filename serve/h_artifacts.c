@@ -7,7 +7,12 @@
  * each piece written and hashed as it arrives without the registry lock,
  * so the memory used does not grow with the upload; committed (checksum
  * compared with Mcache-Checksum: 422 and nothing registered on a
- * mismatch) in one registry record, as `mcache push`.
+ * mismatch) in one registry record, as `mcache push`. libmicrohttpd hands
+ * the body over in pieces no larger than a connection's read buffer (a
+ * part of its small memory pool, server.c): the pieces are gathered into
+ * one buffer of UPLOAD_GATHER bytes per upload, allocated at its first
+ * piece, and written when it is full and at the end, so the store sees
+ * large writes and an upload's memory stays one buffer whatever its size.
  *
  * DOWNLOAD. GET|HEAD .../versions/{ref}/artifact resolves the reference to
  * an exact version under the lock, then serves the bytes without it: from
@@ -83,9 +88,12 @@ static void encode_segment(const char *s, char *out, size_t len)
 
 #define META_MAX 64 /* metrics, params, tags each */
 #define PUSH_ALIASES_MAX 8
+#define UPLOAD_GATHER (1u << 20) /* bytes gathered per write to the store */
 
 struct upload {
     struct mc_reg_upload *u;
+    char *gather; /* UPLOAD_GATHER bytes, from the first piece; NULL before */
+    size_t gathered;
     /* a refusal found while the body streams, answered by the handler */
     unsigned status; /* 0: none */
     int rc;          /* an MC_E* code (status 0 then means: as reply_mc_error maps it) */
@@ -348,17 +356,61 @@ static void upload_drop(struct req *rq, struct upload *st)
     st->u = NULL;
 }
 
+/* Write bytes to the store; 0, or the MC_E* code with the upload dropped (its message kept). */
+static int upload_write(struct req *rq, struct upload *st, const char *data, size_t n)
+{
+    int rc = mc_registry_upload_write(st->u, data, n);
+
+    if (rc) {
+        up_fail_rc(st, rc);
+        upload_drop(rq, st);
+        mc_err(rc, "%s", st->msg);
+    }
+    return rc;
+}
+
+/* Write what is gathered (a full buffer, or the rest at the end). */
+static int upload_flush(struct req *rq, struct upload *st)
+{
+    size_t n = st->gathered;
+
+    st->gathered = 0;
+    return n ? upload_write(rq, st, st->gather, n) : 0;
+}
+
+/* A piece of the body: gathered, written once the buffer is full (a piece as large, directly). */
+static int upload_piece(struct req *rq, struct upload *st, const char *data, size_t n)
+{
+    int rc;
+
+    if (!st->gathered && n >= UPLOAD_GATHER)
+        return upload_write(rq, st, data, n);
+    if (!st->gather && !(st->gather = malloc(UPLOAD_GATHER)))
+        return up_fail_rc(st, mc_err(MC_ENOMEM, "out of memory for an upload's buffer (%u bytes)",
+                                     UPLOAD_GATHER));
+    while (n) {
+        size_t k = UPLOAD_GATHER - st->gathered < n ? UPLOAD_GATHER - st->gathered : n;
+
+        memcpy(st->gather + st->gathered, data, k);
+        st->gathered += k;
+        data += k;
+        n -= k;
+        if (st->gathered == UPLOAD_GATHER && (rc = upload_flush(rq, st)))
+            return rc;
+    }
+    return 0;
+}
+
 /*
  * The core calls this first with no data, once the caller is authorized and
  * before the body is read: everything that can refuse the push is checked
  * and the upload begun then, so a refusal (409 exists, 400 bad metadata,
- * 415) is the answer before a byte of the body is sent. Later calls write
- * each piece, without the registry lock.
+ * 415) is the answer before a byte of the body is sent. Later calls gather
+ * each piece and write, without the registry lock.
  */
 static int push_body(struct req *rq, const char *data, size_t n)
 {
     struct upload *st = upload_state(rq);
-    int rc;
 
     if (!st)
         return mc_err(MC_ENOMEM, "out of memory");
@@ -369,13 +421,7 @@ static int push_body(struct req *rq, const char *data, size_t n)
     }
     if (!data)
         return 0;
-    rc = mc_registry_upload_write(st->u, data, n);
-    if (rc) { /* the core replies with this code and message */
-        up_fail_rc(st, rc);
-        upload_drop(rq, st);
-        mc_err(rc, "%s", st->msg);
-    }
-    return rc;
+    return upload_piece(rq, st, data, n); /* an error: the core replies with its message */
 }
 
 /* Move the new version's aliases: gated through mcached, or the registry directly. */
@@ -421,6 +467,8 @@ static int push(struct req *rq)
         return reply_error(rq, 500, "internal", "out of memory");
     if (st->rc) /* refused before the body (the core has replied then) */
         return up_reply(rq, st);
+    if ((rc = upload_flush(rq, st)))
+        return reply_mc_error(rq, rc);
     if ((rc = srv_lock(s))) {
         upload_drop(rq, st);
         return reply_mc_error(rq, rc);
@@ -461,6 +509,7 @@ static void push_done(struct req *rq)
         return;
     upload_drop(rq, st);
     json_decref(st->meta_json);
+    free(st->gather);
     free(st);
     rq->state = NULL;
 }

@@ -309,6 +309,41 @@ class Artifacts(Base):
         self.assertEqual(hashlib.sha256(got).hexdigest(), sha)
         self.assertEqual(h["etag"], '"%s"' % json.loads(body)["checksum"])
 
+    def test_pushes_around_the_gather_buffer(self):
+        """An upload comes in pieces the size of a connection's read buffer, gathered into
+        writes of 1 MiB: bodies under, at and over one buffer, and several buffers and a bit,
+        sent with a length or chunked in odd pieces, are stored byte for byte."""
+        for i, n in enumerate((1, MiB - 1, MiB, MiB + 1, 3 * MiB + 12345)):
+            data = blob(n, "gather%d" % n)
+            version = "1.0.%d" % i
+            if i % 2:
+                c = self.s.connection(60)
+                c.request("PUT", "/v1/models/gather/versions/" + version,
+                          body=(data[k:k + 7919] for k in range(0, n, 7919)),
+                          headers={"Content-Type": "application/octet-stream"},
+                          encode_chunked=True)
+                r = c.getresponse()
+                st, b = r.status, r.read()
+                c.close()
+            else:
+                st, h, b = self.put("gather", version, data)
+            self.assertEqual(st, 201, b)
+            self.assertEqual(json.loads(b)["size"], n)
+            st, h, got = self.s.request("GET", "/v1/models/gather/versions/%s/artifact" % version)
+            self.assertEqual((st, len(got)), (200, n))
+            self.assertTrue(got == data, "%d bytes pushed, other bytes stored" % n)
+
+    def test_large_metadata_header_fits(self):
+        """A connection's memory (kept small: libmicrohttpd clears it before every request)
+        still holds a large Mcache-Meta: 64 params of 700 bytes and a long description, ~48
+        KiB."""
+        meta = {"description": "d" * 4000,
+                "params": {"p%02d" % i: chr(97 + i % 26) * 700 for i in range(64)}}
+        self.assertGreater(len(json.dumps(meta)), 48 * 1024)
+        st, h, b = self.put("bigmeta", "1.0.0", b"weights", meta)
+        self.assertEqual(st, 201, b)
+        self.assertEqual(json.loads(b)["params"], meta["params"])
+
     def test_range_etag_head(self):
         data = blob(10000, "range")
         self.assertEqual(self.put("rg", "1.0.0", data)[0], 201)
