@@ -14,6 +14,7 @@ import http.client
 import json
 import os
 import sys
+import time
 import unittest
 import urllib.parse
 
@@ -597,6 +598,30 @@ class Actors(Base):
         self.error(*self.s.request("GET", "/v1/models", token=ci), 401)
         self.error(*self.s.request("DELETE", "/v1/tokens/ci"), 404, None, "ci")
 
+
+    def test_deploy_names_no_health_command(self):
+        """mcached would run a deploy's health command as its own user: over HTTP it is refused,
+        for a publisher and for an admin alike, and nothing runs."""
+        pub = self.s.json("POST", "/v1/tokens", {"name": "dep", "role": "publisher"},
+                          expect=201)["token"]
+        self.push_cli("hc", "1.0.0", b"hc one")
+        self.push_cli("hc", "2.0.0", b"hc two")
+        self.s.cli("alias", "hc", "prod", "1.0.0", "--no-gate")
+        marker = os.path.join(self.s.tmpdir, "ran-health")
+        for tok in (pub, None):
+            for body in ({"health": ["touch", marker]},
+                         {"health": ["touch", marker], "health_timeout_ms": 1000},
+                         {"health_timeout_ms": 1000}):
+                body.update({"version": "2.0.0", "alias": "prod", "strategy": "direct"})
+                self.error(*self.s.request("POST", "/v1/models/hc/deployments", body, token=tok),
+                           400, "bad_request", "mcache health set")
+        time.sleep(0.5)
+        self.assertFalse(os.path.exists(marker))
+        self.error(*self.s.request("POST", "/v1/models/hc/deployments",
+                                   {"version": "2.0.0", "alias": "prod", "argv": ["x"]},
+                                   token=pub), 400, "unknown_field", "argv")
+        self.assertEqual(self.s.json("GET", "/v1/models/hc/deployments")["deployments"], [])
+        self.s.json("DELETE", "/v1/tokens/dep")
 
 class NoDaemon(Base):
     daemon = False
