@@ -469,6 +469,11 @@ static int push(struct req *rq)
         return up_reply(rq, st);
     if ((rc = upload_flush(rq, st)))
         return reply_mc_error(rq, rc);
+    /* The fsync and the checksum of a big upload, without the lock that every request takes. */
+    if ((rc = mc_registry_upload_finish(st->u))) {
+        upload_drop(rq, st);
+        return reply_mc_error(rq, rc);
+    }
     if ((rc = srv_lock(s))) {
         upload_drop(rq, st);
         return reply_mc_error(rq, rc);

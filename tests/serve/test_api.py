@@ -14,6 +14,7 @@ import http.client
 import json
 import os
 import sys
+import threading
 import time
 import unittest
 import urllib.parse
@@ -680,6 +681,45 @@ class Memory(Base):
         grew = end["VmHWM"] - start["VmRSS"]
         self.assertLess(grew, 64 * 1024, "mcache-serve's peak RSS grew by %d KiB for a 512 MiB "
                         "push (%s -> %s)" % (grew, start, end))
+
+
+class PushFsync(unittest.TestCase):
+    """A push's fsync (mc_registry_upload_finish) runs without the registry lock, so a request
+    that needs the registry is not held up while a big upload reaches the disk. The fsync is
+    made to take 5 s (tests/serve/slow_fsync.c, preloaded), as a 1.5 GB one did on a disk."""
+
+    def test_get_during_a_push_fsync_is_not_blocked(self):
+        shim = os.environ.get("MCACHE_TEST_SLOW_FSYNC")
+        if not shim or not os.path.exists(shim):
+            self.skipTest("the slow-fsync shim is not built (MCACHE_TEST_SLOW_FSYNC)")
+        env = {"LD_PRELOAD": shim, "MCACHE_TEST_SLOW_FSYNC_MS": "5000",
+               "ASAN_OPTIONS": "verify_asan_link_order=0:" + os.environ.get("ASAN_OPTIONS", "")}
+        data = blob(4 * MiB, "fsync")
+        with Server(daemon=False, env=env) as s:
+            done = []
+            t = threading.Thread(target=lambda: done.append(s.request(
+                "PUT", "/v1/models/slow/versions/1.0.0", body=data,
+                headers={"Content-Type": "application/octet-stream"}, timeout=60)))
+            t.start()
+            tmp = os.path.join(s.store, "tmp")
+
+            def staged_whole():
+                try:
+                    return any(n.startswith("push-") and
+                               os.path.getsize(os.path.join(tmp, n)) == len(data)
+                               for n in os.listdir(tmp))
+                except OSError:
+                    return False
+            wait_for("the push's staged file, whole", staged_whole, timeout=30)
+            time.sleep(0.3)  # the push is in its fsync now (5 s)
+            t0 = time.monotonic()
+            st, h, body = s.request("GET", "/v1/models", timeout=30)
+            took = time.monotonic() - t0
+            t.join(60)
+            self.assertEqual(st, 200, body)
+            self.assertLess(took, 2.5, "GET /v1/models waited %.1f s for a push's fsync" % took)
+            self.assertTrue(done, "the push did not answer")
+            self.assertEqual(done[0][0], 201, done[0][2])
 
 
 if __name__ == "__main__":
