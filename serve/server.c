@@ -12,7 +12,7 @@
  * the body arrives (too large, the upload failed) is kept and sent at the
  * end, the rest of the body read and dropped. A failed or refused state
  * change (ROUTE_AUDIT) is recorded in the audit log as its error reply is
- * queued. on_completed() runs once the reply is sent or the connection
+ * queued, unless it is a 401 (see audited()). on_completed() runs once the reply is sent or the connection
  * dies: it counts the request for /metrics, calls the route's done() and
  * frees everything.
  *
@@ -357,6 +357,42 @@ static void audit_failure(struct rstate *st)
     srv_unlock(s);
 }
 
+/*
+ * Which failures go to the audit log: those of a state change (ROUTE_AUDIT)
+ * by a caller we know, a token's 403 included. Not a 401: anyone can send
+ * one, and each record is an fsync'd journal entry that also wakes mcached
+ * (a flood of them would fill the audit ring and keep mcached resyncing).
+ * 401s are counted in /metrics (mcache_http_requests_total{code="401"})
+ * and logged, at most a line a second.
+ */
+static bool audited(const struct req *rq, unsigned status)
+{
+    return rq->route && (rq->route->flags & ROUTE_AUDIT) && status >= 400 && status != 401;
+}
+
+static uint64_t unauth_logged_ns;
+static unsigned unauth_unlogged;
+
+static void log_unauthorized(const struct req *rq, const char *msg)
+{
+    uint64_t now = mc_mono_ns(), last = __atomic_load_n(&unauth_logged_ns, __ATOMIC_RELAXED);
+    unsigned more;
+
+    if ((last && now - last < 1000000000ull) ||
+        !__atomic_compare_exchange_n(&unauth_logged_ns, &last, now, false, __ATOMIC_RELAXED,
+                                     __ATOMIC_RELAXED)) {
+        __atomic_add_fetch(&unauth_unlogged, 1, __ATOMIC_RELAXED);
+        return;
+    }
+    more = __atomic_exchange_n(&unauth_unlogged, 0, __ATOMIC_RELAXED);
+    if (more)
+        srv_log("401 %s %s from %s: %s (and %u more 401s not logged in the last second or more; "
+                "see mcache_http_requests_total{code=\"401\"} in /metrics)",
+                rq->method, rq->path, rq->from, msg, more);
+    else
+        srv_log("401 %s %s from %s: %s", rq->method, rq->path, rq->from, msg);
+}
+
 /* An error reply, with one extra header (Allow, WWW-Authenticate) when name is set. */
 static int error_reply(struct req *rq, unsigned status, const char *code, const char *msg,
                        const char *hname, const char *hvalue)
@@ -368,12 +404,16 @@ static int error_reply(struct req *rq, unsigned status, const char *code, const 
         return MHD_YES;
     free(st->errmsg);
     st->errmsg = strdup(msg);
-    srv_log("%u %s %s from %s (%s): %s", status, rq->method, rq->path, rq->from, rq->who, msg);
+    if (status == 401)
+        log_unauthorized(rq, msg);
+    else
+        srv_log("%u %s %s from %s (%s): %s", status, rq->method, rq->path, rq->from, rq->who,
+                msg);
     resp = json_response(json_pack("{s:{s:s, s:s, s:i}}", "error", "code", code, "message", msg,
                                    "status", (int)status));
     if (resp && hname)
         MHD_add_response_header(resp, hname, hvalue);
-    if (rq->route && (rq->route->flags & ROUTE_AUDIT) && status >= 400 && !reg_held)
+    if (audited(rq, status) && !reg_held)
         audit_failure(st);
     return queue(rq, status, resp);
 }
@@ -723,7 +763,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         metrics_observe(s->metrics, rq->route ? rq->route->pattern : "unmatched", rq->method,
                         rq->status, (double)(mc_mono_ns() - rq->start_ns) / 1e9);
     /* A refusal the reply did not record (its handler held the registry then). */
-    if (rq->route && (rq->route->flags & ROUTE_AUDIT) && rq->status >= 400 && !st->audited)
+    if (audited(rq, rq->status) && !st->audited)
         audit_failure(st);
     if (rq->route && (rq->route->flags & ROUTE_STREAM) && rq->route->done)
         rq->route->done(rq);

@@ -91,7 +91,7 @@ class Tokens(unittest.TestCase):
                    and a["result"].startswith("error: ")]
         whos = {a["who"] for a in refused}
         self.assertIn("token:reader", whos, audit)
-        self.assertIn("anonymous", whos, audit)
+        self.assertNotIn("anonymous", whos, audit)  # a 401 is not recorded
         for a in refused:
             self.assertRegex(a["from"], r"^127\.0\.0\.1:\d+$")
         # A change that went through carries its token as the actor.
@@ -102,6 +102,32 @@ class Tokens(unittest.TestCase):
         mine = [a for a in audit if "bypub" in a["what"] and a["result"] == "ok"]
         self.assertTrue(mine, audit)
         self.assertEqual(mine[-1]["who"], "token:publisher")
+
+    def test_anonymous_refusals_write_nothing(self):
+        """100 anonymous DELETEs: no journal record (size unchanged, so no generation moves
+        and mcached has nothing to resync), no audit entry; counted in /metrics, logged at
+        most once a second."""
+        journal = os.path.join(self.srv.store, "journal")
+        size = os.path.getsize(journal)
+        naudit = len(json.loads(self.srv.cli("audit", "--json").stdout)["audit"])
+        log_before = self.srv.serve_log().count("401 DELETE")
+        for i in range(100):
+            st, h, body = self.srv.request("DELETE", "/v1/models/m%d" % i, token="")
+            self.assertEqual(st, 401, body)
+        self.assertEqual(os.path.getsize(journal), size)
+        self.assertEqual(len(json.loads(self.srv.cli("audit", "--json").stdout)["audit"]), naudit)
+        logged = self.srv.serve_log().count("401 DELETE") - log_before
+        self.assertGreaterEqual(logged, 1)
+        self.assertLess(logged, 20, "every 401 was logged")
+        st, h, body = self.srv.request("GET", "/metrics")
+        n = sum(float(line.rsplit(" ", 1)[1]) for line in body.decode().splitlines()
+                if line.startswith("mcache_http_requests_total{") and 'method="DELETE"' in line
+                and 'code="401"' in line)
+        self.assertGreaterEqual(n, 100)
+        # A token's refusal (403) is still recorded.
+        st, h, body = self.srv.request("DELETE", "/v1/models/m0", token=self.tok["reader"])
+        self.assertEqual(st, 403, body)
+        self.assertGreater(os.path.getsize(journal), size)
 
     def test_revoked_token_is_refused_at_once(self):
         r = self.srv.cli("token", "add", "shortlived", "--role", "reader", "--json")
