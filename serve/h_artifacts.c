@@ -640,7 +640,7 @@ static int download(struct req *rq)
     struct srv *s = rq->srv;
     const struct mc_reg_version *v;
     char name[512], version[512], path[4096], etag[96], crange[128], sz[32];
-    const char *inm = req_header(rq, "If-None-Match"), *source = "store";
+    const char *inm = req_header(rq, "If-None-Match"), *ir, *source = "store";
     struct MHD_Response *resp = NULL;
     uint64_t size, off = 0, len;
     enum range_kind rk;
@@ -672,7 +672,17 @@ static int download(struct req *rq)
         MHD_add_response_header(resp, "Mcache-Version", version);
         return reply_response(rq, 304, resp);
     }
-    rk = parse_range(req_header(rq, "Range"), size, &off, &len);
+    /*
+     * If-Range (RFC 9110 13.1.5): the Range holds only while the bytes are the
+     * ones the client has (a resume through an alias that moved must not
+     * splice in another version's bytes); else the whole body, 200. A date,
+     * or a weak tag, never matches: the ETag is the checksum, compared strongly.
+     */
+    ir = req_header(rq, "If-Range");
+    if (ir && strcmp(ir, etag) != 0)
+        rk = RANGE_NONE;
+    else
+        rk = parse_range(req_header(rq, "Range"), size, &off, &len);
     if (rk == RANGE_BAD) {
         snprintf(crange, sizeof(crange), "bytes */%" PRIu64, size);
         return reply_json_with(

@@ -375,6 +375,27 @@ class Artifacts(Base):
         self.assertEqual((st, b), (200, b""))
         self.assertEqual((h["etag"], int(h["content-length"])), (etag, 10000))
 
+    def test_if_range(self):
+        """A resume (Range + If-Range) through an alias that moved gets the whole new version
+        (200), not a splice of its bytes onto the old one's."""
+        old, new = blob(5000, "ifr-old"), blob(5000, "ifr-new")
+        self.assertEqual(self.put("ifr", "1.0.0", old, meta={"aliases": ["cur"]})[0], 201)
+        url = "/v1/models/ifr/versions/cur/artifact"
+        st, h, b = self.s.request("GET", url)
+        etag = h["etag"]
+        st, h, b = self.s.request("GET", url, headers={"Range": "bytes=1000-", "If-Range": etag})
+        self.assertEqual((st, b), (206, old[1000:]))
+        self.assertEqual(self.put("ifr", "2.0.0", new, meta={"aliases": ["cur"]})[0], 201)
+        st, h, b = self.s.request("GET", url, headers={"Range": "bytes=1000-", "If-Range": etag})
+        self.assertEqual((st, b), (200, new))
+        self.assertNotIn("content-range", h)
+        for ir in ("W/" + h["etag"], "Thu, 03 Dec 2026 14:00:00 GMT"):
+            st, h2, b = self.s.request("GET", url, headers={"Range": "bytes=0-9", "If-Range": ir})
+            self.assertEqual((st, b), (200, new), ir)
+        st, h, b = self.s.request("GET", url, headers={"Range": "bytes=0-9",
+                                                        "If-Range": h["etag"]})
+        self.assertEqual((st, b), (206, new[:10]))
+
     def test_resident_from_arena_while_alias_moves(self):
         a, b = blob(3 * MiB, "res-a"), blob(3 * MiB, "res-b")
         self.assertEqual(self.put("res", "1.0.0", a, {"aliases": ["prod"]})[0], 201)
