@@ -8,6 +8,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/socket.h>
 
 #include "serve/http.h"
@@ -47,6 +48,14 @@ bool http_host_is_local(const char *authority, bool any_ip);
  * local as above; no for another site's page or "null".
  */
 bool http_origin_allowed(const char *origin, const char *host, bool any_ip);
+/*
+ * A Range header against a body of size bytes: RANGE_NONE (absent,
+ * malformed, several ranges or another unit: send the whole body),
+ * RANGE_ONE (*off, *len), or RANGE_BAD (unsatisfiable: 416; any suffix
+ * range of an empty body).
+ */
+enum http_range { RANGE_NONE, RANGE_ONE, RANGE_BAD };
+enum http_range http_range(const char *h, uint64_t size, uint64_t *off, uint64_t *len);
 /* The secret of "Bearer SECRET" (scheme in any case), or NULL for any other header. */
 const char *http_bearer(const char *h);
 

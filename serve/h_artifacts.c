@@ -36,6 +36,7 @@
 
 #include "common/err.h"
 #include "index/name.h"
+#include "serve/core.h"
 #include "serve/h_api.h"
 #include "tools/ctl_client.h"
 #include "tools/jsonout.h"
@@ -540,58 +541,6 @@ static bool etag_matches(const char *list, const char *etag)
     return false;
 }
 
-enum range_kind { RANGE_NONE, RANGE_ONE, RANGE_BAD };
-
-/*
- * A Range header against size: NONE (absent, malformed, several ranges or
- * another unit: the whole body), ONE (*off, *len), or BAD (unsatisfiable).
- */
-static enum range_kind parse_range(const char *h, uint64_t size, uint64_t *off, uint64_t *len)
-{
-    unsigned long long a, b;
-    char *end;
-    const char *p;
-
-    if (!h || strncmp(h, "bytes=", 6) || strchr(h, ','))
-        return RANGE_NONE;
-    p = h + 6;
-    while (*p == ' ')
-        p++;
-    errno = 0;
-    if (*p == '-') { /* the last N bytes */
-        b = strtoull(p + 1, &end, 10);
-        if (end == p + 1 || *end || errno)
-            return RANGE_NONE;
-        if (b == 0)
-            return RANGE_BAD;
-        *len = b > size ? size : b;
-        *off = size - *len;
-        return RANGE_ONE;
-    }
-    if (*p < '0' || *p > '9')
-        return RANGE_NONE;
-    a = strtoull(p, &end, 10);
-    if (*end != '-' || errno)
-        return RANGE_NONE;
-    p = end + 1;
-    if (!*p) {
-        b = size ? size - 1 : 0;
-    } else {
-        if (*p < '0' || *p > '9')
-            return RANGE_NONE;
-        b = strtoull(p, &end, 10);
-        if (*end || errno || b < a)
-            return RANGE_NONE;
-    }
-    if (a >= size)
-        return RANGE_BAD;
-    if (b >= size)
-        b = size - 1;
-    *off = a;
-    *len = b - a + 1;
-    return RANGE_ONE;
-}
-
 /* A download from the arena: the model and the cache's hold, kept until its response is freed. */
 struct arena_body {
     struct srv *srv;
@@ -643,7 +592,7 @@ static int download(struct req *rq)
     const char *inm = req_header(rq, "If-None-Match"), *ir, *source = "store";
     struct MHD_Response *resp = NULL;
     uint64_t size, off = 0, len;
-    enum range_kind rk;
+    enum http_range rk;
     int ret = 0, rc, fd;
 
     if ((rc = srv_lock(s)))
@@ -682,7 +631,7 @@ static int download(struct req *rq)
     if (ir && strcmp(ir, etag) != 0)
         rk = RANGE_NONE;
     else
-        rk = parse_range(req_header(rq, "Range"), size, &off, &len);
+        rk = http_range(req_header(rq, "Range"), size, &off, &len);
     if (rk == RANGE_BAD) {
         snprintf(crange, sizeof(crange), "bytes */%" PRIu64, size);
         return reply_json_with(

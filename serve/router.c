@@ -12,6 +12,7 @@
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -353,6 +354,53 @@ bool http_origin_allowed(const char *origin, const char *host, bool any_ip)
     if (host && !strcasecmp(a, host))
         return true; /* the same origin as the request's own Host */
     return http_host_is_local(a, any_ip);
+}
+
+/* See core.h. Several ranges, or another unit, get the whole body (RFC 9110 allows it). */
+enum http_range http_range(const char *h, uint64_t size, uint64_t *off, uint64_t *len)
+{
+    unsigned long long a, b;
+    char *end;
+    const char *p;
+
+    if (!h || strncmp(h, "bytes=", 6) || strchr(h, ','))
+        return RANGE_NONE;
+    p = h + 6;
+    while (*p == ' ')
+        p++;
+    errno = 0;
+    if (*p == '-') { /* the last N bytes */
+        b = strtoull(p + 1, &end, 10);
+        if (end == p + 1 || *end || errno)
+            return RANGE_NONE;
+        if (b == 0 || size == 0) /* no last bytes to give (RFC 9110 14.1.1) */
+            return RANGE_BAD;
+        *len = b > size ? size : b;
+        *off = size - *len;
+        return RANGE_ONE;
+    }
+    if (*p < '0' || *p > '9')
+        return RANGE_NONE;
+    a = strtoull(p, &end, 10);
+    if (*end != '-' || errno)
+        return RANGE_NONE;
+    p = end + 1;
+    if (!*p) {
+        b = size ? size - 1 : 0;
+    } else {
+        if (*p < '0' || *p > '9')
+            return RANGE_NONE;
+        b = strtoull(p, &end, 10);
+        if (*end || errno || b < a)
+            return RANGE_NONE;
+    }
+    if (a >= size)
+        return RANGE_BAD;
+    if (b >= size)
+        b = size - 1;
+    *off = a;
+    *len = b - a + 1;
+    return RANGE_ONE;
 }
 
 const char *http_bearer(const char *h)
