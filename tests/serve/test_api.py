@@ -282,11 +282,24 @@ class Artifacts(Base):
                                        "Content-Length": str(81 * MiB)}), 413, "too_large")
         self.assertEqual(self.ls(), before)
         self.assertEqual(self.s.request("GET", "/v1/models/q")[0], 404)
-        # with the right checksum it goes in
+        for ct in ("application/octet-streamX", "application/octet-stream-x",
+                   "application/octet-stream x"):  # the type exactly, not a prefix
+            self.error(*self.put("q", "1.0.0", b"abc", ctype=ct), 415, "unsupported_media_type")
+        self.assertEqual(self.ls(), before)
+        # with the right checksum it goes in, in either case as the registry takes it, and
+        # with the type's parameters
         want = json.loads(self.s.cli("show", "ref@1.0.0", "--json").stdout)["version"]["checksum"]
         st, h, b = self.put("q", "1.0.0", blob(5000, "ref"), checksum=want)
         self.assertEqual(st, 201, b)
         self.assertEqual(json.loads(b)["checksum"], want)
+        upper = "xxh3-128:" + want[9:].upper()
+        self.assertNotEqual(upper, want)
+        st, h, b = self.put("q", "1.0.1", blob(5000, "ref"), checksum=upper,
+                            ctype="Application/Octet-Stream; foo=bar")
+        self.assertEqual(st, 201, b)
+        self.assertEqual(json.loads(b)["checksum"], want)
+        self.error(*self.put("q", "1.0.2", b"abc", checksum="xxh3-128:" + "A" * 32), 422,
+                   "checksum_mismatch")
 
     def test_64mib_streamed_and_back(self):
         data = blob(64 * MiB, "sixtyfour")
