@@ -22,10 +22,11 @@ void addr_format(const struct sockaddr *sa, char *buf, size_t len);
 
 /*
  * Who is asking and what they may do: sets rq->role and rq->who from the
- * Authorization header (a bearer token) or open access. 0, or the HTTP
- * status to refuse with (401) and a message in mc_last_error().
+ * Authorization header (a bearer token) or open access. 0; 401 to refuse
+ * with, a message in mc_last_error(); or the MC_E* code (negative) of a
+ * registry that could not be read, for reply_mc_error() as any handler's.
  */
-unsigned auth_identify(struct req *rq);
+int auth_identify(struct req *rq);
 
 /* ---- router.c: the parts of a request's text that are ours (the fuzz target's) ---- */
 

@@ -540,7 +540,7 @@ static int begin(struct rstate *st)
     char allowed[64];
     const char *cl, *te;
     uint64_t clen = 0;
-    unsigned refuse;
+    int refuse;
     int rc;
 
     ci = MHD_get_connection_info(rq->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
@@ -564,7 +564,7 @@ static int begin(struct rstate *st)
         if (refuse == 401)
             return error_reply(rq, 401, "unauthorized", mc_last_error(),
                                MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer realm=\"mcache\"");
-        return reply_mc_error(rq, MC_EIO);
+        return reply_mc_error(rq, refuse);
     }
     if (!(rq->route->flags & ROUTE_OPEN) && rq->role < rq->route->role) {
         if (rq->role == ROLE_NONE)

@@ -150,6 +150,23 @@ class OpenAccess(unittest.TestCase):
             self.assertEqual(st, 401, body)
             self.assertEqual(h["www-authenticate"], 'Bearer realm="mcache"')
 
+    def test_unreadable_store_same_status_with_a_token_or_without(self):
+        """When the registry cannot be read, a token check answers as a handler does (it was
+        500 internal with a token where the handler said 422 corrupt)."""
+        with Server(daemon=False, tokens=True, args=["--insecure-open"]) as srv:
+            self.assertEqual(srv.request("GET", "/v1/models", token="")[0], 200)
+            journal = os.path.join(srv.store, "journal")
+            os.rename(journal, journal + ".good")
+            with open(journal, "wb") as f:
+                f.write(b"not a journal line\n" * 10)
+            anon = srv.request("GET", "/v1/models", token="")
+            tok = srv.request("GET", "/v1/models")
+            self.assertGreaterEqual(anon[0], 400, anon)
+            self.assertEqual((tok[0], error(tok[2])["code"]), (anon[0], error(anon[2])["code"]),
+                             (anon, tok))
+            self.assertIn("damaged", error(tok[2])["message"])
+            os.replace(journal + ".good", journal)
+
     def test_require_tokens_without_tokens_refuses_to_start(self):
         with Server(daemon=False, wait=False) as srv:
             srv.stop_serve()
