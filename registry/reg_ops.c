@@ -488,9 +488,17 @@ int need_ready(const struct mc_reg_version *v, const char *alias)
 
 int why_check(const char *why)
 {
+    char q[MC_QUOTE_MAX];
+
     if (why && strlen(why) > WHY_MAX)
         return mc_err(MC_EINVAL, "the reason given is %zu bytes; at most %d", strlen(why),
                       WHY_MAX);
+    /* it is printed on terminals (`mcache show`): no escape sequences */
+    for (const char *p = why; p && *p; p++)
+        if ((unsigned char)*p < 0x20 || *p == 0x7f)
+            return mc_err(MC_EINVAL, "the reason given %s contains control characters; give "
+                                     "one line of text",
+                          mc_quote(q, sizeof(q), why, strlen(why)));
     return 0;
 }
 

@@ -224,6 +224,15 @@ const char *mc_registry_dir(const struct mc_registry *r);
 uint64_t mc_registry_generation(const struct mc_registry *r);
 
 /*
+ * The generation of the newest record this handle applied that is not
+ * only an "audit" entry (a refusal or an attempt logged, which changes no
+ * model, alias, deployment or token): what a mirror of the state (mcached)
+ * compares to know whether to resync. A snapshot read counts as a change.
+ * <= mc_registry_generation().
+ */
+uint64_t mc_registry_state_generation(const struct mc_registry *r);
+
+/*
  * Apply what other processes appended since the last call (cheap: a stat
  * and a read of the new bytes). *changed (may be NULL) is set to whether
  * the state changed. On error the previous state is kept.

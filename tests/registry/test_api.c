@@ -642,6 +642,45 @@ static void test_audit(void **state)
     mc_registry_close(r2);
 }
 
+/*
+ * Text others chose reaches terminals (`mcache audit`, `mcache show`): a
+ * reason with control bytes is refused as a description's is, and an audit
+ * entry's what and result keep theirs only as \xNN.
+ */
+static void test_control_bytes(void **state)
+{
+    struct fx *f = *state;
+    const struct mc_reg_audit *a;
+
+    push_ok(f, "m", "1.0.0");
+    assert_int_equal(mc_registry_alias_set_weighted(f->r, "m", "prod",
+                                                    (struct mc_reg_weight[]){{"1.0.0", 100}}, 1,
+                                                    "\x1b[31mred", NULL),
+                     MC_EINVAL);
+    assert_msg("contains control characters");
+    assert_msg("\\x1b[31mred");
+    assert_int_equal(mc_registry_alias_set_weighted(f->r, "m", "prod",
+                                                    (struct mc_reg_weight[]){{"1.0.0", 100}}, 1,
+                                                    "one\nline", NULL),
+                     MC_EINVAL);
+    assert_int_equal(mc_registry_audit_add(f->r, "snapshot create \x1b]0;PWNED\x07",
+                                           "error: \x1b[2J\x7f\tno", NULL),
+                     0);
+    a = audit_last(f);
+    assert_string_equal(a->what, "snapshot create \\x1b]0;PWNED\\x07");
+    assert_string_equal(a->result, "error: \\x1b[2J\\x7f\\x09no");
+    /* the registry's own record of a refusal: its intent escaped too */
+    assert_int_equal(mc_registry_alias_set(f->r, "m", "prod", "1.0.0\x1b[31m", NULL), MC_EINVAL);
+    a = audit_last(f);
+    assert_string_equal(a->what, "alias m prod 1.0.0\\x1b[31m");
+    assert_null(strchr(a->result, '\x1b'));
+    /* a reason of plain text still goes */
+    assert_int_equal(mc_registry_alias_set_weighted(f->r, "m", "prod",
+                                                    (struct mc_reg_weight[]){{"1.0.0", 100}}, 1,
+                                                    "canary by hand, ü", NULL),
+                     0);
+}
+
 /* The newest MC_REG_AUDIT_MAX entries are kept, through compactions and a reopen. */
 static void test_audit_bounded(void **state)
 {
@@ -2011,6 +2050,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_upload_finish, setup, teardown),
         cmocka_unit_test_setup_teardown(test_upload_dead, setup, teardown),
         cmocka_unit_test_setup_teardown(test_audit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_control_bytes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tokens, setup, teardown),
         cmocka_unit_test(test_audit_bounded),
         cmocka_unit_test_setup_teardown(test_resolve, setup, teardown),
