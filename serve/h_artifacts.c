@@ -23,7 +23,6 @@
  * Range is honoured (206), an unsatisfiable one is 416, several ranges get
  * the whole body (200, as RFC 9110 allows).
  */
-#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -36,6 +35,7 @@
 #include <unistd.h>
 
 #include "common/err.h"
+#include "common/hex.h"
 #include "index/name.h"
 #include "serve/core.h"
 #include "serve/h_api.h"
@@ -252,22 +252,6 @@ static int parse_meta(struct upload *st, const char *text)
     return 0;
 }
 
-/*
- * "xxh3-128:" and 32 hex digits, either case, as the registry takes it
- * (reg_ops.c's checksum_valid). TODO(issue 14 review, duplicates): one
- * check for the three copies (here, reg_ops.c, reg_record.c) once the
- * registry exports it.
- */
-static bool checksum_valid(const char *s)
-{
-    if (strncmp(s, "xxh3-128:", 9) || strlen(s) != 41)
-        return false;
-    for (s += 9; *s; s++)
-        if (!isxdigit((unsigned char)*s))
-            return false;
-    return true;
-}
-
 /* Everything that can be refused before a byte is stored; then the upload begins. */
 static int push_begin(struct req *rq, struct upload *st)
 {
@@ -288,7 +272,7 @@ static int push_begin(struct req *rq, struct upload *st)
     if (meta && (rc = parse_meta(st, meta)))
         return rc;
     if (sum) {
-        if (!checksum_valid(sum))
+        if (!mc_checksum_valid(sum, true)) /* either case, as the registry takes it */
             return up_fail(st, 400, "bad_request",
                            "Mcache-Checksum \"%.80s\" is not a checksum: write xxh3-128: and 32 "
                            "hex digits",
@@ -442,7 +426,7 @@ static int push_aliases(struct req *rq, struct upload *st, uint64_t *gen)
         if (st->gated) {
             const char *args[6] = {name, st->aliases[i], version, "push", rq->who, rq->from};
             json_t *res = NULL;
-            rc = cli_ctl_call(&s->cli, "alias", 6, args, -1, &res);
+            rc = cli_ctl_call(&s->cli, "alias", 6, args, api_gated_timeout_ms(s, name, 1), &res);
             if (!rc)
                 *gen = (uint64_t)jint(res, "generation");
             json_decref(res);

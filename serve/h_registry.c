@@ -605,6 +605,8 @@ static void openapi_build(void)
                                                     "path", r->pattern, "role", role_name(r->role),
                                                     "summary", r->summary ? r->summary : ""));
     json_object_set_new(doc, "x-mcache-routes", routes);
+    /* the document describes this server: its version is the binary's */
+    json_object_set_new(json_object_get(doc, "info"), "version", json_string(mc_version()));
     openapi_text = json_dumps(doc, JSON_INDENT(1));
     json_decref(doc);
 }
