@@ -26,6 +26,11 @@ int api_bad_type(struct req *rq, const char *field, const char *want);
  * 400 (not a valid name) or 404 (no such model).
  */
 const struct mc_reg_model *api_model(struct req *rq, const char *name, int *ret);
+/*
+ * srv_lock() and api_model() of the path's {name}: the model with the
+ * registry locked, or NULL with the lock released and the error replied (*ret).
+ */
+const struct mc_reg_model *api_lock_model(struct req *rq, int *ret);
 
 /* Where name@version stands in the arena (jv_version's residency): "resident", ... */
 const char *api_residency(struct srv *s, const char *name, const char *version);

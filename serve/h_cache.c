@@ -69,14 +69,10 @@ static int deployments(struct req *rq)
     struct srv *s = rq->srv;
     const struct mc_reg_model *m;
     json_t *arr;
-    int ret = 0, rc;
+    int ret = 0;
 
-    if ((rc = srv_lock(s)))
-        return reply_mc_error(rq, rc);
-    if (!(m = api_model(rq, req_param(rq, "name"), &ret))) {
-        srv_unlock(s);
+    if (!(m = api_lock_model(rq, &ret)))
         return ret;
-    }
     arr = json_array();
     for (size_t i = 0; i < mc_registry_deploy_count(s->reg); i++) {
         const struct mc_reg_deploy *x = mc_registry_deploy_at(s->reg, i);

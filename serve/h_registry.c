@@ -64,6 +64,20 @@ const struct mc_reg_model *api_model(struct req *rq, const char *name, int *ret)
     return m;
 }
 
+const struct mc_reg_model *api_lock_model(struct req *rq, int *ret)
+{
+    const struct mc_reg_model *m;
+    int rc = srv_lock(rq->srv);
+
+    if (rc) {
+        *ret = reply_mc_error(rq, rc);
+        return NULL;
+    }
+    if (!(m = api_model(rq, req_param(rq, "name"), ret)))
+        srv_unlock(rq->srv);
+    return m;
+}
+
 const char *api_residency(struct srv *s, const char *name, const char *version)
 {
     mc_cache *mc = srv_cache_hold(s);
@@ -284,14 +298,10 @@ static int show_model(struct req *rq)
     const struct mc_reg_version *latest = NULL;
     uint64_t total = 0;
     json_t *arr;
-    int ret = 0, rc;
+    int ret = 0;
 
-    if ((rc = srv_lock(s)))
-        return reply_mc_error(rq, rc);
-    if (!(m = api_model(rq, req_param(rq, "name"), &ret))) {
-        srv_unlock(s);
+    if (!(m = api_lock_model(rq, &ret)))
         return ret;
-    }
     mc_registry_resolve(s->reg, m->name, "latest", &latest);
     arr = json_array();
     for (size_t i = m->nversions; i-- > 0;) { /* newest version first */
@@ -312,14 +322,10 @@ static int list_versions(struct req *rq)
     struct srv *s = rq->srv;
     const struct mc_reg_model *m;
     json_t *arr;
-    int ret = 0, rc;
+    int ret = 0;
 
-    if ((rc = srv_lock(s)))
-        return reply_mc_error(rq, rc);
-    if (!(m = api_model(rq, req_param(rq, "name"), &ret))) {
-        srv_unlock(s);
+    if (!(m = api_lock_model(rq, &ret)))
         return ret;
-    }
     arr = json_array();
     for (size_t i = m->nversions; i-- > 0;)
         json_array_append_new(arr, api_version(s, m, m->versions[i]));
@@ -336,12 +342,8 @@ static int show_version(struct req *rq)
     json_t *j;
     int ret = 0, rc;
 
-    if ((rc = srv_lock(s)))
-        return reply_mc_error(rq, rc);
-    if (!(m = api_model(rq, req_param(rq, "name"), &ret))) {
-        srv_unlock(s);
+    if (!(m = api_lock_model(rq, &ret)))
         return ret;
-    }
     if ((rc = mc_registry_resolve(s->reg, m->name, req_param(rq, "ref"), &v))) {
         srv_unlock(s);
         return reply_mc_error(rq, rc);
@@ -358,14 +360,10 @@ static int list_aliases(struct req *rq)
     struct srv *s = rq->srv;
     const struct mc_reg_model *m;
     json_t *j;
-    int ret = 0, rc;
+    int ret = 0;
 
-    if ((rc = srv_lock(s)))
-        return reply_mc_error(rq, rc);
-    if (!(m = api_model(rq, req_param(rq, "name"), &ret))) {
-        srv_unlock(s);
+    if (!(m = api_lock_model(rq, &ret)))
         return ret;
-    }
     j = json_pack("{s:s, s:o}", "name", m->name, "aliases", jv_aliases(m));
     srv_unlock(s);
     return reply_json(rq, 200, j);
@@ -381,12 +379,8 @@ static int alias_history(struct req *rq)
     size_t i;
     int ret = 0, rc;
 
-    if ((rc = srv_lock(s)))
-        return reply_mc_error(rq, rc);
-    if (!(m = api_model(rq, req_param(rq, "name"), &ret))) {
-        srv_unlock(s);
+    if (!(m = api_lock_model(rq, &ret)))
         return ret;
-    }
     for (i = 0; i < m->naliases && strcmp(m->aliases[i].alias, alias); i++)
         ;
     if (i == m->naliases) {
