@@ -361,6 +361,17 @@ const char *mc_registry_dir(const struct mc_registry *r)
     return r->dir;
 }
 
+bool mc_registry_artifact_local(struct mc_registry *r, const struct mc_reg_version *v)
+{
+    return r->art->ops->locate(r->art, v);
+}
+
+int mc_registry_artifact_read(struct mc_registry *r, const struct mc_reg_version *v, uint64_t off,
+                              void *buf, size_t n)
+{
+    return r->art->ops->read(r->art, v, off, buf, n);
+}
+
 uint64_t mc_registry_generation(const struct mc_registry *r)
 {
     return r->be->ops->generation(r->be);
