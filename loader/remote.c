@@ -74,10 +74,17 @@ struct where {
  */
 static int parse(const struct mc_coldload *l, struct where *w)
 {
-    const char *b = l->path + 5, *slash = strchr(b, '/'), *v, *n, *rest;
-    char ck[48];
-    size_t plen;
+    char p[sizeof(l->path)], ck[48];
+    char *b = p + 5, *slash, *rest, *v, *n, *end;
+    size_t len;
 
+    snprintf(p, sizeof(p), "%s", l->path);
+    len = strlen(p);
+    /* <root>/<name>/<version>/artifact, root = s3://BUCKET/PREFIXversions */
+    if (len < 9 || strcmp(p + len - 9, "/artifact") != 0)
+        return mc_err(MC_EINVAL, "artifact path %s does not end in /artifact", l->path);
+    p[len - 9] = '\0';
+    slash = strchr(b, '/');
     if (!slash || (size_t)(slash - b) >= sizeof(w->bucket))
         return mc_err(MC_EINVAL, "artifact path %s is not s3://BUCKET/...", l->path);
     memcpy(w->bucket, b, (size_t)(slash - b));
@@ -86,16 +93,15 @@ static int parse(const struct mc_coldload *l, struct where *w)
     v = strrchr(rest, '/');
     if (!v || v == rest)
         return mc_err(MC_EINVAL, "artifact path %s has no name/version", l->path);
-    for (n = v - 1; n > rest && n[-1] != '/'; n--)
+    for (n = v; n > rest && n[-1] != '/'; n--)
         ;
-    if (n - rest < (ptrdiff_t)strlen("versions/") ||
-        strncmp(n - strlen("versions/"), "versions/", strlen("versions/")) != 0)
+    end = n; /* just past "versions/" */
+    if (end - rest < 9 || strncmp(end - 9, "versions/", 9) != 0)
         return mc_err(MC_EINVAL, "artifact path %s is not under versions/", l->path);
-    plen = (size_t)(n - strlen("versions/") - rest);
     snprintf(w->name, sizeof(w->name), "%.*s", (int)(v - n), n);
     snprintf(w->version, sizeof(w->version), "%s", v + 1);
     mc_checksum_format(l->want, ck);
-    snprintf(w->key, sizeof(w->key), "%.*sxxh3-128/%s", (int)plen, rest, ck + strlen("xxh3-128:"));
+    snprintf(w->key, sizeof(w->key), "%.*sxxh3-128/%s", (int)(end - 9 - rest), rest, ck + 9);
     return 0;
 }
 
