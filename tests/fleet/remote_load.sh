@@ -67,11 +67,23 @@ wait_for() {
   done
 }
 
+# daemon_is PID [loading]: `mcache stat --json` comes from mcached PID (stat
+# answers from the arena alone when mcached is down), with a load in flight.
+daemon_is() {
+  "$MCACHE" --socket "$SOCK" stat --json | python3 -c '
+import json, sys
+d = json.load(sys.stdin)
+ok = d.get("source") == "mcached" and d["daemon"]["pid"] == int(sys.argv[1])
+if ok and len(sys.argv) > 2:
+    ok = d["daemon"]["loads"]["in_flight"] > 0
+sys.exit(0 if ok else 1)' "$@"
+}
+
 start_mcached() {
   "$MCACHED" --store "$STORE" --shm-dir "$SHM" --cache t --socket "$SOCK" --size 2G \
     --log-level debug "$@" >>"$LOG" 2>&1 &
   DPID=$!
-  wait_for "mcached to answer" 30 "$MCACHE" --socket "$SOCK" stat --json
+  wait_for "mcached (pid $DPID) to answer" 60 daemon_is "$DPID"
 }
 
 stop_mcached() { # SIG
@@ -161,11 +173,8 @@ PY
 "$MCACHE" push m 4.0.0 "$T/big2.bin" >/dev/null || fail "push m 4.0.0"
 getload m 4.0.0 >"$T/killed-reader.out" 2>&1 &
 rpid=$!
-in_progress() {
-  "$MCACHE" --socket "$SOCK" stat --json |
-    python3 -c 'import json,sys; d=json.load(sys.stdin); print(d); sys.exit(0 if "\"in_flight\": 0" not in json.dumps(d) and "in_flight" in json.dumps(d) else 1)'
-}
-wait_for "m@4.0.0's download to be in progress" 30 in_progress
+wait_for "m@4.0.0's download to be in progress" 30 daemon_is "$DPID" loading
+grep -q "loading m@4.0.0" "$LOG" || fail "in flight, but not m@4.0.0"
 stop_mcached 9
 wait "$rpid" 2>/dev/null || true
 [ ! -e "$STORE/models/m/4.0.0/artifact" ] || fail "a partial download was kept locally"
