@@ -67,6 +67,7 @@ struct mc_coldload {
 
     /* A remote load (path s3://..., remote.c): its thread and how it ends. */
     bool remote, thread_started;
+    bool local_copy; /* it loaded from its node-local copy, not the object store */
     pthread_t thread;
     atomic_bool remote_done; /* set by the thread when status, error and t_end are final */
     atomic_bool cancel;

@@ -1,6 +1,6 @@
 /*
  * remote.c - the cold path for an artifact in an object store: a version
- * whose path is s3://BUCKET/PREFIXversions/<name>/<version> (the s3
+ * whose path is s3://BUCKET/PREFIXversions/<name>/<version>/artifact (the s3
  * artifact store's root, artifacts_s3.c) is read straight into its arena
  * extent by parallel ranged GETs (mc_s3_read), on a thread of its own.
  *
@@ -127,8 +127,7 @@ static int local_path(const struct mc_io *io, const struct where *w, char *out, 
 {
     if (!io->store_dir)
         return -1;
-    return snprintf(out, n, "%s/models/%s/%s/artifact", io->store_dir, w->name, w->version) <
-                   (int)n
+    return snprintf(out, n, "%s/models/%s/%s/artifact", io->store_dir, w->name, w->version) < (int)n
                ? 0
                : -1;
 }
@@ -181,7 +180,8 @@ static void write_local(struct mc_coldload *l, const char *path)
     if (fd < 0)
         goto fail;
     while (off < l->size) {
-        ssize_t r = write(fd, l->dst + off, l->size - off > (1u << 26) ? (1u << 26) : l->size - off);
+        ssize_t r =
+            write(fd, l->dst + off, l->size - off > (1u << 26) ? (1u << 26) : l->size - off);
         if (r <= 0) {
             close(fd);
             unlink(tmp);
@@ -247,11 +247,12 @@ static void *remote_main(void *arg)
     mc_checksum_format(l->want, want);
     if (have_local && read_local(l, local) == 0) {
         if (digest_ok(l, got)) {
-            l->direct = false;
+            l->local_copy = true;
             goto out;
         }
         log_warn("the node-local copy %s of %s hashes to %s, not %s: removed, downloading "
-                 "again", local, l->path, got, want);
+                 "again",
+                 local, l->path, got, want);
         unlink(local);
     }
     rc = mc_s3_open(w.bucket, getenv("MCACHE_ARTIFACTS_CREDS"), &s3);
@@ -269,10 +270,10 @@ static void *remote_main(void *arg)
     }
     if (!digest_ok(l, got)) {
         fail(l, MC_ECORRUPT,
-                 "checksum mismatch for s3://%s/%s (%s): the registry says %s but the object "
-                 "hashes to %s; the object was changed or damaged in the store, push the "
-                 "version again",
-                 w.bucket, w.key, l->path, want, got);
+             "checksum mismatch for s3://%s/%s (%s): the registry says %s but the object "
+             "hashes to %s; the object was changed or damaged in the store, push the "
+             "version again",
+             w.bucket, w.key, l->path, want, got);
         goto out;
     }
     if (have_local && keep_local())
@@ -296,6 +297,7 @@ void mc_remote_start(struct mc_io *io, struct mc_coldload *l)
     l->io = io;
     l->fd = -1;
     l->remote = true;
+    l->local_copy = false;
     atomic_store(&l->remote_done, false);
     atomic_store(&l->cancel, false);
     l->t_start = mc_mono_ns();

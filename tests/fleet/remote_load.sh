@@ -4,7 +4,7 @@
 # processes: the CLI pushes, mcached loads, a libmcache worker (mp_reader)
 # reads and hashes every byte.
 #
-#   rgw.sh run remote_load.sh BUILD_DIR
+#   rgw.sh run remote_load.sh MCACHE MCACHED MP_READER   (the built binaries)
 #
 # Checks: a pushed version loads and its bytes match; `mcache verify` reads
 # s3 artifacts; an object overwritten in the store fails verification at
@@ -15,10 +15,8 @@
 # enforced only with MCACHE_TEST_STRICT_PERF=1: two shared cores are noisy).
 set -euo pipefail
 
-B=${1:?usage: remote_load.sh BUILD_DIR}
-MCACHE=$B/tools/mcache
-MCACHED=$B/loader/mcached
-READER=$B/tests/mp_reader
+[ $# -eq 3 ] || { echo "usage: remote_load.sh MCACHE MCACHED MP_READER" >&2; exit 2; }
+MCACHE=$1 MCACHED=$2 READER=$3
 for x in "$MCACHE" "$MCACHED" "$READER"; do
   [ -x "$x" ] || { echo "FAIL: $x is not built"; exit 1; }
 done
@@ -54,7 +52,7 @@ s3curl() {
     -H "x-amz-content-sha256: UNSIGNED-PAYLOAD" "$@"
 }
 
-now() { date +%s.%N; }
+now() { date +%s%N; } # ns
 
 # wait_for WHAT TIMEOUT_S CMD...: until CMD succeeds (an event), or fail.
 wait_for() {
@@ -147,17 +145,18 @@ for ((i = 0; i < conc; i++)); do
   pids+=($!)
 done
 for p in "${pids[@]}"; do wait "$p" || fail "curl ranged GET"; done
-t_par=$(echo "$(now) - $t0" | bc -l)
+t_par=$(( $(now) - t0 ))
 t0=$(now)
 s3curl "$url" -o /dev/null || fail "curl GET"
-t_one=$(echo "$(now) - $t0" | bc -l)
+t_one=$(( $(now) - t0 ))
 out=$(getload m 3.0.0) || fail "loading m@3.0.0: $out"
 line=$(grep "loaded m@3.0.0" "$LOG" | tail -n1)
 t_load=$(echo "$line" | sed -n 's/.* in \([0-9.]*\) s .*/\1/p')
 [ -n "$t_load" ] || fail "no load time in mcached's log: $line"
 python3 - "$size" "$t_load" "$t_par" "$t_one" "$conc" <<'PY'
 import os, sys
-size, tl, tp, t1, conc = int(sys.argv[1]), *map(float, sys.argv[2:5]), sys.argv[5]
+size, tl, conc = int(sys.argv[1]), float(sys.argv[2]), sys.argv[5]
+tp, t1 = int(sys.argv[3]) / 1e9, int(sys.argv[4]) / 1e9
 mib = size / 2**20
 print(f"throughput ({mib:.0f} MiB object): mcached load {mib/tl:.1f} MiB/s ({tl:.2f} s, "
       f"verified); curl {conc} parallel ranged GETs {mib/tp:.1f} MiB/s ({tp:.2f} s); "
