@@ -186,6 +186,8 @@ void mc_io_destroy(struct mc_io *io)
 {
     while (io->active)
         mc_io_cancel(io, io->active);
+    while (io->remote) /* downloads stop (mc_s3_set_cancel) before the arena goes */
+        mc_remote_cancel(io, io->remote);
     if (io->reg_started)
         pthread_join(io->reg_thread, NULL);
     if (io->have_ring)

@@ -257,6 +257,8 @@ static void *remote_main(void *arg)
     }
     rc = mc_s3_open(w.bucket, getenv("MCACHE_ARTIFACTS_CREDS"), &s3);
     if (!rc)
+        mc_s3_set_cancel(s3, &l->cancel);
+    if (!rc)
         rc = mc_s3_read(s3, w.key, 0, l->dst, l->size, (size_t)env_u64("MCACHE_S3_PART", 8u << 20),
                         (unsigned)env_u64("MCACHE_S3_CONC", 16));
     if (rc) {
@@ -357,7 +359,7 @@ bool mc_remote_cancel(struct mc_io *io, struct mc_coldload *l)
     if (!found)
         return false;
     /* The thread may still be writing into the extent: wait for it (the
-     * download runs to its end or its error; the result is discarded). */
+     * download stops within a second of the flag, mc_s3_set_cancel). */
     atomic_store(&l->cancel, true);
     if (l->thread_started)
         pthread_join(l->thread, NULL);

@@ -174,6 +174,22 @@ getload m 4.0.0 >"$T/killed-reader.out" 2>&1 &
 rpid=$!
 wait_for "m@4.0.0's download to be in progress" 30 daemon_is "$DPID" loading
 grep -q "loading m@4.0.0" "$LOG" || fail "in flight, but not m@4.0.0"
+# SIGTERM first: the download is abandoned (mc_s3_set_cancel) and mcached exits
+# promptly and cleanly, the extent unpublished.
+t0=$(date +%s)
+kill -TERM "$DPID"
+st=0
+wait "$DPID" || st=$?
+DPID=""
+[ "$st" -eq 0 ] || fail "mcached stopped with status $st during a download"
+[ $(( $(date +%s) - t0 )) -le 5 ] || fail "mcached took over 5 s to stop during a download"
+wait "$rpid" 2>/dev/null || true
+echo "ok: SIGTERM during m@4.0.0's download: mcached stopped in $(( $(date +%s) - t0 )) s, status 0"
+# Restarted (it preloads m@4.0.0 again), then killed -9 mid-download.
+start_mcached
+getload m 4.0.0 >"$T/killed-reader.out" 2>&1 &
+rpid=$!
+wait_for "m@4.0.0's download to be in progress again" 30 daemon_is "$DPID" loading
 stop_mcached 9
 wait "$rpid" 2>/dev/null || true
 [ ! -e "$STORE/models/m/4.0.0/artifact" ] || fail "a partial download was kept locally"
