@@ -186,6 +186,8 @@ void mc_io_destroy(struct mc_io *io)
 {
     while (io->active)
         mc_io_cancel(io, io->active);
+    while (io->remote) /* downloads stop (mc_s3_set_cancel) before the arena goes */
+        mc_remote_cancel(io, io->remote);
     if (io->reg_started)
         pthread_join(io->reg_thread, NULL);
     if (io->have_ring)
@@ -312,6 +314,10 @@ void mc_io_start(struct mc_io *io, struct mc_coldload *l)
     l->failed = false;
     l->status = 0;
     l->error[0] = '\0';
+    if (strncmp(l->path, "s3://", 5) == 0) { /* in the object store: remote.c */
+        mc_remote_start(io, l);
+        return;
+    }
     l->next_active = io->active;
     io->active = l;
     if ((uintptr_t)l->dst % DIO_ALIGN || l->dst_cap < round_up(l->size, DIO_ALIGN)) {
@@ -587,6 +593,8 @@ static void poll_pread(struct mc_io *io)
 
 void mc_io_poll(struct mc_io *io, bool wait)
 {
+    if (io->remote)
+        mc_remote_poll(io);
     if (io->have_ring) {
         submit_more(io);
         poll_ring(io, wait);
@@ -605,6 +613,8 @@ static bool is_active(const struct mc_io *io, const struct mc_coldload *l)
 
 void mc_io_cancel(struct mc_io *io, struct mc_coldload *l)
 {
+    if (mc_remote_cancel(io, l))
+        return;
     if (!is_active(io, l))
         return;
     load_fail(l, MC_ENOENT, "load of %s cancelled", l->path);

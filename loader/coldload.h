@@ -20,13 +20,15 @@
  * io_uring_disabled, or config) -> pread; a file system without O_DIRECT ->
  * buffered reads; registered buffers refused (RLIMIT_MEMLOCK) -> plain ones.
  *
- * Single-threaded: only the loader's event loop calls these.
+ * Single-threaded: only the loader's event loop calls these. (A remote
+ * load's thread, remote.c, touches only its own mc_coldload and extent.)
  */
 #ifndef MCACHE_LOADER_COLDLOAD_H
 #define MCACHE_LOADER_COLDLOAD_H
 
 #include <stdbool.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 
 #define XXH_STATIC_LINKING_ONLY
@@ -62,6 +64,14 @@ struct mc_coldload {
     XXH3_state_t *xs;
     bool failed;
     struct mc_coldload *next_active;
+
+    /* A remote load (path s3://..., remote.c): its thread and how it ends. */
+    bool remote, thread_started;
+    bool local_copy; /* it loaded from its node-local copy, not the object store */
+    pthread_t thread;
+    atomic_bool remote_done; /* set by the thread when status, error and t_end are final */
+    atomic_bool cancel;
+    struct mc_io *io;
 };
 
 typedef void (*mc_load_done_fn)(void *ctx, struct mc_coldload *l);
@@ -79,6 +89,8 @@ struct mc_io {
     uint8_t *fixed_base;
     uint64_t fixed_len;
     struct mc_coldload *active;
+    struct mc_coldload *remote; /* remote loads, each on its thread (remote.c) */
+    const char *store_dir;      /* the store: remote loads keep node-local copies in it */
     mc_load_done_fn done;
     uint64_t bytes_total, loads_ok, loads_failed, busy_ns;
     bool direct_io; /* try O_DIRECT */
@@ -117,8 +129,17 @@ void mc_io_poll(struct mc_io *io, bool wait);
 /* Is anything loading? */
 static inline bool mc_io_busy(const struct mc_io *io)
 {
-    return io->active != 0;
+    return io->active != 0 || io->remote != 0;
 }
+
+/*
+ * remote.c: loads whose path is s3://... (the s3 artifact store), each on a
+ * thread that fills the extent by parallel ranged GETs and verifies it.
+ * mc_io_start/poll/cancel call these; the caller sees only done().
+ */
+void mc_remote_start(struct mc_io *io, struct mc_coldload *l);
+void mc_remote_poll(struct mc_io *io);
+bool mc_remote_cancel(struct mc_io *io, struct mc_coldload *l); /* false: not a remote load */
 
 /* Parse "xxh3-128:<32 hex>" into canonical bytes; 0 or MC_EINVAL. */
 int mc_checksum_parse(const char *s, uint8_t out[16]);

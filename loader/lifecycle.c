@@ -148,6 +148,7 @@ int daemon_start(struct daemon *d)
     if (d->own.adopted) /* mapped without MAP_POPULATE: remember what gets populated */
         d->populated = calloc(d->own.a.hdr->data_size / (2u << 20) / 8 + 1, 1);
     rc = mc_io_init(&d->io, &d->own.a, &io, daemon_load_done);
+    d->io.store_dir = d->cfg.store;
     if (rc)
         return rc;
     d->epfd = epoll_create1(EPOLL_CLOEXEC);

@@ -437,7 +437,9 @@ void daemon_load_done(void *ctx, struct mc_coldload *cl)
     secs = (double)v->load_ns / 1e9;
     log_info("loaded %s@%s: %.1f MiB in %.3f s (%.2f GB/s%s), checksum verified", v->name,
              v->version, (double)v->size / (1 << 20), secs,
-             secs > 0 ? (double)v->size / secs / 1e9 : 0.0, cl->direct ? "" : ", buffered");
+             secs > 0 ? (double)v->size / secs / 1e9 : 0.0,
+             cl->remote ? (cl->local_copy ? ", from its node-local copy" : ", from the object store")
+             : cl->direct ? "" : ", buffered");
     daemon_wake(d, v, 0, NULL);
     if (v->aliased)
         daemon_apply_aliases(d);

@@ -323,7 +323,9 @@ static void run(struct daemon *d)
          * registry change, a tick): else they wait for epoll_wait's 100 ms timeout. */
         if (mc_io_busy(&d->io))
             mc_io_poll(&d->io, false);
-        timeout = (mc_io_busy(&d->io) && !d->io.have_ring) ? 0 : 100;
+        /* Only local reads without a ring need the loop to spin; remote loads
+         * wake it through the eventfd (or the 100 ms tick without a ring). */
+        timeout = (d->io.active && !d->io.have_ring) ? 0 : 100;
         /* The watchdog's pings come from here, so a loop that hangs stops them. */
         ping = mc_notify_watchdog(&d->notify);
         if (ping >= 0 && ping < timeout)

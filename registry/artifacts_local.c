@@ -770,6 +770,43 @@ static int local_open(const struct mc_art_conf *conf, struct mc_art_store **out)
     return 0;
 }
 
+static bool local_locate(struct mc_art_store *s, const struct mc_reg_version *v)
+{
+    (void)s;
+    (void)v;
+    return true;
+}
+
+static int local_read(struct mc_art_store *s, const struct mc_reg_version *v, uint64_t off,
+                      void *buf, size_t n)
+{
+    int fd = open(v->path, O_RDONLY | O_CLOEXEC);
+    size_t got = 0;
+
+    (void)s;
+    if (fd < 0)
+        return mc_err(mc_err_from_errno(errno), "opening %s (%s@%s's artifact): %s", v->path,
+                      v->name, v->version, strerror(errno));
+    while (got < n) {
+        ssize_t r = pread(fd, (char *)buf + got, n - got, (off_t)(off + got));
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0) {
+            int e = errno;
+            close(fd);
+            if (r == 0)
+                return mc_err(MC_ECORRUPT, "%s (%s@%s's artifact) ended at %llu bytes, expected "
+                              "%llu; run `mcache fsck`", v->path, v->name, v->version,
+                              (unsigned long long)(off + got), (unsigned long long)(off + n));
+            return mc_err(MC_EIO, "reading %s at %llu: %s", v->path,
+                          (unsigned long long)(off + got), strerror(e));
+        }
+        got += (size_t)r;
+    }
+    close(fd);
+    return 0;
+}
+
 static const char *local_root(const struct mc_art_store *s)
 {
     return ((const struct local *)s)->root;
@@ -787,6 +824,8 @@ const struct mc_art_store_ops mc_art_local_ops = {
     .discard = local_discard,
     .remove_version = local_remove_version,
     .remove_model = local_remove_model,
+    .locate = local_locate,
+    .read = local_read,
     .verify = local_verify,
     .intent_write = local_intent_write,
     .intent_clear = local_intent_clear,

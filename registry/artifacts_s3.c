@@ -603,6 +603,32 @@ static int hash_chunk(void *arg, const void *buf, size_t n)
     return 0;
 }
 
+static bool s3_locate(struct mc_art_store *s, const struct mc_reg_version *v)
+{
+    (void)s;
+    (void)v;
+    return false;
+}
+
+/* Parallel ranged GETs of the content-addressed object, straight into buf. */
+static int s3_read(struct mc_art_store *s, const struct mc_reg_version *v, uint64_t off, void *buf,
+                   size_t n)
+{
+    struct s3store *t = s3_of(s);
+    const char *hex = ck_hex(v->checksum);
+    char obj[PATH_MAX];
+
+    if (hex == NULL)
+        return mc_err(MC_ECORRUPT, "%s@%s: its checksum \"%s\" is not xxh3-128", v->name,
+                      v->version, v->checksum);
+    if (off + n > v->size)
+        return mc_err(MC_EINVAL, "%s@%s: reading %zu bytes at %llu, past its %llu bytes",
+                      v->name, v->version, n, (unsigned long long)off,
+                      (unsigned long long)v->size);
+    snprintf(obj, sizeof(obj), "%sxxh3-128/%s", t->prefix, hex);
+    return mc_s3_read(t->c, obj, off, buf, n, 0, 0);
+}
+
 static void s3_verify(struct mc_art_store *s, const struct mc_reg_version *v, bool checksum,
                       mc_reg_report_fn report, void *arg)
 {
@@ -796,6 +822,8 @@ const struct mc_art_store_ops mc_art_s3_ops = {
     .discard = s3_discard,
     .remove_version = s3_remove_version,
     .remove_model = s3_remove_model,
+    .locate = s3_locate,
+    .read = s3_read,
     .verify = s3_verify,
     .intent_write = s3_intent_write,
     .intent_clear = s3_intent_clear,

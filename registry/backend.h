@@ -280,6 +280,18 @@ struct mc_art_store_ops {
     void (*remove_model)(struct mc_art_store *s, const char *name);
 
     /*
+     * locate: whether v's bytes are a local file (true, the path is
+     * v->path: open and pread it) or remote (false: read() them). read: n
+     * bytes of v's artifact at off into buf, all or nothing (MC_ECORRUPT if
+     * the artifact is shorter). Local: pread; s3: mc_s3_read's parallel
+     * ranged GETs, each retried. How `mcache verify` hashes an artifact
+     * wherever it is.
+     */
+    bool (*locate)(struct mc_art_store *s, const struct mc_reg_version *v);
+    int (*read)(struct mc_art_store *s, const struct mc_reg_version *v, uint64_t off, void *buf,
+                size_t n);
+
+    /*
      * verify: v's artifact is there with its size, and with checksum its
      * bytes hash to v->checksum. Each problem goes to report.
      */

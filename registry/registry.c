@@ -306,7 +306,14 @@ int reg_open_noload(const char *dir, const char *backend, const char *url, const
     return 0;
 }
 
-/* Under the exclusive lock: what dead processes left behind. */
+/*
+ * Under the exclusive lock: what dead processes left behind. An artifact
+ * store that cannot be reached now (MC_EIO: an object store down) is a
+ * warning, not a refusal to open: every change runs intent_recover again
+ * before it writes (reg_write_begin), and clean() only frees space, so
+ * nothing is lost by waiting, while a node must be able to start and serve
+ * its node-local copies (loader/remote.c) with the object store down.
+ */
 int reg_cleanup(struct mc_registry *r)
 {
     int rc = r->be->ops->cleanup(r->be);
@@ -315,6 +322,13 @@ int reg_cleanup(struct mc_registry *r)
         rc = r->art->ops->intent_recover(r->art, state_holds, r->st);
     if (rc == 0)
         rc = r->art->ops->clean(r->art);
+    if (rc == MC_EIO && strcmp(r->art->ops->name, "local") != 0) {
+        mc_reg_reportf(r->warn, r->warn_arg,
+                       "the artifact store cannot be reached (%s); opened anyway: changes "
+                       "wait until it answers, versions with a node-local copy still load",
+                       mc_last_error());
+        rc = 0;
+    }
     return rc;
 }
 
@@ -359,6 +373,17 @@ void mc_registry_close(struct mc_registry *r)
 const char *mc_registry_dir(const struct mc_registry *r)
 {
     return r->dir;
+}
+
+bool mc_registry_artifact_local(struct mc_registry *r, const struct mc_reg_version *v)
+{
+    return r->art->ops->locate(r->art, v);
+}
+
+int mc_registry_artifact_read(struct mc_registry *r, const struct mc_reg_version *v, uint64_t off,
+                              void *buf, size_t n)
+{
+    return r->art->ops->read(r->art, v, off, buf, n);
 }
 
 uint64_t mc_registry_generation(const struct mc_registry *r)

@@ -249,6 +249,16 @@ void mc_registry_close(struct mc_registry *r);
 /* The store's absolute path. */
 const char *mc_registry_dir(const struct mc_registry *r);
 
+/*
+ * Where v's bytes are: true if v->path is a local file, false if they are
+ * remote (an object store) and must be read with mc_registry_artifact_read.
+ */
+bool mc_registry_artifact_local(struct mc_registry *r, const struct mc_reg_version *v);
+
+/* n bytes of v's artifact at off into buf, wherever it is; all or nothing. */
+int mc_registry_artifact_read(struct mc_registry *r, const struct mc_reg_version *v, uint64_t off,
+                              void *buf, size_t n);
+
 /* The generation this handle has applied (0 for an empty new store). */
 uint64_t mc_registry_generation(const struct mc_registry *r);
 

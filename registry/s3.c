@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <gnutls/crypto.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,6 +37,7 @@ struct mc_s3 {
     char *userpwd;  /* "key:secret" for curl; never printed */
     char *sigv4;    /* "aws:amz:REGION:s3" */
     char *bucket;
+    const atomic_bool *cancel; /* mc_s3_set_cancel: mc_s3_read stops when it is set */
 };
 
 /* ---- credentials ------------------------------------------------------ */
@@ -777,6 +779,11 @@ int mc_s3_list_uploads(struct mc_s3 *s, const char *prefix,
 
 /* ---- parallel ranged reads ----------------------------------------------- */
 
+void mc_s3_set_cancel(struct mc_s3 *s, const atomic_bool *flag)
+{
+    s->cancel = flag;
+}
+
 int mc_s3_read(struct mc_s3 *s, const char *key, uint64_t off, void *buf, size_t n, size_t part,
                unsigned conc)
 {
@@ -801,6 +808,10 @@ int mc_s3_read(struct mc_s3 *s, const char *key, uint64_t off, void *buf, size_t
         return mc_err(MC_ENOMEM, "out of memory reading s3://%s/%s", s->bucket, key);
     }
     while (rc == 0 && done < nparts) {
+        if (s->cancel && atomic_load(s->cancel)) {
+            rc = mc_err(MC_EIO, "reading s3://%s/%s: cancelled", s->bucket, key);
+            break;
+        }
         /* fill idle slots with the next ranges */
         for (unsigned j = 0; j < conc && rc == 0 && next < nparts; j++) {
             struct req *q = &qs[j];

@@ -25,6 +25,7 @@
 #ifndef MCACHE_REGISTRY_S3_H
 #define MCACHE_REGISTRY_S3_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -62,6 +63,12 @@ int mc_s3_get(struct mc_s3 *s, const char *key, char **out, size_t *n);
  */
 int mc_s3_read(struct mc_s3 *s, const char *key, uint64_t off, void *buf, size_t n, size_t part,
                unsigned conc);
+
+/*
+ * mc_s3_read on s stops (MC_EIO, "cancelled") within a second once *flag is
+ * set (NULL: never): how mcached abandons a download at shutdown or removal.
+ */
+void mc_s3_set_cancel(struct mc_s3 *s, const atomic_bool *flag);
 
 /* GET the whole object in order, handing each chunk to fn (non-zero stops it). */
 int mc_s3_get_stream(struct mc_s3 *s, const char *key,

@@ -49,6 +49,8 @@ FLEET=(
   postgresql-15                             # its tests: a throwaway server per run (tests/fleet/pg.sh)
   ceph-mon ceph-osd radosgw ceph-common     # the s3 tests' object store: a throwaway Ceph RADOS Gateway
                                             # (tests/fleet/rgw.sh; no recommends: 51 packages, ~250 MiB)
+  curl                                      # tests/fleet/remote_load.sh: the object store by hand (SigV4),
+                                            # and the ranged GETs mcached's remote load is measured against
 )
 case "${1:-}" in
   --packaging) PKGS+=("${PACKAGING[@]}") ;;
