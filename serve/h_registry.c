@@ -629,11 +629,11 @@ const struct route h_registry_routes[] = {
      "a model's aliases with their targets and weights"},
     {"GET", "/v1/models/{name}/aliases/{alias}/history", ROLE_READER, 0, alias_history, NULL, NULL,
      "every move of an alias, oldest first"},
-    {"PUT", "/v1/models/{name}/aliases/{alias}", ROLE_PUBLISHER, ROUTE_JSON | ROUTE_AUDIT, put_alias,
+    {"PUT", "/v1/models/{name}/aliases/{alias}", ROLE_PUBLISHER, ROUTE_JSON | ROUTE_AUDIT | ROUTE_SLOW, put_alias,
      NULL, NULL, "set or move an alias (gated through mcached when it runs)"},
     {"DELETE", "/v1/models/{name}/aliases/{alias}", ROLE_PUBLISHER, ROUTE_AUDIT, delete_alias, NULL,
      NULL, "remove an alias (kept in its history)"},
-    {"POST", "/v1/models/{name}/aliases/{alias}/rollback", ROLE_PUBLISHER, ROUTE_AUDIT,
+    {"POST", "/v1/models/{name}/aliases/{alias}/rollback", ROLE_PUBLISHER, ROUTE_AUDIT | ROUTE_SLOW,
      rollback_alias, NULL, NULL, "undo an alias's last move"},
     {0},
 };

@@ -68,6 +68,7 @@ struct srv {
     uint64_t max_upload; /* bytes of an artifact upload (0: no limit but the disk) */
     unsigned timeout_s;  /* a connection idle this long is closed (slow clients) */
     unsigned max_conns;
+    unsigned workers;    /* ROUTE_SLOW handlers running at once, at most (--workers) */
 
     struct MHD_Daemon *mhd;
     struct srv_metrics *metrics;
@@ -156,6 +157,13 @@ int reply_response(struct req *rq, unsigned status, struct MHD_Response *resp);
 #define ROUTE_STREAM 0x2 /* the body goes to body() as it arrives */
 #define ROUTE_AUDIT  0x4 /* a state change: recorded in the audit log with its result */
 #define ROUTE_OPEN   0x8 /* no token needed, even when tokens are required */
+/*
+ * The handler may wait (on mcached, a health gate, hashing a whole artifact):
+ * the core suspends the connection and runs the handler on a worker thread of
+ * its own (at most --workers at once; 503 busy beyond), so the other
+ * connections of its libmicrohttpd thread go on. reply_*() work the same.
+ */
+#define ROUTE_SLOW   0x10
 
 struct route {
     const char *method;  /* "GET" also answers HEAD */

@@ -41,6 +41,9 @@ static void usage(FILE *f)
           "  --listen ADDR:PORT   where to listen (default " DEFAULT_LISTEN "; [::1]:8420 for\n"
           "                       IPv6; port 0 picks a free one)\n"
           "  --threads N          worker threads (default 4)\n"
+          "  --workers N          long operations (load, deploy, gated alias moves, verify,\n"
+          "                       fsck, gc) running at once, each on a thread of its own\n"
+          "                       (default 8; more are refused with 503)\n"
           "  --require-tokens     a token even on a loopback address\n"
           "  --insecure-open      no token needed on a non-loopback address (trusted networks\n"
           "                       only)\n"
@@ -225,6 +228,7 @@ enum {
     O_MAXUP,
     O_TIMEOUT,
     O_MAXCONNS,
+    O_WORKERS,
     O_VERSION,
 };
 
@@ -245,6 +249,7 @@ int main(int argc, char **argv)
         {"max-upload", required_argument, NULL, O_MAXUP},
         {"timeout", required_argument, NULL, O_TIMEOUT},
         {"max-conns", required_argument, NULL, O_MAXCONNS},
+        {"workers", required_argument, NULL, O_WORKERS},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, O_VERSION},
         {0},
@@ -253,6 +258,7 @@ int main(int argc, char **argv)
     const char *cert = NULL, *key = NULL;
     bool require = false, insecure = false, loopback;
     uint64_t threads = 4, max_json = 1 << 20, max_upload = 0, timeout = 30, max_conns = 256;
+    uint64_t workers = 8;
     struct srv s = {0};
     struct srv_listen l = {0};
     struct mc_registry_opts ro = {.flags = MC_REGISTRY_CREATE};
@@ -312,6 +318,10 @@ int main(int argc, char **argv)
             if (parse_num("--max-conns", optarg, 1, 65536, &max_conns))
                 return 2;
             break;
+        case O_WORKERS:
+            if (parse_num("--workers", optarg, 1, 1024, &workers))
+                return 2;
+            break;
         case 'h':
             usage(stdout);
             return 0;
@@ -350,6 +360,7 @@ int main(int argc, char **argv)
     s.max_upload = max_upload;
     s.timeout_s = (unsigned)timeout;
     s.max_conns = (unsigned)max_conns;
+    s.workers = (unsigned)workers;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     s.started_ns = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
     s.cli.now_ns = 0; /* a server has no one "now": handlers read the clock per request */

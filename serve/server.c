@@ -24,6 +24,7 @@
 #include <errno.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -59,6 +60,10 @@ struct rstate {
     struct alloc *allocs; /* decoded query arguments */
     bool audited;         /* this failure is in the audit log */
     char *path, *method;  /* rq->path, rq->method: our copies, valid until on_completed's end */
+    bool slow;            /* ROUTE_SLOW: handed to a worker thread, the connection suspended */
+    bool in_worker;       /* replies are kept in held, queued once the connection resumes */
+    struct MHD_Response *held;
+    unsigned held_status;
 };
 
 void srv_log(const char *fmt, ...)
@@ -277,12 +282,16 @@ int req_query_bool(const struct req *rq, const char *key, bool def)
 
 /* ---- replies --------------------------------------------------------------- */
 
+static int hold_reply(struct rstate *st, unsigned status, struct MHD_Response *resp);
+
 static int queue(struct req *rq, unsigned status, struct MHD_Response *resp)
 {
     enum MHD_Result r;
 
     if (!resp)
         return MHD_NO;
+    if (state_of(rq)->in_worker)
+        return hold_reply(state_of(rq), status, resp);
     if (rq->replied) {
         /* A handler bug: the first reply stands. */
         srv_log("%s %s: a second reply (%u) after %u was dropped", rq->method, rq->path, status,
@@ -588,6 +597,9 @@ static void consume(struct rstate *st, const char *data, size_t n)
     }
 }
 
+static int slow_dispatch(struct rstate *st);
+static enum MHD_Result slow_queue_held(struct rstate *st);
+
 /* The whole request is in: reply what was decided, or parse the JSON and run the handler. */
 static int finish(struct rstate *st)
 {
@@ -613,6 +625,8 @@ static int finish(struct rstate *st)
         if (!json_is_object(rq->body))
             return reply_error(rq, 400, "bad_json", "the body must be a JSON object {...}");
     }
+    if (rq->route->flags & ROUTE_SLOW)
+        return slow_dispatch(st);
     r = rq->route->handler(rq);
     if (!rq->replied) {
         srv_log("%s %s: the handler gave no reply", rq->method, rq->route->pattern);
@@ -620,6 +634,105 @@ static int finish(struct rstate *st)
                            rq->route->pattern);
     }
     return r;
+}
+
+/*
+ * SLOW HANDLERS (ROUTE_SLOW). A handler that may wait (on mcached, a health
+ * gate, hashing a whole artifact) must not hold its libmicrohttpd thread:
+ * every other connection of that thread would wait with it, and be cut off
+ * by --timeout. finish() suspends the connection and runs the handler on a
+ * thread of its own; its reply is kept in the request (hold_reply) instead
+ * of being queued, since a suspended connection takes none; the worker then
+ * resumes the connection, and libmicrohttpd calls on_request() again, which
+ * queues the kept reply (slow_queue_held). At most --workers such handlers
+ * run at once; one more is refused with 503 busy. The worker never touches
+ * the request after MHD_resume_connection(): from then on it is the
+ * connection thread's again.
+ */
+static unsigned slow_running;
+
+static int hold_reply(struct rstate *st, unsigned status, struct MHD_Response *resp)
+{
+    if (st->rq.replied) {
+        srv_log("%s %s: a second reply (%u) after %u was dropped", st->rq.method, st->rq.path,
+                status, st->rq.status);
+        MHD_destroy_response(resp);
+        return MHD_YES;
+    }
+    st->held = resp;
+    st->held_status = status;
+    st->rq.replied = true;
+    st->rq.status = status;
+    return MHD_YES;
+}
+
+static void *slow_main(void *arg)
+{
+    struct rstate *st = arg;
+    struct req *rq = &st->rq;
+    struct MHD_Connection *conn = rq->conn;
+
+    rq->route->handler(rq);
+    if (!rq->replied) {
+        srv_log("%s %s: the handler gave no reply", rq->method, rq->route->pattern);
+        reply_error(rq, 500, "internal", "the server gave no reply to %s %s", rq->method,
+                    rq->route->pattern);
+    }
+    __atomic_sub_fetch(&slow_running, 1, __ATOMIC_ACQ_REL);
+    MHD_resume_connection(conn);
+    return NULL;
+}
+
+/* finish() for a ROUTE_SLOW route: suspend the connection, run the handler on a worker. */
+static int slow_dispatch(struct rstate *st)
+{
+    struct req *rq = &st->rq;
+    pthread_attr_t attr;
+    pthread_t t;
+    int err;
+
+    if (__atomic_add_fetch(&slow_running, 1, __ATOMIC_ACQ_REL) > rq->srv->workers) {
+        __atomic_sub_fetch(&slow_running, 1, __ATOMIC_ACQ_REL);
+        return reply_error(rq, 503, "busy",
+                           "%u long operations (loads, deployments, gated alias moves, checks) "
+                           "are running, the most at once (mcache-serve --workers); try again "
+                           "shortly",
+                           rq->srv->workers);
+    }
+    st->slow = true;
+    st->in_worker = true;
+    MHD_suspend_connection(rq->conn);
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    err = pthread_create(&t, &attr, slow_main, st);
+    pthread_attr_destroy(&attr);
+    if (err) {
+        __atomic_sub_fetch(&slow_running, 1, __ATOMIC_ACQ_REL);
+        reply_error(rq, 503, "busy", "could not start a thread for %s %s: %s", rq->method,
+                    rq->route->pattern, strerror(err));
+        MHD_resume_connection(rq->conn); /* the kept reply is queued on the next call */
+    }
+    return MHD_YES;
+}
+
+/* on_request() once a slow handler's connection resumed: queue the reply it kept. */
+static enum MHD_Result slow_queue_held(struct rstate *st)
+{
+    struct MHD_Response *resp = st->held;
+    enum MHD_Result r;
+
+    if (!resp)
+        return MHD_YES; /* queued already */
+    st->held = NULL;
+    r = MHD_queue_response(st->rq.conn, st->held_status, resp);
+    MHD_destroy_response(resp);
+    return r;
+}
+
+/* Slow handlers still running (srv_stop waits for them). */
+static unsigned slow_count(void)
+{
+    return __atomic_load_n(&slow_running, __ATOMIC_ACQUIRE);
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
@@ -652,6 +765,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         r = begin(st);
         return r == MHD_YES ? MHD_YES : MHD_NO;
     }
+    if (st->slow)
+        return slow_queue_held(st);
     if (*upload_data_size) {
         consume(st, upload_data, *upload_data_size);
         *upload_data_size = 0;
@@ -690,6 +805,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     free(st->errmsg);
     free(st->path);
     free(st->method);
+    if (st->held)
+        MHD_destroy_response(st->held);
     while (st->allocs) {
         struct alloc *a = st->allocs;
 
@@ -781,7 +898,7 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
 
 int srv_start(struct srv *s, const struct srv_listen *l, unsigned *port)
 {
-    unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG;
+    unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG | MHD_ALLOW_SUSPEND_RESUME;
     struct MHD_OptionItem opts[16];
     size_t n = 0;
     const union MHD_DaemonInfo *di;
@@ -841,6 +958,11 @@ int srv_start(struct srv *s, const struct srv_listen *l, unsigned *port)
 
 void srv_stop(struct srv *s)
 {
+    /* A suspended connection cannot be closed: let the slow handlers end first (30 s at most). */
+    for (int i = 0; i < 3000 && slow_count(); i++)
+        nanosleep(&(struct timespec){0, 10 * 1000 * 1000}, NULL);
+    if (slow_count())
+        srv_log("stopping with %u long operations still running", slow_count());
     if (s->mhd)
         MHD_stop_daemon(s->mhd);
     s->mhd = NULL;
