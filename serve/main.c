@@ -53,6 +53,8 @@ static void usage(FILE *f)
           "  --max-upload BYTES   largest artifact upload (default 0: no limit but the disk)\n"
           "  --timeout S          close a connection idle this long (default 30)\n"
           "  --max-conns N        connections at once (default 256)\n"
+          "  --max-conns-per-ip N connections at once from one address (default 32 on a\n"
+          "                       non-loopback address, no limit on loopback; 0: no limit)\n"
           "  -h, --help           this help\n"
           "  --version            print the version\n"
           "\n"
@@ -229,6 +231,7 @@ enum {
     O_TIMEOUT,
     O_MAXCONNS,
     O_WORKERS,
+    O_PERIP,
     O_VERSION,
 };
 
@@ -250,6 +253,7 @@ int main(int argc, char **argv)
         {"timeout", required_argument, NULL, O_TIMEOUT},
         {"max-conns", required_argument, NULL, O_MAXCONNS},
         {"workers", required_argument, NULL, O_WORKERS},
+        {"max-conns-per-ip", required_argument, NULL, O_PERIP},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, O_VERSION},
         {0},
@@ -258,7 +262,7 @@ int main(int argc, char **argv)
     const char *cert = NULL, *key = NULL;
     bool require = false, insecure = false, loopback;
     uint64_t threads = 4, max_json = 1 << 20, max_upload = 0, timeout = 30, max_conns = 256;
-    uint64_t workers = 8;
+    uint64_t workers = 8, per_ip = UINT64_MAX; /* UINT64_MAX: not given */
     struct srv s = {0};
     struct srv_listen l = {0};
     struct mc_registry_opts ro = {.flags = MC_REGISTRY_CREATE};
@@ -316,6 +320,10 @@ int main(int argc, char **argv)
             break;
         case O_MAXCONNS:
             if (parse_num("--max-conns", optarg, 1, 65536, &max_conns))
+                return 2;
+            break;
+        case O_PERIP:
+            if (parse_num("--max-conns-per-ip", optarg, 0, 65536, &per_ip))
                 return 2;
             break;
         case O_WORKERS:
@@ -405,6 +413,8 @@ int main(int argc, char **argv)
         }
     }
     s.open_access = (loopback && !require) || insecure;
+    /* Loopback clients are this host's users (and the tests and the bench, from one address). */
+    s.max_conns_per_ip = per_ip != UINT64_MAX ? (unsigned)per_ip : loopback ? 0 : 32;
 
     if (!(s.metrics = metrics_new())) {
         fprintf(stderr, "mcache-serve: out of memory\n");

@@ -28,6 +28,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/socket.h>
 #include <string.h>
 #include <strings.h>
 #include <time.h>
@@ -598,6 +599,7 @@ static void consume(struct rstate *st, const char *data, size_t n)
 }
 
 static int slow_dispatch(struct rstate *st);
+static void track_headers_due(struct MHD_Connection *c, bool due);
 static enum MHD_Result slow_queue_held(struct rstate *st);
 
 /* The whole request is in: reply what was decided, or parse the JSON and run the handler. */
@@ -762,6 +764,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         st->rq.path = st->path;
         st->rq.method = st->method;
         st->rq.start_ns = mono_ns();
+        track_headers_due(conn, false);
         r = begin(st);
         return r == MHD_YES ? MHD_YES : MHD_NO;
     }
@@ -785,8 +788,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     struct rstate *st = *con_cls;
     struct req *rq;
 
-    (void)conn;
     (void)toe;
+    track_headers_due(conn, true); /* the next request's headers are due within --timeout */
     if (!st)
         return;
     rq = &st->rq;
@@ -829,16 +832,155 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 static unsigned conns_open, conns_max, conns_refused;
 static uint64_t refused_logged_ns;
 
+/*
+ * THE HEADER DEADLINE. libmicrohttpd's --timeout is an idle timer that
+ * every byte resets: a client sending a header byte a second would hold its
+ * connection for ever (slowloris). So each connection is tracked here (its
+ * socket, from the started notification) with a deadline: its request's
+ * headers must be complete within --timeout of its start, or of the end of
+ * its previous request. The access handler's first call clears the
+ * deadline (the headers are in; the body and the reply have the idle
+ * timeout), on_completed() sets the next one. A sweeper thread shuts down
+ * (shutdown(2), both ways) a connection past its deadline; libmicrohttpd
+ * then sees the end of its stream and closes it as any other.
+ *
+ * The fd cannot be closed and reused between the sweeper's look-up and its
+ * shutdown: libmicrohttpd 0.9.75 calls the closed notification before it
+ * closes the socket (MHD_cleanup_connections, and new_connection_process_'s
+ * failure path), and that notification removes the entry under the same
+ * mutex the sweeper holds while it shuts sockets down.
+ */
+struct conn_track {
+    struct conn_track *prev, *next;
+    int fd;
+    uint64_t deadline_ns; /* the headers are due by then; 0: none due (atomic) */
+};
+
+static pthread_mutex_t track_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct conn_track *track_head;
+static uint64_t header_timeout_ns;
+static unsigned headers_overdue; /* connections shut for their headers' deadline */
+static pthread_t sweeper;
+static bool sweeper_on, sweeper_stop;
+
+static void track_started(struct MHD_Connection *c, void **socket_ctx)
+{
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+    struct conn_track *t = calloc(1, sizeof(*t));
+
+    *socket_ctx = t;
+    if (!t || !ci)
+        return; /* untracked: only the idle timeout holds for it */
+    t->fd = ci->connect_fd;
+    t->deadline_ns = mono_ns() + header_timeout_ns;
+    pthread_mutex_lock(&track_lock);
+    t->next = track_head;
+    if (track_head)
+        track_head->prev = t;
+    track_head = t;
+    pthread_mutex_unlock(&track_lock);
+}
+
+static void track_closed(void **socket_ctx)
+{
+    struct conn_track *t = *socket_ctx;
+
+    if (!t)
+        return;
+    pthread_mutex_lock(&track_lock);
+    if (t->prev)
+        t->prev->next = t->next;
+    else if (track_head == t)
+        track_head = t->next;
+    if (t->next)
+        t->next->prev = t->prev;
+    pthread_mutex_unlock(&track_lock);
+    free(t);
+    *socket_ctx = NULL;
+}
+
+/* The headers of the connection's current request are in (0), or the next are due (now + timeout). */
+static void track_headers_due(struct MHD_Connection *c, bool due)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    struct conn_track *t = ci ? ci->socket_context : NULL;
+
+    if (t)
+        __atomic_store_n(&t->deadline_ns, due ? mono_ns() + header_timeout_ns : 0,
+                         __ATOMIC_RELAXED);
+}
+
+static void *sweep_main(void *arg)
+{
+    uint64_t logged = 0;
+
+    (void)arg;
+    while (!__atomic_load_n(&sweeper_stop, __ATOMIC_ACQUIRE)) {
+        uint64_t now = mono_ns();
+        unsigned n = 0;
+
+        pthread_mutex_lock(&track_lock);
+        for (struct conn_track *t = track_head; t; t = t->next) {
+            uint64_t d = __atomic_load_n(&t->deadline_ns, __ATOMIC_RELAXED);
+
+            if (d && now > d) {
+                shutdown(t->fd, SHUT_RDWR);
+                __atomic_store_n(&t->deadline_ns, 0, __ATOMIC_RELAXED);
+                n++;
+            }
+        }
+        pthread_mutex_unlock(&track_lock);
+        if (n) {
+            unsigned total = __atomic_add_fetch(&headers_overdue, n, __ATOMIC_RELAXED);
+
+            if (now - logged > 1000000000ull) { /* one line a second at most */
+                logged = now;
+                srv_log("closed %u connection(s) that did not send a request's headers within "
+                        "--timeout (%llu s); %u so far",
+                        n, (unsigned long long)(header_timeout_ns / 1000000000ull), total);
+            }
+        }
+        nanosleep(&(struct timespec){0, 200 * 1000 * 1000}, NULL);
+    }
+    return NULL;
+}
+
+unsigned srv_conns_overdue(void)
+{
+    return __atomic_load_n(&headers_overdue, __ATOMIC_RELAXED);
+}
+
+static int sweeper_start(unsigned timeout_s)
+{
+    header_timeout_ns = (uint64_t)timeout_s * 1000000000ull;
+    sweeper_stop = false;
+    if (pthread_create(&sweeper, NULL, sweep_main, NULL) != 0)
+        return mc_err(MC_EIO, "could not start the thread that enforces --timeout on headers");
+    sweeper_on = true;
+    return 0;
+}
+
+static void sweeper_end(void)
+{
+    if (!sweeper_on)
+        return;
+    __atomic_store_n(&sweeper_stop, true, __ATOMIC_RELEASE);
+    pthread_join(sweeper, NULL);
+    sweeper_on = false;
+}
+
 static void on_connection(void *cls, struct MHD_Connection *c, void **socket_ctx,
                           enum MHD_ConnectionNotificationCode toe)
 {
     (void)cls;
-    (void)c;
-    (void)socket_ctx;
-    if (toe == MHD_CONNECTION_NOTIFY_STARTED)
+    if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
         __atomic_add_fetch(&conns_open, 1, __ATOMIC_ACQ_REL);
-    else if (toe == MHD_CONNECTION_NOTIFY_CLOSED)
+        track_started(c, socket_ctx);
+    } else if (toe == MHD_CONNECTION_NOTIFY_CLOSED) {
+        track_closed(socket_ctx);
         __atomic_sub_fetch(&conns_open, 1, __ATOMIC_ACQ_REL);
+    }
 }
 
 static enum MHD_Result on_accept(void *cls, const struct sockaddr *addr, socklen_t len)
@@ -934,17 +1076,25 @@ int srv_start(struct srv *s, const struct srv_listen *l, unsigned *port)
         opts[n++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_CERT, 0, l->tls_cert};
         opts[n++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_KEY, 0, l->tls_key};
     }
+
+    if (s->max_conns_per_ip)
+        opts[n++] = (struct MHD_OptionItem){MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+                                            s->max_conns_per_ip, NULL};
     opts[n++] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
 
     conns_max = s->max_conns;
+    if (sweeper_start(s->timeout_s))
+        return MC_EIO;
     s->mhd = MHD_start_daemon(flags, 0, on_accept, NULL, on_request, s,
                               /* first: it reports problems with the options after it */
                               MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_ARRAY, opts,
                               MHD_OPTION_END);
-    if (!s->mhd)
+    if (!s->mhd) {
+        sweeper_end();
         return mc_err(MC_EIO,
                       "could not listen (the address is in use, not this machine's, or the "
                       "TLS certificate or key is not valid PEM; the line above says which)");
+    }
     di = MHD_get_daemon_info(s->mhd, MHD_DAEMON_INFO_LISTEN_FD);
     *port = 0;
     if (di && getsockname(di->listen_fd, (struct sockaddr *)&ss, &sl) == 0) {
@@ -966,4 +1116,5 @@ void srv_stop(struct srv *s)
     if (s->mhd)
         MHD_stop_daemon(s->mhd);
     s->mhd = NULL;
+    sweeper_end();
 }

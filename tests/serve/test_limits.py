@@ -105,6 +105,86 @@ class Connections(unittest.TestCase):
             # The server still serves others.
             self.assertEqual(srv.request("GET", "/healthz")[0], 200)
 
+    def test_trickled_headers_are_cut(self):
+        """--timeout bounds the whole request's headers, however fast the bytes trickle:
+        a byte a second keeps libmicrohttpd's idle timer from firing, not this deadline."""
+        with Server(daemon=False, args=["--timeout", "3"]) as srv:
+            s = raw(srv, timeout=30)
+            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            t0 = time.monotonic()
+            closed = None
+            for b in b"GET /healthz HTTP/1.1\r\nHost: t\r\nX-Slow: " + b"y" * 100:
+                try:
+                    s.sendall(bytes([b]))
+                except OSError:
+                    closed = time.monotonic() - t0
+                    break
+                s.settimeout(1.0)
+                try:
+                    got = s.recv(4096)
+                    if not got:
+                        closed = time.monotonic() - t0
+                        break
+                except socket.timeout:
+                    pass
+                except OSError:
+                    closed = time.monotonic() - t0
+                    break
+                if time.monotonic() - t0 > 15:
+                    break
+            s.close()
+            self.assertIsNotNone(closed, "a header byte a second held the connection 15 s with "
+                                 "--timeout 3")
+            self.assertLess(closed, 3 + 2.5, "cut after %.1f s" % closed)
+            st, _, body = srv.request("GET", "/metrics")
+            self.assertIn(b"mcache_http_header_timeouts_total 1", body)
+
+    def test_tricklers_do_not_starve_others(self):
+        """25 connections from one address trickling a header line a second hold at most
+        --max-conns-per-ip slots; a client from another address is answered at once, and
+        after --timeout so is one from the same address."""
+        with Server(daemon=False, args=["--timeout", "3", "--max-conns", "20",
+                                        "--max-conns-per-ip", "10"]) as srv:
+            socks = []
+            for _ in range(25):
+                try:
+                    c = socket.create_connection((srv.host, srv.port), timeout=5)
+                    c.sendall(b"GET /healthz HTTP/1.1\r\nHost: t\r\n")
+                    socks.append(c)
+                except OSError:
+                    pass
+            stop = []
+
+            def trickle():
+                while not stop:
+                    for c in socks:
+                        try:
+                            c.sendall(b"X: y\r\n")
+                        except OSError:
+                            pass
+                    time.sleep(1)
+
+            import threading
+            th = threading.Thread(target=trickle)
+            th.start()
+            try:
+                time.sleep(0.5)
+                other = socket.socket()
+                other.settimeout(5)
+                other.bind(("127.0.0.2", 0))
+                other.connect((srv.host, srv.port))
+                other.sendall(b"GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+                self.assertEqual(status_of(read_all(other)), 200, srv.logs())
+                other.close()
+                time.sleep(3 + 2)  # the tricklers' headers are overdue: cut
+                st, _, _ = srv.request("GET", "/healthz", timeout=5)
+                self.assertEqual(st, 200)
+            finally:
+                stop.append(1)
+                th.join()
+                for c in socks:
+                    c.close()
+
     def test_idle_keepalive_is_cut(self):
         with Server(daemon=False, args=["--timeout", "1"]) as srv:
             s = raw(srv, timeout=20)
