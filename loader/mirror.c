@@ -405,6 +405,14 @@ int daemon_sync(struct daemon *d, bool force)
      * needed fresh registry data) may have refreshed since our last sync. */
     if (!force && mc_registry_generation(d->reg) == d->synced_gen && d->synced)
         return 0;
+    /* Records that only log (a refusal, an HTTP attempt: "audit") change
+     * nothing mirrored: move the mark without a resync, or anyone who can
+     * get a request refused could keep mcached resyncing. */
+    if (!force && d->synced && mc_registry_state_generation(d->reg) <= d->synced_gen) {
+        d->synced_gen = mc_registry_generation(d->reg);
+        d->own.a.hdr->manifest_gen = d->synced_gen;
+        return 0;
+    }
     d->syncs++;
     for (size_t i = 0; i < d->htcap; i++)
         for (struct dver *v = d->ht[i]; v; v = v->next) {

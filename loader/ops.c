@@ -338,7 +338,7 @@ static json_t *daemon_json(struct daemon *d)
 
     snprintf(version, sizeof(version), "%d.%d.%d", MCACHE_VERSION_MAJOR, MCACHE_VERSION_MINOR,
              MCACHE_VERSION_PATCH);
-    return json_pack("{s:i, s:s, s:f, s:I, s:s, s:s, s:s, s:s, s:b, s:f, s:I, s:{s:I, s:I, "
+    return json_pack("{s:i, s:s, s:f, s:I, s:s, s:s, s:s, s:s, s:b, s:f, s:I, s:I, s:{s:I, s:I, "
                      "s:I}}",
                      "pid",
                      (int)getpid(), "version", version, "uptime_s",
@@ -347,7 +347,7 @@ static json_t *daemon_json(struct daemon *d)
                      d->cfg.cache, "socket", d->socket_path, "config", d->cfg.config,
                      "adopted", d->own.adopted, "adopt_ms", (double)d->own.adopt_ns / 1e6,
                      "registry_generation", (json_int_t)mc_registry_generation(d->reg),
-                     "connections", "open", (json_int_t)d->ctl.nconns, "requests",
+                     "registry_syncs", (json_int_t)d->syncs, "connections", "open", (json_int_t)d->ctl.nconns, "requests",
                      (json_int_t)d->ctl.requests, "refused", (json_int_t)d->ctl.rejected);
 }
 

@@ -602,6 +602,8 @@ int state_apply(void *arg, const struct mc_jval *j, bool snapshot, uint64_t gen)
         rc = audit_note(st, &r, gen);
     if (rc == 0) {
         st->gen = gen;
+        if (snapshot || strcmp(r.op, "audit") != 0)
+            st->state_gen = gen;
         return 0;
     }
     if (st->lenient && rc != MC_ENOMEM) {

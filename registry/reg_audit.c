@@ -136,12 +136,47 @@ static uint64_t refusal_key(const struct mc_registry *r, const char *msg)
 }
 
 /* The "audit" record of an attempt (what, result), stamped with the actor. */
+/*
+ * s with its control bytes (< 0x20, 0x7f) written \xNN, as mc_quote()
+ * does: an audit entry is printed on terminals (`mcache audit`), and what
+ * and result may hold text from HTTP clients. NULL if out of memory.
+ */
+static json_t *json_ctl_escaped(const char *s)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t n = 0;
+    char *b, *w;
+    json_t *j;
+
+    for (const char *p = s; *p; p++)
+        n += (unsigned char)*p < 0x20 || *p == 0x7f ? 4 : 1;
+    if ((b = malloc(n + 1)) == NULL)
+        return NULL;
+    w = b;
+    for (const char *p = s; *p; p++) {
+        unsigned char c = (unsigned char)*p;
+
+        if (c < 0x20 || c == 0x7f) {
+            *w++ = '\\';
+            *w++ = 'x';
+            *w++ = hex[c >> 4];
+            *w++ = hex[c & 15];
+        } else {
+            *w++ = (char)c;
+        }
+    }
+    *w = '\0';
+    j = json_string(b);
+    free(b);
+    return j;
+}
+
 static json_t *audit_record(const struct mc_registry *r, const char *what, const char *result)
 {
     json_t *rec = rec_new("audit", r->uid);
 
-    if (rec && (json_object_set_new(rec, "what", json_string(what)) ||
-                json_object_set_new(rec, "result", json_string(result)))) {
+    if (rec && (json_object_set_new(rec, "what", json_ctl_escaped(what)) ||
+                json_object_set_new(rec, "result", json_ctl_escaped(result)))) {
         json_decref(rec);
         rec = NULL;
     }

@@ -127,6 +127,7 @@ struct reg_state {
     struct reg_model **sorted; /* by name, rebuilt when dirty */
     bool sorted_dirty;
     uint64_t gen;
+    uint64_t state_gen; /* of the last record applied that is not an "audit" one */
     const char *art_root; /* artifacts are <art_root>/<name>/<version>/artifact */
     bool lenient;         /* repair: skip records that do not apply */
     void (*report)(void *, const char *);

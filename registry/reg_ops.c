@@ -239,9 +239,11 @@ struct mc_reg_upload {
     json_t *rec; /* the push record, checked at begin */
     char *name, *version;
     char *what; /* "the upload of NAME@VERSION" */
-    const struct mc_art_store_ops *ops; /* the store's, for write */
+    const struct mc_art_store_ops *ops; /* the store's, for write and finish */
+    struct mc_art_store *art;           /* the store, for finish (its messages) */
     struct mc_art_put put;
-    int err; /* a write failed (its code): only abort is left */
+    int err;       /* a write or finish failed (its code): only abort is left */
+    bool finished; /* mc_registry_upload_finish() succeeded */
 };
 
 static void upload_free(struct mc_reg_upload *u)
@@ -276,6 +278,7 @@ int mc_registry_upload_begin(struct mc_registry *r, const char *name, const char
         u->put.what = u->what;
         u->put.total = size_hint;
         u->ops = r->art->ops;
+        u->art = r->art;
         rc = r->art->ops->begin(r->art, size_hint, &u->put);
     }
     if (rc) {
@@ -292,6 +295,8 @@ int mc_registry_upload_write(struct mc_reg_upload *u, const void *buf, size_t n)
 
     if (u->err)
         return mc_err(u->err, "an earlier write to %s failed; abort it and upload again", u->what);
+    if (u->finished)
+        return mc_err(MC_EINVAL, "%s is already finished; nothing more can be written", u->what);
     if (n == 0)
         return 0;
     /* the store's write needs only the put: no registry state is touched */
@@ -316,22 +321,42 @@ static bool checksum_valid(const char *s)
     return true;
 }
 
+/*
+ * Refuse a failed or empty upload, then sync the staged file, make it
+ * read-only and compute its checksum and format. Touches only u (and the
+ * store's read-only directory name, for messages), so it runs without
+ * whatever serializes r.
+ */
+int mc_registry_upload_finish(struct mc_reg_upload *u)
+{
+    int rc;
+
+    if (u->finished)
+        return 0;
+    if (u->err)
+        return mc_err(u->err, "an earlier write to %s failed; nothing was registered; upload it "
+                              "again", u->what);
+    if (u->put.size == 0) /* it could never be loaded */
+        return mc_err(MC_EINVAL, "%s is empty (0 bytes arrived); nothing was registered; send "
+                                 "the model's bytes", u->what);
+    rc = u->ops->finish(u->art, &u->put);
+    if (rc)
+        u->err = rc;
+    else
+        u->finished = true;
+    return rc;
+}
+
 int mc_registry_upload_commit(struct mc_registry *r, struct mc_reg_upload *u, const char *expect,
                               uint64_t *gen)
 {
     int rc = 0;
 
-    if (u->err)
-        rc = mc_err(u->err, "an earlier write to %s failed; nothing was registered; upload it "
-                            "again", u->what);
-    else if (u->put.size == 0) /* it could never be loaded */
-        rc = mc_err(MC_EINVAL, "%s is empty (0 bytes arrived); nothing was registered; send the "
-                               "model's bytes", u->what);
-    else if (expect && !checksum_valid(expect))
+    if (expect && !checksum_valid(expect))
         rc = mc_err(MC_EINVAL, "the expected checksum \"%s\" of %s is not \"xxh3-128:\" and 32 "
                                "hex digits; nothing was registered", expect, u->what);
     if (rc == 0)
-        rc = r->art->ops->finish(r->art, &u->put);
+        rc = mc_registry_upload_finish(u);
     if (rc == 0 && expect && strcasecmp(expect, u->put.checksum) != 0)
         rc = mc_err(MC_ECORRUPT, "%s arrived with checksum %s but %s was expected; nothing was "
                                  "registered; upload it again", u->what, u->put.checksum, expect);
@@ -463,9 +488,17 @@ int need_ready(const struct mc_reg_version *v, const char *alias)
 
 int why_check(const char *why)
 {
+    char q[MC_QUOTE_MAX];
+
     if (why && strlen(why) > WHY_MAX)
         return mc_err(MC_EINVAL, "the reason given is %zu bytes; at most %d", strlen(why),
                       WHY_MAX);
+    /* it is printed on terminals (`mcache show`): no escape sequences */
+    for (const char *p = why; p && *p; p++)
+        if ((unsigned char)*p < 0x20 || *p == 0x7f)
+            return mc_err(MC_EINVAL, "the reason given %s contains control characters; give "
+                                     "one line of text",
+                          mc_quote(q, sizeof(q), why, strlen(why)));
     return 0;
 }
 

@@ -305,6 +305,11 @@ uint64_t mc_registry_generation(const struct mc_registry *r)
     return r->be->ops->generation(r->be);
 }
 
+uint64_t mc_registry_state_generation(const struct mc_registry *r)
+{
+    return r->st->state_gen;
+}
+
 void mc_registry_set_uid(struct mc_registry *r, uint32_t uid)
 {
     r->uid = uid;

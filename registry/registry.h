@@ -224,6 +224,15 @@ const char *mc_registry_dir(const struct mc_registry *r);
 uint64_t mc_registry_generation(const struct mc_registry *r);
 
 /*
+ * The generation of the newest record this handle applied that is not
+ * only an "audit" entry (a refusal or an attempt logged, which changes no
+ * model, alias, deployment or token): what a mirror of the state (mcached)
+ * compares to know whether to resync. A snapshot read counts as a change.
+ * <= mc_registry_generation().
+ */
+uint64_t mc_registry_state_generation(const struct mc_registry *r);
+
+/*
  * Apply what other processes appended since the last call (cheap: a stat
  * and a read of the new bytes). *changed (may be NULL) is set to whether
  * the state changed. On error the previous state is kept.
@@ -334,6 +343,16 @@ int mc_registry_upload_begin(struct mc_registry *r, const char *name, const char
                              struct mc_reg_upload **u);
 int mc_registry_upload_write(struct mc_reg_upload *u, const void *buf, size_t n);
 uint64_t mc_registry_upload_size(const struct mc_reg_upload *u); /* bytes written so far */
+/*
+ * finish: refuse a failed or empty upload (MC_EINVAL), then fsync the
+ * staged file, make it read-only and compute its checksum and format.
+ * Like write it touches only u, so call it WITHOUT the lock that
+ * serializes r: a big upload's fsync then holds no one up. A failure
+ * leaves only abort. commit calls it itself when it was not called (or
+ * does nothing more when it was), so commit then only checks expect and
+ * registers.
+ */
+int mc_registry_upload_finish(struct mc_reg_upload *u);
 int mc_registry_upload_commit(struct mc_registry *r, struct mc_reg_upload *u, const char *expect,
                               uint64_t *gen);
 void mc_registry_upload_abort(struct mc_registry *r, struct mc_reg_upload *u);

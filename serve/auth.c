@@ -67,7 +67,7 @@ void addr_format(const struct sockaddr *sa, char *buf, size_t len)
     }
 }
 
-unsigned auth_identify(struct req *rq)
+int auth_identify(struct req *rq)
 {
     const char *h = req_header(rq, "Authorization");
     const char *secret;
@@ -90,8 +90,9 @@ unsigned auth_identify(struct req *rq)
         enum role r = ROLE_NONE;
         int rc;
 
+        /* As a handler's srv_lock() failure: the same status for the same store problem. */
         if ((rc = srv_lock(rq->srv)) != 0)
-            return 503;
+            return rc;
         t = mc_registry_token_check(rq->srv->reg, secret);
         if (!t) {
             srv_unlock(rq->srv);

@@ -8,6 +8,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/socket.h>
 
 #include "serve/http.h"
@@ -21,17 +22,41 @@ void addr_format(const struct sockaddr *sa, char *buf, size_t len);
 
 /*
  * Who is asking and what they may do: sets rq->role and rq->who from the
- * Authorization header (a bearer token) or open access. 0, or the HTTP
- * status to refuse with (401) and a message in mc_last_error().
+ * Authorization header (a bearer token) or open access. 0; 401 to refuse
+ * with, a message in mc_last_error(); or the MC_E* code (negative) of a
+ * registry that could not be read, for reply_mc_error() as any handler's.
  */
-unsigned auth_identify(struct req *rq);
+int auth_identify(struct req *rq);
 
 /* ---- router.c: the parts of a request's text that are ours (the fuzz target's) ---- */
 
 /* Decode a query value (%XX, '+' for a space) into out (room for strlen(in) + 1), one pass. */
 void http_query_decode(const char *in, char *out);
+/* Is this Content-Type type (any case, parameters after ';'; "application/jsonx" is not)? */
+bool http_is_type(const char *ct, const char *type);
 /* Is this Content-Type JSON ("application/json", any case, parameters after ';')? */
 bool http_is_json_type(const char *ct);
+/*
+ * Does a Host header (or an Origin's host[:port]) name this machine's
+ * loopback: localhost, 127.x.y.z, [::1], any port? any_ip: any IP literal
+ * too (listening on another address with --insecure-open). A DNS name
+ * never is (DNS rebinding: a web page's own name pointed at 127.0.0.1).
+ */
+bool http_host_is_local(const char *authority, bool any_ip);
+/*
+ * May a state-changing request carry this Origin header? Yes when absent,
+ * when it is the request's own Host (same origin), or when its host is
+ * local as above; no for another site's page or "null".
+ */
+bool http_origin_allowed(const char *origin, const char *host, bool any_ip);
+/*
+ * A Range header against a body of size bytes: RANGE_NONE (absent,
+ * malformed, several ranges or another unit: send the whole body),
+ * RANGE_ONE (*off, *len), or RANGE_BAD (unsatisfiable: 416; any suffix
+ * range of an empty body).
+ */
+enum http_range { RANGE_NONE, RANGE_ONE, RANGE_BAD };
+enum http_range http_range(const char *h, uint64_t size, uint64_t *off, uint64_t *len);
 /* The secret of "Bearer SECRET" (scheme in any case), or NULL for any other header. */
 const char *http_bearer(const char *h);
 

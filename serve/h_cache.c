@@ -90,15 +90,16 @@ static int deployments(struct req *rq)
 
 /*
  * POST /v1/models/{name}/deployments: begin a rollout (mcached runs it, as
- * `mcache deploy`). The body is mcached's `deploy` JSON less the name; the
- * CLI's defaults fill what is not given; mcached checks the values.
+ * `mcache deploy`). The body is mcached's `deploy` JSON less the name and
+ * less the health command (refused: mcached would run it; the model's own
+ * check, `mcache health set` on the host, gates the steps); the CLI's
+ * defaults fill what is not given; mcached checks the values.
  */
 static int deploy(struct req *rq)
 {
-    static const char *const fields[] = {"version",        "alias",          "strategy",
-                                         "steps",          "interval_ms",    "max_error_rate",
-                                         "max_p99_ratio",  "min_requests",   "health",
-                                         "health_timeout_ms", NULL};
+    static const char *const fields[] = {"version",        "alias",        "strategy",
+                                         "steps",          "interval_ms",  "max_error_rate",
+                                         "max_p99_ratio",  "min_requests", NULL};
     json_t *b = rq->body, *spec, *res;
     char *text;
     int ret = 0, rc;
@@ -107,6 +108,17 @@ static int deploy(struct req *rq)
         return reply_error(rq, 400, "bad_request",
                            "a deploy needs a JSON body: {\"version\": \"2.0.0\", \"alias\": "
                            "\"production\", \"strategy\": \"canary\"}");
+    /*
+     * A health command is run by mcached (root, or the cache's owner): a
+     * publisher over HTTP may not name one. Rollouts use the model's own
+     * check, set on the host.
+     */
+    if (json_object_get(b, "health") || json_object_get(b, "health_timeout_ms"))
+        return reply_error(rq, 400, "bad_request",
+                           "a deployment over HTTP cannot name a health command (\"health\", "
+                           "\"health_timeout_ms\"): mcached would run it; the rollout uses the "
+                           "model's own check: set it on the host with `mcache health set "
+                           "NAME -- COMMAND...`");
     if (api_unknown_fields(rq, b, fields, &ret))
         return ret;
     if (!json_is_string(json_object_get(b, "version")))

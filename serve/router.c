@@ -10,6 +10,9 @@
  * Pure: no server, no I/O, no globals but the route tables it is given, so
  * tests/fuzz/fuzz_http.c drives it directly.
  */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -266,16 +269,138 @@ void http_query_decode(const char *in, char *out)
     *out = '\0';
 }
 
-bool http_is_json_type(const char *ct)
+bool http_is_type(const char *ct, const char *type)
 {
-    static const char t[] = "application/json";
-    size_t n = sizeof(t) - 1;
+    size_t n = strlen(type);
 
     if (!ct)
         return false;
     while (*ct == ' ' || *ct == '\t')
         ct++;
-    return !strncasecmp(ct, t, n) && (ct[n] == '\0' || ct[n] == ';' || ct[n] == ' ');
+    if (strncasecmp(ct, type, n) != 0)
+        return false;
+    for (ct += n; *ct == ' ' || *ct == '\t'; ct++)
+        ;
+    return *ct == '\0' || *ct == ';'; /* "application/jsonx" is another type */
+}
+
+bool http_is_json_type(const char *ct)
+{
+    return http_is_type(ct, "application/json");
+}
+
+/*
+ * Split "host", "host:port", "[v6]" or "[v6]:port" (a Host header, or an
+ * Origin's authority) into the host, without brackets, in out. false if it
+ * is none of those.
+ */
+static bool authority_host(const char *a, char *out, size_t len)
+{
+    const char *end, *port;
+    size_t n;
+
+    if (a[0] == '[') {
+        if (!(end = strchr(a, ']')))
+            return false;
+        a++;
+        port = end + 1;
+    } else {
+        end = strchr(a, ':');
+        if (!end)
+            end = a + strlen(a);
+        port = end;
+    }
+    if (*port == ':')
+        for (port++; *port; port++)
+            if (*port < '0' || *port > '9')
+                return false;
+    if (*port)
+        return false;
+    n = (size_t)(end - a);
+    if (n == 0 || n >= len)
+        return false;
+    memcpy(out, a, n);
+    out[n] = '\0';
+    return true;
+}
+
+bool http_host_is_local(const char *authority, bool any_ip)
+{
+    char h[256];
+    struct in_addr a4;
+    struct in6_addr a6;
+
+    if (!authority || !authority_host(authority, h, sizeof(h)))
+        return false;
+    if (!strcasecmp(h, "localhost"))
+        return true;
+    if (inet_pton(AF_INET, h, &a4) == 1)
+        return any_ip || (ntohl(a4.s_addr) >> 24) == 127;
+    if (authority[0] == '[' && inet_pton(AF_INET6, h, &a6) == 1)
+        return any_ip || IN6_IS_ADDR_LOOPBACK(&a6) ||
+               (IN6_IS_ADDR_V4MAPPED(&a6) && a6.s6_addr[12] == 127);
+    return false;
+}
+
+bool http_origin_allowed(const char *origin, const char *host, bool any_ip)
+{
+    const char *a;
+
+    if (!origin)
+        return true; /* not sent by a browser's cross-site request */
+    if (!(a = strstr(origin, "://")))
+        return false; /* "null" (a sandboxed page, a file), or not an origin */
+    a += 3;
+    if (host && !strcasecmp(a, host))
+        return true; /* the same origin as the request's own Host */
+    return http_host_is_local(a, any_ip);
+}
+
+/* See core.h. Several ranges, or another unit, get the whole body (RFC 9110 allows it). */
+enum http_range http_range(const char *h, uint64_t size, uint64_t *off, uint64_t *len)
+{
+    unsigned long long a, b;
+    char *end;
+    const char *p;
+
+    if (!h || strncmp(h, "bytes=", 6) || strchr(h, ','))
+        return RANGE_NONE;
+    p = h + 6;
+    while (*p == ' ')
+        p++;
+    errno = 0;
+    if (*p == '-') { /* the last N bytes */
+        b = strtoull(p + 1, &end, 10);
+        if (end == p + 1 || *end || errno)
+            return RANGE_NONE;
+        if (b == 0 || size == 0) /* no last bytes to give (RFC 9110 14.1.1) */
+            return RANGE_BAD;
+        *len = b > size ? size : b;
+        *off = size - *len;
+        return RANGE_ONE;
+    }
+    if (*p < '0' || *p > '9')
+        return RANGE_NONE;
+    a = strtoull(p, &end, 10);
+    if (*end != '-' || errno)
+        return RANGE_NONE;
+    p = end + 1;
+    if (!*p) {
+        b = size ? size - 1 : 0;
+    } else {
+        if (*p < '0' || *p > '9')
+            return RANGE_NONE;
+        b = strtoull(p, &end, 10);
+        if (*end || errno || b < a)
+            return RANGE_NONE;
+    }
+    if (a >= size)
+        return RANGE_BAD;
+    if (b >= size)
+        b = size - 1;
+    *off = a;
+    *len = b - a + 1;
+    return RANGE_ONE;
 }
 
 const char *http_bearer(const char *h)

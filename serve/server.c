@@ -12,7 +12,7 @@
  * the body arrives (too large, the upload failed) is kept and sent at the
  * end, the rest of the body read and dropped. A failed or refused state
  * change (ROUTE_AUDIT) is recorded in the audit log as its error reply is
- * queued. on_completed() runs once the reply is sent or the connection
+ * queued, unless it is a 401 (see audited()). on_completed() runs once the reply is sent or the connection
  * dies: it counts the request for /metrics, calls the route's done() and
  * frees everything.
  *
@@ -33,6 +33,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include "common/clock.h"
 #include "common/err.h"
 #include "serve/core.h"
 
@@ -82,13 +83,12 @@ void srv_log(const char *fmt, ...)
     fprintf(stderr, "mcache-serve: %s\n", buf);
 }
 
-static uint64_t mono_ns(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
+/*
+ * Listening on an address that is not loopback (with --insecure-open when
+ * access is open): a Host or Origin that is any IP literal is this
+ * server's too (see site_refused()).
+ */
+static bool listen_any_ip;
 
 /* ---- the registry and the cache ------------------------------------------ */
 
@@ -367,6 +367,42 @@ static void audit_failure(struct rstate *st)
     srv_unlock(s);
 }
 
+/*
+ * Which failures go to the audit log: those of a state change (ROUTE_AUDIT)
+ * by a caller we know, a token's 403 included. Not a 401: anyone can send
+ * one, and each record is an fsync'd journal entry that also wakes mcached
+ * (a flood of them would fill the audit ring and keep mcached resyncing).
+ * 401s are counted in /metrics (mcache_http_requests_total{code="401"})
+ * and logged, at most a line a second.
+ */
+static bool audited(const struct req *rq, unsigned status)
+{
+    return rq->route && (rq->route->flags & ROUTE_AUDIT) && status >= 400 && status != 401;
+}
+
+static uint64_t unauth_logged_ns;
+static unsigned unauth_unlogged;
+
+static void log_unauthorized(const struct req *rq, const char *msg)
+{
+    uint64_t now = mc_mono_ns(), last = __atomic_load_n(&unauth_logged_ns, __ATOMIC_RELAXED);
+    unsigned more;
+
+    if ((last && now - last < 1000000000ull) ||
+        !__atomic_compare_exchange_n(&unauth_logged_ns, &last, now, false, __ATOMIC_RELAXED,
+                                     __ATOMIC_RELAXED)) {
+        __atomic_add_fetch(&unauth_unlogged, 1, __ATOMIC_RELAXED);
+        return;
+    }
+    more = __atomic_exchange_n(&unauth_unlogged, 0, __ATOMIC_RELAXED);
+    if (more)
+        srv_log("401 %s %s from %s: %s (and %u more 401s not logged in the last second or more; "
+                "see mcache_http_requests_total{code=\"401\"} in /metrics)",
+                rq->method, rq->path, rq->from, msg, more);
+    else
+        srv_log("401 %s %s from %s: %s", rq->method, rq->path, rq->from, msg);
+}
+
 /* An error reply, with one extra header (Allow, WWW-Authenticate) when name is set. */
 static int error_reply(struct req *rq, unsigned status, const char *code, const char *msg,
                        const char *hname, const char *hvalue)
@@ -378,12 +414,16 @@ static int error_reply(struct req *rq, unsigned status, const char *code, const 
         return MHD_YES;
     free(st->errmsg);
     st->errmsg = strdup(msg);
-    srv_log("%u %s %s from %s (%s): %s", status, rq->method, rq->path, rq->from, rq->who, msg);
+    if (status == 401)
+        log_unauthorized(rq, msg);
+    else
+        srv_log("%u %s %s from %s (%s): %s", status, rq->method, rq->path, rq->from, rq->who,
+                msg);
     resp = json_response(json_pack("{s:{s:s, s:s, s:i}}", "error", "code", code, "message", msg,
                                    "status", (int)status));
     if (resp && hname)
         MHD_add_response_header(resp, hname, hvalue);
-    if (rq->route && (rq->route->flags & ROUTE_AUDIT) && status >= 400 && !reg_held)
+    if (audited(rq, status) && !reg_held)
         audit_failure(st);
     return queue(rq, status, resp);
 }
@@ -462,6 +502,45 @@ static void defer(struct rstate *st, unsigned status, const char *code, const ch
     st->len = st->cap = 0;
 }
 
+static bool method_is_safe(const char *m)
+{
+    return !strcmp(m, "GET") || !strcmp(m, "HEAD");
+}
+
+/*
+ * Is the request from where it may be? With open access, anything that
+ * reaches the port is admin, web pages included: a page can point its own
+ * DNS name at 127.0.0.1 (DNS rebinding) or post a form across sites. So a
+ * Host that is not this machine's loopback (localhost, 127.x, [::1]) is
+ * refused (421), and so is a state change sent by another site's page (an
+ * Origin that is neither the Host nor loopback: 403). 0 to go on, else what
+ * on_request returns.
+ */
+static bool site_refused(struct req *rq, int *ret)
+{
+    const char *host = req_header(rq, MHD_HTTP_HEADER_HOST);
+    const char *origin = req_header(rq, "Origin");
+
+    if (rq->srv->open_access && host && !http_host_is_local(host, listen_any_ip)) {
+        *ret = reply_error(rq, 421, "misdirected_request",
+                           "mcache-serve has open access (no token needed), so it answers only "
+                           "requests addressed to localhost, 127.0.0.1 or [::1], not to \"%.100s\" "
+                           "(else a web page could reach it through a DNS name of its own); use "
+                           "http://127.0.0.1:PORT, or run mcache-serve with --require-tokens",
+                           host);
+        return true;
+    }
+    if (!method_is_safe(rq->method) && !http_origin_allowed(origin, host, listen_any_ip)) {
+        *ret = reply_error(rq, 403, "cross_origin",
+                           "%s %s comes from a web page of another site (Origin \"%.100s\"); "
+                           "state changes are taken only from the server's own pages and from "
+                           "clients that are not browsers",
+                           rq->method, rq->path, origin);
+        return true;
+    }
+    return false;
+}
+
 /* The headers are in: route, identify, authorize, check the body's type and size. */
 static int begin(struct rstate *st)
 {
@@ -471,13 +550,15 @@ static int begin(struct rstate *st)
     char allowed[64];
     const char *cl, *te;
     uint64_t clen = 0;
-    unsigned refuse;
+    int refuse;
     int rc;
 
     ci = MHD_get_connection_info(rq->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
     addr_format(ci ? ci->client_addr : NULL, rq->from, sizeof(rq->from));
     snprintf(rq->who, sizeof(rq->who), "anonymous");
 
+    if (site_refused(rq, &rc))
+        return rc;
     rc = route_match(srv_route_groups, rq->method, rq->path, &rq->route, rq->params, &rq->nparams,
                      allowed, sizeof(allowed));
     if (rc == MC_ENOENT && allowed[0]) {
@@ -493,7 +574,7 @@ static int begin(struct rstate *st)
         if (refuse == 401)
             return error_reply(rq, 401, "unauthorized", mc_last_error(),
                                MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer realm=\"mcache\"");
-        return reply_mc_error(rq, MC_EIO);
+        return reply_mc_error(rq, refuse);
     }
     if (!(rq->route->flags & ROUTE_OPEN) && rq->role < rq->route->role) {
         if (rq->role == ROLE_NONE)
@@ -512,14 +593,17 @@ static int begin(struct rstate *st)
         clen = strtoull(cl, NULL, 10);
     st->has_body = clen > 0 || (te && strcasestr(te, "chunked"));
 
-    if ((rq->route->flags & ROUTE_JSON) && st->has_body) {
+    if (!method_is_safe(rq->method) && !(rq->route->flags & ROUTE_STREAM)) {
         const char *ct = req_header(rq, MHD_HTTP_HEADER_CONTENT_TYPE);
 
+        /* Even without a body: a web page's form or simple request cannot send this type. */
         if (!http_is_json_type(ct))
             return reply_error(rq, 415, "unsupported_media_type",
-                               "the body must be JSON with Content-Type: application/json (it "
-                               "was %.100s)",
-                               ct ? ct : "not given");
+                               "%s %s needs Content-Type: application/json, even without a body "
+                               "(it was %.100s; with curl: -H 'Content-Type: application/json')",
+                               rq->method, rq->route->pattern, ct ? ct : "not given");
+    }
+    if ((rq->route->flags & ROUTE_JSON) && st->has_body) {
         if (clen > s->max_json)
             return reply_error(rq, 413, "too_large",
                                "the JSON body is %llu bytes; at most %zu are accepted "
@@ -763,7 +847,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         }
         st->rq.path = st->path;
         st->rq.method = st->method;
-        st->rq.start_ns = mono_ns();
+        st->rq.start_ns = mc_mono_ns();
         track_headers_due(conn, false);
         r = begin(st);
         return r == MHD_YES ? MHD_YES : MHD_NO;
@@ -795,9 +879,9 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     rq = &st->rq;
     if (rq->status)
         metrics_observe(s->metrics, rq->route ? rq->route->pattern : "unmatched", rq->method,
-                        rq->status, (double)(mono_ns() - rq->start_ns) / 1e9);
+                        rq->status, (double)(mc_mono_ns() - rq->start_ns) / 1e9);
     /* A refusal the reply did not record (its handler held the registry then). */
-    if (rq->route && (rq->route->flags & ROUTE_AUDIT) && rq->status >= 400 && !st->audited)
+    if (audited(rq, rq->status) && !st->audited)
         audit_failure(st);
     if (rq->route && (rq->route->flags & ROUTE_STREAM) && rq->route->done)
         rq->route->done(rq);
@@ -872,7 +956,7 @@ static void track_started(struct MHD_Connection *c, void **socket_ctx)
     if (!t || !ci)
         return; /* untracked: only the idle timeout holds for it */
     t->fd = ci->connect_fd;
-    t->deadline_ns = mono_ns() + header_timeout_ns;
+    t->deadline_ns = mc_mono_ns() + header_timeout_ns;
     pthread_mutex_lock(&track_lock);
     t->next = track_head;
     if (track_head)
@@ -907,7 +991,7 @@ static void track_headers_due(struct MHD_Connection *c, bool due)
     struct conn_track *t = ci ? ci->socket_context : NULL;
 
     if (t)
-        __atomic_store_n(&t->deadline_ns, due ? mono_ns() + header_timeout_ns : 0,
+        __atomic_store_n(&t->deadline_ns, due ? mc_mono_ns() + header_timeout_ns : 0,
                          __ATOMIC_RELAXED);
 }
 
@@ -917,7 +1001,7 @@ static void *sweep_main(void *arg)
 
     (void)arg;
     while (!__atomic_load_n(&sweeper_stop, __ATOMIC_ACQUIRE)) {
-        uint64_t now = mono_ns();
+        uint64_t now = mc_mono_ns();
         unsigned n = 0;
 
         pthread_mutex_lock(&track_lock);
@@ -994,7 +1078,7 @@ static enum MHD_Result on_accept(void *cls, const struct sockaddr *addr, socklen
         return MHD_YES;
     __atomic_add_fetch(&conns_refused, 1, __ATOMIC_RELAXED);
     /* One log line a second at most: a flood must not become a flood of log lines. */
-    now = mono_ns();
+    now = mc_mono_ns();
     last = __atomic_load_n(&refused_logged_ns, __ATOMIC_RELAXED);
     if (now - last > 1000000000ull &&
         __atomic_compare_exchange_n(&refused_logged_ns, &last, now, false, __ATOMIC_RELAXED,
@@ -1075,14 +1159,17 @@ int srv_start(struct srv *s, const struct srv_listen *l, unsigned *port)
     if (l->tls_cert) {
         opts[n++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_CERT, 0, l->tls_cert};
         opts[n++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_KEY, 0, l->tls_key};
+        /* TLS 1.2 and 1.3 only: GnuTLS's NORMAL still offers 1.0 and 1.1. */
+        opts[n++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_PRIORITIES, 0,
+                                            (void *)"NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2"};
     }
-
     if (s->max_conns_per_ip)
         opts[n++] = (struct MHD_OptionItem){MHD_OPTION_PER_IP_CONNECTION_LIMIT,
                                             s->max_conns_per_ip, NULL};
     opts[n++] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
 
     conns_max = s->max_conns;
+    listen_any_ip = !addr_is_loopback((const struct sockaddr *)&l->addr);
     if (sweeper_start(s->timeout_s))
         return MC_EIO;
     s->mhd = MHD_start_daemon(flags, 0, on_accept, NULL, on_request, s,

@@ -107,6 +107,38 @@ void table_init(struct table *t, unsigned right_mask, const char *const *head)
     }
 }
 
+/*
+ * A copy of s with control bytes (< 0x20, 0x7f) written \xNN: cells hold
+ * text others chose (reasons, audit entries, HTTP clients' names) and a
+ * terminal must not take it for escape sequences. Aborts without memory.
+ */
+static char *ctl_escaped(const char *s)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t n = 0;
+    char *b, *w;
+
+    for (const char *p = s; *p; p++)
+        n += (unsigned char)*p < 0x20 || *p == 0x7f ? 4 : 1;
+    if ((b = malloc(n + 1)) == NULL)
+        abort(); /* a CLI listing cannot go on without memory */
+    w = b;
+    for (const char *p = s; *p; p++) {
+        unsigned char c = (unsigned char)*p;
+
+        if (c < 0x20 || c == 0x7f) {
+            *w++ = '\\';
+            *w++ = 'x';
+            *w++ = hex[c >> 4];
+            *w++ = hex[c & 15];
+        } else {
+            *w++ = (char)c;
+        }
+    }
+    *w = '\0';
+    return b;
+}
+
 void table_add(struct table *t, const char *const *row)
 {
     /* The array's items are rows of ncols cells (every table has a column). */
@@ -114,9 +146,8 @@ void table_add(struct table *t, const char *const *row)
         abort(); /* a CLI listing cannot go on without memory */
     for (size_t i = 0; i < t->ncols; i++) {
         const char *s = row[i] && *row[i] ? row[i] : "-";
-        char *d = strdup(s);
-        if (!d)
-            abort();
+        char *d = ctl_escaped(s);
+
         t->cells[t->nrows * t->ncols + i] = d;
     }
     t->nrows++;
@@ -132,9 +163,7 @@ void table_note(struct table *t, const char *note)
     for (size_t r = t->nnotes_set; r < t->nrows; r++)
         t->notes[r] = NULL;
     free(t->notes[t->nrows - 1]);
-    t->notes[t->nrows - 1] = strdup(note);
-    if (!t->notes[t->nrows - 1])
-        abort();
+    t->notes[t->nrows - 1] = ctl_escaped(note);
     t->nnotes_set = t->nrows;
 }
 

@@ -398,6 +398,8 @@ class Client:
         if body is not None:
             data = json.dumps(body).encode("utf-8") if not isinstance(body, bytes) else body
             h.setdefault("Content-Type", "application/json")
+        elif method not in ("GET", "HEAD"):
+            h.setdefault("Content-Type", "application/json")  # mcache-serve asks it of changes
         conn = self._connect()
         try:
             try:

@@ -143,6 +143,17 @@ class Audit(CliTest):
         self.assertRegex(out[1], r" local +rm m@1\.0\.0 +error: ")
         self.assertRegex(out[3], r" local +push m@2\.0\.0 +error: .*already registered")
 
+    def test_control_bytes_never_reach_the_terminal(self):
+        self.push("m", "1.0.0", 100, 1)
+        self.fails(EXIT_USAGE, "alias", "m", "prod", "1.0.0", "--no-gate",
+                   "--why", "\x1b[31mred", match="contains control characters")
+        self.run_cli("alias", "m", "prod", "1.0.0\x1b]0;PWNED\x07", "--no-gate")
+        out = self.ok("audit").out
+        self.assertNotIn("\x1b", out)
+        self.assertNotIn("\x07", out)
+        self.assertIn("alias m prod 1.0.0\\x1b]0;PWNED\\x07", out)
+        self.assertTrue(all(c >= " " for line in out.splitlines() for c in line), out)
+
     def test_empty_and_errors(self):
         self.ok("init")
         r = self.ok("audit")

@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 
 #include <cmocka.h>
+#include <jansson.h>
 
 #include "tests/helpers/run.h"
 #include "tests/helpers/testutil.h"
@@ -222,6 +223,68 @@ static void test_evict_refused_while_alias_serves_old(void **state)
     daemon_stop_clean();
 }
 
+/* mcached's status: the registry generation it applied and how often it resynced. */
+static void sync_state(uint64_t *gen, uint64_t *syncs)
+{
+    char *body = NULL;
+    json_t *j, *dm;
+
+    assert_int_equal(ctl(&body, "status", 0), 0);
+    j = json_loads(body, 0, NULL);
+    assert_non_null(j);
+    dm = json_object_get(j, "daemon");
+    assert_true(json_is_integer(json_object_get(dm, "registry_syncs")));
+    *gen = (uint64_t)json_integer_value(json_object_get(dm, "registry_generation"));
+    *syncs = (uint64_t)json_integer_value(json_object_get(dm, "registry_syncs"));
+    json_decref(j);
+    free(body);
+}
+
+/* Wait (5 s at most) until mcached has applied generation want. */
+static uint64_t syncs_at(uint64_t want)
+{
+    uint64_t gen = 0, syncs = 0;
+
+    for (int i = 0; i < 500; i++) {
+        sync_state(&gen, &syncs);
+        if (gen >= want)
+            return syncs;
+        sleep_ms(10);
+    }
+    fail_msg("mcached did not apply generation %llu (it is at %llu)", (unsigned long long)want,
+             (unsigned long long)gen);
+    return 0;
+}
+
+/*
+ * A refused change is an "audit" record only: it moves the generation but
+ * changes nothing mcached mirrors, so mcached does not resync for it (else
+ * anyone who can get a request refused keeps it resyncing); a real change
+ * still resyncs.
+ */
+static void test_refusals_do_not_resync(void **state)
+{
+    uint64_t s0, s1, g;
+
+    (void)state;
+    push("a", "1.0.0", 4096, 1);
+    daemon_start_args(NULL);
+    s0 = syncs_at(mc_registry_generation(D.reg));
+    for (int i = 0; i < 5; i++) /* refused: no such version; each one an audit record */
+        assert_int_equal(mc_registry_alias_set(D.reg, "a", "prod", "9.0.0", NULL), MC_ENOENT);
+    g = mc_registry_generation(D.reg);
+    s1 = syncs_at(g);
+    sleep_ms(200); /* a late wake-up would still be counted */
+    s1 = syncs_at(g);
+    assert_int_equal(s1, s0);
+    assert_int_equal(mc_registry_audit_add(D.reg, "DELETE a@1.0.0", "error: unauthorized", NULL),
+                     0);
+    assert_int_equal(syncs_at(mc_registry_generation(D.reg)), s0);
+    /* a real change: resynced, and the alias is mirrored */
+    assert_int_equal(mc_registry_alias_set(D.reg, "a", "prod", "1.0.0", NULL), 0);
+    assert_true(syncs_at(mc_registry_generation(D.reg)) > s0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -230,6 +293,7 @@ int main(void)
         DAEMON_TEST(test_get_load_through_a_weighted_alias_loads_the_pick),
         DAEMON_TEST(test_blue_green_keeps_old_target),
         DAEMON_TEST(test_evict_refused_while_alias_serves_old),
+        DAEMON_TEST(test_refusals_do_not_resync),
     };
 
     MC_TEST_FILTER_FROM_ENV();

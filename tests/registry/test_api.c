@@ -5,6 +5,8 @@
  * retention, search, two handles on one store, check and repair.
  */
 #include <ctype.h>
+#include <dirent.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -423,6 +425,79 @@ static void test_upload(void **state)
     free(data);
 }
 
+/* The mode of the one staged upload in the store's tmp (-1 if none). */
+static int staged_mode(struct fx *f)
+{
+    char p[512];
+    DIR *d;
+    struct dirent *e;
+    struct stat st;
+    int mode = -1;
+
+    snprintf(p, sizeof(p), "%s/tmp", f->store);
+    d = opendir(p);
+    assert_non_null(d);
+    while ((e = readdir(d)) != NULL) {
+        if (strncmp(e->d_name, "push-", 5) != 0)
+            continue;
+        snprintf(p, sizeof(p), "%s/tmp/%s", f->store, e->d_name);
+        assert_int_equal(stat(p, &st), 0);
+        mode = (int)(st.st_mode & 07777);
+    }
+    closedir(d);
+    return mode;
+}
+
+static void *finish_thread(void *u)
+{
+    return (void *)(intptr_t)mc_registry_upload_finish(u);
+}
+
+/*
+ * finish syncs, protects and sums the staged file touching only the upload,
+ * so it runs on another thread while r is busy with a push (mcache-serve
+ * calls it without its lock); commit then only registers.
+ */
+static void test_upload_finish(void **state)
+{
+    struct fx *f = *state;
+    const char *src = mkfile(f, "m.bin", (1 << 20) + 5, 3);
+    const struct mc_reg_version *v1, *v2;
+    struct mc_reg_upload *u;
+    pthread_t t;
+    void *ret;
+    char *data;
+    size_t len;
+
+    data = tu_read(src, &len);
+    assert_int_equal(mc_registry_upload_begin(f->r, "m", "2.0.0", NULL, len, &u), 0);
+    assert_int_equal(mc_registry_upload_write(u, data, len), 0);
+    assert_int_equal(staged_mode(f) & 0222, 0200); /* still writable */
+    assert_int_equal(pthread_create(&t, NULL, finish_thread, u), 0);
+    assert_int_equal(mc_registry_push(f->r, "m", "1.0.0", src, NULL, NULL), 0); /* meanwhile */
+    assert_int_equal(pthread_join(t, &ret), 0);
+    assert_int_equal((intptr_t)ret, 0);
+    assert_int_equal(staged_mode(f), 0444);
+    assert_int_equal(mc_registry_upload_finish(u), 0); /* again: nothing more */
+    assert_int_equal(mc_registry_upload_write(u, data, 1), MC_EINVAL);
+    assert_msg("is already finished");
+    assert_int_equal(mc_registry_resolve(f->r, "m", "1.0.0", &v1), 0);
+    assert_int_equal(mc_registry_upload_commit(f->r, u, v1->checksum, NULL), 0);
+    assert_int_equal(mc_registry_resolve(f->r, "m", "1.0.0", &v1), 0);
+    assert_int_equal(mc_registry_resolve(f->r, "m", "2.0.0", &v2), 0);
+    assert_string_equal(v1->checksum, v2->checksum);
+    assert_int_equal(v2->size, len);
+    assert_int_equal(tmp_files(f), 0);
+
+    /* an empty upload: finish refuses it, and so does commit after it */
+    assert_int_equal(mc_registry_upload_begin(f->r, "m", "3.0.0", NULL, 0, &u), 0);
+    assert_int_equal(mc_registry_upload_finish(u), MC_EINVAL);
+    assert_msg("is empty (0 bytes");
+    refused(f, mc_registry_upload_commit(f->r, u, NULL, NULL), MC_EINVAL, "is empty (0 bytes");
+    assert_int_equal(tmp_files(f), 0);
+    free(data);
+}
+
 /* A process that dies mid-upload leaves a temp file the next writer removes, as a push's. */
 static void test_upload_dead(void **state)
 {
@@ -565,6 +640,45 @@ static void test_audit(void **state)
     assert_int_equal(mc_registry_refresh(f->r, NULL), 0);
     assert_string_equal(audit_last(f)->who, "token:other");
     mc_registry_close(r2);
+}
+
+/*
+ * Text others chose reaches terminals (`mcache audit`, `mcache show`): a
+ * reason with control bytes is refused as a description's is, and an audit
+ * entry's what and result keep theirs only as \xNN.
+ */
+static void test_control_bytes(void **state)
+{
+    struct fx *f = *state;
+    const struct mc_reg_audit *a;
+
+    push_ok(f, "m", "1.0.0");
+    assert_int_equal(mc_registry_alias_set_weighted(f->r, "m", "prod",
+                                                    (struct mc_reg_weight[]){{"1.0.0", 100}}, 1,
+                                                    "\x1b[31mred", NULL),
+                     MC_EINVAL);
+    assert_msg("contains control characters");
+    assert_msg("\\x1b[31mred");
+    assert_int_equal(mc_registry_alias_set_weighted(f->r, "m", "prod",
+                                                    (struct mc_reg_weight[]){{"1.0.0", 100}}, 1,
+                                                    "one\nline", NULL),
+                     MC_EINVAL);
+    assert_int_equal(mc_registry_audit_add(f->r, "snapshot create \x1b]0;PWNED\x07",
+                                           "error: \x1b[2J\x7f\tno", NULL),
+                     0);
+    a = audit_last(f);
+    assert_string_equal(a->what, "snapshot create \\x1b]0;PWNED\\x07");
+    assert_string_equal(a->result, "error: \\x1b[2J\\x7f\\x09no");
+    /* the registry's own record of a refusal: its intent escaped too */
+    assert_int_equal(mc_registry_alias_set(f->r, "m", "prod", "1.0.0\x1b[31m", NULL), MC_EINVAL);
+    a = audit_last(f);
+    assert_string_equal(a->what, "alias m prod 1.0.0\\x1b[31m");
+    assert_null(strchr(a->result, '\x1b'));
+    /* a reason of plain text still goes */
+    assert_int_equal(mc_registry_alias_set_weighted(f->r, "m", "prod",
+                                                    (struct mc_reg_weight[]){{"1.0.0", 100}}, 1,
+                                                    "canary by hand, ü", NULL),
+                     0);
 }
 
 /* The newest MC_REG_AUDIT_MAX entries are kept, through compactions and a reopen. */
@@ -1933,8 +2047,10 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_push_refusals, setup, teardown),
         cmocka_unit_test_setup_teardown(test_push_cancel, setup, teardown),
         cmocka_unit_test_setup_teardown(test_upload, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_upload_finish, setup, teardown),
         cmocka_unit_test_setup_teardown(test_upload_dead, setup, teardown),
         cmocka_unit_test_setup_teardown(test_audit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_control_bytes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tokens, setup, teardown),
         cmocka_unit_test(test_audit_bounded),
         cmocka_unit_test_setup_teardown(test_resolve, setup, teardown),

@@ -252,6 +252,9 @@ class Server:
             h.setdefault("Content-Type", "application/json")
         elif isinstance(body, str):
             body = body.encode()
+        elif body is None and method not in ("GET", "HEAD"):
+            # As the clients do: mcache-serve takes a change only as application/json.
+            h.setdefault("Content-Type", "application/json")
         c = self.connection(timeout)
         try:
             c.request(method, path, body=body, headers=h)

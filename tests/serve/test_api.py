@@ -14,6 +14,8 @@ import http.client
 import json
 import os
 import sys
+import threading
+import time
 import unittest
 import urllib.parse
 
@@ -280,11 +282,24 @@ class Artifacts(Base):
                                        "Content-Length": str(81 * MiB)}), 413, "too_large")
         self.assertEqual(self.ls(), before)
         self.assertEqual(self.s.request("GET", "/v1/models/q")[0], 404)
-        # with the right checksum it goes in
+        for ct in ("application/octet-streamX", "application/octet-stream-x",
+                   "application/octet-stream x"):  # the type exactly, not a prefix
+            self.error(*self.put("q", "1.0.0", b"abc", ctype=ct), 415, "unsupported_media_type")
+        self.assertEqual(self.ls(), before)
+        # with the right checksum it goes in, in either case as the registry takes it, and
+        # with the type's parameters
         want = json.loads(self.s.cli("show", "ref@1.0.0", "--json").stdout)["version"]["checksum"]
         st, h, b = self.put("q", "1.0.0", blob(5000, "ref"), checksum=want)
         self.assertEqual(st, 201, b)
         self.assertEqual(json.loads(b)["checksum"], want)
+        upper = "xxh3-128:" + want[9:].upper()
+        self.assertNotEqual(upper, want)
+        st, h, b = self.put("q", "1.0.1", blob(5000, "ref"), checksum=upper,
+                            ctype="Application/Octet-Stream; foo=bar")
+        self.assertEqual(st, 201, b)
+        self.assertEqual(json.loads(b)["checksum"], want)
+        self.error(*self.put("q", "1.0.2", b"abc", checksum="xxh3-128:" + "A" * 32), 422,
+                   "checksum_mismatch")
 
     def test_64mib_streamed_and_back(self):
         data = blob(64 * MiB, "sixtyfour")
@@ -372,6 +387,27 @@ class Artifacts(Base):
         st, h, b = self.s.request("HEAD", url)
         self.assertEqual((st, b), (200, b""))
         self.assertEqual((h["etag"], int(h["content-length"])), (etag, 10000))
+
+    def test_if_range(self):
+        """A resume (Range + If-Range) through an alias that moved gets the whole new version
+        (200), not a splice of its bytes onto the old one's."""
+        old, new = blob(5000, "ifr-old"), blob(5000, "ifr-new")
+        self.assertEqual(self.put("ifr", "1.0.0", old, meta={"aliases": ["cur"]})[0], 201)
+        url = "/v1/models/ifr/versions/cur/artifact"
+        st, h, b = self.s.request("GET", url)
+        etag = h["etag"]
+        st, h, b = self.s.request("GET", url, headers={"Range": "bytes=1000-", "If-Range": etag})
+        self.assertEqual((st, b), (206, old[1000:]))
+        self.assertEqual(self.put("ifr", "2.0.0", new, meta={"aliases": ["cur"]})[0], 201)
+        st, h, b = self.s.request("GET", url, headers={"Range": "bytes=1000-", "If-Range": etag})
+        self.assertEqual((st, b), (200, new))
+        self.assertNotIn("content-range", h)
+        for ir in ("W/" + h["etag"], "Thu, 03 Dec 2026 14:00:00 GMT"):
+            st, h2, b = self.s.request("GET", url, headers={"Range": "bytes=0-9", "If-Range": ir})
+            self.assertEqual((st, b), (200, new), ir)
+        st, h, b = self.s.request("GET", url, headers={"Range": "bytes=0-9",
+                                                        "If-Range": h["etag"]})
+        self.assertEqual((st, b), (206, new[:10]))
 
     def test_resident_from_arena_while_alias_moves(self):
         a, b = blob(3 * MiB, "res-a"), blob(3 * MiB, "res-b")
@@ -598,6 +634,30 @@ class Actors(Base):
         self.error(*self.s.request("DELETE", "/v1/tokens/ci"), 404, None, "ci")
 
 
+    def test_deploy_names_no_health_command(self):
+        """mcached would run a deploy's health command as its own user: over HTTP it is refused,
+        for a publisher and for an admin alike, and nothing runs."""
+        pub = self.s.json("POST", "/v1/tokens", {"name": "dep", "role": "publisher"},
+                          expect=201)["token"]
+        self.push_cli("hc", "1.0.0", b"hc one")
+        self.push_cli("hc", "2.0.0", b"hc two")
+        self.s.cli("alias", "hc", "prod", "1.0.0", "--no-gate")
+        marker = os.path.join(self.s.tmpdir, "ran-health")
+        for tok in (pub, None):
+            for body in ({"health": ["touch", marker]},
+                         {"health": ["touch", marker], "health_timeout_ms": 1000},
+                         {"health_timeout_ms": 1000}):
+                body.update({"version": "2.0.0", "alias": "prod", "strategy": "direct"})
+                self.error(*self.s.request("POST", "/v1/models/hc/deployments", body, token=tok),
+                           400, "bad_request", "mcache health set")
+        time.sleep(0.5)
+        self.assertFalse(os.path.exists(marker))
+        self.error(*self.s.request("POST", "/v1/models/hc/deployments",
+                                   {"version": "2.0.0", "alias": "prod", "argv": ["x"]},
+                                   token=pub), 400, "unknown_field", "argv")
+        self.assertEqual(self.s.json("GET", "/v1/models/hc/deployments")["deployments"], [])
+        self.s.json("DELETE", "/v1/tokens/dep")
+
 class NoDaemon(Base):
     daemon = False
 
@@ -655,6 +715,45 @@ class Memory(Base):
         grew = end["VmHWM"] - start["VmRSS"]
         self.assertLess(grew, 64 * 1024, "mcache-serve's peak RSS grew by %d KiB for a 512 MiB "
                         "push (%s -> %s)" % (grew, start, end))
+
+
+class PushFsync(unittest.TestCase):
+    """A push's fsync (mc_registry_upload_finish) runs without the registry lock, so a request
+    that needs the registry is not held up while a big upload reaches the disk. The fsync is
+    made to take 5 s (tests/serve/slow_fsync.c, preloaded), as a 1.5 GB one did on a disk."""
+
+    def test_get_during_a_push_fsync_is_not_blocked(self):
+        shim = os.environ.get("MCACHE_TEST_SLOW_FSYNC")
+        if not shim or not os.path.exists(shim):
+            self.skipTest("the slow-fsync shim is not built (MCACHE_TEST_SLOW_FSYNC)")
+        env = {"LD_PRELOAD": shim, "MCACHE_TEST_SLOW_FSYNC_MS": "5000",
+               "ASAN_OPTIONS": "verify_asan_link_order=0:" + os.environ.get("ASAN_OPTIONS", "")}
+        data = blob(4 * MiB, "fsync")
+        with Server(daemon=False, env=env) as s:
+            done = []
+            t = threading.Thread(target=lambda: done.append(s.request(
+                "PUT", "/v1/models/slow/versions/1.0.0", body=data,
+                headers={"Content-Type": "application/octet-stream"}, timeout=60)))
+            t.start()
+            tmp = os.path.join(s.store, "tmp")
+
+            def staged_whole():
+                try:
+                    return any(n.startswith("push-") and
+                               os.path.getsize(os.path.join(tmp, n)) == len(data)
+                               for n in os.listdir(tmp))
+                except OSError:
+                    return False
+            wait_for("the push's staged file, whole", staged_whole, timeout=30)
+            time.sleep(0.3)  # the push is in its fsync now (5 s)
+            t0 = time.monotonic()
+            st, h, body = s.request("GET", "/v1/models", timeout=30)
+            took = time.monotonic() - t0
+            t.join(60)
+            self.assertEqual(st, 200, body)
+            self.assertLess(took, 2.5, "GET /v1/models waited %.1f s for a push's fsync" % took)
+            self.assertTrue(done, "the push did not answer")
+            self.assertEqual(done[0][0], 201, done[0][2])
 
 
 if __name__ == "__main__":

@@ -286,7 +286,7 @@ def slow_download(srv, path):
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)  # before connect: the window
     sock.settimeout(60)
     sock.connect((srv.host, srv.port))
-    sock.sendall(b"GET %s HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n" % path.encode())
+    sock.sendall(b"GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n" % path.encode())
     buf = b""
     while b"\r\n\r\n" not in buf:
         chunk = sock.recv(4096)

@@ -57,7 +57,7 @@ class Connections(unittest.TestCase):
                 """A new connection that answered /healthz and stays open, or None if refused
                 (the server may not have seen an earlier probe's close yet)."""
                 s = raw(srv)
-                s.sendall(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
+                s.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
                 data = b""
                 while b"\r\n\r\n" not in data or not data.rstrip().endswith(b"}"):
                     try:
@@ -79,7 +79,7 @@ class Connections(unittest.TestCase):
                 # A third is closed without an answer.
                 third = raw(srv, timeout=10)
                 try:
-                    third.sendall(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
+                    third.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
                 except (BrokenPipeError, ConnectionResetError):
                     pass
                 self.assertEqual(read_all(third), b"")
@@ -95,7 +95,7 @@ class Connections(unittest.TestCase):
         with Server(daemon=False, args=["--timeout", "1"]) as srv:
             s = raw(srv, timeout=20)
             t0 = time.monotonic()
-            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: t\r\n")  # half a request, never ended
+            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # half a request, never ended
             data = read_all(s)
             took = time.monotonic() - t0
             s.close()
@@ -113,7 +113,7 @@ class Connections(unittest.TestCase):
             s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             t0 = time.monotonic()
             closed = None
-            for b in b"GET /healthz HTTP/1.1\r\nHost: t\r\nX-Slow: " + b"y" * 100:
+            for b in b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: " + b"y" * 100:
                 try:
                     s.sendall(bytes([b]))
                 except OSError:
@@ -149,7 +149,7 @@ class Connections(unittest.TestCase):
             for _ in range(25):
                 try:
                     c = socket.create_connection((srv.host, srv.port), timeout=5)
-                    c.sendall(b"GET /healthz HTTP/1.1\r\nHost: t\r\n")
+                    c.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")
                     socks.append(c)
                 except OSError:
                     pass
@@ -173,7 +173,7 @@ class Connections(unittest.TestCase):
                 other.settimeout(5)
                 other.bind(("127.0.0.2", 0))
                 other.connect((srv.host, srv.port))
-                other.sendall(b"GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+                other.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
                 self.assertEqual(status_of(read_all(other)), 200, srv.logs())
                 other.close()
                 time.sleep(3 + 2)  # the tricklers' headers are overdue: cut
@@ -188,7 +188,7 @@ class Connections(unittest.TestCase):
     def test_idle_keepalive_is_cut(self):
         with Server(daemon=False, args=["--timeout", "1"]) as srv:
             s = raw(srv, timeout=20)
-            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
+            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
             data = read_all(s)  # the answer, then the close after a second idle
             s.close()
             self.assertEqual(status_of(data), 200)
@@ -232,7 +232,7 @@ class Bodies(unittest.TestCase):
         before = self.snapshots()
         s = raw(self.srv)
         chunk = b'{"name": "' + b"y" * 300 + b'"}'
-        s.sendall(b"POST /v1/snapshots HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+        s.sendall(b"POST /v1/snapshots HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
                   b"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n" +
                   b"%x\r\n" % len(chunk) + chunk + b"\r\n0\r\n\r\n")
         resp = read_all(s)
@@ -279,7 +279,7 @@ class Bodies(unittest.TestCase):
     def test_upload_too_large_chunked(self):
         self.need("GET", "/v1/models")
         s = raw(self.srv)
-        s.sendall(b"PUT /v1/models/bigc/versions/1.0.0 HTTP/1.1\r\nHost: t\r\n"
+        s.sendall(b"PUT /v1/models/bigc/versions/1.0.0 HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                   b"Content-Type: application/octet-stream\r\nTransfer-Encoding: chunked\r\n"
                   b"Connection: close\r\n\r\n")
         for _ in range(3):
@@ -295,7 +295,7 @@ class Bodies(unittest.TestCase):
     def test_upload_without_length(self):
         self.need("GET", "/v1/models")
         s = raw(self.srv)
-        s.sendall(b"PUT /v1/models/nolen/versions/1.0.0 HTTP/1.1\r\nHost: t\r\n"
+        s.sendall(b"PUT /v1/models/nolen/versions/1.0.0 HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                   b"Content-Type: application/octet-stream\r\nConnection: close\r\n\r\n")
         resp = read_all(s)
         s.close()

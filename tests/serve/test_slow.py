@@ -36,7 +36,7 @@ class SlowHandlers(unittest.TestCase):
 
             # A download read slowly: 16 KiB every 20 ms over the whole move.
             dl = socket.create_connection((s.host, s.port), timeout=30)
-            dl.sendall(b"GET /v1/models/m/versions/1.0.0/artifact HTTP/1.1\r\nHost: t\r\n\r\n")
+            dl.sendall(b"GET /v1/models/m/versions/1.0.0/artifact HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
             got = bytearray()
             dl_err = []
 

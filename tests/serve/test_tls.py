@@ -78,6 +78,26 @@ class Tls(unittest.TestCase):
         self.assertNotEqual(r.returncode, 0, r)
         self.assertNotIn('"ok"', r.stdout)
 
+    def s_client(self, version):
+        """openssl s_client's handshake at one protocol version (the client's own floor lowered,
+        so only the server can refuse): its exit status and output."""
+        r = subprocess.run(["openssl", "s_client", "-connect", "127.0.0.1:%d" % self.srv.port,
+                            version, "-cipher", "DEFAULT@SECLEVEL=0", "-CAfile", self.cert],
+                           input="", capture_output=True, text=True, timeout=20)
+        return r.returncode, r.stdout + r.stderr
+
+    def test_only_tls_12_and_13(self):
+        if not shutil.which("openssl"):
+            self.skipTest("openssl is not installed")
+        for version in ("-tls1_2", "-tls1_3"):
+            rc, out = self.s_client(version)
+            self.assertEqual(rc, 0, out)
+            self.assertRegex(out, r"New, TLSv1\.[23],")
+        for version in ("-tls1_1", "-tls1"):
+            rc, out = self.s_client(version)
+            self.assertNotEqual(rc, 0, out)
+            self.assertNotRegex(out, r"New, TLSv1(\.1)?,")
+
     def test_python_client_and_errors(self):
         st, h, body = self.srv.request("GET", "/no/such")
         self.assertEqual(st, 404)
