@@ -541,6 +541,66 @@ static bool site_refused(struct req *rq, int *ret)
     return false;
 }
 
+/*
+ * THE BODY'S FRAMING (RFC 9112 6.3). libmicrohttpd 0.9.75 takes the first
+ * Content-Length and ignores the others; ignores Content-Length when
+ * Transfer-Encoding is there; and, for a Transfer-Encoding other than
+ * exactly "chunked" ("gzip, chunked"), reads a body of unknown length that
+ * never ends, so the client got no answer at all. A request whose framing
+ * two parties could read differently (a proxy in front, us) is refused
+ * before any byte of its body is read; libmicrohttpd closes the connection
+ * after the reply (a reply queued before the body discards the rest).
+ */
+struct framing {
+    unsigned nlen, nenc;
+    const char *len; /* the first Content-Length */
+    bool differ;     /* another Content-Length says something else */
+};
+
+static enum MHD_Result framing_header(void *cls, enum MHD_ValueKind kind, const char *key,
+                                      const char *value)
+{
+    struct framing *f = cls;
+
+    (void)kind;
+    if (key && value && !strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH)) {
+        if (f->nlen++ == 0)
+            f->len = value;
+        else if (strcmp(f->len, value) != 0)
+            f->differ = true;
+    } else if (key && !strcasecmp(key, MHD_HTTP_HEADER_TRANSFER_ENCODING)) {
+        f->nenc++;
+    }
+    return MHD_YES;
+}
+
+/* Refuse a request with ambiguous framing: true, and *r what on_request returns. */
+static bool framing_refused(struct req *rq, int *r)
+{
+    struct framing f = {0};
+    const char *te = req_header(rq, MHD_HTTP_HEADER_TRANSFER_ENCODING);
+
+    MHD_get_connection_values(rq->conn, MHD_HEADER_KIND, framing_header, &f);
+    if (f.differ)
+        *r = reply_error(rq, 400, "bad_request",
+                         "the request has several Content-Length headers that differ; send one");
+    else if (f.nenc > 1)
+        *r = reply_error(rq, 400, "bad_request",
+                         "the request has several Transfer-Encoding headers; send one");
+    else if (te && f.nlen)
+        *r = reply_error(rq, 400, "bad_request",
+                         "the request has both Content-Length and Transfer-Encoding; send one "
+                         "(Transfer-Encoding: chunked, or Content-Length)");
+    else if (te && strcasecmp(te, "chunked") != 0)
+        *r = reply_error(rq, 501, "not_implemented",
+                         "Transfer-Encoding \"%.100s\" is not supported: only \"chunked\" (send "
+                         "the body as it is, compressed or not, with Content-Length or chunked)",
+                         te);
+    else
+        return false;
+    return true;
+}
+
 /* The headers are in: route, identify, authorize, check the body's type and size. */
 static int begin(struct rstate *st)
 {
@@ -558,6 +618,8 @@ static int begin(struct rstate *st)
     snprintf(rq->who, sizeof(rq->who), "anonymous");
 
     if (site_refused(rq, &rc))
+        return rc;
+    if (framing_refused(rq, &rc))
         return rc;
     rc = route_match(srv_route_groups, rq->method, rq->path, &rq->route, rq->params, &rq->nparams,
                      allowed, sizeof(allowed));

@@ -305,6 +305,49 @@ class Bodies(unittest.TestCase):
         self.assertEqual(json.loads(body_of(resp))["error"]["code"], "length_required")
         self.assertNotIn("nolen", self.models())
 
+    def framed(self, name, framing, body):
+        """A raw push with these framing headers; (status, error code), the push not made."""
+        s = raw(self.srv, timeout=10)
+        s.sendall(b"PUT /v1/models/" + name + b"/versions/1.0.0 HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                  b"Content-Type: application/octet-stream\r\n" + framing + b"\r\n" + body)
+        resp = read_all(s)
+        s.close()
+        self.assertNotIn(name.decode(), self.models())
+        return status_of(resp), json.loads(body_of(resp))["error"]["code"]
+
+    def test_ambiguous_framing(self):
+        """RFC 9112 6.3: Content-Length headers that differ, or Content-Length beside
+        Transfer-Encoding, are 400 (libmicrohttpd took the first length, or the chunks); a
+        Transfer-Encoding other than chunked is 501 at once (it got no answer at all)."""
+        self.assertEqual(self.framed(b"cl2", b"Content-Length: 5\r\nContent-Length: 6\r\n",
+                                     b"helloX"), (400, "bad_request"))
+        self.assertEqual(self.framed(b"clte", b"Content-Length: 5\r\n"
+                                     b"Transfer-Encoding: chunked\r\n",
+                                     b"5\r\nhello\r\n0\r\n\r\n"), (400, "bad_request"))
+        self.assertEqual(self.framed(b"te2", b"Transfer-Encoding: chunked\r\n"
+                                     b"Transfer-Encoding: gzip\r\n",
+                                     b"5\r\nhello\r\n0\r\n\r\n"), (400, "bad_request"))
+        self.assertEqual(self.framed(b"gz", b"Transfer-Encoding: gzip, chunked\r\n",
+                                     b"5\r\nhello\r\n0\r\n\r\n"), (501, "not_implemented"))
+        # The same length twice is one length: accepted.
+        s = raw(self.srv, timeout=10)
+        s.sendall(b"PUT /v1/models/cleq/versions/1.0.0 HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                  b"Content-Type: application/octet-stream\r\nContent-Length: 5\r\n"
+                  b"Content-Length: 5\r\nConnection: close\r\n\r\nhello")
+        resp = read_all(s)
+        s.close()
+        self.assertEqual(status_of(resp), 201, resp)
+
+    def test_garbage_is_answered_or_closed(self):
+        """Binary garbage with line ends gets libmicrohttpd's 400 or a close at once."""
+        s = raw(self.srv, timeout=10)
+        s.sendall(bytes(range(256)) * 4)
+        t0 = time.monotonic()
+        resp = read_all(s)
+        s.close()
+        self.assertLess(time.monotonic() - t0, 5)
+        self.assertIn(status_of(resp), (400, None), resp[:200])
+
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)
