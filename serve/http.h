@@ -123,7 +123,7 @@ const char *req_param(const struct req *rq, const char *name);
 /* A query argument (decoded) or header, or NULL. */
 const char *req_query(const struct req *rq, const char *key);
 const char *req_header(const struct req *rq, const char *key);
-/* A boolean query argument: absent → def; "1","true","yes" → true; "0","false","no" → false; else -1. */
+/* A boolean query argument: absent → def; "true", "1" → true; "false", "0" → false; else (empty, "yes", "TRUE") -1. */
 int req_query_bool(const struct req *rq, const char *key, bool def);
 
 /* ---- replies (each queues the one reply; returns what MHD's handler must return) ---- */
@@ -208,5 +208,8 @@ int route_match(const struct route *const *groups, const char *method, const cha
                 const struct route **out, char **params, size_t *nparams, char *allowed,
                 size_t allowed_len);
 void route_params_free(char **params, size_t n);
+
+/* The longest path accepted, in bytes (a longer one is refused, not truncated: 414). */
+#define ROUTE_PATH_MAX 4096
 
 #endif

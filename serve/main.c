@@ -17,6 +17,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "common/err.h"
 #include "serve/core.h"
@@ -235,6 +236,28 @@ enum {
     O_VERSION,
 };
 
+/* Would these options leave the registry open to anyone, given ntok tokens? Says so, true. */
+static bool refused_without_tokens(const char *store, const char *listen, bool loopback,
+                                   bool require, bool insecure, size_t ntok)
+{
+    if (!loopback && !insecure && ntok == 0) {
+        fprintf(stderr,
+                "mcache-serve: refusing to listen on %s without tokens: anyone who can reach "
+                "it could change the registry. Add a token (`mcache token add NAME --role "
+                "admin`) or, on a trusted network only, pass --insecure-open\n",
+                listen);
+        return true;
+    }
+    if (require && ntok == 0) {
+        fprintf(stderr,
+                "mcache-serve: --require-tokens, but the store \"%s\" has no tokens; "
+                "add one with `mcache token add NAME --role admin`\n",
+                store);
+        return true;
+    }
+    return false;
+}
+
 int main(int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -383,6 +406,11 @@ int main(int argc, char **argv)
     }
     pthread_mutex_init(&s.mc_lock, NULL);
 
+    /* No store yet: it has no tokens. Refuse now, before opening it would create it. */
+    if (access(s.cli.store, F_OK) != 0 &&
+        refused_without_tokens(s.cli.store, listen, addr_is_loopback((struct sockaddr *)&l.addr),
+                               require, insecure, 0))
+        goto fail;
     rc = mc_registry_open(s.cli.store, &ro, &s.reg);
     if (rc) {
         fprintf(stderr, "mcache-serve: the store \"%s\" (from %s): %s\n", s.cli.store,
@@ -393,25 +421,9 @@ int main(int argc, char **argv)
     }
 
     loopback = addr_is_loopback((struct sockaddr *)&l.addr);
-    {
-        size_t ntok = mc_registry_token_count(s.reg);
-
-        if (!loopback && !insecure && ntok == 0) {
-            fprintf(stderr,
-                    "mcache-serve: refusing to listen on %s without tokens: anyone who can reach "
-                    "it could change the registry. Add a token (`mcache token add NAME --role "
-                    "admin`) or, on a trusted network only, pass --insecure-open\n",
-                    listen);
-            goto fail;
-        }
-        if (require && ntok == 0) {
-            fprintf(stderr,
-                    "mcache-serve: --require-tokens, but the store \"%s\" has no tokens; "
-                    "add one with `mcache token add NAME --role admin`\n",
-                    s.cli.store);
-            goto fail;
-        }
-    }
+    if (refused_without_tokens(s.cli.store, listen, loopback, require, insecure,
+                               mc_registry_token_count(s.reg)))
+        goto fail;
     s.open_access = (loopback && !require) || insecure;
     /* Loopback clients are this host's users (and the tests and the bench, from one address). */
     s.max_conns_per_ip = per_ip != UINT64_MAX ? (unsigned)per_ip : loopback ? 0 : 32;

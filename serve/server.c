@@ -62,6 +62,7 @@ struct rstate {
     struct alloc *allocs; /* decoded query arguments */
     bool audited;         /* this failure is in the audit log */
     char *path, *method;  /* rq->path, rq->method: our copies, valid until on_completed's end */
+    const char *metric_route; /* a 405's route pattern, for /metrics (rq->route is NULL then) */
     bool slow;            /* ROUTE_SLOW: handed to a worker thread, the connection suspended */
     bool in_worker;       /* replies are kept in held, queued once the connection resumes */
     struct MHD_Response *held;
@@ -274,9 +275,10 @@ int req_query_bool(const struct req *rq, const char *key, bool def)
 
     if (!v)
         return def;
-    if (!strcmp(v, "1") || !strcasecmp(v, "true") || !strcasecmp(v, "yes") || !*v)
+    /* Strict: a script that leaves ?force= empty, or writes "yes", must not delete by surprise. */
+    if (!strcmp(v, "1") || !strcmp(v, "true"))
         return 1;
-    if (!strcmp(v, "0") || !strcasecmp(v, "false") || !strcasecmp(v, "no"))
+    if (!strcmp(v, "0") || !strcmp(v, "false"))
         return 0;
     return -1;
 }
@@ -574,6 +576,27 @@ static enum MHD_Result framing_header(void *cls, enum MHD_ValueKind kind, const 
     return MHD_YES;
 }
 
+/*
+ * The pattern of the route a 405's path has under another method (the
+ * first one allowed lists), so /metrics counts the 405 under it; NULL if
+ * none (then "unmatched").
+ */
+static const char *pattern_of_path(const char *path, const char *allowed)
+{
+    char method[16], *params[REQ_PARAMS_MAX];
+    const struct route *r = NULL;
+    size_t n = strcspn(allowed, ", "), np = 0;
+
+    if (n == 0 || n >= sizeof(method))
+        return NULL;
+    memcpy(method, allowed, n);
+    method[n] = '\0';
+    if (route_match(srv_route_groups, method, path, &r, params, &np, NULL, 0) != 0)
+        return NULL;
+    route_params_free(params, np);
+    return r->pattern;
+}
+
 /* Refuse a request with ambiguous framing: true, and *r what on_request returns. */
 static bool framing_refused(struct req *rq, int *r)
 {
@@ -621,11 +644,18 @@ static int begin(struct rstate *st)
         return rc;
     if (framing_refused(rq, &rc))
         return rc;
+    if (strlen(rq->path) > ROUTE_PATH_MAX)
+        return reply_error(rq, 414, "uri_too_long",
+                           "the path is %zu bytes long; at most %d are accepted",
+                           strlen(rq->path), ROUTE_PATH_MAX);
     rc = route_match(srv_route_groups, rq->method, rq->path, &rq->route, rq->params, &rq->nparams,
                      allowed, sizeof(allowed));
     if (rc == MC_ENOENT && allowed[0]) {
-        return error_reply(rq, 405, "method_not_allowed", mc_last_error(), MHD_HTTP_HEADER_ALLOW,
-                           allowed);
+        char msg[512];
+
+        snprintf(msg, sizeof(msg), "%s", mc_last_error());
+        st->metric_route = pattern_of_path(rq->path, allowed);
+        return error_reply(rq, 405, "method_not_allowed", msg, MHD_HTTP_HEADER_ALLOW, allowed);
     }
     if (rc == MC_ENOENT)
         return reply_mc_error(rq, rc);
@@ -940,7 +970,11 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         return;
     rq = &st->rq;
     if (rq->status)
-        metrics_observe(s->metrics, rq->route ? rq->route->pattern : "unmatched", rq->method,
+        metrics_observe(s->metrics,
+                        rq->route          ? rq->route->pattern
+                        : st->metric_route ? st->metric_route
+                                           : "unmatched",
+                        rq->method,
                         rq->status, (double)(mc_mono_ns() - rq->start_ns) / 1e9);
     /* A refusal the reply did not record (its handler held the registry then). */
     if (audited(rq, rq->status) && !st->audited)
