@@ -386,7 +386,7 @@ int mc_registry_deploy_update(struct mc_registry *r, uint64_t id, size_t step,
     reg_intent(r, NULL); /* the daemon's: nothing a user attempted */
     rc = readonly(r);
     if (rc == 0)
-        rc = why_check(reason);
+        rc = reason_check(reason);
     if (rc)
         return rc;
     if ((unsigned)state > MC_DEPLOY_FAILED)

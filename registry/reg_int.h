@@ -312,7 +312,14 @@ int alias_apply_move(struct reg_state *st, struct rec *r, struct reg_model *m, c
 
 /* reg_ops.c: what the mutations of aliases share */
 #define WHY_MAX 1024
-int why_check(const char *why); /* MC_EINVAL if too long */
+/*
+ * A caller's reason for a move (--why, HTTP "why"): MC_EINVAL if too long or
+ * if it holds control bytes. reason_check: the length only, for mcached's own
+ * reasons (a deploy step's, which may quote a health check's output; they
+ * are escaped where printed).
+ */
+int why_check(const char *why);
+int reason_check(const char *why);
 int need_ready(const struct mc_reg_version *v, const char *alias);
 /* Check the names, lock, find the model and the alias (*a NULL if it never existed). */
 int alias_begin(struct mc_registry *r, const char *name, const char *alias, struct reg_model **m,

@@ -486,13 +486,20 @@ int need_ready(const struct mc_reg_version *v, const char *alias)
                   v->version, v->name, mc_reg_status_name(v->status), alias);
 }
 
+int reason_check(const char *why)
+{
+    if (why && strlen(why) > WHY_MAX)
+        return mc_err(MC_EINVAL, "the reason given is %zu bytes; at most %d", strlen(why),
+                      WHY_MAX);
+    return 0;
+}
+
 int why_check(const char *why)
 {
     char q[MC_QUOTE_MAX];
 
-    if (why && strlen(why) > WHY_MAX)
-        return mc_err(MC_EINVAL, "the reason given is %zu bytes; at most %d", strlen(why),
-                      WHY_MAX);
+    if (reason_check(why))
+        return MC_EINVAL;
     /* it is printed on terminals (`mcache show`): no escape sequences */
     for (const char *p = why; p && *p; p++)
         if ((unsigned char)*p < 0x20 || *p == 0x7f)
