@@ -176,6 +176,17 @@ void daemon_failure(struct daemon *d, const char *what, const char *why);
 
 /* The control-socket handler (ops.c). */
 void daemon_request(void *ctx, struct mc_conn *c, const struct mc_request *rq);
+
+/*
+ * The actor of the registry records a request of peer uid makes (ops.c):
+ * without who, "uid:N(user)" of the peer; who (mcache-serve's "token:NAME")
+ * as given when the peer is mcached's own uid or root, else "WHO via
+ * uid:N" (an admin of the socket cannot pass for another); from: where
+ * (the HTTP peer), "local" if NULL or empty. daemon_actor_reset() puts
+ * mcached's own back: call it after the change.
+ */
+void daemon_actor_set(struct daemon *d, uid_t uid, const char *who, const char *from);
+void daemon_actor_reset(struct daemon *d);
 void daemon_conn_closed(void *ctx, struct mc_conn *c);
 
 /* The cold path's completion callback: publish or record the failure. */

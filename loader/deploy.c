@@ -797,11 +797,12 @@ void deploy_op_begin(struct daemon *d, struct mc_conn *c, const struct mc_reques
             return;
         }
     }
-    mc_registry_set_uid(d->reg, (uint32_t)c->uid);
+    daemon_actor_set(d, c->uid, rq->nargs > 1 ? rq->args[1] : NULL,
+                     rq->nargs > 2 ? rq->args[2] : NULL);
     rc = spec_from_json(d, j, &s, steps, argv, from, sizeof(from), version, sizeof(version));
     if (!rc)
         rc = mc_registry_deploy_begin(d->reg, &s, &id, NULL);
-    mc_registry_set_uid(d->reg, (uint32_t)getuid());
+    daemon_actor_reset(d);
     if (rc) {
         reply_err(d, c, rc, mc_last_error());
         json_decref(j);
@@ -898,9 +899,12 @@ void deploy_op_ctl(struct daemon *d, struct mc_conn *c, const struct mc_request 
     }
     if (r)
         r->have_base = false;
+    daemon_actor_set(d, c->uid, rq->nargs > 3 ? rq->args[3] : NULL,
+                     rq->nargs > 4 ? rq->args[4] : NULL);
     rc = st == MC_DEPLOY_ABORTED && targets_from_text(x->from, &t) == 0 && t.n
              ? update(d, id, x->step, st, reason, &t)
              : update(d, id, x->step, st, reason, NULL);
+    daemon_actor_reset(d);
     if (rc) {
         reply_err(d, c, rc, mc_last_error());
         return;

@@ -259,6 +259,7 @@ struct alias_req {
     char why[512];
     /* the actor the caller names (mcache-serve: "token:NAME" and the peer), or "" */
     char who_actor[128], from_actor[128];
+    uid_t uid; /* the caller's (daemon_actor_set) */
 };
 
 static void reply_err(struct daemon *d, struct mc_conn *c, int code, const char *msg)
@@ -279,14 +280,12 @@ static void alias_passed(struct daemon *d, struct gate_spec *s, struct alias_req
 
     for (size_t i = 0; i < s->n; i++)
         w[i] = (struct mc_reg_weight){s->t[i].version, s->t[i].weight};
-    /* The caller's actor (an admin of this socket, trusted as the CLI's uid is) for this
-     * record only; set_uid puts the handle's own back (as deploy.c does for its uid). */
-    if (*q->who_actor)
-        mc_registry_set_actor(d->reg, q->who_actor, *q->from_actor ? q->from_actor : "local");
+    /* The caller's actor for this record only (the peer's uid, or WHO as daemon_actor_set
+     * trusts it); then the handle's own again. */
+    daemon_actor_set(d, q->uid, q->who_actor, q->from_actor);
     rc = mc_registry_alias_set_weighted(d->reg, s->name, s->alias, w, s->n, *q->why ? q->why : NULL,
                                         &gen);
-    if (*q->who_actor)
-        mc_registry_set_uid(d->reg, (uint32_t)getuid());
+    daemon_actor_reset(d);
     if (rc) {
         reply_err(d, q->conn, rc, mc_last_error());
         return;
@@ -399,6 +398,7 @@ void gate_op_alias(struct daemon *d, struct mc_conn *c, const struct mc_request 
         snprintf(x->q.who_actor, sizeof(x->q.who_actor), "%s", rq->args[4]);
     if (rq->nargs > 5)
         snprintf(x->q.from_actor, sizeof(x->q.from_actor), "%s", rq->args[5]);
+    x->q.uid = c->uid;
     rc =
         mc_registry_model(d->reg, x->s.name) ? parse_targets(d, x->s.name, text, &x->s) : MC_ENOENT;
     if (rc) {

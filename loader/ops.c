@@ -163,14 +163,40 @@ static void op_evict(struct daemon *d, struct mc_conn *c, const struct mc_reques
     reply_json(d, c, version_json(v));
 }
 
+void daemon_actor_set(struct daemon *d, uid_t uid, const char *who, const char *from)
+{
+    char via[200];
+
+    if (who == NULL || *who == '\0') {
+        mc_registry_set_uid(d->reg, (uint32_t)uid);
+        return;
+    }
+    if (uid != getuid() && uid != 0) {
+        snprintf(via, sizeof(via), "%.120s via uid:%u", who, (unsigned)uid);
+        who = via;
+    }
+    mc_registry_set_actor(d->reg, who, from && *from ? from : "local");
+}
+
+void daemon_actor_reset(struct daemon *d)
+{
+    mc_registry_set_uid(d->reg, (uint32_t)getuid());
+}
+
+/* pin|unpin NAME REF [WHO [FROM]] */
 static void op_pin(struct daemon *d, struct mc_conn *c, const struct mc_request *rq, bool pin)
 {
     struct dver *v = resolve(d, c, rq->args[0], rq->args[1]);
+    int rc;
 
     if (!v)
         return;
     /* The pin lives in the registry, so it survives restarts. */
-    if (mc_registry_set_flags(d->reg, v->name, v->version, -1, pin, NULL) != 0) {
+    daemon_actor_set(d, c->uid, rq->nargs > 2 ? rq->args[2] : NULL,
+                     rq->nargs > 3 ? rq->args[3] : NULL);
+    rc = mc_registry_set_flags(d->reg, v->name, v->version, -1, pin, NULL);
+    daemon_actor_reset(d);
+    if (rc != 0) {
         reply_err(d, c, MC_EIO, mc_last_error());
         return;
     }
@@ -379,12 +405,12 @@ static const struct op ops[] = {
     {"compare", false, 3, 3, "compare NAME REF1 REF2"},
     {"load", false, 2, 3, "load NAME REF [TIMEOUT_MS]"},
     {"evict", true, 2, 2, "evict NAME REF"},
-    {"pin", true, 2, 2, "pin NAME REF"},
-    {"unpin", true, 2, 2, "unpin NAME REF"},
+    {"pin", true, 2, 4, "pin NAME REF [WHO [FROM]]"},
+    {"unpin", true, 2, 4, "unpin NAME REF [WHO [FROM]]"},
     {"reload", true, 0, 0, "reload"},
     {"alias", true, 3, 6, "alias NAME ALIAS TARGETS [WHY [WHO [FROM]]]"},
-    {"deploy", true, 1, 1, "deploy JSON"},
-    {"deploy-ctl", true, 2, 3, "deploy-ctl pause|resume|abort NAME [ALIAS]"},
+    {"deploy", true, 1, 3, "deploy JSON [WHO [FROM]]"},
+    {"deploy-ctl", true, 2, 5, "deploy-ctl pause|resume|abort NAME [ALIAS [WHO [FROM]]]"},
     {"shutdown", true, 0, 0, "shutdown"},
 };
 

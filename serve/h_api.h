@@ -40,6 +40,16 @@ json_t *api_version(struct srv *s, const struct mc_reg_model *m, const struct mc
 bool api_ctl(struct req *rq, const char *op, unsigned nargs, const char *const *args, int timeout_ms,
              json_t **out, int *ret);
 
+/*
+ * How long a handler waits for mcached (docs/http.md, "How long a request
+ * waits"): a load without timeout_s API_LOAD_WAIT_MS; a gated change (alias,
+ * deploy) API_LOAD_WAIT_MS for its loads plus checks times the model's
+ * health timeout; each plus API_CTL_MARGIN_MS. No wait is unbounded.
+ */
+#define API_LOAD_WAIT_MS  300000
+#define API_CTL_MARGIN_MS 5000
+int api_gated_timeout_ms(struct srv *s, const char *name, size_t checks);
+
 /* Lock the registry, set the request's actor; false (after replying) if it cannot be read. */
 bool api_lock_actor(struct req *rq, int *ret);
 

@@ -143,7 +143,9 @@ static int deploy(struct req *rq)
         free(text);
         return reply_mc_error(rq, rc);
     }
-    if (!api_ctl(rq, "deploy", 1, (const char *const *)&text, -1, &res, &ret)) {
+    const char *args[3] = {text, rq->who, rq->from}; /* WHO FROM: the registry's record */
+    if (!api_ctl(rq, "deploy", 3, args, api_gated_timeout_ms(rq->srv, req_param(rq, "name"), 1),
+                 &res, &ret)) {
         free(text);
         return ret;
     }
@@ -154,13 +156,13 @@ static int deploy(struct req *rq)
 /* POST .../deployments/{alias}/pause|resume|abort (mcached's deploy-ctl). */
 static int deploy_ctl(struct req *rq, const char *act)
 {
-    const char *args[3] = {act, req_param(rq, "name"), req_param(rq, "alias")};
+    const char *args[5] = {act, req_param(rq, "name"), req_param(rq, "alias"), rq->who, rq->from};
     json_t *res;
     int ret = 0, rc = cli_ctl_serves_store(&rq->srv->cli);
 
     if (rc)
         return reply_mc_error(rq, rc);
-    if (!api_ctl(rq, "deploy-ctl", 3, args, CLI_CTL_TIMEOUT_MS, &res, &ret))
+    if (!api_ctl(rq, "deploy-ctl", 5, args, CLI_CTL_TIMEOUT_MS, &res, &ret))
         return ret;
     return reply_json(rq, 200, res);
 }
@@ -195,7 +197,9 @@ static int load(struct req *rq)
     snprintf(ms, sizeof(ms), "%llu", (unsigned long long)secs * 1000);
     const char *args[3] = {req_param(rq, "name"), req_param(rq, "ref"), ms};
     t0 = (uint64_t)(cli_mono_s() * 1e9);
-    if (!api_ctl(rq, "load", tmo ? 3 : 2, args, tmo ? (int)(secs * 1000 + 2000) : -1, &res, &ret))
+    if (!api_ctl(rq, "load", tmo ? 3 : 2, args,
+                 tmo ? (int)(secs * 1000 + 2000) : API_LOAD_WAIT_MS + API_CTL_MARGIN_MS, &res,
+                 &ret))
         return ret;
     json_t *j = json_pack("{s:O, s:O, s:O, s:O, s:f, s:b}", "name", jget(res, "name"), "version",
                           jget(res, "version"), "state", jget(res, "state"), "size",
@@ -237,10 +241,10 @@ static int pin(struct req *rq, bool on)
 {
     struct srv *s = rq->srv;
     const char *name = req_param(rq, "name"), *ref = req_param(rq, "ref");
-    const char *args[2] = {name, ref};
+    const char *args[4] = {name, ref, rq->who, rq->from}; /* WHO FROM: the registry's record */
     const struct mc_reg_version *v;
     json_t *res, *j;
-    int ret = 0, rc = cli_ctl_call(&s->cli, on ? "pin" : "unpin", 2, args, CLI_CTL_TIMEOUT_MS, &res);
+    int ret = 0, rc = cli_ctl_call(&s->cli, on ? "pin" : "unpin", 4, args, CLI_CTL_TIMEOUT_MS, &res);
 
     if (rc == 0) {
         j = cache_result(res, true, on);

@@ -94,6 +94,22 @@ json_t *api_version(struct srv *s, const struct mc_reg_model *m, const struct mc
     return jv_version(m, v, api_residency(s, v->name, v->version));
 }
 
+int api_gated_timeout_ms(struct srv *s, const char *name, size_t checks)
+{
+    const struct mc_reg_model *m;
+    uint32_t health = 0;
+
+    if (srv_lock(s) == 0) {
+        m = mc_registry_model(s->reg, name);
+        if (m && m->health)
+            health = m->health->timeout_ms;
+        srv_unlock(s);
+    }
+    if (checks > MC_ALIAS_TARGETS_MAX)
+        checks = MC_ALIAS_TARGETS_MAX;
+    return API_LOAD_WAIT_MS + (int)(checks * health) + API_CTL_MARGIN_MS;
+}
+
 bool api_ctl(struct req *rq, const char *op, unsigned nargs, const char *const *args, int timeout_ms,
              json_t **out, int *ret)
 {
@@ -481,7 +497,7 @@ static int put_alias(struct req *rq)
     if (!no_gate && (rc = cli_ctl_serves_store(&s->cli)) == 0) {
         /* WHO and FROM reach the registry's record (docs/protocol.md) */
         const char *args[6] = {name, alias, text, why ? why : "", rq->who, rq->from};
-        rc = cli_ctl_call(&s->cli, "alias", 6, args, -1, &res);
+        rc = cli_ctl_call(&s->cli, "alias", 6, args, api_gated_timeout_ms(s, name, n), &res);
         if (rc == 0) {
             json_t *j = alias_report(name, alias, jstr(res, "from"), jstr(res, "to"),
                                      jstr(res, "from") ? "move" : "create",

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 #include <jansson.h>
@@ -285,6 +286,49 @@ static void test_refusals_do_not_resync(void **state)
     assert_true(syncs_at(mc_registry_generation(D.reg)) > s0);
 }
 
+/* The newest audit entry of the registry, as D.reg sees it now. */
+static const struct mc_reg_audit *last_audit(void)
+{
+    assert_int_equal(mc_registry_refresh(D.reg, NULL), 0);
+    return mc_registry_audit_at(D.reg, mc_registry_audit_count(D.reg) - 1);
+}
+
+/*
+ * The actor of a change mcached makes for a caller: WHO FROM when given (the
+ * caller here is root or mcached's own uid, so trusted as given), else the
+ * caller's uid, from local.
+ */
+static void test_actor_of_pin_and_alias(void **state)
+{
+    const struct mc_reg_audit *a;
+    char want[64];
+
+    (void)state;
+    push("a", "1.0.0", 4096, 1);
+    daemon_start_args(NULL);
+    assert_int_equal(ctl(NULL, "pin", 4, "a", "1.0.0", "token:ci", "10.0.0.7:4242"), 0);
+    a = last_audit();
+    assert_non_null(strstr(a->what, "pinned=true"));
+    assert_string_equal(a->who, "token:ci");
+    assert_string_equal(a->from, "10.0.0.7:4242");
+    assert_int_equal(ctl(NULL, "unpin", 2, "a", "1.0.0"), 0);
+    a = last_audit();
+    assert_non_null(strstr(a->what, "pinned=false"));
+    snprintf(want, sizeof(want), "uid:%u", (unsigned)getuid());
+    assert_true(strncmp(a->who, want, strlen(want)) == 0);
+    assert_string_equal(a->from, "local");
+    assert_int_equal(ctl(NULL, "alias", 6, "a", "prod", "1.0.0", "", "token:pub", "[::1]:99"), 0);
+    a = last_audit();
+    assert_string_equal(a->who, "token:pub");
+    assert_string_equal(a->from, "[::1]:99");
+    /* and mcached's own changes afterwards are its own again */
+    assert_int_equal(ctl(NULL, "alias", 3, "a", "prod2", "1.0.0"), 0);
+    a = last_audit();
+    assert_true(strncmp(a->who, want, strlen(want)) == 0);
+    assert_string_equal(a->from, "local");
+    assert_int_equal(ctl(NULL, "pin", 5, "a", "1.0.0", "x", "y", "z"), MC_EINVAL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -294,6 +338,7 @@ int main(void)
         DAEMON_TEST(test_blue_green_keeps_old_target),
         DAEMON_TEST(test_evict_refused_while_alias_serves_old),
         DAEMON_TEST(test_refusals_do_not_resync),
+        DAEMON_TEST(test_actor_of_pin_and_alias),
     };
 
     MC_TEST_FILTER_FROM_ENV();

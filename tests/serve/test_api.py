@@ -658,6 +658,34 @@ class Actors(Base):
         self.assertEqual(self.s.json("GET", "/v1/models/hc/deployments")["deployments"], [])
         self.s.json("DELETE", "/v1/tokens/dep")
 
+    def test_cache_changes_carry_the_token(self):
+        """pin, unpin, deploy and deploy-ctl go through mcached, which records the token (WHO
+        FROM), not its own uid."""
+        pub = self.s.json("POST", "/v1/tokens", {"name": "rel", "role": "admin"},
+                          expect=201)["token"]
+        self.push_cli("wh", "1.0.0", b"wh one")
+        self.push_cli("wh", "2.0.0", b"wh two")
+        self.s.cli("alias", "wh", "prod", "1.0.0", "--no-gate")
+        for op in ("pin", "unpin"):
+            st, h, b = self.s.request("POST", "/v1/models/wh/versions/1.0.0/" + op, token=pub)
+            self.assertEqual(st, 200, b)
+        st, h, b = self.s.request("POST", "/v1/models/wh/deployments",
+                                  {"version": "2.0.0", "alias": "prod", "strategy": "canary",
+                                   "steps": [50, 100], "interval_ms": 600000}, token=pub)
+        self.assertEqual(st, 201, b)
+        st, h, b = self.s.request("POST", "/v1/models/wh/deployments/prod/abort", token=pub)
+        self.assertEqual(st, 200, b)
+        audit = self.s.json("GET", "/v1/audit?limit=10000")["audit"]
+        mine = [a["what"] for a in audit if a["who"] == "token:rel"]
+        whats = " | ".join(a["who"] + ": " + a["what"] for a in audit)
+        self.assertIn("flags wh@1.0.0 pinned=true", mine, whats)
+        self.assertIn("flags wh@1.0.0 pinned=false", mine, whats)
+        self.assertTrue(any(w.startswith("deploy wh@2.0.0 to prod") for w in mine), whats)
+        self.assertTrue(any(w.startswith("deploy-update") and "aborted" in w for w in mine), whats)
+        self.assertTrue(all(a["from"].startswith("127.0.0.1") for a in audit
+                            if a["who"] == "token:rel"), whats)
+        self.s.json("DELETE", "/v1/tokens/rel")
+
 class NoDaemon(Base):
     daemon = False
 
