@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include "common/err.h"
+#include "common/hex.h"
 #include "registry/crc32c.h"
 #include "registry/manifest_int.h"
 
@@ -135,15 +136,6 @@ char *mc_manifest_encode(json_t *obj, size_t *len)
     return line;
 }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    return -1;
-}
-
 /*
  * Check and read one line (without its '\n') into jr's tree: 0 with *out,
  * MC_ECORRUPT with a reason in why, or MC_ENOMEM.
@@ -159,7 +151,7 @@ int manifest_line_decode(struct mc_jreader *jr, const char *p, size_t n, const s
         return MC_ECORRUPT;
     }
     for (size_t i = n - 10; i < n - 2; i++) {
-        int h = hexval(p[i]);
+        int h = mc_hexval((unsigned char)p[i], false);
 
         if (h < 0) {
             snprintf(why, wsz, "its checksum is not 8 lowercase hex digits");

@@ -46,6 +46,7 @@
 #include <xxhash.h>
 
 #include "common/err.h"
+#include "common/hex.h"
 #include "registry/reg_int.h"
 
 #define AUDIT_WHAT_MAX   1024
@@ -468,18 +469,13 @@ static int role_check(const char *role, int code)
                   role ? role : "");
 }
 
-static int hexval(int c)
-{
-    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-}
-
 /* "sha256:<64 lowercase hex>" into 32 bytes; -1 if malformed. */
 static int hash_parse(const char *s, unsigned char *d)
 {
     if (strncmp(s, "sha256:", 7) != 0 || strlen(s) != 7 + 64)
         return -1;
     for (int i = 0; i < 32; i++) {
-        int hi = hexval(s[7 + 2 * i]), lo = hexval(s[8 + 2 * i]);
+        int hi = mc_hexval(s[7 + 2 * i], false), lo = mc_hexval(s[8 + 2 * i], false);
 
         if (hi < 0 || lo < 0)
             return -1;

@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "common/err.h"
+#include "common/hex.h"
 #include "common/vec.h"
 #include "index/name.h"
 #include "registry/reg_int.h"
@@ -310,17 +311,6 @@ uint64_t mc_registry_upload_size(const struct mc_reg_upload *u)
     return u->put.size;
 }
 
-/* Whether s is "xxh3-128:" and 32 hex digits (either case). */
-static bool checksum_valid(const char *s)
-{
-    if (strncmp(s, "xxh3-128:", 9) != 0 || strlen(s) != 41)
-        return false;
-    for (const char *p = s + 9; *p; p++)
-        if (!isxdigit((unsigned char)*p))
-            return false;
-    return true;
-}
-
 /*
  * Refuse a failed or empty upload, then sync the staged file, make it
  * read-only and compute its checksum and format. Touches only u (and the
@@ -352,7 +342,7 @@ int mc_registry_upload_commit(struct mc_registry *r, struct mc_reg_upload *u, co
 {
     int rc = 0;
 
-    if (expect && !checksum_valid(expect))
+    if (expect && !mc_checksum_valid(expect, true))
         rc = mc_err(MC_EINVAL, "the expected checksum \"%s\" of %s is not \"xxh3-128:\" and 32 "
                                "hex digits; nothing was registered", expect, u->what);
     if (rc == 0)

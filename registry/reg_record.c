@@ -16,6 +16,7 @@
 
 #include "common/clock.h"
 #include "common/err.h"
+#include "common/hex.h"
 #include "index/name.h"
 #include "registry/reg_int.h"
 
@@ -185,16 +186,6 @@ static const struct {
     {VF_KEY("changed")},
 };
 
-static bool checksum_valid(const char *s)
-{
-    if (s == NULL || strncmp(s, "xxh3-128:", 9) != 0 || strlen(s) != 9 + 32)
-        return false;
-    for (s += 9; *s; s++)
-        if (!((*s >= '0' && *s <= '9') || (*s >= 'a' && *s <= 'f')))
-            return false;
-    return true;
-}
-
 /* Check the metadata strings: what the API refuses, replay refuses too. */
 static int meta_str_check(struct rec *r, int code, int k, const char *s)
 {
@@ -322,7 +313,7 @@ int vfields_read(struct rec *r, int code, struct vfields *f)
                         "(it names a directory)",
                         mc_quote(q, sizeof(q), f->version, f->version_len), f->name, f->version_len,
                         VERSION_DIR_MAX);
-    if (!checksum_valid(f->checksum))
+    if (!mc_checksum_valid(f->checksum, false))
         return rec_fail(r, code, "checksum %s of %s@%s is not xxh3-128:<32 lowercase hex digits>",
                         mc_quote(q, sizeof(q), f->checksum, f->checksum_len), f->name, f->version);
     if (format_parse(f->format, &fmt) != 0)

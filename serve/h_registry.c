@@ -585,12 +585,6 @@ extern const size_t openapi_json_len;
 static pthread_once_t openapi_once = PTHREAD_ONCE_INIT;
 static char *openapi_text;
 
-static const char *role_word(enum role r)
-{
-    return r == ROLE_ADMIN ? "admin" : r == ROLE_PUBLISHER ? "publisher" : r == ROLE_READER ? "reader"
-                                                                                         : "none";
-}
-
 /*
  * The document as written, plus "x-mcache-routes": the server's own route
  * table (method, path, role, summary), so that a test can hold the two
@@ -608,7 +602,7 @@ static void openapi_build(void)
     for (const struct route *const *g = srv_route_groups; *g; g++)
         for (const struct route *r = *g; r->method; r++)
             json_array_append_new(routes, json_pack("{s:s, s:s, s:s, s:s}", "method", r->method,
-                                                    "path", r->pattern, "role", role_word(r->role),
+                                                    "path", r->pattern, "role", role_name(r->role),
                                                     "summary", r->summary ? r->summary : ""));
     json_object_set_new(doc, "x-mcache-routes", routes);
     openapi_text = json_dumps(doc, JSON_INDENT(1));

@@ -19,6 +19,7 @@
 #include <strings.h>
 
 #include "common/err.h"
+#include "common/hex.h"
 #include "serve/core.h"
 
 #define SEGS_MAX       16   /* more than any route has: more is refused */
@@ -27,17 +28,6 @@ struct seg {
     const char *p; /* into the raw path */
     size_t n;
 };
-
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
 
 /*
  * Decode one segment into out (room for n + 1 bytes: decoding never
@@ -58,8 +48,8 @@ static int decode_seg(const char *p, size_t n, char *out)
                               "the path segment \"%.*s\" has a '%%' without two hex digits after "
                               "it (write a literal '%%' as %%25)",
                               (int)(n > 200 ? 200 : n), p);
-            hi = hexval(p[i + 1]);
-            lo = hexval(p[i + 2]);
+            hi = mc_hexval((unsigned char)p[i + 1], true);
+            lo = mc_hexval((unsigned char)p[i + 2], true);
             if (hi < 0 || lo < 0)
                 return mc_err(MC_EINVAL,
                               "the path segment \"%.*s\" has a bad escape \"%.3s\" (a '%%' needs "
@@ -255,8 +245,11 @@ out:
 void http_query_decode(const char *in, char *out)
 {
     while (*in) {
-        if (in[0] == '%' && hexval(in[1]) >= 0 && hexval(in[2]) >= 0) {
-            *out++ = (char)(hexval(in[1]) * 16 + hexval(in[2]));
+        int hi = in[0] == '%' ? mc_hexval((unsigned char)in[1], true) : -1;
+        int lo = hi >= 0 ? mc_hexval((unsigned char)in[2], true) : -1;
+
+        if (lo >= 0) {
+            *out++ = (char)(hi * 16 + lo);
             in += 3;
         } else if (*in == '+') {
             *out++ = ' ';
