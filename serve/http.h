@@ -66,7 +66,7 @@ struct srv {
     bool open_access;  /* no token needed (loopback without --require-tokens, or --insecure-open) */
     size_t max_json;   /* bytes of a JSON body (default 1 MiB) */
     uint64_t max_upload; /* bytes of an artifact upload (0: no limit but the disk) */
-    unsigned timeout_s;  /* a connection idle this long, or whose request's headers take longer, is closed */
+    unsigned timeout_s;  /* idle this long, or headers not in this long: closed */
     unsigned max_conns;
     unsigned max_conns_per_ip; /* connections at once from one address (0: no limit) */
     unsigned workers;    /* ROUTE_SLOW handlers running at once, at most (--workers) */
