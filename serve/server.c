@@ -1105,6 +1105,8 @@ static void *sweep_main(void *arg)
             uint64_t d = __atomic_load_n(&t->deadline_ns, __ATOMIC_RELAXED);
 
             if (d && now > d) {
+                /* Counted before the client can see the close (and read /metrics). */
+                __atomic_add_fetch(&headers_overdue, 1, __ATOMIC_RELAXED);
                 shutdown(t->fd, SHUT_RDWR);
                 __atomic_store_n(&t->deadline_ns, 0, __ATOMIC_RELAXED);
                 n++;
@@ -1112,7 +1114,7 @@ static void *sweep_main(void *arg)
         }
         pthread_mutex_unlock(&track_lock);
         if (n) {
-            unsigned total = __atomic_add_fetch(&headers_overdue, n, __ATOMIC_RELAXED);
+            unsigned total = __atomic_load_n(&headers_overdue, __ATOMIC_RELAXED);
 
             if (now - logged > 1000000000ull) { /* one line a second at most */
                 logged = now;
