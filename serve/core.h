@@ -85,6 +85,8 @@ void srv_stop(struct srv *s);
 /* Connections open now, and refused since the start for --max-conns. */
 unsigned srv_conns_open(void);
 unsigned srv_conns_refused(void);
+/* Connections closed since the start for not sending a request's headers within --timeout. */
+unsigned srv_conns_overdue(void);
 
 /* Log one line on stderr: "mcache-serve: ...". */
 void srv_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

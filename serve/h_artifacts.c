@@ -671,8 +671,8 @@ static int download(struct req *rq)
 }
 
 const struct route h_artifact_routes[] = {
-    {"PUT", "/v1/models/{name}/versions/{version}", ROLE_PUBLISHER, ROUTE_STREAM | ROUTE_AUDIT, push,
-     push_body, push_done,
+    {"PUT", "/v1/models/{name}/versions/{version}", ROLE_PUBLISHER,
+     ROUTE_STREAM | ROUTE_AUDIT | ROUTE_SLOW, push, push_body, push_done,
      "push a version: the body is the artifact, Mcache-Meta its metadata, Mcache-Checksum its "
      "checksum"},
     {"GET", "/v1/models/{name}/versions/{ref}/artifact", ROLE_READER, 0, download, NULL, NULL,

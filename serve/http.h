@@ -66,8 +66,10 @@ struct srv {
     bool open_access;  /* no token needed (loopback without --require-tokens, or --insecure-open) */
     size_t max_json;   /* bytes of a JSON body (default 1 MiB) */
     uint64_t max_upload; /* bytes of an artifact upload (0: no limit but the disk) */
-    unsigned timeout_s;  /* a connection idle this long is closed (slow clients) */
+    unsigned timeout_s;  /* idle this long, or headers not in this long: closed */
     unsigned max_conns;
+    unsigned max_conns_per_ip; /* connections at once from one address (0: no limit) */
+    unsigned workers;    /* ROUTE_SLOW handlers running at once, at most (--workers) */
 
     struct MHD_Daemon *mhd;
     struct srv_metrics *metrics;
@@ -121,7 +123,7 @@ const char *req_param(const struct req *rq, const char *name);
 /* A query argument (decoded) or header, or NULL. */
 const char *req_query(const struct req *rq, const char *key);
 const char *req_header(const struct req *rq, const char *key);
-/* A boolean query argument: absent → def; "1","true","yes" → true; "0","false","no" → false; else -1. */
+/* A boolean query argument: absent → def; "true", "1" → true; "false", "0" → false; else (empty, "yes", "TRUE") -1. */
 int req_query_bool(const struct req *rq, const char *key, bool def);
 
 /* ---- replies (each queues the one reply; returns what MHD's handler must return) ---- */
@@ -156,6 +158,13 @@ int reply_response(struct req *rq, unsigned status, struct MHD_Response *resp);
 #define ROUTE_STREAM 0x2 /* the body goes to body() as it arrives */
 #define ROUTE_AUDIT  0x4 /* a state change: recorded in the audit log with its result */
 #define ROUTE_OPEN   0x8 /* no token needed, even when tokens are required */
+/*
+ * The handler may wait (on mcached, a health gate, hashing a whole artifact):
+ * the core suspends the connection and runs the handler on a worker thread of
+ * its own (at most --workers at once; 503 busy beyond), so the other
+ * connections of its libmicrohttpd thread go on. reply_*() work the same.
+ */
+#define ROUTE_SLOW   0x10
 
 struct route {
     const char *method;  /* "GET" also answers HEAD */
@@ -199,5 +208,8 @@ int route_match(const struct route *const *groups, const char *method, const cha
                 const struct route **out, char **params, size_t *nparams, char *allowed,
                 size_t allowed_len);
 void route_params_free(char **params, size_t n);
+
+/* The longest path accepted, in bytes (a longer one is refused, not truncated: 414). */
+#define ROUTE_PATH_MAX 4096
 
 #endif

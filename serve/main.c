@@ -17,6 +17,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "common/err.h"
 #include "serve/core.h"
@@ -41,6 +42,9 @@ static void usage(FILE *f)
           "  --listen ADDR:PORT   where to listen (default " DEFAULT_LISTEN "; [::1]:8420 for\n"
           "                       IPv6; port 0 picks a free one)\n"
           "  --threads N          worker threads (default 4)\n"
+          "  --workers N          long operations (load, deploy, gated alias moves, verify,\n"
+          "                       fsck, gc) running at once, each on a thread of its own\n"
+          "                       (default 8; more are refused with 503)\n"
           "  --require-tokens     a token even on a loopback address\n"
           "  --insecure-open      no token needed on a non-loopback address (trusted networks\n"
           "                       only)\n"
@@ -50,6 +54,8 @@ static void usage(FILE *f)
           "  --max-upload BYTES   largest artifact upload (default 0: no limit but the disk)\n"
           "  --timeout S          close a connection idle this long (default 30)\n"
           "  --max-conns N        connections at once (default 256)\n"
+          "  --max-conns-per-ip N connections at once from one address (default 32 on a\n"
+          "                       non-loopback address, no limit on loopback; 0: no limit)\n"
           "  -h, --help           this help\n"
           "  --version            print the version\n"
           "\n"
@@ -225,8 +231,32 @@ enum {
     O_MAXUP,
     O_TIMEOUT,
     O_MAXCONNS,
+    O_WORKERS,
+    O_PERIP,
     O_VERSION,
 };
+
+/* Would these options leave the registry open to anyone, given ntok tokens? Says so, true. */
+static bool refused_without_tokens(const char *store, const char *listen, bool loopback,
+                                   bool require, bool insecure, size_t ntok)
+{
+    if (!loopback && !insecure && ntok == 0) {
+        fprintf(stderr,
+                "mcache-serve: refusing to listen on %s without tokens: anyone who can reach "
+                "it could change the registry. Add a token (`mcache token add NAME --role "
+                "admin`) or, on a trusted network only, pass --insecure-open\n",
+                listen);
+        return true;
+    }
+    if (require && ntok == 0) {
+        fprintf(stderr,
+                "mcache-serve: --require-tokens, but the store \"%s\" has no tokens; "
+                "add one with `mcache token add NAME --role admin`\n",
+                store);
+        return true;
+    }
+    return false;
+}
 
 int main(int argc, char **argv)
 {
@@ -245,6 +275,8 @@ int main(int argc, char **argv)
         {"max-upload", required_argument, NULL, O_MAXUP},
         {"timeout", required_argument, NULL, O_TIMEOUT},
         {"max-conns", required_argument, NULL, O_MAXCONNS},
+        {"workers", required_argument, NULL, O_WORKERS},
+        {"max-conns-per-ip", required_argument, NULL, O_PERIP},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, O_VERSION},
         {0},
@@ -253,6 +285,7 @@ int main(int argc, char **argv)
     const char *cert = NULL, *key = NULL;
     bool require = false, insecure = false, loopback;
     uint64_t threads = 4, max_json = 1 << 20, max_upload = 0, timeout = 30, max_conns = 256;
+    uint64_t workers = 8, per_ip = UINT64_MAX; /* UINT64_MAX: not given */
     struct srv s = {0};
     struct srv_listen l = {0};
     struct mc_registry_opts ro = {.flags = MC_REGISTRY_CREATE};
@@ -312,6 +345,14 @@ int main(int argc, char **argv)
             if (parse_num("--max-conns", optarg, 1, 65536, &max_conns))
                 return 2;
             break;
+        case O_PERIP:
+            if (parse_num("--max-conns-per-ip", optarg, 0, 65536, &per_ip))
+                return 2;
+            break;
+        case O_WORKERS:
+            if (parse_num("--workers", optarg, 1, 1024, &workers))
+                return 2;
+            break;
         case 'h':
             usage(stdout);
             return 0;
@@ -350,6 +391,7 @@ int main(int argc, char **argv)
     s.max_upload = max_upload;
     s.timeout_s = (unsigned)timeout;
     s.max_conns = (unsigned)max_conns;
+    s.workers = (unsigned)workers;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     s.started_ns = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
     s.cli.now_ns = 0; /* a server has no one "now": handlers read the clock per request */
@@ -364,6 +406,11 @@ int main(int argc, char **argv)
     }
     pthread_mutex_init(&s.mc_lock, NULL);
 
+    /* No store yet: it has no tokens. Refuse now, before opening it would create it. */
+    if (access(s.cli.store, F_OK) != 0 &&
+        refused_without_tokens(s.cli.store, listen, addr_is_loopback((struct sockaddr *)&l.addr),
+                               require, insecure, 0))
+        goto fail;
     rc = mc_registry_open(s.cli.store, &ro, &s.reg);
     if (rc) {
         fprintf(stderr, "mcache-serve: the store \"%s\" (from %s): %s\n", s.cli.store,
@@ -374,26 +421,12 @@ int main(int argc, char **argv)
     }
 
     loopback = addr_is_loopback((struct sockaddr *)&l.addr);
-    {
-        size_t ntok = mc_registry_token_count(s.reg);
-
-        if (!loopback && !insecure && ntok == 0) {
-            fprintf(stderr,
-                    "mcache-serve: refusing to listen on %s without tokens: anyone who can reach "
-                    "it could change the registry. Add a token (`mcache token add NAME --role "
-                    "admin`) or, on a trusted network only, pass --insecure-open\n",
-                    listen);
-            goto fail;
-        }
-        if (require && ntok == 0) {
-            fprintf(stderr,
-                    "mcache-serve: --require-tokens, but the store \"%s\" has no tokens; "
-                    "add one with `mcache token add NAME --role admin`\n",
-                    s.cli.store);
-            goto fail;
-        }
-    }
+    if (refused_without_tokens(s.cli.store, listen, loopback, require, insecure,
+                               mc_registry_token_count(s.reg)))
+        goto fail;
     s.open_access = (loopback && !require) || insecure;
+    /* Loopback clients are this host's users (and the tests and the bench, from one address). */
+    s.max_conns_per_ip = per_ip != UINT64_MAX ? (unsigned)per_ip : loopback ? 0 : 32;
 
     if (!(s.metrics = metrics_new())) {
         fprintf(stderr, "mcache-serve: out of memory\n");

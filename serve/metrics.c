@@ -430,6 +430,9 @@ char *metrics_render(struct srv *s, size_t *len)
     head(&o, "mcache_http_connections_refused_total", "counter",
          "Connections closed at once for --max-conns.");
     put(&o, "mcache_http_connections_refused_total %u\n", srv_conns_refused());
+    head(&o, "mcache_http_header_timeouts_total", "counter",
+         "Connections closed for not sending a request's headers within --timeout.");
+    put(&o, "mcache_http_header_timeouts_total %u\n", srv_conns_overdue());
     cache_metrics(&o, s);
     if (o.failed) {
         free(o.p);

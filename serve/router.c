@@ -22,7 +22,6 @@
 #include "common/hex.h"
 #include "serve/core.h"
 
-#define PATH_MAX_BYTES 4096 /* a longer path is refused, not truncated */
 #define SEGS_MAX       16   /* more than any route has: more is refused */
 
 struct seg {
@@ -179,9 +178,9 @@ int route_match(const struct route *const *groups, const char *method, const cha
     *nparams = 0;
     if (allowed && allowed_len)
         allowed[0] = '\0';
-    if (plen > PATH_MAX_BYTES)
+    if (plen > ROUTE_PATH_MAX)
         return mc_err(MC_EINVAL, "the path is %zu bytes long; at most %d are accepted", plen,
-                      PATH_MAX_BYTES);
+                      ROUTE_PATH_MAX);
     if ((rc = split(path, segs, &nsegs)) != 0)
         return rc;
     for (size_t i = 0; i < nsegs; i++) {

@@ -24,9 +24,11 @@
 #include <errno.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/socket.h>
 #include <string.h>
 #include <strings.h>
 #include <time.h>
@@ -60,6 +62,11 @@ struct rstate {
     struct alloc *allocs; /* decoded query arguments */
     bool audited;         /* this failure is in the audit log */
     char *path, *method;  /* rq->path, rq->method: our copies, valid until on_completed's end */
+    const char *metric_route; /* a 405's route pattern, for /metrics (rq->route is NULL then) */
+    bool slow;            /* ROUTE_SLOW: handed to a worker thread, the connection suspended */
+    bool in_worker;       /* replies are kept in held, queued once the connection resumes */
+    struct MHD_Response *held;
+    unsigned held_status;
 };
 
 void srv_log(const char *fmt, ...)
@@ -268,14 +275,17 @@ int req_query_bool(const struct req *rq, const char *key, bool def)
 
     if (!v)
         return def;
-    if (!strcmp(v, "1") || !strcasecmp(v, "true") || !strcasecmp(v, "yes") || !*v)
+    /* Strict: a script that leaves ?force= empty, or writes "yes", must not delete by surprise. */
+    if (!strcmp(v, "1") || !strcmp(v, "true"))
         return 1;
-    if (!strcmp(v, "0") || !strcasecmp(v, "false") || !strcasecmp(v, "no"))
+    if (!strcmp(v, "0") || !strcmp(v, "false"))
         return 0;
     return -1;
 }
 
 /* ---- replies --------------------------------------------------------------- */
+
+static int hold_reply(struct rstate *st, unsigned status, struct MHD_Response *resp);
 
 static int queue(struct req *rq, unsigned status, struct MHD_Response *resp)
 {
@@ -283,6 +293,8 @@ static int queue(struct req *rq, unsigned status, struct MHD_Response *resp)
 
     if (!resp)
         return MHD_NO;
+    if (state_of(rq)->in_worker)
+        return hold_reply(state_of(rq), status, resp);
     if (rq->replied) {
         /* A handler bug: the first reply stands. */
         srv_log("%s %s: a second reply (%u) after %u was dropped", rq->method, rq->path, status,
@@ -531,6 +543,87 @@ static bool site_refused(struct req *rq, int *ret)
     return false;
 }
 
+/*
+ * THE BODY'S FRAMING (RFC 9112 6.3). libmicrohttpd 0.9.75 takes the first
+ * Content-Length and ignores the others; ignores Content-Length when
+ * Transfer-Encoding is there; and, for a Transfer-Encoding other than
+ * exactly "chunked" ("gzip, chunked"), reads a body of unknown length that
+ * never ends, so the client got no answer at all. A request whose framing
+ * two parties could read differently (a proxy in front, us) is refused
+ * before any byte of its body is read; libmicrohttpd closes the connection
+ * after the reply (a reply queued before the body discards the rest).
+ */
+struct framing {
+    unsigned nlen, nenc;
+    const char *len; /* the first Content-Length */
+    bool differ;     /* another Content-Length says something else */
+};
+
+static enum MHD_Result framing_header(void *cls, enum MHD_ValueKind kind, const char *key,
+                                      const char *value)
+{
+    struct framing *f = cls;
+
+    (void)kind;
+    if (key && value && !strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH)) {
+        if (f->nlen++ == 0)
+            f->len = value;
+        else if (strcmp(f->len, value) != 0)
+            f->differ = true;
+    } else if (key && !strcasecmp(key, MHD_HTTP_HEADER_TRANSFER_ENCODING)) {
+        f->nenc++;
+    }
+    return MHD_YES;
+}
+
+/*
+ * The pattern of the route a 405's path has under another method (the
+ * first one allowed lists), so /metrics counts the 405 under it; NULL if
+ * none (then "unmatched").
+ */
+static const char *pattern_of_path(const char *path, const char *allowed)
+{
+    char method[16], *params[REQ_PARAMS_MAX];
+    const struct route *r = NULL;
+    size_t n = strcspn(allowed, ", "), np = 0;
+
+    if (n == 0 || n >= sizeof(method))
+        return NULL;
+    memcpy(method, allowed, n);
+    method[n] = '\0';
+    if (route_match(srv_route_groups, method, path, &r, params, &np, NULL, 0) != 0)
+        return NULL;
+    route_params_free(params, np);
+    return r->pattern;
+}
+
+/* Refuse a request with ambiguous framing: true, and *r what on_request returns. */
+static bool framing_refused(struct req *rq, int *r)
+{
+    struct framing f = {0};
+    const char *te = req_header(rq, MHD_HTTP_HEADER_TRANSFER_ENCODING);
+
+    MHD_get_connection_values(rq->conn, MHD_HEADER_KIND, framing_header, &f);
+    if (f.differ)
+        *r = reply_error(rq, 400, "bad_request",
+                         "the request has several Content-Length headers that differ; send one");
+    else if (f.nenc > 1)
+        *r = reply_error(rq, 400, "bad_request",
+                         "the request has several Transfer-Encoding headers; send one");
+    else if (te && f.nlen)
+        *r = reply_error(rq, 400, "bad_request",
+                         "the request has both Content-Length and Transfer-Encoding; send one "
+                         "(Transfer-Encoding: chunked, or Content-Length)");
+    else if (te && strcasecmp(te, "chunked") != 0)
+        *r = reply_error(rq, 501, "not_implemented",
+                         "Transfer-Encoding \"%.100s\" is not supported: only \"chunked\" (send "
+                         "the body as it is, compressed or not, with Content-Length or chunked)",
+                         te);
+    else
+        return false;
+    return true;
+}
+
 /* The headers are in: route, identify, authorize, check the body's type and size. */
 static int begin(struct rstate *st)
 {
@@ -549,11 +642,20 @@ static int begin(struct rstate *st)
 
     if (site_refused(rq, &rc))
         return rc;
+    if (framing_refused(rq, &rc))
+        return rc;
+    if (strlen(rq->path) > ROUTE_PATH_MAX)
+        return reply_error(rq, 414, "uri_too_long",
+                           "the path is %zu bytes long; at most %d are accepted",
+                           strlen(rq->path), ROUTE_PATH_MAX);
     rc = route_match(srv_route_groups, rq->method, rq->path, &rq->route, rq->params, &rq->nparams,
                      allowed, sizeof(allowed));
     if (rc == MC_ENOENT && allowed[0]) {
-        return error_reply(rq, 405, "method_not_allowed", mc_last_error(), MHD_HTTP_HEADER_ALLOW,
-                           allowed);
+        char msg[512];
+
+        snprintf(msg, sizeof(msg), "%s", mc_last_error());
+        st->metric_route = pattern_of_path(rq->path, allowed);
+        return error_reply(rq, 405, "method_not_allowed", msg, MHD_HTTP_HEADER_ALLOW, allowed);
     }
     if (rc == MC_ENOENT)
         return reply_mc_error(rq, rc);
@@ -672,6 +774,10 @@ static void consume(struct rstate *st, const char *data, size_t n)
     }
 }
 
+static int slow_dispatch(struct rstate *st);
+static void track_headers_due(struct MHD_Connection *c, bool due);
+static enum MHD_Result slow_queue_held(struct rstate *st);
+
 /* The whole request is in: reply what was decided, or parse the JSON and run the handler. */
 static int finish(struct rstate *st)
 {
@@ -697,6 +803,8 @@ static int finish(struct rstate *st)
         if (!json_is_object(rq->body))
             return reply_error(rq, 400, "bad_json", "the body must be a JSON object {...}");
     }
+    if (rq->route->flags & ROUTE_SLOW)
+        return slow_dispatch(st);
     r = rq->route->handler(rq);
     if (!rq->replied) {
         srv_log("%s %s: the handler gave no reply", rq->method, rq->route->pattern);
@@ -704,6 +812,105 @@ static int finish(struct rstate *st)
                            rq->route->pattern);
     }
     return r;
+}
+
+/*
+ * SLOW HANDLERS (ROUTE_SLOW). A handler that may wait (on mcached, a health
+ * gate, hashing a whole artifact) must not hold its libmicrohttpd thread:
+ * every other connection of that thread would wait with it, and be cut off
+ * by --timeout. finish() suspends the connection and runs the handler on a
+ * thread of its own; its reply is kept in the request (hold_reply) instead
+ * of being queued, since a suspended connection takes none; the worker then
+ * resumes the connection, and libmicrohttpd calls on_request() again, which
+ * queues the kept reply (slow_queue_held). At most --workers such handlers
+ * run at once; one more is refused with 503 busy. The worker never touches
+ * the request after MHD_resume_connection(): from then on it is the
+ * connection thread's again.
+ */
+static unsigned slow_running;
+
+static int hold_reply(struct rstate *st, unsigned status, struct MHD_Response *resp)
+{
+    if (st->rq.replied) {
+        srv_log("%s %s: a second reply (%u) after %u was dropped", st->rq.method, st->rq.path,
+                status, st->rq.status);
+        MHD_destroy_response(resp);
+        return MHD_YES;
+    }
+    st->held = resp;
+    st->held_status = status;
+    st->rq.replied = true;
+    st->rq.status = status;
+    return MHD_YES;
+}
+
+static void *slow_main(void *arg)
+{
+    struct rstate *st = arg;
+    struct req *rq = &st->rq;
+    struct MHD_Connection *conn = rq->conn;
+
+    rq->route->handler(rq);
+    if (!rq->replied) {
+        srv_log("%s %s: the handler gave no reply", rq->method, rq->route->pattern);
+        reply_error(rq, 500, "internal", "the server gave no reply to %s %s", rq->method,
+                    rq->route->pattern);
+    }
+    __atomic_sub_fetch(&slow_running, 1, __ATOMIC_ACQ_REL);
+    MHD_resume_connection(conn);
+    return NULL;
+}
+
+/* finish() for a ROUTE_SLOW route: suspend the connection, run the handler on a worker. */
+static int slow_dispatch(struct rstate *st)
+{
+    struct req *rq = &st->rq;
+    pthread_attr_t attr;
+    pthread_t t;
+    int err;
+
+    if (__atomic_add_fetch(&slow_running, 1, __ATOMIC_ACQ_REL) > rq->srv->workers) {
+        __atomic_sub_fetch(&slow_running, 1, __ATOMIC_ACQ_REL);
+        return reply_error(rq, 503, "busy",
+                           "%u long operations (loads, deployments, gated alias moves, checks) "
+                           "are running, the most at once (mcache-serve --workers); try again "
+                           "shortly",
+                           rq->srv->workers);
+    }
+    st->slow = true;
+    st->in_worker = true;
+    MHD_suspend_connection(rq->conn);
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    err = pthread_create(&t, &attr, slow_main, st);
+    pthread_attr_destroy(&attr);
+    if (err) {
+        __atomic_sub_fetch(&slow_running, 1, __ATOMIC_ACQ_REL);
+        reply_error(rq, 503, "busy", "could not start a thread for %s %s: %s", rq->method,
+                    rq->route->pattern, strerror(err));
+        MHD_resume_connection(rq->conn); /* the kept reply is queued on the next call */
+    }
+    return MHD_YES;
+}
+
+/* on_request() once a slow handler's connection resumed: queue the reply it kept. */
+static enum MHD_Result slow_queue_held(struct rstate *st)
+{
+    struct MHD_Response *resp = st->held;
+    enum MHD_Result r;
+
+    if (!resp)
+        return MHD_YES; /* queued already */
+    st->held = NULL;
+    r = MHD_queue_response(st->rq.conn, st->held_status, resp);
+    MHD_destroy_response(resp);
+    return r;
+}
+
+/* Slow handlers still running (srv_stop waits for them). */
+static unsigned slow_count(void)
+{
+    return __atomic_load_n(&slow_running, __ATOMIC_ACQUIRE);
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
@@ -733,9 +940,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         st->rq.path = st->path;
         st->rq.method = st->method;
         st->rq.start_ns = mc_mono_ns();
+        track_headers_due(conn, false);
         r = begin(st);
         return r == MHD_YES ? MHD_YES : MHD_NO;
     }
+    if (st->slow)
+        return slow_queue_held(st);
     if (*upload_data_size) {
         consume(st, upload_data, *upload_data_size);
         *upload_data_size = 0;
@@ -754,13 +964,17 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     struct rstate *st = *con_cls;
     struct req *rq;
 
-    (void)conn;
     (void)toe;
+    track_headers_due(conn, true); /* the next request's headers are due within --timeout */
     if (!st)
         return;
     rq = &st->rq;
     if (rq->status)
-        metrics_observe(s->metrics, rq->route ? rq->route->pattern : "unmatched", rq->method,
+        metrics_observe(s->metrics,
+                        rq->route          ? rq->route->pattern
+                        : st->metric_route ? st->metric_route
+                                           : "unmatched",
+                        rq->method,
                         rq->status, (double)(mc_mono_ns() - rq->start_ns) / 1e9);
     /* A refusal the reply did not record (its handler held the registry then). */
     if (audited(rq, rq->status) && !st->audited)
@@ -774,6 +988,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     free(st->errmsg);
     free(st->path);
     free(st->method);
+    if (st->held)
+        MHD_destroy_response(st->held);
     while (st->allocs) {
         struct alloc *a = st->allocs;
 
@@ -796,16 +1012,157 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 static unsigned conns_open, conns_max, conns_refused;
 static uint64_t refused_logged_ns;
 
+/*
+ * THE HEADER DEADLINE. libmicrohttpd's --timeout is an idle timer that
+ * every byte resets: a client sending a header byte a second would hold its
+ * connection for ever (slowloris). So each connection is tracked here (its
+ * socket, from the started notification) with a deadline: its request's
+ * headers must be complete within --timeout of its start, or of the end of
+ * its previous request. The access handler's first call clears the
+ * deadline (the headers are in; the body and the reply have the idle
+ * timeout), on_completed() sets the next one. A sweeper thread shuts down
+ * (shutdown(2), both ways) a connection past its deadline; libmicrohttpd
+ * then sees the end of its stream and closes it as any other.
+ *
+ * The fd cannot be closed and reused between the sweeper's look-up and its
+ * shutdown: libmicrohttpd 0.9.75 calls the closed notification before it
+ * closes the socket (MHD_cleanup_connections, and new_connection_process_'s
+ * failure path), and that notification removes the entry under the same
+ * mutex the sweeper holds while it shuts sockets down.
+ */
+struct conn_track {
+    struct conn_track *prev, *next;
+    int fd;
+    uint64_t deadline_ns; /* the headers are due by then; 0: none due (atomic) */
+};
+
+static pthread_mutex_t track_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct conn_track *track_head;
+static uint64_t header_timeout_ns;
+static unsigned headers_overdue; /* connections shut for their headers' deadline */
+static pthread_t sweeper;
+static bool sweeper_on, sweeper_stop;
+
+static void track_started(struct MHD_Connection *c, void **socket_ctx)
+{
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+    struct conn_track *t = calloc(1, sizeof(*t));
+
+    *socket_ctx = t;
+    if (!t || !ci)
+        return; /* untracked: only the idle timeout holds for it */
+    t->fd = ci->connect_fd;
+    t->deadline_ns = mc_mono_ns() + header_timeout_ns;
+    pthread_mutex_lock(&track_lock);
+    t->next = track_head;
+    if (track_head)
+        track_head->prev = t;
+    track_head = t;
+    pthread_mutex_unlock(&track_lock);
+}
+
+static void track_closed(void **socket_ctx)
+{
+    struct conn_track *t = *socket_ctx;
+
+    if (!t)
+        return;
+    pthread_mutex_lock(&track_lock);
+    if (t->prev)
+        t->prev->next = t->next;
+    else if (track_head == t)
+        track_head = t->next;
+    if (t->next)
+        t->next->prev = t->prev;
+    pthread_mutex_unlock(&track_lock);
+    free(t);
+    *socket_ctx = NULL;
+}
+
+/* The headers of the connection's current request are in (0), or the next are due (now + timeout). */
+static void track_headers_due(struct MHD_Connection *c, bool due)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    struct conn_track *t = ci ? ci->socket_context : NULL;
+
+    if (t)
+        __atomic_store_n(&t->deadline_ns, due ? mc_mono_ns() + header_timeout_ns : 0,
+                         __ATOMIC_RELAXED);
+}
+
+static void *sweep_main(void *arg)
+{
+    uint64_t logged = 0;
+
+    (void)arg;
+    while (!__atomic_load_n(&sweeper_stop, __ATOMIC_ACQUIRE)) {
+        uint64_t now = mc_mono_ns();
+        unsigned n = 0;
+
+        pthread_mutex_lock(&track_lock);
+        for (struct conn_track *t = track_head; t; t = t->next) {
+            uint64_t d = __atomic_load_n(&t->deadline_ns, __ATOMIC_RELAXED);
+
+            if (d && now > d) {
+                /* Counted before the client can see the close (and read /metrics). */
+                __atomic_add_fetch(&headers_overdue, 1, __ATOMIC_RELAXED);
+                shutdown(t->fd, SHUT_RDWR);
+                __atomic_store_n(&t->deadline_ns, 0, __ATOMIC_RELAXED);
+                n++;
+            }
+        }
+        pthread_mutex_unlock(&track_lock);
+        if (n) {
+            unsigned total = __atomic_load_n(&headers_overdue, __ATOMIC_RELAXED);
+
+            if (now - logged > 1000000000ull) { /* one line a second at most */
+                logged = now;
+                srv_log("closed %u connection(s) that did not send a request's headers within "
+                        "--timeout (%llu s); %u so far",
+                        n, (unsigned long long)(header_timeout_ns / 1000000000ull), total);
+            }
+        }
+        nanosleep(&(struct timespec){0, 200 * 1000 * 1000}, NULL);
+    }
+    return NULL;
+}
+
+unsigned srv_conns_overdue(void)
+{
+    return __atomic_load_n(&headers_overdue, __ATOMIC_RELAXED);
+}
+
+static int sweeper_start(unsigned timeout_s)
+{
+    header_timeout_ns = (uint64_t)timeout_s * 1000000000ull;
+    sweeper_stop = false;
+    if (pthread_create(&sweeper, NULL, sweep_main, NULL) != 0)
+        return mc_err(MC_EIO, "could not start the thread that enforces --timeout on headers");
+    sweeper_on = true;
+    return 0;
+}
+
+static void sweeper_end(void)
+{
+    if (!sweeper_on)
+        return;
+    __atomic_store_n(&sweeper_stop, true, __ATOMIC_RELEASE);
+    pthread_join(sweeper, NULL);
+    sweeper_on = false;
+}
+
 static void on_connection(void *cls, struct MHD_Connection *c, void **socket_ctx,
                           enum MHD_ConnectionNotificationCode toe)
 {
     (void)cls;
-    (void)c;
-    (void)socket_ctx;
-    if (toe == MHD_CONNECTION_NOTIFY_STARTED)
+    if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
         __atomic_add_fetch(&conns_open, 1, __ATOMIC_ACQ_REL);
-    else if (toe == MHD_CONNECTION_NOTIFY_CLOSED)
+        track_started(c, socket_ctx);
+    } else if (toe == MHD_CONNECTION_NOTIFY_CLOSED) {
+        track_closed(socket_ctx);
         __atomic_sub_fetch(&conns_open, 1, __ATOMIC_ACQ_REL);
+    }
 }
 
 static enum MHD_Result on_accept(void *cls, const struct sockaddr *addr, socklen_t len)
@@ -865,7 +1222,7 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
 
 int srv_start(struct srv *s, const struct srv_listen *l, unsigned *port)
 {
-    unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG;
+    unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG | MHD_ALLOW_SUSPEND_RESUME;
     struct MHD_OptionItem opts[16];
     size_t n = 0;
     const union MHD_DaemonInfo *di;
@@ -904,18 +1261,25 @@ int srv_start(struct srv *s, const struct srv_listen *l, unsigned *port)
         opts[n++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_PRIORITIES, 0,
                                             (void *)"NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2"};
     }
+    if (s->max_conns_per_ip)
+        opts[n++] = (struct MHD_OptionItem){MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+                                            s->max_conns_per_ip, NULL};
     opts[n++] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
 
     conns_max = s->max_conns;
     listen_any_ip = !addr_is_loopback((const struct sockaddr *)&l->addr);
+    if (sweeper_start(s->timeout_s))
+        return MC_EIO;
     s->mhd = MHD_start_daemon(flags, 0, on_accept, NULL, on_request, s,
                               /* first: it reports problems with the options after it */
                               MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_ARRAY, opts,
                               MHD_OPTION_END);
-    if (!s->mhd)
+    if (!s->mhd) {
+        sweeper_end();
         return mc_err(MC_EIO,
                       "could not listen (the address is in use, not this machine's, or the "
                       "TLS certificate or key is not valid PEM; the line above says which)");
+    }
     di = MHD_get_daemon_info(s->mhd, MHD_DAEMON_INFO_LISTEN_FD);
     *port = 0;
     if (di && getsockname(di->listen_fd, (struct sockaddr *)&ss, &sl) == 0) {
@@ -929,7 +1293,13 @@ int srv_start(struct srv *s, const struct srv_listen *l, unsigned *port)
 
 void srv_stop(struct srv *s)
 {
+    /* A suspended connection cannot be closed: let the slow handlers end first (30 s at most). */
+    for (int i = 0; i < 3000 && slow_count(); i++)
+        nanosleep(&(struct timespec){0, 10 * 1000 * 1000}, NULL);
+    if (slow_count())
+        srv_log("stopping with %u long operations still running", slow_count());
     if (s->mhd)
         MHD_stop_daemon(s->mhd);
     s->mhd = NULL;
+    sweeper_end();
 }

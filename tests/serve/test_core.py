@@ -85,6 +85,11 @@ class Options(unittest.TestCase):
             self.assertEqual(r.returncode, 1, r)
             self.assertIn("refusing to listen on 0.0.0.0:0 without tokens", r.stderr)
             self.assertIn("--insecure-open", r.stderr)
+            self.assertFalse(os.path.exists(os.path.join(d, "s")), "the store was created")
+            r = run_serve("--store", os.path.join(d, "s2"), "--require-tokens")
+            self.assertEqual(r.returncode, 1, r)
+            self.assertIn("has no tokens", r.stderr)
+            self.assertFalse(os.path.exists(os.path.join(d, "s2")), "the store was created")
 
     def test_address_in_use(self):
         s = socket.socket()
@@ -189,14 +194,42 @@ class Basics(unittest.TestCase):
                            ("/a//b", "empty segment"), ("/healthz/", "empty segment"),
                            ("/a%00b", "control byte 0x00"), ("/a%1fb", "control byte 0x1f"),
                            ("/a%zzb", "bad escape"), ("/a%4", "without two hex digits"),
-                           ("/" + "x/" * 20 + "y", "more than 16 segments"),
-                           ("/" + "x" * 5000, "at most 4096")]:
+                           ("/" + "x/" * 20 + "y", "more than 16 segments")]:
             with self.subTest(path=path[:40]):
                 st, h, body = self.srv.request("GET", path)
                 self.assertEqual(st, 400, body)
                 e = json.loads(body)["error"]
                 self.assertEqual(e["code"], "bad_request")
                 self.assertIn(what, e["message"])
+
+    def test_path_too_long(self):
+        st, h, body = self.srv.request("GET", "/" + "x" * 5000)
+        self.assertEqual(st, 414, body)
+        e = json.loads(body)["error"]
+        self.assertEqual(e["code"], "uri_too_long")
+        self.assertIn("at most 4096", e["message"])
+
+    def test_405_counted_under_its_route(self):
+        self.srv.request("DELETE", "/healthz")
+        self.srv.request("DELETE", "/v1/models/zz/versions/1.0.0/artifact")
+        st, h, body = self.srv.request("GET", "/metrics")
+        text = body.decode()
+        self.assertIn('mcache_http_requests_total{route="/healthz",method="DELETE",code="405"} 1',
+                      text)
+        self.assertIn('mcache_http_requests_total{route="/v1/models/{name}/versions/{ref}/artifact",'
+                      'method="DELETE",code="405"} 1', text)
+        self.assertNotIn('route="unmatched",method="DELETE",code="405"', text)
+
+    def test_boolean_query_arguments_are_strict(self):
+        for v in ("", "yes", "no", "TRUE", "2"):
+            with self.subTest(force=v):
+                st, h, body = self.srv.request("DELETE", "/v1/models/nosuch?force=" + v,
+                                               headers={"Content-Type": "application/json"})
+                self.assertEqual(st, 400, body)
+                self.assertIn("not a boolean", json.loads(body)["error"]["message"])
+        st, h, body = self.srv.request("DELETE", "/v1/models/nosuch?force=true",
+                                       headers={"Content-Type": "application/json"})
+        self.assertEqual(st, 404, body)
 
     def test_percent_encoded_literal_matches(self):
         st, h, body = self.srv.request("GET", "/health%7a")

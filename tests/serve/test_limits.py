@@ -10,6 +10,7 @@ The JSON and upload checks use the API's routes (POST /v1/snapshots, PUT
 in this build."""
 import json
 import os
+import re
 import socket
 import sys
 import time
@@ -104,6 +105,87 @@ class Connections(unittest.TestCase):
             self.assertLess(took, 15)
             # The server still serves others.
             self.assertEqual(srv.request("GET", "/healthz")[0], 200)
+
+    def test_trickled_headers_are_cut(self):
+        """--timeout bounds the whole request's headers, however fast the bytes trickle:
+        a byte a second keeps libmicrohttpd's idle timer from firing, not this deadline."""
+        with Server(daemon=False, args=["--timeout", "3"]) as srv:
+            s = raw(srv, timeout=30)
+            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            t0 = time.monotonic()
+            closed = None
+            for b in b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: " + b"y" * 100:
+                try:
+                    s.sendall(bytes([b]))
+                except OSError:
+                    closed = time.monotonic() - t0
+                    break
+                s.settimeout(1.0)
+                try:
+                    got = s.recv(4096)
+                    if not got:
+                        closed = time.monotonic() - t0
+                        break
+                except socket.timeout:
+                    pass
+                except OSError:
+                    closed = time.monotonic() - t0
+                    break
+                if time.monotonic() - t0 > 15:
+                    break
+            s.close()
+            self.assertIsNotNone(closed, "a header byte a second held the connection 15 s with "
+                                 "--timeout 3")
+            self.assertLess(closed, 3 + 2.5, "cut after %.1f s" % closed)
+            st, _, body = srv.request("GET", "/metrics")
+            m = re.search(rb"^mcache_http_header_timeouts_total (\d+)$", body, re.M)
+            self.assertTrue(m and int(m.group(1)) >= 1, body[-600:])
+
+    def test_tricklers_do_not_starve_others(self):
+        """25 connections from one address trickling a header line a second hold at most
+        --max-conns-per-ip slots; a client from another address is answered at once, and
+        after --timeout so is one from the same address."""
+        with Server(daemon=False, args=["--timeout", "3", "--max-conns", "20",
+                                        "--max-conns-per-ip", "10"]) as srv:
+            socks = []
+            for _ in range(25):
+                try:
+                    c = socket.create_connection((srv.host, srv.port), timeout=5)
+                    c.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+                    socks.append(c)
+                except OSError:
+                    pass
+            stop = []
+
+            def trickle():
+                while not stop:
+                    for c in socks:
+                        try:
+                            c.sendall(b"X: y\r\n")
+                        except OSError:
+                            pass
+                    time.sleep(1)
+
+            import threading
+            th = threading.Thread(target=trickle)
+            th.start()
+            try:
+                time.sleep(0.5)
+                other = socket.socket()
+                other.settimeout(5)
+                other.bind(("127.0.0.2", 0))
+                other.connect((srv.host, srv.port))
+                other.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+                self.assertEqual(status_of(read_all(other)), 200, srv.logs())
+                other.close()
+                time.sleep(3 + 2)  # the tricklers' headers are overdue: cut
+                st, _, _ = srv.request("GET", "/healthz", timeout=5)
+                self.assertEqual(st, 200)
+            finally:
+                stop.append(1)
+                th.join()
+                for c in socks:
+                    c.close()
 
     def test_idle_keepalive_is_cut(self):
         with Server(daemon=False, args=["--timeout", "1"]) as srv:
@@ -224,6 +306,49 @@ class Bodies(unittest.TestCase):
         self.assertEqual(status_of(resp), 411, resp)
         self.assertEqual(json.loads(body_of(resp))["error"]["code"], "length_required")
         self.assertNotIn("nolen", self.models())
+
+    def framed(self, name, framing, body):
+        """A raw push with these framing headers; (status, error code), the push not made."""
+        s = raw(self.srv, timeout=10)
+        s.sendall(b"PUT /v1/models/" + name + b"/versions/1.0.0 HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                  b"Content-Type: application/octet-stream\r\n" + framing + b"\r\n" + body)
+        resp = read_all(s)
+        s.close()
+        self.assertNotIn(name.decode(), self.models())
+        return status_of(resp), json.loads(body_of(resp))["error"]["code"]
+
+    def test_ambiguous_framing(self):
+        """RFC 9112 6.3: Content-Length headers that differ, or Content-Length beside
+        Transfer-Encoding, are 400 (libmicrohttpd took the first length, or the chunks); a
+        Transfer-Encoding other than chunked is 501 at once (it got no answer at all)."""
+        self.assertEqual(self.framed(b"cl2", b"Content-Length: 5\r\nContent-Length: 6\r\n",
+                                     b"helloX"), (400, "bad_request"))
+        self.assertEqual(self.framed(b"clte", b"Content-Length: 5\r\n"
+                                     b"Transfer-Encoding: chunked\r\n",
+                                     b"5\r\nhello\r\n0\r\n\r\n"), (400, "bad_request"))
+        self.assertEqual(self.framed(b"te2", b"Transfer-Encoding: chunked\r\n"
+                                     b"Transfer-Encoding: gzip\r\n",
+                                     b"5\r\nhello\r\n0\r\n\r\n"), (400, "bad_request"))
+        self.assertEqual(self.framed(b"gz", b"Transfer-Encoding: gzip, chunked\r\n",
+                                     b"5\r\nhello\r\n0\r\n\r\n"), (501, "not_implemented"))
+        # The same length twice is one length: accepted.
+        s = raw(self.srv, timeout=10)
+        s.sendall(b"PUT /v1/models/cleq/versions/1.0.0 HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                  b"Content-Type: application/octet-stream\r\nContent-Length: 5\r\n"
+                  b"Content-Length: 5\r\nConnection: close\r\n\r\nhello")
+        resp = read_all(s)
+        s.close()
+        self.assertEqual(status_of(resp), 201, resp)
+
+    def test_garbage_is_answered_or_closed(self):
+        """Binary garbage with line ends gets libmicrohttpd's 400 or a close at once."""
+        s = raw(self.srv, timeout=10)
+        s.sendall(bytes(range(256)) * 4)
+        t0 = time.monotonic()
+        resp = read_all(s)
+        s.close()
+        self.assertLess(time.monotonic() - t0, 5)
+        self.assertIn(status_of(resp), (400, None), resp[:200])
 
 
 if __name__ == "__main__":

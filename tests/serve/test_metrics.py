@@ -93,17 +93,20 @@ class Metrics(unittest.TestCase):
                                  code="200"), 3)
             self.assertEqual(get(s, "mcache_http_requests_total", route="unmatched",
                                  method="GET", code="404"), 1)
-            self.assertEqual(get(s, "mcache_http_requests_total", route="unmatched",
+            # A 405 on a known path counts under its route.
+            self.assertEqual(get(s, "mcache_http_requests_total", route="/healthz",
                                  method="POST", code="405"), 1)
+            self.assertIsNone(get(s, "mcache_http_requests_total", route="unmatched",
+                                  method="POST", code="405"))
             # The histogram: cumulative buckets, +Inf equal to _count.
             buckets = sorted(((float(dict(k[1])["le"]), v) for k, v in s.items()
                               if k[0] == "mcache_http_request_duration_seconds_bucket"
                               and dict(k[1])["route"] == "/healthz"), key=lambda x: x[0])
             self.assertGreater(len(buckets), 5)
             self.assertEqual([v for _, v in buckets], sorted(v for _, v in buckets))
-            self.assertEqual(buckets[-1], (float("inf"), 3))
+            self.assertEqual(buckets[-1], (float("inf"), 4))  # 3 GETs and the 405
             self.assertEqual(get(s, "mcache_http_request_duration_seconds_count",
-                                 route="/healthz"), 3)
+                                 route="/healthz"), 4)
             self.assertGreater(get(s, "mcache_http_request_duration_seconds_sum",
                                    route="/healthz"), 0)
             # The cache, from mcached.
