@@ -366,6 +366,16 @@ uint64_t mc_registry_generation(const struct mc_registry *r)
     return r->be->ops->generation(r->be);
 }
 
+int mc_registry_watch_fd(struct mc_registry *r)
+{
+    return r->be->ops->watch_fd ? r->be->ops->watch_fd(r->be) : -1;
+}
+
+int mc_registry_watch_drain(struct mc_registry *r)
+{
+    return r->be->ops->watch_drain ? r->be->ops->watch_drain(r->be) : 0;
+}
+
 void mc_registry_set_uid(struct mc_registry *r, uint32_t uid)
 {
     r->uid = uid;
