@@ -362,6 +362,12 @@ static int pg_open(const struct mc_reg_backend_conf *conf, struct mc_reg_backend
         return mc_err(MC_ENOMEM, "out of memory opening %s", conf->dir);
     }
     rc = pq_connect(conf->url, p->where, &p->conn);
+    if (rc && writable(p)) { /* a write refused at open: say that it did nothing */
+        char msg[1024];
+
+        snprintf(msg, sizeof(msg), "%s", mc_last_error());
+        rc = mc_err(rc, "%s; nothing was changed", msg);
+    }
     if (rc == 0)
         rc = schema_version_of(p->conn, p->where, &have);
     if (rc == 0 && have > SCHEMA_VERSION)

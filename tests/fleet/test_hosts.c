@@ -218,6 +218,7 @@ static void test_two_hosts(void **state)
         fail_msg("the refused write did not name the unreachable database (above)");
     }
     assert_true(file_has(err, "127.0.0.1"));
+    assert_true(file_has(err, "nothing was changed"));
     assert_int_equal(ctl_at(sb, NULL, "ping", 0, NULL), 0);
 
     /* it starts again: a move made now reaches B's worker (its LISTEN made again) */
@@ -235,6 +236,7 @@ static void test_two_hosts(void **state)
         printf("# after PostgreSQL came back: %s", line);
     }
     log_wait("listening for registry changes again");
+    log_wait("the registry answers again");
 
     fclose(in);
     assert_int_equal(wait_status(w), 0);
