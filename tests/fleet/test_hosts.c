@@ -2,8 +2,9 @@
  * test_hosts.c - two hosts on one shared registry (issue 15): two mcached,
  * each with its own store and cache, on one PostgreSQL (tests/fleet/pg.sh
  * run). An alias moved through the CLI on host A reaches a worker of host B
- * (libmcache mc_get) within a bound, waited for as an event; the propagation
- * latency over 50 moves is printed (p50/p99). Then PostgreSQL stops
+ * (libmcache mc_get) within a bound (10 s), waited for as an event; the
+ * propagation latency over 50 moves made by the library on host A's handle
+ * is printed (p50/p99). Then PostgreSQL stops
  * (pg.sh pause): B keeps serving, a CLI write is refused clearly; it starts
  * again (pg.sh resume): B catches up by itself (its 2 s check makes the
  * LISTEN session again) and the worker sees a move made after.
@@ -33,7 +34,8 @@
 #include "tests/helpers/testutil.h"
 #include "tests/loader/daemon_fixture.h"
 
-#define MOVES 50
+#define MOVES     50
+#define CLI_MOVES 6
 
 static const char *pg_url, *pg_dir;
 
@@ -74,7 +76,7 @@ static int run_cmd(const char *const *argv, const char *err)
 static int cli_move(const char *store, const char *version, const char *err)
 {
     const char *bin = getenv("MCACHE_BIN");
-    const char *argv[] = {bin,        "alias", "set",  "m",     "prod", version,
+    const char *argv[] = {bin,       "alias", "set",        "m",    "prod", version,
                           "--store", store,   "--registry", pg_url, NULL};
 
     assert_non_null(bin);
@@ -157,12 +159,12 @@ static void test_two_hosts(void **state)
     assert_int_equal(mc_registry_alias_set(ra, "m", "prod", "1.0.0", NULL), 0);
 
     {
-        const char *av[] = {"mcached",  "--shm-dir", D.shm,     "--size",   "64M",
-                            "--cache",  "ta",        "--store", a,          "--registry",
-                            pg_url,     "--socket",  sa,        "--log-level", "debug", NULL};
-        const char *bv[] = {"mcached",  "--shm-dir", D.shm,     "--size",   "64M",
-                            "--cache",  "t",         "--store", b,          "--registry",
-                            pg_url,     "--socket",  sb,        "--log-level", "debug", NULL};
+        const char *av[] = {"mcached", "--shm-dir",   D.shm,   "--size",     "64M",  "--cache",
+                            "ta",      "--store",     a,       "--registry", pg_url, "--socket",
+                            sa,        "--log-level", "debug", NULL};
+        const char *bv[] = {"mcached", "--shm-dir",   D.shm,   "--size",     "64M",  "--cache",
+                            "t",       "--store",     b,       "--registry", pg_url, "--socket",
+                            sb,        "--log-level", "debug", NULL};
 
         pa = mcached_spawn(av, true);
         await_up(sa, &pa);
@@ -177,13 +179,34 @@ static void test_two_hosts(void **state)
     w = helper_start("follow", "m", "prod", &in, &out, line, sizeof(line));
     assert_string_equal(line, "ready\n");
 
+    /*
+     * Through the CLI (a process of host A's, as an operator would): each move reaches host
+     * B's worker. Its latency is not the propagation's: the notification often arrives before
+     * the CLI has even exited, so the latency is measured below, from the library's return.
+     */
+    for (int i = 0; i < CLI_MOVES; i++) {
+        const char *v = i % 2 ? "1.0.0" : "2.0.0";
+        uint64_t t0 = mono_ns();
+
+        assert_int_equal(cli_move(a, v, err), 0);
+        follow(in, out, v, t0, mono_ns(), line, sizeof(line));
+        if (strncmp(line, "saw ", 4) != 0 || strncmp(line + 4, v, 5) != 0) {
+            dump_log();
+            fail_msg("CLI move %d to %s: host B's worker answered \"%s\"", i, v, line);
+        }
+    }
+    /*
+     * The propagation latency: from mc_registry_alias_set()'s return on host A's handle (the
+     * commit done, its NOTIFY delivered by PostgreSQL at commit) to host B's worker getting the
+     * new version from its arena: B's LISTEN session, mcached's refresh and mirror, the arena.
+     */
     for (int i = 0; i < MOVES; i++) {
         const char *v = i % 2 ? "1.0.0" : "2.0.0";
         uint64_t t0 = mono_ns(), t1;
         unsigned long long x0, x1;
         char seen[64];
 
-        assert_int_equal(cli_move(a, v, err), 0);
+        assert_int_equal(mc_registry_alias_set(ra, "m", "prod", v, NULL), 0);
         t1 = mono_ns();
         follow(in, out, v, t0, t1, line, sizeof(line));
         if (sscanf(line, "saw %63s %llu %llu", seen, &x0, &x1) != 3) {
@@ -195,10 +218,10 @@ static void test_two_hosts(void **state)
     }
     qsort(d0, MOVES, sizeof(d0[0]), cmp_u64);
     qsort(d1, MOVES, sizeof(d1[0]), cmp_u64);
-    printf("# alias propagation, host A's CLI -> host B's worker, %d moves:\n"
-           "#   after the CLI returned (commit and NOTIFY done): p50 %.2f ms, p99 %.2f ms, max "
-           "%.2f ms\n"
-           "#   from the CLI's start (its own connect included): p50 %.2f ms, p99 %.2f ms\n",
+    printf("# alias propagation, host A's commit -> host B's worker sees it, %d moves:\n"
+           "#   from the commit's return: p50 %.2f ms, p99 %.2f ms, max %.2f ms\n"
+           "#   from before the change (the write's own round trips included): p50 %.2f ms, "
+           "p99 %.2f ms\n",
            MOVES, d1[MOVES / 2] / 1e6, d1[MOVES * 99 / 100] / 1e6, d1[MOVES - 1] / 1e6,
            d0[MOVES / 2] / 1e6, d0[MOVES * 99 / 100] / 1e6);
     fflush(stdout);
@@ -233,7 +256,14 @@ static void test_two_hosts(void **state)
             dump_log();
             fail_msg("after PostgreSQL came back, host B's worker answered \"%s\"", line);
         }
-        printf("# after PostgreSQL came back: %s", line);
+        {
+            unsigned long long x0 = 0, x1 = 0;
+
+            sscanf(line, "saw %*s %llu %llu", &x0, &x1);
+            printf("# after PostgreSQL came back, a move reached host B's worker %.0f ms after "
+                   "the CLI returned (B's 2 s check made its LISTEN session again)\n",
+                   x1 / 1e6);
+        }
     }
     log_wait("listening for registry changes again");
     log_wait("the registry answers again");
