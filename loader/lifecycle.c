@@ -188,6 +188,7 @@ int daemon_start(struct daemon *d)
     rc = daemon_sync(d, true);
     if (rc)
         log_error("initial sync failed: %s; serving what the arena holds", mc_last_error());
+    mc_registry_keep_replica(d->reg); /* a shared registry's, for a start without the database */
     return mc_ctl_listen(&d->ctl, d->epfd, d->socket_path, &d->access, daemon_request,
                          daemon_conn_closed, d);
 }
@@ -206,6 +207,8 @@ void daemon_stop(struct daemon *d)
     if (d->own.a.hdr)
         mc_own_release(&d->own);
     stats_destroy(d);
+    if (d->reg)
+        mc_registry_keep_replica(d->reg); /* the newest, for a start without the database */
     mc_registry_close(d->reg);
     d->reg = NULL;
     for (size_t i = 0; i < d->htcap; i++)

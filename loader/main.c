@@ -347,6 +347,38 @@ static void registry_watch(struct daemon *d, bool check)
     }
 }
 
+static void quiet_warn(void *arg, const char *msg)
+{
+    (void)arg, (void)msg;
+}
+
+/*
+ * Started from the replica (the database was unreachable): open the shared registry again,
+ * and once it answers, serve it instead (the replica's handle is read-only and never moves).
+ * Attempts are quiet: each would warn that it fell back to the replica again.
+ */
+static void registry_reopen(struct daemon *d)
+{
+    struct mc_registry_opts ro = {.flags = MC_REGISTRY_CREATE,
+                                  .warn = quiet_warn,
+                                  .registry = d->cfg.registry,
+                                  .artifacts = d->cfg.artifacts[0] ? d->cfg.artifacts : NULL};
+    struct mc_registry *n;
+
+    if (mc_registry_open(d->cfg.store, &ro, &n) != 0)
+        return;
+    if (mc_registry_offline(n)) {
+        mc_registry_close(n);
+        return;
+    }
+    log_info("the registry answers again (generation %llu; the replica had %llu): serving it",
+             (unsigned long long)mc_registry_generation(n),
+             (unsigned long long)mc_registry_generation(d->reg));
+    mc_registry_close(d->reg);
+    d->reg = n;
+    d->want_sync = true;
+}
+
 static void run(struct daemon *d)
 {
     struct epoll_event evs[64];
@@ -419,7 +451,12 @@ static void run(struct daemon *d)
         }
         if (d->cfg.registry[0] && mc_mono_ns() - d->last_regcheck_ns > REGCHECK_NS) {
             d->last_regcheck_ns = mc_mono_ns();
+            if (mc_registry_offline(d->reg))
+                registry_reopen(d);
             registry_watch(d, d->wfd < 0);
+            /* The replica lags by this period at most: a rewrite with fsyncs after every
+             * change would hold up the loop, and the next change's mirroring with it. */
+            mc_registry_keep_replica(d->reg);
             d->want_sync = true;
         }
         if (d->want_sync) {

@@ -198,6 +198,13 @@ extern const struct mc_reg_backend_ops mc_reg_journal_ops;
 extern const struct mc_reg_backend_ops mc_reg_postgres_ops;
 #endif
 
+/*
+ * A shared registry's local replica (docs/registry.md): rewrite the journal
+ * store at dir (created if missing) as a snapshot of emit's state at
+ * generation gen, atomically (journal.c).
+ */
+int mc_reg_replica_write(const char *dir, uint64_t gen, mc_reg_emit_fn emit, void *arg);
+
 /* A backend by name (NULL: the default, "journal"), or NULL with MC_EINVAL's message. */
 const struct mc_reg_backend_ops *mc_reg_backend_find(const char *name);
 

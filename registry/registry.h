@@ -272,6 +272,21 @@ int mc_registry_refresh(struct mc_registry *r, bool *changed);
  * session, so a caller also calls mc_registry_refresh() every few seconds.
  */
 int mc_registry_watch_fd(struct mc_registry *r);
+
+/*
+ * Why this handle serves a shared registry's local replica (STORE/replica,
+ * read-only: the database was unreachable at open), or NULL if it does not.
+ * Open again to reach the database once it is back.
+ */
+const char *mc_registry_offline(const struct mc_registry *r);
+
+/*
+ * Write what this handle has applied to the shared registry's local replica
+ * (STORE/replica) if it moved since the last write (a rewrite with fsyncs;
+ * nothing for the journal or a read-only handle). Only on request: mcached
+ * asks at start, every 2 s and at stop. Failures warn.
+ */
+void mc_registry_keep_replica(struct mc_registry *r);
 int mc_registry_watch_drain(struct mc_registry *r);
 
 /* Use this uid as the actor of later changes (default: getuid()). */

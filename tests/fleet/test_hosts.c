@@ -7,7 +7,8 @@
  * is printed (p50/p99). Then PostgreSQL stops
  * (pg.sh pause): B keeps serving, a CLI write is refused clearly; it starts
  * again (pg.sh resume): B catches up by itself (its 2 s check makes the
- * LISTEN session again) and the worker sees a move made after.
+ * LISTEN session again) and the worker sees a move made after. In between,
+ * B restarts while the database is away and serves its local replica.
  *
  * ARTIFACTS: the registry is shared, the artifacts are not yet loaded from
  * S3 by mcached (branch f2). The simplest honest setup is a shared artifacts
@@ -242,7 +243,26 @@ static void test_two_hosts(void **state)
     }
     assert_true(file_has(err, "127.0.0.1"));
     assert_true(file_has(err, "nothing was changed"));
+    assert_true(file_has(err, "this host serves its replica of generation"));
     assert_int_equal(ctl_at(sb, NULL, "ping", 0, NULL), 0);
+
+    /* host B restarts while the database is away: it serves its replica (STORE/replica) */
+    mcached_stop_clean(&pb);
+    {
+        const char *bv[] = {"mcached",  "--shm-dir", D.shm,     "--size",      "64M",   "--cache",
+                            "t",        "--store",   b,         "--registry",  pg_url,  "--socket",
+                            sb,         "--log-level", "debug", NULL};
+
+        pb = mcached_spawn(bv, true);
+        await_up(sb, &pb);
+        D.more[1] = pb;
+    }
+    log_wait("serving this host's replica of generation");
+    follow(in, out, "1.0.0", mono_ns(), mono_ns(), line, sizeof(line));
+    if (strncmp(line, "saw 1.0.0", 9) != 0) {
+        dump_log();
+        fail_msg("host B restarted from its replica: its worker answered \"%s\"", line);
+    }
 
     /* it starts again: a move made now reaches B's worker (its LISTEN made again) */
     assert_int_equal(pg_script("resume"), 0);
@@ -261,7 +281,7 @@ static void test_two_hosts(void **state)
 
             sscanf(line, "saw %*s %llu %llu", &x0, &x1);
             printf("# after PostgreSQL came back, a move reached host B's worker %.0f ms after "
-                   "the CLI returned (B's 2 s check made its LISTEN session again)\n",
+                   "the CLI returned (B's 2 s check opened the registry again)\n",
                    x1 / 1e6);
         }
     }
