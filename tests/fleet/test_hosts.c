@@ -249,9 +249,9 @@ static void test_two_hosts(void **state)
     /* host B restarts while the database is away: it serves its replica (STORE/replica) */
     mcached_stop_clean(&pb);
     {
-        const char *bv[] = {"mcached",  "--shm-dir", D.shm,     "--size",      "64M",   "--cache",
-                            "t",        "--store",   b,         "--registry",  pg_url,  "--socket",
-                            sb,         "--log-level", "debug", NULL};
+        const char *bv[] = {"mcached", "--shm-dir",   D.shm,   "--size",     "64M",  "--cache",
+                            "t",       "--store",     b,       "--registry", pg_url, "--socket",
+                            sb,        "--log-level", "debug", NULL};
 
         pb = mcached_spawn(bv, true);
         await_up(sb, &pb);
