@@ -21,6 +21,11 @@ void mc_config_defaults(struct mc_config *c)
     memset(c, 0, sizeof(*c));
     e = getenv("MCACHE_STORE");
     snprintf(c->store, sizeof(c->store), "%s", e && *e ? e : "./mcache-data");
+    /* as the CLI: one environment names the shared registry for every tool */
+    e = getenv("MCACHE_REGISTRY");
+    snprintf(c->registry, sizeof(c->registry), "%s", e ? e : "");
+    e = getenv("MCACHE_ARTIFACTS");
+    snprintf(c->artifacts, sizeof(c->artifacts), "%s", e ? e : "");
     e = getenv("MCACHE_CACHE");
     snprintf(c->cache, sizeof(c->cache), "%s", e && *e ? e : "default");
     e = getenv("MCACHE_SHM_DIR");
@@ -133,6 +138,10 @@ int mc_config_set(struct mc_config *c, const char *key, const char *v)
 
     if (!strcmp(key, "store"))
         return set_str(c->store, sizeof(c->store), key, v);
+    if (!strcmp(key, "registry"))
+        return set_str(c->registry, sizeof(c->registry), key, v);
+    if (!strcmp(key, "artifacts"))
+        return set_str(c->artifacts, sizeof(c->artifacts), key, v);
     if (!strcmp(key, "cache"))
         return set_str(c->cache, sizeof(c->cache), key, v);
     if (!strcmp(key, "shm-dir"))

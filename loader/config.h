@@ -11,6 +11,8 @@
 
 struct mc_config {
     char store[512];     /* registry store directory */
+    char registry[512];  /* shared registry URL ("": the store's journal) */
+    char artifacts[512]; /* artifact store URL ("": the store's models/) */
     char cache[64];      /* cache name */
     char shm_dir[256];   /* where the arena lives (tmpfs, hugetlbfs) */
     char socket[256];    /* control socket path ("" = <shm_dir>/mcache.<cache>.sock) */

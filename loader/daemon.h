@@ -97,8 +97,12 @@ struct daemon {
     struct mc_registry *reg;
     struct mc_notify notify; /* the service manager, if any (notify.h) */
     /* The loop's own event sources carry the address of the field holding
-     * their fd as epoll tag (&sfd, &ifd, &io.efd); every other tag is ctl's. */
+     * their fd as epoll tag (&sfd, &ifd, &io.efd, &wfd); every other tag is ctl's. */
     int epfd, sfd, ifd;
+    /* A shared registry's watch fd (mc_registry_watch_fd: postgres LISTEN), -1 none; and when
+     * its generation was last checked (registry_check, main.c) */
+    int wfd;
+    uint64_t last_regcheck_ns;
     struct dver **ht;
     size_t htcap, nver;
     struct dver *qhead, *qtail;

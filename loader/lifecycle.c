@@ -133,6 +133,10 @@ int daemon_start(struct daemon *d)
     sigaddset(&sigs, SIGHUP);
     sigprocmask(SIG_BLOCK, &sigs, NULL);
     signal(SIGPIPE, SIG_IGN);
+    if (d->cfg.registry[0])
+        ro.registry = d->cfg.registry;
+    if (d->cfg.artifacts[0])
+        ro.artifacts = d->cfg.artifacts;
     mc_notify_status(&d->notify, "starting: opening the store %s", d->cfg.store);
     rc = mc_registry_open(d->cfg.store, &ro, &d->reg);
     if (rc)
@@ -165,6 +169,12 @@ int daemon_start(struct daemon *d)
     epoll_add(d->epfd, d->ifd, &d->ifd);
     if (d->io.efd >= 0)
         epoll_add(d->epfd, d->io.efd, &d->io.efd);
+    /* A shared registry announces changes made on other hosts, which inotify cannot see. Its
+     * fd can be -1 now (the database unreachable) and change later: registry_check re-adds. */
+    d->wfd = mc_registry_watch_fd(d->reg);
+    if (d->wfd >= 0)
+        epoll_add(d->epfd, d->wfd, &d->wfd);
+    d->last_regcheck_ns = mc_mono_ns();
     /* preflight() checked that it fits a sockaddr_un (108 bytes). Published
      * before the mirror: a worker's mc_get_load() finds it and waits for the
      * listen (it retries while this pid lives). */
@@ -179,6 +189,7 @@ int daemon_start(struct daemon *d)
     rc = daemon_sync(d, true);
     if (rc)
         log_error("initial sync failed: %s; serving what the arena holds", mc_last_error());
+    mc_registry_keep_replica(d->reg); /* a shared registry's, for a start without the database */
     return mc_ctl_listen(&d->ctl, d->epfd, d->socket_path, &d->access, daemon_request,
                          daemon_conn_closed, d);
 }
@@ -197,6 +208,8 @@ void daemon_stop(struct daemon *d)
     if (d->own.a.hdr)
         mc_own_release(&d->own);
     stats_destroy(d);
+    if (d->reg)
+        mc_registry_keep_replica(d->reg); /* the newest, for a start without the database */
     mc_registry_close(d->reg);
     d->reg = NULL;
     for (size_t i = 0; i < d->htcap; i++)

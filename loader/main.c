@@ -45,6 +45,10 @@ static void usage(FILE *f)
             "Options (each can also be set in the config file, without the dashes):\n"
             "  --store DIR          registry store (default $MCACHE_STORE or ./mcache-data;\n"
             "                       created if missing)\n"
+            "  --registry URL       a registry shared by hosts: postgres://USER@HOST:PORT/DB\n"
+            "                       (default $MCACHE_REGISTRY; none: the store's journal)\n"
+            "  --artifacts URL      where artifacts are: s3://BUCKET/PREFIX (default\n"
+            "                       $MCACHE_ARTIFACTS; none: the store's models/)\n"
             "  --cache NAME         cache name (default $MCACHE_CACHE or \"default\")\n"
             "  --size SIZE          arena size, e.g. 2G (default: a quarter of available memory,\n"
             "                       256M..4G); committed up front\n"
@@ -91,6 +95,7 @@ static void usage(FILE *f)
 
 static const struct option longopts[] = {
     {"store", required_argument, 0, 0},         {"cache", required_argument, 0, 0},
+    {"registry", required_argument, 0, 0},      {"artifacts", required_argument, 0, 0},
     {"size", required_argument, 0, 0},          {"index-size", required_argument, 0, 0},
     {"shm-dir", required_argument, 0, 0},       {"base", required_argument, 0, 0},
     {"socket", required_argument, 0, 0},        {"admin-group", required_argument, 0, 0},
@@ -238,6 +243,8 @@ static void reload_config(struct daemon *d)
             const char *key;
         } later[] = {
             {strcmp(n.store, o->store) != 0, "store"},
+            {strcmp(n.registry, o->registry) != 0, "registry"},
+            {strcmp(n.artifacts, o->artifacts) != 0, "artifacts"},
             {strcmp(n.cache, o->cache) != 0, "cache"},
             {strcmp(n.shm_dir, o->shm_dir) != 0, "shm-dir"},
             {strcmp(n.socket, o->socket) != 0, "socket"},
@@ -312,6 +319,66 @@ static void notify_serving(struct daemon *d)
                          (unsigned long long)d->own.w.t->resident);
 }
 
+/*
+ * A shared registry: every 2 s, a refresh (a generation check and the rows past it, two small
+ * queries), which covers a notification lost with its session; and the watch fd made again if
+ * its session died (a PostgreSQL restart), so that notifications resume.
+ */
+#define REGCHECK_NS 2000000000ull
+
+static void registry_watch(struct daemon *d, bool check)
+{
+    int fd;
+
+    if (d->wfd >= 0 && !check)
+        return;
+    fd = mc_registry_watch_fd(d->reg);
+    if (fd == d->wfd)
+        return;
+    if (d->wfd >= 0) /* closed by libpq already, which removed it from the epoll set */
+        epoll_ctl(d->epfd, EPOLL_CTL_DEL, d->wfd, NULL);
+    d->wfd = fd;
+    if (fd >= 0) {
+        struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &d->wfd};
+
+        epoll_ctl(d->epfd, EPOLL_CTL_ADD, fd, &ev);
+        log_info("listening for registry changes again");
+        d->want_sync = true; /* what was announced while nobody listened */
+    }
+}
+
+static void quiet_warn(void *arg, const char *msg)
+{
+    (void)arg, (void)msg;
+}
+
+/*
+ * Started from the replica (the database was unreachable): open the shared registry again,
+ * and once it answers, serve it instead (the replica's handle is read-only and never moves).
+ * Attempts are quiet: each would warn that it fell back to the replica again.
+ */
+static void registry_reopen(struct daemon *d)
+{
+    struct mc_registry_opts ro = {.flags = MC_REGISTRY_CREATE,
+                                  .warn = quiet_warn,
+                                  .registry = d->cfg.registry,
+                                  .artifacts = d->cfg.artifacts[0] ? d->cfg.artifacts : NULL};
+    struct mc_registry *n;
+
+    if (mc_registry_open(d->cfg.store, &ro, &n) != 0)
+        return;
+    if (mc_registry_offline(n)) {
+        mc_registry_close(n);
+        return;
+    }
+    log_info("the registry answers again (generation %llu; the replica had %llu): serving it",
+             (unsigned long long)mc_registry_generation(n),
+             (unsigned long long)mc_registry_generation(d->reg));
+    mc_registry_close(d->reg);
+    d->reg = n;
+    d->want_sync = true;
+}
+
 static void run(struct daemon *d)
 {
     struct epoll_event evs[64];
@@ -352,6 +419,18 @@ static void run(struct daemon *d)
                 d->want_sync = true;
             } else if (tag == &d->io.efd) {
                 mc_io_poll(&d->io, false);
+            } else if (tag == &d->wfd) {
+                int got = mc_registry_watch_drain(d->reg);
+
+                if (got < 0) { /* the session died: its fd is closed, and out of the set */
+                    log_warn("lost the registry's change notifications; checking every %llu s "
+                             "until they resume",
+                             REGCHECK_NS / 1000000000ull);
+                    d->wfd = -1;
+                    d->want_sync = true;
+                } else if (got > 0) {
+                    d->want_sync = true;
+                }
             } else if (health_event(d, tag, evs[i].events)) {
                 /* a health check's output or exit (health.c) */
             } else {
@@ -371,6 +450,16 @@ static void run(struct daemon *d)
                            (unsigned long long)(mc_mono_ns() / 1000));
             reload_config(d);
             mc_notify_send(&d->notify, "READY=1");
+        }
+        if (d->cfg.registry[0] && mc_mono_ns() - d->last_regcheck_ns > REGCHECK_NS) {
+            d->last_regcheck_ns = mc_mono_ns();
+            if (mc_registry_offline(d->reg))
+                registry_reopen(d);
+            registry_watch(d, d->wfd < 0);
+            /* The replica lags by this period at most: a rewrite with fsyncs after every
+             * change would hold up the loop, and the next change's mirroring with it. */
+            mc_registry_keep_replica(d->reg);
+            d->want_sync = true;
         }
         if (d->want_sync) {
             d->want_sync = false;
@@ -392,7 +481,7 @@ int main(int argc, char **argv)
     int rc;
 
     mc_config_defaults(&d.cfg);
-    d.io.efd = d.ctl.lfd = d.epfd = d.sfd = d.ifd = -1; /* daemon_stop() may run early */
+    d.io.efd = d.ctl.lfd = d.epfd = d.sfd = d.ifd = d.wfd = -1; /* daemon_stop() may run early */
     rc = parse_args(argc, argv, &d.cfg, &cfg_path);
     if (rc)
         return rc;

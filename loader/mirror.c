@@ -397,9 +397,24 @@ int daemon_sync(struct daemon *d, bool force)
     int rc;
 
     rc = mc_registry_refresh(d->reg, NULL);
-    if (rc) {
-        log_error("reading the registry: %s", mc_last_error());
-        return rc;
+    {
+        /* A shared registry's database can be away for minutes, checked every 2 s: say it once
+         * (and again if the reason changes), then that it answers again. */
+        static char failing[512];
+
+        if (rc) {
+            if (strcmp(failing, mc_last_error()) != 0)
+                log_error("reading the registry: %s; serving what the arena holds (generation "
+                          "%llu) and trying again",
+                          mc_last_error(), (unsigned long long)mc_registry_generation(d->reg));
+            snprintf(failing, sizeof(failing), "%s", mc_last_error());
+            return rc;
+        }
+        if (failing[0]) {
+            log_info("the registry answers again (generation %llu)",
+                     (unsigned long long)mc_registry_generation(d->reg));
+            failing[0] = '\0';
+        }
     }
     /* Compare generations, not `changed`: someone else (a request that
      * needed fresh registry data) may have refreshed since our last sync. */

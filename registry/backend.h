@@ -177,6 +177,19 @@ struct mc_reg_backend_ops {
      */
     int (*repair)(struct mc_reg_backend *b, size_t skipped, mc_reg_emit_fn emit, void *arg,
                   mc_reg_report_fn report, void *rarg);
+
+    /*
+     * Optional (NULL: none, as the journal, whose store a process watches
+     * with inotify). watch_fd: an fd that becomes readable when another
+     * process has changed the registry, made on first call (postgres: a
+     * second session LISTENing on mcache_registry), or -1 when it cannot be
+     * made now (the caller tries again later). watch_drain: consume what
+     * made it readable; 1 if a change was announced, 0 if not, negative
+     * when the fd is gone (the session died: it is closed, and the next
+     * watch_fd makes a new one, on another fd).
+     */
+    int (*watch_fd)(struct mc_reg_backend *b);
+    int (*watch_drain)(struct mc_reg_backend *b);
 };
 
 /* The metadata backends this build has (postgres: when built with libpq). */
@@ -184,6 +197,13 @@ extern const struct mc_reg_backend_ops mc_reg_journal_ops;
 #ifdef MCACHE_HAVE_POSTGRES
 extern const struct mc_reg_backend_ops mc_reg_postgres_ops;
 #endif
+
+/*
+ * A shared registry's local replica (docs/registry.md): rewrite the journal
+ * store at dir (created if missing) as a snapshot of emit's state at
+ * generation gen, atomically (journal.c).
+ */
+int mc_reg_replica_write(const char *dir, uint64_t gen, mc_reg_emit_fn emit, void *arg);
 
 /* A backend by name (NULL: the default, "journal"), or NULL with MC_EINVAL's message. */
 const struct mc_reg_backend_ops *mc_reg_backend_find(const char *name);

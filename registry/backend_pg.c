@@ -56,6 +56,8 @@ struct pgb {
     char where[256]; /* the URL without its password, for messages */
     unsigned flags;
     PGconn *conn;
+    char *url;      /* for the LISTEN session, made on demand (watch_fd) */
+    PGconn *listen; /* that session, or NULL */
     char lockkey[16]; /* hashtext(current_schema()) as text */
     enum mc_reg_lock held;
     uint64_t gen;  /* last generation delivered or appended */
@@ -278,6 +280,8 @@ static void pg_close(struct mc_reg_backend *b)
     if (p == NULL)
         return;
     PQfinish(p->conn);
+    PQfinish(p->listen);
+    free(p->url);
     mc_jreader_fini(&p->jr);
     free(p);
 }
@@ -352,7 +356,18 @@ static int pg_open(const struct mc_reg_backend_conf *conf, struct mc_reg_backend
                                  "(--registry postgres://USER@HOST/DB or MCACHE_REGISTRY)");
     }
     url_for_messages(conf->url, p->where, sizeof(p->where));
+    p->url = strdup(conf->url);
+    if (p->url == NULL) {
+        pg_close(&p->be);
+        return mc_err(MC_ENOMEM, "out of memory opening %s", conf->dir);
+    }
     rc = pq_connect(conf->url, p->where, &p->conn);
+    if (rc && writable(p)) { /* a write refused at open: say that it did nothing */
+        char msg[1024];
+
+        snprintf(msg, sizeof(msg), "%s", mc_last_error());
+        rc = mc_err(rc, "%s; nothing was changed", msg);
+    }
     if (rc == 0)
         rc = schema_version_of(p->conn, p->where, &have);
     if (rc == 0 && have > SCHEMA_VERSION)
@@ -837,6 +852,58 @@ static int pg_repair(struct mc_reg_backend *b, size_t skipped, mc_reg_emit_fn em
     return pg_compact(b, emit, arg);
 }
 
+/* ---- watching ---------------------------------------------------------- */
+
+/*
+ * A session of its own, so that notifications wait in its socket whatever
+ * the main one is doing (a notification arriving during a query on the main
+ * session would be read by libpq there, and the fd polled would never wake).
+ */
+static int pg_watch_fd(struct mc_reg_backend *b)
+{
+    struct pgb *p = pgb_of(b);
+
+    if (p->listen != NULL && PQstatus(p->listen) != CONNECTION_OK) {
+        PQfinish(p->listen);
+        p->listen = NULL;
+    }
+    if (p->listen == NULL) {
+        PGconn *c = NULL;
+
+        if (pq_connect(p->url, p->where, &c) != 0)
+            return -1;
+        if (pq_run(c, p->where, "listening for changes", "LISTEN mcache_registry", 0, NULL,
+                   NULL) != 0 ||
+            PQsetnonblocking(c, 1) != 0) {
+            PQfinish(c);
+            return -1;
+        }
+        p->listen = c;
+    }
+    return PQsocket(p->listen);
+}
+
+static int pg_watch_drain(struct mc_reg_backend *b)
+{
+    struct pgb *p = pgb_of(b);
+    PGnotify *n;
+    int got = 0;
+
+    if (p->listen == NULL)
+        return -1;
+    /* a closed socket reads as ready; consuming then fails and the status says why */
+    if (!PQconsumeInput(p->listen) || PQstatus(p->listen) != CONNECTION_OK) {
+        PQfinish(p->listen);
+        p->listen = NULL;
+        return -1;
+    }
+    while ((n = PQnotifies(p->listen)) != NULL) {
+        got = 1;
+        PQfreemem(n);
+    }
+    return got;
+}
+
 const struct mc_reg_backend_ops mc_reg_postgres_ops = {
     .name = "postgres",
     .open = pg_open,
@@ -855,4 +922,6 @@ const struct mc_reg_backend_ops mc_reg_postgres_ops = {
     .sizes = pg_sizes,
     .salvage = pg_salvage,
     .repair = pg_repair,
+    .watch_fd = pg_watch_fd,
+    .watch_drain = pg_watch_drain,
 };

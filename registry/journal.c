@@ -308,6 +308,30 @@ static int journal_repair(struct mc_reg_backend *b, size_t skipped, mc_reg_emit_
     return rc;
 }
 
+int mc_reg_replica_write(const char *dir, uint64_t gen, mc_reg_emit_fn emit, void *arg)
+{
+    struct mc_reg_backend_conf c = {.dir = dir, .flags = MC_REGISTRY_CREATE};
+    struct mc_reg_backend *b;
+    bool created;
+    int rc = journal_open(&c, &b, &created);
+
+    if (rc)
+        return rc;
+    rc = journal_lock(b, MC_REG_EXCLUSIVE);
+    if (rc == 0) {
+        struct journal *j = journal_of(b);
+
+        rc = mc_manifest_ensure(&j->man);
+        /* the snapshot is the shared registry's state at its generation, not the replica's own */
+        j->man.gen = gen;
+        if (rc == 0)
+            rc = mc_manifest_compact(&j->man, emit, arg);
+        journal_unlock(b);
+    }
+    journal_close(b);
+    return rc;
+}
+
 const struct mc_reg_backend_ops mc_reg_journal_ops = {
     .name = "journal",
     .open = journal_open,

@@ -162,6 +162,11 @@ struct mc_registry {
     struct mc_reg_backend *be; /* metadata: records and snapshots */
     struct mc_art_store *art;  /* artifacts: the bytes */
     struct reg_state *st;
+    /* a shared registry's replica (STORE/replica): the generation last written there */
+    uint64_t replica_gen;
+    /* opened from the replica because the database was unreachable: why ("" if not) */
+    char offline[1024];
+    char where[256]; /* the shared registry's URL, for messages */
 };
 
 static inline struct reg_ver *ver_of(const struct mc_reg_version *v)

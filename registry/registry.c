@@ -135,6 +135,32 @@ static int reload(struct mc_registry *r)
     return 0;
 }
 
+/*
+ * A shared registry (a backend with a watch fd: postgres) is kept in STORE/replica when a
+ * writable handle's owner asks (mc_registry_keep_replica: mcached, at start, every 2 s and at
+ * stop; not every change: a rewrite with fsyncs each time made bulk writers crawl), so that a host cut off from the database can still
+ * start and serve what it last saw (mc_registry_open). Best effort: a failure warns.
+ */
+static void replica_save(struct mc_registry *r)
+{
+    char path[PATH_MAX];
+    uint64_t gen;
+
+    if (r->be->ops->watch_fd == NULL || !writable(r) || r->offline[0] || r->st == NULL)
+        return;
+    gen = r->be->ops->generation(r->be);
+    if (gen == r->replica_gen)
+        return;
+    snprintf(path, sizeof(path), "%s/replica", r->dir);
+    if (mc_reg_replica_write(path, gen, state_emit, r->st) != 0) {
+        mc_reg_reportf(r->warn, r->warn_arg,
+                       "could not keep this host's replica of the registry in %s: %s", path,
+                       mc_last_error());
+        return;
+    }
+    r->replica_gen = gen;
+}
+
 int reg_sync(struct mc_registry *r, bool *changed)
 {
     bool ch = false;
@@ -155,6 +181,11 @@ int reg_write_begin(struct mc_registry *r)
 {
     int rc;
 
+    if (r->offline[0])
+        return mc_err(MC_EIO,
+                      "the registry at %s is unreachable: %s; nothing was changed; this host "
+                      "serves its replica of generation %llu",
+                      r->where, r->offline, (unsigned long long)mc_registry_generation(r));
     if (!writable(r))
         return mc_err(MC_EPERM, "%s was opened read-only; nothing was changed", r->dir);
     rc = reg_lock(r, MC_REG_EXCLUSIVE);
@@ -246,12 +277,16 @@ static const struct mc_art_store_ops *art_ops(const char **artifacts)
 }
 
 static int open_backends(struct mc_registry *r, const char *backend, const char *url,
-                         const char *artifacts, const char *creds)
+                         const char *artifacts, const char *creds, const char *meta_dir)
 {
     const struct mc_art_store_ops *aops = art_ops(&artifacts);
     const struct mc_reg_backend_ops *ops = mc_reg_backend_find(backend_named(backend, url));
     struct mc_reg_backend_conf bc = {
-        .dir = r->dir, .url = url, .flags = r->flags, .warn = r->warn, .warn_arg = r->warn_arg};
+        .dir = meta_dir ? meta_dir : r->dir,
+        .url = url,
+        .flags = r->flags,
+        .warn = r->warn,
+        .warn_arg = r->warn_arg};
     struct mc_art_conf ac = {.dir = r->dir,
                              .url = artifacts,
                              .creds_file = creds,
@@ -277,6 +312,20 @@ static int open_backends(struct mc_registry *r, const char *backend, const char 
     return rc;
 }
 
+/* url without a password, for messages (as backend_pg.c's). */
+static void where_of(const char *url, char *out, size_t n)
+{
+    const char *s = strstr(url, "://"), *at = s ? strchr(s + 3, '@') : NULL;
+    const char *colon = at ? memchr(s + 3, ':', (size_t)(at - (s + 3))) : NULL;
+
+    if (colon == NULL)
+        snprintf(out, n, "%s", url);
+    else
+        snprintf(out, n, "%.*s%s", (int)(colon - url), url, at);
+    if ((s = strstr(out, "password=")) != NULL)
+        out[s - out] = '\0';
+}
+
 int reg_open_noload(const char *dir, const char *backend, const char *url, const char *artifacts,
                     const char *creds, unsigned flags, void (*warn)(void *, const char *),
                     void *warn_arg, struct mc_registry **out)
@@ -297,13 +346,52 @@ int reg_open_noload(const char *dir, const char *backend, const char *url, const
     r->warn_arg = warn_arg;
     r->uid = (uint32_t)getuid();
     reg_actor_default(r);
-    rc = open_backends(r, backend, url, artifacts, creds);
+    rc = open_backends(r, backend, url, artifacts, creds, NULL);
+    /*
+     * A shared registry that cannot be reached: its replica, read-only, if this host has one
+     * (kept by replica_save). Writes are refused (reg_write_begin) naming the database.
+     */
+    if (rc == MC_EIO && url != NULL && r->be == NULL) {
+        char replica[PATH_MAX], lock[PATH_MAX + 8];
+
+        snprintf(replica, sizeof(replica), "%s/replica", r->dir);
+        snprintf(lock, sizeof(lock), "%s/lock", replica);
+        if (access(lock, F_OK) == 0) {
+            char why[1024], *p;
+
+            snprintf(why, sizeof(why), "%s", mc_last_error());
+            if ((p = strstr(why, "; nothing was changed")) != NULL) /* said once, below */
+                *p = '\0';
+            if (r->art) {
+                r->art->ops->close(r->art);
+                r->art = NULL;
+            }
+            r->flags = (flags & ~MC_REGISTRY_CREATE) | MC_REGISTRY_READONLY;
+            rc = open_backends(r, "journal", NULL, artifacts, creds, replica);
+            if (rc == 0) {
+                snprintf(r->offline, sizeof(r->offline), "%s", why);
+                where_of(url, r->where, sizeof(r->where));
+            }
+        }
+    }
     if (rc) {
         mc_registry_close(r);
         return rc;
     }
+    if (url != NULL)
+        where_of(url, r->where, sizeof(r->where));
     *out = r;
     return 0;
+}
+
+void mc_registry_keep_replica(struct mc_registry *r)
+{
+    replica_save(r);
+}
+
+const char *mc_registry_offline(const struct mc_registry *r)
+{
+    return r->offline[0] ? r->offline : NULL;
 }
 
 /*
@@ -349,6 +437,12 @@ int mc_registry_open(const char *dir, const struct mc_registry_opts *opts, struc
     if (rc == 0 && writable(r))
         rc = reg_cleanup(r);
     reg_unlock(r);
+    if (rc == 0 && r->offline[0])
+        mc_reg_reportf(r->warn, r->warn_arg,
+                       "the registry at %s is unreachable (%s); serving this host's replica of "
+                       "generation %llu, read-only, from %s/replica",
+                       r->where, r->offline, (unsigned long long)mc_registry_generation(r),
+                       r->dir);
     if (rc) {
         mc_registry_close(r);
         return rc;
@@ -394,6 +488,16 @@ uint64_t mc_registry_generation(const struct mc_registry *r)
 uint64_t mc_registry_state_generation(const struct mc_registry *r)
 {
     return r->st->state_gen;
+}
+
+int mc_registry_watch_fd(struct mc_registry *r)
+{
+    return r->be->ops->watch_fd ? r->be->ops->watch_fd(r->be) : -1;
+}
+
+int mc_registry_watch_drain(struct mc_registry *r)
+{
+    return r->be->ops->watch_drain ? r->be->ops->watch_drain(r->be) : 0;
 }
 
 void mc_registry_set_uid(struct mc_registry *r, uint32_t uid)

@@ -278,6 +278,36 @@ uint64_t mc_registry_state_generation(const struct mc_registry *r);
  */
 int mc_registry_refresh(struct mc_registry *r, bool *changed);
 
+/*
+ * Waiting for changes made by other processes or hosts, for a loop that
+ * polls fds (mcached's). mc_registry_watch_fd() returns an fd to poll for
+ * reading, or -1: the backend has none (the journal: watch the store with
+ * inotify, as above) or cannot make one now (postgres, database
+ * unreachable: call again later). The fd may change between calls (a
+ * LISTEN session that died is replaced): compare and re-register. When it
+ * is readable, call mc_registry_watch_drain() (1: a change was announced,
+ * so call mc_registry_refresh(); 0: nothing; negative: the fd is closed,
+ * call mc_registry_watch_fd() again). A notification can be lost with its
+ * session, so a caller also calls mc_registry_refresh() every few seconds.
+ */
+int mc_registry_watch_fd(struct mc_registry *r);
+
+/*
+ * Why this handle serves a shared registry's local replica (STORE/replica,
+ * read-only: the database was unreachable at open), or NULL if it does not.
+ * Open again to reach the database once it is back.
+ */
+const char *mc_registry_offline(const struct mc_registry *r);
+
+/*
+ * Write what this handle has applied to the shared registry's local replica
+ * (STORE/replica) if it moved since the last write (a rewrite with fsyncs;
+ * nothing for the journal or a read-only handle). Only on request: mcached
+ * asks at start, every 2 s and at stop. Failures warn.
+ */
+void mc_registry_keep_replica(struct mc_registry *r);
+int mc_registry_watch_drain(struct mc_registry *r);
+
 /* Use this uid as the actor of later changes (default: getuid()). */
 void mc_registry_set_uid(struct mc_registry *r, uint32_t uid);
 

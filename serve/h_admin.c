@@ -175,8 +175,15 @@ static int fsck(struct req *rq)
     snprintf(dir, sizeof(dir), "%s", mc_registry_dir(rq->srv->reg));
     srv_unlock(rq->srv);
     problems = json_array();
-    rc = mc_registry_check(dir, MC_CHECK_ARTIFACTS | (json_is_true(sums) ? MC_CHECK_CHECKSUMS : 0),
-                           collect, problems, &n);
+    {
+        /* the registry this server opened: a shared one's records are in its database */
+        struct mc_registry_opts ro = {.registry = rq->srv->cli.registry,
+                                      .artifacts = rq->srv->cli.artifacts};
+
+        rc = mc_registry_check_opts(
+            dir, &ro, MC_CHECK_ARTIFACTS | (json_is_true(sums) ? MC_CHECK_CHECKSUMS : 0), collect,
+            problems, &n);
+    }
     if (rc && rc != MC_ECORRUPT && rc != MC_EIO) {
         json_decref(problems);
         return reply_mc_error(rq, rc);

@@ -35,6 +35,10 @@ static void usage(FILE *f)
           "\n"
           "Options:\n"
           "  --store DIR          registry store (default $MCACHE_STORE, else ./mcache-data)\n"
+          "  --registry URL       a registry shared by hosts: postgres://USER@HOST:PORT/DB\n"
+          "                       (default $MCACHE_REGISTRY, else the store's journal)\n"
+          "  --artifacts URL      where artifacts are: s3://BUCKET/PREFIX (default\n"
+          "                       $MCACHE_ARTIFACTS, else the store's models/)\n"
           "  --cache NAME         cache name (default $MCACHE_CACHE, else \"default\")\n"
           "  --shm-dir DIR        where the arena lives (default $MCACHE_SHM_DIR, /dev/shm)\n"
           "  --socket PATH        mcached's control socket (default $MCACHE_SOCKET, else the\n"
@@ -234,6 +238,8 @@ enum {
     O_WORKERS,
     O_PERIP,
     O_VERSION,
+    O_REGISTRY,
+    O_ARTIFACTS,
 };
 
 /* Would these options leave the registry open to anyone, given ntok tokens? Says so, true. */
@@ -262,6 +268,8 @@ int main(int argc, char **argv)
 {
     static const struct option opts[] = {
         {"store", required_argument, NULL, O_STORE},
+        {"registry", required_argument, NULL, O_REGISTRY},
+        {"artifacts", required_argument, NULL, O_ARTIFACTS},
         {"cache", required_argument, NULL, O_CACHE},
         {"shm-dir", required_argument, NULL, O_SHM},
         {"socket", required_argument, NULL, O_SOCKET},
@@ -281,6 +289,7 @@ int main(int argc, char **argv)
         {"version", no_argument, NULL, O_VERSION},
         {0},
     };
+    const char *registry = NULL, *artifacts = NULL;
     const char *store = NULL, *cache = NULL, *shm = NULL, *sock = NULL, *listen = DEFAULT_LISTEN;
     const char *cert = NULL, *key = NULL;
     bool require = false, insecure = false, loopback;
@@ -300,6 +309,12 @@ int main(int argc, char **argv)
         switch (c) {
         case O_STORE:
             store = optarg;
+            break;
+        case O_REGISTRY:
+            registry = optarg;
+            break;
+        case O_ARTIFACTS:
+            artifacts = optarg;
             break;
         case O_CACHE:
             cache = optarg;
@@ -406,8 +421,20 @@ int main(int argc, char **argv)
     }
     pthread_mutex_init(&s.mc_lock, NULL);
 
-    /* No store yet: it has no tokens. Refuse now, before opening it would create it. */
-    if (access(s.cli.store, F_OK) != 0 &&
+    /* as the CLI: the flag, else the environment; "" is none (the store's journal, models/) */
+    s.cli.registry = registry ? registry : getenv("MCACHE_REGISTRY");
+    s.cli.artifacts = artifacts ? artifacts : getenv("MCACHE_ARTIFACTS");
+    if (s.cli.registry && !*s.cli.registry)
+        s.cli.registry = NULL;
+    if (s.cli.artifacts && !*s.cli.artifacts)
+        s.cli.artifacts = NULL;
+    ro.registry = s.cli.registry;
+    ro.artifacts = s.cli.artifacts;
+    /*
+     * No store yet and no shared registry: it has no tokens. Refuse now,
+     * before opening it would create it.
+     */
+    if (!s.cli.registry && access(s.cli.store, F_OK) != 0 &&
         refused_without_tokens(s.cli.store, listen, addr_is_loopback((struct sockaddr *)&l.addr),
                                require, insecure, 0))
         goto fail;

@@ -6,6 +6,9 @@
 #                             stop it, remove it; exits with CMD's status
 #   pg.sh start               start one; prints "URL DIR" (stop it with pg.sh stop DIR)
 #   pg.sh stop DIR            stop the one in DIR (by the pid in its postmaster.pid) and remove DIR
+#   pg.sh pause DIR           stop the server of DIR (pg_ctl stop -m fast), keeping its data
+#   pg.sh resume DIR          start it again, on the same port
+# `run` also sets MCACHE_TEST_PG_DIR, for tests that pause and resume it.
 #
 # Exits 77 (the tests' "skipped") when Debian's postgresql-15 is not installed.
 # Settings are for speed, not durability (fsync off): nothing here outlives
@@ -63,6 +66,7 @@ pg_start() {
         -o "-p $port -k $DIR -c listen_addresses=127.0.0.1 -c fsync=off \
             -c synchronous_commit=off -c full_page_writes=off" >/dev/null 2>&1; then
       URL="postgresql://postgres@127.0.0.1:$port/postgres"
+      echo "$port" >"$DIR/port"
       return 0
     fi
   done
@@ -106,12 +110,22 @@ case "${1:-}" in
     trap 'pg_stop "$DIR"' EXIT
     trap 'exit 130' INT TERM
     rc=0
-    MCACHE_TEST_PG_URL=$URL "$@" || rc=$?
+    MCACHE_TEST_PG_URL=$URL MCACHE_TEST_PG_DIR=$DIR "$@" || rc=$?
     exit $rc
     ;;
   start)
     pg_start
     echo "$URL $DIR"
+    ;;
+  pause)
+    [ $# -eq 2 ] && [ -f "$2/port" ] || { echo "usage: pg.sh pause DIR (a DIR pg.sh made)" >&2; exit 2; }
+    as_owner "$PGBIN/pg_ctl" -D "$2/data" -w -t 30 stop -m fast >/dev/null
+    ;;
+  resume)
+    [ $# -eq 2 ] && [ -f "$2/port" ] || { echo "usage: pg.sh resume DIR (a DIR pg.sh made)" >&2; exit 2; }
+    as_owner "$PGBIN/pg_ctl" -D "$2/data" -l "$2/server.log" -w -t 30 start \
+        -o "-p $(cat "$2/port") -k $2 -c listen_addresses=127.0.0.1 -c fsync=off \
+            -c synchronous_commit=off -c full_page_writes=off" >/dev/null
     ;;
   stop)
     [ $# -eq 2 ] || { echo "usage: pg.sh stop DIR" >&2; exit 2; }

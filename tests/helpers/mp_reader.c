@@ -27,6 +27,10 @@
  *                                         on stdin mc_get_load it (MS timeout), check its bytes
  *                                         against its checksum, print "ok NAME VERSION" or
  *                                         "error CODE MSG"; exit 0 at the end of stdin
+ *   mp_reader follow DIR CACHE NAME REF   attach, print "ready"; then for each line
+ *                                         "VERSION T0 T1" on stdin get NAME@REF until it is
+ *                                         VERSION (10 s at most) and print "saw VERSION D0 D1"
+ *                                         (D = CLOCK_MONOTONIC ns now minus T) or "timeout"
  *   mp_reader tensor DIR CACHE NAME REF TENSOR  print "TENSORS n DTYPE d0xd1.. aligned A sum S"
  *                                         (S: sum of the tensor's F32 values)
  *   mp_reader several DIR MS CACHE...     attach every CACHE first (all mapped at once), then
@@ -660,6 +664,48 @@ static int cmd_getloads(char **av)
     return 0;
 }
 
+/* An alias's move reaching this worker: the fleet test's propagation latency (see above). */
+static int cmd_follow(char **av)
+{
+    char line[512], want[128];
+    unsigned long long t0, t1;
+    mc_cache *c;
+
+    if (mc_attach_dir(av[2], av[3], &c)) {
+        fprintf(stderr, "mp_reader: %s\n", mc_last_error());
+        return 2;
+    }
+    printf("ready\n");
+    fflush(stdout);
+    while (fgets(line, sizeof(line), stdin)) {
+        uint64_t end;
+        bool seen = false;
+
+        if (sscanf(line, "%127s %llu %llu", want, &t0, &t1) != 3)
+            return 2;
+        end = mc_mono_ns() + 10000000000ull;
+        while (!seen && mc_mono_ns() < end) {
+            mc_model *m;
+
+            if (mc_get(c, av[4], av[5], &m) != 0)
+                continue;
+            seen = strcmp(mc_model_version(m), want) == 0;
+            mc_release(m);
+        }
+        if (seen) {
+            uint64_t now = mc_mono_ns();
+
+            printf("saw %s %llu %llu\n", want, (unsigned long long)(now - t0),
+                   (unsigned long long)(now - t1));
+        } else {
+            printf("timeout\n");
+        }
+        fflush(stdout);
+    }
+    mc_detach(c);
+    return 0;
+}
+
 static int cmd_canary(char **av)
 {
     long n = atol(av[6]), bad = 0, highest = 0, gets = 0;
@@ -726,6 +772,8 @@ int main(int ac, char **av)
         return cmd_fork(av);
     if (ac >= 6 && strcmp(av[1], "meta") == 0)
         return cmd_meta(av);
+    if (ac >= 6 && strcmp(av[1], "follow") == 0)
+        return cmd_follow(av);
     if (ac >= 5 && strcmp(av[1], "getloads") == 0)
         return cmd_getloads(av);
     if (ac >= 5 && strcmp(av[1], "several") == 0)
