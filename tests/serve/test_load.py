@@ -59,9 +59,13 @@ class Load(unittest.TestCase):
             before = rss_kib(srv.proc.pid)
             second = {path: self.check_run(srv, path) for path in paths}
             after = rss_kib(srv.proc.pid)
-            self.assertLess(after - before, GROWTH_KIB,
-                            "RSS %d KiB -> %d KiB over a second round of %s (first %s)"
-                            % (before, after, second, first))
+            # Under a sanitizer the RSS measures its runtime (ASan keeps freed memory in
+            # quarantine, up to 256 MiB; TSan's shadow grows): there LeakSanitizer's
+            # report at exit, which fails stop_serve() below, is the leak check.
+            if not os.environ.get("MCACHE_PY_PRELOAD"):
+                self.assertLess(after - before, GROWTH_KIB,
+                                "RSS %d KiB -> %d KiB over a second round of %s (first %s)"
+                                % (before, after, second, first))
             # Still healthy, and it stops cleanly after the load.
             self.assertEqual(srv.request("GET", "/readyz")[0], 200)
             self.assertEqual(srv.stop_serve(), 0, srv.logs())
