@@ -178,6 +178,24 @@ static int deploy_abort(struct req *rq)
     return deploy_ctl(rq, "abort");
 }
 
+/*
+ * A load or evict that succeeded changed the cache, not the registry, so no
+ * registry record says who did it: record it in the audit log ("ok"), as
+ * the core records a failed one.
+ */
+static void audit_ok(struct req *rq, const char *op, json_t *res)
+{
+    char what[300];
+
+    snprintf(what, sizeof(what), "%s %.128s@%.64s", op, jstr_or(res, "name", req_param(rq, "name")),
+             jstr_or(res, "version", req_param(rq, "ref")));
+    if (srv_lock(rq->srv) != 0) /* the change stands; only its entry is lost */
+        return;
+    mc_registry_set_actor(rq->srv->reg, rq->who, rq->from);
+    (void)mc_registry_audit_add(rq->srv->reg, what, "ok", NULL);
+    srv_unlock(rq->srv);
+}
+
 /* POST .../versions/{ref}/load?timeout_s=: as `mcache load --json`. */
 static int load(struct req *rq)
 {
@@ -201,6 +219,8 @@ static int load(struct req *rq)
                           jget(res, "version"), "state", jget(res, "state"), "size",
                           jget(res, "size"), "seconds", cli_mono_s() - (double)t0 / 1e9, "already",
                           json_is_true(json_object_get(res, "already")));
+    if (!json_is_true(json_object_get(res, "already")))
+        audit_ok(rq, "load", res);
     json_decref(res);
     return reply_json(rq, 200, j);
 }
@@ -228,6 +248,7 @@ static int evict(struct req *rq)
     if (!api_ctl(rq, "evict", 2, args, CLI_CTL_TIMEOUT_MS, &res, &ret))
         return ret;
     j = cache_result(res, true, -1);
+    audit_ok(rq, "evict", res);
     json_decref(res);
     return reply_json(rq, 200, j);
 }

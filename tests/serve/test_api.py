@@ -660,7 +660,8 @@ class Actors(Base):
 
     def test_cache_changes_carry_the_token(self):
         """pin, unpin, deploy and deploy-ctl go through mcached, which records the token (WHO
-        FROM), not its own uid."""
+        FROM), not its own uid; a load and an evict, which no registry record tells of, are
+        recorded by mcache-serve."""
         pub = self.s.json("POST", "/v1/tokens", {"name": "rel", "role": "admin"},
                           expect=201)["token"]
         self.push_cli("wh", "1.0.0", b"wh one")
@@ -668,6 +669,9 @@ class Actors(Base):
         self.s.cli("alias", "wh", "prod", "1.0.0", "--no-gate")
         for op in ("pin", "unpin"):
             st, h, b = self.s.request("POST", "/v1/models/wh/versions/1.0.0/" + op, token=pub)
+            self.assertEqual(st, 200, b)
+        for op in ("load", "evict"):  # cache changes with no registry record of their own
+            st, h, b = self.s.request("POST", "/v1/models/wh/versions/2.0.0/" + op, token=pub)
             self.assertEqual(st, 200, b)
         st, h, b = self.s.request("POST", "/v1/models/wh/deployments",
                                   {"version": "2.0.0", "alias": "prod", "strategy": "canary",
@@ -680,6 +684,8 @@ class Actors(Base):
         whats = " | ".join(a["who"] + ": " + a["what"] for a in audit)
         self.assertIn("flags wh@1.0.0 pinned=true", mine, whats)
         self.assertIn("flags wh@1.0.0 pinned=false", mine, whats)
+        self.assertIn("load wh@2.0.0", mine, whats)
+        self.assertIn("evict wh@2.0.0", mine, whats)
         self.assertTrue(any(w.startswith("deploy wh@2.0.0 to prod") for w in mine), whats)
         self.assertTrue(any(w.startswith("deploy-update") and "aborted" in w for w in mine), whats)
         self.assertTrue(all(a["from"].startswith("127.0.0.1") for a in audit
