@@ -301,11 +301,17 @@ static int open_backends(struct mc_registry *r, const char *backend, const char 
     if (ops == NULL)
         return MC_EINVAL;
     /* the journal lives in the store directory: a URL given to it would be silently unused */
-    if (url != NULL && ops == &mc_reg_journal_ops)
+    if (url != NULL && ops == &mc_reg_journal_ops) {
+        /* never the value itself: a conninfo or another scheme may carry a password */
+        const char *sep = strstr(url, "://");
+        int scheme = sep && sep - url <= 16 ? (int)(sep - url) : 0;
+
         return mc_err(MC_EINVAL,
-                      "the registry \"%.200s\" is not a postgres:// or postgresql:// URL (a store "
-                      "directory is given as the store, not as the registry)",
-                      url);
+                      "the registry given (--registry or MCACHE_REGISTRY%s%.*s%s) is not a "
+                      "postgres:// or postgresql:// URL; write it as postgres://USER@HOST:PORT/DB "
+                      "(a store directory is given as the store, not as the registry)",
+                      scheme ? ", scheme \"" : "", scheme, url, scheme ? "\"" : "");
+    }
     rc = ops->open(&bc, &r->be, &ac.created);
     if (rc == 0)
         rc = aops->open(&ac, &r->art);

@@ -149,7 +149,17 @@ static void test_registry_not_a_url(void **state)
     struct mc_registry_opts o = {.flags = MC_REGISTRY_CREATE, .registry = "/srv/mcache"};
 
     assert_int_equal(mc_registry_open(f->store, &o, &r), MC_EINVAL);
-    assert_msg("the registry \"/srv/mcache\" is not a postgres:// or postgresql:// URL");
+    assert_msg("is not a postgres:// or postgresql:// URL");
+    /* the value is never echoed: another scheme or a conninfo may carry a password */
+    static const char *const secretive[] = {"PG://u:hunter2@h/db", "host=/x password=hunter2",
+                                            "host=/x password = hunter2"};
+    for (size_t i = 0; i < sizeof(secretive) / sizeof(*secretive); i++) {
+        o.registry = secretive[i];
+        assert_int_equal(mc_registry_open(f->store, &o, &r), MC_EINVAL);
+        assert_msg("is not a postgres:// or postgresql:// URL");
+        if (strstr(mc_last_error(), "hunter2"))
+            fail_msg("the password is in the message: %s", mc_last_error());
+    }
     o.backend = "postgres";
     o.registry = NULL;
     assert_int_equal(mc_registry_open(f->store, &o, &r), MC_EINVAL);
