@@ -436,22 +436,32 @@ static int snapshot_restore(struct req *rq)
     return reply_json(rq, 200, res);
 }
 
-/* DELETE /v1/snapshots/{snap}. */
-static int snapshot_remove(struct req *rq)
+/*
+ * A removal by the name in path parameter param (a snapshot, a token): one
+ * registry call under the lock, answered as the CLI's --json answers it.
+ */
+static int remove_named(struct req *rq, const char *param,
+                        int (*remove)(struct mc_registry *, const char *, uint64_t *))
 {
     struct srv *s = rq->srv;
-    const char *sname = req_param(rq, "snap");
+    const char *name = req_param(rq, param);
     uint64_t gen = 0;
     int ret = 0, rc;
 
     if (!api_lock_actor(rq, &ret))
         return ret;
-    rc = mc_registry_snapshot_remove(s->reg, sname, &gen);
+    rc = remove(s->reg, name, &gen);
     srv_unlock(s);
     if (rc)
         return reply_mc_error(rq, rc);
-    return reply_json(rq, 200, json_pack("{s:s, s:s, s:I}", "name", sname, "action", "remove",
+    return reply_json(rq, 200, json_pack("{s:s, s:s, s:I}", "name", name, "action", "remove",
                                          "generation", (json_int_t)gen));
+}
+
+/* DELETE /v1/snapshots/{snap}. */
+static int snapshot_remove(struct req *rq)
+{
+    return remove_named(rq, "snap", mc_registry_snapshot_remove);
 }
 
 /* ---- tokens ------------------------------------------------------------------- */
@@ -506,19 +516,7 @@ static int token_add(struct req *rq)
 
 static int token_remove(struct req *rq)
 {
-    struct srv *s = rq->srv;
-    const char *name = req_param(rq, "tname");
-    uint64_t gen = 0;
-    int ret = 0, rc;
-
-    if (!api_lock_actor(rq, &ret))
-        return ret;
-    rc = mc_registry_token_remove(s->reg, name, &gen);
-    srv_unlock(s);
-    if (rc)
-        return reply_mc_error(rq, rc);
-    return reply_json(rq, 200, json_pack("{s:s, s:s, s:I}", "name", name, "action", "remove",
-                                         "generation", (json_int_t)gen));
+    return remove_named(rq, "tname", mc_registry_token_remove);
 }
 
 /* ---- audit -------------------------------------------------------------------- */
