@@ -34,6 +34,7 @@ struct bench_opts {
     const char *shm_dir;  /* --shm-dir: where arenas live */
     const char *huge_dir; /* --huge-dir: hugetlbfs mount for huge-page runs */
     const char *tmp_dir;  /* --tmp-dir: disk directory for model files and LMDB */
+    const char *registry; /* --registry: fleet's PostgreSQL URL (else $MCACHE_BENCH_REGISTRY) */
     bool quick;
     bool no_redis;
     bool no_plots;
@@ -62,6 +63,7 @@ struct bench {
     char tmp_work[512];   /* private directory in tmp_dir (files, LMDB on disk) */
     char huge_work[512];  /* private directory in huge_dir, once made ("" before) */
     const char *scenario; /* the one running now */
+    bool asked;           /* it was named on the command line (not only reached through `all`) */
     struct bench_row *rows;
     size_t nrows, rows_cap;
     struct bench_target *targets;
@@ -260,5 +262,6 @@ int sc_registry(struct bench *b);
 int sc_deploy(struct bench *b);
 int sc_http(struct bench *b);
 int sc_torch(struct bench *b);
+int sc_fleet(struct bench *b);
 
 #endif

@@ -83,6 +83,14 @@ static const struct scenario scenarios[] = {
      "torch.from_numpy of the file vs the file read into a bytearray: exec to ready and to a "
      "first full pass (median, p99; also without import torch), total PSS. Skipped, with a "
      "note, where /usr/bin/python3 (or $MCACHE_BENCH_PYTHON) cannot import torch and numpy"},
+    {"fleet", sc_fleet, NULL,
+     "the registry in PostgreSQL, artifacts in an S3-compatible store (--registry or "
+     "$MCACHE_BENCH_REGISTRY, AWS_ENDPOINT_URL and keys, $MCACHE_BENCH_BUCKET): a 512 MiB model "
+     "(--quick: 64 MiB) loaded from s3 into a real mcached's arena vs curl's parallel ranged "
+     "GETs (the store's best of 4, 8, 16) and a single GET of its object; `mcache push` vs "
+     "boto3's multipart upload of the same bytes (MiB/s); an alias move seen by the readers of "
+     "3 mcached on the same registry (p50, p99 ms). scripts/bench-fleet.sh starts throwaway "
+     "servers and runs it; without them it is skipped in `all`"},
 };
 #define NSCENARIOS (sizeof(scenarios) / sizeof(scenarios[0]))
 
@@ -151,6 +159,7 @@ static void usage(FILE *f)
             "                   /var/tmp); must not be tmpfs for page-cache figures to mean it\n"
             "  --base ADDR      base address of the first arena, each further one 64 GiB\n"
             "                   higher (default: one %llu GiB slot each, from 0x%llx up)\n"
+            "  --registry URL   fleet: the PostgreSQL registry (default $MCACHE_BENCH_REGISTRY)\n"
             "  --no-redis       leave Redis out of `get`\n"
             "  --no-plots       do not draw plots\n"
             "  -h, --help       this text\n"
@@ -194,7 +203,8 @@ static int parse_opts(struct bench *b, int argc, char **argv, int *first)
         O_TMP,
         O_BASE,
         O_NOREDIS,
-        O_NOPLOTS
+        O_NOPLOTS,
+        O_REGISTRY
     };
     static const struct option longs[] = {{"out", 1, 0, O_OUT},
                                           {"quick", 0, 0, O_QUICK},
@@ -213,6 +223,7 @@ static int parse_opts(struct bench *b, int argc, char **argv, int *first)
                                           {"base", 1, 0, O_BASE},
                                           {"no-redis", 0, 0, O_NOREDIS},
                                           {"no-plots", 0, 0, O_NOPLOTS},
+                                          {"registry", 1, 0, O_REGISTRY},
                                           {"help", 0, 0, 'h'},
                                           {"version", 0, 0, 'V'},
                                           {0, 0, 0, 0}};
@@ -252,6 +263,9 @@ static int parse_opts(struct bench *b, int argc, char **argv, int *first)
             break;
         case O_NOPLOTS:
             b->o.no_plots = true;
+            break;
+        case O_REGISTRY:
+            b->o.registry = optarg;
             break;
         case O_RUNS:
         case O_OPS:
@@ -374,6 +388,7 @@ static void todo_add(const struct scenario **todo, size_t *n, const struct scena
 int main(int argc, char **argv)
 {
     const struct scenario *todo[NSCENARIOS];
+    bool asked[NSCENARIOS] = {false};
     size_t ntodo = 0;
     struct bench b;
     uint64_t t0 = mc_mono_ns();
@@ -406,6 +421,7 @@ int main(int argc, char **argv)
             return 2;
         }
         todo_add(todo, &ntodo, s);
+        asked[s - scenarios] = true;
     }
     ssize_t n = readlink("/proc/self/exe", self_path, sizeof(self_path) - 1);
     if (n <= 0) {
@@ -425,6 +441,7 @@ int main(int argc, char **argv)
         uint64_t ts = mc_mono_ns();
 
         b.scenario = todo[i]->name;
+        b.asked = asked[todo[i] - scenarios];
         b.ran = xrealloc(b.ran, (b.nran + 1) * sizeof(*b.ran));
         b.ran[b.nran++] = (char *)todo[i]->name;
         bench_progress("scenario %s%s", b.scenario, b.o.quick ? " (--quick)" : "");

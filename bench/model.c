@@ -59,6 +59,11 @@ uint64_t model_sum(const void *p, size_t n)
 
 int model_file_write(const char *path, uint64_t size, uint64_t *sum)
 {
+    return model_file_write_at(path, 0, size, sum);
+}
+
+int model_file_write_at(const char *path, uint64_t first_word, uint64_t size, uint64_t *sum)
+{
     const size_t chunk = 8 * MiB;
     uint8_t *buf = malloc(chunk);
     int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
@@ -73,7 +78,7 @@ int model_file_write(const char *path, uint64_t size, uint64_t *sum)
     for (uint64_t off = 0; off < size; off += chunk) {
         size_t n = size - off < chunk ? (size_t)(size - off) : chunk;
 
-        s += model_fill(buf, off / 8, n);
+        s += model_fill(buf, first_word + off / 8, n);
         for (size_t done = 0; done < n;) {
             ssize_t w = write(fd, buf + done, n - done);
 

@@ -23,6 +23,8 @@ uint64_t model_sum(const void *p, size_t n);
 
 /* Write a model file of size bytes (fdatasync'd); *sum gets the pattern's sum. */
 int model_file_write(const char *path, uint64_t size, uint64_t *sum);
+/* The same from word first_word of the pattern (distinct bytes for distinct first words). */
+int model_file_write_at(const char *path, uint64_t first_word, uint64_t size, uint64_t *sum);
 
 /* Read a file through (into the page cache). */
 int file_warm(const char *path);

@@ -51,6 +51,8 @@ FLEET=(
                                             # (tests/fleet/rgw.sh; no recommends: 51 packages, ~250 MiB)
   curl                                      # tests/fleet/remote_load.sh: the object store by hand (SigV4),
                                             # and the ranged GETs mcached's remote load is measured against
+  python3-boto3                             # mcache-bench fleet: the store's own multipart upload
+                                            # (upload_file), the baseline of `mcache push`
 )
 case "${1:-}" in
   --packaging) PKGS+=("${PACKAGING[@]}") ;;
