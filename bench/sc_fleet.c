@@ -106,7 +106,7 @@ struct fx {
     char dir[600], prefix[96], s3url[400], curlcfg[700], obj_url[1400];
     char name[64], pname[64]; /* the load/push model, the propagation model */
     char curl_bin[1024], mcache_bin[1024], py_bin[256];
-    uint64_t size, sum, part_push;
+    uint64_t size, part_push;
     unsigned runs, moves, par[MAX_PAR], npar, conc_push;
     struct mc_s3 *s3;
     struct mc_registry *reg;
@@ -598,7 +598,7 @@ static int setup(struct fx *x)
     bench_progress("fleet: pushing %s@1.0.0 (%llu MiB) to %s", x->name,
                    (unsigned long long)(x->size / MiB), x->s3url);
     snprintf(file, sizeof(file), "%s/model", x->dir);
-    rc = model_file_write_at(file, (uint64_t)getpid() << 24, x->size, &x->sum);
+    rc = model_file_write_at(file, (uint64_t)getpid() << 24, x->size, &sum);
     if (!rc && mc_registry_push(x->reg, x->name, "1.0.0", file, &cold, NULL))
         rc = bench_error("fleet: pushing %s@1.0.0: %s", x->name, mc_last_error());
     unlink(file);
@@ -683,8 +683,8 @@ static void report(struct fx *x)
     fmt_bytes(x->size, sz, sizeof(sz));
     snprintf(title, sizeof(title),
              "the registry in PostgreSQL, artifacts in S3 (%u runs, %s model, %u alias moves to %u "
-             "hosts)", x->runs, sz,
-             x->moves, HOSTS);
+             "hosts)",
+             x->runs, sz, x->moves, HOSTS);
     bench_print_table(b, title);
     bench_target(b, lb / best, false, 0.9,
                  "load from s3 into the arena / the store's best parallel GETs (x, medians)");
