@@ -269,6 +269,29 @@ int parse_size(const char *s, uint64_t *out)
     return 0;
 }
 
+int find_program(const char *self, const char *env_var, const char *const *rel, const char *prog,
+                 char *bin, size_t len)
+{
+    const char *e = getenv(env_var);
+    char dir[900], *slash;
+
+    if (e && *e) {
+        snprintf(bin, len, "%s", e);
+        return access(bin, X_OK) == 0
+                   ? 0
+                   : bench_error("$%s is %s, which is not an executable file", env_var, e);
+    }
+    snprintf(dir, sizeof(dir), "%s", self);
+    if ((slash = strrchr(dir, '/')))
+        *slash = '\0';
+    for (size_t i = 0; rel[i]; i++) {
+        snprintf(bin, len, "%s/%s", dir, rel[i]);
+        if (access(bin, X_OK) == 0)
+            return 0;
+    }
+    return find_on_path(prog, bin, len) ? 0 : 1;
+}
+
 bool find_on_path(const char *prog, char *buf, size_t len)
 {
     const char *path = getenv("PATH");

@@ -59,6 +59,14 @@ uint64_t proc_pss(pid_t pid);
 
 /* The path of an executable on $PATH into buf; false if there is none. */
 bool find_on_path(const char *prog, char *buf, size_t len);
+/*
+ * A program the bench runs: $env_var if set (an error, -1, if it is not
+ * executable), else each of rel (NULL-terminated, relative to the directory
+ * of self, this program), else prog on $PATH. 0 (bin holds it), or 1 when
+ * none is there: the caller says where it looked and what to do.
+ */
+int find_program(const char *self, const char *env_var, const char *const *rel, const char *prog,
+                 char *bin, size_t len);
 
 /* "1.5 GiB" */
 const char *fmt_bytes(uint64_t v, char *buf, size_t len);

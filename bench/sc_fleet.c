@@ -147,29 +147,15 @@ static const char *missing(struct fx *x)
 /* The CLI: $MCACHE_CLI, else the build tree's (<dir>/../tools/mcache), beside us, $PATH. */
 static int cli_find(struct bench *b, char *bin, size_t len)
 {
-    const char *e = env("MCACHE_CLI");
-    char dir[900], *slash;
-    static const char *const where[] = {"../tools/mcache", "mcache"};
+    static const char *const where[] = {"../tools/mcache", "mcache", NULL};
+    int rc = find_program(b->self, "MCACHE_CLI", where, "mcache", bin, len);
 
-    if (e) {
-        snprintf(bin, len, "%s", e);
-        return access(bin, X_OK) == 0
-                   ? 0
-                   : bench_error("$MCACHE_CLI is %s, which is not an executable file", e);
-    }
-    snprintf(dir, sizeof(dir), "%s", b->self);
-    if ((slash = strrchr(dir, '/')))
-        *slash = '\0';
-    for (size_t i = 0; i < sizeof(where) / sizeof(where[0]); i++) {
-        snprintf(bin, len, "%s/%s", dir, where[i]);
-        if (access(bin, X_OK) == 0)
-            return 0;
-    }
-    if (find_on_path("mcache", bin, len))
-        return 0;
-    return bench_error("fleet: cannot find the mcache CLI (looked at $MCACHE_CLI, "
-                       "%s/../tools/mcache, %s/mcache and $PATH): build it or set MCACHE_CLI",
-                       dir, dir);
+    if (rc > 0)
+        return bench_error("fleet: cannot find the mcache CLI (looked at $MCACHE_CLI, "
+                           "../tools/mcache and mcache beside %s, and $PATH): build it or set "
+                           "MCACHE_CLI",
+                           b->self);
+    return rc;
 }
 
 /* Does /usr/bin/python3 import boto3? (a note says how to get it if not) */
