@@ -100,7 +100,7 @@ struct upload {
     unsigned status; /* 0: none */
     int rc;          /* an MC_E* code (status 0 then means: as reply_mc_error maps it) */
     const char *code;
-    char msg[1024];
+    char msg[2048];
     /* what begin needs to stay alive: the parsed Mcache-Meta and arrays into it */
     json_t *meta_json;
     struct mc_reg_meta meta;
@@ -271,6 +271,11 @@ static int push_begin(struct req *rq, struct upload *st)
                        ct);
     if (meta && (rc = parse_meta(st, meta)))
         return rc;
+    {
+        char down[1536];
+        if (srv_registry_down(s, down, sizeof(down)))
+            return up_fail(st, 503, "unavailable", "%s; nothing was pushed", down);
+    }
     if (sum) {
         if (!mc_checksum_valid(sum, true)) /* either case, as the registry takes it */
             return up_fail(st, 400, "bad_request",
@@ -347,13 +352,25 @@ static void upload_drop(struct req *rq, struct upload *st)
     st->u = NULL;
 }
 
+/* A write or finish that failed: its message says the push stopped and nothing was registered. */
+static int push_stopped(struct req *rq, int rc)
+{
+    char m[1536]; /* a copy: mc_err() writes where mc_last_error() points */
+
+    snprintf(m, sizeof(m), "%s", mc_last_error());
+    if (strstr(m, "nothing was registered"))
+        return rc;
+    return mc_err(rc, "the push of %s@%s stopped: %s; nothing was registered",
+                  req_param(rq, "name"), req_param(rq, "version"), m);
+}
+
 /* Write bytes to the store; 0, or the MC_E* code with the upload dropped (its message kept). */
 static int upload_write(struct req *rq, struct upload *st, const char *data, size_t n)
 {
     int rc = mc_registry_upload_write(st->u, data, n);
 
     if (rc) {
-        up_fail_rc(st, rc);
+        up_fail_rc(st, push_stopped(rq, rc));
         upload_drop(rq, st);
         mc_err(rc, "%s", st->msg);
     }
@@ -462,6 +479,7 @@ static int push(struct req *rq)
         return reply_mc_error(rq, rc);
     /* The fsync and the checksum of a big upload, without the lock that every request takes. */
     if ((rc = mc_registry_upload_finish(st->u))) {
+        rc = push_stopped(rq, rc);
         upload_drop(rq, st);
         return reply_mc_error(rq, rc);
     }
