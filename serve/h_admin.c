@@ -201,16 +201,6 @@ struct check {
     uint64_t size;
 };
 
-static void canonical(XXH3_state_t *st, char *out)
-{
-    XXH128_canonical_t cs;
-
-    XXH128_canonicalFromHash(&cs, XXH3_128bits_digest(st));
-    memcpy(out, "xxh3-128:", 9);
-    for (int i = 0; i < 16; i++)
-        snprintf(out + 9 + 2 * i, 3, "%02x", cs.digest[i]);
-}
-
 static json_t *result(const struct check *c, const char *where, const char *res,
                       const char *actual, double secs, const char *msg)
 {
@@ -261,7 +251,7 @@ static json_t *check_in_arena(mc_cache *mc, const struct check *c, uint64_t *byt
     XXH3_128bits_reset(st);
     XXH3_128bits_update(st, mc_model_data(m), mc_model_size(m));
     *bytes += mc_model_size(m);
-    canonical(st, got);
+    cli_xxh3_checksum(st, got);
     XXH3_freeState(st);
     if (strcmp(got, c->checksum) || strcmp(mc_model_checksum(m), c->checksum)) {
         snprintf(msg, sizeof(msg),

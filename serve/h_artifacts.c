@@ -46,6 +46,7 @@
 #include "serve/h_api.h"
 #include "tools/ctl_client.h"
 #include "tools/jsonout.h"
+#include "tools/verify_core.h"
 
 /* Build a JSON response with extra headers (pairs, NULL-terminated); consumes j. */
 static int reply_json_with(struct req *rq, unsigned status, json_t *j, ...)
@@ -649,7 +650,6 @@ static int remote_fill(struct remote_body *b, uint64_t pos)
 {
     size_t want = b->len - pos < REMOTE_WINDOW ? (size_t)(b->len - pos) : REMOTE_WINDOW;
     char got[64];
-    XXH128_canonical_t cs;
     int rc;
 
     if (pos != b->win_pos + b->win_len) /* not in order (never seen; cannot hash): as stored */
@@ -668,10 +668,7 @@ static int remote_fill(struct remote_body *b, uint64_t pos)
     XXH3_128bits_update(b->hash, b->win, want);
     if (pos + want < b->len)
         return 0;
-    XXH128_canonicalFromHash(&cs, XXH3_128bits_digest(b->hash));
-    memcpy(got, "xxh3-128:", 9);
-    for (int i = 0; i < 16; i++)
-        snprintf(got + 9 + 2 * i, 3, "%02x", cs.digest[i]);
+    cli_xxh3_checksum(b->hash, got);
     if (strcmp(got, b->checksum))
         return mc_err(MC_ECORRUPT,
                       "%s@%s: its artifact in the object store hashes to %s but the registry "

@@ -36,16 +36,6 @@ struct run {
     struct mc_registry *reg;
 };
 
-static void canonical(XXH3_state_t *st, char *out)
-{
-    XXH128_canonical_t cs;
-
-    XXH128_canonicalFromHash(&cs, XXH3_128bits_digest(st));
-    memcpy(out, "xxh3-128:", 9);
-    for (int i = 0; i < 16; i++)
-        snprintf(out + 9 + 2 * i, 3, "%02x", cs.digest[i]);
-}
-
 /* Record one check's outcome; problems also go to stderr, as a full sentence. */
 static void result(struct run *r, const struct mc_reg_version *v, const char *where,
                    const char *res, const char *actual, double secs, const char *msg)
@@ -86,7 +76,7 @@ static int hash(struct run *r, const unsigned char *mem, uint64_t len, char *out
             rc = mc_err(MC_EIO, "interrupted");
     }
     if (!rc)
-        canonical(st, out);
+        cli_xxh3_checksum(st, out);
     XXH3_freeState(st);
     return rc;
 }

@@ -25,7 +25,7 @@ static double mono_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-static void canonical(XXH3_state_t *st, char *out)
+void cli_xxh3_checksum(XXH3_state_t *st, char *out)
 {
     XXH128_canonical_t cs;
 
@@ -106,7 +106,7 @@ void cli_verify_artifact(struct mc_registry *reg, const struct mc_reg_version *v
         XXH3_128bits_reset(st);
         rc = hash_all(reg, v, local, fd, o, st);
         if (!rc)
-            canonical(st, o->actual);
+            cli_xxh3_checksum(st, o->actual);
         XXH3_freeState(st);
     }
     if (fd >= 0)

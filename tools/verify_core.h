@@ -8,6 +8,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <xxhash.h>
 
 #include "registry/registry.h"
 
@@ -32,5 +33,8 @@ struct cli_verify {
  */
 void cli_verify_artifact(struct mc_registry *reg, const struct mc_reg_version *v,
                          struct cli_verify *out);
+
+/* st's digest as the registry writes a checksum: "xxh3-128:" and 32 lowercase hex (out[64]). */
+void cli_xxh3_checksum(XXH3_state_t *st, char *out);
 
 #endif

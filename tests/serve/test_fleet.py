@@ -96,6 +96,20 @@ class Fleet(unittest.TestCase):
         self.assertEqual(st, expect, body[-2000:])
         return h, json.loads(body)
 
+    def reads_but_no_push(self, name, data):
+        """With the database down: name@1.0.0's bytes download, a push of name@2.0.0 is
+        503 unavailable; its message."""
+        st, _, body = self.get("/v1/models/%s/versions/1.0.0/artifact" % name)
+        self.assertEqual((st, body), (200, data))
+        st, _, body = self.s.request(
+            "PUT", "/v1/models/%s/versions/2.0.0" % name, body=b"x" * 100,
+            headers={"Content-Type": "application/octet-stream"})
+        self.assertEqual(st, 503, body)
+        err = json.loads(body)["error"]
+        self.assertEqual(err["code"], "unavailable")
+        self.assertIn("nothing was pushed", err["message"])
+        return err["message"]
+
     def get(self, path, headers=None):
         return self.s.request("GET", path, headers=headers, timeout=120)
 
@@ -191,19 +205,10 @@ class Fleet(unittest.TestCase):
         subprocess.run([PG_SH, "pause", self.pgdir], check=True, capture_output=True, timeout=60)
         try:
             # reads: from the state last seen (and the bytes from the store)
-            j = self.s.json("GET", "/v1/models/fd")
-            self.assertEqual(j["name"], "fd")
-            st, _, body = self.get("/v1/models/fd/versions/1.0.0/artifact")
-            self.assertEqual((st, body), (200, data))
+            self.assertEqual(self.s.json("GET", "/v1/models/fd")["name"], "fd")
             # writes: 503 naming the database, nothing changed
-            st, _, body = self.s.request(
-                "PUT", "/v1/models/fd/versions/2.0.0", body=b"x" * 100,
-                headers={"Content-Type": "application/octet-stream"})
-            self.assertEqual(st, 503, body)
-            err = json.loads(body)["error"]
-            self.assertEqual(err["code"], "unavailable")
-            self.assertIn("registry database", err["message"])
-            self.assertIn("nothing was pushed", err["message"])
+            msg = self.reads_but_no_push("fd", data)
+            self.assertIn("registry database", msg)
             st, _, body = self.s.request("POST", "/v1/snapshots", body={"name": "down"})
             self.assertEqual(st, 503, body)
             self.assertIn("registry database", json.loads(body)["error"]["message"])
@@ -242,13 +247,8 @@ class Fleet(unittest.TestCase):
             self.s.wait = False
             self.s.start_serve()
             self.assertIn("unreachable", self.s.serve_log()[self.s.log_offset:])
-            st, _, body = self.get("/v1/models/fr/versions/1.0.0/artifact")
-            self.assertEqual((st, body), (200, data))
-            st, _, body = self.s.request(
-                "PUT", "/v1/models/fr/versions/2.0.0", body=b"y" * 100,
-                headers={"Content-Type": "application/octet-stream"})
-            self.assertEqual(st, 503, body)
-            self.assertIn("restart mcache-serve", json.loads(body)["error"]["message"])
+            msg = self.reads_but_no_push("fr", data)
+            self.assertIn("restart mcache-serve", msg)
             st, _, body = self.s.request("GET", "/readyz", token="")
             self.assertEqual(st, 503, body)
             self.assertIn("replica", json.loads(body)["checks"]["registry"])
