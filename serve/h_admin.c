@@ -221,6 +221,8 @@ static json_t *check_disk(struct srv *s, const struct check *c, uint64_t *bytes)
     struct cli_verify o = {0};
 
     cli_verify_artifact(s->reg, &v, &o);
+    if (!strcmp(o.result, "ok") || !strcmp(o.result, "mismatch"))
+        srv_artifact_mark(c->checksum, o.result[0] == 'm');
     if (o.actual[0])
         *bytes += c->size;
     return result(c, "disk", o.result, o.actual[0] ? o.actual : NULL, o.seconds,

@@ -80,4 +80,11 @@ int api_query_bool(struct req *rq, const char *key, bool def, int *ret);
  */
 int srv_registry_down(struct srv *s, char *buf, size_t len);
 
+/*
+ * The object store's copy of the artifact with this checksum hashed wrong
+ * (bad) or right (h_artifacts.c): downloads of a bad one from the store are
+ * refused for a while (422), since a resumed download's Range is unchecked.
+ */
+void srv_artifact_mark(const char *checksum, bool bad);
+
 #endif

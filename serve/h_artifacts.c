@@ -33,12 +33,14 @@
 #include <stdarg.h>
 #include <stdint.h>
 #include <microhttpd.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 #include <xxhash.h>
 
+#include "common/clock.h"
 #include "common/err.h"
 #include "common/hex.h"
 #include "index/name.h"
@@ -616,6 +618,64 @@ static struct MHD_Response *arena_response(struct srv *s, const char *name, cons
  * connection too: the client sees fewer bytes than Content-Length, never
  * wrong ones in their place.
  */
+/*
+ * Objects seen to be bad: a whole download that hashed wrong, or verify's
+ * mismatch, marks the checksum for BAD_TTL_NS; meanwhile every download of
+ * it from the store, a Range included, is refused (422 corrupt). Without
+ * this, a client that resumes the download that was cut short (curl -C -,
+ * mcache.remote) would get the unchecked rest of the bad bytes as a Range.
+ * A verify that passes clears the mark (the object was pushed again).
+ */
+#define BAD_MAX    32
+#define BAD_TTL_NS (600ull * 1000000000ull)
+static struct {
+    char checksum[80];
+    uint64_t until_ns;
+} bad_objs[BAD_MAX];
+static pthread_mutex_t bad_lock = PTHREAD_MUTEX_INITIALIZER;
+
+void srv_artifact_mark(const char *checksum, bool bad)
+{
+    uint64_t now = mc_mono_ns();
+    int slot = -1;
+
+    pthread_mutex_lock(&bad_lock);
+    for (int i = 0; i < BAD_MAX; i++) {
+        if (!strcmp(bad_objs[i].checksum, checksum)) {
+            slot = i;
+            break;
+        }
+        if (slot < 0 && bad_objs[i].until_ns <= now)
+            slot = i; /* a free or expired slot */
+    }
+    if (slot < 0) /* all taken: the one that expires first */
+        for (int i = slot = 0; i < BAD_MAX; i++)
+            if (bad_objs[i].until_ns < bad_objs[slot].until_ns)
+                slot = i;
+    if (bad) {
+        snprintf(bad_objs[slot].checksum, sizeof(bad_objs[slot].checksum), "%s", checksum);
+        bad_objs[slot].until_ns = now + BAD_TTL_NS;
+    } else if (!strcmp(bad_objs[slot].checksum, checksum)) {
+        bad_objs[slot].checksum[0] = '\0';
+        bad_objs[slot].until_ns = 0;
+    }
+    pthread_mutex_unlock(&bad_lock);
+}
+
+/* Seconds since checksum was marked bad, or -1 if it is not (or no longer). */
+static double artifact_bad(const char *checksum)
+{
+    uint64_t now = mc_mono_ns();
+    double ago = -1;
+
+    pthread_mutex_lock(&bad_lock);
+    for (int i = 0; i < BAD_MAX; i++)
+        if (bad_objs[i].until_ns > now && !strcmp(bad_objs[i].checksum, checksum))
+            ago = (double)(now + BAD_TTL_NS - bad_objs[i].until_ns) / 1e9;
+    pthread_mutex_unlock(&bad_lock);
+    return ago;
+}
+
 #define REMOTE_WINDOW (1u << 20)
 #define REMOTE_BLOCK  (32u * 1024) /* libmicrohttpd's piece: within CONN_MEMORY */
 
@@ -669,13 +729,15 @@ static int remote_fill(struct remote_body *b, uint64_t pos)
     if (pos + want < b->len)
         return 0;
     cli_xxh3_checksum(b->hash, got);
-    if (strcmp(got, b->checksum))
+    if (strcmp(got, b->checksum)) {
+        srv_artifact_mark(b->checksum, true);
         return mc_err(MC_ECORRUPT,
                       "%s@%s: its artifact in the object store hashes to %s but the registry "
                       "says %s (changed or damaged in the store); the download was cut short "
                       "before its last %zu bytes: run verify, remove the version and push it "
                       "again",
                       b->name, b->version, got, b->checksum, want);
+    }
     return 0;
 }
 
@@ -816,6 +878,14 @@ static int download(struct req *rq)
     if (resp) {
         source = "arena";
     } else if (!local) {
+        double ago = artifact_bad(checksum);
+        if (ago >= 0)
+            return reply_error(rq, 422, "corrupt",
+                               "%s@%s: its artifact in the object store failed its checksum "
+                               "%.0f s ago (a download or verify hashed it to something else); "
+                               "nothing is sent from it, a Range included: run verify, then "
+                               "remove the version and push it again",
+                               name, version, ago);
         source = "remote";
         rc = remote_response(s, name, version, checksum, size, off, len,
                              !strcmp(rq->method, "HEAD"), &resp);
