@@ -141,30 +141,29 @@ static int refresh(struct srv *s)
 
 int srv_registry_down(struct srv *s, char *buf, size_t len)
 {
-    const char *off = mc_registry_offline(s->reg); /* fixed from the open on */
-    bool held = reg_held; /* the caller's lock (srv_lock) covers reg_down already */
-    int down = 0;
+    bool held = reg_held; /* the caller's srv_lock() covers what is read below already */
+    const char *off;
+    int down = 1;
 
     buf[0] = '\0';
-    if (off) {
+    if (!held)
+        pthread_mutex_lock(&s->reg_lock);
+    off = mc_registry_offline(s->reg); /* fixed from the open on */
+    if (off)
         snprintf(buf, len,
                  "the registry database was unreachable when mcache-serve started (%s): it "
                  "answers reads from this host's replica of generation %llu, read-only, and "
                  "refuses changes; restart mcache-serve once the database answers",
                  off, (unsigned long long)mc_registry_generation(s->reg));
-        return 1;
-    }
-    if (!held)
-        pthread_mutex_lock(&s->reg_lock);
-    if (reg_down[0]) {
+    else if (reg_down[0])
         snprintf(buf, len,
                  "the registry database has not answered for %.0f s (%s): reads are answered "
                  "from generation %llu as last seen, changes are refused until it answers "
                  "(retried every second); bring the database back or check the network to it",
                  (double)(mc_mono_ns() - reg_down_since_ns) / 1e9, reg_down,
                  (unsigned long long)mc_registry_generation(s->reg));
-        down = 1;
-    }
+    else
+        down = 0;
     if (!held)
         pthread_mutex_unlock(&s->reg_lock);
     return down;
