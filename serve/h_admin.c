@@ -18,6 +18,7 @@
 #include "common/err.h"
 #include "serve/h_api.h"
 #include "tools/jsonout.h"
+#include "tools/verify_core.h"
 
 /* ---- rm ------------------------------------------------------------------- */
 
@@ -200,16 +201,6 @@ struct check {
     uint64_t size;
 };
 
-static void canonical(XXH3_state_t *st, char *out)
-{
-    XXH128_canonical_t cs;
-
-    XXH128_canonicalFromHash(&cs, XXH3_128bits_digest(st));
-    memcpy(out, "xxh3-128:", 9);
-    for (int i = 0; i < 16; i++)
-        snprintf(out + 9 + 2 * i, 3, "%02x", cs.digest[i]);
-}
-
 static json_t *result(const struct check *c, const char *where, const char *res,
                       const char *actual, double secs, const char *msg)
 {
@@ -219,61 +210,23 @@ static json_t *result(const struct check *c, const char *where, const char *res,
                      jv_str(msg));
 }
 
-/* The artifact file's hash against the manifest, as `mcache verify` checks it. */
-static json_t *check_disk(const struct check *c, uint64_t *bytes)
+/* The artifact's hash against the manifest, by `mcache verify`'s own check (local or remote). */
+static json_t *check_disk(struct srv *s, const struct check *c, uint64_t *bytes)
 {
-    enum { CHUNK = 1u << 20 };
-    uint64_t t0 = mc_mono_ns();
-    char got[64], msg[8192], *buf = malloc(CHUNK);
-    XXH3_state_t *st = XXH3_createState();
-    int fd = open(c->path, O_RDONLY | O_CLOEXEC), err = 0;
-    json_t *r;
+    struct mc_reg_version v = {.name = c->name,
+                               .version = c->version,
+                               .path = c->path,
+                               .checksum = c->checksum,
+                               .size = c->size};
+    struct cli_verify o = {0};
 
-    if (!buf || !st || fd < 0) {
-        err = fd < 0 ? errno : ENOMEM;
-        snprintf(msg, sizeof(msg),
-                 "%s@%s: the artifact %s cannot be opened (%s); run fsck and push the version "
-                 "again",
-                 c->name, c->version, c->path, strerror(err));
-        r = result(c, "disk", err == ENOENT ? "missing" : "error", NULL, 0, msg);
-        goto out;
-    }
-    XXH3_128bits_reset(st);
-    for (;;) {
-        ssize_t n = read(fd, buf, CHUNK);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0) {
-            err = errno;
-            break;
-        }
-        if (n == 0)
-            break;
-        XXH3_128bits_update(st, buf, (size_t)n);
-        *bytes += (uint64_t)n;
-    }
-    if (err) {
-        snprintf(msg, sizeof(msg), "%s@%s: reading %s: %s", c->name, c->version, c->path,
-                 strerror(err));
-        r = result(c, "disk", "error", NULL, (double)(mc_mono_ns() - t0) / 1e9, msg);
-        goto out;
-    }
-    canonical(st, got);
-    if (strcmp(got, c->checksum)) {
-        snprintf(msg, sizeof(msg),
-                 "%s@%s: the artifact %s hashes to %s but the manifest says %s; it was changed "
-                 "or damaged on disk: remove the version and push it again",
-                 c->name, c->version, c->path, got, c->checksum);
-        r = result(c, "disk", "mismatch", got, (double)(mc_mono_ns() - t0) / 1e9, msg);
-    } else {
-        r = result(c, "disk", "ok", got, (double)(mc_mono_ns() - t0) / 1e9, NULL);
-    }
-out:
-    if (fd >= 0)
-        close(fd);
-    XXH3_freeState(st);
-    free(buf);
-    return r;
+    cli_verify_artifact(s->reg, &v, &o);
+    if (!strcmp(o.result, "ok") || !strcmp(o.result, "mismatch"))
+        srv_artifact_mark(c->checksum, o.result[0] == 'm');
+    if (o.actual[0])
+        *bytes += c->size;
+    return result(c, "disk", o.result, o.actual[0] ? o.actual : NULL, o.seconds,
+                  o.message[0] ? o.message : NULL);
 }
 
 /* The resident bytes' hash against the manifest, in the held cache mc (or NULL). */
@@ -300,7 +253,7 @@ static json_t *check_in_arena(mc_cache *mc, const struct check *c, uint64_t *byt
     XXH3_128bits_reset(st);
     XXH3_128bits_update(st, mc_model_data(m), mc_model_size(m));
     *bytes += mc_model_size(m);
-    canonical(st, got);
+    cli_xxh3_checksum(st, got);
     XXH3_freeState(st);
     if (strcmp(got, c->checksum) || strcmp(mc_model_checksum(m), c->checksum)) {
         snprintf(msg, sizeof(msg),
@@ -355,7 +308,7 @@ static int verify(struct req *rq)
     c.size = v->size;
     srv_unlock(s);
     results = json_array();
-    json_array_append_new(results, check_disk(&c, &bytes));
+    json_array_append_new(results, check_disk(s, &c, &bytes));
     if (resident)
         json_array_append_new(results, check_resident(s, &c, &bytes));
     json_array_foreach(results, i, e)

@@ -71,4 +71,20 @@ bool api_query_uint(struct req *rq, const char *key, uint64_t min, uint64_t max,
 /* The value of a boolean query argument, replying 400 on a bad one; -1 if it replied. */
 int api_query_bool(struct req *rq, const char *key, bool def, int *ret);
 
+/*
+ * Is the shared registry's database out of reach (server.c)? 1 with a
+ * sentence in buf (what failed, what is still answered, what to do), or 0
+ * with buf empty: mcache-serve started from this host's replica (read-only
+ * until restarted), or the database stopped answering since (reads from
+ * the last state, changes refused until it answers). Either lock state.
+ */
+int srv_registry_down(struct srv *s, char *buf, size_t len);
+
+/*
+ * The object store's copy of the artifact with this checksum hashed wrong
+ * (bad) or right (h_artifacts.c): downloads of a bad one from the store are
+ * refused for a while (422), since a resumed download's Range is unchecked.
+ */
+void srv_artifact_mark(const char *checksum, bool bad);
+
 #endif

@@ -13,13 +13,17 @@
  * one buffer of UPLOAD_GATHER bytes per upload, allocated at its first
  * piece, and written when it is full and at the end, so the store sees
  * large writes and an upload's memory stays one buffer whatever its size.
+ * With --artifacts s3://... the registry's upload is a multipart upload to
+ * the object store (content-addressed, registered only once complete); a
+ * store that fails meanwhile makes the push 503, nothing registered.
  *
  * DOWNLOAD. GET|HEAD .../versions/{ref}/artifact resolves the reference to
  * an exact version under the lock, then serves the bytes without it: from
  * the arena when the version is resident (the model is held until
  * libmicrohttpd frees the response, so an alias move or an eviction while
  * it is sent changes nothing: the arena never reuses held memory), else
- * from the store's artifact file (sendfile). ETag is the checksum; a single
+ * from the store's artifact file (sendfile), else from the object store
+ * (remote_response: streamed in bounded windows). ETag is the checksum; a single
  * Range is honoured (206), an unsatisfiable one is 416, several ranges get
  * the whole body (200, as RFC 9110 allows).
  */
@@ -29,11 +33,14 @@
 #include <stdarg.h>
 #include <stdint.h>
 #include <microhttpd.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <xxhash.h>
 
+#include "common/clock.h"
 #include "common/err.h"
 #include "common/hex.h"
 #include "index/name.h"
@@ -41,6 +48,7 @@
 #include "serve/h_api.h"
 #include "tools/ctl_client.h"
 #include "tools/jsonout.h"
+#include "tools/verify_core.h"
 
 /* Build a JSON response with extra headers (pairs, NULL-terminated); consumes j. */
 static int reply_json_with(struct req *rq, unsigned status, json_t *j, ...)
@@ -100,7 +108,7 @@ struct upload {
     unsigned status; /* 0: none */
     int rc;          /* an MC_E* code (status 0 then means: as reply_mc_error maps it) */
     const char *code;
-    char msg[1024];
+    char msg[2048];
     /* what begin needs to stay alive: the parsed Mcache-Meta and arrays into it */
     json_t *meta_json;
     struct mc_reg_meta meta;
@@ -271,6 +279,11 @@ static int push_begin(struct req *rq, struct upload *st)
                        ct);
     if (meta && (rc = parse_meta(st, meta)))
         return rc;
+    {
+        char down[1536];
+        if (srv_registry_down(s, down, sizeof(down)))
+            return up_fail(st, 503, "unavailable", "%s; nothing was pushed", down);
+    }
     if (sum) {
         if (!mc_checksum_valid(sum, true)) /* either case, as the registry takes it */
             return up_fail(st, 400, "bad_request",
@@ -347,13 +360,25 @@ static void upload_drop(struct req *rq, struct upload *st)
     st->u = NULL;
 }
 
+/* A write or finish that failed: its message says the push stopped and nothing was registered. */
+static int push_stopped(struct req *rq, int rc)
+{
+    char m[1536]; /* a copy: mc_err() writes where mc_last_error() points */
+
+    snprintf(m, sizeof(m), "%s", mc_last_error());
+    if (strstr(m, "nothing was registered"))
+        return rc;
+    return mc_err(rc, "the push of %s@%s stopped: %s; nothing was registered",
+                  req_param(rq, "name"), req_param(rq, "version"), m);
+}
+
 /* Write bytes to the store; 0, or the MC_E* code with the upload dropped (its message kept). */
 static int upload_write(struct req *rq, struct upload *st, const char *data, size_t n)
 {
     int rc = mc_registry_upload_write(st->u, data, n);
 
     if (rc) {
-        up_fail_rc(st, rc);
+        up_fail_rc(st, push_stopped(rq, rc));
         upload_drop(rq, st);
         mc_err(rc, "%s", st->msg);
     }
@@ -462,6 +487,7 @@ static int push(struct req *rq)
         return reply_mc_error(rq, rc);
     /* The fsync and the checksum of a big upload, without the lock that every request takes. */
     if ((rc = mc_registry_upload_finish(st->u))) {
+        rc = push_stopped(rq, rc);
         upload_drop(rq, st);
         return reply_mc_error(rq, rc);
     }
@@ -574,16 +600,226 @@ static struct MHD_Response *arena_response(struct srv *s, const char *name, cons
     return NULL;
 }
 
+/*
+ * A download from the object store (the artifact is neither resident nor a
+ * local file): a callback response reading REMOTE_WINDOW bytes at a time
+ * with mc_registry_artifact_read (one ranged GET; an artifact read touches
+ * only the store's fixed settings, each call with its own transfers, so it
+ * needs no registry lock), copied out in the pieces libmicrohttpd asks for.
+ * Memory: one window per download. The read runs on the connection's
+ * thread: one window's GET (milliseconds to a nearby store; its retries
+ * bound a failing one to seconds) per REMOTE_WINDOW bytes sent.
+ *
+ * A whole-body download is hashed as it is read, and its last window is
+ * held back until the whole artifact hashed to the checksum: bytes changed
+ * in the store never arrive as a complete response (the connection is cut
+ * short of Content-Length instead). A Range cannot be checked: its bytes
+ * are as the store has them. A store that fails mid-stream cuts the
+ * connection too: the client sees fewer bytes than Content-Length, never
+ * wrong ones in their place.
+ */
+/*
+ * Objects seen to be bad: a whole download that hashed wrong, or verify's
+ * mismatch, marks the checksum for BAD_TTL_NS; meanwhile every download of
+ * it from the store, a Range included, is refused (422 corrupt). Without
+ * this, a client that resumes the download that was cut short (curl -C -,
+ * mcache.remote) would get the unchecked rest of the bad bytes as a Range.
+ * A verify that passes clears the mark (the object was pushed again).
+ */
+#define BAD_MAX    32
+#define BAD_TTL_NS (600ull * 1000000000ull)
+static struct {
+    char checksum[80];
+    uint64_t until_ns;
+} bad_objs[BAD_MAX];
+static pthread_mutex_t bad_lock = PTHREAD_MUTEX_INITIALIZER;
+
+void srv_artifact_mark(const char *checksum, bool bad)
+{
+    uint64_t now = mc_mono_ns();
+    int slot = -1;
+
+    pthread_mutex_lock(&bad_lock);
+    for (int i = 0; i < BAD_MAX; i++) {
+        if (!strcmp(bad_objs[i].checksum, checksum)) {
+            slot = i;
+            break;
+        }
+        if (slot < 0 && bad_objs[i].until_ns <= now)
+            slot = i; /* a free or expired slot */
+    }
+    if (slot < 0) /* all taken: the one that expires first */
+        for (int i = slot = 0; i < BAD_MAX; i++)
+            if (bad_objs[i].until_ns < bad_objs[slot].until_ns)
+                slot = i;
+    if (bad) {
+        snprintf(bad_objs[slot].checksum, sizeof(bad_objs[slot].checksum), "%s", checksum);
+        bad_objs[slot].until_ns = now + BAD_TTL_NS;
+    } else if (!strcmp(bad_objs[slot].checksum, checksum)) {
+        bad_objs[slot].checksum[0] = '\0';
+        bad_objs[slot].until_ns = 0;
+    }
+    pthread_mutex_unlock(&bad_lock);
+}
+
+/* Seconds since checksum was marked bad, or -1 if it is not (or no longer). */
+static double artifact_bad(const char *checksum)
+{
+    uint64_t now = mc_mono_ns();
+    double ago = -1;
+
+    pthread_mutex_lock(&bad_lock);
+    for (int i = 0; i < BAD_MAX; i++)
+        if (bad_objs[i].until_ns > now && !strcmp(bad_objs[i].checksum, checksum))
+            ago = (double)(now + BAD_TTL_NS - bad_objs[i].until_ns) / 1e9;
+    pthread_mutex_unlock(&bad_lock);
+    return ago;
+}
+
+#define REMOTE_WINDOW (1u << 20)
+#define REMOTE_BLOCK  (32u * 1024) /* libmicrohttpd's piece: within CONN_MEMORY */
+
+struct remote_body {
+    struct srv *srv;
+    struct mc_reg_version v; /* name, version, checksum, size: copies below */
+    char name[512], version[512], checksum[80];
+    uint64_t off, len;  /* the range sent, in the artifact */
+    uint64_t win_pos;   /* the window's first byte, as a position in the body */
+    size_t win_len;     /* bytes in the window */
+    bool verify;        /* a whole body, read in order: hashed as it goes */
+    XXH3_state_t *hash; /* verify's */
+    char *win;          /* REMOTE_WINDOW bytes */
+};
+
+static void remote_body_free(void *cls)
+{
+    struct remote_body *b = cls;
+
+    if (b->hash)
+        XXH3_freeState(b->hash);
+    free(b->win);
+    free(b);
+}
+
+/*
+ * Read the window that holds body position pos (the next REMOTE_WINDOW
+ * bytes), hashing a whole body read in order; at its last window, compare.
+ * 0, or an MC_E* code with a message (the log's line, by the caller).
+ */
+static int remote_fill(struct remote_body *b, uint64_t pos)
+{
+    size_t want = b->len - pos < REMOTE_WINDOW ? (size_t)(b->len - pos) : REMOTE_WINDOW;
+    char got[64];
+    int rc;
+
+    if (pos != b->win_pos + b->win_len) /* not in order (never seen; cannot hash): as stored */
+        b->verify = false;
+    b->win_len = 0;
+    b->win_pos = pos;
+    rc = mc_registry_artifact_read(b->srv->reg, &b->v, b->off + pos, b->win, want);
+    if (rc)
+        return mc_err_prefix(rc,
+                             "%s@%s: reading its artifact from the object store at byte "
+                             "%" PRIu64 ": ",
+                             b->name, b->version, b->off + pos);
+    b->win_len = want;
+    if (!b->verify)
+        return 0;
+    XXH3_128bits_update(b->hash, b->win, want);
+    if (pos + want < b->len)
+        return 0;
+    cli_xxh3_checksum(b->hash, got);
+    if (strcmp(got, b->checksum)) {
+        srv_artifact_mark(b->checksum, true);
+        return mc_err(MC_ECORRUPT,
+                      "%s@%s: its artifact in the object store hashes to %s but the registry "
+                      "says %s (changed or damaged in the store); the download was cut short "
+                      "before its last %zu bytes: run verify, remove the version and push it "
+                      "again",
+                      b->name, b->version, got, b->checksum, want);
+    }
+    return 0;
+}
+
+static ssize_t remote_body_read(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    struct remote_body *b = cls;
+    size_t n;
+
+    if (pos >= b->len)
+        return MHD_CONTENT_READER_END_OF_STREAM;
+    if (pos < b->win_pos || pos >= b->win_pos + b->win_len) {
+        if (remote_fill(b, pos)) {
+            srv_log("%s; the download was cut short", mc_last_error());
+            return MHD_CONTENT_READER_END_WITH_ERROR;
+        }
+    }
+    n = (size_t)(b->win_pos + b->win_len - pos);
+    if (n > max)
+        n = max;
+    memcpy(buf, b->win + (pos - b->win_pos), n);
+    return (ssize_t)n;
+}
+
+/*
+ * A response streaming [off, off+len) of v from the object store, into *out;
+ * 0, or an MC_E* code. The first window is read now (not for HEAD): a store
+ * that does not answer is an error status, not a connection cut after 200.
+ */
+static int remote_response(struct srv *s, const char *name, const char *version,
+                           const char *checksum, uint64_t size, uint64_t off, uint64_t len,
+                           bool head, struct MHD_Response **out)
+{
+    struct remote_body *b = calloc(1, sizeof(*b));
+    int rc = MC_ENOMEM;
+
+    *out = NULL;
+    if (!b || !(b->win = malloc(REMOTE_WINDOW)))
+        goto fail;
+    b->srv = s;
+    snprintf(b->name, sizeof(b->name), "%s", name);
+    snprintf(b->version, sizeof(b->version), "%s", version);
+    snprintf(b->checksum, sizeof(b->checksum), "%s", checksum);
+    b->v.name = b->name;
+    b->v.version = b->version;
+    b->v.checksum = b->checksum;
+    b->v.size = size;
+    b->off = off;
+    b->len = len;
+    b->verify = off == 0 && len == size;
+    if (b->verify) {
+        if (!(b->hash = XXH3_createState()))
+            goto fail;
+        XXH3_128bits_reset(b->hash);
+    }
+    if (!head && (rc = remote_fill(b, 0)) != 0) {
+        srv_log("%s", mc_last_error());
+        goto fail_rc;
+    }
+    rc = MC_ENOMEM;
+    *out =
+        MHD_create_response_from_callback(len, REMOTE_BLOCK, remote_body_read, b, remote_body_free);
+    if (*out)
+        return 0;
+fail:
+    mc_err(MC_ENOMEM, "out of memory for a download from the object store");
+fail_rc:
+    if (b)
+        remote_body_free(b);
+    return rc;
+}
+
 static int download(struct req *rq)
 {
     struct srv *s = rq->srv;
     const struct mc_reg_version *v;
-    char name[512], version[512], path[4096], etag[96], crange[128], sz[32];
+    char name[512], version[512], path[4096], checksum[80], etag[96], crange[128], sz[32];
     const char *inm = req_header(rq, "If-None-Match"), *ir, *source = "store";
     struct MHD_Response *resp = NULL;
     uint64_t size, off = 0, len;
     enum http_range rk;
     int ret = 0, rc, fd;
+    bool local;
 
     if ((rc = srv_lock(s)))
         return reply_mc_error(rq, rc);
@@ -599,8 +835,10 @@ static int download(struct req *rq)
     snprintf(name, sizeof(name), "%s", v->name);
     snprintf(version, sizeof(version), "%s", v->version);
     snprintf(path, sizeof(path), "%s", v->path);
+    snprintf(checksum, sizeof(checksum), "%s", v->checksum);
     snprintf(etag, sizeof(etag), "\"%s\"", v->checksum);
     size = v->size;
+    local = mc_registry_artifact_local(s->reg, v);
     srv_unlock(s);
 
     if (inm && etag_matches(inm, etag)) {
@@ -639,6 +877,20 @@ static int download(struct req *rq)
     resp = arena_response(s, name, version, etag, size, off, len);
     if (resp) {
         source = "arena";
+    } else if (!local) {
+        double ago = artifact_bad(checksum);
+        if (ago >= 0)
+            return reply_error(rq, 422, "corrupt",
+                               "%s@%s: its artifact in the object store failed its checksum "
+                               "%.0f s ago (a download or verify hashed it to something else); "
+                               "nothing is sent from it, a Range included: run verify, then "
+                               "remove the version and push it again",
+                               name, version, ago);
+        source = "remote";
+        rc = remote_response(s, name, version, checksum, size, off, len,
+                             !strcmp(rq->method, "HEAD"), &resp);
+        if (rc)
+            return reply_mc_error(rq, rc);
     } else {
         fd = open(path, O_RDONLY | O_CLOEXEC);
         if (fd < 0) {

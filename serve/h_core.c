@@ -1,7 +1,8 @@
 /*
  * h_core.c - the server's own routes: GET /healthz (the process answers),
- * GET /readyz (it can do its work: the registry reads, the arena is
- * attached, mcached answers), GET /metrics (Prometheus).
+ * GET /readyz (it can do its work: the registry reads, and a shared
+ * registry's database answers, the arena is attached, mcached answers),
+ * GET /metrics (Prometheus).
  */
 #include <microhttpd.h>
 #include <stdio.h>
@@ -10,6 +11,7 @@
 
 #include "common/err.h"
 #include "serve/core.h"
+#include "serve/h_api.h"
 #include "tools/ctl_client.h"
 
 #define READY_CTL_TIMEOUT_MS 1000 /* a probe answers in time or says "not ready" */
@@ -43,13 +45,17 @@ static int h_readyz(struct req *rq)
 {
     struct srv *s = rq->srv;
     json_t *checks = json_object(), *ans = NULL;
-    char failed[1024] = "";
+    char failed[2048] = "";
     mc_cache *mc;
     int rc;
+
+    char down[1536];
 
     rc = srv_lock(s);
     if (rc == 0)
         srv_unlock(s);
+    if (rc == 0 && srv_registry_down(s, down, sizeof(down)))
+        rc = mc_err(MC_EIO, "%s", down);
     check(checks, "registry", rc, failed, sizeof(failed));
     mc = srv_cache_hold(s);
     rc = mc ? 0 : MC_ENOENT;

@@ -96,6 +96,79 @@ static bool listen_any_ip;
 /* Does this thread hold the registry (between srv_lock and srv_unlock)? */
 static __thread bool reg_held;
 
+/*
+ * A SHARED REGISTRY THAT STOPS ANSWERING. With --registry postgres://...,
+ * a refresh that cannot reach the database (MC_EIO) does not fail every
+ * request: the handle keeps the state it last applied, so reads are
+ * answered from it, while every change still refuses (the registry syncs
+ * with the database before it writes: 503, naming the database). While it
+ * is down a request retries the database at most once per REG_RETRY_NS,
+ * so an unreachable database costs one failed connection per second, not
+ * one per request. reg_down holds why (under reg_lock; "" when up);
+ * srv_registry_down() copies it for /readyz and the handlers.
+ */
+#define REG_RETRY_NS 1000000000ull
+static char reg_down[1024];
+static uint64_t reg_down_since_ns, reg_down_tried_ns;
+
+static int refresh(struct srv *s)
+{
+    uint64_t now = mc_mono_ns();
+    int rc;
+
+    if (reg_down[0] && now - reg_down_tried_ns < REG_RETRY_NS)
+        return 0; /* still down: the last state, as below */
+    rc = mc_registry_refresh(s->reg, NULL);
+    if (rc == MC_EIO && s->cli.registry) {
+        if (!reg_down[0]) {
+            reg_down_since_ns = now;
+            srv_log("the registry database cannot be reached: %s; answering reads from "
+                    "generation %llu as last seen, refusing changes until it answers",
+                    mc_last_error(), (unsigned long long)mc_registry_generation(s->reg));
+        }
+        snprintf(reg_down, sizeof(reg_down), "%s", mc_last_error());
+        reg_down_tried_ns = now;
+        return 0;
+    }
+    if (rc == 0 && reg_down[0]) {
+        srv_log("the registry database answers again (after %.1f s); at generation %llu",
+                (double)(now - reg_down_since_ns) / 1e9,
+                (unsigned long long)mc_registry_generation(s->reg));
+        reg_down[0] = '\0';
+    }
+    return rc;
+}
+
+int srv_registry_down(struct srv *s, char *buf, size_t len)
+{
+    bool held = reg_held; /* the caller's srv_lock() covers what is read below already */
+    const char *off;
+    int down = 1;
+
+    buf[0] = '\0';
+    if (!held)
+        pthread_mutex_lock(&s->reg_lock);
+    off = mc_registry_offline(s->reg); /* fixed from the open on */
+    if (off)
+        snprintf(buf, len,
+                 "the registry database was unreachable when mcache-serve started (%s): it "
+                 "answers reads from this host's replica of generation %llu, read-only, and "
+                 "refuses changes; restart mcache-serve once the database answers",
+                 off, (unsigned long long)mc_registry_generation(s->reg));
+    else if (reg_down[0])
+        snprintf(buf, len,
+                 "the registry database has not answered for %.0f s (%s): reads are answered "
+                 "from generation %llu as last seen, changes are refused until it answers "
+                 "(retried every second); bring the database back or check the network to it",
+                 (double)(mc_mono_ns() - reg_down_since_ns) / 1e9, reg_down,
+                 (unsigned long long)mc_registry_generation(s->reg));
+    else
+        down = 0;
+    if (!held)
+        pthread_mutex_unlock(&s->reg_lock);
+    return down;
+}
+
 int srv_lock(struct srv *s)
 {
     int rc;
@@ -106,8 +179,9 @@ int srv_lock(struct srv *s)
         return mc_err(MC_EBUSY, "the registry is already locked by this request (a bug in "
                                 "mcache-serve; please report it)");
     }
-    /* Other processes (the CLI, mcached) change the store: answer from its current state. */
-    rc = mc_registry_refresh(s->reg, NULL);
+    /* Other processes (the CLI, mcached, other hosts) change the registry: answer its current
+     * state. */
+    rc = refresh(s);
     if (rc) {
         pthread_mutex_unlock(&s->reg_lock);
         return rc;
@@ -481,6 +555,11 @@ int reply_mc_error(struct req *rq, int rc)
         break;
     case MC_ENOTSUP:
         status = 501, code = "not_supported";
+        break;
+    case MC_EIO:
+        /* a database or an object store that did not answer: try again later */
+        if (rq->srv->cli.registry || rq->srv->cli.artifacts)
+            status = 503, code = "unavailable";
         break;
     default:
         break;

@@ -17,6 +17,7 @@
 #include "tools/jsonout.h"
 #include "tools/output.h"
 #include "tools/progress.h"
+#include "tools/verify_core.h"
 
 #define CHUNK (4u << 20)
 
@@ -32,19 +33,8 @@ struct run {
     uint64_t done; /* bytes hashed so far, for the bar */
     json_t *results;
     unsigned failed;
-    char *buf;
     struct mc_registry *reg;
 };
-
-static void canonical(XXH3_state_t *st, char *out)
-{
-    XXH128_canonical_t cs;
-
-    XXH128_canonicalFromHash(&cs, XXH3_128bits_digest(st));
-    memcpy(out, "xxh3-128:", 9);
-    for (int i = 0; i < 16; i++)
-        snprintf(out + 9 + 2 * i, 3, "%02x", cs.digest[i]);
-}
 
 /* Record one check's outcome; problems also go to stderr, as a full sentence. */
 static void result(struct run *r, const struct mc_reg_version *v, const char *where,
@@ -71,11 +61,8 @@ static void hash_chunk(struct run *r, XXH3_state_t *st, const void *p, size_t n)
     progress_update(&r->bar, r->done);
 }
 
-/*
- * Hash a whole file (fd >= 0, read to its end whatever the manifest's size)
- * or len bytes of memory at mem, into out. 0, or an MC code.
- */
-static int hash(struct run *r, int fd, const unsigned char *mem, uint64_t len, char *out)
+/* Hash len bytes of memory at mem into out. 0, or an MC code. */
+static int hash(struct run *r, const unsigned char *mem, uint64_t len, char *out)
 {
     XXH3_state_t *st = XXH3_createState();
     int rc = 0;
@@ -83,127 +70,39 @@ static int hash(struct run *r, int fd, const unsigned char *mem, uint64_t len, c
     if (!st)
         return mc_err(MC_ENOMEM, "out of memory");
     XXH3_128bits_reset(st);
-    if (fd < 0) {
-        for (uint64_t off = 0; off < len && !rc; off += CHUNK) {
-            hash_chunk(r, st, mem + off, len - off < CHUNK ? (size_t)(len - off) : CHUNK);
-            if (cli_interrupted)
-                rc = mc_err(MC_EIO, "interrupted");
-        }
-    } else {
-        for (;;) {
-            ssize_t n = read(fd, r->buf, CHUNK);
-            if (n < 0 && errno == EINTR && !cli_interrupted)
-                continue;
-            if (n < 0 || cli_interrupted) {
-                rc = mc_err(MC_EIO, "%s", cli_interrupted ? "interrupted" : strerror(errno));
-                break;
-            }
-            if (n == 0)
-                break;
-            hash_chunk(r, st, r->buf, (size_t)n);
-        }
-    }
-    if (!rc)
-        canonical(st, out);
-    XXH3_freeState(st);
-    return rc;
-}
-
-/*
- * An artifact in an object store: read through the store (parallel ranged
- * GETs, RCHUNK bytes at a time: enough for the ranges to run in parallel)
- * and hashed as it comes, so verify checks the very bytes mcached would load.
- */
-#define RCHUNK (64u << 20)
-
-static int hash_remote(struct run *r, const struct mc_reg_version *v, char *out)
-{
-    XXH3_state_t *st = XXH3_createState();
-    char *buf = malloc(RCHUNK);
-    int rc = 0;
-
-    if (!st || !buf) {
-        free(buf);
-        if (st)
-            XXH3_freeState(st);
-        return mc_err(MC_ENOMEM, "out of memory");
-    }
-    XXH3_128bits_reset(st);
-    for (uint64_t off = 0; off < v->size && !rc; off += RCHUNK) {
-        size_t n = v->size - off < RCHUNK ? (size_t)(v->size - off) : RCHUNK;
-
-        rc = mc_registry_artifact_read(r->reg, v, off, buf, n);
-        if (!rc)
-            hash_chunk(r, st, buf, n);
-        if (!rc && cli_interrupted)
+    for (uint64_t off = 0; off < len && !rc; off += CHUNK) {
+        hash_chunk(r, st, mem + off, len - off < CHUNK ? (size_t)(len - off) : CHUNK);
+        if (cli_interrupted)
             rc = mc_err(MC_EIO, "interrupted");
     }
     if (!rc)
-        canonical(st, out);
+        cli_xxh3_checksum(st, out);
     XXH3_freeState(st);
-    free(buf);
     return rc;
 }
 
-static void check_remote(struct run *r, const struct mc_reg_version *v)
+static void verify_progress(void *arg, size_t n)
 {
-    char got[64], msg[2048];
-    double t0 = cli_mono_s();
-    int rc = hash_remote(r, v, got);
+    struct run *r = arg;
 
-    if (rc) {
-        snprintf(msg, sizeof(msg), "%s@%s: reading its artifact %s: %s", v->name, v->version,
-                 v->path, mc_last_error());
-        result(r, v, "disk", rc == MC_ENOENT ? "missing" : "error", NULL, cli_mono_s() - t0, msg);
-    } else if (strcmp(got, v->checksum)) {
-        snprintf(msg, sizeof(msg),
-                 "%s@%s: the artifact %s hashes to %s but the manifest says %s; it was changed "
-                 "or damaged in the object store: remove the version and push it again",
-                 v->name, v->version, v->path, got, v->checksum);
-        result(r, v, "disk", "mismatch", got, cli_mono_s() - t0, msg);
-    } else {
-        result(r, v, "disk", "ok", got, cli_mono_s() - t0, NULL);
-    }
+    r->done += n;
+    progress_update(&r->bar, r->done);
 }
 
+static bool verify_stop(void *arg)
+{
+    (void)arg;
+    return cli_interrupted;
+}
+
+/* The artifact, local or in the object store (verify_core.c, shared with mcache-serve). */
 static void check_disk(struct run *r, const struct mc_reg_version *v)
 {
-    char got[64], msg[2048];
-    double t0;
-    int fd;
-    int rc;
+    struct cli_verify o = {.progress = verify_progress, .stop = verify_stop, .arg = r};
 
-    if (!mc_registry_artifact_local(r->reg, v)) {
-        check_remote(r, v);
-        return;
-    }
-    t0 = cli_mono_s();
-    fd = open(v->path, O_RDONLY | O_CLOEXEC);
-
-    if (fd < 0) {
-        snprintf(msg, sizeof(msg),
-                 "%s@%s: the artifact %s cannot be opened (%s); run `mcache fsck` and push the "
-                 "version again",
-                 v->name, v->version, v->path, strerror(errno));
-        result(r, v, "disk", errno == ENOENT ? "missing" : "error", NULL, 0, msg);
-        return;
-    }
-    posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
-    rc = hash(r, fd, NULL, v->size, got);
-    close(fd);
-    if (rc) {
-        snprintf(msg, sizeof(msg), "%s@%s: reading %s: %s", v->name, v->version, v->path,
-                 mc_last_error());
-        result(r, v, "disk", "error", NULL, cli_mono_s() - t0, msg);
-    } else if (strcmp(got, v->checksum)) {
-        snprintf(msg, sizeof(msg),
-                 "%s@%s: the artifact %s hashes to %s but the manifest says %s; it was changed "
-                 "or damaged on disk: remove the version and push it again",
-                 v->name, v->version, v->path, got, v->checksum);
-        result(r, v, "disk", "mismatch", got, cli_mono_s() - t0, msg);
-    } else {
-        result(r, v, "disk", "ok", got, cli_mono_s() - t0, NULL);
-    }
+    cli_verify_artifact(r->reg, v, &o);
+    result(r, v, "disk", o.result, o.actual[0] ? o.actual : NULL, o.seconds,
+           o.message[0] ? o.message : NULL);
 }
 
 static void check_resident(struct run *r, struct cli_arena *ar, const struct mc_reg_version *v)
@@ -224,7 +123,7 @@ static void check_resident(struct run *r, struct cli_arena *ar, const struct mc_
         result(r, v, "arena", rc == MC_EFAILED ? "failed" : "error", NULL, 0, msg);
         return;
     }
-    rc = hash(r, -1, mc_model_data(m), mc_model_size(m), got);
+    rc = hash(r, mc_model_data(m), mc_model_size(m), got);
     if (rc) {
         snprintf(msg, sizeof(msg), "%s@%s in the arena: %s", v->name, v->version, mc_last_error());
         result(r, v, "arena", "error", NULL, cli_mono_s() - t0, msg);
@@ -296,8 +195,6 @@ static int run_verify(struct cli *c, struct args *a)
         rc = targets(c, reg, a, &vs, &n);
     if (!rc && resident)
         rc = cli_arena_attach(c, &ar);
-    if (!rc && !(r.buf = malloc(CHUNK)))
-        rc = mc_err(MC_ENOMEM, "out of memory");
     if (rc) {
         rc = cli_error(rc);
         goto out;
@@ -348,7 +245,6 @@ static int run_verify(struct cli *c, struct args *a)
     rc = r.failed ? EXIT_FAIL : EXIT_OK;
 out:
     json_decref(r.results);
-    free(r.buf);
     free(vs);
     cli_arena_detach(&ar);
     mc_registry_close(reg);

@@ -674,8 +674,9 @@ class Client:
         starts again. resume=False starts from the first byte and removes the
         partial file if this one fails.
         progress(done, total) as push()'s (done counts resumed bytes).
-        Returns {"path", "size", "checksum", "etag", "source" ("arena" or
-        "store"), "resumed_from" (bytes already there)}."""
+        Returns {"path", "size", "checksum", "etag", "source" ("arena",
+        "store" or "remote": the object store), "resumed_from" (bytes
+        already there)}."""
         dest = os.fspath(dest_path)
         part, tagfile = dest + ".part", dest + ".part.etag"
         url_path = self._path(*self._model(name), "versions", _seg(ref, "ref"), "artifact")
