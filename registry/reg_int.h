@@ -162,6 +162,8 @@ struct mc_registry {
     struct mc_reg_backend *be; /* metadata: records and snapshots */
     struct mc_art_store *art;  /* artifacts: the bytes */
     struct reg_state *st;
+    /* the last reg_commit()'s record was saved, or may have been: keep what it references */
+    bool commit_kept;
     /* a shared registry's replica (STORE/replica): the generation last written there */
     uint64_t replica_gen;
     /* opened from the replica because the database was unreachable: why ("" if not) */

@@ -222,18 +222,31 @@ int reg_commit(struct mc_registry *r, json_t *rec, uint64_t *gen)
 {
     int rc = reg_stamp(r, rec);
 
+    r->commit_kept = false;
     if (rc == 0)
         rc = r->be->ops->append(r->be, rec, true);
+    if (rc == MC_REG_UNKNOWN) {
+        r->commit_kept = true; /* maybe saved: its artifacts stay for intent_recover */
+        return MC_EIO;
+    }
     if (rc)
         return rc;
+    r->commit_kept = true;
     rc = state_apply_json(r->st, rec, false, r->be->ops->generation(r->be));
     if (rc) {
-        /* validated before it was written, so this is a bug; stay truthful */
+        /*
+         * Validated before it was written, so this is a bug. The change is
+         * saved, so it counts as made: the state is read again from the store.
+         */
         char msg[1024];
 
         snprintf(msg, sizeof(msg), "%s", mc_last_error());
-        reload(r);
-        return mc_err(rc, "the change was saved but could not be applied here: %s", msg);
+        rc = reload(r);
+        mc_reg_reportf(r->warn, r->warn_arg,
+                       "the change was saved but could not be applied here (%s); %s", msg,
+                       rc ? "reading the registry again failed too" : "read the registry again");
+        if (rc)
+            return mc_err(rc, "the change was saved but could not be applied here: %s", msg);
     }
     if (gen)
         *gen = r->be->ops->generation(r->be);
@@ -514,7 +527,14 @@ void mc_registry_set_uid(struct mc_registry *r, uint32_t uid)
 
 int mc_registry_refresh(struct mc_registry *r, bool *changed)
 {
-    int rc = reg_lock(r, MC_REG_SHARED);
+    int rc;
+
+    if (r->be->ops->follow_unlocked && r->lock_mode == MC_REG_UNLOCKED) {
+        if (changed)
+            *changed = false;
+        return reg_sync(r, changed);
+    }
+    rc = reg_lock(r, MC_REG_SHARED);
 
     if (changed)
         *changed = false;

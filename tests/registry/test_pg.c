@@ -3,8 +3,8 @@
  * PostgreSQL that tests/fleet/pg.sh runs: schema migrations (too old, too
  * new, migrating twice does nothing), a change on one handle seen by
  * another's refresh, and the NOTIFY a LISTENing session gets for each
- * change. The registry's semantics over this backend are test_api.c's
- * (registry_api_postgres).
+ * change, a damaged row reported once and followed past. The registry's semantics over this backend
+ * are test_api.c's (registry_api_postgres).
  */
 #include <libpq-fe.h>
 #include <poll.h>
@@ -336,6 +336,43 @@ static void test_concurrent_writers(void **state)
     mc_registry_close(r);
 }
 
+/*
+ * A row that cannot be applied (damaged by hand) is reported once, and the
+ * follower goes on past it: the rows delivered before it in the same read
+ * are not delivered again (that made every later refresh fail with "exists"),
+ * and rows written after it arrive.
+ */
+static void test_damaged_row_followed_past(void **state)
+{
+    struct fx *f = *state;
+    struct mc_registry *a, *b;
+    bool changed;
+
+    assert_int_equal(open_store(f, MC_REGISTRY_CREATE, &a), 0);
+    assert_int_equal(open_store(f, 0, &b), 0);
+    assert_int_equal(mc_registry_push(a, "m", "1.0.0", f->file, NULL, NULL), 0);
+    assert_int_equal(mc_registry_refresh(b, &changed), 0);
+    assert_int_equal(mc_registry_push(a, "m", "2.0.0", f->file, NULL, NULL), 0);
+    sql(f, "INSERT INTO registry_records VALUES (3, '{\"op\": \"push\", damaged')");
+    /* 2 applies, 3 is reported */
+    assert_int_equal(mc_registry_refresh(b, &changed), MC_ECORRUPT);
+    assert_msg("registry_records row 3");
+    assert_msg("run `mcache repair`");
+    /* once: the next refresh neither re-applies 2 nor reports 3 again */
+    assert_int_equal(mc_registry_refresh(b, &changed), 0);
+    assert_false(changed);
+    assert_int_equal(mc_registry_generation(b), 3);
+    assert_int_equal(mc_registry_model(b, "m")->nversions, 2);
+    /* the writer meets the row once too, then writes past it */
+    assert_int_equal(mc_registry_push(a, "m", "3.0.0", f->file, NULL, NULL), MC_ECORRUPT);
+    assert_int_equal(mc_registry_push(a, "m", "3.0.0", f->file, NULL, NULL), 0);
+    assert_int_equal(mc_registry_refresh(b, &changed), 0);
+    assert_true(changed);
+    assert_int_equal(mc_registry_model(b, "m")->nversions, 3);
+    mc_registry_close(a);
+    mc_registry_close(b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -348,6 +385,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_notify, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_writers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_session_lost, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_damaged_row_followed_past, setup, teardown),
     };
 
     if (tu_pg_url() == NULL) {
