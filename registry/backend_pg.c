@@ -49,13 +49,16 @@
  * server rolls back what it had and frees its locks once it notices) and the
  * database counts as unreachable until a reconnection works. Reads and
  * reconnections get QUICK_MS: they are small, and mcached makes them on its
- * loop. Writes and the exclusive lock (which waits for another writer) get
- * SLOW_MS. MCACHE_PG_TIMEOUT_MS replaces QUICK_MS (a distant database).
+ * loop. Writes get SLOW_MS. The exclusive lock is tried (QUICK_MS each time)
+ * until it is free, for at most LOCK_WAIT_MS: a writer waits for another
+ * writer, never for a server that does not answer. MCACHE_PG_TIMEOUT_MS
+ * replaces QUICK_MS (a distant database).
  */
 #define QUICK_MS 1000
 #define SLOW_MS  30000
-#define OPEN_MS  10000 /* the first connection of a handle */
-#define RETRY_MS 1000  /* after a failed reconnection, fail fast for this long */
+#define OPEN_MS      5000  /* the first connection of a handle */
+#define RETRY_MS     1000  /* after a failed reconnection or a drop, fail fast for this long */
+#define LOCK_WAIT_MS 60000 /* the longest wait for another writer's exclusive lock */
 
 /* Compact once the records are past both of these (as the journal). */
 #define COMPACT_MIN_BYTES (64u << 10)
@@ -393,6 +396,7 @@ static void drop(struct pgb *p)
     PQfinish(p->conn);
     p->conn = NULL;
     p->held = MC_REG_UNLOCKED;
+    p->retry_at = now_ms() + RETRY_MS;
 }
 
 static int run_within(struct pgb *p, int ms, const char *what, const char *sql, int n,
@@ -584,23 +588,55 @@ static bool lost(const struct pgb *p)
     return p->conn == NULL || PQstatus(p->conn) != CONNECTION_OK;
 }
 
+/* The exclusive lock: tried until free (a writer holds it for one change), within LOCK_WAIT_MS. */
+static int lock_exclusive(struct pgb *p)
+{
+    const char *params[1] = {p->lockkey};
+    int64_t deadline = now_ms() + LOCK_WAIT_MS;
+
+    for (int wait = 1;; wait = wait < 64 ? 2 * wait : wait) {
+        PGresult *r;
+        bool got;
+        int rc = run(p, "taking the registry lock",
+                     "SELECT pg_try_advisory_lock(" LOCK_CLASS ", $1::int)", 1, params, &r);
+
+        if (rc)
+            return rc;
+        got = strcmp(PQgetvalue(r, 0, 0), "t") == 0;
+        PQclear(r);
+        if (got)
+            return 0;
+        if (now_ms() >= deadline)
+            return mc_err(MC_EBUSY,
+                          "another writer has held the registry database %s locked for over %d "
+                          "s; nothing was changed; try again (a writer that died frees it at "
+                          "once)",
+                          p->where, LOCK_WAIT_MS / 1000);
+        poll(NULL, 0, wait);
+    }
+}
+
+static int lock_once(struct pgb *p, enum mc_reg_lock mode)
+{
+    const char *params[1] = {p->lockkey};
+
+    if (mode == MC_REG_EXCLUSIVE)
+        return lock_exclusive(p);
+    return run(p, "taking the registry lock",
+               "SELECT pg_advisory_lock_shared(" LOCK_CLASS ", $1::int)", 1, params, NULL);
+}
+
 static int pg_lock(struct mc_reg_backend *b, enum mc_reg_lock mode)
 {
     struct pgb *p = pgb_of(b);
-    const char *params[1] = {p->lockkey};
-    bool ex = mode == MC_REG_EXCLUSIVE;
-    const char *q = ex ? "SELECT pg_advisory_lock(" LOCK_CLASS ", $1::int)"
-                       : "SELECT pg_advisory_lock_shared(" LOCK_CLASS ", $1::int)";
-    /* the exclusive lock waits for other writers: the slow deadline */
-    int ms = ex ? SLOW_MS : quick_ms();
     int rc = reconnect(p);
 
     if (rc == 0)
-        rc = run_within(p, ms, "taking the registry lock", q, 1, params, NULL);
-    if (rc && lost(p)) {
+        rc = lock_once(p, mode);
+    if (rc && lost(p) && p->conn != NULL) { /* found dead now (not dropped): once more */
         rc = reconnect(p);
         if (rc == 0)
-            rc = run_within(p, ms, "taking the registry lock", q, 1, params, NULL);
+            rc = lock_once(p, mode);
     }
     if (rc == 0)
         p->held = mode;
@@ -695,7 +731,7 @@ static int read_begin(struct pgb *p)
 
     if (rc == 0)
         rc = run(p, "starting a read", q, 0, NULL, NULL);
-    if (rc && lost(p)) {
+    if (rc && lost(p) && p->conn != NULL) { /* found dead now (not dropped): once more */
         rc = reconnect(p);
         if (rc == 0)
             rc = run(p, "starting a read", q, 0, NULL, NULL);
