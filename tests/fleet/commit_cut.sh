@@ -43,50 +43,41 @@ start_proxy() {
   PURL="postgresql://postgres@127.0.0.1:$port/postgres?sslmode=disable"
 }
 
+# push_cut MODE VERSION: push m@VERSION through a proxy that cuts in MODE; sets RC, ERR (a file).
+push_cut() {
+  : >"$T/proxy.log"
+  start_proxy "$1"
+  ERR="$T/err-$2"
+  "$MCACHE" -q --store "$T/store" --registry "$PURL" push m "$2" "$T/model.bin" 2>"$ERR"
+  RC=$?
+  stop_proxy
+  grep -q "cut $1 COMMIT" "$T/proxy.log" || fail "the proxy never cut (its log: $(cat "$T/proxy.log"))"
+}
+D() { "$MCACHE" -q --store "$T/store" --registry "$URL" "$@"; } # directly, not through the proxy
+
 # Cut after the commit: the push's outcome is found on a new session.
-start_proxy after
-"$MCACHE" -q --store "$T/store" --registry "$PURL" push m 1.0.0 "$T/model.bin" 2>"$T/err1"
-rc=$?
-stop_proxy
-grep -q "cut after COMMIT" "$T/proxy.log" || fail "the proxy never cut (its log: $(cat "$T/proxy.log"))"
-[ $rc -eq 0 ] || fail "a push whose COMMIT happened failed ($rc): $(cat "$T/err1")"
-"$MCACHE" --store "$T/store" --registry "$URL" ls m --json | grep -q '"1.0.0"' ||
-  fail "m@1.0.0 is not registered after its committed push"
-"$MCACHE" -q --store "$T/store" --registry "$URL" verify m@1.0.0 ||
-  fail "the artifact of the committed m@1.0.0 does not verify (deleted?)"
+push_cut after 1.0.0
+[ $RC -eq 0 ] || fail "a push whose COMMIT happened failed ($RC): $(cat "$ERR")"
+D ls m --json | grep -q '"1.0.0"' || fail "m@1.0.0 is not registered after its committed push"
+D verify m@1.0.0 || fail "the artifact of the committed m@1.0.0 does not verify (deleted?)"
 echo "cut after COMMIT: the push succeeded, m@1.0.0 is registered and verifies"
 
 # Cut before the commit: the server rolls back; nothing of m@2.0.0 is left.
-: >"$T/proxy.log"
-start_proxy before
-"$MCACHE" -q --store "$T/store" --registry "$PURL" push m 2.0.0 "$T/model.bin" 2>"$T/err2"
-rc=$?
-stop_proxy
-grep -q "cut before COMMIT" "$T/proxy.log" || fail "the proxy never cut (its log: $(cat "$T/proxy.log"))"
-[ $rc -ne 0 ] || fail "a push whose COMMIT never reached the server succeeded"
-grep -q "nothing was changed" "$T/err2" || fail "the failed push does not say nothing changed: $(cat "$T/err2")"
-if "$MCACHE" --store "$T/store" --registry "$URL" ls m --json | grep -q '"2.0.0"'; then
-  fail "m@2.0.0 is registered after a push that failed"
-fi
+push_cut before 2.0.0
+[ $RC -ne 0 ] || fail "a push whose COMMIT never reached the server succeeded"
+grep -q "nothing was changed" "$ERR" || fail "the failed push does not say nothing changed: $(cat "$ERR")"
+D ls m --json | grep -q '"2.0.0"' && fail "m@2.0.0 is registered after a push that failed"
 left=$(find "$T/store" -path '*2.0.0*' | head -n 3)
 [ -z "$left" ] || fail "the failed push left its artifact: $left"
-"$MCACHE" -q --store "$T/store" --registry "$URL" verify ||
-  fail "the store does not verify after the failed push"
+D verify || fail "the store does not verify after the failed push"
 echo "cut before COMMIT: the push failed, nothing of m@2.0.0 is left"
 
 # Cut after the commit, and the proxy gone: the outcome cannot be told.
-: >"$T/proxy.log"
-start_proxy gone
-"$MCACHE" -q --store "$T/store" --registry "$PURL" push m 3.0.0 "$T/model.bin" 2>"$T/err3"
-rc=$?
-stop_proxy
-grep -q "cut gone COMMIT" "$T/proxy.log" || fail "the proxy never cut (its log: $(cat "$T/proxy.log"))"
-[ $rc -ne 0 ] || fail "a push whose outcome cannot be known succeeded"
-grep -q "cannot be told now" "$T/err3" || fail "the push does not say the outcome is unknown: $(cat "$T/err3")"
-grep -q "nothing was changed" "$T/err3" && fail "the push says nothing changed, which it cannot know"
+push_cut gone 3.0.0
+[ $RC -ne 0 ] || fail "a push whose outcome cannot be known succeeded"
+grep -q "cannot be told now" "$ERR" || fail "the push does not say the outcome is unknown: $(cat "$ERR")"
+grep -q "nothing was changed" "$ERR" && fail "the push says nothing changed, which it cannot know"
 # the next change, on a working connection, settles the intent: m@3.0.0 is registered, so kept
-"$MCACHE" -q --store "$T/store" --registry "$URL" alias m prod 3.0.0 ||
-  fail "the next change failed"
-"$MCACHE" -q --store "$T/store" --registry "$URL" verify m@3.0.0 ||
-  fail "the artifact of the committed m@3.0.0 does not verify after an unknown outcome"
+D alias m prod 3.0.0 || fail "the next change failed"
+D verify m@3.0.0 || fail "the artifact of the committed m@3.0.0 does not verify after an unknown outcome"
 echo "cut after COMMIT, server gone: the outcome was reported unknown, the artifact kept and verified"
