@@ -139,6 +139,8 @@ static const char *pq_msg(PGconn *c)
     n = strlen(msg);
     while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == ' '))
         msg[--n] = '\0';
+    for (char *nl = msg; (nl = strpbrk(nl, "\n\t")) != NULL;) /* libpq's lines, as one */
+        *nl = ' ';
     return msg;
 }
 
@@ -274,6 +276,8 @@ static int pq_run_within(PGconn *c, int ms, const char *where, const char *what,
             snprintf(msg, sizeof(msg), "%s", r ? PQresultErrorMessage(r) : pq_msg(c));
         for (k = strlen(msg); k > 0 && (msg[k - 1] == '\n' || msg[k - 1] == ' ');)
             msg[--k] = '\0';
+        for (char *nl = msg; (nl = strpbrk(nl, "\n\t")) != NULL;) /* libpq's lines, as one */
+            *nl = ' ';
         int rc = mc_err(MC_EIO, "%s in the registry database %s failed: %s", what, where, msg);
         PQclear(r);
         return rc;
@@ -873,6 +877,7 @@ static int pg_prepare(struct mc_reg_backend *b, mc_reg_emit_fn emit, void *arg)
 static int commit_outcome(struct pgb *p, const char *gen, const char *text, const char *why)
 {
     const char *params[1] = {gen};
+    char reason[512];
     PGresult *r;
     int rc;
 
@@ -887,12 +892,13 @@ static int commit_outcome(struct pgb *p, const char *gen, const char *text, cons
         PQclear(r);
         return ours ? 0 : mc_err(MC_EIO, "%s", why);
     }
+    snprintf(reason, sizeof(reason), "%s", mc_last_error());
     mc_err(MC_EIO,
-           "the connection to the registry database %s broke while committing generation %s "
-           "(%s), and whether the commit happened cannot be told now (%s); the artifacts were "
-           "kept: once the database answers, `mcache list` shows whether the change was made, "
-           "and the next change (or `mcache gc`) removes the artifacts of one that was not",
-           p->where, gen, why, mc_last_error());
+           "the connection to the registry database broke at the commit of generation %s, and "
+           "whether the commit happened cannot be told now; the artifacts were kept: once the "
+           "database answers, `mcache ls` shows whether the change was made, and the next "
+           "change (or `mcache gc`) removes the artifacts of one that was not (%s)",
+           gen, reason);
     return MC_REG_UNKNOWN;
 }
 
