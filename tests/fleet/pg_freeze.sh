@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# pg_freeze.sh MCACHE MCACHED - mcached on a PostgreSQL registry that freezes
+# pg_freeze.sh MCACHE MCACHED MP_READER - mcached on a PostgreSQL registry that freezes
 # (every server process SIGSTOPped: connections open, nothing answers, as a
 # hung host or a link that drops packets): its loop never waits long on it.
 #   frozen while serving: `mcache stat` answers within 2 s every time (about
 #     1 s: a statement waits 1 s at most), for longer than two of mcached's
-#     2 s registry checks; SIGTERM stops it within 5 s;
+#     2 s registry checks, and a worker (mp_reader) resolves and verifies
+#     m@prod from the arena each time; SIGTERM stops it within 5 s;
 #   frozen at start, with a replica: mcached starts from the replica, stat
 #     answers as fast, and once the server is thawed mcached serves the
 #     database again ("the registry answers again").
@@ -13,6 +14,7 @@
 set -uo pipefail
 MCACHE=$1
 MCACHED=$2
+MP_READER=$3
 fail() { echo "FAIL: $*" >&2; [ -f "$T/mcached.log" ] && tail -n 20 "$T/mcached.log" >&2; exit 1; }
 [ -n "${MCACHE_TEST_PG_URL:-}" ] || fail "run me under tests/fleet/pg.sh run"
 
@@ -55,6 +57,11 @@ start_mcached() {
   fail "mcached did not answer stat within 30 s of its start"
 }
 
+# a worker resolves m@prod in the arena and verifies its bytes
+worker_resolves() {
+  timeout 10 "$MP_READER" verify "$T/shm" "$CACHE" m prod 2>/dev/null | grep -q "^ok 1.0.0"
+}
+
 # stat_for SECONDS: stat again and again for that long; fails on one slower than 2 s.
 stat_for() {
   local end=$((SECONDS + $1)) worst=0 t0 ms
@@ -64,6 +71,7 @@ stat_for() {
     ms=$((($(date +%s%N) - t0) / 1000000))
     [ $ms -gt $worst ] && worst=$ms
     [ $ms -le 2000 ] || fail "stat took $ms ms while the database is frozen"
+    worker_resolves || fail "a worker could not resolve m@prod while the database is frozen"
   done
   echo "$worst"
 }
@@ -89,6 +97,11 @@ M -q push m 1.0.0 "$T/model.bin" --alias prod || fail "push"
 
 # Frozen while serving.
 start_mcached
+for _ in $(seq 1 300); do
+  worker_resolves && break
+  sleep 0.1
+done
+worker_resolves || fail "m@prod was not resident within 30 s of mcached's start"
 freeze
 worst=$(stat_for 5) || exit 1
 echo "frozen while serving: the slowest stat took $worst ms"
