@@ -27,6 +27,7 @@
 #ifndef MCACHE_LOADER_DAEMON_H
 #define MCACHE_LOADER_DAEMON_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -103,6 +104,16 @@ struct daemon {
      * its generation was last checked (registry_check, main.c) */
     int wfd;
     uint64_t last_regcheck_ns;
+    /* Started from the replica: the shared registry opened again on a thread of its own
+     * (registry_reopen, main.c), which can wait seconds on the database; it hands the handle
+     * back through efd, an eventfd in the loop's epoll set (tag &reopen.efd). */
+    struct {
+        pthread_t thread;
+        bool busy;                  /* the thread runs; only the loop reads or writes this */
+        int efd;                    /* -1 until the first attempt */
+        struct mc_registry_opts ro; /* the thread's: read there, written before it starts */
+        struct mc_registry *opened; /* the thread's result (NULL: still unreachable) */
+    } reopen;
     struct dver **ht;
     size_t htcap, nver;
     struct dver *qhead, *qtail;

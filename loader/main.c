@@ -9,6 +9,7 @@
  * housekeeping, and updates the service manager's STATUS=; the loop itself
  * sends the watchdog's pings (notify.h), waking in time for each.
  */
+#include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
 #include <signal.h>
@@ -16,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
 
@@ -355,28 +357,87 @@ static void quiet_warn(void *arg, const char *msg)
 /*
  * Started from the replica (the database was unreachable): open the shared registry again,
  * and once it answers, serve it instead (the replica's handle is read-only and never moves).
- * Attempts are quiet: each would warn that it fell back to the replica again.
+ * Attempts are quiet: each would warn that it fell back to the replica again. An attempt can
+ * wait seconds on a database that does not answer, so it runs on a thread of its own, one at
+ * a time; registry_reopened() takes its result on the loop.
  */
+static void *reopen_thread(void *arg)
+{
+    struct daemon *d = arg;
+    struct mc_registry *n = NULL;
+    uint64_t one = 1;
+
+    if (mc_registry_open(d->cfg.store, &d->reopen.ro, &n) == 0 && mc_registry_offline(n)) {
+        mc_registry_close(n);
+        n = NULL;
+    }
+    d->reopen.opened = n; /* read by the loop after pthread_join() */
+    if (write(d->reopen.efd, &one, sizeof(one)) != (ssize_t)sizeof(one))
+        log_error("reopening the registry: cannot wake the loop: %s", strerror(errno));
+    return NULL;
+}
+
 static void registry_reopen(struct daemon *d)
 {
     struct mc_registry_opts ro = {.flags = MC_REGISTRY_CREATE,
                                   .warn = quiet_warn,
                                   .registry = d->cfg.registry,
                                   .artifacts = d->cfg.artifacts[0] ? d->cfg.artifacts : NULL};
-    struct mc_registry *n;
 
-    if (mc_registry_open(d->cfg.store, &ro, &n) != 0)
+    if (d->reopen.busy)
         return;
-    if (mc_registry_offline(n)) {
-        mc_registry_close(n);
-        return;
+    if (d->reopen.efd < 0) {
+        struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &d->reopen.efd};
+
+        d->reopen.efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+        if (d->reopen.efd < 0 || epoll_ctl(d->epfd, EPOLL_CTL_ADD, d->reopen.efd, &ev) != 0) {
+            log_error("reopening the registry: %s", strerror(errno));
+            if (d->reopen.efd >= 0)
+                close(d->reopen.efd);
+            d->reopen.efd = -1;
+            return;
+        }
     }
+    d->reopen.ro = ro;
+    d->reopen.opened = NULL;
+    d->reopen.busy = pthread_create(&d->reopen.thread, NULL, reopen_thread, d) == 0;
+}
+
+/* The reopening thread finished: serve what it opened, if the database answered. */
+static void registry_reopened(struct daemon *d)
+{
+    struct mc_registry *n;
+    uint64_t v;
+
+    if (read(d->reopen.efd, &v, sizeof(v)) != (ssize_t)sizeof(v) || !d->reopen.busy)
+        return;
+    pthread_join(d->reopen.thread, NULL);
+    d->reopen.busy = false;
+    n = d->reopen.opened;
+    if (n == NULL)
+        return;
     log_info("the registry answers again (generation %llu; the replica had %llu): serving it",
              (unsigned long long)mc_registry_generation(n),
              (unsigned long long)mc_registry_generation(d->reg));
     mc_registry_close(d->reg);
     d->reg = n;
     d->want_sync = true;
+    d->last_regcheck_ns = 0; /* its watch fd and replica now, not in 2 s */
+}
+
+/*
+ * At stop: an attempt in flight may wait seconds more on the database; it is left to end
+ * with the process (detached; its eventfd stays open for it), so that a stop is prompt.
+ */
+static void registry_reopen_stop(struct daemon *d)
+{
+    if (d->reopen.busy) {
+        pthread_detach(d->reopen.thread);
+        return;
+    }
+    if (d->reopen.efd >= 0)
+        close(d->reopen.efd);
+    d->reopen.efd = -1;
 }
 
 static void run(struct daemon *d)
@@ -431,6 +492,8 @@ static void run(struct daemon *d)
                 } else if (got > 0) {
                     d->want_sync = true;
                 }
+            } else if (tag == &d->reopen.efd) {
+                registry_reopened(d);
             } else if (health_event(d, tag, evs[i].events)) {
                 /* a health check's output or exit (health.c) */
             } else {
@@ -482,6 +545,7 @@ int main(int argc, char **argv)
 
     mc_config_defaults(&d.cfg);
     d.io.efd = d.ctl.lfd = d.epfd = d.sfd = d.ifd = d.wfd = -1; /* daemon_stop() may run early */
+    d.reopen.efd = -1;
     rc = parse_args(argc, argv, &d.cfg, &cfg_path);
     if (rc)
         return rc;
@@ -532,6 +596,7 @@ int main(int argc, char **argv)
     notify_serving(&d);
     deploy_start(&d);
     run(&d);
+    registry_reopen_stop(&d);
     deploy_stop(&d);
     mc_notify_send(&d.notify, "STOPPING=1");
     mc_notify_status(&d.notify, "stopping: abandoning %u loads in progress, keeping the arena",

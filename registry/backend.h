@@ -73,6 +73,14 @@ enum mc_reg_lock { MC_REG_UNLOCKED, MC_REG_SHARED, MC_REG_EXCLUSIVE };
 /* follow(): the store was replaced; load everything again into a fresh state. */
 #define MC_REG_RELOAD 1
 
+/*
+ * append(): the connection broke at the commit and whether the record was
+ * saved cannot be told (the message, set, says what to do). The caller keeps
+ * what the record would reference (a push's artifact) and its intent, for
+ * the next writer's intent_recover() to settle.
+ */
+#define MC_REG_UNKNOWN 2
+
 struct mc_reg_backend_conf {
     const char *dir; /* the store, an absolute path */
     const char *url; /* where a database backend's metadata is (mc_registry_opts.registry) */
@@ -124,9 +132,17 @@ struct mc_reg_backend_ops {
      * whether there were any), or return MC_REG_RELOAD if the store was
      * replaced since (a compaction or repair elsewhere). Journal: stat and
      * read the new bytes of STORE/journal; a renamed file means reload.
+     * What was delivered stays delivered, even if fn refused a record and
+     * follow returned its error: the next follow starts after it.
      */
     int (*follow)(struct mc_reg_backend *b, mc_reg_record_fn fn, void *arg, bool cut,
                   bool *changed);
+    /*
+     * load() and follow() read a state some writer left without the shared
+     * lock (postgres: one REPEATABLE READ transaction each), so a refresh
+     * does not wait behind a writer.
+     */
+    bool follow_unlocked;
 
     /*
      * Under the exclusive lock, before appending: make the store ready to
@@ -138,8 +154,10 @@ struct mc_reg_backend_ops {
 
     /*
      * Append rec as the next generation (its "g" is set here). With sync it
-     * is durable when this returns; on any failure nothing was appended.
-     * Without, sync() makes everything appended so far durable (bulk loads).
+     * is durable when this returns; on any failure but MC_REG_UNKNOWN
+     * nothing was appended (a database backend whose connection broke at the
+     * commit finds out which, on a new one). Without, sync() makes everything appended so far
+     * durable (bulk loads).
      */
     int (*append)(struct mc_reg_backend *b, json_t *rec, bool sync);
     int (*sync)(struct mc_reg_backend *b);

@@ -29,15 +29,36 @@
 #include <dirent.h>
 #include <errno.h>
 #include <libpq-fe.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common/err.h"
 #include "registry/backend.h"
 #include "registry/registry.h"
+
+/*
+ * DEADLINES. Nothing here waits on the database without one, so that a
+ * frozen or blackholed server (a SIGSTOPped postmaster, a cut link that drops
+ * packets) cannot hold up mcached's loop: a statement is sent, then its answer
+ * awaited with poll() until the deadline; past it the session is dropped (the
+ * server rolls back what it had and frees its locks once it notices) and the
+ * database counts as unreachable until a reconnection works. Reads and
+ * reconnections get QUICK_MS: they are small, and mcached makes them on its
+ * loop. Writes get SLOW_MS. The exclusive lock is tried (QUICK_MS each time)
+ * until it is free, for at most LOCK_WAIT_MS: a writer waits for another
+ * writer, never for a server that does not answer. MCACHE_PG_TIMEOUT_MS
+ * replaces QUICK_MS (a distant database).
+ */
+#define QUICK_MS 1000
+#define SLOW_MS  30000
+#define OPEN_MS      5000  /* the first connection of a handle */
+#define RETRY_MS     1000  /* after a failed reconnection or a drop, fail fast for this long */
+#define LOCK_WAIT_MS 60000 /* the longest wait for another writer's exclusive lock */
 
 /* Compact once the records are past both of these (as the journal). */
 #define COMPACT_MIN_BYTES (64u << 10)
@@ -60,6 +81,7 @@ struct pgb {
     PGconn *listen; /* that session, or NULL */
     char lockkey[16]; /* hashtext(current_schema()) as text */
     enum mc_reg_lock held;
+    int64_t retry_at; /* no reconnection before this (now_ms()) */
     uint64_t gen;  /* last generation delivered or appended */
     int64_t epoch; /* registry_state.epoch as last seen */
     uint64_t snap_bytes, log_bytes;
@@ -117,6 +139,8 @@ static const char *pq_msg(PGconn *c)
     n = strlen(msg);
     while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == ' '))
         msg[--n] = '\0';
+    for (char *nl = msg; (nl = strpbrk(nl, "\n\t")) != NULL;) /* libpq's lines, as one */
+        *nl = ' ';
     return msg;
 }
 
@@ -126,14 +150,63 @@ static void quiet(void *arg, const char *msg)
     (void)arg, (void)msg;
 }
 
-static int pq_connect(const char *url, const char *where, PGconn **out)
+static int64_t now_ms(void)
 {
-    PGconn *c = PQconnectdb(url);
+    struct timespec ts;
 
-    if (c != NULL)
-        PQsetNoticeProcessor(c, quiet, NULL);
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int quick_ms(void)
+{
+    const char *e = getenv("MCACHE_PG_TIMEOUT_MS");
+
+    return e && atoi(e) > 0 ? atoi(e) : QUICK_MS;
+}
+
+/* Wait for c's socket to be readable (or writable): 0, or -1 at the deadline. */
+static int pq_wait(PGconn *c, bool write, int64_t deadline)
+{
+    struct pollfd pfd = {.fd = PQsocket(c), .events = write ? POLLOUT : POLLIN};
+
+    for (;;) {
+        int64_t left = deadline - now_ms();
+        int n;
+
+        if (left <= 0)
+            return -1;
+        n = poll(&pfd, 1, (int)left);
+        if (n > 0 || (n < 0 && errno != EINTR))
+            return 0; /* ready, or an error libpq will find and name */
+    }
+}
+
+static int pq_connect(const char *url, const char *where, int ms, PGconn **out)
+{
+    PGconn *c = PQconnectStart(url);
+    PostgresPollingStatusType st = PGRES_POLLING_WRITING;
+    int64_t deadline = now_ms() + ms;
+    bool late = false;
 
     *out = NULL;
+    while (c != NULL && PQstatus(c) != CONNECTION_BAD && st != PGRES_POLLING_OK &&
+           st != PGRES_POLLING_FAILED) {
+        if (pq_wait(c, st == PGRES_POLLING_WRITING, deadline) != 0) {
+            late = true;
+            break;
+        }
+        st = PQconnectPoll(c);
+    }
+    if (c != NULL)
+        PQsetNoticeProcessor(c, quiet, NULL);
+    if (late) {
+        PQfinish(c);
+        return mc_err(MC_EIO,
+                      "cannot connect to the registry database %s: no answer within %d ms (is "
+                      "PostgreSQL running, not frozen, and the network up?)",
+                      where, ms);
+    }
     if (c == NULL || PQstatus(c) != CONNECTION_OK) {
         int rc = mc_err(MC_EIO,
                         "cannot connect to the registry database %s: %s (is PostgreSQL running "
@@ -146,21 +219,65 @@ static int pq_connect(const char *url, const char *where, PGconn **out)
     return 0;
 }
 
-/* Run sql (with params as text); *res (may be NULL) gets the result on success. */
-static int pq_run(PGconn *c, const char *where, const char *what, const char *sql, int n,
-                  const char *const *params, PGresult **res)
+/*
+ * The result of what was sent on c, awaited until the deadline: the last
+ * one (a migration's several statements give several). NULL at the deadline
+ * (*late set; c must then be dropped: the answer may still come) or when the
+ * connection failed.
+ */
+static PGresult *pq_await(PGconn *c, int64_t deadline, bool *late)
+{
+    PGresult *last = NULL, *r;
+
+    for (;;) {
+        while (PQisBusy(c)) {
+            if (pq_wait(c, false, deadline) != 0) {
+                *late = true;
+                PQclear(last);
+                return NULL;
+            }
+            if (!PQconsumeInput(c))
+                break; /* PQgetResult then reports the failure */
+        }
+        r = PQgetResult(c);
+        if (r == NULL)
+            return last;
+        PQclear(last);
+        last = r;
+        /* COPY FROM STDIN: the caller feeds it; the rest comes after */
+        if (PQresultStatus(r) == PGRES_COPY_IN)
+            return last;
+    }
+}
+
+/* Run sql (with params as text) within ms; *res (may be NULL) gets the result on success. */
+static int pq_run_within(PGconn *c, int ms, const char *where, const char *what, const char *sql,
+                         int n, const char *const *params, PGresult **res, bool *late)
 {
     /* without parameters, the simple protocol: a migration is several statements */
-    PGresult *r = n ? PQexecParams(c, sql, n, NULL, params, NULL, NULL, 0) : PQexec(c, sql);
+    int sent = c == NULL ? 0
+               : n       ? PQsendQueryParams(c, sql, n, NULL, params, NULL, NULL, 0)
+                         : PQsendQuery(c, sql);
+    PGresult *r = sent ? pq_await(c, now_ms() + ms, late) : NULL;
     ExecStatusType st = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
 
-    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
+    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK && st != PGRES_COPY_IN) {
         char msg[512];
         size_t k;
 
-        snprintf(msg, sizeof(msg), "%s", r ? PQresultErrorMessage(r) : pq_msg(c));
+        if (*late)
+            snprintf(msg, sizeof(msg),
+                     "no answer within %d ms (is PostgreSQL frozen or the "
+                     "network down?)",
+                     ms);
+        else if (c == NULL)
+            snprintf(msg, sizeof(msg), "not connected");
+        else
+            snprintf(msg, sizeof(msg), "%s", r ? PQresultErrorMessage(r) : pq_msg(c));
         for (k = strlen(msg); k > 0 && (msg[k - 1] == '\n' || msg[k - 1] == ' ');)
             msg[--k] = '\0';
+        for (char *nl = msg; (nl = strpbrk(nl, "\n\t")) != NULL;) /* libpq's lines, as one */
+            *nl = ' ';
         int rc = mc_err(MC_EIO, "%s in the registry database %s failed: %s", what, where, msg);
         PQclear(r);
         return rc;
@@ -170,6 +287,15 @@ static int pq_run(PGconn *c, const char *where, const char *what, const char *sq
     else
         PQclear(r);
     return 0;
+}
+
+/* A connection of its own (migrations, status): the slow deadline, never dropped midway. */
+static int pq_run(PGconn *c, const char *where, const char *what, const char *sql, int n,
+                  const char *const *params, PGresult **res)
+{
+    bool late = false;
+
+    return pq_run_within(c, SLOW_MS, where, what, sql, n, params, res, &late);
 }
 
 /* The schema version in the database (0: none yet). */
@@ -213,7 +339,7 @@ int mc_registry_db_status(const char *url, int *have, int *want)
 
     url_for_messages(url, where, sizeof(where));
     *want = SCHEMA_VERSION;
-    rc = pq_connect(url, where, &c);
+    rc = pq_connect(url, where, OPEN_MS, &c);
     if (rc == 0)
         rc = schema_version_of(c, where, have);
     PQfinish(c);
@@ -228,7 +354,7 @@ int mc_registry_db_migrate(const char *url, int *from, int *to)
     int rc, have = 0;
 
     url_for_messages(url, where, sizeof(where));
-    rc = pq_connect(url, where, &c);
+    rc = pq_connect(url, where, OPEN_MS, &c);
     if (rc)
         return rc;
     /* One transaction: two migrating hosts queue on the lock; the second finds nothing to do. */
@@ -264,6 +390,42 @@ int mc_registry_db_migrate(const char *url, int *from, int *to)
     if (to)
         *to = rc == 0 && have < SCHEMA_VERSION ? SCHEMA_VERSION : have;
     return rc;
+}
+
+/* ---- statements on a handle's session --------------------------------- */
+
+/* The session gave no answer in time: drop it (its locks go with it, on the server). */
+static void drop(struct pgb *p)
+{
+    PQfinish(p->conn);
+    p->conn = NULL;
+    p->held = MC_REG_UNLOCKED;
+    p->retry_at = now_ms() + RETRY_MS;
+}
+
+static int run_within(struct pgb *p, int ms, const char *what, const char *sql, int n,
+                      const char *const *params, PGresult **res)
+{
+    bool late = false;
+    int rc = pq_run_within(p->conn, ms, p->where, what, sql, n, params, res, &late);
+
+    if (late)
+        drop(p);
+    return rc;
+}
+
+/* A read, the shared lock, anything small: QUICK_MS. */
+static int run(struct pgb *p, const char *what, const char *sql, int n, const char *const *params,
+               PGresult **res)
+{
+    return run_within(p, quick_ms(), what, sql, n, params, res);
+}
+
+/* A write, or a wait for another writer: SLOW_MS. */
+static int run_slow(struct pgb *p, const char *what, const char *sql, int n,
+                    const char *const *params, PGresult **res)
+{
+    return run_within(p, SLOW_MS, what, sql, n, params, res);
 }
 
 /* ---- opening and the lock ---------------------------------------------- */
@@ -361,7 +523,7 @@ static int pg_open(const struct mc_reg_backend_conf *conf, struct mc_reg_backend
         pg_close(&p->be);
         return mc_err(MC_ENOMEM, "out of memory opening %s", conf->dir);
     }
-    rc = pq_connect(conf->url, p->where, &p->conn);
+    rc = pq_connect(conf->url, p->where, OPEN_MS, &p->conn);
     if (rc && writable(p)) { /* a write refused at open: say that it did nothing */
         char msg[1024];
 
@@ -378,8 +540,7 @@ static int pg_open(const struct mc_reg_backend_conf *conf, struct mc_reg_backend
                     "run `mcache db migrate --registry %s`",
                     p->where, have, SCHEMA_VERSION, p->where);
     if (rc == 0)
-        rc = pq_run(p->conn, p->where, "finding the lock key", "SELECT hashtext(current_schema())",
-                    0, NULL, &r);
+        rc = run(p, "finding the lock key", "SELECT hashtext(current_schema())", 0, NULL, &r);
     if (rc == 0) {
         snprintf(p->lockkey, sizeof(p->lockkey), "%s", PQgetvalue(r, 0, 0));
         PQclear(r);
@@ -395,41 +556,91 @@ static int pg_open(const struct mc_reg_backend_conf *conf, struct mc_reg_backend
 
 /*
  * A session the server ended (a restart, a network cut, an administrator's
- * pg_terminate_backend) took its locks with it, so nothing is held: start a
- * new one. Called before taking the lock, which every read and write does
- * first, so a long-lived handle (mcached's) outlives the session it began with.
+ * pg_terminate_backend) or that we dropped (no answer in time) took its
+ * locks with it, so nothing is held: start a new one, within QUICK_MS. After
+ * a failed attempt, others fail at once for RETRY_MS, so that a loop that
+ * reads every few seconds spends at most QUICK_MS per RETRY_MS on a database
+ * that does not answer. Called before every read and lock, so a long-lived
+ * handle (mcached's) outlives the session it began with.
  */
 static int reconnect(struct pgb *p)
 {
-    if (PQstatus(p->conn) == CONNECTION_OK)
+    char msg[1024];
+    int rc;
+
+    if (p->conn != NULL && PQstatus(p->conn) == CONNECTION_OK)
         return 0;
-    PQreset(p->conn);
-    if (PQstatus(p->conn) != CONNECTION_OK)
+    if (now_ms() < p->retry_at)
         return mc_err(MC_EIO,
-                      "lost the connection to the registry database %s and could not make a new "
-                      "one: %s (is PostgreSQL running?)",
-                      p->where, pq_msg(p->conn));
-    PQsetNoticeProcessor(p->conn, quiet, NULL);
-    p->held = MC_REG_UNLOCKED;
+                      "the registry database %s is unreachable (it did not answer a moment "
+                      "ago); nothing was read or changed; try again once it answers",
+                      p->where);
+    drop(p);
+    rc = pq_connect(p->url, p->where, quick_ms(), &p->conn);
+    if (rc) {
+        p->retry_at = now_ms() + RETRY_MS;
+        snprintf(msg, sizeof(msg), "%s", mc_last_error());
+        return mc_err(rc, "lost the connection to the registry database; %s", msg);
+    }
+    p->retry_at = 0;
     return 0;
+}
+
+/* The session is gone (libpq learns it only when a call fails): worth one more try. */
+static bool lost(const struct pgb *p)
+{
+    return p->conn == NULL || PQstatus(p->conn) != CONNECTION_OK;
+}
+
+/* The exclusive lock: tried until free (a writer holds it for one change), within LOCK_WAIT_MS. */
+static int lock_exclusive(struct pgb *p)
+{
+    const char *params[1] = {p->lockkey};
+    int64_t deadline = now_ms() + LOCK_WAIT_MS;
+
+    for (int wait = 1;; wait = wait < 64 ? 2 * wait : wait) {
+        PGresult *r;
+        bool got;
+        int rc = run(p, "taking the registry lock",
+                     "SELECT pg_try_advisory_lock(" LOCK_CLASS ", $1::int)", 1, params, &r);
+
+        if (rc)
+            return rc;
+        got = strcmp(PQgetvalue(r, 0, 0), "t") == 0;
+        PQclear(r);
+        if (got)
+            return 0;
+        if (now_ms() >= deadline)
+            return mc_err(MC_EBUSY,
+                          "another writer has held the registry database %s locked for over %d "
+                          "s; nothing was changed; try again (a writer that died frees it at "
+                          "once)",
+                          p->where, LOCK_WAIT_MS / 1000);
+        poll(NULL, 0, wait);
+    }
+}
+
+static int lock_once(struct pgb *p, enum mc_reg_lock mode)
+{
+    const char *params[1] = {p->lockkey};
+
+    if (mode == MC_REG_EXCLUSIVE)
+        return lock_exclusive(p);
+    return run(p, "taking the registry lock",
+               "SELECT pg_advisory_lock_shared(" LOCK_CLASS ", $1::int)", 1, params, NULL);
 }
 
 static int pg_lock(struct mc_reg_backend *b, enum mc_reg_lock mode)
 {
     struct pgb *p = pgb_of(b);
-    const char *params[1] = {p->lockkey};
-    const char *q = mode == MC_REG_EXCLUSIVE ? "SELECT pg_advisory_lock(" LOCK_CLASS ", $1::int)"
-                                             : "SELECT pg_advisory_lock_shared(" LOCK_CLASS
-                                               ", $1::int)";
     int rc = reconnect(p);
 
     if (rc == 0)
-        rc = pq_run(p->conn, p->where, "taking the registry lock", q, 1, params, NULL);
-    /* libpq learns that the server ended the session only when a call fails: once more */
-    if (rc && PQstatus(p->conn) != CONNECTION_OK) {
+        rc = lock_once(p, mode);
+    if (rc && lost(p) && p->conn != NULL) { /* found dead now (not dropped): once more */
         rc = reconnect(p);
         if (rc == 0)
-            rc = pq_run(p->conn, p->where, "taking the registry lock", q, 1, params, NULL);
+            rc = lock_once(p, mode);
     }
     if (rc == 0)
         p->held = mode;
@@ -441,14 +652,20 @@ static void pg_unlock(struct mc_reg_backend *b)
     struct pgb *p = pgb_of(b);
     const char *params[1] = {p->lockkey};
 
-    if (p->held == MC_REG_UNLOCKED)
+    char msg[1024];
+
+    /* a session gone took its locks with it */
+    if (p->held == MC_REG_UNLOCKED || lost(p)) {
+        p->held = MC_REG_UNLOCKED;
         return;
-    /* a failure means the session is gone, and its locks with it */
-    pq_run(p->conn, p->where, "releasing the registry lock",
-           p->held == MC_REG_EXCLUSIVE ? "SELECT pg_advisory_unlock(" LOCK_CLASS ", $1::int)"
-                                       : "SELECT pg_advisory_unlock_shared(" LOCK_CLASS
-                                         ", $1::int)",
-           1, params, NULL);
+    }
+    /* a failure means the session is gone, and its locks with it; the error before stays */
+    snprintf(msg, sizeof(msg), "%s", mc_last_error());
+    run(p, "releasing the registry lock",
+        p->held == MC_REG_EXCLUSIVE ? "SELECT pg_advisory_unlock(" LOCK_CLASS ", $1::int)"
+                                    : "SELECT pg_advisory_unlock_shared(" LOCK_CLASS ", $1::int)",
+        1, params, NULL);
+    mc_err(MC_EIO, "%s", msg);
     p->held = MC_REG_UNLOCKED;
 }
 
@@ -496,18 +713,49 @@ static int deliver_records(struct pgb *p, PGresult *r, uint64_t *gen, uint64_t *
                           "was deleted by hand?); run `mcache repair`",
                           p->where, (unsigned long long)*gen, (unsigned long long)g);
         rc = deliver(p, r, i, false, g, fn, arg, report, rarg, damaged);
-        if (rc)
-            return rc;
+        /* delivered, even if refused: a follower must not be given it again */
         *gen = g;
         *bytes += (uint64_t)PQgetlength(r, i, 1);
+        if (rc)
+            return rc;
     }
     return 0;
 }
 
 /*
- * Everything, in one repeatable-read transaction so that the snapshot and
- * the records are of one moment even without the lock (salvage: report).
+ * Reads are one REPEATABLE READ transaction each, without the advisory lock:
+ * every change is one transaction, so a snapshot of the database is a state
+ * some writer left, and a reader never waits behind a writer (one copying a
+ * large artifact, or stuck). On a session found dead, one more try.
  */
+static int read_begin(struct pgb *p)
+{
+    const char *q = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY";
+    int rc = reconnect(p);
+
+    if (rc == 0)
+        rc = run(p, "starting a read", q, 0, NULL, NULL);
+    if (rc && lost(p) && p->conn != NULL) { /* found dead now (not dropped): once more */
+        rc = reconnect(p);
+        if (rc == 0)
+            rc = run(p, "starting a read", q, 0, NULL, NULL);
+    }
+    return rc;
+}
+
+/* End the read begun by read_begin; rc's message is kept. */
+static void read_end(struct pgb *p, int rc)
+{
+    char msg[1024];
+
+    snprintf(msg, sizeof(msg), "%s", mc_last_error());
+    if (p->conn != NULL && PQtransactionStatus(p->conn) != PQTRANS_IDLE)
+        run(p, "ending a read", rc ? "ROLLBACK" : "COMMIT", 0, NULL, NULL);
+    if (rc < 0)
+        mc_err(rc, "%s", msg);
+}
+
+/* Everything, of one moment even without the lock (salvage: report). */
 static int load_all(struct pgb *p, mc_reg_record_fn fn, void *arg, mc_reg_report_fn report,
                     void *rarg, bool *damaged)
 {
@@ -516,24 +764,23 @@ static int load_all(struct pgb *p, mc_reg_record_fn fn, void *arg, mc_reg_report
     int64_t epoch = 0;
     int rc;
 
-    rc = pq_run(p->conn, p->where, "starting a read",
-                "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", 0, NULL, NULL);
+    rc = read_begin(p);
     if (rc)
         return rc;
-    rc = pq_run(p->conn, p->where, "reading registry_state",
-                "SELECT snapshot_gen, epoch, snapshot_bytes FROM registry_state", 0, NULL, &st);
+    rc = run(p, "reading registry_state",
+             "SELECT snapshot_gen, epoch, snapshot_bytes FROM registry_state", 0, NULL, &st);
     if (rc == 0 && PQntuples(st) != 1)
         rc = mc_err(MC_ECORRUPT, "registry_state of %s has %d rows, not 1; run `mcache repair`",
                     p->where, PQntuples(st));
     if (rc == 0)
-        rc = pq_run(p->conn, p->where, "reading registry_snapshot",
-                    "SELECT seq, entry FROM registry_snapshot ORDER BY seq", 0, NULL, &snap);
+        rc = run(p, "reading registry_snapshot",
+                 "SELECT seq, entry FROM registry_snapshot ORDER BY seq", 0, NULL, &snap);
     if (rc == 0)
-        rc = pq_run(p->conn, p->where, "reading registry_records",
-                    "SELECT gen, rec FROM registry_records WHERE gen > "
-                    "(SELECT snapshot_gen FROM registry_state) ORDER BY gen",
-                    0, NULL, &recs);
-    pq_run(p->conn, p->where, "ending a read", rc ? "ROLLBACK" : "COMMIT", 0, NULL, NULL);
+        rc = run(p, "reading registry_records",
+                 "SELECT gen, rec FROM registry_records WHERE gen > "
+                 "(SELECT snapshot_gen FROM registry_state) ORDER BY gen",
+                 0, NULL, &recs);
+    read_end(p, rc);
     if (rc == 0) {
         gen = strtoull(PQgetvalue(st, 0, 0), NULL, 10);
         epoch = strtoll(PQgetvalue(st, 0, 1), NULL, 10);
@@ -568,38 +815,37 @@ static int pg_follow(struct mc_reg_backend *b, mc_reg_record_fn fn, void *arg, b
     struct pgb *p = pgb_of(b);
     char gen[24];
     const char *params[1] = {gen};
-    PGresult *r;
+    PGresult *r = NULL;
     uint64_t g = p->gen, bytes = p->log_bytes;
     bool damaged = false;
     int rc;
 
     (void)cut;
     *changed = false;
-    rc = pq_run(p->conn, p->where, "reading registry_state", "SELECT epoch FROM registry_state", 0,
-                NULL, &r);
+    rc = read_begin(p);
     if (rc)
         return rc;
-    if (PQntuples(r) != 1 || strtoll(PQgetvalue(r, 0, 0), NULL, 10) != p->epoch) {
-        PQclear(r);
-        return MC_REG_RELOAD; /* compacted or repaired elsewhere */
-    }
+    rc = run(p, "reading registry_state", "SELECT epoch FROM registry_state", 0, NULL, &r);
+    if (rc == 0 && (PQntuples(r) != 1 || strtoll(PQgetvalue(r, 0, 0), NULL, 10) != p->epoch))
+        rc = MC_REG_RELOAD; /* compacted or repaired elsewhere */
     PQclear(r);
-    /* The epoch cannot change in between: only the exclusive holder compacts, and we hold the lock.
-     */
+    r = NULL;
     snprintf(gen, sizeof(gen), "%llu", (unsigned long long)p->gen);
-    rc = pq_run(p->conn, p->where, "reading registry_records",
-                "SELECT gen, rec FROM registry_records WHERE gen > $1::bigint ORDER BY gen", 1,
-                params, &r);
+    /* the same transaction: the epoch read above holds for these rows */
+    if (rc == 0)
+        rc = run(p, "reading registry_records",
+                 "SELECT gen, rec FROM registry_records WHERE gen > $1::bigint ORDER BY gen", 1,
+                 params, &r);
+    read_end(p, rc);
     if (rc)
         return rc;
     rc = deliver_records(p, r, &g, &bytes, fn, arg, NULL, NULL, &damaged);
     PQclear(r);
-    if (rc)
-        return rc;
+    /* what was delivered stays delivered, even if a row was refused (as manifest_read.c) */
     *changed = g != p->gen;
     p->gen = g;
     p->log_bytes = bytes;
-    return 0;
+    return rc;
 }
 
 /* ---- writing ---------------------------------------------------------- */
@@ -617,6 +863,43 @@ static int pg_prepare(struct mc_reg_backend *b, mc_reg_emit_fn emit, void *arg)
     (void)arg;
     /* the tables are the migrations' to make; open checked that they are there */
     return need_writable(pgb_of(b));
+}
+
+/*
+ * The COMMIT of generation gen got no answer: the session broke, after the
+ * server may have committed. Whether it did: the old session holds the
+ * exclusive lock until its server process ends, and that settles its
+ * transaction one way or the other; so a new session takes the lock (which
+ * waits for that), then looks for the row. 0: committed (the lock is held
+ * again, as the caller expects); MC_EIO: it was not ("nothing was changed");
+ * MC_REG_UNKNOWN: it cannot be told now (the message says what to do).
+ */
+static int commit_outcome(struct pgb *p, const char *gen, const char *text, const char *why)
+{
+    const char *params[1] = {gen};
+    char reason[512];
+    PGresult *r;
+    int rc;
+
+    p->retry_at = 0;
+    rc = pg_lock(&p->be, MC_REG_EXCLUSIVE);
+    if (rc == 0)
+        rc = run(p, "checking a commit", "SELECT rec FROM registry_records WHERE gen = $1::bigint",
+                 1, params, &r);
+    if (rc == 0) {
+        bool ours = PQntuples(r) == 1 && strcmp(PQgetvalue(r, 0, 0), text) == 0;
+
+        PQclear(r);
+        return ours ? 0 : mc_err(MC_EIO, "%s", why);
+    }
+    snprintf(reason, sizeof(reason), "%s", mc_last_error());
+    mc_err(MC_EIO,
+           "the connection to the registry database broke at the commit of generation %s, and "
+           "whether the commit happened cannot be told now; the artifacts were kept: once the "
+           "database answers, `mcache ls` shows whether the change was made, and the next "
+           "change (or `mcache gc`) removes the artifacts of one that was not (%s)",
+           gen, reason);
+    return MC_REG_UNKNOWN;
 }
 
 static int pg_append(struct mc_reg_backend *b, json_t *rec, bool sync)
@@ -638,27 +921,37 @@ static int pg_append(struct mc_reg_backend *b, json_t *rec, bool sync)
         return mc_err(MC_ENOMEM, "out of memory encoding a registry record");
     len = strlen(text);
     params[1] = text;
-    rc = pq_run(p->conn, p->where, "starting a change", "BEGIN", 0, NULL, NULL);
+    rc = run_slow(p, "starting a change", "BEGIN", 0, NULL, NULL);
     /* bulk loads (sync false) need not wait for the WAL flush of each row; sync() orders them */
     if (rc == 0 && !sync)
-        rc = pq_run(p->conn, p->where, "starting a change", "SET LOCAL synchronous_commit = off", 0,
-                    NULL, NULL);
+        rc = run_slow(p, "starting a change", "SET LOCAL synchronous_commit = off", 0, NULL, NULL);
     if (rc == 0)
-        rc = pq_run(p->conn, p->where, "appending a record",
-                    "INSERT INTO registry_records (gen, rec) VALUES ($1::bigint, $2)", 2, params,
-                    NULL);
+        rc = run_slow(p, "appending a record",
+                      "INSERT INTO registry_records (gen, rec) VALUES ($1::bigint, $2)", 2, params,
+                      NULL);
     /* delivered at commit, to every session LISTENing on mcache_registry */
     if (rc == 0)
-        rc = pq_run(p->conn, p->where, "announcing a record",
-                    "SELECT pg_notify('mcache_registry', $1)", 1, params, NULL);
-    if (rc == 0)
-        rc = pq_run(p->conn, p->where, "committing a record", "COMMIT", 0, NULL, NULL);
+        rc = run_slow(p, "announcing a record", "SELECT pg_notify('mcache_registry', $1)", 1,
+                      params, NULL);
+    if (rc == 0) {
+        rc = run_slow(p, "committing a record", "COMMIT", 0, NULL, NULL);
+        /* a COMMIT refused on a live session changed nothing; on a broken one, it may have */
+        if (rc && lost(p)) {
+            char why[1024];
+
+            snprintf(why, sizeof(why), "%s", mc_last_error());
+            rc = commit_outcome(p, gen, text, why);
+        }
+    }
     free(text);
+    if (rc == MC_REG_UNKNOWN)
+        return rc;
     if (rc) {
         char msg[1024];
 
         snprintf(msg, sizeof(msg), "%s", mc_last_error());
-        pq_run(p->conn, p->where, "rolling back", "ROLLBACK", 0, NULL, NULL);
+        if (p->conn != NULL && PQtransactionStatus(p->conn) != PQTRANS_IDLE)
+            run(p, "rolling back", "ROLLBACK", 0, NULL, NULL);
         return mc_err(rc, "%s; nothing was changed", msg);
     }
     p->gen++;
@@ -674,15 +967,15 @@ static int pg_sync(struct mc_reg_backend *b)
      * which covers every earlier commit; only a transaction that wrote
      * something has one, hence the no-op update.
      */
-    int rc = pq_run(p->conn, p->where, "syncing", "BEGIN", 0, NULL, NULL);
+    int rc = run_slow(p, "syncing", "BEGIN", 0, NULL, NULL);
 
     if (rc == 0)
-        rc = pq_run(p->conn, p->where, "syncing",
-                    "UPDATE registry_state SET epoch = epoch WHERE id = 1", 0, NULL, NULL);
+        rc = run_slow(p, "syncing", "UPDATE registry_state SET epoch = epoch WHERE id = 1", 0, NULL,
+                      NULL);
     if (rc == 0)
-        rc = pq_run(p->conn, p->where, "syncing", "COMMIT", 0, NULL, NULL);
+        rc = run_slow(p, "syncing", "COMMIT", 0, NULL, NULL);
     if (rc)
-        pq_run(p->conn, p->where, "rolling back", "ROLLBACK", 0, NULL, NULL);
+        run_slow(p, "rolling back", "ROLLBACK", 0, NULL, NULL);
     return rc;
 }
 
@@ -750,8 +1043,7 @@ static int write_snapshot(struct pgb *p, mc_reg_emit_fn emit, void *arg, uint64_
 {
     struct copy_ctx c = {.p = p};
     PGresult *r;
-    int rc = pq_run(p->conn, p->where, "replacing the snapshot", "DELETE FROM registry_snapshot", 0,
-                    NULL, NULL);
+    int rc = run_slow(p, "replacing the snapshot", "DELETE FROM registry_snapshot", 0, NULL, NULL);
 
     if (rc)
         return rc;
@@ -787,27 +1079,27 @@ static int pg_compact(struct mc_reg_backend *b, mc_reg_emit_fn emit, void *arg)
     int rc = need_writable(p);
 
     if (rc == 0)
-        rc = pq_run(p->conn, p->where, "starting a compaction", "BEGIN", 0, NULL, NULL);
+        rc = run_slow(p, "starting a compaction", "BEGIN", 0, NULL, NULL);
     if (rc == 0)
         rc = write_snapshot(p, emit, arg, &bytes);
     snprintf(gen, sizeof(gen), "%llu", (unsigned long long)p->gen);
     snprintf(sbytes, sizeof(sbytes), "%llu", (unsigned long long)bytes);
     if (rc == 0)
-        rc = pq_run(p->conn, p->where, "compacting", "DELETE FROM registry_records WHERE gen <= $1",
-                    1, params, NULL);
+        rc = run_slow(p, "compacting", "DELETE FROM registry_records WHERE gen <= $1", 1, params,
+                      NULL);
     /* a new epoch: followers that saw the old snapshot load everything again */
     if (rc == 0)
-        rc = pq_run(p->conn, p->where, "compacting",
-                    "UPDATE registry_state SET snapshot_gen = $1::bigint, epoch = epoch + 1,"
-                    " snapshot_bytes = $2::bigint RETURNING epoch",
-                    2, params, &r);
+        rc = run_slow(p, "compacting",
+                      "UPDATE registry_state SET snapshot_gen = $1::bigint, epoch = epoch + 1,"
+                      " snapshot_bytes = $2::bigint RETURNING epoch",
+                      2, params, &r);
     if (rc == 0)
-        rc = pq_run(p->conn, p->where, "committing a compaction", "COMMIT", 0, NULL, NULL);
+        rc = run_slow(p, "committing a compaction", "COMMIT", 0, NULL, NULL);
     if (rc) {
         char msg[1024];
 
         snprintf(msg, sizeof(msg), "%s", mc_last_error());
-        pq_run(p->conn, p->where, "rolling back", "ROLLBACK", 0, NULL, NULL);
+        run_slow(p, "rolling back", "ROLLBACK", 0, NULL, NULL);
         PQclear(r);
         return mc_err(rc, "%s; the registry is as it was", msg);
     }
@@ -870,10 +1162,16 @@ static int pg_watch_fd(struct mc_reg_backend *b)
     if (p->listen == NULL) {
         PGconn *c = NULL;
 
-        if (pq_connect(p->url, p->where, &c) != 0)
+        bool late = false;
+
+        if (now_ms() < p->retry_at)
             return -1;
-        if (pq_run(c, p->where, "listening for changes", "LISTEN mcache_registry", 0, NULL,
-                   NULL) != 0 ||
+        if (pq_connect(p->url, p->where, quick_ms(), &c) != 0) {
+            p->retry_at = now_ms() + RETRY_MS;
+            return -1;
+        }
+        if (pq_run_within(c, quick_ms(), p->where, "listening for changes",
+                          "LISTEN mcache_registry", 0, NULL, NULL, &late) != 0 ||
             PQsetnonblocking(c, 1) != 0) {
             PQfinish(c);
             return -1;
@@ -912,6 +1210,7 @@ const struct mc_reg_backend_ops mc_reg_postgres_ops = {
     .unlock = pg_unlock,
     .load = pg_load,
     .follow = pg_follow,
+    .follow_unlocked = true,
     .prepare = pg_prepare,
     .append = pg_append,
     .sync = pg_sync,

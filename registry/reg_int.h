@@ -162,8 +162,12 @@ struct mc_registry {
     struct mc_reg_backend *be; /* metadata: records and snapshots */
     struct mc_art_store *art;  /* artifacts: the bytes */
     struct reg_state *st;
-    /* a shared registry's replica (STORE/replica): the generation last written there */
+    /* the last reg_commit()'s record was saved, or may have been: keep what it references */
+    bool commit_kept;
+    /* a shared registry's replica (STORE/replica): the generation last written there, and
+     * the rewrite in flight on its thread (registry.c, replica_save) */
     uint64_t replica_gen;
+    struct replica_job *replica_job;
     /* opened from the replica because the database was unreachable: why ("" if not) */
     char offline[1024];
     char where[256]; /* the shared registry's URL, for messages */

@@ -51,9 +51,17 @@ static int push_commit(struct mc_registry *r, json_t *rec, const char *name, con
     rc = r->art->ops->intent_write(r->art, &ref, 1);
     if (rc)
         return rc;
+    r->commit_kept = false;
     rc = r->art->ops->commit(r->art, put, name, version);
     if (rc == 0)
         rc = reg_commit(r, rec, gen);
+    /*
+     * A record whose commit may have happened (the database's answer was
+     * lost) keeps its artifact and the intent: the next writer's
+     * intent_recover() removes the artifact only if the record is not there.
+     */
+    if (rc && r->commit_kept)
+        return rc;
     if (rc)
         r->art->ops->remove_version(r->art, name, version);
     r->art->ops->intent_clear(r->art);

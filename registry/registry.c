@@ -11,6 +11,8 @@
  * unlock).
  */
 #include <limits.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -138,27 +140,138 @@ static int reload(struct mc_registry *r)
 /*
  * A shared registry (a backend with a watch fd: postgres) is kept in STORE/replica when a
  * writable handle's owner asks (mc_registry_keep_replica: mcached, at start, every 2 s and at
- * stop; not every change: a rewrite with fsyncs each time made bulk writers crawl), so that a host cut off from the database can still
- * start and serve what it last saw (mc_registry_open). Best effort: a failure warns.
+ * stop; not every change: a rewrite with fsyncs each time made bulk writers crawl), so that a
+ * host cut off from the database can still start and serve what it last saw
+ * (mc_registry_open). Best effort: a failure warns.
+ *
+ * The caller's thread (mcached's loop) only serializes the state, which is cheap; the
+ * rewrite, fsyncs included, runs on a thread of the handle's, one at a time: a request while
+ * one runs waits for the next. The rewrite is the journal's compaction (a temp file, fsync,
+ * rename, fsync of the directory), so a crash mid-write leaves the previous replica whole.
+ * mc_registry_close() waits for a rewrite in flight.
  */
-static void replica_save(struct mc_registry *r)
-{
+struct replica_job {
+    pthread_t thread;
     char path[PATH_MAX];
     uint64_t gen;
+    char **entries; /* the state's entries as JSON text, taken on the caller's thread */
+    size_t n, cap;
+    int rc;         /* the thread's result, with msg; read after pthread_join() */
+    char msg[1024];
+    atomic_bool done; /* set last by the thread (release), polled by the owner (acquire) */
+};
+
+static int job_take(void *ctx, json_t *entry)
+{
+    struct replica_job *j = ctx;
+    char *text = json_dumps(entry, JSON_COMPACT | JSON_PRESERVE_ORDER);
+
+    json_decref(entry);
+    if (text != NULL && j->n == j->cap) {
+        size_t cap = j->cap ? 2 * j->cap : 256;
+        char **e = realloc(j->entries, cap * sizeof(*e));
+
+        if (e == NULL) {
+            free(text);
+            text = NULL;
+        } else {
+            j->entries = e;
+            j->cap = cap;
+        }
+    }
+    if (text == NULL)
+        return mc_err(MC_ENOMEM, "out of memory copying the registry for its replica");
+    j->entries[j->n++] = text;
+    return 0;
+}
+
+/* emit for mc_reg_replica_write(), on the job's thread: the entries taken, parsed again. */
+static int job_emit(void *arg, mc_reg_put_fn put, void *ctx)
+{
+    struct replica_job *j = arg;
+
+    for (size_t i = 0; i < j->n; i++) {
+        json_t *e = json_loads(j->entries[i], 0, NULL);
+        int rc = e ? put(ctx, e) : mc_err(MC_ENOMEM, "out of memory writing the replica");
+
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+static void *job_run(void *arg)
+{
+    struct replica_job *j = arg;
+
+    j->rc = mc_reg_replica_write(j->path, j->gen, job_emit, j);
+    if (j->rc)
+        snprintf(j->msg, sizeof(j->msg), "%s", mc_last_error());
+    atomic_store_explicit(&j->done, true, memory_order_release); /* pairs with replica_reap's */
+    return NULL;
+}
+
+static void job_free(struct replica_job *j)
+{
+    for (size_t i = 0; i < j->n; i++)
+        free(j->entries[i]);
+    free(j->entries);
+    free(j);
+}
+
+/* The rewrite in flight, if it is done (or wait for it): its outcome. true: none in flight. */
+static bool replica_reap(struct mc_registry *r, bool wait)
+{
+    struct replica_job *j = r->replica_job;
+
+    if (j == NULL)
+        return true;
+    /* pairs with job_run's release: rc and msg are the thread's final ones */
+    if (!wait && !atomic_load_explicit(&j->done, memory_order_acquire))
+        return false;
+    pthread_join(j->thread, NULL);
+    if (j->rc == 0)
+        r->replica_gen = j->gen;
+    else
+        mc_reg_reportf(r->warn, r->warn_arg,
+                       "could not keep this host's replica of the registry in %s: %s", j->path,
+                       j->msg);
+    job_free(j);
+    r->replica_job = NULL;
+    return true;
+}
+
+static void replica_save(struct mc_registry *r)
+{
+    struct replica_job *j;
+    uint64_t gen;
+    int rc;
 
     if (r->be->ops->watch_fd == NULL || !writable(r) || r->offline[0] || r->st == NULL)
         return;
+    if (!replica_reap(r, false))
+        return; /* one at a time: the next request writes what this one would have */
     gen = r->be->ops->generation(r->be);
     if (gen == r->replica_gen)
         return;
-    snprintf(path, sizeof(path), "%s/replica", r->dir);
-    if (mc_reg_replica_write(path, gen, state_emit, r->st) != 0) {
+    j = calloc(1, sizeof(*j));
+    if (j == NULL)
+        return;
+    snprintf(j->path, sizeof(j->path), "%s/replica", r->dir);
+    j->gen = gen;
+    rc = state_emit(r->st, job_take, j);
+    if (rc == 0)
+        rc = pthread_create(&j->thread, NULL, job_run, j) == 0
+                 ? 0
+                 : mc_err(MC_ENOMEM, "cannot start a thread to write the replica");
+    if (rc) {
         mc_reg_reportf(r->warn, r->warn_arg,
-                       "could not keep this host's replica of the registry in %s: %s", path,
+                       "could not keep this host's replica of the registry in %s: %s", j->path,
                        mc_last_error());
+        job_free(j);
         return;
     }
-    r->replica_gen = gen;
+    r->replica_job = j;
 }
 
 int reg_sync(struct mc_registry *r, bool *changed)
@@ -222,18 +335,31 @@ int reg_commit(struct mc_registry *r, json_t *rec, uint64_t *gen)
 {
     int rc = reg_stamp(r, rec);
 
+    r->commit_kept = false;
     if (rc == 0)
         rc = r->be->ops->append(r->be, rec, true);
+    if (rc == MC_REG_UNKNOWN) {
+        r->commit_kept = true; /* maybe saved: its artifacts stay for intent_recover */
+        return MC_EIO;
+    }
     if (rc)
         return rc;
+    r->commit_kept = true;
     rc = state_apply_json(r->st, rec, false, r->be->ops->generation(r->be));
     if (rc) {
-        /* validated before it was written, so this is a bug; stay truthful */
+        /*
+         * Validated before it was written, so this is a bug. The change is
+         * saved, so it counts as made: the state is read again from the store.
+         */
         char msg[1024];
 
         snprintf(msg, sizeof(msg), "%s", mc_last_error());
-        reload(r);
-        return mc_err(rc, "the change was saved but could not be applied here: %s", msg);
+        rc = reload(r);
+        mc_reg_reportf(r->warn, r->warn_arg,
+                       "the change was saved but could not be applied here (%s); %s", msg,
+                       rc ? "reading the registry again failed too" : "read the registry again");
+        if (rc)
+            return mc_err(rc, "the change was saved but could not be applied here: %s", msg);
     }
     if (gen)
         *gen = r->be->ops->generation(r->be);
@@ -461,6 +587,7 @@ void mc_registry_close(struct mc_registry *r)
 {
     if (r == NULL)
         return;
+    replica_reap(r, true);
     if (r->art)
         r->art->ops->close(r->art);
     if (r->be)
@@ -514,7 +641,14 @@ void mc_registry_set_uid(struct mc_registry *r, uint32_t uid)
 
 int mc_registry_refresh(struct mc_registry *r, bool *changed)
 {
-    int rc = reg_lock(r, MC_REG_SHARED);
+    int rc;
+
+    if (r->be->ops->follow_unlocked && r->lock_mode == MC_REG_UNLOCKED) {
+        if (changed)
+            *changed = false;
+        return reg_sync(r, changed);
+    }
+    rc = reg_lock(r, MC_REG_SHARED);
 
     if (changed)
         *changed = false;

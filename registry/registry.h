@@ -301,9 +301,11 @@ const char *mc_registry_offline(const struct mc_registry *r);
 
 /*
  * Write what this handle has applied to the shared registry's local replica
- * (STORE/replica) if it moved since the last write (a rewrite with fsyncs;
- * nothing for the journal or a read-only handle). Only on request: mcached
- * asks at start, every 2 s and at stop. Failures warn.
+ * (STORE/replica) if it moved since the last write (nothing for the journal
+ * or a read-only handle): the state is copied here, the rewrite (with
+ * fsyncs) runs on a thread of the handle's, one at a time; close waits for
+ * it. Only on request: mcached asks at start, every 2 s and at stop.
+ * Failures warn (at a later call or at close).
  */
 void mc_registry_keep_replica(struct mc_registry *r);
 int mc_registry_watch_drain(struct mc_registry *r);

@@ -3,12 +3,14 @@
  * PostgreSQL that tests/fleet/pg.sh runs: schema migrations (too old, too
  * new, migrating twice does nothing), a change on one handle seen by
  * another's refresh, and the NOTIFY a LISTENing session gets for each
- * change. The registry's semantics over this backend are test_api.c's
- * (registry_api_postgres).
+ * change, a damaged row reported once and followed past, the local replica
+ * whole after a kill -9 mid-rewrite. The registry's semantics over this backend
+ * are test_api.c's (registry_api_postgres).
  */
 #include <libpq-fe.h>
 #include <poll.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -16,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/types.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -336,6 +339,109 @@ static void test_concurrent_writers(void **state)
     mc_registry_close(r);
 }
 
+/*
+ * A row that cannot be applied (damaged by hand) is reported once, and the
+ * follower goes on past it: the rows delivered before it in the same read
+ * are not delivered again (that made every later refresh fail with "exists"),
+ * and rows written after it arrive.
+ */
+static void test_damaged_row_followed_past(void **state)
+{
+    struct fx *f = *state;
+    struct mc_registry *a, *b;
+    bool changed;
+
+    assert_int_equal(open_store(f, MC_REGISTRY_CREATE, &a), 0);
+    assert_int_equal(open_store(f, 0, &b), 0);
+    assert_int_equal(mc_registry_push(a, "m", "1.0.0", f->file, NULL, NULL), 0);
+    assert_int_equal(mc_registry_refresh(b, &changed), 0);
+    assert_int_equal(mc_registry_push(a, "m", "2.0.0", f->file, NULL, NULL), 0);
+    sql(f, "INSERT INTO registry_records VALUES (3, '{\"op\": \"push\", damaged')");
+    /* 2 applies, 3 is reported */
+    assert_int_equal(mc_registry_refresh(b, &changed), MC_ECORRUPT);
+    assert_msg("registry_records row 3");
+    assert_msg("run `mcache repair`");
+    /* once: the next refresh neither re-applies 2 nor reports 3 again */
+    assert_int_equal(mc_registry_refresh(b, &changed), 0);
+    assert_false(changed);
+    assert_int_equal(mc_registry_generation(b), 3);
+    assert_int_equal(mc_registry_model(b, "m")->nversions, 2);
+    /* the writer meets the row once too, then writes past it */
+    assert_int_equal(mc_registry_push(a, "m", "3.0.0", f->file, NULL, NULL), MC_ECORRUPT);
+    assert_int_equal(mc_registry_push(a, "m", "3.0.0", f->file, NULL, NULL), 0);
+    assert_int_equal(mc_registry_refresh(b, &changed), 0);
+    assert_true(changed);
+    assert_int_equal(mc_registry_model(b, "m")->nversions, 3);
+    mc_registry_close(a);
+    mc_registry_close(b);
+}
+
+/* The replica in f->store as a journal store: its generation and m's version count. */
+static void replica_has(struct fx *f, uint64_t *gen, size_t *nversions)
+{
+    char dir[4096];
+    struct mc_registry_opts o = {.flags = MC_REGISTRY_READONLY, .backend = "journal"};
+    struct mc_registry *r;
+
+    snprintf(dir, sizeof(dir), "%s/replica", f->store);
+    assert_int_equal(mc_registry_open(dir, &o, &r), 0);
+    *gen = mc_registry_generation(r);
+    *nversions = mc_registry_model(r, "m") ? mc_registry_model(r, "m")->nversions : 0;
+    mc_registry_close(r);
+}
+
+/*
+ * The replica is rewritten on a thread of the handle's; a process killed
+ * (SIGKILL, at a crash point) in the middle of that rewrite leaves the
+ * previous replica whole, and one killed after its rename the new one.
+ */
+static void test_replica_survives_a_kill(void **state)
+{
+    struct fx *f = *state;
+    static const char *const points[] = {"compact-written", "compact-snapshot-renamed"};
+    struct mc_registry *a;
+    uint64_t gen1, gen;
+    size_t n;
+
+    assert_int_equal(open_store(f, MC_REGISTRY_CREATE, &a), 0);
+    assert_int_equal(mc_registry_push(a, "m", "1.0.0", f->file, NULL, NULL), 0);
+    mc_registry_keep_replica(a);
+    gen1 = mc_registry_generation(a);
+    mc_registry_close(a); /* waits for the rewrite */
+    replica_has(f, &gen, &n);
+    assert_int_equal(gen, gen1);
+    assert_int_equal(n, 1);
+    for (size_t i = 0; i < sizeof(points) / sizeof(points[0]); i++) {
+        char version[16];
+        pid_t pid = fork();
+
+        snprintf(version, sizeof(version), "%zu.0.0", i + 2);
+        assert_true(pid >= 0);
+        if (pid == 0) {
+            setenv("MCACHE_CRASH_AT", points[i], 1);
+            if (open_store(f, 0, &a) != 0 || mc_registry_push(a, "m", version, f->file, NULL, NULL))
+                _exit(2);
+            mc_registry_keep_replica(a);
+            mc_registry_close(a); /* killed in the rewrite it waits for */
+            _exit(3);
+        }
+        {
+            int st = tu_wait(pid);
+
+            if (!WIFSIGNALED(st) || WTERMSIG(st) != SIGKILL)
+                fail_msg("the writer at crash point %s was not killed (status %#x)", points[i], st);
+        }
+        replica_has(f, &gen, &n);
+        if (i == 0) { /* killed before the rename: the previous replica */
+            assert_int_equal(gen, gen1);
+            assert_int_equal(n, 1);
+        } else { /* after: the new one, whole */
+            assert_true(gen > gen1);
+            assert_int_equal(n, 3);
+        }
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -348,6 +454,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_notify, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_writers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_session_lost, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_damaged_row_followed_past, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_replica_survives_a_kill, setup, teardown),
     };
 
     if (tu_pg_url() == NULL) {
