@@ -37,6 +37,8 @@ struct cli {
      */
     const char *registry;
     const char *artifacts; /* --artifacts, $MCACHE_ARTIFACTS, or NULL: the store's models/ */
+    /* --artifacts-creds, $MCACHE_ARTIFACTS_CREDS, or NULL: the AWS_* variables (a path only) */
+    const char *artifacts_creds;
     bool json;           /* --json: machine output on stdout */
     bool quiet;          /* --quiet: no progress bar, no chatter */
     uint64_t now_ns;     /* $MCACHE_NOW (seconds) or the clock: "now" for ages and gc */

@@ -64,7 +64,8 @@ int cli_open_store(const struct cli *c, bool write, bool create, struct mc_regis
     struct mc_registry_opts o = {.flags = (create ? MC_REGISTRY_CREATE : 0) |
                                           (write ? 0 : MC_REGISTRY_READONLY),
                                  .registry = c->registry,
-                                 .artifacts = c->artifacts};
+                                 .artifacts = c->artifacts,
+                                 .artifacts_creds = c->artifacts_creds};
     char cwd[4096] = "";
     struct stat st;
     int rc;
