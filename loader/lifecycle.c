@@ -67,7 +67,7 @@ static int preflight(struct daemon *d)
     if (rc)
         return rc;
     if (*c->artifacts_creds && (rc = mc_s3_creds_check(c->artifacts_creds)) != 0)
-        return mc_err_prefix(rc, "artifacts-creds");
+        return mc_err_prefix(MC_EINVAL, "artifacts-creds"); /* a bad option: exit 2 */
     if (stat(c->shm_dir, &st) != 0)
         return mc_err(MC_EINVAL,
                       "shm-dir \"%s\": %s; create it (on a tmpfs or hugetlbfs mount) or choose "

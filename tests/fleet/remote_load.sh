@@ -190,6 +190,19 @@ wait_for "ns/m@1.0.0's node-local copy to go" 30 test ! -e "$STORE/models/ns/m"
 grep -q "removed the node-local copy .*ns/m@1.0.0" "$LOG" || fail "the removal is not logged"
 echo "ok: mcache rm ns/m@1.0.0 removed its node-local copy (and its empty directories)"
 
+# ---- 1e. keep-local = off (mcached.conf): a download leaves no node-local copy -------
+stop_mcached TERM
+echo "keep-local = off" >"$T/mcached.conf"
+start_mcached --config "$T/mcached.conf"
+"$MCACHE" --socket "$SOCK" evict ns/s@1.0.0 >/dev/null || fail "evict ns/s@1.0.0"
+rm "$STORE/models/ns/s/1.0.0/artifact"
+out=$(getload ns/s 1.0.0) || fail "loading ns/s@1.0.0 with keep-local off: $out"
+# the copy is written before the load is reported done: none now means none kept
+[ ! -e "$STORE/models/ns/s/1.0.0/artifact" ] || fail "keep-local = off kept a node-local copy"
+echo "ok: with keep-local = off in mcached.conf ns/s@1.0.0 loaded ($out) and no copy was kept"
+stop_mcached TERM
+start_mcached
+
 # ---- 2. verify reads s3 artifacts; a corrupted object is never published ----------
 "$MCACHE" verify m@1.0.0 >/dev/null || fail "mcache verify m@1.0.0 on s3"
 hex=$(s3curl "$AWS_ENDPOINT_URL/$BUCKET/p/versions/m/2.0.0" | sed 's/^xxh3-128://')
