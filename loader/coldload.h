@@ -45,6 +45,8 @@ struct mc_coldload {
     uint64_t dst_cap; /* bytes available at dst (>= size rounded up to 4 KiB) */
     uint8_t want[16]; /* expected XXH3-128, canonical (big-endian) bytes */
     void *ctx;
+    /* A remote load's version (its node-local copy's place); kept by the caller until done(). */
+    const char *name, *version;
 
     /* Progress (read-only for the caller). */
     uint64_t hashed;  /* bytes verified so far, a prefix */
@@ -68,6 +70,7 @@ struct mc_coldload {
     /* A remote load (path s3://..., remote.c): its thread and how it ends. */
     bool remote, thread_started;
     bool local_copy; /* it loaded from its node-local copy, not the object store */
+    bool keep_local; /* io->keep_local when it started (the loop may change that one) */
     pthread_t thread;
     atomic_bool remote_done; /* set by the thread when status, error and t_end are final */
     atomic_bool cancel;
@@ -91,6 +94,8 @@ struct mc_io {
     struct mc_coldload *active;
     struct mc_coldload *remote; /* remote loads, each on its thread (remote.c) */
     const char *store_dir;      /* the store: remote loads keep node-local copies in it */
+    const char *artifacts_creds; /* remote loads' S3 credentials file (NULL: AWS_*) */
+    bool keep_local;             /* remote loads keep a node-local copy (the loop's to change) */
     mc_load_done_fn done;
     uint64_t bytes_total, loads_ok, loads_failed, busy_ns;
     bool direct_io; /* try O_DIRECT */
@@ -140,6 +145,17 @@ static inline bool mc_io_busy(const struct mc_io *io)
 void mc_remote_start(struct mc_io *io, struct mc_coldload *l);
 void mc_remote_poll(struct mc_io *io);
 bool mc_remote_cancel(struct mc_io *io, struct mc_coldload *l); /* false: not a remote load */
+
+/*
+ * A version left the registry: remove its node-local copy, if path is s3:// (a local
+ * artifact is the registry's, never touched). Call it once its load, if any, has ended
+ * (mc_io_cancel).
+ */
+void mc_remote_forget(const struct mc_io *io, const char *path, const char *name,
+                      const char *version);
+
+/* At start: remove the temporary files of node-local copies that dead writers left. */
+void mc_remote_sweep(const struct mc_io *io);
 
 /* Parse "xxh3-128:<32 hex>" into canonical bytes; 0 or MC_EINVAL. */
 int mc_checksum_parse(const char *s, uint8_t out[16]);

@@ -14,6 +14,8 @@
 #include "shm/arena.h"
 #include "shm/readers.h"
 
+static int set_bool(int *dst, const char *key, const char *v);
+
 void mc_config_defaults(struct mc_config *c)
 {
     const char *e;
@@ -26,6 +28,8 @@ void mc_config_defaults(struct mc_config *c)
     snprintf(c->registry, sizeof(c->registry), "%s", e ? e : "");
     e = getenv("MCACHE_ARTIFACTS");
     snprintf(c->artifacts, sizeof(c->artifacts), "%s", e ? e : "");
+    e = getenv("MCACHE_ARTIFACTS_CREDS");
+    snprintf(c->artifacts_creds, sizeof(c->artifacts_creds), "%s", e ? e : "");
     e = getenv("MCACHE_CACHE");
     snprintf(c->cache, sizeof(c->cache), "%s", e && *e ? e : "default");
     e = getenv("MCACHE_SHM_DIR");
@@ -36,6 +40,10 @@ void mc_config_defaults(struct mc_config *c)
     c->fixed_buffers = 1;
     c->direct_io = 1;
     c->preload = 1;
+    c->keep_local = 1;
+    e = getenv("MCACHE_KEEP_LOCAL"); /* "0" or "off": off, as before the option */
+    if (e && *e && set_bool(&c->keep_local, "MCACHE_KEEP_LOCAL", e) != 0)
+        c->keep_local = 1;
     c->log_level = MC_LOG_INFO;
     c->max_loads = 4;
 }
@@ -142,6 +150,8 @@ int mc_config_set(struct mc_config *c, const char *key, const char *v)
         return set_str(c->registry, sizeof(c->registry), key, v);
     if (!strcmp(key, "artifacts"))
         return set_str(c->artifacts, sizeof(c->artifacts), key, v);
+    if (!strcmp(key, "artifacts-creds"))
+        return set_str(c->artifacts_creds, sizeof(c->artifacts_creds), key, v);
     if (!strcmp(key, "cache"))
         return set_str(c->cache, sizeof(c->cache), key, v);
     if (!strcmp(key, "shm-dir"))
@@ -195,6 +205,8 @@ int mc_config_set(struct mc_config *c, const char *key, const char *v)
         return set_bool(&c->direct_io, key, v);
     if (!strcmp(key, "preload"))
         return set_bool(&c->preload, key, v);
+    if (!strcmp(key, "keep-local"))
+        return set_bool(&c->keep_local, key, v);
     if (!strcmp(key, "log-level")) {
         int l = mc_log_level_parse(v);
         if (l < 0)

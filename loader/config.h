@@ -6,6 +6,7 @@
 #ifndef MCACHE_LOADER_CONFIG_H
 #define MCACHE_LOADER_CONFIG_H
 
+#include <limits.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -13,6 +14,9 @@ struct mc_config {
     char store[512];     /* registry store directory */
     char registry[512];  /* shared registry URL ("": the store's journal) */
     char artifacts[512]; /* artifact store URL ("": the store's models/) */
+    /* S3 credentials file for the artifact store and remote loads ("": the AWS_* variables);
+     * only its path: the file is read where a client opens, never kept, logged or shown */
+    char artifacts_creds[PATH_MAX];
     char cache[64];      /* cache name */
     char shm_dir[256];   /* where the arena lives (tmpfs, hugetlbfs) */
     char socket[256];    /* control socket path ("" = <shm_dir>/mcache.<cache>.sock) */
@@ -29,6 +33,7 @@ struct mc_config {
     int fixed_buffers;     /* 1 try registered buffers, 0 never */
     int direct_io;         /* 1 O_DIRECT where the file system allows, 0 never */
     int preload;           /* 1 preload aliased and marked versions at start */
+    int keep_local;        /* 1 keep a node-local copy of what loads from the object store */
     int log_level;
     unsigned max_loads;    /* files loading at once */
     bool recreate;         /* discard an existing arena instead of adopting it */

@@ -31,6 +31,7 @@
 #include "loader/log.h"
 #include "loader/stats.h"
 #include "common/err.h"
+#include "registry/s3.h"
 
 static void reg_warn(void *arg, const char *msg)
 {
@@ -65,6 +66,8 @@ static int preflight(struct daemon *d)
     rc = mc_access_resolve(c->admin_group, c->reader_group, &d->access);
     if (rc)
         return rc;
+    if (*c->artifacts_creds && (rc = mc_s3_creds_check(c->artifacts_creds)) != 0)
+        return mc_err_prefix(MC_EINVAL, "artifacts-creds"); /* a bad option: exit 2 */
     if (stat(c->shm_dir, &st) != 0)
         return mc_err(MC_EINVAL,
                       "shm-dir \"%s\": %s; create it (on a tmpfs or hugetlbfs mount) or choose "
@@ -137,6 +140,8 @@ int daemon_start(struct daemon *d)
         ro.registry = d->cfg.registry;
     if (d->cfg.artifacts[0])
         ro.artifacts = d->cfg.artifacts;
+    if (d->cfg.artifacts_creds[0])
+        ro.artifacts_creds = d->cfg.artifacts_creds;
     mc_notify_status(&d->notify, "starting: opening the store %s", d->cfg.store);
     rc = mc_registry_open(d->cfg.store, &ro, &d->reg);
     if (rc)
@@ -153,8 +158,11 @@ int daemon_start(struct daemon *d)
         d->populated = calloc(d->own.a.hdr->data_size / (2u << 20) / 8 + 1, 1);
     rc = mc_io_init(&d->io, &d->own.a, &io, daemon_load_done);
     d->io.store_dir = d->cfg.store;
+    d->io.artifacts_creds = d->cfg.artifacts_creds[0] ? d->cfg.artifacts_creds : NULL;
+    d->io.keep_local = d->cfg.keep_local;
     if (rc)
         return rc;
+    mc_remote_sweep(&d->io);
     d->epfd = epoll_create1(EPOLL_CLOEXEC);
     d->sfd = signalfd(-1, &sigs, SFD_NONBLOCK | SFD_CLOEXEC);
     d->ifd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);

@@ -325,6 +325,8 @@ static bool start_load(struct daemon *d, struct dver *v)
     v->cl->dst = mc_arena_ptr(&d->own.a, off);
     v->cl->dst_cap = v->extent_size;
     v->cl->ctx = d;
+    v->cl->name = v->name;
+    v->cl->version = v->version;
     if (mc_checksum_parse(v->checksum, v->cl->want) != 0) {
         mc_extent_free(&d->own.a, &d->own.a.hdr->data_ext, off, v->size);
         load_failed(d, v, MC_ECORRUPT, mc_last_error());

@@ -51,6 +51,12 @@ static void usage(FILE *f)
             "                       (default $MCACHE_REGISTRY; none: the store's journal)\n"
             "  --artifacts URL      where artifacts are: s3://BUCKET/PREFIX (default\n"
             "                       $MCACHE_ARTIFACTS; none: the store's models/)\n"
+            "  --artifacts-creds FILE  the object store's endpoint and keys as AWS_*=VALUE\n"
+            "                       lines, mode 0600 (default $MCACHE_ARTIFACTS_CREDS; none:\n"
+            "                       the AWS_* variables)\n"
+            "  --keep-local, --no-keep-local  keep a node-local copy in the store of what\n"
+            "                       loads from the object store, and load it from there\n"
+            "                       first (default on; $MCACHE_KEEP_LOCAL=0 turns it off)\n"
             "  --cache NAME         cache name (default $MCACHE_CACHE or \"default\")\n"
             "  --size SIZE          arena size, e.g. 2G (default: a quarter of available memory,\n"
             "                       256M..4G); committed up front\n"
@@ -98,6 +104,8 @@ static void usage(FILE *f)
 static const struct option longopts[] = {
     {"store", required_argument, 0, 0},         {"cache", required_argument, 0, 0},
     {"registry", required_argument, 0, 0},      {"artifacts", required_argument, 0, 0},
+    {"artifacts-creds", required_argument, 0, 0}, {"keep-local", optional_argument, 0, 0},
+    {"no-keep-local", no_argument, 0, 'L'},
     {"size", required_argument, 0, 0},          {"index-size", required_argument, 0, 0},
     {"shm-dir", required_argument, 0, 0},       {"base", required_argument, 0, 0},
     {"socket", required_argument, 0, 0},        {"admin-group", required_argument, 0, 0},
@@ -128,7 +136,9 @@ static int apply_cmdline(int argc, char **argv, struct mc_config *cfg)
             return EXIT_USAGE;
         if (c == 'R') {
             cfg->recreate = true;
-        } else if (c == 0 && mc_config_set(cfg, longopts[idx].name, optarg) != 0) {
+        } else if (c == 'L') {
+            cfg->keep_local = 0;
+        } else if (c == 0 && mc_config_set(cfg, longopts[idx].name, optarg ? optarg : "on")) {
             mc_err_prefix(MC_EINVAL, "--%s", longopts[idx].name);
             return EXIT_USAGE;
         }
@@ -247,6 +257,7 @@ static void reload_config(struct daemon *d)
             {strcmp(n.store, o->store) != 0, "store"},
             {strcmp(n.registry, o->registry) != 0, "registry"},
             {strcmp(n.artifacts, o->artifacts) != 0, "artifacts"},
+            {strcmp(n.artifacts_creds, o->artifacts_creds) != 0, "artifacts-creds"},
             {strcmp(n.cache, o->cache) != 0, "cache"},
             {strcmp(n.shm_dir, o->shm_dir) != 0, "shm-dir"},
             {strcmp(n.socket, o->socket) != 0, "socket"},
@@ -274,6 +285,7 @@ static void reload_config(struct daemon *d)
     mc_log_set_level((enum mc_log_level)n.log_level);
     d->cfg.max_loads = n.max_loads;
     d->cfg.preload = n.preload;
+    d->cfg.keep_local = d->io.keep_local = n.keep_local; /* loads starting from now */
     snprintf(d->cfg.alert_cmd, sizeof(d->cfg.alert_cmd), "%s", n.alert_cmd);
     log_info("SIGHUP: re-read %s", d->cfg.config);
 }
@@ -382,7 +394,9 @@ static void registry_reopen(struct daemon *d)
     struct mc_registry_opts ro = {.flags = MC_REGISTRY_CREATE,
                                   .warn = quiet_warn,
                                   .registry = d->cfg.registry,
-                                  .artifacts = d->cfg.artifacts[0] ? d->cfg.artifacts : NULL};
+                                  .artifacts = d->cfg.artifacts[0] ? d->cfg.artifacts : NULL,
+                                  .artifacts_creds =
+                                      d->cfg.artifacts_creds[0] ? d->cfg.artifacts_creds : NULL};
 
     if (d->reopen.busy)
         return;

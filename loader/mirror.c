@@ -181,6 +181,7 @@ static void dver_drop(struct daemon *d, struct dver *v)
         mc_io_cancel(&d->io, v->cl); /* waits for the kernel to finish with the extent */
         mc_extent_free(&d->own.a, &d->own.a.hdr->data_ext, v->extent_off, v->extent_size);
     }
+    mc_remote_forget(&d->io, v->path, v->name, v->version); /* its load, if any, has ended */
     snprintf(msg, sizeof(msg), "%s@%s was removed from the registry", v->name, v->version);
     daemon_wake(d, v, MC_ENOENT, msg);
     if (mc_table_find_version(d->own.w.t, d->own.a.hdr->hash_seed, v->name, v->version))

@@ -13,6 +13,7 @@
 
 #include <curl/curl.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <gnutls/crypto.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -21,6 +22,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "common/err.h"
 
@@ -77,32 +79,82 @@ static char *setting(const char *file_text, const char *name)
     return env && *env ? strdup(env) : NULL;
 }
 
+#define CREDS_MAX (64u << 10) /* a credentials file is a few lines */
+
+/*
+ * The credentials file's text into *text (the caller wipes and frees it).
+ * Refused unless it is a regular file (O_NONBLOCK: a FIFO named there must
+ * not block open), not a symbolic link (O_NOFOLLOW: nobody swaps in another
+ * file), owned by this user or root, and neither readable nor writable by
+ * anyone else. Messages name the file, never what is in it.
+ */
 static int read_creds_file(const char *path, char **text)
 {
     struct stat st;
-    FILE *f = fopen(path, "re");
-    size_t n;
+    int fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC), rc = 0;
+    size_t n = 0;
 
     *text = NULL;
-    if (f == NULL)
+    if (fd < 0 && errno == ELOOP)
+        return mc_err(MC_EPERM,
+                      "the S3 credentials file %s is a symbolic link: name the file itself", path);
+    if (fd < 0)
         return mc_err(mc_err_from_errno(errno), "cannot open the S3 credentials file %s: %s", path,
                       strerror(errno));
-    if (fstat(fileno(f), &st) != 0 || (st.st_mode & 077) != 0) {
-        fclose(f);
-        return mc_err(MC_EPERM,
-                      "the S3 credentials file %s can be read by others (mode %04o); make it "
-                      "readable by its owner only: chmod 600 %s",
-                      path, (unsigned)(st.st_mode & 07777), path);
+    if (fstat(fd, &st) != 0)
+        rc = mc_err(MC_EIO, "cannot stat the S3 credentials file %s: %s", path, strerror(errno));
+    else if (!S_ISREG(st.st_mode))
+        rc = mc_err(MC_EPERM,
+                    "the S3 credentials file %s is not a regular file: name a file of "
+                    "AWS_ACCESS_KEY_ID=... lines",
+                    path);
+    else if (st.st_uid != geteuid() && st.st_uid != 0)
+        rc = mc_err(MC_EPERM,
+                    "the S3 credentials file %s belongs to uid %u, neither this user (uid %u) nor "
+                    "root: chown it to this user, or name this user's own file",
+                    path, (unsigned)st.st_uid, (unsigned)geteuid());
+    else if ((st.st_mode & 077) != 0)
+        rc = mc_err(MC_EPERM,
+                    "the S3 credentials file %s can be read or written by others (mode %04o); "
+                    "make it its owner's only: chmod 600 %s",
+                    path, (unsigned)(st.st_mode & 07777), path);
+    else if ((uint64_t)st.st_size > CREDS_MAX)
+        rc = mc_err(MC_EINVAL,
+                    "the S3 credentials file %s has %llu bytes, more than a credentials file "
+                    "(%u at most): is it the right file?",
+                    path, (unsigned long long)st.st_size, CREDS_MAX);
+    else if ((*text = calloc(1, (size_t)st.st_size + 1)) == NULL)
+        rc = mc_err(MC_ENOMEM, "out of memory reading %s", path);
+    while (rc == 0 && n < (size_t)st.st_size) {
+        ssize_t r = read(fd, *text + n, (size_t)st.st_size - n);
+
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0)
+            rc = mc_err(MC_EIO, "reading the S3 credentials file %s: %s", path, strerror(errno));
+        if (r <= 0)
+            break;
+        n += (size_t)r;
     }
-    *text = calloc(1, (size_t)st.st_size + 1);
-    if (*text == NULL) {
-        fclose(f);
-        return mc_err(MC_ENOMEM, "out of memory reading %s", path);
+    close(fd);
+    if (rc && *text) {
+        explicit_bzero(*text, n);
+        free(*text);
+        *text = NULL;
     }
-    n = fread(*text, 1, (size_t)st.st_size, f);
-    (*text)[n] = '\0';
-    fclose(f);
-    return 0;
+    return rc;
+}
+
+int mc_s3_creds_check(const char *path)
+{
+    char *text;
+    int rc = read_creds_file(path, &text);
+
+    if (text) {
+        explicit_bzero(text, strlen(text));
+        free(text);
+    }
+    return rc;
 }
 
 int mc_s3_open(const char *bucket, const char *creds_file, struct mc_s3 **out)

@@ -6,8 +6,9 @@
  * WHERE AND WHO. The endpoint, region and keys come from the variables every
  * S3 tool reads (AWS_ENDPOINT_URL, AWS_REGION, AWS_ACCESS_KEY_ID,
  * AWS_SECRET_ACCESS_KEY), or from a credentials file of the same KEY=VALUE
- * lines that only its owner may read (mode 0600 or stricter). The secret is
- * never part of a message.
+ * lines: a regular file, not a symbolic link, owned by this user or root,
+ * that only its owner may read or write (mode 0600 or stricter); it is read
+ * at each mc_s3_open. The secret is never part of a message.
  *
  * ERRORS. Every call returns 0 or a negative MC_E* code with mc_err()'s
  * message naming the operation, s3://bucket/key, the HTTP status and S3's
@@ -40,6 +41,9 @@ struct mc_s3_upload;
  */
 int mc_s3_open(const char *bucket, const char *creds_file, struct mc_s3 **out);
 void mc_s3_close(struct mc_s3 *s);
+
+/* Would mc_s3_open accept creds_file? 0, or the error it would give (checks at start). */
+int mc_s3_creds_check(const char *creds_file);
 const char *mc_s3_bucket(const struct mc_s3 *s);
 
 /* Create the bucket (tests, first setup); an existing one of ours is fine. */

@@ -178,8 +178,7 @@ static int fsck(struct req *rq)
     problems = json_array();
     {
         /* the registry this server opened: a shared one's records are in its database */
-        struct mc_registry_opts ro = {.registry = rq->srv->cli.registry,
-                                      .artifacts = rq->srv->cli.artifacts};
+        struct mc_registry_opts ro = cli_registry_opts(&rq->srv->cli, 0);
 
         rc = mc_registry_check_opts(
             dir, &ro, MC_CHECK_ARTIFACTS | (json_is_true(sums) ? MC_CHECK_CHECKSUMS : 0), collect,

@@ -39,6 +39,9 @@ static void usage(FILE *f)
           "                       (default $MCACHE_REGISTRY, else the store's journal)\n"
           "  --artifacts URL      where artifacts are: s3://BUCKET/PREFIX (default\n"
           "                       $MCACHE_ARTIFACTS, else the store's models/)\n"
+          "  --artifacts-creds FILE  the object store's endpoint and keys as AWS_*=VALUE\n"
+          "                       lines, mode 0600 (default $MCACHE_ARTIFACTS_CREDS, else\n"
+          "                       the AWS_* variables)\n"
           "  --cache NAME         cache name (default $MCACHE_CACHE, else \"default\")\n"
           "  --shm-dir DIR        where the arena lives (default $MCACHE_SHM_DIR, /dev/shm)\n"
           "  --socket PATH        mcached's control socket (default $MCACHE_SOCKET, else the\n"
@@ -240,6 +243,7 @@ enum {
     O_VERSION,
     O_REGISTRY,
     O_ARTIFACTS,
+    O_CREDS,
 };
 
 /* Would these options leave the registry open to anyone, given ntok tokens? Says so, true. */
@@ -270,6 +274,7 @@ int main(int argc, char **argv)
         {"store", required_argument, NULL, O_STORE},
         {"registry", required_argument, NULL, O_REGISTRY},
         {"artifacts", required_argument, NULL, O_ARTIFACTS},
+        {"artifacts-creds", required_argument, NULL, O_CREDS},
         {"cache", required_argument, NULL, O_CACHE},
         {"shm-dir", required_argument, NULL, O_SHM},
         {"socket", required_argument, NULL, O_SOCKET},
@@ -289,7 +294,7 @@ int main(int argc, char **argv)
         {"version", no_argument, NULL, O_VERSION},
         {0},
     };
-    const char *registry = NULL, *artifacts = NULL;
+    const char *registry = NULL, *artifacts = NULL, *creds = NULL;
     const char *store = NULL, *cache = NULL, *shm = NULL, *sock = NULL, *listen = DEFAULT_LISTEN;
     const char *cert = NULL, *key = NULL;
     bool require = false, insecure = false, loopback;
@@ -315,6 +320,9 @@ int main(int argc, char **argv)
             break;
         case O_ARTIFACTS:
             artifacts = optarg;
+            break;
+        case O_CREDS:
+            creds = optarg;
             break;
         case O_CACHE:
             cache = optarg;
@@ -428,8 +436,12 @@ int main(int argc, char **argv)
         s.cli.registry = NULL;
     if (s.cli.artifacts && !*s.cli.artifacts)
         s.cli.artifacts = NULL;
+    s.cli.artifacts_creds = creds ? creds : getenv("MCACHE_ARTIFACTS_CREDS");
+    if (s.cli.artifacts_creds && !*s.cli.artifacts_creds)
+        s.cli.artifacts_creds = NULL;
     ro.registry = s.cli.registry;
     ro.artifacts = s.cli.artifacts;
+    ro.artifacts_creds = s.cli.artifacts_creds;
     /*
      * No store yet and no shared registry: it has no tokens. Refuse now,
      * before opening it would create it.

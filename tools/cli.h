@@ -37,6 +37,8 @@ struct cli {
      */
     const char *registry;
     const char *artifacts; /* --artifacts, $MCACHE_ARTIFACTS, or NULL: the store's models/ */
+    /* --artifacts-creds, $MCACHE_ARTIFACTS_CREDS, or NULL: the AWS_* variables (a path only) */
+    const char *artifacts_creds;
     bool json;           /* --json: machine output on stdout */
     bool quiet;          /* --quiet: no progress bar, no chatter */
     uint64_t now_ns;     /* $MCACHE_NOW (seconds) or the clock: "now" for ages and gc */
@@ -80,6 +82,8 @@ int cli_usage(const struct cli *c, const char *fmt, ...) __attribute__((format(p
  * create: make it if missing (push). A missing store is MC_ENOENT with a
  * message saying where the path came from and how to choose another.
  */
+/* The registry options of this invocation (--registry, --artifacts, --artifacts-creds). */
+struct mc_registry_opts cli_registry_opts(const struct cli *c, unsigned flags);
 int cli_open_store(const struct cli *c, bool write, bool create, struct mc_registry **out);
 
 /*

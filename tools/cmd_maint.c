@@ -261,7 +261,7 @@ static int run_fsck(struct cli *c, struct args *a)
 {
     unsigned flags = MC_CHECK_ARTIFACTS | (args_flag(a, "checksums") ? MC_CHECK_CHECKSUMS : 0);
     json_t *problems = json_array(), *repair = json_array();
-    struct mc_registry_opts o = {.registry = c->registry};
+    struct mc_registry_opts o = cli_registry_opts(c, 0);
     char dir[PATH_MAX];
     bool repaired = false;
     size_t n = 0;

@@ -59,12 +59,19 @@ int cli_usage(const struct cli *c, const char *fmt, ...)
     return EXIT_USAGE;
 }
 
+struct mc_registry_opts cli_registry_opts(const struct cli *c, unsigned flags)
+{
+    struct mc_registry_opts o = {.flags = flags,
+                                 .registry = c->registry,
+                                 .artifacts = c->artifacts,
+                                 .artifacts_creds = c->artifacts_creds};
+    return o;
+}
+
 int cli_open_store(const struct cli *c, bool write, bool create, struct mc_registry **out)
 {
-    struct mc_registry_opts o = {.flags = (create ? MC_REGISTRY_CREATE : 0) |
-                                          (write ? 0 : MC_REGISTRY_READONLY),
-                                 .registry = c->registry,
-                                 .artifacts = c->artifacts};
+    struct mc_registry_opts o = cli_registry_opts(
+        c, (create ? MC_REGISTRY_CREATE : 0) | (write ? 0 : MC_REGISTRY_READONLY));
     char cwd[4096] = "";
     struct stat st;
     int rc;

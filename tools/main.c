@@ -26,6 +26,9 @@ static const struct opt_spec global_opts[] = {
     {"socket", 0, OPT_VALUE, "PATH", "mcached's control socket (default: the arena's)"},
     {"artifacts", 0, OPT_VALUE, "URL",
      "where artifacts are: s3://BUCKET/PREFIX (default $MCACHE_ARTIFACTS, else the store's)"},
+    {"artifacts-creds", 0, OPT_VALUE, "FILE",
+     "the object store's endpoint and keys as AWS_*=VALUE lines, mode 0600 (default "
+     "$MCACHE_ARTIFACTS_CREDS, else the AWS_* variables)"},
     {"json", 0, OPT_FLAG, NULL, "print JSON on stdout (schemas in docs/cli.md)"},
     {"quiet", 'q', OPT_FLAG, NULL, "no progress bar, no messages but errors"},
     {"help", 'h', OPT_FLAG, NULL, "show help (also: mcache help COMMAND)"},
@@ -56,8 +59,9 @@ static void top_help(FILE *f)
     args_print_options(f, global_opts);
     fputs("\n"
           "Environment: MCACHE_STORE, MCACHE_REGISTRY, MCACHE_CACHE, MCACHE_SHM_DIR,\n"
-          "  MCACHE_ARTIFACTS as above; for s3:// artifacts AWS_ENDPOINT_URL, AWS_REGION,\n"
-          "  AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY;\n"
+          "  MCACHE_ARTIFACTS, MCACHE_ARTIFACTS_CREDS as above; for s3:// artifacts\n"
+          "  AWS_ENDPOINT_URL, AWS_REGION, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY\n"
+          "  (each also from the --artifacts-creds file, which wins);\n"
           "  MCACHE_NOW=SECONDS fixes \"now\" (ages, gc --max-age);\n"
           "  MCACHE_PROGRESS_DELAY=MS shows the progress bar after MS (default 250).\n"
           "Exit status: 0 ok, 1 failed, 2 usage or malformed argument, 3 not found,\n"
@@ -74,8 +78,9 @@ static void cmd_help(const struct cli_cmd *c)
         fputs("\nOptions:\n", stdout);
         args_print_options(stdout, c->opts);
     }
-    fputs("\nGlobal options: --store DIR, --registry URL, --cache NAME, --shm-dir DIR, --socket PATH, --json,\n"
-          "  -q/--quiet, -h/--help (see `mcache --help`).\n",
+    fputs("\nGlobal options: --store DIR, --registry URL, --artifacts URL, --artifacts-creds FILE,\n"
+          "  --cache NAME, --shm-dir DIR, --socket PATH, --json, -q/--quiet, -h/--help\n"
+          "  (see `mcache --help`).\n",
           stdout);
 }
 
@@ -183,6 +188,8 @@ int main(int argc, char **argv)
         pick(&before, &after, "shm-dir", "--shm-dir", "MCACHE_SHM_DIR", MC_DEFAULT_SHM_DIR, NULL);
     c.socket = pick(&before, &after, "socket", "--socket", NULL, NULL, NULL);
     c.artifacts = pick(&before, &after, "artifacts", "--artifacts", "MCACHE_ARTIFACTS", NULL, NULL);
+    c.artifacts_creds = pick(&before, &after, "artifacts-creds", "--artifacts-creds",
+                             "MCACHE_ARTIFACTS_CREDS", NULL, NULL);
     /* every registry open (fsck's included) reads it from there: one source */
     if (c.artifacts)
         setenv("MCACHE_ARTIFACTS", c.artifacts, 1);

@@ -4,20 +4,25 @@
 # processes: the CLI pushes, mcached loads, a libmcache worker (mp_reader)
 # reads and hashes every byte.
 #
-#   rgw.sh run remote_load.sh MCACHE MCACHED MP_READER   (the built binaries)
+#   rgw.sh run remote_load.sh MCACHE MCACHED MP_READER MCACHE_SERVE   (the built binaries)
 #
-# Checks: a pushed version loads and its bytes match; `mcache verify` reads
+# Checks: a pushed version loads and its bytes match; a namespaced one ("ns/m")
+# pushed by the CLI and by mcache-serve and loaded by mcached, all three with
+# the keys only in an --artifacts-creds file (a 0644 one refused); a FIFO in
+# place of a node-local copy fails its load clearly while mcached answers; a
+# removed version's node-local copy is deleted; `mcache verify` reads
 # s3 artifacts; an object overwritten in the store fails verification at
 # load and nothing is published; mcached killed (-9) mid-download serves no
-# bad byte after its restart; with the gateway killed, a fresh arena loads
+# bad byte after its restart, and a dead writer's temporary file is swept at
+# start (a live one's kept); with the gateway killed, a fresh arena loads
 # from the node-local copies. Prints the load's throughput beside curl's
 # parallel ranged GETs and a single GET of the same object (the ratios are
 # enforced only with MCACHE_TEST_STRICT_PERF=1: two shared cores are noisy).
 set -euo pipefail
 
-[ $# -eq 3 ] || { echo "usage: remote_load.sh MCACHE MCACHED MP_READER" >&2; exit 2; }
-MCACHE=$1 MCACHED=$2 READER=$3
-for x in "$MCACHE" "$MCACHED" "$READER"; do
+[ $# -eq 4 ] || { echo "usage: remote_load.sh MCACHE MCACHED MP_READER MCACHE_SERVE" >&2; exit 2; }
+MCACHE=$1 MCACHED=$2 READER=$3 SERVE=$4
+for x in "$MCACHE" "$MCACHED" "$READER" "$SERVE"; do
   [ -x "$x" ] || { echo "FAIL: $x is not built"; exit 1; }
 done
 : "${AWS_ENDPOINT_URL:?run under tests/fleet/rgw.sh run}"
@@ -31,10 +36,12 @@ mkdir -p "$SHM"
 BUCKET=mcremote
 export MCACHE_ARTIFACTS=s3://$BUCKET/p
 export MCACHE_STORE=$STORE MCACHE_SHM_DIR=$SHM MCACHE_CACHE=t
-DPID=""
+DPID="" SPID="" LPID=""
+DENV=(env) # what mcached runs under (KEYLESS: no AWS keys in its environment)
+KEYLESS=(env -u AWS_ACCESS_KEY_ID -u AWS_SECRET_ACCESS_KEY -u AWS_ENDPOINT_URL)
 
 cleanup() {
-  if [ -n "$DPID" ]; then kill -9 "$DPID" 2>/dev/null || true; wait "$DPID" 2>/dev/null || true; fi
+  for p in $DPID $SPID $LPID; do kill -9 "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
   rm -rf "$T"
 }
 trap cleanup EXIT
@@ -78,7 +85,7 @@ sys.exit(0 if ok else 1)' "$@"
 }
 
 start_mcached() {
-  "$MCACHED" --store "$STORE" --shm-dir "$SHM" --cache t --socket "$SOCK" --size 2G \
+  "${DENV[@]}" "$MCACHED" --store "$STORE" --shm-dir "$SHM" --cache t --socket "$SOCK" --size 2G \
     --log-level debug "$@" >>"$LOG" 2>&1 &
   DPID=$!
   wait_for "mcached (pid $DPID) to answer" 60 daemon_is "$DPID"
@@ -114,6 +121,87 @@ echo "ok: m@1.0.0 loaded from s3 and every byte hashes to its checksum ($out)"
 wait_for "the node-local copy" 10 test -e "$STORE/models/m/1.0.0/artifact"
 cmp "$T/a.bin" "$STORE/models/m/1.0.0/artifact" || fail "the node-local copy differs"
 echo "ok: node-local copy $STORE/models/m/1.0.0/artifact matches the pushed bytes"
+
+# ---- 1b. a namespaced name, with the keys only in a credentials file ---------------
+head -c $((16 << 20)) /dev/urandom >"$T/ns.bin"
+head -c $((16 << 20)) /dev/urandom >"$T/nss.bin"
+CREDS=$T/creds
+printf 'AWS_ENDPOINT_URL=%s\nAWS_REGION=%s\nAWS_ACCESS_KEY_ID=%s\nAWS_SECRET_ACCESS_KEY=%s\n' \
+  "$AWS_ENDPOINT_URL" "$AWS_REGION" "$AWS_ACCESS_KEY_ID" "$AWS_SECRET_ACCESS_KEY" >"$CREDS"
+chmod 644 "$CREDS"
+if out=$("${KEYLESS[@]}" "$MCACHE" --artifacts-creds "$CREDS" push ns/m 1.0.0 "$T/ns.bin" 2>&1); then
+  fail "a push with a 0644 credentials file was accepted: $out"
+fi
+echo "$out" | grep -q "chmod 600 $CREDS" || fail "the 0644 refusal does not say chmod 600: $out"
+if echo "$out" | grep -qF "$AWS_SECRET_ACCESS_KEY"; then fail "the refusal shows the secret"; fi
+echo "ok: a 0644 credentials file is refused: $out"
+chmod 600 "$CREDS"
+"${KEYLESS[@]}" "$MCACHE" --artifacts-creds "$CREDS" push ns/m 1.0.0 "$T/ns.bin" >/dev/null ||
+  fail "push ns/m 1.0.0 with the keys only in $CREDS"
+stop_mcached TERM
+DENV=("${KEYLESS[@]}")
+start_mcached --artifacts-creds "$CREDS"
+out=$(getload ns/m 1.0.0) || fail "loading ns/m@1.0.0 with the keys only in $CREDS: $out"
+echo "$out" | grep -q "^ok 1.0.0 $((16 << 20))" || fail "worker read of ns/m: $out"
+wait_for "ns/m's node-local copy" 10 test -e "$STORE/models/ns/m/1.0.0/artifact"
+cmp "$T/ns.bin" "$STORE/models/ns/m/1.0.0/artifact" || fail "ns/m's node-local copy differs"
+echo "ok: ns/m@1.0.0 pushed by the CLI and loaded by mcached, keys only in $CREDS ($out)"
+# mcache-serve pushes with the file alone too
+"${KEYLESS[@]}" "$SERVE" --store "$STORE" --artifacts-creds "$CREDS" --listen 127.0.0.1:0 \
+  >"$T/serve.log" 2>&1 &
+SPID=$!
+wait_for "mcache-serve to listen" 60 grep -q "listening on http://" "$T/serve.log"
+port=$(sed -n 's/.*listening on http:\/\/127.0.0.1:\([0-9]*\).*/\1/p' "$T/serve.log" | head -n1)
+curl -sf -X PUT "http://127.0.0.1:$port/v1/models/ns%2Fs/versions/1.0.0" \
+  -H 'Content-Type: application/octet-stream' --data-binary "@$T/nss.bin" -o /dev/null ||
+  fail "mcache-serve's push of ns/s 1.0.0 with the keys only in $CREDS ($(tail -n3 "$T/serve.log"))"
+kill -TERM "$SPID"; wait "$SPID" 2>/dev/null || true; SPID=""
+out=$(getload ns/s 1.0.0) || fail "loading ns/s@1.0.0 pushed by mcache-serve: $out"
+echo "$out" | grep -q "^ok 1.0.0 $((16 << 20))" || fail "worker read of ns/s: $out"
+echo "ok: ns/s@1.0.0 pushed by mcache-serve (keys only in $CREDS) and loaded ($out)"
+for f in "$LOG" "$T/serve.log"; do
+  if grep -qF "$AWS_SECRET_ACCESS_KEY" "$f"; then fail "$f shows the secret"; fi
+done
+if "$MCACHE" --socket "$SOCK" stat --json | grep -qF "$AWS_SECRET_ACCESS_KEY"; then
+  fail "stat --json shows the secret"
+fi
+DENV=(env)
+
+# ---- 1c. a FIFO in place of a node-local copy: a clear error, mcached answers ------
+"$MCACHE" --socket "$SOCK" evict m@1.0.0 >/dev/null || fail "evict m@1.0.0"
+rm "$STORE/models/m/1.0.0/artifact"
+mkfifo "$STORE/models/m/1.0.0/artifact"
+t0=$(now)
+if out=$(getload m 1.0.0 2>&1); then fail "m@1.0.0 loaded with a FIFO as its local copy: $out"; fi
+echo "$out" | grep -q "not a regular file" || fail "the FIFO's error: $out"
+daemon_is "$DPID" || fail "mcached does not answer after the FIFO"
+echo "ok: a FIFO as m@1.0.0's node-local copy fails its load in $(( ($(now) - t0) / 1000000 )) ms, mcached answers: $out"
+rm "$STORE/models/m/1.0.0/artifact"
+out=$(getload m 1.0.0) || fail "m@1.0.0 after the FIFO went: $out"
+wait_for "m@1.0.0's node-local copy again" 10 test -f "$STORE/models/m/1.0.0/artifact"
+cmp "$T/a.bin" "$STORE/models/m/1.0.0/artifact" || fail "m@1.0.0's new node-local copy differs"
+echo "ok: with the FIFO removed m@1.0.0 loads and its node-local copy is back"
+
+# ---- 1d. a removed version's node-local copy goes with it ---------------------------
+"$MCACHE" rm ns/m@1.0.0 >/dev/null || fail "mcache rm ns/m@1.0.0"
+# the copy goes, then the directories it leaves empty (ns/ keeps ns/s)
+wait_for "ns/m@1.0.0's node-local copy to go" 30 test ! -e "$STORE/models/ns/m"
+[ -e "$STORE/models/ns/s/1.0.0/artifact" ] || fail "rm ns/m@1.0.0 took ns/s's node-local copy"
+grep -q "removed the node-local copy .*ns/m@1.0.0" "$LOG" || fail "the removal is not logged"
+echo "ok: mcache rm ns/m@1.0.0 removed its node-local copy (and its empty directories)"
+
+# ---- 1e. keep-local = off (mcached.conf): a download leaves no node-local copy -------
+stop_mcached TERM
+echo "keep-local = off" >"$T/mcached.conf"
+start_mcached --config "$T/mcached.conf"
+"$MCACHE" --socket "$SOCK" evict ns/s@1.0.0 >/dev/null || fail "evict ns/s@1.0.0"
+rm "$STORE/models/ns/s/1.0.0/artifact"
+out=$(getload ns/s 1.0.0) || fail "loading ns/s@1.0.0 with keep-local off: $out"
+# the copy is written before the load is reported done: none now means none kept
+[ ! -e "$STORE/models/ns/s/1.0.0/artifact" ] || fail "keep-local = off kept a node-local copy"
+echo "ok: with keep-local = off in mcached.conf ns/s@1.0.0 loaded ($out) and no copy was kept"
+stop_mcached TERM
+start_mcached
 
 # ---- 2. verify reads s3 artifacts; a corrupted object is never published ----------
 "$MCACHE" verify m@1.0.0 >/dev/null || fail "mcache verify m@1.0.0 on s3"
@@ -184,6 +272,7 @@ DPID=""
 [ "$st" -eq 0 ] || fail "mcached stopped with status $st during a download"
 [ $(( $(date +%s) - t0 )) -le 5 ] || fail "mcached took over 5 s to stop during a download"
 wait "$rpid" 2>/dev/null || true
+[ ! -e "$STORE/models/m/4.0.0/artifact" ] || fail "a cancelled load published a node-local copy"
 echo "ok: SIGTERM during m@4.0.0's download: mcached stopped in $(( $(date +%s) - t0 )) s, status 0"
 # Restarted (it preloads m@4.0.0 again), then killed -9 mid-download.
 start_mcached
@@ -194,10 +283,27 @@ stop_mcached 9
 wait "$rpid" 2>/dev/null || true
 [ ! -e "$STORE/models/m/4.0.0/artifact" ] || fail "a partial download was kept locally"
 echo "ok: mcached killed (-9) with m@4.0.0's download in flight"
+# What a dead writer of a node-local copy leaves (a named temporary file, where the file
+# system has no O_TMPFILE) is swept at start; a live writer's (it holds its flock) is kept.
+dead=$STORE/models/m/1.0.0/.artifact.99999.0.tmp live=$STORE/models/m/1.0.0/.artifact.99998.0.tmp
+head -c 4096 /dev/urandom >"$dead"
+chmod 444 "$dead"
+# the holder is one process (it execs sleep with the locked fd), so killing it frees the lock
+( exec 9>"$live"; flock -x 9; exec sleep 600 ) </dev/null >/dev/null 2>&1 &
+LPID=$!
+wait_for "the live writer's flock" 10 bash -c "! flock -n -x '$live' true"
 start_mcached
+[ ! -e "$dead" ] || fail "a dead writer's temporary file $dead was not swept"
+[ -e "$live" ] || fail "a live writer's temporary file $live was swept"
+grep -q "removed 1 temporary file" "$LOG" || fail "the sweep is not logged"
+kill "$LPID"; wait "$LPID" 2>/dev/null || true; LPID=""
+rm -f "$live"
+echo "ok: a dead writer's temporary file was swept at start, a live one's kept"
 out=$(getload m 4.0.0) || fail "m@4.0.0 after the restart: $out"
 echo "$out" | grep -q "^ok 4.0.0 $size" || fail "worker read after restart: $out"
 cmp "$T/big2.bin" "$STORE/models/m/4.0.0/artifact" || fail "m@4.0.0's local copy differs"
+left=$(find "$STORE/models" -name '.artifact.*')
+[ -z "$left" ] || fail "temporary files left under $STORE/models: $left"
 echo "ok: after the restart m@4.0.0 loaded whole and verified ($out)"
 
 # ---- 5. gateway killed: a fresh arena loads from the node-local copies -------------

@@ -283,10 +283,29 @@ static void wrong_secret(void)
     free(good);
 }
 
-/* A credentials file others can read is refused; a 0600 one works. */
+/* mc_s3_open(creds_file) fails with MC_EPERM (or code), naming the file and hint, not the secret. */
+static void creds_refused(const char *path, int code, const char *hint)
+{
+    struct mc_s3 *s = NULL;
+
+    CHECK(mc_s3_open(bucket, path, &s) == code);
+    CHECK(s == NULL);
+    fprintf(stderr, "  (refused: %s)\n", mc_last_error());
+    CHECK(strstr(mc_last_error(), path) != NULL);
+    CHECK(strstr(mc_last_error(), hint) != NULL);
+    CHECK(strstr(mc_last_error(), getenv("AWS_SECRET_ACCESS_KEY")) == NULL);
+    CHECK(mc_s3_creds_check(path) == code);
+}
+
+/*
+ * A credentials file is refused unless it is a regular file (a FIFO does not
+ * block), not a symbolic link, owned by this user or root, and private to its
+ * owner (0644 and 0660 are refused); a 0600 one works with the keys and the
+ * endpoint in it alone.
+ */
 static void credentials_file(void)
 {
-    char path[300];
+    char path[300], other[300];
     struct mc_s3 *s = NULL;
     FILE *f;
 
@@ -297,18 +316,47 @@ static void credentials_file(void)
             getenv("AWS_SECRET_ACCESS_KEY"));
     fclose(f);
     chmod(path, 0644);
-    CHECK(mc_s3_open(bucket, path, &s) == MC_EPERM);
-    CHECK(strstr(mc_last_error(), "chmod 600") != NULL);
+    creds_refused(path, MC_EPERM, "chmod 600");
+    chmod(path, 0660);
+    creds_refused(path, MC_EPERM, "chmod 600");
     chmod(path, 0600);
+    snprintf(other, sizeof(other), "%s/creds-link", tmpdir);
+    CHECK(symlink(path, other) == 0);
+    creds_refused(other, MC_EPERM, "symbolic link");
+    snprintf(other, sizeof(other), "%s/creds-fifo", tmpdir);
+    CHECK(mkfifo(other, 0600) == 0);
+    creds_refused(other, MC_EPERM, "not a regular file"); /* and did not block in open() */
+    snprintf(other, sizeof(other), "%s/creds-dir", tmpdir);
+    CHECK(mkdir(other, 0700) == 0);
+    creds_refused(other, MC_EPERM, "not a regular file");
+    snprintf(other, sizeof(other), "%s/creds-missing", tmpdir);
+    creds_refused(other, MC_ENOENT, "cannot open");
+    if (geteuid() == 0) { /* a file of another user's (only root can make one) */
+        snprintf(other, sizeof(other), "%s/creds-nobody", tmpdir);
+        f = fopen(other, "w");
+        fputs("AWS_ACCESS_KEY_ID=x\n", f);
+        fclose(f);
+        chmod(other, 0600);
+        CHECK(chown(other, 65534, 65534) == 0);
+        creds_refused(other, MC_EPERM, "belongs to uid 65534");
+    }
     char *id = strdup(getenv("AWS_ACCESS_KEY_ID"));
+    char *secret = strdup(getenv("AWS_SECRET_ACCESS_KEY"));
+    char *endpoint = strdup(getenv("AWS_ENDPOINT_URL"));
 
     unsetenv("AWS_ACCESS_KEY_ID"); /* from the file only */
+    unsetenv("AWS_SECRET_ACCESS_KEY");
+    unsetenv("AWS_ENDPOINT_URL");
     OK(mc_s3_open(bucket, path, &s));
     if (s)
         OK(mc_s3_put(s, "creds/ok", "x", 1));
     mc_s3_close(s);
     setenv("AWS_ACCESS_KEY_ID", id, 1);
+    setenv("AWS_SECRET_ACCESS_KEY", secret, 1);
+    setenv("AWS_ENDPOINT_URL", endpoint, 1);
     free(id);
+    free(secret);
+    free(endpoint);
 }
 
 /* ---- the artifact store through the registry ------------------------------------ */
