@@ -199,11 +199,11 @@ class Host:
             self.tail()
             raise Fail(f"host {self.name}'s mcached exited with {self.proc.returncode} at start")
 
-    def stop(self, sig=signal.SIGTERM):
+    def stop(self, sig=signal.SIGTERM, limit_s=20 * SLOW):
         if self.proc and self.proc.poll() is None:
             self.proc.send_signal(sig)
             try:
-                self.proc.wait(timeout=30 * SLOW)
+                self.proc.wait(timeout=limit_s)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
@@ -269,7 +269,7 @@ def refused_naming_db(host, version, cut_how):
         t0 = time.monotonic()
         try:
             rc, _, err = host.run([MCACHE, "--socket", sock, "alias", "set", "m", "prod", version],
-                                  limit_s=20)
+                                  limit_s=20 / SLOW)  # 20 s whatever the build: a refusal is prompt
         except Fail as e:
             soft_fail(f"host {host.name} ({cut_how}): a write {via} was not refused: {e}")
             continue
@@ -483,7 +483,7 @@ def run(root, shm_root, hosts, followers, extra):
     refused_naming_db(c, other, how.split(" (")[0])
     # host b restarts while cut: it serves its replica
     t0 = time.monotonic()
-    st = b.stop()
+    st = b.stop(limit_s=20)
     if st != 0:
         b.tail(12)
         soft_fail(f"host b's mcached, cut, did not stop on SIGTERM: killed after "
@@ -492,13 +492,16 @@ def run(root, shm_root, hosts, followers, extra):
     wait_for("host b's log to say it serves its replica", 30,
              lambda: b.log_has("serving this host's replica of generation"))
     got = b.getload("m", "prod")
-    if got[1] != cur:
-        raise Fail(f"host b restarted while cut serves m@prod = {got[1]}, not {cur}")
     ok, ans = fb.sees(cur)
-    if not ok:
-        raise Fail(f"host b restarted while cut: its follower sees {ans}")
-    log(f"ok c: host b restarted while cut: started from its replica, its workers read m@prod "
-        f"-> {cur} whole")
+    b_stale = got[1] != cur or not ok
+    if b_stale:
+        with open(b.logf, errors="replace") as f:
+            said = [ln.strip() for ln in f if "serving this host's replica" in ln][-1:]
+        soft_fail(f"host b restarted while cut serves m@prod = {got[1]} (its follower: {ans}), "
+                  f"not {cur}, what it served before the restart: {' '.join(said)}")
+    else:
+        log(f"ok c: host b restarted while cut: started from its replica, its workers read "
+            f"m@prod -> {cur} whole")
     # a move on host a meanwhile; then the links come back and both catch up
     rc, _, err = a.cli("alias", "set", "m", "prod", other)
     if rc:
@@ -506,7 +509,7 @@ def run(root, shm_root, hosts, followers, extra):
     ok, ans = fa.sees(other)
     if not ok:
         raise Fail(f"host a's own worker: {ans}")
-    if b.verify("m", "prod")[1] != cur or c.verify("m", "prod")[1] != cur:
+    if (not b_stale and b.verify("m", "prod")[1] != cur) or c.verify("m", "prod")[1] != cur:
         raise Fail("a cut host saw a move it could not have heard of")
     t_back = time.monotonic()
     subprocess.run(["ip", "link", "set", os.environ["NETNS_1_IF"], "up"], check=True)
