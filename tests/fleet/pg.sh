@@ -10,6 +10,11 @@
 #   pg.sh resume DIR          start it again, on the same port
 # `run` also sets MCACHE_TEST_PG_DIR, for tests that pause and resume it.
 #
+# PG_LISTEN (optional): more addresses to listen on besides 127.0.0.1,
+# comma-separated (a veth's address, for clients in a network namespace:
+# tests/fleet/netns.sh sets it); PG_HBA: a CIDR whose clients are trusted
+# too (else only loopback's are). Both are kept for `resume`.
+#
 # Exits 77 (the tests' "skipped") when Debian's postgresql-15 is not installed.
 # Settings are for speed, not durability (fsync off): nothing here outlives
 # the test run. As root, the server runs as user postgres (it refuses root).
@@ -57,13 +62,17 @@ pg_start() {
     rm -rf "$DIR"
     exit 1
   fi
+  echo "127.0.0.1${PG_LISTEN:+,$PG_LISTEN}" >"$DIR/listen"
+  if [ -n "${PG_HBA:-}" ]; then
+    echo "host all all $PG_HBA trust" >>"$DIR/data/pg_hba.conf"
+  fi
   # A port taken between our check and the server's bind makes pg_ctl fail: try a few.
   local try port
   for try in 1 2 3 4 5 6 7 8; do
     port=$((20000 + (RANDOM * 32768 + RANDOM) % 40000))
     port_free "$port" || continue
     if as_owner "$PGBIN/pg_ctl" -D "$DIR/data" -l "$DIR/server.log" -w -t 30 start \
-        -o "-p $port -k $DIR -c listen_addresses=127.0.0.1 -c fsync=off \
+        -o "-p $port -k $DIR -c listen_addresses=$(cat "$DIR/listen") -c fsync=off \
             -c synchronous_commit=off -c full_page_writes=off" >/dev/null 2>&1; then
       URL="postgresql://postgres@127.0.0.1:$port/postgres"
       echo "$port" >"$DIR/port"
@@ -124,7 +133,7 @@ case "${1:-}" in
   resume)
     [ $# -eq 2 ] && [ -f "$2/port" ] || { echo "usage: pg.sh resume DIR (a DIR pg.sh made)" >&2; exit 2; }
     as_owner "$PGBIN/pg_ctl" -D "$2/data" -l "$2/server.log" -w -t 30 start \
-        -o "-p $(cat "$2/port") -k $2 -c listen_addresses=127.0.0.1 -c fsync=off \
+        -o "-p $(cat "$2/port") -k $2 -c listen_addresses=$(cat "$2/listen") -c fsync=off \
             -c synchronous_commit=off -c full_page_writes=off" >/dev/null
     ;;
   stop)

@@ -14,7 +14,9 @@
 #
 # RGW_DIR (default: a fresh mktemp -d) is where the cluster lives; it is
 # removed afterwards unless RGW_KEEP=1. Ports are picked free per run, so
-# two clusters can run side by side. Settings and why: ../shared/FLEET.md.
+# two clusters can run side by side. RGW_LISTEN (optional): more addresses,
+# comma-separated, the gateway listens on too, on the same port (a veth's
+# address, for clients in a network namespace: tests/fleet/netns.sh sets it). Settings and why: ../shared/FLEET.md.
 set -euo pipefail
 
 # The fixed test keys of the S3 user (a throwaway cluster on loopback).
@@ -87,6 +89,8 @@ start() {
   fsid=$(cat /proc/sys/kernel/random/uuid)
   osd_uuid=$(cat /proc/sys/kernel/random/uuid)
   CONF=$DIR/ceph.conf
+  local endpoints="endpoint=127.0.0.1:$rgw_port" a extra=${RGW_LISTEN:-}
+  for a in ${extra//,/ }; do endpoints+=" endpoint=$a:$rgw_port"; done
   cat >"$CONF" <<CONF
 [global]
 fsid = $fsid
@@ -126,7 +130,7 @@ bluestore fsck on mkfs = false
 bdev aio poll ms = 20
 osd memory target = 939524096
 [client.rgw]
-rgw frontends = beast endpoint=127.0.0.1:$rgw_port
+rgw frontends = beast $endpoints
 rgw data = $DIR/rgw
 rgw dns name = 127.0.0.1
 rgw gc obj min wait = 1
