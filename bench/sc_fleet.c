@@ -335,9 +335,10 @@ static int object_url(struct fx *x)
 static int cli_push(struct fx *x, const char *file, unsigned run, double *secs)
 {
     char store[700], version[32];
-    const char *argv[] = {x->mcache_bin, "--registry", x->registry, "--artifacts",
-                          x->s3url,      "--store",    store,       "push",
-                          x->name,       version,      file,        NULL};
+    /* the registry through MCACHE_REGISTRY (set by run_fleet), never on a command line: its
+     * URL may carry a password */
+    const char *argv[] = {x->mcache_bin, "--artifacts", x->s3url, "--store", store, "push",
+                          x->name,       version,       file,     NULL};
     struct worker w;
     uint64_t t0;
     int rc;
@@ -689,8 +690,8 @@ static void report(struct fx *x)
 int sc_fleet(struct bench *b)
 {
     static struct fx x; /* paths and buffers */
-    const char *need, *keep = getenv("MCACHE_KEEP_LOCAL");
-    char keep_saved[16] = "";
+    const char *need, *keep = getenv("MCACHE_KEEP_LOCAL"), *reg = getenv("MCACHE_REGISTRY");
+    char keep_saved[16] = "", reg_saved[4096] = "";
     char sz[32];
     int rc;
 
@@ -740,8 +741,7 @@ int sc_fleet(struct bench *b)
     snprintf(x.m_push, sizeof(x.m_push), "push of %s to s3", sz);
     snprintf(x.m_prop, sizeof(x.m_prop), "alias move to a host's reader, p50");
     snprintf(x.m_prop99, sizeof(x.m_prop99), "alias move to a host's reader, p99");
-    x.extra[0] = "--registry", x.extra[1] = x.registry;
-    x.extra[2] = "--artifacts", x.extra[3] = x.s3url, x.extra[4] = NULL;
+    x.extra[0] = "--artifacts", x.extra[1] = x.s3url, x.extra[2] = NULL;
     if (mkdir(x.dir, 0700) != 0)
         return bench_error("fleet: creating %s: %s", x.dir, strerror(errno));
     if (fs_require(x.dir, 2 * x.size + 64 * MiB, "the fleet scenario (a model and a push)") ||
@@ -766,11 +766,20 @@ int sc_fleet(struct bench *b)
     if (keep)
         snprintf(keep_saved, sizeof(keep_saved), "%s", keep);
     setenv("MCACHE_KEEP_LOCAL", "0", 1);
+    /* The children (mcache, mcached) take the registry from the environment: a URL with a
+     * password stays out of /proc/PID/cmdline. */
+    if (reg)
+        snprintf(reg_saved, sizeof(reg_saved), "%s", reg);
+    setenv("MCACHE_REGISTRY", x.registry, 1);
     rc = measure(&x);
     if (keep)
         setenv("MCACHE_KEEP_LOCAL", keep_saved, 1);
     else
         unsetenv("MCACHE_KEEP_LOCAL");
+    if (reg)
+        setenv("MCACHE_REGISTRY", reg_saved, 1);
+    else
+        unsetenv("MCACHE_REGISTRY");
     rm_tree(x.dir);
     if (rc)
         return -1;
