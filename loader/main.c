@@ -291,26 +291,28 @@ static void reload_config(struct daemon *d)
 }
 
 /*
- * Who asked us to stop: the sender's pid, uid and command line, so that a
- * stop nobody meant can be traced (a stray kill of a reused pid, a script's
- * trap, a service manager). The sender may be gone by now: then only its pid.
+ * Who asked us to stop: the sender's pid, uid and program name, so that a stop nobody meant can
+ * be traced (a stray kill of a reused pid, a script's trap, a service manager). The name, not the
+ * command line: a wrapper's arguments may carry secrets (`env AWS_SECRET_ACCESS_KEY=...`, a URL
+ * with a password). The sender may be gone by now: then only its pid.
  */
 static void log_stop_signal(const struct signalfd_siginfo *si)
 {
-    char path[64], cmd[160] = "";
+    char path[64], cmd[64] = "";
     ssize_t n = 0;
     int fd;
 
-    snprintf(path, sizeof(path), "/proc/%u/cmdline", si->ssi_pid);
+    snprintf(path, sizeof(path), "/proc/%u/comm", si->ssi_pid);
     fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd >= 0) {
         n = read(fd, cmd, sizeof(cmd) - 1);
         close(fd);
     }
-    for (ssize_t i = 0; i < n - 1; i++) /* arguments are NUL-separated */
-        if (cmd[i] == '\0')
-            cmd[i] = ' ';
     cmd[n > 0 ? n : 0] = '\0';
+    cmd[strcspn(cmd, "\n")] = '\0';
+    for (char *c = cmd; *c; c++) /* a name is the program's to choose: no control bytes */
+        if ((unsigned char)*c < 0x20 || *c == 0x7f || *c == '"')
+            *c = '?';
     if (si->ssi_code == SI_KERNEL)
         log_info("%s (from the kernel): stopping", strsignal((int)si->ssi_signo));
     else
