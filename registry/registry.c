@@ -388,6 +388,20 @@ static char *abs_dir(const char *dir)
     return p;
 }
 
+/* Is path the store's own models/ directory (dir is absolute; path may not exist yet)? */
+static bool is_models_dir(const char *dir, const char *path)
+{
+    char want[PATH_MAX], a[PATH_MAX], b[PATH_MAX];
+
+    snprintf(want, sizeof(want), "%s/models", dir);
+    if (realpath(want, a) && realpath(path, b))
+        return strcmp(a, b) == 0;
+    snprintf(a, sizeof(a), "%s", path);
+    for (size_t n = strlen(a); n > 1 && a[n - 1] == '/'; n--)
+        a[n - 1] = '\0';
+    return strcmp(a, want) == 0;
+}
+
 /* Open the metadata backend (which makes or finds the store), then the artifact store. */
 /*
  * The artifact store: artifacts (else MCACHE_ARTIFACTS) as s3://BUCKET/PREFIX
@@ -426,6 +440,19 @@ static int open_backends(struct mc_registry *r, const char *backend, const char 
 
     if (ops == NULL)
         return MC_EINVAL;
+    /*
+     * Artifacts are in the object store or in the store's own models/: any other value (a typo
+     * such as s3:/b/p or S3://b/p, a directory elsewhere) is refused, never silently replaced
+     * by models/ (with a shared registry, other hosts could not read what was pushed there).
+     */
+    if (aops == &mc_art_local_ops && artifacts && *artifacts && !is_models_dir(r->dir, artifacts))
+        return mc_err(MC_EINVAL,
+                      "the artifacts given (--artifacts or MCACHE_ARTIFACTS: \"%.200s\") are "
+                      "neither an s3://BUCKET/PREFIX URL nor this store's own %s/models; write "
+                      "s3://BUCKET/PREFIX (lower-case s3, two slashes), or leave it unset for the "
+                      "store's models/; nothing was changed",
+                      strstr(artifacts, "@") ? "(a value with credentials, not shown)" : artifacts,
+                      r->dir);
     /* the journal lives in the store directory: a URL given to it would be silently unused */
     if (url != NULL && ops == &mc_reg_journal_ops) {
         /* never the value itself: a conninfo or another scheme may carry a password */

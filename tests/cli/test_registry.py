@@ -102,9 +102,18 @@ class Push(Base):
                    match='the parent "notaref" is not NAME@VERSION')
         self.fails(EXIT_USAGE, "push", "m", "1.0.0", f, "--desc", "x" * 5000,
                    match="is 5000 bytes long; at most 4096")
+        # --artifacts is s3://BUCKET/PREFIX or the store's own models/: a typo or another
+        # directory is refused, never replaced by models/ without a word
+        for bad in ["s3:/b/p", "S3://b/p", os.path.join(self.root, "elsewhere")]:
+            self.fails(EXIT_USAGE, "push", "m", "1.0.0", f, "--artifacts", bad,
+                       match=f'the artifacts given .*"{re.escape(bad)}".* are neither an '
+                             r's3://BUCKET/PREFIX URL nor this store.s own .*nothing was changed')
+        r = self.fails(EXIT_USAGE, "push", "m", "1.0.0", f, env={"MCACHE_ARTIFACTS": "s3:/k:SECRETPW9@b"},
+                       match="a value with credentials, not shown")
+        self.assertNotIn("SECRETPW9", r.err)
         # Bad input changes nothing: none of the above created the store.
         self.assertFalse(os.path.exists(self.store), "a refused push created the store")
-        self.ok("push", "m", "1.0.0", f)
+        self.ok("push", "m", "1.0.0", f, "--artifacts", os.path.join(self.store, "models"))
         self.fails(EXIT_FAIL, "push", "m", "1.0.0+other", f, match="1.0.0")
         r = self.fails(EXIT_USAGE, "push", "m", "1.1.0", f, "--alias", "latest",
                        match='pushed m@1.1.0, but setting alias "latest" failed')
