@@ -26,6 +26,15 @@
  * CopyObject takes objects up to 5 GiB; larger ones are copied in 1 GiB
  * ranges (UploadPartCopy), still inside the store.
  *
+ * PLACE, THEN BIND. The copy to the content address (minutes for gigabytes)
+ * runs before the registry's writer lock (place), the small PUTs that make
+ * it name@version's under it (commit: mapping, reference, and a HEAD that
+ * copies again in the rare case a removal of the same bytes deleted the
+ * object in between). Between the two the object is referenced by nothing,
+ * so the sweep of unreferenced content (gc, fsck) spares objects younger
+ * than the grace period, MCACHE_S3_STALE_S; a push that dies in between
+ * leaves one that gc deletes once it is older.
+ *
  * DEAD PUSHES. A push's temporary key names its host, pid and the pid's
  * start time (from /proc), so a sweep on the same host can tell a dead
  * pusher from a live one exactly (pid reuse changes the start time). For
@@ -39,6 +48,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 #include <xxhash.h>
@@ -59,7 +69,12 @@ struct s3store {
     char *root;   /* s3://BUCKET/PREFIXversions */
     char host[64];
     struct mc_art_conf conf;
+    char (*cand)[33]; /* sweep: unreferenced objects found without the lock */
+    size_t ncand;
 };
+
+/* How long an intent_recover's first look may take (under the writer lock). */
+#define RECOVER_MS 5000
 
 /* What p->hash points to for an S3 put. */
 struct s3put {
@@ -120,23 +135,33 @@ static unsigned long long proc_start(long pid)
     return st;
 }
 
+/*
+ * Whether S3's time modified (2026-12-03T16:59:17.000Z) is older than the
+ * grace period, MCACHE_S3_STALE_S seconds (default one day): a push that
+ * left it is surely dead (an unreadable time: no).
+ */
+static bool stale(const char *modified)
+{
+    const char *env = getenv("MCACHE_S3_STALE_S");
+    long stale_s = env ? atol(env) : 86400;
+    struct tm tm = {0};
+
+    return modified && strptime(modified, "%Y-%m-%dT%H:%M:%S", &tm) &&
+           time(NULL) - timegm(&tm) > stale_s;
+}
+
 /* Whether the push that made tmp key name (push-HOST-PID-START-N) is dead. */
 static bool push_dead(struct s3store *t, const char *name, const char *modified)
 {
     char host[64];
     long pid;
     unsigned long long start;
-    const char *stale = getenv("MCACHE_S3_STALE_S");
-    long stale_s = stale ? atol(stale) : 86400;
-    struct tm tm = {0};
 
     if (sscanf(name, "push-%63[^-]-%ld-%llu-", host, &pid, &start) == 3 &&
         !strcmp(host, t->host))
         return proc_start(pid) != start; /* our host: exact */
     /* another host's (or an unreadable name): only age tells */
-    if (modified && strptime(modified, "%Y-%m-%dT%H:%M:%S", &tm))
-        return time(NULL) - timegm(&tm) > stale_s;
-    return false;
+    return stale(modified);
 }
 
 struct sweep {
@@ -212,16 +237,22 @@ static int count_one(void *arg, const char *key, uint64_t size, const char *modi
     return 1; /* one is enough */
 }
 
+/* Whether refs/<hex>/ has an entry (a failed listing: yes, keep the object). */
+static bool referenced(struct s3store *t, const char *hex)
+{
+    char pre[PATH_MAX];
+    size_t refs = 0;
+
+    snprintf(pre, sizeof(pre), "%srefs/%s/", t->prefix, hex);
+    return mc_s3_list(t->c, pre, count_one, &refs) < 0 || refs > 0;
+}
+
 /* Delete the object of hex unless a version still refers to it. */
 static void drop_if_unreferenced(struct s3store *t, const char *hex)
 {
     char key[PATH_MAX];
-    size_t refs = 0;
 
-    snprintf(key, sizeof(key), "%srefs/%s/", t->prefix, hex);
-    if (mc_s3_list(t->c, key, count_one, &refs) < 0 && refs == 0)
-        return; /* cannot tell: keep it */
-    if (refs == 0) {
+    if (!referenced(t, hex)) {
         snprintf(key, sizeof(key), "%sxxh3-128/%s", t->prefix, hex);
         mc_s3_delete(t->c, key);
     }
@@ -368,12 +399,20 @@ static int s3_intent_recover(struct mc_art_store *s, mc_art_holds_fn holds, void
     size_t n;
     int rc, removed = 0;
 
+    /*
+     * Every change makes this look under the writer lock: a store that does
+     * not answer fails it within seconds instead of holding the lock through
+     * every retry. Once it answered, the removals get their usual retries.
+     */
     snprintf(key, sizeof(key), "%sintent", t->prefix);
+    mc_s3_deadline(t->c, RECOVER_MS);
     rc = mc_s3_get(t->c, key, &text, &n);
+    mc_s3_deadline(t->c, 0);
     if (rc == MC_ENOENT)
         return 0;
     if (rc)
-        return rc;
+        return mc_err_prefix(rc, "looking for a dead writer's commit marker (given %d s, "
+                                 "retries included)", RECOVER_MS / 1000);
     for (line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
         char *version = strchr(line, ' ');
 
@@ -474,7 +513,7 @@ static int s3_begin(struct mc_art_store *s, uint64_t size_hint, struct mc_art_pu
     rc = mc_s3_upload_begin(t->c, p->tmpname, part, conc, &sp->u);
     if (rc) {
         s3_discard(s, p);
-        return mc_err_prefix(rc, "staging %s: ", p->what);
+        return mc_err_prefix(rc, "staging %s", p->what);
     }
     mc_crashpoint("temp-created");
     return 0;
@@ -520,23 +559,80 @@ static int s3_finish(struct mc_art_store *s, struct mc_art_put *p)
 }
 
 /*
- * Under the exclusive lock: the object under its checksum (copied from the
- * staged one unless the same bytes are there already), then the version's
- * mapping and reference. What was there for name@version (an orphan of a
- * crash) is removed first.
+ * The staged bytes under their checksum, PREFIX/xxh3-128/<hex>, unless an
+ * object of their size is there already (a dedup hit): a server-side copy.
+ * The same bytes always go to the same key, so it may run any number of
+ * times, from any number of pushes, with or without the lock.
+ */
+static int ensure_object(struct s3store *t, struct mc_art_put *p, const char *hex)
+{
+    char obj[PATH_MAX];
+    uint64_t have = 0;
+    int rc;
+
+    snprintf(obj, sizeof(obj), "%sxxh3-128/%s", t->prefix, hex);
+    rc = mc_s3_head(t->c, obj, &have);
+    if (rc == 0 && have == p->size)
+        return 0; /* a dedup hit */
+    if (rc != 0 && rc != MC_ENOENT)
+        return rc;
+    /* absent, or not the same bytes after all (a torn object): copy */
+    /*
+     * CopyObject takes up to 5 GiB; beyond (or beyond MCACHE_S3_COPY_MAX_MB,
+     * which lets the tests reach this path), a copy in parts of
+     * MCACHE_S3_COPY_PART_MB (default 1 GiB).
+     */
+    const char *cm = getenv("MCACHE_S3_COPY_MAX_MB"), *cp = getenv("MCACHE_S3_COPY_PART_MB");
+    uint64_t max = cm && atoll(cm) > 0 ? (uint64_t)atoll(cm) << 20 : 5ull << 30;
+    uint64_t part = cp && atoll(cp) > 0 ? (uint64_t)atoll(cp) << 20 : 0;
+
+    return p->size > max ? mc_s3_copy_parts(t->c, p->tmpname, obj, p->size, part)
+                         : mc_s3_copy(t->c, p->tmpname, obj);
+}
+
+/* The put's checksum's hex (NULL, with the error, if finish was not called). */
+static const char *put_hex(struct mc_art_put *p)
+{
+    const char *hex = ck_hex(p->checksum);
+
+    if (hex == NULL)
+        mc_err(MC_EINVAL, "%s: no checksum (finish was not called); nothing was registered",
+               p->what);
+    return hex;
+}
+
+/* Without the lock, after finish: the long part (the copy), before reg_write_begin. */
+static int s3_place(struct mc_art_store *s, struct mc_art_put *p)
+{
+    const char *hex = put_hex(p);
+    int rc;
+
+    if (hex == NULL)
+        return MC_EINVAL;
+    rc = ensure_object(s3_of(s), p, hex);
+    if (rc)
+        return mc_err_prefix(rc, "%s: nothing was registered", p->what);
+    mc_crashpoint("placed");
+    return 0;
+}
+
+/*
+ * Under the exclusive lock, after place: the version's mapping and
+ * reference, then a HEAD of the object, copied again only if it is not
+ * there (place was not called, or a removal of a version with the same
+ * bytes deleted it after place, before this reference). What was there for
+ * name@version (an orphan of a crash) is removed first.
  */
 static int s3_commit(struct mc_art_store *s, struct mc_art_put *p, const char *name,
                      const char *version)
 {
     struct s3store *t = s3_of(s);
-    const char *hex = ck_hex(p->checksum);
-    char obj[PATH_MAX], key[PATH_MAX];
-    uint64_t have = 0;
+    const char *hex = put_hex(p);
+    char key[PATH_MAX];
     int rc;
 
     if (hex == NULL)
-        return mc_err(MC_EINVAL, "committing %s@%s: no checksum (finish was not called)", name,
-                      version);
+        return MC_EINVAL;
     s3_remove_version(s, name, version);
     /*
      * The mapping first: a crash from here on leaves a version the metadata
@@ -546,35 +642,15 @@ static int s3_commit(struct mc_art_store *s, struct mc_art_put *p, const char *n
     snprintf(key, sizeof(key), "%sversions/%s/%s", t->prefix, name, version);
     rc = mc_s3_put(t->c, key, p->checksum, strlen(p->checksum));
     if (rc)
-        return mc_err_prefix(rc, "%s@%s: nothing was registered: ", name, version);
-    snprintf(obj, sizeof(obj), "%sxxh3-128/%s", t->prefix, hex);
-    rc = mc_s3_head(t->c, obj, &have);
-    if (rc == 0 && have != p->size)
-        rc = MC_ENOENT; /* not the same bytes after all (a torn object): replace it */
-    else if (rc == MC_ENOENT || rc == 0)
-        ; /* absent, or a dedup hit */
-    else
-        return rc;
-    if (rc == MC_ENOENT) {
-        /*
-         * CopyObject takes up to 5 GiB; beyond (or beyond MCACHE_S3_COPY_MAX_MB,
-         * which lets the tests reach this path), a copy in parts of
-         * MCACHE_S3_COPY_PART_MB (default 1 GiB).
-         */
-        const char *cm = getenv("MCACHE_S3_COPY_MAX_MB"), *cp = getenv("MCACHE_S3_COPY_PART_MB");
-        uint64_t max = cm && atoll(cm) > 0 ? (uint64_t)atoll(cm) << 20 : 5ull << 30;
-        uint64_t part = cp && atoll(cp) > 0 ? (uint64_t)atoll(cp) << 20 : 0;
-
-        rc = p->size > max ? mc_s3_copy_parts(t->c, p->tmpname, obj, p->size, part)
-                           : mc_s3_copy(t->c, p->tmpname, obj);
-        if (rc)
-            return mc_err_prefix(rc, "%s@%s: nothing was registered: ", name, version);
-    }
+        return mc_err_prefix(rc, "%s@%s: nothing was registered", name, version);
     mc_crashpoint("renamed");
+    /* the reference before the HEAD: from here on no removal deletes the object */
     snprintf(key, sizeof(key), "%srefs/%s/%s/%s", t->prefix, hex, name, version);
     rc = mc_s3_put(t->c, key, "", 0);
+    if (rc == 0)
+        rc = ensure_object(t, p, hex);
     if (rc)
-        return mc_err_prefix(rc, "%s@%s: nothing was registered: ", name, version);
+        return mc_err_prefix(rc, "%s@%s: nothing was registered", name, version);
     p->committed = true;
     return 0;
 }
@@ -699,21 +775,18 @@ static void orphan_version(struct s3store *t, const char *name, const char *vers
         s3_remove_version(&t->s, name, version);
 }
 
-/* An object no reference names: a commit that died between copy and reference. */
+/*
+ * An object no reference names, older than the grace period: a push that
+ * died between place and commit, or a commit that died.
+ */
 static int orphan_object(void *arg, const char *key, uint64_t size, const char *modified)
 {
     struct orph *o = arg;
     const char *hex = strrchr(key, '/');
-    char pre[PATH_MAX];
-    size_t refs = 0;
 
-    (void)size, (void)modified;
-    if (hex == NULL)
-        return 0;
-    snprintf(pre, sizeof(pre), "%srefs%s/", o->t->prefix, hex);
-    if (mc_s3_list(o->t->c, pre, count_one, &refs) < 0 && refs == 0)
-        return 0;
-    if (refs)
+    (void)size;
+    /* a younger one may be a push's, placed and not yet bound */
+    if (hex == NULL || !stale(modified) || referenced(o->t, hex + 1))
         return 0;
     o->found++;
     if (o->each)
@@ -745,6 +818,57 @@ static void s3_orphans(struct mc_art_store *s, mc_art_holds_fn holds, void *harg
     *found = o.found;
 }
 
+/* Without the lock: an object of hex's form, stale, unreferenced, is a candidate. */
+static int sweep_find(void *arg, const char *key, uint64_t size, const char *modified)
+{
+    struct s3store *t = arg;
+    const char *hex = strrchr(key, '/');
+    char(*more)[33];
+
+    (void)size;
+    if (hex == NULL || strlen(++hex) != 32 || strspn(hex, "0123456789abcdef") != 32 ||
+        !stale(modified) || referenced(t, hex))
+        return 0;
+    more = realloc(t->cand, (t->ncand + 1) * sizeof(*t->cand));
+    if (more == NULL)
+        return mc_err(MC_ENOMEM, "out of memory listing unreferenced objects");
+    t->cand = more;
+    memcpy(t->cand[t->ncand++], hex, 33);
+    return 0;
+}
+
+static int s3_sweep(struct mc_art_store *s, bool locked)
+{
+    struct s3store *t = s3_of(s);
+    char key[PATH_MAX];
+    size_t removed = 0;
+    int rc = 0;
+
+    if (!locked) {
+        t->ncand = 0;
+        snprintf(key, sizeof(key), "%sxxh3-128/", t->prefix);
+        return mc_s3_list(t->c, key, sweep_find, t);
+    }
+    /* under the lock no commit runs: still unreferenced now is for good */
+    for (size_t i = 0; i < t->ncand; i++) {
+        if (referenced(t, t->cand[i]))
+            continue;
+        snprintf(key, sizeof(key), "%sxxh3-128/%s", t->prefix, t->cand[i]);
+        if ((rc = mc_s3_delete(t->c, key)) != 0)
+            break;
+        removed++;
+    }
+    t->ncand = 0;
+    if (removed) {
+        char n[32];
+
+        snprintf(n, sizeof(n), "%zu", removed);
+        warnf(t, "removed %s object(s) that no version refers to, older than MCACHE_S3_STALE_S "
+                 "(pushes that died before registering them)", n);
+    }
+    return rc;
+}
+
 /* ---- the store ----------------------------------------------------------------- */
 
 static void s3_close(struct mc_art_store *s)
@@ -754,6 +878,7 @@ static void s3_close(struct mc_art_store *s)
     if (t == NULL)
         return;
     mc_s3_close(t->c);
+    free(t->cand);
     free(t->prefix);
     free(t->root);
     free(t);
@@ -801,6 +926,20 @@ static int s3_open(const struct mc_art_conf *conf, struct mc_art_store **out)
         s3_close(&t->s);
         return rc;
     }
+    /*
+     * A new store gets STORE/models (node-local copies go there): what marks
+     * the directory as a store for the next open (backend_pg.c's check).
+     */
+    if (conf->created && conf->writable && conf->dir) {
+        char models[PATH_MAX];
+
+        snprintf(models, sizeof(models), "%s/models", conf->dir);
+        if (mkdir(models, 0755) != 0 && errno != EEXIST) {
+            rc = mc_err(mc_err_from_errno(errno), "cannot create %s: %s", models, strerror(errno));
+            s3_close(&t->s);
+            return rc;
+        }
+    }
     *out = &t->s;
     return 0;
 }
@@ -818,6 +957,7 @@ const struct mc_art_store_ops mc_art_s3_ops = {
     .begin = s3_begin,
     .write = s3_write,
     .finish = s3_finish,
+    .place = s3_place,
     .commit = s3_commit,
     .discard = s3_discard,
     .remove_version = s3_remove_version,
@@ -830,4 +970,5 @@ const struct mc_art_store_ops mc_art_s3_ops = {
     .intent_recover = s3_intent_recover,
     .clean = s3_clean,
     .orphans = s3_orphans,
+    .sweep = s3_sweep,
 };

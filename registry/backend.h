@@ -299,16 +299,22 @@ struct mc_art_store_ops {
      * they pass (touches only p: it may run without anything serializing
      * the registry). finish: make the copy durable and read-only, and fill
      * in size, format and checksum. All of it without the store lock.
-     * commit: under the exclusive lock, make the staged copy name@version's
-     * artifact (anything already there the metadata does not hold is
-     * replaced). discard: let go of the staged copy (removed unless
-     * committed); always called once begin succeeded, whatever followed.
-     * A staged copy whose process dies is removed by clean(). A push of a
-     * file is begin, write per chunk read, finish (reg_ops.c).
+     * place (NULL: nothing to do): after finish, still without the lock,
+     * the long part of making the bytes the store's; idempotent (s3: the
+     * server-side copy to the content address, which no version refers to
+     * until commit). commit: under the exclusive lock, make the staged copy
+     * name@version's artifact (anything already there the metadata does
+     * not hold is replaced; whatever place did not do, or a concurrent
+     * removal undid, it does). discard: let go of the staged copy (removed
+     * unless committed); always called once begin succeeded, whatever
+     * followed. A staged copy whose process dies is removed by clean(). A
+     * push of a file is begin, write per chunk read, finish, place
+     * (reg_ops.c).
      */
     int (*begin)(struct mc_art_store *s, uint64_t size_hint, struct mc_art_put *p);
     int (*write)(struct mc_art_put *p, const void *buf, size_t n);
     int (*finish)(struct mc_art_store *s, struct mc_art_put *p);
+    int (*place)(struct mc_art_store *s, struct mc_art_put *p);
     int (*commit)(struct mc_art_store *s, struct mc_art_put *p, const char *name,
                   const char *version);
     void (*discard)(struct mc_art_store *s, struct mc_art_put *p);
@@ -349,6 +355,16 @@ struct mc_art_store_ops {
 
     /* Under the exclusive lock: remove what puts whose process died left staged (warns). */
     int (*clean)(struct mc_art_store *s);
+
+    /*
+     * sweep (NULL: nothing to do; gc runs it): content no version refers
+     * to, once older than the store's grace period (a push's place() makes
+     * content that its commit binds only later, under the lock). Twice:
+     * locked false (no lock held), the long listing, which keeps the
+     * candidates; locked true (under the exclusive lock), each candidate
+     * still unreferenced is deleted (warns with the count).
+     */
+    int (*sweep)(struct mc_art_store *s, bool locked);
 
     /*
      * For check and repair: every artifact the metadata does not hold, and

@@ -454,21 +454,6 @@ static void pg_close(struct mc_reg_backend *b)
  * makes one in a new or empty directory (*created: the artifact store then
  * makes models/ and tmp/).
  */
-/*
- * A new store's mark is its models/ (what local_dir looks for), whatever holds the artifacts:
- * with s3:// artifacts nothing else would make it, and the next open would refuse the store.
- */
-static int mark_store(struct pgb *p, bool *created)
-{
-    char models[4096];
-
-    snprintf(models, sizeof(models), "%s/models", p->dir);
-    if (mkdir(models, 0755) != 0 && errno != EEXIST)
-        return mc_err(mc_err_from_errno(errno), "cannot make %s: %s", models, strerror(errno));
-    *created = true;
-    return 0;
-}
-
 static int local_dir(struct pgb *p, bool *created)
 {
     bool create = (p->flags & MC_REGISTRY_CREATE) && writable(p);
@@ -476,8 +461,10 @@ static int local_dir(struct pgb *p, bool *created)
     struct stat st;
     DIR *d;
 
-    if (create && mkdir(p->dir, 0755) == 0)
-        return mark_store(p, created);
+    if (create && mkdir(p->dir, 0755) == 0) {
+        *created = true;
+        return 0;
+    }
     if (stat(p->dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
         int e = errno;
 
@@ -506,7 +493,8 @@ static int local_dir(struct pgb *p, bool *created)
     }
     if (d)
         closedir(d);
-    return mark_store(p, created);
+    *created = true;
+    return 0;
 }
 
 static int pg_open(const struct mc_reg_backend_conf *conf, struct mc_reg_backend **out,

@@ -180,7 +180,11 @@ static int stage_file(struct mc_registry *r, const char *src, const struct mc_pu
     return rc;
 }
 
-/* Register what put staged: its size, format and checksum into rec, then commit. */
+/*
+ * Register what put staged: its size, format and checksum into rec; the
+ * store's place (the object store's copy to the content address: long)
+ * before the writer lock, so other writers do not wait on it; then commit.
+ */
 static int push_staged(struct mc_registry *r, json_t *rec, const char *name, const char *version,
                        struct mc_art_put *put, uint64_t *gen)
 {
@@ -190,7 +194,9 @@ static int push_staged(struct mc_registry *r, json_t *rec, const char *name, con
     json_object_set_new(rec, "size", json_integer((json_int_t)put->size));
     json_object_set_new(rec, "format", json_string(mc_reg_format_name(put->format)));
     json_object_set_new(rec, "checksum", json_string(put->checksum));
-    rc = reg_write_begin(r);
+    rc = r->art->ops->place ? r->art->ops->place(r->art, put) : 0;
+    if (rc == 0)
+        rc = reg_write_begin(r);
     if (rc == 0)
         rc = reg_write_end(r, push_commit(r, rec, name, version, put, gen));
     return rc;
@@ -929,6 +935,15 @@ int mc_registry_gc(struct mc_registry *r, const struct mc_gc_opts *o, size_t *re
                                  "those younger than D days, or both");
     if (o->name && mc_name_check(o->name) != 0)
         return MC_EINVAL;
+    /*
+     * Content no version refers to (a push that died between its store's
+     * place and commit): listed now, without the lock; deleted under it.
+     */
+    bool sweep = !o->dry_run && r->art->ops->sweep && r->art->ops->sweep(r->art, false) == 0;
+
+    if (!o->dry_run && r->art->ops->sweep && !sweep)
+        mc_reg_reportf(r->warn, r->warn_arg, "gc could not list the artifact store's "
+                       "unreferenced content (%s); it stays until the next gc", mc_last_error());
     rc = o->dry_run ? mc_registry_refresh(r, NULL) : reg_write_begin(r);
     if (rc)
         return rc;
@@ -954,6 +969,9 @@ int mc_registry_gc(struct mc_registry *r, const struct mc_gc_opts *o, size_t *re
     /* in batches, so that no record outgrows its limit */
     for (size_t i = 0; rc == 0 && i < n; i += GC_BATCH)
         rc = gc_commit(r, go + i, n - i < GC_BATCH ? n - i : GC_BATCH, gen);
+    if (rc == 0 && sweep && r->art->ops->sweep(r->art, true) != 0)
+        mc_reg_reportf(r->warn, r->warn_arg, "gc could not delete the artifact store's "
+                       "unreferenced content (%s); it stays until the next gc", mc_last_error());
     if (rc == 0 && n == 0 && gen)
         *gen = mc_registry_generation(r);
     free(go);
@@ -995,7 +1013,8 @@ static int salvage(const char *dir, const struct mc_registry_opts *o, unsigned f
 {
     struct mc_registry *r;
     struct reg_state *st;
-    int rc = reg_open_noload(dir, o ? o->backend : NULL, o ? o->registry : NULL, NULL, NULL, flags,
+    int rc = reg_open_noload(dir, o ? o->backend : NULL, o ? o->registry : NULL,
+                             o ? o->artifacts : NULL, o ? o->artifacts_creds : NULL, flags,
                              check_report, c, &r);
 
     if (rc)

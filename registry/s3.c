@@ -40,6 +40,7 @@ struct mc_s3 {
     char *sigv4;    /* "aws:amz:REGION:s3" */
     char *bucket;
     const atomic_bool *cancel; /* mc_s3_set_cancel: mc_s3_read stops when it is set */
+    uint64_t deadline;         /* mc_s3_deadline: requests end by then (monotonic ns; 0: none) */
 };
 
 /* ---- credentials ------------------------------------------------------ */
@@ -580,18 +581,34 @@ static int req_error(struct mc_s3 *s, const struct req *q)
                   q->status, code[0] ? code : "(no S3 error code)", msg[0] ? ": " : "", msg);
 }
 
-/* Perform q (blocking) with retries; on failure, the error. Frees nothing. */
+void mc_s3_deadline(struct mc_s3 *s, unsigned ms)
+{
+    s->deadline = ms ? mono_ns() + (uint64_t)ms * 1000000u : 0;
+}
+
+/* Perform q (blocking) with retries, within s's deadline; on failure, the error. Frees nothing. */
 static int req_run(struct mc_s3 *s, struct req *q)
 {
     for (q->tries = 1;; q->tries++) {
+        if (s->deadline) {
+            uint64_t now = mono_ns();
+            long left = now < s->deadline ? (long)((s->deadline - now) / 1000000u) : 0;
+
+            if (left < 1)
+                left = 1; /* this try still goes, briefly: its failure is the message */
+            curl_easy_setopt(q->h, CURLOPT_TIMEOUT_MS, left);
+            curl_easy_setopt(q->h, CURLOPT_CONNECTTIMEOUT_MS, left < 10000 ? left : 10000L);
+        }
         req_done(q, curl_easy_perform(q->h));
         if (req_ok(q))
             return 0;
-        if (q->tries >= TRIES || !req_retryable(q))
+        uint64_t ns = backoff_ns(q->tries);
+
+        if (q->tries >= TRIES || !req_retryable(q) ||
+            (s->deadline && mono_ns() + ns >= s->deadline))
             return req_error(s, q);
         req_rewind(q);
         __atomic_fetch_add(&retries, 1, __ATOMIC_RELAXED);
-        uint64_t ns = backoff_ns(q->tries);
 
         nanosleep(&(struct timespec){.tv_sec = (time_t)(ns / 1000000000u),
                                      .tv_nsec = (long)(ns % 1000000000u)},

@@ -74,6 +74,15 @@ int mc_s3_read(struct mc_s3 *s, const char *key, uint64_t off, void *buf, size_t
  */
 void mc_s3_set_cancel(struct mc_s3 *s, const atomic_bool *flag);
 
+/*
+ * Until mc_s3_deadline(s, 0): each simple request of s (put, head, get,
+ * delete, copy, list), retries included, ends within ms milliseconds of
+ * this call, failing as the last try did. For what runs under the
+ * registry's writer lock, so that a store that does not answer does not
+ * hold it (artifacts_s3.c's intent_recover).
+ */
+void mc_s3_deadline(struct mc_s3 *s, unsigned ms);
+
 /* GET the whole object in order, handing each chunk to fn (non-zero stops it). */
 int mc_s3_get_stream(struct mc_s3 *s, const char *key,
                      int (*fn)(void *arg, const void *buf, size_t n), void *arg);

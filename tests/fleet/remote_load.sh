@@ -138,6 +138,9 @@ echo "ok: a 0644 credentials file is refused: $out"
 chmod 600 "$CREDS"
 "${KEYLESS[@]}" "$MCACHE" --artifacts-creds "$CREDS" push ns/m 1.0.0 "$T/ns.bin" >/dev/null ||
   fail "push ns/m 1.0.0 with the keys only in $CREDS"
+# fsck reads the object store too: with the same keys (it once opened it without the file)
+out=$("${KEYLESS[@]}" "$MCACHE" --artifacts-creds "$CREDS" fsck 2>&1) ||
+  fail "fsck with the keys only in $CREDS: $out"
 stop_mcached TERM
 DENV=("${KEYLESS[@]}")
 start_mcached --artifacts-creds "$CREDS"

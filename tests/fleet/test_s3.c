@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 #include <xxhash.h>
 
@@ -475,6 +476,119 @@ static void killed_push(const char *point, size_t objects_after)
     mc_s3_close(s);
 }
 
+static double now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+/*
+ * A push killed between place (its bytes copied to xxh3-128/<hex>, outside
+ * the writer lock) and commit leaves an object nothing refers to: fsck does
+ * not count it and gc keeps it while it is younger than MCACHE_S3_STALE_S
+ * (a live push's would look the same); once older, gc deletes it.
+ */
+static void placed_orphan_gc(void)
+{
+    struct mc_s3 *s = client();
+    struct mc_registry *r = reg_open();
+    struct mc_gc_opts o = {.keep = 100};
+    size_t problems = 99, n = 0;
+    double t0;
+
+    CHECK(count(s, "reg/xxh3-128/") == 2); /* killed_push("placed", 2) left one */
+    OK(mc_registry_check(store, MC_CHECK_ARTIFACTS, report_fn, NULL, &problems));
+    CHECK(problems == 0);
+    OK(mc_registry_gc(r, &o, &n, NULL));
+    CHECK(count(s, "reg/xxh3-128/") == 2);
+    setenv("MCACHE_S3_STALE_S", "0", 1); /* older than 0 s: from the next second on */
+    t0 = now_ms();
+    while (count(s, "reg/xxh3-128/") == 2 && now_ms() - t0 < 30000)
+        OK(mc_registry_gc(r, &o, &n, NULL));
+    unsetenv("MCACHE_S3_STALE_S");
+    fprintf(stderr, "  gc deleted the orphan after %.0f ms\n", now_ms() - t0);
+    CHECK(count(s, "reg/xxh3-128/") == 1);
+    /* what is still registered kept its bytes */
+    OK(mc_registry_check(store, MC_CHECK_ARTIFACTS | MC_CHECK_CHECKSUMS, report_fn, NULL,
+                         &problems));
+    CHECK(problems == 0);
+    mc_registry_close(r);
+    mc_s3_close(s);
+}
+
+/*
+ * Another writer is not held up by a push's copy (registry in PostgreSQL,
+ * under pg.sh; MCACHE_TEST_PG_URL): a big push copies its object in 5 MiB
+ * parts (UploadPartCopy: long); while that multipart copy to xxh3-128/ is in
+ * progress, `mcache alias` on the same registry completes, and the copy is
+ * still in progress after it (it used to run under the writer lock, so the
+ * alias waited for it). Then the push succeeds and fsck is clean.
+ */
+static void place_outside_lock(void)
+{
+    const char *bin = getenv("MCACHE_BIN"), *url = getenv("MCACHE_TEST_PG_URL");
+    struct mc_s3 *s = client();
+    char cmd[4096], big[300], small[300], base[1024], out[300];
+    size_t size = (size_t)400 << 20;
+    pid_t push;
+    int st = -1;
+    double t0, t_copy, t_alias;
+
+    if (bin == NULL || url == NULL) {
+        fprintf(stderr, "  skipped: needs MCACHE_BIN and MCACHE_TEST_PG_URL (pg.sh run)\n");
+        mc_s3_close(s);
+        return;
+    }
+    snprintf(big, sizeof(big), "%s/big.bin", tmpdir);
+    snprintf(small, sizeof(small), "%s/small.bin", tmpdir);
+    snprintf(out, sizeof(out), "%s/push.out", tmpdir);
+    write_file(big, size, 11);
+    write_file(small, 4096, 12);
+    snprintf(base, sizeof(base), "%s -q --store %s/pgstore --registry '%s' --artifacts s3://%s/pl",
+             bin, tmpdir, url, bucket);
+    snprintf(cmd, sizeof(cmd), "%s --registry '%s' db migrate >/dev/null", bin, url);
+    CHECK(system(cmd) == 0);
+    snprintf(cmd, sizeof(cmd), "%s init && %s push a 1.0.0 %s", base, base, small);
+    CHECK(system(cmd) == 0);
+    snprintf(cmd, sizeof(cmd),
+             "MCACHE_S3_COPY_MAX_MB=5 MCACHE_S3_COPY_PART_MB=5 exec %s push big 1.0.0 %s >%s 2>&1",
+             base, big, out);
+    t0 = now_ms();
+    push = fork();
+    if (push == 0) {
+        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+        _exit(127);
+    }
+    /* the copy has begun: its multipart upload to the content address is listed */
+    while (uploads(s, "pl/xxh3-128/") == 0 && waitpid(push, &st, WNOHANG) == 0 &&
+           now_ms() - t0 < 180000)
+        ;
+    t_copy = now_ms();
+    CHECK(uploads(s, "pl/xxh3-128/") == 1);
+    snprintf(cmd, sizeof(cmd), "%s alias a prod 1.0.0", base);
+    CHECK(system(cmd) == 0);
+    t_alias = now_ms();
+    /* done while the copy still runs, the push not yet registered */
+    CHECK(uploads(s, "pl/xxh3-128/") == 1);
+    CHECK(waitpid(push, &st, WNOHANG) == 0);
+    CHECK(count(s, "pl/versions/big/") == 0);
+    CHECK(waitpid(push, &st, 0) == push && WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    fprintf(stderr, "  upload %.0f ms; the alias took %.0f ms during the copy, which took %.0f ms "
+                    "more\n", t_copy - t0, t_alias - t_copy, now_ms() - t_alias);
+    if (st != 0) {
+        snprintf(cmd, sizeof(cmd), "cat %s >&2", out);
+        CHECK(system(cmd) == 0);
+    }
+    CHECK(count(s, "pl/versions/big/") == 1);
+    CHECK(count(s, "pl/xxh3-128/") == 2);
+    CHECK(uploads(s, "pl/") == 0);
+    snprintf(cmd, sizeof(cmd), "%s fsck", base);
+    CHECK(system(cmd) == 0);
+    mc_s3_close(s);
+}
+
 /*
  * The CLI with --artifacts s3://...: push the same file twice (one object),
  * fsck --checksums clean (the bytes read back from the object store), rm
@@ -515,9 +629,35 @@ static void cli_artifacts(void)
     mc_s3_close(s);
 }
 
-int main(void)
+/*
+ * With the gateway dead, a change fails within seconds: its look for the
+ * commit marker (under the writer lock) gives up after 5 s, retries
+ * included, instead of holding the lock through them all (~7 s, and 10 s a
+ * try where connections hang).
+ */
+static void dead_store_fails_fast(pid_t gw)
+{
+    struct mc_registry *r;
+    double t0;
+    int rc;
+
+    CHECK(kill(gw, SIGKILL) == 0);
+    waitpid(gw, NULL, 0);
+    r = reg_open(); /* opens, with a warning: changes wait until the store answers */
+    t0 = now_ms();
+    rc = mc_registry_set_flags(r, "m", "2.0.0", 1, -1, NULL);
+    fprintf(stderr, "  a change with the gateway dead failed after %.0f ms: %s\n",
+            now_ms() - t0, mc_last_error());
+    CHECK(rc == MC_EIO);
+    CHECK(now_ms() - t0 < 6000);
+    CHECK(strstr(mc_last_error(), "given 5 s") != NULL);
+    mc_registry_close(r);
+}
+
+int main(int argc, char **argv)
 {
     struct mc_s3 *s;
+    bool place = argc > 1 && !strcmp(argv[1], "place");
 
     if (getenv("AWS_ENDPOINT_URL") == NULL) {
         fprintf(stderr, "test_s3: skipped: no AWS_ENDPOINT_URL (run it as tests/fleet/rgw.sh run "
@@ -540,6 +680,11 @@ int main(void)
     snprintf(url, sizeof(url), "s3://%s/reg", bucket);
     setenv("MCACHE_ARTIFACTS", url, 1);
 
+    if (place) { /* fleet_s3_place: pg.sh run rgw.sh run fleet_s3 place */
+        fprintf(stderr, "place_outside_lock\n");
+        place_outside_lock();
+        goto out;
+    }
     fprintf(stderr, "put_head_get_delete\n");
     put_head_get_delete();
     fprintf(stderr, "ranged_reads\n");
@@ -556,15 +701,19 @@ int main(void)
     killed_push("temp-created", 1);
     killed_push("copied", 1);
     killed_push("renamed", 1);
+    killed_push("placed", 2);
+    fprintf(stderr, "placed_orphan_gc\n");
+    placed_orphan_gc();
     fprintf(stderr, "cli_artifacts\n");
     cli_artifacts();
     fprintf(stderr, "gateway_restart\n");
     gateway_restart();
     if (restarted_gateway > 0) {
-        kill(restarted_gateway, SIGKILL);
-        waitpid(restarted_gateway, NULL, 0);
+        fprintf(stderr, "dead_store_fails_fast\n");
+        dead_store_fails_fast(restarted_gateway);
     }
 
+out:;
     char cmd[300];
 
     snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
