@@ -252,10 +252,26 @@ const char *mc_registry_dir(const struct mc_registry *r);
 /*
  * Where v's bytes are: true if v->path is a local file, false if they are
  * remote (an object store) and must be read with mc_registry_artifact_read.
+ * Thread-safe as mc_registry_artifact_read below.
  */
 bool mc_registry_artifact_local(struct mc_registry *r, const struct mc_reg_version *v);
 
-/* n bytes of v's artifact at off into buf, wherever it is; all or nothing. */
+/*
+ * n bytes of v's artifact at off into buf, wherever it is; all or nothing.
+ * v need not be r's (a copy of its name, version, checksum, path and size
+ * will do).
+ *
+ * THREADS: the exception to "one thread at a time". Any number of threads
+ * may call this and mc_registry_artifact_local() on one handle at once, and
+ * while another thread makes any other call on it but mc_registry_close():
+ * they read only the artifact store's settings, fixed at open (the bucket,
+ * prefix, endpoint and keys; models/ for the local store), and each read
+ * has its own file descriptor (local) or its own curl handles and multi
+ * handle, made and freed within the call, sharing no connection cache
+ * (s3.h, THREADS). The only caveat is mc_s3_set_cancel() on the client
+ * underneath, which the registry never calls. The handle must stay open
+ * until the last read returns (mcache-serve: srv_reg_hold).
+ */
 int mc_registry_artifact_read(struct mc_registry *r, const struct mc_reg_version *v, uint64_t off,
                               void *buf, size_t n);
 

@@ -17,6 +17,16 @@
  *
  * THREADS. A handle is used by one thread at a time; parallelism is inside
  * (curl multi), not across callers. Different handles are independent.
+ * The exception: mc_s3_read, mc_s3_get_stream, mc_s3_get and mc_s3_head
+ * may run on several threads at once on one handle (mcache-serve's
+ * downloads and verify do). Each call makes and frees its own curl easy and
+ * multi handles (no connection cache or share handle outlives a call) and
+ * reads only what mc_s3_open set (endpoint, region, keys, bucket); the
+ * retry counter is atomic, curl_global_init runs once (pthread_once), and
+ * errors go to mc_err()'s per-thread message. Not concurrently with
+ * mc_s3_set_cancel (it writes the handle) nor mc_s3_close. A change that
+ * adds shared mutable state here (a kept connection, a counter in the
+ * handle) must keep these calls safe together, or say otherwise.
  *
  * LIBCURL 7.88's SIGV4 (../shared/FLEET.md): it does not send
  * x-amz-content-sha256, so every request carries UNSIGNED-PAYLOAD; it signs

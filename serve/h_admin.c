@@ -218,8 +218,10 @@ static json_t *check_disk(struct srv *s, const struct check *c, uint64_t *bytes)
                                .checksum = c->checksum,
                                .size = c->size};
     struct cli_verify o = {0};
+    struct mc_registry *r = srv_reg_hold(s); /* without the lock: reads only (http.h) */
 
-    cli_verify_artifact(s->reg, &v, &o);
+    cli_verify_artifact(r, &v, &o);
+    srv_reg_put(s, r);
     if (!strcmp(o.result, "ok") || !strcmp(o.result, "mismatch"))
         srv_artifact_mark(c->checksum, o.result[0] == 'm');
     if (o.actual[0])

@@ -681,6 +681,7 @@ static double artifact_bad(const char *checksum)
 
 struct remote_body {
     struct srv *srv;
+    struct mc_registry *reg; /* held (srv_reg_hold): read through without the lock */
     struct mc_reg_version v; /* name, version, checksum, size: copies below */
     char name[512], version[512], checksum[80];
     uint64_t off, len;  /* the range sent, in the artifact */
@@ -697,6 +698,7 @@ static void remote_body_free(void *cls)
 
     if (b->hash)
         XXH3_freeState(b->hash);
+    srv_reg_put(b->srv, b->reg);
     free(b->win);
     free(b);
 }
@@ -716,7 +718,7 @@ static int remote_fill(struct remote_body *b, uint64_t pos)
         b->verify = false;
     b->win_len = 0;
     b->win_pos = pos;
-    rc = mc_registry_artifact_read(b->srv->reg, &b->v, b->off + pos, b->win, want);
+    rc = mc_registry_artifact_read(b->reg, &b->v, b->off + pos, b->win, want);
     if (rc)
         return mc_err_prefix(rc,
                              "%s@%s: reading its artifact from the object store at byte "
@@ -777,6 +779,7 @@ static int remote_response(struct srv *s, const char *name, const char *version,
     if (!b || !(b->win = malloc(REMOTE_WINDOW)))
         goto fail;
     b->srv = s;
+    b->reg = srv_reg_hold(s);
     snprintf(b->name, sizeof(b->name), "%s", name);
     snprintf(b->version, sizeof(b->version), "%s", version);
     snprintf(b->checksum, sizeof(b->checksum), "%s", checksum);

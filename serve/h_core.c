@@ -52,10 +52,11 @@ static int h_readyz(struct req *rq)
     char down[1536];
 
     rc = srv_lock(s);
-    if (rc == 0)
+    if (rc == 0) { /* one look: the handle may be swapped (a replica's, reopened) after it */
+        if (srv_registry_down(s, down, sizeof(down)))
+            rc = mc_err(MC_EIO, "%s", down);
         srv_unlock(s);
-    if (rc == 0 && srv_registry_down(s, down, sizeof(down)))
-        rc = mc_err(MC_EIO, "%s", down);
+    }
     check(checks, "registry", rc, failed, sizeof(failed));
     mc = srv_cache_hold(s);
     rc = mc ? 0 : MC_ENOENT;

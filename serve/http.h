@@ -9,8 +9,13 @@
  *
  * THREADS. libmicrohttpd runs a pool of threads (epoll). The registry
  * handle is not thread-safe: every use of srv->reg is between srv_lock()
- * and srv_unlock() (srv_lock() also refreshes it, so answers are current).
- * An upload's bytes are written without the lock (mc_registry_upload_*).
+ * and srv_unlock() (srv_lock() also refreshes it, so answers are current);
+ * srv->reg itself may be replaced between two (a replica's handle, once the
+ * database answers: server.c, THE REPLICA). A use that outlives the lock
+ * (an artifact read from the object store) holds the handle it read through
+ * (srv_reg_hold). An upload's bytes are written without the lock
+ * (mc_registry_upload_*; an upload begins only on a writable handle, never
+ * the replica's, so it never spans a swap).
  * libmcache's cache handle (srv->mc) is safe from any thread, but only
  * while held: every use is between srv_cache_hold() and srv_cache_put(),
  * so that a superseded arena is detached only once nothing uses it.
@@ -56,7 +61,7 @@ struct srv_metrics; /* metrics.c: HTTP requests by route and status, latencies *
 
 struct srv {
     struct cli cli; /* store, cache, shm dir, socket: as the CLI's, for clicore's helpers */
-    struct mc_registry *reg;
+    struct mc_registry *reg; /* read and replaced only under reg_lock (THREADS) */
     pthread_mutex_t reg_lock;
     mc_cache *mc; /* attached read-only, or NULL (no arena yet: retried on use) */
     pthread_mutex_t mc_lock; /* guards mc, mc_holds, mc_stale */
@@ -79,6 +84,17 @@ struct srv {
 /* Lock the registry and bring it up to date (a stat, a read of what is new). */
 int srv_lock(struct srv *s);
 void srv_unlock(struct srv *s);
+
+/*
+ * s->reg (taken under reg_lock, or within the caller's srv_lock()), kept
+ * open for the caller until srv_reg_put(),
+ * even once the server has swapped in another handle. Without the lock
+ * only mc_registry_artifact_local() and mc_registry_artifact_read() may be
+ * called on it (safe on several threads at once: registry.h).
+ */
+struct mc_registry *srv_reg_hold(struct srv *s);
+/* Give back a hold (NULL: nothing); the last on a replaced handle closes it. */
+void srv_reg_put(struct srv *s, struct mc_registry *r);
 
 /*
  * The cache, attached read-only on first use, held for the caller: give it

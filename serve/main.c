@@ -302,7 +302,7 @@ int main(int argc, char **argv)
     uint64_t workers = 8, per_ip = UINT64_MAX; /* UINT64_MAX: not given */
     struct srv s = {0};
     struct srv_listen l = {0};
-    struct mc_registry_opts ro = {.flags = MC_REGISTRY_CREATE};
+    struct mc_registry_opts ro;
     sigset_t sigs;
     unsigned port = 0;
     char where[96];
@@ -439,9 +439,7 @@ int main(int argc, char **argv)
     s.cli.artifacts_creds = creds ? creds : getenv("MCACHE_ARTIFACTS_CREDS");
     if (s.cli.artifacts_creds && !*s.cli.artifacts_creds)
         s.cli.artifacts_creds = NULL;
-    ro.registry = s.cli.registry;
-    ro.artifacts = s.cli.artifacts;
-    ro.artifacts_creds = s.cli.artifacts_creds;
+    ro = cli_registry_opts(&s.cli, MC_REGISTRY_CREATE); /* as server.c's reopening, too */
     /*
      * No store yet and no shared registry: it has no tokens. Refuse now,
      * before opening it would create it.

@@ -108,6 +108,7 @@ static __thread bool reg_held;
  * srv_registry_down() copies it for /readyz and the handlers.
  */
 #define REG_RETRY_NS 1000000000ull
+#define REOPEN_NS    2000000000ull /* THE REPLICA, below: a reopening attempt at most this often */
 static char reg_down[1024];
 static uint64_t reg_down_since_ns, reg_down_tried_ns;
 
@@ -148,13 +149,15 @@ int srv_registry_down(struct srv *s, char *buf, size_t len)
     buf[0] = '\0';
     if (!held)
         pthread_mutex_lock(&s->reg_lock);
-    off = mc_registry_offline(s->reg); /* fixed from the open on */
+    off = mc_registry_offline(s->reg); /* until the replica's handle is replaced (below) */
     if (off)
         snprintf(buf, len,
                  "the registry database was unreachable when mcache-serve started (%s): it "
                  "answers reads from this host's replica of generation %llu, read-only, and "
-                 "refuses changes; restart mcache-serve once the database answers",
-                 off, (unsigned long long)mc_registry_generation(s->reg));
+                 "refuses changes; it tries the database again every %u s and serves it once "
+                 "it answers: bring the database back or check the network to it",
+                 off, (unsigned long long)mc_registry_generation(s->reg),
+                 (unsigned)(REOPEN_NS / 1000000000ull));
     else if (reg_down[0])
         snprintf(buf, len,
                  "the registry database has not answered for %.0f s (%s): reads are answered "
@@ -167,6 +170,183 @@ int srv_registry_down(struct srv *s, char *buf, size_t len)
     if (!held)
         pthread_mutex_unlock(&s->reg_lock);
     return down;
+}
+
+/*
+ * HOLDS. A use of the registry without srv_lock() (a download streaming
+ * from the object store, verify hashing an artifact) takes a hold (briefly
+ * under reg_lock) and reads through the handle it got, without the lock: only
+ * mc_registry_artifact_local() and mc_registry_artifact_read(), which may
+ * run on several threads at once (registry.h). The handle may be replaced
+ * meanwhile (THE REPLICA, below): one that still has holds is retired, and
+ * the last srv_reg_put() closes it. hold_lock guards the counts and the
+ * retired handle; s->reg itself changes only under reg_lock.
+ */
+static pthread_mutex_t hold_lock = PTHREAD_MUTEX_INITIALIZER;
+static unsigned reg_holds;              /* on s->reg */
+static struct mc_registry *reg_retired; /* a replaced handle still held, or NULL */
+static unsigned reg_retired_holds;
+
+struct mc_registry *srv_reg_hold(struct srv *s)
+{
+    bool held = reg_held; /* within the caller's srv_lock() already */
+    struct mc_registry *r;
+
+    if (!held)
+        pthread_mutex_lock(&s->reg_lock); /* s->reg does not move while it is held */
+    pthread_mutex_lock(&hold_lock);
+    reg_holds++;
+    r = s->reg;
+    pthread_mutex_unlock(&hold_lock);
+    if (!held)
+        pthread_mutex_unlock(&s->reg_lock);
+    return r;
+}
+
+void srv_reg_put(struct srv *s, struct mc_registry *r)
+{
+    struct mc_registry *last = NULL;
+
+    (void)s;
+    if (!r)
+        return;
+    pthread_mutex_lock(&hold_lock);
+    if (r == reg_retired) {
+        if (--reg_retired_holds == 0) {
+            last = reg_retired;
+            reg_retired = NULL;
+        }
+    } else {
+        reg_holds--;
+    }
+    pthread_mutex_unlock(&hold_lock);
+    if (last) {
+        mc_registry_close(last);
+        srv_log("the replaced registry handle is closed: the last read through it ended");
+    }
+}
+
+/*
+ * THE REPLICA. With --registry postgres://... and the database unreachable
+ * at the start, the handle serves this host's replica, read-only
+ * (mc_registry_offline()). As mcached does (loader/main.c,
+ * registry_reopen), a thread of its own, off the request threads, opens the
+ * registry again every REOPEN_NS (an attempt waits on a database that does
+ * not answer for its connect timeout: never a request's time) and, once the
+ * database answers, swaps the new handle in under reg_lock, which every
+ * user of s->reg holds; a handle still held (HOLDS) is closed by its last
+ * put. Then writes work and /readyz is 200 again, without a restart. It
+ * ends at the swap, or at srv_stop() (which waits for an attempt under way).
+ */
+static struct {
+    pthread_t thread;
+    bool running;
+    bool stop; /* under lock; read under reg_lock too before a swap */
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+} reopen = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
+
+static void quiet_warn(void *arg, const char *msg)
+{
+    (void)arg, (void)msg; /* each attempt would warn that it fell back to the replica again */
+}
+
+/* Wait REOPEN_NS, or until srv_stop(); true to stop. */
+static bool reopen_wait(void)
+{
+    struct timespec ts;
+    bool stop;
+
+    clock_gettime(CLOCK_REALTIME, &ts); /* the condition variable's clock */
+    ts.tv_sec += (time_t)(REOPEN_NS / 1000000000ull);
+    pthread_mutex_lock(&reopen.lock);
+    while (!reopen.stop && pthread_cond_timedwait(&reopen.cond, &reopen.lock, &ts) == 0)
+        ;
+    stop = reopen.stop;
+    pthread_mutex_unlock(&reopen.lock);
+    return stop;
+}
+
+static void *reopen_main(void *arg)
+{
+    struct srv *s = arg;
+    struct mc_registry_opts ro = cli_registry_opts(&s->cli, MC_REGISTRY_CREATE);
+    struct mc_registry *n, *old;
+    uint64_t t0 = mc_mono_ns(), gen;
+    unsigned tries = 0, held = 0;
+    bool stop;
+
+    ro.warn = quiet_warn;
+    while (!reopen_wait()) {
+        n = NULL;
+        tries++;
+        if (mc_registry_open(s->cli.store, &ro, &n) != 0)
+            continue; /* unreachable without a replica now, or another failure: next time */
+        if (mc_registry_offline(n)) {
+            mc_registry_close(n);
+            continue;
+        }
+        pthread_mutex_lock(&s->reg_lock);
+        pthread_mutex_lock(&reopen.lock);
+        stop = reopen.stop;
+        pthread_mutex_unlock(&reopen.lock);
+        if (stop) {
+            pthread_mutex_unlock(&s->reg_lock);
+            mc_registry_close(n);
+            break;
+        }
+        pthread_mutex_lock(&hold_lock);
+        old = s->reg;
+        s->reg = n;
+        if (reg_holds) { /* downloads still read through it: their last put closes it */
+            held = reg_holds;
+            reg_retired = old;
+            reg_retired_holds = reg_holds;
+            reg_holds = 0;
+            old = NULL;
+        }
+        pthread_mutex_unlock(&hold_lock);
+        gen = mc_registry_generation(n);
+        reg_down[0] = '\0';
+        pthread_mutex_unlock(&s->reg_lock);
+        mc_registry_close(old);
+        srv_log("the registry database answers (after %.1f s, %u tries): serving it at "
+                "generation %llu instead of this host's replica; changes are accepted again",
+                (double)(mc_mono_ns() - t0) / 1e9, tries, (unsigned long long)gen);
+        if (held)
+            srv_log("reads from the object store still going through the replica's handle "
+                    "(downloads, verify): %u; it is closed after the last",
+                    held);
+        break;
+    }
+    return NULL;
+}
+
+/* From the start on a replica: try the database again in the background (THE REPLICA). */
+static void reopen_start(struct srv *s)
+{
+    reopen.stop = false;
+    if (!s->cli.registry || !mc_registry_offline(s->reg))
+        return;
+    if (pthread_create(&reopen.thread, NULL, reopen_main, s) != 0) {
+        srv_log("cannot start the thread that reopens the registry: %s; restart mcache-serve "
+                "once the database answers",
+                strerror(errno));
+        return;
+    }
+    reopen.running = true;
+}
+
+static void reopen_end(void)
+{
+    if (!reopen.running)
+        return;
+    pthread_mutex_lock(&reopen.lock);
+    reopen.stop = true;
+    pthread_cond_signal(&reopen.cond);
+    pthread_mutex_unlock(&reopen.lock);
+    pthread_join(reopen.thread, NULL); /* an attempt under way: its connect timeout at most */
+    reopen.running = false;
 }
 
 int srv_lock(struct srv *s)
@@ -1349,11 +1529,13 @@ int srv_start(struct srv *s, const struct srv_listen *l, unsigned *port)
     listen_any_ip = !addr_is_loopback((const struct sockaddr *)&l->addr);
     if (sweeper_start(s->timeout_s))
         return MC_EIO;
+    reopen_start(s);
     s->mhd = MHD_start_daemon(flags, 0, on_accept, NULL, on_request, s,
                               /* first: it reports problems with the options after it */
                               MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_ARRAY, opts,
                               MHD_OPTION_END);
     if (!s->mhd) {
+        reopen_end();
         sweeper_end();
         return mc_err(MC_EIO,
                       "could not listen (the address is in use, not this machine's, or the "
@@ -1381,4 +1563,5 @@ void srv_stop(struct srv *s)
         MHD_stop_daemon(s->mhd);
     s->mhd = NULL;
     sweeper_end();
+    reopen_end();
 }

@@ -12,7 +12,8 @@ a load it comes from the arena; verify over HTTP reads the object; an object
 overwritten in the store fails verify, and its whole download is cut short
 (never a complete body of wrong bytes); PostgreSQL stopped: reads answered,
 writes 503 naming the database, /readyz 503 saying what failed; it comes back
-by itself; mcache-serve started while PostgreSQL is down serves the replica.
+by itself; mcache-serve started while PostgreSQL is down serves the replica,
+and switches to the database by itself once it is back.
 """
 import hashlib
 import http.client
@@ -232,7 +233,11 @@ class Fleet(unittest.TestCase):
         self.push("fd", "2.0.0", os.urandom(1000))
 
     def test_4_started_from_replica(self):
-        data = os.urandom(MiB + 3)
+        """Started with PostgreSQL down: the replica, read-only; PostgreSQL back: it serves
+        the database by itself (no restart), and a download streaming from the object store
+        through the replica's handle meanwhile finishes whole."""
+        # more than the sockets' buffers hold: the download is still reading when it switches
+        data = os.urandom(24 * MiB + 3)
         self.push("fr", "1.0.0", data)
         # mcached keeps the host's replica every 2 s: wait until it holds fr
         def replica_has():
@@ -249,24 +254,54 @@ class Fleet(unittest.TestCase):
         wait_for("the replica to hold fr", replica_has, timeout=30)
         self.s.stop_serve()
         subprocess.run([PG_SH, "pause", self.pgdir], check=True, capture_output=True, timeout=60)
+        d = None
         try:
             self.s.wait = False
             self.s.start_serve()
             self.assertIn("unreachable", self.s.serve_log()[self.s.log_offset:])
             msg = self.reads_but_no_push("fr", data)
-            self.assertIn("restart mcache-serve", msg)
+            self.assertIn("tries the database again every 2 s", msg)
             st, _, body = self.s.request("GET", "/readyz", token="")
             self.assertEqual(st, 503, body)
             self.assertIn("replica", json.loads(body)["checks"]["registry"])
+            # verify reads the object through the replica's handle
+            j = self.s.json("POST", "/v1/models/fr/versions/1.0.0/verify", {})
+            self.assertTrue(j["ok"], j)
+            # a download begun on the replica's handle, its first MiB read
+            d = self.s.connection(120)
+            d.request("GET", "/v1/models/fr/versions/1.0.0/artifact")
+            r = d.getresponse()
+            self.assertEqual(r.status, 200)
+            got = r.read(MiB)
         finally:
             subprocess.run([PG_SH, "resume", self.pgdir], check=True, capture_output=True,
                            timeout=60)
-        # it stays on the replica until restarted (docs/http.md): restarted, it is back
-        self.s.stop_serve()
-        self.s.start_serve()
-        wait_for("/readyz after the restart", lambda: self.s._probe("/readyz") == 200,
-                 proc=self.s.proc, log=self.s.logs)
-        self.push("fr", "2.0.0", os.urandom(100))
+        # back by itself, without a restart (the same process)
+        proc = self.s.proc
+        wait_for("/readyz once PostgreSQL is back, without a restart",
+                 lambda: self.s._probe("/readyz") == 200, timeout=90, proc=proc,
+                 log=self.s.logs)
+        self.assertIs(self.s.proc, proc)
+        self.assertIsNone(proc.poll())
+        self.assertRegex(self.s.serve_log()[self.s.log_offset:],
+                         r"the registry database answers \(after [0-9.]+ s, \d+ tries\): "
+                         r"serving it at generation \d+ instead of this host's replica")
+        # the download goes on through the replaced handle, to its last byte, hashed whole;
+        # then that handle is closed
+        self.assertIn("reads from the object store still going through the replica's handle "
+                      "(downloads, verify): 1;", self.s.serve_log()[self.s.log_offset:])
+        got += r.read()
+        d.close()
+        self.assertEqual(len(got), len(data))
+        self.assertTrue(got == data, "the download's bytes differ after the switch")
+        wait_for("the replaced handle's close", lambda: "the replaced registry handle is closed"
+                 in self.s.serve_log()[self.s.log_offset:], proc=proc, log=self.s.logs)
+        # writes work again, and what this server writes is the database's
+        _, v = self.push("fr", "2.0.0", os.urandom(100))
+        out = self.s.cli("show", "fr@2.0.0", "--json")
+        self.assertEqual(json.loads(out.stdout)["version"]["checksum"], v["checksum"])
+        st, _, body = self.s.request("GET", "/readyz", token="")
+        self.assertEqual(st, 200, body)
 
     def test_9_store_dies_mid_transfer(self):
         """Last (the gateway does not come back): the gateway killed (-9) while a download
