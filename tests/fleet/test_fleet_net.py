@@ -595,6 +595,12 @@ def run(root, shm_root, hosts, followers, extra):
         rc, out, err = a.cli("fsck")
         if rc:
             raise Fail(f"mcache fsck after the failed push of m@{version}: {out}{err}")
+        # An object the push placed at its content address before failing is spared by gc for
+        # MCACHE_S3_STALE_S (a push in flight binds its object after placing it); with no push
+        # in flight here, a gc with no grace must sweep it.
+        rc, out, err = a.cli("gc", "--keep", "100", env={**a.env, "MCACHE_S3_STALE_S": "0"})
+        if rc:
+            raise Fail(f"mcache gc (no grace) after the failed push of m@{version}: {out}{err}")
         keys = s3_keys()
         tmp = [k for k in keys if k.startswith(PREFIX + "tmp/")]
         objs = {k.split("/")[-1] for k in keys if k.startswith(PREFIX + "xxh3-128/")}
