@@ -84,7 +84,7 @@ extern "C" {
 #endif
 
 #define MCACHE_VERSION_MAJOR 0
-#define MCACHE_VERSION_MINOR 3
+#define MCACHE_VERSION_MINOR 4
 #define MCACHE_VERSION_PATCH 0
 
 /* Result codes: 0 or one of these (all negative). */

@@ -34,7 +34,7 @@ from .errors import (
     UnsupportedDtypeError,
 )
 
-__version__ = "0.3.0"
+__version__ = "0.4.0"
 
 __all__ = [
     "attach",

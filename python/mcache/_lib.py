@@ -125,7 +125,7 @@ def candidates():
 
 def _loaded_from(soname):
     """The file the dynamic loader mapped for `soname` (from /proc/self/maps,
-    which names the file the SONAME's link points at: libmcache.so.0.3.0)."""
+    which names the file the SONAME's link points at: libmcache.so.0.4.0)."""
     try:
         with open("/proc/self/maps") as f:
             for line in f:
