@@ -2,7 +2,10 @@
 # pg_freeze.sh MCACHE MCACHED MP_READER - mcached on a PostgreSQL registry that freezes
 # (every server process SIGSTOPped: connections open, nothing answers, as a
 # hung host or a link that drops packets): its loop never waits long on it.
-#   frozen while serving: `mcache stat` answers within 2 s every time (about
+#   another session holds the registry lock for 4 s: `mcache pin m@prod` (a
+#     write mcached makes on its loop) fails "busy" within about 1 s, and stat
+#     answers within 2 s meanwhile (the loop used to wait up to 60 s);
+#   frozen while serving, with a `mcache pin` sent as it froze: `mcache stat` answers within 2 s every time (about
 #     1 s: a statement waits 1 s at most), for longer than two of mcached's
 #     2 s registry checks, and a worker (mp_reader) resolves and verifies
 #     m@prod from the arena each time; SIGTERM stops it within 5 s;
@@ -102,9 +105,32 @@ for _ in $(seq 1 300); do
   sleep 0.1
 done
 worker_resolves || fail "m@prod was not resident within 30 s of mcached's start"
+
+# mcached's own write while another session holds the registry lock for 4 s.
+psql "$URL" -Atc "SELECT pg_advisory_lock(27747, hashtext(current_schema())); SELECT pg_sleep(4)" \
+  >/dev/null 2>&1 &
+PS=$!
+for _ in $(seq 100); do
+  n=$(psql "$URL" -Atc "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = 27747")
+  [ "$n" != 0 ] && break
+  sleep 0.05
+done
+[ "$n" != 0 ] || fail "psql never took the registry lock"
+t0=$(date +%s%N)
+timeout 30 "$MCACHE" --cache "$CACHE" --shm-dir "$T/shm" pin m@prod >"$T/pin.out" 2>&1 &
+PIN=$!
+worst=$(stat_for 2) || exit 1
+wait $PIN && fail "pin succeeded while another session held the registry lock"
+grep -q "busy" "$T/pin.out" || fail "pin did not say the registry is busy: $(cat "$T/pin.out")"
+echo "registry lock held elsewhere: pin failed busy; the slowest stat took $worst ms"
+wait $PS
+
 freeze
+timeout 30 "$MCACHE" --cache "$CACHE" --shm-dir "$T/shm" pin m@prod >"$T/pin.out" 2>&1 &
+PIN=$!
 worst=$(stat_for 5) || exit 1
-echo "frozen while serving: the slowest stat took $worst ms"
+wait $PIN && fail "pin succeeded while the database is frozen"
+echo "frozen while serving: pin failed ($(head -c 200 "$T/pin.out")); the slowest stat took $worst ms"
 ms=$(stop_mcached_within 5) || exit 1
 echo "frozen while serving: SIGTERM stopped mcached in $ms ms"
 [ -d "$T/store/replica" ] || fail "mcached left no replica"
