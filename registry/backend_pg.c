@@ -688,6 +688,13 @@ static int pg_lock(struct mc_reg_backend *b, enum mc_reg_lock mode)
     }
     if (rc == 0)
         p->held = mode;
+    /* test_pg.c: the session dies just after the lock was taken (its own backend ends) */
+    if (rc == 0 && mode == MC_REG_EXCLUSIVE && getenv("MCACHE_TEST_PG_TERMINATE_AT") &&
+        strcmp(getenv("MCACHE_TEST_PG_TERMINATE_AT"), "after-lock") == 0) {
+        run(p, "(test) ending the session", "SELECT pg_terminate_backend(pg_backend_pid())", 0,
+            NULL, NULL);
+        mc_err(MC_EIO, "no error");
+    }
     return rc;
 }
 
