@@ -29,6 +29,7 @@ fail() { echo "FAIL: $*" >&2; exit 1; }
 command -v python3 >/dev/null || { echo "skipped: no python3" >&2; exit 77; }
 [ -n "${MCACHE_TEST_PG_URL:-}" ] || fail "run me under tests/fleet/pg.sh run"
 
+. "$HERE/pglock.sh"
 T=$(mktemp -d "${TMPDIR:-/tmp}/mcache-cut.XXXXXX")
 PROXY=
 stop_proxy() {
@@ -150,15 +151,7 @@ D verify || fail "the store does not verify after the next change"
 echo "cut after COMMIT, the records compacted meanwhile: m@5.0.0 is registered and verifies"
 
 # A read while another session holds the registry lock (a writer mid-change) for 3 s.
-psql "$URL" -Atc "SELECT pg_advisory_lock(27747, hashtext(current_schema())); SELECT pg_sleep(3)" \
-  >/dev/null 2>&1 &
-PS=$!
-for _ in $(seq 100); do
-  n=$(psql "$URL" -Atc "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = 27747")
-  [ "$n" != 0 ] && break
-  sleep 0.05
-done
-[ "$n" != 0 ] || fail "psql never took the registry lock"
+hold_registry_lock "$URL" 3
 t0=$(date +%s%N)
 D ls m >"$T/ls.out" 2>"$T/ls.err" || fail "ls failed while the lock was held: $(cat "$T/ls.err")"
 grep -q frozen "$T/ls.err" && fail "ls said the database is frozen: $(cat "$T/ls.err")"

@@ -18,9 +18,11 @@ set -uo pipefail
 MCACHE=$1
 MCACHED=$2
 MP_READER=$3
+HERE=$(cd "$(dirname "$0")" && pwd)
 fail() { echo "FAIL: $*" >&2; [ -f "$T/mcached.log" ] && tail -n 20 "$T/mcached.log" >&2; exit 1; }
 [ -n "${MCACHE_TEST_PG_URL:-}" ] || fail "run me under tests/fleet/pg.sh run"
 
+. "$HERE/pglock.sh"
 T=$(mktemp -d "${TMPDIR:-/tmp}/mcache-freeze.XXXXXX")
 URL=$MCACHE_TEST_PG_URL
 CACHE=freeze$$
@@ -107,16 +109,7 @@ done
 worker_resolves || fail "m@prod was not resident within 30 s of mcached's start"
 
 # mcached's own write while another session holds the registry lock for 4 s.
-psql "$URL" -Atc "SELECT pg_advisory_lock(27747, hashtext(current_schema())); SELECT pg_sleep(4)" \
-  >/dev/null 2>&1 &
-PS=$!
-for _ in $(seq 100); do
-  n=$(psql "$URL" -Atc "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = 27747")
-  [ "$n" != 0 ] && break
-  sleep 0.05
-done
-[ "$n" != 0 ] || fail "psql never took the registry lock"
-t0=$(date +%s%N)
+hold_registry_lock "$URL" 4
 timeout 30 "$MCACHE" --cache "$CACHE" --shm-dir "$T/shm" pin m@prod >"$T/pin.out" 2>&1 &
 PIN=$!
 worst=$(stat_for 2) || exit 1
