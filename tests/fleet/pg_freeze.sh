@@ -11,7 +11,8 @@
 #     m@prod from the arena each time; SIGTERM stops it within 5 s;
 #   frozen at start, with a replica: mcached starts from the replica, stat
 #     answers as fast, and once the server is thawed mcached serves the
-#     database again ("the registry answers again").
+#     database again ("the registry answers again"), and that handle's
+#     warnings reach its log (a replica that cannot be written).
 # Run under tests/fleet/pg.sh run (MCACHE_TEST_PG_URL, MCACHE_TEST_PG_DIR).
 # Prints the slowest stat of each phase.
 set -uo pipefail
@@ -143,5 +144,16 @@ done
 grep -q "the registry answers again" "$T/mcached.log" ||
   fail "mcached did not serve the database within 30 s of its thaw"
 echo "thawed: mcached serves the database again"
+# the handle it opened again warns into its log (it used to keep the attempts' silence)
+rm -rf "$T/store/replica"
+: >"$T/store/replica" # a file where the replica's directory was: its rewrite fails
+M -q push m 2.0.0 "$T/model.bin" || fail "push after the thaw"
+for _ in $(seq 1 300); do
+  grep -q "could not keep this host's replica" "$T/mcached.log" && break
+  sleep 0.1
+done
+grep -q "could not keep this host's replica" "$T/mcached.log" ||
+  fail "the reopened registry's warning (its replica cannot be written) is not in mcached's log"
+echo "thawed: the reopened registry's warnings reach mcached's log"
 ms=$(stop_mcached_within 5) || exit 1
 echo "stopped in $ms ms"
