@@ -145,6 +145,8 @@ int daemon_start(struct daemon *d);
 /* Stop cleanly: finish or cancel loads, reply to waiters, leave the arena for adoption
  * (lifecycle.c). */
 void daemon_stop(struct daemon *d);
+/* Make reg mcached's own: warnings to the log, short waits on the database (lifecycle.c). */
+void daemon_registry_adopt(struct mc_registry *reg);
 
 /* Mirror the registry into the arena (after inotify or "reload"). */
 int daemon_sync(struct daemon *d, bool force);

@@ -39,6 +39,21 @@ static void reg_warn(void *arg, const char *msg)
     log_warn("registry: %s", msg);
 }
 
+/*
+ * mcached's own registry handle: its warnings go to the log, and its changes (pin and unpin
+ * from the control socket, rollouts' alias moves, deploys, alerts: all made on the loop)
+ * wait at most LOOP_LOCK_WAIT_MS for another writer's lock and LOOP_STMT_MS for a statement,
+ * then fail "busy" (the caller is told; the loop's own writers retry at their next tick).
+ */
+#define LOOP_LOCK_WAIT_MS 1000
+#define LOOP_STMT_MS      2000
+
+void daemon_registry_adopt(struct mc_registry *reg)
+{
+    mc_registry_set_warn(reg, reg_warn, NULL);
+    mc_registry_set_deadlines(reg, LOOP_LOCK_WAIT_MS, LOOP_STMT_MS);
+}
+
 static int epoll_add(int epfd, int fd, void *tag)
 {
     struct epoll_event ev = {.events = EPOLLIN, .data.ptr = tag};
@@ -146,6 +161,7 @@ int daemon_start(struct daemon *d)
     rc = mc_registry_open(d->cfg.store, &ro, &d->reg);
     if (rc)
         return mc_err_prefix(rc, "opening the store %s", d->cfg.store);
+    daemon_registry_adopt(d->reg);
     mc_notify_status(&d->notify, "starting: adopting or creating the arena of cache \"%s\" in %s",
                      d->cfg.cache, d->cfg.shm_dir);
     rc = mc_own_arena(&d->own, &d->cfg, &d->access);

@@ -437,13 +437,16 @@ static void registry_reopened(struct daemon *d)
              (unsigned long long)mc_registry_generation(d->reg));
     mc_registry_close(d->reg);
     d->reg = n;
+    daemon_registry_adopt(n); /* its warnings to the log from now on */
     d->want_sync = true;
     d->last_regcheck_ns = 0; /* its watch fd and replica now, not in 2 s */
 }
 
 /*
  * At stop: an attempt in flight may wait seconds more on the database; it is left to end
- * with the process (detached; its eventfd stays open for it), so that a stop is prompt.
+ * with the process (detached; its eventfd stays open for it), so that a stop is prompt. The
+ * process then ends with _exit() (main), not exit(): library destructors (libpq's, gnutls')
+ * must not run under a thread still inside them.
  */
 static void registry_reopen_stop(struct daemon *d)
 {
@@ -620,5 +623,9 @@ int main(int argc, char **argv)
     daemon_stop(&d);
     mc_notify_close(&d.notify);
     log_info("stopped");
+    if (d.reopen.busy) { /* still inside libpq or libcurl (registry_reopen_stop) */
+        fflush(NULL);
+        _exit(0);
+    }
     return 0;
 }

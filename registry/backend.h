@@ -75,9 +75,12 @@ enum mc_reg_lock { MC_REG_UNLOCKED, MC_REG_SHARED, MC_REG_EXCLUSIVE };
 
 /*
  * append(): the connection broke at the commit and whether the record was
- * saved cannot be told (the message, set, says what to do). The caller keeps
- * what the record would reference (a push's artifact) and its intent, for
- * the next writer's intent_recover() to settle.
+ * saved cannot be told (the message, set, says what to do); or it broke
+ * before, and the lock went with it, so another writer may already have
+ * changed the registry (the same name@version pushed again). Either way the
+ * caller keeps what the record would reference (a push's artifact) and its
+ * intent, for the next writer's intent_recover() to settle under the lock:
+ * it removes them only if the registry does not hold the version.
  */
 #define MC_REG_UNKNOWN 2
 
@@ -155,8 +158,9 @@ struct mc_reg_backend_ops {
     /*
      * Append rec as the next generation (its "g" is set here). With sync it
      * is durable when this returns; on any failure but MC_REG_UNKNOWN
-     * nothing was appended (a database backend whose connection broke at the
-     * commit finds out which, on a new one). Without, sync() makes everything appended so far
+     * nothing was appended and the lock is still held (a database backend
+     * whose connection broke at the commit finds out which, on a new one,
+     * when nobody else can have written in between). Without, sync() makes everything appended so far
      * durable (bulk loads).
      */
     int (*append)(struct mc_reg_backend *b, json_t *rec, bool sync);
@@ -208,6 +212,12 @@ struct mc_reg_backend_ops {
      */
     int (*watch_fd)(struct mc_reg_backend *b);
     int (*watch_drain)(struct mc_reg_backend *b);
+    /*
+     * Optional: wait at most lock_wait_ms for another writer's lock and
+     * stmt_ms for a write's statement (0: the default), for a caller that must
+     * not be held up (mcached's loop).
+     */
+    void (*set_deadlines)(struct mc_reg_backend *b, int lock_wait_ms, int stmt_ms);
 };
 
 /* The metadata backends this build has (postgres: when built with libpq). */

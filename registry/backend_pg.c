@@ -80,7 +80,9 @@ struct pgb {
     char *url;      /* for the LISTEN session, made on demand (watch_fd) */
     PGconn *listen; /* that session, or NULL */
     char lockkey[16]; /* hashtext(current_schema()) as text */
-    enum mc_reg_lock held;
+    enum mc_reg_lock held; /* as registry.c believes: kept when the session goes */
+    int lock_wait_ms;      /* LOCK_WAIT_MS, or less (set_deadlines) */
+    int slow_ms;           /* SLOW_MS, or less (set_deadlines) */
     int64_t retry_at; /* no reconnection before this (now_ms()) */
     uint64_t gen;  /* last generation delivered or appended */
     int64_t epoch; /* registry_state.epoch as last seen */
@@ -182,9 +184,26 @@ static int pq_wait(PGconn *c, bool write, int64_t deadline)
     }
 }
 
+/*
+ * Every session is made with TCP keepalives and a TCP user timeout (unless
+ * the URL sets its own, which come later and win): a session whose flow was
+ * dropped without a word (a NAT's or load balancer's idle timeout, a link
+ * blackholed) fails within about 25 s instead of the system's 2 h, which
+ * matters most for the LISTEN session, which only ever reads.
+ */
+static PGconn *pq_start(const char *url)
+{
+    const char *const keys[] = {"keepalives",       "keepalives_idle",  "keepalives_interval",
+                                "keepalives_count", "tcp_user_timeout", "dbname",
+                                NULL};
+    const char *const vals[] = {"1", "10", "5", "3", "15000", url, NULL};
+
+    return PQconnectStartParams(keys, vals, 1);
+}
+
 static int pq_connect(const char *url, const char *where, int ms, PGconn **out)
 {
-    PGconn *c = PQconnectStart(url);
+    PGconn *c = pq_start(url);
     PostgresPollingStatusType st = PGRES_POLLING_WRITING;
     int64_t deadline = now_ms() + ms;
     bool late = false;
@@ -394,12 +413,15 @@ int mc_registry_db_migrate(const char *url, int *from, int *to)
 
 /* ---- statements on a handle's session --------------------------------- */
 
-/* The session gave no answer in time: drop it (its locks go with it, on the server). */
+/*
+ * The session gave no answer in time: drop it (its locks go with it, on the
+ * server). p->held stays as it was until pg_unlock(): a handle that held the
+ * lock must not go on, on a new session, as if it still did (reconnect()).
+ */
 static void drop(struct pgb *p)
 {
     PQfinish(p->conn);
     p->conn = NULL;
-    p->held = MC_REG_UNLOCKED;
     p->retry_at = now_ms() + RETRY_MS;
 }
 
@@ -421,11 +443,11 @@ static int run(struct pgb *p, const char *what, const char *sql, int n, const ch
     return run_within(p, quick_ms(), what, sql, n, params, res);
 }
 
-/* A write, or a wait for another writer: SLOW_MS. */
+/* A write: p->slow_ms (SLOW_MS unless mc_reg_pg_set_deadlines() made it shorter). */
 static int run_slow(struct pgb *p, const char *what, const char *sql, int n,
                     const char *const *params, PGresult **res)
 {
-    return run_within(p, SLOW_MS, what, sql, n, params, res);
+    return run_within(p, p->slow_ms, what, sql, n, params, res);
 }
 
 /* ---- opening and the lock ---------------------------------------------- */
@@ -510,6 +532,8 @@ static int pg_open(const struct mc_reg_backend_conf *conf, struct mc_reg_backend
         return mc_err(MC_ENOMEM, "out of memory opening %s", conf->dir);
     p->be.ops = &mc_reg_postgres_ops;
     p->dir = conf->dir;
+    p->lock_wait_ms = LOCK_WAIT_MS;
+    p->slow_ms = SLOW_MS;
     p->flags = conf->flags;
     mc_jreader_init(&p->jr);
     if (conf->url == NULL || conf->url[0] == '\0') {
@@ -561,7 +585,9 @@ static int pg_open(const struct mc_reg_backend_conf *conf, struct mc_reg_backend
  * a failed attempt, others fail at once for RETRY_MS, so that a loop that
  * reads every few seconds spends at most QUICK_MS per RETRY_MS on a database
  * that does not answer. Called before every read and lock, so a long-lived
- * handle (mcached's) outlives the session it began with.
+ * handle (mcached's) outlives the session it began with. Never while the
+ * lock is held: the session that held it is gone, and the lock with it, so
+ * whatever the holder was doing must stop (pg_unlock() then forgets it).
  */
 static int reconnect(struct pgb *p)
 {
@@ -570,6 +596,11 @@ static int reconnect(struct pgb *p)
 
     if (p->conn != NULL && PQstatus(p->conn) == CONNECTION_OK)
         return 0;
+    if (p->held != MC_REG_UNLOCKED)
+        return mc_err(MC_EIO,
+                      "lost the connection to the registry database %s, and the registry lock "
+                      "with it; nothing was changed; try again",
+                      p->where);
     if (now_ms() < p->retry_at)
         return mc_err(MC_EIO,
                       "the registry database %s is unreachable (it did not answer a moment "
@@ -592,17 +623,23 @@ static bool lost(const struct pgb *p)
     return p->conn == NULL || PQstatus(p->conn) != CONNECTION_OK;
 }
 
-/* The exclusive lock: tried until free (a writer holds it for one change), within LOCK_WAIT_MS. */
-static int lock_exclusive(struct pgb *p)
+/*
+ * The lock, exclusive or shared: tried until free (a writer holds it for one
+ * change), within p->lock_wait_ms. Each try is a quick statement, so a busy
+ * lock is never mistaken for a server that does not answer.
+ */
+static int lock_once(struct pgb *p, enum mc_reg_lock mode)
 {
     const char *params[1] = {p->lockkey};
-    int64_t deadline = now_ms() + LOCK_WAIT_MS;
+    int64_t deadline = now_ms() + p->lock_wait_ms;
+    const char *sql = mode == MC_REG_EXCLUSIVE
+                          ? "SELECT pg_try_advisory_lock(" LOCK_CLASS ", $1::int)"
+                          : "SELECT pg_try_advisory_lock_shared(" LOCK_CLASS ", $1::int)";
 
     for (int wait = 1;; wait = wait < 64 ? 2 * wait : wait) {
         PGresult *r;
         bool got;
-        int rc = run(p, "taking the registry lock",
-                     "SELECT pg_try_advisory_lock(" LOCK_CLASS ", $1::int)", 1, params, &r);
+        int rc = run(p, "taking the registry lock", sql, 1, params, &r);
 
         if (rc)
             return rc;
@@ -611,23 +648,18 @@ static int lock_exclusive(struct pgb *p)
         if (got)
             return 0;
         if (now_ms() >= deadline)
-            return mc_err(MC_EBUSY,
-                          "another writer has held the registry database %s locked for over %d "
-                          "s; nothing was changed; try again (a writer that died frees it at "
-                          "once)",
-                          p->where, LOCK_WAIT_MS / 1000);
-        poll(NULL, 0, wait);
+            return p->lock_wait_ms < LOCK_WAIT_MS
+                       ? mc_err(MC_EBUSY,
+                                "the registry database %s is busy (another writer holds its "
+                                "lock); nothing was changed; try again",
+                                p->where)
+                       : mc_err(MC_EBUSY,
+                                "another writer has held the registry database %s locked for "
+                                "over %d s; nothing was changed; try again (a writer that died "
+                                "frees it at once)",
+                                p->where, p->lock_wait_ms / 1000);
+        poll(NULL, 0, (int)(wait < deadline - now_ms() ? wait : deadline - now_ms() + 1));
     }
-}
-
-static int lock_once(struct pgb *p, enum mc_reg_lock mode)
-{
-    const char *params[1] = {p->lockkey};
-
-    if (mode == MC_REG_EXCLUSIVE)
-        return lock_exclusive(p);
-    return run(p, "taking the registry lock",
-               "SELECT pg_advisory_lock_shared(" LOCK_CLASS ", $1::int)", 1, params, NULL);
 }
 
 static int pg_lock(struct mc_reg_backend *b, enum mc_reg_lock mode)
@@ -644,6 +676,12 @@ static int pg_lock(struct mc_reg_backend *b, enum mc_reg_lock mode)
     }
     if (rc == 0)
         p->held = mode;
+    /* test_pg.c: the session dies just after the lock was taken (its own backend ends) */
+    if (rc == 0 && mode == MC_REG_EXCLUSIVE && getenv("MCACHE_TEST_PG_TERMINATE_AT") &&
+        strcmp(getenv("MCACHE_TEST_PG_TERMINATE_AT"), "after-lock") == 0) {
+        run(p, "(test) ending the session", "SELECT pg_terminate_backend(pg_backend_pid())", 0,
+            NULL, NULL);
+    }
     return rc;
 }
 
@@ -867,32 +905,50 @@ static int pg_prepare(struct mc_reg_backend *b, mc_reg_emit_fn emit, void *arg)
 
 /*
  * The COMMIT of generation gen got no answer: the session broke, after the
- * server may have committed. Whether it did: the old session holds the
- * exclusive lock until its server process ends, and that settles its
- * transaction one way or the other; so a new session takes the lock (which
- * waits for that), then looks for the row. 0: committed (the lock is held
- * again, as the caller expects); MC_EIO: it was not ("nothing was changed");
- * MC_REG_UNKNOWN: it cannot be told now (the message says what to do).
+ * server may have committed. The old session held the exclusive lock until
+ * its server process ended, which settled its transaction one way or the
+ * other; so a new session takes the lock (which waits for that) and looks.
+ * But the lock was free in between, and another writer may have changed the
+ * registry in that gap (pushed the same name@version, compacted away our
+ * row): only our own row, or a registry that nobody touched since (no row
+ * past ours, the same epoch), settles it. 0: committed (the lock is held
+ * again, as the caller expects); MC_EIO: it was not ("nothing was
+ * changed"); MC_REG_UNKNOWN: it cannot be told (the message says what to
+ * do; the artifacts stay for intent_recover(), which removes them only if
+ * the registry does not hold the version).
  */
 static int commit_outcome(struct pgb *p, const char *gen, const char *text, const char *why)
 {
-    const char *params[1] = {gen};
-    char reason[512];
+    const char *params[2] = {gen, NULL};
+    char reason[512], epoch[24];
     PGresult *r;
     int rc;
 
+    snprintf(epoch, sizeof(epoch), "%lld", (long long)p->epoch);
+    params[1] = epoch;
+    p->held = MC_REG_UNLOCKED; /* gone with the session */
     p->retry_at = 0;
     rc = pg_lock(&p->be, MC_REG_EXCLUSIVE);
     if (rc == 0)
-        rc = run(p, "checking a commit", "SELECT rec FROM registry_records WHERE gen = $1::bigint",
-                 1, params, &r);
+        rc = run(p, "checking a commit",
+                 "SELECT (SELECT rec FROM registry_records WHERE gen = $1::bigint),"
+                 " (SELECT epoch = $2::bigint FROM registry_state)"
+                 "   AND NOT EXISTS (SELECT 1 FROM registry_records WHERE gen > $1::bigint)",
+                 2, params, &r);
     if (rc == 0) {
-        bool ours = PQntuples(r) == 1 && strcmp(PQgetvalue(r, 0, 0), text) == 0;
+        bool ours = !PQgetisnull(r, 0, 0) && strcmp(PQgetvalue(r, 0, 0), text) == 0;
+        bool untouched = strcmp(PQgetvalue(r, 0, 1), "t") == 0 && PQgetisnull(r, 0, 0);
 
         PQclear(r);
-        return ours ? 0 : mc_err(MC_EIO, "%s", why);
+        if (ours)
+            return 0;
+        if (untouched)
+            return mc_err(MC_EIO, "%s", why);
+        snprintf(reason, sizeof(reason),
+                 "another writer changed the registry while the connection was down");
+    } else {
+        snprintf(reason, sizeof(reason), "%s", mc_last_error());
     }
-    snprintf(reason, sizeof(reason), "%s", mc_last_error());
     mc_err(MC_EIO,
            "the connection to the registry database broke at the commit of generation %s, and "
            "whether the commit happened cannot be told now; the artifacts were kept: once the "
@@ -911,6 +967,10 @@ static int pg_append(struct mc_reg_backend *b, json_t *rec, bool sync)
     size_t len;
     int rc = need_writable(p);
 
+    if (rc == 0 && p->held != MC_REG_EXCLUSIVE)
+        rc = mc_err(MC_EIO, "a record for %s was about to be written without the registry lock "
+                            "(a bug); nothing was changed",
+                    p->where);
     if (rc)
         return rc;
     snprintf(gen, sizeof(gen), "%llu", (unsigned long long)(p->gen + 1));
@@ -946,6 +1006,18 @@ static int pg_append(struct mc_reg_backend *b, json_t *rec, bool sync)
     free(text);
     if (rc == MC_REG_UNKNOWN)
         return rc;
+    if (rc && lost(p) && p->held != MC_REG_UNLOCKED) {
+        char msg[1024];
+
+        /* not committed, but the lock is gone: another writer may be at work already */
+        snprintf(msg, sizeof(msg), "%s", mc_last_error());
+        mc_err(MC_EIO,
+               "%s; nothing was changed; the connection went, and the registry lock with it, so "
+               "the artifacts were kept: the next change (or `mcache gc`) removes them unless the "
+               "registry holds their version",
+               msg);
+        return MC_REG_UNKNOWN;
+    }
     if (rc) {
         char msg[1024];
 
@@ -999,10 +1071,51 @@ static bool pg_wants_compact(const struct mc_reg_backend *b)
 /* COPY text format: backslash, newline, carriage return and tab escaped. */
 struct copy_ctx {
     struct pgb *p;
+    int64_t deadline; /* for the whole COPY */
+    bool late;
     int seq;
     uint64_t bytes;
     int rc;
 };
+
+/*
+ * Send a COPY's data (buf; NULL: its end, with error err) on the session,
+ * nonblocking, within c->deadline: a server that stops reading cannot hold
+ * the writer (mcached's loop) past it.
+ */
+static int copy_send(struct copy_ctx *c, const char *buf, int n)
+{
+    PGconn *conn = c->p->conn;
+
+    for (;;) {
+        int r = buf ? PQputCopyData(conn, buf, n) : PQputCopyEnd(conn, n ? "the snapshot could not be made" : NULL);
+
+        if (r < 0)
+            break;
+        if (r == 1) {
+            int f;
+
+            while ((f = PQflush(conn)) == 1 && !(c->late = pq_wait(conn, true, c->deadline) != 0))
+                ;
+            if (f == 0)
+                return 0;
+            if (c->late)
+                return mc_err(MC_EIO,
+                              "writing the snapshot to %s failed: no answer within %d ms (is "
+                              "PostgreSQL frozen or the network down?)",
+                              c->p->where, c->p->slow_ms);
+            break;
+        }
+        if ((c->late = pq_wait(conn, true, c->deadline) != 0))
+            return mc_err(MC_EIO,
+                          "writing the snapshot to %s failed: no answer within %d ms (is "
+                          "PostgreSQL frozen or the network down?)",
+                          c->p->where, c->p->slow_ms);
+        if (PQflush(conn) < 0)
+            break;
+    }
+    return mc_err(MC_EIO, "writing the snapshot to %s failed: %s", c->p->where, pq_msg(conn));
+}
 
 static int copy_put(void *ctx, json_t *entry)
 {
@@ -1030,41 +1143,53 @@ static int copy_put(void *ctx, json_t *entry)
     }
     *o++ = '\n';
     c->bytes += n;
-    if (PQputCopyData(c->p->conn, buf, (int)(o - buf)) != 1)
-        c->rc = mc_err(MC_EIO, "writing the snapshot to %s failed: %s", c->p->where,
-                       pq_msg(c->p->conn));
+    c->rc = copy_send(c, buf, (int)(o - buf));
     free(buf);
     free(text);
     return c->rc;
 }
 
-/* Under an open transaction: replace the snapshot by emit's state at p->gen. */
+/* Under an open transaction: replace the snapshot by emit's state at p->gen, within p->slow_ms. */
 static int write_snapshot(struct pgb *p, mc_reg_emit_fn emit, void *arg, uint64_t *bytes)
 {
     struct copy_ctx c = {.p = p};
     PGresult *r;
     int rc = run_slow(p, "replacing the snapshot", "DELETE FROM registry_snapshot", 0, NULL, NULL);
 
+    if (rc == 0)
+        rc = run_slow(p, "writing the snapshot", "COPY registry_snapshot (seq, entry) FROM STDIN",
+                      0, NULL, NULL);
     if (rc)
         return rc;
-    r = PQexec(p->conn, "COPY registry_snapshot (seq, entry) FROM STDIN");
-    if (PQresultStatus(r) != PGRES_COPY_IN) {
-        rc = mc_err(MC_EIO, "writing the snapshot to %s failed: %s", p->where, pq_msg(p->conn));
-        PQclear(r);
-        return rc;
-    }
-    PQclear(r);
+    if (PQsetnonblocking(p->conn, 1) != 0)
+        return mc_err(MC_EIO, "writing the snapshot to %s failed: %s", p->where, pq_msg(p->conn));
+    c.deadline = now_ms() + p->slow_ms;
     rc = emit(arg, copy_put, &c);
     if (rc == 0)
         rc = c.rc;
-    if (PQputCopyEnd(p->conn, rc ? "the snapshot could not be made" : NULL) != 1 && rc == 0)
-        rc = mc_err(MC_EIO, "writing the snapshot to %s failed: %s", p->where, pq_msg(p->conn));
-    while ((r = PQgetResult(p->conn)) != NULL) {
-        if (PQresultStatus(r) != PGRES_COMMAND_OK && rc == 0)
+    if (!c.late) {
+        int end = copy_send(&c, NULL, rc != 0);
+
+        rc = rc ? rc : end;
+    }
+    if (!c.late) {
+        r = pq_await(p->conn, c.deadline, &c.late);
+        if (r == NULL && !c.late && rc == 0)
+            rc = mc_err(MC_EIO, "writing the snapshot to %s failed: %s", p->where, pq_msg(p->conn));
+        if (r != NULL && PQresultStatus(r) != PGRES_COMMAND_OK && rc == 0)
             rc = mc_err(MC_EIO, "writing the snapshot to %s failed: %s", p->where,
                         PQresultErrorMessage(r));
         PQclear(r);
+        if (c.late && rc == 0)
+            rc = mc_err(MC_EIO,
+                        "writing the snapshot to %s failed: no answer within %d ms (is "
+                        "PostgreSQL frozen or the network down?)",
+                        p->where, p->slow_ms);
     }
+    if (c.late)
+        drop(p); /* the answer may still come: the session cannot be used again */
+    else
+        PQsetnonblocking(p->conn, 0);
     *bytes = c.bytes;
     return rc;
 }
@@ -1202,6 +1327,14 @@ static int pg_watch_drain(struct mc_reg_backend *b)
     return got;
 }
 
+static void pg_set_deadlines(struct mc_reg_backend *b, int lock_wait_ms, int stmt_ms)
+{
+    struct pgb *p = pgb_of(b);
+
+    p->lock_wait_ms = lock_wait_ms > 0 && lock_wait_ms < LOCK_WAIT_MS ? lock_wait_ms : LOCK_WAIT_MS;
+    p->slow_ms = stmt_ms > 0 && stmt_ms < SLOW_MS ? stmt_ms : SLOW_MS;
+}
+
 const struct mc_reg_backend_ops mc_reg_postgres_ops = {
     .name = "postgres",
     .open = pg_open,
@@ -1223,4 +1356,5 @@ const struct mc_reg_backend_ops mc_reg_postgres_ops = {
     .repair = pg_repair,
     .watch_fd = pg_watch_fd,
     .watch_drain = pg_watch_drain,
+    .set_deadlines = pg_set_deadlines,
 };

@@ -168,6 +168,7 @@ struct mc_registry {
      * the rewrite in flight on its thread (registry.c, replica_save) */
     uint64_t replica_gen;
     struct replica_job *replica_job;
+    bool replica_kept; /* asked for (mc_registry_keep_replica): close writes the newest */
     /* opened from the replica because the database was unreachable: why ("" if not) */
     char offline[1024];
     char where[256]; /* the shared registry's URL, for messages */

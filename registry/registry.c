@@ -148,7 +148,8 @@ static int reload(struct mc_registry *r)
  * rewrite, fsyncs included, runs on a thread of the handle's, one at a time: a request while
  * one runs waits for the next. The rewrite is the journal's compaction (a temp file, fsync,
  * rename, fsync of the directory), so a crash mid-write leaves the previous replica whole.
- * mc_registry_close() waits for a rewrite in flight.
+ * mc_registry_close() waits for a rewrite in flight, then (once a replica was asked for)
+ * writes what moved since, so the replica left at stop is the newest.
  */
 struct replica_job {
     pthread_t thread;
@@ -416,6 +417,21 @@ static const struct mc_art_store_ops *art_ops(const char **artifacts)
     return &mc_art_local_ops;
 }
 
+/* The backends warn through the handle, so that mc_registry_set_warn() reaches them too. */
+static void warn_via(void *arg, const char *msg)
+{
+    struct mc_registry *r = arg;
+
+    r->warn(r->warn_arg, msg);
+}
+
+void mc_registry_set_warn(struct mc_registry *r, void (*warn)(void *arg, const char *msg),
+                          void *arg)
+{
+    r->warn = warn ? warn : default_warn;
+    r->warn_arg = arg;
+}
+
 static int open_backends(struct mc_registry *r, const char *backend, const char *url,
                          const char *artifacts, const char *creds, const char *meta_dir)
 {
@@ -425,8 +441,8 @@ static int open_backends(struct mc_registry *r, const char *backend, const char 
         .dir = meta_dir ? meta_dir : r->dir,
         .url = url,
         .flags = r->flags,
-        .warn = r->warn,
-        .warn_arg = r->warn_arg};
+        .warn = warn_via,
+        .warn_arg = r};
     struct mc_art_conf ac = {.dir = r->dir,
                              .url = artifacts,
                              .creds_file = creds,
@@ -434,8 +450,8 @@ static int open_backends(struct mc_registry *r, const char *backend, const char 
                              .lock_shared = lock_shared,
                              .unlock = unlock,
                              .lock_arg = r,
-                             .warn = r->warn,
-                             .warn_arg = r->warn_arg};
+                             .warn = warn_via,
+                             .warn_arg = r};
     int rc;
 
     if (ops == NULL)
@@ -545,6 +561,7 @@ int reg_open_noload(const char *dir, const char *backend, const char *url, const
 
 void mc_registry_keep_replica(struct mc_registry *r)
 {
+    r->replica_kept = true;
     replica_save(r);
 }
 
@@ -590,7 +607,9 @@ int mc_registry_open(const char *dir, const struct mc_registry_opts *opts, struc
                          opts ? opts->warn : NULL, opts ? opts->warn_arg : NULL, &r);
     if (rc)
         return rc;
-    rc = reg_lock(r, writable(r) ? MC_REG_EXCLUSIVE : MC_REG_SHARED);
+    /* a backend that reads a state some writer left needs no lock to read (backend.h) */
+    if (writable(r) || !r->be->ops->follow_unlocked)
+        rc = reg_lock(r, writable(r) ? MC_REG_EXCLUSIVE : MC_REG_SHARED);
     if (rc == 0)
         rc = reload(r);
     if (rc == 0 && writable(r))
@@ -615,6 +634,11 @@ void mc_registry_close(struct mc_registry *r)
     if (r == NULL)
         return;
     replica_reap(r, true);
+    /* a replica kept: the newest, even if the last request found a rewrite in flight */
+    if (r->replica_kept) {
+        replica_save(r);
+        replica_reap(r, true);
+    }
     if (r->art)
         r->art->ops->close(r->art);
     if (r->be)
@@ -664,6 +688,12 @@ void mc_registry_set_uid(struct mc_registry *r, uint32_t uid)
 {
     r->uid = uid;
     reg_actor_default(r);
+}
+
+void mc_registry_set_deadlines(struct mc_registry *r, int lock_wait_ms, int stmt_ms)
+{
+    if (r->be->ops->set_deadlines)
+        r->be->ops->set_deadlines(r->be, lock_wait_ms, stmt_ms);
 }
 
 int mc_registry_refresh(struct mc_registry *r, bool *changed)

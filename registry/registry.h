@@ -329,6 +329,19 @@ int mc_registry_watch_drain(struct mc_registry *r);
 /* Use this uid as the actor of later changes (default: getuid()). */
 void mc_registry_set_uid(struct mc_registry *r, uint32_t uid);
 
+/*
+ * Changes through this handle wait at most lock_wait_ms for another
+ * writer's lock (then fail "the registry is busy ...; try again") and
+ * stmt_ms for each statement of a write, compaction's included (0: the
+ * defaults, 60 s and 30 s). For a caller on an event loop (mcached). A
+ * no-op for the journal backend, whose lock is taken at once or waited for.
+ */
+void mc_registry_set_deadlines(struct mc_registry *r, int lock_wait_ms, int stmt_ms);
+
+/* Send the handle's warnings to warn(arg, msg) from now on (NULL: stderr). */
+void mc_registry_set_warn(struct mc_registry *r, void (*warn)(void *arg, const char *msg),
+                          void *arg);
+
 /* ---- reading ---------------------------------------------------------- */
 
 size_t mc_registry_model_count(const struct mc_registry *r);

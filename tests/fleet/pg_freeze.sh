@@ -2,22 +2,28 @@
 # pg_freeze.sh MCACHE MCACHED MP_READER - mcached on a PostgreSQL registry that freezes
 # (every server process SIGSTOPped: connections open, nothing answers, as a
 # hung host or a link that drops packets): its loop never waits long on it.
-#   frozen while serving: `mcache stat` answers within 2 s every time (about
+#   another session holds the registry lock for 4 s: `mcache pin m@prod` (a
+#     write mcached makes on its loop) fails "busy" within about 1 s, and stat
+#     answers within 2 s meanwhile (the loop used to wait up to 60 s);
+#   frozen while serving, with a `mcache pin` sent as it froze: `mcache stat` answers within 2 s every time (about
 #     1 s: a statement waits 1 s at most), for longer than two of mcached's
 #     2 s registry checks, and a worker (mp_reader) resolves and verifies
 #     m@prod from the arena each time; SIGTERM stops it within 5 s;
 #   frozen at start, with a replica: mcached starts from the replica, stat
 #     answers as fast, and once the server is thawed mcached serves the
-#     database again ("the registry answers again").
+#     database again ("the registry answers again"), and that handle's
+#     warnings reach its log (a replica that cannot be written).
 # Run under tests/fleet/pg.sh run (MCACHE_TEST_PG_URL, MCACHE_TEST_PG_DIR).
 # Prints the slowest stat of each phase.
 set -uo pipefail
 MCACHE=$1
 MCACHED=$2
 MP_READER=$3
+HERE=$(cd "$(dirname "$0")" && pwd)
 fail() { echo "FAIL: $*" >&2; [ -f "$T/mcached.log" ] && tail -n 20 "$T/mcached.log" >&2; exit 1; }
 [ -n "${MCACHE_TEST_PG_URL:-}" ] || fail "run me under tests/fleet/pg.sh run"
 
+. "$HERE/pglock.sh"
 T=$(mktemp -d "${TMPDIR:-/tmp}/mcache-freeze.XXXXXX")
 URL=$MCACHE_TEST_PG_URL
 CACHE=freeze$$
@@ -102,9 +108,23 @@ for _ in $(seq 1 300); do
   sleep 0.1
 done
 worker_resolves || fail "m@prod was not resident within 30 s of mcached's start"
+
+# mcached's own write while another session holds the registry lock for 4 s.
+hold_registry_lock "$URL" 4
+timeout 30 "$MCACHE" --cache "$CACHE" --shm-dir "$T/shm" pin m@prod >"$T/pin.out" 2>&1 &
+PIN=$!
+worst=$(stat_for 2) || exit 1
+wait $PIN && fail "pin succeeded while another session held the registry lock"
+grep -q "busy" "$T/pin.out" || fail "pin did not say the registry is busy: $(cat "$T/pin.out")"
+echo "registry lock held elsewhere: pin failed busy; the slowest stat took $worst ms"
+wait $PS
+
 freeze
+timeout 30 "$MCACHE" --cache "$CACHE" --shm-dir "$T/shm" pin m@prod >"$T/pin.out" 2>&1 &
+PIN=$!
 worst=$(stat_for 5) || exit 1
-echo "frozen while serving: the slowest stat took $worst ms"
+wait $PIN && fail "pin succeeded while the database is frozen"
+echo "frozen while serving: pin failed ($(head -c 200 "$T/pin.out")); the slowest stat took $worst ms"
 ms=$(stop_mcached_within 5) || exit 1
 echo "frozen while serving: SIGTERM stopped mcached in $ms ms"
 [ -d "$T/store/replica" ] || fail "mcached left no replica"
@@ -124,5 +144,16 @@ done
 grep -q "the registry answers again" "$T/mcached.log" ||
   fail "mcached did not serve the database within 30 s of its thaw"
 echo "thawed: mcached serves the database again"
+# the handle it opened again warns into its log (it used to keep the attempts' silence)
+rm -rf "$T/store/replica"
+: >"$T/store/replica" # a file where the replica's directory was: its rewrite fails
+M -q push m 2.0.0 "$T/model.bin" || fail "push after the thaw"
+for _ in $(seq 1 300); do
+  grep -q "could not keep this host's replica" "$T/mcached.log" && break
+  sleep 0.1
+done
+grep -q "could not keep this host's replica" "$T/mcached.log" ||
+  fail "the reopened registry's warning (its replica cannot be written) is not in mcached's log"
+echo "thawed: the reopened registry's warnings reach mcached's log"
 ms=$(stop_mcached_within 5) || exit 1
 echo "stopped in $ms ms"

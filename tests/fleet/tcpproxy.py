@@ -15,6 +15,11 @@ inserts into registry_records, acts at that transaction's COMMIT:
           back)
   gone    as after, then the proxy exits: the client cannot reach the server
           again to find out what happened
+  holdbefore, holdafter
+          as before or after, but only the server's side is closed (its
+          backend ends, the lock is free): the client hears nothing until the
+          file named by $TCPPROXY_RELEASE exists, then its side is closed
+          too; meanwhile another writer can take the lock
   pass    nothing
 Once it has cut, every later connection is relayed untouched. It runs until
 it is killed (SIGTERM).
@@ -25,6 +30,7 @@ import socket
 import struct
 import sys
 import threading
+import time
 
 SSL_REQUEST = 80877103
 GSS_REQUEST = 80877104
@@ -59,6 +65,16 @@ def client_messages(buf, state):
     return out, buf
 
 
+def hold(server):
+    """Close the server's side; keep the client's until $TCPPROXY_RELEASE exists (2 min at most)."""
+    server.shutdown(socket.SHUT_RDWR)
+    release = os.environ.get("TCPPROXY_RELEASE", "")
+    for _ in range(2400):
+        if release and os.path.exists(release):
+            return
+        time.sleep(0.05)
+
+
 def relay(client, mode, host, port):
     server = socket.create_connection((host, port))
     state = {"startup": True, "armed": False}
@@ -85,15 +101,17 @@ def relay(client, mode, host, port):
                             mine = not cut_done.is_set()
                             cut_done.set()
                         if mine:
-                            if mode in ("after", "gone"):
+                            if mode in ("after", "gone", "holdafter"):
                                 server.sendall(raw)
                                 # the server's answer: it has committed; drop it
                                 select.select([server], [], [], 10)
                                 server.recv(65536)
                             sys.stderr.write("tcpproxy: cut %s COMMIT\n" % mode)
+                            sys.stderr.flush()
                             if mode == "gone":
-                                sys.stderr.flush()
                                 os._exit(0)
+                            if mode.startswith("hold"):
+                                hold(server)
                             return
                     server.sendall(raw)
     except OSError:
@@ -109,8 +127,9 @@ def relay(client, mode, host, port):
 
 def main():
     host, port, mode = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-    if mode not in ("after", "before", "gone", "pass"):
-        sys.exit("tcpproxy.py: MODE is after, before, gone or pass, not %r" % mode)
+    modes = ("after", "before", "gone", "holdbefore", "holdafter", "pass")
+    if mode not in modes:
+        sys.exit("tcpproxy.py: MODE is one of %s, not %r" % (", ".join(modes), mode))
     ls = socket.socket()
     ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     ls.bind(("127.0.0.1", 0))

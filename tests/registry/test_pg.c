@@ -4,7 +4,8 @@
  * new, migrating twice does nothing), a change on one handle seen by
  * another's refresh, and the NOTIFY a LISTENing session gets for each
  * change, a damaged row reported once and followed past, the local replica
- * whole after a kill -9 mid-rewrite. The registry's semantics over this backend
+ * whole after a kill -9 mid-rewrite and the newest at close, a writer whose
+ * session dies under the lock stopping instead of going on without it. The registry's semantics over this backend
  * are test_api.c's (registry_api_postgres).
  */
 #include <libpq-fe.h>
@@ -289,6 +290,35 @@ static void test_session_lost(void **state)
 }
 
 /*
+ * The writer's session dies just after it took the lock: the change must
+ * fail, saying nothing was changed, not go on on a new session without the
+ * lock (it used to: the read that follows the lock reconnected silently).
+ */
+static void test_lock_lost_stops_the_writer(void **state)
+{
+    struct fx *f = *state;
+    struct mc_registry *a, *b;
+
+    assert_int_equal(open_store(f, MC_REGISTRY_CREATE, &a), 0);
+    assert_int_equal(mc_registry_push(a, "m", "1.0.0", f->file, NULL, NULL), 0);
+    setenv("MCACHE_TEST_PG_TERMINATE_AT", "after-lock", 1);
+    assert_int_not_equal(mc_registry_alias_set(a, "m", "prod", "1.0.0", NULL), 0);
+    unsetenv("MCACHE_TEST_PG_TERMINATE_AT");
+    assert_msg("the registry lock with it");
+    assert_msg("nothing was changed");
+    assert_int_equal(open_store(f, 0, &b), 0);
+    {
+        const struct mc_reg_version *v;
+
+        assert_int_not_equal(mc_registry_resolve(b, "m", "prod", &v), 0);
+    }
+    mc_registry_close(b);
+    /* the handle goes on once the lock is taken again, on a new session */
+    assert_int_equal(mc_registry_alias_set(a, "m", "prod", "1.0.0", NULL), 0);
+    mc_registry_close(a);
+}
+
+/*
  * Writers in several processes, each with its own session: the advisory
  * lock serializes them, so the generations stay one gapless sequence (a gap
  * or a duplicate fails the load) and every change is there.
@@ -442,6 +472,25 @@ static void test_replica_survives_a_kill(void **state)
     }
 }
 
+/* The replica left at close is the newest, even with no request after the last change. */
+static void test_replica_newest_at_close(void **state)
+{
+    struct fx *f = *state;
+    struct mc_registry *a;
+    uint64_t gen2, gen;
+    size_t n;
+
+    assert_int_equal(open_store(f, MC_REGISTRY_CREATE, &a), 0);
+    assert_int_equal(mc_registry_push(a, "m", "1.0.0", f->file, NULL, NULL), 0);
+    mc_registry_keep_replica(a);
+    assert_int_equal(mc_registry_push(a, "m", "2.0.0", f->file, NULL, NULL), 0);
+    gen2 = mc_registry_generation(a);
+    mc_registry_close(a);
+    replica_has(f, &gen, &n);
+    assert_int_equal(gen, gen2);
+    assert_int_equal(n, 2);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -456,6 +505,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_session_lost, setup, teardown),
         cmocka_unit_test_setup_teardown(test_damaged_row_followed_past, setup, teardown),
         cmocka_unit_test_setup_teardown(test_replica_survives_a_kill, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_lock_lost_stops_the_writer, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_replica_newest_at_close, setup, teardown),
     };
 
     if (tu_pg_url() == NULL) {
