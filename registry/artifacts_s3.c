@@ -146,8 +146,9 @@ static bool stale(const char *modified)
     long stale_s = env ? atol(env) : 86400;
     struct tm tm = {0};
 
+    /* 0 (or less): no grace at all, whatever the clocks say (S3's time has whole seconds) */
     return modified && strptime(modified, "%Y-%m-%dT%H:%M:%S", &tm) &&
-           time(NULL) - timegm(&tm) > stale_s;
+           (stale_s <= 0 || time(NULL) - timegm(&tm) > stale_s);
 }
 
 /* Whether the push that made tmp key name (push-HOST-PID-START-N) is dead. */

@@ -74,6 +74,13 @@ pg_start() {
     if as_owner "$PGBIN/pg_ctl" -D "$DIR/data" -l "$DIR/server.log" -w -t 30 start \
         -o "-p $port -k $DIR -c listen_addresses=$(cat "$DIR/listen") -c fsync=off \
             -c synchronous_commit=off -c full_page_writes=off" >/dev/null 2>&1; then
+      # With PG_LISTEN it starts even when 127.0.0.1's port was taken meanwhile (listening
+      # on the other addresses only): that is a taken port too.
+      if grep -q "could not create listen socket" "$DIR/server.log"; then
+        as_owner "$PGBIN/pg_ctl" -D "$DIR/data" -m fast -w stop >/dev/null 2>&1 || true
+        : >"$DIR/server.log"
+        continue
+      fi
       URL="postgresql://postgres@127.0.0.1:$port/postgres"
       echo "$port" >"$DIR/port"
       return 0
