@@ -890,25 +890,17 @@ static int s3_open(const struct mc_art_conf *conf, struct mc_art_store **out)
     struct s3store *t = calloc(1, sizeof(*t));
     const char *url = conf->url, *slash;
     char bucket[64];
+    size_t pl;
     int rc;
 
     *out = NULL;
     if (t == NULL)
-        return mc_err(MC_ENOMEM, "out of memory opening %s", url ? url : "the S3 store");
-    if (url == NULL || strncmp(url, "s3://", 5) != 0) {
+        return mc_err(MC_ENOMEM, "out of memory opening the S3 store");
+    rc = mc_s3_url_parse(url, bucket, &slash, &pl);
+    if (rc) {
         free(t);
-        return mc_err(MC_EINVAL, "\"%s\" is not an S3 location (expected s3://BUCKET/PREFIX)",
-                      url ? url : "");
+        return rc;
     }
-    url += 5;
-    slash = strchrnul(url, '/');
-    snprintf(bucket, sizeof(bucket), "%.*s", (int)(slash - url < 63 ? slash - url : 63), url);
-    while (*slash == '/')
-        slash++;
-    size_t pl = strlen(slash);
-
-    while (pl && slash[pl - 1] == '/')
-        pl--;
     if (asprintf(&t->prefix, "%.*s%s", (int)pl, slash, pl ? "/" : "") < 0 ||
         asprintf(&t->root, "s3://%s/%sversions", bucket, t->prefix) < 0) {
         free(t);

@@ -21,6 +21,7 @@
 #include "common/err.h"
 #include "index/name.h"
 #include "registry/reg_int.h"
+#include "registry/s3.h"
 
 /* The metadata backends this build has; the first is the default. */
 static const struct mc_reg_backend_ops *const backends[] = {
@@ -453,6 +454,14 @@ static int open_backends(struct mc_registry *r, const char *backend, const char 
                       "store's models/; nothing was changed",
                       strstr(artifacts, "@") ? "(a value with credentials, not shown)" : artifacts,
                       r->dir);
+    if (aops == &mc_art_s3_ops) { /* a bad s3:// value is refused before the store is made */
+        char bucket[64];
+        const char *prefix;
+        size_t prefix_len;
+
+        if ((rc = mc_s3_url_parse(artifacts, bucket, &prefix, &prefix_len)) != 0)
+            return rc;
+    }
     /* the journal lives in the store directory: a URL given to it would be silently unused */
     if (url != NULL && ops == &mc_reg_journal_ops) {
         /* never the value itself: a conninfo or another scheme may carry a password */
