@@ -1202,6 +1202,31 @@ static int pg_watch_drain(struct mc_reg_backend *b)
     return got;
 }
 
+/*
+ * Who this registry is: the cluster's system identifier (pg_control_system(),
+ * which every role may call unless an administrator revoked it: then without
+ * it), the database and the schema.
+ */
+static int pg_identity(struct mc_reg_backend *b, char *out, size_t n)
+{
+    struct pgb *p = pgb_of(b);
+    PGresult *r = NULL;
+    int rc = run(p, "reading the registry's identity",
+                 "SELECT 'postgres system ' || (SELECT system_identifier FROM pg_control_system())"
+                 " || ' database ' || current_database() || ' schema ' || current_schema()",
+                 0, NULL, &r);
+
+    if (rc != 0)
+        rc = run(p, "reading the registry's identity",
+                 "SELECT 'postgres database ' || current_database() || ' schema ' ||"
+                 " current_schema()",
+                 0, NULL, &r);
+    if (rc == 0)
+        snprintf(out, n, "%s", PQntuples(r) == 1 ? PQgetvalue(r, 0, 0) : "");
+    PQclear(r);
+    return rc;
+}
+
 const struct mc_reg_backend_ops mc_reg_postgres_ops = {
     .name = "postgres",
     .open = pg_open,
@@ -1223,4 +1248,5 @@ const struct mc_reg_backend_ops mc_reg_postgres_ops = {
     .repair = pg_repair,
     .watch_fd = pg_watch_fd,
     .watch_drain = pg_watch_drain,
+    .identity = pg_identity,
 };

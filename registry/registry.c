@@ -474,7 +474,12 @@ static int open_backends(struct mc_registry *r, const char *backend, const char 
                       "(a store directory is given as the store, not as the registry)",
                       scheme ? ", scheme \"" : "", scheme, url, scheme ? "\"" : "");
     }
+    char id[256] = ""; /* the registry an object-store prefix is bound to (artifacts_s3.c) */
+
     rc = ops->open(&bc, &r->be, &ac.created);
+    if (rc == 0 && aops == &mc_art_s3_ops && ac.writable && ops->identity)
+        rc = ops->identity(r->be, id, sizeof(id));
+    ac.registry_id = id;
     if (rc == 0)
         rc = aops->open(&ac, &r->art);
     return rc;
