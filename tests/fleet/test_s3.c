@@ -668,7 +668,7 @@ static void bad_urls(void)
         {"s3://%s/a//b", "empty segment"},
         {"s3://%s/p?x=1", "character \"?\""},
         {"s3://%s/p#x", "character \"#\""},
-        {"s3://%s/p%%2e%%2e", "character \"%%\""},
+        {"s3://%s/p%%2e%%2e", "character \"%\""},
         {"s3://%s/p\tq", "character \"\\x09\""},
         {"s3://UPPER-%s/p", "not an S3 bucket name"},
         {"s3://ab/p%s", "not an S3 bucket name"},
@@ -685,10 +685,9 @@ static void bad_urls(void)
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         struct mc_registry_opts o = {.flags = MC_REGISTRY_CREATE, .artifacts = url};
         struct mc_registry *r = NULL;
-        char want[100];
+        const char *want = bad[i].says;
 
         snprintf(url, sizeof(url), bad[i].url, bucket);
-        snprintf(want, sizeof(want), bad[i].says);
         CHECK(mc_registry_open(dir, &o, &r) == MC_EINVAL);
         CHECK(r == NULL);
         fprintf(stderr, "  (refused: %.150s...)\n", mc_last_error());
