@@ -8,6 +8,7 @@
  *   PREFIX/versions/<name>/<version>    "xxh3-128:<hex>": which bytes it is
  *   PREFIX/tmp/push-<host>-<pid>-<start>-<n>  a push being staged
  *   PREFIX/intent                       the commit marker (backend.h)
+ *   PREFIX/registry                     the registry it belongs to (bind_check)
  *
  * So the same bytes pushed twice are stored once, and an object goes only
  * when the last refs/<hex>/ entry does (remove_version). The metadata stays
@@ -68,6 +69,8 @@ struct s3store {
     char *prefix; /* "" or "p/" (with its slash) */
     char *root;   /* s3://BUCKET/PREFIXversions */
     char host[64];
+    char ident[320]; /* the registry's identity (PREFIX/registry) */
+    bool bound;      /* PREFIX/registry was found to be ours, or written */
     struct mc_art_conf conf;
     char (*cand)[33]; /* sweep: unreferenced objects found without the lock */
     size_t ncand;
@@ -213,11 +216,68 @@ static int sweep_temps(struct s3store *t, bool remove, size_t *found)
     return rc;
 }
 
+/* ---- one registry per prefix ---------------------------------------------- */
+
+/*
+ * PREFIX/registry holds the identity of the registry the prefix belongs to,
+ * written at its first change: the references under refs/ are keyed by
+ * checksum, name and version only, so a second registry on the same prefix
+ * would delete (rm, gc, recovery, fsck --repair) what the first still
+ * refers to. Every change (intent_recover) and every push (begin) checks it
+ * first; a registry that is not the one named is refused before it writes.
+ * Read-only handles (a replica) are not checked: they delete nothing.
+ */
+static int bind_check(struct s3store *t)
+{
+    char key[PATH_MAX], *text = NULL, q[MC_QUOTE_MAX], me[MC_QUOTE_MAX];
+    size_t n = 0;
+    int rc;
+
+    if (t->bound || !t->conf.writable)
+        return 0;
+    snprintf(key, sizeof(key), "%sregistry", t->prefix);
+    rc = mc_s3_get(t->c, key, &text, &n);
+    if (rc == MC_ENOENT) {
+        char obj[sizeof(t->ident) + 1];
+        int len = snprintf(obj, sizeof(obj), "%s\n", t->ident);
+
+        rc = mc_s3_put(t->c, key, obj, (size_t)len);
+        if (rc)
+            return mc_err_prefix(rc, "binding s3://%s/%s to this registry (%s)",
+                                 mc_s3_bucket(t->c), t->prefix, t->ident);
+        t->bound = true;
+        return 0;
+    }
+    if (rc)
+        return mc_err_prefix(rc, "reading which registry s3://%s/%s belongs to",
+                             mc_s3_bucket(t->c), t->prefix);
+    while (n > 0 && (text[n - 1] == '\n' || text[n - 1] == '\r'))
+        n--;
+    if (n == strlen(t->ident) && memcmp(text, t->ident, n) == 0) {
+        free(text);
+        t->bound = true;
+        return 0;
+    }
+    mc_quote(q, sizeof(q), text, n);
+    free(text);
+    return mc_err(MC_EPERM,
+                  "s3://%s/%s belongs to another registry: its %sregistry says %s, this registry "
+                  "is %s; two registries sharing a prefix delete each other's artifacts: give "
+                  "this one its own (--artifacts s3://%s/OTHER-PREFIX), or, only if that registry "
+                  "is gone for good, delete s3://%s/%sregistry; nothing was changed",
+                  mc_s3_bucket(t->c), t->prefix, t->prefix, q,
+                  mc_quote(me, sizeof(me), t->ident, strlen(t->ident)), mc_s3_bucket(t->c),
+                  mc_s3_bucket(t->c), t->prefix);
+}
+
 static int s3_clean(struct mc_art_store *s)
 {
     struct s3store *t = s3_of(s);
     size_t dead = 0;
-    int rc = sweep_temps(t, true, &dead);
+    int rc = bind_check(t);
+
+    if (rc == 0)
+        rc = sweep_temps(t, true, &dead);
 
     if (rc == 0 && dead) {
         char n[32];
@@ -407,10 +467,14 @@ static int s3_intent_recover(struct mc_art_store *s, mc_art_holds_fn holds, void
      */
     snprintf(key, sizeof(key), "%sintent", t->prefix);
     mc_s3_deadline(t->c, RECOVER_MS);
-    rc = mc_s3_get(t->c, key, &text, &n);
+    rc = bind_check(t);
+    if (rc == 0)
+        rc = mc_s3_get(t->c, key, &text, &n);
     mc_s3_deadline(t->c, 0);
     if (rc == MC_ENOENT)
         return 0;
+    if (rc == MC_EPERM && !t->bound)
+        return rc;
     if (rc)
         return mc_err_prefix(rc, "looking for a dead writer's commit marker (given %d s, "
                                  "retries included)", RECOVER_MS / 1000);
@@ -494,6 +558,11 @@ static int s3_begin(struct mc_art_store *s, uint64_t size_hint, struct mc_art_pu
     int rc;
 
     (void)size_hint; /* an object store has no "full" to check up front */
+    rc = bind_check(t);
+    if (rc) {
+        free(sp);
+        return rc;
+    }
     p->fd = -1;
     p->committed = false;
     p->size = 0;
@@ -891,25 +960,17 @@ static int s3_open(const struct mc_art_conf *conf, struct mc_art_store **out)
     struct s3store *t = calloc(1, sizeof(*t));
     const char *url = conf->url, *slash;
     char bucket[64];
+    size_t pl;
     int rc;
 
     *out = NULL;
     if (t == NULL)
-        return mc_err(MC_ENOMEM, "out of memory opening %s", url ? url : "the S3 store");
-    if (url == NULL || strncmp(url, "s3://", 5) != 0) {
+        return mc_err(MC_ENOMEM, "out of memory opening the S3 store");
+    rc = mc_s3_url_parse(url, bucket, &slash, &pl);
+    if (rc) {
         free(t);
-        return mc_err(MC_EINVAL, "\"%s\" is not an S3 location (expected s3://BUCKET/PREFIX)",
-                      url ? url : "");
+        return rc;
     }
-    url += 5;
-    slash = strchrnul(url, '/');
-    snprintf(bucket, sizeof(bucket), "%.*s", (int)(slash - url < 63 ? slash - url : 63), url);
-    while (*slash == '/')
-        slash++;
-    size_t pl = strlen(slash);
-
-    while (pl && slash[pl - 1] == '/')
-        pl--;
     if (asprintf(&t->prefix, "%.*s%s", (int)pl, slash, pl ? "/" : "") < 0 ||
         asprintf(&t->root, "s3://%s/%sversions", bucket, t->prefix) < 0) {
         free(t);
@@ -917,6 +978,16 @@ static int s3_open(const struct mc_art_conf *conf, struct mc_art_store **out)
     }
     t->s.ops = &mc_art_s3_ops;
     t->conf = *conf;
+    t->conf.registry_id = NULL; /* the caller's; copied into ident */
+    if (conf->registry_id && *conf->registry_id) {
+        snprintf(t->ident, sizeof(t->ident), "%s", conf->registry_id);
+    } else { /* the journal: its store directory, on this host */
+        char h[HOST_NAME_MAX + 1] = "unknown";
+
+        gethostname(h, sizeof(h) - 1);
+        snprintf(t->ident, sizeof(t->ident), "journal store %s:%s", h,
+                 conf->dir ? conf->dir : "");
+    }
     if (gethostname(t->host, sizeof(t->host)) != 0)
         snprintf(t->host, sizeof(t->host), "unknown");
     for (char *h = t->host; *h; h++)

@@ -218,6 +218,15 @@ struct mc_reg_backend_ops {
      * not be held up (mcached's loop).
      */
     void (*set_deadlines)(struct mc_reg_backend *b, int lock_wait_ms, int stmt_ms);
+
+    /*
+     * Optional (NULL: the journal, whose identity is its store directory and
+     * host). Who this registry is, stable and unique, into out (postgres:
+     * the cluster's system identifier, the database and the schema): an
+     * object-store prefix is bound to one registry (artifacts_s3.c), as two
+     * sharing one would delete each other's artifacts.
+     */
+    int (*identity)(struct mc_reg_backend *b, char *out, size_t n);
 };
 
 /* The metadata backends this build has (postgres: when built with libpq). */
@@ -243,6 +252,8 @@ struct mc_art_conf {
     /* the s3 store's: s3://BUCKET/PREFIX and a 0600 credentials file (NULL: AWS_*) */
     const char *url;
     const char *creds_file;
+    /* the metadata backend's identity ("": the journal's, STORE and host) */
+    const char *registry_id;
     bool writable;
     bool created; /* the metadata backend has just created the store */
     /*

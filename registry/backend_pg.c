@@ -1335,6 +1335,31 @@ static void pg_set_deadlines(struct mc_reg_backend *b, int lock_wait_ms, int stm
     p->slow_ms = stmt_ms > 0 && stmt_ms < SLOW_MS ? stmt_ms : SLOW_MS;
 }
 
+/*
+ * Who this registry is: the cluster's system identifier (pg_control_system(),
+ * which every role may call unless an administrator revoked it: then without
+ * it), the database and the schema.
+ */
+static int pg_identity(struct mc_reg_backend *b, char *out, size_t n)
+{
+    struct pgb *p = pgb_of(b);
+    PGresult *r = NULL;
+    int rc = run(p, "reading the registry's identity",
+                 "SELECT 'postgres system ' || (SELECT system_identifier FROM pg_control_system())"
+                 " || ' database ' || current_database() || ' schema ' || current_schema()",
+                 0, NULL, &r);
+
+    if (rc != 0)
+        rc = run(p, "reading the registry's identity",
+                 "SELECT 'postgres database ' || current_database() || ' schema ' ||"
+                 " current_schema()",
+                 0, NULL, &r);
+    if (rc == 0)
+        snprintf(out, n, "%s", PQntuples(r) == 1 ? PQgetvalue(r, 0, 0) : "");
+    PQclear(r);
+    return rc;
+}
+
 const struct mc_reg_backend_ops mc_reg_postgres_ops = {
     .name = "postgres",
     .open = pg_open,
@@ -1357,4 +1382,5 @@ const struct mc_reg_backend_ops mc_reg_postgres_ops = {
     .watch_fd = pg_watch_fd,
     .watch_drain = pg_watch_drain,
     .set_deadlines = pg_set_deadlines,
+    .identity = pg_identity,
 };

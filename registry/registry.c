@@ -21,6 +21,7 @@
 #include "common/err.h"
 #include "index/name.h"
 #include "registry/reg_int.h"
+#include "registry/s3.h"
 
 /* The metadata backends this build has; the first is the default. */
 static const struct mc_reg_backend_ops *const backends[] = {
@@ -469,6 +470,14 @@ static int open_backends(struct mc_registry *r, const char *backend, const char 
                       "store's models/; nothing was changed",
                       strstr(artifacts, "@") ? "(a value with credentials, not shown)" : artifacts,
                       r->dir);
+    if (aops == &mc_art_s3_ops) { /* a bad s3:// value is refused before the store is made */
+        char bucket[64];
+        const char *prefix;
+        size_t prefix_len;
+
+        if ((rc = mc_s3_url_parse(artifacts, bucket, &prefix, &prefix_len)) != 0)
+            return rc;
+    }
     /* the journal lives in the store directory: a URL given to it would be silently unused */
     if (url != NULL && ops == &mc_reg_journal_ops) {
         /* never the value itself: a conninfo or another scheme may carry a password */
@@ -481,7 +490,12 @@ static int open_backends(struct mc_registry *r, const char *backend, const char 
                       "(a store directory is given as the store, not as the registry)",
                       scheme ? ", scheme \"" : "", scheme, url, scheme ? "\"" : "");
     }
+    char id[256] = ""; /* the registry an object-store prefix is bound to (artifacts_s3.c) */
+
     rc = ops->open(&bc, &r->be, &ac.created);
+    if (rc == 0 && aops == &mc_art_s3_ops && ac.writable && ops->identity)
+        rc = ops->identity(r->be, id, sizeof(id));
+    ac.registry_id = id;
     if (rc == 0)
         rc = aops->open(&ac, &r->art);
     return rc;

@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "common/err.h"
+#include "index/name.h"
 
 #define BODY_CAP   (1u << 20) /* what is kept of a response body (listings, errors) */
 #define TRIES      5          /* per part, per range: over ~7 s (backoff_ns) */
@@ -52,8 +53,8 @@ static void curl_init(void)
     curl_global_init(CURL_GLOBAL_DEFAULT);
 }
 
-/* A value from the 0600 file, else the environment (NULL: neither). */
-static char *setting(const char *file_text, const char *name)
+/* A value from the 0600 file (NULL: it has no NAME= line). */
+static char *file_setting(const char *file_text, const char *name)
 {
     size_t nl = strlen(name);
 
@@ -75,7 +76,17 @@ static char *setting(const char *file_text, const char *name)
         }
         p = *eol ? eol + 1 : eol;
     }
+    return NULL;
+}
+
+/* A value from the 0600 file, else the environment (NULL: neither). */
+static char *setting(const char *file_text, const char *name)
+{
+    char *v = file_setting(file_text, name);
     const char *env = getenv(name);
+
+    if (v != NULL)
+        return v;
 
     return env && *env ? strdup(env) : NULL;
 }
@@ -158,16 +169,102 @@ int mc_s3_creds_check(const char *path)
     return rc;
 }
 
+/* What a refused s3:// value is shown as: never one that may hold credentials. */
+static const char *shown(char *buf, size_t size, const char *v, size_t len)
+{
+    size_t skip = len >= 5 && !strncmp(v, "s3://", 5) ? 5 : 0; /* the scheme's own ':' */
+
+    if (memchr(v, '@', len) || memchr(v + skip, ':', len - skip))
+        return "(a value with credentials, not shown)";
+    return mc_quote(buf, size, v, len);
+}
+
+bool mc_s3_bucket_ok(const char *b, size_t n)
+{
+    static const char alnum[] = "abcdefghijklmnopqrstuvwxyz0123456789";
+
+    if (n < 3 || n > 63)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (b[i] == '\0' || (!strchr(alnum, b[i]) && b[i] != '.' && b[i] != '-'))
+            return false;
+    return strchr(alnum, b[0]) && strchr(alnum, b[n - 1]) && !memmem(b, n, "..", 2);
+}
+
+#define URL_FIX                                                                                    \
+    "write s3://BUCKET/PREFIX: a bucket name of 3 to 63 characters a-z 0-9 . - (starting and "    \
+    "ending with a letter or digit), then a prefix of names separated by single '/', none of "    \
+    "them . or .., without ? # %% or control characters; nothing was changed"
+
+int mc_s3_url_parse(const char *url, char bucket[64], const char **prefix, size_t *prefix_len)
+{
+    char q[MC_QUOTE_MAX];
+    const char *b, *p, *end;
+    size_t bl;
+
+    if (url == NULL || strncmp(url, "s3://", 5) != 0)
+        return mc_err(MC_EINVAL, "the artifacts given (--artifacts or MCACHE_ARTIFACTS: %s) are "
+                      "not an s3:// URL; " URL_FIX,
+                      url ? shown(q, sizeof(q), url, strlen(url)) : "none");
+    b = url + 5;
+    bl = (size_t)(strchrnul(b, '/') - b);
+    /* s3://KEY:SECRET@bucket/p: refused without a word of what it holds */
+    if (memchr(b, '@', bl) || memchr(b, ':', bl))
+        return mc_err(MC_EINVAL, "the artifacts given (--artifacts or MCACHE_ARTIFACTS: a value "
+                      "with credentials, not shown): s3:// takes no credentials: use "
+                      "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or --artifacts-creds FILE, and "
+                      "write s3://BUCKET/PREFIX; nothing was changed");
+    if (!mc_s3_bucket_ok(b, bl))
+        return mc_err(MC_EINVAL, "the artifacts given (--artifacts or MCACHE_ARTIFACTS: %s) name "
+                      "the bucket %s, which is not an S3 bucket name; " URL_FIX,
+                      shown(q, sizeof(q), url, strlen(url)), mc_quote((char[MC_QUOTE_MAX]){0},
+                                                                       MC_QUOTE_MAX, b, bl));
+    memcpy(bucket, b, bl);
+    bucket[bl] = '\0';
+    /*
+     * The prefix: each segment a name. curl removes dot segments ("a/../b"), so a prefix holding
+     * one would send requests (DELETEs among them) elsewhere, even to another bucket; an empty
+     * segment or a trailing dot would name the same keys as another spelling.
+     */
+    p = b[bl] == '/' ? b + bl + 1 : b + bl;
+    end = p + strlen(p);
+    if (end > p && end[-1] == '/')
+        end--; /* s3://b/p/ is s3://b/p */
+    for (const char *s = p; s < end;) {
+        const char *e = memchr(s, '/', (size_t)(end - s));
+        size_t n;
+
+        e = e ? e : end;
+        n = (size_t)(e - s);
+        if (n == 0 || (n == 1 && s[0] == '.') || (n == 2 && s[0] == '.' && s[1] == '.'))
+            return mc_err(MC_EINVAL, "the artifacts given (--artifacts or MCACHE_ARTIFACTS: %s) "
+                          "have %s in the prefix; " URL_FIX,
+                          shown(q, sizeof(q), url, strlen(url)),
+                          n == 0 ? "an empty segment (//)" : "a . or .. segment");
+        for (const char *c = s; c < e; c++)
+            if (*c == '?' || *c == '#' || *c == '%' || (unsigned char)*c < 0x20 || *c == 0x7f)
+                return mc_err(MC_EINVAL, "the artifacts given (--artifacts or MCACHE_ARTIFACTS: "
+                              "%s) have the character %s in the prefix; " URL_FIX,
+                              shown(q, sizeof(q), url, strlen(url)),
+                              mc_quote((char[16]){0}, 16, c, 1));
+        s = e + 1;
+    }
+    *prefix = p;
+    *prefix_len = (size_t)(end - p);
+    return 0;
+}
+
 int mc_s3_open(const char *bucket, const char *creds_file, struct mc_s3 **out)
 {
     struct mc_s3 *s;
-    char *text = NULL, *key, *secret;
+    char *text = NULL, *key, *secret, q[MC_QUOTE_MAX];
     int rc;
 
     *out = NULL;
-    if (bucket == NULL || strlen(bucket) < 3 || strlen(bucket) > 63 || strchr(bucket, '/'))
-        return mc_err(MC_EINVAL, "\"%s\" is not an S3 bucket name (3 to 63 characters, no '/')",
-                      bucket ? bucket : "");
+    if (bucket == NULL || !mc_s3_bucket_ok(bucket, strlen(bucket)))
+        return mc_err(MC_EINVAL, "%s is not an S3 bucket name (3 to 63 characters a-z 0-9 . -, "
+                      "starting and ending with a letter or digit)",
+                      bucket ? shown(q, sizeof(q), bucket, strlen(bucket)) : "none");
     if (creds_file && (rc = read_creds_file(creds_file, &text)) != 0)
         return rc;
     pthread_once(&curl_once, curl_init);
@@ -184,6 +281,8 @@ int mc_s3_open(const char *bucket, const char *creds_file, struct mc_s3 **out)
         s->region = strdup("us-east-1");
     key = setting(text, "AWS_ACCESS_KEY_ID");
     secret = setting(text, "AWS_SECRET_ACCESS_KEY");
+    bool file_key = creds_file && (key == NULL || secret == NULL) && text &&
+                    (strstr(text, "aws_access_key_id") || strstr(text, "[default]"));
     if (text)
         explicit_bzero(text, strlen(text)); /* it held the secret */
     free(text);
@@ -191,7 +290,18 @@ int mc_s3_open(const char *bucket, const char *creds_file, struct mc_s3 **out)
     if (s->endpoint == NULL)
         s->endpoint = strdup("https://s3.amazonaws.com"); /* AWS itself, path-style */
     rc = 0;
-    if (key == NULL || secret == NULL)
+    if ((key == NULL || secret == NULL) && creds_file)
+        rc = mc_err(MC_EINVAL,
+                    "no S3 credentials for s3://%s: the credentials file %s was read and holds "
+                    "no %s line%s (nor is it set in the environment); write lines such as "
+                    "AWS_ACCESS_KEY_ID=... and AWS_SECRET_ACCESS_KEY=... (optionally "
+                    "AWS_ENDPOINT_URL=..., AWS_REGION=...)%s",
+                    bucket, creds_file,
+                    key == NULL ? "AWS_ACCESS_KEY_ID=" : "AWS_SECRET_ACCESS_KEY=",
+                    key == NULL && secret == NULL ? " nor AWS_SECRET_ACCESS_KEY=" : "",
+                    file_key ? "; an INI file such as ~/.aws/credentials ([default], "
+                               "aws_access_key_id = ...) is not that format" : "");
+    else if (key == NULL || secret == NULL)
         rc = mc_err(MC_EINVAL,
                     "no S3 credentials for s3://%s: set AWS_ACCESS_KEY_ID and "
                     "AWS_SECRET_ACCESS_KEY (or name a 0600 credentials file that has them)",
@@ -574,6 +684,11 @@ static int req_error(struct mc_s3 *s, const struct req *q)
                       "and AWS_SECRET_ACCESS_KEY (or the credentials file) and the bucket's policy",
                       q->what, s->bucket, q->key, code[0] ? code : "Forbidden", msg[0] ? ": " : "",
                       msg);
+    if (q->status == 404 && !strcmp(code, "NoSuchBucket"))
+        return mc_err(mc, "%s s3://%s/%s failed: the bucket %s does not exist at %s (HTTP 404 "
+                      "NoSuchBucket); create it (aws s3 mb s3://%s, s3cmd mb s3://%s) or fix "
+                      "--artifacts (MCACHE_ARTIFACTS) or AWS_ENDPOINT_URL",
+                      q->what, s->bucket, q->key, s->bucket, s->endpoint, s->bucket, s->bucket);
     if (q->status >= 200 && q->status < 300)
         return mc_err(MC_EIO, "%s s3://%s/%s: got %zu of %zu bytes (HTTP %ld); retry", q->what,
                       s->bucket, q->key, q->dstoff, q->dstlen, q->status);

@@ -52,6 +52,20 @@ struct mc_s3_upload;
 int mc_s3_open(const char *bucket, const char *creds_file, struct mc_s3 **out);
 void mc_s3_close(struct mc_s3 *s);
 
+/* Whether b[0..n) is an S3 bucket name: 3 to 63 of a-z 0-9 . -, alphanumeric at both ends, no "..". */
+bool mc_s3_bucket_ok(const char *b, size_t n);
+
+/*
+ * Parse and check an --artifacts value, s3://BUCKET[/PREFIX][/]: the bucket
+ * into bucket, the prefix (without a trailing '/') as prefix[0..prefix_len)
+ * into url. Refused (MC_EINVAL, a message saying what to write, never showing
+ * a value that may hold credentials): another scheme, credentials
+ * (s3://KEY:SECRET@...), a bucket that is not a bucket name, a prefix with an
+ * empty, . or .. segment, ? # % or a control byte (curl would normalise the
+ * path: requests would go to other keys, or another bucket).
+ */
+int mc_s3_url_parse(const char *url, char bucket[64], const char **prefix, size_t *prefix_len);
+
 /* Would mc_s3_open accept creds_file? 0, or the error it would give (checks at start). */
 int mc_s3_creds_check(const char *creds_file);
 const char *mc_s3_bucket(const struct mc_s3 *s);

@@ -348,6 +348,25 @@ static void credentials_file(void)
     unsetenv("AWS_ACCESS_KEY_ID"); /* from the file only */
     unsetenv("AWS_SECRET_ACCESS_KEY");
     unsetenv("AWS_ENDPOINT_URL");
+    /* F6: a file that was read but holds no AWS_...= lines (~/.aws/credentials' INI) says so */
+    snprintf(other, sizeof(other), "%s/creds-ini", tmpdir);
+    f = fopen(other, "w");
+    fprintf(f, "[default]\naws_access_key_id = %s\naws_secret_access_key = %s\n", id, secret);
+    fclose(f);
+    chmod(other, 0600);
+    CHECK(mc_s3_open(bucket, other, &s) == MC_EINVAL);
+    fprintf(stderr, "  (refused: %s)\n", mc_last_error());
+    CHECK(strstr(mc_last_error(), other) != NULL);
+    CHECK(strstr(mc_last_error(), "was read and holds no AWS_ACCESS_KEY_ID= line nor "
+                                  "AWS_SECRET_ACCESS_KEY=") != NULL);
+    CHECK(strstr(mc_last_error(), "INI") != NULL);
+    CHECK(strstr(mc_last_error(), secret) == NULL);
+    f = fopen(other, "w");
+    fprintf(f, "AWS_ACCESS_KEY_ID=%s\n", id);
+    fclose(f);
+    CHECK(mc_s3_open(bucket, other, &s) == MC_EINVAL);
+    CHECK(strstr(mc_last_error(), "holds no AWS_SECRET_ACCESS_KEY= line") != NULL);
+    CHECK(strstr(mc_last_error(), "INI") == NULL);
     OK(mc_s3_open(bucket, path, &s));
     if (s)
         OK(mc_s3_put(s, "creds/ok", "x", 1));
@@ -630,6 +649,91 @@ static void cli_artifacts(void)
 }
 
 /*
+ * F14, F4: an --artifacts value whose path curl would normalise (. and ..
+ * segments: requests, DELETEs among them, would go to other keys or another
+ * bucket), with an empty segment (another spelling of other keys), ?, #, %,
+ * a control byte, a bucket that is no bucket name, or credentials in it, is
+ * refused before anything is made: the store directory is not created, and
+ * a value with credentials is never shown.
+ */
+static void bad_urls(void)
+{
+    static const struct {
+        const char *url, *says;
+    } bad[] = {
+        {"s3://%s/../victim/p", ". or .. segment"},
+        {"s3://%s/p/..", ". or .. segment"},
+        {"s3://%s/./p", ". or .. segment"},
+        {"s3://%s//p", "empty segment"},
+        {"s3://%s/a//b", "empty segment"},
+        {"s3://%s/p?x=1", "character \"?\""},
+        {"s3://%s/p#x", "character \"#\""},
+        {"s3://%s/p%%2e%%2e", "character \"%\""},
+        {"s3://%s/p\tq", "character \"\\x09\""},
+        {"s3://UPPER-%s/p", "not an S3 bucket name"},
+        {"s3://ab/p%s", "not an S3 bucket name"},
+        {"s3://-%s/p", "not an S3 bucket name"},
+        {"s3://%s..x/p", "not an S3 bucket name"},
+        {"s3://KEYIDSECRETX:SECRETINURL@%s/p", "s3:// takes no credentials"},
+        {"s3://SECRETINURL@%s/p", "s3:// takes no credentials"},
+        {"s3://%s:9000/p", "s3:// takes no credentials"},
+    };
+    char dir[300], url[300];
+    struct stat st;
+
+    snprintf(dir, sizeof(dir), "%s/badurl-store", tmpdir);
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        struct mc_registry_opts o = {.flags = MC_REGISTRY_CREATE, .artifacts = url};
+        struct mc_registry *r = NULL;
+        const char *want = bad[i].says;
+
+        snprintf(url, sizeof(url), bad[i].url, bucket);
+        CHECK(mc_registry_open(dir, &o, &r) == MC_EINVAL);
+        CHECK(r == NULL);
+        fprintf(stderr, "  (refused: %.150s...)\n", mc_last_error());
+        CHECK(strstr(mc_last_error(), want) != NULL);
+        CHECK(strstr(mc_last_error(), "nothing was changed") != NULL);
+        CHECK(strstr(mc_last_error(), "SECRETINURL") == NULL);
+        CHECK(strstr(mc_last_error(), "KEYIDSECRETX") == NULL);
+        CHECK(stat(dir, &st) != 0 && errno == ENOENT); /* nothing was created */
+    }
+    /* the good spellings: a trailing '/' is the same prefix; none at all is the bucket's root */
+    const char *good[] = {"s3://%s/reg/", "s3://%s", "s3://%s/", "s3://%s/a.b/c-d_e/x:y"};
+
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+        char b[64];
+        const char *p;
+        size_t pl;
+
+        snprintf(url, sizeof(url), good[i], bucket);
+        OK(mc_s3_url_parse(url, b, &p, &pl));
+        CHECK(strcmp(b, bucket) == 0);
+        CHECK(i != 0 || (pl == 3 && !strncmp(p, "reg", 3)));
+        CHECK(i == 0 || i == 3 || pl == 0);
+    }
+}
+
+/* F3: a bucket that does not exist is said so, with the endpoint and what to do. */
+static void missing_bucket(void)
+{
+    struct mc_s3 *s = NULL;
+    char name[96], *data = NULL;
+    size_t n = 0;
+
+    snprintf(name, sizeof(name), "%s-absent", bucket);
+    OK(mc_s3_open(name, NULL, &s));
+    CHECK(mc_s3_get(s, "x", &data, &n) == MC_ENOENT);
+    free(data);
+    fprintf(stderr, "  (refused: %s)\n", mc_last_error());
+    CHECK(strstr(mc_last_error(), "the bucket") != NULL);
+    CHECK(strstr(mc_last_error(), name) != NULL);
+    CHECK(strstr(mc_last_error(), "does not exist at") != NULL);
+    CHECK(strstr(mc_last_error(), getenv("AWS_ENDPOINT_URL")) != NULL);
+    CHECK(strstr(mc_last_error(), "create it") != NULL);
+    mc_s3_close(s);
+}
+
+/*
  * With the gateway dead, a change fails within seconds: its look for the
  * commit marker (under the writer lock) gives up after 5 s, retries
  * included, instead of holding the lock through them all (~7 s, and 10 s a
@@ -706,6 +810,10 @@ int main(int argc, char **argv)
     placed_orphan_gc();
     fprintf(stderr, "cli_artifacts\n");
     cli_artifacts();
+    fprintf(stderr, "bad_urls\n");
+    bad_urls();
+    fprintf(stderr, "missing_bucket\n");
+    missing_bucket();
     fprintf(stderr, "gateway_restart\n");
     gateway_restart();
     if (restarted_gateway > 0) {
