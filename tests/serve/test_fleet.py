@@ -200,6 +200,13 @@ class Fleet(unittest.TestCase):
         self.assertEqual(j["results"][0]["result"], "mismatch", j)
         self.assertIn("object store", j["results"][0]["message"])
 
+        # The right bytes with more after them (the object grew): a mismatch too.
+        s3curl("-T", self.s.file("long.bin", data + b"junk"), url, "-o", "/dev/null")
+        j = self.s.json("POST", "/v1/models/fc/versions/1.0.0/verify", {})
+        self.assertFalse(j["ok"], j)
+        self.assertEqual(j["results"][0]["result"], "mismatch", j)
+        self.assertIn("longer than the %d bytes" % len(data), j["results"][0]["message"])
+
         # The good bytes back under their key: verify passes and clears the mark.
         s3curl("-T", self.s.file("good.bin", data), url, "-o", "/dev/null")
         self.assertTrue(self.s.json("POST", "/v1/models/fc/versions/1.0.0/verify", {})["ok"])
