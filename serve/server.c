@@ -1086,7 +1086,9 @@ static int finish(struct rstate *st)
  * of being queued, since a suspended connection takes none; the worker then
  * resumes the connection, and libmicrohttpd calls on_request() again, which
  * queues the kept reply (slow_queue_held). At most --workers such handlers
- * run at once; one more is refused with 503 busy. The worker never touches
+ * run at once; one more is refused with 503 busy. A handler may also hand
+ * the rest of its work to a worker itself (srv_defer: a download's first
+ * window from the object store). The worker never touches
  * the request after MHD_resume_connection(): from then on it is the
  * connection thread's again.
  */
@@ -1593,11 +1595,14 @@ void srv_stop(struct srv *s)
     if (s->mhd)
         MHD_stop_daemon(s->mhd);
     s->mhd = NULL;
-    if ((reads = srv_remote_reads()) != 0) {
-        /* still blocked in the store: they keep the handle; the process exits under them */
-        srv_log("stopping with %u object store reads still waiting for the store", reads);
-        s->reg = NULL;
-    }
     sweeper_end();
     reopen_end();
+    if ((reads = srv_remote_reads()) != 0) {
+        /* still blocked in the store: they keep the handle open; the process exits under them */
+        srv_log("stopping with %u object store reads still waiting for the store", reads);
+        if (pthread_mutex_trylock(&s->reg_lock) == 0) { /* else a long operation still has it */
+            s->reg = NULL;
+            pthread_mutex_unlock(&s->reg_lock);
+        }
+    }
 }
