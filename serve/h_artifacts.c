@@ -606,9 +606,10 @@ static struct MHD_Response *arena_response(struct srv *s, const char *name, cons
  * with mc_registry_artifact_read (one ranged GET; an artifact read touches
  * only the store's fixed settings, each call with its own transfers, so it
  * needs no registry lock), copied out in the pieces libmicrohttpd asks for.
- * Memory: one window per download. The read runs on the connection's
- * thread: one window's GET (milliseconds to a nearby store; its retries
- * bound a failing one to seconds) per REMOTE_WINDOW bytes sent.
+ * Memory: one window per download. The read never runs on the
+ * connection's thread (below, at remote_body): one window's GET per
+ * REMOTE_WINDOW bytes sent, milliseconds to a nearby store, minutes to one
+ * that stalls (s3.c's tries).
  *
  * A whole-body download is hashed as it is read, and its last window is
  * held back until the whole artifact hashed to the checksum: bytes changed
@@ -679,6 +680,21 @@ static double artifact_bad(const char *checksum)
 #define REMOTE_WINDOW (1u << 20)
 #define REMOTE_BLOCK  (32u * 1024) /* libmicrohttpd's piece: within CONN_MEMORY */
 
+/*
+ * A window is read on a thread of its own, never on libmicrohttpd's: a store
+ * that stalls (a gateway stopped or black-holed answers nothing, and each
+ * try may wait a minute) would hold that thread, and every other connection
+ * it serves (/healthz, metadata) and the server's stop with it. The content
+ * reader, finding the next window not read yet, starts its read, suspends
+ * the connection and returns 0 (microhttpd.h's "no data yet"); the reader
+ * thread resumes it once the window is in (or failed), and libmicrohttpd
+ * calls the reader again. The first window is read by a worker before the
+ * headers (srv_defer), so that a store that fails is an error status.
+ * srv_remote_stop() resumes every connection still waiting and makes the
+ * reader cut them. remote_lock guards state, suspended, refs and the list.
+ */
+enum remote_state { WIN_IDLE, WIN_FILLING, WIN_FAILED };
+
 struct remote_body {
     struct srv *srv;
     struct mc_registry *reg; /* held (srv_reg_hold): read through without the lock */
@@ -690,17 +706,39 @@ struct remote_body {
     bool verify;        /* a whole body, read in order: hashed as it goes */
     XXH3_state_t *hash; /* verify's */
     char *win;          /* REMOTE_WINDOW bytes */
+    struct MHD_Connection *conn;
+    enum remote_state state;
+    bool suspended;                  /* by the reader, for a window being read */
+    uint64_t fill_pos;               /* the window being read */
+    unsigned refs;                   /* the response's, and a reader thread's */
+    char err[1024];                  /* WIN_FAILED's message */
+    struct remote_body *prev, *next; /* in remote_waiting while suspended */
 };
 
-static void remote_body_free(void *cls)
-{
-    struct remote_body *b = cls;
+static pthread_mutex_t remote_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct remote_body *remote_waiting; /* suspended for a window */
+static bool remote_stopping;
+static unsigned remote_reading; /* reader threads in a window's read */
 
+static void remote_body_unref(struct remote_body *b)
+{
+    bool last;
+
+    pthread_mutex_lock(&remote_lock);
+    last = --b->refs == 0;
+    pthread_mutex_unlock(&remote_lock);
+    if (!last)
+        return;
     if (b->hash)
         XXH3_freeState(b->hash);
     srv_reg_put(b->srv, b->reg);
     free(b->win);
     free(b);
+}
+
+static void remote_body_free(void *cls)
+{
+    remote_body_unref(cls);
 }
 
 /*
@@ -743,6 +781,72 @@ static int remote_fill(struct remote_body *b, uint64_t pos)
     return 0;
 }
 
+static void remote_unlist(struct remote_body *b) /* under remote_lock */
+{
+    if (b->prev)
+        b->prev->next = b->next;
+    else
+        remote_waiting = b->next;
+    if (b->next)
+        b->next->prev = b->prev;
+    b->prev = b->next = NULL;
+    b->suspended = false;
+}
+
+static void *remote_reader(void *arg)
+{
+    struct remote_body *b = arg;
+    int rc = remote_fill(b, b->fill_pos);
+
+    pthread_mutex_lock(&remote_lock);
+    remote_reading--;
+    if (rc) {
+        snprintf(b->err, sizeof(b->err), "%s", mc_last_error());
+        b->state = WIN_FAILED;
+    } else {
+        b->state = WIN_IDLE;
+    }
+    if (b->suspended) { /* else srv_remote_stop() resumed it: the connection is not ours */
+        remote_unlist(b);
+        MHD_resume_connection(b->conn);
+    }
+    pthread_mutex_unlock(&remote_lock);
+    remote_body_unref(b);
+    return NULL;
+}
+
+/* Under remote_lock: read the window at pos on a thread of its own, b's connection suspended. */
+static int remote_fill_async(struct remote_body *b, uint64_t pos)
+{
+    pthread_attr_t attr;
+    pthread_t t;
+    int err;
+
+    b->state = WIN_FILLING;
+    b->fill_pos = pos;
+    b->refs++;
+    remote_reading++;
+    b->suspended = true;
+    b->next = remote_waiting;
+    if (remote_waiting)
+        remote_waiting->prev = b;
+    remote_waiting = b;
+    MHD_suspend_connection(b->conn);
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    err = pthread_create(&t, &attr, remote_reader, b);
+    pthread_attr_destroy(&attr);
+    if (!err)
+        return 0;
+    remote_unlist(b);
+    MHD_resume_connection(b->conn);
+    b->refs--;
+    remote_reading--;
+    b->state = WIN_IDLE;
+    return mc_err(MC_ENOMEM, "%s@%s: could not start a thread to read the object store: %s",
+                  b->name, b->version, strerror(err));
+}
+
 static ssize_t remote_body_read(void *cls, uint64_t pos, char *buf, size_t max)
 {
     struct remote_body *b = cls;
@@ -750,12 +854,33 @@ static ssize_t remote_body_read(void *cls, uint64_t pos, char *buf, size_t max)
 
     if (pos >= b->len)
         return MHD_CONTENT_READER_END_OF_STREAM;
-    if (pos < b->win_pos || pos >= b->win_pos + b->win_len) {
-        if (remote_fill(b, pos)) {
-            srv_log("%s; the download was cut short", mc_last_error());
-            return MHD_CONTENT_READER_END_WITH_ERROR;
-        }
+    pthread_mutex_lock(&remote_lock);
+    if (remote_stopping) {
+        pthread_mutex_unlock(&remote_lock);
+        srv_log("%s@%s: the server is stopping; the download from the object store was cut "
+                "short at byte %" PRIu64,
+                b->name, b->version, b->off + pos);
+        return MHD_CONTENT_READER_END_WITH_ERROR;
     }
+    if (b->state == WIN_FAILED) {
+        pthread_mutex_unlock(&remote_lock);
+        srv_log("%s; the download was cut short", b->err);
+        return MHD_CONTENT_READER_END_WITH_ERROR;
+    }
+    if (b->state == WIN_FILLING) { /* called again before the reader resumed it */
+        pthread_mutex_unlock(&remote_lock);
+        return 0;
+    }
+    if (pos < b->win_pos || pos >= b->win_pos + b->win_len) {
+        int rc = remote_fill_async(b, pos);
+
+        pthread_mutex_unlock(&remote_lock);
+        if (!rc)
+            return 0; /* suspended until the window is in */
+        srv_log("%s; the download was cut short", mc_last_error());
+        return MHD_CONTENT_READER_END_WITH_ERROR;
+    }
+    pthread_mutex_unlock(&remote_lock);
     n = (size_t)(b->win_pos + b->win_len - pos);
     if (n > max)
         n = max;
@@ -763,23 +888,47 @@ static ssize_t remote_body_read(void *cls, uint64_t pos, char *buf, size_t max)
     return (ssize_t)n;
 }
 
+void srv_remote_stop(void)
+{
+    pthread_mutex_lock(&remote_lock);
+    remote_stopping = true;
+    while (remote_waiting) {
+        struct MHD_Connection *conn = remote_waiting->conn;
+
+        remote_unlist(remote_waiting);
+        MHD_resume_connection(conn);
+    }
+    pthread_mutex_unlock(&remote_lock);
+}
+
+unsigned srv_remote_reads(void)
+{
+    unsigned n;
+
+    pthread_mutex_lock(&remote_lock);
+    n = remote_reading;
+    pthread_mutex_unlock(&remote_lock);
+    return n;
+}
+
 /*
- * A response streaming [off, off+len) of v from the object store, into *out;
- * 0, or an MC_E* code. The first window is read now (not for HEAD): a store
- * that does not answer is an error status, not a connection cut after 200.
+ * A response streaming [off, off+len) of v from the object store, into *out
+ * and *body (its first window not read yet: remote_first); 0, or an MC_E* code.
  */
-static int remote_response(struct srv *s, const char *name, const char *version,
-                           const char *checksum, uint64_t size, uint64_t off, uint64_t len,
-                           bool head, struct MHD_Response **out)
+static int remote_response(struct srv *s, struct MHD_Connection *conn, const char *name,
+                           const char *version, const char *checksum, uint64_t size,
+                           uint64_t off, uint64_t len, struct MHD_Response **out,
+                           struct remote_body **body)
 {
     struct remote_body *b = calloc(1, sizeof(*b));
-    int rc = MC_ENOMEM;
 
     *out = NULL;
     if (!b || !(b->win = malloc(REMOTE_WINDOW)))
         goto fail;
     b->srv = s;
     b->reg = srv_reg_hold(s);
+    b->conn = conn;
+    b->refs = 1;
     snprintf(b->name, sizeof(b->name), "%s", name);
     snprintf(b->version, sizeof(b->version), "%s", version);
     snprintf(b->checksum, sizeof(b->checksum), "%s", checksum);
@@ -795,30 +944,77 @@ static int remote_response(struct srv *s, const char *name, const char *version,
             goto fail;
         XXH3_128bits_reset(b->hash);
     }
-    if (!head && (rc = remote_fill(b, 0)) != 0) {
-        srv_log("%s", mc_last_error());
-        goto fail_rc;
-    }
-    rc = MC_ENOMEM;
     *out =
         MHD_create_response_from_callback(len, REMOTE_BLOCK, remote_body_read, b, remote_body_free);
-    if (*out)
+    if (*out) {
+        *body = b;
         return 0;
+    }
 fail:
-    mc_err(MC_ENOMEM, "out of memory for a download from the object store");
-fail_rc:
     if (b)
-        remote_body_free(b);
-    return rc;
+        remote_body_unref(b);
+    return mc_err(MC_ENOMEM, "out of memory for a download from the object store");
+}
+
+/* A download's reply, once its body is ready: the headers, 200 or 206. */
+struct artifact_reply {
+    struct MHD_Response *resp;
+    struct remote_body *remote; /* its first window to read first (srv_defer), or NULL */
+    const char *source;
+    char version[512], etag[96];
+    uint64_t size, off, len;
+    bool range;
+};
+
+static int artifact_send(struct req *rq, struct artifact_reply *a)
+{
+    struct MHD_Response *resp = a->resp;
+    char crange[128], sz[32];
+
+    MHD_add_response_header(resp, "Content-Type", "application/octet-stream");
+    MHD_add_response_header(resp, "ETag", a->etag);
+    MHD_add_response_header(resp, "Accept-Ranges", "bytes");
+    MHD_add_response_header(resp, "Mcache-Source", a->source);
+    MHD_add_response_header(resp, "Mcache-Version", a->version);
+    snprintf(sz, sizeof(sz), "%" PRIu64, a->size);
+    MHD_add_response_header(resp, "Mcache-Size", sz);
+    if (a->range) {
+        snprintf(crange, sizeof(crange), "bytes %" PRIu64 "-%" PRIu64 "/%" PRIu64, a->off,
+                 a->off + a->len - 1, a->size);
+        MHD_add_response_header(resp, "Content-Range", crange);
+        return reply_response(rq, 206, resp);
+    }
+    return reply_response(rq, 200, resp);
+}
+
+/*
+ * On a worker (srv_defer): the first window, before the headers, so that a
+ * store that does not answer is an error status, not a connection cut after 200.
+ */
+static void remote_first(struct req *rq, void *arg)
+{
+    struct artifact_reply *a = arg;
+    int rc = remote_fill(a->remote, 0);
+
+    if (rc) {
+        srv_log("%s", mc_last_error());
+        MHD_destroy_response(a->resp); /* frees the body */
+        reply_mc_error(rq, rc);
+    } else {
+        artifact_send(rq, a);
+    }
+    free(a);
 }
 
 static int download(struct req *rq)
 {
     struct srv *s = rq->srv;
     const struct mc_reg_version *v;
-    char name[512], version[512], path[4096], checksum[80], etag[96], crange[128], sz[32];
+    char name[512], version[512], path[4096], checksum[80], etag[96], crange[128];
     const char *inm = req_header(rq, "If-None-Match"), *ir, *source = "store";
     struct MHD_Response *resp = NULL;
+    struct remote_body *body = NULL;
+    struct artifact_reply *a;
     uint64_t size, off = 0, len;
     enum http_range rk;
     int ret = 0, rc, fd;
@@ -890,10 +1086,11 @@ static int download(struct req *rq)
                                "remove the version and push it again",
                                name, version, ago);
         source = "remote";
-        rc = remote_response(s, name, version, checksum, size, off, len,
-                             !strcmp(rq->method, "HEAD"), &resp);
+        rc = remote_response(s, rq->conn, name, version, checksum, size, off, len, &resp, &body);
         if (rc)
             return reply_mc_error(rq, rc);
+        if (!strcmp(rq->method, "HEAD"))
+            body = NULL; /* reads nothing from the store */
     } else {
         fd = open(path, O_RDONLY | O_CLOEXEC);
         if (fd < 0) {
@@ -909,20 +1106,32 @@ static int download(struct req *rq)
             return reply_error(rq, 500, "internal", "out of memory");
         }
     }
-    MHD_add_response_header(resp, "Content-Type", "application/octet-stream");
-    MHD_add_response_header(resp, "ETag", etag);
-    MHD_add_response_header(resp, "Accept-Ranges", "bytes");
-    MHD_add_response_header(resp, "Mcache-Source", source);
-    MHD_add_response_header(resp, "Mcache-Version", version);
-    snprintf(sz, sizeof(sz), "%" PRIu64, size);
-    MHD_add_response_header(resp, "Mcache-Size", sz);
-    if (rk == RANGE_ONE) {
-        snprintf(crange, sizeof(crange), "bytes %" PRIu64 "-%" PRIu64 "/%" PRIu64, off,
-                 off + len - 1, size);
-        MHD_add_response_header(resp, "Content-Range", crange);
-        return reply_response(rq, 206, resp);
+    if (!(a = calloc(1, sizeof(*a)))) {
+        MHD_destroy_response(resp);
+        return reply_error(rq, 500, "internal", "out of memory");
     }
-    return reply_response(rq, 200, resp);
+    a->resp = resp;
+    a->remote = body;
+    a->source = source;
+    snprintf(a->version, sizeof(a->version), "%s", version);
+    snprintf(a->etag, sizeof(a->etag), "%s", etag);
+    a->size = size;
+    a->off = off;
+    a->len = len;
+    a->range = rk == RANGE_ONE;
+    if (body) {
+        bool started;
+
+        rc = srv_defer(rq, remote_first, a, &started);
+        if (!started) {
+            MHD_destroy_response(resp);
+            free(a);
+        }
+        return rc;
+    }
+    rc = artifact_send(rq, a);
+    free(a);
+    return rc;
 }
 
 const struct route h_artifact_routes[] = {

@@ -96,6 +96,28 @@ struct mc_registry *srv_reg_hold(struct srv *s);
 /* Give back a hold (NULL: nothing); the last on a replaced handle closes it. */
 void srv_reg_put(struct srv *s, struct mc_registry *r);
 
+struct req;
+
+/*
+ * From a handler on its connection's thread: finish rq on a thread of its
+ * own, as a ROUTE_SLOW handler runs (server.c, SLOW HANDLERS): the
+ * connection is suspended, fn(rq, arg) replies (kept, queued once it
+ * resumes). Counted against --workers: when they are all busy (or no
+ * thread starts), a 503 is the reply, fn never runs and *started is false
+ * (arg stays the caller's). The handler returns what this returns and
+ * touches rq no more.
+ */
+int srv_defer(struct req *rq, void (*fn)(struct req *rq, void *arg), void *arg, bool *started);
+
+/*
+ * Downloads from the object store (h_artifacts.c): srv_remote_stop() cuts
+ * those whose next window is still being read (their connections resumed,
+ * so that the daemon can stop); srv_remote_reads() counts the window reads
+ * still blocked in the store (threads that keep their registry handle).
+ */
+void srv_remote_stop(void);
+unsigned srv_remote_reads(void);
+
 /*
  * The cache, attached read-only on first use, held for the caller: give it
  * back with srv_cache_put() once done with it and with every model got

@@ -67,6 +67,8 @@ struct rstate {
     bool in_worker;       /* replies are kept in held, queued once the connection resumes */
     struct MHD_Response *held;
     unsigned held_status;
+    void (*slow_fn)(struct req *rq, void *arg); /* what the worker runs (srv_defer) */
+    void *slow_arg;
 };
 
 void srv_log(const char *fmt, ...)
@@ -1065,6 +1067,8 @@ static int finish(struct rstate *st)
     if (rq->route->flags & ROUTE_SLOW)
         return slow_dispatch(st);
     r = rq->route->handler(rq);
+    if (st->slow) /* it went on on a worker (srv_defer), which replies: rq is the worker's */
+        return r;
     if (!rq->replied) {
         srv_log("%s %s: the handler gave no reply", rq->method, rq->route->pattern);
         return reply_error(rq, 500, "internal", "the server gave no reply to %s %s", rq->method,
@@ -1082,7 +1086,9 @@ static int finish(struct rstate *st)
  * of being queued, since a suspended connection takes none; the worker then
  * resumes the connection, and libmicrohttpd calls on_request() again, which
  * queues the kept reply (slow_queue_held). At most --workers such handlers
- * run at once; one more is refused with 503 busy. The worker never touches
+ * run at once; one more is refused with 503 busy. A handler may also hand
+ * the rest of its work to a worker itself (srv_defer: a download's first
+ * window from the object store). The worker never touches
  * the request after MHD_resume_connection(): from then on it is the
  * connection thread's again.
  */
@@ -1109,7 +1115,7 @@ static void *slow_main(void *arg)
     struct req *rq = &st->rq;
     struct MHD_Connection *conn = rq->conn;
 
-    rq->route->handler(rq);
+    st->slow_fn(rq, st->slow_arg);
     if (!rq->replied) {
         srv_log("%s %s: the handler gave no reply", rq->method, rq->route->pattern);
         reply_error(rq, 500, "internal", "the server gave no reply to %s %s", rq->method,
@@ -1120,14 +1126,22 @@ static void *slow_main(void *arg)
     return NULL;
 }
 
-/* finish() for a ROUTE_SLOW route: suspend the connection, run the handler on a worker. */
-static int slow_dispatch(struct rstate *st)
+static void run_handler(struct req *rq, void *arg)
+{
+    (void)arg;
+    rq->route->handler(rq);
+}
+
+/* Suspend st's connection and run fn(rq, arg) on a worker; a 503 now if --workers are busy. */
+static int slow_start(struct rstate *st, void (*fn)(struct req *rq, void *arg), void *arg,
+                      bool *started)
 {
     struct req *rq = &st->rq;
     pthread_attr_t attr;
     pthread_t t;
     int err;
 
+    *started = false;
     if (__atomic_add_fetch(&slow_running, 1, __ATOMIC_ACQ_REL) > rq->srv->workers) {
         __atomic_sub_fetch(&slow_running, 1, __ATOMIC_ACQ_REL);
         return reply_error(rq, 503, "busy",
@@ -1138,11 +1152,14 @@ static int slow_dispatch(struct rstate *st)
     }
     st->slow = true;
     st->in_worker = true;
+    st->slow_fn = fn;
+    st->slow_arg = arg;
     MHD_suspend_connection(rq->conn);
     pthread_attr_init(&attr);
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
     err = pthread_create(&t, &attr, slow_main, st);
     pthread_attr_destroy(&attr);
+    *started = !err;
     if (err) {
         __atomic_sub_fetch(&slow_running, 1, __ATOMIC_ACQ_REL);
         reply_error(rq, 503, "busy", "could not start a thread for %s %s: %s", rq->method,
@@ -1150,6 +1167,19 @@ static int slow_dispatch(struct rstate *st)
         MHD_resume_connection(rq->conn); /* the kept reply is queued on the next call */
     }
     return MHD_YES;
+}
+
+/* finish() for a ROUTE_SLOW route: suspend the connection, run the handler on a worker. */
+static int slow_dispatch(struct rstate *st)
+{
+    bool started;
+
+    return slow_start(st, run_handler, NULL, &started);
+}
+
+int srv_defer(struct req *rq, void (*fn)(struct req *rq, void *arg), void *arg, bool *started)
+{
+    return slow_start(state_of(rq), fn, arg, started);
 }
 
 /* on_request() once a slow handler's connection resumed: queue the reply it kept. */
@@ -1554,6 +1584,9 @@ int srv_start(struct srv *s, const struct srv_listen *l, unsigned *port)
 
 void srv_stop(struct srv *s)
 {
+    unsigned reads;
+
+    srv_remote_stop(); /* downloads waiting on the object store: cut now */
     /* A suspended connection cannot be closed: let the slow handlers end first (30 s at most). */
     for (int i = 0; i < 3000 && slow_count(); i++)
         nanosleep(&(struct timespec){0, 10 * 1000 * 1000}, NULL);
@@ -1564,4 +1597,12 @@ void srv_stop(struct srv *s)
     s->mhd = NULL;
     sweeper_end();
     reopen_end();
+    if ((reads = srv_remote_reads()) != 0) {
+        /* still blocked in the store: they keep the handle open; the process exits under them */
+        srv_log("stopping with %u object store reads still waiting for the store", reads);
+        if (pthread_mutex_trylock(&s->reg_lock) == 0) { /* else a long operation still has it */
+            s->reg = NULL;
+            pthread_mutex_unlock(&s->reg_lock);
+        }
+    }
 }

@@ -4,6 +4,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -78,6 +79,21 @@ static int hash_all(struct mc_registry *reg, const struct mc_reg_version *v, boo
     return rc;
 }
 
+/*
+ * Does v's object in the object store hold more than v->size bytes? Its byte
+ * at v->size read (a copy of v one byte longer, since reads stop at the
+ * size): the store refuses it (416) when the object has exactly v->size;
+ * any failure is taken as "no" (the bytes hashed right already).
+ */
+static bool remote_grew(struct mc_registry *reg, const struct mc_reg_version *v)
+{
+    struct mc_reg_version past = *v;
+    char c;
+
+    past.size = v->size + 1;
+    return mc_registry_artifact_read(reg, &past, v->size, &c, 1) == 0;
+}
+
 void cli_verify_artifact(struct mc_registry *reg, const struct mc_reg_version *v,
                          struct cli_verify *o)
 {
@@ -123,6 +139,13 @@ void cli_verify_artifact(struct mc_registry *reg, const struct mc_reg_version *v
                  "or damaged %s: remove the version and push it again",
                  v->name, v->version, v->path, o->actual, v->checksum,
                  local ? "on disk" : "in the object store");
+    } else if (!local && remote_grew(reg, v)) {
+        o->result = "mismatch";
+        snprintf(o->message, sizeof(o->message),
+                 "%s@%s: the artifact %s in the object store is longer than the %" PRIu64
+                 " bytes the manifest says (those hash right; more follow them); it was "
+                 "changed in the object store: remove the version and push it again",
+                 v->name, v->version, v->path, v->size);
     } else {
         o->result = "ok";
     }

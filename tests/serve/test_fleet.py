@@ -200,6 +200,13 @@ class Fleet(unittest.TestCase):
         self.assertEqual(j["results"][0]["result"], "mismatch", j)
         self.assertIn("object store", j["results"][0]["message"])
 
+        # The right bytes with more after them (the object grew): a mismatch too.
+        s3curl("-T", self.s.file("long.bin", data + b"junk"), url, "-o", "/dev/null")
+        j = self.s.json("POST", "/v1/models/fc/versions/1.0.0/verify", {})
+        self.assertFalse(j["ok"], j)
+        self.assertEqual(j["results"][0]["result"], "mismatch", j)
+        self.assertIn("longer than the %d bytes" % len(data), j["results"][0]["message"])
+
         # The good bytes back under their key: verify passes and clears the mark.
         s3curl("-T", self.s.file("good.bin", data), url, "-o", "/dev/null")
         self.assertTrue(self.s.json("POST", "/v1/models/fc/versions/1.0.0/verify", {})["ok"])
@@ -302,6 +309,77 @@ class Fleet(unittest.TestCase):
         self.assertEqual(json.loads(out.stdout)["version"]["checksum"], v["checksum"])
         st, _, body = self.s.request("GET", "/readyz", token="")
         self.assertEqual(st, 200, body)
+
+    def test_8_store_stalls_mid_transfer(self):
+        """The gateway stopped (SIGSTOP: it answers nothing, the connection stays open)
+        while a download streams from it, mcache-serve on one libmicrohttpd thread: the
+        window is read on a thread of its own, so /healthz still answers at once; SIGTERM
+        stops mcache-serve within seconds, the download cut short (a prefix of the right
+        bytes, never all of them); the gateway back, a new download is whole."""
+        import signal
+        import threading
+        big = os.urandom(24 * MiB + 3)
+        self.push("fs", "1.0.0", big)
+        self.s.stop_serve()
+        self.s.start_serve(extra=["--threads", "1"])
+        gw = int(os.environ["RGW_GATEWAY_PID"])
+        d = self.s.connection(120)
+        d.request("GET", "/v1/models/fs/versions/1.0.0/artifact")
+        r = d.getresponse()
+        self.assertEqual((r.status, r.getheader("Mcache-Source")), (200, "remote"))
+        got = [r.read(MiB)]
+        self.assertEqual(got[0], big[:MiB])
+        done = {}
+
+        def rest():
+            try:
+                while True:
+                    b = r.read(MiB)
+                    if not b:
+                        break
+                    got.append(b)
+                done["end"] = "eof"
+            except http.client.IncompleteRead as e:
+                got.append(e.partial)
+                done["end"] = "IncompleteRead"
+            except OSError as e:
+                done["end"] = type(e).__name__
+        os.kill(gw, signal.SIGSTOP)
+        try:
+            t = threading.Thread(target=rest, daemon=True)
+            t.start()
+            # the download stalls (the store answers nothing); meanwhile, the one thread
+            # answers /healthz: over 4 s, every probe within 2 s
+            worst, t0 = 0.0, time.monotonic()
+            while time.monotonic() - t0 < 4:
+                p0 = time.monotonic()
+                st, _, _ = self.s.request("GET", "/healthz", token="", timeout=2)
+                worst = max(worst, time.monotonic() - p0)
+                self.assertEqual(st, 200)
+            print("\n/healthz with the store stalled mid-download: slowest %.3f s" % worst)
+            self.assertNotIn("end", done, "the download ended with the gateway stopped")
+            self.assertLess(sum(map(len, got)), len(big))
+            t0 = time.monotonic()
+            rc = self.s.stop_serve()
+            secs = time.monotonic() - t0
+            print("SIGTERM to exit with a window read stalled: %.3f s" % secs)
+            self.assertEqual(rc, 0, self.s.logs())
+            self.assertLess(secs, 5)
+            t.join(30)
+            # closed short of its Content-Length (read(amt) gives b"" there, no exception)
+            self.assertIn(done.get("end"), ("eof", "IncompleteRead"))
+            body = b"".join(got)
+            self.assertLess(len(body), len(big))
+            self.assertEqual(body, big[:len(body)], "the cut download's bytes are wrong")
+            d.close()
+        finally:
+            os.kill(gw, signal.SIGCONT)
+            if self.s.proc:
+                self.s.stop_serve()
+            self.s.start_serve()
+        st, h, body = self.get("/v1/models/fs/versions/1.0.0/artifact")
+        self.assertEqual((st, h["mcache-source"]), (200, "remote"))
+        self.assertEqual(hashlib.sha256(body).digest(), hashlib.sha256(big).digest())
 
     def test_9_store_dies_mid_transfer(self):
         """Last (the gateway does not come back): the gateway killed (-9) while a download
