@@ -69,6 +69,16 @@ worker_resolves() {
 }
 
 # stat_for SECONDS: stat again and again for that long; fails on one slower than 2 s.
+# until CMD... succeeds, at most 30 s (polled every 0.1 s): an event, not a sleep
+within_30s() {
+  local _
+  for _ in $(seq 1 300); do
+    "$@" && return 0
+    sleep 0.1
+  done
+  "$@"
+}
+
 stat_for() {
   local end=$((SECONDS + $1)) worst=0 t0 ms
   while [ $SECONDS -lt $end ]; do
@@ -103,11 +113,7 @@ M -q push m 1.0.0 "$T/model.bin" --alias prod || fail "push"
 
 # Frozen while serving.
 start_mcached
-for _ in $(seq 1 300); do
-  worker_resolves && break
-  sleep 0.1
-done
-worker_resolves || fail "m@prod was not resident within 30 s of mcached's start"
+within_30s worker_resolves || fail "m@prod was not resident within 30 s of mcached's start"
 
 # mcached's own write while another session holds the registry lock for 4 s.
 hold_registry_lock "$URL" 4
@@ -137,22 +143,14 @@ grep -q "serving this host's replica" "$T/mcached.log" ||
 worst=$(stat_for 5) || exit 1
 echo "frozen at start: started from the replica; the slowest stat took $worst ms"
 thaw
-for _ in $(seq 1 300); do
-  grep -q "the registry answers again" "$T/mcached.log" && break
-  sleep 0.1
-done
-grep -q "the registry answers again" "$T/mcached.log" ||
+within_30s grep -q "the registry answers again" "$T/mcached.log" ||
   fail "mcached did not serve the database within 30 s of its thaw"
 echo "thawed: mcached serves the database again"
 # the handle it opened again warns into its log (it used to keep the attempts' silence)
 rm -rf "$T/store/replica"
 : >"$T/store/replica" # a file where the replica's directory was: its rewrite fails
 M -q push m 2.0.0 "$T/model.bin" || fail "push after the thaw"
-for _ in $(seq 1 300); do
-  grep -q "could not keep this host's replica" "$T/mcached.log" && break
-  sleep 0.1
-done
-grep -q "could not keep this host's replica" "$T/mcached.log" ||
+within_30s grep -q "could not keep this host's replica" "$T/mcached.log" ||
   fail "the reopened registry's warning (its replica cannot be written) is not in mcached's log"
 echo "thawed: the reopened registry's warnings reach mcached's log"
 ms=$(stop_mcached_within 5) || exit 1
